@@ -1,0 +1,38 @@
+#!/bin/sh
+# Install the Debian packages zionwm needs to build, run and test.
+# Idempotent and quick when everything is present: apt is only called for what is missing.
+set -eu
+
+BUILD="libwlroots-dev libwayland-dev libxkbcommon-dev libpixman-1-dev libdrm-dev
+ wayland-protocols pkg-config gcc make libffi-dev libmagic1 libseccomp2 libseccomp-dev
+ libyara-dev"
+RUNTIME="bubblewrap iproute2 nftables passt wayvnc xwayland attr procps psmisc util-linux
+ desktop-file-utils fonts-dejavu-core fontconfig"
+TEST="weston foot grim wtype wl-clipboard wayland-utils sway clamav clamav-daemon yara
+ x11-apps x11-utils busybox-static iperf3 wget curl firejail fuse-overlayfs strace
+ imagemagick python3-minimal"
+
+want="$BUILD $RUNTIME"
+[ "${1:-}" = "--with-tests" ] && want="$want $TEST"
+
+missing=""
+for p in $want; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" \
+        || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "zionwm setup: installing Debian packages:$missing"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "need root or sudo to install:$missing" >&2; exit 1; }
+    SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing
+# clamav-daemon's package starts a clamd with no database; the tests start their own.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now clamav-daemon clamav-freshclam >/dev/null 2>&1 || true
+fi
