@@ -1,0 +1,61 @@
+"""The audit report: what every scanner found about one file, and the resulting verdict.
+
+Contract between the scanners (audit/), the sandboxed worker (worker.py) and the store.
+Serialises to JSON so the worker can hand it back across the sandbox boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from zionwm.isolation.spec import Verdict
+
+_SEVERITY = {
+    Verdict.CLEAN: 0,
+    Verdict.CANNOT_INSPECT: 1,
+    Verdict.SUSPICIOUS: 2,
+    Verdict.MALICIOUS: 3,
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    scanner: str  # "magic", "yara", "clamd", "office", "pdf", "archive", "worker"
+    rule: str  # short machine-readable id, e.g. "elf-named-as-pdf", "Eicar-Test-Signature"
+    detail: str  # one sentence a person can read
+    verdict: Verdict  # what this finding alone implies
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    findings: tuple[Finding, ...] = ()
+    scanners: tuple[str, ...] = ()  # scanners that ran to completion
+    durations: dict[str, float] = field(default_factory=dict)  # scanner -> seconds
+
+    @property
+    def verdict(self) -> Verdict:
+        """The worst verdict of any finding; clean only if every scanner ran and found nothing."""
+        worst = Verdict.CLEAN
+        for f in self.findings:
+            if _SEVERITY[f.verdict] > _SEVERITY[worst]:
+                worst = f.verdict
+        return worst
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["verdict"] = self.verdict.value
+        for f in d["findings"]:
+            f["verdict"] = Verdict(f["verdict"]).value
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> AuditReport:
+        return cls(
+            findings=tuple(
+                Finding(f["scanner"], f["rule"], f["detail"], Verdict(f["verdict"]))
+                for f in d.get("findings", ())
+            ),
+            scanners=tuple(d.get("scanners", ())),
+            durations=dict(d.get("durations", {})),
+        )
