@@ -1,0 +1,230 @@
+"""The one command language shared by key bindings, IPC (`zionctl`) and the config file.
+
+This module owns the table of commands (name -> argument shape and one-line help), the
+parser that turns text or an argv into a frozen `Command`, and the help listing. It knows
+nothing about the compositor: the compositor dispatches on `Command.name` through its own
+table, and the config validator checks that desktop names in commands exist.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+# A desktop name ends up in paths, socket names and cgroup names, hence the narrow alphabet.
+DESKTOP_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+class CommandError(ValueError):
+    """A command that cannot be parsed; the message is meant for the user as is."""
+
+
+class Shape(Enum):
+    """The argument shape of a command; one small parser per shape."""
+
+    NONE = "none"  # no arguments
+    DESKTOP = "desktop"  # one desktop name
+    DESKTOP_OR_INDEX = "desktop-or-index"  # a desktop name or its 1-based position
+    ARGV = "argv"  # a program and its arguments
+    LAUNCH = "launch"  # DESKTOP [--ephemeral] [--] ARGV...
+    DESKTOP_ON_OFF = "desktop-on-off"  # DESKTOP on|off
+
+
+@dataclass(frozen=True)
+class CommandInfo:
+    usage: str
+    shape: Shape
+    help: str
+    # Set for commands that exist only so that asking for them gets a clear "no".
+    refused: str | None = None
+
+
+COMMANDS: dict[str, CommandInfo] = {
+    "switch": CommandInfo(
+        "switch NAME|N", Shape.DESKTOP_OR_INDEX, "show desktop NAME, or the Nth desktop"
+    ),
+    "switch-prev": CommandInfo("switch-prev", Shape.NONE, "show the previously shown desktop"),
+    "spawn": CommandInfo("spawn ARGV...", Shape.ARGV, "start a program on the active desktop"),
+    "launch": CommandInfo(
+        "launch DESKTOP [--ephemeral] [--] ARGV...",
+        Shape.LAUNCH,
+        "start a program on DESKTOP (--ephemeral: with a throw-away home)",
+    ),
+    "close": CommandInfo("close", Shape.NONE, "ask the focused window to close"),
+    "fullscreen": CommandInfo("fullscreen", Shape.NONE, "toggle fullscreen on the focused window"),
+    "maximize": CommandInfo("maximize", Shape.NONE, "toggle maximized on the focused window"),
+    "quit": CommandInfo("quit", Shape.NONE, "stop the compositor and every desktop's programs"),
+    "reload": CommandInfo(
+        "reload", Shape.NONE, "reload the config file; keep the old one if the new one fails"
+    ),
+    "clipboard-copy": CommandInfo(
+        "clipboard-copy",
+        Shape.NONE,
+        "copy the focused desktop's clipboard into the compositor's buffer",
+    ),
+    "clipboard-paste": CommandInfo(
+        "clipboard-paste", Shape.NONE, "offer the compositor's buffer once to the focused desktop"
+    ),
+    "freeze": CommandInfo("freeze NAME", Shape.DESKTOP, "freeze every program of desktop NAME"),
+    "thaw": CommandInfo("thaw NAME", Shape.DESKTOP, "resume the programs of desktop NAME"),
+    "kill": CommandInfo("kill NAME", Shape.DESKTOP, "kill every program of desktop NAME"),
+    "net": CommandInfo(
+        "net NAME on|off", Shape.DESKTOP_ON_OFF, "connect or cut desktop NAME's network"
+    ),
+    "move-to": CommandInfo(
+        "move-to DESKTOP",
+        Shape.DESKTOP,
+        "refused: windows never change desktop",
+        refused=(
+            "windows never change desktop: a window belongs to the compartment whose "
+            "program drew it; start the program on the other desktop instead "
+            "(launch DESKTOP -- ARGV...)"
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    """One parsed command. `args` are the raw words after the name; the other fields are
+    the parsed meaning, filled in where the command has one."""
+
+    name: str
+    args: tuple[str, ...] = ()
+    desktop: str | None = None  # switch NAME, launch, freeze, thaw, kill, net
+    index: int | None = None  # switch N: 1-based position in the config's desktop order
+    argv: tuple[str, ...] = ()  # spawn, launch
+    ephemeral: bool = False  # launch --ephemeral
+    enable: bool | None = None  # net NAME on|off
+
+    def __str__(self) -> str:
+        return shlex.join((self.name, *self.args))
+
+
+def parse(text_or_argv: str | Sequence[str]) -> Command:
+    """Parse a command from text (split like a shell) or from an already split argv."""
+    if isinstance(text_or_argv, str):
+        try:
+            words = shlex.split(text_or_argv, comments=False)
+        except ValueError as exc:
+            raise CommandError(f"cannot split command {text_or_argv!r}: {exc}") from None
+    else:
+        words = list(text_or_argv)
+        for w in words:
+            if not isinstance(w, str):
+                raise CommandError(f"command words must be strings, not {type(w).__name__}")
+    if not words:
+        raise CommandError("empty command")
+    name, args = words[0], tuple(words[1:])
+    info = COMMANDS.get(name)
+    if info is None:
+        raise CommandError(_unknown(name))
+    if info.refused is not None:
+        raise CommandError(f"{name}: {info.refused}")
+    parser = _PARSERS[info.shape]
+    return parser(name, info, args)
+
+
+def help_text() -> str:
+    """Every command, its usage and one line of help, for `zionctl help` and the docs."""
+    width = max(len(i.usage) for i in COMMANDS.values())
+    return "\n".join(f"{i.usage:<{width}}  {i.help}" for i in COMMANDS.values())
+
+
+def _unknown(name: str) -> str:
+    close = difflib.get_close_matches(name, COMMANDS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; commands: {', '.join(COMMANDS)}"
+    return f"unknown command {name!r}{hint}"
+
+
+def _usage(info: CommandInfo) -> str:
+    return f"usage: {info.usage}"
+
+
+def _desktop_name(name: str, info: CommandInfo, word: str) -> str:
+    if not DESKTOP_NAME.fullmatch(word):
+        raise CommandError(
+            f"{name}: {word!r} is not a desktop name (lower-case letters, digits, '_' and '-', "
+            f"at most 32, starting with a letter or digit); {_usage(info)}"
+        )
+    return word
+
+
+def _parse_none(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command:
+    if args:
+        raise CommandError(f"{name} takes no arguments (got {shlex.join(args)}); {_usage(info)}")
+    return Command(name)
+
+
+def _parse_desktop(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command:
+    if len(args) != 1:
+        raise CommandError(f"{name} needs exactly one desktop name; {_usage(info)}")
+    return Command(name, args, desktop=_desktop_name(name, info, args[0]))
+
+
+def _parse_desktop_or_index(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command:
+    if len(args) != 1:
+        raise CommandError(f"{name} needs exactly one desktop name or number; {_usage(info)}")
+    word = args[0]
+    if word.isdigit():
+        index = int(word)
+        if index < 1:
+            raise CommandError(f"{name}: desktops are numbered from 1, not {index}")
+        return Command(name, args, index=index)
+    return Command(name, args, desktop=_desktop_name(name, info, word))
+
+
+def _parse_argv(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command:
+    if args and args[0] == "--":
+        args = args[1:]
+    if not args or not args[0]:
+        raise CommandError(f"{name} needs a program to start; {_usage(info)}")
+    return Command(name, args, argv=args)
+
+
+def _parse_launch(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command:
+    if not args:
+        raise CommandError(f"{name} needs a desktop and a program; {_usage(info)}")
+    desktop = _desktop_name(name, info, args[0])
+    ephemeral = False
+    rest = list(args[1:])
+    # Options are only recognised before the program, so `launch web firefox --new-window`
+    # passes --new-window to firefox.
+    while rest and rest[0].startswith("--"):
+        opt = rest.pop(0)
+        if opt == "--":
+            break
+        if opt == "--ephemeral":
+            ephemeral = True
+            continue
+        raise CommandError(
+            f"{name}: unknown option {opt!r} (only --ephemeral; put '--' before a program "
+            f"whose name starts with '--'); {_usage(info)}"
+        )
+    if not rest or not rest[0]:
+        raise CommandError(f"{name} needs a program to start on {desktop}; {_usage(info)}")
+    return Command(name, args, desktop=desktop, argv=tuple(rest), ephemeral=ephemeral)
+
+
+def _parse_desktop_on_off(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command:
+    if len(args) != 2:
+        raise CommandError(f"{name} needs a desktop and 'on' or 'off'; {_usage(info)}")
+    desktop = _desktop_name(name, info, args[0])
+    state = args[1].lower()
+    if state not in ("on", "off"):
+        raise CommandError(f"{name}: expected 'on' or 'off', not {args[1]!r}; {_usage(info)}")
+    return Command(name, args, desktop=desktop, enable=state == "on")
+
+
+_PARSERS = {
+    Shape.NONE: _parse_none,
+    Shape.DESKTOP: _parse_desktop,
+    Shape.DESKTOP_OR_INDEX: _parse_desktop_or_index,
+    Shape.ARGV: _parse_argv,
+    Shape.LAUNCH: _parse_launch,
+    Shape.DESKTOP_ON_OFF: _parse_desktop_on_off,
+}
