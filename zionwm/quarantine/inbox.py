@@ -1,0 +1,353 @@
+"""Quarantine intake: watching inboxes, deciding when a file is complete, taking it by fd.
+
+An inbox is a host directory a desktop writes into (its `~/Downloads`, or its outbox).
+Inboxes are flat: browsers save into the directory itself, and a subdirectory is left alone
+(never descended into, never taken). A name is a candidate once it is final: dotfiles and
+partial names (`.part`, `.crdownload`, ...) are in-progress work and ignored until renamed.
+
+Completeness is decided by the kernel, not by timing: a file is taken only when a read lease
+can be granted on it, i.e. nobody holds it open for writing (`release.no_writers`). inotify
+only tells us when to look (IN_CLOSE_WRITE, IN_MOVED_TO; IN_CREATE for entries that will
+never be written: symlinks, hard links, fifos); a queue overflow or a restart rescans.
+
+Taking moves the very inode that was checked: it is opened by O_PATH|O_NOFOLLOW relative to
+the inbox's directory fd, checked (regular, one link, no writer), recorded as `taking`, then
+renamed into the store, and what landed is compared by device and inode with what was
+checked. A symlink, hard link or special file is recorded as refused and removed from the
+inbox without ever being opened for reading.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from inotify_simple import INotify
+from inotify_simple import flags as inflags
+
+from zionwm.quarantine.release import (
+    ORIGIN_XATTRS,
+    UnsafeEntry,
+    check_plain_file,
+    no_writers,
+    open_beneath,
+    renameat2_noreplace,
+)
+from zionwm.quarantine.store import Kind, State, Store
+
+log = logging.getLogger(__name__)
+
+PARTIAL_SUFFIXES = (
+    ".part",  # Firefox
+    ".crdownload",  # Chromium
+    ".download",  # Safari, Epiphany
+    ".tmp",
+    ".partial",
+    ".opdownload",  # Opera
+    ".!qb",  # qBittorrent
+    "~",
+)
+_XATTR_MAX = 8192
+
+_WATCH_MASK = (
+    inflags.CLOSE_WRITE
+    | inflags.MOVED_TO
+    | inflags.CREATE
+    | inflags.ONLYDIR
+    | inflags.DONT_FOLLOW
+    | inflags.EXCL_UNLINK
+)
+
+
+def is_candidate_name(name: str) -> bool:
+    """A final name worth looking at: not hidden, not a browser's partial download."""
+    if not name or name.startswith("."):
+        return False
+    lower = name.lower()
+    return not any(lower.endswith(s) for s in PARTIAL_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class InboxSpec:
+    """One watched inbox and where what it receives goes."""
+
+    source: str  # the desktop writing into it
+    path: Path  # host directory
+    kind: Kind
+    dest: str  # destination desktop, or store.SHARED_DEST
+    subdir: tuple[str, ...]  # below the destination root, e.g. ("home", "Downloads")
+
+
+class Outcome(StrEnum):
+    TAKEN = "taken"
+    REFUSED = "refused"  # recorded as rejected; the entry was removed from the inbox
+    BUSY = "busy"  # still open for writing: wait for its close
+    GONE = "gone"
+    IGNORED = "ignored"  # not a candidate (partial name, directory)
+
+
+@dataclass(frozen=True)
+class TakeResult:
+    outcome: Outcome
+    item_id: int | None = None
+    reason: str = ""
+
+
+def read_origin(fd: int) -> dict[str, str | None]:
+    """The origin xattrs (as Chromium and `wget --xattr` write them), read from the fd."""
+    out: dict[str, str | None] = {}
+    for key in ORIGIN_XATTRS:
+        try:
+            raw = os.getxattr(fd, key)
+        except OSError:
+            out[key] = None
+            continue
+        out[key] = raw[:_XATTR_MAX].decode("utf-8", "replace")
+    return out
+
+
+def _remove_entry(dir_fd: int, name: str, st: os.stat_result) -> None:
+    """Unlink `name` if it is still the entry that was examined (never its target)."""
+    try:
+        now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+            os.unlink(name, dir_fd=dir_fd)
+    except OSError as e:
+        log.warning("could not remove refused inbox entry %r: %s", name, e)
+
+
+def take(
+    store: Store, spec: InboxSpec, dir_fd: int, name: str, from_create: bool = False
+) -> TakeResult:
+    """Take `name` from the inbox open as `dir_fd` into the store, if it is complete.
+
+    `from_create`: the trigger was IN_CREATE, where a regular file is still being created,
+    so only entries that will never see a close-after-write are handled.
+    """
+    if not is_candidate_name(name):
+        return TakeResult(Outcome.IGNORED)
+    try:
+        pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return TakeResult(Outcome.GONE)
+    try:
+        pst = os.fstat(pfd)
+        mode = pst.st_mode
+        if stat.S_ISDIR(mode):
+            return TakeResult(Outcome.IGNORED, reason="directory (inboxes are flat)")
+        refusal = None
+        if stat.S_ISLNK(mode):
+            refusal = "symbolic link (its target was not read)"
+        elif not stat.S_ISREG(mode):
+            refusal = "not a regular file"
+        elif pst.st_nlink != 1:
+            refusal = f"hard link ({pst.st_nlink} links; its content was not read)"
+        if refusal is not None:
+            item_id = store.record_refused(
+                kind=spec.kind,
+                source=spec.source,
+                dest=spec.dest,
+                subdir=spec.subdir,
+                name=name,
+                reason=refusal,
+            )
+            _remove_entry(dir_fd, name, pst)
+            log.warning("inbox %s: refused %r: %s (item %d)", spec.source, name, refusal, item_id)
+            return TakeResult(Outcome.REFUSED, item_id, refusal)
+        if from_create:
+            return TakeResult(Outcome.BUSY, reason="just created")
+        # Reopen the very inode checked above; /proc/self/fd of an O_PATH fd cannot be
+        # redirected by the desktop renaming things in the inbox.
+        fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    finally:
+        os.close(pfd)
+    try:
+        return _take_fd(store, spec, dir_fd, name, fd)
+    finally:
+        os.close(fd)
+
+
+def _take_fd(store: Store, spec: InboxSpec, dir_fd: int, name: str, fd: int) -> TakeResult:
+    st = check_plain_file(fd)
+    if not no_writers(fd):
+        return TakeResult(Outcome.BUSY, reason="open for writing")
+    origin = read_origin(fd)
+    item_id = store.begin_take(
+        kind=spec.kind,
+        source=spec.source,
+        dest=spec.dest,
+        subdir=spec.subdir,
+        name=name,
+        size=st.st_size,
+        dev=st.st_dev,
+        ino=st.st_ino,
+        inbox_name=name,
+        origin_url=origin["user.xdg.origin.url"],
+        referrer_url=origin["user.xdg.referrer.url"],
+    )
+    target = str(item_id)
+    try:
+        renameat2_noreplace(dir_fd, name, store.items_fd, target)
+    except FileNotFoundError:
+        store.drop_taking(item_id)
+        return TakeResult(Outcome.GONE)
+    except OSError:
+        store.drop_taking(item_id)
+        raise
+    landed = os.stat(target, dir_fd=store.items_fd, follow_symlinks=False)
+    if (landed.st_dev, landed.st_ino) != (st.st_dev, st.st_ino):
+        # The desktop replaced the name between our check and the rename: what landed was
+        # never checked. Drop it unread and record the attempt.
+        os.unlink(target, dir_fd=store.items_fd)
+        reason = "replaced while being taken (dropped unread)"
+        store.transition(item_id, State.REJECTED, reason=reason, content=False)
+        log.warning("inbox %s: %r %s (item %d)", spec.source, name, reason, item_id)
+        return TakeResult(Outcome.REFUSED, item_id, reason)
+    if not no_writers(fd):
+        # A writer opened it between the check and the rename: hand it back to the inbox.
+        try:
+            renameat2_noreplace(store.items_fd, target, dir_fd, name)
+        except OSError:
+            reason = "was opened for writing while being taken"
+            store.transition(item_id, State.REJECTED, reason=reason, content=True)
+            return TakeResult(Outcome.REFUSED, item_id, reason)
+        store.drop_taking(item_id)
+        return TakeResult(Outcome.BUSY, reason="open for writing")
+    store.transition(item_id, State.RECEIVED, content=True)
+    log.info("inbox %s: took %r as item %d (%d bytes)", spec.source, name, item_id, st.st_size)
+    return TakeResult(Outcome.TAKEN, item_id)
+
+
+def take_copy(
+    store: Store, *, source: str, home: Path, rel: str, dest: str, subdir: tuple[str, ...]
+) -> TakeResult:
+    """`send`: copy `rel` from a desktop's home into the store, without following symlinks.
+
+    `rel` is relative to `home`, or absolute and lexically inside it. The original stays.
+    """
+    if rel.startswith("/"):
+        prefix = str(home).rstrip("/") + "/"
+        if not rel.startswith(prefix):
+            raise UnsafeEntry(errno.EXDEV, f"{rel!r} is not inside {source}'s home")
+        rel = rel[len(prefix) :]
+    home_fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fd = open_beneath(home_fd, rel, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.EXDEV):
+                raise UnsafeEntry(e.errno, f"{rel!r}: a symbolic link or outside the home") from e
+            raise
+    finally:
+        os.close(home_fd)
+    try:
+        st = check_plain_file(fd)
+        if not no_writers(fd):
+            raise UnsafeEntry(errno.EBUSY, f"{rel!r} is open for writing")
+        name = os.path.basename(rel.rstrip("/"))
+        origin = read_origin(fd)
+        out = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=store.items_fd)
+        try:
+            _copy_into(fd, out, st.st_size)
+            for key, value in origin.items():
+                if value is not None:
+                    os.setxattr(out, key, value.encode())
+            ost = os.fstat(out)
+            item_id = store.begin_take(
+                kind=Kind.SEND,
+                source=source,
+                dest=dest,
+                subdir=subdir,
+                name=name,
+                size=ost.st_size,
+                dev=ost.st_dev,
+                ino=ost.st_ino,
+                inbox_name=None,
+                origin_url=origin["user.xdg.origin.url"],
+                referrer_url=origin["user.xdg.referrer.url"],
+            )
+            os.link(
+                f"/proc/self/fd/{out}",
+                str(item_id),
+                dst_dir_fd=store.items_fd,
+                follow_symlinks=True,
+            )
+        finally:
+            os.close(out)
+        store.transition(item_id, State.RECEIVED, content=True)
+        return TakeResult(Outcome.TAKEN, item_id)
+    finally:
+        os.close(fd)
+
+
+def _copy_into(src: int, dst: int, size: int) -> None:
+    offset = 0
+    while True:
+        chunk = os.pread(src, 1 << 20, offset)
+        if not chunk:
+            break
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view) :]
+        offset += len(chunk)
+    os.fsync(dst)
+    if offset != size:
+        log.info("send: file changed size while copied (%d -> %d)", size, offset)
+
+
+class InboxWatcher:
+    """inotify over every inbox; yields (inbox, name, from_create) to look at."""
+
+    def __init__(self) -> None:
+        self._inotify = INotify()
+        self._by_wd: dict[int, InboxSpec] = {}
+        self.dir_fds: dict[InboxSpec, int] = {}
+
+    def fileno(self) -> int:
+        return self._inotify.fileno()
+
+    def add(self, spec: InboxSpec) -> None:
+        spec.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(spec.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        wd = self._inotify.add_watch(spec.path, _WATCH_MASK)
+        self._by_wd[wd] = spec
+        self.dir_fds[spec] = fd
+
+    @property
+    def specs(self) -> list[InboxSpec]:
+        return list(self.dir_fds)
+
+    def close(self) -> None:
+        for fd in self.dir_fds.values():
+            os.close(fd)
+        self.dir_fds.clear()
+        self._inotify.close()
+
+    def read(self) -> tuple[list[tuple[InboxSpec, str, bool]], bool]:
+        """Pending events, de-duplicated, and whether the queue overflowed (rescan all)."""
+        overflow = False
+        seen: dict[tuple[InboxSpec, str], bool] = {}
+        for ev in self._inotify.read(timeout=0):
+            if ev.mask & inflags.Q_OVERFLOW:
+                overflow = True
+                continue
+            spec = self._by_wd.get(ev.wd)
+            if spec is None or not ev.name:
+                continue
+            created_only = bool(ev.mask & inflags.CREATE)
+            key = (spec, ev.name)
+            # A later close or move of the same name overrides the IN_CREATE restriction.
+            seen[key] = seen.get(key, True) and created_only
+        return [(s, n, c) for (s, n), c in seen.items()], overflow
+
+    def scan(self, spec: InboxSpec) -> Iterator[str]:
+        """Every candidate name present now (a restart, or after an overflow)."""
+        for name in sorted(os.listdir(self.dir_fds[spec])):
+            if is_candidate_name(name):
+                yield name

@@ -1,0 +1,978 @@
+"""`zionwm-quarantined`: the quarantine service process.
+
+Owns the pipeline around the store: inboxes (downloads and outboxes) -> audit in worker
+threads (each runs `worker.run_audit`, which sandboxes the scanners in a child) -> verdict
+and policy -> hold timers -> release; the control socket (`paths.runtime_dir() /
+"quarantine.sock"`, 0600, peers checked with SO_PEERCRED) speaking newline-delimited JSON;
+and the events sent to subscribers (the compositor's notifications and pending badge).
+
+One thread runs the loop (selectors + a heap of deadlines) and is the only one touching the
+store; audit threads get an fd and hand back a report through a queue and a wake-up pipe.
+At start, after taking the store lock, `recover()` applies `store.recovery_action` to every
+unfinished item, then every inbox is rescanned for files that arrived while it was down.
+
+The compositor writes the policy file (`policy_to_json(specs)`), starts this process with
+`--policy-file PATH [--ready-fd N]` and supervises it; SIGHUP re-reads the policy file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import heapq
+import json
+import logging
+import os
+import queue
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zionwm import paths
+from zionwm.isolation.spec import DesktopSpec, DownloadsPolicy, Verdict, VerdictAction
+from zionwm.quarantine.inbox import InboxSpec, InboxWatcher, Outcome, take, take_copy
+from zionwm.quarantine.release import (
+    Destination,
+    audit_stamp,
+    open_dir_chain,
+    release_file,
+    stamped_item,
+)
+from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.store import (
+    PENDING_STATES,
+    SHARED_DEST,
+    Item,
+    Kind,
+    RecoveryAction,
+    State,
+    Store,
+    StoreError,
+    recovery_action,
+)
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "quarantine.sock"
+_MAX_REQUEST = 1 << 20
+_MAX_SUBSCRIBER_BACKLOG = 4 << 20
+_RETRY_FIRST = 2.0
+_RETRY_MAX = 60.0
+
+
+def socket_path() -> Path:
+    return paths.runtime_dir() / SOCKET_NAME
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """What the service enforces, from the policy file the compositor writes."""
+
+    downloads: dict[str, DownloadsPolicy] = field(default_factory=dict)  # source -> policy
+    desktops: tuple[str, ...] = ()  # every desktop: outboxes watched, valid send targets
+    outbox: DownloadsPolicy = field(
+        default_factory=lambda: DownloadsPolicy(release_to=SHARED_DEST, hold=0.0)
+    )
+    send: DownloadsPolicy = field(default_factory=lambda: DownloadsPolicy(release_to="", hold=0.0))
+    audit: dict[str, Any] = field(default_factory=dict)  # keyword arguments of AuditSettings
+
+
+def _policy_json(p: DownloadsPolicy) -> dict[str, Any]:
+    return {
+        "release_to": p.release_to,
+        "hold": p.hold,
+        "on_suspicious": p.on_suspicious.value,
+        "on_malicious": p.on_malicious.value,
+        "on_cannot_inspect": p.on_cannot_inspect.value,
+    }
+
+
+def _policy_from(d: dict[str, Any], release_to: str) -> DownloadsPolicy:
+    hold = float(d.get("hold", 600.0))
+    if hold < 0:
+        raise ValueError(f"hold must be >= 0, not {hold}")
+    return DownloadsPolicy(
+        release_to=str(d.get("release_to", release_to)),
+        hold=hold,
+        on_suspicious=VerdictAction(d.get("on_suspicious", "keep")),
+        on_malicious=VerdictAction(d.get("on_malicious", "keep")),
+        on_cannot_inspect=VerdictAction(d.get("on_cannot_inspect", "keep")),
+    )
+
+
+def policy_to_json(
+    specs: Iterable[DesktopSpec],
+    outbox: DownloadsPolicy | None = None,
+    send: DownloadsPolicy | None = None,
+    audit: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The policy file's content for these desktops (what the compositor writes)."""
+    out: dict[str, Any] = {"desktops": []}
+    for spec in specs:
+        entry: dict[str, Any] = {"desktop": spec.name}
+        if spec.downloads is not None:
+            entry["downloads"] = _policy_json(spec.downloads)
+        out["desktops"].append(entry)
+    if outbox is not None:
+        out["outbox"] = _policy_json(outbox)
+    if send is not None:
+        out["send"] = _policy_json(send)
+    if audit:
+        out["audit"] = audit
+    return out
+
+
+def policy_from_json(d: dict[str, Any]) -> ServiceConfig:
+    downloads: dict[str, DownloadsPolicy] = {}
+    names: list[str] = []
+    for entry in d.get("desktops", []):
+        name = str(entry["desktop"])
+        names.append(name)
+        if entry.get("downloads") is not None:
+            downloads[name] = _policy_from(entry["downloads"], "")
+            if not downloads[name].release_to:
+                raise ValueError(f"desktop {name}: downloads needs release_to")
+    return ServiceConfig(
+        downloads=downloads,
+        desktops=tuple(names),
+        outbox=_policy_from(d.get("outbox", {"hold": 0.0}), SHARED_DEST),
+        send=_policy_from(d.get("send", {"hold": 0.0}), ""),
+        audit=dict(d.get("audit", {})),
+    )
+
+
+def load_policy_file(path: Path) -> ServiceConfig:
+    with open(path, encoding="utf-8") as f:
+        return policy_from_json(json.load(f))
+
+
+# -- the pure decisions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: State  # HELD or REJECTED
+    hold_until: float | None = None
+    delete_content: bool = False
+    reason: str | None = None
+
+
+def decide(verdict: Verdict, policy: DownloadsPolicy, now: float) -> Decision:
+    """What an audited item becomes under its desktop's policy."""
+    if verdict is Verdict.CLEAN:
+        return Decision(State.HELD, hold_until=now + policy.hold)
+    action = {
+        Verdict.SUSPICIOUS: policy.on_suspicious,
+        Verdict.MALICIOUS: policy.on_malicious,
+        Verdict.CANNOT_INSPECT: policy.on_cannot_inspect,
+    }[verdict]
+    if action is VerdictAction.RELEASE:
+        return Decision(
+            State.HELD, hold_until=now + policy.hold, reason=f"{verdict.value}, released by policy"
+        )
+    if action is VerdictAction.DELETE:
+        return Decision(
+            State.REJECTED,
+            delete_content=True,
+            reason=f"{verdict.value}: content deleted by policy",
+        )
+    return Decision(State.REJECTED, reason=f"{verdict.value}: kept in quarantine")
+
+
+def destination(item: Item) -> Destination:
+    if item.dest == SHARED_DEST:
+        return Destination(paths.data_home(), item.subdir)
+    return Destination(paths.desktop_dir(item.dest), item.subdir)
+
+
+def release_refusal(item: Item, i_understand: bool) -> str | None:
+    """Why the user's `release` of this item is refused, or None to go ahead."""
+    if item.state is State.HELD:
+        return None
+    if item.state in (State.RECEIVED, State.AUDITING, State.TAKING):
+        return "not audited yet"
+    if item.state is not State.REJECTED:
+        return f"item is {item.state.value}"
+    if not item.content:
+        return "its content is not in quarantine (refused at intake or deleted)"
+    if item.verdict is None:
+        return "never audited: rescan it first"
+    if item.verdict is not Verdict.CLEAN and not i_understand:
+        return f"verdict is {item.verdict.value}; add --i-understand to release it anyway"
+    return None
+
+
+# -- audit jobs (run in worker threads) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _AuditResult:
+    item_id: int
+    sha256: str
+    size: int
+    report: AuditReport
+
+
+def _audit_job(item_id: int, fd: int, name: str, settings: Any) -> _AuditResult:
+    # Imported here, not at the top: the scanners' libraries (yara, libmagic, oletools) load
+    # only in the service process, not in the compositor that imports policy_to_json.
+    from zionwm.quarantine.worker import run_audit  # noqa: PLC0415
+
+    try:
+        digest = hashlib.sha256()
+        offset = 0
+        while chunk := os.pread(fd, 1 << 20, offset):
+            digest.update(chunk)
+            offset += len(chunk)
+        try:
+            report = run_audit(fd, name, settings)
+        except Exception as e:
+            log.exception("audit of item %d failed", item_id)
+            report = AuditReport(
+                findings=(
+                    Finding(
+                        "worker", "audit-failed", f"the audit failed: {e}", Verdict.CANNOT_INSPECT
+                    ),
+                )
+            )
+        return _AuditResult(item_id, digest.hexdigest(), offset, report)
+    finally:
+        os.close(fd)
+
+
+def _make_settings(audit: dict[str, Any]) -> Any:
+    from zionwm.quarantine.worker import AuditSettings  # noqa: PLC0415
+
+    return AuditSettings(**audit)
+
+
+# -- the service -----------------------------------------------------------------------------
+
+
+class _Conn:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.inbuf = b""
+        self.outbuf = b""
+        self.subscriber = False
+
+
+class Service:
+    def __init__(
+        self, config: ServiceConfig, workers: int = 2, policy_file: Path | None = None
+    ) -> None:
+        self.config = config
+        self.policy_file = policy_file
+        qdir = paths.quarantine_dir()
+        qdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_fd = os.open(qdir / "service.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise RuntimeError("another zionwm-quarantined owns this quarantine") from None
+        self.store = Store(qdir)
+        self.inboxes = InboxWatcher()
+        self.sel = selectors.DefaultSelector()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="audit")
+        self.workers = max(1, workers)
+        self.results: queue.SimpleQueue[_AuditResult] = queue.SimpleQueue()
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.queue: deque[int] = deque()
+        self.running_audits: set[int] = set()
+        self.timers: list[tuple[float, int, str, int]] = []
+        self._timer_seq = 0
+        self.retry_delay: dict[int, float] = {}
+        self.conns: dict[int, _Conn] = {}
+        self.stopping = False
+        self.reload_requested = False
+        self._settings: Any = None
+        self.listener = self._listen()
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _listen(self) -> socket.socket:
+        rdir = paths.runtime_dir()
+        rdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = socket_path()
+        if path.exists() or path.is_symlink():
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(path))
+            except OSError:
+                path.unlink()
+            else:
+                probe.close()
+                raise RuntimeError(f"{path} is in use by a running service")
+            finally:
+                probe.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o177)  # the socket is born 0600: no window with wider access
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        sock.listen(64)
+        sock.setblocking(False)
+        return sock
+
+    def _inbox_specs(self) -> list[InboxSpec]:
+        specs = []
+        for source in self.config.downloads:
+            specs.append(
+                InboxSpec(
+                    source,
+                    paths.desktop_inbox(source),
+                    Kind.DOWNLOAD,
+                    self.config.downloads[source].release_to,
+                    ("home", "Downloads"),
+                )
+            )
+        for source in self.config.desktops:
+            specs.append(
+                InboxSpec(
+                    source, paths.desktop_outbox(source), Kind.OUTBOX, SHARED_DEST, ("shared",)
+                )
+            )
+        return specs
+
+    def start(self) -> None:
+        self.recover()
+        for spec in self._inbox_specs():
+            self.inboxes.add(spec)
+        self.sel.register(self.listener, selectors.EVENT_READ, "listen")
+        self.sel.register(self.inboxes.fileno(), selectors.EVENT_READ, "inotify")
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        for spec in self.inboxes.specs:
+            self._scan(spec)
+        for item in self.store.list(frozenset({State.RECEIVED})):
+            self._enqueue(item.id)
+        for item in self.store.list(frozenset({State.HELD})):
+            self._schedule(item.hold_until or 0.0, "release", item.id)
+        self._pump()
+
+    def reload(self) -> None:
+        if self.policy_file is None:
+            return
+        try:
+            config = load_policy_file(self.policy_file)
+        except (OSError, ValueError, KeyError) as e:
+            log.error("policy reload failed, keeping the previous policy: %s", e)
+            return
+        self.config = config
+        self._settings = None
+        known = {(s.source, s.kind) for s in self.inboxes.specs}
+        for spec in self._inbox_specs():
+            if (spec.source, spec.kind) not in known:
+                self.inboxes.add(spec)
+                self._scan(spec)
+        log.info("policy reloaded: %d inboxes", len(self.inboxes.specs))
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def _in_store(self, item: Item) -> bool:
+        try:
+            st = os.stat(str(item.id), dir_fd=self.store.items_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return (st.st_dev, st.st_ino) == (item.dev, item.ino)
+
+    def _at_destination(self, item: Item) -> bool:
+        if not item.release_name:
+            return False
+        dest = destination(item)
+        try:
+            dir_fd = open_dir_chain(dest.root, dest.parts, create=False)
+        except OSError:
+            return False
+        try:
+            return stamped_item(dir_fd, item.release_name) == item.id
+        finally:
+            os.close(dir_fd)
+
+    def _unlink_content(self, item_id: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(item_id), dir_fd=self.store.items_fd)
+
+    def _resolve(self, item: Item) -> None:
+        """Bring one unfinished item to a consistent state from where its file is."""
+        action = recovery_action(item.state, self._in_store(item), self._at_destination(item))
+        if action is RecoveryAction.KEEP:
+            return
+        log.info("recovery: item %d (%s) -> %s", item.id, item.state.value, action.value)
+        if action is RecoveryAction.DROP:
+            self.store.drop_taking(item.id)
+        elif action is RecoveryAction.TO_RECEIVED:
+            self.store.transition(item.id, State.RECEIVED, content=True)
+        elif action is RecoveryAction.TO_HELD:
+            self.store.transition(item.id, State.HELD)
+        elif action is RecoveryAction.TO_RELEASED:
+            self._unlink_content(item.id)  # a copy-release that crashed before its unlink
+            self.store.transition(item.id, State.RELEASED, content=False, released_at=time.time())
+        elif action is RecoveryAction.TO_DELETED:
+            self._unlink_content(item.id)
+            self._finish_delete(item)
+        elif action is RecoveryAction.TO_LOST:
+            self.store.transition(
+                item.id,
+                State.REJECTED,
+                content=False,
+                reason=f"content missing at recovery (was {item.state.value})",
+            )
+
+    def recover(self) -> None:
+        for item in self.store.list(PENDING_STATES | {State.DELETING}):
+            self._resolve(item)
+        # Content in items/ that no record claims (never expected): reported, not touched.
+        known = {str(i.id) for i in self.store.list() if i.content}
+        for name in os.listdir(self.store.items_fd):
+            if name not in known:
+                log.warning("quarantine store: %r has no record; left in place", name)
+
+    # -- the pipeline ------------------------------------------------------------------------
+
+    def _scan(self, spec: InboxSpec) -> None:
+        dir_fd = self.inboxes.dir_fds[spec]
+        for name in self.inboxes.scan(spec):
+            self._take(spec, dir_fd, name, False)
+
+    def _take(self, spec: InboxSpec, dir_fd: int, name: str, from_create: bool) -> None:
+        try:
+            result = take(self.store, spec, dir_fd, name, from_create)
+        except OSError as e:
+            log.warning("inbox %s: could not take %r: %s", spec.source, name, e)
+            return
+        if result.item_id is None:
+            return
+        item = self.store.get(result.item_id)
+        if result.outcome is Outcome.TAKEN:
+            self._emit("received", item)
+            self._enqueue(item.id)
+        elif result.outcome is Outcome.REFUSED:
+            self._emit("rejected", item)
+
+    def _enqueue(self, item_id: int) -> None:
+        if item_id not in self.queue and item_id not in self.running_audits:
+            self.queue.append(item_id)
+
+    def _settings_obj(self) -> Any:
+        if self._settings is None:
+            self._settings = _make_settings(self.config.audit)
+        return self._settings
+
+    def _pump(self) -> None:
+        """Start audits while worker slots are free."""
+        while self.queue and len(self.running_audits) < self.workers:
+            item_id = self.queue.popleft()
+            try:
+                item = self.store.get(item_id)
+                if item.state is not State.RECEIVED:
+                    continue
+                fd = os.open(
+                    str(item_id),
+                    os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    dir_fd=self.store.items_fd,
+                )
+                settings = self._settings_obj()
+                item = self.store.transition(item_id, State.AUDITING)
+            except (OSError, StoreError) as e:
+                log.error("item %d: cannot start its audit: %s", item_id, e)
+                continue
+            self.running_audits.add(item_id)
+            fut = self.pool.submit(_audit_job, item_id, fd, item.name, settings)
+            fut.add_done_callback(self._audit_done)
+
+    def _audit_done(self, fut: Any) -> None:
+        # Runs in the worker thread: hand over to the loop, touch nothing else.
+        exc = fut.exception()
+        if exc is not None:
+            log.error("audit job crashed: %s", exc)
+            return
+        self.results.put(fut.result())
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.wake_w, b"a")
+
+    def _policy_for(self, item: Item) -> DownloadsPolicy:
+        if item.kind is Kind.OUTBOX:
+            return self.config.outbox
+        if item.kind is Kind.SEND:
+            return self.config.send
+        policy = self.config.downloads.get(item.source)
+        if policy is None:  # the desktop lost its downloads policy: strictest defaults
+            return DownloadsPolicy(release_to=item.dest)
+        return policy
+
+    def _on_audit_result(self, res: _AuditResult) -> None:
+        self.running_audits.discard(res.item_id)
+        item = self.store.get(res.item_id)
+        if item.state is not State.AUDITING:
+            log.warning("item %d changed to %s during its audit", item.id, item.state.value)
+            return
+        verdict = res.report.verdict
+        decision = decide(verdict, self._policy_for(item), time.time())
+        fields: dict[str, Any] = {
+            "sha256": res.sha256,
+            "size": res.size,
+            "verdict": verdict,
+            "report": res.report,
+            "reason": decision.reason,
+        }
+        if decision.state is State.HELD:
+            item = self.store.transition(
+                item.id, State.HELD, hold_until=decision.hold_until, **fields
+            )
+            self._emit("held", item)
+            self._schedule(decision.hold_until or 0.0, "release", item.id)
+        elif decision.delete_content:
+            item = self.store.transition(item.id, State.DELETING, then_state="rejected", **fields)
+            self._unlink_content(item.id)
+            item = self._finish_delete(item)
+            self._emit("rejected", item)
+        else:
+            item = self.store.transition(item.id, State.REJECTED, content=True, **fields)
+            self._emit("rejected", item)
+        log.info("item %d %r: %s -> %s", item.id, item.name, verdict.value, item.state.value)
+
+    def _finish_delete(self, item: Item) -> Item:
+        then = State(item.then_state) if item.then_state else State.DELETED
+        return self.store.transition(item.id, then, content=False)
+
+    def _release(self, item_id: int, forced: bool = False) -> Item:
+        item = self.store.transition(
+            item_id,
+            State.RELEASING,
+            release_name=None,
+            forced=forced or self.store.get(item_id).forced,
+        )
+        stamp = audit_stamp(
+            item.id,
+            item.verdict.value if item.verdict else "unknown",
+            item.sha256,
+            item.report.scanners if item.report else (),
+            item.forced,
+        )
+        try:
+            final = release_file(
+                self.store.items_fd,
+                src_name=str(item.id),
+                dest=destination(item),
+                name=item.name,
+                stamp=stamp,
+                on_attempt=lambda cand: self.store.set_release_name(item.id, cand),
+            )
+        except OSError as e:
+            item = self.store.get(item.id)
+            if self._at_destination(item):
+                self._unlink_content(item.id)
+                final = item.release_name or item.name
+            else:
+                delay = min(self.retry_delay.get(item.id, _RETRY_FIRST / 2) * 2, _RETRY_MAX)
+                self.retry_delay[item.id] = delay
+                log.warning("item %d: release failed (%s); retrying in %.0f s", item.id, e, delay)
+                item = self.store.transition(item.id, State.HELD, reason=f"release failed: {e}")
+                self._schedule(time.time() + delay, "release", item.id)
+                self._emit("release-failed", item)
+                return item
+        self.retry_delay.pop(item.id, None)
+        item = self.store.transition(
+            item.id, State.RELEASED, release_name=final, released_at=time.time(), content=False
+        )
+        log.info("item %d released to %s as %r", item.id, item.dest, final)
+        self._emit("released", item)
+        return item
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _schedule(self, when: float, what: str, item_id: int) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self.timers, (when, self._timer_seq, what, item_id))
+
+    def _run_timers(self) -> None:
+        now = time.time()
+        while self.timers and self.timers[0][0] <= now:
+            _, _, what, item_id = heapq.heappop(self.timers)
+            if what != "release":
+                continue
+            item = self.store.get(item_id)
+            # Stale timers (rescanned, released by hand, re-held later) are dropped here.
+            if item.state is State.HELD and (item.hold_until or 0.0) <= now:
+                self._release(item_id)
+
+    def _timeout(self) -> float | None:
+        if not self.timers:
+            return None
+        return max(0.0, self.timers[0][0] - time.time())
+
+    # -- events and control ------------------------------------------------------------------
+
+    def _emit(self, event: str, item: Item) -> None:
+        msg = {"event": event, "item": item.to_json(), "counts": self.store.counts()}
+        data = (json.dumps(msg) + "\n").encode()
+        for conn in list(self.conns.values()):
+            if conn.subscriber:
+                self._send(conn, data)
+
+    def _send(self, conn: _Conn, data: bytes) -> None:
+        conn.outbuf += data
+        if len(conn.outbuf) > _MAX_SUBSCRIBER_BACKLOG:
+            log.warning("dropping a client that does not read its events")
+            self._close(conn)
+            return
+        self._flush(conn)
+
+    def _flush(self, conn: _Conn) -> None:
+        try:
+            while conn.outbuf:
+                n = conn.sock.send(conn.outbuf)
+                conn.outbuf = conn.outbuf[n:]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._close(conn)
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.outbuf else 0)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.modify(conn.sock, events, "conn")
+
+    def _close(self, conn: _Conn) -> None:
+        fd = conn.sock.fileno()
+        if self.conns.pop(fd, None) is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(conn.sock)
+        conn.sock.close()
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.getuid():
+            log.warning("refused a control connection from uid %d", uid)
+            sock.close()
+            return
+        sock.setblocking(False)
+        conn = _Conn(sock)
+        self.conns[sock.fileno()] = conn
+        self.sel.register(sock, selectors.EVENT_READ, "conn")
+
+    def _on_conn(self, sock: socket.socket, mask: int) -> None:
+        conn = self.conns.get(sock.fileno())
+        if conn is None:
+            return
+        if mask & selectors.EVENT_WRITE:
+            self._flush(conn)
+        if not mask & selectors.EVENT_READ:
+            return
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(conn)
+            return
+        conn.inbuf += data
+        if len(conn.inbuf) > _MAX_REQUEST:
+            self._close(conn)
+            return
+        while b"\n" in conn.inbuf and conn.sock.fileno() in self.conns:
+            line, conn.inbuf = conn.inbuf.split(b"\n", 1)
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+                if not isinstance(req, dict):
+                    raise ValueError("a request is a JSON object")
+                reply = self.handle(req, conn)
+            except (ValueError, KeyError, TypeError) as e:
+                reply = {"ok": False, "error": f"bad request: {e}"}
+            self._send(conn, (json.dumps(reply) + "\n").encode())
+
+    def handle(self, req: dict[str, Any], conn: _Conn | None = None) -> dict[str, Any]:
+        """One control request -> its reply. Errors the user should see come back as text."""
+        cmd = req.get("cmd")
+        try:
+            if cmd == "ping":
+                return {"ok": True, "pid": os.getpid(), "counts": self.store.counts()}
+            if cmd == "list":
+                every = bool(req.get("all", False))
+                items = self.store.list()
+                if not every:
+                    items = [
+                        i
+                        for i in items
+                        if i.state in PENDING_STATES or (i.state is State.REJECTED and i.content)
+                    ]
+                return {
+                    "ok": True,
+                    "items": [_summary(i) for i in items],
+                    "counts": self.store.counts(),
+                }
+            if cmd == "show":
+                return {"ok": True, "item": self.store.get(int(req["id"])).to_json()}
+            if cmd == "release":
+                return self._cmd_release(int(req["id"]), bool(req.get("i_understand")))
+            if cmd == "delete":
+                return self._cmd_delete(int(req["id"]))
+            if cmd == "rescan":
+                return self._cmd_rescan(int(req["id"]))
+            if cmd == "send":
+                return self._cmd_send(
+                    str(req["from"]), str(req["to"]), [str(p) for p in req["paths"]]
+                )
+            if cmd == "subscribe":
+                if conn is None:
+                    return {"ok": False, "error": "subscribe needs a connection"}
+                conn.subscriber = True
+                return {"ok": True, "counts": self.store.counts()}
+            if cmd == "reload":
+                self.reload()
+                return {"ok": True}
+        except StoreError as e:
+            return {"ok": False, "error": str(e)}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _cmd_release(self, item_id: int, i_understand: bool) -> dict[str, Any]:
+        item = self.store.get(item_id)
+        refusal = release_refusal(item, i_understand)
+        if refusal is not None:
+            return {"ok": False, "error": f"item {item_id}: {refusal}"}
+        forced = item.verdict is not Verdict.CLEAN
+        item = self._release(item_id, forced=forced)
+        if item.state is not State.RELEASED:
+            return {"ok": False, "error": f"item {item_id}: {item.reason}", "item": item.to_json()}
+        return {"ok": True, "item": item.to_json()}
+
+    def _cmd_delete(self, item_id: int) -> dict[str, Any]:
+        item = self.store.get(item_id)
+        if item.state is State.AUDITING:
+            return {"ok": False, "error": f"item {item_id} is being audited; try again"}
+        if not item.content:
+            return {"ok": False, "error": f"item {item_id} has no content in quarantine"}
+        with contextlib.suppress(ValueError):
+            self.queue.remove(item_id)
+        item = self.store.transition(item_id, State.DELETING, then_state=None)
+        self._unlink_content(item_id)
+        item = self._finish_delete(item)
+        self._emit("deleted", item)
+        return {"ok": True, "item": item.to_json()}
+
+    def _cmd_rescan(self, item_id: int) -> dict[str, Any]:
+        item = self.store.get(item_id)
+        if item.state not in (State.HELD, State.REJECTED) or not item.content:
+            return {
+                "ok": False,
+                "error": f"item {item_id} is {item.state.value}"
+                f"{'' if item.content else ' without content'}: nothing to rescan",
+            }
+        item = self.store.transition(
+            item_id,
+            State.RECEIVED,
+            verdict=None,
+            report=None,
+            hold_until=None,
+            reason="rescan requested",
+        )
+        self._enqueue(item_id)
+        self._pump()
+        return {"ok": True, "item": item.to_json()}
+
+    def _cmd_send(self, source: str, dest: str, rels: list[str]) -> dict[str, Any]:
+        for name in (source, dest):
+            if name not in self.config.desktops:
+                return {"ok": False, "error": f"unknown desktop {name!r}"}
+        if source == dest:
+            return {"ok": False, "error": "source and destination are the same desktop"}
+        results: list[dict[str, Any]] = []
+        ok = True
+        for rel in rels:
+            try:
+                res = take_copy(
+                    self.store,
+                    source=source,
+                    home=paths.desktop_home(source),
+                    rel=rel,
+                    dest=dest,
+                    subdir=("home", "Incoming", source),
+                )
+            except OSError as e:  # UnsafeEntry included
+                ok = False
+                results.append({"path": rel, "ok": False, "error": e.strerror or str(e)})
+                continue
+            assert res.item_id is not None
+            item = self.store.get(res.item_id)
+            self._emit("received", item)
+            self._enqueue(item.id)
+            results.append({"path": rel, "ok": True, "id": item.id})
+        self._pump()
+        return {
+            "ok": ok,
+            "results": results,
+            **({} if ok else {"error": "some files were refused"}),
+        }
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _on_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.wake_r, 4096):
+                pass
+        while True:
+            try:
+                res = self.results.get_nowait()
+            except queue.Empty:
+                break
+            self._on_audit_result(res)
+
+    def _on_inotify(self) -> None:
+        events, overflow = self.inboxes.read()
+        if overflow:
+            log.warning("inotify queue overflowed: rescanning every inbox")
+            for spec in self.inboxes.specs:
+                self._scan(spec)
+        for spec, name, from_create in events:
+            self._take(spec, self.inboxes.dir_fds[spec], name, from_create)
+
+    def run_once(self, timeout: float | None) -> None:
+        t = self._timeout()
+        if timeout is not None:
+            t = timeout if t is None else min(t, timeout)
+        for key, mask in self.sel.select(t):
+            tag = key.data
+            if tag == "listen":
+                self._accept()
+            elif tag == "inotify":
+                self._on_inotify()
+            elif tag == "wake":
+                self._on_wake()
+            elif tag == "conn":
+                assert isinstance(key.fileobj, socket.socket)
+                self._on_conn(key.fileobj, mask)
+        self._run_timers()
+        self._pump()
+        if self.reload_requested:
+            self.reload_requested = False
+            self.reload()
+
+    def run(self) -> None:
+        while not self.stopping:
+            self.run_once(None)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for conn in list(self.conns.values()):
+            self._close(conn)
+        with contextlib.suppress(OSError):
+            socket_path().unlink()
+        self.listener.close()
+        self.inboxes.close()
+        self.sel.close()
+        self.store.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+        os.close(self._lock_fd)
+
+
+def _summary(item: Item) -> dict[str, Any]:
+    d = item.to_json()
+    d.pop("report", None)
+    return d
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="zionwm-quarantined", description="zionwm's download quarantine service"
+    )
+    p.add_argument(
+        "--policy-file",
+        type=Path,
+        required=True,
+        help="JSON written by the compositor: desktops and their downloads policy",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, min(4, os.cpu_count() or 1)),
+        help="audits run at once",
+    )
+    p.add_argument(
+        "--ready-fd",
+        type=int,
+        default=None,
+        help="write 'READY\\n' to this fd once the socket accepts requests",
+    )
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s zionwm-quarantined %(levelname)s %(message)s",
+    )
+    try:
+        config = load_policy_file(args.policy_file)
+        service = Service(config, workers=args.workers, policy_file=args.policy_file)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        log.error("cannot start: %s", e)
+        return 1
+
+    def on_stop(_sig: int, _frame: object) -> None:
+        service.stopping = True
+
+    def on_hup(_sig: int, _frame: object) -> None:
+        service.reload_requested = True
+
+    signal.set_wakeup_fd(service.wake_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    try:
+        service.start()
+        if args.ready_fd is not None:
+            os.write(args.ready_fd, b"READY\n")
+            os.close(args.ready_fd)
+        service.run()
+    finally:
+        service.close()
+    return 0
+
+
+__all__ = [
+    "Decision",
+    "Service",
+    "ServiceConfig",
+    "decide",
+    "load_policy_file",
+    "main",
+    "policy_from_json",
+    "policy_to_json",
+    "release_refusal",
+    "socket_path",
+]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
