@@ -1,0 +1,522 @@
+"""The DNS forwarder of a desktop with a network: answers only what its policy allows.
+
+One forwarder serves one desktop, listening on the host side of its veth (the only resolver
+its sandboxes are given). For a `filtered` desktop it answers allowed names only, NXDOMAIN
+for the rest, and before relaying an answer it hands the answered IPv4 addresses, with their
+TTL, to a `learn` callback (the manager's: "add them to the nft sets of the rules that
+allowed the name"), so the allowed addresses follow DNS instead of being resolved once.
+For a `full` desktop it forwards everything and learns nothing.
+
+Queries come from untrusted programs, answers from a network we do not control: the parser
+below is deliberately minimal and bounded (single question, label and name length limits,
+compression pointers only backwards and at most a handful of jumps, every read checked), and
+whatever fails to parse is answered FORMERR or dropped, never raised out of the loop.
+Upstream queries go out with a fresh random ID from a fresh random port and the answer must
+echo our question, which is what keeps a blind spoofer out.
+
+Runs as a thread (tests) or as a child process: ``python -m zionwm.isolation.dnsfilter
+CONFIG_JSON`` (the manager's way, so parsing hostile bytes never shares the compositor's
+process).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from zionwm.isolation import netpolicy
+from zionwm.isolation.spec import AllowRule, NetMode, NetworkPolicy
+
+log = logging.getLogger(__name__)
+
+TYPE_A = 1
+TYPE_CNAME = 5
+CLASS_IN = 1
+RCODE_FORMERR = 1
+RCODE_SERVFAIL = 2
+RCODE_NXDOMAIN = 3
+RCODE_REFUSED = 5
+HEADER = struct.Struct("!HHHHHH")
+MAX_UDP = 4096
+MAX_JUMPS = 16
+MAX_NAME = 255
+MAX_RECORDS = 64  # answer records looked at; a longer answer is truncated, never trusted more
+MAX_CHAIN = 8  # CNAME hops followed from the question name
+
+SO_MARK = 36  # linux/socket.h; Python's socket module lacks it before 3.12
+
+
+class DnsError(ValueError):
+    """Bytes that are not a DNS message we are willing to handle."""
+
+
+@dataclass(frozen=True)
+class Question:
+    name: str  # lower case, no trailing dot; "" for the root
+    qtype: int
+    qclass: int
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    rtype: int
+    rclass: int
+    ttl: int
+    data: str | None  # dotted address for A, target for CNAME, None otherwise
+
+
+@dataclass(frozen=True)
+class Message:
+    ident: int
+    flags: int
+    question: Question
+    answers: tuple[Record, ...]
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.flags & 0x8000)
+
+    @property
+    def opcode(self) -> int:
+        return (self.flags >> 11) & 0xF
+
+    @property
+    def rcode(self) -> int:
+        return self.flags & 0xF
+
+
+def read_name(buf: bytes, off: int) -> tuple[str, int]:
+    """Decode a possibly compressed name at `off`: (name, offset after it in the record)."""
+    labels: list[str] = []
+    total = 0
+    jumps = 0
+    end: int | None = None
+    pos = off
+    while True:
+        if pos >= len(buf):
+            raise DnsError("name runs past the message")
+        length = buf[pos]
+        if length & 0xC0 == 0xC0:
+            if pos + 1 >= len(buf):
+                raise DnsError("truncated compression pointer")
+            target = ((length & 0x3F) << 8) | buf[pos + 1]
+            # Only backwards, and not many: a pointer loop or a forward chain is hostile.
+            if target >= pos or jumps >= MAX_JUMPS:
+                raise DnsError("bad compression pointer")
+            if end is None:
+                end = pos + 2
+            jumps += 1
+            pos = target
+            continue
+        if length & 0xC0:
+            raise DnsError("unsupported label type")
+        if length == 0:
+            break
+        if pos + 1 + length > len(buf):
+            raise DnsError("label runs past the message")
+        raw = buf[pos + 1 : pos + 1 + length]
+        total += length + 1
+        if total > MAX_NAME:
+            raise DnsError("name too long")
+        try:
+            label = raw.decode("ascii").lower()
+        except UnicodeDecodeError as exc:
+            raise DnsError("non-ASCII label") from exc
+        if "." in label:
+            raise DnsError("dot inside a label")
+        labels.append(label)
+        pos += 1 + length
+    return ".".join(labels), (end if end is not None else pos + 1)
+
+
+def encode_name(name: str) -> bytes:
+    out = bytearray()
+    for label in name.rstrip(".").split("."):
+        if not label:
+            continue
+        raw = label.encode("ascii")
+        if len(raw) > 63:
+            raise DnsError("label too long")
+        out += bytes([len(raw)]) + raw
+    out.append(0)
+    if len(out) > MAX_NAME:
+        raise DnsError("name too long")
+    return bytes(out)
+
+
+def parse_message(buf: bytes) -> Message:
+    """Header, the single question and the answer section (authority/additional ignored)."""
+    if len(buf) < HEADER.size:
+        raise DnsError("shorter than a header")
+    ident, flags, qd, an, _ns, _ar = HEADER.unpack_from(buf)
+    if qd != 1:
+        raise DnsError("exactly one question is supported")
+    name, off = read_name(buf, HEADER.size)
+    if off + 4 > len(buf):
+        raise DnsError("truncated question")
+    qtype, qclass = struct.unpack_from("!HH", buf, off)
+    off += 4
+    answers: list[Record] = []
+    for _ in range(min(an, MAX_RECORDS)):
+        rname, off = read_name(buf, off)
+        if off + 10 > len(buf):
+            raise DnsError("truncated record")
+        rtype, rclass, ttl, rdlen = struct.unpack_from("!HHIH", buf, off)
+        off += 10
+        if off + rdlen > len(buf):
+            raise DnsError("record data runs past the message")
+        data: str | None = None
+        if rtype == TYPE_A and rclass == CLASS_IN:
+            if rdlen != 4:
+                raise DnsError("A record of the wrong size")
+            data = str(ipaddress.IPv4Address(buf[off : off + 4]))
+        elif rtype == TYPE_CNAME and rclass == CLASS_IN:
+            data, _ = read_name(buf, off)
+        answers.append(Record(rname, rtype, rclass, min(ttl, 0x7FFFFFFF), data))
+        off += rdlen
+    return Message(ident, flags, Question(name, qtype, qclass), tuple(answers))
+
+
+def build_query(ident: int, question: Question, rd: bool = True) -> bytes:
+    flags = 0x0100 if rd else 0
+    return (
+        HEADER.pack(ident, flags, 1, 0, 0, 0)
+        + encode_name(question.name)
+        + struct.pack("!HH", question.qtype, question.qclass)
+    )
+
+
+def build_error(ident: int, question: Question | None, rcode: int, rd: bool = True) -> bytes:
+    """A response with no records: NXDOMAIN for a refused name, SERVFAIL, FORMERR."""
+    flags = 0x8000 | 0x0080 | (0x0100 if rd else 0) | (rcode & 0xF)
+    if question is None:
+        return HEADER.pack(ident, flags, 0, 0, 0, 0)
+    return (
+        HEADER.pack(ident, flags, 1, 0, 0, 0)
+        + encode_name(question.name)
+        + struct.pack("!HH", question.qtype, question.qclass)
+    )
+
+
+def learned_addresses(msg: Message, min_ttl: int, max_ttl: int) -> list[tuple[str, int]]:
+    """IPv4 addresses the answer gives for its question name, following CNAMEs from it.
+
+    Records about other names are ignored (an upstream cannot smuggle an address in for a
+    name the desktop did not ask about). Each address's TTL is the smallest along its chain,
+    clamped to [min_ttl, max_ttl].
+    """
+    owners = {msg.question.name: 0x7FFFFFFF}
+    for _ in range(MAX_CHAIN):
+        grew = False
+        for rec in msg.answers:
+            if rec.rtype == TYPE_CNAME and rec.name in owners and rec.data is not None:
+                ttl = min(owners[rec.name], rec.ttl)
+                if owners.get(rec.data, -1) < ttl:
+                    owners[rec.data] = ttl
+                    grew = True
+        if not grew:
+            break
+    out: dict[str, int] = {}
+    for rec in msg.answers:
+        if rec.rtype == TYPE_A and rec.name in owners and rec.data is not None:
+            ttl = max(min_ttl, min(max_ttl, rec.ttl, owners[rec.name]))
+            out[rec.data] = max(out.get(rec.data, 0), ttl)
+    return sorted(out.items())
+
+
+Decide = Callable[[str], "tuple[int, ...] | None"]
+Learn = Callable[["tuple[int, ...]", "list[tuple[str, int]]"], None]
+
+
+@dataclass
+class _Pending:
+    client: tuple[str, int]
+    ident: int
+    rd: bool
+    question: Question
+    rules: tuple[int, ...]
+    upstream_id: int
+    deadline: float
+    attempt: int
+
+
+class DnsForwarder:
+    """A single-threaded UDP forwarder: one listening socket, one socket per query upstream.
+
+    `decide(name)` returns the indices of the rules allowing the name (may be empty, e.g.
+    for a `full` desktop) or None to refuse it. `learn(rules, [(addr, ttl)])` is called with
+    the answer's addresses before the answer is relayed, so the firewall is open by the time
+    the program connects.
+    """
+
+    def __init__(
+        self,
+        listen: tuple[str, int],
+        upstreams: Sequence[tuple[str, int]],
+        decide: Decide,
+        learn: Learn | None = None,
+        *,
+        timeout: float = 2.0,
+        min_ttl: int = 60,
+        max_ttl: int = 86400,
+        mark: int | None = None,
+        max_pending: int = 256,
+    ) -> None:
+        if not upstreams:
+            raise ValueError("a DNS forwarder needs at least one upstream")
+        self.upstreams = list(upstreams)
+        self.decide = decide
+        self.learn = learn
+        self.timeout = timeout
+        self.min_ttl = min_ttl
+        self.max_ttl = max_ttl
+        self.mark = mark
+        self.max_pending = max_pending
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(listen)
+        self.sock.setblocking(False)
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self.sock, selectors.EVENT_READ, None)
+        self._pending: dict[socket.socket, _Pending] = {}
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._stopping = False
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        return str(host), int(port)
+
+    # -- client side ---------------------------------------------------------------------
+
+    def _on_query(self, data: bytes, client: tuple[str, int]) -> None:
+        if len(data) < 2:
+            return
+        ident = struct.unpack_from("!H", data)[0]
+        try:
+            msg = parse_message(data)
+        except DnsError as exc:
+            log.debug("malformed query from %s: %s", client, exc)
+            self._reply(build_error(ident, None, RCODE_FORMERR), client)
+            return
+        rd = bool(msg.flags & 0x0100)
+        if msg.is_response or msg.opcode != 0:
+            self._reply(build_error(ident, msg.question, RCODE_REFUSED, rd), client)
+            return
+        rules = self.decide(msg.question.name)
+        if rules is None:
+            log.info("refused DNS name %r", msg.question.name)
+            self._reply(build_error(ident, msg.question, RCODE_NXDOMAIN, rd), client)
+            return
+        if len(self._pending) >= self.max_pending:
+            self._reply(build_error(ident, msg.question, RCODE_SERVFAIL, rd), client)
+            return
+        self._send_upstream(_Pending(client, ident, rd, msg.question, rules, 0, 0.0, 0))
+
+    def _send_upstream(self, p: _Pending) -> None:
+        upstream = self.upstreams[p.attempt % len(self.upstreams)]
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            if self.mark is not None:
+                s.setsockopt(socket.SOL_SOCKET, SO_MARK, self.mark)
+            s.setblocking(False)
+            s.connect(upstream)
+            p.upstream_id = secrets.randbelow(0x10000)
+            p.deadline = time.monotonic() + self.timeout
+            s.send(build_query(p.upstream_id, p.question, p.rd))
+        except OSError as exc:
+            log.warning("cannot query upstream %s: %s", upstream, exc)
+            s.close()
+            self._reply(build_error(p.ident, p.question, RCODE_SERVFAIL, p.rd), p.client)
+            return
+        self._sel.register(s, selectors.EVENT_READ, "upstream")
+        self._pending[s] = p
+
+    def _reply(self, data: bytes, client: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(data, client)
+        except OSError as exc:
+            log.debug("cannot answer %s: %s", client, exc)
+
+    # -- upstream side -------------------------------------------------------------------
+
+    def _drop(self, s: socket.socket) -> _Pending | None:
+        p = self._pending.pop(s, None)
+        try:
+            self._sel.unregister(s)
+        except (KeyError, ValueError):
+            pass
+        s.close()
+        return p
+
+    def _on_answer(self, s: socket.socket) -> None:
+        try:
+            data = s.recv(MAX_UDP)
+        except OSError as exc:
+            # ICMP port unreachable surfaces here as ECONNREFUSED: try the next upstream.
+            p = self._drop(s)
+            if p is not None:
+                log.debug("upstream error: %s", exc)
+                self._retry_or_fail(p)
+            return
+        p = self._pending[s]
+        try:
+            msg = parse_message(data)
+        except DnsError as exc:
+            log.debug("malformed upstream answer: %s", exc)
+            return  # keep waiting: a forged packet must not cancel the real answer
+        if msg.ident != p.upstream_id or not msg.is_response or msg.question != p.question:
+            return
+        self._drop(s)
+        if p.rules and msg.rcode == 0 and self.learn is not None:
+            learned = learned_addresses(msg, self.min_ttl, self.max_ttl)
+            if learned:
+                try:
+                    self.learn(p.rules, learned)
+                except Exception:
+                    log.exception("could not open the firewall for %s", p.question.name)
+                    self._reply(build_error(p.ident, p.question, RCODE_SERVFAIL, p.rd), p.client)
+                    return
+        self._reply(struct.pack("!H", p.ident) + data[2:], p.client)
+
+    def _retry_or_fail(self, p: _Pending) -> None:
+        if p.attempt + 1 < max(2, len(self.upstreams)):
+            p.attempt += 1
+            self._send_upstream(p)
+        else:
+            self._reply(build_error(p.ident, p.question, RCODE_SERVFAIL, p.rd), p.client)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for s, p in list(self._pending.items()):
+            if p.deadline <= now:
+                self._drop(s)
+                self._retry_or_fail(p)
+
+    # -- loop ----------------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        while not self._stopping:
+            wait = 0.5
+            if self._pending:
+                wait = max(0.0, min(p.deadline for p in self._pending.values()) - time.monotonic())
+            for key, _ in self._sel.select(timeout=wait):
+                try:
+                    if key.data is None:
+                        self._drain_clients()
+                    elif key.data == "wake":
+                        os.read(self._wake_r, 64)
+                    else:
+                        self._on_answer(key.fileobj)  # type: ignore[arg-type]
+                except Exception:
+                    log.exception("DNS forwarder error (continuing)")
+            self._expire()
+        self._close()
+
+    def _drain_clients(self) -> None:
+        for _ in range(64):
+            try:
+                data, client = self.sock.recvfrom(MAX_UDP)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("recvfrom: %s", exc)
+                return
+            self._on_query(data, client)
+
+    def stop(self) -> None:
+        self._stopping = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def _close(self) -> None:
+        for s in list(self._pending):
+            self._drop(s)
+        self._sel.close()
+        self.sock.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def start_thread(self) -> threading.Thread:
+        t = threading.Thread(target=self.serve_forever, name="zionwm-dns", daemon=True)
+        t.start()
+        return t
+
+
+# ---------------------------------------------------------------------------------------------
+# Child-process entry point (the manager's way of running it)
+
+
+def _config_decider(cfg: dict[str, object]) -> Decide:
+    mode = NetMode(str(cfg["mode"]))
+    allow_raw = cfg.get("allow", [])
+    assert isinstance(allow_raw, list)
+    policy = NetworkPolicy(
+        mode=mode,
+        allow=tuple(
+            AllowRule(host=str(r["host"]), ports=tuple(r["ports"]), proto=str(r["proto"]))
+            for r in allow_raw
+        ),
+    )
+    if mode is NetMode.FULL:
+        return lambda _name: ()
+
+    def decide(name: str) -> tuple[int, ...] | None:
+        return netpolicy.name_rules(policy, name) or None
+
+    return decide
+
+
+def _nft_learner(prefix: str, desktop: str, nft: str) -> Learn:
+    def learn(rules: tuple[int, ...], addrs: list[tuple[str, int]]) -> None:
+        text = "".join(
+            netpolicy.learned_elements(prefix, desktop, rules, [a], ttl) for a, ttl in addrs
+        )
+        if text:
+            subprocess.run([nft, "-f", "-"], input=text.encode(), check=True, capture_output=True)
+
+    return learn
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Child-process entry: one JSON argument (see NetworkManager._start_forwarder)."""
+    args = sys.argv[1:] if argv is None else argv
+    cfg = json.loads(args[0])
+    logging.basicConfig(level=logging.INFO, format="zionwm-dns[%(process)d] %(message)s")
+    fwd = DnsForwarder(
+        (str(cfg["listen"]), int(cfg["port"])),
+        [(str(h), int(p)) for h, p in cfg["upstreams"]],
+        _config_decider(cfg),
+        _nft_learner(str(cfg["prefix"]), str(cfg["desktop"]), str(cfg.get("nft", "nft"))),
+        min_ttl=int(cfg.get("min_ttl", 60)),
+        max_ttl=int(cfg.get("max_ttl", 86400)),
+        mark=cfg.get("mark"),
+    )
+    signal.signal(signal.SIGTERM, lambda *_: fwd.stop())
+    # Tells the parent the socket is bound, so it never races the first query.
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    fwd.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,979 @@
+"""Per-desktop network namespaces and their policies: none, full, filtered.
+
+Owns every kernel object a desktop's network needs, and their removal:
+
+- **Privileged path** (root, or CAP_NET_ADMIN + CAP_SYS_ADMIN, with the ``nft`` command):
+  one named namespace per desktop, ``/run/netns/<prefix>-<desktop>``, created with pyroute2
+  and shared by all the desktop's sandboxes (the launcher setns()es into `netns_path()`
+  before starting bwrap). `none` leaves it with only ``lo`` up. `full` and `filtered` add a
+  veth pair (host side ``zw-<desktop>``, namespace side ``eth0``) on a /30 allocated from a
+  private pool clear of every host route, a default route via the host side, and host-side
+  forwarding + masquerade in the ``inet <prefix>`` nftables table. `filtered` adds an
+  allow-list (nft rules and per-rule address sets, default reject) and a DNS forwarder
+  (`zionwm.isolation.dnsfilter`, a child process) on the host side of the veth that
+  answers allowed names only and adds their addresses to the sets with the record's TTL.
+  `full` desktops get the same forwarder without the filter, so name resolution works even
+  when the host's resolver listens on its own loopback.
+- **Unprivileged path**: `none` is bwrap's own ``--unshare-net`` (`netns_path()` is None);
+  `full` is a user+network namespace held by a small process with ``pasta`` (Debian's passt)
+  attached to it, joined by the launcher through `nsenter_prefix()`. `filtered` cannot be
+  enforced without nftables on the host side, so it fails closed to `none`, says so in
+  `state()` and logs a warning; it never falls back to `full`.
+
+Why the ``nft`` command rather than pyroute2's nftables module: pyroute2's module builds raw
+netlink expressions one by one (no parser, no sets/maps helpers worth the name), while
+``nft -f`` applies a readable ruleset text as one atomic transaction. The text comes from
+the pure `netpolicy` module, where it is unit-tested; only this file runs it.
+
+Live control: `set_enabled(desktop, False)` rewrites the desktop's chains to reject
+everything (TCP reset, so an open connection's next request fails at once) and
+`set_enabled(..., True)` restores them; programs keep running either way.
+
+Everything created carries the manager's *prefix* (namespace names, the nft table, the
+veths' ifalias, the policy-routing table number), so `cleanup_stale()` removes what a crashed
+run with the same prefix left and never touches another run's objects.
+
+Root-only operations live in `_RootOps`, a narrow set of verbs; nothing else here touches
+the kernel's network configuration.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import ipaddress
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute, netns
+
+from zionwm import paths
+from zionwm.isolation import netpolicy
+from zionwm.isolation.netpolicy import AddressPlan, DesktopRules
+from zionwm.isolation.spec import NetMode, NetworkPolicy
+
+log = logging.getLogger(__name__)
+
+NETNS_DIR = Path("/run/netns")
+ETC_NETNS = Path("/etc/netns")
+ALLOC_LOCK = Path("/run/lock/zionwm-net.lock")
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+RULE_PRIORITY = 100  # policy rules sending desktops' traffic to the uplink table
+_T = TypeVar("_T")
+
+
+# ---------------------------------------------------------------------------------------------
+# What this machine can do
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    root: bool
+    nft: str | None
+    pasta: str | None
+    nsenter: str | None
+    netns_dir_writable: bool
+
+    @property
+    def privileged(self) -> bool:
+        """Named namespaces, veths and nftables: the path that supports every mode."""
+        return self.root and self.nft is not None and self.netns_dir_writable
+
+    @property
+    def unprivileged_full(self) -> bool:
+        return self.pasta is not None and self.nsenter is not None
+
+    def describe(self) -> str:
+        if self.privileged:
+            return "privileged: netns + veth + nftables (none/full/filtered)"
+        parts = ["unprivileged: none via bwrap --unshare-net"]
+        parts.append("full via pasta" if self.unprivileged_full else "no pasta: full unavailable")
+        parts.append("filtered unavailable (needs root and nft): fails closed to none")
+        return "; ".join(parts)
+
+
+def probe() -> Capabilities:
+    root = os.geteuid() == 0
+    writable = False
+    if root:
+        try:
+            NETNS_DIR.mkdir(parents=True, exist_ok=True)
+            writable = os.access(NETNS_DIR, os.W_OK)
+        except OSError:
+            writable = False
+    return Capabilities(
+        root=root,
+        nft=shutil.which("nft") or _sbin("nft"),
+        pasta=shutil.which("pasta"),
+        nsenter=shutil.which("nsenter"),
+        netns_dir_writable=writable,
+    )
+
+
+def _sbin(name: str) -> str | None:
+    for d in ("/usr/sbin", "/sbin"):
+        p = Path(d) / name
+        if p.exists():
+            return str(p)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Root-only verbs
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _in_netns(path: Path, fn: Callable[[], _T]) -> _T:
+    """Run `fn` in a throw-away thread that setns()ed into `path` (only that thread moves)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc().setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, os.strerror(err), str(path))
+                box["value"] = fn()
+            finally:
+                os.close(fd)
+        except BaseException as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=run, name="zionwm-setns")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _write_sysctl(key: str, value: str) -> None:
+    Path("/proc/sys", *key.split(".")).write_text(value)
+
+
+def _read_sysctl(key: str) -> str:
+    return Path("/proc/sys", *key.split(".")).read_text().strip()
+
+
+class _RootOps:
+    """The only code that changes the kernel's network configuration (needs root)."""
+
+    def __init__(self, nft: str) -> None:
+        self.nft = nft
+
+    def nft_apply(self, text: str) -> None:
+        if not text:
+            return
+        res = subprocess.run(
+            [self.nft, "-f", "-"], input=text.encode(), check=False, capture_output=True
+        )
+        if res.returncode != 0:
+            raise NetworkError(f"nft failed: {res.stderr.decode(errors='replace').strip()}")
+
+    def nft_table_exists(self, table: str) -> bool:
+        res = subprocess.run(
+            [self.nft, "list", "table", "inet", table], check=False, capture_output=True
+        )
+        return res.returncode == 0
+
+    def nft_delete_table(self, table: str) -> None:
+        self.nft_apply(f"add table inet {table}\ndelete table inet {table}\n")
+
+    def create_netns(self, name: str) -> Path:
+        path = NETNS_DIR / name
+        if not path.exists():
+            netns.create(name)
+        return path
+
+    def remove_netns(self, name: str) -> None:
+        if (NETNS_DIR / name).exists():
+            netns.remove(name)
+        shutil.rmtree(ETC_NETNS / name, ignore_errors=True)
+
+    def setup_lo_only(self, ns: str) -> None:
+        with IPRoute(netns=ns) as ip:
+            ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
+        # No IPv6 anywhere in a desktop: the host side has no IPv6 policy to enforce.
+        _in_netns(NETNS_DIR / ns, lambda: _write_sysctl("net.ipv6.conf.all.disable_ipv6", "1"))
+
+    def create_veth(self, ns: str, host_if: str, ns_if: str, alias: str, plan: AddressPlan) -> None:
+        with IPRoute() as ip:
+            if ip.link_lookup(ifname=host_if):
+                ip.link("del", index=ip.link_lookup(ifname=host_if)[0])
+            ip.link("add", ifname=host_if, kind="veth", peer={"ifname": ns_if, "net_ns_fd": ns})
+            idx = ip.link_lookup(ifname=host_if)[0]
+            ip.link("set", index=idx, ifalias=alias)
+            ip.addr("add", index=idx, address=str(plan.host), prefixlen=plan.prefixlen)
+            ip.link("set", index=idx, state="up")
+        with IPRoute(netns=ns) as ip:
+            idx = ip.link_lookup(ifname=ns_if)[0]
+            ip.addr("add", index=idx, address=str(plan.peer), prefixlen=plan.prefixlen)
+            ip.link("set", index=idx, state="up")
+            ip.route("add", dst="0.0.0.0/0", gateway=str(plan.host))
+
+    def delete_link(self, ifname: str) -> None:
+        with IPRoute() as ip:
+            found = ip.link_lookup(ifname=ifname)
+            if found:
+                ip.link("del", index=found[0])
+
+    def links_with_alias_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        """(ifname, desktop) of host links whose ifalias marks them as this prefix's."""
+        out: list[tuple[str, str]] = []
+        with IPRoute() as ip:
+            for link in ip.get_links():
+                desktop = netpolicy.alias_owner(link.get("ifalias"), prefix)
+                if desktop is not None:
+                    out.append((str(link.get("ifname")), desktop))
+        return out
+
+    def used_networks(self) -> list[ipaddress.IPv4Network]:
+        """Every IPv4 destination and address the host has, in any table, to allocate around."""
+        nets: list[ipaddress.IPv4Network] = []
+        with IPRoute() as ip:
+            for r in ip.get_routes(family=2, table=0):
+                dst = r.get("dst") or r.get("RTA_DST")
+                if dst:
+                    nets.append(ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
+            for a in ip.get_addr(family=2):
+                addr = a.get("address") or a.get("IFA_ADDRESS")
+                if addr:
+                    nets.append(ipaddress.IPv4Network(f"{addr}/{a['prefixlen']}", strict=False))
+        return nets
+
+    def add_uplink_routing(self, table: int, uplink: str, gateway: str | None, mark: int) -> None:
+        with IPRoute() as ip:
+            found = ip.link_lookup(ifname=uplink)
+            if not found:
+                raise NetworkError(f"uplink interface {uplink!r} does not exist")
+            ip.flush_routes(table=table)
+            if gateway:
+                ip.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=found[0], table=table)
+            else:
+                ip.route("replace", dst="0.0.0.0/0", oif=found[0], table=table)
+            self._rule(ip, "add", table=table, priority=RULE_PRIORITY, fwmark=mark)
+            self._rule(
+                ip, "add", priority=RULE_PRIORITY + 1, fwmark=mark, action="FR_ACT_UNREACHABLE"
+            )
+
+    def add_desktop_rule(self, table: int, host_if: str) -> None:
+        with IPRoute() as ip:
+            self._rule(ip, "add", table=table, priority=RULE_PRIORITY, iifname=host_if)
+            # If the uplink vanishes its table empties: fail here, never fall to `main`.
+            self._rule(
+                ip,
+                "add",
+                priority=RULE_PRIORITY + 1,
+                iifname=host_if,
+                action="FR_ACT_UNREACHABLE",
+            )
+
+    def delete_rules(self, table: int, mark: int, ifnames: set[str] | None) -> None:
+        """Rules pointing at `table`, carrying `mark`, or on `ifnames` (None: all of ours)."""
+        with IPRoute() as ip:
+            for r in ip.get_rules(family=2):
+                prio = r.get("priority") or r.get("FRA_PRIORITY")
+                if prio not in (RULE_PRIORITY, RULE_PRIORITY + 1):
+                    continue
+                iif = r.get("FRA_IIFNAME")
+                fw = r.get("FRA_FWMARK")
+                tbl = r.get("FRA_TABLE") or r.get("table")
+                ours = (
+                    (iif is not None and ifnames is not None and iif in ifnames)
+                    or (ifnames is None and (tbl == table or fw == mark))
+                    or (ifnames is None and iif is None and fw == mark)
+                )
+                if ours:
+                    try:
+                        ip.rule("del", **self._rule_key(r))
+                    except Exception as exc:
+                        log.debug("rule already gone: %s", exc)
+            if ifnames is None:
+                try:
+                    ip.flush_routes(table=table)
+                except Exception as exc:
+                    log.debug("flushing table %d: %s", table, exc)
+
+    @staticmethod
+    def _rule(ip: Any, cmd: str, **kw: Any) -> None:
+        try:
+            ip.rule(cmd, **kw)
+        except Exception as exc:
+            if getattr(exc, "code", None) != errno.EEXIST:
+                raise
+
+    @staticmethod
+    def _rule_key(r: Any) -> dict[str, Any]:
+        key: dict[str, Any] = {"priority": r.get("FRA_PRIORITY") or r.get("priority")}
+        if r.get("FRA_IIFNAME"):
+            key["iifname"] = r.get("FRA_IIFNAME")
+        if r.get("FRA_FWMARK"):
+            key["fwmark"] = r.get("FRA_FWMARK")
+        tbl = r.get("FRA_TABLE") or r.get("table")
+        if r.get("action") == 7:
+            key["action"] = "FR_ACT_UNREACHABLE"
+        elif tbl:
+            key["table"] = tbl
+        return key
+
+    def interfaces_of_default_routes(self) -> list[str]:
+        names: list[str] = []
+        with IPRoute() as ip:
+            for r in ip.get_default_routes(family=2, table=254):
+                oif = r.get("RTA_OIF")
+                if oif:
+                    links = ip.get_links(oif)
+                    if links:
+                        names.append(str(links[0].get("ifname")))
+        return names
+
+
+class NetworkError(RuntimeError):
+    """A desktop's network could not be set up as its policy asks."""
+
+
+# ---------------------------------------------------------------------------------------------
+# One desktop
+
+
+@dataclass
+class DesktopNet:
+    """A desktop's network as built: what the launcher needs and what `zionctl` shows."""
+
+    desktop: str
+    policy: NetworkPolicy
+    effective: NetMode  # what is enforced: may be NONE when the policy could not be honoured
+    backend: str  # "netns", "bwrap-unshare" or "pasta"
+    ns_name: str | None = None
+    host_if: str | None = None
+    plan: AddressPlan | None = None
+    enabled: bool = True
+    warning: str | None = None
+    resolv_conf: Path | None = None
+    _ns_path: Path | None = None
+    _userns_path: Path | None = None
+    _forwarder: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _holder: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _pasta: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _manager: NetworkManager | None = field(default=None, repr=False)
+
+    def netns_path(self) -> Path | None:
+        """The namespace to setns() into before bwrap; None: give the sandbox an empty one
+        of its own (``bwrap --unshare-net``)."""
+        return self._ns_path
+
+    def userns_path(self) -> Path | None:
+        """Unprivileged `full` only: the user namespace that owns `netns_path()`."""
+        return self._userns_path
+
+    def nsenter_prefix(self) -> list[str]:
+        """argv prefix that runs a command inside this desktop's network (empty: none needed)."""
+        if self._ns_path is None:
+            return []
+        argv = ["nsenter", f"--net={self._ns_path}"]
+        if self._userns_path is not None:
+            argv[1:1] = [f"--user={self._userns_path}", "--preserve-credentials"]
+        return [*argv, "--"]
+
+    def set_enabled(self, on: bool) -> None:
+        if self._manager is None:
+            raise NetworkError(f"desktop {self.desktop!r} is no longer managed")
+        self._manager.set_enabled(self.desktop, on)
+
+    def state(self) -> dict[str, object]:
+        return {
+            "desktop": self.desktop,
+            "policy": self.policy.mode.value,
+            "effective": self.effective.value,
+            "enabled": self.enabled,
+            "backend": self.backend,
+            "netns": str(self._ns_path) if self._ns_path else None,
+            "host_if": self.host_if,
+            "gateway": str(self.plan.host) if self.plan else None,
+            "address": f"{self.plan.peer}/{self.plan.prefixlen}" if self.plan else None,
+            "dns": str(self.plan.host) if self.plan and self._forwarder else None,
+            "block_lan": self.policy.block_lan,
+            "allow": [
+                {"host": r.host, "ports": list(r.ports), "proto": r.proto}
+                for r in self.policy.allow
+            ],
+            "warning": self.warning,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# The manager
+
+
+def _pdeathsig() -> None:
+    # Children die with the manager, even on SIGKILL: no orphan forwarder keeps port 53.
+    _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def host_nameservers(resolv: Path = Path("/etc/resolv.conf")) -> list[str]:
+    try:
+        lines = resolv.read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                if ipaddress.ip_address(parts[1]).version == 4:
+                    out.append(parts[1])
+            except ValueError:
+                continue
+    return out
+
+
+class NetworkManager:
+    """Builds, switches and removes the network of every desktop of one zionwm run.
+
+    `prefix` marks every object this manager creates (tests pass a unique one). `uplink`
+    pins the desktops' traffic (and the forwarder's upstream queries) to one interface
+    through a policy-routing table of ours, e.g. a VPN, or the test's own "internet";
+    None uses the host's main routing table. `upstream_dns` defaults to the host's
+    resolv.conf. `privileged` overrides the probe (False forces the unprivileged path).
+    """
+
+    def __init__(
+        self,
+        prefix: str = netpolicy.DEFAULT_PREFIX,
+        *,
+        uplink: str | None = None,
+        uplink_gateway: str | None = None,
+        upstream_dns: Sequence[str] | None = None,
+        pool: ipaddress.IPv4Network = netpolicy.DEFAULT_POOL,
+        min_ttl: int = 60,
+        state_dir: Path | None = None,
+        privileged: bool | None = None,
+        pasta_args: Sequence[str] = (),
+    ) -> None:
+        self.prefix = netpolicy.check_prefix(prefix)
+        self.uplink = uplink
+        self.uplink_gateway = uplink_gateway
+        self.upstream_dns = list(upstream_dns) if upstream_dns is not None else None
+        self.pool = pool
+        self.min_ttl = min_ttl
+        self.pasta_args = list(pasta_args)
+        self.caps = probe()
+        self.privileged = self.caps.privileged if privileged is None else privileged
+        if self.privileged and not self.caps.privileged:
+            raise NetworkError(f"privileged network path unavailable: {self.caps.describe()}")
+        self._root = _RootOps(self.caps.nft or "nft") if self.privileged else None
+        self._state_dir = state_dir
+        self._desktops: dict[str, DesktopNet] = {}
+        self._table_ready = False
+        self._sysctl_saved: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self._saved_routes: dict[str, list[str]] = {}
+        # Deterministic per prefix, so a restarted run finds a crashed run's rules.
+        self.route_table = 20000 + int(netpolicy._short_hash(prefix, 6), 16) % 10000
+        self.mark = self.route_table
+
+    # -- public API ----------------------------------------------------------------------
+
+    def probe(self) -> Capabilities:
+        return self.caps
+
+    def __enter__(self) -> NetworkManager:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def state_dir(self) -> Path:
+        if self._state_dir is None:
+            self._state_dir = paths.runtime_dir() / "net"
+        self._state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self._state_dir
+
+    def get(self, desktop: str) -> DesktopNet | None:
+        return self._desktops.get(desktop)
+
+    def netns_path(self, desktop: str) -> Path | None:
+        """The launcher's callable: the namespace a desktop's sandboxes join, if any."""
+        net = self._desktops.get(desktop)
+        return net.netns_path() if net else None
+
+    def ensure(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
+        """Build the desktop's network, or rebuild it if its policy changed."""
+        netpolicy.check_desktop(desktop)
+        netpolicy.validate_policy(policy)
+        with self._lock:
+            current = self._desktops.get(desktop)
+            if current is not None:
+                if current.policy == policy:
+                    return current
+                self.teardown(desktop)
+            net = (
+                self._ensure_privileged(desktop, policy)
+                if self.privileged
+                else self._ensure_unprivileged(desktop, policy)
+            )
+            net._manager = self
+            self._desktops[desktop] = net
+            self._save_state()
+            log.info(
+                "desktop %s network: policy %s, enforced %s via %s",
+                desktop,
+                policy.mode.value,
+                net.effective.value,
+                net.backend,
+            )
+            return net
+
+    def set_enabled(self, desktop: str, on: bool) -> None:
+        """Cut (False) or restore (True) a desktop's network; its programs keep running."""
+        with self._lock:
+            net = self._desktops.get(desktop)
+            if net is None:
+                raise NetworkError(f"no network for desktop {desktop!r}")
+            if net.enabled == on:
+                return
+            if net.backend == "netns" and net.plan is not None and net.host_if is not None:
+                assert self._root is not None
+                net.enabled = on
+                self._root.nft_apply(self._desktop_text(net))
+            elif net.backend == "pasta":
+                net.enabled = on
+                self._set_pasta_link(net, on)
+            else:
+                net.enabled = on  # nothing to cut: it has no network
+            log.info("desktop %s network %s", desktop, "on" if on else "off")
+
+    def state(self) -> dict[str, dict[str, object]]:
+        return {name: net.state() for name, net in sorted(self._desktops.items())}
+
+    def teardown(self, desktop: str | None = None) -> None:
+        """Remove one desktop's network (or all of them, then the shared table and rules)."""
+        with self._lock:
+            names = [desktop] if desktop is not None else list(self._desktops)
+            for name in names:
+                net = self._desktops.pop(name, None)
+                if net is not None:
+                    self._teardown_one(net)
+            if desktop is None or not self._desktops:
+                self._teardown_shared()
+            self._save_state()
+
+    close = teardown
+
+    def cleanup_stale(self) -> list[str]:
+        """Remove what a crashed run with this prefix left; returns what was removed.
+
+        Call before the first `ensure`. Objects of other prefixes are never touched.
+        """
+        removed: list[str] = []
+        if not self.privileged:
+            return removed
+        assert self._root is not None
+        with self._lock:
+            saved = self._load_state()
+            for name in sorted(os.listdir(NETNS_DIR)) if NETNS_DIR.exists() else []:
+                if name.startswith(self.prefix + "-") and name not in self._live_ns():
+                    desktop = name[len(self.prefix) + 1 :]
+                    if netpolicy.DESKTOP_RE.match(desktop):
+                        self._root.remove_netns(name)
+                        removed.append(f"netns {name}")
+            live_ifs = {n.host_if for n in self._desktops.values()}
+            for ifname, _desktop in self._root.links_with_alias_prefix(self.prefix):
+                if ifname not in live_ifs:
+                    self._root.delete_link(ifname)
+                    removed.append(f"link {ifname}")
+            table = netpolicy.table_name(self.prefix)
+            if not self._desktops and self._root.nft_table_exists(table):
+                self._root.nft_delete_table(table)
+                removed.append(f"nft table inet {table}")
+            if not self._desktops:
+                self._root.delete_rules(self.route_table, self.mark, None)
+                for key, value in saved.get("sysctl", {}).items():
+                    try:
+                        _write_sysctl(key, value)
+                        removed.append(f"sysctl {key}={value}")
+                    except OSError:
+                        pass  # the interface went away with its settings
+            for name in sorted(os.listdir(ETC_NETNS)) if ETC_NETNS.exists() else []:
+                if name.startswith(self.prefix + "-") and name not in self._live_ns():
+                    shutil.rmtree(ETC_NETNS / name, ignore_errors=True)
+            if removed:
+                log.warning("removed stale network objects: %s", ", ".join(removed))
+            self._save_state()
+        return removed
+
+    # -- privileged path -----------------------------------------------------------------
+
+    def _live_ns(self) -> set[str]:
+        return {n.ns_name for n in self._desktops.values() if n.ns_name}
+
+    def _ensure_privileged(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
+        assert self._root is not None
+        ns = netpolicy.netns_name(self.prefix, desktop)
+        net = DesktopNet(desktop, policy, NetMode.NONE, "netns", ns_name=ns)
+        try:
+            net._ns_path = self._root.create_netns(ns)
+            self._root.setup_lo_only(ns)
+            if policy.mode is not NetMode.NONE:
+                self._build_uplinked(net)
+            self._write_resolv(net)
+        except Exception:
+            self._teardown_one(net)
+            raise
+        return net
+
+    def _build_uplinked(self, net: DesktopNet) -> None:
+        assert self._root is not None and net.ns_name is not None
+        host_if, ns_if = netpolicy.veth_names(self.prefix, net.desktop)
+        net.host_if = host_if
+        with self._alloc_lock():
+            taken = [n.plan.subnet for n in self._desktops.values() if n.plan]
+            net.plan = netpolicy.allocate_subnet(
+                [*self._root.used_networks(), *taken], pool=self.pool
+            )
+            self._root.create_veth(
+                net.ns_name,
+                host_if,
+                ns_if,
+                netpolicy.link_alias(self.prefix, net.desktop),
+                net.plan,
+            )
+        self._ensure_shared()
+        if self.uplink:
+            self._root.add_desktop_rule(self.route_table, host_if)
+        for iface in self._forwarding_ifaces(host_if):
+            self._set_sysctl(f"net.ipv4.conf.{iface}.forwarding", "1")
+        # Martian filtering would drop the replies of NAT'd traffic to the /30 otherwise.
+        self._set_sysctl(f"net.ipv4.conf.{host_if}.rp_filter", "0")
+        self._root.nft_apply(self._desktop_text(net))
+        net.effective = net.policy.mode
+        self._start_forwarder(net)
+
+    def _forwarding_ifaces(self, host_if: str) -> list[str]:
+        assert self._root is not None
+        # Per interface, not the global ip_forward: the host only routes for our veths
+        # and the uplink(s) their replies come back on.
+        ups = [self.uplink] if self.uplink else self._root.interfaces_of_default_routes()
+        return [host_if, *ups]
+
+    def _set_sysctl(self, key: str, value: str) -> None:
+        try:
+            old = _read_sysctl(key)
+        except OSError as exc:
+            raise NetworkError(f"cannot read sysctl {key}: {exc}") from exc
+        if old != value:
+            self._sysctl_saved.setdefault(key, old)
+            _write_sysctl(key, value)
+
+    def _ensure_shared(self) -> None:
+        assert self._root is not None
+        if self._table_ready:
+            return
+        if self.uplink:
+            if self.uplink_gateway is None:
+                log.info("uplink %s has no gateway: routing on-link", self.uplink)
+            self._root.add_uplink_routing(
+                self.route_table, self.uplink, self.uplink_gateway, self.mark
+            )
+            key = f"net.ipv4.conf.{self.uplink}.rp_filter"
+            if _read_sysctl(key) == "1":
+                # Strict reverse-path checks consult `main`, which does not route the
+                # answers' sources through the uplink: loose mode keeps the check.
+                self._set_sysctl(key, "2")
+        self._root.nft_apply(netpolicy.base_ruleset(self.prefix, self.uplink))
+        self._table_ready = True
+
+    def _desktop_text(self, net: DesktopNet) -> str:
+        assert net.plan is not None and net.host_if is not None
+        rules = DesktopRules(net.desktop, net.policy, net.host_if, net.plan, net.enabled)
+        return netpolicy.desktop_ruleset(self.prefix, rules, self.uplink)
+
+    def _upstreams(self) -> list[str]:
+        if self.upstream_dns is not None:
+            return self.upstream_dns
+        return host_nameservers()
+
+    def _start_forwarder(self, net: DesktopNet) -> None:
+        assert net.plan is not None
+        upstreams = self._upstreams()
+        if not upstreams:
+            net.warning = "no upstream DNS server: names do not resolve in this desktop"
+            log.warning("desktop %s: %s", net.desktop, net.warning)
+            return
+        cfg = {
+            "listen": str(net.plan.host),
+            "port": 53,
+            "upstreams": [[u, 53] for u in upstreams],
+            "mode": net.policy.mode.value,
+            "allow": [
+                {"host": r.host, "ports": list(r.ports), "proto": r.proto} for r in net.policy.allow
+            ],
+            "prefix": self.prefix,
+            "desktop": net.desktop,
+            "nft": self.caps.nft or "nft",
+            "min_ttl": self.min_ttl,
+            "mark": self.mark if self.uplink else None,
+        }
+        env = dict(os.environ)
+        pkg_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "zionwm.isolation.dnsfilter", json.dumps(cfg)],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_pdeathsig,  # noqa: PLW1509 (prctl only, no locks taken)
+        )
+        net._forwarder = proc
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 10.0)
+        line = proc.stdout.readline() if ready else b""
+        if line.strip() != b"ready":
+            raise NetworkError(f"DNS forwarder for {net.desktop} did not start")
+
+    def _write_resolv(self, net: DesktopNet) -> None:
+        text = netpolicy.resolv_conf(net.plan if net._forwarder else None)
+        path = self.state_dir() / f"{net.desktop}.resolv.conf"
+        path.write_text(text)
+        net.resolv_conf = path
+        if net.ns_name:
+            # `ip netns exec` binds this one over /etc/resolv.conf: debugging sees what
+            # the sandboxes see.
+            etc = ETC_NETNS / net.ns_name
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "resolv.conf").write_text(text)
+
+    def _teardown_one(self, net: DesktopNet) -> None:
+        net._manager = None
+        for proc in (net._forwarder, net._pasta, net._holder):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            if proc is not None and proc.stdout is not None:
+                proc.stdout.close()
+        if self._root is not None:
+            if net.host_if is not None:
+                if self._table_ready:
+                    indices = [
+                        i
+                        for i, r in enumerate(net.policy.allow)
+                        if netpolicy.rule_network(r) is None
+                    ]
+                    try:
+                        self._root.nft_apply(
+                            netpolicy.remove_desktop_ruleset(
+                                self.prefix, net.desktop, net.host_if, indices
+                            )
+                        )
+                    except NetworkError as exc:
+                        log.debug("desktop chains already gone: %s", exc)
+                self._root.delete_link(net.host_if)
+                if self.uplink:
+                    self._root.delete_rules(self.route_table, self.mark, {net.host_if})
+                key = f"net.ipv4.conf.{net.host_if}.forwarding"
+                self._sysctl_saved.pop(key, None)
+                self._sysctl_saved.pop(f"net.ipv4.conf.{net.host_if}.rp_filter", None)
+            if net.ns_name is not None:
+                self._root.remove_netns(net.ns_name)
+        if net.resolv_conf is not None:
+            net.resolv_conf.unlink(missing_ok=True)
+        net._ns_path = None
+
+    def _teardown_shared(self) -> None:
+        if self._root is None:
+            return
+        if self._table_ready or self._root.nft_table_exists(netpolicy.table_name(self.prefix)):
+            self._root.nft_delete_table(netpolicy.table_name(self.prefix))
+        self._table_ready = False
+        if self.uplink:
+            self._root.delete_rules(self.route_table, self.mark, None)
+        for key, value in self._sysctl_saved.items():
+            try:
+                _write_sysctl(key, value)
+            except OSError:
+                pass
+        self._sysctl_saved.clear()
+
+    @contextmanager
+    def _alloc_lock(self) -> Iterator[None]:
+        # Two managers (two test runs) must not pick the same /30 between look and add.
+        ALLOC_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        with open(ALLOC_LOCK, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _state_file(self) -> Path:
+        return self.state_dir() / f"{self.prefix}.json"
+
+    def _save_state(self) -> None:
+        if not self.privileged:
+            return
+        data = {"sysctl": self._sysctl_saved, "desktops": sorted(self._desktops)}
+        self._state_file().write_text(json.dumps(data))
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self._state_file().read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    # -- unprivileged path ---------------------------------------------------------------
+
+    def _ensure_unprivileged(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
+        if policy.mode is NetMode.NONE:
+            return DesktopNet(desktop, policy, NetMode.NONE, "bwrap-unshare")
+        if policy.mode is NetMode.FILTERED:
+            warning = (
+                "filtered network needs the privileged path (root and nft): "
+                "this desktop has no network (fail closed)"
+            )
+            log.warning("desktop %s: %s", desktop, warning)
+            return DesktopNet(desktop, policy, NetMode.NONE, "bwrap-unshare", warning=warning)
+        if not self.caps.unprivileged_full:
+            warning = "full network needs pasta (Debian package passt) and nsenter: no network"
+            log.warning("desktop %s: %s", desktop, warning)
+            return DesktopNet(desktop, policy, NetMode.NONE, "bwrap-unshare", warning=warning)
+        if policy.block_lan:
+            log.warning("desktop %s: block_lan is not enforced on the unprivileged path", desktop)
+        return self._start_pasta(desktop, policy)
+
+    def _start_pasta(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
+        # A holder process keeps a user+net namespace alive; pasta attaches to it. The
+        # launcher joins both (see nsenter_prefix).
+        holder = subprocess.Popen(
+            [
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--net",
+                "--",
+                "sh",
+                "-c",
+                "echo ready; exec cat",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            preexec_fn=_pdeathsig,  # noqa: PLW1509 (prctl only, no locks taken)
+        )
+        net = DesktopNet(desktop, policy, NetMode.NONE, "pasta", _holder=holder)
+        try:
+            assert holder.stdout is not None
+            ready, _, _ = select.select([holder.stdout], [], [], 5.0)
+            if not ready or holder.stdout.readline().strip() != b"ready":
+                raise NetworkError("could not create a user+network namespace (unshare)")
+            pid = holder.pid
+            net._ns_path = Path(f"/proc/{pid}/ns/net")
+            net._userns_path = Path(f"/proc/{pid}/ns/user")
+            argv = [
+                self.caps.pasta or "pasta",
+                "--config-net",
+                "--foreground",
+                "--quiet",
+                "--ipv4-only",
+                # Nothing from the host side reaches into a desktop: no inbound forwards.
+                "-t",
+                "none",
+                "-u",
+                "none",
+                "-T",
+                "none",
+                "-U",
+                "none",
+                *self.pasta_args,
+                "--userns",
+                str(net._userns_path),
+                "--netns",
+                str(net._ns_path),
+            ]
+            net._pasta = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                preexec_fn=_pdeathsig,  # noqa: PLW1509 (prctl only, no locks taken)
+            )
+            self._wait_pasta_link(net)
+            net.effective = NetMode.FULL
+        except Exception:
+            self._teardown_one(net)
+            raise
+        return net
+
+    def _pasta_link(self, net: DesktopNet) -> tuple[str, bool] | None:
+        """(interface name, has a default route) inside a pasta desktop's namespace."""
+        res = subprocess.run(
+            [*net.nsenter_prefix(), "ip", "-j", "route", "show", "default"],
+            check=False,
+            capture_output=True,
+        )
+        if res.returncode != 0:
+            return None
+        try:
+            routes = json.loads(res.stdout or b"[]")
+        except ValueError:
+            return None
+        for r in routes:
+            if r.get("dev"):
+                return str(r["dev"]), True
+        return None
+
+    def _wait_pasta_link(self, net: DesktopNet) -> None:
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            assert net._pasta is not None
+            if net._pasta.poll() is not None:
+                err = net._pasta.stderr.read().decode(errors="replace") if net._pasta.stderr else ""
+                raise NetworkError(f"pasta exited: {err.strip()}")
+            found = self._pasta_link(net)
+            if found is not None:
+                net.host_if = found[0]
+                return
+            time.sleep(0.05)
+        raise NetworkError("pasta did not configure the namespace in time")
+
+    def _set_pasta_link(self, net: DesktopNet, on: bool) -> None:
+        # The namespace is ours (its user namespace maps us to root): bringing its
+        # interface down drops every packet; up restores addresses, and the route is re-added.
+        if net.host_if is None:
+            return
+        pre = net.nsenter_prefix()
+        if on:
+            subprocess.run([*pre, "ip", "link", "set", net.host_if, "up"], check=True)
+            routes = self._saved_routes.pop(net.desktop, [])
+            for r in routes:
+                subprocess.run([*pre, "ip", "route", "replace", *r.split()], check=False)
+        else:
+            res = subprocess.run(
+                [*pre, "ip", "route", "show", "default"], capture_output=True, check=True
+            )
+            self._saved_routes[net.desktop] = [
+                line for line in res.stdout.decode().splitlines() if line.strip()
+            ]
+            subprocess.run([*pre, "ip", "link", "set", net.host_if, "down"], check=True)
