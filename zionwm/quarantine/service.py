@@ -41,6 +41,7 @@ from typing import Any
 
 from zionwm import paths
 from zionwm.isolation.spec import DesktopSpec, DownloadsPolicy, Verdict, VerdictAction
+from zionwm.quarantine.client import socket_path
 from zionwm.quarantine.inbox import InboxSpec, InboxWatcher, Outcome, take, take_copy
 from zionwm.quarantine.release import (
     Destination,
@@ -64,15 +65,10 @@ from zionwm.quarantine.store import (
 
 log = logging.getLogger(__name__)
 
-SOCKET_NAME = "quarantine.sock"
 _MAX_REQUEST = 1 << 20
 _MAX_SUBSCRIBER_BACKLOG = 4 << 20
 _RETRY_FIRST = 2.0
 _RETRY_MAX = 60.0
-
-
-def socket_path() -> Path:
-    return paths.runtime_dir() / SOCKET_NAME
 
 
 # -- configuration ---------------------------------------------------------------------------

@@ -1,0 +1,258 @@
+"""`zionctl quarantine ...` and `zionctl send ...`: the user's side of the quarantine.
+
+Plugged into zionctl through `add_parser(subparsers)`; every command talks to the quarantine
+service (not the compositor) over its socket. Exit status follows zionctl: 0 done, 1 the
+service refused, 2 no service to talk to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from zionwm.quarantine.client import QuarantineClient, QuarantineError, socket_path
+
+EXIT_REFUSED = 1
+EXIT_NO_SERVICE = 2
+_TERMINAL = ("released", "rejected", "deleted")
+
+
+def _client(args: argparse.Namespace) -> QuarantineClient:
+    path = os.environ.get("ZIONWM_QUARANTINE_SOCK")
+    return QuarantineClient(Path(path) if path else socket_path())
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def format_list(items: list[dict[str, Any]]) -> str:
+    """The table `quarantine list` prints."""
+    rows = [("ID", "STATE", "VERDICT", "FROM", "TO", "SIZE", "NAME")]
+    for it in items:
+        rows.append(
+            (
+                str(it["id"]),
+                it["state"],
+                it.get("verdict") or "-",
+                it["source"],
+                it["dest"],
+                _size(it.get("size")),
+                it["name"],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    )
+
+
+def format_item(it: dict[str, Any]) -> str:
+    """The report `quarantine show` prints."""
+    lines = [
+        f"item {it['id']}: {it['name']}",
+        f"  state      {it['state']}" + (" (forced)" if it.get("forced") else ""),
+        f"  verdict    {it.get('verdict') or '-'}",
+        f"  from       {it['source']} ({it['kind']})",
+        f"  to         {it['dest']}/{it['subdir']}",
+        f"  size       {_size(it.get('size'))}",
+        f"  sha256     {it.get('sha256') or '-'}",
+        f"  received   {_when(it.get('received_at'))}",
+    ]
+    if it.get("origin_url"):
+        lines.append(f"  origin     {it['origin_url']}")
+    if it.get("referrer_url"):
+        lines.append(f"  referrer   {it['referrer_url']}")
+    if it["state"] == "held":
+        lines.append(f"  release at {_when(it.get('hold_until'))}")
+    if it.get("release_name") and it["state"] == "released":
+        lines.append(f"  released   {_when(it.get('released_at'))} as {it['release_name']}")
+    if it.get("reason"):
+        lines.append(f"  reason     {it['reason']}")
+    report = it.get("report")
+    if report:
+        lines.append(f"  scanners   {', '.join(report.get('scanners', [])) or '-'}")
+        for f in report.get("findings", []):
+            lines.append(f"  finding    [{f['verdict']}] {f['scanner']}/{f['rule']}: {f['detail']}")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace, fn: Any) -> int:
+    try:
+        with _client(args) as client:
+            return int(fn(client))
+    except QuarantineError as e:
+        print(f"zionctl: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    except OSError as e:
+        print(f"zionctl: no quarantine service ({e})", file=sys.stderr)
+        return EXIT_NO_SERVICE
+
+
+def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2))
+    else:
+        print(text)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    def go(c: QuarantineClient) -> int:
+        reply = c.request("list", all=args.all)
+        counts = reply.get("counts", {})
+        _out(
+            args,
+            reply,
+            format_list(reply["items"]) + f"\n{counts.get('pending', 0)} pending,"
+            f" {counts.get('kept', 0)} kept",
+        )
+        return 0
+
+    return _run(args, go)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    def go(c: QuarantineClient) -> int:
+        item = c.request("show", id=args.id)["item"]
+        _out(args, item, format_item(item))
+        return 0
+
+    return _run(args, go)
+
+
+def cmd_action(args: argparse.Namespace) -> int:
+    def go(c: QuarantineClient) -> int:
+        extra = {"i_understand": True} if getattr(args, "i_understand", False) else {}
+        item = c.request(args.action, id=args.id, **extra)["item"]
+        text = f"item {item['id']}: {item['state']}"
+        if item["state"] == "released":
+            text += f" to {item['dest']} as {item['release_name']}"
+        _out(args, item, text)
+        return 0
+
+    return _run(args, go)
+
+
+def _wait_terminal(c: QuarantineClient, ids: set[int], timeout: float) -> dict[int, Any]:
+    """After `subscribe`: wait for each id's terminal event (or its state if already there)."""
+    done: dict[int, Any] = {}
+    for item_id in ids:
+        item = c.request("show", id=item_id)["item"]
+        if item["state"] in _TERMINAL:
+            done[item_id] = item
+    end = time.monotonic() + timeout
+    while len(done) < len(ids):
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            ev = c.next_event(left)
+        except TimeoutError:
+            break
+        item = ev.get("item", {})
+        if item.get("id") in ids and item.get("state") in _TERMINAL:
+            done[item["id"]] = item
+    return done
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    def go(c: QuarantineClient) -> int:
+        if args.wait:
+            c.subscribe()  # before sending: no event can be missed
+        reply = c.call("send", **{"from": args.src, "to": args.dst, "paths": args.paths})
+        if "results" not in reply:
+            raise QuarantineError(str(reply.get("error", "send failed")))
+        status = 0
+        ids: set[int] = set()
+        for r in reply["results"]:
+            if r["ok"]:
+                ids.add(int(r["id"]))
+                print(f"{r['path']}: queued as item {r['id']}")
+            else:
+                status = EXIT_REFUSED
+                print(f"zionctl: {r['path']}: refused: {r['error']}", file=sys.stderr)
+        if args.wait and ids:
+            done = _wait_terminal(c, ids, args.timeout)
+            for item_id in sorted(ids):
+                item = done.get(item_id)
+                if item is None:
+                    print(f"item {item_id}: still in quarantine after {args.timeout:.0f} s")
+                    status = EXIT_REFUSED
+                elif item["state"] == "released":
+                    print(
+                        f"item {item_id}: delivered to {args.dst} as "
+                        f"Incoming/{args.src}/{item['release_name']}"
+                    )
+                else:
+                    print(f"item {item_id}: {item['state']}: {item.get('reason') or ''}")
+                    status = EXIT_REFUSED
+        return status
+
+    return _run(args, go)
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add `quarantine` and `send` to zionctl's subcommands."""
+    q = subparsers.add_parser(
+        "quarantine",
+        help="list, inspect and release quarantined files",
+        description="The download quarantine: list, inspect, release.",
+    )
+    q.add_argument("--json", action="store_true", help="print JSON")
+    qsub = q.add_subparsers(dest="qcommand", metavar="ACTION", required=True)
+    p = qsub.add_parser("list", help="items still in quarantine (--all: every item ever)")
+    p.add_argument("--all", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = qsub.add_parser("show", help="one item with its audit report")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_show)
+    p = qsub.add_parser("release", help="release an item now")
+    p.add_argument("id", type=int)
+    p.add_argument(
+        "--i-understand",
+        action="store_true",
+        help="release even though the audit did not find it clean",
+    )
+    p.set_defaults(func=cmd_action, action="release")
+    p = qsub.add_parser("delete", help="delete an item's content (its record stays)")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_action, action="delete")
+    p = qsub.add_parser("rescan", help="audit an item again")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_action, action="rescan")
+
+    s = subparsers.add_parser(
+        "send",
+        help="send files from one desktop to another through the audit",
+        description="Copy files from desktop A's home, audit them, and deliver them into "
+        "desktop B's ~/Incoming/A/.",
+    )
+    s.add_argument("--from", dest="src", required=True, metavar="A")
+    s.add_argument("--to", dest="dst", required=True, metavar="B")
+    s.add_argument("--wait", action="store_true", help="wait until each file is delivered")
+    s.add_argument("--timeout", type=float, default=120.0, help="with --wait (seconds)")
+    s.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    s.add_argument(
+        "paths", nargs="+", metavar="PATH", help="relative to A's home, or absolute inside it"
+    )
+    s.set_defaults(func=cmd_send)
