@@ -1,0 +1,306 @@
+"""Unit tests of the quarantine's pure cores: store transitions and recovery, verdict policy,
+release naming, intake name rules, the policy file. Real SQLite in tmp dirs; no service."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zionwm.isolation.spec import DesktopSpec, DownloadsPolicy, Verdict, VerdictAction
+from zionwm.quarantine.inbox import is_candidate_name
+from zionwm.quarantine.release import clash_name, safe_name
+from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.service import (
+    decide,
+    policy_from_json,
+    policy_to_json,
+    release_refusal,
+)
+from zionwm.quarantine.store import (
+    ALLOWED,
+    PENDING_STATES,
+    Kind,
+    RecoveryAction,
+    State,
+    Store,
+    StoreError,
+    recovery_action,
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "q")
+    yield s
+    s.close()
+
+
+def _take(store: Store, name: str = "a.pdf") -> int:
+    return store.begin_take(
+        kind=Kind.DOWNLOAD,
+        source="web",
+        dest="personal",
+        subdir=("home", "Downloads"),
+        name=name,
+        size=3,
+        dev=1,
+        ino=2,
+        inbox_name=name,
+        origin_url="https://example.org/a",
+    )
+
+
+def _clean() -> AuditReport:
+    return AuditReport(scanners=("magic", "yara"))
+
+
+def test_full_life_and_fields_survive_reopen(tmp_path: Path) -> None:
+    s = Store(tmp_path / "q")
+    item_id = _take(s)
+    assert s.get(item_id).state is State.TAKING
+    s.transition(item_id, State.RECEIVED, content=True)
+    s.transition(item_id, State.AUDITING)
+    s.transition(
+        item_id,
+        State.HELD,
+        verdict=Verdict.CLEAN,
+        report=_clean(),
+        hold_until=5.0,
+        sha256="ab" * 32,
+    )
+    s.transition(item_id, State.RELEASING)
+    s.set_release_name(item_id, "a (1).pdf")
+    s.transition(item_id, State.RELEASED, content=False, released_at=6.0)
+    s.close()
+
+    again = Store(tmp_path / "q")
+    item = again.get(item_id)
+    assert item.state is State.RELEASED
+    assert item.release_name == "a (1).pdf"
+    assert item.verdict is Verdict.CLEAN
+    assert item.report == _clean()
+    assert item.origin_url == "https://example.org/a"
+    assert item.subdir == ("home", "Downloads")
+    assert not item.content
+    assert again.counts() == {"pending": 0, "kept": 0}
+    again.close()
+
+
+def test_every_disallowed_transition_is_refused(store: Store) -> None:
+    for src, dst in itertools.product(State, State):
+        if dst in ALLOWED[src]:
+            continue
+        item_id = _take(store)
+        # Drive a fresh item to `src` through allowed steps, then try the forbidden one.
+        path = {
+            State.TAKING: [],
+            State.RECEIVED: [State.RECEIVED],
+            State.AUDITING: [State.RECEIVED, State.AUDITING],
+            State.HELD: [State.RECEIVED, State.AUDITING, State.HELD],
+            State.RELEASING: [State.RECEIVED, State.AUDITING, State.HELD, State.RELEASING],
+            State.RELEASED: [
+                State.RECEIVED,
+                State.AUDITING,
+                State.HELD,
+                State.RELEASING,
+                State.RELEASED,
+            ],
+            State.REJECTED: [State.RECEIVED, State.AUDITING, State.REJECTED],
+            State.DELETING: [State.RECEIVED, State.DELETING],
+            State.DELETED: [State.RECEIVED, State.DELETING, State.DELETED],
+        }[src]
+        for step in path:
+            store.transition(item_id, step)
+        with pytest.raises(StoreError):
+            store.transition(item_id, dst)
+        assert store.get(item_id).state is src
+
+
+def test_no_path_reaches_release_without_an_audit() -> None:
+    # Every way into RELEASING comes from HELD (audited) or REJECTED (audited, forced).
+    sources = {s for s, targets in ALLOWED.items() if State.RELEASING in targets}
+    assert sources == {State.HELD, State.REJECTED}
+    assert State.HELD not in ALLOWED[State.RECEIVED]
+    assert State.HELD not in ALLOWED[State.TAKING]
+
+
+def test_refused_entries_are_recorded_without_content(store: Store) -> None:
+    item_id = store.record_refused(
+        kind=Kind.DOWNLOAD,
+        source="web",
+        dest="personal",
+        subdir=("home", "Downloads"),
+        name="id_rsa",
+        reason="symbolic link",
+    )
+    item = store.get(item_id)
+    assert item.state is State.REJECTED and not item.content
+    assert store.counts() == {"pending": 0, "kept": 0}
+
+
+def test_counts(store: Store) -> None:
+    a, b, c = _take(store), _take(store), _take(store)
+    store.transition(a, State.RECEIVED, content=True)
+    store.transition(b, State.RECEIVED, content=True)
+    store.transition(b, State.AUDITING)
+    store.transition(b, State.REJECTED, content=True)
+    store.drop_taking(c)
+    assert store.counts() == {"pending": 1, "kept": 1}
+    with pytest.raises(StoreError):
+        store.get(c)
+
+
+def test_ids_are_never_reused(tmp_path: Path) -> None:
+    s = Store(tmp_path / "q")
+    first = _take(s)
+    s.drop_taking(first)
+    s.close()
+    s = Store(tmp_path / "q")
+    assert _take(s) > first
+    s.close()
+
+
+@pytest.mark.parametrize(
+    ("state", "in_store", "at_dest", "expected"),
+    [
+        (State.TAKING, True, False, RecoveryAction.TO_RECEIVED),
+        (State.TAKING, False, False, RecoveryAction.DROP),
+        (State.RECEIVED, True, False, RecoveryAction.TO_RECEIVED),
+        (State.AUDITING, True, False, RecoveryAction.TO_RECEIVED),
+        (State.AUDITING, False, False, RecoveryAction.TO_LOST),
+        (State.HELD, True, False, RecoveryAction.KEEP),
+        (State.RELEASING, True, False, RecoveryAction.TO_HELD),
+        (State.RELEASING, False, True, RecoveryAction.TO_RELEASED),
+        (State.RELEASING, True, True, RecoveryAction.TO_RELEASED),
+        (State.RELEASING, False, False, RecoveryAction.TO_LOST),
+        (State.DELETING, True, False, RecoveryAction.TO_DELETED),
+        (State.RELEASED, False, True, RecoveryAction.KEEP),
+        (State.REJECTED, True, False, RecoveryAction.KEEP),
+    ],
+)
+def test_recovery_action(
+    state: State, in_store: bool, at_dest: bool, expected: RecoveryAction
+) -> None:
+    assert recovery_action(state, in_store, at_dest) is expected
+
+
+def test_recovery_never_releases_what_is_still_only_in_the_store() -> None:
+    for state in State:
+        if state is State.RELEASED:
+            continue
+        assert recovery_action(state, True, False) is not RecoveryAction.TO_RELEASED
+
+
+def test_recovery_covers_every_pending_state() -> None:
+    # Unfinished states must each have a rule; only terminal ones are left alone.
+    for state in PENDING_STATES - {State.HELD}:
+        assert recovery_action(state, True, False) is not RecoveryAction.KEEP
+
+
+POLICY = DownloadsPolicy(
+    release_to="personal",
+    hold=30.0,
+    on_suspicious=VerdictAction.RELEASE,
+    on_malicious=VerdictAction.DELETE,
+    on_cannot_inspect=VerdictAction.KEEP,
+)
+
+
+def test_decide() -> None:
+    clean = decide(Verdict.CLEAN, POLICY, 100.0)
+    assert (clean.state, clean.hold_until, clean.delete_content) == (State.HELD, 130.0, False)
+    sus = decide(Verdict.SUSPICIOUS, POLICY, 100.0)
+    assert sus.state is State.HELD and sus.hold_until == 130.0 and sus.reason
+    mal = decide(Verdict.MALICIOUS, POLICY, 100.0)
+    assert mal.state is State.REJECTED and mal.delete_content
+    ci = decide(Verdict.CANNOT_INSPECT, POLICY, 100.0)
+    assert ci.state is State.REJECTED and not ci.delete_content
+    zero = decide(Verdict.CLEAN, DownloadsPolicy(release_to="x", hold=0.0), 7.0)
+    assert zero.hold_until == 7.0
+
+
+def test_release_refusal(store: Store) -> None:
+    item_id = _take(store)
+    store.transition(item_id, State.RECEIVED, content=True)
+    assert release_refusal(store.get(item_id), True) == "not audited yet"
+    store.transition(item_id, State.AUDITING)
+    bad = AuditReport(findings=(Finding("yara", "r", "d", Verdict.MALICIOUS),))
+    store.transition(item_id, State.REJECTED, verdict=Verdict.MALICIOUS, report=bad, content=True)
+    refusal = release_refusal(store.get(item_id), False)
+    assert refusal is not None and "--i-understand" in refusal
+    assert release_refusal(store.get(item_id), True) is None
+    refused = store.record_refused(
+        kind=Kind.DOWNLOAD,
+        source="web",
+        dest="personal",
+        subdir=("home", "Downloads"),
+        name="x",
+        reason="symlink",
+    )
+    assert release_refusal(store.get(refused), True) is not None
+
+
+def test_clash_names() -> None:
+    assert clash_name("a.pdf", 0) == "a.pdf"
+    assert clash_name("a.pdf", 1) == "a (1).pdf"
+    assert clash_name("x.tar.gz", 2) == "x (2).tar.gz"
+    assert clash_name("README", 1) == "README (1)"
+    assert clash_name(".hidden", 1) == ".hidden (1)"
+    long = "é" * 127 + ".pdf"  # 258 bytes: must still fit 255 with the suffix
+    out = clash_name(long, 12)
+    assert len(os.fsencode(out)) <= 255 and out.endswith(" (12).pdf")
+
+
+def test_safe_name() -> None:
+    assert safe_name("a\nb.pdf") == "a_b.pdf"
+    assert safe_name("..") == "download"
+    assert safe_name(".bashrc") == "_bashrc"
+    assert len(os.fsencode(safe_name("x" * 300))) == 255
+
+
+def test_candidate_names() -> None:
+    assert is_candidate_name("report.pdf")
+    for partial in (
+        "a.pdf.part",
+        "Unconfirmed 1.crdownload",
+        "x.download",
+        "y.tmp",
+        ".com.google.Chrome.abc",
+        ".hidden",
+        "",
+        "notes~",
+    ):
+        assert not is_candidate_name(partial), partial
+
+
+def test_policy_file_round_trip() -> None:
+    specs = [
+        DesktopSpec(name="web", colour=(1, 0, 0, 1), downloads=POLICY),
+        DesktopSpec(name="personal", colour=(0, 1, 0, 1)),
+    ]
+    cfg = policy_from_json(policy_to_json(specs, audit={"timeout": 5}))
+    assert cfg.downloads == {"web": POLICY}
+    assert cfg.desktops == ("web", "personal")
+    assert cfg.outbox.hold == 0.0
+    assert cfg.audit == {"timeout": 5}
+
+
+def test_policy_file_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        policy_from_json(
+            {"desktops": [{"desktop": "web", "downloads": {"hold": -1, "release_to": "p"}}]}
+        )
+    with pytest.raises(ValueError):
+        policy_from_json({"desktops": [{"desktop": "web", "downloads": {"hold": 1}}]})
+    with pytest.raises(ValueError):
+        policy_from_json(
+            {
+                "desktops": [
+                    {"desktop": "web", "downloads": {"release_to": "p", "on_malicious": "shrug"}}
+                ]
+            }
+        )
