@@ -1,0 +1,81 @@
+"""Child processes of the compositor, each watched through its pidfd and reaped by pid.
+
+Never `waitpid(-1)`: wlroots and libraries reap their own children.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .loop import FdHandle, Loop
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Child:
+    pid: int
+    argv: list[str]
+    desktop: str | None
+    poll: Callable[[], int | None]
+    kill: Callable[[], None]
+    watch: FdHandle | None = None
+    returncode: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Children:
+    def __init__(self, loop: Loop, on_exit: Callable[[Child], None]) -> None:
+        self._loop = loop
+        self._on_exit = on_exit
+        self.running: dict[int, Child] = {}
+
+    def spawn(self, argv: Sequence[str], env: dict[str, str], desktop: str | None = None,
+              **popen: Any) -> Child:
+        proc = subprocess.Popen(list(argv), env=env, stdin=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True, **popen)
+        return self.adopt(proc.pid, list(argv), desktop, proc.poll, proc.kill)
+
+    def adopt(self, pid: int, argv: list[str], desktop: str | None,
+              poll: Callable[[], int | None], kill: Callable[[], None],
+              pidfd: int | None = None) -> Child:
+        child = Child(pid, argv, desktop, poll, kill)
+        fd = pidfd if pidfd is not None else os.pidfd_open(pid)
+        child.extra["pidfd"] = fd
+        child.watch = self._loop.add_reader(fd, lambda: self._reap(child), f"child {pid}")
+        self.running[pid] = child
+        log.info("started %s (pid %d) on %s", argv[0], pid, desktop or "host")
+        return child
+
+    def _reap(self, child: Child) -> None:
+        code = child.poll()
+        if code is None:
+            return
+        child.returncode = code
+        self._forget(child)
+        log.info("%s (pid %d, %s) exited with %s", child.argv[0], child.pid,
+                 child.desktop or "host", code)
+        self._on_exit(child)
+
+    def _forget(self, child: Child) -> None:
+        if child.watch is not None:
+            child.watch.remove()
+            child.watch = None
+        fd = child.extra.pop("pidfd", None)
+        if fd is not None:
+            os.close(fd)
+        self.running.pop(child.pid, None)
+
+    def kill_all(self) -> None:
+        for child in list(self.running.values()):
+            try:
+                child.kill()
+                child.poll()
+            except Exception:
+                log.exception("could not kill pid %d", child.pid)
+            self._forget(child)

@@ -1,0 +1,108 @@
+"""Keyboards, the pointer and key bindings.
+
+Key events are matched against the bindings first (by translated and by level-0 keysym, so
+Super+Shift+1 matches whichever the user wrote); everything else goes to the seat of the
+focused window's desktop. The motion handler is a hot path: no logging above DEBUG, one
+scene lookup, no allocation beyond what pywlroots does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pywayland.protocol.wayland import WlKeyboard
+from wlroots import ffi, lib
+from wlroots.wlr_types import InputDevice
+from wlroots.wlr_types.keyboard import KeyboardKeyEvent, KeyboardModifier
+from xkbcommon import xkb
+
+from .listeners import HasListeners
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger(__name__)
+
+MODIFIER_BITS = {
+    "shift": KeyboardModifier.SHIFT,
+    "ctrl": KeyboardModifier.CTRL,
+    "alt": KeyboardModifier.ALT,
+    "super": KeyboardModifier.LOGO,
+}
+_RELEVANT = KeyboardModifier.SHIFT | KeyboardModifier.CTRL | KeyboardModifier.ALT | \
+    KeyboardModifier.LOGO
+
+
+def modifier_mask(names: frozenset[str]) -> int:
+    mask = 0
+    for n in names:
+        mask |= MODIFIER_BITS[n]
+    return int(mask)
+
+
+def keysym_of(name: str) -> int:
+    sym = xkb.keysym_from_name(name)
+    if sym == 0:
+        sym = xkb.keysym_from_name(name, case_insensitive=True)
+    return int(sym)
+
+
+class BindingTable:
+    """(modifier mask, keysym) -> command string, from the config."""
+
+    def __init__(self, bindings: list[tuple[frozenset[str], str, str]]) -> None:
+        self.table: dict[tuple[int, int], str] = {}
+        for mods, key, command in bindings:
+            sym = keysym_of(key)
+            if sym:
+                self.table[(modifier_mask(mods), sym)] = command
+                lower = int(xkb.keysym_to_lower(sym)) if hasattr(xkb, "keysym_to_lower") else sym
+                self.table.setdefault((modifier_mask(mods), lower), command)
+
+    def match(self, mods: int, syms: list[int]) -> str | None:
+        m = mods & int(_RELEVANT)
+        for s in syms:
+            cmd = self.table.get((m, s))
+            if cmd is not None:
+                return cmd
+        return None
+
+
+class KeyboardHandler(HasListeners):
+    def __init__(self, server: Server, device: InputDevice) -> None:
+        self.server = server
+        self.device = device
+        self.keyboard = device.keyboard
+        self.add_listener(self.keyboard.modifiers_event, self._on_keyboard_modifiers)
+        self.add_listener(self.keyboard.key_event, self._on_keyboard_key)
+        self.add_listener(device.destroy_event, self._on_device_destroy)
+
+    def _on_keyboard_modifiers(self, listener: Any, data: Any) -> None:
+        self.server.keyboard_modifiers(self)
+
+    def _on_keyboard_key(self, listener: Any, event: KeyboardKeyEvent) -> None:
+        if event.state == WlKeyboard.key_state.pressed:
+            syms = self._keysyms(event.keycode + 8)
+            command = self.server.bindings.match(int(self.keyboard.modifier), syms)
+            if command is not None:
+                self.server.binding_pressed(command, event.keycode)
+                return
+        elif self.server.consume_release(event.keycode):
+            return
+        self.server.keyboard_key(self, event)
+
+    def _keysyms(self, keycode: int) -> list[int]:
+        kb = self.keyboard._ptr
+        out = ffi.new("const xkb_keysym_t **")
+        syms: list[int] = []
+        n = lib.xkb_state_key_get_syms(kb.xkb_state, keycode, out)
+        syms.extend(out[0][i] for i in range(n))
+        layout = lib.xkb_state_key_get_layout(kb.xkb_state, keycode)
+        n = lib.xkb_keymap_key_get_syms_by_level(kb.keymap, keycode, layout, 0, out)
+        syms.extend(out[0][i] for i in range(n))
+        return syms
+
+    def _on_device_destroy(self, listener: Any, data: Any) -> None:
+        self.finalize_listeners()
+        self.server.keyboard_destroyed(self)

@@ -1,0 +1,303 @@
+"""zionwm's own cffi layer over wlroots 0.15 / libwayland: the ONLY place raw pointers cross
+between cffi instances (ours and pywlroots'/pywayland's).
+
+Everything else in the compositor calls the small typed wrappers below. Pointers travel
+between the two cffi instances as integers (`_addr`), never as Python objects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from wlroots import ffi as wlr_ffi
+
+from ._zionwm_native import ffi, lib  # type: ignore[import-not-found]
+
+log = logging.getLogger(__name__)
+
+Color = tuple[float, float, float, float]
+
+
+def _addr(cdata: Any) -> int:
+    """Address of a pointer from any cffi instance (or of a pywlroots/pywayland wrapper)."""
+    ptr = getattr(cdata, "_ptr", cdata)
+    return int(wlr_ffi.cast("uintptr_t", ptr)) if isinstance(ptr, wlr_ffi.CData) else int(
+        ffi.cast("uintptr_t", ptr)
+    )
+
+
+def to_native(cdata: Any, ctype: str) -> Any:
+    """A pywlroots/pywayland pointer as our own cffi pointer of `ctype`."""
+    return ffi.cast(ctype, _addr(cdata))
+
+
+def to_wlr(cdata: Any, ctype: str) -> Any:
+    """One of our pointers as a pywlroots cffi pointer of `ctype`."""
+    return wlr_ffi.cast(ctype, int(ffi.cast("uintptr_t", cdata)))
+
+
+# ---- callbacks from C: set by the compositor, called through extern "Python" ----
+
+_on_client_destroyed: Callable[[int, int], None] | None = None
+_on_source_send: Callable[[int, str, int], None] | None = None
+_on_source_destroyed: Callable[[int], None] | None = None
+
+
+def set_callbacks(
+    *,
+    client_destroyed: Callable[[int, int], None],
+    source_send: Callable[[int, str, int], None],
+    source_destroyed: Callable[[int], None],
+) -> None:
+    global _on_client_destroyed, _on_source_send, _on_source_destroyed
+    _on_client_destroyed = client_destroyed
+    _on_source_send = source_send
+    _on_source_destroyed = source_destroyed
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def zion_py_client_destroyed(client: Any, desktop: int) -> None:
+    try:
+        if _on_client_destroyed is not None:
+            _on_client_destroyed(int(ffi.cast("uintptr_t", client)), desktop)
+    except Exception:
+        log.exception("client-destroyed callback failed")
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def zion_py_source_send(source_id: int, mime: Any, fd: int) -> None:
+    import os
+
+    try:
+        if _on_source_send is None:
+            os.close(fd)
+            return
+        _on_source_send(source_id, ffi.string(mime).decode(errors="replace"), fd)
+    except Exception:
+        log.exception("clipboard send callback failed")
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def zion_py_source_destroyed(source_id: int) -> None:
+    try:
+        if _on_source_destroyed is not None:
+            _on_source_destroyed(source_id)
+    except Exception:
+        log.exception("clipboard source-destroyed callback failed")
+
+
+# ---- clients and the global filter ----
+
+
+def client_create(display: Any, fd: int, desktop: int) -> int:
+    """Create a Wayland client on an accepted fd, tagged with its desktop; returns its address
+    (0 on failure). The client is owned by libwayland, not by a Python object."""
+    c = lib.zion_client_create(to_native(display, "struct wl_display *"), fd, desktop)
+    return 0 if c == ffi.NULL else int(ffi.cast("uintptr_t", c))
+
+
+def client_desktop(client_addr: int) -> int:
+    return int(lib.zion_client_desktop(ffi.cast("struct wl_client *", client_addr)))
+
+
+def resource_desktop(resource: Any) -> int:
+    """Desktop index of the client owning a wl_resource (-1 for host/trusted clients)."""
+    return int(lib.zion_resource_desktop(to_native(resource, "struct wl_resource *")))
+
+
+def surface_desktop(surface: Any) -> int:
+    """Desktop index of the client owning a wlr_surface (pywlroots Surface or pointer)."""
+    ptr = getattr(surface, "_ptr", surface)
+    return resource_desktop(ptr.resource)
+
+
+def client_destroy(client_addr: int) -> None:
+    lib.wl_client_destroy(ffi.cast("struct wl_client *", client_addr))
+
+
+def client_pid(client_addr: int) -> int:
+    pid = ffi.new("int *")
+    uid = ffi.new("unsigned *")
+    gid = ffi.new("unsigned *")
+    lib.wl_client_get_credentials(ffi.cast("struct wl_client *", client_addr), pid, uid, gid)
+    return int(pid[0])
+
+
+def install_global_filter(display: Any, allowed_interfaces: frozenset[str]) -> None:
+    lib.zion_filter_clear()
+    for name in sorted(allowed_interfaces):
+        lib.zion_filter_allow(name.encode())
+    lib.zion_filter_install(to_native(display, "struct wl_display *"))
+
+
+def set_seat_for_desktop(desktop: int, seat: Any) -> None:
+    """Register the wl_seat global desktop `desktop` (-1: host) may see; it sees no other."""
+    g = lib.zion_seat_global(to_native(seat, "struct wlr_seat *"))
+    lib.zion_filter_set_seat_global(desktop, g)
+
+
+def filter_allows(desktop: int, interface: str) -> bool:
+    return bool(lib.zion_filter_allows(desktop, interface.encode()))
+
+
+# ---- scene graph ----
+
+
+class SceneNode:
+    """A scene node we created (tree, rect or buffer). destroy() is idempotent."""
+
+    def __init__(self, node: Any) -> None:
+        self._node = node  # our cffi `struct wlr_scene_node *`
+
+    @property
+    def wlr_node(self) -> Any:
+        """As a pywlroots `struct wlr_scene_node *`, for pywlroots APIs taking a parent."""
+        return to_wlr(self._node, "struct wlr_scene_node *")
+
+    def set_enabled(self, enabled: bool) -> None:
+        if self._node is not None:
+            lib.wlr_scene_node_set_enabled(self._node, enabled)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._node is not None and self._node.state.enabled)
+
+    def set_position(self, x: int, y: int) -> None:
+        if self._node is not None:
+            lib.wlr_scene_node_set_position(self._node, int(x), int(y))
+
+    def raise_to_top(self) -> None:
+        if self._node is not None:
+            lib.wlr_scene_node_raise_to_top(self._node)
+
+    def lower_to_bottom(self) -> None:
+        if self._node is not None:
+            lib.wlr_scene_node_lower_to_bottom(self._node)
+
+    def destroy(self) -> None:
+        if self._node is not None:
+            lib.wlr_scene_node_destroy(self._node)
+            self._node = None
+
+
+class SceneTree(SceneNode):
+    @classmethod
+    def create(cls, parent: Any) -> SceneTree:
+        tree = lib.wlr_scene_tree_create(_parent_node(parent))
+        if tree == ffi.NULL:
+            raise RuntimeError("wlr_scene_tree_create failed")
+        return cls(ffi.addressof(tree.node))
+
+
+class SceneRect(SceneNode):
+    @classmethod
+    def create(cls, parent: Any, width: int, height: int, color: Color) -> SceneRect:
+        c = ffi.new("float[4]", list(color))
+        rect = lib.wlr_scene_rect_create(_parent_node(parent), max(0, width), max(0, height), c)
+        if rect == ffi.NULL:
+            raise RuntimeError("wlr_scene_rect_create failed")
+        obj = cls(ffi.addressof(rect.node))
+        obj._rect = rect
+        return obj
+
+    def set_size(self, width: int, height: int) -> None:
+        if self._node is not None:
+            lib.wlr_scene_rect_set_size(self._rect, max(0, int(width)), max(0, int(height)))
+
+    def set_color(self, color: Color) -> None:
+        if self._node is not None:
+            lib.wlr_scene_rect_set_color(self._rect, ffi.new("float[4]", list(color)))
+
+
+class SceneImage(SceneNode):
+    """A scene buffer showing ARGB8888 pixels we rendered (indicator, notifications)."""
+
+    @classmethod
+    def create(cls, parent: Any, width: int, height: int, argb: bytes) -> SceneImage:
+        buf = lib.zion_pixel_buffer_create(width, height, width * 4, argb)
+        if buf == ffi.NULL:
+            raise MemoryError("pixel buffer")
+        sb = lib.wlr_scene_buffer_create(_parent_node(parent), buf)
+        # the scene buffer holds its own lock; drop the producer's reference
+        lib.zion_buffer_drop(buf)
+        if sb == ffi.NULL:
+            raise RuntimeError("wlr_scene_buffer_create failed")
+        return cls(ffi.addressof(sb.node))
+
+
+def _parent_node(parent: Any) -> Any:
+    if isinstance(parent, SceneNode):
+        if parent._node is None:
+            raise RuntimeError("parent scene node was destroyed")
+        return parent._node
+    # a pywlroots SceneNode / Scene, or a raw pywlroots pointer
+    if hasattr(parent, "node"):
+        parent = parent.node
+    return to_native(parent, "struct wlr_scene_node *")
+
+
+def node_at(root: Any, lx: float, ly: float) -> tuple[int, float, float] | None:
+    """The topmost enabled surface node under a layout point: (surface address, sx, sy)."""
+    nx = ffi.new("double *")
+    ny = ffi.new("double *")
+    node = lib.wlr_scene_node_at(_parent_node(root), lx, ly, nx, ny)
+    if node == ffi.NULL or node.type != lib.WLR_SCENE_NODE_SURFACE:
+        return None
+    ss = lib.wlr_scene_surface_from_node(node)
+    return int(ffi.cast("uintptr_t", ss.surface)), float(nx[0]), float(ny[0])
+
+
+def node_coords(node: Any) -> tuple[int, int] | None:
+    lx = ffi.new("int *")
+    ly = ffi.new("int *")
+    if not lib.wlr_scene_node_coords(_parent_node(node), lx, ly):
+        return None
+    return int(lx[0]), int(ly[0])
+
+
+# ---- clipboard ----
+
+
+def seat_selection(seat: Any) -> int:
+    """Address of the seat's current selection source (0 if none)."""
+    s = lib.zion_seat_selection(to_native(seat, "struct wlr_seat *"))
+    return 0 if s == ffi.NULL else int(ffi.cast("uintptr_t", s))
+
+
+def source_mime_types(source_addr: int) -> list[str]:
+    src = ffi.cast("struct wlr_data_source *", source_addr)
+    out = []
+    i = 0
+    while True:
+        m = lib.zion_data_source_mime(src, i)
+        if m == ffi.NULL:
+            return out
+        out.append(ffi.string(m).decode(errors="replace"))
+        i += 1
+
+
+def source_send(source_addr: int, mime: str, fd: int) -> None:
+    lib.zion_data_source_send(ffi.cast("struct wlr_data_source *", source_addr), mime.encode(), fd)
+
+
+def own_source_create(source_id: int, mime_types: list[str]) -> Any:
+    src = lib.zion_data_source_create(source_id)
+    if src == ffi.NULL:
+        raise MemoryError("data source")
+    for m in mime_types:
+        lib.zion_data_source_add_mime(src, m.encode())
+    return src
+
+
+def address_of(ptr: Any) -> int:
+    return int(ffi.cast("uintptr_t", ptr))
+
+
+def own_source_as_wlr(src: Any) -> Any:
+    return to_wlr(src, "struct wlr_data_source *")

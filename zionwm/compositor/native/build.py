@@ -1,0 +1,260 @@
+"""Build zionwm's own cffi module (API mode) for what pywlroots 0.15 lacks.
+
+Run `python -m zionwm.compositor.native.build` (the Makefile does): it compiles
+`_zionwm_native` next to this file against the system wlroots and libwayland.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import cffi
+
+HERE = Path(__file__).resolve().parent
+
+C_SOURCE = r"""
+#define WLR_USE_UNSTABLE 1
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <wayland-server-core.h>
+#include <wlr/types/wlr_scene.h>
+#include <wlr/types/wlr_buffer.h>
+#include <wlr/types/wlr_data_device.h>
+#include <wlr/types/wlr_seat.h>
+#include <drm_fourcc.h>
+
+static void zion_py_client_destroyed(struct wl_client *, int);
+static void zion_py_source_send(int, const char *, int);
+static void zion_py_source_destroyed(int);
+
+/* ---- clients: the desktop a client belongs to is fixed at accept time, by socket ---- */
+
+struct zion_client_tag {
+    struct wl_listener destroy;
+    int desktop;
+};
+
+static void zion_client_tag_destroyed(struct wl_listener *listener, void *data) {
+    struct zion_client_tag *tag = wl_container_of(listener, tag, destroy);
+    int desktop = tag->desktop;
+    wl_list_remove(&tag->destroy.link);
+    free(tag);
+    zion_py_client_destroyed((struct wl_client *)data, desktop);
+}
+
+struct wl_client *zion_client_create(struct wl_display *display, int fd, int desktop) {
+    struct zion_client_tag *tag = calloc(1, sizeof(*tag));
+    if (!tag) { close(fd); return NULL; }
+    struct wl_client *client = wl_client_create(display, fd);
+    if (!client) { free(tag); return NULL; }
+    tag->desktop = desktop;
+    tag->destroy.notify = zion_client_tag_destroyed;
+    wl_client_add_destroy_listener(client, &tag->destroy);
+    return client;
+}
+
+int zion_client_desktop(const struct wl_client *client) {
+    if (!client) return -1;
+    struct wl_listener *l = wl_client_get_destroy_listener(
+        (struct wl_client *)client, zion_client_tag_destroyed);
+    if (!l) return -1;
+    struct zion_client_tag *tag = wl_container_of(l, tag, destroy);
+    return tag->desktop;
+}
+
+int zion_resource_desktop(struct wl_resource *resource) {
+    if (!resource) return -1;
+    return zion_client_desktop(wl_resource_get_client(resource));
+}
+
+/* ---- global filter: deny by default for desktop clients; each sees only its own seat ---- */
+
+#define ZION_MAX_ALLOW 64
+#define ZION_MAX_DESKTOPS 64
+static char *zion_allow[ZION_MAX_ALLOW];
+static int zion_allow_n = 0;
+static const struct wl_global *zion_seat_globals[ZION_MAX_DESKTOPS + 1]; /* [0] = host */
+
+void zion_filter_clear(void) {
+    for (int i = 0; i < zion_allow_n; i++) free(zion_allow[i]);
+    zion_allow_n = 0;
+}
+
+void zion_filter_allow(const char *name) {
+    if (zion_allow_n < ZION_MAX_ALLOW) zion_allow[zion_allow_n++] = strdup(name);
+}
+
+void zion_filter_set_seat_global(int desktop, const struct wl_global *global) {
+    if (desktop >= -1 && desktop < ZION_MAX_DESKTOPS) zion_seat_globals[desktop + 1] = global;
+}
+
+int zion_filter_allows(int desktop, const char *name) {
+    if (desktop < 0) return 1;
+    for (int i = 0; i < zion_allow_n; i++)
+        if (strcmp(zion_allow[i], name) == 0) return 1;
+    return 0;
+}
+
+static bool zion_global_filter(const struct wl_client *client, const struct wl_global *global,
+                               void *data) {
+    (void)data;
+    int desktop = zion_client_desktop(client);
+    const struct wl_interface *iface = wl_global_get_interface(global);
+    if (strcmp(iface->name, "wl_seat") == 0) {
+        if (desktop < -1 || desktop >= ZION_MAX_DESKTOPS) return false;
+        const struct wl_global *mine = zion_seat_globals[desktop + 1];
+        /* before seats are registered, hide every seat from desktop clients */
+        return mine ? mine == global : desktop < 0;
+    }
+    return zion_filter_allows(desktop, iface->name);
+}
+
+void zion_filter_install(struct wl_display *display) {
+    wl_display_set_global_filter(display, zion_global_filter, NULL);
+}
+
+struct wl_global *zion_seat_global(struct wlr_seat *seat) { return seat->global; }
+
+/* ---- a CPU pixel buffer for compositor-drawn UI (indicator, notifications) ---- */
+
+struct zion_pixel_buffer {
+    struct wlr_buffer base;
+    void *data;
+    size_t stride;
+};
+
+static void zion_pixel_buffer_destroy(struct wlr_buffer *wlr_buffer) {
+    struct zion_pixel_buffer *buf = wl_container_of(wlr_buffer, buf, base);
+    free(buf->data);
+    free(buf);
+}
+
+static bool zion_pixel_buffer_begin(struct wlr_buffer *wlr_buffer, uint32_t flags,
+                                    void **data, uint32_t *format, size_t *stride) {
+    struct zion_pixel_buffer *buf = wl_container_of(wlr_buffer, buf, base);
+    (void)flags;
+    *data = buf->data;
+    *format = DRM_FORMAT_ARGB8888;
+    *stride = buf->stride;
+    return true;
+}
+
+static void zion_pixel_buffer_end(struct wlr_buffer *wlr_buffer) { (void)wlr_buffer; }
+
+static const struct wlr_buffer_impl zion_pixel_buffer_impl = {
+    .destroy = zion_pixel_buffer_destroy,
+    .begin_data_ptr_access = zion_pixel_buffer_begin,
+    .end_data_ptr_access = zion_pixel_buffer_end,
+};
+
+struct wlr_buffer *zion_pixel_buffer_create(int width, int height, int stride,
+                                            const unsigned char *argb8888) {
+    struct zion_pixel_buffer *buf = calloc(1, sizeof(*buf));
+    if (!buf) return NULL;
+    buf->data = malloc((size_t)stride * height);
+    if (!buf->data) { free(buf); return NULL; }
+    memcpy(buf->data, argb8888, (size_t)stride * height);
+    buf->stride = stride;
+    wlr_buffer_init(&buf->base, &zion_pixel_buffer_impl, width, height);
+    return &buf->base;
+}
+
+void zion_buffer_drop(struct wlr_buffer *buffer) { wlr_buffer_drop(buffer); }
+
+/* ---- a compositor-owned clipboard source: Python writes the data asynchronously ---- */
+
+struct zion_data_source {
+    struct wlr_data_source base;
+    int id;
+};
+
+static void zion_source_send(struct wlr_data_source *source, const char *mime, int32_t fd) {
+    struct zion_data_source *s = wl_container_of(source, s, base);
+    zion_py_source_send(s->id, mime, fd); /* Python owns fd from here */
+}
+
+static void zion_source_destroy(struct wlr_data_source *source) {
+    struct zion_data_source *s = wl_container_of(source, s, base);
+    int id = s->id;
+    free(s);
+    zion_py_source_destroyed(id);
+}
+
+static const struct wlr_data_source_impl zion_source_impl = {
+    .send = zion_source_send,
+    .destroy = zion_source_destroy,
+};
+
+struct wlr_data_source *zion_data_source_create(int id) {
+    struct zion_data_source *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->id = id;
+    wlr_data_source_init(&s->base, &zion_source_impl);
+    return &s->base;
+}
+
+void zion_data_source_add_mime(struct wlr_data_source *source, const char *mime) {
+    char **p = wl_array_add(&source->mime_types, sizeof(char *));
+    if (p) *p = strdup(mime);
+}
+
+void zion_data_source_destroy(struct wlr_data_source *source) {
+    wlr_data_source_destroy(source);
+}
+
+struct wlr_data_source *zion_seat_selection(struct wlr_seat *seat) {
+    return seat->selection_source;
+}
+
+const char *zion_data_source_mime(struct wlr_data_source *source, size_t index) {
+    size_t n = source->mime_types.size / sizeof(char *);
+    if (index >= n) return NULL;
+    return ((char **)source->mime_types.data)[index];
+}
+
+void zion_data_source_send(struct wlr_data_source *source, const char *mime, int fd) {
+    wlr_data_source_send(source, mime, fd);
+}
+"""
+
+
+def _pkg_flags(*pkgs: str) -> list[str]:
+    out = subprocess.run(
+        ["pkg-config", "--cflags", *pkgs], check=True, capture_output=True, text=True
+    ).stdout
+    return out.split()
+
+
+def make_ffi() -> cffi.FFI:
+    ffi = cffi.FFI()
+    cdefs = (HERE / "cdefs.h").read_text()
+    # cffi needs the opaque struct names pywlroots passes us; declare them here.
+    ffi.cdef("struct wl_resource;\n" + cdefs)
+    ffi.set_source(
+        "zionwm.compositor.native._zionwm_native",
+        C_SOURCE,
+        libraries=["wlroots", "wayland-server"],
+        extra_compile_args=[
+            *_pkg_flags("wlroots", "wayland-server", "pixman-1", "libdrm"),
+            "-DWLR_USE_UNSTABLE",
+            "-Wno-unused-parameter",
+        ],
+    )
+    return ffi
+
+
+def main() -> None:
+    ffi = make_ffi()
+    root = HERE.parent.parent.parent
+    build_dir = root / "build" / "native"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    lib_path = ffi.compile(tmpdir=str(build_dir), verbose=bool(os.environ.get("V")))
+    target = HERE / Path(lib_path).name
+    Path(lib_path).replace(target)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+/* Declarations exposed to Python by zionwm's own cffi module (API mode: the C compiler
+ * checks them against the real wlroots 0.15 / libwayland 1.21 headers). Only what
+ * pywlroots 0.15.24 lacks, plus zionwm's small C helpers. */
+
+struct wl_display;
+struct wl_client;
+struct wl_global;
+struct wlr_seat;
+struct wlr_surface;
+struct wlr_buffer;
+struct wlr_data_source;
+
+struct wl_interface { const char *name; ...; };
+
+/* scene graph (missing from pywlroots 0.15) */
+struct wlr_scene_node_state { bool enabled; int x, y; ...; };
+struct wlr_scene_node { int type; struct wlr_scene_node *parent; struct wlr_scene_node_state state; void *data; ...; };
+struct wlr_scene_tree { struct wlr_scene_node node; ...; };
+struct wlr_scene_rect { struct wlr_scene_node node; int width, height; ...; };
+struct wlr_scene_buffer { struct wlr_scene_node node; ...; };
+struct wlr_scene_surface { struct wlr_scene_node node; struct wlr_surface *surface; ...; };
+
+struct wlr_scene_tree *wlr_scene_tree_create(struct wlr_scene_node *parent);
+void wlr_scene_node_set_enabled(struct wlr_scene_node *node, bool enabled);
+void wlr_scene_node_set_position(struct wlr_scene_node *node, int x, int y);
+void wlr_scene_node_raise_to_top(struct wlr_scene_node *node);
+void wlr_scene_node_lower_to_bottom(struct wlr_scene_node *node);
+void wlr_scene_node_destroy(struct wlr_scene_node *node);
+bool wlr_scene_node_coords(struct wlr_scene_node *node, int *lx, int *ly);
+struct wlr_scene_node *wlr_scene_node_at(struct wlr_scene_node *node,
+    double lx, double ly, double *nx, double *ny);
+struct wlr_scene_rect *wlr_scene_rect_create(struct wlr_scene_node *parent,
+    int width, int height, const float color[4]);
+void wlr_scene_rect_set_size(struct wlr_scene_rect *rect, int width, int height);
+void wlr_scene_rect_set_color(struct wlr_scene_rect *rect, const float color[4]);
+struct wlr_scene_buffer *wlr_scene_buffer_create(struct wlr_scene_node *parent,
+    struct wlr_buffer *buffer);
+struct wlr_scene_surface *wlr_scene_surface_from_node(struct wlr_scene_node *node);
+enum { WLR_SCENE_NODE_ROOT, WLR_SCENE_NODE_TREE, WLR_SCENE_NODE_SURFACE,
+       WLR_SCENE_NODE_RECT, WLR_SCENE_NODE_BUFFER };
+
+/* libwayland-server pieces pywayland lacks */
+const struct wl_interface *wl_global_get_interface(const struct wl_global *global);
+struct wl_client *wl_resource_get_client(struct wl_resource *resource);
+void wl_client_destroy(struct wl_client *client);
+void wl_client_get_credentials(struct wl_client *client, int *pid, unsigned *uid, unsigned *gid);
+
+/* zionwm helpers (C, in build.py) */
+struct wl_client *zion_client_create(struct wl_display *display, int fd, int desktop);
+int zion_client_desktop(const struct wl_client *client);   /* -1: host (trusted) client */
+int zion_resource_desktop(struct wl_resource *resource);
+void zion_filter_install(struct wl_display *display);
+void zion_filter_allow(const char *interface_name);
+void zion_filter_clear(void);
+void zion_filter_set_seat_global(int desktop, const struct wl_global *global);
+int zion_filter_allows(int desktop, const char *interface_name);
+
+struct wlr_buffer *zion_pixel_buffer_create(int width, int height, int stride,
+    const unsigned char *argb8888);
+void zion_buffer_drop(struct wlr_buffer *buffer);
+
+struct wlr_data_source *zion_data_source_create(int id);
+void zion_data_source_add_mime(struct wlr_data_source *source, const char *mime);
+void zion_data_source_destroy(struct wlr_data_source *source);
+
+struct wlr_data_source *zion_seat_selection(struct wlr_seat *seat);
+const char *zion_data_source_mime(struct wlr_data_source *source, size_t index);
+void zion_data_source_send(struct wlr_data_source *source, const char *mime, int fd);
+
+struct wl_global *zion_seat_global(struct wlr_seat *seat);
+
+/* called from C into Python */
+extern "Python" void zion_py_client_destroyed(struct wl_client *, int);
+extern "Python" void zion_py_source_send(int, const char *, int);
+extern "Python" void zion_py_source_destroyed(int);

@@ -1,0 +1,972 @@
+"""The compositor server: owns the display, the event loop and every global.
+
+The boot is one linear sequence in `Server.__init__` (display, backend, renderer, allocator,
+compositor, scene, shells, seats, protocols, sockets); handlers elsewhere are thin and call
+the operations below, which apply what the pure desktop model decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pywayland.protocol.wayland import WlSeat
+from pywayland.server import Display
+from wlroots import ffi as wlr_ffi
+from wlroots import lib as wlr_lib
+from wlroots.allocator import Allocator
+from wlroots.backend import Backend, BackendType
+from wlroots.renderer import Renderer
+from wlroots.util.box import Box
+from wlroots.util.edges import Edges
+from wlroots.wlr_types import (
+    Compositor,
+    Cursor,
+    DataControlManagerV1,
+    DataDeviceManager,
+    ExportDmabufManagerV1,
+    GammaControlManagerV1,
+    InputDevice,
+    Output,
+    OutputLayout,
+    PrimarySelectionV1DeviceManager,
+    Scene,
+    ScreencopyManagerV1,
+    Seat,
+    Surface,
+    Viewporter,
+    VirtualKeyboardManagerV1,
+    VirtualPointerManagerV1,
+    XCursorManager,
+    XdgOutputManagerV1,
+    XdgShell,
+)
+from wlroots.wlr_types.cursor import WarpMode
+from wlroots.wlr_types.idle_inhibit_v1 import IdleInhibitorManagerV1
+from wlroots.wlr_types.input_device import ButtonState, InputDeviceType
+from wlroots.wlr_types.server_decoration import (
+    ServerDecorationManager,
+    ServerDecorationManagerMode,
+)
+from wlroots.wlr_types.xdg_decoration_v1 import (
+    XdgDecorationManagerV1,
+    XdgToplevelDecorationV1,
+    XdgToplevelDecorationV1Mode,
+)
+from wlroots.wlr_types.xdg_shell import XdgSurface, XdgSurfaceRole
+
+from zionwm import commands as cmdlang
+from zionwm import paths
+from zionwm.isolation.spec import DesktopSpec
+
+from . import native
+from .children import Child, Children
+from .clients import DesktopSocket, ensure_private_dir
+from .clipboard import ClipboardBridge
+from .desktops import DesktopModel, SwitchError
+from .input import BindingTable, KeyboardHandler
+from .listeners import HasListeners
+from .loop import Loop
+from .native import SceneRect, SceneTree
+from .outputs import ServerOutput
+from .policy import DESKTOP_GLOBALS
+from .ui import STRIP_HEIGHT, Indicator, IndicatorState, Notifications
+from .views import BORDER, View
+
+log = logging.getLogger(__name__)
+
+HOST = "host"  # pseudo-desktop of trusted clients on the WAYLAND_DISPLAY socket
+HOST_COLOUR = (0.6, 0.6, 0.6, 1.0)
+BACKGROUND = (0.08, 0.08, 0.1, 1.0)
+
+
+@dataclass
+class Options:
+    headless: bool = False
+    outputs: int = 1
+    size: tuple[int, int] = (1280, 720)
+    config_path: Path | None = None
+    socket_name: str | None = None
+
+
+@dataclass
+class DesktopRuntime:
+    """What the compositor holds for one desktop besides the pure model."""
+
+    spec: DesktopSpec
+    slot: int  # stable id recorded on each client in C; never reused within a run
+    seat: Seat
+    tree: SceneTree
+    socket: DesktopSocket
+    views: list[View] = field(default_factory=list)
+    clients: set[int] = field(default_factory=set)
+    freeze_timer: Any = None
+
+
+@dataclass
+class Grab:
+    view: View
+    mode: str  # "move" | "resize"
+    edges: Edges
+    cursor_x: float
+    cursor_y: float
+    box: tuple[int, int, int, int]
+
+
+class Server(HasListeners):
+    def __init__(self, config: Any, options: Options, config_errors: list[str] | None = None):
+        self.config = config
+        self.options = options
+        self.switch_started_ns = 0
+        self.switch_latencies_ms: list[float] = []
+        self.focused_view: View | None = None
+        self.grab: Grab | None = None
+        self.keyboards: list[KeyboardHandler] = []
+        self.outputs: list[ServerOutput] = []
+        self.indicators: dict[str, Indicator] = {}
+        self.host_views: list[View] = []
+        self.pointer_seat: Seat | None = None
+        self._consumed_keys: set[int] = set()
+        self._slots = 0
+        self.desktops: dict[str, DesktopRuntime] = {}
+        self.ipc: Any = None
+        self.extensions: list[Any] = []  # isolation/quarantine integrations (close on exit)
+        self.launch_hook: Any = None  # replaced by the sandbox launcher when available
+
+        # -- display and event loop (one Loop for the server's life: see loop.py) --
+        self.display = Display()
+        self.loop = Loop(self.display)
+        self.loop.add_signal(signal.SIGTERM, self.display.terminate)
+        self.loop.add_signal(signal.SIGINT, self.display.terminate)
+
+        # -- backend, renderer, allocator --
+        btype = BackendType.HEADLESS if options.headless else BackendType.AUTO
+        self.backend = Backend(self.display, backend_type=btype)
+        self.renderer = Renderer.autocreate(self.backend)
+        self.renderer.init_display(self.display)
+        self.allocator = Allocator.autocreate(self.backend, self.renderer)
+
+        # -- compositor and scene: background, one tree per desktop, host tree, overlay --
+        self.compositor = Compositor(self.display, self.renderer)
+        self.output_layout = OutputLayout()
+        self.scene = Scene(self.output_layout)
+        self.background = SceneRect.create(self.scene, 0, 0, BACKGROUND)
+        self.desktops_layer = SceneTree.create(self.scene)
+        self.host_tree = SceneTree.create(self.scene)
+        self.overlay = SceneTree.create(self.scene)
+        self.notifications = Notifications(self.overlay, self.loop)
+
+        # -- shells, data devices, decorations --
+        self.xdg_shell = XdgShell(self.display)
+        self.add_listener(self.xdg_shell.new_surface_event, self._on_xdg_shell_new_surface)
+        self.data_device_manager = DataDeviceManager(self.display)
+        self.primary_selection = PrimarySelectionV1DeviceManager(self.display)
+        self.xdg_decoration = XdgDecorationManagerV1.create(self.display)
+        self.add_listener(self.xdg_decoration.new_toplevel_decoration_event,
+                          self._on_xdg_decoration_new)
+        self.server_decoration = ServerDecorationManager.create(self.display)
+        self.server_decoration.set_default_mode(ServerDecorationManagerMode.SERVER)
+        self.viewporter = Viewporter(self.display)
+        self.xdg_output = XdgOutputManagerV1(self.display, self.output_layout)
+        self.idle_inhibit = IdleInhibitorManagerV1(self.display)
+
+        # -- privileged protocols: the global filter shows them to host clients only --
+        self.screencopy = ScreencopyManagerV1(self.display)
+        self.export_dmabuf = ExportDmabufManagerV1(self.display)
+        self.data_control = DataControlManagerV1(self.display)
+        self.gamma_control = GammaControlManagerV1(self.display)
+        self.virtual_keyboard = VirtualKeyboardManagerV1(self.display)
+        self.add_listener(self.virtual_keyboard.new_virtual_keyboard_event,
+                          self._on_virtual_keyboard_new)
+        self.virtual_pointer = VirtualPointerManagerV1(self.display)
+        self.add_listener(self.virtual_pointer.new_virtual_pointer_event,
+                          self._on_virtual_pointer_new)
+        native.install_global_filter(self.display, DESKTOP_GLOBALS)
+
+        # -- cursor and the host seat (desktops get their own seats below) --
+        self.cursor = Cursor(self.output_layout)
+        self.cursor_manager = XCursorManager(24)
+        self.host_seat = self._make_seat("seat0", -1)
+        for sig, handler in (
+            (self.cursor.motion_event, self._on_cursor_motion),
+            (self.cursor.motion_absolute_event, self._on_cursor_motion_absolute),
+            (self.cursor.button_event, self._on_cursor_button),
+            (self.cursor.axis_event, self._on_cursor_axis),
+            (self.cursor.frame_event, self._on_cursor_frame),
+        ):
+            self.add_listener(sig, handler)
+        self.add_listener(self.backend.new_input_event, self._on_backend_new_input)
+        self.add_listener(self.backend.new_output_event, self._on_backend_new_output)
+
+        # -- desktops: model, trees, seats, sockets --
+        self.children = Children(self.loop, self._on_child_exit)
+        self.model: DesktopModel[View] = DesktopModel([d.name for d in config.desktops])
+        ensure_private_dir(paths.runtime_dir())
+        for spec in config.desktops:
+            self._add_desktop(spec)
+        self.bindings = self._binding_table(config)
+        settings = config.settings
+        self.clipboard = ClipboardBridge(
+            self.loop, self.seat_of_desktop, self.display.next_serial, self.notify,
+            max_bytes=int(getattr(settings, "clipboard_max_bytes", 1 << 20)),
+            mime_types=tuple(getattr(settings, "clipboard_mime_types", ()))
+            or ("text/plain;charset=utf-8", "UTF8_STRING", "text/plain", "TEXT", "STRING"),
+        )
+        self._apply_visibility()
+
+        # -- the trusted host socket --
+        self.socket_name = self.display.add_socket(options.socket_name)
+        if isinstance(self.socket_name, bytes):
+            self.socket_name = self.socket_name.decode()
+        os.environ["WAYLAND_DISPLAY"] = self.socket_name
+
+        # -- start the backend; headless gets its outputs and a keyboard --
+        self.backend.start()
+        if self.backend.is_headless:
+            w, h = options.size
+            for _ in range(options.outputs):
+                wlr_lib.wlr_headless_add_output(self.backend._ptr, w, h)
+            wlr_lib.wlr_headless_add_input_device(self.backend._ptr,
+                                                  wlr_lib.WLR_INPUT_DEVICE_KEYBOARD)
+        for err in config_errors or ():
+            self.notify(err, seconds=20, urgent=True)
+        log.info("zionwm ready: host socket %s, desktops %s", self.socket_name,
+                 ", ".join(self.desktops))
+
+    # ================================================================ lifecycle
+
+    def run(self) -> None:
+        ready = os.environ.get("ZIONWM_READY_FD")
+        if ready:
+            # tell whoever started us (tests, the session script) that we accept clients
+            with os.fdopen(int(ready), "w") as f:
+                f.write(self.socket_name + "\n")
+        self.display.run()
+
+    def shutdown(self) -> None:
+        log.info("shutting down")
+        for ext in reversed(self.extensions):
+            try:
+                ext.close()
+            except Exception:
+                log.exception("shutdown of %s failed", type(ext).__name__)
+        self.children.kill_all()
+        self.display.destroy_clients()
+        for d in self.desktops.values():
+            d.socket.close()
+        self.finalize_listeners()
+        self.display.destroy()
+
+    # ================================================================ desktops
+
+    def _make_seat(self, name: str, slot: int) -> Seat:
+        seat = Seat(self.display, name)
+        seat.set_capabilities(WlSeat.capability.pointer | WlSeat.capability.keyboard)
+        native.set_seat_for_desktop(slot, seat)
+        self.add_listener(seat.request_set_cursor_event,
+                          lambda _l, ev, s=seat: self._on_seat_request_set_cursor(s, ev))
+        self.add_listener(seat.request_set_selection_event,
+                          lambda _l, ev, s=seat: s.set_selection(ev._ptr.source, ev.serial))
+        self.add_listener(seat.request_set_primary_selection_event,
+                          lambda _l, ev, s=seat: s.set_primary_selection(ev._ptr.source,
+                                                                         ev.serial))
+        if self.keyboards:
+            seat.set_keyboard(self.keyboards[-1].device)
+        return seat
+
+    def _add_desktop(self, spec: DesktopSpec) -> None:
+        slot = self._slots
+        self._slots += 1
+        seat = self._make_seat(f"seat-{spec.name}", slot)
+        tree = SceneTree.create(self.desktops_layer)
+        sock = DesktopSocket(self.display, self.loop, spec.name, slot, self._on_desktop_client)
+        self.desktops[spec.name] = DesktopRuntime(spec, slot, seat, tree, sock)
+
+    def _binding_table(self, config: Any) -> BindingTable:
+        rows = [(frozenset(b.modifiers), b.keysym, b.command) for b in config.bindings]
+        return BindingTable(rows)
+
+    def desktop_tree(self, desktop: str) -> SceneTree:
+        return self.host_tree if desktop == HOST else self.desktops[desktop].tree
+
+    def desktop_colour(self, desktop: str) -> tuple[float, float, float, float]:
+        return HOST_COLOUR if desktop == HOST else self.desktops[desktop].spec.colour
+
+    def desktop_visible(self, desktop: str) -> bool:
+        return desktop == HOST or desktop == self.model.active
+
+    def seat_of_desktop(self, desktop: str) -> Seat:
+        return self.host_seat if desktop == HOST else self.desktops[desktop].seat
+
+    def _desktop_of_slot(self, slot: int) -> str:
+        if slot < 0:
+            return HOST
+        for name, d in self.desktops.items():
+            if d.slot == slot:
+                return name
+        raise LookupError(f"no desktop has slot {slot}")
+
+    def _on_desktop_client(self, desktop: str, client: int) -> None:
+        self.desktops[desktop].clients.add(client)
+        log.debug("client %#x connected to desktop %s", client, desktop)
+
+    def switch_to(self, target: str) -> str:
+        if not self.switch_started_ns:
+            self.switch_started_ns = time.perf_counter_ns()
+        try:
+            plan = self.model.switch(target)
+        except SwitchError:
+            self.switch_started_ns = 0
+            raise
+        if plan is None:
+            self.switch_started_ns = 0
+            return f"{self.model.active} is already shown"
+        new = self.desktops[plan.new]
+        for ext in self.extensions:
+            hook = getattr(ext, "before_show", None)
+            if hook:
+                hook(plan.new)
+        self._apply_visibility()
+        if plan.old is not None:
+            old = self.desktops[plan.old]
+            old.seat.keyboard_clear_focus()
+            old.seat.pointer_notify_clear_focus()
+            for ext in self.extensions:
+                hook = getattr(ext, "after_hide", None)
+                if hook:
+                    hook(plan.old)
+        for v in new.views:
+            v.flush_deferred()
+        target_view = self.model.focused(plan.new)
+        self.focused_view = None
+        if target_view is not None:
+            self.focus_view(target_view)
+        self._refresh_pointer_focus()
+        self.emit("switch", {"old": plan.old, "new": plan.new})
+        return f"switched to {plan.new}"
+
+    def _apply_visibility(self) -> None:
+        active = self.model.active
+        for name, d in self.desktops.items():
+            d.tree.set_enabled(name == active)
+        self._update_indicators()
+
+    def _update_indicators(self) -> None:
+        active = self.desktops[self.model.active]
+        frozen = tuple(n for n, st in self.model.desktops.items() if st.frozen)
+        pending = sum(getattr(e, "pending_count", 0) for e in self.extensions)
+        state = IndicatorState(self.model.active, active.spec.colour, frozen, pending)
+        fullscreen_ok = active.spec.allow_fullscreen and self.focused_view is not None and \
+            self.focused_view.fullscreen
+        for ind in self.indicators.values():
+            ind.show(state)
+            ind.set_visible(not fullscreen_ok)
+
+    def set_frozen(self, desktop: str, frozen: bool) -> None:
+        """Record what the cgroup layer did, for the indicator and IPC."""
+        self.model.desktops[desktop].frozen = frozen
+        self._update_indicators()
+        self.emit("freeze" if frozen else "thaw", {"desktop": desktop})
+
+    # ================================================================ views
+
+    def _on_xdg_shell_new_surface(self, listener: Any, xdg_surface: XdgSurface) -> None:
+        if xdg_surface.role == XdgSurfaceRole.POPUP:
+            parent = XdgSurface.from_surface(xdg_surface.popup.parent)
+            parent_node = parent.data
+            if parent_node is None:
+                log.warning("popup without a known parent: ignored")
+                return
+            from wlroots.wlr_types import SceneNode as WlrSceneNode
+
+            node = WlrSceneNode.xdg_surface_create(parent_node, xdg_surface)
+            xdg_surface.data = node
+            self._unconstrain_popup(xdg_surface)
+            return
+        if xdg_surface.role != XdgSurfaceRole.TOPLEVEL:
+            return
+        desktop = self._desktop_of_slot(native.surface_desktop(xdg_surface.surface))
+        view = View(self, xdg_surface, desktop)
+        if desktop == HOST:
+            self.host_views.append(view)
+        else:
+            self.desktops[desktop].views.append(view)
+            self.model.add_window(desktop, view)
+
+    def _unconstrain_popup(self, xdg_surface: XdgSurface) -> None:
+        box = self.output_layout.get_box(None)
+        if box is None:
+            return
+        popup = xdg_surface.popup
+        parent = XdgSurface.from_surface(popup.parent)
+        view = self._view_for_xdg_surface(parent)
+        ox, oy = (view.x, view.y) if view else (0, 0)
+        popup.unconstrain_from_box(Box(box.x - ox, box.y - oy, box.width, box.height))
+
+    def _view_for_xdg_surface(self, xdg_surface: XdgSurface) -> View | None:
+        for v in self.all_views():
+            if v.xdg_surface == xdg_surface:
+                return v
+        return None
+
+    def all_views(self) -> list[View]:
+        out = list(self.host_views)
+        for d in self.desktops.values():
+            out.extend(d.views)
+        return out
+
+    def place_new_view(self, view: View) -> tuple[int, int]:
+        area = self.usable_area_for(view)
+        g = view.xdg_surface.get_geometry()
+        siblings = len([v for v in self.views_of(view.desktop) if v.mapped and v is not view])
+        offset = (siblings % 8) * 32
+        x = area.x + max(BORDER, (area.width - g.width) // 2) + offset
+        y = area.y + max(BORDER, (area.height - g.height) // 2) + offset
+        return x, y
+
+    def views_of(self, desktop: str) -> list[View]:
+        return self.host_views if desktop == HOST else self.desktops[desktop].views
+
+    def view_mapped(self, view: View) -> None:
+        if self.desktop_visible(view.desktop):
+            self.focus_view(view)
+        else:
+            view._paint_borders(False)
+        self.emit("map", view.describe())
+
+    def view_unmapped(self, view: View) -> None:
+        if self.grab and self.grab.view is view:
+            self.grab = None
+        was_focused = self.focused_view is view
+        if view.desktop != HOST:
+            self.model.remove_window(view.desktop, view)
+            self.model.add_window(view.desktop, view)  # keep it, least recent
+            self.model.desktops[view.desktop].focus_stack.insert(
+                0, self.model.desktops[view.desktop].focus_stack.pop())
+        if was_focused:
+            self.focused_view = None
+            nxt = next((v for v in reversed(self._focus_candidates()) if v.mapped), None)
+            if nxt is not None:
+                self.focus_view(nxt)
+            else:
+                self.seat_of_desktop(view.desktop).keyboard_clear_focus()
+        self.emit("unmap", view.describe())
+
+    def view_destroyed(self, view: View) -> None:
+        if view.desktop == HOST:
+            self.host_views.remove(view)
+        else:
+            self.desktops[view.desktop].views.remove(view)
+            self.model.remove_window(view.desktop, view)
+        if self.focused_view is view:
+            self.focused_view = None
+        if self.grab and self.grab.view is view:
+            self.grab = None
+
+    def _focus_candidates(self) -> list[View]:
+        return list(self.model.desktops[self.model.active].focus_stack)
+
+    def focus_view(self, view: View) -> None:
+        if not view.mapped or not self.desktop_visible(view.desktop):
+            return
+        prev = self.focused_view
+        if prev is view:
+            return
+        if prev is not None and prev.mapped:
+            prev.set_activated(False)
+        self.focused_view = view
+        view.tree.raise_to_top()
+        view.set_activated(True)
+        if view.desktop != HOST:
+            self.model.focus(view.desktop, view)
+        seat = self.seat_of_desktop(view.desktop)
+        for other in self._all_seats():
+            if other is not seat:
+                other.keyboard_clear_focus()
+        if self.keyboards:
+            seat.set_keyboard(self.keyboards[-1].device)
+            seat.keyboard_notify_enter(view.surface, self.keyboards[-1].keyboard)
+        self.emit("focus", view.describe())
+        self._update_indicators()
+
+    def fullscreen_changed(self, view: View) -> None:
+        self._update_indicators()
+
+    def _all_seats(self) -> list[Seat]:
+        return [self.host_seat, *(d.seat for d in self.desktops.values())]
+
+    def output_box_for(self, view: View) -> Any:
+        out = self.output_layout.output_at(view.x + 1, view.y + 1) or (
+            self.outputs[0].output if self.outputs else None
+        )
+        box = self.output_layout.get_box(out) if out else None
+        return box or Box(0, 0, *self.options.size)
+
+    def usable_area_for(self, view: View) -> Any:
+        b = self.output_box_for(view)
+        return Box(b.x, b.y + STRIP_HEIGHT, b.width, b.height - STRIP_HEIGHT)
+
+    def _on_xdg_decoration_new(self, listener: Any, deco: XdgToplevelDecorationV1) -> None:
+        Decoration(deco)
+
+    # ================================================================ outputs
+
+    def _on_backend_new_output(self, listener: Any, output: Output) -> None:
+        output.init_render(self.allocator, self.renderer)
+        mode = output.preferred_mode()
+        if mode is not None:  # headless and nested outputs have no modes: nothing to commit
+            output.set_mode(mode)
+            output.enable()
+            if not output.commit():
+                log.error("output %s: could not enable its preferred mode", output.name)
+                return
+        self.output_layout.add_auto(output)
+        so = ServerOutput(self, output)
+        self.outputs.append(so)
+        self._layout_changed()
+
+    def output_destroyed(self, so: ServerOutput) -> None:
+        self.outputs.remove(so)
+        ind = self.indicators.pop(so.name, None)
+        if ind:
+            ind.destroy()
+        self._layout_changed()
+
+    def _layout_changed(self) -> None:
+        full = self.output_layout.get_box(None)
+        if full is not None:
+            self.background.set_size(full.width, full.height)
+            self.background.set_position(full.x, full.y)
+        for so in self.outputs:
+            b = so.box()
+            ind = self.indicators.get(so.name)
+            if ind is None:
+                self.indicators[so.name] = Indicator(self.overlay, b.x, b.y, b.width)
+            else:
+                ind.resize(b.x, b.y, b.width)
+        if self.outputs:
+            b = self.outputs[0].box()
+            self.notifications.place(b.x, b.y, b.width)
+        self._update_indicators()
+
+    def frame_committed(self, now_ns: int) -> None:
+        ms = (now_ns - self.switch_started_ns) / 1e6
+        self.switch_started_ns = 0
+        self.switch_latencies_ms.append(ms)
+        del self.switch_latencies_ms[:-1000]
+
+    # ================================================================ input
+
+    def _on_backend_new_input(self, listener: Any, device: InputDevice) -> None:
+        self._add_input(device)
+
+    def _on_virtual_keyboard_new(self, listener: Any, vkbd: Any) -> None:
+        self._add_input(vkbd.input_device)
+
+    def _on_virtual_pointer_new(self, listener: Any, event: Any) -> None:
+        self._add_input(event.new_pointer.input_device)
+
+    def _add_input(self, device: InputDevice) -> None:
+        if device.device_type == InputDeviceType.KEYBOARD:
+            from xkbcommon import xkb
+
+            settings = self.config.settings
+            kb = device.keyboard
+            # a virtual keyboard brings its own keymap; do not replace it
+            if kb._ptr.keymap == wlr_ffi.NULL:
+                ctx = xkb.Context()
+                keymap = ctx.keymap_new_from_names(
+                    layout=getattr(settings, "keyboard_layout", None) or None,
+                    variant=getattr(settings, "keyboard_variant", None) or None,
+                    options=getattr(settings, "keyboard_options", None) or None,
+                )
+                kb.set_keymap(keymap)
+            kb.set_repeat_info(int(getattr(settings, "repeat_rate", 25)),
+                               int(getattr(settings, "repeat_delay", 600)))
+            handler = KeyboardHandler(self, device)
+            self.keyboards.append(handler)
+            for seat in self._all_seats():
+                seat.set_keyboard(device)
+            if self.focused_view is not None:
+                view, self.focused_view = self.focused_view, None
+                self.focus_view(view)
+        elif device.device_type in (InputDeviceType.POINTER, InputDeviceType.TOUCH):
+            self.cursor.attach_input_device(device)
+
+    def keyboard_destroyed(self, handler: KeyboardHandler) -> None:
+        if handler in self.keyboards:
+            self.keyboards.remove(handler)
+        if self.keyboards:
+            for seat in self._all_seats():
+                seat.set_keyboard(self.keyboards[-1].device)
+
+    def _input_seat(self) -> Seat:
+        v = self.focused_view
+        return self.seat_of_desktop(v.desktop) if v is not None else self.host_seat
+
+    def keyboard_modifiers(self, handler: KeyboardHandler) -> None:
+        seat = self._input_seat()
+        seat.set_keyboard(handler.device)
+        seat.keyboard_notify_modifiers(handler.keyboard.modifiers)
+
+    def keyboard_key(self, handler: KeyboardHandler, event: Any) -> None:
+        seat = self._input_seat()
+        seat.set_keyboard(handler.device)
+        seat.keyboard_notify_key(event)
+
+    def binding_pressed(self, command: str, keycode: int) -> None:
+        self._consumed_keys.add(keycode)
+        if command.split(None, 1)[0] in ("switch", "switch-prev"):
+            self.switch_started_ns = time.perf_counter_ns()
+        result = self.run_command_text(command)
+        if not result["ok"]:
+            self.notify(result["message"], urgent=True)
+
+    def consume_release(self, keycode: int) -> bool:
+        if keycode in self._consumed_keys:
+            self._consumed_keys.discard(keycode)
+            return True
+        return False
+
+    def _on_cursor_motion(self, listener: Any, event: Any) -> None:
+        self.cursor.move(event.delta_x, event.delta_y, input_device=event.device)
+        self._process_motion(event.time_msec)
+
+    def _on_cursor_motion_absolute(self, listener: Any, event: Any) -> None:
+        self.cursor.warp(WarpMode.AbsoluteClosest, event.x, event.y, input_device=event.device)
+        self._process_motion(event.time_msec)
+
+    def _refresh_pointer_focus(self) -> None:
+        self._process_motion(int(time.monotonic() * 1000) & 0xFFFFFFFF)
+
+    def _surface_at(self, x: float, y: float) -> tuple[Any, Seat, float, float] | None:
+        hit = native.node_at(self.scene, x, y)
+        if hit is None:
+            return None
+        addr, sx, sy = hit
+        surface = Surface(wlr_ffi.cast("struct wlr_surface *", addr))
+        desktop = self._desktop_of_slot(native.surface_desktop(surface))
+        return surface, self.seat_of_desktop(desktop), sx, sy
+
+    def _process_motion(self, time_msec: int) -> None:
+        if self.grab is not None:
+            self._process_grab()
+            return
+        hit = self._surface_at(self.cursor.x, self.cursor.y)
+        if hit is None:
+            if self.pointer_seat is not None:
+                self.pointer_seat.pointer_notify_clear_focus()
+                self.pointer_seat = None
+            self.cursor_manager.set_cursor_image("left_ptr", self.cursor)
+            return
+        surface, seat, sx, sy = hit
+        if seat is not self.pointer_seat and self.pointer_seat is not None:
+            self.pointer_seat.pointer_notify_clear_focus()
+        self.pointer_seat = seat
+        seat.pointer_notify_enter(surface, sx, sy)
+        seat.pointer_notify_motion(time_msec, sx, sy)
+
+    def _on_cursor_button(self, listener: Any, event: Any) -> None:
+        if event.button_state == ButtonState.RELEASED and self.grab is not None:
+            self.grab = None
+        elif event.button_state == ButtonState.PRESSED:
+            view = self._view_under_cursor()
+            if view is not None:
+                self.focus_view(view)
+        if self.pointer_seat is not None:
+            self.pointer_seat.pointer_notify_button(event.time_msec, event.button,
+                                                    event.button_state)
+
+    def _view_under_cursor(self) -> View | None:
+        hit = self._surface_at(self.cursor.x, self.cursor.y)
+        if hit is None:
+            return None
+        root = wlr_lib.wlr_surface_get_root_surface(hit[0]._ptr)
+        for v in self.all_views():
+            if v.surface._ptr == root and self.desktop_visible(v.desktop):
+                return v
+        # a popup: its root is the popup surface; find the toplevel that owns it
+        try:
+            xs = XdgSurface.from_surface(Surface(root))
+        except Exception:
+            return None
+        while xs.role == XdgSurfaceRole.POPUP:
+            xs = XdgSurface.from_surface(xs.popup.parent)
+        return self._view_for_xdg_surface(xs)
+
+    def _on_cursor_axis(self, listener: Any, event: Any) -> None:
+        if self.pointer_seat is not None:
+            self.pointer_seat.pointer_notify_axis(event.time_msec, event.orientation,
+                                                  event.delta, event.delta_discrete,
+                                                  event.source)
+
+    def _on_cursor_frame(self, listener: Any, data: Any) -> None:
+        if self.pointer_seat is not None:
+            self.pointer_seat.pointer_notify_frame()
+
+    def _on_seat_request_set_cursor(self, seat: Seat, event: Any) -> None:
+        if seat is not self.pointer_seat:
+            return
+        focused = seat._ptr.pointer_state.focused_client
+        if focused != wlr_ffi.NULL and event._ptr.seat_client == focused:
+            self.cursor.set_surface(event.surface, event.hotspot)
+
+    def begin_interactive(self, view: View, mode: str, edges: Edges) -> None:
+        if view is not self.focused_view:
+            return  # only the focused window may start a grab
+        g = view.xdg_surface.get_geometry()
+        self.grab = Grab(view, mode, edges, self.cursor.x, self.cursor.y,
+                         (view.x, view.y, g.width, g.height))
+
+    def _process_grab(self) -> None:
+        grab = self.grab
+        assert grab is not None
+        dx = self.cursor.x - grab.cursor_x
+        dy = self.cursor.y - grab.cursor_y
+        x, y, w, h = grab.box
+        if grab.mode == "move":
+            grab.view.move_to(int(x + dx), int(y + dy))
+            return
+        e = grab.edges
+        if e & Edges.LEFT:
+            x, w = int(x + dx), int(w - dx)
+        elif e & Edges.RIGHT:
+            w = int(w + dx)
+        if e & Edges.TOP:
+            y, h = int(y + dy), int(h - dy)
+        elif e & Edges.BOTTOM:
+            h = int(h + dy)
+        if w > 20 and h > 20:
+            grab.view.move_to(x, y)
+            grab.view.xdg_surface.set_size(w, h)
+
+    # ================================================================ commands
+
+    def run_command_text(self, text: str | list[str]) -> dict[str, Any]:
+        try:
+            cmd = cmdlang.parse(text)
+        except cmdlang.CommandError as e:
+            return {"ok": False, "message": str(e)}
+        handler = getattr(self, "_cmd_" + cmd.name.replace("-", "_"), None)
+        if handler is None:
+            return {"ok": False, "message": f"{cmd.name}: not supported by this compositor"}
+        try:
+            message = handler(cmd)
+        except (SwitchError, LookupError, ValueError, OSError, RuntimeError) as e:
+            log.info("command %s failed: %s", cmd, e)
+            return {"ok": False, "message": str(e).strip("'\"")}
+        if isinstance(message, dict):
+            return {"ok": True, "message": message.get("message", ""), "data": message}
+        return {"ok": True, "message": message or ""}
+
+    def _cmd_switch(self, cmd: Any) -> str:
+        target = cmd.desktop or str(cmd.index)
+        return self.switch_to(target)
+
+    def _cmd_switch_prev(self, cmd: Any) -> str:
+        prev = self.model.previous
+        return self.switch_to(prev) if prev else "no previous desktop"
+
+    def _cmd_spawn(self, cmd: Any) -> str:
+        return self.launch(self.model.active, list(cmd.argv))
+
+    def _cmd_launch(self, cmd: Any) -> str:
+        return self.launch(cmd.desktop, list(cmd.argv), ephemeral=cmd.ephemeral)
+
+    def _cmd_close(self, cmd: Any) -> str:
+        if self.focused_view is None:
+            return "no focused window"
+        self.focused_view.close()
+        return "asked the window to close"
+
+    def _cmd_fullscreen(self, cmd: Any) -> str:
+        v = self.focused_view
+        if v is None:
+            return "no focused window"
+        v.request_state("fullscreen", not v.fullscreen)
+        return "fullscreen " + ("on" if v.fullscreen else "off")
+
+    def _cmd_maximize(self, cmd: Any) -> str:
+        v = self.focused_view
+        if v is None:
+            return "no focused window"
+        v.request_state("maximize", not v.maximized)
+        return "maximized " + ("on" if v.maximized else "off")
+
+    def _cmd_quit(self, cmd: Any) -> str:
+        self.loop.call_later(1, self.display.terminate, "quit")
+        return "quitting"
+
+    def _cmd_reload(self, cmd: Any) -> str:
+        return self.reload_config()
+
+    def _cmd_clipboard_copy(self, cmd: Any) -> str:
+        desktop = self.focused_view.desktop if self.focused_view else self.model.active
+        return self.clipboard.copy(desktop)
+
+    def _cmd_clipboard_paste(self, cmd: Any) -> str:
+        desktop = self.focused_view.desktop if self.focused_view else self.model.active
+        return self.clipboard.paste(desktop)
+
+    def _cmd_move_to(self, cmd: Any) -> str:
+        raise ValueError("windows never change desktop: their programs live in its sandbox")
+
+    # ================================================================ programs
+
+    def launch(self, desktop: str, argv: list[str], ephemeral: bool = False) -> str:
+        if desktop not in self.desktops:
+            raise LookupError(f"no desktop named {desktop!r}")
+        if not argv:
+            raise ValueError("nothing to launch")
+        spec = self.desktops[desktop].spec
+        if self.launch_hook is not None:
+            child = self.launch_hook(spec, argv, ephemeral)
+        else:
+            env = plain_env(paths.desktop_socket(desktop), desktop)
+            child = self.children.spawn(argv, env, desktop)
+        self.emit("launch", {"desktop": desktop, "argv": argv, "pid": child.pid})
+        return f"started {argv[0]} on {desktop} (pid {child.pid})"
+
+    def _on_child_exit(self, child: Child) -> None:
+        self.emit("exit", {"desktop": child.desktop, "argv": child.argv, "pid": child.pid,
+                           "returncode": child.returncode})
+
+    # ================================================================ config
+
+    def reload_config(self) -> str:
+        from zionwm import config as cfgmod
+
+        path = self.options.config_path or cfgmod.default_config_path()
+        new, errors = cfgmod.load_config(path)
+        if new is None:
+            text = "\n".join(str(e) for e in errors) or "config did not load"
+            self.notify("Config reload failed; keeping the running config:\n" + text,
+                        seconds=15, urgent=True)
+            self.emit("error", {"what": "config", "errors": [str(e) for e in errors]})
+            raise ValueError("reload failed, running config kept:\n" + text)
+        self.apply_config(new)
+        if errors:  # warnings only
+            self.notify("\n".join(str(e) for e in errors), seconds=10)
+        self.emit("config", {"path": str(path)})
+        return f"reloaded {path}"
+
+    def apply_config(self, new: Any) -> None:
+        names = [d.name for d in new.desktops]
+        kept = self.model.update_names(names)
+        for spec in new.desktops:
+            if spec.name in self.desktops:
+                self.desktops[spec.name].spec = spec
+                for v in self.desktops[spec.name].views:
+                    v._paint_borders(v is self.focused_view)
+            else:
+                self._add_desktop(spec)
+        for name in list(self.desktops):
+            if name not in names and name not in kept:
+                d = self.desktops.pop(name)
+                d.socket.close()
+                d.tree.destroy()
+        if kept:
+            self.notify("Kept desktops that still have windows: " + ", ".join(kept))
+        self.config = new
+        self.bindings = self._binding_table(new)
+        self._apply_visibility()
+
+    # ================================================================ IPC surface
+
+    def emit(self, event: str, payload: dict[str, Any]) -> None:
+        if self.ipc is not None:
+            self.ipc.emit(event, payload)
+
+    def notify(self, text: str, seconds: float = 6.0, urgent: bool = False) -> None:
+        (log.warning if urgent else log.info)("notification: %s", text)
+        self.notifications.show(text, seconds, urgent)
+        self.emit("notification", {"text": text, "urgent": urgent})
+
+    def describe_desktops(self) -> list[dict[str, Any]]:
+        out = []
+        for name, d in self.desktops.items():
+            st = self.model.desktops[name]
+            focused = st.focused
+            info: dict[str, Any] = {
+                "name": name,
+                "index": st.index + 1,
+                "colour": d.spec.colour_hex,
+                "active": name == self.model.active,
+                "visible": name == self.model.active,
+                "frozen": st.frozen,
+                "windows": len([v for v in d.views if v.mapped]),
+                "focused_window": focused.id if focused else None,
+                "socket": str(d.socket.path),
+                "ephemeral": d.spec.ephemeral,
+                "network": d.spec.network.mode.value,
+            }
+            for ext in self.extensions:
+                more = getattr(ext, "describe_desktop", None)
+                if more:
+                    info.update(more(name))
+            out.append(info)
+        return out
+
+    def describe_windows(self) -> list[dict[str, Any]]:
+        return [v.describe() for v in self.all_views() if v.mapped]
+
+    def describe_outputs(self) -> list[dict[str, Any]]:
+        return [o.describe() for o in self.outputs]
+
+    def status(self) -> dict[str, Any]:
+        lat = sorted(self.switch_latencies_ms)
+        return {
+            "host_socket": self.socket_name,
+            "active": self.model.active,
+            "desktops": len(self.desktops),
+            "windows": len(self.describe_windows()),
+            "pid": os.getpid(),
+            "notifications": self.notifications.history[-10:],
+            "switch_latency_ms": {
+                "count": len(lat),
+                "p50": lat[len(lat) // 2] if lat else None,
+                "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
+            },
+            **{k: v for ext in self.extensions for k, v in getattr(ext, "status",
+                                                                    dict)().items()},
+        }
+
+
+class Decoration(HasListeners):
+    """Server-side decorations always: the compositor draws every frame, so a client cannot
+    paint a fake trust colour outside its own surface."""
+
+    live: set[Decoration] = set()
+
+    def __init__(self, deco: XdgToplevelDecorationV1) -> None:
+        self.deco = deco
+        self.add_listener(deco.request_mode_event, self._on_decoration_request_mode)
+        self.add_listener(deco.destroy_event, self._on_decoration_destroy)
+        Decoration.live.add(self)
+        if deco.added:
+            deco.set_mode(XdgToplevelDecorationV1Mode.SERVER_SIDE)
+
+    def _on_decoration_request_mode(self, listener: Any, data: Any) -> None:
+        self.deco.set_mode(XdgToplevelDecorationV1Mode.SERVER_SIDE)
+
+    def _on_decoration_destroy(self, listener: Any, data: Any) -> None:
+        self.finalize_listeners()
+        Decoration.live.discard(self)
+
+
+ENV_PASS = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "XDG_RUNTIME_DIR", "HOME", "USER",
+            "LOGNAME", "SHELL", "XCURSOR_THEME", "XCURSOR_SIZE")
+
+
+def plain_env(socket_path: Path, desktop: str) -> dict[str, str]:
+    """Environment for an unsandboxed program on a desktop socket (no sandbox available)."""
+    env = {k: v for k, v in os.environ.items() if k in ENV_PASS or k.startswith("LC_")}
+    env["WAYLAND_DISPLAY"] = str(socket_path)
+    env["XDG_SESSION_TYPE"] = "wayland"
+    env["ZIONWM_DESKTOP"] = desktop
+    return env
