@@ -1,0 +1,181 @@
+"""Type scanner: what the content really is (libmagic and byte signatures) versus its name.
+
+Verdicts, and why:
+- an executable (ELF, AppImage, PE, Mach-O, shebang script, .desktop launcher, MSI, Windows
+  shortcut, Java class) is *suspicious*: running programs from the internet is the user's
+  explicit decision, so it is held for them, but it is not evidence of malice by itself;
+- an executable whose name claims a document or media type (an ELF named `.pdf`, a
+  `.desktop` launcher named `.txt`) is *malicious*: no honest download disguises a program
+  as a document, the only purpose of the disguise is to be run by someone who meant to
+  open it;
+- exec bits on a download are *suspicious* (browsers never set them: something inside the
+  desktop did);
+- active content (HTML, SVG, JavaScript) named as a passive type is *suspicious*; other
+  mismatches (a JPEG named `.png`) are common and harmless, kept as a *clean* note.
+
+`classify` is the pure core; `scan` only reads the head of the file and its mode.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+from typing import TYPE_CHECKING
+
+import magic
+
+from zionwm.isolation.spec import Verdict
+from zionwm.quarantine.audit.common import Source, extension, read_head, source_mode
+from zionwm.quarantine.report import Finding
+
+if TYPE_CHECKING:
+    from zionwm.quarantine.worker import AuditSettings
+
+SCANNER = "magic"
+
+# Names that promise something to be opened, viewed or played, never run.
+DOCUMENT_EXTENSIONS = frozenset(
+    {
+        ".pdf", ".doc", ".docx", ".docm", ".xls", ".xlsx", ".xlsm", ".ppt", ".pptx", ".odt",
+        ".ods", ".odp", ".rtf", ".txt", ".md", ".csv", ".html", ".htm", ".jpg", ".jpeg",
+        ".png", ".gif", ".bmp", ".webp", ".svg", ".tif", ".tiff", ".ico", ".mp3", ".mp4",
+        ".mkv", ".avi", ".mov", ".wav", ".ogg", ".flac", ".webm", ".epub", ".json", ".xml",
+    }
+)  # fmt: skip
+
+WINDOWS_RUNNABLE_EXTENSIONS = frozenset(
+    {
+        ".exe", ".dll", ".scr", ".com", ".pif", ".bat", ".cmd", ".ps1", ".psm1", ".vbs",
+        ".vbe", ".jse", ".wsf", ".wsh", ".hta", ".lnk", ".msi", ".msp", ".cpl", ".reg",
+    }
+)  # fmt: skip
+
+# Expected MIME prefixes per extension; files whose extension is not listed are not compared.
+EXPECTED_MIME: dict[str, tuple[str, ...]] = {
+    ".pdf": ("application/pdf",),
+    ".png": ("image/png",),
+    ".jpg": ("image/jpeg",),
+    ".jpeg": ("image/jpeg",),
+    ".gif": ("image/gif",),
+    ".webp": ("image/webp",),
+    ".bmp": ("image/bmp", "image/x-ms-bmp"),
+    ".txt": ("text/",),
+    ".csv": ("text/", "application/csv"),
+    ".md": ("text/",),
+    ".zip": ("application/zip",),
+    ".gz": ("application/gzip", "application/x-gzip"),
+    ".mp3": ("audio/mpeg",),
+    ".mp4": ("video/mp4",),
+    ".docx": ("application/vnd.openxmlformats", "application/zip", "application/octet-stream"),
+    ".xlsx": ("application/vnd.openxmlformats", "application/zip", "application/octet-stream"),
+    ".pptx": ("application/vnd.openxmlformats", "application/zip", "application/octet-stream"),
+}
+
+ACTIVE_MIMES = ("text/html", "image/svg", "application/javascript", "text/javascript")
+
+_DESKTOP_ENTRY = re.compile(rb"^\s*\[Desktop Entry\]", re.MULTILINE)
+_DESKTOP_EXEC = re.compile(rb"^\s*(Exec|TryExec)\s*=", re.MULTILINE)
+_MACHO_MAGICS = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe")
+
+
+def executable_kind(head: bytes, description: str) -> str | None:
+    """Which kind of runnable thing the content is, or None; from bytes first, libmagic second."""
+    if head.startswith(b"\x7fELF"):
+        return "appimage" if head[8:10] == b"AI" else "elf"
+    if head.startswith(b"#!"):
+        return "script"
+    if head.startswith(b"MZ"):
+        return "pe"
+    if head[:4] in _MACHO_MAGICS or "Mach-O" in description:
+        return "macho"
+    if _DESKTOP_ENTRY.search(head[:4096]) and _DESKTOP_EXEC.search(head):
+        return "desktop"
+    if "MSI Installer" in description:
+        return "msi"
+    if "MS Windows shortcut" in description:
+        return "lnk"
+    if "compiled Java class" in description:
+        return "java-class"
+    return None
+
+
+def classify(
+    head: bytes, name: str, mode: int | None, mime: str, description: str
+) -> list[Finding]:
+    """Findings about one subject from its first bytes, display name, mode and libmagic result."""
+    findings: list[Finding] = []
+    ext = extension(name)
+    kind = executable_kind(head, description)
+    if kind is not None:
+        if ext in DOCUMENT_EXTENSIONS or (kind == "desktop" and ext not in ("", ".desktop")):
+            findings.append(
+                Finding(
+                    SCANNER,
+                    f"{kind}-named-as-{ext.lstrip('.') or 'none'}",
+                    f"{name!r} is a {kind} executable ({description}) named like a {ext} document",
+                    Verdict.MALICIOUS,
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    SCANNER,
+                    f"executable-{kind}",
+                    f"{name!r} is an executable ({kind}: {description})",
+                    Verdict.SUSPICIOUS,
+                )
+            )
+    if mode is not None and stat.S_ISREG(mode) and mode & 0o111:
+        findings.append(
+            Finding(
+                SCANNER,
+                "exec-bit",
+                f"{name!r} has execute permission bits ({stat.filemode(mode)})",
+                Verdict.SUSPICIOUS,
+            )
+        )
+    if mode is not None and mode & (stat.S_ISUID | stat.S_ISGID):
+        findings.append(
+            Finding(SCANNER, "setid-bit", f"{name!r} is setuid/setgid", Verdict.SUSPICIOUS)
+        )
+    if ext in WINDOWS_RUNNABLE_EXTENSIONS and kind is None:
+        findings.append(
+            Finding(
+                SCANNER,
+                "windows-runnable-extension",
+                f"{name!r} has an extension Windows runs directly ({ext})",
+                Verdict.SUSPICIOUS,
+            )
+        )
+    expected = EXPECTED_MIME.get(ext)
+    if kind is None and expected is not None and not mime.startswith(expected):
+        if mime.startswith(ACTIVE_MIMES):
+            findings.append(
+                Finding(
+                    SCANNER,
+                    "active-content-mismatch",
+                    f"{name!r} is {mime}, which can run script, but is named {ext}",
+                    Verdict.SUSPICIOUS,
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    SCANNER,
+                    "type-mismatch",
+                    f"{name!r} is {mime} but is named {ext}",
+                    Verdict.CLEAN,
+                )
+            )
+    return findings
+
+
+def identify(head: bytes) -> tuple[str, str]:
+    """(mime, description) from libmagic for the given bytes."""
+    return magic.from_buffer(head, mime=True), magic.from_buffer(head)
+
+
+def scan(src: Source, name: str, settings: AuditSettings | None = None) -> list[Finding]:
+    head = read_head(src)
+    mime, description = identify(head)
+    return classify(head, name, source_mode(src), mime, description)

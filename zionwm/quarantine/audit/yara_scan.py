@@ -1,0 +1,139 @@
+"""YARA scanner: the bundled rule set (zionwm/quarantine/rules/*.yar) plus the user's own rules.
+
+A rule says what a match means with `meta: verdict = "malicious" | "suspicious" | "clean"`;
+a user rule without that meta counts as suspicious. A user rule file that does not compile
+is reported as a note in every report (so the user sees that it is not in force) and the
+others still run: one typo must not stop every download, and it must not pass silently.
+The bundled rules must compile; if they do not, the scanner fails and the worker reports
+cannot-inspect.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yara
+
+from zionwm.isolation.spec import Verdict
+from zionwm.quarantine.audit.common import Source, source_path
+from zionwm.quarantine.report import Finding
+
+if TYPE_CHECKING:
+    from zionwm.quarantine.worker import AuditSettings
+
+log = logging.getLogger(__name__)
+
+SCANNER = "yara"
+BUNDLED_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+RULE_SUFFIXES = (".yar", ".yara")
+DEFAULT_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[tuple[str, Any], ...]  # (origin, compiled yara.Rules)
+    errors: tuple[Finding, ...]  # compile errors in user rules, reported as notes
+
+
+def rule_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix in RULE_SUFFIXES and p.is_file())
+
+
+@functools.cache
+def bundled_rules() -> Any:
+    files = rule_files(BUNDLED_RULES_DIR)
+    if not files:
+        raise RuntimeError(f"no bundled YARA rules in {BUNDLED_RULES_DIR}")
+    return yara.compile(filepaths={f"bundled:{p.stem}": str(p) for p in files})
+
+
+def compile_rules(user_dirs: tuple[str, ...]) -> RuleSet:
+    """Bundled rules, then each user rule file compiled on its own so one error stays local."""
+    rules: list[tuple[str, Any]] = [("bundled", bundled_rules())]
+    errors: list[Finding] = []
+    for d in user_dirs:
+        directory = Path(d)
+        if not directory.is_dir():
+            errors.append(
+                Finding(
+                    SCANNER,
+                    "user-rule-dir-missing",
+                    f"YARA rule directory {d} does not exist: its rules were not applied",
+                    Verdict.CLEAN,
+                )
+            )
+            continue
+        for path in rule_files(directory):
+            try:
+                rules.append((f"user:{path.name}", yara.compile(filepath=str(path))))
+            except yara.Error as exc:
+                log.warning("user YARA rule %s does not compile: %s", path, exc)
+                errors.append(
+                    Finding(
+                        SCANNER,
+                        "user-rule-compile-error",
+                        f"user YARA rule file {path.name} does not compile and was not "
+                        f"applied: {exc}",
+                        Verdict.CLEAN,
+                    )
+                )
+    return RuleSet(tuple(rules), tuple(errors))
+
+
+def verdict_of(meta: dict[str, Any]) -> Verdict:
+    value = str(meta.get("verdict", "suspicious")).lower()
+    try:
+        return Verdict(value)
+    except ValueError:
+        return Verdict.SUSPICIOUS
+
+
+def findings_from_matches(origin: str, matches: list[Any], name: str) -> list[Finding]:
+    findings = []
+    for m in matches:
+        description = m.meta.get("description", "matched")
+        findings.append(
+            Finding(
+                SCANNER,
+                m.rule,
+                f"{name!r}: {description} ({origin})",
+                verdict_of(m.meta),
+            )
+        )
+    return findings
+
+
+def scan_with(ruleset: RuleSet, src: Source, name: str, timeout: int) -> list[Finding]:
+    findings = list(ruleset.errors)
+    for origin, rules in ruleset.rules:
+        if isinstance(src, bytes):
+            matches = rules.match(data=src, timeout=timeout)
+        else:
+            # yara maps the file itself: no copy of a large download in this process
+            matches = rules.match(filepath=source_path(src), timeout=timeout)
+        findings += findings_from_matches(origin, matches, name)
+    return findings
+
+
+def scan(src: Source, name: str, settings: AuditSettings | None = None) -> list[Finding]:
+    user_dirs = settings.yara_rule_dirs if settings is not None else ()
+    timeout = max(1, int(settings.timeout)) if settings is not None else DEFAULT_TIMEOUT
+    return scan_with(compile_rules(user_dirs), src, name, timeout)
+
+
+@functools.cache
+def _cached_rules(user_dirs: tuple[str, ...]) -> RuleSet:
+    return compile_rules(user_dirs)
+
+
+def scan_data(data: bytes, name: str, user_dirs: tuple[str, ...] = ()) -> list[Finding]:
+    """Matches in bytes already in memory (archive members); compile notes are left to the
+    scan of the file itself so they are not repeated for every member."""
+    ruleset = _cached_rules(user_dirs)
+    return scan_with(RuleSet(ruleset.rules, ()), data, name, DEFAULT_TIMEOUT)
