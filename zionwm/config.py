@@ -19,6 +19,7 @@ import builtins
 import difflib
 import ipaddress
 import logging
+import math
 import os
 import re
 import shlex
@@ -494,7 +495,7 @@ def parse_duration(value: object) -> float | None:
     if _is_number(value):
         seconds = float(value)  # type: ignore[arg-type]
     elif isinstance(value, str):
-        text = value.strip().lower()
+        text = value.lower().replace(" ", "")
         if text == "never":
             return None
         try:
@@ -513,8 +514,8 @@ def parse_duration(value: object) -> float | None:
                 ) from None
     else:
         raise ValueError(f"a duration must be a string like '10m' or seconds, not {value!r}")
-    if not seconds >= 0:  # also rejects NaN
-        raise ValueError(f"a duration cannot be negative: {value!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"a duration must be 0 or more seconds, not {value!r}")
     return seconds
 
 
@@ -537,7 +538,7 @@ def parse_cpu_max(value: object) -> float | None:
         cpus = float(value)  # type: ignore[arg-type]
     else:
         raise ValueError(f"cpu_max must be like '20%' or 0.2, not {value!r}")
-    if not cpus > 0:
+    if not math.isfinite(cpus) or cpus <= 0:
         raise ValueError(f"cpu_max must be more than 0, not {value!r}")
     return cpus
 
