@@ -1,0 +1,524 @@
+"""The bubblewrap command line for one sandboxed program: policy resolution and argv building.
+
+Owns the shape of every sandbox. Two pure steps, no I/O in either:
+
+- `plan_sandbox(spec, argv, host, ...)` resolves a `DesktopSpec` plus what was probed on the host
+  (`HostFacts`) into a frozen `SandboxPlan`: every mount, device, environment variable and fd
+  the sandbox needs.
+- `build_argv(plan)` turns the plan into bwrap's argv.
+
+Things only the caller can produce (directories opened safely, memfds holding synthesized
+files, the seccomp program) appear in the plan as named fd *slots*; the launcher opens them and
+fills `plan.fds` (`with_fds`) before `build_argv` runs, so the argv carries real fd numbers
+while both steps stay pure.
+
+Layout inside every sandbox (uid/gid are the invoking user's, mapped 1:1 in a new user
+namespace, all capabilities dropped, no further user namespaces allowed):
+
+    /usr (host, read-only, or the desktop's writable layer)   /bin /lib ... symlinks as on host
+    /etc  only the pieces programs need; passwd/group synthesized for the one user
+    /home/<user>            the desktop's home (or a tmpfs seeded from a template)
+    /home/<user>/Shared     Shared, read-only      /home/<user>/Outbox    the desktop's outbox
+    /home/<user>/Downloads  the quarantine inbox, when the desktop has a downloads policy
+    /run/user/<uid>/wayland-0   the desktop's own Wayland socket, nothing else of the runtime dir
+    /run/zionwm/fonts/<n>   extra font dirs (+ /run/zionwm/fonts.conf)   /opt/zionwm/<n>  app dirs
+    /proc (new, own pid namespace)  /dev (minimal + granted nodes)  /tmp (tmpfs)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from zionwm.isolation.spec import DesktopSpec
+
+# Environment variables copied from the launching environment when present. LC_* is a prefix.
+ENV_PASSTHROUGH = ("TERM", "LANG", "LANGUAGE", "TZ", "COLORTERM")
+ENV_PASSTHROUGH_PREFIXES = ("LC_",)
+# Never forwarded, even when a desktop's config grants them: they would hand the sandbox the
+# host's loader, display or session bus, which is exactly what the sandbox exists to withhold.
+ENV_NEVER = frozenset({"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "WAYLAND_SOCKET"})
+ENV_NEVER_PREFIXES = ("LD_",)
+
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+
+# /etc entries bound read-only when the host has them. Everything else under /etc stays out
+# (shadow, ssh keys, sudoers, the host's machine-id, ...).
+ETC_CANDIDATES = (
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/nsswitch.conf",
+    "/etc/services",
+    "/etc/protocols",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/pki",
+    "/etc/fonts",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/alternatives",
+    "/etc/os-release",
+    "/etc/mime.types",
+    "/etc/xdg",
+    "/etc/gtk-3.0",
+    "/etc/locale.alias",
+    "/etc/inputrc",
+    "/etc/terminfo",
+    "/etc/bash.bashrc",
+    "/etc/profile",
+    "/etc/vulkan",
+    "/etc/glvnd",
+    "/etc/drirc",
+    "/etc/pulse",
+    "/etc/pipewire",
+    "/etc/magic",
+    "/etc/magic.mime",
+)
+
+# Top-level directories that merged-/usr systems make symlinks (recreated as such) and older
+# layouts keep as directories (bound read-only).
+ROOT_LINK_CANDIDATES = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+# What Mesa and Vulkan loaders read to find a GPU.
+GPU_SYS_DIRS = ("/sys/dev", "/sys/devices", "/sys/bus", "/sys/class")
+# glibc's nprocs and many thread pools read this; it reveals the CPU count only.
+CPU_SYS_DIR = "/sys/devices/system/cpu"
+
+FONTS_DIR = "/run/zionwm/fonts"
+FONTS_CONF = "/run/zionwm/fonts.conf"
+APPS_DIR = "/opt/zionwm"
+
+_DESKTOP_NAME = re.compile(r"[a-z0-9_-]{1,32}")
+
+
+class MountKind(StrEnum):
+    BIND = "--bind"
+    RO_BIND = "--ro-bind"
+    RO_BIND_TRY = "--ro-bind-try"
+    DEV_BIND = "--dev-bind"
+    BIND_FD = "--bind-fd"
+    RO_BIND_FD = "--ro-bind-fd"
+    RO_BIND_DATA = "--ro-bind-data"
+    FILE = "--file"
+    TMPFS = "--tmpfs"
+    DIR = "--dir"
+    SYMLINK = "--symlink"
+    PROC = "--proc"
+    DEV = "--dev"
+
+
+_PATH_SOURCE_KINDS = frozenset(
+    {MountKind.BIND, MountKind.RO_BIND, MountKind.RO_BIND_TRY, MountKind.DEV_BIND}
+)
+_SLOT_KINDS = frozenset(
+    {MountKind.BIND_FD, MountKind.RO_BIND_FD, MountKind.RO_BIND_DATA, MountKind.FILE}
+)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One bwrap filesystem operation, applied in plan order."""
+
+    kind: MountKind
+    dest: str
+    source: str = ""  # host path (path binds) or link target (SYMLINK)
+    slot: str = ""  # fd slot name (fd binds, data files)
+    perms: int | None = None  # --perms for DIR, TMPFS, FILE, RO_BIND_DATA
+
+
+class SlotKind(StrEnum):
+    STORAGE = "storage"  # a data directory opened O_PATH without following symlinks
+    DATA = "data"  # bytes the launcher puts in a memfd
+    SEED = "seed"  # a file of the ephemeral seed, already opened by the launcher's scan
+    SECCOMP = "seccomp"  # the compiled seccomp program
+    STATUS = "status"  # write end of the pipe bwrap reports the sandbox's pids on
+
+
+@dataclass(frozen=True)
+class FdSlot:
+    name: str
+    kind: SlotKind
+    storage: str = ""  # STORAGE: "home" | "outbox" | "inbox" | "shared"
+    data: bytes = b""  # DATA
+
+
+class SeedKind(StrEnum):
+    DIR = "dir"
+    FILE = "file"
+    SYMLINK = "symlink"
+
+
+@dataclass(frozen=True)
+class SeedEntry:
+    """One entry of an ephemeral home's template, relative to the template root."""
+
+    relpath: str
+    kind: SeedKind
+    mode: int = 0o700
+    target: str = ""  # SYMLINK
+    slot: str = ""  # FILE: the slot holding its open fd
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the launcher probed on the host; everything plan_sandbox may depend on."""
+
+    uid: int
+    gid: int
+    user: str
+    etc_files: frozenset[str] = frozenset()  # which ETC_CANDIDATES exist
+    root_links: tuple[tuple[str, str | None], ...] = ()  # (path, symlink target or None: dir)
+    dri_nodes: tuple[str, ...] = ()
+    video_nodes: tuple[str, ...] = ()
+    pipewire_socket: str | None = None
+    pulse_socket: str | None = None
+    has_cpu_sysfs: bool = True
+    bwrap: str = "/usr/bin/bwrap"
+
+
+@dataclass(frozen=True)
+class SandboxPlan:
+    desktop: str
+    argv: tuple[str, ...]
+    uid: int
+    gid: int
+    home: str  # inside path
+    runtime_dir: str  # inside path
+    ephemeral: bool
+    share_net: bool  # True: stay in the netns the launcher joined; False: --unshare-net
+    mounts: tuple[Mount, ...]
+    slots: tuple[FdSlot, ...]
+    env: Mapping[str, str]
+    cwd: str
+    hostname: str
+    bwrap: str = "/usr/bin/bwrap"
+    writable_usr: bool = False
+    notes: tuple[str, ...] = ()  # what the policy could not enforce, for the log
+    fds: Mapping[str, int] = field(default_factory=dict)
+
+    def with_fds(self, fds: Mapping[str, int]) -> SandboxPlan:
+        return dataclasses.replace(self, fds=dict(fds))
+
+    def slot_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.slots)
+
+
+class PlanError(ValueError):
+    """The spec or argv cannot be turned into a sandbox."""
+
+
+def passwd_lines(uid: int, gid: int, user: str, home: str) -> tuple[bytes, bytes]:
+    """Synthesized /etc/passwd and /etc/group: the one user, plus nobody for unmapped ids."""
+    shell = "/bin/sh"
+    passwd = [f"{user}:x:{uid}:{gid}:{user}:{home}:{shell}"]
+    group = [f"{user}:x:{gid}:"]
+    if uid != 65534:
+        passwd.append("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin")
+    if gid != 65534:
+        group.append("nogroup:x:65534:")
+    return ("\n".join(passwd) + "\n").encode(), ("\n".join(group) + "\n").encode()
+
+
+def fontconfig_conf(font_dirs: Sequence[str]) -> bytes:
+    """A fontconfig file that keeps the host configuration and adds the bound font dirs."""
+    lines = [
+        '<?xml version="1.0"?>',
+        '<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">',
+        "<fontconfig>",
+        '  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>',
+    ]
+    lines += [f"  <dir>{d}</dir>" for d in font_dirs]
+    lines.append("</fontconfig>")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def sandbox_env(
+    spec: DesktopSpec,
+    host_env: Mapping[str, str],
+    *,
+    user: str,
+    home: str,
+    runtime_dir: str,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The sandbox's whole environment: an allow-list, fixed values, and the desktop's grants."""
+    env: dict[str, str] = {}
+    for key, value in host_env.items():
+        if key in ENV_PASSTHROUGH or key.startswith(ENV_PASSTHROUGH_PREFIXES):
+            env[key] = value
+    env.update(
+        {
+            "HOME": home,
+            "USER": user,
+            "LOGNAME": user,
+            "PATH": SANDBOX_PATH,
+            "XDG_RUNTIME_DIR": runtime_dir,
+            "WAYLAND_DISPLAY": "wayland-0",
+            "XDG_SESSION_TYPE": "wayland",
+            "XDG_CURRENT_DESKTOP": "zionwm",
+            "ZIONWM_DESKTOP": spec.name,
+            "MOZ_ENABLE_WAYLAND": "1",
+            "QT_QPA_PLATFORM": "wayland",
+            "GDK_BACKEND": "wayland",
+            "SDL_VIDEODRIVER": "wayland",
+            "XDG_CACHE_HOME": f"{home}/.cache",
+            "XDG_CONFIG_HOME": f"{home}/.config",
+            "XDG_DATA_HOME": f"{home}/.local/share",
+        }
+    )
+    granted = dict(extra or {})
+    for key in spec.env:
+        if key in host_env:
+            granted.setdefault(key, host_env[key])
+    for key, value in granted.items():
+        if key in ENV_NEVER or key.startswith(ENV_NEVER_PREFIXES):
+            continue
+        env[key] = value
+    env.setdefault("TERM", "xterm-256color")
+    return env
+
+
+def plan_sandbox(
+    spec: DesktopSpec,
+    argv: Sequence[str],
+    host: HostFacts,
+    *,
+    host_env: Mapping[str, str],
+    wayland_socket: str | None,
+    ephemeral: bool | None = None,
+    share_net: bool = False,
+    writable_usr_source: str | None = None,
+    seed: Sequence[SeedEntry] = (),
+    cwd: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> SandboxPlan:
+    """Resolve a desktop's policy into a plan. Pure: everything it needs is in its arguments.
+
+    `wayland_socket` is the host path of the desktop's socket (None: no display for this
+    program). `writable_usr_source` is where the launcher's overlay helper will have mounted
+    the desktop's /usr layer (required when the spec asks for writable_usr). `seed` is the
+    scanned template of an ephemeral home.
+    """
+    if not _DESKTOP_NAME.fullmatch(spec.name):
+        raise PlanError(f"desktop name {spec.name!r} is not [a-z0-9_-]{{1,32}}")
+    if not argv or not argv[0]:
+        raise PlanError("nothing to run: empty argv")
+    if spec.writable_usr and not writable_usr_source:
+        raise PlanError(f"desktop {spec.name}: writable_usr needs the overlay's mount point")
+    eph = spec.ephemeral if ephemeral is None else ephemeral
+    user = host.user
+    home = f"/home/{user}"
+    run = f"/run/user/{host.uid}"
+    notes: list[str] = []
+    mounts: list[Mount] = []
+    slots: list[FdSlot] = []
+
+    def slot(s: FdSlot) -> str:
+        slots.append(s)
+        return s.name
+
+    # Base system.
+    if spec.writable_usr:
+        assert writable_usr_source is not None
+        mounts.append(Mount(MountKind.BIND, "/usr", source=writable_usr_source))
+    else:
+        mounts.append(Mount(MountKind.RO_BIND, "/usr", source="/usr"))
+    for path, target in host.root_links:
+        if target is not None:
+            mounts.append(Mount(MountKind.SYMLINK, path, source=target))
+        else:
+            mounts.append(Mount(MountKind.RO_BIND, path, source=path))
+    mounts.append(Mount(MountKind.PROC, "/proc"))
+    mounts.append(Mount(MountKind.DEV, "/dev"))
+    mounts.append(Mount(MountKind.TMPFS, "/tmp"))
+    mounts.append(Mount(MountKind.TMPFS, "/var/tmp"))
+    for path in ETC_CANDIDATES:
+        if path in host.etc_files:
+            mounts.append(Mount(MountKind.RO_BIND_TRY, path, source=path))
+    passwd, group = passwd_lines(host.uid, host.gid, user, home)
+    mounts.append(
+        Mount(
+            MountKind.RO_BIND_DATA,
+            "/etc/passwd",
+            slot=slot(FdSlot("passwd", SlotKind.DATA, data=passwd)),
+            perms=0o644,
+        )
+    )
+    mounts.append(
+        Mount(
+            MountKind.RO_BIND_DATA,
+            "/etc/group",
+            slot=slot(FdSlot("group", SlotKind.DATA, data=group)),
+            perms=0o644,
+        )
+    )
+    if host.has_cpu_sysfs:
+        mounts.append(Mount(MountKind.RO_BIND_TRY, CPU_SYS_DIR, source=CPU_SYS_DIR))
+
+    # Runtime dir: only the desktop's socket (and granted sound sockets) inside.
+    mounts.append(Mount(MountKind.DIR, run, perms=0o700))
+    if wayland_socket:
+        mounts.append(Mount(MountKind.BIND, f"{run}/wayland-0", source=wayland_socket))
+
+    # Storage.
+    if eph:
+        mounts.append(Mount(MountKind.TMPFS, home, perms=0o700))
+        for entry in seed:
+            dest = f"{home}/{entry.relpath}"
+            if entry.kind is SeedKind.DIR:
+                mounts.append(Mount(MountKind.DIR, dest, perms=entry.mode & 0o7777))
+            elif entry.kind is SeedKind.SYMLINK:
+                mounts.append(Mount(MountKind.SYMLINK, dest, source=entry.target))
+            else:
+                if not entry.slot:
+                    raise PlanError(f"seed file {entry.relpath} has no fd slot")
+                slots.append(FdSlot(entry.slot, SlotKind.SEED))
+                mounts.append(
+                    Mount(MountKind.FILE, dest, slot=entry.slot, perms=entry.mode & 0o7777)
+                )
+    else:
+        mounts.append(
+            Mount(
+                MountKind.BIND_FD, home, slot=slot(FdSlot("home", SlotKind.STORAGE, storage="home"))
+            )
+        )
+    mounts.append(
+        Mount(
+            MountKind.RO_BIND_FD,
+            f"{home}/Shared",
+            slot=slot(FdSlot("shared", SlotKind.STORAGE, storage="shared")),
+        )
+    )
+    mounts.append(
+        Mount(
+            MountKind.BIND_FD,
+            f"{home}/Outbox",
+            slot=slot(FdSlot("outbox", SlotKind.STORAGE, storage="outbox")),
+        )
+    )
+    if spec.downloads is not None:
+        mounts.append(
+            Mount(
+                MountKind.BIND_FD,
+                f"{home}/Downloads",
+                slot=slot(FdSlot("inbox", SlotKind.STORAGE, storage="inbox")),
+            )
+        )
+
+    # Devices.
+    devices = spec.devices
+    if devices.gpu:
+        if not host.dri_nodes:
+            notes.append("gpu granted but the host has no /dev/dri nodes")
+        for node in host.dri_nodes:
+            mounts.append(Mount(MountKind.DEV_BIND, node, source=node))
+        for path in GPU_SYS_DIRS:
+            mounts.append(Mount(MountKind.RO_BIND_TRY, path, source=path))
+    if devices.camera:
+        if not host.video_nodes:
+            notes.append("camera granted but the host has no /dev/video* nodes")
+        for node in host.video_nodes:
+            mounts.append(Mount(MountKind.DEV_BIND, node, source=node))
+    if devices.audio or devices.microphone:
+        # Neither PipeWire's native socket nor PulseAudio's separates capture from playback:
+        # a client that can play can also record unless the session manager restricts it
+        # (WirePlumber's access rules, which key on portal/flatpak metadata we do not set).
+        if devices.audio and not devices.microphone:
+            notes.append(
+                "audio granted without microphone: the sound server sockets cannot withhold "
+                "capture, so recording is possible through them"
+            )
+        if host.pipewire_socket:
+            mounts.append(Mount(MountKind.BIND, f"{run}/pipewire-0", source=host.pipewire_socket))
+        if host.pulse_socket:
+            mounts.append(Mount(MountKind.BIND, f"{run}/pulse/native", source=host.pulse_socket))
+        if not (host.pipewire_socket or host.pulse_socket):
+            notes.append("audio granted but no PipeWire or PulseAudio socket was found")
+
+    # Customization.
+    added_env: dict[str, str] = dict(extra_env or {})
+    if spec.fonts:
+        font_dirs = [f"{FONTS_DIR}/{i}" for i in range(len(spec.fonts))]
+        for src, dest in zip(spec.fonts, font_dirs, strict=True):
+            mounts.append(Mount(MountKind.RO_BIND, dest, source=src))
+        conf = fontconfig_conf(font_dirs)
+        mounts.append(
+            Mount(
+                MountKind.RO_BIND_DATA,
+                FONTS_CONF,
+                slot=slot(FdSlot("fonts.conf", SlotKind.DATA, data=conf)),
+                perms=0o644,
+            )
+        )
+        added_env["FONTCONFIG_FILE"] = FONTS_CONF
+    for i, src in enumerate(spec.app_dirs):
+        mounts.append(Mount(MountKind.RO_BIND, f"{APPS_DIR}/{i}", source=src))
+
+    slots.append(FdSlot("seccomp", SlotKind.SECCOMP))
+    slots.append(FdSlot("status", SlotKind.STATUS))
+
+    env = sandbox_env(spec, host_env, user=user, home=home, runtime_dir=run, extra=added_env)
+    return SandboxPlan(
+        desktop=spec.name,
+        argv=tuple(argv),
+        uid=host.uid,
+        gid=host.gid,
+        home=home,
+        runtime_dir=run,
+        ephemeral=eph,
+        share_net=share_net,
+        mounts=tuple(mounts),
+        slots=tuple(slots),
+        env=env,
+        cwd=cwd or home,
+        hostname=spec.name,
+        bwrap=host.bwrap,
+        writable_usr=spec.writable_usr,
+        notes=tuple(notes),
+    )
+
+
+def _fd(plan: SandboxPlan, slot: str) -> str:
+    try:
+        return str(plan.fds[slot])
+    except KeyError:
+        raise PlanError(f"fd slot {slot!r} was not filled by the launcher") from None
+
+
+def build_argv(plan: SandboxPlan) -> list[str]:
+    """bwrap's full argv for the plan (fd slots must be filled). Pure."""
+    out = [plan.bwrap]
+    # Namespaces. Joining a prepared netns means keeping the one the launcher entered.
+    out.append("--unshare-all")
+    if plan.share_net:
+        out.append("--share-net")
+    out += ["--unshare-user", "--disable-userns"]
+    out += ["--uid", str(plan.uid), "--gid", str(plan.gid)]
+    out += ["--hostname", plan.hostname]
+    # bwrap run by uid 0 keeps every capability in the sandbox unless told otherwise.
+    out += ["--cap-drop", "ALL"]
+    out += ["--die-with-parent", "--new-session"]
+    if "status" in plan.slot_names():
+        out += ["--json-status-fd", _fd(plan, "status")]
+    for m in plan.mounts:
+        if m.perms is not None:
+            out += ["--perms", f"{m.perms:04o}"]
+        if m.kind in _PATH_SOURCE_KINDS or m.kind is MountKind.SYMLINK:
+            out += [m.kind.value, m.source, m.dest]
+        elif m.kind in _SLOT_KINDS:
+            out += [m.kind.value, _fd(plan, m.slot), m.dest]
+        else:
+            out += [m.kind.value, m.dest]
+    out += ["--seccomp", _fd(plan, "seccomp")]
+    out += ["--chdir", plan.cwd]
+    out.append("--")
+    out += list(plan.argv)
+    return out

@@ -1,0 +1,440 @@
+"""The one launcher: start a program of a desktop in its sandbox, and track it until it exits.
+
+Owns spawning and supervising sandboxes. Key bindings, `zionctl launch` and autostart all come
+here. A launch:
+
+1. probes the host once (`probe_host`) and resolves the policy (`bwrap.plan_sandbox`, pure);
+2. opens what the plan's fd slots name: storage dirs walked without following symlinks
+   (`storage`), memfds for synthesized /etc files, the seccomp program (`seccomp`);
+3. forks; before exec the child joins the desktop's cgroup(s) (so nothing the program does
+   can escape them, not even bwrap itself) and, when the desktop has a prepared network
+   namespace, enters it with setns(2); without one bwrap unshares the network (loopback only);
+4. execs bwrap (through the overlay helper when the desktop has a writable /usr);
+5. returns a `Sandbox`, tracked by pidfd. The compositor adds `sandbox.pidfd` to its event
+   loop and calls `sandbox.poll()` when it becomes readable; the child is reaped by its pid
+   only (never waitpid(-1), which would steal other subsystems' children), and exits are
+   reported to `on_exit(sandbox, returncode)`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import json
+import logging
+import os
+import pwd
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from zionwm import paths
+from zionwm.isolation import bwrap, overlay, seccomp, storage
+from zionwm.isolation.bwrap import HostFacts, SandboxPlan, SlotKind
+from zionwm.isolation.spec import DesktopSpec
+
+log = logging.getLogger(__name__)
+
+CLONE_NEWNET = 0x40000000
+
+CgroupProcs = Callable[[str], list[Path]]
+NetnsPath = Callable[[str], "Path | None"]
+OnExit = Callable[["Sandbox", int], None]
+
+
+class LaunchError(RuntimeError):
+    """The sandbox could not be started; nothing of it is running."""
+
+
+def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
+    """Look at this machine once: user, /etc pieces, merged-/usr links, devices, sound sockets."""
+    env = os.environ if environ is None else environ
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = env.get("USER") or f"user{uid}"
+    etc = frozenset(p for p in bwrap.ETC_CANDIDATES if os.path.lexists(p))
+    links: list[tuple[str, str | None]] = []
+    for p in bwrap.ROOT_LINK_CANDIDATES:
+        if os.path.islink(p):
+            links.append((p, os.readlink(p)))
+        elif os.path.isdir(p):
+            links.append((p, None))
+    dri = tuple(sorted(glob.glob("/dev/dri/card*") + glob.glob("/dev/dri/renderD*")))
+    video = tuple(sorted(glob.glob("/dev/video*") + glob.glob("/dev/media*")))
+    host_run = env.get("XDG_RUNTIME_DIR")
+    pipewire = pulse = None
+    if host_run:
+        pw = os.path.join(host_run, "pipewire-0")
+        pa = os.path.join(host_run, "pulse", "native")
+        pipewire = pw if os.path.exists(pw) else None
+        pulse = pa if os.path.exists(pa) else None
+    bw = shutil.which("bwrap") or "/usr/bin/bwrap"
+    return HostFacts(
+        uid=uid,
+        gid=gid,
+        user=user,
+        etc_files=etc,
+        root_links=tuple(links),
+        dri_nodes=dri,
+        video_nodes=video,
+        pipewire_socket=pipewire,
+        pulse_socket=pulse,
+        has_cpu_sysfs=os.path.isdir(bwrap.CPU_SYS_DIR),
+        bwrap=bw,
+    )
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def _setns(fd: int, nstype: int) -> None:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if _libc.setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+class Sandbox:
+    """One running sandboxed program (the bwrap process and everything inside it)."""
+
+    def __init__(
+        self,
+        launcher: Launcher,
+        proc: subprocess.Popen[bytes],
+        plan: SandboxPlan,
+        status_fd: int,
+    ) -> None:
+        self._launcher = launcher
+        self._proc = proc
+        self._status_fd = status_fd
+        self._status = b""
+        self.plan = plan
+        self.desktop = plan.desktop
+        self.argv = plan.argv
+        self.ephemeral = plan.ephemeral
+        self.pid = proc.pid
+        self.pidfd = os.pidfd_open(proc.pid)
+        self.started_at = time.monotonic()
+        self.returncode: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<Sandbox {self.desktop} pid={self.pid} argv={list(self.argv)!r}>"
+
+    def poll(self) -> int | None:
+        """Reap the sandbox if it exited (non-blocking); report the exit once."""
+        if self.returncode is not None:
+            return self.returncode
+        rc = self._proc.poll()
+        if rc is None:
+            return None
+        self.returncode = rc
+        self._close_fds()
+        self._launcher._sandbox_exited(self, rc)
+        return rc
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until exit (for the CLI and tests; the compositor uses pidfd + poll)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            rc = self.poll()
+            if rc is not None:
+                return rc
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if left == 0.0:
+                raise TimeoutError(f"{self!r} still running after {timeout} s")
+            select.select([self.pidfd], [], [], left)
+
+    def inner_init_pid(self) -> int | None:
+        """Host pid of the sandbox's pid-namespace init (bwrap's reaper), once known."""
+        self._read_status()
+        for raw in self._status.decode(errors="replace").splitlines():
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if "child-pid" in doc:
+                return int(doc["child-pid"])
+        return None
+
+    def _read_status(self) -> None:
+        if self._status_fd < 0:
+            return
+        while True:
+            try:
+                chunk = os.read(self._status_fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                return
+            if not chunk:
+                return
+            self._status += chunk
+
+    def terminate(self) -> None:
+        """Ask the program to quit (SIGTERM to the processes under the sandbox's init).
+
+        The init of a pid namespace ignores SIGTERM, and bwrap does not forward it, so the
+        signal goes to init's children; when the program exits, init exits and the kernel
+        kills whatever else is left in the namespace.
+        """
+        if self.returncode is not None:
+            return
+        init = self.inner_init_pid()
+        targets: list[int] = []
+        if init is not None:
+            try:
+                with open(f"/proc/{init}/task/{init}/children") as f:
+                    targets = [int(p) for p in f.read().split()]
+            except OSError:
+                targets = []
+        if not targets:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGTERM)
+            return
+        for pid in targets:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        """Kill the whole sandbox: bwrap dies, --die-with-parent takes its namespace down."""
+        if self.returncode is None:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _close_fds(self) -> None:
+        for attr in ("pidfd", "_status_fd"):
+            fd = getattr(self, attr)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, attr, -1)
+
+
+class Launcher:
+    """Starts sandboxes. The cgroup and network managers plug in through two callables.
+
+    `cgroup_procs(desktop)` returns the cgroup.procs files the child must join (one on a pure
+    cgroup v2 system, several on a v1/hybrid one); `netns_path(desktop)` returns a network
+    namespace to enter (e.g. /run/netns/zionwm-web) or None for a loopback-only sandbox.
+    """
+
+    def __init__(
+        self,
+        *,
+        cgroup_procs: CgroupProcs | None = None,
+        netns_path: NetnsPath | None = None,
+        on_exit: OnExit | None = None,
+        host: HostFacts | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._cgroup_procs = cgroup_procs
+        self._netns_path = netns_path
+        self._on_exit = on_exit
+        self._environ = dict(os.environ if environ is None else environ)
+        self.host = host or probe_host(self._environ)
+        self.running: dict[int, Sandbox] = {}
+
+    def sandboxes(self, desktop: str | None = None) -> list[Sandbox]:
+        return [s for s in self.running.values() if desktop is None or s.desktop == desktop]
+
+    def plan(
+        self,
+        spec: DesktopSpec,
+        argv: Sequence[str],
+        *,
+        ephemeral: bool | None = None,
+        cwd: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        seed: storage.Seed | None = None,
+        share_net: bool = False,
+    ) -> SandboxPlan:
+        sock = paths.desktop_socket(spec.name)
+        usr_source = None
+        if spec.writable_usr:
+            eph = spec.ephemeral if ephemeral is None else ephemeral
+            usr_source = str(storage.prepare_layer(spec.name, ephemeral=eph).merged)
+        return bwrap.plan_sandbox(
+            spec,
+            argv,
+            self.host,
+            host_env=self._environ,
+            wayland_socket=str(sock) if sock.exists() else None,
+            ephemeral=ephemeral,
+            share_net=share_net,
+            writable_usr_source=usr_source,
+            seed=seed.entries if seed else (),
+            cwd=cwd,
+            extra_env=extra_env,
+        )
+
+    def launch(
+        self,
+        spec: DesktopSpec,
+        argv: Sequence[str],
+        *,
+        ephemeral: bool | None = None,
+        cwd: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        stdin: int | None = subprocess.DEVNULL,
+        stdout: int | None = None,
+        stderr: int | None = None,
+    ) -> Sandbox:
+        """Start `argv` in a sandbox of `spec`'s desktop. Raises LaunchError (or
+        storage.UnsafePathError) with nothing started when any step fails."""
+        eph = spec.ephemeral if ephemeral is None else ephemeral
+        cg_files = list(self._cgroup_procs(spec.name)) if self._cgroup_procs else []
+        netns = self._netns_path(spec.name) if self._netns_path else None
+        seed = storage.scan_seed(spec.name) if eph else None
+        opened: list[int] = []
+        status_r = -1
+        try:
+            plan = self.plan(
+                spec,
+                argv,
+                ephemeral=eph,
+                cwd=cwd,
+                extra_env=extra_env,
+                seed=seed,
+                share_net=netns is not None,
+            )
+            for note in plan.notes:
+                log.warning("desktop %s: %s", spec.name, note)
+            status_r, status_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+            opened.append(status_w)
+            os.set_blocking(status_w, True)
+            fds = self._open_slots(plan, seed, opened, status_w)
+            plan = plan.with_fds(fds)
+            full = bwrap.build_argv(plan)
+            if plan.writable_usr:
+                full = self._overlay_prefix(spec, eph) + full
+            cg_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg_files]
+            opened += cg_fds
+            ns_fd = -1
+            if netns is not None:
+                ns_fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+                opened.append(ns_fd)
+
+            def enter_placement() -> None:
+                # Runs in the child between fork and exec: cgroup first (so even a failing
+                # setns leaves nothing outside), then the network namespace.
+                for fd in cg_fds:
+                    os.write(fd, b"0")
+                if ns_fd >= 0:
+                    _setns(ns_fd, CLONE_NEWNET)
+
+            try:
+                proc = subprocess.Popen(
+                    full,
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=stderr,
+                    env=dict(plan.env),
+                    pass_fds=tuple(fds.values()),
+                    close_fds=True,
+                    # Placement must happen between fork and exec; the compositor that calls
+                    # this is single-threaded, which is what makes preexec_fn safe here.
+                    preexec_fn=enter_placement if (cg_fds or ns_fd >= 0) else None,  # noqa: PLW1509
+                    cwd="/",
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise LaunchError(
+                    f"desktop {spec.name}: cannot start {list(argv)!r}: {exc}"
+                ) from exc
+        except BaseException:
+            if status_r >= 0:
+                os.close(status_r)
+            raise
+        finally:
+            for fd in opened:
+                os.close(fd)
+            if seed is not None:
+                seed.close()
+        sandbox = Sandbox(self, proc, plan, status_r)
+        self.running[sandbox.pid] = sandbox
+        log.info(
+            "desktop %s: started %r in sandbox pid %d%s%s",
+            spec.name,
+            list(argv),
+            sandbox.pid,
+            " (ephemeral)" if eph else "",
+            f" netns {netns}" if netns else "",
+        )
+        return sandbox
+
+    def _open_slots(
+        self, plan: SandboxPlan, seed: storage.Seed | None, opened: list[int], status_w: int
+    ) -> dict[str, int]:
+        fds: dict[str, int] = {}
+        for slot in plan.slots:
+            if slot.kind is SlotKind.STORAGE:
+                fd = storage.open_storage(slot.storage, plan.desktop)
+                opened.append(fd)
+            elif slot.kind is SlotKind.DATA:
+                fd = os.memfd_create(f"zionwm-{slot.name}", os.MFD_CLOEXEC)
+                opened.append(fd)
+                os.write(fd, slot.data)
+                os.lseek(fd, 0, os.SEEK_SET)
+            elif slot.kind is SlotKind.SECCOMP:
+                fd = seccomp.filter_fd()
+                opened.append(fd)
+            elif slot.kind is SlotKind.STATUS:
+                fd = status_w
+            else:
+                if seed is None or slot.name not in seed.fds:
+                    raise LaunchError(f"seed slot {slot.name} has no open file")
+                fd = seed.fds[slot.name]
+            fds[slot.name] = fd
+        return fds
+
+    def _overlay_prefix(self, spec: DesktopSpec, ephemeral: bool) -> list[str]:
+        layer = storage.prepare_layer(spec.name, ephemeral=ephemeral)
+        return overlay.helper_argv(layer, ephemeral=ephemeral, python=sys.executable)
+
+    def _sandbox_exited(self, sandbox: Sandbox, returncode: int) -> None:
+        self.running.pop(sandbox.pid, None)
+        runtime = time.monotonic() - sandbox.started_at
+        log.info(
+            "desktop %s: %r (pid %d) exited with %d after %.1f s",
+            sandbox.desktop,
+            list(sandbox.argv),
+            sandbox.pid,
+            returncode,
+            runtime,
+        )
+        if self._on_exit is not None:
+            try:
+                self._on_exit(sandbox, returncode)
+            except Exception:
+                log.exception("on_exit callback failed for %r", sandbox)
+
+    def poll_all(self) -> None:
+        """Reap every exited sandbox (for callers without an event loop)."""
+        for sandbox in list(self.running.values()):
+            sandbox.poll()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Terminate every sandbox, then kill what is left after `timeout` seconds."""
+        for sandbox in list(self.running.values()):
+            sandbox.terminate()
+        deadline = time.monotonic() + timeout
+        for sandbox in list(self.running.values()):
+            try:
+                sandbox.wait(max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                sandbox.kill()
+                sandbox.wait()

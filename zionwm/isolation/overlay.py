@@ -1,0 +1,178 @@
+"""A desktop's writable /usr: fuse-overlayfs over the host's /usr, mounted for one sandbox.
+
+Owns the small step that runs between the launcher and bwrap for desktops with
+`writable_usr`. bwrap 0.8 has no --overlay, so the launcher execs this module as a helper:
+
+    python -m zionwm.isolation.overlay --upper U --work W --merged M [--scratch S] -- bwrap ...
+
+The helper
+1. unshares a user namespace (the invoking uid and gid mapped to themselves) and a mount
+   namespace, and makes every mount private, so nothing it mounts is visible on the host;
+2. for an ephemeral layer, mounts a tmpfs on the scratch dir that holds upper and work;
+3. starts `fuse-overlayfs -f` (lower /usr, upper in the desktop's layer dir, ownership
+   squashed to the user so the user may write where the host's root owns files) with
+   PR_SET_PDEATHSIG, and waits (bounded) until the mount appears;
+4. execs bwrap in place (same pid, so the launcher's pidfd and bwrap's --die-with-parent
+   still hold), which binds the merged view as /usr.
+
+Why fuse-overlayfs and not the kernel's overlayfs: an unprivileged user can mount kernel
+overlayfs in its own user namespace (Linux >= 5.11), but copy-up of the host's root-owned
+directories must preserve an owner that is unmapped there, so creating /usr/bin/foo fails;
+and the sandbox runs with no capabilities, so it could not write root-owned dirs anyway.
+fuse-overlayfs reports every file as the user's (`squash_to_uid`) and writes the upper layer
+as the user. The privileged part is just the namespace setup above, a few lines, with no
+input from the sandboxed program; fuse-overlayfs itself runs with the user's own rights.
+When bwrap exits the daemon gets SIGTERM, unmounts and exits; the mount namespace dies with
+it, and an ephemeral layer's tmpfs with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from zionwm.isolation.storage import LayerDirs
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+PR_SET_PDEATHSIG = 1
+MOUNT_TIMEOUT = 10.0
+
+
+def helper_argv(layer: LayerDirs, *, ephemeral: bool, python: str) -> list[str]:
+    """The prefix the launcher puts before bwrap's argv for a writable /usr."""
+    argv = [
+        python,
+        "-m",
+        "zionwm.isolation.overlay",
+        "--upper",
+        str(layer.upper),
+        "--work",
+        str(layer.work),
+        "--merged",
+        str(layer.merged),
+    ]
+    if ephemeral:
+        argv += ["--scratch", str(layer.upper.parent)]
+    return [*argv, "--"]
+
+
+def fuse_overlayfs_argv(lower: str, layer: LayerDirs, uid: int, gid: int) -> list[str]:
+    binary = shutil.which("fuse-overlayfs") or "/usr/bin/fuse-overlayfs"
+    opts = (
+        f"lowerdir={lower},upperdir={layer.upper},workdir={layer.work},"
+        f"squash_to_uid={uid},squash_to_gid={gid}"
+    )
+    return [binary, "-f", "-o", opts, str(layer.merged)]
+
+
+class _Libc:
+    def __init__(self) -> None:
+        self.lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+    def check(self, rc: int, what: str) -> None:
+        if rc != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+
+    def unshare(self, flags: int) -> None:
+        self.check(self.lib.unshare(flags), "unshare")
+
+    def mount(
+        self, source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+    ) -> None:
+        def enc(s: str | None) -> bytes | None:
+            return None if s is None else s.encode()
+
+        self.check(
+            self.lib.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+            f"mount {target}",
+        )
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def enter_private_namespace(libc: _Libc) -> None:
+    uid, gid = os.getuid(), os.getgid()
+    libc.unshare(CLONE_NEWUSER | CLONE_NEWNS)
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1\n")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1\n")
+    libc.mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+
+
+def _mounted(path: Path) -> bool:
+    return os.stat(path).st_dev != os.stat(path.parent).st_dev
+
+
+def _set_pdeathsig() -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def mount_layer(
+    layer: LayerDirs, *, scratch: Path | None, lower: str = "/usr"
+) -> subprocess.Popen[bytes]:
+    """Mount the overlay inside the current (private) namespaces; returns the daemon."""
+    libc = _Libc()
+    if scratch is not None:
+        libc.mount("tmpfs", str(scratch), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
+        layer.upper.mkdir(mode=0o755)
+        layer.work.mkdir(mode=0o700)
+    daemon = subprocess.Popen(
+        fuse_overlayfs_argv(lower, layer, os.getuid(), os.getgid()),
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_set_pdeathsig,  # noqa: PLW1509 (the helper is single-threaded)
+        close_fds=True,
+    )
+    deadline = time.monotonic() + MOUNT_TIMEOUT
+    delay = 0.001
+    while not _mounted(layer.merged):
+        if daemon.poll() is not None:
+            raise RuntimeError(f"fuse-overlayfs exited with {daemon.returncode} before mounting")
+        if time.monotonic() > deadline:
+            daemon.kill()
+            raise RuntimeError(f"fuse-overlayfs did not mount {layer.merged} in {MOUNT_TIMEOUT} s")
+        time.sleep(delay)  # polling a condition with a deadline, not waiting a fixed time
+        delay = min(delay * 2, 0.05)
+    return daemon
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="zionwm-overlay-helper")
+    parser.add_argument("--upper", required=True, type=Path)
+    parser.add_argument("--work", required=True, type=Path)
+    parser.add_argument("--merged", required=True, type=Path)
+    parser.add_argument("--scratch", type=Path)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command after --")
+    try:
+        enter_private_namespace(_Libc())
+        mount_layer(LayerDirs(args.upper, args.work, args.merged), scratch=args.scratch)
+    except (OSError, RuntimeError) as exc:
+        # The launcher's log shows the sandbox's stderr and exit code; 126 as for exec failure.
+        sys.stderr.write(f"zionwm overlay helper: {exc}\n")
+        sys.exit(126)
+    os.execv(command[0], command)
+
+
+if __name__ == "__main__":
+    main()
