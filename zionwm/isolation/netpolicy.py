@@ -80,13 +80,17 @@ def veth_names(prefix: str, desktop: str) -> tuple[str, str]:
     others, so concurrent runs never collide. Names longer than 15 characters keep their
     head and end in a hash of the full name, so two long desktop names stay distinct.
     """
-    check_prefix(prefix)
     check_desktop(desktop)
-    tag = "zw" if prefix == DEFAULT_PREFIX else "zw" + _short_hash(prefix, 4)
-    name = f"{tag}-{desktop}"
+    name = veth_tag(prefix) + desktop
     if len(name) > IFNAMSIZ:
         name = name[: IFNAMSIZ - 5] + "-" + _short_hash(f"{prefix}/{desktop}", 4)
     return name, "eth0"
+
+
+def veth_tag(prefix: str) -> str:
+    """The start every host-side veth name of this prefix has (kept when truncating)."""
+    check_prefix(prefix)
+    return "zw-" if prefix == DEFAULT_PREFIX else "zw" + _short_hash(prefix, 4) + "-"
 
 
 def link_alias(prefix: str, desktop: str) -> str:
@@ -334,7 +338,10 @@ def desktop_ruleset(prefix: str, d: DesktopRules, uplink: str | None) -> str:
             add(out, f"oifname != {_q(uplink)} drop")
         add(out, "oifname @desktop_ifs drop")
         if d.policy.block_lan:
-            add(out, "ip daddr { " + ", ".join(LAN_BLOCK_V4) + " } drop")
+            add(
+                out,
+                "ip daddr { " + ", ".join(LAN_BLOCK_V4) + " } reject with icmpx admin-prohibited",
+            )
         if d.policy.mode is NetMode.FULL:
             add(out, "accept")
         else:

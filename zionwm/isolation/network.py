@@ -287,8 +287,11 @@ class _RootOps:
                 action="FR_ACT_UNREACHABLE",
             )
 
-    def delete_rules(self, table: int, mark: int, ifnames: set[str] | None) -> None:
-        """Rules pointing at `table`, carrying `mark`, or on `ifnames` (None: all of ours)."""
+    def delete_rules(
+        self, table: int, mark: int, ifnames: set[str] | None, if_tag: str = ""
+    ) -> None:
+        """Rules on `ifnames`; with None, every rule of ours: pointing at `table`, carrying
+        `mark`, or on an interface whose name starts with `if_tag`."""
         with IPRoute() as ip:
             for r in ip.get_rules(family=2):
                 prio = r.get("priority") or r.get("FRA_PRIORITY")
@@ -297,11 +300,14 @@ class _RootOps:
                 iif = r.get("FRA_IIFNAME")
                 fw = r.get("FRA_FWMARK")
                 tbl = r.get("FRA_TABLE") or r.get("table")
-                ours = (
-                    (iif is not None and ifnames is not None and iif in ifnames)
-                    or (ifnames is None and (tbl == table or fw == mark))
-                    or (ifnames is None and iif is None and fw == mark)
-                )
+                if ifnames is not None:
+                    ours = iif is not None and iif in ifnames
+                else:
+                    ours = (
+                        tbl == table
+                        or fw == mark
+                        or bool(if_tag and iif is not None and str(iif).startswith(if_tag))
+                    )
                 if ours:
                     try:
                         ip.rule("del", **self._rule_key(r))
@@ -606,7 +612,9 @@ class NetworkManager:
                 self._root.nft_delete_table(table)
                 removed.append(f"nft table inet {table}")
             if not self._desktops:
-                self._root.delete_rules(self.route_table, self.mark, None)
+                self._root.delete_rules(
+                    self.route_table, self.mark, None, netpolicy.veth_tag(self.prefix)
+                )
                 for key, value in saved.get("sysctl", {}).items():
                     try:
                         _write_sysctl(key, value)
@@ -809,7 +817,9 @@ class NetworkManager:
             self._root.nft_delete_table(netpolicy.table_name(self.prefix))
         self._table_ready = False
         if self.uplink:
-            self._root.delete_rules(self.route_table, self.mark, None)
+            self._root.delete_rules(
+                self.route_table, self.mark, None, netpolicy.veth_tag(self.prefix)
+            )
         for key, value in self._sysctl_saved.items():
             try:
                 _write_sysctl(key, value)

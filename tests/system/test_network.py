@@ -1,0 +1,602 @@
+"""Per-desktop network policies against real namespaces, veths and nftables.
+
+The test builds its own "internet": a namespace (unique per run) holding HTTP, UDP and DNS
+servers on documentation-range addresses (plus one "LAN" address for block_lan), joined to
+the host by a veth the test creates. The manager is given that veth as its *uplink*, so its
+policy-routing table sends the desktops' traffic (and the DNS forwarder's upstream queries)
+there and nowhere else; the inet namespace itself has no route beyond its link. Every test
+asserts the route before sending. Probes run inside the desktop namespaces.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pyroute2 import IPRoute, netns
+
+from zionwm.isolation import netpolicy
+from zionwm.isolation.network import NetworkManager, probe
+from zionwm.isolation.spec import AllowRule, NetMode, NetworkPolicy
+
+PY = sys.executable
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = "198.51.100.10"  # good.zw.test; HTTP on 80 and 8080, UDP echo on 7
+BAD = "198.51.100.11"  # bad.zw.test; HTTP on 80
+MOVE_A = "198.51.100.20"  # moving.zw.test, before the change
+MOVE_B = "198.51.100.21"  # moving.zw.test, after it
+CIDR_HOST = "203.0.113.10"  # allowed by CIDR in the filtered policy; HTTP on 8080
+DNS = "198.51.100.53"
+LAN = "192.168.77.10"  # the "local network" (inside the test's own namespace)
+SERVER_ADDRS = (GOOD, BAD, MOVE_A, MOVE_B, CIDR_HOST, DNS, LAN)
+
+
+def _facility_missing() -> str | None:
+    caps = probe()
+    if not caps.root:
+        return "needs root (network namespaces, veths, nftables)"
+    if caps.nft is None:
+        return "needs the nft command (Debian package nftables)"
+    if not caps.netns_dir_writable:
+        return "/run/netns is not writable"
+    if shutil.which("ip") is None:
+        return "needs the ip command (iproute2)"
+    return None
+
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(_facility_missing() is not None, reason=str(_facility_missing())),
+]
+
+
+SERVER = textwrap.dedent(
+    r"""
+    import http.server, json, socket, socketserver, struct, sys, threading
+    cfg = json.loads(sys.argv[1])
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        def do_GET(self):
+            body = ("hello from %s:%d" % self.server.server_address[:2]).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a):
+            pass
+
+    class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    for addr, port in cfg["http"]:
+        threading.Thread(target=S((addr, port), H).serve_forever, daemon=True).start()
+
+    def udp_echo(addr, port):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((addr, port))
+        while True:
+            data, peer = s.recvfrom(2048)
+            s.sendto(b"echo:" + data, peer)
+
+    for addr, port in cfg["udp"]:
+        threading.Thread(target=udp_echo, args=(addr, port), daemon=True).start()
+
+    def dns():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((cfg["dns"], 53))
+        while True:
+            q, peer = s.recvfrom(2048)
+            ident, flags = struct.unpack("!HH", q[:4])
+            pos, labels = 12, []
+            while q[pos]:
+                labels.append(q[pos + 1 : pos + 1 + q[pos]].decode().lower())
+                pos += 1 + q[pos]
+            qtype = struct.unpack("!H", q[pos + 1 : pos + 3])[0]
+            question = q[12 : pos + 5]
+            with open(cfg["zone"]) as fh:
+                zone = json.load(fh)
+            rec = zone.get(".".join(labels))
+            rd = flags & 0x0100
+            if rec is None:
+                s.sendto(struct.pack("!HHHHHH", ident, 0x8403 | rd, 1, 0, 0, 0) + question, peer)
+                continue
+            answer = b""
+            if qtype == 1:
+                addr, ttl = rec
+                answer = struct.pack("!HHHIH", 0xC00C, 1, 1, ttl, 4) + socket.inet_aton(addr)
+            head = struct.pack("!HHHHHH", ident, 0x8400 | rd, 1, 1 if answer else 0, 0, 0)
+            s.sendto(head + question + answer, peer)
+
+    threading.Thread(target=dns, daemon=True).start()
+    print("ready", flush=True)
+    sys.stdin.read()
+    """
+)
+
+PROBE = textwrap.dedent(
+    r"""
+    import json, socket, sys
+    def http(host, port, sock=None):
+        s = sock or socket.create_connection((host, int(port)), timeout=3)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        lines = [l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")]
+        n = int(lines[0].split(b":")[1])
+        while len(body) < n:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed")
+            body += chunk
+        return body.decode()
+    def run(cmd, args, state):
+        if cmd == "http":
+            return http(*args)
+        if cmd == "udp":
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(2)
+            s.sendto(b"ping", (args[0], int(args[1])))
+            return s.recvfrom(2048)[0].decode()
+        if cmd == "dns":
+            return sorted(socket.gethostbyname_ex(args[0])[2])
+        if cmd == "open":
+            state["s"] = socket.create_connection((args[0], int(args[1])), timeout=3)
+            return "open"
+        if cmd == "get":
+            return http(None, None, state["s"])
+        raise ValueError(cmd)
+    def one(line, state):
+        cmd, *args = line.split()
+        try:
+            return {"ok": True, "value": run(cmd, args, state)}
+        except Exception as exc:
+            return {"ok": False, "error": type(exc).__name__ + ": " + str(exc)}
+    if sys.argv[1] == "session":
+        state = {}
+        for line in sys.stdin:
+            print(json.dumps(one(line, state)), flush=True)
+    else:
+        print(json.dumps(one(" ".join(sys.argv[1:]), {})))
+    """
+)
+
+
+@dataclass
+class Lab:
+    prefix: str
+    inet_ns: str
+    uplink: str
+    uplink_gw: str
+    zone: Path
+    probe_py: Path
+    tmp: Path
+
+    def set_zone(self, records: dict[str, tuple[str, int]]) -> None:
+        tmp = self.zone.with_suffix(".new")
+        tmp.write_text(json.dumps(records))
+        tmp.replace(self.zone)
+
+    def manager(self, **kw: object) -> NetworkManager:
+        kw.setdefault("uplink", self.uplink)
+        kw.setdefault("uplink_gateway", self.uplink_gw)
+        kw.setdefault("upstream_dns", [DNS])
+        kw.setdefault("min_ttl", 1)
+        kw.setdefault("state_dir", self.tmp / "state")
+        return NetworkManager(self.prefix, **kw)  # type: ignore[arg-type]
+
+    def probe(self, ns: str, *args: str) -> dict[str, object]:
+        res = subprocess.run(
+            ["ip", "netns", "exec", ns, PY, str(self.probe_py), *args],
+            capture_output=True,
+            timeout=20,
+            check=True,
+        )
+        return json.loads(res.stdout)
+
+
+def _run_prefix() -> str:
+    return "zwt" + secrets.token_hex(3)
+
+
+def _ns_exists(name: str) -> bool:
+    return (Path("/run/netns") / name).exists()
+
+
+def _link_exists(name: str) -> bool:
+    with IPRoute() as ip:
+        return bool(ip.link_lookup(ifname=name))
+
+
+def _nft_table_exists(table: str) -> bool:
+    return (
+        subprocess.run(
+            ["nft", "list", "table", "inet", table], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+
+
+def _rules_for(table: int) -> list[str]:
+    out = subprocess.run(["ip", "rule", "show"], capture_output=True, text=True, check=True)
+    return [
+        line for line in out.stdout.splitlines() if f"lookup {table}" in line or hex(table) in line
+    ]
+
+
+def _wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    tmp = tmp_path_factory.mktemp("netlab")
+    prefix = _run_prefix()
+    inet_ns = prefix + "inet"  # no "-": the manager's cleanup never matches it
+    uplink = prefix + "up"
+    k = 32 + secrets.randbelow(32)  # a /30 in 203.0.113.128/25, away from the servers
+    host_addr, inet_addr = f"203.0.113.{4 * k + 1}", f"203.0.113.{4 * k + 2}"
+    zone = tmp / "zone.json"
+    server_py = tmp / "server.py"
+    server_py.write_text(SERVER)
+    probe_py = tmp / "probe.py"
+    probe_py.write_text(PROBE)
+    lab = Lab(prefix, inet_ns, uplink, inet_addr, zone, probe_py, tmp)
+    lab.set_zone({"good.zw.test": (GOOD, 300), "bad.zw.test": (BAD, 300), "evil.test": (BAD, 300)})
+    server: subprocess.Popen[bytes] | None = None
+    netns.create(inet_ns)
+    try:
+        with IPRoute() as ip:
+            ip.link(
+                "add", ifname=uplink, kind="veth", peer={"ifname": "eth0", "net_ns_fd": inet_ns}
+            )
+            idx = ip.link_lookup(ifname=uplink)[0]
+            ip.addr("add", index=idx, address=host_addr, prefixlen=30)
+            ip.link("set", index=idx, state="up")
+        with IPRoute(netns=inet_ns) as ip:
+            ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
+            eth = ip.link_lookup(ifname="eth0")[0]
+            ip.addr("add", index=eth, address=inet_addr, prefixlen=30)
+            ip.link("set", index=eth, state="up")
+            lo = ip.link_lookup(ifname="lo")[0]
+            for addr in SERVER_ADDRS:
+                ip.addr("add", index=lo, address=addr, prefixlen=32)
+        cfg = {
+            "http": [
+                *([GOOD, 80], [GOOD, 8080], [BAD, 80], [MOVE_A, 80], [MOVE_B, 80]),
+                *([CIDR_HOST, 8080], [LAN, 80]),
+            ],
+            "udp": [[GOOD, 7]],
+            "dns": DNS,
+            "zone": str(zone),
+        }
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", inet_ns, PY, str(server_py), json.dumps(cfg)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == b"ready"
+        yield lab
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        with IPRoute() as ip:
+            found = ip.link_lookup(ifname=uplink)
+            if found:
+                ip.link("del", index=found[0])
+        netns.remove(inet_ns)
+
+
+@pytest.fixture
+def mgr(lab: Lab) -> Iterator[NetworkManager]:
+    m = lab.manager()
+    m.cleanup_stale()
+    try:
+        yield m
+    finally:
+        m.close()
+    assert not _nft_table_exists(lab.prefix)
+
+
+def _assert_routed_to_lab(lab: Lab, m: NetworkManager, desktop: str, dst: str) -> None:
+    """Before sending: the desktop's packets for `dst` leave through the lab's uplink only."""
+    net = m.get(desktop)
+    assert net is not None and net.plan is not None and net.ns_name is not None
+    inside = subprocess.run(
+        ["ip", "-n", net.ns_name, "-j", "route", "get", dst],
+        capture_output=True,
+        check=True,
+    )
+    route = json.loads(inside.stdout)[0]
+    assert route["dev"] == "eth0" and route["gateway"] == str(net.plan.host)
+    outside = subprocess.run(
+        ["ip", "-j", "route", "get", dst, "from", str(net.plan.peer), "iif", str(net.host_if)],
+        capture_output=True,
+        check=True,
+    )
+    hop = json.loads(outside.stdout)[0]
+    assert hop["dev"] == lab.uplink, hop
+    assert hop.get("gateway") == lab.uplink_gw, hop
+
+
+def test_none_reaches_nothing(lab: Lab, mgr: NetworkManager) -> None:
+    net = mgr.ensure("off", NetworkPolicy(NetMode.NONE))
+    assert net.netns_path() == Path("/run/netns") / f"{lab.prefix}-off"
+    assert net.netns_path().exists()  # type: ignore[union-attr]
+    ns = str(net.ns_name)
+    links = subprocess.run(["ip", "-n", ns, "-j", "link"], capture_output=True, check=True)
+    assert [link["ifname"] for link in json.loads(links.stdout)] == ["lo"]
+    routes = subprocess.run(["ip", "-n", ns, "-j", "route"], capture_output=True, check=True)
+    assert json.loads(routes.stdout) == []  # no route: nothing can leave, checked before sending
+    for args in (("http", GOOD, "80"), ("http", LAN, "80"), ("udp", GOOD, "7")):
+        r = lab.probe(ns, *args)
+        assert r["ok"] is False, (args, r)
+    assert lab.probe(ns, "dns", "good.zw.test")["ok"] is False
+    assert mgr.state()["off"]["effective"] == "none"
+
+
+def test_full_reaches_everything(lab: Lab, mgr: NetworkManager) -> None:
+    net = mgr.ensure("work", NetworkPolicy(NetMode.FULL))
+    ns = str(net.ns_name)
+    for dst in (GOOD, BAD, CIDR_HOST, LAN):
+        _assert_routed_to_lab(lab, mgr, "work", dst)
+    assert lab.probe(ns, "http", GOOD, "80") == {"ok": True, "value": f"hello from {GOOD}:80"}
+    assert lab.probe(ns, "http", BAD, "80")["ok"] is True
+    assert lab.probe(ns, "http", CIDR_HOST, "8080")["ok"] is True
+    assert lab.probe(ns, "http", LAN, "80")["ok"] is True  # no block_lan: the LAN is there
+    assert lab.probe(ns, "udp", GOOD, "7") == {"ok": True, "value": "echo:ping"}
+    assert lab.probe(ns, "dns", "bad.zw.test") == {"ok": True, "value": [BAD]}
+    assert lab.probe(ns, "dns", "evil.test") == {"ok": True, "value": [BAD]}
+    state = mgr.state()["work"]
+    assert state["effective"] == "full" and state["enabled"] is True
+    assert state["gateway"] == str(net.plan.host)  # type: ignore[union-attr]
+
+
+def test_filtered_allows_only_the_list_and_follows_dns(lab: Lab, mgr: NetworkManager) -> None:
+    lab.set_zone(
+        {
+            "good.zw.test": (GOOD, 300),
+            "bad.zw.test": (BAD, 300),
+            "evil.test": (BAD, 300),
+            "moving.zw.test": (MOVE_A, 2),
+        }
+    )
+    policy = NetworkPolicy(
+        NetMode.FILTERED,
+        allow=(
+            AllowRule("good.zw.test", ports=(80,)),
+            AllowRule("*.zw.test", ports=(81,)),  # matches moving too, on another port
+            AllowRule("moving.zw.test", ports=(80,)),
+            AllowRule(f"{CIDR_HOST}/32", ports=(8080,)),
+            AllowRule(GOOD, ports=(7,), proto="udp"),
+        ),
+    )
+    net = mgr.ensure("web", policy)
+    ns = str(net.ns_name)
+    for dst in (GOOD, BAD, MOVE_A, MOVE_B, CIDR_HOST):
+        _assert_routed_to_lab(lab, mgr, "web", dst)
+    # A name-based address is closed until the desktop resolves the name.
+    assert lab.probe(ns, "http", GOOD, "80")["ok"] is False
+    assert lab.probe(ns, "dns", "good.zw.test") == {"ok": True, "value": [GOOD]}
+    assert lab.probe(ns, "http", GOOD, "80") == {"ok": True, "value": f"hello from {GOOD}:80"}
+    assert lab.probe(ns, "http", GOOD, "8080")["ok"] is False  # port not in the rule
+    # A name that is not allowed does not resolve (it exists upstream: see the full test).
+    assert lab.probe(ns, "dns", "evil.test")["ok"] is False
+    # A wildcard rule resolves its names but opens only its own port.
+    assert lab.probe(ns, "dns", "bad.zw.test") == {"ok": True, "value": [BAD]}
+    assert lab.probe(ns, "http", BAD, "80")["ok"] is False
+    assert lab.probe(ns, "http", LAN, "80")["ok"] is False
+    # CIDR and UDP rules.
+    assert lab.probe(ns, "http", CIDR_HOST, "8080")["ok"] is True
+    assert lab.probe(ns, "udp", GOOD, "7") == {"ok": True, "value": "echo:ping"}
+    # DNS change: the new address opens, the old one closes when its TTL runs out.
+    assert lab.probe(ns, "dns", "moving.zw.test") == {"ok": True, "value": [MOVE_A]}
+    assert lab.probe(ns, "http", MOVE_A, "80")["ok"] is True
+    lab.set_zone(
+        {"good.zw.test": (GOOD, 300), "evil.test": (BAD, 300), "moving.zw.test": (MOVE_B, 300)}
+    )
+    assert lab.probe(ns, "http", MOVE_B, "80")["ok"] is False
+    assert lab.probe(ns, "dns", "moving.zw.test") == {"ok": True, "value": [MOVE_B]}
+    assert lab.probe(ns, "http", MOVE_B, "80")["ok"] is True
+    _wait_for(
+        lambda: lab.probe(ns, "http", MOVE_A, "80")["ok"] is False, 15, "old address to expire"
+    )
+    assert lab.probe(ns, "http", MOVE_B, "80")["ok"] is True
+    assert mgr.state()["web"]["effective"] == "filtered"
+
+
+def test_block_lan_denies_lan_allows_internet(lab: Lab, mgr: NetworkManager) -> None:
+    net = mgr.ensure("kiosk", NetworkPolicy(NetMode.FULL, block_lan=True))
+    ns = str(net.ns_name)
+    _assert_routed_to_lab(lab, mgr, "kiosk", LAN)
+    _assert_routed_to_lab(lab, mgr, "kiosk", GOOD)
+    assert lab.probe(ns, "http", LAN, "80")["ok"] is False
+    assert lab.probe(ns, "http", GOOD, "80")["ok"] is True
+    assert lab.probe(ns, "dns", "good.zw.test")["ok"] is True  # its own forwarder is not "LAN"
+
+
+def test_live_off_cuts_established_connection_and_on_restores(
+    lab: Lab, mgr: NetworkManager
+) -> None:
+    net = mgr.ensure("web", NetworkPolicy(NetMode.FULL))
+    ns = str(net.ns_name)
+    _assert_routed_to_lab(lab, mgr, "web", GOOD)
+    client = subprocess.Popen(
+        ["ip", "netns", "exec", ns, PY, str(lab.probe_py), "session"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert client.stdin is not None and client.stdout is not None
+
+    def ask(line: str) -> dict[str, object]:
+        client.stdin.write(line + "\n")  # type: ignore[union-attr]
+        client.stdin.flush()  # type: ignore[union-attr]
+        return json.loads(client.stdout.readline())  # type: ignore[union-attr]
+
+    try:
+        assert ask(f"open {GOOD} 80")["ok"] is True
+        assert ask("get")["ok"] is True
+        assert ask("get")["ok"] is True  # the same keep-alive connection
+        mgr.set_enabled("web", False)
+        assert mgr.state()["web"]["enabled"] is False
+        assert ask("get")["ok"] is False  # established connection: its next request fails
+        assert ask(f"open {GOOD} 80")["ok"] is False
+        net.set_enabled(True)
+        assert ask(f"open {GOOD} 80")["ok"] is True  # same program, network back
+        assert ask("get")["ok"] is True
+        assert client.poll() is None
+    finally:
+        client.kill()
+        client.wait()
+
+
+def _leftovers(prefix: str, table: int) -> list[str]:
+    found = [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(prefix + "-")]
+    with IPRoute() as ip:
+        for link in ip.get_links():
+            if netpolicy.alias_owner(link.get("ifalias"), prefix) is not None:
+                found.append(f"link {link.get('ifname')}")
+    if _nft_table_exists(prefix):
+        found.append(f"nft table {prefix}")
+    found += [f"rule {r}" for r in _rules_for(table)]
+    tag = netpolicy.veth_tag(prefix)
+    rules = subprocess.run(["ip", "rule", "show"], capture_output=True, text=True, check=True)
+    found += [f"rule {r}" for r in rules.stdout.splitlines() if f"iif {tag}" in r]
+    if Path("/etc/netns").exists():
+        found += [f"etc {n}" for n in os.listdir("/etc/netns") if n.startswith(prefix + "-")]
+    return found
+
+
+def test_teardown_leaves_nothing(lab: Lab) -> None:
+    m = lab.manager()
+    m.cleanup_stale()
+    forwarding = f"net.ipv4.conf.{lab.uplink}.forwarding"
+    before = Path("/proc/sys/net/ipv4/conf", lab.uplink, "forwarding").read_text()
+    m.ensure("a", NetworkPolicy(NetMode.NONE))
+    m.ensure("b", NetworkPolicy(NetMode.FULL))
+    m.ensure("c", NetworkPolicy(NetMode.FILTERED, allow=(AllowRule("good.zw.test"),)))
+    assert len(_leftovers(lab.prefix, m.route_table)) >= 6, "objects were not created"
+    m.teardown("b")
+    assert not _ns_exists(f"{lab.prefix}-b")
+    assert _ns_exists(f"{lab.prefix}-c")
+    m.close()
+    assert _leftovers(lab.prefix, m.route_table) == []
+    after = Path("/proc/sys/net/ipv4/conf", lab.uplink, "forwarding").read_text()
+    assert after == before, forwarding
+
+
+KILLED_CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, {repo!r})
+    from zionwm.isolation.network import NetworkManager
+    from zionwm.isolation.spec import AllowRule, NetMode, NetworkPolicy
+    m = NetworkManager({prefix!r}, uplink={uplink!r}, uplink_gateway={gw!r},
+                       upstream_dns=["{dns}"], state_dir=Path({state!r}))
+    m.cleanup_stale()
+    m.ensure("x", NetworkPolicy(NetMode.FULL))
+    m.ensure("y", NetworkPolicy(NetMode.FILTERED, allow=(AllowRule("good.zw.test"),)))
+    m.ensure("z", NetworkPolicy(NetMode.NONE))
+    print("ready", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_sigkill_then_cleanup_stale_leaves_nothing(lab: Lab) -> None:
+    prefix = _run_prefix()  # its own prefix: the lab's must not be touched by this cleanup
+    script = KILLED_CHILD.format(
+        repo=str(REPO),
+        prefix=prefix,
+        uplink=lab.uplink,
+        gw=lab.uplink_gw,
+        dns=DNS,
+        state=str(lab.tmp / "killed-state"),
+    )
+    child = subprocess.Popen(
+        [PY, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    survivor = lab.manager()
+    try:
+        survivor.ensure("keep", NetworkPolicy(NetMode.FULL))
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        m = NetworkManager(
+            prefix,
+            uplink=lab.uplink,
+            uplink_gateway=lab.uplink_gw,
+            upstream_dns=[DNS],
+            state_dir=lab.tmp / "killed-state",
+        )
+        stale = _leftovers(prefix, m.route_table)
+        assert any(s.startswith("netns") for s in stale) and any("link" in s for s in stale)
+        assert f"nft table {prefix}" in stale
+        # The forwarders died with their parent (PDEATHSIG), freeing their port.
+        _wait_for(lambda: not _procs_mentioning(prefix), 10, "forwarders to exit")
+        removed = m.cleanup_stale()
+        assert removed
+        assert _leftovers(prefix, m.route_table) == []
+        # Another run's objects are untouched.
+        keep = survivor.get("keep")
+        assert keep is not None and _ns_exists(str(keep.ns_name))
+        assert _link_exists(str(keep.host_if)) and _nft_table_exists(lab.prefix)
+        assert lab.probe(str(keep.ns_name), "http", GOOD, "80")["ok"] is True
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        survivor.close()
+        NetworkManager(prefix, uplink=lab.uplink, state_dir=lab.tmp / "k2").cleanup_stale()
+
+
+def _procs_mentioning(text: str) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path("/proc", pid, "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmd and b"dnsfilter" in cmd:
+            out.append(int(pid))
+    return out
+
+
+def test_allocation_avoids_host_routes(lab: Lab, mgr: NetworkManager) -> None:
+    a = mgr.ensure("a", NetworkPolicy(NetMode.FULL))
+    b = mgr.ensure("b", NetworkPolicy(NetMode.FULL))
+    assert a.plan is not None and b.plan is not None
+    assert not a.plan.subnet.overlaps(b.plan.subnet)
+    uplink_net = ipaddress.IPv4Network(f"{lab.uplink_gw}/30", strict=False)
+    assert not a.plan.subnet.overlaps(uplink_net)
