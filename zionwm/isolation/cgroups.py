@@ -1216,8 +1216,9 @@ def _prepare_unified(h: Hierarchy, root_name: str) -> DirFacts:
     if h.read_only:
         return DirFacts(own_dir=str(own), usable=False, error=f"{h.mount_point} is read-only")
     base = own
-    # Probed before in this process (or by a parent zionwm): we already sit in our leaf.
-    if own.name == LEAF_NAME and (own.parent / root_name).is_dir():
+    # Probed before in this process (or by a parent zionwm): we already sit in our leaf,
+    # and its parent is the group that holds the desktops.
+    if own.name == LEAF_NAME and own != Path(h.mount_point):
         base = own.parent
     if not (_writable(base) and _writable(base / "cgroup.procs")):
         return DirFacts(own_dir=str(base), usable=False, error=f"{base} is not delegated to us")
