@@ -997,6 +997,8 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
         if not _ENV_NAME.fullmatch(var):
             f.error(f"env: {var!r} is not an environment variable name")
     autostart = _autostart(v["autostart"], f)
+    if bools["reclaim_when_frozen"] and freeze_after is None and f.ok:
+        f.warn("reclaim_when_frozen has no effect: freeze_after is None, it never freezes")
     if not f.ok:
         return None
     return spec.DesktopSpec(
@@ -1092,6 +1094,12 @@ def _check_bindings(
             continue
         if not keysym:
             continue
+        if not modifiers and not _STANDALONE_KEY.fullmatch(keysym):
+            report.warn(
+                line,
+                f"binding {keys!r} has no modifier: programs never receive that key; "
+                "add Super+ unless that is what you want",
+            )
         binding = Binding(modifiers, keysym, str(parsed), line, parsed)
         previous = seen.get((modifiers, keysym))
         if previous is not None:
@@ -1105,6 +1113,9 @@ def _check_bindings(
         out.append(binding)
     return out
 
+
+# Keys that programs rarely need, so binding them alone is a reasonable choice.
+_STANDALONE_KEY = re.compile(r"F\d+|XF86\w+|Print|Pause|Scroll_Lock|Menu")
 
 _SETTINGS_FIELDS = tuple(f for f in Settings.__dataclass_fields__ if f != "source")
 

@@ -391,6 +391,32 @@ def test_unknown_and_invalid_commands(tmp_path: Path) -> None:
     assert "windows never change desktop" in found[2][2]
 
 
+def test_a_key_bound_without_modifier_warns(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """\
+        desktop("a", colour="#112233")
+        bind("a", "close")
+        bind("Print", "clipboard-copy")
+        bind("XF86AudioMute", "net a off")
+        """,
+    )
+    assert [(line, sev) for line, sev, _ in found] == [(3, "warning")]
+    assert "binding 'a' has no modifier: programs never receive that key" in found[0][2]
+
+
+def test_reclaim_without_freezing_warns(tmp_path: Path) -> None:
+    found = problems(tmp_path, 'desktop("a", colour="#112233", reclaim_when_frozen=True)\n')
+    assert found == [
+        (
+            2,
+            "warning",
+            "desktop 'a': reclaim_when_frozen has no effect: freeze_after is None, "
+            "it never freezes",
+        )
+    ]
+
+
 def test_switch_number_beyond_the_desktops_is_fine(tmp_path: Path) -> None:
     config, errors = load_config(write(tmp_path, OK_DESKTOP + 'bind("Super+9", "switch 9")\n'))
     assert errors == []
