@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import hashlib
 import heapq
+import importlib.util
 import json
 import logging
 import os
@@ -223,37 +224,31 @@ class _AuditResult:
     report: AuditReport
 
 
-def _audit_job(item_id: int, fd: int, name: str, settings: Any) -> _AuditResult:
-    # Imported here, not at the top: the scanners' libraries (yara, libmagic, oletools) load
-    # only in the service process, not in the compositor that imports policy_to_json.
-    from zionwm.quarantine.worker import run_audit  # noqa: PLC0415
+def _failed(detail: str) -> AuditReport:
+    return AuditReport(
+        findings=(Finding("worker", "audit-failed", detail, Verdict.CANNOT_INSPECT),)
+    )
 
+
+def _audit_job(item_id: int, fd: int, name: str, audit: dict[str, Any]) -> _AuditResult:
+    """Hash and audit one stored file. Never raises: a failure is a cannot-inspect report."""
+    digest = hashlib.sha256()
+    offset = 0
     try:
-        digest = hashlib.sha256()
-        offset = 0
         while chunk := os.pread(fd, 1 << 20, offset):
             digest.update(chunk)
             offset += len(chunk)
-        try:
-            report = run_audit(fd, name, settings)
-        except Exception as e:
-            log.exception("audit of item %d failed", item_id)
-            report = AuditReport(
-                findings=(
-                    Finding(
-                        "worker", "audit-failed", f"the audit failed: {e}", Verdict.CANNOT_INSPECT
-                    ),
-                )
-            )
-        return _AuditResult(item_id, digest.hexdigest(), offset, report)
+        # Imported here, not at the top: the scanners' libraries (yara, libmagic, oletools)
+        # load only in the service process, not in the compositor importing policy_to_json.
+        from zionwm.quarantine.worker import AuditSettings, run_audit  # noqa: PLC0415
+
+        report = run_audit(fd, name, AuditSettings(**audit))
+    except Exception as e:
+        log.exception("audit of item %d failed", item_id)
+        report = _failed(f"the audit failed: {type(e).__name__}: {e}")
     finally:
         os.close(fd)
-
-
-def _make_settings(audit: dict[str, Any]) -> Any:
-    from zionwm.quarantine.worker import AuditSettings  # noqa: PLC0415
-
-    return AuditSettings(**audit)
+    return _AuditResult(item_id, digest.hexdigest(), offset, report)
 
 
 # -- the service -----------------------------------------------------------------------------
@@ -296,7 +291,6 @@ class Service:
         self.conns: dict[int, _Conn] = {}
         self.stopping = False
         self.reload_requested = False
-        self._settings: Any = None
         self.listener = self._listen()
 
     # -- set-up ------------------------------------------------------------------------------
@@ -347,6 +341,8 @@ class Service:
         return specs
 
     def start(self) -> None:
+        if importlib.util.find_spec("zionwm.quarantine.worker") is None:
+            log.error("the audit worker is not installed: every item will be kept unreleased")
         self.recover()
         for spec in self._inbox_specs():
             self.inboxes.add(spec)
@@ -370,7 +366,6 @@ class Service:
             log.error("policy reload failed, keeping the previous policy: %s", e)
             return
         self.config = config
-        self._settings = None
         known = {(s.source, s.kind) for s in self.inboxes.specs}
         for spec in self._inbox_specs():
             if (spec.source, spec.kind) not in known:
@@ -465,11 +460,6 @@ class Service:
         if item_id not in self.queue and item_id not in self.running_audits:
             self.queue.append(item_id)
 
-    def _settings_obj(self) -> Any:
-        if self._settings is None:
-            self._settings = _make_settings(self.config.audit)
-        return self._settings
-
     def _pump(self) -> None:
         """Start audits while worker slots are free."""
         while self.queue and len(self.running_audits) < self.workers:
@@ -483,21 +473,18 @@ class Service:
                     os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
                     dir_fd=self.store.items_fd,
                 )
-                settings = self._settings_obj()
                 item = self.store.transition(item_id, State.AUDITING)
             except (OSError, StoreError) as e:
                 log.error("item %d: cannot start its audit: %s", item_id, e)
                 continue
             self.running_audits.add(item_id)
-            fut = self.pool.submit(_audit_job, item_id, fd, item.name, settings)
+            fut = self.pool.submit(_audit_job, item_id, fd, item.name, self.config.audit)
             fut.add_done_callback(self._audit_done)
 
     def _audit_done(self, fut: Any) -> None:
         # Runs in the worker thread: hand over to the loop, touch nothing else.
-        exc = fut.exception()
-        if exc is not None:
-            log.error("audit job crashed: %s", exc)
-            return
+        if fut.cancelled():
+            return  # shutting down: the item resumes as received at the next start
         self.results.put(fut.result())
         with contextlib.suppress(BlockingIOError):
             os.write(self.wake_w, b"a")

@@ -1,0 +1,484 @@
+"""System tests of the download quarantine: the real service process, real inotify, real
+renames and xattrs, the real audit worker, files built at test time.
+
+Every test works in its own XDG tree under tmp_path (ext4 here; the cross-filesystem release
+uses /dev/shm). The service is started as `python -m zionwm.quarantine.service` and waited
+for through its ready fd; `kill -9` is a real SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import io
+import json
+import os
+import select
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from inotify_simple import INotify
+from inotify_simple import flags as inflags
+
+from zionwm import paths
+from zionwm.quarantine.client import QuarantineClient
+from zionwm.quarantine.release import AUDIT_XATTR, Destination, release_file
+from zionwm.quarantine.store import Kind, State, Store
+
+_libc = ctypes.CDLL(None, use_errno=True)
+ORIGIN = "https://downloads.example.org/files/report.pdf"
+TERMINAL = {"released", "rejected", "deleted"}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str, step: float = 0.02) -> Any:
+    """Poll `cond` until it returns something truthy, failing after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(step)
+
+
+def make_pdf() -> bytes:
+    """A small valid PDF with one empty page (xref offsets computed)."""
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objs, 1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % n + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1))
+    for off in offsets:
+        out.write(b"%010d 00000 n \n" % off)
+    out.write(
+        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    )
+    return out.getvalue()
+
+
+def make_png() -> bytes:
+    """An 8x8 RGB PNG, built with zlib (no image library needed)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+        )
+
+    raw = b"".join(
+        b"\x00" + b"".join(bytes([x * 30, y * 30, 120]) for x in range(8)) for y in range(8)
+    )
+    ihdr = (8).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def browser_save(inbox: Path, name: str, data: bytes, origin: str | None = None) -> None:
+    """Save like a browser: write `name.part`, set the origin xattr, rename to `name`."""
+    part = inbox / (name + ".part")
+    with open(part, "wb") as f:
+        f.write(data)
+        if origin:
+            os.setxattr(f.fileno(), "user.xdg.origin.url", origin.encode())
+    os.rename(part, inbox / name)
+
+
+class QService:
+    """The real zionwm-quarantined process, with its policy file."""
+
+    def __init__(self, tmp: Path, policy: dict[str, Any], workers: int = 2) -> None:
+        self.policy_file = tmp / "quarantine-policy.json"
+        self.policy_file.write_text(json.dumps(policy))
+        self.workers = workers
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tmp / "service.log"
+
+    def start(self, deadline: float = 20.0) -> None:
+        r, w = os.pipe()
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "zionwm.quarantine.service",
+                    "--policy-file",
+                    str(self.policy_file),
+                    "--ready-fd",
+                    str(w),
+                    "--workers",
+                    str(self.workers),
+                    "--log-level",
+                    "DEBUG",
+                ],
+                pass_fds=(w,),
+                stdout=logf,
+                stderr=logf,
+            )
+        os.close(w)
+        try:
+            ready, _, _ = select.select([r], [], [], deadline)
+            data = os.read(r, 64) if ready else b""
+        finally:
+            os.close(r)
+        if data != b"READY\n":
+            self.stop()
+            raise AssertionError(f"service did not start: {self.log.read_text()[-3000:]}")
+
+    def client(self) -> QuarantineClient:
+        return QuarantineClient(timeout=30.0)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+def db_states() -> dict[int, str]:
+    """Item states read straight from the store's database (read-only)."""
+    db = paths.quarantine_dir() / "quarantine.db"
+    if not db.exists():
+        return {}
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return dict(con.execute("SELECT id, state FROM items").fetchall())
+    finally:
+        con.close()
+
+
+def all_items(svc: QService) -> list[dict[str, Any]]:
+    with svc.client() as c:
+        return list(c.request("list", all=True)["items"])
+
+
+def item(svc: QService, item_id: int) -> dict[str, Any]:
+    with svc.client() as c:
+        return dict(c.request("show", id=item_id)["item"])
+
+
+def worker_available() -> bool:
+    try:
+        from zionwm.quarantine import worker  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
+
+
+needs_worker = pytest.mark.skipif(
+    not worker_available(), reason="zionwm.quarantine.worker (the audit worker) is not present"
+)
+
+
+@pytest.fixture
+def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for var in ("XDG_RUNTIME_DIR", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        d = tmp_path / var.lower()
+        d.mkdir(mode=0o700)
+        monkeypatch.setenv(var, str(d))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def policy(hold: float = 0.0, **on: str) -> dict[str, Any]:
+    return {
+        "desktops": [
+            {"desktop": "web", "downloads": {"release_to": "personal", "hold": hold, **on}},
+            {"desktop": "personal"},
+            {"desktop": "work"},
+        ],
+        "send": {"hold": 0},
+        "outbox": {"hold": 0},
+    }
+
+
+@pytest.fixture
+def service(xdg: Path) -> Iterator[Callable[..., QService]]:
+    started: list[QService] = []
+
+    def start(pol: dict[str, Any] | None = None, workers: int = 2) -> QService:
+        svc = QService(xdg, pol or policy(), workers)
+        started.append(svc)
+        svc.start()
+        return svc
+
+    yield start
+    for svc in started:
+        svc.stop()
+
+
+def downloads(desktop: str) -> Path:
+    return paths.desktop_home(desktop) / "Downloads"
+
+
+# -- intake ----------------------------------------------------------------------------------
+
+
+def test_control_socket_is_private(service: Callable[..., QService]) -> None:
+    service()
+    sock = paths.runtime_dir() / "quarantine.sock"
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+    assert stat.S_ISSOCK(os.stat(sock).st_mode)
+
+
+def test_symlink_in_inbox_is_refused_and_its_target_never_opened(
+    xdg: Path, service: Callable[..., QService]
+) -> None:
+    ssh = xdg / "home" / ".ssh"
+    ssh.mkdir(parents=True)
+    secret = ssh / "id_ed25519"
+    secret.write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY----- not really\n")
+    watch = INotify()
+    watch.add_watch(secret, inflags.OPEN | inflags.ACCESS)
+    svc = service()
+    inbox = paths.desktop_inbox("web")
+    os.symlink(secret, inbox / "invoice.pdf")
+    os.link(secret, inbox / "hardlinked.pdf")
+
+    def refused() -> list[dict[str, Any]]:
+        got = [i for i in all_items(svc) if i["state"] == "rejected"]
+        return got if len(got) == 2 else []
+
+    got = wait_until(refused, 10, "two refusals")
+    reasons = {i["name"]: i["reason"] for i in got}
+    assert "symbolic link" in reasons["invoice.pdf"]
+    assert "hard link" in reasons["hardlinked.pdf"]
+    assert all(not i["content"] for i in got)
+    assert sorted(os.listdir(inbox)) == []  # the entries are gone, not the target
+    assert secret.read_bytes().startswith(b"-----BEGIN")
+    assert not os.listdir(paths.quarantine_dir() / "items")
+    events = [e for e in watch.read(timeout=0) if e.mask & (inflags.OPEN | inflags.ACCESS)]
+    # Our own read_bytes above opened it once; the service must not have.
+    assert len([e for e in events if e.mask & inflags.OPEN]) == 1
+    watch.close()
+
+
+def test_file_still_being_written_is_not_taken_until_closed(
+    service: Callable[..., QService],
+) -> None:
+    svc = service()
+    inbox = paths.desktop_inbox("web")
+    f = open(inbox / "movie.bin", "wb")  # noqa: SIM115 - held open across the test on purpose
+    try:
+        f.write(b"x" * 100_000)
+        f.flush()
+        os.fsync(f.fileno())
+        # An empty close-after-write of the same name from another open: the classic trap.
+        os.close(os.open(inbox / "movie.bin", os.O_WRONLY))
+        # A complete file after it: once it is taken, the service has seen both events.
+        browser_save(inbox, "marker.txt", b"marker\n")
+        wait_until(
+            lambda: any(i["name"] == "marker.txt" for i in all_items(svc)),
+            10,
+            "the marker to be taken",
+        )
+        assert (inbox / "movie.bin").exists()
+        assert not any(i["name"] == "movie.bin" for i in all_items(svc))
+        f.write(b"y" * 50_000)
+    finally:
+        f.close()
+    taken = wait_until(
+        lambda: [i for i in all_items(svc) if i["name"] == "movie.bin"], 10, "movie.bin taken"
+    )
+    assert len(taken) == 1 and taken[0]["size"] == 150_000
+    assert not (inbox / "movie.bin").exists()
+
+
+def test_partial_names_and_subdirectories_are_left_alone(service: Callable[..., QService]) -> None:
+    svc = service()
+    inbox = paths.desktop_inbox("web")
+    (inbox / "big.iso.crdownload").write_bytes(b"partial")
+    (inbox / "folder").mkdir()
+    (inbox / "folder" / "inner.txt").write_bytes(b"inner")
+    browser_save(inbox, "done.txt", b"done\n")
+    wait_until(lambda: any(i["name"] == "done.txt" for i in all_items(svc)), 10, "done.txt")
+    assert {i["name"] for i in all_items(svc)} == {"done.txt"}
+    assert (inbox / "big.iso.crdownload").exists()
+    assert (inbox / "folder" / "inner.txt").exists()
+
+
+def test_files_that_arrived_while_down_are_taken_at_start(
+    xdg: Path, service: Callable[..., QService]
+) -> None:
+    inbox = paths.desktop_inbox("web")
+    inbox.mkdir(parents=True)
+    for n in range(5):
+        (inbox / f"early-{n}.txt").write_bytes(b"early %d\n" % n)
+    svc = service()
+    wait_until(lambda: len(all_items(svc)) == 5, 10, "5 items")
+    assert not os.listdir(inbox)
+
+
+# -- release (kernel-level, without the service) ---------------------------------------------
+
+
+def _stored_file(store: Store, data: bytes, origin: str | None = ORIGIN) -> int:
+    tmp = store.root / "incoming.tmp"
+    tmp.write_bytes(data)
+    os.chmod(tmp, 0o755)
+    if origin:
+        os.setxattr(tmp, "user.xdg.origin.url", origin.encode())
+    st = os.stat(tmp)
+    item_id = store.begin_take(
+        kind=Kind.DOWNLOAD,
+        source="web",
+        dest="personal",
+        subdir=("home", "Downloads"),
+        name="a.pdf",
+        size=st.st_size,
+        dev=st.st_dev,
+        ino=st.st_ino,
+        inbox_name="a.pdf",
+    )
+    os.rename(tmp, store.root / "items" / str(item_id))
+    return item_id
+
+
+def test_release_name_clash_xattrs_and_exec_bits(tmp_path: Path) -> None:
+    store = Store(tmp_path / "q")
+    dest_root = tmp_path / "personal"
+    (dest_root / "home" / "Downloads").mkdir(parents=True)
+    (dest_root / "home" / "Downloads" / "a.pdf").write_bytes(b"the user's own file")
+    tried: list[str] = []
+    item_id = _stored_file(store, b"%PDF-1.4 released\n")
+    final = release_file(
+        store.items_fd,
+        src_name=str(item_id),
+        dest=Destination(dest_root, ("home", "Downloads")),
+        name="a.pdf",
+        stamp=b'{"item": %d}' % item_id,
+        on_attempt=tried.append,
+    )
+    assert final == "a (1).pdf" and tried == ["a.pdf", "a (1).pdf"]
+    out = dest_root / "home" / "Downloads" / final
+    assert out.read_bytes() == b"%PDF-1.4 released\n"
+    assert (dest_root / "home" / "Downloads" / "a.pdf").read_bytes() == b"the user's own file"
+    assert os.getxattr(out, "user.xdg.origin.url").decode() == ORIGIN
+    assert json.loads(os.getxattr(out, AUDIT_XATTR)) == {"item": item_id}
+    assert stat.S_IMODE(out.stat().st_mode) & 0o111 == 0
+    assert not (store.root / "items" / str(item_id)).exists()
+    store.close()
+
+
+def test_release_across_filesystems_copies_with_xattrs(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second filesystem (/dev/shm tmpfs) to release across")
+    store = Store(tmp_path / "q")
+    dest_root = shm / f"zionwm-test-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        (dest_root / "Downloads").mkdir(parents=True)
+        (dest_root / "Downloads" / "a.pdf").write_bytes(b"clash")
+        item_id = _stored_file(store, b"x" * 300_000)
+        final = release_file(
+            store.items_fd,
+            src_name=str(item_id),
+            dest=Destination(dest_root, ("Downloads",)),
+            name="a.pdf",
+            stamp=b"{}",
+            on_attempt=lambda _n: None,
+        )
+        out = dest_root / "Downloads" / final
+        assert final == "a (1).pdf"
+        assert out.read_bytes() == b"x" * 300_000
+        assert os.getxattr(out, "user.xdg.origin.url").decode() == ORIGIN
+        assert os.getxattr(out, AUDIT_XATTR) == b"{}"
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644
+        assert not (store.root / "items" / str(item_id)).exists()
+        assert sorted(os.listdir(dest_root / "Downloads")) == ["a (1).pdf", "a.pdf"]
+    finally:
+        store.close()
+        for p in sorted(dest_root.rglob("*"), reverse=True):
+            p.unlink() if not p.is_dir() else p.rmdir()
+        dest_root.rmdir()
+
+
+def test_symlink_swapped_in_a_loop_never_redirects_a_release(tmp_path: Path) -> None:
+    store = Store(tmp_path / "q")
+    dest_root = tmp_path / "personal"
+    home = dest_root / "home"
+    home.mkdir(parents=True)
+    (home / "Downloads").mkdir()
+    real_ino = os.stat(home / "Downloads").st_ino
+    outside = tmp_path / "outside"  # e.g. the user's ~/.config/autostart
+    outside.mkdir()
+    os.symlink(outside, home / "Downloads.link")
+    stop = threading.Event()
+    swaps = 0
+
+    def swapper() -> None:
+        # Atomically exchange the real directory and a symlink pointing outside, so that
+        # "Downloads" is always present and is a symlink half of the time.
+        nonlocal swaps
+        while not stop.is_set():
+            rc = _libc.renameat2(
+                -100, b"%s/Downloads" % bytes(home), -100, b"%s/Downloads.link" % bytes(home), 2
+            )  # RENAME_EXCHANGE
+            assert rc == 0, os.strerror(ctypes.get_errno())
+            swaps += 1
+
+    ok = failed = 0
+    t = threading.Thread(target=swapper)
+    t.start()
+    try:
+        for n in range(300):
+            item_id = _stored_file(store, b"payload %d\n" % n, origin=None)
+            try:
+                release_file(
+                    store.items_fd,
+                    src_name=str(item_id),
+                    dest=Destination(dest_root, ("home", "Downloads")),
+                    name=f"f{n}.txt",
+                    stamp=b"{}",
+                    on_attempt=lambda _n: None,
+                )
+                ok += 1
+            except OSError:
+                failed += 1
+                assert (store.root / "items" / str(item_id)).exists()  # still quarantined
+    finally:
+        stop.set()
+        t.join()
+    assert swaps > 100 and ok > 0 and failed > 0, (swaps, ok, failed)
+    assert os.listdir(outside) == []
+    real = next(p for p in home.iterdir() if not p.is_symlink())
+    assert real.stat().st_ino == real_ino
+    landed = [p for p in real.iterdir() if p.is_file() and not p.is_symlink()]
+    assert len(landed) == ok
+    store.close()
