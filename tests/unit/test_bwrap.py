@@ -1,0 +1,396 @@
+"""The pure sandbox planner and bwrap argv builder (zionwm.isolation.bwrap): no root, no bwrap."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from zionwm.isolation.bwrap import (
+    ETC_CANDIDATES,
+    FONTS_CONF,
+    FdSlot,
+    HostFacts,
+    Mount,
+    MountKind,
+    PlanError,
+    SandboxPlan,
+    SeedEntry,
+    SeedKind,
+    SlotKind,
+    build_argv,
+    plan_sandbox,
+)
+from zionwm.isolation.spec import DesktopSpec, Devices, DownloadsPolicy
+
+HOST = HostFacts(
+    uid=1000,
+    gid=1000,
+    user="alice",
+    etc_files=frozenset({"/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/fonts"}),
+    root_links=(("/bin", "usr/bin"), ("/lib", "usr/lib"), ("/lib64", None)),
+    dri_nodes=("/dev/dri/card0", "/dev/dri/renderD128"),
+    video_nodes=("/dev/video0",),
+    pipewire_socket="/run/user/1000/pipewire-0",
+    pulse_socket="/run/user/1000/pulse/native",
+)
+
+HOST_ENV = {
+    "TERM": "foot",
+    "LANG": "de_DE.UTF-8",
+    "LC_TIME": "C",
+    "LD_PRELOAD": "/tmp/evil.so",
+    "LD_LIBRARY_PATH": "/tmp",
+    "WAYLAND_DISPLAY": "wayland-1",
+    "DISPLAY": ":0",
+    "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/1000/bus",
+    "SSH_AUTH_SOCK": "/run/user/1000/ssh-agent",
+    "SWAYSOCK": "/run/user/1000/sway.sock",
+    "ZIONWM_SOCK": "/run/user/1000/zionwm/ipc.sock",
+    "HOME": "/home/alice",
+    "XDG_RUNTIME_DIR": "/run/user/1000",
+    "PATH": "/home/alice/bin:/usr/bin",
+    "SECRET_TOKEN": "hunter2",
+}
+
+
+def spec(**kw: object) -> DesktopSpec:
+    return DesktopSpec(name=str(kw.pop("name", "work")), colour=(0.2, 0.4, 1.0, 1.0), **kw)  # type: ignore[arg-type]
+
+
+def plan(
+    s: DesktopSpec | None = None, argv: tuple[str, ...] = ("foot",), **kw: object
+) -> SandboxPlan:
+    defaults: dict[str, object] = {
+        "host_env": HOST_ENV,
+        "wayland_socket": "/run/user/1000/zionwm/work/wayland-0",
+    }
+    defaults.update(kw)
+    return plan_sandbox(s or spec(), argv, HOST, **defaults)  # type: ignore[arg-type]
+
+
+def filled(p: SandboxPlan) -> SandboxPlan:
+    return p.with_fds({name: 10 + i for i, name in enumerate(p.slot_names())})
+
+
+def argv_of(p: SandboxPlan) -> list[str]:
+    return build_argv(filled(p))
+
+
+def options(argv: list[str]) -> list[str]:
+    return argv[: argv.index("--")]
+
+
+def mounts_by_dest(p: SandboxPlan) -> Mapping[str, Mount]:
+    return {m.dest: m for m in p.mounts}
+
+
+def triples(argv: list[str], flag: str) -> list[tuple[str, str]]:
+    return [(argv[i + 1], argv[i + 2]) for i, a in enumerate(options(argv)) if a == flag]
+
+
+# -- namespaces, privileges, process supervision ----------------------------------------------
+
+
+def test_confinement_flags_always_present() -> None:
+    a = options(argv_of(plan()))
+    assert a[0] == "/usr/bin/bwrap"
+    for flag in (
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+    ):
+        assert flag in a
+    i = a.index("--cap-drop")
+    assert a[i + 1] == "ALL"
+    assert a[a.index("--uid") + 1] == "1000"
+    assert a[a.index("--gid") + 1] == "1000"
+    assert a[a.index("--hostname") + 1] == "work"
+    assert "--proc" in a and a[a.index("--proc") + 1] == "/proc"
+    assert "--dev" in a and a[a.index("--dev") + 1] == "/dev"
+
+
+def test_network_unshared_unless_a_netns_was_joined() -> None:
+    assert "--share-net" not in argv_of(plan())
+    joined = argv_of(plan(share_net=True))
+    assert "--share-net" in joined and "--unshare-all" in joined
+
+
+def test_command_follows_double_dash_verbatim() -> None:
+    a = argv_of(plan(argv=("sh", "-c", "--unshare-all; echo hi")))
+    assert a[a.index("--") + 1 :] == ["sh", "-c", "--unshare-all; echo hi"]
+
+
+def test_seccomp_and_status_fds_come_from_their_slots() -> None:
+    p = filled(plan())
+    a = build_argv(p)
+    assert a[a.index("--seccomp") + 1] == str(p.fds["seccomp"])
+    assert a[a.index("--json-status-fd") + 1] == str(p.fds["status"])
+
+
+def test_unfilled_slot_is_an_error_not_a_guess() -> None:
+    with pytest.raises(PlanError, match="was not filled"):
+        build_argv(plan().with_fds({}))
+    p = plan()
+    partial = {n: 3 for n in p.slot_names() if n != "seccomp"}
+    with pytest.raises(PlanError, match="'seccomp'"):
+        build_argv(p.with_fds(partial))
+
+
+def test_build_argv_is_deterministic() -> None:
+    p = filled(plan(spec(devices=Devices(gpu=True, audio=True), fonts=("/f",))))
+    assert build_argv(p) == build_argv(p)
+
+
+def test_bad_input_refused() -> None:
+    with pytest.raises(PlanError):
+        plan(argv=())
+    with pytest.raises(PlanError):
+        plan(spec(name="../etc"))
+    with pytest.raises(PlanError, match="writable_usr"):
+        plan(spec(writable_usr=True))
+
+
+# -- filesystem --------------------------------------------------------------------------------
+
+
+def test_usr_read_only_and_root_links_as_on_host() -> None:
+    a = argv_of(plan())
+    assert ("/usr", "/usr") in triples(a, "--ro-bind")
+    assert ("usr/bin", "/bin") in triples(a, "--symlink")
+    assert ("usr/lib", "/lib") in triples(a, "--symlink")
+    assert ("/lib64", "/lib64") in triples(a, "--ro-bind")
+
+
+def test_only_existing_etc_pieces_and_never_secrets() -> None:
+    a = argv_of(plan())
+    etc = {dest for _, dest in triples(a, "--ro-bind-try") if dest.startswith("/etc")}
+    assert etc == set(HOST.etc_files)
+    assert "/etc/shadow" not in " ".join(a)
+    assert "/etc/shadow" not in ETC_CANDIDATES
+    assert "/etc/machine-id" not in ETC_CANDIDATES
+
+
+def test_passwd_and_group_are_synthesized_for_the_user() -> None:
+    p = plan()
+    by_name = {s.name: s for s in p.slots}
+    passwd = by_name["passwd"].data.decode()
+    assert passwd.splitlines()[0] == "alice:x:1000:1000:alice:/home/alice:/bin/sh"
+    assert "root:" not in passwd
+    assert by_name["group"].data.decode().startswith("alice:x:1000:")
+    dests = mounts_by_dest(p)
+    assert dests["/etc/passwd"].kind is MountKind.RO_BIND_DATA
+    assert dests["/etc/group"].kind is MountKind.RO_BIND_DATA
+
+
+def test_persistent_home_shared_outbox_bound_by_fd() -> None:
+    p = plan()
+    d = mounts_by_dest(p)
+    assert d["/home/alice"].kind is MountKind.BIND_FD
+    assert d["/home/alice/Shared"].kind is MountKind.RO_BIND_FD
+    assert d["/home/alice/Outbox"].kind is MountKind.BIND_FD
+    assert "/home/alice/Downloads" not in d
+    storage = {s.name: s.storage for s in p.slots if s.kind is SlotKind.STORAGE}
+    assert storage == {"home": "home", "shared": "shared", "outbox": "outbox"}
+    # The home must be mounted before what is mounted inside it.
+    order = [m.dest for m in p.mounts]
+    assert order.index("/home/alice") < order.index("/home/alice/Shared")
+    assert order.index("/home/alice") < order.index("/home/alice/Outbox")
+    # No host path of any data dir appears in the argv: only fds.
+    f = filled(p)
+    a = build_argv(f)
+    assert (str(f.fds["home"]), "/home/alice") in triples(a, "--bind-fd")
+    assert (str(f.fds["shared"]), "/home/alice/Shared") in triples(a, "--ro-bind-fd")
+    assert all("zionwm/desktops" not in x for x in a)
+
+
+def test_downloads_policy_binds_the_inbox_as_downloads() -> None:
+    p = plan(spec(downloads=DownloadsPolicy(release_to="personal")))
+    d = mounts_by_dest(p)
+    assert d["/home/alice/Downloads"].kind is MountKind.BIND_FD
+    assert any(s.storage == "inbox" for s in p.slots)
+
+
+def test_ephemeral_home_is_tmpfs_seeded_from_template() -> None:
+    seed = (
+        SeedEntry(".config", SeedKind.DIR, mode=0o755),
+        SeedEntry(".config/app.conf", SeedKind.FILE, mode=0o600, slot="seed0"),
+        SeedEntry("link", SeedKind.SYMLINK, target=".config/app.conf"),
+    )
+    p = filled(plan(spec(ephemeral=True), seed=seed))
+    a = build_argv(p)
+    assert "/home/alice" in [a[i + 1] for i, x in enumerate(a) if x == "--tmpfs"]
+    assert "home" not in p.slot_names()
+    i = a.index("--file")
+    assert a[i + 1 : i + 3] == [str(p.fds["seed0"]), "/home/alice/.config/app.conf"]
+    assert a[i - 2 : i] == ["--perms", "0600"]
+    assert tuple(
+        a[j + 1] for j, x in enumerate(a) if x == "--dir" and a[j + 1].startswith("/home")
+    ) == ("/home/alice/.config",)
+    assert (".config/app.conf", "/home/alice/link") in triples(a, "--symlink")
+    # Outbox stays the way out even for ephemeral desktops.
+    assert mounts_by_dest(p)["/home/alice/Outbox"].kind is MountKind.BIND_FD
+
+
+def test_launch_time_ephemeral_overrides_the_desktop() -> None:
+    assert plan(spec(), ephemeral=True).ephemeral
+    assert not plan(spec(ephemeral=True), ephemeral=False).ephemeral
+
+
+def test_only_the_desktop_socket_in_the_runtime_dir() -> None:
+    a = argv_of(plan())
+    runtime_binds = [(s, d) for s, d in triples(a, "--bind") if d.startswith("/run/user/1000")]
+    assert runtime_binds == [("/run/user/1000/zionwm/work/wayland-0", "/run/user/1000/wayland-0")]
+    assert not any("ipc.sock" in x or "/bus" in x for x in a)
+    no_display = argv_of(plan(wayland_socket=None))
+    assert not any("wayland-0" in x for x in options(no_display))
+
+
+def test_writable_usr_binds_the_overlay_mount_read_write() -> None:
+    a = argv_of(plan(spec(writable_usr=True), writable_usr_source="/data/layer/merged"))
+    assert ("/data/layer/merged", "/usr") in triples(a, "--bind")
+    assert ("/usr", "/usr") not in triples(a, "--ro-bind")
+
+
+# -- devices -----------------------------------------------------------------------------------
+
+
+def test_no_devices_by_default() -> None:
+    a = argv_of(plan())
+    assert "--dev-bind" not in a
+    assert not any("pipewire" in x or "pulse" in x or "/sys/class" in x for x in a)
+
+
+def test_gpu_binds_dri_nodes_and_sysfs() -> None:
+    a = argv_of(plan(spec(devices=Devices(gpu=True))))
+    assert triples(a, "--dev-bind") == [(n, n) for n in HOST.dri_nodes]
+    assert ("/sys/class", "/sys/class") in triples(a, "--ro-bind-try")
+
+
+def test_camera_binds_video_nodes() -> None:
+    a = argv_of(plan(spec(devices=Devices(camera=True))))
+    assert triples(a, "--dev-bind") == [("/dev/video0", "/dev/video0")]
+
+
+def test_audio_binds_sound_sockets_and_notes_what_cannot_be_withheld() -> None:
+    p = plan(spec(devices=Devices(audio=True)))
+    a = argv_of(p)
+    assert (HOST.pipewire_socket, "/run/user/1000/pipewire-0") in triples(a, "--bind")
+    assert (HOST.pulse_socket, "/run/user/1000/pulse/native") in triples(a, "--bind")
+    assert any("capture" in n for n in p.notes)
+    both = plan(spec(devices=Devices(audio=True, microphone=True)))
+    assert not any("capture" in n for n in both.notes)
+
+
+def test_missing_devices_are_noted_not_invented() -> None:
+    bare = HostFacts(uid=1000, gid=1000, user="alice")
+    p = plan_sandbox(
+        spec(devices=Devices(gpu=True, camera=True, audio=True)),
+        ["x"],
+        bare,
+        host_env={},
+        wayland_socket=None,
+    )
+    assert not any(m.kind is MountKind.DEV_BIND for m in p.mounts)
+    assert len(p.notes) >= 3
+
+
+# -- customization -----------------------------------------------------------------------------
+
+
+def test_fonts_bound_and_fontconfig_generated() -> None:
+    p = plan(spec(fonts=("/srv/fonts/a", "/srv/fonts/b")))
+    a = argv_of(p)
+    assert ("/srv/fonts/a", "/run/zionwm/fonts/0") in triples(a, "--ro-bind")
+    assert ("/srv/fonts/b", "/run/zionwm/fonts/1") in triples(a, "--ro-bind")
+    conf = next(s for s in p.slots if s.name == "fonts.conf").data.decode()
+    assert "<dir>/run/zionwm/fonts/0</dir>" in conf and "<dir>/run/zionwm/fonts/1</dir>" in conf
+    assert "/etc/fonts/fonts.conf" in conf
+    assert p.env["FONTCONFIG_FILE"] == FONTS_CONF
+    assert "FONTCONFIG_FILE" not in plan().env
+
+
+def test_app_dirs_read_only_under_opt() -> None:
+    a = argv_of(plan(spec(app_dirs=("/srv/apps/one",))))
+    assert ("/srv/apps/one", "/opt/zionwm/0") in triples(a, "--ro-bind")
+
+
+# -- environment -------------------------------------------------------------------------------
+
+
+def test_environment_is_an_allow_list() -> None:
+    env = plan().env
+    assert env["WAYLAND_DISPLAY"] == "wayland-0"
+    assert env["XDG_RUNTIME_DIR"] == "/run/user/1000"
+    assert env["HOME"] == "/home/alice"
+    assert env["USER"] == "alice"
+    assert env["ZIONWM_DESKTOP"] == "work"
+    assert env["XDG_SESSION_TYPE"] == "wayland"
+    assert env["XDG_CURRENT_DESKTOP"] == "zionwm"
+    assert env["MOZ_ENABLE_WAYLAND"] == "1"
+    assert env["QT_QPA_PLATFORM"] == "wayland"
+    assert env["GDK_BACKEND"] == "wayland"
+    assert env["TERM"] == "foot"
+    assert env["LANG"] == "de_DE.UTF-8"
+    assert env["LC_TIME"] == "C"
+    assert "/home/alice/bin" not in env["PATH"]
+    for leaked in (
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "DISPLAY",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "SSH_AUTH_SOCK",
+        "SWAYSOCK",
+        "ZIONWM_SOCK",
+        "SECRET_TOKEN",
+    ):
+        assert leaked not in env
+
+
+def test_granted_variables_pass_but_loader_variables_never() -> None:
+    env = plan(spec(env=("SSH_AUTH_SOCK", "SECRET_TOKEN", "LD_PRELOAD", "UNSET_VAR"))).env
+    assert env["SSH_AUTH_SOCK"] == HOST_ENV["SSH_AUTH_SOCK"]
+    assert env["SECRET_TOKEN"] == "hunter2"
+    assert "LD_PRELOAD" not in env
+    assert "UNSET_VAR" not in env
+    extra = plan(extra_env={"LD_AUDIT": "x", "MY_VAR": "1"}).env
+    assert extra["MY_VAR"] == "1" and "LD_AUDIT" not in extra
+
+
+def test_env_never_reaches_argv() -> None:
+    # bwrap's argv is world-readable in /proc; the environment is not.
+    a = argv_of(plan(spec(env=("SECRET_TOKEN",))))
+    assert "hunter2" not in " ".join(a)
+    assert "--setenv" not in a
+
+
+def test_cwd_defaults_to_home() -> None:
+    a = argv_of(plan())
+    assert a[a.index("--chdir") + 1] == "/home/alice"
+    b = argv_of(plan(cwd="/tmp"))
+    assert b[b.index("--chdir") + 1] == "/tmp"
+
+
+def test_slots_are_unique() -> None:
+    p = plan(
+        spec(fonts=("/f",), downloads=DownloadsPolicy(release_to="x"), ephemeral=True),
+        seed=(
+            SeedEntry("a", SeedKind.FILE, slot="seed0"),
+            SeedEntry("b", SeedKind.FILE, slot="seed1"),
+        ),
+    )
+    names = p.slot_names()
+    assert len(names) == len(set(names))
+    assert FdSlot("seed0", SlotKind.SEED) in p.slots
+
+
+def test_root_user_gets_the_same_shape(tmp_path: Path) -> None:
+    root = HostFacts(uid=0, gid=0, user="root")
+    p = plan_sandbox(spec(), ["x"], root, host_env={}, wayland_socket=None)
+    a = argv_of(p)
+    assert a[a.index("--cap-drop") + 1] == "ALL"
+    assert p.home == "/home/root"
+    assert "--disable-userns" in a
