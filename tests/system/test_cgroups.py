@@ -241,7 +241,7 @@ def test_cpu_quota_holds_a_busy_loop_near_20_percent(mgr: CgroupManager, procs: 
     # Watch until the loop has had 0.6 s of CPU: about 3 s at 20 %, 0.6 s if unlimited.
     _poll_until(lambda: (cg.cpu_usec() or 0) - u0 >= 600_000, 20, "0.6 s of CPU in the group")
     rate = ((cg.cpu_usec() or 0) - u0) / 1e6 / (time.monotonic() - t0)
-    assert 0.1 < rate <= 0.25, f"busy loop got {rate:.0%} of a core"
+    assert rate <= 0.25, f"busy loop got {rate:.0%} of a core"
 
 
 def test_pids_max_stops_a_fork_bomb(mgr: CgroupManager, procs: Procs) -> None:

@@ -29,7 +29,7 @@ import re
 import select
 import signal
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
@@ -381,7 +381,11 @@ def summarize(layout: Layout, facts: Mapping[str, DirFacts], uid: int) -> Cgroup
                 "user do it"
             )
     if not st.can_freeze:
-        st.problems.append("freezing hidden desktops is disabled: no writable freezer")
+        if uf and uf.usable:
+            why = "this kernel's cgroup2 has no cgroup.freeze (needs Linux 5.2+)"
+        else:
+            why = "no writable freezer"
+        st.problems.append(f"freezing hidden desktops is disabled: {why}")
     if not st.can_reclaim:
         st.problems.append(
             "memory.reclaim is unavailable (needs the cgroup v2 memory controller, Linux 5.19+): "
@@ -997,15 +1001,15 @@ class DesktopCgroup:
         """Freeze so nothing can fork, SIGKILL every member, thaw so they die; repeat."""
         killed: set[int] = set()
         while True:
-            frozen = False
             if self.manager.status.can_freeze:
-                frozen = self.freeze(timeout=max(0.05, min(0.5, deadline - time.monotonic()))).ok
+                # Even a failed freeze has stopped most forks; kill what is there anyway.
+                self.freeze(timeout=max(0.05, min(0.5, deadline - time.monotonic())))
             pids = self.live_pids()
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
                 killed.add(pid)
-            if frozen or self.manager.status.can_freeze:
+            if self.manager.status.can_freeze:
                 self.thaw()
             if self._wait_empty(min(deadline, time.monotonic() + 0.2)) or not pids:
                 break
@@ -1278,8 +1282,3 @@ def _move_into_leaf(base: Path) -> None:
                 if e.errno != errno.ESRCH:
                     log.warning("cannot move pid %d into %s: %s", pid, leaf, e.strerror)
     log.warning("processes keep appearing in %s; controllers may not be enabled", base)
-
-
-def iter_status_lines(status: CgroupStatus) -> Iterator[str]:
-    """The status as lines for `zionctl desktops` (human output)."""
-    yield from status.describe().splitlines()

@@ -1,0 +1,201 @@
+"""Freeze and thaw latency of a desktop cgroup for 1, 10, 100 and 1000 processes.
+
+Usage (root, or inside a delegated cgroup):
+
+    python -m benchmarks.freeze [--counts 1,10,100,1000] [--reps 50] [--v1] [--out FILE]
+
+Freeze latency: from ``start_freeze()`` to the kernel reporting the group frozen, waited for
+the way the compositor does (POLLPRI on cgroup.events for cgroup2, a timer for the v1
+freezer). Thaw latency: from ``thaw()`` to the kernel reporting the group thawed; ``thaw()``
+itself is one write and its own cost is reported separately. Processes are idle (in
+pause()), like most of a hidden desktop's. Where memory.reclaim exists, the memory pushed out
+of a frozen desktop holding 256 MiB is measured too. Results are JSON (stdout by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import select
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from zionwm.isolation.cgroups import CgroupManager, DesktopCgroup, FreezeOp, parse_keyed
+from zionwm.isolation.spec import Limits
+
+SPAWNER = """
+import os, signal, sys
+n = int(sys.argv[1])
+for _ in range(n - 1):
+    if os.fork() == 0:
+        break
+signal.pause()
+"""
+
+HOG = """
+import signal
+b = b"x" * (256 << 20)
+signal.pause()
+"""
+
+
+def _start_in(cg: DesktopCgroup, argv: list[str]) -> subprocess.Popen[bytes]:
+    files = [str(f) for f in cg.procs_files()]
+
+    def join() -> None:
+        for f in files:
+            with open(f, "w") as fh:
+                fh.write("0")
+
+    return subprocess.Popen(argv, preexec_fn=join)  # noqa: PLW1509  (no threads here)
+
+
+def _wait(cond: Callable[[], bool], timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise TimeoutError("benchmark setup timed out")
+        time.sleep(0.005)
+
+
+def _freeze_once(cg: DesktopCgroup) -> float:
+    t0 = time.perf_counter()
+    op: FreezeOp = cg.start_freeze(timeout=5.0)
+    fd = op.fileno()
+    poller = select.poll()
+    if fd is not None:
+        poller.register(fd, select.POLLPRI)
+    while op.poll() == "pending":
+        if fd is not None:
+            poller.poll(100)
+        else:
+            time.sleep(0.001)
+    t1 = time.perf_counter()
+    op.close()
+    if op.state != "frozen":
+        raise RuntimeError(f"freeze failed: {op.reason}")
+    return t1 - t0
+
+
+def _thawed(cg: DesktopCgroup) -> bool:
+    if cg.unified_dir is not None and cg.manager.status.freeze_method == "cgroup2":
+        return parse_keyed((cg.unified_dir / "cgroup.events").read_text()).get("frozen") == 0
+    return not cg.frozen
+
+
+def _thaw_once(cg: DesktopCgroup) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    cg.thaw()
+    t1 = time.perf_counter()
+    while not _thawed(cg):
+        pass
+    return t1 - t0, time.perf_counter() - t0
+
+
+def _stats(samples: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples)
+    q = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else ms * 99
+    return {
+        "p50": round(statistics.median(ms), 3),
+        "p99": round(q[98], 3),
+        "max": round(ms[-1], 3),
+    }
+
+
+def _reclaim(mgr: CgroupManager) -> dict[str, object]:
+    if not mgr.status.can_reclaim:
+        return {"available": False, "why": "no memory.reclaim (needs cgroup v2 memory)"}
+    cg = mgr.desktop("reclaim", Limits())
+    assert cg is not None
+    p = _start_in(cg, [sys.executable, "-c", HOG])
+    try:
+        _wait(lambda: (cg.memory_bytes() or 0) > 256 << 20, 30)
+        before = cg.memory_bytes() or 0
+        cg.freeze()
+        t0 = time.perf_counter()
+        freed = cg.reclaim()
+        took = time.perf_counter() - t0
+        cg.thaw()
+        return {
+            "available": True,
+            "before_bytes": before,
+            "reclaimed_bytes": freed,
+            "reclaim_ms": round(took * 1000, 1),
+        }
+    finally:
+        cg.kill()
+        p.wait()
+        cg.remove()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--counts", default="1,10,100,1000")
+    ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--v1", action="store_true", help="use the v1 freezer (hybrid hosts)")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+
+    mgr = CgroupManager.probe(
+        root_name=f"zionwm-bench-{uuid.uuid4().hex[:8]}", ignore_unified=args.v1
+    )
+    if not mgr.status.can_freeze:
+        print(mgr.status.describe(), file=sys.stderr)
+        return 1
+    results = []
+    try:
+        for n in (int(c) for c in args.counts.split(",")):
+            cg = mgr.desktop(f"n{n}", Limits())
+            assert cg is not None
+            p = _start_in(cg, [sys.executable, "-c", SPAWNER, str(n)])
+            try:
+                members = cg.pids
+                _wait(lambda: len(members()) >= n, 60)  # noqa: B023  (used at once)
+                freeze, thaw_call, thaw = [], [], []
+                for _ in range(args.reps):
+                    freeze.append(_freeze_once(cg))
+                    call, done = _thaw_once(cg)
+                    thaw_call.append(call)
+                    thaw.append(done)
+                results.append(
+                    {
+                        "processes": n,
+                        "freeze_ms": _stats(freeze),
+                        "thaw_ms": _stats(thaw),
+                        "thaw_call_ms": _stats(thaw_call),
+                    }
+                )
+            finally:
+                cg.kill(timeout=10)
+                p.wait()
+                cg.remove()
+        reclaim = _reclaim(mgr)
+    finally:
+        mgr.cleanup()
+    report = {
+        "benchmark": "freeze",
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "layout": mgr.status.layout,
+        "freeze_method": mgr.status.freeze_method,
+        "reps": args.reps,
+        "results": results,
+        "reclaim": reclaim,
+    }
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
