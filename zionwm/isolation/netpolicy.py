@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from zionwm.isolation.spec import AllowRule, NetMode, NetworkPolicy
@@ -44,8 +44,14 @@ LAN_BLOCK_V4: tuple[str, ...] = (
 )
 LAN_BLOCK_V6: tuple[str, ...] = ("fe80::/10", "fc00::/7", "ff00::/8")
 
-# Pool the desktops' point-to-point links are carved from when the caller gives none.
-DEFAULT_POOL = ipaddress.IPv4Network("10.213.0.0/16")
+# Pools the desktops' point-to-point links are carved from, in order, when the caller gives
+# none: a host routing all of 10/8 (a corporate VPN) still leaves the others.
+DEFAULT_POOLS: tuple[ipaddress.IPv4Network, ...] = (
+    ipaddress.IPv4Network("10.213.0.0/16"),
+    ipaddress.IPv4Network("172.29.0.0/16"),
+    ipaddress.IPv4Network("192.168.213.0/24"),
+)
+DEFAULT_POOL = DEFAULT_POOLS[0]
 
 
 class PolicyError(ValueError):
@@ -152,19 +158,20 @@ def plan_for(subnet: ipaddress.IPv4Network) -> AddressPlan:
 
 def allocate_subnet(
     avoid: Iterable[ipaddress.IPv4Network],
-    pool: ipaddress.IPv4Network = DEFAULT_POOL,
+    pools: Sequence[ipaddress.IPv4Network] = DEFAULT_POOLS,
     prefixlen: int = 30,
 ) -> AddressPlan:
-    """The first /30 of `pool` that overlaps none of `avoid` (host routes, addresses, ours).
+    """The first /30 of `pools` that overlaps none of `avoid` (host routes, addresses, ours).
 
     A default route (0.0.0.0/0) in `avoid` is ignored: it overlaps everything by nature,
     and the desktop's connected route is more specific than it.
     """
     blocked = [n for n in avoid if n.prefixlen > 0]
-    for candidate in pool.subnets(new_prefix=prefixlen):
-        if not any(candidate.overlaps(n) for n in blocked):
-            return plan_for(candidate)
-    raise PolicyError(f"no free /{prefixlen} left in {pool}")
+    for pool in pools:
+        for candidate in pool.subnets(new_prefix=prefixlen):
+            if not any(candidate.overlaps(n) for n in blocked):
+                return plan_for(candidate)
+    raise PolicyError(f"no free /{prefixlen} left in {', '.join(map(str, pools))}")
 
 
 # ---------------------------------------------------------------------------------------------

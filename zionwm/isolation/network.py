@@ -469,7 +469,7 @@ class NetworkManager:
         uplink: str | None = None,
         uplink_gateway: str | None = None,
         upstream_dns: Sequence[str] | None = None,
-        pool: ipaddress.IPv4Network = netpolicy.DEFAULT_POOL,
+        pools: Sequence[ipaddress.IPv4Network] = netpolicy.DEFAULT_POOLS,
         min_ttl: int = 60,
         state_dir: Path | None = None,
         privileged: bool | None = None,
@@ -479,7 +479,7 @@ class NetworkManager:
         self.uplink = uplink
         self.uplink_gateway = uplink_gateway
         self.upstream_dns = list(upstream_dns) if upstream_dns is not None else None
-        self.pool = pool
+        self.pools = tuple(pools)
         self.min_ttl = min_ttl
         self.pasta_args = list(pasta_args)
         self.caps = probe()
@@ -656,7 +656,7 @@ class NetworkManager:
         with self._alloc_lock():
             taken = [n.plan.subnet for n in self._desktops.values() if n.plan]
             net.plan = netpolicy.allocate_subnet(
-                [*self._root.used_networks(), *taken], pool=self.pool
+                [*self._root.used_networks(), *taken], pools=self.pools
             )
             self._root.create_veth(
                 net.ns_name,
