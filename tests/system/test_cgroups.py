@@ -26,9 +26,11 @@ from typing import Any
 import pytest
 
 from zionwm.isolation.cgroups import (
+    LEAF_NAME,
     UNIFIED,
     CgroupManager,
     DesktopCgroup,
+    _move_into_leaf,
     _rmdir_tree,
     _task_state,
     detect_layout,
@@ -350,15 +352,42 @@ def test_start_freeze_is_non_blocking_with_an_fd_on_cgroup2(
     op = cg.start_freeze(timeout=2.0)
     fd = op.fileno()
     assert fd is not None
-    poller = select.poll()
-    poller.register(fd, select.POLLPRI)
-    while op.poll() == "pending":
-        assert time.monotonic() < op.deadline + 0.5
-        poller.poll(50)
-    assert op.state == "frozen"
+    # The way the compositor's loop watches it: an empty mask, woken by EPOLLERR on change.
+    ep = select.epoll()
+    ep.register(fd, 0)
+    try:
+        while op.poll() == "pending":
+            assert time.monotonic() < op.deadline + 0.5
+            ep.poll(0.05)
+        assert op.state == "frozen"
+        assert ep.poll(0) == []  # poll() re-read the file: quiet until the next change
+        cg.thaw()
+        assert ep.poll(1.0) == [(fd, select.EPOLLERR)]
+    finally:
+        ep.close()
     op.close()
-    cg.thaw()
     assert not cg.frozen
+
+
+def test_compositor_steps_into_a_leaf(procs: Procs) -> None:
+    layout = detect_layout(
+        Path("/proc/self/cgroup").read_text(), Path("/proc/self/mountinfo").read_text()
+    )
+    if layout.unified is None or layout.unified.own_dir is None:
+        pytest.skip("no cgroup2 hierarchy mounted")
+    group = layout.unified.own_dir / f"zionwm-leaf-{uuid.uuid4().hex[:8]}"
+    group.mkdir()
+    try:
+        p = procs.start_outside(SLEEP, preexec_fn=lambda: (group / "cgroup.procs").write_text("0"))
+        _poll_until(lambda: str(p.pid) in (group / "cgroup.procs").read_text(), 5, "the join")
+        _move_into_leaf(group)
+        assert (group / "cgroup.procs").read_text() == ""
+        assert (group / LEAF_NAME / "cgroup.procs").read_text().split() == [str(p.pid)]
+    finally:
+        (group / "cgroup.kill").write_text("1")
+        procs.reap()
+        _poll_until(lambda: "populated 0" in (group / "cgroup.events").read_text(), 5, "empty")
+        assert _rmdir_tree(group) == []
 
 
 VFORK_C = r"""

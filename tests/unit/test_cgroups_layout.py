@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from zionwm.isolation.cgroups import (
@@ -314,18 +315,26 @@ def test_missing_controllers_warn_instead_of_failing() -> None:
         assert any(w.startswith(name + " not applied") for w in warnings), name
 
 
-def test_cpuset_outside_the_parent_is_refused() -> None:
-    writes, warnings = limit_writes(Limits(cpuset=(3, 4)), {"cpuset": 2}, parent_cpus={0, 1})
-    assert writes == []
+def test_cpuset_cpus_outside_the_parent_are_ignored() -> None:
+    writes, warnings = limit_writes(Limits(cpuset=(1, 3, 4)), {"cpuset": 2}, parent_cpus={0, 1})
+    assert _as_map(writes) == {"cpuset.cpus": "1"}
     assert "3-4" in warnings[0] and "available: 0-1" in warnings[0]
+    writes, warnings = limit_writes(Limits(cpuset=(3,)), {"cpuset": 1}, parent_cpus={0, 1})
+    assert writes == []
+    assert any("none of its CPUs" in w for w in warnings)
 
 
-def test_invalid_limits_are_rejected_whole() -> None:
+def test_invalid_fields_are_ignored_one_by_one() -> None:
     bad = Limits(cpu_weight=0, cpu_max=0.001, memory_max=10, pids_max=0, cpuset=())
     assert len(validate_limits(bad)) == 5
-    writes, warnings = limit_writes(bad, {"cpu": 2, "memory": 2, "pids": 2, "cpuset": 2})
-    assert writes == [] and len(warnings) == 5
     assert validate_limits(FULL) == []
+    versions = {"cpu": 2, "memory": 2, "pids": 2, "cpuset": 2}
+    writes, warnings = limit_writes(replace(bad, memory_max=None, memory_high=1 << 30), versions)
+    assert len(warnings) == 4 and all(w.endswith("ignored") for w in warnings)
+    m = _as_map(writes)
+    # The valid field applies; the invalid ones fall back to "no limit".
+    assert m["memory.high"] == str(1 << 30)
+    assert m["cpu.weight"] == "100" and m["cpu.max"] == "max 100000" and m["pids.max"] == "max"
 
 
 def test_cpu_lists() -> None:

@@ -30,7 +30,7 @@ import select
 import signal
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +47,7 @@ LIMIT_CONTROLLERS = ("cpu", "memory", "pids", "cpuset")
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "freezer")
 CPU_PERIOD_USEC = 100_000
 MIN_CPU_QUOTA_USEC = 1_000
+MIN_MEMORY = 4096  # one page: the kernel rounds to pages anyway
 DESKTOP_NAME_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
 DELEGATE_HINT = "run zionwm in a delegated scope: systemd-run --user --scope -p Delegate=yes zionwm"
 
@@ -436,22 +437,26 @@ def parse_cpus(text: str) -> set[int]:
     return cpus
 
 
-def validate_limits(limits: Limits) -> list[str]:
-    """Errors in a Limits value (config validation calls this; empty list = valid)."""
-    errors = []
+def _limit_errors(limits: Limits) -> dict[str, str]:
+    errors: dict[str, str] = {}
     if limits.cpu_weight is not None and not 1 <= limits.cpu_weight <= 10000:
-        errors.append(f"cpu_weight must be 1..10000, got {limits.cpu_weight}")
+        errors["cpu_weight"] = f"cpu_weight must be 1..10000, got {limits.cpu_weight}"
     if limits.cpu_max is not None and not limits.cpu_max * CPU_PERIOD_USEC >= MIN_CPU_QUOTA_USEC:
-        errors.append(f"cpu_max must be at least 0.01 (1% of a CPU), got {limits.cpu_max}")
+        errors["cpu_max"] = f"cpu_max must be at least 0.01 (1% of a CPU), got {limits.cpu_max}"
     for name in ("memory_high", "memory_max"):
         v = getattr(limits, name)
-        if v is not None and v < 1 << 20:
-            errors.append(f"{name} must be at least 1 MiB, got {v}")
+        if v is not None and v < MIN_MEMORY:
+            errors[name] = f"{name} must be at least {MIN_MEMORY} bytes, got {v}"
     if limits.pids_max is not None and limits.pids_max < 1:
-        errors.append(f"pids_max must be at least 1, got {limits.pids_max}")
+        errors["pids_max"] = f"pids_max must be at least 1, got {limits.pids_max}"
     if limits.cpuset is not None and (not limits.cpuset or min(limits.cpuset) < 0):
-        errors.append(f"cpuset must be a non-empty tuple of CPU numbers, got {limits.cpuset}")
+        errors["cpuset"] = f"cpuset must be a non-empty tuple of CPU numbers, got {limits.cpuset}"
     return errors
+
+
+def validate_limits(limits: Limits) -> list[str]:
+    """Errors in a Limits value (for config validation; empty list = valid)."""
+    return list(_limit_errors(limits).values())
 
 
 def limit_writes(
@@ -463,12 +468,14 @@ def limit_writes(
 
     ``versions`` maps each usable limit controller to 1 or 2; a controller missing there
     yields a warning for any limit that needs it. ``parent_cpus`` is the CPU set the
-    desktop may use (the parent's effective cpuset), needed to check and reset cpuset.
+    desktop may use (the parent's effective cpuset): CPUs outside it are ignored, with a
+    warning. An invalid field is ignored (treated as unset) with a warning; the others apply.
     """
     writes: list[Write] = []
-    warnings = [f"limit rejected: {e}" for e in validate_limits(limits)]
-    if warnings:
-        return [], warnings
+    errors = _limit_errors(limits)
+    warnings = [f"{e}: ignored" for e in errors.values()]
+    if errors:
+        limits = replace(limits, **dict.fromkeys(errors))
 
     def missing(what: str, controller: str) -> None:
         warnings.append(f"{what} not applied: the {controller} controller is not available")
@@ -530,12 +537,14 @@ def limit_writes(
             wanted = set(limits.cpuset)
             if parent_cpus is not None and not wanted <= parent_cpus:
                 warnings.append(
-                    f"cpuset {format_cpus(wanted)} not applied: CPUs "
-                    f"{format_cpus(wanted - parent_cpus)} are not available "
-                    f"(available: {format_cpus(parent_cpus)})"
+                    f"cpuset: CPUs {format_cpus(wanted - parent_cpus)} are not available here "
+                    f"(available: {format_cpus(parent_cpus)}); ignored"
                 )
-            else:
+                wanted &= parent_cpus
+            if wanted:
                 writes.append(Write("cpuset", "cpuset.cpus", format_cpus(wanted)))
+            else:
+                warnings.append("cpuset not applied: none of its CPUs is available")
         elif cs == 2:
             writes.append(Write("cpuset", "cpuset.cpus", ""))  # empty: inherit the parent's
         elif parent_cpus is not None:
@@ -653,9 +662,13 @@ class FreezeResult:
 class FreezeOp:
     """One freeze in progress: poll it from the event loop; it never blocks.
 
-    On cgroup v2, ``fileno()`` is an fd on cgroup.events that becomes ready (POLLPRI) when
-    the state changes; call ``poll()`` then, and on a short timer anyway so the deadline is
-    enforced. On v1 there is no fd: poll on a timer (``poll_interval``). When ``poll()``
+    On cgroup v2, ``fileno()`` is an fd on cgroup.events that signals POLLPRI|POLLERR when
+    the state changes; call ``poll()`` then, and from a timer at the deadline so a freeze that
+    never completes is rolled back. Watch it for errors only, never for readability (a
+    cgroup file is always readable, so EPOLLIN would spin): epoll with an empty event mask,
+    or ``wl_event_loop_add_fd(loop, fd, 0, ...)``, whose callback then gets
+    WL_EVENT_ERROR on each change. ``poll()`` re-reads the file, which re-arms it.
+    On v1 there is no fd: poll on a timer (``poll_interval``). When ``poll()``
     returns a final state the fd stays open until ``close()``, so the caller can remove it
     from its event loop first.
     """
