@@ -760,20 +760,29 @@ class _Layout:
                 return out
         return self.outputs[0] if self.outputs else None
 
-    def workspace(self, position: int, desktop: dict[str, Any]) -> dict[str, Any]:
+    def workspace(
+        self, position: int, desktop: dict[str, Any], in_tree: bool = True
+    ) -> dict[str, Any]:
+        """The desktop as an i3 workspace. In a tree (and in events) only one container is
+        focused, as i3 has it: the focused window of the active desktop, else the desktop
+        itself; in GET_WORKSPACES "focused" means "the desktop that has the focus"."""
         out = self.output_of(desktop)
         rect = _rect(*(out.get(k) for k in ("x", "y", "width", "height"))) if out else _rect()
         name = str(desktop.get("name"))
         node = _base_node(WORKSPACE_ID_BASE + position, "workspace", name, rect)
-        visible = bool(desktop.get("visible", desktop.get("active")))
+        active = bool(desktop.get("active"))
+        visible = bool(desktop.get("visible", active))
         windows = [w for w in self.windows if w.get("desktop") == name]
         children = [window_node(w, visible) for w in windows]
         focus_order = sorted(children, key=lambda n: not n["focused"])
+        has_focused_window = any(n["focused"] for n in children)
+        for child in children:
+            child["focused"] = child["focused"] and active
         node.update(
             {
                 "num": position + 1,
                 "output": out.get("name") if out else None,
-                "focused": bool(desktop.get("active")),
+                "focused": active and not (in_tree and has_focused_window),
                 "visible": visible,
                 "urgent": bool(desktop.get("urgent")),
                 "representation": f"zionwm[{name}]",
@@ -787,7 +796,7 @@ class _Layout:
     def workspaces(self, with_nodes: bool = False) -> list[dict[str, Any]]:
         result = []
         for pos, d in enumerate(self.desktops):
-            ws = self.workspace(pos, d)
+            ws = self.workspace(pos, d, in_tree=with_nodes)
             if not with_nodes:
                 for key in ("nodes", "floating_nodes"):
                     ws.pop(key)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pywayland import lib as pw_lib
 from pywayland.protocol.wayland import WlSeat
 from pywayland.server import Display
 from wlroots import ffi as wlr_ffi
@@ -123,6 +124,7 @@ class Server(HasListeners):
         self.config = config
         self.options = options
         self.switch_started_ns = 0
+        self.shutting_down = False
         self.switch_latencies_ms: list[float] = []
         self.focused_view: View | None = None
         self.grab: Grab | None = None
@@ -250,17 +252,21 @@ class Server(HasListeners):
 
     def shutdown(self) -> None:
         log.info("shutting down")
+        self.shutting_down = True
         for ext in reversed(self.extensions):
             try:
                 ext.close()
             except Exception:
                 log.exception("shutdown of %s failed", type(ext).__name__)
         self.children.kill_all()
-        self.display.destroy_clients()
         for d in self.desktops.values():
             d.socket.close()
+        pw_lib.wl_display_destroy_clients(self.display._ptr)
         self.finalize_listeners()
-        self.display.destroy()
+        self.backend.destroy()
+        # The rest (scene, layout, cursor, display) is released by process exit: pywlroots'
+        # ffi.gc destructors run in no defined order at interpreter exit, so the CLI ends
+        # with os._exit after this returns.
 
     # ================================================================ desktops
 
@@ -377,7 +383,7 @@ class Server(HasListeners):
 
     def _on_xdg_shell_new_surface(self, listener: Any, xdg_surface: XdgSurface) -> None:
         if xdg_surface.role == XdgSurfaceRole.POPUP:
-            parent = XdgSurface.from_surface(xdg_surface.popup.parent)
+            parent = XdgSurface.from_surface(popup_parent(xdg_surface))
             parent_node = parent.data
             if parent_node is None:
                 log.warning("popup without a known parent: ignored")
@@ -403,7 +409,7 @@ class Server(HasListeners):
         if box is None:
             return
         popup = xdg_surface.popup
-        parent = XdgSurface.from_surface(popup.parent)
+        parent = XdgSurface.from_surface(popup_parent(xdg_surface))
         view = self._view_for_xdg_surface(parent)
         ox, oy = (view.x, view.y) if view else (0, 0)
         popup.unconstrain_from_box(Box(box.x - ox, box.y - oy, box.width, box.height))
@@ -533,9 +539,16 @@ class Server(HasListeners):
     def output_destroyed(self, so: ServerOutput) -> None:
         self.outputs.remove(so)
         ind = self.indicators.pop(so.name, None)
-        if ind:
-            ind.destroy()
-        self._layout_changed()
+        if self.shutting_down:
+            return
+        # not from inside the output's destroy signal: the scene is still tearing down its
+        # scene output, and destroying a node now would damage a half-destroyed output
+        def later() -> None:
+            if ind:
+                ind.destroy()
+            self._layout_changed()
+
+        self.loop.call_later(1, later, "output removal")
 
     def _layout_changed(self) -> None:
         full = self.output_layout.get_box(None)
@@ -696,7 +709,7 @@ class Server(HasListeners):
         except Exception:
             return None
         while xs.role == XdgSurfaceRole.POPUP:
-            xs = XdgSurface.from_surface(xs.popup.parent)
+            xs = XdgSurface.from_surface(popup_parent(xs))
         return self._view_for_xdg_surface(xs)
 
     def _on_cursor_axis(self, listener: Any, event: Any) -> None:
@@ -935,6 +948,11 @@ class Server(HasListeners):
             **{k: v for ext in self.extensions for k, v in getattr(ext, "status",
                                                                     dict)().items()},
         }
+
+
+def popup_parent(xdg_surface: XdgSurface) -> Surface:
+    # pywlroots 0.15.24's XdgPopup.parent recurses into itself; read the pointer directly
+    return Surface(xdg_surface.popup._ptr.parent)
 
 
 class Decoration(HasListeners):

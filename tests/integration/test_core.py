@@ -1,0 +1,205 @@
+"""The compositor core against real clients: windows on screen, keyboard, popups,
+fullscreen, misbehaving clients, leaks, and the libraries actually loaded."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import struct
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Compositor, colour_near, require, wait_for
+from tests.wire import WireClient
+
+PERSONAL = "#3b82f6"  # the default config's colours
+BACKGROUND = (20, 20, 26)
+
+
+def test_window_appears_where_reported_framed_in_desktop_colour(compositor: Compositor) -> None:
+    require("weston-simple-shm")
+    compositor.zionctl("launch", "personal", "--", "weston-simple-shm")
+    (win,) = compositor.wait_window("personal", "org.freedesktop.weston.simple-shm")
+    img = compositor.screenshot()
+    x, y, w, h = win["x"], win["y"], win["width"], win["height"]
+    assert (w, h) == (250, 250)
+    # the frame, one pixel outside the window on each side, is the desktop's colour
+    for px in ((x - 1, y + h // 2), (x + w, y + h // 2), (x + w // 2, y - 1),
+               (x + w // 2, y + h)):
+        assert colour_near(img.getpixel(px), PERSONAL), (px, img.getpixel(px))
+    # the client's own pixels are there, not the background
+    centre = img.getpixel((x + w // 2, y + h // 2))
+    assert not colour_near(centre, "#%02x%02x%02x" % BACKGROUND)
+    # and the indicator strip shows the active desktop's colour
+    assert colour_near(img.getpixel((img.width - 5, 5)), PERSONAL)
+
+
+def test_typed_text_reaches_a_terminal(compositor: Compositor, tmp_path: Path) -> None:
+    require("foot")
+    out = tmp_path / "typed.txt"
+    compositor.zionctl("launch", "personal", "--", "foot", "sh", "-c", f"cat > {out}")
+    compositor.wait_window("personal", "foot")
+    compositor.type_keys("hello zionwm\n")
+    compositor.type_keys("-M", "ctrl", "d", "-m", "ctrl")
+    wait_for(lambda: out.exists() and out.read_text() == "hello zionwm\n", 15,
+             "foot to write what wtype typed")
+
+
+def test_fullscreen_request_covers_the_output(compositor: Compositor) -> None:
+    require("foot")
+    compositor.zionctl("launch", "personal", "--", "foot", "--fullscreen")
+    wait_for(lambda: [w for w in compositor.windows("personal")
+                      if w["fullscreen"] and (w["width"], w["height"]) == (1280, 720)],
+             15, "a fullscreen window the size of the output")
+    img = compositor.screenshot()
+    # the trust indicator is still drawn over the fullscreen window
+    assert colour_near(img.getpixel((img.width - 5, 5)), PERSONAL)
+
+
+def test_popup_maps(compositor: Compositor) -> None:
+    """weston-terminal opens its context menu (an xdg_popup) on a right click."""
+    require("weston-terminal")
+    compositor.zionctl("launch", "personal", "--", "weston-terminal")
+    (win,) = compositor.wait_window("personal")
+    px, py = win["x"] + 100, win["y"] + 100
+    vp = VirtualPointer(compositor)
+    vp.move(px, py)
+    vp.c.roundtrip()
+    # the menu opens below and right of the pointer; look past the cursor image
+    box = (px + 30, py + 30, px + 90, py + 60)
+    before = compositor.screenshot().crop(box).tobytes()
+    vp.click(px, py, button=0x111)  # BTN_RIGHT
+
+    def changed() -> bool:
+        return compositor.screenshot().crop(box).tobytes() != before
+
+    wait_for(changed, 10, "the popup menu to appear under the pointer")
+    assert compositor.alive()
+
+
+class VirtualPointer:
+    """Pointer input through zwlr_virtual_pointer_v1 on the host socket (a trusted tool)."""
+
+    def __init__(self, comp: Compositor) -> None:
+        self.c = WireClient(Path(comp.runtime) / comp.socket_name)
+        mgr = self.c.bind("zwlr_virtual_pointer_manager_v1", 1)
+        self.ptr = self.c.new_id()
+        self.c.send(mgr, 0, struct.pack("=II", 0, self.ptr))  # create_virtual_pointer(null)
+        self.t = 1
+
+    def move(self, x: int, y: int) -> None:
+        self.t += 1
+        self.c.send(self.ptr, 1, struct.pack("=IIIII", self.t, x, y, 1280, 720))
+        self.c.send(self.ptr, 4)  # frame
+
+    def click(self, x: int, y: int, button: int = 0x110) -> None:
+        self.move(x, y)
+        for state in (1, 0):
+            self.t += 1
+            self.c.send(self.ptr, 2, struct.pack("=III", self.t, button, state))
+            self.c.send(self.ptr, 4)
+        self.c.roundtrip()
+
+
+def test_misbehaving_clients_are_disconnected_and_others_keep_working(
+        compositor: Compositor) -> None:
+    require("weston-simple-shm")
+    compositor.zionctl("launch", "personal", "--", "weston-simple-shm")
+    compositor.wait_window("personal")
+
+    # 1. garbage on a desktop socket
+    garbage = WireClient(compositor.desktop_socket("work"))
+    garbage.sock.send(bytes(random.Random(7).getrandbits(8) for _ in range(16384)))
+    assert garbage.disconnected(), "a client sending garbage must be disconnected"
+
+    # 2. a mapped window whose shm pool is truncated behind the compositor's back
+    bad = WireClient(compositor.desktop_socket("personal"))
+    comp_id = bad.bind("wl_compositor", 4)
+    shm = bad.bind("wl_shm", 1)
+    wm = bad.bind("xdg_wm_base", 1)
+    surface = bad.new_id()
+    bad.send(comp_id, 0, struct.pack("=I", surface))
+    xs = bad.new_id()
+    bad.send(wm, 2, struct.pack("=II", xs, surface))
+    bad.send(xs, 1, struct.pack("=I", bad.new_id()))
+    bad.send(surface, 6)
+    bad.send(xs, 4, struct.pack("=I", bad._wait_configure(xs)))
+    buf = bad.shm_buffer(shm, 64, 64, 0xFFFF0000, truncate_after=True)
+    bad.send(surface, 1, struct.pack("=Iii", buf, 0, 0))
+    bad.send(surface, 2, struct.pack("=iiii", 0, 0, 64, 64))
+    bad.send(surface, 6)
+    assert bad.disconnected(), "a client whose shm pool was truncated must be disconnected"
+    assert b"SHM" in bad.errors[0].payload
+    bad.close()
+    garbage.close()
+    wait_for(lambda: len(compositor.windows("personal")) == 1, 10, "the bad window to go")
+
+    # 3. a client killed with SIGKILL while drawing
+    victim = compositor.client(["weston-simple-shm"], desktop="personal")
+    compositor.wait_window("personal", count=2)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    wait_for(lambda: len(compositor.windows("personal")) == 1, 10, "the killed window to go")
+
+    # the compositor and the first client are fine and still drawing
+    assert compositor.alive()
+    assert len(compositor.windows("personal")) == 1
+    good = WireClient(compositor.desktop_socket("personal"))
+    good.map_toplevel()
+    compositor.wait_window("personal", count=2)
+    good.close()
+
+
+def _rss_kib(pid: int) -> int:
+    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    assert m
+    return int(m.group(1))
+
+
+@pytest.mark.slow
+def test_connect_map_disconnect_cycles_do_not_leak(compositor: Compositor) -> None:
+    sock = compositor.desktop_socket("personal")
+    assert compositor.proc is not None
+    pid = compositor.proc.pid
+
+    def cycle() -> None:
+        c = WireClient(sock)
+        c.map_toplevel(32, 32)
+        c.close()
+
+    for _ in range(30):  # warm up caches and allocator pools
+        cycle()
+    wait_for(lambda: not compositor.windows(), 10, "warm-up windows to go")
+    start = _rss_kib(pid)
+    for _ in range(200):
+        cycle()
+    wait_for(lambda: not compositor.windows(), 10, "all windows to go")
+    grown = _rss_kib(pid) - start
+    print(f"RSS start {start} KiB, growth after 200 cycles {grown} KiB")
+    assert grown < 8 * 1024, f"RSS grew by {grown} KiB over 200 map cycles"
+
+
+def test_loaded_wayland_and_wlroots_are_the_system_ones(compositor: Compositor) -> None:
+    assert compositor.proc is not None
+    maps = Path(f"/proc/{compositor.proc.pid}/maps").read_text()
+    libs = {line.split()[-1] for line in maps.splitlines()
+            if "libwayland-server" in line or "libwlroots" in line}
+    assert libs, "no libwayland-server/libwlroots mapped?"
+    for lib in libs:
+        assert lib.startswith(("/usr/lib/", "/lib/")), f"bundled copy loaded: {lib}"
+    for wheel_libs in ("pywayland.libs/", "pywlroots.libs/", "xkbcommon.libs/"):
+        assert wheel_libs not in maps, f"a binary wheel's bundled libraries are loaded: {wheel_libs}"
+
+
+def test_sigterm_shuts_down_cleanly(compositor: Compositor) -> None:
+    require("weston-simple-shm")
+    compositor.zionctl("launch", "personal", "--", "weston-simple-shm")
+    compositor.wait_window("personal")
+    assert compositor.proc is not None
+    compositor.proc.send_signal(signal.SIGTERM)
+    assert compositor.proc.wait(timeout=15) == 0
+    assert not (compositor.runtime / "zionwm" / "ipc.sock").exists()
+    assert not os.path.exists(compositor.desktop_socket("personal"))
