@@ -1,0 +1,9 @@
+#!/bin/sh
+# `make test`: the whole suite against the real compositor, real clients and real kernel
+# facilities. Extra arguments go to pytest (make test PYTEST_ARGS="-k clipboard").
+set -eu
+cd "$(dirname "$0")/.."
+export PYTHONDONTWRITEBYTECODE=1
+# tests make their own private runtime/config/data directories; start from a clean slate
+unset WAYLAND_DISPLAY DISPLAY SWAYSOCK ZIONWM_SOCK || true
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
