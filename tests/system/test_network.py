@@ -29,7 +29,7 @@ from pyroute2 import IPRoute, netns
 
 from zionwm.isolation import netpolicy
 from zionwm.isolation.network import NetworkManager, probe
-from zionwm.isolation.spec import AllowRule, NetMode, NetworkPolicy
+from zionwm.isolation.spec import AllowRule, DesktopSpec, NetMode, NetworkPolicy
 
 PY = sys.executable
 REPO = Path(__file__).resolve().parents[2]
@@ -130,7 +130,7 @@ SERVER = textwrap.dedent(
 
 PROBE = textwrap.dedent(
     r"""
-    import json, socket, sys
+    import json, socket, struct, sys
     def http(host, port, sock=None):
         s = sock or socket.create_connection((host, int(port)), timeout=3)
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -159,6 +159,17 @@ PROBE = textwrap.dedent(
             return s.recvfrom(2048)[0].decode()
         if cmd == "dns":
             return sorted(socket.gethostbyname_ex(args[0])[2])
+        if cmd == "dnsat":  # a raw query to a resolver of our choice: rcode, addresses
+            q = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0)
+            q += b"".join(bytes([len(l)]) + l.encode() for l in args[1].split(".")) + b"\0"
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(3)
+            s.sendto(q + struct.pack("!HH", 1, 1), (args[0], 53))
+            r = s.recv(4096)
+            rcode, an = struct.unpack("!H", r[2:4])[0] & 0xF, struct.unpack("!H", r[6:8])[0]
+            spots = range(len(q) + 4, len(r) - 15, 16)  # our test server's A records
+            addrs = [socket.inet_ntoa(r[i + 12 : i + 16]) for i in spots]
+            return [rcode, an, addrs if an else []]
         if cmd == "open":
             state["s"] = socket.create_connection((args[0], int(args[1])), timeout=3)
             return "open"
@@ -408,6 +419,12 @@ def test_filtered_allows_only_the_list_and_follows_dns(lab: Lab, mgr: NetworkMan
     assert lab.probe(ns, "http", GOOD, "8080")["ok"] is False  # port not in the rule
     # A name that is not allowed does not resolve (it exists upstream: see the full test).
     assert lab.probe(ns, "dns", "evil.test")["ok"] is False
+    # Every DNS query is answered by the filter, whatever server the program asks.
+    assert lab.probe(ns, "dnsat", "203.0.113.53", "evil.test") == {"ok": True, "value": [3, 0, []]}
+    assert lab.probe(ns, "dnsat", "203.0.113.53", "good.zw.test") == {
+        "ok": True,
+        "value": [0, 1, [GOOD]],
+    }
     # A wildcard rule resolves its names but opens only its own port.
     assert lab.probe(ns, "dns", "bad.zw.test") == {"ok": True, "value": [BAD]}
     assert lab.probe(ns, "http", BAD, "80")["ok"] is False
@@ -518,7 +535,7 @@ KILLED_CHILD = textwrap.dedent(
     from pathlib import Path
     sys.path.insert(0, {repo!r})
     from zionwm.isolation.network import NetworkManager
-    from zionwm.isolation.spec import AllowRule, NetMode, NetworkPolicy
+    from zionwm.isolation.spec import AllowRule, DesktopSpec, NetMode, NetworkPolicy
     m = NetworkManager({prefix!r}, uplink={uplink!r}, uplink_gateway={gw!r},
                        upstream_dns=["{dns}"], state_dir=Path({state!r}))
     m.cleanup_stale()
@@ -600,3 +617,54 @@ def test_allocation_avoids_host_routes(lab: Lab, mgr: NetworkManager) -> None:
     assert not a.plan.subnet.overlaps(b.plan.subnet)
     uplink_net = ipaddress.IPv4Network(f"{lab.uplink_gw}/30", strict=False)
     assert not a.plan.subnet.overlaps(uplink_net)
+
+
+def test_sandbox_from_the_real_launcher_joins_the_desktop_network(
+    lab: Lab, mgr: NetworkManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launcher_mod = pytest.importorskip("zionwm.isolation.launcher")
+    if shutil.which("bwrap") is None:
+        pytest.skip("needs bwrap (Debian package bubblewrap)")
+    for var in ("XDG_RUNTIME_DIR", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        d = tmp_path / var.lower()
+        d.mkdir(mode=0o700)
+        monkeypatch.setenv(var, str(d))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    policy = NetworkPolicy(
+        NetMode.FILTERED,
+        allow=(AllowRule("good.zw.test", ports=(80,)), AllowRule(CIDR_HOST, ports=(8080,))),
+    )
+    net = mgr.ensure("web", policy)
+    _assert_routed_to_lab(lab, mgr, "web", GOOD)
+    _assert_routed_to_lab(lab, mgr, "web", CIDR_HOST)
+    spec = DesktopSpec(name="web", colour=(1.0, 0.0, 0.0, 1.0), network=policy)
+    launcher = launcher_mod.Launcher(netns_path=mgr.netns_path)
+    commands = tmp_path / "commands"
+    commands.write_text(
+        "\n".join(
+            [
+                f"http {CIDR_HOST} 8080",
+                f"http {BAD} 80",
+                f"http {GOOD} 80",
+                "dnsat 203.0.113.53 evil.test",
+                "dnsat 203.0.113.53 good.zw.test",
+                f"http {GOOD} 80",
+            ]
+        )
+        + "\n"
+    )
+    out = tmp_path / "out"
+    with open(commands, "rb") as cin, open(out, "wb") as cout:
+        sandbox = launcher.launch(
+            spec,
+            ["python3", "-c", PROBE, "session"],
+            stdin=cin.fileno(),
+            stdout=cout.fileno(),
+        )
+        assert sandbox.wait(timeout=30) == 0
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["ok"] for r in results] == [True, False, False, True, True, True], results
+    assert results[3]["value"] == [3, 0, []]
+    assert results[4]["value"] == [0, 1, [GOOD]]
+    assert net.netns_path() is not None

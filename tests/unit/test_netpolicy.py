@@ -74,8 +74,8 @@ def test_chain_names_are_injective() -> None:
     desktops = ["a-b", "a_b", "a_mb", "a__b", "a-_b", "a_-b", "ab"]
     chains = {netpolicy.chain_names(d) for d in desktops}
     assert len(chains) == len(desktops)
-    for out, ret, inp in chains:
-        for c in (out, ret, inp):
+    for names in chains:
+        for c in names:
             assert c.replace("_", "").isalnum()
 
 
@@ -203,7 +203,7 @@ def test_filtered_ruleset() -> None:
         ),
     )
     text = netpolicy.desktop_ruleset("zionwm", _rules(policy), "up0")
-    out, ret, inp = netpolicy.chain_names("web")
+    out, ret, inp, dns = netpolicy.chain_names("web")
     assert "add set inet zionwm d_web_h0 { type ipv4_addr; flags timeout; }" in text
     assert "d_web_h3" in text and "d_web_h1" not in text
     rules = _chain_rules(text, out)
@@ -224,12 +224,16 @@ def test_filtered_ruleset() -> None:
     )
     assert _chain_rules(text, inp)[-1] == "drop"
     assert 'add element inet zionwm from_desktop { "zw-web" : jump d_web_out }' in text
+    assert _chain_rules(text, dns) == [
+        f"meta l4proto {{ tcp, udp }} th dport 53 dnat ip to {PLAN.host}:53"
+    ]
 
 
 def test_full_and_block_lan_ruleset() -> None:
     text = netpolicy.desktop_ruleset("zionwm", _rules(NetworkPolicy(NetMode.FULL)), None)
     rules = _chain_rules(text, "d_web_out")
     assert rules[-1] == "accept" and not any("10.0.0.0/8" in r for r in rules)
+    assert _chain_rules(text, "d_web_dns") == []  # a full desktop's DNS goes where it asks
     assert not any("oifname !=" in r for r in rules)
     blocked = netpolicy.desktop_ruleset(
         "zionwm", _rules(NetworkPolicy(NetMode.FULL, block_lan=True)), None

@@ -121,10 +121,10 @@ def _ident(desktop: str) -> str:
     return check_desktop(desktop).replace("_", "__").replace("-", "_m")
 
 
-def chain_names(desktop: str) -> tuple[str, str, str]:
-    """(outbound forward, inbound forward, input-to-host) chain names of one desktop."""
+def chain_names(desktop: str) -> tuple[str, str, str, str]:
+    """(outbound forward, inbound forward, input-to-host, DNS redirect) chains of a desktop."""
     ident = _ident(desktop)
-    return f"d_{ident}_out", f"d_{ident}_ret", f"d_{ident}_in"
+    return f"d_{ident}_out", f"d_{ident}_ret", f"d_{ident}_in", f"d_{ident}_dns"
 
 
 def set_name(desktop: str, rule_index: int) -> str:
@@ -263,6 +263,7 @@ table inet {t} {{
     map from_desktop {{ type ifname : verdict; }}
     map to_desktop {{ type ifname : verdict; }}
     map input_from_desktop {{ type ifname : verdict; }}
+    map dns_from_desktop {{ type ifname : verdict; }}
     chain forward {{
         type filter hook forward priority -5; policy accept;
         iifname vmap @from_desktop
@@ -271,6 +272,10 @@ table inet {t} {{
     chain input {{
         type filter hook input priority -5; policy accept;
         iifname vmap @input_from_desktop
+    }}
+    chain prerouting {{
+        type nat hook prerouting priority -100; policy accept;
+        iifname vmap @dns_from_desktop
     }}
     chain postrouting {{
         type nat hook postrouting priority 95; policy accept;
@@ -313,15 +318,16 @@ def desktop_ruleset(prefix: str, d: DesktopRules, uplink: str | None) -> str:
     connection fails on its next request instead of hanging), only through the uplink, never
     to another desktop, no IPv6, LAN blocked if asked, then the mode's verdict.
     Inbound: replies only. To the host itself: DNS to the forwarder and ping, nothing else.
+    A filtered desktop's DNS, to any server, is redirected to its forwarder.
     """
     if d.policy.mode is NetMode.NONE:
         raise PolicyError("a 'none' desktop has no veth and no rules")
     validate_policy(d.policy)
     t = table_name(prefix)
-    out, ret, inp = chain_names(d.desktop)
+    out, ret, inp, dns = chain_names(d.desktop)
     ifq = _q(d.host_if)
     lines: list[str] = []
-    for chain in (out, ret, inp):
+    for chain in (out, ret, inp, dns):
         lines.append(f"add chain inet {t} {chain}")
         lines.append(f"flush chain inet {t} {chain}")
     for i, rule in enumerate(d.policy.allow):
@@ -363,10 +369,15 @@ def desktop_ruleset(prefix: str, d: DesktopRules, uplink: str | None) -> str:
         add(inp, f"ip daddr {host} meta l4proto {{ tcp, udp }} th dport {d.dns_port} accept")
         add(inp, f"ip daddr {host} icmp type echo-request accept")
         add(inp, "drop")
+    if d.policy.mode is NetMode.FILTERED:
+        # Every DNS query goes to the filter, whatever resolver the program was told of
+        # (the host's resolv.conf, a hard-coded public one): filtered names stay filtered.
+        add(dns, f"meta l4proto {{ tcp, udp }} th dport 53 dnat ip to {d.plan.host}:{d.dns_port}")
     lines.append(f"add element inet {t} desktop_ifs {{ {ifq} }}")
     lines.append(f"add element inet {t} from_desktop {{ {ifq} : jump {out} }}")
     lines.append(f"add element inet {t} to_desktop {{ {ifq} : jump {ret} }}")
     lines.append(f"add element inet {t} input_from_desktop {{ {ifq} : jump {inp} }}")
+    lines.append(f"add element inet {t} dns_from_desktop {{ {ifq} : jump {dns} }}")
     return "\n".join(lines) + "\n"
 
 
@@ -380,6 +391,7 @@ def remove_desktop_ruleset(
         f"delete element inet {t} from_desktop {{ {ifq} }}",
         f"delete element inet {t} to_desktop {{ {ifq} }}",
         f"delete element inet {t} input_from_desktop {{ {ifq} }}",
+        f"delete element inet {t} dns_from_desktop {{ {ifq} }}",
         f"delete element inet {t} desktop_ifs {{ {ifq} }}",
     ]
     for chain in chain_names(desktop):
