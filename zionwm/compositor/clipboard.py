@@ -64,8 +64,7 @@ class ClipboardBridge:
             return f"{desktop}'s clipboard holds no allowed type ({', '.join(offered[:4])})"
         self._abort_read()
         rfd, wfd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        native.source_send(source, mime, wfd)
-        os.close(wfd)
+        native.source_send(source, mime, wfd)  # wlroots passes wfd on and closes it
         buf = bytearray()
         watch = self._loop.add_reader(rfd, self._on_pipe_readable, "clipboard read")
         self._reading = (rfd, watch, buf, mime, desktop)

@@ -1,0 +1,162 @@
+"""Desktops as compartments: switching, what a desktop's clients can see and do, the
+clipboard wall and its one-shot door, and config fallback/reload. Each security promise is
+tested as an attack from a client on a desktop socket."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.harness import Compositor, colour_near, require, wait_for
+
+PRIVILEGED = {
+    "zwlr_screencopy_manager_v1", "zwlr_export_dmabuf_manager_v1",
+    "zwp_virtual_keyboard_manager_v1", "zwlr_virtual_pointer_manager_v1",
+    "zwlr_data_control_manager_v1", "zwlr_foreign_toplevel_manager_v1",
+    "zwlr_layer_shell_v1", "zwlr_output_manager_v1", "zwlr_output_power_manager_v1",
+    "zwlr_gamma_control_manager_v1", "zwlr_input_inhibit_manager_v1",
+    "zwp_keyboard_shortcuts_inhibit_manager_v1",
+}
+
+
+def _shows(comp: Compositor, win: dict[str, Any]) -> bool:
+    """Is the window's frame on screen now (in its desktop's colour)?"""
+    img = comp.screenshot()
+    colour = comp.desktops()[win["desktop"]]["colour"]
+    return colour_near(img.getpixel((win["x"] - 1, win["y"] + win["height"] // 2)), colour) \
+        and colour_near(img.getpixel((win["x"] + win["width"], win["y"] + 10)), colour)
+
+
+def test_switching_hides_and_shows_a_desktop(compositor: Compositor) -> None:
+    require("weston-simple-shm")
+    compositor.zionctl("launch", "work", "--", "weston-simple-shm")
+    (win,) = compositor.wait_window("work")
+    assert win["desktop"] == "work"
+    compositor.zionctl("switch", "work")
+    assert _shows(compositor, win)
+    compositor.zionctl("switch", "personal")
+    assert not _shows(compositor, win)
+    # Super+2 typed on the host socket, as a person would
+    compositor.type_keys("-M", "logo", "2", "-m", "logo")
+    wait_for(lambda: compositor.desktops()["work"]["active"], 10, "Super+2 to show work")
+    assert _shows(compositor, win)
+    # focus came back to the window that had it on that desktop
+    assert compositor.windows("work")[0]["focused"]
+    # Super+Tab goes back to the previous desktop
+    compositor.type_keys("-M", "logo", "-k", "Tab", "-m", "logo")
+    wait_for(lambda: compositor.desktops()["personal"]["active"], 10, "Super+Tab")
+    assert not _shows(compositor, win)
+
+
+def test_a_window_never_changes_desktop(compositor: Compositor) -> None:
+    r = compositor.zionctl("move-to", "work", check=False)
+    assert r.returncode != 0
+    r = compositor.zionctl("switch", "nosuchdesk", check=False)
+    assert r.returncode != 0 and "nosuchdesk" in (r.stderr + r.stdout)
+
+
+def _globals(comp: Compositor, desktop: str | None) -> set[str]:
+    r = comp.run([require("wayland-info")], desktop=desktop)
+    assert r.returncode == 0, r.stderr
+    out = set()
+    for line in r.stdout.decode().splitlines():
+        if "interface:" in line:
+            out.add(line.split("interface:")[1].split(",")[0].strip().strip("'"))
+    return out
+
+
+def test_desktop_clients_see_no_privileged_protocols(compositor: Compositor) -> None:
+    host = _globals(compositor, None)
+    assert {"zwlr_screencopy_manager_v1", "zwp_virtual_keyboard_manager_v1"} <= host
+    for desktop in ("personal", "web"):
+        seen = _globals(compositor, desktop)
+        assert "wl_compositor" in seen and "xdg_wm_base" in seen
+        assert not seen & PRIVILEGED, seen & PRIVILEGED
+
+
+def test_screen_capture_and_key_injection_fail_from_a_desktop(
+        compositor: Compositor, tmp_path: Path) -> None:
+    grim, wtype = require("grim"), require("wtype")
+    r = compositor.run([grim, str(tmp_path / "stolen.png")], desktop="web")
+    assert r.returncode != 0 and not (tmp_path / "stolen.png").exists()
+    assert b"screencopy" in r.stderr
+    r = compositor.run([wtype, "rm -rf ~\n"], desktop="web")
+    assert r.returncode != 0
+    assert b"virtual" in r.stderr.lower() or b"keyboard" in r.stderr.lower()
+    # the same tools on the trusted host socket work
+    assert compositor.run([grim, str(tmp_path / "ok.png")]).returncode == 0
+    assert compositor.run([wtype, "x"]).returncode == 0
+
+
+def _paste(comp: Compositor, desktop: str) -> subprocess.CompletedProcess[bytes]:
+    return comp.run([require("wl-paste"), "--no-newline"], desktop=desktop, timeout=15)
+
+
+def test_clipboards_are_per_desktop_and_cross_only_by_the_user(compositor: Compositor) -> None:
+    wl_copy = require("wl-copy")
+    compositor.client([wl_copy, "--foreground", "secret"], desktop="personal")
+    wait_for(lambda: _paste(compositor, "personal").stdout == b"secret", 15,
+             "the copy to be pasteable on its own desktop")
+    compositor.zionctl("switch", "work")
+    stolen = _paste(compositor, "work")
+    assert stolen.stdout == b"", "another desktop read personal's clipboard"
+    # the user's explicit gesture: Super+Shift+C on personal, Super+Shift+V on work
+    compositor.zionctl("switch", "personal")
+    compositor.type_keys("-M", "logo", "-M", "shift", "c", "-m", "shift", "-m", "logo")
+    wait_for(lambda: any("Copied 6 bytes" in n for n in
+                         compositor.zjson("status")["notifications"]), 10,
+             "the compositor to hold the copied text")
+    compositor.zionctl("switch", "work")
+    compositor.type_keys("-M", "logo", "-M", "shift", "v", "-m", "shift", "-m", "logo")
+    assert _paste(compositor, "work").stdout == b"secret"
+    # once only: the buffer is wiped after delivery
+    assert _paste(compositor, "work").stdout == b""
+    assert "clipboard transfer: from=personal to=work size=6" in compositor.log()
+
+
+BROKEN = """\
+from zionwm.config import desktop
+desktop("personal", colour="#123456")
+desktop("personal", colour="#zzzzzz")
+"""
+
+GOOD = """\
+from zionwm.config import desktop, bind
+desktop("alpha", colour="#112233")
+desktop("beta", colour="#445566")
+bind("Super+1", "switch alpha")
+"""
+
+
+def test_broken_config_falls_back_to_default_and_says_so(make_compositor: Any) -> None:
+    comp = make_compositor(BROKEN)
+    assert set(comp.desktops()) >= {"personal", "work", "web"}
+    notes = "\n".join(comp.zjson("status")["notifications"])
+    assert "default config" in notes and "config.py:3" in notes
+
+
+def test_failed_reload_keeps_the_running_config(make_compositor: Any) -> None:
+    comp = make_compositor(GOOD)
+    assert list(comp.desktops()) == ["alpha", "beta"]
+    assert comp.config_path is not None
+    comp.config_path.write_text(BROKEN)
+    r = comp.zionctl("reload", check=False)
+    assert r.returncode != 0 and "config.py:3" in (r.stderr + r.stdout)
+    assert list(comp.desktops()) == ["alpha", "beta"]
+    comp.config_path.write_text(GOOD.replace('"beta"', '"gamma"'))
+    comp.zionctl("reload")
+    assert list(comp.desktops()) == ["alpha", "gamma"]
+    assert (comp.runtime / "zionwm" / "gamma" / "wayland-0").exists()
+    assert not (comp.runtime / "zionwm" / "beta" / "wayland-0").exists()
+
+
+def test_check_config_reports_every_problem_with_its_line(tmp_path: Path) -> None:
+    import sys
+
+    cfg = tmp_path / "config.py"
+    cfg.write_text(BROKEN)
+    r = subprocess.run([str(Path(sys.executable).parent / "zionwm"), "--check-config",
+                        str(cfg)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert f"{cfg}:3:" in r.stdout
