@@ -510,7 +510,7 @@ def test_kill_ends_processes_that_escaped_the_tree(
     _poll_until(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 5, "the escape")
     escaped = int(pidfile.read_text())
     _poll_until(lambda: cg.live_pids() == [escaped], 5, "only the escaped sleeper to remain")
-    assert _task_state(escaped)[0] == "S"
+    assert _task_state(escaped)[0] not in ("Z", "?")  # alive before the kill
     assert cg.kill(timeout=2.0) == 1
     assert cg.live_pids() == []
     assert reaper.wait(timeout=5) == 0  # it reaped the sleeper and had no children left
