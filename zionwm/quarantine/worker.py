@@ -133,7 +133,9 @@ def sandbox_argv(plan: SandboxPlan) -> list[str]:
         argv += ["--symlink", target, link]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/run/zionwm"]
     if plan.clamd_socket is not None:
-        argv += ["--ro-bind", plan.clamd_socket, SANDBOX_CLAMD]
+        # -try: a configured clamd that is not running is the worker's to report (it finds
+        # no socket: cannot-inspect), not a reason for the sandbox to fail to start
+        argv += ["--ro-bind-try", plan.clamd_socket, SANDBOX_CLAMD]
     for i, d in enumerate(plan.yara_dirs):
         argv += ["--ro-bind-try", d, f"{SANDBOX_YARA}/{i}"]
     argv += ["--chdir", "/", "--"]
@@ -204,6 +206,7 @@ class WorkerRun:
     timed_out: bool
     elapsed: float
     sandbox_pid: int | None = None  # the sandbox's init as seen from the host (bwrap info)
+    pgid: int | None = None  # process group of prlimit/bwrap (killed as a whole on timeout)
     errors: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -334,6 +337,7 @@ def _collect(
         timed_out=timed_out,
         elapsed=time.monotonic() - start,
         sandbox_pid=_child_pid(bytes(info)),
+        pgid=proc.pid,
         errors=tuple(errors),
     )
 

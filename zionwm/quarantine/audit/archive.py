@@ -288,6 +288,8 @@ def walk_zip(walk: Walk, zf: zipfile.ZipFile, where: str, packed_size: int, dept
         member = f"{where}!{info.filename}"
         name_findings(walk, where, info.filename)
         mode = info.external_attr >> 16 if info.create_system == 3 else 0
+        if mode and not stat.S_IFMT(mode):
+            mode |= stat.S_IFREG  # writers often store permission bits without a file type
         if info.compress_size and info.file_size > MIN_RATIO_SIZE:
             ratio_finding(walk, member, info.file_size, info.compress_size)
         if info.flag_bits & 0x1:
@@ -296,7 +298,8 @@ def walk_zip(walk: Walk, zf: zipfile.ZipFile, where: str, packed_size: int, dept
             )
             continue
         if mode and stat.S_ISLNK(mode):
-            target = zf.read(info)[:4096].decode("utf-8", "replace")
+            with zf.open(info) as f:
+                target = f.read(4096).decode("utf-8", "replace")
             link_findings(walk, where, info.filename, target, hard=False)
             continue
         if mode:

