@@ -169,7 +169,8 @@ def test_ids_are_never_reused(tmp_path: Path) -> None:
     [
         (State.TAKING, True, False, RecoveryAction.TO_RECEIVED),
         (State.TAKING, False, False, RecoveryAction.DROP),
-        (State.RECEIVED, True, False, RecoveryAction.TO_RECEIVED),
+        (State.RECEIVED, True, False, RecoveryAction.KEEP),
+        (State.RECEIVED, False, False, RecoveryAction.TO_LOST),
         (State.AUDITING, True, False, RecoveryAction.TO_RECEIVED),
         (State.AUDITING, False, False, RecoveryAction.TO_LOST),
         (State.HELD, True, False, RecoveryAction.KEEP),
@@ -195,10 +196,21 @@ def test_recovery_never_releases_what_is_still_only_in_the_store() -> None:
         assert recovery_action(state, True, False) is not RecoveryAction.TO_RELEASED
 
 
-def test_recovery_covers_every_pending_state() -> None:
-    # Unfinished states must each have a rule; only terminal ones are left alone.
-    for state in PENDING_STATES - {State.HELD}:
-        assert recovery_action(state, True, False) is not RecoveryAction.KEEP
+def test_recovery_only_proposes_allowed_transitions() -> None:
+    # Whatever the rule says must be a transition the store accepts (a self-transition is
+    # refused: the service crashed on start before RECEIVED mapped to KEEP).
+    target = {
+        RecoveryAction.TO_RECEIVED: State.RECEIVED,
+        RecoveryAction.TO_HELD: State.HELD,
+        RecoveryAction.TO_RELEASED: State.RELEASED,
+        RecoveryAction.TO_DELETED: State.DELETED,
+        RecoveryAction.TO_LOST: State.REJECTED,
+    }
+    for state in PENDING_STATES | {State.DELETING}:
+        for in_store, at_dest in itertools.product((True, False), repeat=2):
+            action = recovery_action(state, in_store, at_dest)
+            if action in target:
+                assert target[action] in ALLOWED[state], (state, in_store, at_dest, action)
 
 
 POLICY = DownloadsPolicy(

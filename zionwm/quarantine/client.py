@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ class QuarantineClient:
             self.sock.close()
             raise
         self._buf = b""
+        self._events: deque[dict[str, Any]] = deque()  # arrived while waiting for a reply
 
     def __enter__(self) -> QuarantineClient:
         return self
@@ -63,7 +65,11 @@ class QuarantineClient:
     def call(self, cmd: str, **args: Any) -> dict[str, Any]:
         """Send one request and return its reply as is (`ok` may be false)."""
         self.sock.sendall((json.dumps({"cmd": cmd, **args}) + "\n").encode())
-        return self._readline()
+        while True:
+            msg = self._readline()
+            if "event" not in msg:
+                return msg
+            self._events.append(msg)  # a subscribed connection: events interleave replies
 
     def request(self, cmd: str, **args: Any) -> dict[str, Any]:
         """Like `call`, raising QuarantineError when the service says no."""
@@ -77,7 +83,9 @@ class QuarantineClient:
         return self.request("subscribe")
 
     def next_event(self, timeout: float | None = None) -> dict[str, Any]:
-        """Block for the next event (after `subscribe`); socket.timeout when none comes."""
+        """Block for the next event (after `subscribe`); TimeoutError when none comes."""
+        if self._events:
+            return self._events.popleft()
         old = self.sock.gettimeout()
         self.sock.settimeout(timeout)
         try:

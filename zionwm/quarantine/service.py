@@ -427,7 +427,10 @@ class Service:
 
     def recover(self) -> None:
         for item in self.store.list(PENDING_STATES | {State.DELETING}):
-            self._resolve(item)
+            try:
+                self._resolve(item)
+            except (OSError, StoreError) as e:  # one bad record must not stop the service
+                log.error("recovery of item %d failed: %s", item.id, e)
         # Content in items/ that no record claims (never expected): reported, not touched.
         known = {str(i.id) for i in self.store.list() if i.content}
         for name in os.listdir(self.store.items_fd):

@@ -217,7 +217,9 @@ def recovery_action(state: State, in_store: bool, at_destination: bool) -> Recov
     """
     if state is State.TAKING:
         return RecoveryAction.TO_RECEIVED if in_store else RecoveryAction.DROP
-    if state in (State.RECEIVED, State.AUDITING):
+    if state is State.RECEIVED:
+        return RecoveryAction.KEEP if in_store else RecoveryAction.TO_LOST
+    if state is State.AUDITING:
         return RecoveryAction.TO_RECEIVED if in_store else RecoveryAction.TO_LOST
     if state is State.HELD:
         return RecoveryAction.KEEP if in_store else RecoveryAction.TO_LOST
