@@ -66,6 +66,7 @@ class ControlClient:
             ) from None
         self._reader = self._sock.makefile("rb")
         self._next_id = 1
+        self._early_events: list[dict[str, Any]] = []
 
     def __enter__(self) -> ControlClient:
         return self
@@ -87,7 +88,9 @@ class ControlClient:
             if msg is None:
                 raise CompositorError("zionwm closed the connection without answering")
             if "event" in msg and "ok" not in msg:
-                continue  # an event for a subscription made earlier on this connection
+                # For a subscription made earlier on this connection: keep it for events().
+                self._early_events.append(msg)
+                continue
             if msg.get("id") not in (rid, None):
                 continue
             if not msg.get("ok"):
@@ -102,6 +105,8 @@ class ControlClient:
         """Subscribe, then yield events until the compositor closes the connection."""
         self.request("subscribe", events=list(names))
         self._sock.settimeout(None)
+        while self._early_events:
+            yield self._early_events.pop(0)
         while True:
             msg = self._receive()
             if msg is None:
@@ -367,15 +372,24 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """The whole parser. `argv` only decides which plugin modules are worth importing."""
+def build_parser(
+    argv: Sequence[str] = (), program_after_dashes: bool = False
+) -> argparse.ArgumentParser:
+    """The whole parser. `argv` only decides which plugin modules are worth importing;
+    `program_after_dashes`: main() has already cut `launch ... -- CMD` at the '--'."""
     common = common_options()
+    # Not `parents=[common]`: that would share its actions, and set_defaults() here would
+    # then overwrite their SUPPRESS default, so `zionctl --json windows` would lose --json.
     parser = argparse.ArgumentParser(
-        prog="zionctl",
-        description="Control a running zionwm compositor.",
-        parents=[common],
+        prog="zionctl", description="Control a running zionwm compositor."
     )
-    parser.set_defaults(json=False, socket=None, func=None)
+    parser.add_argument("--json", action="store_true", help="print raw JSON")
+    parser.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="control socket (default: $ZIONWM_SOCK, else $XDG_RUNTIME_DIR/zionwm/ipc.sock)",
+    )
+    parser.set_defaults(func=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> Any:
@@ -393,7 +407,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = add("launch", "start a program on desktop NAME", cmd_command)
     p.add_argument("--ephemeral", action="store_true", help="with a throw-away home")
     p.add_argument("desktop", metavar="NAME")
-    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    if program_after_dashes:
+        p.add_argument("argv", nargs="*", help=argparse.SUPPRESS)
+    else:
+        p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD...")
     add("reload", "reload the config file", cmd_command)
     for name, text in (
         ("freeze", "freeze every program of desktop NAME"),
@@ -407,7 +424,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = add("events", "print events as they happen (switch, map, unmap, ...)", cmd_events)
     p.add_argument("names", nargs="*", metavar="EVENT", help="only these events (default: all)")
 
-    wanted = next((a for a in argv if not a.startswith("-")), None)
+    at = _subcommand_index(argv)
+    wanted = argv[at] if at is not None else None
     for module, names in PLUGINS.items():
         if wanted in names:
             _load_plugin(sub, module, names)
@@ -418,6 +436,29 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                 p.add_argument("rest", nargs=argparse.REMAINDER)
                 p.set_defaults(func=cmd_unavailable, unavailable="module not installed")
     return parser
+
+
+def _subcommand_index(argv: Sequence[str]) -> int | None:
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--socket":
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            return i
+    return None
+
+
+def _split_program(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`launch [options] NAME -- CMD...`: options before '--' are zionctl's, so that
+    `zionctl launch work --json -- foot` works; without '--' every word after NAME is the
+    program's (argparse REMAINDER)."""
+    i = _subcommand_index(argv)
+    if i is None or argv[i] != "launch" or "--" not in argv[i:]:
+        return argv, None
+    cut = argv.index("--", i)
+    return argv[:cut], argv[cut + 1 :]
 
 
 def _load_plugin(sub: Any, module: str, names: tuple[str, ...]) -> None:
@@ -441,8 +482,13 @@ def _unavailable(sub: Any, names: tuple[str, ...], reason: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
+    argv, program = _split_program(argv)
+    parser = build_parser(argv, program_after_dashes=program is not None)
     args = parser.parse_args(argv)
+    if program is not None:
+        if args.argv:
+            parser.error(f"unexpected words before '--': {' '.join(args.argv)}")
+        args.argv = program
     if args.func is None:
         parser.print_help(sys.stderr)
         return EXIT_NO_COMPOSITOR
