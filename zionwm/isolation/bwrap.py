@@ -45,9 +45,11 @@ ENV_NEVER_PREFIXES = ("LD_",)
 
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 
-# /etc entries bound read-only when the host has them. Everything else under /etc stays out
-# (shadow, ssh keys, sudoers, the host's machine-id, ...).
-ETC_CANDIDATES = (
+# Host files bound read-only when present: the /etc pieces programs need (everything else
+# under /etc stays out: shadow, ssh keys, sudoers, the host's machine-id, ...) and the system
+# font cache, without which every sandbox would rescan all fonts.
+SYSTEM_CANDIDATES = (
+    "/var/cache/fontconfig",
     "/etc/resolv.conf",
     "/etc/hosts",
     "/etc/host.conf",
@@ -174,7 +176,7 @@ class HostFacts:
     uid: int
     gid: int
     user: str
-    etc_files: frozenset[str] = frozenset()  # which ETC_CANDIDATES exist
+    system_files: frozenset[str] = frozenset()  # which SYSTEM_CANDIDATES exist
     root_links: tuple[tuple[str, str | None], ...] = ()  # (path, symlink target or None: dir)
     dri_nodes: tuple[str, ...] = ()
     video_nodes: tuple[str, ...] = ()
@@ -340,8 +342,8 @@ def plan_sandbox(
     mounts.append(Mount(MountKind.DEV, "/dev"))
     mounts.append(Mount(MountKind.TMPFS, "/tmp"))
     mounts.append(Mount(MountKind.TMPFS, "/var/tmp"))
-    for path in ETC_CANDIDATES:
-        if path in host.etc_files:
+    for path in SYSTEM_CANDIDATES:
+        if path in host.system_files:
             mounts.append(Mount(MountKind.RO_BIND_TRY, path, source=path))
     passwd, group = passwd_lines(host.uid, host.gid, user, home)
     mounts.append(

@@ -60,7 +60,7 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
         user = pwd.getpwuid(uid).pw_name
     except KeyError:
         user = env.get("USER") or f"user{uid}"
-    etc = frozenset(p for p in bwrap.ETC_CANDIDATES if os.path.lexists(p))
+    etc = frozenset(p for p in bwrap.SYSTEM_CANDIDATES if os.path.lexists(p))
     links: list[tuple[str, str | None]] = []
     for p in bwrap.ROOT_LINK_CANDIDATES:
         if os.path.islink(p):
@@ -81,7 +81,7 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
         uid=uid,
         gid=gid,
         user=user,
-        etc_files=etc,
+        system_files=etc,
         root_links=tuple(links),
         dri_nodes=dri,
         video_nodes=video,
