@@ -57,10 +57,27 @@ def _facility_missing() -> str | None:
     return None
 
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(_facility_missing() is not None, reason=str(_facility_missing())),
-]
+pytestmark = pytest.mark.root
+needs_privileged = pytest.mark.skipif(
+    _facility_missing() is not None, reason=str(_facility_missing())
+)
+
+
+def _pasta_missing() -> str | None:
+    for tool in ("pasta", "nsenter", "unshare"):
+        if shutil.which(tool) is None:
+            return f"needs {tool} (Debian packages passt, util-linux)"
+    probe_ns = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--net", "true"], capture_output=True, check=False
+    )
+    if probe_ns.returncode != 0:
+        return "user namespaces are disabled: " + probe_ns.stderr.decode(errors="replace")
+    if not os.path.exists("/dev/net/tun"):
+        return "needs /dev/net/tun (pasta's tap device)"
+    return None
+
+
+needs_pasta = pytest.mark.skipif(_pasta_missing() is not None, reason=str(_pasta_missing()))
 
 
 SERVER = textwrap.dedent(
@@ -254,6 +271,15 @@ def _rules_for(table: int) -> list[str]:
     ]
 
 
+def _stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def _wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -315,8 +341,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield lab
     finally:
         if server is not None:
-            server.kill()
-            server.wait()
+            _stop(server)
         with IPRoute() as ip:
             found = ip.link_lookup(ifname=uplink)
             if found:
@@ -356,6 +381,7 @@ def _assert_routed_to_lab(lab: Lab, m: NetworkManager, desktop: str, dst: str) -
     assert hop.get("gateway") == lab.uplink_gw, hop
 
 
+@needs_privileged
 def test_none_reaches_nothing(lab: Lab, mgr: NetworkManager) -> None:
     net = mgr.ensure("off", NetworkPolicy(NetMode.NONE))
     assert net.netns_path() == Path("/run/netns") / f"{lab.prefix}-off"
@@ -372,6 +398,7 @@ def test_none_reaches_nothing(lab: Lab, mgr: NetworkManager) -> None:
     assert mgr.state()["off"]["effective"] == "none"
 
 
+@needs_privileged
 def test_full_reaches_everything(lab: Lab, mgr: NetworkManager) -> None:
     net = mgr.ensure("work", NetworkPolicy(NetMode.FULL))
     ns = str(net.ns_name)
@@ -389,6 +416,7 @@ def test_full_reaches_everything(lab: Lab, mgr: NetworkManager) -> None:
     assert state["gateway"] == str(net.plan.host)  # type: ignore[union-attr]
 
 
+@needs_privileged
 def test_filtered_allows_only_the_list_and_follows_dns(lab: Lab, mgr: NetworkManager) -> None:
     lab.set_zone(
         {
@@ -448,6 +476,7 @@ def test_filtered_allows_only_the_list_and_follows_dns(lab: Lab, mgr: NetworkMan
     assert mgr.state()["web"]["effective"] == "filtered"
 
 
+@needs_privileged
 def test_block_lan_denies_lan_allows_internet(lab: Lab, mgr: NetworkManager) -> None:
     net = mgr.ensure("kiosk", NetworkPolicy(NetMode.FULL, block_lan=True))
     ns = str(net.ns_name)
@@ -458,6 +487,7 @@ def test_block_lan_denies_lan_allows_internet(lab: Lab, mgr: NetworkManager) -> 
     assert lab.probe(ns, "dns", "good.zw.test")["ok"] is True  # its own forwarder is not "LAN"
 
 
+@needs_privileged
 def test_live_off_cuts_established_connection_and_on_restores(
     lab: Lab, mgr: NetworkManager
 ) -> None:
@@ -490,8 +520,7 @@ def test_live_off_cuts_established_connection_and_on_restores(
         assert ask("get")["ok"] is True
         assert client.poll() is None
     finally:
-        client.kill()
-        client.wait()
+        _stop(client)
 
 
 def _leftovers(prefix: str, table: int) -> list[str]:
@@ -511,6 +540,7 @@ def _leftovers(prefix: str, table: int) -> list[str]:
     return found
 
 
+@needs_privileged
 def test_teardown_leaves_nothing(lab: Lab) -> None:
     m = lab.manager()
     m.cleanup_stale()
@@ -548,6 +578,7 @@ KILLED_CHILD = textwrap.dedent(
 )
 
 
+@needs_privileged
 def test_sigkill_then_cleanup_stale_leaves_nothing(lab: Lab) -> None:
     prefix = _run_prefix()  # its own prefix: the lab's must not be touched by this cleanup
     script = KILLED_CHILD.format(
@@ -589,9 +620,7 @@ def test_sigkill_then_cleanup_stale_leaves_nothing(lab: Lab) -> None:
         assert _link_exists(str(keep.host_if)) and _nft_table_exists(lab.prefix)
         assert lab.probe(str(keep.ns_name), "http", GOOD, "80")["ok"] is True
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        _stop(child)
         survivor.close()
         NetworkManager(prefix, uplink=lab.uplink, state_dir=lab.tmp / "k2").cleanup_stale()
 
@@ -610,6 +639,7 @@ def _procs_mentioning(text: str) -> list[int]:
     return out
 
 
+@needs_privileged
 def test_allocation_avoids_host_routes(lab: Lab, mgr: NetworkManager) -> None:
     a = mgr.ensure("a", NetworkPolicy(NetMode.FULL))
     b = mgr.ensure("b", NetworkPolicy(NetMode.FULL))
@@ -619,6 +649,7 @@ def test_allocation_avoids_host_routes(lab: Lab, mgr: NetworkManager) -> None:
     assert not a.plan.subnet.overlaps(uplink_net)
 
 
+@needs_privileged
 def test_sandbox_from_the_real_launcher_joins_the_desktop_network(
     lab: Lab, mgr: NetworkManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -668,3 +699,92 @@ def test_sandbox_from_the_real_launcher_joins_the_desktop_network(
     assert results[3]["value"] == [3, 0, []]
     assert results[4]["value"] == [0, 1, [GOOD]]
     assert net.netns_path() is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# The unprivileged path. pasta maps the namespace's gateway address to the host's loopback,
+# and is told to bind its outbound sockets to 127.0.0.1: the test traffic stays on loopback.
+
+PASTA_GW = "203.0.113.1"
+PASTA_TEST_ARGS = ["-a", "203.0.113.2", "-n", "24", "-g", PASTA_GW, "--outbound", "127.0.0.1"]
+
+
+def _pasta_manager(tmp_path: Path) -> NetworkManager:
+    # As root pasta would switch to "nobody", which cannot open a root-owned namespace; a
+    # real unprivileged user runs it as itself. Everything else is the unprivileged code.
+    runas = ["--runas", "0"] if os.geteuid() == 0 else []
+    return NetworkManager(
+        _run_prefix(),
+        privileged=False,
+        state_dir=tmp_path / "state",
+        pasta_args=[*runas, *PASTA_TEST_ARGS],
+    )
+
+
+def test_unprivileged_none_and_filtered_fail_closed(tmp_path: Path) -> None:
+    with NetworkManager(_run_prefix(), privileged=False, state_dir=tmp_path) as m:
+        none = m.ensure("a", NetworkPolicy(NetMode.NONE))
+        assert none.netns_path() is None and none.backend == "bwrap-unshare"
+        filtered = m.ensure(
+            "b", NetworkPolicy(NetMode.FILTERED, allow=(AllowRule("good.zw.test"),))
+        )
+        assert filtered.netns_path() is None  # the sandbox gets an empty namespace
+        state = m.state()["b"]
+        assert state["policy"] == "filtered" and state["effective"] == "none"
+        assert "fail closed" in str(state["warning"])
+
+
+@needs_pasta
+def test_unprivileged_full_through_pasta(tmp_path: Path) -> None:
+    import http.server  # noqa: PLC0415 (only this test serves on the host's loopback)
+    import threading  # noqa: PLC0415
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"hi")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hello)
+    port = str(server.server_address[1])
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    probe_py = tmp_path / "probe.py"
+    probe_py.write_text(PROBE)
+    m = _pasta_manager(tmp_path)
+    try:
+        net = m.ensure("web", NetworkPolicy(NetMode.FULL))
+        assert net.backend == "pasta" and net.effective is NetMode.FULL
+        pre = net.nsenter_prefix()
+        route = subprocess.run(
+            [*pre, "ip", "-j", "route", "show", "default"], capture_output=True, check=True
+        )
+        assert json.loads(route.stdout)[0]["gateway"] == PASTA_GW  # checked before sending
+
+        def get() -> dict[str, object]:
+            res = subprocess.run(
+                [*pre, PY, str(probe_py), "http", PASTA_GW, port],
+                capture_output=True,
+                check=True,
+                timeout=20,
+            )
+            return json.loads(res.stdout)
+
+        assert get() == {"ok": True, "value": "hi"}
+        m.set_enabled("web", False)
+        assert get()["ok"] is False
+        m.set_enabled("web", True)
+        assert get() == {"ok": True, "value": "hi"}
+        pids = [p.pid for p in (net._holder, net._pasta) if p is not None]
+        assert len(pids) == 2
+    finally:
+        m.close()
+        server.shutdown()
+        thread.join()
+        server.server_close()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists()

@@ -780,8 +780,10 @@ class NetworkManager:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-            if proc is not None and proc.stdout is not None:
-                proc.stdout.close()
+            if proc is not None:
+                for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
         if self._root is not None:
             if net.host_if is not None:
                 if self._table_ready:
