@@ -1095,7 +1095,7 @@ class CgroupManager:
 
     @classmethod
     def _probe(cls, root_name: str, ignore_unified: bool, proc: Path) -> CgroupManager:
-        if not DESKTOP_NAME_RE.match(root_name) and not re.match(r"^[A-Za-z0-9_.-]+$", root_name):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", root_name) or root_name in (".", ".."):
             raise ValueError(f"bad cgroup root name {root_name!r}")
         layout = detect_layout(
             (proc / "self" / "cgroup").read_text(), (proc / "self" / "mountinfo").read_text()
@@ -1241,7 +1241,10 @@ def _prepare_unified(h: Hierarchy, root_name: str) -> DirFacts:
         return DirFacts(own_dir=str(base), usable=False, error=f"{base} is not delegated to us")
     available = frozenset((_read(base / "cgroup.controllers") or "").split())
     wanted = available & set(LIMIT_CONTROLLERS)
-    is_root = base == Path(h.mount_point) and h.mount_root == "/"
+    # Only the true root group may hold processes while its children have controllers; a
+    # cgroup namespace's root looks like "/" but is not exempt. The true root has no
+    # cgroup.type file.
+    is_root = not (base / "cgroup.type").exists()
     root = base / root_name
     problems: list[str] = []
     try:
