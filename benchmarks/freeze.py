@@ -2,14 +2,16 @@
 
 Usage (root, or inside a delegated cgroup):
 
-    python -m benchmarks.freeze [--counts 1,10,100,1000] [--reps 50] [--v1] [--out FILE]
+    python benchmarks/freeze.py [--counts 1,10,100,1000] [--reps 50] [--v1] [--busy]
+                                [--out FILE]
 
 Freeze latency: from ``start_freeze()`` to the kernel reporting the group frozen, waited for
 the way the compositor does (POLLPRI on cgroup.events for cgroup2, a timer for the v1
 freezer). Thaw latency: from ``thaw()`` to the kernel reporting the group thawed; ``thaw()``
 itself is one write and its own cost is reported separately. Processes are idle (in
-pause()), like most of a hidden desktop's. Where memory.reclaim exists, the memory pushed out
-of a frozen desktop holding 256 MiB is measured too. Results are JSON (stdout by default).
+pause()), like most of a hidden desktop's, or with --busy all spin on the CPUs. Where
+memory.reclaim exists, the memory pushed out of a frozen desktop holding 256 MiB is
+measured too. Results are JSON (stdout by default).
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from zionwm.isolation.spec import Limits
 
 SPAWNER = """
 import os, signal, sys
-n = int(sys.argv[1])
+n, busy = int(sys.argv[1]), sys.argv[2] == "busy"
 for _ in range(n - 1):
     if os.fork() == 0:
         break
+while busy:
+    pass
 signal.pause()
 """
 
@@ -140,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--counts", default="1,10,100,1000")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--v1", action="store_true", help="use the v1 freezer (hybrid hosts)")
+    ap.add_argument("--busy", action="store_true", help="processes spin instead of sleeping")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
 
@@ -154,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         for n in (int(c) for c in args.counts.split(",")):
             cg = mgr.desktop(f"n{n}", Limits())
             assert cg is not None
-            p = _start_in(cg, [sys.executable, "-c", SPAWNER, str(n)])
+            p = _start_in(
+                cg, [sys.executable, "-c", SPAWNER, str(n), "busy" if args.busy else "idle"]
+            )
             try:
                 members = cg.pids
                 _wait(lambda: len(members()) >= n, 60)  # noqa: B023  (used at once)
@@ -186,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "layout": mgr.status.layout,
         "freeze_method": mgr.status.freeze_method,
         "reps": args.reps,
+        "processes_busy": args.busy,
         "results": results,
         "reclaim": reclaim,
     }
