@@ -211,8 +211,51 @@ def test_desktop_groups_and_procs_files(mgr: CgroupManager, procs: Procs) -> Non
     _poll_until(lambda: p.pid in cg.pids(), 5, "the process to show up in the group")
     for f in files:
         assert str(p.pid) in f.read_text().split(), f
-    assert cg.usage()["pids"] == 1
+    usage = cg.usage()
+    assert usage["pids"] == 1 and usage["frozen"] is False
+    assert json.loads(json.dumps(usage))["limits"]["pids_max"] == 50  # zionctl --json
+    if "pids" in mgr.status.can_limit:
+        pids_max = cg.controller_dirs["pids"][1] / "pids.max"
+        assert pids_max.read_text().strip() == "50"
+        mgr.desktop("work", Limits())
+        assert pids_max.read_text().strip() == "max"
     assert mgr.desktop("Bad Name", Limits()) is None
+
+
+def test_probe_removes_stale_empty_groups_and_keeps_busy_ones(procs: Procs) -> None:
+    first = _new_manager()
+    if first.status.membership is None:
+        pytest.skip("no writable cgroup hierarchy: " + "; ".join(first.status.problems))
+    try:
+        busy = first.desktop("busy", Limits())
+        idle = first.desktop("idle", Limits())
+        assert busy is not None and idle is not None
+        p = procs.start(busy, SLEEP)
+        _poll_until(lambda: p.pid in busy.pids(), 5, "the join")
+        # A crashed zionwm leaves its groups; the next start sweeps the empty ones.
+        second = CgroupManager.probe(root_name=first.root_name)
+        assert all(not d.exists() for d in idle.dirs.values())
+        assert all(d.is_dir() for d in busy.dirs.values())
+        second.cleanup()  # must not raise on the busy group it does not own
+        assert busy.kill() == 1
+    finally:
+        _teardown(first, procs)
+
+
+def test_reclaim_where_available(mgr: CgroupManager, procs: Procs) -> None:
+    cg = mgr.desktop("reclaimable", Limits())
+    assert cg is not None
+    if not mgr.status.can_reclaim:
+        assert cg.reclaim() is None  # and status.problems says why
+        assert any("memory.reclaim" in p for p in mgr.status.problems)
+        return
+    hog = "import signal\nb = b'x' * (64 << 20)\nsignal.pause()\n"
+    procs.start(cg, [sys.executable, "-c", hog])
+    _poll_until(lambda: (cg.memory_bytes() or 0) > 64 << 20, 10, "64 MiB charged")
+    assert cg.freeze().ok
+    freed = cg.reclaim()
+    assert freed is not None and freed > 0
+    cg.thaw()
 
 
 # --- limits -----------------------------------------------------------------------------
@@ -484,6 +527,12 @@ def test_freeze_blocked_by_a_d_state_task_is_rolled_back(
             assert not cg.frozen
             assert cg.unified_dir is not None
             assert (cg.unified_dir / "cgroup.freeze").read_text().strip() == "0"
+            # Switching to the desktop while a freeze is pending: thaw cancels it at once.
+            op = cg.start_freeze(timeout=5.0)
+            assert op.poll() == "pending"
+            cg.thaw()
+            assert op.poll() == "failed" and "thawed" in op.reason
+            op.close()
         else:
             # The v1 freezer counts tasks in freezable kernel sleeps (FUSE's) as frozen.
             assert result.ok, result.reason
