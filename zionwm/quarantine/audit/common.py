@@ -8,7 +8,6 @@ with a budget). Nothing here writes anything.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
@@ -51,28 +50,6 @@ def source_path(src: int | str) -> str:
     return src
 
 
-def read_all(src: Source, limit: int) -> bytes | None:
-    """The whole content, or None if it is larger than `limit` bytes."""
-    if isinstance(src, bytes):
-        return src if len(src) <= limit else None
-    if source_size(src) > limit:
-        return None
-    if isinstance(src, int):
-        chunks = []
-        offset = 0
-        while offset <= limit:
-            chunk = os.pread(src, 1 << 20, offset)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            offset += len(chunk)
-        data = b"".join(chunks)
-    else:
-        with open(src, "rb") as f:
-            data = f.read(limit + 1)
-    return data if len(data) <= limit else None
-
-
 def iter_chunks(src: Source, chunk_size: int = 1 << 16) -> Iterator[bytes]:
     """The content in order, `chunk_size` bytes at a time, never all in memory at once."""
     if isinstance(src, bytes):
@@ -93,7 +70,3 @@ def iter_chunks(src: Source, chunk_size: int = 1 << 16) -> Iterator[bytes]:
 def extension(name: str) -> str:
     """Lower-case last suffix of a display name ('' if none), e.g. 'report.PDF' -> '.pdf'."""
     return PurePosixPath(name.replace("\\", "/")).suffix.lower()
-
-
-def is_regular(mode: int | None) -> bool:
-    return mode is None or stat.S_ISREG(mode)

@@ -58,6 +58,10 @@ _NAME = re.compile(rb"/([A-Za-z0-9#]{2,40})")
 _ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
 
 
+class InspectionLimit(Exception):
+    """The file is larger than this scanner looks at."""
+
+
 def decode_name(raw: bytes) -> str:
     return _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw).decode("latin-1")
 
@@ -148,7 +152,7 @@ def model_findings(reader: PdfReader, name: str) -> tuple[list[Finding], list[by
             budget -= len(data)
             streams.append(data)
     if budget <= 0:
-        raise ValueError("decoded streams exceed the inspection budget")
+        raise InspectionLimit(f"decoded streams exceed {STREAM_BUDGET} bytes")
     return _findings_for(found, name), streams
 
 
@@ -182,6 +186,11 @@ def scan(src: Source, name: str, settings: AuditSettings | None = None) -> list[
         with open(source_path(src), "rb") as f:
             reader = PdfReader(f, strict=False)
             return findings + _model(reader, name)
+    except InspectionLimit as exc:
+        return [
+            *findings,
+            Finding(SCANNER, "pdf-too-large", f"{name!r}: {exc}", Verdict.CANNOT_INSPECT),
+        ]
     except Exception as exc:
         log.info("pdf parse of %r failed: %s", name, exc)
         return [
