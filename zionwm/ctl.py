@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from zionwm import paths
+from zionwm import commands, paths
 
 # module -> the subcommands it adds; imported only when one of them is asked for.
 PLUGINS: dict[str, tuple[str, ...]] = {
@@ -318,7 +318,7 @@ def _command_argv(args: argparse.Namespace) -> list[str]:
         return ["net", args.desktop, args.state]
     if name in ("switch", "freeze", "thaw", "kill"):
         return [name, args.desktop]
-    return [name]
+    return [name, *getattr(args, "args", [])]
 
 
 def cmd_command(args: argparse.Namespace) -> int:
@@ -423,6 +423,13 @@ def build_parser(
     p.add_argument("state", choices=("on", "off"))
     p = add("events", "print events as they happen (switch, map, unmap, ...)", cmd_events)
     p.add_argument("names", nargs="*", metavar="EVENT", help="only these events (default: all)")
+
+    # The rest of the command language (close, fullscreen, switch-prev, quit, ...) passes
+    # through as is, so zionctl never lags behind it and refusals come back explained.
+    for name, info in commands.COMMANDS.items():
+        if name not in sub.choices:
+            p = add(name, info.help, cmd_command)
+            p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     at = _subcommand_index(argv)
     wanted = argv[at] if at is not None else None

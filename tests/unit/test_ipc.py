@@ -374,6 +374,16 @@ def test_zionctl_commands_reach_the_compositor(harness: Harness) -> None:
     assert out.returncode == 1 and "not supported" in out.stderr
 
 
+def test_zionctl_passes_the_rest_of_the_command_language_through(harness: Harness) -> None:
+    out = zionctl("move-to", "work")
+    assert out.returncode == 1
+    assert "windows never change desktop" in out.stderr
+    assert zionctl("switch", "web").returncode == 0
+    out = zionctl("switch-prev")
+    assert out.returncode == 0, out.stderr
+    assert harness.comp.active == "personal"
+
+
 def test_zionctl_without_compositor_says_so(runtime: Path) -> None:
     out = zionctl("desktops")
     assert out.returncode == 2
