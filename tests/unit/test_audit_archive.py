@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit import test_audit_samples as samples
 from tests.unit.test_audit_samples import (
     build_clean_zip,
     build_elf_named_pdf,
@@ -216,3 +217,12 @@ def test_clean_zip_is_clean(tmp_path: Path) -> None:
 
 def test_not_an_archive() -> None:
     assert archive.scan(b"hello", "a.txt", None) == []
+
+
+def test_macro_document_inside_an_archive_is_named(tmp_path: Path) -> None:
+    docm = samples.build_docx(tmp_path / "invoice.docm", samples.AUTOOPEN_DROPPER).read_bytes()
+    path = build_nested_zip(tmp_path / "mail.zip", 1, docm, "invoice.docm")
+    findings = archive.scan(str(path), "mail.zip", None)
+    f = by_rule(findings)["office:vba-autoexec-dropper"]
+    assert f.verdict is Verdict.MALICIOUS
+    assert "mail.zip!invoice.docm" in f.detail

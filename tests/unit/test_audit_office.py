@@ -85,3 +85,12 @@ def test_office_kind() -> None:
     assert office.office_kind(b"PK\x03\x04....[Content_Types].xml") == "ooxml"
     assert office.office_kind(b"PK\x03\x04....notes/readme.txt") is None
     assert office.office_kind(b"%PDF-1.7") is None
+    word2003 = (
+        b'<?xml version="1.0"?>\n<?mso-application progid="Word.Document"?>\n<w:wordDocument>'
+    )
+    assert office.office_kind(word2003) == "xml"
+    rels = (
+        b'<?xml version="1.0"?><Relationships><Relationship Type="http://schemas.microsoft.com/'
+        b'office/2006/relationships/vbaProject" Target="vbaProject.bin"/></Relationships>'
+    )
+    assert office.office_kind(rels) is None

@@ -54,8 +54,12 @@ def office_kind(head: bytes) -> str | None:
     if head.startswith(b"ID;P"):
         return "slk"
     lowered = head[:4096].lower()
+    # Word 2003 XML, Excel 2003 XML and flat-OPC documents; not every XML part that merely
+    # names an Office namespace (the .rels inside a docx do)
     if lowered.lstrip().startswith(b"<?xml") and (
-        b"<?mso-application" in lowered or b"schemas.microsoft.com/office" in lowered
+        b"<?mso-application" in lowered
+        or b"<w:worddocument" in lowered
+        or b"<pkg:package" in lowered
     ):
         return "xml"
     return None
