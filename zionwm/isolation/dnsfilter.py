@@ -265,7 +265,7 @@ class DnsForwarder:
 
     def __init__(
         self,
-        listen: tuple[str, int],
+        listen: tuple[str, int] | socket.socket,
         upstreams: Sequence[tuple[str, int]],
         decide: Decide,
         learn: Learn | None = None,
@@ -286,9 +286,12 @@ class DnsForwarder:
         self.max_ttl = max_ttl
         self.mark = mark
         self.max_pending = max_pending
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(listen)
+        if isinstance(listen, socket.socket):
+            self.sock = listen  # bound by the parent: queries queue up before we run
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(listen)
         self.sock.setblocking(False)
         self._sel = selectors.DefaultSelector()
         self._sel.register(self.sock, selectors.EVENT_READ, None)
@@ -497,12 +500,19 @@ def _nft_learner(prefix: str, desktop: str, nft: str) -> Learn:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Child-process entry: one JSON argument (see NetworkManager._start_forwarder)."""
+    """Child-process entry: one JSON argument (see NetworkManager._start_forwarder).
+
+    The listening socket is normally inherited already bound (``fd``), so the parent never
+    waits for this interpreter to start: early queries wait in the socket's buffer.
+    """
     args = sys.argv[1:] if argv is None else argv
     cfg = json.loads(args[0])
     logging.basicConfig(level=logging.INFO, format="zionwm-dns[%(process)d] %(message)s")
+    listen: tuple[str, int] | socket.socket = (str(cfg.get("listen")), int(cfg.get("port", 53)))
+    if cfg.get("fd") is not None:
+        listen = socket.socket(fileno=int(cfg["fd"]))
     fwd = DnsForwarder(
-        (str(cfg["listen"]), int(cfg["port"])),
+        listen,
         [(str(h), int(p)) for h, p in cfg["upstreams"]],
         _config_decider(cfg),
         _nft_learner(str(cfg["prefix"]), str(cfg["desktop"]), str(cfg.get("nft", "nft"))),
@@ -511,9 +521,6 @@ def main(argv: list[str] | None = None) -> int:
         mark=cfg.get("mark"),
     )
     signal.signal(signal.SIGTERM, lambda *_: fwd.stop())
-    # Tells the parent the socket is bound, so it never races the first query.
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
     fwd.serve_forever()
     return 0
 

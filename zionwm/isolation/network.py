@@ -49,6 +49,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -727,9 +728,16 @@ class NetworkManager:
             net.warning = "no upstream DNS server: names do not resolve in this desktop"
             log.warning("desktop %s: %s", net.desktop, net.warning)
             return
+        # Bound here, inherited by the child: no waiting for its interpreter to start.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((str(net.plan.host), 53))
+        except OSError:
+            sock.close()
+            raise
         cfg = {
-            "listen": str(net.plan.host),
-            "port": 53,
+            "fd": sock.fileno(),
             "upstreams": [[u, 53] for u in upstreams],
             "mode": net.policy.mode.value,
             "allow": [
@@ -744,19 +752,16 @@ class NetworkManager:
         env = dict(os.environ)
         pkg_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "zionwm.isolation.dnsfilter", json.dumps(cfg)],
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            preexec_fn=_pdeathsig,  # noqa: PLW1509 (prctl only, no locks taken)
-        )
-        net._forwarder = proc
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 10.0)
-        line = proc.stdout.readline() if ready else b""
-        if line.strip() != b"ready":
-            raise NetworkError(f"DNS forwarder for {net.desktop} did not start")
+        try:
+            net._forwarder = subprocess.Popen(
+                [sys.executable, "-m", "zionwm.isolation.dnsfilter", json.dumps(cfg)],
+                stdin=subprocess.DEVNULL,
+                env=env,
+                pass_fds=(sock.fileno(),),
+                preexec_fn=_pdeathsig,  # noqa: PLW1509 (prctl only, no locks taken)
+            )
+        finally:
+            sock.close()
 
     def _write_resolv(self, net: DesktopNet) -> None:
         text = netpolicy.resolv_conf(net.plan if net._forwarder else None)
