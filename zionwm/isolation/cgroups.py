@@ -188,7 +188,7 @@ def detect_layout(proc_self_cgroup: str, mountinfo: str) -> Layout:
                 mount_point=m.point,
                 mount_root=m.root,
                 own_path=unified_path,
-                read_only="ro" in m.options,
+                read_only="ro" in m.options or "ro" in m.superoptions,
             )
 
     v1: list[Hierarchy] = []
@@ -207,7 +207,7 @@ def detect_layout(proc_self_cgroup: str, mountinfo: str) -> Layout:
                 mount_point=m.point,
                 mount_root=m.root,
                 own_path=path,
-                read_only="ro" in m.options,
+                read_only="ro" in m.options or "ro" in m.superoptions,
             )
         )
 
