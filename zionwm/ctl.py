@@ -251,8 +251,11 @@ def format_event(msg: dict[str, Any]) -> str:
         detail = f"{p.get('desktop')} #{p.get('id')} {p.get('app_id') or '-'} {p.get('title')!r}"
     elif event in ("freeze", "thaw") and ("desktop" in p or "name" in p):
         detail = str(p.get("desktop") or p.get("name"))
-    elif "message" in p and len(p) <= 2:
-        detail = " ".join(str(v) for v in p.values())
+    elif event == "error" and isinstance(p.get("errors"), list):
+        detail = f"{p.get('what') or ''}: " + "; ".join(str(e) for e in p["errors"])
+    elif isinstance(p.get("text") or p.get("message"), str):
+        urgent = " (urgent)" if p.get("urgent") else ""
+        detail = str(p.get("text") or p.get("message")) + urgent
     else:
         detail = json.dumps(p, sort_keys=True)
     return f"{stamp} {event:<12} {detail}"

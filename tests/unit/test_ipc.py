@@ -488,6 +488,38 @@ def test_control_malformed_requests_get_errors_and_connection_survives(harness: 
     assert replies[7]["id"] == 9 and replies[7]["result"]["name"] == "zionwm"
 
 
+def test_control_reply_survives_half_close(harness: Harness) -> None:
+    with _raw_control(b'{"id": 3, "type": "windows"}\n') as s:
+        s.shutdown(socket.SHUT_WR)
+        reply = _read_lines(s, 1)[0]
+        assert s.recv(100) == b""  # and then the server closes its side
+    assert reply["id"] == 3 and [w["id"] for w in reply["result"]] == [7, 9]
+
+
+def test_format_event_is_readable() -> None:
+    def fmt(event: str, payload: dict[str, Any]) -> str:
+        return format_event({"event": event, "payload": payload, "time": 0}).split(None, 1)[1]
+
+    assert fmt("switch", {"old": "a", "new": "b"}).split() == ["switch", "a", "->", "b"]
+    line = fmt("map", {"id": 3, "app_id": "foot", "title": "sh", "desktop": "work"})
+    assert line.split() == ["map", "work", "#3", "foot", "'sh'"]
+    assert fmt("notification", {"text": "hello", "urgent": True}).split() == [
+        "notification",
+        "hello",
+        "(urgent)",
+    ]
+    assert fmt("error", {"what": "config", "errors": ["line 3: bad"]}).split()[1:] == [
+        "config:",
+        "line",
+        "3:",
+        "bad",
+    ]
+    assert json.loads(fmt("quarantine", {"id": 4, "state": "held"}).split(None, 1)[1]) == {
+        "id": 4,
+        "state": "held",
+    }
+
+
 def test_control_oversize_request_is_refused_then_disconnected(harness: Harness) -> None:
     with _raw_control(b"") as s:
         s.settimeout(10)
@@ -649,6 +681,29 @@ def test_swaymsg_get_workspaces_and_switch(harness: Harness) -> None:
     out = swaymsg("workspace web; workspace nope")
     assert out.returncode == 2
     assert [r["success"] for r in json.loads(out.stdout)] == [True, False]
+
+
+@needs_swaymsg
+def test_waybar_workspace_commands(harness: Harness) -> None:
+    """The exact commands waybar's sway/workspaces module sends on a click (waybar 0.9)."""
+    out = swaymsg('workspace --no-auto-back-and-forth "work"')
+    assert out.returncode == 0, out.stdout
+    assert harness.comp.active == "work"
+    out = swaymsg('workspace  "web"')
+    assert out.returncode == 0 and harness.comp.active == "web"
+    persistent = (
+        'workspace --no-auto-back-and-forth "personal"; move workspace to output "HEADLESS-1"; '
+        'workspace --no-auto-back-and-forth "personal"'
+    )
+    out = swaymsg(persistent)
+    assert out.returncode == 0, out.stdout
+    assert harness.comp.active == "personal"
+    # waybar builds its buttons from GET_TREE: root -> outputs -> workspaces (+ floating).
+    tree = json.loads(swaymsg("-t", "get_tree").stdout)
+    output = tree["nodes"][0]
+    assert output["name"] == "HEADLESS-1" and output["floating_nodes"] == []
+    assert [w["name"] for w in output["nodes"]] == ["personal", "work", "web"]
+    assert all(w["type"] == "workspace" and "floating_nodes" in w for w in output["nodes"])
 
 
 @needs_swaymsg

@@ -320,7 +320,9 @@ class _Client:
                 except (BlockingIOError, InterruptedError):
                     break
                 if not chunk:
-                    self.close()
+                    # The peer may only have shut down its writing side: answer what it
+                    # asked before going away.
+                    self.close_after_flush()
                     return
                 budget -= len(chunk)
                 self.inbuf += chunk
