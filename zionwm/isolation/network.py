@@ -210,13 +210,30 @@ class _RootOps:
             netns.remove(name)
         shutil.rmtree(ETC_NETNS / name, ignore_errors=True)
 
-    def setup_lo_only(self, ns: str) -> None:
-        with IPRoute(netns=ns) as ip:
-            ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
-        # No IPv6 anywhere in a desktop: the host side has no IPv6 policy to enforce.
-        _in_netns(NETNS_DIR / ns, lambda: _write_sysctl("net.ipv6.conf.all.disable_ipv6", "1"))
+    def configure_inside(self, ns: str, ns_if: str | None, plan: AddressPlan | None) -> None:
+        """Inside the namespace: lo up, no IPv6, and the veth's address and default route.
+
+        Done from a thread that entered the namespace, so the netlink socket is opened there
+        directly (pyroute2's netns= forks a helper per socket: ~25 ms each).
+        """
+
+        def work() -> None:
+            # No IPv6 anywhere in a desktop: the host side has no IPv6 policy to enforce.
+            _write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+            _write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+            with IPRoute() as ip:
+                ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
+                if ns_if is None or plan is None:
+                    return
+                idx = ip.link_lookup(ifname=ns_if)[0]
+                ip.addr("add", index=idx, address=str(plan.peer), prefixlen=plan.prefixlen)
+                ip.link("set", index=idx, state="up")
+                ip.route("add", dst="0.0.0.0/0", gateway=str(plan.host))
+
+        _in_netns(NETNS_DIR / ns, work)
 
     def create_veth(self, ns: str, host_if: str, ns_if: str, alias: str, plan: AddressPlan) -> None:
+        """The pair, host side addressed and up; the namespace side is moved in, unconfigured."""
         with IPRoute() as ip:
             if ip.link_lookup(ifname=host_if):
                 ip.link("del", index=ip.link_lookup(ifname=host_if)[0])
@@ -225,11 +242,6 @@ class _RootOps:
             ip.link("set", index=idx, ifalias=alias)
             ip.addr("add", index=idx, address=str(plan.host), prefixlen=plan.prefixlen)
             ip.link("set", index=idx, state="up")
-        with IPRoute(netns=ns) as ip:
-            idx = ip.link_lookup(ifname=ns_if)[0]
-            ip.addr("add", index=idx, address=str(plan.peer), prefixlen=plan.prefixlen)
-            ip.link("set", index=idx, state="up")
-            ip.route("add", dst="0.0.0.0/0", gateway=str(plan.host))
 
     def delete_link(self, ifname: str) -> None:
         with IPRoute() as ip:
@@ -641,8 +653,9 @@ class NetworkManager:
         net = DesktopNet(desktop, policy, NetMode.NONE, "netns", ns_name=ns)
         try:
             net._ns_path = self._root.create_netns(ns)
-            self._root.setup_lo_only(ns)
-            if policy.mode is not NetMode.NONE:
+            if policy.mode is NetMode.NONE:
+                self._root.configure_inside(ns, None, None)
+            else:
                 self._build_uplinked(net)
             self._write_resolv(net)
         except Exception:
@@ -666,6 +679,7 @@ class NetworkManager:
                 netpolicy.link_alias(self.prefix, net.desktop),
                 net.plan,
             )
+        self._root.configure_inside(net.ns_name, ns_if, net.plan)
         self._ensure_shared()
         if self.uplink:
             self._root.add_desktop_rule(self.route_table, host_if)
