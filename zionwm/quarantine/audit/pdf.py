@@ -14,6 +14,7 @@ parse, or cannot decrypt with the empty password, is *cannot-inspect*.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -131,29 +132,27 @@ def all_objects(reader: PdfReader) -> Iterator[Any]:
         yield reader.get_object(IndirectObject(idnum, 0, reader))
 
 
-def model_findings(reader: PdfReader, name: str) -> tuple[list[Finding], list[bytes]]:
-    found: set[str] = set()
-    streams: list[bytes] = []
+def decoded_streams(reader: PdfReader, found: set[str]) -> Iterator[bytes]:
+    """Walk every object, adding active names to `found`; yield each decoded stream in turn
+    (one at a time: a PDF's streams together can be far larger than the worker's memory)."""
     budget = STREAM_BUDGET
     walk_names(reader.trailer, found)
-    for obj in all_objects(reader):
+    objects: Iterable[Any] = all_objects(reader)
+    # object streams themselves are not in the xref tables: decode them for the raw pass too
+    containers = (
+        reader.get_object(IndirectObject(stm, 0, reader))
+        for stm in sorted({v[0] for v in reader.xref_objStm.values()})
+    )
+    for obj in itertools.chain(objects, containers):
         if obj is None:
             continue
         walk_names(obj, found)
-        if isinstance(obj, StreamObject) and budget > 0:
+        if isinstance(obj, StreamObject):
             data = obj.get_data()
             budget -= len(data)
-            streams.append(data)
-    # object streams themselves are not in the xref tables: decode them for the raw pass
-    for stm in {v[0] for v in reader.xref_objStm.values()}:
-        obj = reader.get_object(IndirectObject(stm, 0, reader))
-        if isinstance(obj, StreamObject) and budget > 0:
-            data = obj.get_data()
-            budget -= len(data)
-            streams.append(data)
-    if budget <= 0:
-        raise InspectionLimit(f"decoded streams exceed {STREAM_BUDGET} bytes")
-    return _findings_for(found, name), streams
+            if budget < 0:
+                raise InspectionLimit(f"decoded streams exceed {STREAM_BUDGET} bytes")
+            yield data
 
 
 def _findings_for(found: set[str], name: str) -> list[Finding]:
@@ -214,5 +213,6 @@ def _model(reader: PdfReader, name: str) -> list[Finding]:
                 Verdict.CANNOT_INSPECT,
             )
         ]
-    found, streams = model_findings(reader, name)
-    return found + raw_findings(streams, "a compressed stream")
+    found: set[str] = set()
+    raw = raw_findings(decoded_streams(reader, found), "a compressed stream")
+    return _findings_for(found, name) + raw

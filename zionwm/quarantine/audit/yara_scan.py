@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yara
 
 from zionwm.isolation.spec import Verdict
-from zionwm.quarantine.audit.common import Source, source_path
+from zionwm.quarantine.audit.common import Source, source_path, source_size
 from zionwm.quarantine.report import Finding
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ SCANNER = "yara"
 BUNDLED_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 RULE_SUFFIXES = (".yar", ".yara")
 DEFAULT_TIMEOUT = 60
+WINDOW = 64 << 20  # files above this are matched window by window, not mapped whole
+OVERLAP = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -111,14 +114,42 @@ def findings_from_matches(origin: str, matches: list[Any], name: str) -> list[Fi
 
 def scan_with(ruleset: RuleSet, src: Source, name: str, timeout: int) -> list[Finding]:
     findings = list(ruleset.errors)
+    large = not isinstance(src, bytes) and source_size(src) > WINDOW
     for origin, rules in ruleset.rules:
         if isinstance(src, bytes):
             matches = rules.match(data=src, timeout=timeout)
-        else:
-            # yara maps the file itself: no copy of a large download in this process
+        elif not large:
+            # yara maps the file itself: no copy of the download in this process
             matches = rules.match(filepath=source_path(src), timeout=timeout)
+        else:
+            matches = _match_windows(rules, src, timeout)
         findings += findings_from_matches(origin, matches, name)
     return findings
+
+
+def _match_windows(rules: Any, src: int | str, timeout: int) -> list[Any]:
+    """Match a file too large to map under the worker's address-space limit, window by
+    window with an overlap, so strings up to OVERLAP bytes long are found across the seams.
+    Conditions on absolute offsets and `filesize` only hold in the first window: rules
+    meant for headers (all the bundled ones) see the real head; later windows can only add
+    string matches."""
+    seen: dict[str, Any] = {}
+    fd = src if isinstance(src, int) else os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        offset = 0
+        while True:
+            window = os.pread(fd, WINDOW, offset)
+            if not window:
+                break
+            for m in rules.match(data=window, timeout=timeout):
+                seen.setdefault(m.rule, m)
+            if len(window) < WINDOW:
+                break
+            offset += WINDOW - OVERLAP
+    finally:
+        if not isinstance(src, int):
+            os.close(fd)
+    return list(seen.values())
 
 
 def scan(src: Source, name: str, settings: AuditSettings | None = None) -> list[Finding]:
