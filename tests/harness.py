@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from PIL import Image
 
 VENV_BIN = Path(sys.executable).parent
+_instances = __import__("itertools").count()
 T = TypeVar("T")
 
 
@@ -78,6 +79,8 @@ class Compositor:
             "WLR_LIBINPUT_NO_DEVICES": "1",
             "WLR_BACKENDS": "headless",
             "ZIONWM_LOG": "info",
+            # cgroups and network objects of this instance only (see integration.py)
+            "ZIONWM_INSTANCE": f"t{os.getpid() % 10000}{next(_instances)}",
             **(extra_env or {}),
         }
         for k in ("WAYLAND_DISPLAY", "DISPLAY", "SWAYSOCK", "ZIONWM_SOCK"):

@@ -37,10 +37,11 @@ def test_window_appears_where_reported_framed_in_desktop_colour(compositor: Comp
     assert colour_near(img.getpixel((img.width - 5, 5)), PERSONAL)
 
 
-def test_typed_text_reaches_a_terminal(compositor: Compositor, tmp_path: Path) -> None:
+def test_typed_text_reaches_a_terminal(compositor: Compositor) -> None:
     require("foot")
-    out = tmp_path / "typed.txt"
-    compositor.zionctl("launch", "personal", "--", "foot", "sh", "-c", f"cat > {out}")
+    # the terminal runs sandboxed: it writes into the desktop's own home
+    out = compositor.data / "zionwm" / "desktops" / "personal" / "home" / "typed.txt"
+    compositor.zionctl("launch", "personal", "--", "foot", "sh", "-c", "cat > ~/typed.txt")
     compositor.wait_window("personal", "foot")
     compositor.type_keys("hello zionwm\n")
     compositor.type_keys("-M", "ctrl", "d", "-m", "ctrl")
@@ -203,3 +204,13 @@ def test_sigterm_shuts_down_cleanly(compositor: Compositor) -> None:
     assert compositor.proc.wait(timeout=15) == 0
     assert not (compositor.runtime / "zionwm" / "ipc.sock").exists()
     assert not os.path.exists(compositor.desktop_socket("personal"))
+
+
+def test_programs_start_with_no_blocked_signals(compositor: Compositor) -> None:
+    """The compositor must not leak a blocked signal mask into what it starts: a program
+    that cannot receive SIGTERM cannot be stopped politely."""
+    out = compositor.data / "zionwm" / "desktops" / "work" / "home" / "sigblk"
+    compositor.zionctl("launch", "work", "--", "sh", "-c",
+                       "grep SigBlk /proc/self/status > ~/sigblk")
+    wait_for(lambda: out.exists() and out.read_text().strip(), 10, "the probe to run")
+    assert int(out.read_text().split()[1], 16) == 0, out.read_text()

@@ -1,13 +1,27 @@
-"""Attach the isolation and quarantine layers to a running server.
+"""Attach the isolation layers to a running server: sandboxed launches, cgroup limits and
+freezing, and per-desktop networks.
 
-Each layer is optional at run time (a machine without delegated cgroups still runs zionwm,
-and says what it lacks); this module decides what to attach and logs what it found.
+Each layer is optional at run time: a machine without delegated cgroups, or without root for
+network namespaces, still runs zionwm, says exactly what it lacks (log, notification,
+`zionctl status`), and disables that feature cleanly. Nothing here blocks the event loop:
+freezes are stepped from timers and the cgroup.events fd; thaw is one write.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zionwm.isolation.cgroups import CgroupManager, DesktopCgroup, FreezeOp
+from zionwm.isolation.launcher import Launcher, LaunchError, Sandbox
+from zionwm.isolation.network import NetworkError, NetworkManager
+from zionwm.isolation.spec import DesktopSpec, NetMode
+from zionwm.isolation.storage import UnsafePathError
+
+from .children import Child
+from .loop import Timer
 
 if TYPE_CHECKING:
     from .server import Server
@@ -15,6 +29,202 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def instance_suffix() -> str:
+    """ZIONWM_INSTANCE names this run's cgroups and network objects, so two compositors (a
+    nested one, or parallel test runs) never touch each other's."""
+    inst = os.environ.get("ZIONWM_INSTANCE", "")
+    return "".join(c for c in inst.lower() if c.isalnum())[:8]
+
+
+class Isolation:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        suffix = instance_suffix()
+        self.cgroups = CgroupManager.probe(root_name=f"zionwm-{suffix}" if suffix else "zionwm")
+        st = self.cgroups.status
+        log.info("cgroups: %s", st.describe())
+        if st.problems:
+            server.notify("Desktop limits/freezing are limited here:\n" + "\n".join(st.problems),
+                          seconds=15, urgent=True)
+        self.net: NetworkManager | None
+        try:
+            self.net = NetworkManager(prefix=f"zw{suffix}" if suffix else "zionwm")
+            if self.net.privileged:
+                removed = self.net.cleanup_stale()
+                if removed:
+                    log.info("network: removed what a crashed run left: %s", ", ".join(removed))
+            log.info("network: %s", self.net.caps.describe())
+        except (NetworkError, OSError) as e:
+            log.warning("network namespaces unavailable (%s): sandboxes get loopback only", e)
+            self.net = None
+        self.launcher = Launcher(
+            cgroup_procs=self._cgroup_procs,
+            netns_path=self.net.netns_path if self.net else None,
+            on_exit=self._on_sandbox_exit,
+        )
+        self._freeze_timers: dict[str, Timer] = {}
+        self._freezing: dict[str, tuple[FreezeOp, Timer]] = {}
+        server.launch_hook = self.launch
+        for name, d in server.desktops.items():
+            self._desktop_cgroup(d.spec)
+
+    # ---- launching ----
+
+    def _desktop_cgroup(self, spec: DesktopSpec) -> DesktopCgroup | None:
+        cg = self.cgroups.get(spec.name)
+        if cg is None:
+            cg = self.cgroups.desktop(spec.name, spec.limits)
+        return cg
+
+    def _cgroup_procs(self, desktop: str) -> list[Path]:
+        cg = self.cgroups.get(desktop)
+        return cg.procs_files() if cg else []
+
+    def launch(self, spec: DesktopSpec, argv: list[str], ephemeral: bool) -> Child:
+        self._desktop_cgroup(spec)
+        if self.net is not None and spec.network.mode != NetMode.NONE:
+            self.net.ensure(spec.name, spec.network)
+        try:
+            sandbox = self.launcher.launch(spec, argv, ephemeral=ephemeral or None)
+        except (LaunchError, UnsafePathError) as e:
+            self.server.notify(f"Could not start {argv[0]} on {spec.name}: {e}", urgent=True)
+            raise RuntimeError(str(e)) from e
+        return self.server.children.adopt(sandbox.pid, list(argv), spec.name, sandbox.poll,
+                                           sandbox.kill, pidfd=os.dup(sandbox.pidfd))
+
+    def _on_sandbox_exit(self, sandbox: Sandbox, returncode: int) -> None:
+        cg = self.cgroups.get(sandbox.desktop)
+        if cg is not None and returncode in (-9, 137):
+            kills = cg.oom_kills()
+            if kills:
+                self.server.notify(f"A program on {sandbox.desktop} was killed: out of memory "
+                                   f"({kills} OOM kills so far)", urgent=True)
+
+    # ---- hiding, showing, freezing ----
+
+    def after_hide(self, desktop: str) -> None:
+        spec = self.server.desktops[desktop].spec
+        if spec.freeze_after is None or not self.cgroups.status.can_freeze:
+            return
+        timer = self._freeze_timers.get(desktop)
+        if timer is None:
+            timer = self.server.loop.timer(lambda: self.freeze(desktop), f"freeze {desktop}")
+            self._freeze_timers[desktop] = timer
+        timer.schedule(max(1, int(spec.freeze_after * 1000)))
+
+    def before_show(self, desktop: str) -> None:
+        timer = self._freeze_timers.get(desktop)
+        if timer is not None:
+            timer.schedule(0)
+        self.thaw(desktop)
+
+    def freeze(self, desktop: str) -> str:
+        if desktop == self.server.model.active:
+            return f"{desktop} is shown: not freezing it"
+        cg = self.cgroups.get(desktop)
+        if cg is None:
+            raise RuntimeError(f"{desktop} has no cgroup here: "
+                               + "; ".join(self.cgroups.status.problems))
+        if desktop in self._freezing:
+            return f"{desktop} is already being frozen"
+        op = cg.start_freeze()
+        poller = self.server.loop.timer(lambda: self._step_freeze(desktop), f"freeze {desktop}")
+        self._freezing[desktop] = (op, poller)
+        poller.schedule(1)
+        return f"freezing {desktop}"
+
+    def _step_freeze(self, desktop: str) -> None:
+        op, poller = self._freezing[desktop]
+        state = op.poll()
+        if state == "pending":
+            poller.schedule(max(1, int(op.poll_interval * 1000)))
+            return
+        poller.remove()
+        op.close()
+        del self._freezing[desktop]
+        if state == "frozen":
+            log.info("desktop %s frozen in %.1f ms", desktop, op.elapsed * 1000)
+            self.server.set_frozen(desktop, True)
+            cg = self.cgroups.get(desktop)
+            if cg is not None and self.server.desktops[desktop].spec.reclaim_when_frozen:
+                freed = cg.reclaim()
+                if freed is None:
+                    log.info("desktop %s: memory.reclaim is not available here", desktop)
+                else:
+                    log.info("desktop %s: reclaimed %d bytes while frozen", desktop, freed)
+        else:
+            self.server.notify(f"Could not freeze {desktop}: {op.reason} (rolled back)",
+                               urgent=True)
+
+    def thaw(self, desktop: str) -> str:
+        pending = self._freezing.pop(desktop, None)
+        if pending is not None:
+            op, poller = pending
+            poller.remove()
+            op.cancel()
+            op.close()
+        cg = self.cgroups.get(desktop)
+        if cg is None:
+            return f"{desktop} has no cgroup"
+        if cg.frozen or self.server.model.desktops[desktop].frozen:
+            cg.thaw()
+            self.server.set_frozen(desktop, False)
+            return f"thawed {desktop}"
+        return f"{desktop} was not frozen"
+
+    def kill(self, desktop: str) -> str:
+        cg = self.cgroups.get(desktop)
+        if cg is None:
+            raise RuntimeError(f"{desktop} has no cgroup here")
+        n = cg.kill(timeout=0)  # never wait on the event loop; cgroup.kill is immediate
+        if self.server.model.desktops[desktop].frozen:
+            self.server.set_frozen(desktop, False)
+        return f"killed {n} processes of {desktop}"
+
+    def set_network(self, desktop: str, on: bool) -> str:
+        if self.net is None:
+            raise RuntimeError("network namespaces are not available here")
+        spec = self.server.desktops[desktop].spec
+        if self.net.get(desktop) is None:
+            self.net.ensure(desktop, spec.network)
+        self.net.set_enabled(desktop, on)
+        return f"network of {desktop} {'on' if on else 'off'}"
+
+    # ---- what zionctl shows ----
+
+    def describe_desktop(self, desktop: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        cg = self.cgroups.get(desktop)
+        out["cgroup"] = cg.usage() if cg else None
+        if self.net is not None:
+            net = self.net.get(desktop)
+            out["net"] = net.state() if net else {"policy": self.server.desktops[
+                desktop].spec.network.mode.value, "state": "not started"}
+        return out
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "cgroups": self.cgroups.status.to_json(),
+            "network": self.net.caps.describe() if self.net else "unavailable",
+            "sandboxes": len(self.launcher.running),
+        }
+
+    def close(self) -> None:
+        for timer in self._freeze_timers.values():
+            timer.remove()
+        for desktop in list(self._freezing):
+            self.thaw(desktop)
+        for name in self.server.desktops:
+            cg = self.cgroups.get(name)
+            if cg is not None and cg.frozen:
+                cg.thaw()
+        self.launcher.shutdown(timeout=3)
+        if self.net is not None:
+            self.net.teardown()
+        self.cgroups.cleanup()
+
+
 def attach(server: Server) -> None:
-    """Nothing is attached yet beyond the core: filled in as the layers land."""
-    log.debug("integration: core only")
+    iso = Isolation(server)
+    server.extensions.append(iso)
+    server.isolation = iso

@@ -7,6 +7,8 @@ registered here is guarded: an exception is logged, never propagated into C.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -93,6 +95,9 @@ class Loop:
     def __init__(self, display: Display) -> None:
         self.event_loop = display.get_event_loop()
         self._watches: dict[int, _FdWatch] = {}
+        self._signal_pipe: tuple[int, int] | None = None
+        self._signal_callbacks: dict[int, Callable[[], None]] = {}
+        self._pending_signals: set[int] = set()
 
     def _watch(self, fd: int, kind: str, callback: Callable[[], None], context: str) -> FdHandle:
         w = self._watches.get(fd)
@@ -129,6 +134,32 @@ class Loop:
         t.schedule(max(1, ms))
         return t
 
-    def add_signal(self, signum: int, callback: Callable[[], None]) -> Handle:
-        cb = guarded(f"signal {signum}", callback)
-        return Handle(self.event_loop.add_signal(signum, lambda _s, _d: cb() or 0))
+    def add_signal(self, signum: int, callback: Callable[[], None]) -> None:
+        """Run `callback` on the loop when `signum` arrives.
+
+        Not wl_event_loop_add_signal: that blocks the signal with sigprocmask, and every
+        child we spawn would inherit the blocked mask (sandboxed programs and helpers that
+        then ignore SIGTERM). Python's handler plus a wakeup pipe watched by the loop blocks
+        nothing; the handler itself only records the signal.
+        """
+        if self._signal_pipe is None:
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._signal_pipe = (r, w)
+            signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+            self.add_reader(r, self._drain_signals, "signals")
+        self._signal_callbacks[signum] = guarded(f"signal {signum}", callback)
+        signal.signal(signum, lambda s, _f: self._pending_signals.add(s))
+
+    def _drain_signals(self) -> None:
+        assert self._signal_pipe is not None
+        try:
+            while os.read(self._signal_pipe[0], 256):
+                pass
+        except BlockingIOError:
+            pass
+        # Python ran the handlers before this callback's first bytecode
+        pending, self._pending_signals = self._pending_signals, set()
+        for signum in pending:
+            cb = self._signal_callbacks.get(signum)
+            if cb is not None:
+                cb()

@@ -139,6 +139,7 @@ class Server(HasListeners):
         self.ipc: Any = None
         self.extensions: list[Any] = []  # isolation/quarantine integrations (close on exit)
         self.launch_hook: Any = None  # replaced by the sandbox launcher when available
+        self.isolation: Any = None  # integration.Isolation once attached
 
         # -- display and event loop (one Loop for the server's life: see loop.py) --
         self.display = Display()
@@ -825,6 +826,25 @@ class Server(HasListeners):
     def _cmd_clipboard_paste(self, cmd: Any) -> str:
         desktop = self.focused_view.desktop if self.focused_view else self.model.active
         return self.clipboard.paste(desktop)
+
+    def _isolation_for(self, desktop: str) -> Any:
+        if desktop not in self.desktops:
+            raise LookupError(f"no desktop named {desktop!r}")
+        if self.isolation is None:
+            raise RuntimeError("the isolation layer is not running")
+        return self.isolation
+
+    def _cmd_freeze(self, cmd: Any) -> str:
+        return str(self._isolation_for(cmd.desktop).freeze(cmd.desktop))
+
+    def _cmd_thaw(self, cmd: Any) -> str:
+        return str(self._isolation_for(cmd.desktop).thaw(cmd.desktop))
+
+    def _cmd_kill(self, cmd: Any) -> str:
+        return str(self._isolation_for(cmd.desktop).kill(cmd.desktop))
+
+    def _cmd_net(self, cmd: Any) -> str:
+        return str(self._isolation_for(cmd.desktop).set_network(cmd.desktop, bool(cmd.enable)))
 
     def _cmd_move_to(self, cmd: Any) -> str:
         raise ValueError("windows never change desktop: their programs live in its sandbox")
