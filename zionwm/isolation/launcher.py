@@ -126,6 +126,8 @@ class Sandbox:
         self.pidfd = os.pidfd_open(proc.pid)
         self.started_at = time.monotonic()
         self.returncode: int | None = None
+        self._init_pid: int | None = None
+        self._init_pidfd = -1
 
     def __repr__(self) -> str:
         return f"<Sandbox {self.desktop} pid={self.pid} argv={list(self.argv)!r}>"
@@ -155,7 +157,9 @@ class Sandbox:
             select.select([self.pidfd], [], [], left)
 
     def inner_init_pid(self) -> int | None:
-        """Host pid of the sandbox's pid-namespace init (bwrap's reaper), once known."""
+        """Host pid of the sandbox's pid-namespace init (bwrap's reaper), once reported."""
+        if self._init_pid is not None:
+            return self._init_pid
         self._read_status()
         for raw in self._status.decode(errors="replace").splitlines():
             line = raw.strip()
@@ -166,7 +170,13 @@ class Sandbox:
             except ValueError:
                 continue
             if "child-pid" in doc:
-                return int(doc["child-pid"])
+                self._init_pid = int(doc["child-pid"])
+                try:
+                    # Held so a later signal cannot hit a recycled pid.
+                    self._init_pidfd = os.pidfd_open(self._init_pid)
+                except ProcessLookupError:
+                    self._init_pidfd = -1
+                return self._init_pid
         return None
 
     def _read_status(self) -> None:
@@ -184,11 +194,12 @@ class Sandbox:
             self._status += chunk
 
     def terminate(self) -> None:
-        """Ask the program to quit (SIGTERM to the processes under the sandbox's init).
+        """Ask the program to quit: SIGTERM to the processes under the sandbox's init.
 
-        The init of a pid namespace ignores SIGTERM, and bwrap does not forward it, so the
+        The init of a pid namespace ignores SIGTERM and bwrap does not forward it, so the
         signal goes to init's children; when the program exits, init exits and the kernel
-        kills whatever else is left in the namespace.
+        kills whatever is left in the namespace. Before the program has started there is
+        nobody to ask, and the sandbox is killed instead.
         """
         if self.returncode is not None:
             return
@@ -201,7 +212,7 @@ class Sandbox:
             except OSError:
                 targets = []
         if not targets:
-            signal.pidfd_send_signal(self.pidfd, signal.SIGTERM)
+            self.kill()
             return
         for pid in targets:
             try:
@@ -210,15 +221,44 @@ class Sandbox:
                 pass
 
     def kill(self) -> None:
-        """Kill the whole sandbox: bwrap dies, --die-with-parent takes its namespace down."""
-        if self.returncode is None:
-            try:
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """Kill the whole sandbox: its namespace init (which takes every process in the
+        namespace with it) and bwrap.
+
+        bwrap 0.8 arms --die-with-parent in the namespace init only once setup is done, so
+        killing bwrap alone during setup would leave the sandbox running, orphaned. bwrap is
+        stopped first so it cannot clone while its children are collected and killed; its
+        children cannot be reaped (hence their pids not reused) while it is stopped.
+        """
+        if self.returncode is not None:
+            return
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGSTOP)
+        except ProcessLookupError:
+            return
+        self.inner_init_pid()
+        victims: list[int] = []
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                for pid in f.read().split():
+                    try:
+                        victims.append(os.pidfd_open(int(pid)))
+                    except ProcessLookupError:
+                        pass
+        except OSError:
+            pass
+        try:
+            for fd in (self._init_pidfd, *victims, self.pidfd):
+                if fd >= 0:
+                    try:
+                        signal.pidfd_send_signal(fd, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        finally:
+            for fd in victims:
+                os.close(fd)
 
     def _close_fds(self) -> None:
-        for attr in ("pidfd", "_status_fd"):
+        for attr in ("pidfd", "_status_fd", "_init_pidfd"):
             fd = getattr(self, attr)
             if fd >= 0:
                 os.close(fd)
