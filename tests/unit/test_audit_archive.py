@@ -226,3 +226,16 @@ def test_macro_document_inside_an_archive_is_named(tmp_path: Path) -> None:
     f = by_rule(findings)["office:vba-autoexec-dropper"]
     assert f.verdict is Verdict.MALICIOUS
     assert "mail.zip!invoice.docm" in f.detail
+
+
+def test_member_extension_is_the_members_own(tmp_path: Path) -> None:
+    elf = build_elf_named_pdf(tmp_path / "t").read_bytes()
+    path = tmp_path / "tools.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("bin/tool", elf)
+        zf.writestr("docs/manual.pdf", elf)
+    findings = archive.scan(str(path), "tools.zip", None)
+    rules = {(f.rule, f.verdict) for f in findings}
+    assert ("magic:executable-elf", Verdict.SUSPICIOUS) in rules
+    assert ("magic:elf-named-as-pdf", Verdict.MALICIOUS) in rules
+    assert any("tools.zip!bin/tool" in f.detail for f in findings)

@@ -222,7 +222,8 @@ def inspect_data(
     data: bytes | None,
     depth: int,
 ) -> None:
-    for finding in magic_type.classify(head, where, mode, *magic_type.identify(head)):
+    member_name = where.rsplit("!", 1)[-1]
+    for finding in magic_type.classify(head, member_name, mode, *magic_type.identify(head)):
         walk.findings.append(_tainted(where, finding))
     deep = archive_kind(head) is not None or pdf.is_pdf(head) or office.office_kind(head)
     if data is None:
