@@ -775,9 +775,10 @@ class _Layout:
         active = bool(desktop.get("active"))
         visible = bool(desktop.get("visible", active))
         windows = [w for w in self.windows if w.get("desktop") == name]
-        children = [window_node(w, visible) for w in windows]
-        focus_order = sorted(children, key=lambda n: not n["focused"])
-        has_focused_window = any(n["focused"] for n in children)
+        focus_order = sorted(windows, key=lambda w: not w.get("focused"))
+        has_focused_window = any(w.get("focused") for w in windows)
+        # GET_WORKSPACES drops the children anyway: do not build them there.
+        children = [window_node(w, visible) for w in windows] if in_tree else []
         for child in children:
             child["focused"] = child["focused"] and active
         node.update(
@@ -789,7 +790,7 @@ class _Layout:
                 "urgent": bool(desktop.get("urgent")),
                 "representation": f"zionwm[{name}]",
                 "nodes": children,
-                "focus": [n["id"] for n in focus_order],
+                "focus": [window_con_id(w) for w in focus_order],
                 "zionwm": desktop,
             }
         )
