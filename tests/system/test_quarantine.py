@@ -836,3 +836,40 @@ def test_inbox_flood_of_1000_files_loses_none(service: Callable[..., QService]) 
         == 1000
     )
     print(f"1000 files taken in {took:.2f} s")
+
+
+def _queue_limit() -> int:
+    return int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+
+
+@pytest.mark.slow
+def test_inotify_queue_overflow_is_recovered_by_a_rescan(
+    service: Callable[..., QService],
+) -> None:
+    """With the service stopped (SIGSTOP), more files arrive than its inotify queue holds
+    (two queued events per file); after SIGCONT the overflow rescan must still take all."""
+    limit = _queue_limit()
+    count = limit // 2 + 200
+    if count > 20_000:
+        pytest.skip(f"fs.inotify.max_queued_events is {limit}: too many files to overflow it")
+    svc = service(workers=1)
+    assert svc.proc is not None
+    inbox = paths.desktop_inbox("web")
+    svc.proc.send_signal(signal.SIGSTOP)
+    try:
+        for n in range(count):
+            fd = os.open(inbox / f"o{n:05d}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.write(fd, b"%d" % n)
+            os.close(fd)
+    finally:
+        svc.proc.send_signal(signal.SIGCONT)
+
+    def all_taken() -> bool:
+        states = db_states()
+        return len(states) >= count and "taking" not in states.values()
+
+    wait_until(all_taken, 120, f"{count} items taken", step=0.2)
+    assert not os.listdir(inbox)
+    assert "inotify queue overflowed" in svc.log.read_text()
+    names = sorted(i["name"] for i in all_items(svc))
+    assert names == [f"o{n:05d}" for n in range(count)]

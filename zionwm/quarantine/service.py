@@ -283,7 +283,8 @@ class Service:
         self.workers = max(1, workers)
         self.results: queue.SimpleQueue[_AuditResult] = queue.SimpleQueue()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.queue: deque[int] = deque()
+        self.queue: deque[int] = deque()  # received items waiting for a worker slot
+        self.queued: set[int] = set()
         self.running_audits: set[int] = set()
         self.timers: list[tuple[float, int, str, int]] = []
         self._timer_seq = 0
@@ -460,13 +461,15 @@ class Service:
             self._emit("rejected", item)
 
     def _enqueue(self, item_id: int) -> None:
-        if item_id not in self.queue and item_id not in self.running_audits:
+        if item_id not in self.queued and item_id not in self.running_audits:
             self.queue.append(item_id)
+            self.queued.add(item_id)
 
     def _pump(self) -> None:
         """Start audits while worker slots are free."""
         while self.queue and len(self.running_audits) < self.workers:
             item_id = self.queue.popleft()
+            self.queued.discard(item_id)
             try:
                 item = self.store.get(item_id)
                 if item.state is not State.RECEIVED:
@@ -606,6 +609,8 @@ class Service:
     # -- events and control ------------------------------------------------------------------
 
     def _emit(self, event: str, item: Item) -> None:
+        if not any(c.subscriber for c in self.conns.values()):
+            return
         msg = {"event": event, "item": item.to_json(), "counts": self.store.counts()}
         data = (json.dumps(msg) + "\n").encode()
         for conn in list(self.conns.values()):
@@ -753,8 +758,9 @@ class Service:
             return {"ok": False, "error": f"item {item_id} is being audited; try again"}
         if not item.content:
             return {"ok": False, "error": f"item {item_id} has no content in quarantine"}
-        with contextlib.suppress(ValueError):
+        if item_id in self.queued:
             self.queue.remove(item_id)
+            self.queued.discard(item_id)
         item = self.store.transition(item_id, State.DELETING, then_state=None)
         self._unlink_content(item_id)
         item = self._finish_delete(item)

@@ -271,11 +271,15 @@ class Store:
         return _row_to_item(row)
 
     def list(self, states: frozenset[State] | None = None) -> list[Item]:
-        rows = self._db.execute("SELECT * FROM items ORDER BY id").fetchall()
-        items = [_row_to_item(r) for r in rows]
-        if states is not None:
-            items = [i for i in items if i.state in states]
-        return items
+        if states is None:
+            rows = self._db.execute("SELECT * FROM items ORDER BY id").fetchall()
+        else:
+            marks = ",".join("?" * len(states))
+            rows = self._db.execute(
+                f"SELECT * FROM items WHERE state IN ({marks}) ORDER BY id",
+                [s.value for s in states],
+            ).fetchall()
+        return [_row_to_item(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         """`pending`: still in the pipeline; `kept`: rejected with content the user may act on."""

@@ -1,0 +1,210 @@
+"""Quarantine throughput, end to end: files dropped into a desktop's inbox until released.
+
+Starts the real `zionwm-quarantined` (hold 0) in a private XDG tree with every scanner,
+including a test clamd built with the tests' fixture when ClamAV is installed, drops N files
+of each size into the web desktop's inbox at once, and waits until all are released.
+Reports files/s and MB/s, the mean time each scanner took per file (from the audit reports)
+and clamd's resident memory.
+
+    .venv/bin/python -m benchmarks.quarantine [--count-small 200] [--count-large 30]
+        [--workers 2] [--no-clamd] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from zionwm import paths
+from zionwm.quarantine.client import QuarantineClient
+
+
+def _rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+@contextlib.contextmanager
+def _clamd(workdir: Path, enabled: bool) -> Iterator[Any]:
+    if not enabled or shutil.which("clamd") is None or shutil.which("sigtool") is None:
+        yield None
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.system.clamd_fixture import running_clamd  # noqa: PLC0415 - optional
+
+    with running_clamd(workdir / "clamd") as c:
+        yield c
+
+
+def _start_service(policy_file: Path, workers: int, log: Path) -> subprocess.Popen[bytes]:
+    r, w = os.pipe()
+    with open(log, "ab") as logf:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "zionwm.quarantine.service",
+                "--policy-file",
+                str(policy_file),
+                "--ready-fd",
+                str(w),
+                "--workers",
+                str(workers),
+                "--log-level",
+                "WARNING",
+            ],
+            pass_fds=(w,),
+            stdout=logf,
+            stderr=logf,
+        )
+    os.close(w)
+    ready, _, _ = select.select([r], [], [], 30)
+    ok = ready and os.read(r, 16) == b"READY\n"
+    os.close(r)
+    if not ok:
+        proc.kill()
+        raise RuntimeError(f"service did not start; see {log}")
+    return proc
+
+
+def _run_batch(
+    client: QuarantineClient,
+    inbox: Path,
+    *,
+    prefix: str,
+    count: int,
+    size: int,
+    timeout: float,
+) -> dict[str, Any]:
+    """Drop `count` files of `size` bytes at once; wait for every one's terminal event."""
+    events = QuarantineClient(timeout=timeout)
+    events.subscribe()
+    payloads = [os.urandom(size) for _ in range(min(count, 8))]
+    t0 = time.monotonic()
+    for n in range(count):
+        part = inbox / f"{prefix}{n:05d}.bin.part"
+        part.write_bytes(payloads[n % len(payloads)] + b"%d" % n)
+        os.rename(part, inbox / f"{prefix}{n:05d}.bin")
+    done: dict[int, dict[str, Any]] = {}
+    while len(done) < count:
+        left = t0 + timeout - time.monotonic()
+        if left <= 0:
+            raise RuntimeError(f"{prefix}: only {len(done)}/{count} done after {timeout} s")
+        ev = events.next_event(left)
+        it = ev["item"]
+        if it["name"].startswith(prefix) and it["state"] in ("released", "rejected"):
+            done[it["id"]] = it
+    events.close()
+    elapsed = time.monotonic() - t0
+    per_scanner: dict[str, list[float]] = {}
+    for it in done.values():
+        report = client.request("show", id=it["id"])["item"].get("report") or {}
+        for scanner, secs in report.get("durations", {}).items():
+            per_scanner.setdefault(scanner, []).append(secs)
+    return {
+        "files": count,
+        "file_bytes": size,
+        "seconds": round(elapsed, 3),
+        "files_per_s": round(count / elapsed, 2),
+        "mb_per_s": round(count * size / elapsed / 1e6, 3),
+        "released": sum(1 for i in done.values() if i["state"] == "released"),
+        "scanner_ms_mean": {
+            k: round(1000 * sum(v) / len(v), 2) for k, v in sorted(per_scanner.items())
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count-small", type=int, default=200, help="4 KiB files")
+    ap.add_argument("--count-large", type=int, default=30, help="1 MiB files")
+    ap.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)))
+    ap.add_argument("--no-clamd", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="zionwm-qbench-") as d:
+        tmp = Path(d)
+        for var in ("XDG_RUNTIME_DIR", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+            (tmp / var).mkdir(mode=0o700)
+            os.environ[var] = str(tmp / var)
+        with _clamd(tmp, not args.no_clamd) as clamd:
+            policy: dict[str, Any] = {
+                "desktops": [
+                    {"desktop": "web", "downloads": {"release_to": "personal", "hold": 0}},
+                    {"desktop": "personal"},
+                ],
+            }
+            if clamd is not None:
+                policy["audit"] = {
+                    "clamd_socket": clamd.socket_path,
+                }
+            pf = tmp / "policy.json"
+            pf.write_text(json.dumps(policy))
+            proc = _start_service(pf, args.workers, tmp / "service.log")
+            try:
+                client = QuarantineClient(timeout=60)
+                inbox = paths.desktop_inbox("web")
+                results = {
+                    "workers": args.workers,
+                    "cpus": os.cpu_count(),
+                    "clamd": clamd is not None,
+                    "small_4KiB": _run_batch(
+                        client,
+                        inbox,
+                        prefix="s",
+                        count=args.count_small,
+                        size=4096,
+                        timeout=1800,
+                    ),
+                    "large_1MiB": _run_batch(
+                        client,
+                        inbox,
+                        prefix="l",
+                        count=args.count_large,
+                        size=1 << 20,
+                        timeout=1800,
+                    ),
+                    "clamd_rss_kib": _rss_kib(clamd.pid) if clamd is not None else None,
+                    "service_rss_kib": _rss_kib(proc.pid),
+                }
+                client.close()
+            finally:
+                proc.terminate()
+                proc.wait(10)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(f"workers={results['workers']} cpus={results['cpus']} clamd={results['clamd']}")
+        for key in ("small_4KiB", "large_1MiB"):
+            r = results[key]
+            print(
+                f"{key:>11}: {r['files']} files in {r['seconds']} s = {r['files_per_s']}"
+                f" files/s, {r['mb_per_s']} MB/s; released {r['released']}"
+            )
+            print(f"{'':>13}scanner ms/file: {r['scanner_ms_mean']}")
+        print(
+            f"clamd RSS: {results['clamd_rss_kib']} KiB;"
+            f" service RSS: {results['service_rss_kib']} KiB"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
