@@ -352,7 +352,9 @@ class _Client:
         try:
             while self.outbuf and not self.closed:
                 try:
-                    n = self.sock.send(self.outbuf)
+                    # MSG_NOSIGNAL: a peer gone away must be an error here, not a SIGPIPE
+                    # for the whole compositor.
+                    n = self.sock.send(self.outbuf, socket.MSG_NOSIGNAL)
                 except (BlockingIOError, InterruptedError):
                     break
                 del self.outbuf[:n]
