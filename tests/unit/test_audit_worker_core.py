@@ -168,3 +168,9 @@ def test_run_audit_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
     assert [(f.rule, f.verdict) for f in report.findings] == [
         ("worker-start", Verdict.CANNOT_INSPECT)
     ]
+
+
+def test_covering_binds() -> None:
+    assert worker.covering_binds(
+        ["/usr", "/usr/lib/python3", "/opt/venv", "/opt/venv/bin", "/opt/venv/", "/opt/venv2"]
+    ) == ("/usr", "/opt/venv", "/opt/venv2")

@@ -154,22 +154,26 @@ def sandbox_settings(settings: AuditSettings) -> AuditSettings:
     )
 
 
+def covering_binds(paths: list[str]) -> tuple[str, ...]:
+    """The fewest of `paths` whose binds include all of them (pure; order kept)."""
+    chosen: list[str] = []
+    for p in sorted({os.path.normpath(p) for p in paths}, key=lambda p: (p.count("/"), p)):
+        if not any(p == q or p.startswith(q.rstrip("/") + "/") for q in chosen):
+            chosen.append(p)
+    return tuple(chosen)
+
+
 def _host_plan(fd: int, settings: AuditSettings, info_fd: int | None, probe: bool) -> SandboxPlan:
     import zionwm  # noqa: PLC0415 - only to locate the package on this host
 
     package_dir = Path(zionwm.__file__).resolve().parent
     python = Path(sys.executable)
-    ro: list[str] = ["/usr"]
-    needed = (sys.base_prefix, sys.prefix, package_dir, python.parent, python.resolve().parent)
-    for p in needed:
-        rp = str(Path(p).resolve())
-        if not any(rp == q or rp.startswith(q + "/") for q in ro):
-            ro.append(rp)
-    if sys.prefix != str(Path(sys.prefix).resolve()) or python.is_symlink():
-        # the interpreter is reached through symlinks: bind the path it is called by, too
-        for p in (sys.prefix, str(python.parent)):
-            if p not in ro:
-                ro.append(p)
+    # the interpreter, its venv and this package, by their real paths and (when reached
+    # through symlinks) by the paths they are called by
+    wanted = [sys.base_prefix, sys.prefix, str(package_dir), str(python.parent)]
+    wanted += [str(Path(p).resolve()) for p in wanted]
+    wanted.append(str(python.resolve().parent))
+    ro = list(covering_binds(["/usr", *wanted]))
     if os.path.exists("/etc/ld.so.cache"):
         ro.append("/etc/ld.so.cache")  # ctypes.util.find_library (python-magic) reads it
     links: list[tuple[str, str]] = []
