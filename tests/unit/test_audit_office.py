@@ -94,3 +94,14 @@ def test_office_kind() -> None:
         b'office/2006/relationships/vbaProject" Target="vbaProject.bin"/></Relationships>'
     )
     assert office.office_kind(rels) is None
+
+
+def test_excel4_macro_sheet_in_sylk_is_suspicious(tmp_path: Path) -> None:
+    # SYLK: "O;E" marks a macro sheet, NN names Auto_open, C rows hold XLM formulas
+    path = tmp_path / "prices.slk"
+    path.write_bytes(
+        b'ID;PWXL;N;E\r\nO;E\r\nNN;NAuto_open;ER101C1\r\nC;X1;Y101;K0;EEXEC("calc.exe")\r\n'
+        b"C;X1;Y102;K0;EHALT()\r\nE\r\n"
+    )
+    findings = office.scan(str(path), "prices.slk", None)
+    assert [(f.rule, f.verdict) for f in findings] == [("xlm-macros", Verdict.SUSPICIOUS)]
