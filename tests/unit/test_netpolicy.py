@@ -414,6 +414,38 @@ class Upstream:
         self.stop = False
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.bind(self.addr)  # same port as UDP, as a real server
+        self.tcp.listen(4)
+        self.tcp.settimeout(0.2)
+        self.tcp_thread = threading.Thread(target=self.run_tcp, daemon=True)
+        self.tcp_thread.start()
+
+    def respond(self, data: bytes) -> bytes:
+        q = dnsfilter.parse_message(data)
+        if q.question.name == "a.test":
+            rec = [(b"\xc0\x0c", 1, 120, bytes([198, 51, 100, 7]))]
+            return _answer(q.ident, "a.test", rec)
+        if q.question.name == "big.test":  # 300 A records: too large for UDP
+            rec = [(b"\xc0\x0c", 1, 60, bytes([198, 51, 100, i % 250])) for i in range(300)]
+            return _answer(q.ident, "big.test", rec)
+        return _answer(q.ident, q.question.name, [], flags=0x8183)
+
+    def run_tcp(self) -> None:
+        while not self.stop:
+            try:
+                conn, _ = self.tcp.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                n = struct.unpack("!H", conn.recv(2))[0]
+                data = b""
+                while len(data) < n:
+                    data += conn.recv(n - len(data))
+                self.seen.append("tcp:" + dnsfilter.parse_message(data).question.name)
+                reply = self.respond(data)
+                conn.sendall(struct.pack("!H", len(reply)) + reply)
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -430,19 +462,16 @@ class Upstream:
             self.seen.append(q.question.name)
             if not self.answer:
                 continue
-            ident = q.ident
             if self.spoof_first:
-                self.sock.sendto(_answer(ident ^ 1, q.question.name, []), peer)
-            if q.question.name == "a.test":
-                rec = [(b"\xc0\x0c", 1, 120, bytes([198, 51, 100, 7]))]
-                self.sock.sendto(_answer(ident, "a.test", rec), peer)
-            else:
-                self.sock.sendto(_answer(ident, q.question.name, [], flags=0x8183), peer)
+                self.sock.sendto(_answer(q.ident ^ 1, q.question.name, []), peer)
+            self.sock.sendto(self.respond(data), peer)
 
     def close(self) -> None:
         self.stop = True
         self.thread.join()
+        self.tcp_thread.join()
         self.sock.close()
+        self.tcp.close()
 
 
 @pytest.fixture
@@ -455,7 +484,10 @@ def upstream() -> Iterator[Upstream]:
 class Served:
     def __init__(self, up: Upstream, timeout: float = 2.0) -> None:
         self.learned: list[tuple[tuple[int, ...], list[tuple[str, int]], float]] = []
-        allowed = {"a.test": (0,), "missing.test": (1,)}
+        allowed = {"a.test": (0,), "missing.test": (1,), "big.test": (2,)}
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(4)
         self.fwd = DnsForwarder(
             ("127.0.0.1", 0),
             [up.addr],
@@ -463,6 +495,7 @@ class Served:
             lambda rules, addrs: self.learned.append((rules, addrs, time.monotonic())),
             timeout=timeout,
             min_ttl=5,
+            tcp=self.tcp,
         )
         self.thread = self.fwd.start_thread()
         self.client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -472,6 +505,16 @@ class Served:
         self.client.sendto(dnsfilter.build_query(ident, Question(name, 1, 1)), self.fwd.address)
         data = self.client.recv(4096)
         return dnsfilter.parse_message(data), time.monotonic()
+
+    def ask_tcp(self, name: str, ident: int = 0x4321) -> dnsfilter.Message:
+        query = dnsfilter.build_query(ident, Question(name, 1, 1))
+        with socket.create_connection(self.tcp.getsockname(), timeout=5) as c:
+            c.sendall(struct.pack("!H", len(query)) + query)
+            n = struct.unpack("!H", c.recv(2))[0]
+            data = b""
+            while len(data) < n:
+                data += c.recv(n - len(data))
+        return dnsfilter.parse_message(data)
 
     def close(self) -> None:
         self.fwd.stop()
@@ -540,3 +583,30 @@ def test_forwarder_servfail_when_upstream_is_silent() -> None:
     finally:
         s.close()
         up.close()
+
+
+def test_forwarder_over_tcp(upstream: Upstream) -> None:
+    s = Served(upstream)
+    try:
+        msg = s.ask_tcp("big.test")
+        assert msg.ident == 0x4321 and msg.rcode == 0
+        assert len(msg.answers) == dnsfilter.MAX_RECORDS  # parsed up to our bound
+        assert "tcp:big.test" in upstream.seen
+        assert s.learned and s.learned[0][0] == (2,)
+        assert s.ask_tcp("evil.test").rcode == dnsfilter.RCODE_NXDOMAIN
+        assert "tcp:evil.test" not in upstream.seen
+        # A frame too short for a header: the connection is closed without an answer.
+        with socket.create_connection(s.tcp.getsockname(), timeout=5) as c:
+            c.sendall(b"\x00\x05hello")
+            try:
+                assert c.recv(100) == b""
+            except ConnectionResetError:
+                pass
+        # A header with no question: FORMERR, and the connection stays usable.
+        with socket.create_connection(s.tcp.getsockname(), timeout=5) as c:
+            c.sendall(b"\x00\x0c" + struct.pack("!HHHHHH", 0x0707, 0x0100, 0, 0, 0, 0))
+            reply = c.recv(100)
+            assert struct.unpack("!HHH", reply[:6]) == (12, 0x0707, 0x8181)
+        assert s.ask_tcp("a.test").rcode == 0
+    finally:
+        s.close()

@@ -14,6 +14,9 @@ whatever fails to parse is answered FORMERR or dropped, never raised out of the 
 Upstream queries go out with a fresh random ID from a fresh random port and the answer must
 echo our question, which is what keeps a blind spoofer out.
 
+DNS over TCP (for answers too large for UDP) is served by a thread per connection, at most
+16 at once, each forwarding over TCP.
+
 Runs as a thread (tests) or as a child process: ``python -m zionwm.isolation.dnsfilter
 CONFIG_JSON`` (the manager's way, so parsing hostile bytes never shares the compositor's
 process).
@@ -238,6 +241,27 @@ def learned_addresses(msg: Message, min_ttl: int, max_ttl: int) -> list[tuple[st
     return sorted(out.items())
 
 
+def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
+    buf = b""
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def _recv_frame(conn: socket.socket) -> bytes | None:
+    """One length-prefixed DNS message from a TCP stream; None at end of stream."""
+    head = _recv_exact(conn, 2)
+    if head is None:
+        return None
+    (length,) = struct.unpack("!H", head)
+    if length < HEADER.size:
+        return None
+    return _recv_exact(conn, length)
+
+
 Decide = Callable[[str], "tuple[int, ...] | None"]
 Learn = Callable[["tuple[int, ...]", "list[tuple[str, int]]"], None]
 
@@ -252,10 +276,11 @@ class _Pending:
     upstream_id: int
     deadline: float
     attempt: int
+    raw: bytes  # the client's query: forwarded as is (EDNS options kept), with our own ID
 
 
 class DnsForwarder:
-    """A single-threaded UDP forwarder: one listening socket, one socket per query upstream.
+    """A UDP forwarder on one thread (one socket per query upstream), plus DNS over TCP.
 
     `decide(name)` returns the indices of the rules allowing the name (may be empty, e.g.
     for a `full` desktop) or None to refuse it. `learn(rules, [(addr, ttl)])` is called with
@@ -275,6 +300,8 @@ class DnsForwarder:
         max_ttl: int = 86400,
         mark: int | None = None,
         max_pending: int = 256,
+        tcp: socket.socket | None = None,
+        max_tcp: int = 16,
     ) -> None:
         if not upstreams:
             raise ValueError("a DNS forwarder needs at least one upstream")
@@ -286,6 +313,7 @@ class DnsForwarder:
         self.max_ttl = max_ttl
         self.mark = mark
         self.max_pending = max_pending
+        self.max_tcp = max_tcp
         if isinstance(listen, socket.socket):
             self.sock = listen  # bound by the parent: queries queue up before we run
         else:
@@ -300,6 +328,11 @@ class DnsForwarder:
         os.set_blocking(self._wake_r, False)
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._stopping = False
+        self.tcp = tcp
+        self._tcp_threads: set[threading.Thread] = set()
+        if tcp is not None:
+            tcp.setblocking(False)
+            self._sel.register(tcp, selectors.EVENT_READ, "tcp")
 
     @property
     def address(self) -> tuple[str, int]:
@@ -308,29 +341,64 @@ class DnsForwarder:
 
     # -- client side ---------------------------------------------------------------------
 
-    def _on_query(self, data: bytes, client: tuple[str, int]) -> None:
+    def _check_query(self, data: bytes) -> tuple[Message | None, bytes | None, tuple[int, ...]]:
+        """(query, None, rules) to forward, or (None, reply, ()) to answer at once.
+
+        An empty reply means "drop": too short to even carry an ID.
+        """
         if len(data) < 2:
-            return
+            return None, b"", ()
         ident = struct.unpack_from("!H", data)[0]
         try:
             msg = parse_message(data)
         except DnsError as exc:
-            log.debug("malformed query from %s: %s", client, exc)
-            self._reply(build_error(ident, None, RCODE_FORMERR), client)
-            return
+            log.debug("malformed query: %s", exc)
+            return None, build_error(ident, None, RCODE_FORMERR), ()
         rd = bool(msg.flags & 0x0100)
         if msg.is_response or msg.opcode != 0:
-            self._reply(build_error(ident, msg.question, RCODE_REFUSED, rd), client)
-            return
+            return None, build_error(ident, msg.question, RCODE_REFUSED, rd), ()
         rules = self.decide(msg.question.name)
         if rules is None:
             log.info("refused DNS name %r", msg.question.name)
-            self._reply(build_error(ident, msg.question, RCODE_NXDOMAIN, rd), client)
+            return None, build_error(ident, msg.question, RCODE_NXDOMAIN, rd), ()
+        return msg, None, rules
+
+    def _check_answer(self, data: bytes, upstream_id: int, question: Question) -> Message | None:
+        """The upstream answer if it answers our query (ID, response bit, same question)."""
+        try:
+            msg = parse_message(data)
+        except DnsError as exc:
+            log.debug("malformed upstream answer: %s", exc)
+            return None
+        if msg.ident != upstream_id or not msg.is_response or msg.question != question:
+            return None
+        return msg
+
+    def _learn(self, rules: tuple[int, ...], msg: Message) -> bool:
+        """Open the firewall for the answer's addresses; False if that failed."""
+        if not rules or msg.rcode != 0 or self.learn is None:
+            return True
+        learned = learned_addresses(msg, self.min_ttl, self.max_ttl)
+        if not learned:
+            return True
+        try:
+            self.learn(rules, learned)
+        except Exception:
+            log.exception("could not open the firewall for %s", msg.question.name)
+            return False
+        return True
+
+    def _on_query(self, data: bytes, client: tuple[str, int]) -> None:
+        msg, reply, rules = self._check_query(data)
+        if msg is None:
+            if reply:
+                self._reply(reply, client)
             return
+        rd = bool(msg.flags & 0x0100)
         if len(self._pending) >= self.max_pending:
-            self._reply(build_error(ident, msg.question, RCODE_SERVFAIL, rd), client)
+            self._reply(build_error(msg.ident, msg.question, RCODE_SERVFAIL, rd), client)
             return
-        self._send_upstream(_Pending(client, ident, rd, msg.question, rules, 0, 0.0, 0))
+        self._send_upstream(_Pending(client, msg.ident, rd, msg.question, rules, 0, 0.0, 0, data))
 
     def _send_upstream(self, p: _Pending) -> None:
         upstream = self.upstreams[p.attempt % len(self.upstreams)]
@@ -342,7 +410,7 @@ class DnsForwarder:
             s.connect(upstream)
             p.upstream_id = secrets.randbelow(0x10000)
             p.deadline = time.monotonic() + self.timeout
-            s.send(build_query(p.upstream_id, p.question, p.rd))
+            s.send(struct.pack("!H", p.upstream_id) + p.raw[2:])
         except OSError as exc:
             log.warning("cannot query upstream %s: %s", upstream, exc)
             s.close()
@@ -379,23 +447,13 @@ class DnsForwarder:
                 self._retry_or_fail(p)
             return
         p = self._pending[s]
-        try:
-            msg = parse_message(data)
-        except DnsError as exc:
-            log.debug("malformed upstream answer: %s", exc)
+        msg = self._check_answer(data, p.upstream_id, p.question)
+        if msg is None:
             return  # keep waiting: a forged packet must not cancel the real answer
-        if msg.ident != p.upstream_id or not msg.is_response or msg.question != p.question:
-            return
         self._drop(s)
-        if p.rules and msg.rcode == 0 and self.learn is not None:
-            learned = learned_addresses(msg, self.min_ttl, self.max_ttl)
-            if learned:
-                try:
-                    self.learn(p.rules, learned)
-                except Exception:
-                    log.exception("could not open the firewall for %s", p.question.name)
-                    self._reply(build_error(p.ident, p.question, RCODE_SERVFAIL, p.rd), p.client)
-                    return
+        if not self._learn(p.rules, msg):
+            self._reply(build_error(p.ident, p.question, RCODE_SERVFAIL, p.rd), p.client)
+            return
         self._reply(struct.pack("!H", p.ident) + data[2:], p.client)
 
     def _retry_or_fail(self, p: _Pending) -> None:
@@ -425,12 +483,78 @@ class DnsForwarder:
                         self._drain_clients()
                     elif key.data == "wake":
                         os.read(self._wake_r, 64)
+                    elif key.data == "tcp":
+                        self._on_tcp_connection()
                     else:
                         self._on_answer(key.fileobj)  # type: ignore[arg-type]
                 except Exception:
                     log.exception("DNS forwarder error (continuing)")
             self._expire()
         self._close()
+
+    # -- DNS over TCP (answers too large for UDP): a thread per connection, bounded -------
+
+    def _on_tcp_connection(self) -> None:
+        assert self.tcp is not None
+        try:
+            conn, _ = self.tcp.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        self._tcp_threads = {t for t in self._tcp_threads if t.is_alive()}
+        if len(self._tcp_threads) >= self.max_tcp:
+            conn.close()
+            return
+        t = threading.Thread(target=self._serve_tcp, args=(conn,), daemon=True)
+        self._tcp_threads.add(t)
+        t.start()
+
+    def _serve_tcp(self, conn: socket.socket) -> None:
+        with conn:
+            conn.setblocking(True)
+            conn.settimeout(self.timeout * 3)
+            try:
+                while not self._stopping:
+                    data = _recv_frame(conn)
+                    if data is None:
+                        return
+                    reply = self._answer_tcp(data)
+                    if not reply:
+                        return
+                    conn.sendall(struct.pack("!H", len(reply)) + reply)
+            except OSError as exc:
+                log.debug("DNS over TCP client: %s", exc)
+            except Exception:
+                log.exception("DNS over TCP error (connection dropped)")
+
+    def _answer_tcp(self, data: bytes) -> bytes:
+        msg, reply, rules = self._check_query(data)
+        if msg is None:
+            return reply or b""
+        rd = bool(msg.flags & 0x0100)
+        for attempt in range(max(2, len(self.upstreams))):
+            upstream = self.upstreams[attempt % len(self.upstreams)]
+            upstream_id = secrets.randbelow(0x10000)
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as up:
+                    if self.mark is not None:
+                        up.setsockopt(socket.SOL_SOCKET, SO_MARK, self.mark)
+                    up.settimeout(self.timeout)
+                    up.connect(upstream)
+                    query = struct.pack("!H", upstream_id) + data[2:]
+                    up.sendall(struct.pack("!H", len(query)) + query)
+                    answer_raw = _recv_frame(up)
+            except OSError as exc:
+                log.debug("upstream %s over TCP: %s", upstream, exc)
+                continue
+            if answer_raw is None:
+                continue
+            answer = self._check_answer(answer_raw, upstream_id, msg.question)
+            if answer is None:
+                continue
+            if not self._learn(rules, answer):
+                break
+            return struct.pack("!H", msg.ident) + answer_raw[2:]
+        return build_error(msg.ident, msg.question, RCODE_SERVFAIL, rd)
 
     def _drain_clients(self) -> None:
         for _ in range(64):
@@ -455,6 +579,8 @@ class DnsForwarder:
             self._drop(s)
         self._sel.close()
         self.sock.close()
+        if self.tcp is not None:
+            self.tcp.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
@@ -511,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     listen: tuple[str, int] | socket.socket = (str(cfg.get("listen")), int(cfg.get("port", 53)))
     if cfg.get("fd") is not None:
         listen = socket.socket(fileno=int(cfg["fd"]))
+    tcp = socket.socket(fileno=int(cfg["tcp_fd"])) if cfg.get("tcp_fd") is not None else None
     fwd = DnsForwarder(
         listen,
         [(str(h), int(p)) for h, p in cfg["upstreams"]],
@@ -519,6 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         min_ttl=int(cfg.get("min_ttl", 60)),
         max_ttl=int(cfg.get("max_ttl", 86400)),
         mark=cfg.get("mark"),
+        tcp=tcp,
     )
     signal.signal(signal.SIGTERM, lambda *_: fwd.stop())
     fwd.serve_forever()

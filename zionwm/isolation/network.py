@@ -535,6 +535,11 @@ class NetworkManager:
         net = self._desktops.get(desktop)
         return net.netns_path() if net else None
 
+    def userns_path(self, desktop: str) -> Path | None:
+        """Unprivileged `full` only: the user namespace to enter before `netns_path()`."""
+        net = self._desktops.get(desktop)
+        return net.userns_path() if net else None
+
     def ensure(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
         """Build the desktop's network, or rebuild it if its policy changed."""
         netpolicy.check_desktop(desktop)
@@ -744,14 +749,19 @@ class NetworkManager:
             return
         # Bound here, inherited by the child: no waiting for its interpreter to start.
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((str(net.plan.host), 53))
+            for s in (sock, tcp):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((str(net.plan.host), 53))
+            tcp.listen(16)
         except OSError:
             sock.close()
+            tcp.close()
             raise
         cfg = {
             "fd": sock.fileno(),
+            "tcp_fd": tcp.fileno(),
             "upstreams": [[u, 53] for u in upstreams],
             "mode": net.policy.mode.value,
             "allow": [
@@ -771,11 +781,12 @@ class NetworkManager:
                 [sys.executable, "-m", "zionwm.isolation.dnsfilter", json.dumps(cfg)],
                 stdin=subprocess.DEVNULL,
                 env=env,
-                pass_fds=(sock.fileno(),),
+                pass_fds=(sock.fileno(), tcp.fileno()),
                 preexec_fn=_pdeathsig,  # noqa: PLW1509 (prctl only, no locks taken)
             )
         finally:
             sock.close()
+            tcp.close()
 
     def _write_resolv(self, net: DesktopNet) -> None:
         text = netpolicy.resolv_conf(net.plan if net._forwarder else None)
