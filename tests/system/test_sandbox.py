@@ -512,7 +512,7 @@ def test_pidfd_poll_exit_callback_terminate_and_kill(env: Env) -> None:
     env.exits.remove((early, early_rc))
     assert env.exits == [(sb, rc)]
     assert env.launcher.running == {}
-    wait_for(lambda: not Path(f"/proc/{inner}").exists(), what="the sandbox init to be gone")
+    wait_for(lambda: gone(inner), what="the sandbox init to be gone")
 
     sb2 = env.launcher.launch(spec, [PYTHON, "-c", "import time; time.sleep(600)"])
     inner2 = wait_for(sb2.inner_init_pid, what="the second sandbox's init pid")
@@ -523,6 +523,15 @@ def test_pidfd_poll_exit_callback_terminate_and_kill(env: Env) -> None:
         what="--die-with-parent to take the sandbox down",
     )
     assert env.exits[-1] == (sb2, -signal.SIGKILL)
+
+
+def gone(pid: int) -> bool:
+    """Dead: no such process, or a zombie waiting for whoever adopted it to reap it."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat_line.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def _cgroup2_root() -> Path | None:

@@ -1,0 +1,206 @@
+"""Spawn overhead of zionwm's production sandbox, side by side with a bare fork/exec and firejail.
+
+    .venv/bin/python benchmarks/sandbox_spawn.py [--runs 100] [--frames 10]
+
+Measures, over N runs each, wall time from "start" to "reaped" of /bin/true:
+- bare: subprocess fork/exec of /bin/true;
+- zionwm: Launcher.launch() of /bin/true with the full production policy (seccomp, synthesized
+  /etc, fd-bound home/Shared/Outbox), then wait; and (N/5 runs) the same with a writable /usr
+  (overlay helper + fuse-overlayfs);
+- firejail: `firejail --quiet --noprofile /bin/true` (when installed);
+and, when weston is installed, the time from launch to the first frame weston-simple-shm
+sees presented (its first wl_callback.done after a commit) inside the sandbox vs. unsandboxed.
+Prints one JSON document (milliseconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from zionwm import paths
+from zionwm.isolation.launcher import Launcher
+from zionwm.isolation.spec import DesktopSpec
+
+
+def summarize(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {
+        "runs": len(samples),
+        "median_ms": round(statistics.median(samples) * 1000, 2),
+        "p95_ms": round(p95 * 1000, 2),
+        "min_ms": round(ordered[0] * 1000, 2),
+    }
+
+
+def timed(fn: Callable[[], object], runs: int) -> list[float]:
+    fn()  # warm caches (page cache, the compiled seccomp program)
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def first_frame(
+    start: Callable[[Path], subprocess.Popen[bytes] | object], log: Path, timeout: float = 20
+) -> float:
+    """Seconds from start() to the first presented frame reported in the client's log."""
+    t0 = time.perf_counter()
+    handle = start(log)
+    deadline = t0 + timeout
+    while time.perf_counter() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        commit = text.find(".commit()")
+        if commit >= 0 and "wl_callback@" in text[commit:] and ".done(" in text[commit:]:
+            elapsed = time.perf_counter() - t0
+            stop(handle)
+            return elapsed
+        time.sleep(0.001)
+    stop(handle)
+    raise TimeoutError("no frame presented")
+
+
+def stop(handle: object) -> None:
+    if isinstance(handle, subprocess.Popen):
+        handle.terminate()
+        handle.wait(10)
+    else:
+        handle.terminate()  # type: ignore[attr-defined]
+        handle.wait(10)  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--frames", type=int, default=10)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="zionwm-bench-"))
+    runtime = root / "run"
+    runtime.mkdir(mode=0o700)
+    os.environ.update(
+        {
+            "XDG_DATA_HOME": str(root / "data"),
+            "XDG_RUNTIME_DIR": str(runtime),
+            "HOME": str(root / "home"),
+        }
+    )
+    result: dict[str, object] = {"host": os.uname().release, "uid": os.getuid()}
+    try:
+        launcher = Launcher()
+        spec = DesktopSpec(name="bench", colour=(1.0, 1.0, 1.0, 1.0))
+        devnull = subprocess.DEVNULL
+        result["bare_fork_exec"] = summarize(
+            timed(lambda: subprocess.run(["/bin/true"], check=True), args.runs)
+        )
+
+        def sandboxed() -> None:
+            rc = launcher.launch(spec, ["/bin/true"], stdout=devnull, stderr=devnull).wait(30)
+            if rc != 0:
+                raise RuntimeError(f"sandboxed /bin/true exited {rc}")
+
+        result["zionwm_sandbox"] = summarize(timed(sandboxed, args.runs))
+        if shutil.which("fuse-overlayfs") and os.path.exists("/dev/fuse"):
+            layered = DesktopSpec(name="benchlayer", colour=(1.0, 1.0, 1.0, 1.0), writable_usr=True)
+
+            def with_layer() -> None:
+                rc = launcher.launch(layered, ["/bin/true"], stdout=devnull, stderr=devnull).wait(
+                    30
+                )
+                if rc != 0:
+                    raise RuntimeError(f"sandboxed /bin/true with a writable /usr exited {rc}")
+
+            result["zionwm_sandbox_writable_usr"] = summarize(
+                timed(with_layer, max(1, args.runs // 5))
+            )
+        if shutil.which("firejail"):
+            fj = ["firejail", "--quiet", "--noprofile", "/bin/true"]
+            result["firejail_noprofile"] = summarize(
+                timed(
+                    lambda: subprocess.run(fj, check=True, stdout=devnull, stderr=devnull),
+                    args.runs,
+                )
+            )
+        else:
+            result["firejail_noprofile"] = "firejail not installed"
+        if shutil.which("weston") and shutil.which("weston-simple-shm") and args.frames > 0:
+            result.update(frame_benchmark(root, launcher, spec, args.frames))
+        else:
+            result["first_frame"] = "weston / weston-simple-shm not installed"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def frame_benchmark(
+    root: Path, launcher: Launcher, spec: DesktopSpec, runs: int
+) -> dict[str, object]:
+    sock_dir = paths.desktop_socket_dir(spec.name)
+    sock_dir.mkdir(parents=True, mode=0o700)
+    weston = subprocess.Popen(
+        [
+            "weston",
+            "--backend=headless-backend.so",
+            "--socket=wayland-0",
+            "--idle-time=0",
+            f"--log={root / 'w.log'}",
+        ],
+        env={**os.environ, "XDG_RUNTIME_DIR": str(sock_dir)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not (sock_dir / "wayland-0").exists():
+            if time.monotonic() > deadline or weston.poll() is not None:
+                return {"first_frame": "weston did not start"}
+            time.sleep(0.01)
+
+        def in_sandbox(log: Path) -> object:
+            with open(log, "wb") as f:
+                return launcher.launch(
+                    spec,
+                    ["weston-simple-shm"],
+                    stderr=f.fileno(),
+                    extra_env={"WAYLAND_DEBUG": "client"},
+                )
+
+        def bare(log: Path) -> subprocess.Popen[bytes]:
+            with open(log, "wb") as f:
+                return subprocess.Popen(
+                    ["weston-simple-shm"],
+                    stderr=f,
+                    env={
+                        "XDG_RUNTIME_DIR": str(sock_dir),
+                        "WAYLAND_DISPLAY": "wayland-0",
+                        "WAYLAND_DEBUG": "client",
+                    },
+                )
+
+        sandboxed = [first_frame(in_sandbox, root / f"s{i}.log") for i in range(runs)]
+        unsandboxed = [first_frame(bare, root / f"b{i}.log") for i in range(runs)]
+        return {
+            "first_frame_weston_simple_shm_sandboxed": summarize(sandboxed),
+            "first_frame_weston_simple_shm_bare": summarize(unsandboxed),
+        }
+    finally:
+        weston.terminate()
+        weston.wait(10)
+
+
+if __name__ == "__main__":
+    main()
