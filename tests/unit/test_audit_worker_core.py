@@ -174,3 +174,9 @@ def test_covering_binds() -> None:
     assert worker.covering_binds(
         ["/usr", "/usr/lib/python3", "/opt/venv", "/opt/venv/bin", "/opt/venv/", "/opt/venv2"]
     ) == ("/usr", "/opt/venv", "/opt/venv2")
+
+
+def test_settings_from_a_config_list_stay_hashable() -> None:
+    s = AuditSettings(yara_rule_dirs=["/a", "/b"])  # type: ignore[arg-type]
+    assert s.yara_rule_dirs == ("/a", "/b")
+    assert hash(s.yara_rule_dirs)

@@ -64,6 +64,10 @@ class AuditSettings:  # defaults must work out of the box
     archive_max_depth: int = 3
     archive_max_entries: int = 10000
 
+    def __post_init__(self) -> None:
+        # configs hand over lists (JSON); the scanners cache on this value, so keep it hashable
+        object.__setattr__(self, "yara_rule_dirs", tuple(str(d) for d in self.yara_rule_dirs))
+
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["yara_rule_dirs"] = list(self.yara_rule_dirs)
