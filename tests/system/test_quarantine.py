@@ -873,3 +873,111 @@ def test_inotify_queue_overflow_is_recovered_by_a_rescan(
     assert "inotify queue overflowed" in svc.log.read_text()
     names = sorted(i["name"] for i in all_items(svc))
     assert names == [f"o{n:05d}" for n in range(count)]
+
+
+# -- the service's edges ---------------------------------------------------------------------
+
+
+@needs_worker
+def test_event_stream_for_the_compositor(service: Callable[..., QService]) -> None:
+    from zionwm.quarantine.client import EventStream  # noqa: PLC0415
+
+    svc = service()
+    stream = EventStream()
+    assert stream.counts == {"pending": 0, "kept": 0}
+    browser_save(paths.desktop_inbox("web"), "a.txt", b"a\n")
+    seen: list[dict[str, Any]] = []
+
+    def released() -> bool:
+        select.select([stream], [], [], 0.5)
+        seen.extend(stream.read_events())
+        return any(e["event"] == "released" for e in seen)
+
+    wait_until(released, 30, "a released event")
+    assert [e["event"] for e in seen] == ["received", "held", "released"]
+    assert seen[0]["counts"]["pending"] == 1 and stream.counts["pending"] == 0
+    svc.stop()
+    wait_until(lambda: (stream.read_events() or True) and stream.closed, 10, "the stream end")
+    stream.close()
+
+
+@needs_worker
+def test_policy_delete_removes_content_and_keeps_the_record(
+    service: Callable[..., QService],
+) -> None:
+    svc = service(policy(on_suspicious="delete", on_malicious="delete", on_cannot_inspect="delete"))
+    browser_save(paths.desktop_inbox("web"), "invoice.pdf", Path("/bin/true").read_bytes())
+    (it,) = wait_terminal(svc, 1, 30)
+    full = item(svc, it["id"])
+    assert full["state"] == "rejected" and not full["content"]
+    assert "deleted by policy" in full["reason"] and full["report"]["findings"]
+    assert not os.listdir(paths.quarantine_dir() / "items")
+
+
+def test_sighup_reloads_the_policy_and_watches_new_inboxes(
+    service: Callable[..., QService],
+) -> None:
+    svc = service()
+    assert not paths.desktop_outbox("gaming").exists()
+    pol = policy()
+    pol["desktops"].append({"desktop": "gaming"})
+    svc.policy_file.write_text(json.dumps(pol))
+    assert svc.proc is not None
+    svc.proc.send_signal(signal.SIGHUP)
+    wait_until(paths.desktop_outbox("gaming").is_dir, 10, "the new outbox")
+    browser_save(paths.desktop_outbox("gaming"), "score.txt", b"42\n")
+    wait_until(
+        lambda: any(i["source"] == "gaming" for i in all_items(svc)),
+        10,
+        "an item from the new outbox",
+    )
+
+
+def test_a_second_service_on_the_same_store_is_refused(
+    xdg: Path, service: Callable[..., QService]
+) -> None:
+    svc = service()
+    second = subprocess.run(
+        [sys.executable, "-m", "zionwm.quarantine.service", "--policy-file", str(svc.policy_file)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert "in use" in second.stderr or "owns this quarantine" in second.stderr
+    with svc.client() as c:
+        assert c.request("ping")["ok"]
+
+
+def test_peers_of_another_uid_are_refused(service: Callable[..., QService]) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root to connect as another uid (setuid)")
+    service()
+    sock = paths.runtime_dir() / "quarantine.sock"
+    # Opened up only so that another uid reaches the SO_PEERCRED check at all; the child
+    # starts in the socket's directory, so the private directories above it stay closed.
+    os.chmod(paths.runtime_dir(), 0o711)
+    os.chmod(sock, 0o666)
+    code = (
+        "import os, socket, sys\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.settimeout(10)\n"
+        "s.connect('quarantine.sock')\n"
+        's.sendall(b\'{"cmd": "list", "all": true}\\n\')\n'
+        "try:\n"
+        "    reply = s.recv(100)\n"
+        "except ConnectionResetError:\n"
+        "    reply = b''\n"
+        "sys.exit(0 if reply == b'' else 3)\n"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd=paths.runtime_dir(),
+    )
+    assert other.returncode == 0, other.stderr
