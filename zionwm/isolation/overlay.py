@@ -3,7 +3,7 @@
 Owns the small step that runs between the launcher and bwrap for desktops with
 `writable_usr`. bwrap 0.8 has no --overlay, so the launcher execs this module as a helper:
 
-    python -m zionwm.isolation.overlay --upper U --work W --merged M [--scratch S] -- bwrap ...
+    python -I -c '<import main>' --upper U --work W --merged M [--scratch S] -- bwrap ...
 
 The helper
 1. unshares a user namespace (the invoking uid and gid mapped to themselves) and a mount
@@ -53,10 +53,18 @@ MOUNT_TIMEOUT = 10.0
 
 def helper_argv(layer: LayerDirs, *, ephemeral: bool, python: str) -> list[str]:
     """The prefix the launcher puts before bwrap's argv for a writable /usr."""
+    # -I: the helper runs outside the sandbox with the sandbox's environment, which must not
+    # steer it (PYTHONPATH, user site); the package root is passed explicitly instead.
+    package_root = str(Path(__file__).resolve().parents[2])
+    bootstrap = (
+        f"import sys; sys.path.insert(0, {package_root!r}); "
+        "from zionwm.isolation.overlay import main; main()"
+    )
     argv = [
         python,
-        "-m",
-        "zionwm.isolation.overlay",
+        "-I",
+        "-c",
+        bootstrap,
         "--upper",
         str(layer.upper),
         "--work",
