@@ -239,9 +239,12 @@ def test_stale_socket_is_replaced_live_one_and_plain_file_are_not(runtime: Path)
         with ControlClient(paths.ipc_socket()) as c:
             assert c.request("ping")["name"] == "zionwm"
         # A second compositor must not steal the sockets of the first.
-        other = ipc.IpcHub(FakeCompositor(), ipc.SelectorReactor())
-        with pytest.raises(ipc.SocketInUseError):
-            other.start()
+        other_reactor = ipc.SelectorReactor()
+        try:
+            with pytest.raises(ipc.SocketInUseError):
+                ipc.IpcHub(FakeCompositor(), other_reactor).start()
+        finally:
+            other_reactor.close()
         assert paths.ipc_socket().exists()
     finally:
         h.close()
