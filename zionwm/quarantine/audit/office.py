@@ -21,15 +21,16 @@ import re
 import zipfile
 from typing import TYPE_CHECKING
 
-from oletools import crypto, msodde
-from oletools.olevba import VBA_Parser
-
 from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import Source, read_head, source_path
 from zionwm.quarantine.report import Finding
 
 if TYPE_CHECKING:
+    from oletools.olevba import VBA_Parser
+
     from zionwm.quarantine.worker import AuditSettings
+
+# oletools is imported where it is used: its import costs ~150 ms, paid only for Office files.
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,8 @@ def macro_findings(vba: VBA_Parser, name: str) -> list[Finding]:
 
 
 def dde_findings(path: str, name: str) -> list[Finding]:
+    from oletools import msodde  # noqa: PLC0415
+
     text = msodde.process_file(path, msodde.FIELD_FILTER_DDE) or ""
     if not text.strip():
         return []
@@ -166,6 +169,9 @@ def scan(src: Source, name: str, settings: AuditSettings | None = None) -> list[
         return []
     if isinstance(src, bytes):
         return _scan_bytes(src, name, kind)
+    from oletools import crypto  # noqa: PLC0415
+    from oletools.olevba import VBA_Parser  # noqa: PLC0415
+
     path = source_path(src)
     if kind in ("ole", "ooxml") and crypto.is_encrypted(path):
         return [
@@ -192,6 +198,8 @@ def scan(src: Source, name: str, settings: AuditSettings | None = None) -> list[
 
 def _scan_bytes(data: bytes, name: str, kind: str) -> list[Finding]:
     """Office content inside an archive: macros and external links, from memory."""
+    from oletools.olevba import VBA_Parser  # noqa: PLC0415
+
     findings: list[Finding] = []
     vba = VBA_Parser(name, data=data)
     try:

@@ -20,21 +20,16 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from pypdf import PdfReader
-from pypdf.generic import (
-    ArrayObject,
-    DictionaryObject,
-    IndirectObject,
-    NameObject,
-    StreamObject,
-)
-
 from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import Source, iter_chunks, read_head, source_path
 from zionwm.quarantine.report import Finding
 
 if TYPE_CHECKING:
+    from pypdf import PdfReader
+
     from zionwm.quarantine.worker import AuditSettings
+
+# pypdf is imported where it is used: its import costs ~100 ms, paid only for PDFs.
 
 log = logging.getLogger(__name__)
 
@@ -101,26 +96,33 @@ def _overlapping(chunks: Iterable[bytes], overlap: int = 64) -> Iterator[bytes]:
         tail = chunk[-overlap:]
 
 
-def walk_names(obj: Any, found: set[str], depth: int = 0) -> None:
+def walk_names(obj: Any, found: set[str]) -> None:
     """Collect active names used as keys or values in a direct object tree."""
-    if depth > 64:
-        return
-    if isinstance(obj, DictionaryObject):
-        for key, value in obj.items():
-            if str(key).lstrip("/") in ACTIVE_NAMES:
-                found.add(str(key).lstrip("/"))
-            if not isinstance(value, IndirectObject):
-                walk_names(value, found, depth + 1)
-    elif isinstance(obj, ArrayObject):
-        for item in obj:
-            if not isinstance(item, IndirectObject):
-                walk_names(item, found, depth + 1)
-    elif isinstance(obj, NameObject) and str(obj).lstrip("/") in ACTIVE_NAMES:
-        found.add(str(obj).lstrip("/"))
+    from pypdf import generic  # noqa: PLC0415
+
+    def walk(obj: Any, depth: int) -> None:
+        if depth > 64:
+            return
+        if isinstance(obj, generic.DictionaryObject):
+            for key, value in obj.items():
+                if str(key).lstrip("/") in ACTIVE_NAMES:
+                    found.add(str(key).lstrip("/"))
+                if not isinstance(value, generic.IndirectObject):
+                    walk(value, depth + 1)
+        elif isinstance(obj, generic.ArrayObject):
+            for item in obj:
+                if not isinstance(item, generic.IndirectObject):
+                    walk(item, depth + 1)
+        elif isinstance(obj, generic.NameObject) and str(obj).lstrip("/") in ACTIVE_NAMES:
+            found.add(str(obj).lstrip("/"))
+
+    walk(obj, 0)
 
 
 def all_objects(reader: PdfReader) -> Iterator[Any]:
     """Every object the cross-reference data knows about, including object-stream members."""
+    from pypdf.generic import IndirectObject  # noqa: PLC0415
+
     count = 0
     for gen, table in reader.xref.items():
         for idnum in table:
@@ -135,6 +137,8 @@ def all_objects(reader: PdfReader) -> Iterator[Any]:
 def decoded_streams(reader: PdfReader, found: set[str]) -> Iterator[bytes]:
     """Walk every object, adding active names to `found`; yield each decoded stream in turn
     (one at a time: a PDF's streams together can be far larger than the worker's memory)."""
+    from pypdf.generic import IndirectObject, StreamObject  # noqa: PLC0415
+
     budget = STREAM_BUDGET
     walk_names(reader.trailer, found)
     objects: Iterable[Any] = all_objects(reader)
@@ -178,6 +182,8 @@ def scan(src: Source, name: str, settings: AuditSettings | None = None) -> list[
     if not is_pdf(read_head(src)):
         return []
     findings = raw_findings(_overlapping(iter_chunks(src, 1 << 20)), "the file")
+    from pypdf import PdfReader  # noqa: PLC0415
+
     try:
         if isinstance(src, bytes):
             reader = PdfReader(io.BytesIO(src), strict=False)
