@@ -29,7 +29,7 @@ import pytest
 from zionwm import paths
 from zionwm.isolation import seccomp, storage
 from zionwm.isolation.launcher import Launcher, Sandbox
-from zionwm.isolation.spec import DesktopSpec
+from zionwm.isolation.spec import DesktopSpec, Devices
 
 PROBE_SRC = Path(__file__).with_name("sandbox_probe.py")
 PYTHON = "/usr/bin/python3"
@@ -698,3 +698,56 @@ def test_spec_replace_keeps_launches_independent(env: Env) -> None:
     assert rc1 == rc2 == 0
     assert out2.splitlines()[0] == "one"
     assert out1.splitlines()[-1] != out2.splitlines()[-1]
+
+
+# -- devices ------------------------------------------------------------------------------------
+
+# What bwrap's --dev creates; nothing of the host's /dev beyond it.
+MINIMAL_DEV = {"console", "core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm"}
+MINIMAL_DEV |= {"stderr", "stdin", "stdout", "tty", "urandom", "zero"}
+
+
+def test_no_host_devices_without_grants(env: Env) -> None:
+    r = env.probe(env.spec("web"), "list:/dev", "exists:/dev/dri", "exists:/dev/snd")
+    assert set(r["list:/dev"]["out"]) <= MINIMAL_DEV, r["list:/dev"]["out"]
+    assert r["exists:/dev/dri"]["out"] is False and r["exists:/dev/snd"]["out"] is False
+
+
+def test_gpu_grant_binds_the_hosts_dri_nodes(env: Env) -> None:
+    dri = Path("/dev/dri")
+    nodes = sorted(p.name for p in dri.glob("*") if p.is_char_device()) if dri.is_dir() else []
+    if not nodes:
+        pytest.skip("this machine has no /dev/dri nodes (no GPU)")
+    r = env.probe(env.spec("gaming", devices=Devices(gpu=True)), "list:/dev/dri")
+    assert set(nodes) <= set(r["list:/dev/dri"]["out"])
+
+
+def test_camera_grant_binds_video_nodes(env: Env) -> None:
+    nodes = sorted(p.name for p in Path("/dev").glob("video*"))
+    if not nodes:
+        pytest.skip("this machine has no /dev/video* nodes (no camera)")
+    r = env.probe(env.spec("call", devices=Devices(camera=True)), "list:/dev")
+    assert set(nodes) <= set(r["list:/dev"]["out"])
+
+
+def test_audio_grant_binds_the_sound_server_sockets(env: Env) -> None:
+    # Listening sockets where PipeWire and PulseAudio put theirs; the launcher finds them in
+    # the launching environment's XDG_RUNTIME_DIR, as it would find the real servers'.
+    (env.runtime / "pulse").mkdir()
+    servers = [
+        listening_unix(env.runtime / "pipewire-0"),
+        listening_unix(env.runtime / "pulse" / "native"),
+    ]
+    try:
+        launcher = Launcher(environ={**os.environ, "XDG_RUNTIME_DIR": str(env.runtime)})
+        env.launcher = launcher
+        run = f"/run/user/{os.getuid()}"
+        probes = (f"connect:{run}/pipewire-0", f"connect:{run}/pulse/native")
+        music = env.spec("music", devices=Devices(audio=True, microphone=True))
+        granted = env.probe(music, *probes)
+        assert all(granted[p]["out"] == "connected" for p in probes), granted
+        denied = env.probe(env.spec("web"), *probes)
+        assert all(errno_of(denied, p) == "ENOENT" for p in probes)
+    finally:
+        for s in servers:
+            s.close()

@@ -1,0 +1,36 @@
+"""The seccomp program's build and hand-off (zionwm.isolation.seccomp); its effect is tested
+for real in tests/system/test_sandbox.py."""
+
+from __future__ import annotations
+
+import os
+
+from zionwm.isolation import seccomp
+
+
+def test_program_is_built_once_and_well_formed() -> None:
+    first = seccomp.compiled_bpf()
+    assert first is seccomp.compiled_bpf()  # cached per process
+    assert len(first) % 8 == 0 and len(first) // 8 > len(seccomp.DENIED)
+
+
+def test_each_launch_gets_a_fresh_fd_at_offset_zero() -> None:
+    fds = [seccomp.filter_fd(), seccomp.filter_fd()]
+    try:
+        assert fds[0] != fds[1]
+        for fd in fds:
+            assert os.lseek(fd, 0, os.SEEK_CUR) == 0
+            assert os.read(fd, 1 << 20) == seccomp.compiled_bpf()
+            assert os.get_inheritable(fd) is False  # only pass_fds hands it to bwrap
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_rules_cover_the_issue_list() -> None:
+    denied = {name for name, _ in seccomp.DENIED}
+    required = {"unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "clone3"}
+    required |= {"open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick"}
+    required |= {"keyctl", "add_key", "request_key", "ptrace", "syslog", "perf_event_open"}
+    assert required <= denied
+    assert dict(seccomp.DENIED)["clone3"] == seccomp.errno.ENOSYS
