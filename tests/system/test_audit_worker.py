@@ -160,7 +160,7 @@ def test_timeout_kills_the_sandbox_and_is_cannot_inspect(
     tmp_path: Path, isolated_env: Path
 ) -> None:
     sample = samples.build_text(tmp_path / "notes.txt")
-    settings = AuditSettings(timeout=0.05)  # less than the interpreter needs to start
+    settings = AuditSettings(timeout=0.02)  # less than the interpreter needs to start
     fd = os.open(sample, os.O_RDONLY)
     try:
         t0 = time.monotonic()
