@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +13,29 @@ import pytest
 from tests.harness import VENV_BIN, Compositor, require, wait_for
 
 DESKTOPS = ["personal", "work", "gaming", "web"]  # config/default.py, in order
+
+
+@pytest.fixture
+def i3connect() -> Iterator[Callable[[str], Any]]:
+    """i3ipc connections, closed at the end (i3ipc itself never closes its sockets)."""
+    i3ipc = pytest.importorskip("i3ipc")
+    conns: list[Any] = []
+
+    def connect(path: str) -> Any:
+        conns.append(i3ipc.Connection(socket_path=path))
+        return conns[-1]
+
+    yield connect
+    for conn in conns:
+        conn._cmd_socket.close()
+
+
+def stop_main(conn: Any, loop: threading.Thread) -> None:
+    sub = conn._sub_socket
+    conn.main_quit()
+    loop.join(5)
+    if sub is not None:
+        sub.close()
 
 
 def sway_socket(comp: Compositor) -> str:
@@ -55,10 +79,11 @@ def test_swaymsg_lists_and_switches_desktops(compositor: Compositor) -> None:
     assert "zionwm" in swaymsg(compositor, "-t", "get_version").stdout
 
 
-def test_i3ipc_sees_windows_and_events(compositor: Compositor) -> None:
-    i3ipc = pytest.importorskip("i3ipc")
+def test_i3ipc_sees_windows_and_events(
+    compositor: Compositor, i3connect: Callable[[str], Any]
+) -> None:
     require("foot")
-    conn = i3ipc.Connection(socket_path=sway_socket(compositor))
+    conn = i3connect(sway_socket(compositor))
     assert [w.name for w in conn.get_workspaces()] == DESKTOPS
     seen: list[tuple[str, str, Any]] = []
     lock = threading.Lock()
@@ -76,7 +101,7 @@ def test_i3ipc_sees_windows_and_events(compositor: Compositor) -> None:
     loop = threading.Thread(target=conn.main, daemon=True)
     loop.start()
     try:
-        cmd = i3ipc.Connection(socket_path=sway_socket(compositor))
+        cmd = i3connect(sway_socket(compositor))
         wait_for(lambda: cmd.send_tick("ready").success, 5, "tick")
         compositor.zionctl("launch", "work", "--", "foot")
         compositor.wait_window("work", "foot")
@@ -92,8 +117,7 @@ def test_i3ipc_sees_windows_and_events(compositor: Compositor) -> None:
         wait_for(lambda: ("workspace", "focus", "work") in seen, 10, "workspace::focus work")
         assert cmd.get_tree().find_focused().app_id == "foot"
     finally:
-        conn.main_quit()
-        loop.join(5)
+        stop_main(conn, loop)
 
 
 def test_zionctl_events_follow_the_compositor(compositor: Compositor) -> None:

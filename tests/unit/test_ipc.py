@@ -203,6 +203,29 @@ def swaymsg(*args: str) -> subprocess.CompletedProcess[str]:
 # Sockets and their security
 
 
+@pytest.fixture
+def i3connect() -> Iterator[Callable[[str], Any]]:
+    """i3ipc connections, closed at the end (i3ipc itself never closes its sockets)."""
+    i3ipc = pytest.importorskip("i3ipc")
+    conns: list[Any] = []
+
+    def connect(path: str) -> Any:
+        conns.append(i3ipc.Connection(socket_path=path))
+        return conns[-1]
+
+    yield connect
+    for conn in conns:
+        conn._cmd_socket.close()
+
+
+def stop_main(conn: Any, loop: threading.Thread) -> None:
+    sub = conn._sub_socket
+    conn.main_quit()
+    loop.join(5)
+    if sub is not None:
+        sub.close()
+
+
 def test_sockets_are_private_and_removed_on_close(runtime: Path) -> None:
     h = Harness(runtime, ipc.DEFAULT_MAX_PENDING)
     try:
@@ -769,9 +792,10 @@ def test_swaymsg_subscribe_receives_workspace_focus(harness: Harness) -> None:
 # The i3ipc library
 
 
-def test_i3ipc_lists_switches_and_reads_the_tree(harness: Harness) -> None:
-    i3ipc = pytest.importorskip("i3ipc")
-    conn = i3ipc.Connection(socket_path=str(paths.sway_ipc_socket()))
+def test_i3ipc_lists_switches_and_reads_the_tree(
+    harness: Harness, i3connect: Callable[[str], Any]
+) -> None:
+    conn = i3connect(str(paths.sway_ipc_socket()))
     names = [w.name for w in conn.get_workspaces()]
     assert names == ["personal", "work", "web"]
     assert [w.num for w in conn.get_workspaces()] == [1, 2, 3]
@@ -794,9 +818,10 @@ def test_i3ipc_lists_switches_and_reads_the_tree(harness: Harness) -> None:
     assert conn.get_tree().find_focused().name == "shell"
 
 
-def test_i3ipc_receives_workspace_and_window_events(harness: Harness) -> None:
-    i3ipc = pytest.importorskip("i3ipc")
-    conn = i3ipc.Connection(socket_path=str(paths.sway_ipc_socket()))
+def test_i3ipc_receives_workspace_and_window_events(
+    harness: Harness, i3connect: Callable[[str], Any]
+) -> None:
+    conn = i3connect(str(paths.sway_ipc_socket()))
     seen: list[tuple[str, str, str | None]] = []
     done = threading.Event()
 
@@ -814,7 +839,7 @@ def test_i3ipc_receives_workspace_and_window_events(harness: Harness) -> None:
     loop.start()
     try:
         wait_for(lambda: harness.subscribers(harness.hub.sway) == 1, what="i3ipc subscription")
-        other = i3ipc.Connection(socket_path=str(paths.sway_ipc_socket()))
+        other = i3connect(str(paths.sway_ipc_socket()))
         assert other.command("workspace web")[0].success
         win = {"id": 12, "app_id": "imv", "title": "pic", "desktop": "web", "focused": True,
                "x": 1, "y": 2, "width": 300, "height": 200}  # fmt: skip
@@ -823,8 +848,7 @@ def test_i3ipc_receives_workspace_and_window_events(harness: Harness) -> None:
         harness.emit("unmap", win)
         assert done.wait(10), seen
     finally:
-        conn.main_quit()
-        loop.join(5)
+        stop_main(conn, loop)
     assert seen == [
         ("workspace", "focus", "web"),
         ("window", "new", "imv"),
@@ -872,9 +896,10 @@ def test_i3_malformed_input(harness: Harness) -> None:
     assert json.loads(body)["variant"] == "zionwm"
 
 
-def test_desktop_added_sends_workspace_init(harness: Harness) -> None:
-    i3ipc = pytest.importorskip("i3ipc")
-    conn = i3ipc.Connection(socket_path=str(paths.sway_ipc_socket()))
+def test_desktop_added_sends_workspace_init(
+    harness: Harness, i3connect: Callable[[str], Any]
+) -> None:
+    conn = i3connect(str(paths.sway_ipc_socket()))
     seen: list[tuple[str, str | None]] = []
     got = threading.Event()
 
@@ -896,6 +921,5 @@ def test_desktop_added_sends_workspace_init(harness: Harness) -> None:
         harness.on_loop(add_desktop)
         wait_for(lambda: len(seen) >= 2, what="init and empty events")
     finally:
-        conn.main_quit()
-        loop.join(5)
+        stop_main(conn, loop)
     assert ("init", "gaming") in seen and ("empty", "web") in seen
