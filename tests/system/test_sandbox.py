@@ -751,3 +751,22 @@ def test_audio_grant_binds_the_sound_server_sockets(env: Env) -> None:
     finally:
         for s in servers:
             s.close()
+
+
+@pytest.mark.skipif(_overlay_missing() is not None, reason=_overlay_missing() or "")
+def test_programs_of_one_writable_desktop_run_side_by_side(env: Env) -> None:
+    dev = env.spec("dev", writable_usr=True)
+    first = env.launcher.launch(dev, [PYTHON, "-c", "import time; time.sleep(600)"])
+    try:
+        rc, out, err = env.run(dev, ["/bin/sh", "-c", INSTALL])
+        assert (rc, out.strip()) == (0, "tool-of-dev"), err
+        rc, out, err = env.run(dev, ["zionwm-test-tool"])
+        assert (rc, out.strip()) == (0, "tool-of-dev"), err
+        assert first.poll() is None
+        work = paths.desktop_layer("dev") / "work"
+        assert str(first.pid) in {p.name for p in work.iterdir()}  # its own work dir
+    finally:
+        first.kill()
+        first.wait(10)
+    storage.prepare_layer("dev", ephemeral=False)
+    assert not [p for p in (paths.desktop_layer("dev") / "work").iterdir() if p.name.isdigit()]

@@ -142,6 +142,12 @@ def mount_layer(
         libc.mount("tmpfs", str(scratch), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
         layer.upper.mkdir(mode=0o755)
         layer.work.mkdir(mode=0o700)
+    # Programs of one desktop run side by side, each with its own daemon over the same upper
+    # dir; a work dir per daemon keeps their temporary files apart. The launcher removes the
+    # ones of daemons that are gone (storage.prepare_layer).
+    own_work = layer.work / str(os.getpid())
+    own_work.mkdir(mode=0o700, exist_ok=True)
+    layer = LayerDirs(layer.upper, own_work, layer.merged)
     daemon = subprocess.Popen(
         fuse_overlayfs_argv(lower, layer, os.getuid(), os.getgid()),
         stdin=subprocess.DEVNULL,

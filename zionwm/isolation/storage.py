@@ -17,6 +17,7 @@ import errno
 import logging
 import os
 import re
+import shutil
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -198,7 +199,8 @@ def scan_seed(desktop: str) -> Seed:
                 total += os.fstat(fd_or_target).st_size
                 if total > SEED_MAX_BYTES:
                     raise UnsafePathError(f"{root}: larger than {SEED_MAX_BYTES} bytes")
-                seed.entries.append(SeedEntry(rel, kind, mode=mode, slot=name))
+                # Set-id bits mean nothing in the sandbox (nosuid tmpfs) and are not copied.
+                seed.entries.append(SeedEntry(rel, kind, mode=mode & 0o777, slot=name))
             elif kind is SeedKind.SYMLINK:
                 assert isinstance(fd_or_target, str)
                 seed.entries.append(SeedEntry(rel, kind, target=fd_or_target))
@@ -255,4 +257,13 @@ def prepare_layer(desktop: str, *, ephemeral: bool) -> LayerDirs:
     if ephemeral:
         scratch = layer / "scratch"
         return LayerDirs(scratch / "upper", scratch / "work", layer / "merged")
+    _remove_stale_work_dirs(layer / "work")
     return LayerDirs(layer / "upper", layer / "work", layer / "merged")
+
+
+def _remove_stale_work_dirs(work: Path) -> None:
+    """Drop per-daemon work dirs (named by the daemon's helper pid) whose process is gone."""
+    for entry in work.iterdir():
+        stale = entry.name.isdigit() and not os.path.exists(f"/proc/{entry.name}")
+        if stale and not entry.is_symlink() and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
