@@ -964,6 +964,8 @@ class Server(HasListeners):
                 "count": len(lat),
                 "p50": lat[len(lat) // 2] if lat else None,
                 "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
+                # raw, in arrival order (the last 1000): benchmarks compute their own stats
+                "samples": [round(x, 4) for x in self.switch_latencies_ms],
             },
             **{k: v for ext in self.extensions for k, v in getattr(ext, "status",
                                                                     dict)().items()},
