@@ -770,3 +770,24 @@ def test_programs_of_one_writable_desktop_run_side_by_side(env: Env) -> None:
         first.wait(10)
     storage.prepare_layer("dev", ephemeral=False)
     assert not [p for p in (paths.desktop_layer("dev") / "work").iterdir() if p.name.isdigit()]
+
+
+def test_userns_hook_enters_a_user_owned_network_namespace(env: Env) -> None:
+    """The unprivileged `full` network: a namespace owned by a user namespace of its own."""
+    if shutil.which("unshare") is None:
+        pytest.skip("util-linux unshare is not installed")
+    holder = subprocess.Popen(["unshare", "--user", "--map-root-user", "--net", "sleep", "600"])
+    try:
+        own_net = os.readlink("/proc/self/ns/net")
+        net_link = Path(f"/proc/{holder.pid}/ns/net")
+        wait_for(lambda: os.readlink(net_link) != own_net, what="the holder's namespaces")
+        launcher = Launcher(
+            netns_path=lambda d: net_link,
+            userns_path=lambda d: Path(f"/proc/{holder.pid}/ns/user"),
+        )
+        rc, out, _ = _run_with(launcher, env.spec("full"), ["readlink", "/proc/self/ns/net"])
+        assert rc == 0
+        assert out.strip() == os.readlink(net_link)
+    finally:
+        holder.kill()
+        holder.wait(10)

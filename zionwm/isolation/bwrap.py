@@ -369,6 +369,8 @@ def plan_sandbox(
     mounts.append(Mount(MountKind.DIR, run, perms=0o700))
     if wayland_socket:
         mounts.append(Mount(MountKind.BIND, f"{run}/wayland-0", source=wayland_socket))
+    else:
+        notes.append("the desktop has no Wayland socket yet: the program runs without a display")
 
     # Storage.
     if eph:

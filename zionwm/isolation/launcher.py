@@ -42,9 +42,11 @@ from zionwm.isolation.spec import DesktopSpec
 log = logging.getLogger(__name__)
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
 
 CgroupProcs = Callable[[str], list[Path]]
 NetnsPath = Callable[[str], "Path | None"]
+UsernsPath = Callable[[str], "Path | None"]
 OnExit = Callable[["Sandbox", int], None]
 
 
@@ -270,7 +272,9 @@ class Launcher:
 
     `cgroup_procs(desktop)` returns the cgroup.procs files the child must join (one on a pure
     cgroup v2 system, several on a v1/hybrid one); `netns_path(desktop)` returns a network
-    namespace to enter (e.g. /run/netns/zionwm-web) or None for a loopback-only sandbox.
+    namespace to enter (e.g. /run/netns/zionwm-web) or None for a loopback-only sandbox;
+    `userns_path(desktop)`, for an unprivileged launcher whose network namespace belongs to a
+    user namespace of its own (pasta), returns that user namespace, entered just before it.
     """
 
     def __init__(
@@ -278,12 +282,14 @@ class Launcher:
         *,
         cgroup_procs: CgroupProcs | None = None,
         netns_path: NetnsPath | None = None,
+        userns_path: UsernsPath | None = None,
         on_exit: OnExit | None = None,
         host: HostFacts | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self._cgroup_procs = cgroup_procs
         self._netns_path = netns_path
+        self._userns_path = userns_path
         self._on_exit = on_exit
         self._environ = dict(os.environ if environ is None else environ)
         self.host = host or probe_host(self._environ)
@@ -339,6 +345,7 @@ class Launcher:
         eph = spec.ephemeral if ephemeral is None else ephemeral
         cg_files = list(self._cgroup_procs(spec.name)) if self._cgroup_procs else []
         netns = self._netns_path(spec.name) if self._netns_path else None
+        userns = self._userns_path(spec.name) if (self._userns_path and netns) else None
         seed = storage.scan_seed(spec.name) if eph else None
         opened: list[int] = []
         status_r = -1
@@ -364,16 +371,22 @@ class Launcher:
                 full = self._overlay_prefix(spec, eph) + full
             cg_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg_files]
             opened += cg_fds
-            ns_fd = -1
+            ns_fd = user_fd = -1
             if netns is not None:
                 ns_fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
                 opened.append(ns_fd)
+            if userns is not None:
+                user_fd = os.open(userns, os.O_RDONLY | os.O_CLOEXEC)
+                opened.append(user_fd)
 
             def enter_placement() -> None:
                 # Runs in the child between fork and exec: cgroup first (so even a failing
-                # setns leaves nothing outside), then the network namespace.
+                # setns leaves nothing outside), then the network namespace (after its
+                # owning user namespace, when that is not the launcher's own).
                 for fd in cg_fds:
                     os.write(fd, b"0")
+                if user_fd >= 0:
+                    _setns(user_fd, CLONE_NEWUSER)
                 if ns_fd >= 0:
                     _setns(ns_fd, CLONE_NEWNET)
 
