@@ -494,19 +494,8 @@ def test_live_off_cuts_established_connection_and_on_restores(
     net = mgr.ensure("web", NetworkPolicy(NetMode.FULL))
     ns = str(net.ns_name)
     _assert_routed_to_lab(lab, mgr, "web", GOOD)
-    client = subprocess.Popen(
-        ["ip", "netns", "exec", ns, PY, str(lab.probe_py), "session"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert client.stdin is not None and client.stdout is not None
-
-    def ask(line: str) -> dict[str, object]:
-        client.stdin.write(line + "\n")  # type: ignore[union-attr]
-        client.stdin.flush()  # type: ignore[union-attr]
-        return json.loads(client.stdout.readline())  # type: ignore[union-attr]
-
+    client = Session(lab, ns)
+    ask = client.ask
     try:
         assert ask(f"open {GOOD} 80")["ok"] is True
         assert ask("get")["ok"] is True
@@ -518,9 +507,79 @@ def test_live_off_cuts_established_connection_and_on_restores(
         net.set_enabled(True)
         assert ask(f"open {GOOD} 80")["ok"] is True  # same program, network back
         assert ask("get")["ok"] is True
-        assert client.poll() is None
+        assert client.proc.poll() is None
     finally:
-        _stop(client)
+        client.close()
+
+
+class Session:
+    """A long-lived program in a desktop namespace, driven line by line (see PROBE)."""
+
+    def __init__(self, lab: Lab, ns: str) -> None:
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, PY, str(lab.probe_py), "session"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ask(self, line: str) -> dict[str, object]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        _stop(self.proc)
+
+
+@needs_privileged
+def test_policy_change_applies_live_in_the_same_namespace(lab: Lab, mgr: NetworkManager) -> None:
+    net = mgr.ensure("web", NetworkPolicy(NetMode.FULL))
+    ns = str(net.ns_name)
+    inode = os.stat(str(net.netns_path())).st_ino
+    _assert_routed_to_lab(lab, mgr, "web", BAD)
+    client = Session(lab, ns)
+    try:
+        assert client.ask(f"open {BAD} 80")["ok"] is True
+        assert client.ask("get")["ok"] is True
+        # Tighten: the open connection to a destination no longer allowed is cut.
+        filtered = NetworkPolicy(NetMode.FILTERED, allow=(AllowRule(f"{GOOD}/32", ports=(80,)),))
+        assert mgr.ensure("web", filtered) is net
+        assert os.stat(str(net.netns_path())).st_ino == inode  # same namespace
+        assert client.ask("get")["ok"] is False
+        assert client.ask(f"open {GOOD} 80")["ok"] is True
+        assert client.ask("get")["ok"] is True
+        # To none: the veth goes, nothing is reachable; back to full: reachable again,
+        # for the same program.
+        mgr.ensure("web", NetworkPolicy(NetMode.NONE))
+        assert mgr.state()["web"]["effective"] == "none"
+        assert client.ask(f"open {GOOD} 80")["ok"] is False
+        mgr.ensure("web", NetworkPolicy(NetMode.FULL))
+        _assert_routed_to_lab(lab, mgr, "web", BAD)
+        assert client.ask(f"open {BAD} 80")["ok"] is True
+        assert client.ask("get")["ok"] is True
+        assert client.proc.poll() is None
+    finally:
+        client.close()
+
+
+@needs_privileged
+def test_dead_forwarder_is_reported_and_restarted(lab: Lab, mgr: NetworkManager) -> None:
+    policy = NetworkPolicy(NetMode.FILTERED, allow=(AllowRule("good.zw.test", ports=(80,)),))
+    net = mgr.ensure("web", policy)
+    ns = str(net.ns_name)
+    assert lab.probe(ns, "dns", "good.zw.test") == {"ok": True, "value": [GOOD]}
+    pid = net.forwarder_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    _wait_for(lambda: net.forwarder_pid() is None, 10, "the forwarder to die")
+    assert "not running" in str(mgr.state()["web"]["warning"])
+    assert lab.probe(ns, "dns", "good.zw.test")["ok"] is False  # fails closed
+    assert mgr.ensure("web", policy) is net  # what a launch does: revives it
+    assert net.forwarder_pid() not in (None, pid)
+    assert mgr.state()["web"]["warning"] is None
+    assert lab.probe(ns, "dns", "good.zw.test") == {"ok": True, "value": [GOOD]}
 
 
 def _leftovers(prefix: str, table: int) -> list[str]:

@@ -212,12 +212,21 @@ def test_filtered_ruleset() -> None:
         'oifname != "up0" drop',
         "oifname @desktop_ifs drop",
     ]
-    assert "ip daddr @d_web_h0 meta l4proto tcp th dport { 80, 443 } accept" in rules
-    assert "ip daddr 198.51.100.0/24 meta l4proto tcp accept" in rules
-    assert "ip daddr 203.0.113.9/32 meta l4proto udp th dport { 53 } accept" in rules
-    assert "ip daddr @d_web_h3 meta l4proto { tcp, udp } th dport { 5000 } accept" in rules
+    assert "ip daddr @d_web_h0 meta l4proto tcp th dport { 80, 443 } ct mark set 1 accept" in rules
+    assert "ip daddr 198.51.100.0/24 meta l4proto tcp ct mark set 1 accept" in rules
+    assert "ip daddr 203.0.113.9/32 meta l4proto udp th dport { 53 } ct mark set 1 accept" in rules
+    assert (
+        "ip daddr @d_web_h3 meta l4proto { tcp, udp } th dport { 5000 } ct mark set 1 accept"
+        in rules
+    )
     assert rules[-1] == "reject with icmpx admin-prohibited"
+    assert "ct state established,related ct mark 1 accept" in rules
     assert not any("2001:db8" in r for r in rules)
+    # A new policy generation: old connections must pass the new allow-list again.
+    again = netpolicy.desktop_ruleset(
+        "zionwm", DesktopRules("web", policy, "zw-web", PLAN, generation=2), "up0"
+    )
+    assert "ct state established,related ct mark 2 accept" in _chain_rules(again, out)
     assert _chain_rules(text, ret) == ["ct state established,related accept", "drop"]
     assert f"ip daddr {PLAN.host} meta l4proto {{ tcp, udp }} th dport 53 accept" in (
         _chain_rules(text, inp)

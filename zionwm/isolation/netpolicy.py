@@ -235,6 +235,10 @@ class DesktopRules:
     plan: AddressPlan
     enabled: bool = True
     dns_port: int = 53
+    # Bumped on every policy change: connections the old policy let through carry an older
+    # conntrack mark and are judged again by the new allow-list instead of riding on
+    # "established".
+    generation: int = 1
 
 
 def _q(ifname: str) -> str:
@@ -303,10 +307,11 @@ def _allow_lines(d: DesktopRules) -> list[str]:
     for i, rule in enumerate(d.policy.allow):
         net = rule_network(rule)
         match = _proto(rule) + _ports(rule)
+        verdict = f"ct mark set {d.generation} accept"
         if net is None:
-            lines.append(f"ip daddr @{set_name(d.desktop, i)}{match} accept")
+            lines.append(f"ip daddr @{set_name(d.desktop, i)}{match} {verdict}")
         elif net.version == 4:
-            lines.append(f"ip daddr {net}{match} accept")
+            lines.append(f"ip daddr {net}{match} {verdict}")
         # IPv6 CIDRs are accepted by the config but the desktops have no IPv6 path.
     return lines
 
@@ -358,7 +363,7 @@ def desktop_ruleset(prefix: str, d: DesktopRules, uplink: str | None) -> str:
         if d.policy.mode is NetMode.FULL:
             add(out, "accept")
         else:
-            add(out, "ct state established,related accept")
+            add(out, f"ct state established,related ct mark {d.generation} accept")
             for text in _allow_lines(d):
                 add(out, text)
             add(out, "reject with icmpx admin-prohibited")

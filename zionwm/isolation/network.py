@@ -259,6 +259,48 @@ class _RootOps:
                     out.append((str(link.get("ifname")), desktop))
         return out
 
+    def foreign_desktop_links(self, prefix: str) -> list[str]:
+        """Host veths another zionwm run (another prefix) made for its desktops."""
+        out: list[str] = []
+        with IPRoute() as ip:
+            for link in ip.get_links():
+                alias = link.get("ifalias")
+                if not alias or ":" not in alias:
+                    continue
+                other, _, desktop = alias.partition(":")
+                if (
+                    other != prefix
+                    and netpolicy.PREFIX_RE.match(other)
+                    and netpolicy.DESKTOP_RE.match(desktop)
+                ):
+                    out.append(str(link.get("ifname")))
+        return out
+
+    def egress_of(self, ifnames: list[str]) -> set[str]:
+        """Interfaces the traffic of these veths leaves through (uplink tables or main)."""
+        out: set[str] = set()
+        with IPRoute() as ip:
+            tables = {
+                r.get("FRA_TABLE") or r.get("table")
+                for r in ip.get_rules(family=2)
+                if r.get("FRA_IIFNAME") in ifnames
+            }
+            tables.discard(None)
+            tables.discard(0)
+            for table in tables or {254}:
+                for r in ip.get_default_routes(family=2, table=table):
+                    oif = r.get("RTA_OIF")
+                    links = ip.get_links(oif) if oif else []
+                    if links:
+                        out.add(str(links[0].get("ifname")))
+            if tables:  # veths without rules of their own use the main table too
+                for r in ip.get_default_routes(family=2, table=254):
+                    oif = r.get("RTA_OIF")
+                    links = ip.get_links(oif) if oif else []
+                    if links:
+                        out.add(str(links[0].get("ifname")))
+        return out
+
     def used_networks(self) -> list[ipaddress.IPv4Network]:
         """Every IPv4 destination and address the host has, in any table, to allocate around."""
         nets: list[ipaddress.IPv4Network] = []
@@ -388,6 +430,7 @@ class DesktopNet:
     enabled: bool = True
     warning: str | None = None
     resolv_conf: Path | None = None
+    generation: int = 1  # policy changes so far + 1 (see netpolicy.DesktopRules)
     _ns_path: Path | None = None
     _userns_path: Path | None = None
     _forwarder: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -413,6 +456,11 @@ class DesktopNet:
             argv[1:1] = [f"--user={self._userns_path}", "--preserve-credentials"]
         return [*argv, "--"]
 
+    def forwarder_pid(self) -> int | None:
+        """The DNS forwarder's pid while it runs."""
+        proc = self._forwarder
+        return proc.pid if proc is not None and proc.poll() is None else None
+
     def set_enabled(self, on: bool) -> None:
         if self._manager is None:
             raise NetworkError(f"desktop {self.desktop!r} is no longer managed")
@@ -435,7 +483,12 @@ class DesktopNet:
                 {"host": r.host, "ports": list(r.ports), "proto": r.proto}
                 for r in self.policy.allow
             ],
-            "warning": self.warning,
+            "warning": self.warning
+            or (
+                "DNS forwarder is not running: names do not resolve"
+                if self._forwarder is not None and self._forwarder.poll() is not None
+                else None
+            ),
         }
 
 
@@ -446,6 +499,21 @@ class DesktopNet:
 def _pdeathsig() -> None:
     # Children die with the manager, even on SIGKILL: no orphan forwarder keeps port 53.
     _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def host_nameservers(resolv: Path = Path("/etc/resolv.conf")) -> list[str]:
@@ -548,6 +616,11 @@ class NetworkManager:
             current = self._desktops.get(desktop)
             if current is not None:
                 if current.policy == policy:
+                    self._revive(current)
+                    return current
+                if current.backend == "netns":
+                    self._change_policy(current, policy)
+                    self._save_state()
                     return current
                 self.teardown(desktop)
             net = (
@@ -633,7 +706,7 @@ class NetworkManager:
                 self._root.delete_rules(
                     self.route_table, self.mark, None, netpolicy.veth_tag(self.prefix)
                 )
-                for key, value in saved.get("sysctl", {}).items():
+                for key, value in self._restorable(saved.get("sysctl", {})).items():
                     try:
                         _write_sysctl(key, value)
                         removed.append(f"sysctl {key}={value}")
@@ -690,8 +763,6 @@ class NetworkManager:
             self._root.add_desktop_rule(self.route_table, host_if)
         for iface in self._forwarding_ifaces(host_if):
             self._set_sysctl(f"net.ipv4.conf.{iface}.forwarding", "1")
-        # Martian filtering would drop the replies of NAT'd traffic to the /30 otherwise.
-        self._set_sysctl(f"net.ipv4.conf.{host_if}.rp_filter", "0")
         self._root.nft_apply(self._desktop_text(net))
         net.effective = net.policy.mode
         self._start_forwarder(net)
@@ -732,7 +803,9 @@ class NetworkManager:
 
     def _desktop_text(self, net: DesktopNet) -> str:
         assert net.plan is not None and net.host_if is not None
-        rules = DesktopRules(net.desktop, net.policy, net.host_if, net.plan, net.enabled)
+        rules = DesktopRules(
+            net.desktop, net.policy, net.host_if, net.plan, net.enabled, generation=net.generation
+        )
         return netpolicy.desktop_ruleset(self.prefix, rules, self.uplink)
 
     def _upstreams(self) -> list[str]:
@@ -803,44 +876,85 @@ class NetworkManager:
     def _teardown_one(self, net: DesktopNet) -> None:
         net._manager = None
         for proc in (net._forwarder, net._pasta, net._holder):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            if proc is not None:
-                for pipe in (proc.stdin, proc.stdout, proc.stderr):
-                    if pipe is not None:
-                        pipe.close()
+            _stop_process(proc)
+        net._forwarder = net._pasta = net._holder = None
         if self._root is not None:
-            if net.host_if is not None:
-                if self._table_ready:
-                    indices = [
-                        i
-                        for i, r in enumerate(net.policy.allow)
-                        if netpolicy.rule_network(r) is None
-                    ]
-                    try:
-                        self._root.nft_apply(
-                            netpolicy.remove_desktop_ruleset(
-                                self.prefix, net.desktop, net.host_if, indices
-                            )
-                        )
-                    except NetworkError as exc:
-                        log.debug("desktop chains already gone: %s", exc)
-                self._root.delete_link(net.host_if)
-                if self.uplink:
-                    self._root.delete_rules(self.route_table, self.mark, {net.host_if})
-                key = f"net.ipv4.conf.{net.host_if}.forwarding"
-                self._sysctl_saved.pop(key, None)
-                self._sysctl_saved.pop(f"net.ipv4.conf.{net.host_if}.rp_filter", None)
+            self._remove_uplinked(net)
             if net.ns_name is not None:
                 self._root.remove_netns(net.ns_name)
         if net.resolv_conf is not None:
             net.resolv_conf.unlink(missing_ok=True)
         net._ns_path = None
+
+    def _indices(self, policy: NetworkPolicy) -> list[int]:
+        return [i for i, r in enumerate(policy.allow) if netpolicy.rule_network(r) is None]
+
+    def _remove_uplinked(self, net: DesktopNet) -> None:
+        """Undo `_build_uplinked`: the desktop's chains and sets, its veth and rules."""
+        if self._root is None or net.host_if is None:
+            return
+        if self._table_ready:
+            try:
+                self._root.nft_apply(
+                    netpolicy.remove_desktop_ruleset(
+                        self.prefix, net.desktop, net.host_if, self._indices(net.policy)
+                    )
+                )
+            except NetworkError as exc:
+                log.debug("desktop chains already gone: %s", exc)
+        self._root.delete_link(net.host_if)
+        if self.uplink:
+            self._root.delete_rules(self.route_table, self.mark, {net.host_if})
+        self._sysctl_saved.pop(f"net.ipv4.conf.{net.host_if}.forwarding", None)
+        net.host_if = None
+        net.plan = None
+
+    def _change_policy(self, net: DesktopNet, policy: NetworkPolicy) -> None:
+        """Apply a new policy in the same namespace: running programs keep their network
+        (as the new policy allows it), nothing is restarted.
+
+        Learned addresses are dropped with their sets: rule numbers may mean other names now.
+        """
+        assert self._root is not None
+        _stop_process(net._forwarder)
+        net._forwarder = None
+        old = net.policy
+        net.generation += 1
+        if net.host_if is not None and net.plan is not None:
+            if policy.mode is NetMode.NONE:
+                self._remove_uplinked(net)
+                net.policy = policy
+                net.effective = NetMode.NONE
+            else:
+                removal = netpolicy.remove_desktop_ruleset(
+                    self.prefix, net.desktop, net.host_if, self._indices(old)
+                )
+                net.policy = policy
+                self._root.nft_apply(removal + self._desktop_text(net))
+                net.effective = policy.mode
+                self._start_forwarder(net)
+        else:
+            net.policy = policy
+            if policy.mode is not NetMode.NONE:
+                self._build_uplinked(net)
+        self._write_resolv(net)
+        log.info(
+            "desktop %s network policy %s -> %s (same namespace)",
+            net.desktop,
+            old.mode.value,
+            policy.mode.value,
+        )
+
+    def _revive(self, net: DesktopNet) -> None:
+        """Restart a desktop's DNS forwarder if it died (its name resolution would be gone)."""
+        proc = net._forwarder
+        if proc is not None and proc.poll() is not None:
+            log.warning(
+                "desktop %s: DNS forwarder exited (%s), restarting it", net.desktop, proc.returncode
+            )
+            _stop_process(proc)
+            net._forwarder = None
+            self._start_forwarder(net)
 
     def _teardown_shared(self) -> None:
         if self._root is None:
@@ -852,12 +966,32 @@ class NetworkManager:
             self._root.delete_rules(
                 self.route_table, self.mark, None, netpolicy.veth_tag(self.prefix)
             )
-        for key, value in self._sysctl_saved.items():
+        for key, value in self._restorable(self._sysctl_saved).items():
             try:
                 _write_sysctl(key, value)
             except OSError:
                 pass
         self._sysctl_saved.clear()
+
+    def _restorable(self, saved: dict[str, str]) -> dict[str, str]:
+        """Saved sysctls that can go back to their old value without hurting another run.
+
+        Another zionwm (another prefix) with desktops still up may rely on forwarding on the
+        same default-route interface: then it stays on, and the last one out restores it.
+        """
+        assert self._root is not None
+        others = self._root.foreign_desktop_links(self.prefix)
+        if not others:
+            return dict(saved)
+        busy = self._root.egress_of(others)
+        kept = {}
+        for key, value in saved.items():
+            parts = key.split(".")
+            if key.endswith(".forwarding") and len(parts) == 5 and parts[3] in busy:
+                log.info("leaving forwarding on %s: other zionwm desktops use it", parts[3])
+                continue
+            kept[key] = value
+        return kept
 
     @contextmanager
     def _alloc_lock(self) -> Iterator[None]:
