@@ -744,20 +744,29 @@ def test_restart_resolves_every_crash_state_exactly_once(
     store.transition(f, State.DELETING)
     # G: held, its hold passed while the service was down.
     held("g.txt", b"G\n")
+    # H: release intent recorded, not done; meanwhile the destination desktop forged a file
+    # with the intended name and this item's stamp: the real content must not be dropped.
+    h = held("h.txt", b"H\n")
+    store.transition(h, State.RELEASING)
+    store.set_release_name(h, "h.txt")
+    (dl / "h.txt").write_bytes(b"forged\n")
+    os.setxattr(dl / "h.txt", AUDIT_XATTR, audit_stamp(h, "clean", None, (), False))
     store.close()
 
     svc = service()
-    items = wait_terminal(svc, 7, 60)
+    items = wait_terminal(svc, 8, 60)
     by_name: dict[str, list[dict[str, Any]]] = {}
     for it in items:
         by_name.setdefault(it["name"], []).append(it)
-    assert sorted(by_name) == [f"{x}.txt" for x in "abcdefg"]
+    assert sorted(by_name) == [f"{x}.txt" for x in "abcdefgh"]
     assert all(len(v) == 1 for v in by_name.values()), by_name
     assert by_name["f.txt"][0]["state"] == "deleted"
     released = sorted(os.listdir(dl))
-    assert released == [f"{x}.txt" for x in "abcdeg"], released
+    assert released == sorted([*(f"{x}.txt" for x in "abcdegh"), "h (1).txt"]), released
     for name in released:
-        assert (dl / name).read_bytes() == name[0].upper().encode() + b"\n"
+        if name != "h.txt":
+            assert (dl / name).read_bytes() == name[0].upper().encode() + b"\n"
+    assert by_name["h.txt"][0]["release_name"] == "h (1).txt"
     assert not os.listdir(paths.quarantine_dir() / "items")
     assert not os.listdir(inbox)
 

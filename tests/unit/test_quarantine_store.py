@@ -316,3 +316,11 @@ def test_policy_file_rejects_nonsense() -> None:
                 ]
             }
         )
+
+
+def test_policy_file_rejects_desktop_names_that_are_not_path_safe() -> None:
+    for bad in ("../x", "a/b", "", "UPPER", "x" * 33):
+        with pytest.raises(ValueError):
+            policy_from_json({"desktops": [{"desktop": bad}]})
+    with pytest.raises(ValueError):
+        policy_from_json({"desktops": [{"desktop": "web", "downloads": {"release_to": "../home"}}]})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -261,22 +262,33 @@ def audit_stamp(
     ).encode()
 
 
-def stamped_item(dir_fd: int, name: str) -> int | None:
-    """The item id in the audit stamp of `name` in `dir_fd`, or None (absent, not stamped)."""
+def is_released_copy(dir_fd: int, name: str, item_id: int, sha256: str | None) -> bool:
+    """Whether `name` in `dir_fd` is this item's released file: stamped with its id and,
+    when the digest is known, with the same content. The destination desktop can write
+    xattrs, so the stamp alone would let it fake a release and make recovery drop the
+    store's copy; the digest cannot be faked without having the content."""
     try:
         fd = os.open(
             name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
         )
     except OSError:
-        return None
+        return False
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        raw = os.getxattr(fd, AUDIT_XATTR)
-        value = json.loads(raw).get("item")
-        return int(value) if isinstance(value, int) else None
+            return False
+        stamp = json.loads(os.getxattr(fd, AUDIT_XATTR))
+        if not isinstance(stamp, dict) or stamp.get("item") != item_id:
+            return False
+        if sha256 is None:
+            return True
+        digest = hashlib.sha256()
+        offset = 0
+        while chunk := os.pread(fd, 1 << 20, offset):
+            digest.update(chunk)
+            offset += len(chunk)
+        return digest.hexdigest() == sha256
     except (OSError, ValueError):
-        return None
+        return False
     finally:
         os.close(fd)
 

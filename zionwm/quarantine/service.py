@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import queue
+import re
 import selectors
 import signal
 import socket
@@ -47,9 +48,9 @@ from zionwm.quarantine.inbox import InboxSpec, InboxWatcher, Outcome, take, take
 from zionwm.quarantine.release import (
     Destination,
     audit_stamp,
+    is_released_copy,
     open_dir_chain,
     release_file,
-    stamped_item,
 )
 from zionwm.quarantine.report import AuditReport, Finding
 from zionwm.quarantine.store import (
@@ -98,6 +99,9 @@ def _policy_json(p: DownloadsPolicy) -> dict[str, Any]:
     }
 
 
+_DESKTOP_NAME = re.compile(r"[a-z0-9_-]{1,32}")
+
+
 def _policy_from(d: dict[str, Any], release_to: str) -> DownloadsPolicy:
     hold = float(d.get("hold", 600.0))
     if hold < 0:
@@ -138,11 +142,13 @@ def policy_from_json(d: dict[str, Any]) -> ServiceConfig:
     names: list[str] = []
     for entry in d.get("desktops", []):
         name = str(entry["desktop"])
+        if not _DESKTOP_NAME.fullmatch(name):
+            raise ValueError(f"bad desktop name {name!r}")
         names.append(name)
         if entry.get("downloads") is not None:
             downloads[name] = _policy_from(entry["downloads"], "")
-            if not downloads[name].release_to:
-                raise ValueError(f"desktop {name}: downloads needs release_to")
+            if not _DESKTOP_NAME.fullmatch(downloads[name].release_to):
+                raise ValueError(f"desktop {name}: downloads needs a valid release_to")
     return ServiceConfig(
         downloads=downloads,
         desktops=tuple(names),
@@ -392,7 +398,7 @@ class Service:
         except OSError:
             return False
         try:
-            return stamped_item(dir_fd, item.release_name) == item.id
+            return is_released_copy(dir_fd, item.release_name, item.id, item.sha256)
         finally:
             os.close(dir_fd)
 
@@ -950,7 +956,13 @@ def main(argv: list[str] | None = None) -> int:
         service.run()
     finally:
         service.close()
-    return 0
+    # Audits still running would hold the interpreter's exit until they finish (the thread
+    # pool joins its threads at exit). They are safe to abandon: their items are recorded
+    # as auditing and resume as received at the next start; the sandboxes die with us.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 __all__ = [
