@@ -53,7 +53,8 @@ RCODE_SERVFAIL = 2
 RCODE_NXDOMAIN = 3
 RCODE_REFUSED = 5
 HEADER = struct.Struct("!HHHHHH")
-MAX_UDP = 4096
+MAX_UDP = 4096  # largest query we take from a program
+MAX_ANSWER = 65535  # an upstream answer is read whole: a cut datagram would not parse
 MAX_JUMPS = 16
 MAX_NAME = 255
 MAX_RECORDS = 64  # answer records looked at; a longer answer is truncated, never trusted more
@@ -438,7 +439,7 @@ class DnsForwarder:
 
     def _on_answer(self, s: socket.socket) -> None:
         try:
-            data = s.recv(MAX_UDP)
+            data = s.recv(MAX_ANSWER)
         except OSError as exc:
             # ICMP port unreachable surfaces here as ECONNREFUSED: try the next upstream.
             p = self._drop(s)
