@@ -204,6 +204,9 @@ def test_filesystem_process_and_socket_attacks_fail(env: Env) -> None:
             "exists:/run/dbus/system_bus_socket",
             f"list:/run/user/{os.getuid()}",
             "read:/etc/shadow",
+            "list:/etc/ssl/private",
+            "write:/proc/sys/vm/swappiness",
+            "write:/proc/sysrq-trigger",
             "env:LD_PRELOAD",
             "env:DBUS_SESSION_BUS_ADDRESS",
             "env:DISPLAY",
@@ -233,6 +236,10 @@ def test_filesystem_process_and_socket_attacks_fail(env: Env) -> None:
     assert r["exists:/run/dbus/system_bus_socket"]["out"] is False
     assert r[f"list:/run/user/{os.getuid()}"]["out"] == []  # no desktop socket yet: empty
     assert errno_of(r, "read:/etc/shadow") == "ENOENT"
+    assert errno_of(r, "list:/etc/ssl/private") == "ENOENT"
+    # Global sysctls and sysrq: even a root launcher's sandbox (kuid 0) cannot write them.
+    assert errno_of(r, "write:/proc/sys/vm/swappiness") in ("EROFS", "EACCES")
+    assert errno_of(r, "write:/proc/sysrq-trigger") in ("EROFS", "EACCES", "ENOENT")
     for var in ("LD_PRELOAD", "DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "SSH_AUTH_SOCK"):
         assert r[f"env:{var}"]["out"] is None, var
     assert r["env:WAYLAND_DISPLAY"]["out"] == "wayland-0"

@@ -28,7 +28,7 @@ HOST = HostFacts(
     uid=1000,
     gid=1000,
     user="alice",
-    system_files=frozenset({"/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/fonts"}),
+    system_files=frozenset({"/etc/resolv.conf", "/etc/hosts", "/etc/ssl/certs", "/etc/fonts"}),
     root_links=(("/bin", "usr/bin"), ("/lib", "usr/lib"), ("/lib64", None)),
     dri_nodes=("/dev/dri/card0", "/dev/dri/renderD128"),
     video_nodes=("/dev/video0",),
@@ -157,6 +157,15 @@ def test_bad_input_refused() -> None:
 # -- filesystem --------------------------------------------------------------------------------
 
 
+def test_proc_sys_is_read_only_after_proc() -> None:
+    full = argv_of(plan())
+    a = options(full)
+    proc = a.index("/proc", a.index("--proc"))
+    sys_ro = a.index("/proc/sys")
+    assert a[sys_ro - 1] == "--ro-bind-try" and sys_ro > proc
+    assert ("/proc/sysrq-trigger", "/proc/sysrq-trigger") in triples(full, "--ro-bind-try")
+
+
 def test_usr_read_only_and_root_links_as_on_host() -> None:
     a = argv_of(plan())
     assert ("/usr", "/usr") in triples(a, "--ro-bind")
@@ -167,8 +176,9 @@ def test_usr_read_only_and_root_links_as_on_host() -> None:
 
 def test_only_existing_etc_pieces_and_never_secrets() -> None:
     a = argv_of(plan())
-    etc = {dest for _, dest in triples(a, "--ro-bind-try") if not dest.startswith("/sys")}
+    etc = {d for _, d in triples(a, "--ro-bind-try") if not d.startswith(("/sys", "/proc"))}
     assert etc == set(HOST.system_files)
+    assert "/etc/ssl" not in SYSTEM_CANDIDATES  # /etc/ssl/private holds keys
     assert "/etc/shadow" not in " ".join(a)
     assert "/etc/shadow" not in SYSTEM_CANDIDATES
     assert "/etc/machine-id" not in SYSTEM_CANDIDATES

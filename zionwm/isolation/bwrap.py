@@ -57,7 +57,8 @@ SYSTEM_CANDIDATES = (
     "/etc/nsswitch.conf",
     "/etc/services",
     "/etc/protocols",
-    "/etc/ssl",
+    "/etc/ssl/certs",  # not /etc/ssl: /etc/ssl/private holds the host's TLS keys
+    "/etc/ssl/openssl.cnf",
     "/etc/ca-certificates",
     "/etc/pki",
     "/etc/fonts",
@@ -93,6 +94,8 @@ ROOT_LINK_CANDIDATES = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 GPU_SYS_DIRS = ("/sys/dev", "/sys/devices", "/sys/bus", "/sys/class")
 # glibc's nprocs and many thread pools read this; it reveals the CPU count only.
 CPU_SYS_DIR = "/sys/devices/system/cpu"
+
+PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger")
 
 FONTS_DIR = "/run/zionwm/fonts"
 FONTS_CONF = "/run/zionwm/fonts.conf"
@@ -339,6 +342,12 @@ def plan_sandbox(
         else:
             mounts.append(Mount(MountKind.RO_BIND, path, source=path))
     mounts.append(Mount(MountKind.PROC, "/proc"))
+    # bwrap covers /proc/sys only when it looks writable to its setup process, which it does
+    # not even when the files are: a sandbox of a root launcher (kuid 0, no capabilities)
+    # could still write global sysctls, as sysctl permission checks the global root uid.
+    # Per-netns and per-userns values still resolve by the reader's namespaces.
+    for path in PROC_READ_ONLY:
+        mounts.append(Mount(MountKind.RO_BIND_TRY, path, source=path))
     mounts.append(Mount(MountKind.DEV, "/dev"))
     mounts.append(Mount(MountKind.TMPFS, "/tmp"))
     mounts.append(Mount(MountKind.TMPFS, "/var/tmp"))
