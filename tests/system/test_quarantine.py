@@ -990,3 +990,55 @@ def test_peers_of_another_uid_are_refused(service: Callable[..., QService]) -> N
         cwd=paths.runtime_dir(),
     )
     assert other.returncode == 0, other.stderr
+
+
+def test_symlink_swapped_in_a_loop_during_intake_is_never_followed(tmp_path: Path) -> None:
+    """A desktop exchanging its download with a symlink to a secret while it is being taken:
+    whatever lands in the store is the regular file, and the secret is never opened."""
+    from zionwm.quarantine.inbox import InboxSpec, Outcome, take  # noqa: PLC0415
+
+    secret = tmp_path / "id_ed25519"
+    secret.write_bytes(b"secret key\n")
+    watch = INotify()
+    watch.add_watch(secret, inflags.OPEN)
+    store = Store(tmp_path / "q")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    spec = InboxSpec("web", inbox, Kind.DOWNLOAD, "personal", ("home", "Downloads"))
+    dir_fd = os.open(inbox, os.O_RDONLY | os.O_DIRECTORY)
+    outcomes: dict[Outcome, int] = {}
+    reasons: dict[str, int] = {}
+    try:
+        for n in range(300):
+            (inbox / "doc.pdf").write_bytes(b"document %d\n" % n)
+            os.symlink(secret, inbox / ".lnk")
+            stop = threading.Event()
+
+            def swapper(stop: threading.Event) -> None:
+                while not stop.is_set():
+                    _libc.renameat2(dir_fd, b"doc.pdf", dir_fd, b".lnk", 2)  # EXCHANGE
+
+            t = threading.Thread(target=swapper, args=(stop,))
+            t.start()
+            try:
+                result = take(store, spec, dir_fd, "doc.pdf")
+            finally:
+                stop.set()
+                t.join()
+            outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+            reasons[result.reason] = reasons.get(result.reason, 0) + 1
+            if result.outcome is Outcome.TAKEN:
+                assert result.item_id is not None
+                landed = store.root / "items" / str(result.item_id)
+                assert not landed.is_symlink() and landed.read_bytes() == b"document %d\n" % n
+            for leftover in inbox.iterdir():
+                leftover.unlink()
+        assert not any(p.is_symlink() for p in (store.root / "items").iterdir())
+        assert watch.read(timeout=0) == []  # the secret was never opened
+        assert outcomes.get(Outcome.TAKEN, 0) > 0, outcomes
+        assert outcomes.get(Outcome.REFUSED, 0) > 0, outcomes
+        print("intake under swapping:", reasons)
+    finally:
+        os.close(dir_fd)
+        watch.close()
+        store.close()
