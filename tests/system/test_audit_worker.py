@@ -86,6 +86,8 @@ def test_the_worker_is_sandboxed(tmp_path: Path, isolated_env: Path) -> None:
     )
     assert seen["fd_readable"] and not seen["fd_writable"]
     assert seen["uid"] == 65534
+    assert seen["cap_eff"] == "0000000000000000"
+    assert seen["seccomp"] == 2  # the project's filter (zionwm.isolation.seccomp) is installed
     assert seen["rlimit_as"] == AuditSettings().memory_max
     assert seen["hostname"] == "zionwm-audit"
     assert seen["pid"] == 2  # bwrap is init of its own pid namespace, the worker its child

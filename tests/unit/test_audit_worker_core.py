@@ -59,6 +59,9 @@ def test_argv_isolates_everything() -> None:
 def test_argv_binds_clamd_and_rules_only_when_configured() -> None:
     bare = worker.sandbox_argv(plan())
     assert "--ro-bind-try" not in bare
+    assert "--seccomp" not in bare
+    with_filter = worker.sandbox_argv(plan(seccomp_fd=9))
+    assert with_filter[with_filter.index("--seccomp") + 1] == "9"
     argv = worker.sandbox_argv(
         plan(clamd_socket="/run/clamav/clamd.ctl", yara_dirs=("/home/u/rules", "/etc/zr"))
     )

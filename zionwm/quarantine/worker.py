@@ -3,7 +3,8 @@
 Two halves in one module:
 - the parent side, `run_audit(fd, name, settings)`: reopens the file read-only, starts
   `python -m zionwm.quarantine.worker` under `prlimit` (address space, CPU, file size, no
-  core) inside `bwrap` (every namespace unshared, so no network; no home; only /usr, the
+  core) inside `bwrap` (every namespace unshared, so no network; uid 65534, no capabilities,
+  the project's seccomp filter; no home; only /usr, the
   interpreter, its site-packages and this package, all read-only; the file only as an
   inherited fd; the clamd socket and the user's YARA directories bound in read-only when
   configured), kills the whole sandbox at the timeout, and turns what comes back into an
@@ -100,6 +101,7 @@ class SandboxPlan:
     package_parent: str  # directory holding the zionwm package (PYTHONPATH inside)
     fd: int  # the file, read-only, inherited
     info_fd: int | None = None  # bwrap writes {"child-pid": N} here
+    seccomp_fd: int | None = None  # BPF program bwrap installs before running the worker
     clamd_socket: str | None = None
     yara_dirs: tuple[str, ...] = ()
     memory_max: int = 512 * 2**20
@@ -131,6 +133,8 @@ def sandbox_argv(plan: SandboxPlan) -> list[str]:
     ]
     if plan.info_fd is not None:
         argv += ["--info-fd", str(plan.info_fd)]
+    if plan.seccomp_fd is not None:
+        argv += ["--seccomp", str(plan.seccomp_fd)]
     for path in plan.ro_paths:
         argv += ["--ro-bind", path, path]
     for link, target in plan.root_links:
@@ -167,7 +171,9 @@ def covering_binds(paths: list[str]) -> tuple[str, ...]:
     return tuple(chosen)
 
 
-def _host_plan(fd: int, settings: AuditSettings, info_fd: int | None, probe: bool) -> SandboxPlan:
+def _host_plan(
+    fd: int, settings: AuditSettings, info_fd: int | None, probe: bool, seccomp_fd: int | None
+) -> SandboxPlan:
     import zionwm  # noqa: PLC0415 - only to locate the package on this host
 
     package_dir = Path(zionwm.__file__).resolve().parent
@@ -193,6 +199,7 @@ def _host_plan(fd: int, settings: AuditSettings, info_fd: int | None, probe: boo
         package_parent=str(package_dir.parent),
         fd=fd,
         info_fd=info_fd,
+        seccomp_fd=seccomp_fd,
         clamd_socket=settings.clamd_socket,
         yara_dirs=settings.yara_rule_dirs,
         memory_max=settings.memory_max,
@@ -230,15 +237,34 @@ def _reopen_read_only(fd: int) -> int:
     return new
 
 
+def _seccomp_fd() -> int | None:
+    """The project's seccomp program for this sandbox, or None where it cannot be built (the
+    namespaces, dropped capabilities and rlimits still hold; the filter is defence in depth)."""
+    try:
+        from zionwm.isolation import seccomp  # noqa: PLC0415 - libseccomp, only when auditing
+
+        return seccomp.filter_fd()
+    except Exception as exc:
+        log.warning("audit worker runs without a seccomp filter: %s", exc)
+        return None
+
+
 def run_worker(
     file_fd: int, display_name: str, settings: AuditSettings, probe: bool = False
 ) -> WorkerRun:
     """Start the sandboxed worker on the fd and collect its output within the timeout."""
-    ro_fd = _reopen_read_only(file_fd)
-    info_r, info_w = os.pipe2(os.O_CLOEXEC)
-    try:
-        plan = _host_plan(ro_fd, settings, info_w, probe)
-        argv = sandbox_argv(plan)
+    with contextlib.ExitStack() as fds:
+        ro_fd = _reopen_read_only(file_fd)
+        fds.callback(os.close, ro_fd)
+        info_r, info_w = os.pipe2(os.O_CLOEXEC)
+        fds.callback(os.close, info_r)
+        child_fds = contextlib.ExitStack()  # the child's copies: closed once it has started
+        fds.enter_context(child_fds)
+        child_fds.callback(os.close, info_w)
+        seccomp_fd = _seccomp_fd()
+        if seccomp_fd is not None:
+            child_fds.callback(os.close, seccomp_fd)
+        plan = _host_plan(ro_fd, settings, info_w, probe, seccomp_fd)
         request = json.dumps(
             {"name": display_name, "settings": sandbox_settings(settings).to_json()}
         ).encode()
@@ -251,25 +277,16 @@ def run_worker(
         }
         start = time.monotonic()
         proc = subprocess.Popen(
-            argv,
+            sandbox_argv(plan),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            pass_fds=(ro_fd, info_w),
+            pass_fds=tuple(fd for fd in (ro_fd, info_w, seccomp_fd) if fd is not None),
             start_new_session=True,
             env=env,
         )
-    except BaseException:
-        os.close(info_r)
-        os.close(info_w)
-        os.close(ro_fd)
-        raise
-    os.close(info_w)
-    os.close(ro_fd)
-    try:
+        child_fds.close()
         return _collect(proc, request, info_r, start, settings.timeout)
-    finally:
-        os.close(info_r)
 
 
 def _collect(
@@ -494,7 +511,12 @@ def _probe(fd: int, paths: list[str]) -> dict[str, Any]:
         network = f"{type(exc).__name__}: {exc.strerror or exc}"
     import resource  # noqa: PLC0415
 
+    status = dict(
+        line.split(":\t", 1) for line in Path("/proc/self/status").read_text().splitlines()
+    )
     return {
+        "seccomp": int(status.get("Seccomp", "0").strip()),
+        "cap_eff": status.get("CapEff", "").strip(),
         "uid": os.getuid(),
         "pid": os.getpid(),
         "net_ns": os.readlink("/proc/self/ns/net"),
