@@ -106,6 +106,15 @@ def _setns(fd: int, nstype: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
+def _no_tty(chosen: int | None, inherited: int) -> int | None:
+    if chosen is not None:
+        return chosen
+    try:
+        return subprocess.DEVNULL if os.isatty(inherited) else None
+    except OSError:
+        return subprocess.DEVNULL
+
+
 class Sandbox:
     """One running sandboxed program (the bwrap process and everything inside it)."""
 
@@ -341,7 +350,14 @@ class Launcher:
         stderr: int | None = None,
     ) -> Sandbox:
         """Start `argv` in a sandbox of `spec`'s desktop. Raises LaunchError (or
-        storage.UnsafePathError) with nothing started when any step fails."""
+        storage.UnsafePathError) with nothing started when any step fails.
+
+        stdin defaults to /dev/null; stdout/stderr (None) are inherited from the launcher,
+        except that a terminal is never handed to a sandbox (it could read what is typed
+        there, or write to it): they go to /dev/null then.
+        """
+        stdout = _no_tty(stdout, 1)
+        stderr = _no_tty(stderr, 2)
         eph = spec.ephemeral if ephemeral is None else ephemeral
         cg_files = list(self._cgroup_procs(spec.name)) if self._cgroup_procs else []
         netns = self._netns_path(spec.name) if self._netns_path else None
