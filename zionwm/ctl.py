@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -251,6 +252,9 @@ def format_event(msg: dict[str, Any]) -> str:
         detail = f"{p.get('desktop')} #{p.get('id')} {p.get('app_id') or '-'} {p.get('title')!r}"
     elif event in ("freeze", "thaw") and ("desktop" in p or "name" in p):
         detail = str(p.get("desktop") or p.get("name"))
+    elif isinstance(p.get("argv"), list) and "desktop" in p:
+        pid = f" pid {p['pid']}" if p.get("pid") is not None else ""
+        detail = f"{p['desktop']}{pid}: {shlex.join(str(a) for a in p['argv'])}"
     elif event == "error" and isinstance(p.get("errors"), list):
         detail = f"{p.get('what') or ''}: " + "; ".join(str(e) for e in p["errors"])
     elif isinstance(p.get("text") or p.get("message"), str):

@@ -540,6 +540,8 @@ def test_format_event_is_readable() -> None:
         "3:",
         "bad",
     ]
+    line = fmt("launch", {"desktop": "web", "argv": ["firefox", "a b"], "pid": 12})
+    assert line == "launch       web pid 12: firefox 'a b'"
     assert json.loads(fmt("quarantine", {"id": 4, "state": "held"}).split(None, 1)[1]) == {
         "id": 4,
         "state": "held",
@@ -570,6 +572,29 @@ def test_control_oversize_request_is_refused_then_disconnected(harness: Harness)
     assert reply["ok"] is False and "longer than" in reply["error"]
     with ControlClient(paths.ipc_socket()) as c:
         assert c.request("ping")["name"] == "zionwm"
+
+
+def test_emit_never_raises_when_the_controller_fails(harness: Harness) -> None:
+    with ControlClient(paths.ipc_socket(), timeout=10) as c:
+        c.request("subscribe", events=["switch"])
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.settimeout(5)
+        raw.connect(str(paths.sway_ipc_socket()))
+        payload = b'["workspace"]'
+        raw.sendall(ipc.I3_MAGIC + struct.pack("=II", len(payload), ipc.SUBSCRIBE) + payload)
+        assert b'"success":true' in raw.recv(100)
+
+        def broken() -> list[dict[str, Any]]:
+            raise RuntimeError("torn down")
+
+        harness.comp.desktops = broken  # type: ignore[method-assign]
+        ev = {"old": "personal", "new": "work"}
+        # Each server on its own, as the compositor's own fan-out calls them.
+        harness.on_loop(lambda: harness.hub.sway.emit("switch", ev))
+        harness.on_loop(lambda: harness.hub.control.emit("switch", ev))
+        # The control socket still delivered it.
+        assert next(c.events(["switch"]))["payload"]["new"] == "work"
+        raw.close()
 
 
 def test_controller_exception_is_an_error_reply(harness: Harness) -> None:

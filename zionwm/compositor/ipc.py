@@ -501,6 +501,13 @@ class ControlServer(_ServerBase):
         super().__init__(controller, reactor, path or paths.ipc_socket(), max_pending=max_pending)
 
     def emit(self, event: str, payload: dict[str, Any]) -> None:
+        """Send an event to the clients subscribed to it. Never raises."""
+        try:
+            self._emit(event, payload)
+        except Exception:
+            log.exception("control: cannot deliver event %r", event)
+
+    def _emit(self, event: str, payload: dict[str, Any]) -> None:
         targets = [c for c in self.clients if event in c.subscriptions or "*" in c.subscriptions]
         if not targets:
             return
@@ -1004,6 +1011,15 @@ class SwayIpcServer(_ServerBase):
     # Events from the compositor, translated to i3 events.
 
     def emit(self, event: str, payload: dict[str, Any]) -> None:
+        """Translate a zionwm event into i3 events for the subscribers. Never raises: the
+        compositor calls this from its handlers, and a failing controller query (say, in
+        the middle of a teardown) must not become the handler's failure."""
+        try:
+            self._emit(event, payload)
+        except Exception:
+            log.exception("sway-ipc: cannot deliver event %r", event)
+
+    def _emit(self, event: str, payload: dict[str, Any]) -> None:
         if event == "switch":
             old, new = _name(payload.get("old")), _name(payload.get("new"))
             if self._has_subscribers("workspace"):
