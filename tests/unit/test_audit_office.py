@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import zipfile
 from pathlib import Path
 
@@ -105,3 +106,36 @@ def test_excel4_macro_sheet_in_sylk_is_suspicious(tmp_path: Path) -> None:
     )
     findings = office.scan(str(path), "prices.slk", None)
     assert [(f.rule, f.verdict) for f in findings] == [("xlm-macros", Verdict.SUSPICIOUS)]
+
+
+def _lpstr(s: bytes) -> bytes:
+    return struct.pack("<I", len(s) + 1) + s + b"\0"
+
+
+def test_rtf_with_an_embedded_package_object_is_suspicious(tmp_path: Path) -> None:
+    # an OLE 1.0 embedded object ([MS-OLEDS] 2.2.4): version, format 2 (embedded), class
+    # name, topic, item, native data
+    native = b"MZ" + bytes(62)
+    ole1 = (
+        struct.pack("<II", 0x00000501, 2)
+        + _lpstr(b"Package")
+        + _lpstr(b"")
+        + _lpstr(b"")
+        + struct.pack("<I", len(native))
+        + native
+    )
+    rtf = (
+        b"{\\rtf1\\ansi{\\object\\objemb{\\*\\objclass Package}\\objw100\\objh100"
+        b"{\\*\\objdata " + ole1.hex().encode() + b"}}}"
+    )
+    path = tmp_path / "letter.rtf"
+    path.write_bytes(rtf)
+    findings = office.scan(str(path), "letter.rtf", None)
+    assert [(f.rule, f.verdict) for f in findings] == [("rtf-embedded-object", Verdict.SUSPICIOUS)]
+    assert "Package" in findings[0].detail
+
+
+def test_plain_rtf_is_clean(tmp_path: Path) -> None:
+    path = tmp_path / "letter.rtf"
+    path.write_bytes(b"{\\rtf1\\ansi\\deff0 {\\fonttbl {\\f0 Times;}} Hello world.\\par }")
+    assert office.scan(str(path), "letter.rtf", None) == []

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 SCANNER = "office"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
+MAX_RTF = 64 << 20  # RTF is parsed in memory
+
 _REL = re.compile(rb"<Relationship\b[^>]*>", re.IGNORECASE)
 _ATTR = re.compile(rb'(\w+)\s*=\s*"([^"]*)"')
 _REMOTE = re.compile(rb"^(https?:|ftp:|\\\\|//|file://)", re.IGNORECASE)
@@ -183,6 +185,11 @@ def scan(src: Source, name: str, settings: AuditSettings | None = None) -> list[
             )
         ]
     findings: list[Finding] = []
+    if kind == "rtf":
+        # RTF holds no VBA (olevba refuses it); its risk is embedded OLE objects and fields
+        with open(path, "rb") as f:
+            findings += rtf_object_findings(f.read(MAX_RTF), name)
+        return findings + dde_findings(path, name)
     vba = VBA_Parser(path)
     try:
         findings += macro_findings(vba, name)
@@ -196,8 +203,37 @@ def scan(src: Source, name: str, settings: AuditSettings | None = None) -> list[
     return findings
 
 
+def rtf_object_findings(data: bytes, name: str) -> list[Finding]:
+    """Embedded OLE objects in RTF: how exploit documents carry their payload (Equation
+    Editor objects, OLE Package files). Any of them is suspicious; none is normal in a
+    downloaded letter."""
+    from oletools import rtfobj  # noqa: PLC0415
+
+    parser = rtfobj.RtfObjParser(data)
+    parser.parse()
+    findings = []
+    for obj in parser.objects:
+        if obj.is_ole:
+            what = obj.class_name.decode("latin-1", "replace") if obj.class_name else "?"
+            if obj.is_package:
+                what += f" (file {obj.filename!r})"
+        else:
+            what = "raw data"
+        findings.append(
+            Finding(
+                SCANNER,
+                "rtf-embedded-object",
+                f"{name!r} embeds an object: {what}",
+                Verdict.SUSPICIOUS,
+            )
+        )
+    return findings
+
+
 def _scan_bytes(data: bytes, name: str, kind: str) -> list[Finding]:
     """Office content inside an archive: macros and external links, from memory."""
+    if kind == "rtf":
+        return rtf_object_findings(data, name)
     from oletools.olevba import VBA_Parser  # noqa: PLC0415
 
     findings: list[Finding] = []
