@@ -154,3 +154,16 @@ def test_layer_dirs() -> None:
     eph = storage.prepare_layer("tmp", ephemeral=True)
     assert eph.merged.is_dir() and eph.upper.parent.is_dir()
     assert not eph.upper.exists()  # lives in the helper's tmpfs only
+
+
+@pytest.mark.parametrize("planted", ["symlink", "file"])
+def test_planted_mountpoint_inside_the_home_is_refused(planted: str) -> None:
+    home = paths.desktop_home("web")
+    home.mkdir(parents=True)
+    if planted == "symlink":
+        (home / "Outbox").symlink_to("../../../oldroot/root/.ssh")
+    else:
+        (home / "Outbox").write_text("x")
+    with pytest.raises(storage.UnsafePathError, match="~/Outbox"):
+        os.close(storage.open_storage("home", "web"))
+    os.close(storage.open_home("web"))  # without mount points to check it opens

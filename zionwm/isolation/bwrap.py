@@ -95,6 +95,10 @@ GPU_SYS_DIRS = ("/sys/dev", "/sys/devices", "/sys/bus", "/sys/class")
 # glibc's nprocs and many thread pools read this; it reveals the CPU count only.
 CPU_SYS_DIR = "/sys/devices/system/cpu"
 
+# Where the other storage is mounted inside a home (storage checks these are not planted links).
+SHARED_IN_HOME, OUTBOX_IN_HOME, DOWNLOADS_IN_HOME = "Shared", "Outbox", "Downloads"
+HOME_MOUNTPOINTS = (SHARED_IN_HOME, OUTBOX_IN_HOME, DOWNLOADS_IN_HOME)
+
 PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger")
 
 FONTS_DIR = "/run/zionwm/fonts"
@@ -406,14 +410,14 @@ def plan_sandbox(
     mounts.append(
         Mount(
             MountKind.RO_BIND_FD,
-            f"{home}/Shared",
+            f"{home}/{SHARED_IN_HOME}",
             slot=slot(FdSlot("shared", SlotKind.STORAGE, storage="shared")),
         )
     )
     mounts.append(
         Mount(
             MountKind.BIND_FD,
-            f"{home}/Outbox",
+            f"{home}/{OUTBOX_IN_HOME}",
             slot=slot(FdSlot("outbox", SlotKind.STORAGE, storage="outbox")),
         )
     )
@@ -421,7 +425,7 @@ def plan_sandbox(
         mounts.append(
             Mount(
                 MountKind.BIND_FD,
-                f"{home}/Downloads",
+                f"{home}/{DOWNLOADS_IN_HOME}",
                 slot=slot(FdSlot("inbox", SlotKind.STORAGE, storage="inbox")),
             )
         )

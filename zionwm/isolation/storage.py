@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zionwm import paths
-from zionwm.isolation.bwrap import SeedEntry, SeedKind
+from zionwm.isolation.bwrap import HOME_MOUNTPOINTS, SeedEntry, SeedKind
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,31 @@ def _open_data_dir(target: Path, *, create: bool = True) -> int:
     return open_dir_under(base, _relative_parts(base, target), create=create)
 
 
-def open_home(desktop: str) -> int:
-    return _open_data_dir(paths.desktop_home(check_desktop_name(desktop)))
+def open_home(desktop: str, mountpoints: Sequence[str] = ()) -> int:
+    """The desktop's home; `mountpoints` (e.g. "Outbox") are where other dirs get mounted
+    inside it, and must be absent or real directories.
+
+    The sandbox can plant a symlink there between launches. bwrap refuses to bind an fd over
+    a symlink (it compares inodes), so this would only fail the launch, obscurely; this
+    check fails it early and says why.
+    """
+    fd = _open_data_dir(paths.desktop_home(check_desktop_name(desktop)))
+    try:
+        for name in mountpoints:
+            try:
+                st = os.lstat(name, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+                raise UnsafePathError(
+                    f"~/{name} in the home of desktop {desktop} is {what}; move it away to "
+                    "launch programs there again"
+                )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def open_outbox(desktop: str) -> int:
@@ -144,7 +167,7 @@ def open_shared() -> int:
 def open_storage(kind: str, desktop: str) -> int:
     """The O_PATH fd for one storage slot of the bwrap plan ("home", "outbox", ...)."""
     openers = {
-        "home": open_home,
+        "home": lambda d: open_home(d, HOME_MOUNTPOINTS),
         "outbox": open_outbox,
         "inbox": open_inbox,
         "shared": lambda _d: open_shared(),
