@@ -56,3 +56,110 @@ bench: setup
 
 clean:
 	rm -rf $(STAMPS) build *.egg-info zionwm/compositor/native/_zionwm_native*
+
+# ---- install / uninstall ---------------------------------------------------------------
+# `make install` puts a private Python environment in $(PREFIX)/lib/zionwm (the zionwm package
+# with the native module, plus its runtime dependencies copied from $(VENV), which `make
+# setup` built from source against this system's libwlroots and libwayland), launchers for
+# the commands in $(PREFIX)/bin, the session entry and program, and the default config
+# template. It runs neither apt nor pip, so it also works as a packaging step:
+#     make install DESTDIR=$(pkgdir) PREFIX=/usr
+# No file content depends on DESTDIR. `make uninstall` (same PREFIX and DESTDIR) removes
+# exactly what install put there. INSTALL_PYTHON is the interpreter the installed commands
+# run with: the venv's base interpreter, whose ABI the copied extension modules match.
+# INSTALL_EXTRA_DEPS: modules zionwm imports at run time that pyproject.toml lists only
+# under the test extras (pillow: the compositor draws its UI with PIL).
+BINDIR   = $(PREFIX)/bin
+DATADIR  = $(PREFIX)/share
+ZLIBDIR  = $(PREFIX)/lib/zionwm
+SESSIONS = $(DATADIR)/wayland-sessions
+INSTALL_PYTHON ?= $(shell $(VPY) -c 'import sys; print(sys._base_executable)' 2>/dev/null)
+INSTALLED_LIST  = $(ZLIBDIR)/installed-files
+INSTALL_EXTRA_DEPS ?= pillow
+
+# Runs under $(VPY): argv = DESTDIR ZLIBDIR BINDIR INSTALL_PYTHON [EXTRA_DEP...].
+define ZIONWM_INSTALL_TREE
+import importlib.metadata as md, shutil, sys, sysconfig, tomllib
+from pathlib import Path
+from packaging.requirements import Requirement
+destdir, zlib, bindir, python = sys.argv[1:5]
+root = Path(destdir + zlib)
+ver = sysconfig.get_python_version()
+site = root / "lib" / f"python{ver}" / "site-packages"
+site.mkdir(parents=True)
+(root / "bin").mkdir()
+(root / "bin" / "python").symlink_to(python)
+(root / "pyvenv.cfg").write_text(
+    f"home = {Path(python).parent}\ninclude-system-site-packages = false\nversion = {ver}\n")
+project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+# runtime dependencies only (no extras), transitively, as installed in the venv
+todo = [Requirement(r) for r in project["dependencies"] + sys.argv[5:]]
+seen = set()
+while todo:
+    req = todo.pop()
+    if req.marker and not req.marker.evaluate({"extra": ""}):
+        continue
+    dist = md.distribution(req.name)
+    if dist.metadata["Name"].lower() in seen:
+        continue
+    seen.add(dist.metadata["Name"].lower())
+    todo += [Requirement(r) for r in dist.requires or []]
+    for f in dist.files or []:
+        src = Path(dist.locate_file(f))
+        if f.parts[0] == ".." or "__pycache__" in f.parts or not src.is_file():
+            continue  # their own command-line tools and bytecode are not needed
+        (site / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, site / f)
+shutil.copytree("zionwm", site / "zionwm",
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+listed = []
+for name, target in project["scripts"].items():
+    module, func = target.split(":")
+    path = Path(destdir + bindir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # -I: a trusted program ignores PYTHONPATH and the user's site directory
+    path.write_text(f"#!{zlib}/bin/python -I\nimport sys\nfrom {module} import {func}\n"
+                    f"sys.exit({func}())\n")
+    path.chmod(0o755)
+    listed.append(f"{bindir}/{name}")
+(root / "installed-files").write_text("".join(p + "\n" for p in listed))
+print(f"installed {len(seen)} runtime dependencies and zionwm in {zlib}")
+endef
+export ZIONWM_INSTALL_TREE
+
+install:
+	@test -x $(VPY) && ls zionwm/compositor/native/_zionwm_native*.so >/dev/null 2>&1 || \
+	    { echo "make install: run 'make setup' first (it builds $(VENV) and the native" \
+	           "module that get installed)" >&2; exit 1; }
+	@test -n "$(INSTALL_PYTHON)" || { echo "make install: INSTALL_PYTHON is unknown" >&2; exit 1; }
+	rm -rf "$(DESTDIR)$(ZLIBDIR)"
+	$(VPY) -c "$$ZIONWM_INSTALL_TREE" "$(DESTDIR)" "$(ZLIBDIR)" "$(BINDIR)" "$(INSTALL_PYTHON)" \
+	    $(INSTALL_EXTRA_DEPS)
+	mkdir -p "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(SESSIONS)" "$(DESTDIR)$(DATADIR)/zionwm"
+	sed '1s|^#!.*|#!$(ZLIBDIR)/bin/python -I|' session/zionwm-session \
+	    > "$(DESTDIR)$(BINDIR)/zionwm-session"
+	chmod 755 "$(DESTDIR)$(BINDIR)/zionwm-session"
+	sed -e 's|^Exec=.*|Exec=$(BINDIR)/zionwm-session|' \
+	    -e 's|^TryExec=.*|TryExec=$(BINDIR)/zionwm-session|' \
+	    session/zionwm.desktop > "$(DESTDIR)$(SESSIONS)/zionwm.desktop"
+	chmod 644 "$(DESTDIR)$(SESSIONS)/zionwm.desktop"
+	install -m 644 zionwm/default_config.py "$(DESTDIR)$(DATADIR)/zionwm/config.py"
+	printf '%s\n' "$(BINDIR)/zionwm-session" "$(SESSIONS)/zionwm.desktop" \
+	    "$(DATADIR)/zionwm/config.py" >> "$(DESTDIR)$(INSTALLED_LIST)"
+
+uninstall:
+	@if [ -f "$(DESTDIR)$(INSTALLED_LIST)" ]; then \
+	    while IFS= read -r f; do \
+	        case "$$f" in "$(PREFIX)"/*) rm -f "$(DESTDIR)$$f" ;; esac; \
+	    done < "$(DESTDIR)$(INSTALLED_LIST)"; \
+	else \
+	    echo "make uninstall: no $(DESTDIR)$(INSTALLED_LIST); nothing listed to remove" >&2; \
+	fi
+	rm -rf "$(DESTDIR)$(ZLIBDIR)"
+	rmdir "$(DESTDIR)$(DATADIR)/zionwm" "$(DESTDIR)$(SESSIONS)" 2>/dev/null || true
+ifneq ($(DESTDIR),)
+	@# a staging tree: also remove the directories install created there, if now empty
+	rmdir "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(PREFIX)/lib" "$(DESTDIR)$(DATADIR)" 2>/dev/null || true
+	d="$(PREFIX)"; while [ -n "$$d" ] && [ "$$d" != / ] && rmdir "$(DESTDIR)$$d" 2>/dev/null; \
+	    do d=$$(dirname "$$d"); done
+endif
