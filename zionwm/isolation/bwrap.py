@@ -22,7 +22,12 @@ namespace, all capabilities dropped, no further user namespaces allowed):
     /home/<user>/Downloads  the quarantine inbox, when the desktop has a downloads policy
     /run/user/<uid>/wayland-0   the desktop's own Wayland socket, nothing else of the runtime dir
     /run/zionwm/fonts/<n>   extra font dirs (+ /run/zionwm/fonts.conf)   /opt/zionwm/<n>  app dirs
-    /proc (new, own pid namespace)  /dev (minimal + granted nodes)  /tmp (tmpfs)
+    /proc (new, own pid namespace; /proc/sys read-only)  /dev (minimal + granted nodes)
+    /tmp, /var/tmp (tmpfs)
+
+Fonts go under /run/zionwm/fonts rather than /usr/local/share/fonts: /usr is a read-only
+bind, and bwrap cannot create mount points inside it. FONTCONFIG_FILE points fontconfig at
+a generated file that includes the host's configuration plus those directories.
 """
 
 from __future__ import annotations
