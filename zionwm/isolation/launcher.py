@@ -301,6 +301,9 @@ class Launcher:
         self._userns_path = userns_path
         self._on_exit = on_exit
         self._environ = dict(os.environ if environ is None else environ)
+        # Probed again at each launch unless given: a camera plugged in or a sound server
+        # started after the compositor should be found. A probe is a few dozen stat calls.
+        self._fixed_host = host
         self.host = host or probe_host(self._environ)
         self.running: dict[int, Sandbox] = {}
 
@@ -318,6 +321,8 @@ class Launcher:
         seed: storage.Seed | None = None,
         share_net: bool = False,
     ) -> SandboxPlan:
+        if self._fixed_host is None:
+            self.host = probe_host(self._environ)
         sock = paths.desktop_socket(spec.name)
         usr_source = None
         if spec.writable_usr:
