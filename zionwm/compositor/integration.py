@@ -228,3 +228,7 @@ def attach(server: Server) -> None:
     iso = Isolation(server)
     server.extensions.append(iso)
     server.isolation = iso
+    if os.environ.get("ZIONWM_NO_QUARANTINE") != "1":
+        from .quarantine_link import QuarantineLink
+
+        server.extensions.append(QuarantineLink(server))

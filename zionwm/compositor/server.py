@@ -866,6 +866,10 @@ class Server(HasListeners):
         return f"started {argv[0]} on {desktop} (pid {child.pid})"
 
     def _on_child_exit(self, child: Child) -> None:
+        for ext in self.extensions:
+            hook = getattr(ext, "child_exited", None)
+            if hook:
+                hook(child)
         self.emit("exit", {"desktop": child.desktop, "argv": child.argv, "pid": child.pid,
                            "returncode": child.returncode})
 
@@ -883,6 +887,10 @@ class Server(HasListeners):
             self.emit("error", {"what": "config", "errors": [str(e) for e in errors]})
             raise ValueError("reload failed, running config kept:\n" + text)
         self.apply_config(new)
+        for ext in self.extensions:
+            hook = getattr(ext, "reload", None)
+            if hook:
+                hook()
         if errors:  # warnings only
             self.notify("\n".join(str(e) for e in errors), seconds=10)
         self.emit("config", {"path": str(path)})

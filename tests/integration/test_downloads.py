@@ -1,0 +1,92 @@
+"""A download in the web desktop, end to end: real wget with --xattr inside the sandbox
+(from an HTTP server inside the same sandbox's own network namespace), the inbox bound as
+~/Downloads, the real quarantine service, real clamd with a test database, and release into
+the destination desktop — or rejection with the user told."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import Compositor, wait_for
+from tests.system.clamd_fixture import EICAR, Clamd, clamd  # noqa: F401 (fixture)
+
+CONFIG = """\
+from zionwm.config import desktop, Downloads, settings
+desktop("personal", colour="#3b82f6")
+desktop("web", colour="#ef4444", ephemeral=True,
+        downloads=Downloads(release_to="personal", hold=0))
+settings(clamd_socket={sock!r})
+"""
+
+
+def _download(comp: Compositor, name: str, content: bytes) -> None:
+    """Serve `content` inside the web sandbox and fetch it with wget --xattr into
+    ~/Downloads, as a browser would (wget retries until the server is up)."""
+    octal = "".join(f"\\{b:03o}" for b in content)
+    script = (
+        "mkdir -p /tmp/srv && cd /tmp/srv && "
+        f"printf '{octal}' > {name} && "
+        "(/usr/bin/python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 &) && "
+        # wait for the server (bounded) so wget's own retries never leave an empty file
+        "i=0; until wget -q -O /dev/null http://127.0.0.1:8000/; do "
+        "i=$((i+1)); [ $i -gt 200 ] && exit 1; sleep 0.05; done; "
+        f"wget -q --xattr -O ~/Downloads/{name} http://127.0.0.1:8000/{name}"
+    )
+    comp.zionctl("launch", "web", "--", "sh", "-c", script)
+
+
+def _items(comp: Compositor) -> list[dict[str, Any]]:
+    out = comp.zionctl("quarantine", "--json", "list", "--all").stdout
+    data = json.loads(out)
+    return list(data["items"] if isinstance(data, dict) else data)
+
+
+def test_clean_download_is_released_with_its_origin_and_eicar_is_kept(
+        make_compositor: Any, clamd: Clamd) -> None:  # noqa: F811
+    comp = make_compositor(CONFIG.format(sock=clamd.socket_path))
+    released = comp.data / "zionwm" / "desktops" / "personal" / "home" / "Downloads"
+
+    _download(comp, "notes.txt", b"meeting at noon\n")
+    target = released / "notes.txt"
+    wait_for(target.exists, 60, "the clean download to be released into personal")
+    assert target.read_bytes() == b"meeting at noon\n"
+    assert os.getxattr(target, "user.xdg.origin.url") == \
+        b"http://127.0.0.1:8000/notes.txt"
+    audit = json.loads(os.getxattr(target, "user.zionwm.audit"))
+    assert audit["verdict"] == "clean"
+    assert not target.stat().st_mode & 0o111
+
+    _download(comp, "eicar.com", EICAR)
+    wait_for(lambda: [i for i in _items(comp) if i["name"] == "eicar.com"
+                      and i["state"] == "rejected"], 60, "EICAR to be rejected")
+    (item,) = [i for i in _items(comp) if i["name"] == "eicar.com"]
+    assert item["verdict"] == "malicious"
+    assert not (released / "eicar.com").exists()
+    wait_for(lambda: any("eicar.com" in n for n in comp.zjson("status")["notifications"]),
+             10, "the user to be told")
+    assert comp.desktops()  # the compositor kept running throughout
+
+
+def test_quarantine_service_is_restarted_after_a_crash(make_compositor: Any) -> None:
+    import signal
+
+    comp = make_compositor(CONFIG.format(sock=None).replace("settings(clamd_socket=None)", ""))
+    pid = wait_for(lambda: comp.zjson("status")["quarantine"]["pid"], 20, "the service")
+    wait_for(lambda: comp.zjson("status")["quarantine"]["running"], 20, "the service ready")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: (comp.zjson("status")["quarantine"]["pid"] not in (None, pid)
+                      and comp.zjson("status")["quarantine"]["running"]), 20,
+             "a new quarantine service")
+    _download(comp, "after.txt", b"still works\n")
+    target = comp.data / "zionwm" / "desktops" / "personal" / "home" / "Downloads" / "after.txt"
+    wait_for(target.exists, 60, "a download after the restart to be released")
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_home(tmp_path: Path) -> None:
+    assert not Path(tmp_path, "data").exists()
