@@ -8,6 +8,7 @@ upstream server thread.
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 import socket
 import struct
@@ -619,3 +620,36 @@ def test_forwarder_over_tcp(upstream: Upstream) -> None:
         assert s.ask_tcp("a.test").rcode == 0
     finally:
         s.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The root helper's check of what the unprivileged DNS side asks for
+
+
+def test_learn_request_accepted() -> None:
+    line = json.dumps({"rules": [2, 0, 2], "addrs": [["198.51.100.7", 90], ["203.0.113.1", 0]]})
+    rules, addrs = dnsfilter.parse_learn_request(line.encode(), frozenset({0, 2}), 3600)
+    assert rules == (0, 2)
+    assert addrs == [("198.51.100.7", 90), ("203.0.113.1", 1)]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"rules": [1], "addrs": [["198.51.100.7", 9]]},  # not a host-name rule
+        {"rules": [], "addrs": [["198.51.100.7", 9]]},
+        {"rules": [0], "addrs": []},
+        {"rules": [0], "addrs": [["2001:db8::1", 9]]},
+        {"rules": [0], "addrs": [["198.51.100.7 } ; flush ruleset", 9]]},
+        {"rules": [0], "addrs": [["198.51.100.7", "9"]]},
+        {"rules": [True], "addrs": [["198.51.100.7", 9]]},
+        {"rules": [0], "addrs": [["198.51.100.7", 9]], "extra": 1},
+        {"rules": [0], "addrs": [["198.51.100.7", 9]] * 65},
+        ["rules", "addrs"],
+    ],
+)
+def test_learn_request_refused(doc: object) -> None:
+    with pytest.raises(ValueError):
+        dnsfilter.parse_learn_request(json.dumps(doc).encode(), frozenset({0, 2}), 3600)
+    with pytest.raises(ValueError):
+        dnsfilter.parse_learn_request(b"{not json", frozenset({0}), 3600)

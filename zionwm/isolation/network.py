@@ -315,7 +315,11 @@ class _RootOps:
                     nets.append(ipaddress.IPv4Network(f"{addr}/{a['prefixlen']}", strict=False))
         return nets
 
-    def add_uplink_routing(self, table: int, uplink: str, gateway: str | None, mark: int) -> None:
+    def add_uplink_routing(
+        self, table: int, uplink: str, gateway: str | None, source: str | None
+    ) -> None:
+        """Table `table` routes only through `uplink`; traffic from `source` (the uplink's
+        address: the DNS forwarder's upstream queries) uses it too."""
         with IPRoute() as ip:
             found = ip.link_lookup(ifname=uplink)
             if not found:
@@ -325,43 +329,33 @@ class _RootOps:
                 ip.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=found[0], table=table)
             else:
                 ip.route("replace", dst="0.0.0.0/0", oif=found[0], table=table)
-            self._rule(ip, "add", table=table, priority=RULE_PRIORITY, fwmark=mark)
-            self._rule(
-                ip, "add", priority=RULE_PRIORITY + 1, fwmark=mark, action="FR_ACT_UNREACHABLE"
+            # When the uplink goes away its route goes with it: this one then ends the
+            # lookup with "unreachable" instead of letting it fall through to `main`.
+            ip.route(
+                "replace", dst="0.0.0.0/0", type="unreachable", table=table, priority=0xFFFFFFFF
             )
+            if source:
+                self._rule(ip, "add", table=table, priority=RULE_PRIORITY, src=source, src_len=32)
 
     def add_desktop_rule(self, table: int, host_if: str) -> None:
         with IPRoute() as ip:
             self._rule(ip, "add", table=table, priority=RULE_PRIORITY, iifname=host_if)
-            # If the uplink vanishes its table empties: fail here, never fall to `main`.
-            self._rule(
-                ip,
-                "add",
-                priority=RULE_PRIORITY + 1,
-                iifname=host_if,
-                action="FR_ACT_UNREACHABLE",
-            )
 
-    def delete_rules(
-        self, table: int, mark: int, ifnames: set[str] | None, if_tag: str = ""
-    ) -> None:
-        """Rules on `ifnames`; with None, every rule of ours: pointing at `table`, carrying
-        `mark`, or on an interface whose name starts with `if_tag`."""
+    def delete_rules(self, table: int, ifnames: set[str] | None, if_tag: str = "") -> None:
+        """Rules on `ifnames`; with None, every rule of ours (pointing at `table`, or on an
+        interface whose name starts with `if_tag`) and the table's routes."""
         with IPRoute() as ip:
             for r in ip.get_rules(family=2):
                 prio = r.get("priority") or r.get("FRA_PRIORITY")
                 if prio not in (RULE_PRIORITY, RULE_PRIORITY + 1):
                     continue
                 iif = r.get("FRA_IIFNAME")
-                fw = r.get("FRA_FWMARK")
                 tbl = r.get("FRA_TABLE") or r.get("table")
                 if ifnames is not None:
-                    ours = iif is not None and iif in ifnames
+                    ours = iif is not None and iif in ifnames and tbl == table
                 else:
-                    ours = (
-                        tbl == table
-                        or fw == mark
-                        or bool(if_tag and iif is not None and str(iif).startswith(if_tag))
+                    ours = tbl == table or bool(
+                        if_tag and iif is not None and str(iif).startswith(if_tag)
                     )
                 if ours:
                     try:
@@ -387,14 +381,26 @@ class _RootOps:
         key: dict[str, Any] = {"priority": r.get("FRA_PRIORITY") or r.get("priority")}
         if r.get("FRA_IIFNAME"):
             key["iifname"] = r.get("FRA_IIFNAME")
-        if r.get("FRA_FWMARK"):
-            key["fwmark"] = r.get("FRA_FWMARK")
+        if r.get("FRA_SRC"):
+            key["src"] = r.get("FRA_SRC")
+            key["src_len"] = r.get("src_len")
         tbl = r.get("FRA_TABLE") or r.get("table")
         if r.get("action") == 7:
             key["action"] = "FR_ACT_UNREACHABLE"
         elif tbl:
             key["table"] = tbl
         return key
+
+    def first_address(self, ifname: str) -> str | None:
+        with IPRoute() as ip:
+            found = ip.link_lookup(ifname=ifname)
+            if not found:
+                return None
+            for a in ip.get_addr(family=2, index=found[0]):
+                addr = a.get("IFA_LOCAL") or a.get("IFA_ADDRESS")
+                if addr:
+                    return str(addr)
+        return None
 
     def interfaces_of_default_routes(self) -> list[str]:
         names: list[str] = []
@@ -576,7 +582,7 @@ class NetworkManager:
         self._saved_routes: dict[str, list[str]] = {}
         # Deterministic per prefix, so a restarted run finds a crashed run's rules.
         self.route_table = 20000 + int(netpolicy._short_hash(prefix, 6), 16) % 10000
-        self.mark = self.route_table
+        self._uplink_source: str | None = None
 
     # -- public API ----------------------------------------------------------------------
 
@@ -703,9 +709,7 @@ class NetworkManager:
                 self._root.nft_delete_table(table)
                 removed.append(f"nft table inet {table}")
             if not self._desktops:
-                self._root.delete_rules(
-                    self.route_table, self.mark, None, netpolicy.veth_tag(self.prefix)
-                )
+                self._root.delete_rules(self.route_table, None, netpolicy.veth_tag(self.prefix))
                 for key, value in self._restorable(saved.get("sysctl", {})).items():
                     try:
                         _write_sysctl(key, value)
@@ -790,8 +794,9 @@ class NetworkManager:
         if self.uplink:
             if self.uplink_gateway is None:
                 log.info("uplink %s has no gateway: routing on-link", self.uplink)
+            self._uplink_source = self._root.first_address(self.uplink)
             self._root.add_uplink_routing(
-                self.route_table, self.uplink, self.uplink_gateway, self.mark
+                self.route_table, self.uplink, self.uplink_gateway, self._uplink_source
             )
             key = f"net.ipv4.conf.{self.uplink}.rp_filter"
             if _read_sysctl(key) == "1":
@@ -844,7 +849,7 @@ class NetworkManager:
             "desktop": net.desktop,
             "nft": self.caps.nft or "nft",
             "min_ttl": self.min_ttl,
-            "mark": self.mark if self.uplink else None,
+            "source": self._uplink_source if self.uplink else None,
         }
         env = dict(os.environ)
         pkg_root = str(Path(__file__).resolve().parents[2])
@@ -904,7 +909,7 @@ class NetworkManager:
                 log.debug("desktop chains already gone: %s", exc)
         self._root.delete_link(net.host_if)
         if self.uplink:
-            self._root.delete_rules(self.route_table, self.mark, {net.host_if})
+            self._root.delete_rules(self.route_table, {net.host_if})
         self._sysctl_saved.pop(f"net.ipv4.conf.{net.host_if}.forwarding", None)
         net.host_if = None
         net.plan = None
@@ -963,9 +968,7 @@ class NetworkManager:
             self._root.nft_delete_table(netpolicy.table_name(self.prefix))
         self._table_ready = False
         if self.uplink:
-            self._root.delete_rules(
-                self.route_table, self.mark, None, netpolicy.veth_tag(self.prefix)
-            )
+            self._root.delete_rules(self.route_table, None, netpolicy.veth_tag(self.prefix))
         for key, value in self._restorable(self._sysctl_saved).items():
             try:
                 _write_sysctl(key, value)
