@@ -239,3 +239,15 @@ def test_member_extension_is_the_members_own(tmp_path: Path) -> None:
     assert ("magic:executable-elf", Verdict.SUSPICIOUS) in rules
     assert ("magic:elf-named-as-pdf", Verdict.MALICIOUS) in rules
     assert any("tools.zip!bin/tool" in f.detail for f in findings)
+
+
+def test_repeated_findings_are_counted_not_listed(tmp_path: Path) -> None:
+    path = tmp_path / "lib.jar"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
+        for i in range(12):
+            zf.writestr(f"p/C{i}.class", b"\xca\xfe\xba\xbe\x00\x00\x00\x31" + bytes(64))
+    findings = archive.scan(str(path), "lib.jar", None)
+    classes = [f for f in findings if f.rule == "magic:executable-java-class"]
+    assert len(classes) == archive.SAME_RULE_KEPT + 1
+    assert "7 more" in classes[-1].detail

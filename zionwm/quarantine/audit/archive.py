@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 SCANNER = "archive"
 MEMBER_MAX = 32 << 20  # members read whole for deep inspection
 MIN_RATIO_SIZE = 1 << 20  # tiny members compress absurdly well and mean nothing
+SAME_RULE_KEPT = 5  # findings kept per rule; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -506,4 +507,22 @@ def scan(src: Source, name: str, settings: AuditSettings | None = None) -> list[
         walk_source(walk, src, name, depth=1)
     except StopWalk:
         pass
-    return walk.findings
+    return condense(walk.findings)
+
+
+def condense(findings: list[Finding], keep: int = SAME_RULE_KEPT) -> list[Finding]:
+    """At most `keep` findings per (rule, verdict), plus one that counts the rest: a jar of
+    3000 classes is one fact, not 3000."""
+    counts: dict[tuple[str, Verdict], int] = {}
+    out: list[Finding] = []
+    for f in findings:
+        key = (f.rule, f.verdict)
+        counts[key] = counts.get(key, 0) + 1
+        if counts[key] <= keep:
+            out.append(f)
+    for (rule, verdict), n in counts.items():
+        if n > keep:
+            out.append(
+                Finding(SCANNER, rule, f"... and {n - keep} more entries like the above", verdict)
+            )
+    return out

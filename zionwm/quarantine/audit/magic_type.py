@@ -10,7 +10,7 @@ Verdicts, and why:
   open it;
 - exec bits on a download are *suspicious* (browsers never set them: something inside the
   desktop did);
-- active content (HTML, SVG, JavaScript) named as a passive type is *suspicious*; other
+- active content (HTML, SVG) named as a passive type is *suspicious*; other
   mismatches (a JPEG named `.png`) are common and harmless, kept as a *clean* note.
 
 `classify` is the pure core; `scan` only reads the head of the file and its mode.
@@ -71,7 +71,9 @@ EXPECTED_MIME: dict[str, tuple[str, ...]] = {
     ".pptx": ("application/vnd.openxmlformats", "application/zip", "application/octet-stream"),
 }
 
-ACTIVE_MIMES = ("text/html", "image/svg", "application/javascript", "text/javascript")
+# Content a browser or viewer renders with scripts; JavaScript itself is not on the list:
+# libmagic calls many Markdown and text files JavaScript, and nothing runs a .txt as code.
+ACTIVE_MIMES = ("text/html", "image/svg")
 
 _DESKTOP_ENTRY = re.compile(rb"^\s*\[Desktop Entry\]", re.MULTILINE)
 _DESKTOP_EXEC = re.compile(rb"^\s*(Exec|TryExec)\s*=", re.MULTILINE)
