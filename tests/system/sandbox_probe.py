@@ -108,8 +108,13 @@ def p_unshare_user(_: str) -> int:
 
 
 def p_mount(_: str) -> int:
-    target = tempfile.mkdtemp()
-    return check(libc.mount(b"none", target.encode(), b"tmpfs", 0, None))
+    target = tempfile.mkdtemp(prefix="zionwm-probe-mount-")
+    try:
+        rc = check(libc.mount(b"none", target.encode(), b"tmpfs", 0, None))
+        libc.umount2(target.encode(), 2)  # the unfiltered control run must not leave it
+        return rc
+    finally:
+        os.rmdir(target)
 
 
 def p_chroot(_: str) -> int:
