@@ -1042,3 +1042,19 @@ def test_symlink_swapped_in_a_loop_during_intake_is_never_followed(tmp_path: Pat
         os.close(dir_fd)
         watch.close()
         store.close()
+
+
+@needs_worker
+def test_undecodable_file_name_is_taken_and_released_under_a_valid_name(
+    service: Callable[..., QService],
+) -> None:
+    svc = service()
+    inbox = bytes(paths.desktop_inbox("web"))
+    fd = os.open(inbox + b"/caf\xe9.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, b"latin-1 name\n")
+    os.close(fd)
+    browser_save(paths.desktop_inbox("web"), "after.txt", b"after\n")
+    items = {i["name"]: i for i in wait_terminal(svc, 2, 30)}
+    assert items["caf\ufffd.txt"]["state"] == "released"
+    assert (downloads("personal") / "caf\ufffd.txt").read_bytes() == b"latin-1 name\n"
+    assert items["after.txt"]["state"] == "released"

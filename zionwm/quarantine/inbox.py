@@ -99,6 +99,13 @@ class TakeResult:
     reason: str = ""
 
 
+def display_name(name: str) -> str:
+    """The name as recorded: undecodable bytes (a hostile desktop's choice) become U+FFFD,
+    so the record and the released file get a valid name while the inbox entry is still
+    addressed by its exact bytes."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
 def read_origin(fd: int) -> dict[str, str | None]:
     """The origin xattrs (as Chromium and `wget --xattr` write them), read from the fd."""
     out: dict[str, str | None] = {}
@@ -154,7 +161,7 @@ def take(
                 source=spec.source,
                 dest=spec.dest,
                 subdir=spec.subdir,
-                name=name,
+                name=display_name(name),
                 reason=refusal,
             )
             _remove_entry(dir_fd, name, pst)
@@ -183,11 +190,11 @@ def _take_fd(store: Store, spec: InboxSpec, dir_fd: int, name: str, fd: int) -> 
         source=spec.source,
         dest=spec.dest,
         subdir=spec.subdir,
-        name=name,
+        name=display_name(name),
         size=st.st_size,
         dev=st.st_dev,
         ino=st.st_ino,
-        inbox_name=name,
+        inbox_name=display_name(name),
         origin_url=origin["user.xdg.origin.url"],
         referrer_url=origin["user.xdg.referrer.url"],
     )
@@ -250,7 +257,7 @@ def take_copy(
         st = check_plain_file(fd)
         if not no_writers(fd):
             raise UnsafeEntry(errno.EBUSY, f"{rel!r} is open for writing")
-        name = os.path.basename(rel.rstrip("/"))
+        name = display_name(os.path.basename(rel.rstrip("/")))
         origin = read_origin(fd)
         out = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=store.items_fd)
         try:

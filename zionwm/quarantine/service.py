@@ -35,7 +35,7 @@ import struct
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -854,21 +854,33 @@ class Service:
         if timeout is not None:
             t = timeout if t is None else min(t, timeout)
         for key, mask in self.sel.select(t):
-            tag = key.data
-            if tag == "listen":
-                self._accept()
-            elif tag == "inotify":
-                self._on_inotify()
-            elif tag == "wake":
-                self._on_wake()
-            elif tag == "conn":
-                assert isinstance(key.fileobj, socket.socket)
-                self._on_conn(key.fileobj, mask)
-        self._run_timers()
-        self._pump()
+            self._guard(self._dispatch, key, mask)
+        self._guard(self._run_timers)
+        self._guard(self._pump)
         if self.reload_requested:
             self.reload_requested = False
-            self.reload()
+            self._guard(self.reload)
+
+    def _dispatch(self, key: selectors.SelectorKey, mask: int) -> None:
+        tag = key.data
+        if tag == "listen":
+            self._accept()
+        elif tag == "inotify":
+            self._on_inotify()
+        elif tag == "wake":
+            self._on_wake()
+        elif tag == "conn":
+            assert isinstance(key.fileobj, socket.socket)
+            self._on_conn(key.fileobj, mask)
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        # Every transition is its own commit, so an unexpected error leaves the store
+        # consistent: log it and keep serving rather than die and crash-loop on the same
+        # input (a restart would meet it again at the rescan).
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("unexpected error in %s", getattr(fn, "__name__", fn))
 
     def run(self) -> None:
         while not self.stopping:
