@@ -582,6 +582,43 @@ def test_dead_forwarder_is_reported_and_restarted(lab: Lab, mgr: NetworkManager)
     assert lab.probe(ns, "dns", "good.zw.test") == {"ok": True, "value": [GOOD]}
 
 
+@needs_privileged
+def test_losing_the_uplink_never_falls_back_to_the_main_table(lab: Lab, tmp_path: Path) -> None:
+    prefix = _run_prefix()
+    uplink, far_ns = prefix + "up", prefix + "far"
+    netns.create(far_ns)
+    try:
+        with IPRoute() as ip:
+            ip.link("add", ifname=uplink, kind="veth", peer={"ifname": "eth0", "net_ns_fd": far_ns})
+            idx = ip.link_lookup(ifname=uplink)[0]
+            ip.addr("add", index=idx, address="198.51.100.249", prefixlen=30)
+            ip.link("set", index=idx, state="up")
+        with NetworkManager(
+            prefix,
+            uplink=uplink,
+            uplink_gateway="198.51.100.250",
+            upstream_dns=[DNS],
+            state_dir=tmp_path,
+        ) as m:
+            net = m.ensure("web", NetworkPolicy(NetMode.FULL))
+            assert net.plan is not None
+            hop = ["ip", "-j", "route", "get", GOOD, "from", str(net.plan.peer), "iif"]
+            routed = subprocess.run([*hop, str(net.host_if)], capture_output=True, check=True)
+            assert json.loads(routed.stdout)[0]["dev"] == uplink
+            with IPRoute() as ip:
+                ip.link("del", index=ip.link_lookup(ifname=uplink)[0])
+            gone = subprocess.run([*hop, str(net.host_if)], capture_output=True, check=False)
+            # The unreachable default of our table answers, not main's default route.
+            assert gone.returncode != 0 and b"no route to host" in gone.stderr.lower()
+            assert lab.probe(str(net.ns_name), "http", GOOD, "80")["ok"] is False
+    finally:
+        with IPRoute() as ip:
+            found = ip.link_lookup(ifname=uplink)
+            if found:
+                ip.link("del", index=found[0])
+        netns.remove(far_ns)
+
+
 def _leftovers(prefix: str, table: int) -> list[str]:
     found = [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(prefix + "-")]
     with IPRoute() as ip:
