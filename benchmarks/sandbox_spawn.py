@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--frames", type=int, default=10)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)  # the no-display note of each /bin/true launch
     root = Path(tempfile.mkdtemp(prefix="zionwm-bench-"))
     runtime = root / "run"
     runtime.mkdir(mode=0o700)
