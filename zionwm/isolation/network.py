@@ -2,7 +2,7 @@
 
 Owns every kernel object a desktop's network needs, and their removal:
 
-- **Privileged path** (root, or CAP_NET_ADMIN + CAP_SYS_ADMIN, with the ``nft`` command):
+- **Privileged path** (root, with the ``nft`` command):
   one named namespace per desktop, ``/run/netns/<prefix>-<desktop>``, created with pyroute2
   and shared by all the desktop's sandboxes (the launcher setns()es into `netns_path()`
   before starting bwrap). `none` leaves it with only ``lo`` up. `full` and `filtered` add a
@@ -16,7 +16,9 @@ Owns every kernel object a desktop's network needs, and their removal:
   when the host's resolver listens on its own loopback.
 - **Unprivileged path**: `none` is bwrap's own ``--unshare-net`` (`netns_path()` is None);
   `full` is a user+network namespace held by a small process with ``pasta`` (Debian's passt)
-  attached to it, joined by the launcher through `nsenter_prefix()`. `filtered` cannot be
+  attached to it; the launcher must enter `userns_path()` before `netns_path()` (setns into
+  a namespace owned by a child user namespace needs that; `nsenter_prefix()` shows the
+  equivalent command). `filtered` cannot be
   enforced without nftables on the host side, so it fails closed to `none`, says so in
   `state()` and logs a warning; it never falls back to `full`.
 
@@ -27,7 +29,9 @@ the pure `netpolicy` module, where it is unit-tested; only this file runs it.
 
 Live control: `set_enabled(desktop, False)` rewrites the desktop's chains to reject
 everything (TCP reset, so an open connection's next request fails at once) and
-`set_enabled(..., True)` restores them; programs keep running either way.
+`set_enabled(..., True)` restores them; programs keep running either way. `ensure()` with a
+new policy applies it in the same namespace (running programs keep it; connections the new
+policy does not allow are cut).
 
 Everything created carries the manager's *prefix* (namespace names, the nft table, the
 veths' ifalias, the policy-routing table number), so `cleanup_stale()` removes what a crashed
