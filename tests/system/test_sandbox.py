@@ -10,12 +10,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import pwd
 import select
 import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import termios
 import time
 import uuid
@@ -24,8 +26,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pyseccomp
 import pytest
 
+import zionwm
 from zionwm import paths
 from zionwm.isolation import seccomp, storage
 from zionwm.isolation.launcher import Launcher, Sandbox
@@ -798,3 +802,72 @@ def test_userns_hook_enters_a_user_owned_network_namespace(env: Env) -> None:
     finally:
         holder.kill()
         holder.wait(10)
+
+
+UNPRIVILEGED_SCRIPT = r"""
+import json, os, subprocess, sys
+sys.path[:0] = sys.argv[1:3]
+root = sys.argv[3]
+os.environ.update(XDG_DATA_HOME=root + "/data", XDG_RUNTIME_DIR=root + "/run", HOME=root)
+from zionwm.isolation.launcher import Launcher
+from zionwm.isolation.spec import DesktopSpec
+spec = DesktopSpec(name="work", colour=(1.0, 1.0, 1.0, 1.0))
+script = (
+    'id -u; grep CapEff /proc/self/status; echo hi > ~/f && cat ~/f; '
+    'touch ~/Shared/x 2>&1 || true; ps -eo comm= | sort -u | tr "\\n" " "'
+)
+r, w = os.pipe()
+sb = Launcher().launch(spec, ["/bin/sh", "-c", script], stdout=w, stderr=w)
+os.close(w)
+out = os.fdopen(r).read()
+print(json.dumps({"rc": sb.wait(30), "out": out}))
+"""
+
+
+def test_unprivileged_launcher_confines_the_same_way(tmp_path: Path) -> None:
+    """Production runs the compositor as a normal user: run the launcher as `nobody`."""
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and util-linux setpriv to switch to an unprivileged user")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' on this machine")
+    package_root = str(Path(zionwm.__file__).resolve().parents[1])
+    seccomp_dir = str(Path(pyseccomp.__file__).resolve().parent)
+    for p in (package_root, seccomp_dir):
+        if not os.access(p, os.R_OK | os.X_OK) or Path(p).stat().st_mode & 0o005 != 0o005:
+            pytest.skip(f"{p} is not readable by other users, so 'nobody' cannot import from it")
+    world = Path(tempfile.mkdtemp(prefix="zionwm-unpriv-"))
+    try:
+        os.chown(world, nobody.pw_uid, nobody.pw_gid)
+        run = world / "run"
+        r = subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={nobody.pw_uid}",
+                f"--regid={nobody.pw_gid}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                PYTHON,
+                "-c",
+                f"import os; os.makedirs({str(run)!r}, mode=0o700); exec({UNPRIVILEGED_SCRIPT!r})",
+                package_root,
+                seccomp_dir,
+                str(world),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr
+        result = json.loads(r.stdout.strip().splitlines()[-1])
+        lines = result["out"].splitlines()
+        assert result["rc"] == 0, result
+        assert lines[0] == str(nobody.pw_uid)
+        assert lines[1].split()[1] == "0000000000000000"
+        assert lines[2] == "hi"
+        assert "Read-only file system" in lines[3]
+        assert set(lines[4].split()) == {"bwrap", "ps", "sh", "sort", "tr"}
+    finally:
+        shutil.rmtree(world, ignore_errors=True)
