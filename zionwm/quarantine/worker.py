@@ -3,13 +3,13 @@
 Two halves in one module:
 - the parent side, `run_audit(fd, name, settings)`: reopens the file read-only, starts
   `python -m zionwm.quarantine.worker` under `prlimit` (address space, CPU, file size, no
-  core) inside `bwrap` (every namespace unshared, so no network; uid 65534, no capabilities,
-  the project's seccomp filter; no home; only /usr, the
-  interpreter, its site-packages and this package, all read-only; the file only as an
-  inherited fd; the clamd socket and the user's YARA directories bound in read-only when
-  configured), kills the whole sandbox at the timeout, and turns what comes back into an
-  `AuditReport`. A timeout, a crash, a missing scanner or output that is not a valid report
-  all become cannot-inspect findings, never clean;
+  core) inside `bwrap` (every namespace unshared, so no network; uid 65534, no
+  capabilities, the project's seccomp filter; no home; only /usr, the interpreter, its
+  site-packages and this package, all read-only; the file only as an inherited fd; the
+  clamd socket and the user's YARA directories bound in read-only when configured), kills
+  the whole sandbox at the timeout, and turns what comes back into an `AuditReport`. A
+  timeout, a crash, a missing scanner or output that is not a valid report all become
+  cannot-inspect findings, never clean;
 - the child side, `main()`: reads its request (display name and settings) as JSON on stdin,
   runs the scanners of `zionwm.quarantine.audit` on the fd, and prints the report as JSON.
 
