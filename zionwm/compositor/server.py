@@ -254,15 +254,17 @@ class Server(HasListeners):
     def shutdown(self) -> None:
         log.info("shutting down")
         self.shutting_down = True
+        # Disconnect clients first: Wayland programs then exit by themselves, and the
+        # sandboxes stopped next are mostly gone already.
+        for d in self.desktops.values():
+            d.socket.close()
+        pw_lib.wl_display_destroy_clients(self.display._ptr)
         for ext in reversed(self.extensions):
             try:
                 ext.close()
             except Exception:
                 log.exception("shutdown of %s failed", type(ext).__name__)
         self.children.kill_all()
-        for d in self.desktops.values():
-            d.socket.close()
-        pw_lib.wl_display_destroy_clients(self.display._ptr)
         self.finalize_listeners()
         self.backend.destroy()
         # The rest (scene, layout, cursor, display) is released by process exit: pywlroots'
