@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -273,3 +274,17 @@ def test_large_file_is_inspected_within_the_memory_limit(
         path.unlink()
     assert set(report.scanners) == {"magic", "yara", "office", "pdf", "archive"}
     assert [f.rule for f in report.findings] == ["Shell_Pipe_To_Interpreter"]
+
+
+def test_concurrent_audits_from_threads_leak_nothing(tmp_path: Path, isolated_env: Path) -> None:
+    files = [
+        (samples.build_elf_named_pdf(tmp_path / "a.pdf"), Verdict.MALICIOUS),
+        (samples.build_text(tmp_path / "b.txt"), Verdict.CLEAN),
+        (samples.build_png(tmp_path / "c.png"), Verdict.CLEAN),
+        (samples.build_traversal_zip(tmp_path / "d.zip"), Verdict.MALICIOUS),
+    ]
+    fds_before = set(os.listdir("/proc/self/fd"))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        reports = list(pool.map(lambda f: audit(f[0]), files * 2))
+    assert [r.verdict for r in reports] == [v for _, v in files] * 2
+    assert set(os.listdir("/proc/self/fd")) <= fds_before
