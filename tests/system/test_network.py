@@ -379,6 +379,14 @@ def _assert_routed_to_lab(lab: Lab, m: NetworkManager, desktop: str, dst: str) -
     hop = json.loads(outside.stdout)[0]
     assert hop["dev"] == lab.uplink, hop
     assert hop.get("gateway") == lab.uplink_gw, hop
+    # The forwarder's upstream queries leave from the uplink's address: same table.
+    with IPRoute() as ip:
+        idx = ip.link_lookup(ifname=lab.uplink)[0]
+        source = ip.get_addr(family=2, index=idx)[0].get("IFA_LOCAL")
+    upstream = subprocess.run(
+        ["ip", "-j", "route", "get", DNS, "from", str(source)], capture_output=True, check=True
+    )
+    assert json.loads(upstream.stdout)[0]["dev"] == lab.uplink
 
 
 @needs_privileged
