@@ -198,11 +198,14 @@ def test_log_rotates_by_size_and_keeps_n_files(tmp_path: Path) -> None:
         ZIONWM_SESSION_LOG_MAX_BYTES="1000",
         ZIONWM_SESSION_LOG_KEEP="2",
     )
+    logdir = tmp_path / "state" / "zionwm"
+    logdir.mkdir(parents=True)
+    # an earlier session left a log close to the bound: appending must not overshoot it
+    (logdir / "log").write_text("line from an earlier session\n" * 30)
     done = subprocess.run(
         [str(SESSION)], env=env, capture_output=True, text=True, timeout=30, check=False
     )
     assert done.returncode == 0, done.stderr
-    logdir = tmp_path / "state" / "zionwm"
     assert sorted(p.name for p in logdir.iterdir()) == ["log", "log.1", "log.2"]
     for p in logdir.iterdir():
         assert 0 < p.stat().st_size <= 1000, (p, p.stat().st_size)
@@ -437,39 +440,62 @@ def _user_pids(uid: int) -> list[int]:
     return pids
 
 
-def _choose_interpreter(user: SessionUser) -> str | None:
-    """How the user runs zionwm from this checkout; None when the user cannot at all.
-
-    The venv's interpreter is used when the user may execute it. A venv made from an
-    interpreter under a private home (pyenv in /root) is not: then the system Python of the
-    same version runs the same code, with the venv's site-packages on PYTHONPATH (the
-    compiled modules are built for this Python version's ABI, so they load in either).
-    """
+def _user_can_run(user: SessionUser, python: str, pythonpath: str | None) -> str | None:
+    """None if the user can run zionwm with `python`, else why not."""
+    user.extra_env = {"PYTHONPATH": pythonpath} if pythonpath else {}
     probe = "import zionwm.compositor.server, zionwm.ctl"
-    venv_py = VENV_BIN / "python"
-    # exec through sh: a login manager's session runs the command that way, not setpriv
-    done = user.run("/bin/sh", "-c", 'exec "$0" -c "$1"', str(venv_py), probe)
+    # exec through sh, as a login manager runs the session (setpriv's own exec is laxer)
+    done = user.run("/bin/sh", "-c", 'exec "$0" -c "$1"', python, probe)
     if done.returncode == 0:
-        user.zionwm = [str(VENV_BIN / "zionwm")]
-        user.zionctl = [str(VENV_BIN / "zionctl")]
+        user.zionwm = [python, "-m", "zionwm.cli"]
+        user.zionctl = [python, "-m", "zionwm.ctl"]
         return None
-    why = done.stderr.strip().splitlines()[-1:] or ["?"]
-    system_py = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    user.extra_env = {}
+    return (done.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def _stage_install(root: Path) -> Path:
+    """`make install` into a directory the user can read; returns its private python."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    done = subprocess.run(
+        [make, "-s", "-C", str(PROJECT_ROOT), f"DESTDIR={root / 'stage'}", "PREFIX=/usr",
+         "install"], env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return root / "stage" / "usr" / "lib" / "zionwm" / "bin" / "python"
+
+
+def _choose_interpreter(user: SessionUser) -> str | None:
+    """How the user runs zionwm from this checkout; None when it can, else why not.
+
+    In order: the venv's own interpreter; when the venv was made from an interpreter the
+    user may not execute (pyenv under /root), the system Python of the same version with
+    the venv's site-packages on PYTHONPATH (the compiled modules are built for this Python
+    version's ABI, so they load in either); when the checkout itself is unreadable to
+    others (a home directory), a `make install` staged in the user-readable test root.
+    """
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system_py = f"/usr/bin/python{version}"
     paths = sysconfig.get_paths()
-    pythonpath = os.pathsep.join(dict.fromkeys([paths["purelib"], paths["platlib"],
-                                                str(PROJECT_ROOT)]))  # fmt: skip
-    if Path(system_py).exists():
-        user.extra_env = {"PYTHONPATH": pythonpath}
-        done = user.run("/bin/sh", "-c", 'exec "$0" -c "$1"', system_py, probe)
-        if done.returncode == 0:
-            user.zionwm = [system_py, "-m", "zionwm.cli"]
-            user.zionctl = [system_py, "-m", "zionwm.ctl"]
-            return None
-        user.extra_env = {}
-        why += done.stderr.strip().splitlines()[-1:]
+    checkout_path = os.pathsep.join(dict.fromkeys([paths["purelib"], paths["platlib"],
+                                                   str(PROJECT_ROOT)]))  # fmt: skip
+    why = [_user_can_run(user, str(VENV_BIN / "python"), None)]
+    if why[-1] and Path(system_py).exists():
+        why.append(_user_can_run(user, system_py, checkout_path))
+    if why[-1]:
+        staged = _stage_install(user.root)
+        site = staged.parent.parent / "lib" / f"python{version}" / "site-packages"
+        why.append(_user_can_run(user, str(staged), None))
+        if why[-1] and Path(system_py).exists():
+            why.append(_user_can_run(user, system_py, str(site)))
+    if not why[-1]:
+        return None
     return (
-        f"this checkout's Python environment is not usable by an unprivileged user "
-        f"({'; '.join(why)}): put the project and its venv where other users can read them"
+        "no Python environment for zionwm is usable by an unprivileged user here "
+        f"({'; '.join(w for w in why if w)})"
     )
 
 
@@ -491,6 +517,9 @@ def test_user() -> Iterator[SessionUser]:
         config = root / "config.py"
         config.write_text(USER_CONFIG)
         config.chmod(0o644)
+        # a byte-identical copy the user can read even when the checkout is private
+        shutil.copy2(SESSION, root / "zionwm-session")
+        (root / "zionwm-session").chmod(0o755)
         reason = _choose_interpreter(user)
         if reason:
             pytest.skip(reason)
@@ -506,7 +535,10 @@ def test_user() -> Iterator[SessionUser]:
 
 
 def _session_argv(user: SessionUser) -> list[str]:
-    return user.argv(str(SESSION), "--headless", "--config", str(user.root / "config.py"))
+    assert (user.root / "zionwm-session").read_bytes() == SESSION.read_bytes()
+    return user.argv(
+        str(user.root / "zionwm-session"), "--headless", "--config", str(user.root / "config.py")
+    )
 
 
 def _session_env_for(user: SessionUser) -> dict[str, str]:
