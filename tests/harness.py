@@ -29,8 +29,9 @@ class WaitTimeout(AssertionError):
     pass
 
 
-def wait_for(cond: Callable[[], T], timeout: float = 10.0, what: str = "condition",
-             interval: float = 0.02) -> T:
+def wait_for(
+    cond: Callable[[], T], timeout: float = 10.0, what: str = "condition", interval: float = 0.02
+) -> T:
     """Poll `cond` until it returns something truthy; fail with `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -42,8 +43,10 @@ def wait_for(cond: Callable[[], T], timeout: float = 10.0, what: str = "conditio
         except Exception as e:  # the condition may raise until it holds
             last_exc = e
         if time.monotonic() > deadline:
-            raise WaitTimeout(f"timed out after {timeout}s waiting for {what}"
-                              + (f" (last error: {last_exc})" if last_exc else ""))
+            raise WaitTimeout(
+                f"timed out after {timeout}s waiting for {what}"
+                + (f" (last error: {last_exc})" if last_exc else "")
+            )
         time.sleep(interval)
 
 
@@ -59,9 +62,15 @@ def require(tool: str) -> str:
 class Compositor:
     """A running `zionwm --headless` with a private runtime, config, data and state dir."""
 
-    def __init__(self, root: Path, config_text: str | None = None, outputs: int = 1,
-                 size: str = "1280x720", extra_env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        root: Path,
+        config_text: str | None = None,
+        outputs: int = 1,
+        size: str = "1280x720",
+        extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.root = root
         self.runtime = root / "run"
         self.runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -90,8 +99,16 @@ class Compositor:
             self.config_path = root / "config.py"
             self.config_path.write_text(config_text)
         self.socket_name = "wayland-zt"
-        self.args = ["--headless", "--outputs", str(outputs), "--size", size,
-                     "--socket", self.socket_name, *args]
+        self.args = [
+            "--headless",
+            "--outputs",
+            str(outputs),
+            "--size",
+            size,
+            "--socket",
+            self.socket_name,
+            *args,
+        ]
         if self.config_path:
             self.args += ["--config", str(self.config_path)]
         self.proc: subprocess.Popen[bytes] | None = None
@@ -104,8 +121,12 @@ class Compositor:
         env = {**self.env, "ZIONWM_READY_FD": str(wfd)}
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "zionwm"), *self.args], env=env, stdout=self._log,
-            stderr=subprocess.STDOUT, pass_fds=(wfd,), cwd=self.root,
+            [str(VENV_BIN / "zionwm"), *self.args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(wfd,),
+            cwd=self.root,
         )
         os.close(wfd)
         with os.fdopen(rfd) as ready:
@@ -153,8 +174,11 @@ class Compositor:
             return ""
 
     def callback_errors(self) -> list[str]:
-        return [ln for ln in self.log().splitlines()
-                if "callback failed" in ln or "Traceback" in ln or "Segmentation" in ln]
+        return [
+            ln
+            for ln in self.log().splitlines()
+            if "callback failed" in ln or "Traceback" in ln or "Segmentation" in ln
+        ]
 
     # ---- sockets and environments ----
 
@@ -169,29 +193,48 @@ class Compositor:
 
     # ---- clients ----
 
-    def client(self, argv: list[str], desktop: str | None = None,
-               **popen: Any) -> subprocess.Popen[bytes]:
+    def client(
+        self, argv: list[str], desktop: str | None = None, **popen: Any
+    ) -> subprocess.Popen[bytes]:
         env = self.desktop_env(desktop) if desktop else self.host_env()
         env.update(popen.pop("env", {}))
-        p = subprocess.Popen(argv, env=env, stdin=popen.pop("stdin", subprocess.DEVNULL),
-                             stdout=popen.pop("stdout", subprocess.DEVNULL),
-                             stderr=popen.pop("stderr", subprocess.DEVNULL), **popen)
+        p = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=popen.pop("stdin", subprocess.DEVNULL),
+            stdout=popen.pop("stdout", subprocess.DEVNULL),
+            stderr=popen.pop("stderr", subprocess.DEVNULL),
+            **popen,
+        )
         self.clients.append(p)
         return p
 
-    def run(self, argv: list[str], desktop: str | None = None, timeout: float = 20,
-            input: bytes | None = None, **kw: Any) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self,
+        argv: list[str],
+        desktop: str | None = None,
+        timeout: float = 20,
+        input: bytes | None = None,
+        **kw: Any,
+    ) -> subprocess.CompletedProcess[bytes]:
         env = self.desktop_env(desktop) if desktop else self.host_env()
         env.update(kw.pop("env", {}))
-        return subprocess.run(argv, env=env, capture_output=True, timeout=timeout,
-                              input=input, **kw)
+        return subprocess.run(
+            argv, env=env, capture_output=True, timeout=timeout, input=input, **kw
+        )
 
     def zionctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run([str(VENV_BIN / "zionctl"), *args], env=self.host_env(),
-                           capture_output=True, text=True, timeout=20)
+        r = subprocess.run(
+            [str(VENV_BIN / "zionctl"), *args],
+            env=self.host_env(),
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         if check and r.returncode != 0:
-            raise AssertionError(f"zionctl {' '.join(args)} failed ({r.returncode}): "
-                                 f"{r.stderr}{r.stdout}")
+            raise AssertionError(
+                f"zionctl {' '.join(args)} failed ({r.returncode}): {r.stderr}{r.stdout}"
+            )
         return r
 
     def zjson(self, *args: str) -> Any:
@@ -204,8 +247,9 @@ class Compositor:
     def desktops(self) -> dict[str, dict[str, Any]]:
         return {d["name"]: d for d in self.zjson("desktops")}
 
-    def wait_window(self, desktop: str, app_id: str | None = None, count: int = 1,
-                    timeout: float = 15) -> list[dict[str, Any]]:
+    def wait_window(
+        self, desktop: str, app_id: str | None = None, count: int = 1, timeout: float = 15
+    ) -> list[dict[str, Any]]:
         def found() -> list[dict[str, Any]]:
             ws = [w for w in self.windows(desktop) if app_id is None or w["app_id"] == app_id]
             return ws if len(ws) >= count else []
@@ -234,5 +278,5 @@ def running(root: Path, **kw: Any) -> Iterator[Compositor]:
 
 
 def colour_near(pixel: tuple[int, ...], hex_colour: str, tol: int = 12) -> bool:
-    want = tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    want = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
     return all(abs(a - b) <= tol for a, b in zip(pixel[:3], want, strict=True))

@@ -31,7 +31,7 @@ class Event:
 
     def string(self, offset: int = 0) -> tuple[str, int]:
         (n,) = struct.unpack_from("=I", self.payload, offset)
-        s = self.payload[offset + 4: offset + 4 + n - 1].decode()
+        s = self.payload[offset + 4 : offset + 4 + n - 1].decode()
         return s, offset + 4 + n + (-n % 4)
 
 
@@ -66,8 +66,9 @@ class WireClient:
 
     def send(self, obj: int, opcode: int, args: bytes = b"", fds: tuple[int, ...] = ()) -> None:
         msg = struct.pack("=II", obj, ((8 + len(args)) << 16) | opcode) + args
-        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] \
-            if fds else []
+        anc = (
+            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
+        )
         self.sock.sendmsg([msg], anc)
 
     def read(self, timeout: float = 5.0) -> bool:
@@ -102,8 +103,11 @@ class WireClient:
     def bind(self, iface: str, version: int = 1) -> int:
         name, ver = self.globals[iface]
         oid = self.new_id()
-        self.send(self.registry, 0, struct.pack("=I", name) + _string(iface)
-                  + struct.pack("=II", min(version, ver), oid))
+        self.send(
+            self.registry,
+            0,
+            struct.pack("=I", name) + _string(iface) + struct.pack("=II", min(version, ver), oid),
+        )
         return oid
 
     def disconnected(self, timeout: float = 5.0) -> bool:
@@ -154,8 +158,9 @@ class WireClient:
             if not self.read():
                 raise ConnectionError("closed while waiting for configure")
 
-    def shm_buffer(self, shm: int, width: int, height: int, colour: int,
-                   truncate_after: bool = False) -> int:
+    def shm_buffer(
+        self, shm: int, width: int, height: int, colour: int, truncate_after: bool = False
+    ) -> int:
         stride = width * 4
         size = stride * height
         fd = os.memfd_create("wire-shm", os.MFD_CLOEXEC)

@@ -33,17 +33,28 @@ def _vnc_addr(text: str) -> tuple[str, int]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="zionwm", description="Wayland compositor with isolated "
-                                "virtual desktops")
-    p.add_argument("--config", type=Path, help="config file (default: "
-                   "$XDG_CONFIG_HOME/zionwm/config.py)")
-    p.add_argument("--check-config", nargs="?", const="", metavar="PATH",
-                   help="validate a config file, print every problem, and exit")
+    p = argparse.ArgumentParser(
+        prog="zionwm", description="Wayland compositor with isolated virtual desktops"
+    )
+    p.add_argument(
+        "--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/zionwm/config.py)"
+    )
+    p.add_argument(
+        "--check-config",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="validate a config file, print every problem, and exit",
+    )
     p.add_argument("--headless", action="store_true", help="no display: virtual outputs")
     p.add_argument("--outputs", type=int, default=1, help="headless outputs (default 1)")
     p.add_argument("--size", type=_size, default=(1280, 720), help="headless output size")
-    p.add_argument("--vnc", type=_vnc_addr, metavar="[ADDR:]PORT",
-                   help="serve the session with wayvnc (loopback unless ADDR is given)")
+    p.add_argument(
+        "--vnc",
+        type=_vnc_addr,
+        metavar="[ADDR:]PORT",
+        help="serve the session with wayvnc (loopback unless ADDR is given)",
+    )
     p.add_argument("--socket", help="name of the host Wayland socket (default: wayland-N)")
     p.add_argument("--log-level", default=os.environ.get("ZIONWM_LOG", "info"))
     p.add_argument("--version", action="version", version=f"zionwm {__version__}")
@@ -77,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     from zionwm import config as cfgmod
 
     if args.check_config is not None:
-        return cfgmod.check_main([args.check_config] if args.check_config else
-                                 ([str(args.config)] if args.config else []))
+        return cfgmod.check_main(
+            [args.check_config]
+            if args.check_config
+            else ([str(args.config)] if args.config else [])
+        )
     setup_logging(args.log_level)
     if not os.environ.get("XDG_RUNTIME_DIR"):
         log.error("XDG_RUNTIME_DIR is not set; zionwm needs a private runtime directory")
@@ -98,8 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     from zionwm.compositor.ipc import ControlServer, SwayIpcServer
     from zionwm.compositor.server import Options, Server
 
-    opts = Options(headless=args.headless, outputs=args.outputs, size=args.size,
-                   config_path=args.config, socket_name=args.socket)
+    opts = Options(
+        headless=args.headless,
+        outputs=args.outputs,
+        size=args.size,
+        config_path=args.config,
+        socket_name=args.socket,
+    )
     server = Server(config, opts, notices)
     controller = ServerController(server)
     control = ControlServer(controller, server.loop)

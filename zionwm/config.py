@@ -716,7 +716,7 @@ def _name(value: object) -> str:
 
 def _action(value: object) -> spec.VerdictAction:
     try:
-        return spec.VerdictAction(value)
+        return spec.VerdictAction(value)  # type: ignore[arg-type]  # checked below
     except ValueError:
         choices = ", ".join(repr(a.value) for a in spec.VerdictAction)
         raise ValueError(f"must be one of {choices}, not {value!r}") from None
@@ -891,7 +891,7 @@ def _network(decl: object, f: _Fields) -> spec.NetworkPolicy:
     line = decl._line or f.line
     v = decl._values
     try:
-        mode = spec.NetMode(v["mode"])
+        mode = spec.NetMode(v["mode"])  # type: ignore[arg-type]  # checked below
     except ValueError:
         f.error(f"network: mode must be 'none', 'full' or 'filtered', not {v['mode']!r}", line)
         return spec.NetworkPolicy()

@@ -27,12 +27,11 @@ def test_window_appears_where_reported_framed_in_desktop_colour(compositor: Comp
     x, y, w, h = win["x"], win["y"], win["width"], win["height"]
     assert (w, h) == (250, 250)
     # the frame, one pixel outside the window on each side, is the desktop's colour
-    for px in ((x - 1, y + h // 2), (x + w, y + h // 2), (x + w // 2, y - 1),
-               (x + w // 2, y + h)):
+    for px in ((x - 1, y + h // 2), (x + w, y + h // 2), (x + w // 2, y - 1), (x + w // 2, y + h)):
         assert colour_near(img.getpixel(px), PERSONAL), (px, img.getpixel(px))
     # the client's own pixels are there, not the background
     centre = img.getpixel((x + w // 2, y + h // 2))
-    assert not colour_near(centre, "#%02x%02x%02x" % BACKGROUND)
+    assert not colour_near(centre, "#{:02x}{:02x}{:02x}".format(*BACKGROUND))
     # and the indicator strip shows the active desktop's colour
     assert colour_near(img.getpixel((img.width - 5, 5)), PERSONAL)
 
@@ -45,16 +44,25 @@ def test_typed_text_reaches_a_terminal(compositor: Compositor) -> None:
     compositor.wait_window("personal", "foot")
     compositor.type_keys("hello zionwm\n")
     compositor.type_keys("-M", "ctrl", "d", "-m", "ctrl")
-    wait_for(lambda: out.exists() and out.read_text() == "hello zionwm\n", 15,
-             "foot to write what wtype typed")
+    wait_for(
+        lambda: out.exists() and out.read_text() == "hello zionwm\n",
+        15,
+        "foot to write what wtype typed",
+    )
 
 
 def test_fullscreen_request_covers_the_output(compositor: Compositor) -> None:
     require("foot")
     compositor.zionctl("launch", "personal", "--", "foot", "--fullscreen")
-    wait_for(lambda: [w for w in compositor.windows("personal")
-                      if w["fullscreen"] and (w["width"], w["height"]) == (1280, 720)],
-             15, "a fullscreen window the size of the output")
+    wait_for(
+        lambda: [
+            w
+            for w in compositor.windows("personal")
+            if w["fullscreen"] and (w["width"], w["height"]) == (1280, 720)
+        ],
+        15,
+        "a fullscreen window the size of the output",
+    )
     img = compositor.screenshot()
     # the trust indicator is still drawn over the fullscreen window
     assert colour_near(img.getpixel((img.width - 5, 5)), PERSONAL)
@@ -106,7 +114,8 @@ class VirtualPointer:
 
 
 def test_misbehaving_clients_are_disconnected_and_others_keep_working(
-        compositor: Compositor) -> None:
+    compositor: Compositor,
+) -> None:
     require("weston-simple-shm")
     compositor.zionctl("launch", "personal", "--", "weston-simple-shm")
     compositor.wait_window("personal")
@@ -186,13 +195,16 @@ def test_connect_map_disconnect_cycles_do_not_leak(compositor: Compositor) -> No
 def test_loaded_wayland_and_wlroots_are_the_system_ones(compositor: Compositor) -> None:
     assert compositor.proc is not None
     maps = Path(f"/proc/{compositor.proc.pid}/maps").read_text()
-    libs = {line.split()[-1] for line in maps.splitlines()
-            if "libwayland-server" in line or "libwlroots" in line}
+    libs = {
+        line.split()[-1]
+        for line in maps.splitlines()
+        if "libwayland-server" in line or "libwlroots" in line
+    }
     assert libs, "no libwayland-server/libwlroots mapped?"
     for lib in libs:
         assert lib.startswith(("/usr/lib/", "/lib/")), f"bundled copy loaded: {lib}"
     for wheel_libs in ("pywayland.libs/", "pywlroots.libs/", "xkbcommon.libs/"):
-        assert wheel_libs not in maps, f"a binary wheel's bundled libraries are loaded: {wheel_libs}"
+        assert wheel_libs not in maps, f"a binary wheel's bundled copy is loaded: {wheel_libs}"
 
 
 def test_sigterm_shuts_down_cleanly(compositor: Compositor) -> None:
@@ -210,7 +222,8 @@ def test_programs_start_with_no_blocked_signals(compositor: Compositor) -> None:
     """The compositor must not leak a blocked signal mask into what it starts: a program
     that cannot receive SIGTERM cannot be stopped politely."""
     out = compositor.data / "zionwm" / "desktops" / "work" / "home" / "sigblk"
-    compositor.zionctl("launch", "work", "--", "sh", "-c",
-                       "grep SigBlk /proc/self/status > ~/sigblk")
+    compositor.zionctl(
+        "launch", "work", "--", "sh", "-c", "grep SigBlk /proc/self/status > ~/sigblk"
+    )
     wait_for(lambda: out.exists() and out.read_text().strip(), 10, "the probe to run")
     assert int(out.read_text().split()[1], 16) == 0, out.read_text()

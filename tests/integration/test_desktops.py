@@ -11,11 +11,17 @@ from typing import Any
 from tests.harness import Compositor, colour_near, require, wait_for
 
 PRIVILEGED = {
-    "zwlr_screencopy_manager_v1", "zwlr_export_dmabuf_manager_v1",
-    "zwp_virtual_keyboard_manager_v1", "zwlr_virtual_pointer_manager_v1",
-    "zwlr_data_control_manager_v1", "zwlr_foreign_toplevel_manager_v1",
-    "zwlr_layer_shell_v1", "zwlr_output_manager_v1", "zwlr_output_power_manager_v1",
-    "zwlr_gamma_control_manager_v1", "zwlr_input_inhibit_manager_v1",
+    "zwlr_screencopy_manager_v1",
+    "zwlr_export_dmabuf_manager_v1",
+    "zwp_virtual_keyboard_manager_v1",
+    "zwlr_virtual_pointer_manager_v1",
+    "zwlr_data_control_manager_v1",
+    "zwlr_foreign_toplevel_manager_v1",
+    "zwlr_layer_shell_v1",
+    "zwlr_output_manager_v1",
+    "zwlr_output_power_manager_v1",
+    "zwlr_gamma_control_manager_v1",
+    "zwlr_input_inhibit_manager_v1",
     "zwp_keyboard_shortcuts_inhibit_manager_v1",
 }
 
@@ -24,8 +30,9 @@ def _shows(comp: Compositor, win: dict[str, Any]) -> bool:
     """Is the window's frame on screen now (in its desktop's colour)?"""
     img = comp.screenshot()
     colour = comp.desktops()[win["desktop"]]["colour"]
-    return colour_near(img.getpixel((win["x"] - 1, win["y"] + win["height"] // 2)), colour) \
-        and colour_near(img.getpixel((win["x"] + win["width"], win["y"] + 10)), colour)
+    return colour_near(
+        img.getpixel((win["x"] - 1, win["y"] + win["height"] // 2)), colour
+    ) and colour_near(img.getpixel((win["x"] + win["width"], win["y"] + 10)), colour)
 
 
 def test_switching_hides_and_shows_a_desktop(compositor: Compositor) -> None:
@@ -76,7 +83,8 @@ def test_desktop_clients_see_no_privileged_protocols(compositor: Compositor) -> 
 
 
 def test_screen_capture_and_key_injection_fail_from_a_desktop(
-        compositor: Compositor, tmp_path: Path) -> None:
+    compositor: Compositor, tmp_path: Path
+) -> None:
     grim, wtype = require("grim"), require("wtype")
     r = compositor.run([grim, str(tmp_path / "stolen.png")], desktop="web")
     assert r.returncode != 0 and not (tmp_path / "stolen.png").exists()
@@ -96,17 +104,22 @@ def _paste(comp: Compositor, desktop: str) -> subprocess.CompletedProcess[bytes]
 def test_clipboards_are_per_desktop_and_cross_only_by_the_user(compositor: Compositor) -> None:
     wl_copy = require("wl-copy")
     compositor.client([wl_copy, "--foreground", "secret"], desktop="personal")
-    wait_for(lambda: _paste(compositor, "personal").stdout == b"secret", 15,
-             "the copy to be pasteable on its own desktop")
+    wait_for(
+        lambda: _paste(compositor, "personal").stdout == b"secret",
+        15,
+        "the copy to be pasteable on its own desktop",
+    )
     compositor.zionctl("switch", "work")
     stolen = _paste(compositor, "work")
     assert stolen.stdout == b"", "another desktop read personal's clipboard"
     # the user's explicit gesture: Super+Shift+C on personal, Super+Shift+V on work
     compositor.zionctl("switch", "personal")
     compositor.type_keys("-M", "logo", "-M", "shift", "c", "-m", "shift", "-m", "logo")
-    wait_for(lambda: any("Copied 6 bytes" in n for n in
-                         compositor.zjson("status")["notifications"]), 10,
-             "the compositor to hold the copied text")
+    wait_for(
+        lambda: any("Copied 6 bytes" in n for n in compositor.zjson("status")["notifications"]),
+        10,
+        "the compositor to hold the copied text",
+    )
     compositor.zionctl("switch", "work")
     compositor.type_keys("-M", "logo", "-M", "shift", "v", "-m", "shift", "-m", "logo")
     assert _paste(compositor, "work").stdout == b"secret"
@@ -156,7 +169,11 @@ def test_check_config_reports_every_problem_with_its_line(tmp_path: Path) -> Non
 
     cfg = tmp_path / "config.py"
     cfg.write_text(BROKEN)
-    r = subprocess.run([str(Path(sys.executable).parent / "zionwm"), "--check-config",
-                        str(cfg)], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [str(Path(sys.executable).parent / "zionwm"), "--check-config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 1
     assert f"{cfg}:3:" in r.stdout

@@ -47,7 +47,8 @@ def _items(comp: Compositor) -> list[dict[str, Any]]:
 
 
 def test_clean_download_is_released_with_its_origin_and_eicar_is_kept(
-        make_compositor: Any, clamd: Clamd) -> None:  # noqa: F811
+    make_compositor: Any, clamd: Clamd
+) -> None:  # noqa: F811
     comp = make_compositor(CONFIG.format(sock=clamd.socket_path))
     released = comp.data / "zionwm" / "desktops" / "personal" / "home" / "Downloads"
 
@@ -55,20 +56,25 @@ def test_clean_download_is_released_with_its_origin_and_eicar_is_kept(
     target = released / "notes.txt"
     wait_for(target.exists, 60, "the clean download to be released into personal")
     assert target.read_bytes() == b"meeting at noon\n"
-    assert os.getxattr(target, "user.xdg.origin.url") == \
-        b"http://127.0.0.1:8000/notes.txt"
+    assert os.getxattr(target, "user.xdg.origin.url") == b"http://127.0.0.1:8000/notes.txt"
     audit = json.loads(os.getxattr(target, "user.zionwm.audit"))
     assert audit["verdict"] == "clean"
     assert not target.stat().st_mode & 0o111
 
     _download(comp, "eicar.com", EICAR)
-    wait_for(lambda: [i for i in _items(comp) if i["name"] == "eicar.com"
-                      and i["state"] == "rejected"], 60, "EICAR to be rejected")
+    wait_for(
+        lambda: [i for i in _items(comp) if i["name"] == "eicar.com" and i["state"] == "rejected"],
+        60,
+        "EICAR to be rejected",
+    )
     (item,) = [i for i in _items(comp) if i["name"] == "eicar.com"]
     assert item["verdict"] == "malicious"
     assert not (released / "eicar.com").exists()
-    wait_for(lambda: any("eicar.com" in n for n in comp.zjson("status")["notifications"]),
-             10, "the user to be told")
+    wait_for(
+        lambda: any("eicar.com" in n for n in comp.zjson("status")["notifications"]),
+        10,
+        "the user to be told",
+    )
     assert comp.desktops()  # the compositor kept running throughout
 
 
@@ -79,9 +85,14 @@ def test_quarantine_service_is_restarted_after_a_crash(make_compositor: Any) -> 
     pid = wait_for(lambda: comp.zjson("status")["quarantine"]["pid"], 20, "the service")
     wait_for(lambda: comp.zjson("status")["quarantine"]["running"], 20, "the service ready")
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: (comp.zjson("status")["quarantine"]["pid"] not in (None, pid)
-                      and comp.zjson("status")["quarantine"]["running"]), 20,
-             "a new quarantine service")
+    wait_for(
+        lambda: (
+            comp.zjson("status")["quarantine"]["pid"] not in (None, pid)
+            and comp.zjson("status")["quarantine"]["running"]
+        ),
+        20,
+        "a new quarantine service",
+    )
     _download(comp, "after.txt", b"still works\n")
     target = comp.data / "zionwm" / "desktops" / "personal" / "home" / "Downloads" / "after.txt"
     wait_for(target.exists, 60, "a download after the restart to be released")

@@ -35,15 +35,28 @@ class Children:
         self._on_exit = on_exit
         self.running: dict[int, Child] = {}
 
-    def spawn(self, argv: Sequence[str], env: dict[str, str], desktop: str | None = None,
-              **popen: Any) -> Child:
-        proc = subprocess.Popen(list(argv), env=env, stdin=subprocess.DEVNULL,
-                                start_new_session=True, close_fds=True, **popen)
+    def spawn(
+        self, argv: Sequence[str], env: dict[str, str], desktop: str | None = None, **popen: Any
+    ) -> Child:
+        proc = subprocess.Popen(
+            list(argv),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            **popen,
+        )
         return self.adopt(proc.pid, list(argv), desktop, proc.poll, proc.kill)
 
-    def adopt(self, pid: int, argv: list[str], desktop: str | None,
-              poll: Callable[[], int | None], kill: Callable[[], None],
-              pidfd: int | None = None) -> Child:
+    def adopt(
+        self,
+        pid: int,
+        argv: list[str],
+        desktop: str | None,
+        poll: Callable[[], int | None],
+        kill: Callable[[], None],
+        pidfd: int | None = None,
+    ) -> Child:
         child = Child(pid, argv, desktop, poll, kill)
         fd = pidfd if pidfd is not None else os.pidfd_open(pid)
         child.extra["pidfd"] = fd
@@ -58,8 +71,13 @@ class Children:
             return
         child.returncode = code
         self._forget(child)
-        log.info("%s (pid %d, %s) exited with %s", child.argv[0], child.pid,
-                 child.desktop or "host", code)
+        log.info(
+            "%s (pid %d, %s) exited with %s",
+            child.argv[0],
+            child.pid,
+            child.desktop or "host",
+            code,
+        )
         self._on_exit(child)
 
     def _forget(self, child: Child) -> None:

@@ -34,8 +34,9 @@ def ensure_private_dir(path: Path) -> None:
 
 
 class DesktopSocket:
-    def __init__(self, display: Any, loop: Loop, name: str, slot: int,
-                 on_client: Callable[[str, int], None]) -> None:
+    def __init__(
+        self, display: Any, loop: Loop, name: str, slot: int, on_client: Callable[[str, int], None]
+    ) -> None:
         self.name = name
         self.slot = slot
         self.path = paths.desktop_socket(name)

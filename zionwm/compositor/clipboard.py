@@ -34,9 +34,15 @@ class Held:
 
 
 class ClipboardBridge:
-    def __init__(self, loop: Loop, seat_for: Callable[[str], Any],
-                 next_serial: Callable[[], int], notify: Callable[[str], None],
-                 max_bytes: int = 1 << 20, mime_types: tuple[str, ...] = TEXT_TYPES) -> None:
+    def __init__(
+        self,
+        loop: Loop,
+        seat_for: Callable[[str], Any],
+        next_serial: Callable[[], int],
+        notify: Callable[[str], None],
+        max_bytes: int = 1 << 20,
+        mime_types: tuple[str, ...] = TEXT_TYPES,
+    ) -> None:
         self._loop = loop
         self._seat_for = seat_for
         self._next_serial = next_serial
@@ -84,8 +90,9 @@ class ClipboardBridge:
             if len(buf) > self.max_bytes:
                 self._abort_read()
                 self._notify(f"Clipboard of {desktop} is over {self.max_bytes} bytes: not copied")
-                log.warning("clipboard copy from %s refused: over %d bytes", desktop,
-                            self.max_bytes)
+                log.warning(
+                    "clipboard copy from %s refused: over %d bytes", desktop, self.max_bytes
+                )
                 return
         self._abort_read()
         self.held = Held(bytes(buf), mime, desktop)
@@ -117,8 +124,13 @@ class ClipboardBridge:
             os.close(fd)
             return
         _src, desktop = offer
-        log.info("clipboard transfer: from=%s to=%s size=%d type=%s", held.origin, desktop,
-                 len(held.data), held.mime)
+        log.info(
+            "clipboard transfer: from=%s to=%s size=%d type=%s",
+            held.origin,
+            desktop,
+            len(held.data),
+            held.mime,
+        )
         self.held = None  # once: wiped as soon as it is delivered
         self._write_async(fd, held.data)
         # drop the offer after this call returns (we are inside wlroots' send)
@@ -132,7 +144,7 @@ class ClipboardBridge:
         def pump() -> None:
             try:
                 while state["off"] < len(view):
-                    state["off"] += os.write(fd, view[state["off"]:])
+                    state["off"] += os.write(fd, view[state["off"] :])
             except BlockingIOError:
                 return
             except OSError as e:

@@ -30,8 +30,9 @@ MODIFIER_BITS = {
     "alt": KeyboardModifier.ALT,
     "super": KeyboardModifier.LOGO,
 }
-_RELEVANT = KeyboardModifier.SHIFT | KeyboardModifier.CTRL | KeyboardModifier.ALT | \
-    KeyboardModifier.LOGO
+_RELEVANT = (
+    KeyboardModifier.SHIFT | KeyboardModifier.CTRL | KeyboardModifier.ALT | KeyboardModifier.LOGO
+)
 
 
 def modifier_mask(names: frozenset[str]) -> int:

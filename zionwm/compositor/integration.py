@@ -22,6 +22,7 @@ from zionwm.isolation.storage import UnsafePathError
 
 from .children import Child
 from .loop import Timer
+from .quarantine_link import QuarantineLink
 
 if TYPE_CHECKING:
     from .server import Server
@@ -44,8 +45,11 @@ class Isolation:
         st = self.cgroups.status
         log.info("cgroups: %s", st.describe())
         if st.problems:
-            server.notify("Desktop limits/freezing are limited here:\n" + "\n".join(st.problems),
-                          seconds=15, urgent=True)
+            server.notify(
+                "Desktop limits/freezing are limited here:\n" + "\n".join(st.problems),
+                seconds=15,
+                urgent=True,
+            )
         self.net: NetworkManager | None
         try:
             self.net = NetworkManager(prefix=f"zw{suffix}" if suffix else "zionwm")
@@ -60,12 +64,13 @@ class Isolation:
         self.launcher = Launcher(
             cgroup_procs=self._cgroup_procs,
             netns_path=self.net.netns_path if self.net else None,
+            userns_path=self.net.userns_path if self.net else None,
             on_exit=self._on_sandbox_exit,
         )
         self._freeze_timers: dict[str, Timer] = {}
         self._freezing: dict[str, tuple[FreezeOp, Timer]] = {}
         server.launch_hook = self.launch
-        for name, d in server.desktops.items():
+        for d in server.desktops.values():
             self._desktop_cgroup(d.spec)
 
     # ---- launching ----
@@ -89,16 +94,25 @@ class Isolation:
         except (LaunchError, UnsafePathError) as e:
             self.server.notify(f"Could not start {argv[0]} on {spec.name}: {e}", urgent=True)
             raise RuntimeError(str(e)) from e
-        return self.server.children.adopt(sandbox.pid, list(argv), spec.name, sandbox.poll,
-                                           sandbox.kill, pidfd=os.dup(sandbox.pidfd))
+        return self.server.children.adopt(
+            sandbox.pid,
+            list(argv),
+            spec.name,
+            sandbox.poll,
+            sandbox.kill,
+            pidfd=os.dup(sandbox.pidfd),
+        )
 
     def _on_sandbox_exit(self, sandbox: Sandbox, returncode: int) -> None:
         cg = self.cgroups.get(sandbox.desktop)
         if cg is not None and returncode in (-9, 137):
             kills = cg.oom_kills()
             if kills:
-                self.server.notify(f"A program on {sandbox.desktop} was killed: out of memory "
-                                   f"({kills} OOM kills so far)", urgent=True)
+                self.server.notify(
+                    f"A program on {sandbox.desktop} was killed: out of memory "
+                    f"({kills} OOM kills so far)",
+                    urgent=True,
+                )
 
     # ---- hiding, showing, freezing ----
 
@@ -108,7 +122,8 @@ class Isolation:
             return
         timer = self._freeze_timers.get(desktop)
         if timer is None:
-            timer = self.server.loop.timer(lambda: self.freeze(desktop), f"freeze {desktop}")
+            timer = self.server.loop.timer(lambda: self._freeze_quietly(desktop),
+                                           f"freeze {desktop}")
             self._freeze_timers[desktop] = timer
         timer.schedule(max(1, int(spec.freeze_after * 1000)))
 
@@ -118,13 +133,17 @@ class Isolation:
             timer.schedule(0)
         self.thaw(desktop)
 
+    def _freeze_quietly(self, desktop: str) -> None:
+        self.freeze(desktop)
+
     def freeze(self, desktop: str) -> str:
         if desktop == self.server.model.active:
             return f"{desktop} is shown: not freezing it"
         cg = self.cgroups.get(desktop)
         if cg is None:
-            raise RuntimeError(f"{desktop} has no cgroup here: "
-                               + "; ".join(self.cgroups.status.problems))
+            raise RuntimeError(
+                f"{desktop} has no cgroup here: " + "; ".join(self.cgroups.status.problems)
+            )
         if desktop in self._freezing:
             return f"{desktop} is already being frozen"
         op = cg.start_freeze()
@@ -153,8 +172,9 @@ class Isolation:
                 else:
                     log.info("desktop %s: reclaimed %d bytes while frozen", desktop, freed)
         else:
-            self.server.notify(f"Could not freeze {desktop}: {op.reason} (rolled back)",
-                               urgent=True)
+            self.server.notify(
+                f"Could not freeze {desktop}: {op.reason} (rolled back)", urgent=True
+            )
 
     def thaw(self, desktop: str) -> str:
         pending = self._freezing.pop(desktop, None)
@@ -198,8 +218,14 @@ class Isolation:
         out["cgroup"] = cg.usage() if cg else None
         if self.net is not None:
             net = self.net.get(desktop)
-            out["net"] = net.state() if net else {"policy": self.server.desktops[
-                desktop].spec.network.mode.value, "state": "not started"}
+            out["net"] = (
+                net.state()
+                if net
+                else {
+                    "policy": self.server.desktops[desktop].spec.network.mode.value,
+                    "state": "not started",
+                }
+            )
         return out
 
     def status(self) -> dict[str, Any]:
@@ -229,6 +255,4 @@ def attach(server: Server) -> None:
     server.extensions.append(iso)
     server.isolation = iso
     if os.environ.get("ZIONWM_NO_QUARANTINE") != "1":
-        from .quarantine_link import QuarantineLink
-
         server.extensions.append(QuarantineLink(server))

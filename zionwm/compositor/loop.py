@@ -70,7 +70,7 @@ class _FdWatch:
             self.loop._watches.pop(self.fd, None)
             return
         mask = (READABLE if self.reader else 0) | (WRITABLE if self.writer else 0)
-        pw_lib.wl_event_source_fd_update(self.source._ptr, int(mask))
+        pw_lib.wl_event_source_fd_update(self.source._ptr, int(mask))  # type: ignore[attr-defined]
 
 
 class FdHandle:

@@ -26,7 +26,7 @@ class ServerOutput(HasListeners):
     def __init__(self, server: Server, output: Output) -> None:
         self.server = server
         self.output = output
-        self.name = output.name
+        self.name = output.name or f"output-{id(output):x}"
         self.scene_output = server.scene.get_scene_output(output)
         self.add_listener(output.frame_event, self._on_output_frame)
         self.add_listener(output.destroy_event, self._on_output_destroy)

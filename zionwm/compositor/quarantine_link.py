@@ -69,10 +69,18 @@ class QuarantineLink:
 
     def start(self) -> None:
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
-        argv = [sys.executable, "-m", "zionwm.quarantine.service", "--policy-file",
-                str(self.policy_path), "--ready-fd", str(wfd)]
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, pass_fds=(wfd,),
-                                start_new_session=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "zionwm.quarantine.service",
+            "--policy-file",
+            str(self.policy_path),
+            "--ready-fd",
+            str(wfd),
+        ]
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, pass_fds=(wfd,), start_new_session=True
+        )
         os.close(wfd)
         self.child = self.server.children.adopt(proc.pid, argv, None, proc.poll, proc.kill)
         self.child.extra["quarantine"] = True
@@ -91,8 +99,9 @@ class QuarantineLink:
             log.error("quarantine service is up but refused a subscription: %s", e)
             return
         self.counts = dict(self.stream.counts)
-        self._stream_watch = self.server.loop.add_reader(self.stream.fileno(),
-                                                         self._on_events, "quarantine events")
+        self._stream_watch = self.server.loop.add_reader(
+            self.stream.fileno(), self._on_events, "quarantine events"
+        )
         self.server._update_indicators()
         log.info("quarantine service ready (pid %d)", self.child.pid if self.child else -1)
 
@@ -122,8 +131,11 @@ class QuarantineLink:
             self.server.notify(f"Released {name} from {src} to {item.get('dest', '?')}")
         elif kind in ("rejected", "release-failed"):
             verdict = item.get("verdict") or item.get("reason") or kind
-            self.server.notify(f"Quarantine kept {name} from {src}: {verdict}\n"
-                               f"zionctl quarantine show {item.get('id', '')}", urgent=True)
+            self.server.notify(
+                f"Quarantine kept {name} from {src}: {verdict}\n"
+                f"zionctl quarantine show {item.get('id', '')}",
+                urgent=True,
+            )
         self.server.emit("quarantine", {"event": kind, "item": item})
 
     def _drop_stream(self) -> None:
@@ -146,9 +158,12 @@ class QuarantineLink:
         now = time.monotonic()
         self._restarts = [t for t in self._restarts if now - t < RESTART_WINDOW]
         if len(self._restarts) >= MAX_RESTARTS:
-            self.server.notify("The quarantine service keeps crashing; downloads stay in the "
-                               "inbox until it runs again (zionctl status)", urgent=True,
-                               seconds=30)
+            self.server.notify(
+                "The quarantine service keeps crashing; downloads stay in the "
+                "inbox until it runs again (zionctl status)",
+                urgent=True,
+                seconds=30,
+            )
             return
         self._restarts.append(now)
         log.warning("quarantine service exited with %s: restarting", child.returncode)
@@ -160,9 +175,13 @@ class QuarantineLink:
             os.kill(self.child.pid, signal.SIGHUP)
 
     def status(self) -> dict[str, Any]:
-        return {"quarantine": {"running": self.stream is not None,
-                               "pid": self.child.pid if self.child else None,
-                               "counts": self.counts}}
+        return {
+            "quarantine": {
+                "running": self.stream is not None,
+                "pid": self.child.pid if self.child else None,
+                "counts": self.counts,
+            }
+        }
 
     def close(self) -> None:
         self.closing = True

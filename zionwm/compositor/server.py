@@ -47,6 +47,7 @@ from wlroots.wlr_types import (
     XdgOutputManagerV1,
     XdgShell,
 )
+from wlroots.wlr_types import SceneNode as WlrSceneNode
 from wlroots.wlr_types.cursor import WarpMode
 from wlroots.wlr_types.idle_inhibit_v1 import IdleInhibitorManagerV1
 from wlroots.wlr_types.input_device import ButtonState, InputDeviceType
@@ -60,8 +61,10 @@ from wlroots.wlr_types.xdg_decoration_v1 import (
     XdgToplevelDecorationV1Mode,
 )
 from wlroots.wlr_types.xdg_shell import XdgSurface, XdgSurfaceRole
+from xkbcommon import xkb
 
 from zionwm import commands as cmdlang
+from zionwm import config as cfgmod
 from zionwm import paths
 from zionwm.isolation.spec import DesktopSpec
 
@@ -170,8 +173,9 @@ class Server(HasListeners):
         self.data_device_manager = DataDeviceManager(self.display)
         self.primary_selection = PrimarySelectionV1DeviceManager(self.display)
         self.xdg_decoration = XdgDecorationManagerV1.create(self.display)
-        self.add_listener(self.xdg_decoration.new_toplevel_decoration_event,
-                          self._on_xdg_decoration_new)
+        self.add_listener(
+            self.xdg_decoration.new_toplevel_decoration_event, self._on_xdg_decoration_new
+        )
         self.server_decoration = ServerDecorationManager.create(self.display)
         self.server_decoration.set_default_mode(ServerDecorationManagerMode.SERVER)
         self.viewporter = Viewporter(self.display)
@@ -184,11 +188,13 @@ class Server(HasListeners):
         self.data_control = DataControlManagerV1(self.display)
         self.gamma_control = GammaControlManagerV1(self.display)
         self.virtual_keyboard = VirtualKeyboardManagerV1(self.display)
-        self.add_listener(self.virtual_keyboard.new_virtual_keyboard_event,
-                          self._on_virtual_keyboard_new)
+        self.add_listener(
+            self.virtual_keyboard.new_virtual_keyboard_event, self._on_virtual_keyboard_new
+        )
         self.virtual_pointer = VirtualPointerManagerV1(self.display)
-        self.add_listener(self.virtual_pointer.new_virtual_pointer_event,
-                          self._on_virtual_pointer_new)
+        self.add_listener(
+            self.virtual_pointer.new_virtual_pointer_event, self._on_virtual_pointer_new
+        )
         native.install_global_filter(self.display, DESKTOP_GLOBALS)
 
         # -- cursor and the host seat (desktops get their own seats below) --
@@ -215,7 +221,10 @@ class Server(HasListeners):
         self.bindings = self._binding_table(config)
         settings = config.settings
         self.clipboard = ClipboardBridge(
-            self.loop, self.seat_of_desktop, self.display.next_serial, self.notify,
+            self.loop,
+            self.seat_of_desktop,
+            self.display.next_serial,
+            self.notify,
             max_bytes=int(getattr(settings, "clipboard_max_bytes", 1 << 20)),
             mime_types=tuple(getattr(settings, "clipboard_mime_types", ()))
             or ("text/plain;charset=utf-8", "UTF8_STRING", "text/plain", "TEXT", "STRING"),
@@ -234,12 +243,14 @@ class Server(HasListeners):
             w, h = options.size
             for _ in range(options.outputs):
                 wlr_lib.wlr_headless_add_output(self.backend._ptr, w, h)
-            wlr_lib.wlr_headless_add_input_device(self.backend._ptr,
-                                                  wlr_lib.WLR_INPUT_DEVICE_KEYBOARD)
+            wlr_lib.wlr_headless_add_input_device(
+                self.backend._ptr, wlr_lib.WLR_INPUT_DEVICE_KEYBOARD
+            )
         for err in config_errors or ():
             self.notify(err, seconds=20, urgent=True)
-        log.info("zionwm ready: host socket %s, desktops %s", self.socket_name,
-                 ", ".join(self.desktops))
+        log.info(
+            "zionwm ready: host socket %s, desktops %s", self.socket_name, ", ".join(self.desktops)
+        )
 
     # ================================================================ lifecycle
 
@@ -277,13 +288,18 @@ class Server(HasListeners):
         seat = Seat(self.display, name)
         seat.set_capabilities(WlSeat.capability.pointer | WlSeat.capability.keyboard)
         native.set_seat_for_desktop(slot, seat)
-        self.add_listener(seat.request_set_cursor_event,
-                          lambda _l, ev, s=seat: self._on_seat_request_set_cursor(s, ev))
-        self.add_listener(seat.request_set_selection_event,
-                          lambda _l, ev, s=seat: s.set_selection(ev._ptr.source, ev.serial))
-        self.add_listener(seat.request_set_primary_selection_event,
-                          lambda _l, ev, s=seat: s.set_primary_selection(ev._ptr.source,
-                                                                         ev.serial))
+        self.add_listener(
+            seat.request_set_cursor_event,
+            lambda _l, ev, s=seat: self._on_seat_request_set_cursor(s, ev),
+        )
+        self.add_listener(
+            seat.request_set_selection_event,
+            lambda _l, ev, s=seat: s.set_selection(ev._ptr.source, ev.serial),
+        )
+        self.add_listener(
+            seat.request_set_primary_selection_event,
+            lambda _l, ev, s=seat: s.set_primary_selection(ev._ptr.source, ev.serial),
+        )
         if self.keyboards:
             seat.set_keyboard(self.keyboards[-1].device)
         return seat
@@ -307,7 +323,7 @@ class Server(HasListeners):
         return HOST_COLOUR if desktop == HOST else self.desktops[desktop].spec.colour
 
     def desktop_visible(self, desktop: str) -> bool:
-        return desktop == HOST or desktop == self.model.active
+        return desktop in (HOST, self.model.active)
 
     def seat_of_desktop(self, desktop: str) -> Seat:
         return self.host_seat if desktop == HOST else self.desktops[desktop].seat
@@ -370,8 +386,11 @@ class Server(HasListeners):
         frozen = tuple(n for n, st in self.model.desktops.items() if st.frozen)
         pending = sum(getattr(e, "pending_count", 0) for e in self.extensions)
         state = IndicatorState(self.model.active, active.spec.colour, frozen, pending)
-        fullscreen_ok = active.spec.allow_fullscreen and self.focused_view is not None and \
-            self.focused_view.fullscreen
+        fullscreen_ok = (
+            active.spec.allow_fullscreen
+            and self.focused_view is not None
+            and self.focused_view.fullscreen
+        )
         for ind in self.indicators.values():
             ind.show(state)
             ind.set_visible(not fullscreen_ok)
@@ -391,8 +410,6 @@ class Server(HasListeners):
             if parent_node is None:
                 log.warning("popup without a known parent: ignored")
                 return
-            from wlroots.wlr_types import SceneNode as WlrSceneNode
-
             node = WlrSceneNode.xdg_surface_create(parent_node, xdg_surface)
             xdg_surface.data = node
             self._unconstrain_popup(xdg_surface)
@@ -456,7 +473,8 @@ class Server(HasListeners):
             self.model.remove_window(view.desktop, view)
             self.model.add_window(view.desktop, view)  # keep it, least recent
             self.model.desktops[view.desktop].focus_stack.insert(
-                0, self.model.desktops[view.desktop].focus_stack.pop())
+                0, self.model.desktops[view.desktop].focus_stack.pop()
+            )
         if was_focused:
             self.focused_view = None
             nxt = next((v for v in reversed(self._focus_candidates()) if v.mapped), None)
@@ -531,7 +549,9 @@ class Server(HasListeners):
         if mode is not None:  # headless and nested outputs have no modes: nothing to commit
             output.set_mode(mode)
             output.enable()
-            if not output.commit():
+            try:
+                output.commit()
+            except RuntimeError:
                 log.error("output %s: could not enable its preferred mode", output.name)
                 return
         self.output_layout.add_auto(output)
@@ -544,6 +564,7 @@ class Server(HasListeners):
         ind = self.indicators.pop(so.name, None)
         if self.shutting_down:
             return
+
         # not from inside the output's destroy signal: the scene is still tearing down its
         # scene output, and destroying a node now would damage a half-destroyed output
         def later() -> None:
@@ -589,8 +610,6 @@ class Server(HasListeners):
 
     def _add_input(self, device: InputDevice) -> None:
         if device.device_type == InputDeviceType.KEYBOARD:
-            from xkbcommon import xkb
-
             settings = self.config.settings
             kb = device.keyboard
             # a virtual keyboard brings its own keymap; do not replace it
@@ -602,8 +621,10 @@ class Server(HasListeners):
                     options=getattr(settings, "keyboard_options", None) or None,
                 )
                 kb.set_keymap(keymap)
-            kb.set_repeat_info(int(getattr(settings, "repeat_rate", 25)),
-                               int(getattr(settings, "repeat_delay", 600)))
+            kb.set_repeat_info(
+                int(getattr(settings, "repeat_rate", 25)),
+                int(getattr(settings, "repeat_delay", 600)),
+            )
             handler = KeyboardHandler(self, device)
             self.keyboards.append(handler)
             for seat in self._all_seats():
@@ -695,8 +716,9 @@ class Server(HasListeners):
             if view is not None:
                 self.focus_view(view)
         if self.pointer_seat is not None:
-            self.pointer_seat.pointer_notify_button(event.time_msec, event.button,
-                                                    event.button_state)
+            self.pointer_seat.pointer_notify_button(
+                event.time_msec, event.button, event.button_state
+            )
 
     def _view_under_cursor(self) -> View | None:
         hit = self._surface_at(self.cursor.x, self.cursor.y)
@@ -717,9 +739,9 @@ class Server(HasListeners):
 
     def _on_cursor_axis(self, listener: Any, event: Any) -> None:
         if self.pointer_seat is not None:
-            self.pointer_seat.pointer_notify_axis(event.time_msec, event.orientation,
-                                                  event.delta, event.delta_discrete,
-                                                  event.source)
+            self.pointer_seat.pointer_notify_axis(
+                event.time_msec, event.orientation, event.delta, event.delta_discrete, event.source
+            )
 
     def _on_cursor_frame(self, listener: Any, data: Any) -> None:
         if self.pointer_seat is not None:
@@ -736,8 +758,9 @@ class Server(HasListeners):
         if view is not self.focused_view:
             return  # only the focused window may start a grab
         g = view.xdg_surface.get_geometry()
-        self.grab = Grab(view, mode, edges, self.cursor.x, self.cursor.y,
-                         (view.x, view.y, g.width, g.height))
+        self.grab = Grab(
+            view, mode, edges, self.cursor.x, self.cursor.y, (view.x, view.y, g.width, g.height)
+        )
 
     def _process_grab(self) -> None:
         grab = self.grab
@@ -872,20 +895,28 @@ class Server(HasListeners):
             hook = getattr(ext, "child_exited", None)
             if hook:
                 hook(child)
-        self.emit("exit", {"desktop": child.desktop, "argv": child.argv, "pid": child.pid,
-                           "returncode": child.returncode})
+        self.emit(
+            "exit",
+            {
+                "desktop": child.desktop,
+                "argv": child.argv,
+                "pid": child.pid,
+                "returncode": child.returncode,
+            },
+        )
 
     # ================================================================ config
 
     def reload_config(self) -> str:
-        from zionwm import config as cfgmod
-
         path = self.options.config_path or cfgmod.default_config_path()
         new, errors = cfgmod.load_config(path)
         if new is None:
             text = "\n".join(str(e) for e in errors) or "config did not load"
-            self.notify("Config reload failed; keeping the running config:\n" + text,
-                        seconds=15, urgent=True)
+            self.notify(
+                "Config reload failed; keeping the running config:\n" + text,
+                seconds=15,
+                urgent=True,
+            )
             self.emit("error", {"what": "config", "errors": [str(e) for e in errors]})
             raise ValueError("reload failed, running config kept:\n" + text)
         self.apply_config(new)
@@ -977,8 +1008,7 @@ class Server(HasListeners):
                 # raw, in arrival order (the last 1000): benchmarks compute their own stats
                 "samples": [round(x, 4) for x in self.switch_latencies_ms],
             },
-            **{k: v for ext in self.extensions for k, v in getattr(ext, "status",
-                                                                    dict)().items()},
+            **{k: v for ext in self.extensions for k, v in getattr(ext, "status", dict)().items()},
         }
 
 
@@ -1009,8 +1039,20 @@ class Decoration(HasListeners):
         Decoration.live.discard(self)
 
 
-ENV_PASS = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "XDG_RUNTIME_DIR", "HOME", "USER",
-            "LOGNAME", "SHELL", "XCURSOR_THEME", "XCURSOR_SIZE")
+ENV_PASS = (
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TERM",
+    "XDG_RUNTIME_DIR",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "XCURSOR_THEME",
+    "XCURSOR_SIZE",
+)
 
 
 def plain_env(socket_path: Path, desktop: str) -> dict[str, str]:

@@ -35,16 +35,21 @@ def _font(size: int) -> Any:
     return ImageFont.load_default()
 
 
-def render_text(text: str, fg: tuple[int, int, int], bg: tuple[int, int, int, int],
-                height: int, pad: int = 8, size: int = 14) -> tuple[int, int, bytes]:
+def render_text(
+    text: str,
+    fg: tuple[int, int, int],
+    bg: tuple[int, int, int, int],
+    height: int,
+    pad: int = 8,
+    size: int = 14,
+) -> tuple[int, int, bytes]:
     """Rasterise one line of text to premultiplied ARGB8888 (little-endian BGRA bytes)."""
     font = _font(size)
     left, top, right, bottom = font.getbbox(text or " ")
     width = max(1, right - left + 2 * pad)
     img = Image.new("RGBA", (width, height), bg)
     draw = ImageDraw.Draw(img)
-    draw.text((pad - left, (height - (bottom - top)) // 2 - top), text, font=font,
-              fill=(*fg, 255))
+    draw.text((pad - left, (height - (bottom - top)) // 2 - top), text, font=font, fill=(*fg, 255))
     if bg[3] != 255:
         img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 0)), img)
     return width, height, img.tobytes("raw", "BGRA")
@@ -89,12 +94,12 @@ class Indicator:
         if state.frozen:
             text += f"    frozen: {', '.join(state.frozen)}"
         rgb = _rgb255(state.colour)
-        w, h, pixels = render_text(text, _text_colour_on(state.colour), (*rgb, 255),
-                                   STRIP_HEIGHT)
+        w, h, pixels = render_text(text, _text_colour_on(state.colour), (*rgb, 255), STRIP_HEIGHT)
         if self.label is not None:
             self.label.destroy()
-        self.label = SceneImage.create(self.tree, min(w, self.width), h,
-                                       _crop(pixels, w, h, self.width))
+        self.label = SceneImage.create(
+            self.tree, min(w, self.width), h, _crop(pixels, w, h, self.width)
+        )
         self.label.set_position(4, 0)
 
     def set_visible(self, on: bool) -> None:
@@ -115,7 +120,7 @@ class Indicator:
 def _crop(pixels: bytes, w: int, h: int, max_w: int) -> bytes:
     if w <= max_w:
         return pixels
-    return b"".join(pixels[row * w * 4: row * w * 4 + max_w * 4] for row in range(h))
+    return b"".join(pixels[row * w * 4 : row * w * 4 + max_w * 4] for row in range(h))
 
 
 class Notifications:

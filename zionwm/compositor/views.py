@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from wlroots import lib as wlr_lib
 from wlroots.util.edges import Edges
 from wlroots.wlr_types import SceneNode as WlrSceneNode
 from wlroots.wlr_types.xdg_shell import (
@@ -189,8 +190,6 @@ class View(HasListeners):
         self.server.fullscreen_changed(self)
 
     def set_maximized(self, on: bool) -> None:
-        from wlroots import lib
-
         if on == self.maximized or self.fullscreen:
             self.xdg_surface.schedule_configure()
             return
@@ -203,7 +202,7 @@ class View(HasListeners):
         else:
             self.maximized = False
             self._restore()
-        lib.wlr_xdg_toplevel_set_maximized(self.xdg_surface._ptr, on)
+        wlr_lib.wlr_xdg_toplevel_set_maximized(self.xdg_surface._ptr, on)
 
     def _restore(self) -> None:
         if self.saved is not None:

@@ -8,7 +8,7 @@ no I/O, no validation logic beyond types (validation lives in zionwm.config).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Devices:
     camera: bool = False  # /dev/video*
 
 
-class NetMode(str, Enum):
+class NetMode(StrEnum):
     NONE = "none"  # empty namespace: loopback only
     FULL = "full"  # NAT through the desktop's own namespace (can be cut live)
     FILTERED = "filtered"  # allow-list of destinations
@@ -58,14 +58,14 @@ class NetworkPolicy:
     block_lan: bool = False  # deny RFC 1918, link-local, CGNAT, mDNS, ULA destinations
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     CLEAN = "clean"
     SUSPICIOUS = "suspicious"
     MALICIOUS = "malicious"
     CANNOT_INSPECT = "cannot-inspect"
 
 
-class VerdictAction(str, Enum):
+class VerdictAction(StrEnum):
     RELEASE = "release"  # release after the hold period
     KEEP = "keep"  # keep in quarantine with a report (user may force-release)
     DELETE = "delete"  # delete the content, keep the record and report

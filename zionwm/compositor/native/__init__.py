@@ -8,12 +8,13 @@ between the two cffi instances as integers (`_addr`), never as Python objects.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
 from wlroots import ffi as wlr_ffi
 
-from ._zionwm_native import ffi, lib  # type: ignore[import-not-found]
+from ._zionwm_native import ffi, lib
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,10 @@ Color = tuple[float, float, float, float]
 def _addr(cdata: Any) -> int:
     """Address of a pointer from any cffi instance (or of a pywlroots/pywayland wrapper)."""
     ptr = getattr(cdata, "_ptr", cdata)
-    return int(wlr_ffi.cast("uintptr_t", ptr)) if isinstance(ptr, wlr_ffi.CData) else int(
-        ffi.cast("uintptr_t", ptr)
+    return (
+        int(wlr_ffi.cast("uintptr_t", ptr))
+        if isinstance(ptr, wlr_ffi.CData)
+        else int(ffi.cast("uintptr_t", ptr))
     )
 
 
@@ -57,7 +60,7 @@ def set_callbacks(
     _on_source_destroyed = source_destroyed
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@ffi.def_extern()
 def zion_py_client_destroyed(client: Any, desktop: int) -> None:
     try:
         if _on_client_destroyed is not None:
@@ -66,10 +69,8 @@ def zion_py_client_destroyed(client: Any, desktop: int) -> None:
         log.exception("client-destroyed callback failed")
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@ffi.def_extern()
 def zion_py_source_send(source_id: int, mime: Any, fd: int) -> None:
-    import os
-
     try:
         if _on_source_send is None:
             os.close(fd)
@@ -83,7 +84,7 @@ def zion_py_source_send(source_id: int, mime: Any, fd: int) -> None:
             pass
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@ffi.def_extern()
 def zion_py_source_destroyed(source_id: int) -> None:
     try:
         if _on_source_destroyed is not None:
@@ -202,9 +203,11 @@ class SceneRect(SceneNode):
         rect = lib.wlr_scene_rect_create(_parent_node(parent), max(0, width), max(0, height), c)
         if rect == ffi.NULL:
             raise RuntimeError("wlr_scene_rect_create failed")
-        obj = cls(ffi.addressof(rect.node))
-        obj._rect = rect
-        return obj
+        return cls(ffi.addressof(rect.node), rect)
+
+    def __init__(self, node: Any, rect: Any = None) -> None:
+        super().__init__(node)
+        self._rect = rect
 
     def set_size(self, width: int, height: int) -> None:
         if self._node is not None:
@@ -272,7 +275,7 @@ def seat_selection(seat: Any) -> int:
 
 def source_mime_types(source_addr: int) -> list[str]:
     src = ffi.cast("struct wlr_data_source *", source_addr)
-    out = []
+    out: list[str] = []
     i = 0
     while True:
         m = lib.zion_data_source_mime(src, i)
