@@ -35,6 +35,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 
+from zionwm.isolation.launcher import Launcher
 from zionwm.isolation.network import NetworkManager
 from zionwm.isolation.spec import AllowRule, DesktopSpec, NetMode, NetworkPolicy
 
@@ -104,8 +105,6 @@ def _time_launch(launch: Callable[[], object], reps: int) -> list[float]:
 
 
 def run(reps: int, seconds: int) -> dict[str, object]:
-    from zionwm.isolation.launcher import Launcher  # noqa: PLC0415 (root-only part)
-
     prefix = "zwb" + secrets.token_hex(3)
     report: dict[str, object] = {
         "machine": {"kernel": platform.release(), "cpus": os.cpu_count()},

@@ -10,15 +10,18 @@ asserts the route before sending. Probes run inside the desktop namespaces.
 
 from __future__ import annotations
 
+import http.server
 import ipaddress
 import json
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -419,6 +422,21 @@ def test_full_reaches_everything(lab: Lab, mgr: NetworkManager) -> None:
     assert lab.probe(ns, "udp", GOOD, "7") == {"ok": True, "value": "echo:ping"}
     assert lab.probe(ns, "dns", "bad.zw.test") == {"ok": True, "value": [BAD]}
     assert lab.probe(ns, "dns", "evil.test") == {"ok": True, "value": [BAD]}
+    # The host's own services are not part of "what the host reaches".
+    with IPRoute() as ip:
+        idx = ip.link_lookup(ifname=lab.uplink)[0]
+        host_addr = str(ip.get_addr(family=2, index=idx)[0].get("IFA_LOCAL"))
+    listener = socket.socket()
+    try:
+        listener.bind((host_addr, 0))
+        listener.listen(4)
+        port = str(listener.getsockname()[1])
+        with socket.create_connection((host_addr, int(port)), timeout=3):
+            pass  # it is there, from the host
+        assert lab.probe(ns, "http", host_addr, port)["ok"] is False
+        assert lab.probe(ns, "http", str(net.plan.host), port)["ok"] is False  # type: ignore[union-attr]
+    finally:
+        listener.close()
     state = mgr.state()["work"]
     assert state["effective"] == "full" and state["enabled"] is True
     assert state["gateway"] == str(net.plan.host)  # type: ignore[union-attr]
@@ -840,9 +858,6 @@ def test_unprivileged_none_and_filtered_fail_closed(tmp_path: Path) -> None:
 
 @needs_pasta
 def test_unprivileged_full_through_pasta(tmp_path: Path) -> None:
-    import http.server  # noqa: PLC0415 (only this test serves on the host's loopback)
-    import threading  # noqa: PLC0415
-
     class Hello(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(200)

@@ -220,7 +220,10 @@ def test_filtered_ruleset() -> None:
         "ip daddr @d_web_h3 meta l4proto { tcp, udp } th dport { 5000 } ct mark set 1 accept"
         in rules
     )
-    assert rules[-1] == "reject with icmpx admin-prohibited"
+    assert rules[-2:] == [
+        "meta l4proto tcp reject with tcp reset",
+        "reject with icmpx admin-prohibited",
+    ]
     assert "ct state established,related ct mark 1 accept" in rules
     assert not any("2001:db8" in r for r in rules)
     # A new policy generation: old connections must pass the new allow-list again.
@@ -232,7 +235,7 @@ def test_filtered_ruleset() -> None:
     assert f"ip daddr {PLAN.host} meta l4proto {{ tcp, udp }} th dport 53 accept" in (
         _chain_rules(text, inp)
     )
-    assert _chain_rules(text, inp)[-1] == "drop"
+    assert _chain_rules(text, inp)[-1] == "reject with icmpx admin-prohibited"
     assert 'add element inet zionwm from_desktop { "zw-web" : jump d_web_out }' in text
     assert _chain_rules(text, dns) == [
         f"meta l4proto {{ tcp, udp }} th dport 53 dnat ip to {PLAN.host}:53"
@@ -249,8 +252,12 @@ def test_full_and_block_lan_ruleset() -> None:
         "zionwm", _rules(NetworkPolicy(NetMode.FULL, block_lan=True)), None
     )
     lan = [r for r in _chain_rules(blocked, "d_web_out") if "10.0.0.0/8" in r]
-    assert len(lan) == 1 and "192.168.0.0/16" in lan[0] and "169.254.0.0/16" in lan[0]
-    assert lan[0].endswith("reject with icmpx admin-prohibited")
+    assert len(lan) == 2 and "192.168.0.0/16" in lan[0] and "169.254.0.0/16" in lan[0]
+    assert lan[0].endswith("meta l4proto tcp reject with tcp reset")
+    assert lan[1].endswith("} reject with icmpx admin-prohibited")
+    # LAN blocking comes before the accept, so it holds for full desktops too.
+    rules = _chain_rules(blocked, "d_web_out")
+    assert rules.index(lan[1]) < rules.index("accept")
 
 
 def test_lan_block_spares_the_documentation_ranges() -> None:

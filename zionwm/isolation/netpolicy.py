@@ -344,36 +344,38 @@ def desktop_ruleset(prefix: str, d: DesktopRules, uplink: str | None) -> str:
     def add(chain: str, text: str) -> None:
         lines.append(f"add rule inet {t} {chain} {text}")
 
+    def refuse(chain: str, match: str = "") -> None:
+        # TCP gets a reset: an open connection fails on its next write, a new one at once
+        # (Linux takes ICMP errors on an established connection as soft, and retries).
+        head = f"{match} " if match else ""
+        add(chain, f"{head}meta l4proto tcp reject with tcp reset")
+        add(chain, f"{head}reject with icmpx admin-prohibited")
+
     if not d.enabled:
-        add(out, "meta l4proto tcp reject with tcp reset")
-        add(out, "reject with icmpx admin-prohibited")
+        refuse(out)
         add(ret, "drop")
-        add(inp, "meta l4proto tcp reject with tcp reset")
-        add(inp, "reject with icmpx admin-prohibited")
+        refuse(inp)
     else:
         add(out, "meta nfproto ipv6 drop")
         if uplink:
             add(out, f"oifname != {_q(uplink)} drop")
         add(out, "oifname @desktop_ifs drop")
         if d.policy.block_lan:
-            add(
-                out,
-                "ip daddr { " + ", ".join(LAN_BLOCK_V4) + " } reject with icmpx admin-prohibited",
-            )
+            refuse(out, "ip daddr { " + ", ".join(LAN_BLOCK_V4) + " }")
         if d.policy.mode is NetMode.FULL:
             add(out, "accept")
         else:
             add(out, f"ct state established,related ct mark {d.generation} accept")
             for text in _allow_lines(d):
                 add(out, text)
-            add(out, "reject with icmpx admin-prohibited")
+            refuse(out)
         add(ret, "ct state established,related accept")
         add(ret, "drop")
         add(inp, "ct state established,related accept")
         host = d.plan.host
         add(inp, f"ip daddr {host} meta l4proto {{ tcp, udp }} th dport {d.dns_port} accept")
         add(inp, f"ip daddr {host} icmp type echo-request accept")
-        add(inp, "drop")
+        refuse(inp)
     if d.policy.mode is NetMode.FILTERED:
         # Every DNS query goes to the filter, whatever resolver the program was told of
         # (the host's resolv.conf, a hard-coded public one): filtered names stay filtered.

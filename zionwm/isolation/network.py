@@ -320,10 +320,17 @@ class _RootOps:
         return nets
 
     def add_uplink_routing(
-        self, table: int, uplink: str, gateway: str | None, source: str | None
+        self,
+        table: int,
+        uplink: str,
+        gateway: str | None,
+        source: str | None,
+        desktop_nets: Sequence[ipaddress.IPv4Network],
     ) -> None:
         """Table `table` routes only through `uplink`; traffic from `source` (the uplink's
-        address: the DNS forwarder's upstream queries) uses it too."""
+        address: the DNS forwarder's upstream queries) uses it too, except towards the
+        desktops' own links (`desktop_nets`), which go back to the main table: the host's
+        answers to a desktop (an ICMP reject, say) must reach it, not the uplink."""
         with IPRoute() as ip:
             found = ip.link_lookup(ifname=uplink)
             if not found:
@@ -338,6 +345,8 @@ class _RootOps:
             ip.route(
                 "replace", dst="0.0.0.0/0", type="unreachable", table=table, priority=0xFFFFFFFF
             )
+            for net in desktop_nets:
+                ip.route("replace", dst=str(net), type="throw", table=table)
             if source:
                 self._rule(ip, "add", table=table, priority=RULE_PRIORITY, src=source, src_len=32)
 
@@ -800,7 +809,11 @@ class NetworkManager:
                 log.info("uplink %s has no gateway: routing on-link", self.uplink)
             self._uplink_source = self._root.first_address(self.uplink)
             self._root.add_uplink_routing(
-                self.route_table, self.uplink, self.uplink_gateway, self._uplink_source
+                self.route_table,
+                self.uplink,
+                self.uplink_gateway,
+                self._uplink_source,
+                self.pools,
             )
             key = f"net.ipv4.conf.{self.uplink}.rp_filter"
             if _read_sysctl(key) == "1":
