@@ -81,7 +81,10 @@ INSTALL_EXTRA_DEPS ?= pillow
 define ZIONWM_INSTALL_TREE
 import importlib.metadata as md, shutil, sys, sysconfig, tomllib
 from pathlib import Path
-from packaging.requirements import Requirement
+try:
+    from packaging.requirements import Requirement
+except ImportError:  # a venv without the test extras: pip carries its own copy
+    from pip._vendor.packaging.requirements import Requirement
 destdir, zlib, bindir, python = sys.argv[1:5]
 root = Path(destdir + zlib)
 ver = sysconfig.get_python_version()

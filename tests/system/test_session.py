@@ -229,7 +229,8 @@ def on_term(*_):
     sys.exit(0)
 signal.signal(signal.SIGTERM, on_term)
 names = ("XDG_CURRENT_DESKTOP", "XDG_SESSION_TYPE", "XDG_SESSION_DESKTOP", "WAYLAND_DISPLAY")
-note({{"argv": sys.argv[1:], "env": {{k: os.environ.get(k) for k in names}}}})
+note({{"pid": os.getpid(), "argv": sys.argv[1:],
+      "env": {{k: os.environ.get(k) for k in names}}}})
 print("fake compositor up", flush=True)
 fd = int(os.environ["ZIONWM_READY_FD"])
 os.write(fd, b"wayland-fake\\n")
@@ -306,6 +307,23 @@ def test_sigterm_ends_the_session_and_the_environment_reaches_zionwm(tmp_path: P
     assert "fake compositor up" in log
     assert "got SIGTERM" in log and "the session ends" in log
     assert "restarting" not in log
+
+
+def test_zionwm_does_not_outlive_a_killed_session(tmp_path: Path) -> None:
+    record = tmp_path / "record"
+    fake = _script(tmp_path / "fake-zionwm", FAKE_COMPOSITOR.format(python=sys.executable))
+    env = _session_env(tmp_path, ZIONWM_BIN=str(fake), FAKE_RECORD=str(record))
+    proc, _ = _start_session([str(SESSION)], env, tmp_path / "out")
+    fake_pid = _records(record)[0]["pid"]
+    try:
+        proc.kill()  # no chance to forward anything: the kernel tells zionwm (PDEATHSIG)
+        proc.wait()
+        wait_for(lambda: _records(record)[-1] == "TERM", 10, "zionwm to get SIGTERM")
+    finally:
+        # if it survived (the test failed), end it, after checking the pid is still ours
+        with contextlib.suppress(OSError):
+            if str(fake).encode() in Path(f"/proc/{fake_pid}/cmdline").read_bytes():
+                os.kill(fake_pid, signal.SIGKILL)
 
 
 def test_systemd_user_manager_branch_with_stand_ins(tmp_path: Path) -> None:
