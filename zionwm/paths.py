@@ -26,6 +26,11 @@ def desktop_socket(desktop: str) -> Path:
     return desktop_socket_dir(desktop) / "wayland-0"
 
 
+def desktop_x11_dir(desktop: str) -> Path:
+    """The desktop's own X11 socket directory; bound as /tmp/.X11-unix in its sandboxes."""
+    return desktop_socket_dir(desktop) / "x11"
+
+
 def ipc_socket() -> Path:
     return runtime_dir() / "ipc.sock"
 
