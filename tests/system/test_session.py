@@ -704,6 +704,41 @@ def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
+def _run_installed_compositor(python: Path, home: Path) -> None:
+    """The installed environment starts the compositor headless and answers zionctl."""
+    run = home / "run"
+    run.mkdir(parents=True, mode=0o700)
+    env = {
+        "PATH": SYSTEM_PATH, "HOME": str(home), "XDG_RUNTIME_DIR": str(run),
+        "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "data"),
+        "XDG_STATE_HOME": str(home / "state"), "WLR_RENDERER": "pixman",
+        "WLR_LIBINPUT_NO_DEVICES": "1", "WLR_BACKENDS": "headless",
+        "ZIONWM_INSTANCE": f"i{os.getpid() % 10000}",
+    }  # fmt: skip
+    log = home / "zionwm.log"
+    rfd, wfd = os.pipe()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(python), "-I", "-m", "zionwm.cli", "--headless"],
+            env={**env, "ZIONWM_READY_FD": str(wfd)}, stdin=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.STDOUT, pass_fds=(wfd,),
+        )  # fmt: skip
+    os.close(wfd)
+    try:
+        assert _read_ready(rfd, 60), f"installed zionwm did not start:\n{log.read_text()}"
+        # first start wrote the default config for this (empty) home
+        assert (home / "config" / "zionwm" / "config.py").is_file()
+        status = subprocess.run(
+            [str(python), "-I", "-m", "zionwm.ctl", "status", "--json"], env=env,
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["pid"] == proc.pid
+    finally:
+        code = _stop(proc)
+    assert code == 0, log.read_text()[-3000:]
+
+
 def test_make_install_then_uninstall_leaves_nothing(tmp_path: Path) -> None:
     make = require("make")
     if not list((PROJECT_ROOT / "zionwm" / "compositor" / "native").glob("_zionwm_native*.so")):
@@ -767,6 +802,7 @@ def test_make_install_then_uninstall_leaves_nothing(tmp_path: Path) -> None:
                               str(template)], env=clean, capture_output=True, text=True,
                              timeout=60, check=False)  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    _run_installed_compositor(python, tmp_path / "home")
 
     done = subprocess.run([*args, "uninstall"], env=env, capture_output=True, text=True,
                           timeout=120, check=False)  # fmt: skip
