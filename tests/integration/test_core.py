@@ -227,3 +227,19 @@ def test_programs_start_with_no_blocked_signals(compositor: Compositor) -> None:
     )
     wait_for(lambda: out.exists() and out.read_text().strip(), 10, "the probe to run")
     assert int(out.read_text().split()[1], 16) == 0, out.read_text()
+
+
+def test_trusted_layer_shell_client_draws_below_the_indicator(compositor: Compositor) -> None:
+    """swaybg on the host socket paints the background layer; the same tool on a desktop
+    socket finds no layer-shell at all."""
+    swaybg = require("swaybg")
+    compositor.client([swaybg, "-c", "#ff8800"])
+    wait_for(
+        lambda: colour_near(compositor.screenshot().getpixel((640, 400)), "#ff8800"),
+        15,
+        "the background layer to be painted",
+    )
+    img = compositor.screenshot()
+    assert colour_near(img.getpixel((img.width - 5, 5)), PERSONAL)  # indicator on top
+    r = compositor.run([swaybg, "-c", "#00ff00"], desktop="work", timeout=10)
+    assert r.returncode != 0

@@ -29,6 +29,8 @@ DESKTOP_GLOBALS: frozenset[str] = frozenset(
         "zwp_pointer_gestures_v1",
         "zwp_linux_dmabuf_v1",
         "wl_drm",
+        # activation only ever focuses a window of the desktop being shown (server.py)
+        "xdg_activation_v1",
     }
 )
 
@@ -49,7 +51,6 @@ PRIVILEGED_GLOBALS: frozenset[str] = frozenset(
         "zwp_keyboard_shortcuts_inhibit_manager_v1",
         "org_kde_kwin_idle",
         "ext_idle_notifier_v1",
-        "xdg_activation_v1",
     }
 )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pywayland import lib as pw_lib
 from pywayland.protocol.wayland import WlSeat
-from pywayland.server import Display
+from pywayland.server import Display, Signal
 from wlroots import ffi as wlr_ffi
 from wlroots import lib as wlr_lib
 from wlroots.allocator import Allocator
@@ -51,6 +51,7 @@ from wlroots.wlr_types import SceneNode as WlrSceneNode
 from wlroots.wlr_types.cursor import WarpMode
 from wlroots.wlr_types.idle_inhibit_v1 import IdleInhibitorManagerV1
 from wlroots.wlr_types.input_device import ButtonState, InputDeviceType
+from wlroots.wlr_types.layer_shell_v1 import LayerShellV1, LayerSurfaceV1
 from wlroots.wlr_types.server_decoration import (
     ServerDecorationManager,
     ServerDecorationManagerMode,
@@ -74,6 +75,7 @@ from .clients import DesktopSocket, ensure_private_dir
 from .clipboard import ClipboardBridge
 from .desktops import DesktopModel, SwitchError
 from .input import BindingTable, KeyboardHandler
+from .layers import Layers, LayerView
 from .listeners import HasListeners
 from .loop import Loop
 from .native import SceneRect, SceneTree
@@ -162,9 +164,13 @@ class Server(HasListeners):
         self.output_layout = OutputLayout()
         self.scene = Scene(self.output_layout)
         self.background = SceneRect.create(self.scene, 0, 0, BACKGROUND)
+        below = [SceneTree.create(self.scene), SceneTree.create(self.scene)]
         self.desktops_layer = SceneTree.create(self.scene)
         self.host_tree = SceneTree.create(self.scene)
-        self.overlay = SceneTree.create(self.scene)
+        above = [SceneTree.create(self.scene), SceneTree.create(self.scene)]
+        self.overlay = SceneTree.create(self.scene)  # the compositor's own UI: always on top
+        self.layers = Layers(self, below, above)
+        self.layer_focus: LayerView | None = None
         self.notifications = Notifications(self.overlay, self.loop)
 
         # -- shells, data devices, decorations --
@@ -182,7 +188,14 @@ class Server(HasListeners):
         self.xdg_output = XdgOutputManagerV1(self.display, self.output_layout)
         self.idle_inhibit = IdleInhibitorManagerV1(self.display)
 
+        native.attach_presentation(self.display, self.backend, self.scene)
+        activation = native.xdg_activation_signal(self.display)
+        if activation is not None:
+            self.add_listener(Signal(ptr=activation), self._on_xdg_activation_request)
+
         # -- privileged protocols: the global filter shows them to host clients only --
+        self.layer_shell = LayerShellV1(self.display)
+        self.add_listener(self.layer_shell.new_surface_event, self._on_layer_shell_new_surface)
         self.screencopy = ScreencopyManagerV1(self.display)
         self.export_dmabuf = ExportDmabufManagerV1(self.display)
         self.data_control = DataControlManagerV1(self.display)
@@ -502,6 +515,7 @@ class Server(HasListeners):
         if not view.mapped or not self.desktop_visible(view.desktop):
             return
         prev = self.focused_view
+        self.layer_focus = None
         if prev is view:
             return
         if prev is not None and prev.mapped:
@@ -536,7 +550,45 @@ class Server(HasListeners):
 
     def usable_area_for(self, view: View) -> Any:
         b = self.output_box_for(view)
+        for so in self.outputs:
+            ob = so.box()
+            if (ob.x, ob.y) == (b.x, b.y) and so.name in self.layers.exclusive:
+                return self.layers.exclusive[so.name]
         return Box(b.x, b.y + STRIP_HEIGHT, b.width, b.height - STRIP_HEIGHT)
+
+    # ---- layer shell (trusted host panels) and activation ----
+
+    def _on_layer_shell_new_surface(self, listener: Any, surface: LayerSurfaceV1) -> None:
+        self.layers.new_surface(surface)
+
+    def focus_layer(self, view: LayerView) -> None:
+        if not self.keyboards:
+            return
+        self.layer_focus = view
+        for seat in self._all_seats():
+            if seat is not self.host_seat:
+                seat.keyboard_clear_focus()
+        self.host_seat.set_keyboard(self.keyboards[-1].device)
+        self.host_seat.keyboard_notify_enter(view.surface.surface, self.keyboards[-1].keyboard)
+
+    def unfocus_layer(self, view: LayerView) -> None:
+        if self.layer_focus is not view:
+            return
+        self.layer_focus = None
+        self.host_seat.keyboard_clear_focus()
+        back, self.focused_view = self.focused_view, None
+        if back is not None:
+            self.focus_view(back)
+
+    def _on_xdg_activation_request(self, listener: Any, data: Any) -> None:
+        # A window may be raised and focused only on the desktop being shown: activation
+        # never switches desktops or reaches across them.
+        addr = native.activation_surface(data)
+        for v in self.all_views():
+            if v.mapped and native.address_of(v.surface._ptr) == addr:
+                if self.desktop_visible(v.desktop):
+                    self.focus_view(v)
+                return
 
     def _on_xdg_decoration_new(self, listener: Any, deco: XdgToplevelDecorationV1) -> None:
         Decoration(deco)
@@ -575,6 +627,7 @@ class Server(HasListeners):
         self.loop.call_later(1, later, "output removal")
 
     def _layout_changed(self) -> None:
+        self.layers.arrange()
         full = self.output_layout.get_box(None)
         if full is not None:
             self.background.set_size(full.width, full.height)
@@ -643,6 +696,8 @@ class Server(HasListeners):
                 seat.set_keyboard(self.keyboards[-1].device)
 
     def _input_seat(self) -> Seat:
+        if self.layer_focus is not None:
+            return self.host_seat
         v = self.focused_view
         return self.seat_of_desktop(v.desktop) if v is not None else self.host_seat
 

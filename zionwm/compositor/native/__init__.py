@@ -147,6 +147,39 @@ def filter_allows(desktop: int, interface: str) -> bool:
     return bool(lib.zion_filter_allows(desktop, interface.encode()))
 
 
+# ---- presentation-time, xdg-activation ----
+
+
+def attach_presentation(display: Any, backend: Any, scene: Any) -> None:
+    lib.zion_presentation_attach(
+        to_native(display, "struct wl_display *"),
+        to_native(backend, "struct wlr_backend *"),
+        to_native(scene, "struct wlr_scene *"),
+    )
+
+
+def xdg_activation_signal(display: Any) -> Any:
+    """Create xdg-activation-v1; returns its request_activate signal as a pywlroots pointer
+    (for a pywayland Signal), or None."""
+    sig = lib.zion_xdg_activation_create(to_native(display, "struct wl_display *"))
+    return None if sig == ffi.NULL else to_wlr(sig, "struct wl_signal *")
+
+
+def activation_surface(event_data: Any) -> int:
+    """The surface address of a request_activate event (0 if none)."""
+    ev = ffi.cast("struct wlr_xdg_activation_v1_request_activate_event *", _addr(event_data))
+    return 0 if ev.surface == ffi.NULL else int(ffi.cast("uintptr_t", ev.surface))
+
+
+def subsurface_tree(parent: Any, surface: Any) -> SceneNode:
+    node = lib.wlr_scene_subsurface_tree_create(
+        _parent_node(parent), to_native(surface, "struct wlr_surface *")
+    )
+    if node == ffi.NULL:
+        raise RuntimeError("wlr_scene_subsurface_tree_create failed")
+    return SceneNode(node)
+
+
 # ---- scene graph ----
 
 

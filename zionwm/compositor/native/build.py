@@ -24,6 +24,8 @@ C_SOURCE = r"""
 #include <wlr/types/wlr_buffer.h>
 #include <wlr/types/wlr_data_device.h>
 #include <wlr/types/wlr_seat.h>
+#include <wlr/types/wlr_presentation_time.h>
+#include <wlr/types/wlr_xdg_activation_v1.h>
 #include <drm_fourcc.h>
 
 static void zion_py_client_destroyed(struct wl_client *, int);
@@ -117,6 +119,19 @@ void zion_filter_install(struct wl_display *display) {
 }
 
 struct wl_global *zion_seat_global(struct wlr_seat *seat) { return seat->global; }
+
+/* ---- presentation-time and xdg-activation ---- */
+
+void zion_presentation_attach(struct wl_display *display, struct wlr_backend *backend,
+                              struct wlr_scene *scene) {
+    struct wlr_presentation *p = wlr_presentation_create(display, backend);
+    if (p) wlr_scene_set_presentation(scene, p);
+}
+
+struct wl_signal *zion_xdg_activation_create(struct wl_display *display) {
+    struct wlr_xdg_activation_v1 *a = wlr_xdg_activation_v1_create(display);
+    return a ? &a->events.request_activate : NULL;
+}
 
 /* ---- a CPU pixel buffer for compositor-drawn UI (indicator, notifications) ---- */
 

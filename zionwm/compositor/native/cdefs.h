@@ -69,6 +69,22 @@ void zion_data_source_send(struct wlr_data_source *source, const char *mime, int
 
 struct wl_global *zion_seat_global(struct wlr_seat *seat);
 
+/* presentation-time and xdg-activation (not wrapped by pywlroots 0.15) */
+struct wlr_xdg_activation_v1;
+struct wlr_xdg_activation_token_v1;
+struct wlr_xdg_activation_v1_request_activate_event {
+    struct wlr_xdg_activation_v1 *activation;
+    struct wlr_xdg_activation_token_v1 *token;
+    struct wlr_surface *surface;
+};
+struct wlr_backend;
+struct wlr_scene;
+void zion_presentation_attach(struct wl_display *display, struct wlr_backend *backend,
+    struct wlr_scene *scene);
+struct wl_signal *zion_xdg_activation_create(struct wl_display *display);
+struct wlr_scene_node *wlr_scene_subsurface_tree_create(struct wlr_scene_node *parent,
+    struct wlr_surface *surface);
+
 /* called from C into Python */
 extern "Python" void zion_py_client_destroyed(struct wl_client *, int);
 extern "Python" void zion_py_source_send(int, const char *, int);
