@@ -24,6 +24,7 @@ namespace, all capabilities dropped, no further user namespaces allowed):
     /run/zionwm/fonts/<n>   extra font dirs (+ /run/zionwm/fonts.conf)   /opt/zionwm/<n>  app dirs
     /proc (new, own pid namespace; /proc/sys read-only)  /dev (minimal + granted nodes)
     /tmp, /var/tmp (tmpfs)
+    /tmp/.X11-unix          the desktop's own X server socket dir (x11 desktops only)
 
 Fonts go under /run/zionwm/fonts rather than /usr/local/share/fonts: /usr is a read-only
 bind, and bwrap cannot create mount points inside it. FONTCONFIG_FILE points fontconfig at
@@ -109,6 +110,7 @@ PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger")
 FONTS_DIR = "/run/zionwm/fonts"
 FONTS_CONF = "/run/zionwm/fonts.conf"
 APPS_DIR = "/opt/zionwm"
+X11_SOCKET_DIR = "/tmp/.X11-unix"
 
 _DESKTOP_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 
@@ -313,6 +315,7 @@ def plan_sandbox(
     seed: Sequence[SeedEntry] = (),
     cwd: str | None = None,
     extra_env: Mapping[str, str] | None = None,
+    x11_socket_dir: str | None = None,
 ) -> SandboxPlan:
     """Resolve a desktop's policy into a plan. Pure: everything it needs is in its arguments.
 
@@ -483,6 +486,11 @@ def plan_sandbox(
         added_env["FONTCONFIG_FILE"] = FONTS_CONF
     for i, src in enumerate(spec.app_dirs):
         mounts.append(Mount(MountKind.RO_BIND, f"{APPS_DIR}/{i}", source=src))
+    # X11: the host directory holding only this desktop's X server socket (see
+    # compositor/xwayland.py); never the host's /tmp/.X11-unix.
+    if spec.x11 and x11_socket_dir:
+        mounts.append(Mount(MountKind.BIND, X11_SOCKET_DIR, source=x11_socket_dir))
+        added_env["DISPLAY"] = ":0"
 
     slots.append(FdSlot("seccomp", SlotKind.SECCOMP))
     slots.append(FdSlot("status", SlotKind.STATUS))

@@ -324,6 +324,7 @@ class Launcher:
         if self._fixed_host is None:
             self.host = probe_host(self._environ)
         sock = paths.desktop_socket(spec.name)
+        x11_dir = paths.desktop_x11_dir(spec.name)
         usr_source = None
         if spec.writable_usr:
             eph = spec.ephemeral if ephemeral is None else ephemeral
@@ -340,6 +341,7 @@ class Launcher:
             seed=seed.entries if seed else (),
             cwd=cwd,
             extra_env=extra_env,
+            x11_socket_dir=str(x11_dir) if spec.x11 and x11_dir.is_dir() else None,
         )
 
     def launch(
@@ -353,13 +355,16 @@ class Launcher:
         stdin: int | None = subprocess.DEVNULL,
         stdout: int | None = None,
         stderr: int | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> Sandbox:
         """Start `argv` in a sandbox of `spec`'s desktop. Raises LaunchError (or
         storage.UnsafePathError) with nothing started when any step fails.
 
         stdin defaults to /dev/null; stdout/stderr (None) are inherited from the launcher,
         except that a terminal is never handed to a sandbox (it could read what is typed
-        there, or write to it): they go to /dev/null then.
+        there, or write to it): they go to /dev/null then. `pass_fds` are inherited by the
+        program under the same numbers (bwrap passes on what it inherits), e.g. a listening
+        socket the compositor made.
         """
         stdout = _no_tty(stdout, 1)
         stderr = _no_tty(stderr, 2)
@@ -418,7 +423,7 @@ class Launcher:
                     stdout=stdout,
                     stderr=stderr,
                     env=dict(plan.env),
-                    pass_fds=tuple(fds.values()),
+                    pass_fds=(*fds.values(), *pass_fds),
                     close_fds=True,
                     # Placement must happen between fork and exec; the compositor that calls
                     # this is single-threaded, which is what makes preexec_fn safe here.
