@@ -33,7 +33,7 @@ $(STAMPS)/venv: $(STAMPS)/system pyproject.toml
 	@touch $@
 
 $(STAMPS)/native: $(STAMPS)/venv $(NATIVE_SRC)
-	$(VPY) -m zionwm.compositor.native.build
+	$(VPY) zionwm/compositor/native/build.py
 	@touch $@
 
 run: setup

@@ -1,6 +1,7 @@
 """Build zionwm's own cffi module (API mode) for what pywlroots 0.15 lacks.
 
-Run `python -m zionwm.compositor.native.build` (the Makefile does): it compiles
+Run `python zionwm/compositor/native/build.py` (the Makefile does; not `-m`, which would
+import the package that needs the module being built): it compiles
 `_zionwm_native` next to this file against the system wlroots and libwayland.
 """
 
