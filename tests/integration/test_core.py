@@ -4,6 +4,7 @@ fullscreen, misbehaving clients, leaks, and the libraries actually loaded."""
 from __future__ import annotations
 
 import os
+import subprocess
 import random
 import re
 import signal
@@ -243,3 +244,34 @@ def test_trusted_layer_shell_client_draws_below_the_indicator(compositor: Compos
     assert colour_near(img.getpixel((img.width - 5, 5)), PERSONAL)  # indicator on top
     r = compositor.run([swaybg, "-c", "#00ff00"], desktop="work", timeout=10)
     assert r.returncode != 0
+
+
+def test_vnc_serves_the_session_on_loopback(tmp_path: Path) -> None:
+    """`zionwm --headless --vnc` as `make run` uses it: a real VNC client sees the desktop."""
+    import socket
+
+    from PIL import Image
+
+    from tests.harness import VENV_BIN, running
+
+    require("wayvnc")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with running(tmp_path, args=("--vnc", f"127.0.0.1:{port}")) as comp:
+        shot = tmp_path / "vnc.png"
+
+        def captured() -> bool:
+            r = subprocess.run([str(VENV_BIN / "vncdo"), "-s", f"127.0.0.1::{port}",
+                                "capture", str(shot)], capture_output=True, timeout=20)
+            return r.returncode == 0 and shot.exists()
+
+        wait_for(captured, 30, "a VNC capture of the session")
+        with Image.open(shot) as img:
+            rgb = img.convert("RGB")
+            assert rgb.size == (1280, 720)
+            assert colour_near(rgb.getpixel((rgb.width - 5, 5)), PERSONAL)
+        # bound to loopback only
+        listening = Path("/proc/net/tcp").read_text()
+        assert f"0100007F:{port:04X}" in listening
+        assert comp.alive()
