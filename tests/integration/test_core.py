@@ -4,11 +4,11 @@ fullscreen, misbehaving clients, leaks, and the libraries actually loaded."""
 from __future__ import annotations
 
 import os
-import subprocess
 import random
 import re
 import signal
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
