@@ -8,6 +8,7 @@ for through its ready fd; `kill -9` is a real SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import io
@@ -176,6 +177,35 @@ class QService:
         self.proc = None
 
 
+def _pids_using(root: Path) -> set[int]:
+    """Processes (other than this one) holding an fd on something under `root`."""
+    prefix = str(root) + "/"
+    found = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix):
+                    found.add(int(pid))
+                    break
+        except OSError:
+            continue
+    return found
+
+
+def kill_leftovers(root: Path) -> None:
+    """SIGKILL what a killed service left behind (audit sandboxes caught in their start-up
+    when their parent died: bwrap 0.8 has not armed die-with-parent yet at that point)."""
+    pids = _pids_using(root)
+    if pids:
+        print(f"killing {len(pids)} leftover processes of killed services: {sorted(pids)}")
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not (_pids_using(root) & pids), 10, f"leftover processes {pids} gone")
+
+
 def db_states() -> dict[int, str]:
     """Item states read straight from the store's database (read-only)."""
     db = paths.quarantine_dir() / "quarantine.db"
@@ -200,7 +230,7 @@ def item(svc: QService, item_id: int) -> dict[str, Any]:
 
 def worker_available() -> bool:
     try:
-        from zionwm.quarantine import worker  # noqa: F401, PLC0415
+        from zionwm.quarantine import worker  # noqa: F401
     except ImportError:
         return False
     return True
@@ -246,6 +276,7 @@ def service(xdg: Path) -> Iterator[Callable[..., QService]]:
     yield start
     for svc in started:
         svc.stop()
+    kill_leftovers(xdg)
 
 
 def downloads(desktop: str) -> Path:
@@ -299,7 +330,7 @@ def test_file_still_being_written_is_not_taken_until_closed(
 ) -> None:
     svc = service()
     inbox = paths.desktop_inbox("web")
-    f = open(inbox / "movie.bin", "wb")  # noqa: SIM115 - held open across the test on purpose
+    f = open(inbox / "movie.bin", "wb")
     try:
         f.write(b"x" * 100_000)
         f.flush()
@@ -684,7 +715,7 @@ def test_restart_resolves_every_crash_state_exactly_once(
 ) -> None:
     """The on-disk states a kill -9 leaves between an intent and its outcome, built by hand
     (each one is a window too narrow to hit reliably with a real SIGKILL)."""
-    from zionwm.quarantine.release import audit_stamp  # noqa: PLC0415
+    from zionwm.quarantine.release import audit_stamp
 
     store = Store(paths.quarantine_dir())
     inbox = paths.desktop_inbox("web")
@@ -889,7 +920,7 @@ def test_inotify_queue_overflow_is_recovered_by_a_rescan(
 
 @needs_worker
 def test_event_stream_for_the_compositor(service: Callable[..., QService]) -> None:
-    from zionwm.quarantine.client import EventStream  # noqa: PLC0415
+    from zionwm.quarantine.client import EventStream
 
     svc = service()
     stream = EventStream()
@@ -995,7 +1026,7 @@ def test_peers_of_another_uid_are_refused(service: Callable[..., QService]) -> N
 def test_symlink_swapped_in_a_loop_during_intake_is_never_followed(tmp_path: Path) -> None:
     """A desktop exchanging its download with a symlink to a secret while it is being taken:
     whatever lands in the store is the regular file, and the secret is never opened."""
-    from zionwm.quarantine.inbox import InboxSpec, Outcome, take  # noqa: PLC0415
+    from zionwm.quarantine.inbox import InboxSpec, Outcome, take
 
     secret = tmp_path / "id_ed25519"
     secret.write_bytes(b"secret key\n")

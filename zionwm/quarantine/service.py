@@ -485,8 +485,13 @@ class Service:
                     os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
                     dir_fd=self.store.items_fd,
                 )
-                item = self.store.transition(item_id, State.AUDITING)
             except (OSError, StoreError) as e:
+                log.error("item %d: cannot start its audit: %s", item_id, e)
+                continue
+            try:
+                item = self.store.transition(item_id, State.AUDITING)
+            except StoreError as e:
+                os.close(fd)
                 log.error("item %d: cannot start its audit: %s", item_id, e)
                 continue
             self.running_audits.add(item_id)
@@ -887,7 +892,13 @@ class Service:
             self.run_once(None)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        # Let running audits finish (each is bounded by the worker's timeout) and record
+        # their verdicts: abandoning them could leave a sandbox stuck in its start-up if
+        # it is cut off from its parent there. Queued ones resume at the next start.
+        self.queue.clear()
+        self.queued.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self._guard(self._on_wake)
         for conn in list(self.conns.values()):
             self._close(conn)
         with contextlib.suppress(OSError):
@@ -968,13 +979,7 @@ def main(argv: list[str] | None = None) -> int:
         service.run()
     finally:
         service.close()
-    # Audits still running would hold the interpreter's exit until they finish (the thread
-    # pool joins its threads at exit). They are safe to abandon: their items are recorded
-    # as auditing and resume as received at the next start; the sandboxes die with us.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    return 0
 
 
 __all__ = [
