@@ -324,3 +324,17 @@ def test_policy_file_rejects_desktop_names_that_are_not_path_safe() -> None:
             policy_from_json({"desktops": [{"desktop": bad}]})
     with pytest.raises(ValueError):
         policy_from_json({"desktops": [{"desktop": "web", "downloads": {"release_to": "../home"}}]})
+
+
+def test_policy_file_flat_entries() -> None:
+    cfg = policy_from_json(
+        {
+            "desktops": [
+                {"desktop": "web", "release_to": "personal", "hold": 5, "on_malicious": "delete"},
+                {"desktop": "personal"},
+            ]
+        }
+    )
+    assert cfg.downloads == {
+        "web": DownloadsPolicy(release_to="personal", hold=5.0, on_malicious=VerdictAction.DELETE)
+    }

@@ -218,7 +218,8 @@ def add_parser(subparsers: Any) -> None:
         help="list, inspect and release quarantined files",
         description="The download quarantine: list, inspect, release.",
     )
-    q.add_argument("--json", action="store_true", help="print JSON")
+    # SUPPRESS: without the flag here, zionctl's own `--json` (before the command) stands.
+    q.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     qsub = q.add_subparsers(dest="qcommand", metavar="ACTION", required=True)
     p = qsub.add_parser("list", help="items still in quarantine (--all: every item ever)")
     p.add_argument("--all", action="store_true")
@@ -251,7 +252,6 @@ def add_parser(subparsers: Any) -> None:
     s.add_argument("--to", dest="dst", required=True, metavar="B")
     s.add_argument("--wait", action="store_true", help="wait until each file is delivered")
     s.add_argument("--timeout", type=float, default=120.0, help="with --wait (seconds)")
-    s.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     s.add_argument(
         "paths", nargs="+", metavar="PATH", help="relative to A's home, or absolute inside it"
     )

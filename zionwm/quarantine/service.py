@@ -145,8 +145,11 @@ def policy_from_json(d: dict[str, Any]) -> ServiceConfig:
         if not _DESKTOP_NAME.fullmatch(name):
             raise ValueError(f"bad desktop name {name!r}")
         names.append(name)
-        if entry.get("downloads") is not None:
-            downloads[name] = _policy_from(entry["downloads"], "")
+        # Either nested ({"desktop", "downloads": {...}}) or flat ({"desktop", "release_to",
+        # "hold", "on_*"}): both spell a DownloadsPolicy.
+        spelled = entry.get("downloads") if "release_to" not in entry else entry
+        if spelled is not None:
+            downloads[name] = _policy_from(spelled, "")
             if not _DESKTOP_NAME.fullmatch(downloads[name].release_to):
                 raise ValueError(f"desktop {name}: downloads needs a valid release_to")
     return ServiceConfig(
