@@ -1089,3 +1089,51 @@ def test_undecodable_file_name_is_taken_and_released_under_a_valid_name(
     assert items["caf\ufffd.txt"]["state"] == "released"
     assert (downloads("personal") / "caf\ufffd.txt").read_bytes() == b"latin-1 name\n"
     assert items["after.txt"]["state"] == "released"
+
+
+def test_writer_detection_without_leases(tmp_path: Path) -> None:
+    """The /proc fallback (used where a read lease cannot be taken) sees another process's
+    writable fd, and only a writable one."""
+    from zionwm.quarantine.release import no_writers, proc_has_writer
+
+    target = tmp_path / "download.bin"
+    target.write_bytes(b"partial")
+    st = os.stat(target)
+    with open(target, "ab") as w:
+        writer = subprocess.Popen(["sleep", "60"], stdout=w)
+    try:
+        assert proc_has_writer(st)
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            assert not no_writers(fd)
+        finally:
+            os.close(fd)
+    finally:
+        writer.kill()
+        writer.wait()
+    with open(target, "rb") as r:
+        reader = subprocess.Popen(["sleep", "60"], stdin=r)
+    try:
+        assert not proc_has_writer(st)
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            assert no_writers(fd)
+        finally:
+            os.close(fd)
+    finally:
+        reader.kill()
+        reader.wait()
+
+
+@needs_worker
+def test_hold_survives_a_restart(service: Callable[..., QService]) -> None:
+    svc = service(policy(hold=2.0))
+    browser_save(paths.desktop_inbox("web"), "slow.txt", b"held\n")
+    wait_until(lambda: "held" in db_states().values(), 30, "the item held")
+    svc.kill9()
+    svc.start()
+    (it,) = wait_terminal(svc, 1, 30)
+    full = item(svc, it["id"])
+    assert full["state"] == "released"
+    assert full["released_at"] >= full["hold_until"] >= full["received_at"] + 2.0
+    assert (downloads("personal") / "slow.txt").read_bytes() == b"held\n"

@@ -171,12 +171,12 @@ def no_writers(fd: int) -> bool:
     except OSError as e:
         if e.errno == errno.EAGAIN:
             return False
-        return not _proc_has_writer(os.fstat(fd))
+        return not proc_has_writer(os.fstat(fd))
     fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
     return True
 
 
-def _proc_has_writer(st: os.stat_result) -> bool:
+def proc_has_writer(st: os.stat_result) -> bool:
     me = os.getpid()
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == me:
