@@ -4,6 +4,12 @@ Newline-delimited JSON both ways. `QuarantineClient.request` is blocking (for `z
 tests); `EventStream` is non-blocking, with a `fileno()` for the compositor's event loop, and
 hands back parsed events (`received`, `held`, `released`, `rejected`, `deleted`,
 `release-failed`, each with the item and the `counts` for the pending badge).
+
+Requests (`{"cmd": ...}`) and their replies (`{"ok": true, ...}` or `{"ok": false,
+"error": text}`): `ping`; `list` [`all`] -> `items`, `counts`; `show` `id` -> `item` (with
+its report); `release` `id` [`i_understand`]; `delete` `id`; `rescan` `id` -> `item`;
+`send` `from` `to` `paths` -> `results` [{path, ok, id | error}]; `subscribe` -> `counts`,
+then events on the same connection; `reload` (as SIGHUP).
 """
 
 from __future__ import annotations
