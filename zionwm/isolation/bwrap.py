@@ -487,9 +487,10 @@ def plan_sandbox(
     for i, src in enumerate(spec.app_dirs):
         mounts.append(Mount(MountKind.RO_BIND, f"{APPS_DIR}/{i}", source=src))
     # X11: the host directory holding only this desktop's X server socket (see
-    # compositor/xwayland.py); never the host's /tmp/.X11-unix.
+    # compositor/xwayland.py), never the host's /tmp/.X11-unix. Read-only: connecting needs
+    # no write access, and a program cannot delete or swap the socket file.
     if spec.x11 and x11_socket_dir:
-        mounts.append(Mount(MountKind.BIND, X11_SOCKET_DIR, source=x11_socket_dir))
+        mounts.append(Mount(MountKind.RO_BIND, X11_SOCKET_DIR, source=x11_socket_dir))
         added_env["DISPLAY"] = ":0"
 
     slots.append(FdSlot("seccomp", SlotKind.SECCOMP))
