@@ -20,9 +20,11 @@ from zionwm.isolation.network import NetworkError, NetworkManager
 from zionwm.isolation.spec import DesktopSpec, NetMode
 from zionwm.isolation.storage import UnsafePathError
 
+from .autostart import Autostarter
 from .children import Child
 from .loop import Timer
 from .quarantine_link import QuarantineLink
+from .xwayland import XwaylandManager
 
 if TYPE_CHECKING:
     from .server import Server
@@ -256,3 +258,6 @@ def attach(server: Server) -> None:
     server.isolation = iso
     if os.environ.get("ZIONWM_NO_QUARANTINE") != "1":
         server.extensions.append(QuarantineLink(server))
+    # after Isolation: both launch through it
+    server.extensions.append(XwaylandManager(server))
+    server.extensions.append(Autostarter(server))

@@ -1,0 +1,282 @@
+"""X11 for desktops that allow it: each gets its own Xwayland, inside its own sandbox.
+
+Owns the per-desktop X server's life: the listening socket, the socket-activated start, the
+restart after an exit and the give-up after repeated failures.
+
+One X server per desktop, never shared: the X11 protocol lets any client of a server read
+every other client's windows, keystrokes and selections, so a shared server would undo the
+wall between desktops. Each desktop with `x11=True` has:
+
+- a socket `X0` the compositor creates in `paths.desktop_x11_dir(desktop)`, a private host
+  directory that every sandbox of that desktop (and no other) sees as `/tmp/.X11-unix`, with
+  `DISPLAY=:0` (see isolation/bwrap.py);
+- a rootful Xwayland, started the moment the first X11 client connects (socket activation:
+  the compositor watches the listening socket, then hands it over with `-listenfd`; the
+  client's connection waits in the backlog meanwhile). It runs through the ordinary
+  launcher, so it is in the desktop's cgroup (limits, freezing) and sandbox, and it reaches
+  the compositor only through the desktop's own Wayland socket. Its root window is one
+  ordinary toplevel of that desktop, framed in the desktop's colour; X11 programs live
+  inside it.
+
+Xwayland exits by itself a while after its last X client leaves (`-terminate`), and the
+next connection starts a new one. Rootless Xwayland (each X window its own toplevel) needs
+the compositor to be the X window manager, and wlroots' XWM starts the X server as a child
+of the compositor, outside any sandbox: that is why it is not used.
+
+No X authority cookie: the only way to the socket is a directory bound into this desktop's
+sandboxes, and anything there could read a cookie file as easily as use the socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from zionwm import paths
+from zionwm.isolation.launcher import LaunchError
+from zionwm.isolation.spec import NetMode
+from zionwm.isolation.storage import UnsafePathError
+
+from .children import Child
+from .clients import ensure_private_dir
+from .loop import FdHandle, Timer
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger(__name__)
+
+XWAYLAND = "Xwayland"
+SOCKET_NAME = "X0"  # display :0 inside the sandbox
+IDLE_EXIT = 15  # seconds Xwayland stays up after its last X client left
+QUICK_EXIT = 5.0  # an exit this soon after the start counts as a failed start
+MAX_FAILURES = 3  # failed starts in a row before giving up until the next reload
+RETRY_MS = 1000  # pause before a restart after a failed start
+
+
+def xwayland_argv(listen_fd: int, binary: str = XWAYLAND, idle_exit: int = IDLE_EXIT) -> list[str]:
+    """Xwayland's command line: rootful (its root window is one Wayland toplevel), display
+    :0, listening only on the socket it is handed (which also turns off the abstract and
+    TCP sockets), black root, gone `idle_exit` seconds after its last client."""
+    return [
+        binary,
+        ":0",
+        "-listenfd",
+        str(listen_fd),
+        "-terminate",
+        str(idle_exit),
+        "-br",
+    ]
+
+
+def is_failed_start(runtime: float, returncode: int) -> bool:
+    """Did an Xwayland that exited with `returncode` after `runtime` seconds fail to start?"""
+    return returncode != 0 and runtime < QUICK_EXIT
+
+
+@dataclass
+class X11Desktop:
+    """The X server slot of one desktop."""
+
+    name: str
+    sock: socket.socket | None = None
+    watch: FdHandle | None = None
+    child: Child | None = None
+    started_at: float = 0.0
+    starts: int = 0
+    failures: int = 0  # failed starts in a row
+    disabled: str = ""  # why X11 is off for this desktop until the next reload
+    retry: Timer | None = None
+
+    @property
+    def state(self) -> str:
+        if self.disabled:
+            return f"disabled: {self.disabled}"
+        if self.child is not None:
+            return f"running (pid {self.child.pid})"
+        return "waiting for the first X11 client" if self.sock is not None else "off"
+
+
+class XwaylandManager:
+    """One `X11Desktop` per desktop with `x11=True`; an extension of the server (hooks:
+    `child_exited`, `reload`, `describe_desktop`, `status`, `close`)."""
+
+    def __init__(self, server: Server, binary: str | None = None) -> None:
+        self.server = server
+        self.binary = binary or shutil.which(XWAYLAND) or ""
+        self.desktops: dict[str, X11Desktop] = {}
+        self._sync()
+
+    # ---- offering the socket ----
+
+    def _sync(self) -> None:
+        """Offer X11 to every desktop that allows it now; withdraw it from the others."""
+        wanted = {n for n, d in self.server.desktops.items() if d.spec.x11}
+        for name in list(self.desktops):
+            if name not in wanted:
+                self._withdraw(self.desktops.pop(name))
+        for name in sorted(wanted):
+            x = self.desktops.get(name)
+            if x is None:
+                x = self.desktops[name] = X11Desktop(name)
+            elif x.disabled:
+                x.disabled, x.failures = "", 0  # a reload is the user's "try again"
+            if x.sock is None:
+                self._offer(x)
+
+    def _offer(self, x: X11Desktop) -> None:
+        if not self.binary:
+            self._disable(x, f"{XWAYLAND} is not installed")
+            return
+        directory = paths.desktop_x11_dir(x.name)
+        ensure_private_dir(directory.parent)
+        ensure_private_dir(directory)
+        path = directory / SOCKET_NAME
+        if path.exists() or path.is_symlink():
+            path.unlink()  # left by a crashed run
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.bind(str(path))
+            os.chmod(path, 0o600)
+            sock.listen(64)
+        except OSError as e:
+            sock.close()
+            self._disable(x, f"cannot create {path}: {e}")
+            return
+        x.sock = sock
+        self._arm(x)
+        log.info("desktop %s: X11 socket ready (Xwayland starts on first use)", x.name)
+
+    def _arm(self, x: X11Desktop) -> None:
+        if x.sock is not None and x.watch is None:
+            x.watch = self.server.loop.add_reader(
+                x.sock.fileno(), lambda: self._on_x11_socket_connect(x), f"x11 {x.name}"
+            )
+
+    def _disarm(self, x: X11Desktop) -> None:
+        if x.watch is not None:
+            x.watch.remove()
+            x.watch = None
+
+    def _on_x11_socket_connect(self, x: X11Desktop) -> None:
+        # From here until Xwayland exits the socket is Xwayland's to accept on.
+        self._disarm(x)
+        self._start(x)
+
+    # ---- the server's life ----
+
+    def _start(self, x: X11Desktop) -> None:
+        assert x.sock is not None
+        iso = self.server.isolation
+        runtime = self.server.desktops.get(x.name)
+        if iso is None or runtime is None:
+            self._disable(x, "the sandbox launcher is not running")
+            return
+        spec = runtime.spec
+        fd = x.sock.fileno()
+        argv = xwayland_argv(fd, self.binary)
+        try:
+            # What Isolation.launch does, plus the listening socket passed through.
+            if iso.cgroups.get(spec.name) is None:
+                iso.cgroups.desktop(spec.name, spec.limits)
+            if iso.net is not None and spec.network.mode != NetMode.NONE:
+                iso.net.ensure(spec.name, spec.network)
+            sandbox = iso.launcher.launch(spec, argv, pass_fds=(fd,))
+        except (LaunchError, UnsafePathError, OSError, RuntimeError) as e:
+            self._failed(x, f"could not start {XWAYLAND}: {e}")
+            return
+        x.child = self.server.children.adopt(
+            sandbox.pid, argv, spec.name, sandbox.poll, sandbox.kill, pidfd=os.dup(sandbox.pidfd)
+        )
+        x.child.extra["xwayland"] = True
+        x.started_at = time.monotonic()
+        x.starts += 1
+        log.info("desktop %s: started its own %s (sandbox pid %d)", x.name, XWAYLAND, sandbox.pid)
+
+    def child_exited(self, child: Child) -> None:
+        x = next((x for x in self.desktops.values() if x.child is child), None)
+        if x is None:
+            return
+        x.child = None
+        code = child.returncode if child.returncode is not None else -1
+        runtime = time.monotonic() - x.started_at
+        if self.server.shutting_down:
+            return
+        if is_failed_start(runtime, code):
+            self._failed(x, f"{XWAYLAND} exited with {code} after {runtime:.1f} s (see the log)")
+            return
+        x.failures = 0
+        if code != 0:
+            self.server.notify(
+                f"The X server of {x.name} exited with {code}; X11 programs there lost it",
+                urgent=True,
+            )
+        log.info("desktop %s: %s exited (%d) after %.1f s", x.name, XWAYLAND, code, runtime)
+        self._arm(x)  # a connection already waiting starts the next one at once
+
+    def _failed(self, x: X11Desktop, reason: str) -> None:
+        x.failures += 1
+        log.warning("desktop %s: %s (failure %d)", x.name, reason, x.failures)
+        if x.failures >= MAX_FAILURES:
+            self._disable(x, reason)
+            return
+        # Pause before retrying: the connection that triggered the start still waits in the
+        # backlog, and re-arming at once would spin.
+        if x.retry is None:
+            x.retry = self.server.loop.timer(lambda: self._arm(x), f"x11 retry {x.name}")
+        x.retry.schedule(RETRY_MS)
+
+    def _disable(self, x: X11Desktop, reason: str) -> None:
+        x.disabled = reason
+        self._close_socket(x)
+        self.server.notify(
+            f"X11 programs cannot run on {x.name}: {reason}. Fix it and reload the config.",
+            seconds=12,
+            urgent=True,
+        )
+
+    def _close_socket(self, x: X11Desktop) -> None:
+        """Stop offering X11: waiting and later clients get an error instead of hanging."""
+        self._disarm(x)
+        if x.retry is not None:
+            x.retry.remove()
+            x.retry = None
+        if x.sock is not None:
+            x.sock.close()  # closes the backlog: clients still waiting see the connection end
+            x.sock = None
+        try:
+            (paths.desktop_x11_dir(x.name) / SOCKET_NAME).unlink()
+        except FileNotFoundError:
+            pass
+
+    def _withdraw(self, x: X11Desktop) -> None:
+        # A running server keeps serving the programs it has; new sandboxes get no DISPLAY.
+        self._close_socket(x)
+        log.info("desktop %s: X11 withdrawn", x.name)
+
+    # ---- server extension hooks ----
+
+    def reload(self) -> None:
+        self._sync()
+
+    def describe_desktop(self, desktop: str) -> dict[str, Any]:
+        x = self.desktops.get(desktop)
+        return {"x11": x.state if x else "off"}
+
+    def status(self) -> dict[str, Any]:
+        return {"x11": {n: x.state for n, x in self.desktops.items()}}
+
+    def close(self) -> None:
+        # Running servers lost their Wayland connection already (clients are disconnected
+        # first at shutdown) and exit; the launcher's shutdown collects them.
+        for x in self.desktops.values():
+            self._close_socket(x)
+            try:
+                paths.desktop_x11_dir(x.name).rmdir()
+            except OSError:
+                pass
