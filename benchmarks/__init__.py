@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of zionwm (and sway as the peer); `make bench` runs them all."""

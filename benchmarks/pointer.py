@@ -1,0 +1,216 @@
+"""Pointer-motion cost: compositor CPU time under a 1 kHz virtual-pointer flood, zionwm
+against sway.
+
+    .venv/bin/python -m benchmarks.pointer [--seconds 10] [--rate 1000] [--windows 10]
+                                           [--profile FILE]
+
+Each compositor shows `--windows` static windows (placed the same way in both); a trusted
+host client sends absolute motion + frame through zwlr_virtual_pointer_v1 at `--rate` Hz
+along a path that crosses them, for `--seconds`. The figure is the compositor process's
+utime+stime (/proc/PID/stat) over the flood, and over an equal quiet period before it (the
+baseline). With --profile, zionwm's flood is sampled by py-spy and the collapsed stacks
+written to FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    OUTPUT,
+    Drainer,
+    Marker,
+    Probe,
+    cpu_percent,
+    cpu_seconds,
+    ratio,
+    session,
+    wait_for,
+)
+
+log = logging.getLogger(__name__)
+
+
+def static_windows(s: Any, count: int) -> list[Marker]:
+    out = []
+    for i in range(count):
+        m = Marker(s.desktop_socket(1), f"bench-static-{i}", 0xFF404040 + i * 0x101010)
+        app_id = f"bench-static-{i}"
+        wait_for(lambda a=app_id: s.window_rect(a), 10, f"static window {i}")  # type: ignore[misc]
+        if hasattr(s, "place_like_zionwm"):
+            s.place_like_zionwm(1)
+        out.append(m)
+    return out
+
+
+def _cpu_over(pid: int, seconds: float, during: Any = None) -> tuple[float, float]:
+    c0, t0 = cpu_seconds(pid), time.monotonic()
+    if during is None:
+        end = t0 + seconds
+        while time.monotonic() < end:
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+    else:
+        during()
+    return cpu_seconds(pid) - c0, time.monotonic() - t0
+
+
+def flood(probe: Probe, seconds: float, rate: int) -> int:
+    """Send `rate` motions per second for `seconds`, on a schedule (not as fast as possible);
+    returns how many were sent."""
+    w, h = OUTPUT
+    period = 1.0 / rate
+    start = time.monotonic()
+    n = 0
+    while True:
+        t = time.monotonic() - start
+        if t >= seconds:
+            return n
+        due = int(t / period) + 1
+        while n < due:
+            a = n * 0.004
+            x = int(w / 2 + 0.45 * w * math.sin(a))
+            y = int(h / 2 + 0.45 * h * math.sin(1.7 * a))
+            probe.pointer_to(x, y, w, h)
+            n += 1
+        left = start + due * period - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+
+
+def top_frames(collapsed: str, n: int = 12) -> dict[str, list[tuple[str, float]]]:
+    """Self and inclusive shares (%) of the busiest frames in py-spy's raw (collapsed)
+    output: one `frame;frame;...;leaf count` line per distinct stack."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        k = int(count)
+        total += k
+        frames = stack.split(";")
+        own[frames[-1]] = own.get(frames[-1], 0) + k
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + k
+    if total == 0:
+        return {"self": [], "inclusive": []}
+
+    def top(d: dict[str, int]) -> list[tuple[str, float]]:
+        best = sorted(d.items(), key=lambda kv: -kv[1])[:n]
+        return [(f, round(100 * c / total, 1)) for f, c in best]
+
+    return {"self": top(own), "inclusive": top(incl)}
+
+
+def run_one(
+    kind: str, seconds: float, rate: int, windows: int, profile: Path | None
+) -> dict[str, Any]:
+    with session(kind) as s:
+        s.show(1)
+        markers = static_windows(s, windows)
+        probe = Probe(s.wayland_socket)
+        probe.pointer_to(1, 1, *OUTPUT)
+        probe.c.roundtrip()
+        drainer = Drainer([m.c.sock for m in markers] + [probe.c.sock])
+        try:
+            base_cpu, base_wall = _cpu_over(s.pid, seconds)
+            spy = None
+            pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
+            if profile is not None and kind == "zionwm" and pyspy:
+                spy = subprocess.Popen(
+                    [
+                        pyspy,
+                        "record",
+                        "--pid",
+                        str(s.pid),
+                        "-d",
+                        str(int(seconds)),
+                        "-r",
+                        "200",
+                        "-f",
+                        "raw",
+                        "-o",
+                        str(profile),
+                        "--nonblocking",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+            sent: list[int] = []
+            cpu, wall = _cpu_over(s.pid, seconds, lambda: sent.append(flood(probe, seconds, rate)))
+            if spy is not None:
+                _, err = spy.communicate(timeout=seconds + 30)
+                if spy.returncode != 0:
+                    log.warning("py-spy failed: %s", err.decode(errors="replace")[-500:])
+        finally:
+            drainer.stop()
+            probe.close()
+            for m in markers:
+                m.close()
+        errors = s.callback_errors()
+    prof = None
+    if profile is not None and kind == "zionwm" and profile.exists():
+        prof = top_frames(profile.read_text())
+    return {
+        "profile": prof,
+        "compositor": kind,
+        "windows": windows,
+        "events_sent": sent[0],
+        "rate_hz": round(sent[0] / wall, 1),
+        "flood_cpu_s": round(cpu, 3),
+        "flood_cpu_percent": round(cpu_percent(cpu, wall), 2),
+        "baseline_cpu_percent": round(cpu_percent(base_cpu, base_wall), 2),
+        "cpu_us_per_event": round(1e6 * (cpu - base_cpu * wall / base_wall) / max(1, sent[0]), 2),
+        "callback_errors": errors[:5],
+    }
+
+
+def measure(
+    seconds: float = 10, rate: int = 1000, windows: int = 10, profile: Path | None = None
+) -> dict[str, Any]:
+    rows = []
+    for kind in ("sway", "zionwm"):
+        log.info("pointer: %s", kind)
+        try:
+            rows.append(run_one(kind, seconds, rate, windows, profile))
+        except Exception as e:
+            log.exception("pointer benchmark on %s failed", kind)
+            rows.append({"compositor": kind, "error": f"{type(e).__name__}: {e}"})
+    z = next((r for r in rows if r["compositor"] == "zionwm" and "error" not in r), None)
+    p = next((r for r in rows if r["compositor"] == "sway" and "error" not in r), None)
+    return {
+        "seconds": seconds,
+        "rate_hz": rate,
+        "rows": rows,
+        "ratio_flood_cpu": ratio(z["flood_cpu_s"], p["flood_cpu_s"]) if z and p else None,
+        "ratio_cpu_per_event": ratio(z["cpu_us_per_event"], p["cpu_us_per_event"])
+        if z and p
+        else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--windows", type=int, default=10)
+    ap.add_argument("--profile", type=Path)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    json.dump(measure(args.seconds, args.rate, args.windows, args.profile), sys.stdout, indent=1)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,417 @@
+"""`make bench`: every benchmark in one run, zionwm and its peer alternating, results to
+benchmarks/results/latest.json, latest.md and PNG plots, and a printed summary.
+
+    .venv/bin/python -m benchmarks.run [--quick] [--only switch,pointer,...]
+
+The colleagues' benchmarks (freeze, sandbox_spawn, quarantine, audit, network) run as
+their own processes with the arguments below and their JSON is kept as they print it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import idle, pointer, switch
+from .common import budget_check, now_utc
+
+log = logging.getLogger(__name__)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FRAME_60HZ_MS = 1000 / 60
+
+# name -> (module, full-run args, quick args)
+EXTERNAL: dict[str, tuple[str, list[str], list[str]]] = {
+    "freeze": ("benchmarks.freeze", ["--reps", "30"], ["--reps", "5", "--counts", "1,100"]),
+    "sandbox_spawn": (
+        "benchmarks.sandbox_spawn",
+        ["--runs", "100", "--frames", "10"],
+        ["--runs", "10", "--frames", "2"],
+    ),
+    "quarantine": (
+        "benchmarks.quarantine",
+        ["--count-small", "100", "--count-large", "10", "--json"],
+        ["--count-small", "20", "--count-large", "2", "--json"],
+    ),
+    "audit": ("benchmarks.audit", ["--reps", "10"], ["--reps", "2"]),
+    "network": (
+        "benchmarks.network",
+        ["--reps", "10", "--seconds", "2"],
+        ["--reps", "2", "--seconds", "1"],
+    ),
+}
+
+
+def run_external(name: str, quick: bool) -> dict[str, Any]:
+    module, full, short = EXTERNAL[name]
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", module, *(short if quick else full)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out after 300 s"}
+    took = round(time.monotonic() - t0, 1)
+    if r.returncode != 0:
+        return {"error": f"exit {r.returncode}: {r.stderr[-1500:]}", "seconds": took}
+    try:
+        return {"result": json.loads(r.stdout), "seconds": took}
+    except json.JSONDecodeError:
+        return {"error": "no JSON on stdout", "stdout": r.stdout[-1500:], "seconds": took}
+
+
+def _dig(d: Any, *keys: Any) -> Any:
+    for k in keys:
+        if isinstance(d, dict):
+            d = d.get(k)
+        elif isinstance(d, list) and isinstance(k, int) and k < len(d):
+            d = d[k]
+        else:
+            return None
+    return d
+
+
+def _series(results: dict[str, Any], comp: str, count: int, frozen: bool) -> Any:
+    for row in _dig(results, "switch", "series") or []:
+        if (
+            row.get("compositor") == comp
+            and row.get("windows_per_desktop") == count
+            and bool(row.get("frozen_target")) == frozen
+            and "error" not in row
+        ):
+            return row
+    return None
+
+
+def budget(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The published budget lines, each with the measured figure and pass/miss."""
+    lines: list[dict[str, Any]] = []
+    z50 = _series(results, "zionwm", 50, False)
+    s50 = _series(results, "sway", 50, False)
+    z_int = _dig(z50, "internal_ms", "p99")
+    z_ext = _dig(z50, "external_ms", "p99")
+    s_ext = _dig(s50, "external_ms", "p99")
+    lines.append(
+        {
+            "line": "switch p99 at 50 windows within one 60 Hz frame (internal)",
+            "figure": z_int,
+            "unit": "ms",
+            "limit": round(FRAME_60HZ_MS, 2),
+            "status": budget_check(z_int, FRAME_60HZ_MS),
+        }
+    )
+    r = round(z_ext / s_ext, 2) if z_ext and s_ext else None
+    lines.append(
+        {
+            "line": "switch p99 at 50 windows no more than 1.5x sway (external)",
+            "figure": r,
+            "unit": "x sway",
+            "limit": 1.5,
+            "status": budget_check(r, 1.5),
+        }
+    )
+    pr = _dig(results, "pointer", "ratio_flood_cpu")
+    lines.append(
+        {
+            "line": "pointer-motion CPU no more than 3x sway",
+            "figure": pr,
+            "unit": "x sway",
+            "limit": 3.0,
+            "status": budget_check(pr, 3.0),
+        }
+    )
+    zidle = next(
+        (
+            r
+            for r in _dig(results, "idle", "idle") or []
+            if r.get("compositor") == "zionwm" and "cpu_percent" in r
+        ),
+        None,
+    )
+    ic = zidle["cpu_percent"] if zidle else None
+    lines.append(
+        {
+            "line": "idle CPU under 1% (10 windows)",
+            "figure": ic,
+            "unit": "%",
+            "limit": 1.0,
+            "status": budget_check(ic, 1.0),
+        }
+    )
+    sp = _dig(results, "sandbox_spawn", "result")
+    over = None
+    if isinstance(sp, dict):
+        a, b = _dig(sp, "zionwm_sandbox", "median_ms"), _dig(sp, "bare_fork_exec", "median_ms")
+        over = round(a - b, 2) if a is not None and b is not None else None
+    lines.append(
+        {
+            "line": "sandbox spawn under 10 ms over bare exec (median)",
+            "figure": over,
+            "unit": "ms",
+            "limit": 10.0,
+            "status": budget_check(over, 10.0),
+        }
+    )
+    fr = None
+    for row in _dig(results, "freeze", "result", "results") or []:
+        if row.get("processes") == 100:
+            fr = _dig(row, "freeze_ms", "p99")
+    lines.append(
+        {
+            "line": "freeze of 100 processes under 5 ms (p99)",
+            "figure": fr,
+            "unit": "ms",
+            "limit": 5.0,
+            "status": budget_check(fr, 5.0),
+        }
+    )
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    out = [
+        f"# zionwm benchmarks, {results['date']}",
+        "",
+        f"Machine: {results['machine']}. Peer: sway {results.get('sway_version', '?')} "
+        "(same wlroots 0.15.1, headless, pixman renderer, unprivileged user). "
+        "Methods: benchmarks/README.md.",
+        "",
+        "## Budget",
+        "",
+        "| line | figure | limit | status |",
+        "|---|---|---|---|",
+    ]
+    for b in results["budget"]:
+        out.append(
+            f"| {b['line']} | {b['figure']} {b['unit']} | {b['limit']} | **{b['status']}** |"
+        )
+    out += [
+        "",
+        "## Desktop switch latency (ms; key to the first frame showing the target)",
+        "",
+        "| compositor | windows/desktop | target frozen | N | method | median | p95 "
+        "| p99 | ratio p50/p99 to sway |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in _dig(results, "switch", "series") or []:
+        if "error" in row:
+            out.append(
+                f"| {row['compositor']} | {row['windows_per_desktop']} | | | error: "
+                f"{row['error'][:80]} | | | | |"
+            )
+            continue
+        for method in ("external_ms", "internal_ms"):
+            st = row.get(method)
+            if not st:
+                continue
+            rat = ""
+            if method == "external_ms" and "ratio_external_p50" in row:
+                rat = f"{row['ratio_external_p50']} / {row['ratio_external_p99']}"
+            out.append(
+                f"| {row['compositor']} | {row['windows_per_desktop']} | "
+                f"{'yes' if row.get('frozen_target') else 'no'} | {st['n']} | "
+                f"{method.split('_')[0]} | {st['median']} | {st['p95']} | {st['p99']} "
+                f"| {rat} |"
+            )
+    p = results.get("pointer") or {}
+    out += [
+        "",
+        f"## Pointer motion ({p.get('rate_hz')} Hz for {p.get('seconds')} s)",
+        "",
+        "| compositor | events | CPU s | CPU % | baseline % | CPU µs/event |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in p.get("rows", []):
+        if "error" in row:
+            out.append(f"| {row['compositor']} | error: {row['error'][:80]} | | | | |")
+            continue
+        out.append(
+            f"| {row['compositor']} | {row['events_sent']} | {row['flood_cpu_s']} | "
+            f"{row['flood_cpu_percent']} | {row['baseline_cpu_percent']} | "
+            f"{row['cpu_us_per_event']} |"
+        )
+    out.append(
+        f"\nRatio zionwm/sway: CPU {p.get('ratio_flood_cpu')}, per event "
+        f"{p.get('ratio_cpu_per_event')}."
+    )
+    i = results.get("idle") or {}
+    out += [
+        "",
+        "## Idle CPU and memory",
+        "",
+        "| compositor | idle CPU % (N s) | RSS 0 win "
+        "(KiB) | RSS many win (KiB) | PSS many win (KiB) |",
+        "|---|---|---|---|---|",
+    ]
+    for kind in ("zionwm", "sway"):
+        ic: dict[str, Any] = next((r for r in i.get("idle", []) if r.get("compositor") == kind), {})
+        mem: dict[str, Any] = next(
+            (r for r in i.get("memory", []) if r.get("compositor") == kind), {}
+        )
+        many: dict[str, Any] = next(
+            (v for k, v in mem.items() if k.startswith("windows_") and k != "windows_0"), {}
+        )
+        out.append(
+            f"| {kind} | {ic.get('cpu_percent', ic.get('error', ''))} "
+            f"({ic.get('seconds', '')}) | {_dig(mem, 'windows_0', 'rss_kib')} | "
+            f"{many.get('rss_kib')} | {many.get('pss_kib')} |"
+        )
+    pdk = i.get("per_desktop") or {}
+    out.append(
+        f"\nPer desktop in use (compositor RSS + helpers' PSS + cgroup memory, "
+        f"10 vs 2 desktops): {pdk.get('per_desktop_kib')} KiB; Qubes qube "
+        f"(literature): {pdk.get('qubes_qube_mib_literature')} MiB."
+    )
+    out += ["", "## Colleagues' benchmarks (their JSON in latest.json)", ""]
+    for name in EXTERNAL:
+        r = results.get(name) or {}
+        out.append(
+            f"- **{name}** ({r.get('seconds', '?')} s): "
+            + (
+                "error: " + str(r["error"])[:200]
+                if "error" in r
+                else _external_summary(name, r.get("result"))
+            )
+        )
+    return "\n".join(out) + "\n"
+
+
+def _external_summary(name: str, res: Any) -> str:
+    if name == "freeze":
+        return "; ".join(
+            f"{r['processes']} proc: freeze p50 {r['freeze_ms']['p50']} / p99 "
+            f"{r['freeze_ms']['p99']} ms, thaw p50 {r['thaw_ms']['p50']} ms"
+            for r in _dig(res, "results") or []
+        )
+    if name == "sandbox_spawn":
+        parts = []
+        for k, v in (res or {}).items():
+            if isinstance(v, dict) and "median_ms" in v:
+                parts.append(f"{k} median {v['median_ms']} / p95 {v['p95_ms']} ms")
+        return "; ".join(parts) + "; flatpak (published): 253 ms"
+    return json.dumps(res)[:400]
+
+
+def plots(results: dict[str, Any], out: Path) -> list[str]:
+    try:
+        import matplotlib  # noqa: PLC0415  (optional: the `bench` extra)
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        log.warning("matplotlib is not installed: no plots")
+        return []
+    written = []
+    rows = [r for r in _dig(results, "switch", "series") or [] if "error" not in r]
+    if rows:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        labels, data = [], []
+        for r in rows:
+            tag = (
+                f"{r['compositor']}{' frozen' if r.get('frozen_target') else ''}\n"
+                f"{r['windows_per_desktop']} win"
+            )
+            labels.append(tag)
+            data.append(r["raw_external_ms"] or [0])
+        ax.boxplot(data, whis=(1, 99), showfliers=False)
+        ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7)
+        ax.axhline(FRAME_60HZ_MS, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_ylabel("key to first frame showing the target (ms)")
+        ax.set_title(f"Desktop switch latency, external method ({results['date']})")
+        fig.tight_layout()
+        path = out / "switch.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        written.append(path.name)
+    prow = [r for r in _dig(results, "pointer", "rows") or [] if "error" not in r]
+    irow = [r for r in _dig(results, "idle", "memory") or [] if "error" not in r]
+    if prow or irow:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.5))
+        a1.bar([r["compositor"] for r in prow], [r["flood_cpu_percent"] for r in prow])
+        a1.set_ylabel("CPU % during 1 kHz pointer flood")
+        names = [r["compositor"] for r in irow]
+        a2.bar([n + "\n0 win" for n in names], [r["windows_0"]["rss_kib"] / 1024 for r in irow])
+        a2.bar(
+            [n + "\nmany" for n in names],
+            [
+                next(v for k, v in r.items() if k.startswith("windows_") and k != "windows_0")[
+                    "rss_kib"
+                ]
+                / 1024
+                for r in irow
+            ],
+        )
+        a2.set_ylabel("RSS (MiB)")
+        fig.tight_layout()
+        path = out / "cost.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        written.append(path.name)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small N everywhere (a smoke run)")
+    ap.add_argument("--only", default="switch,pointer,idle," + ",".join(EXTERNAL))
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if os.geteuid() != 0:
+        print(
+            "benchmarks need root (cgroups, namespaces, a throw-away user for sway)",
+            file=sys.stderr,
+        )
+        return 2
+    only = set(args.only.split(","))
+    t0 = time.monotonic()
+    sway_v = subprocess.run(["sway", "--version"], capture_output=True, text=True, check=False)
+    results: dict[str, Any] = {
+        "date": now_utc(),
+        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Linux {platform.release()}",
+        "sway_version": sway_v.stdout.strip().split()[-1] if sway_v.returncode == 0 else None,
+        "quick": args.quick,
+    }
+    if "switch" in only:
+        results["switch"] = switch.measure(
+            [1, 10] if args.quick else [1, 10, 50], 20 if args.quick else 200
+        )
+    if "pointer" in only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        results["pointer"] = pointer.measure(
+            3 if args.quick else 10, profile=args.out / "pointer-zionwm.pyspy.txt"
+        )
+    if "idle" in only:
+        results["idle"] = idle.measure(5 if args.quick else 30, 10, 10 if args.quick else 50)
+    for name in EXTERNAL:
+        if name in only:
+            log.info("running %s", name)
+            results[name] = run_external(name, args.quick)
+    results["budget"] = budget(results)
+    results["seconds"] = round(time.monotonic() - t0, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results["plots"] = plots(results, args.out)
+    (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
+    md = markdown(results)
+    (args.out / "latest.md").write_text(md)
+    print(md)
+    print(f"({results['seconds']} s; written to {args.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Desktop switch latency, zionwm against sway's workspace switch.
+
+    .venv/bin/python -m benchmarks.switch [--switches 200] [--counts 1,10,50] [--json]
+
+Each desktop (sway: workspace) gets N weston-simple-shm windows and one static marker
+window of its own colour, mapped last so it is on top. A trusted host client then presses
+Super+1 / Super+2 alternately through zwp_virtual_keyboard_v1 (what wtype does), after a
+random 0-17 ms pause so key presses do not lock to the 60 Hz frame clock.
+
+Two figures per switch:
+- external (both compositors): from the key leaving the probe to the first output frame
+  whose pixels show the target desktop's marker. Before each key the probe asks for the
+  next damaged frame with zwlr_screencopy copy_with_damage; each frame carries the
+  compositor's CLOCK_MONOTONIC commit time, so the figure is not quantised by how often
+  we look, only by the compositor's own frame clock.
+- internal (zionwm only): the compositor's own record, from handling the key binding to
+  the return of the scene commit of the next output frame (`status` IPC, raw samples).
+  Sway has no such record.
+
+zionwm is also measured with the target desktop frozen (cgroup freezer) before every
+switch, so the thaw is on the measured path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from typing import Any
+
+from .common import (
+    Marker,
+    Probe,
+    ZionwmSession,
+    populate,
+    ratio,
+    session,
+    summarize,
+    wait_for,
+)
+
+log = logging.getLogger(__name__)
+
+CLIENT = ["weston-simple-shm"]
+MARKERS = {1: (0xFFE0_2020, (0xE0, 0x20, 0x20)), 2: (0xFF20_E0E0, (0x20, 0xE0, 0xE0))}
+
+
+def _near(px: tuple[int, int, int], want: tuple[int, int, int], tol: int = 24) -> bool:
+    return all(abs(a - b) <= tol for a, b in zip(px, want, strict=True))
+
+
+def _centre(s: Any, app_id: str) -> tuple[int, int]:
+    rect = s.window_rect(app_id)
+    if rect is None:
+        raise RuntimeError(f"{s.name}: marker {app_id} is not mapped")
+    x, y, w, h = rect
+    return x + w // 2, y + h // 2
+
+
+def _shows(frame: Any, centre: tuple[int, int], desktop: int) -> bool:
+    return _near(frame.pixel(*centre), MARKERS[desktop][1])
+
+
+def run_series(s: Any, count: int, switches: int, frozen: bool, seed: int) -> dict[str, Any]:
+    """Populate desktops 1 and 2 with `count` clients each, then time `switches` switches."""
+    for d in (1, 2):
+        populate(s, d, count, CLIENT)
+    markers: dict[int, Marker] = {}
+    for d in (1, 2):
+        markers[d] = Marker(s.desktop_socket(d), f"bench-marker-{d}", MARKERS[d][0])
+        # mapped before sway is shown another workspace, or it would land there
+        app_id = f"bench-marker-{d}"
+        wait_for(lambda a=app_id: s.window_rect(a), 10, f"marker {d} to map")  # type: ignore[misc]
+        if hasattr(s, "place_like_zionwm"):
+            s.place_like_zionwm(d)
+    probe = Probe(s.wayland_socket)
+    rng = random.Random(seed)
+    external: list[float] = []
+    received: list[float] = []
+    missed = 0
+    try:
+        s.show(1)
+        for m in markers.values():
+            m.pump(0.2)
+        centres = {d: _centre(s, f"bench-marker-{d}") for d in (1, 2)}
+
+        def settled() -> bool:
+            for m in markers.values():
+                m.pump()
+            return _shows(probe.collect(probe.arm(), 2.0), centres[1], 1)
+
+        deadline = time.monotonic() + 10
+        while not settled():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{s.name}: desktop 1's marker never showed")
+        before = len(s.switch_samples()) if isinstance(s, ZionwmSession) else 0
+        current = 1
+        for _ in range(switches):
+            target = 3 - current
+            if frozen:
+                s.freeze(target)
+                _wait_frozen(s, target)
+            time.sleep(rng.uniform(0, 0.017))  # de-phase the key from the frame clock
+            frame = probe.arm()
+            t0 = probe.super_digit(target)
+            end = time.monotonic() + 3
+            while True:
+                f = probe.collect(frame, max(0.01, end - time.monotonic()))
+                if _shows(f, centres[target], target):
+                    external.append((f.when_ns - t0) / 1e6)
+                    received.append((f.received_ns - t0) / 1e6)
+                    break
+                if time.monotonic() > end:
+                    missed += 1
+                    break
+                frame = probe.arm()
+            current = target
+            for m in markers.values():
+                m.pump()
+        internal: list[float] = []
+        if isinstance(s, ZionwmSession):
+            samples = s.switch_samples()
+            internal = (
+                samples[before:] if len(samples) - before == switches else samples[-switches:]
+            )
+    finally:
+        probe.close()
+        for m in markers.values():
+            m.close()
+    return {
+        "compositor": s.name,
+        "windows_per_desktop": count,
+        "frozen_target": frozen,
+        "switches": switches,
+        "missed": missed,
+        "external_ms": summarize(external),
+        "frame_received_ms": summarize(received),
+        "internal_ms": summarize(internal) if internal else None,
+        "raw_external_ms": [round(x, 3) for x in external],
+        "raw_internal_ms": [round(x, 3) for x in internal],
+    }
+
+
+def _wait_frozen(s: ZionwmSession, desktop: int) -> None:
+    deadline = time.monotonic() + 5
+    while not s.frozen(desktop):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"desktop {desktop} did not freeze")
+        time.sleep(0.002)
+
+
+def measure(counts: list[int], switches: int) -> dict[str, Any]:
+    """Alternate the compositors: zionwm first for one count, sway first for the next."""
+    series: list[dict[str, Any]] = []
+    for i, count in enumerate(counts):
+        order = ["zionwm", "sway"] if i % 2 == 0 else ["sway", "zionwm"]
+        for kind in order:
+            log.info("switch: %s, %d windows per desktop", kind, count)
+            try:
+                with session(kind) as s:
+                    series.append(run_series(s, count, switches, False, seed=count))
+                    if kind == "zionwm":
+                        row = run_series(s, 0, switches, True, seed=count + 1)
+                        row["windows_per_desktop"] = count
+                        series.append(row)
+            except Exception as e:  # one failed series must not lose the others
+                log.exception("switch series %s/%d failed", kind, count)
+                series.append(
+                    {
+                        "compositor": kind,
+                        "windows_per_desktop": count,
+                        "error": f"{type(e).__name__}: {e}",
+                    }
+                )
+    for row in series:
+        if row.get("compositor") != "zionwm" or "error" in row:
+            continue
+        peer = next(
+            (
+                p
+                for p in series
+                if p.get("compositor") == "sway"
+                and p.get("windows_per_desktop") == row["windows_per_desktop"]
+                and "error" not in p
+            ),
+            None,
+        )
+        if peer is not None:
+            row["ratio_external_p50"] = ratio(
+                row["external_ms"]["median"], peer["external_ms"]["median"]
+            )
+            row["ratio_external_p99"] = ratio(row["external_ms"]["p99"], peer["external_ms"]["p99"])
+    return {"series": series}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--switches", type=int, default=200)
+    ap.add_argument("--counts", default="1,10,50")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = measure([int(c) for c in args.counts.split(",")], args.switches)
+    json.dump(out, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

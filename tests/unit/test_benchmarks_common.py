@@ -1,0 +1,126 @@
+"""The benchmarks' pure helpers: percentiles, summaries, ratios, /proc parsing, budget
+checks, and where zionwm places a window (which the sway peer copies)."""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+import pytest
+
+from benchmarks.common import (
+    budget_check,
+    cpu_percent,
+    parse_kib,
+    parse_stat_ticks,
+    percentile,
+    ratio,
+    summarize,
+    zionwm_position,
+)
+
+
+def test_percentile_matches_the_inclusive_method_of_the_standard_library() -> None:
+    data = [7.0, 1.0, 3.0, 12.5, 4.0, 4.0, 9.0, 0.5, 2.0, 30.0, 6.0]
+    cuts = statistics.quantiles(data, n=100, method="inclusive")
+    for q in (1, 5, 25, 50, 75, 95, 99):
+        assert percentile(data, q) == pytest.approx(cuts[q - 1])
+
+
+def test_percentile_ends_and_interpolation() -> None:
+    assert percentile([5.0], 99) == 5.0
+    assert percentile([1.0, 2.0], 0) == 1.0
+    assert percentile([1.0, 2.0], 100) == 2.0
+    assert percentile([0.0, 10.0], 25) == pytest.approx(2.5)
+    assert percentile(list(range(101)), 99) == pytest.approx(99.0)
+
+
+def test_percentile_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def test_summarize() -> None:
+    s = summarize([4.0, 1.0, 3.0, 2.0])
+    assert s["n"] == 4
+    assert s["median"] == 2.5
+    assert s["min"] == 1.0
+    assert s["max"] == 4.0
+    assert s["mean"] == 2.5
+    assert s["p95"] == pytest.approx(3.85)
+    assert s["p99"] == pytest.approx(3.97)
+    assert summarize([]) == {"n": 0}
+
+
+def test_ratio() -> None:
+    assert ratio(3.0, 2.0) == 1.5
+    assert ratio(1.0, 3.0) == 0.33
+    assert ratio(None, 2.0) is None
+    assert ratio(1.0, None) is None
+    assert ratio(1.0, 0.0) is None
+
+
+def test_cpu_percent() -> None:
+    assert cpu_percent(0.5, 10.0) == pytest.approx(5.0)
+    with pytest.raises(ValueError):
+        cpu_percent(1.0, 0.0)
+
+
+def test_parse_stat_ticks_survives_odd_command_names() -> None:
+    # a command name with spaces and a ')' (anyone can name a process so)
+    fields = ["S", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "111", "222", "0", "0"]
+    stat = "4242 (evil) name ) x) " + " ".join(fields)
+    assert parse_stat_ticks(stat) == 333
+
+
+def test_parse_stat_ticks_of_this_process_agrees_with_os_times() -> None:
+    sum(i * i for i in range(300_000))  # use some CPU first
+    t = os.times()
+    with open(f"/proc/{os.getpid()}/stat") as f:
+        ticks = parse_stat_ticks(f.read())
+    expected = (t.user + t.system) * os.sysconf("SC_CLK_TCK")
+    assert abs(ticks - expected) <= 3
+
+
+def test_parse_kib() -> None:
+    text = "Name:\tx\nVmPeak:\t  2000 kB\nVmRSS:\t  1234 kB\n"
+    assert parse_kib(text, "VmRSS") == 1234
+    assert parse_kib(text, "VmSwap") is None
+    assert parse_kib("Rss: 10 kB\nPss: 7 kB\n", "Pss") == 7
+
+
+def test_budget_check() -> None:
+    assert budget_check(1.0, 1.5) == "pass"
+    assert budget_check(1.5, 1.5) == "pass"
+    assert budget_check(1.6, 1.5) == "miss"
+    assert budget_check(None, 1.5) == "n/a"
+
+
+def test_zionwm_position_centres_then_cascades() -> None:
+    x0, y0 = zionwm_position(0, 250, 250)
+    assert (x0, y0) == ((1280 - 250) // 2, 24 + (720 - 24 - 250) // 2)
+    assert zionwm_position(1, 250, 250) == (x0 + 32, y0 + 32)
+    assert zionwm_position(8, 250, 250) == (x0, y0)  # the cascade wraps every 8
+    # a window larger than the output is kept inside by the frame width
+    assert zionwm_position(0, 2000, 2000) == (3, 27)
+
+
+def test_placement_constants_are_the_compositors() -> None:
+    from benchmarks import common
+    from zionwm.compositor.ui import STRIP_HEIGHT
+    from zionwm.compositor.views import BORDER
+
+    assert (common.STRIP, common.BORDER) == (STRIP_HEIGHT, BORDER)
+
+
+def test_top_frames_of_collapsed_stacks() -> None:
+    from benchmarks.pointer import top_frames
+
+    text = "main;run;commit 6\nmain;run;motion;node_at 3\nmain;idle 1\nnot a stack line\n"
+    t = top_frames(text, n=3)
+    assert t["self"] == [("commit", 60.0), ("node_at", 30.0), ("idle", 10.0)]
+    assert t["inclusive"][0] == ("main", 100.0)
+    assert ("run", 90.0) in t["inclusive"]
+    assert top_frames("") == {"self": [], "inclusive": []}
