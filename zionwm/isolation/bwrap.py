@@ -29,6 +29,12 @@ namespace, all capabilities dropped, no further user namespaces allowed):
 Fonts go under /run/zionwm/fonts rather than /usr/local/share/fonts: /usr is a read-only
 bind, and bwrap cannot create mount points inside it. FONTCONFIG_FILE points fontconfig at
 a generated file that includes the host's configuration plus those directories.
+
+A desktop on a root-filesystem template (`spec.template`, see `templates`) gets /usr, /etc,
+/var and /bin, /sbin, /lib* from the template's merged view instead (`TemplateFacts.merged`,
+mounted by the template helper: the template under the desktop's own copy-on-write layer),
+with only the host's resolv.conf and hosts bound over its /etc, and the host's font dirs
+under /run/zionwm/fonts/host<n>.
 """
 
 from __future__ import annotations
@@ -91,6 +97,13 @@ SYSTEM_CANDIDATES = (
     "/etc/magic",
     "/etc/magic.mime",
 )
+
+# What a desktop on a template takes from the template (when present there), and the only
+# host files bound over the template's /etc: name resolution follows the host's network.
+TEMPLATE_DIRS = ("usr", "etc", "var", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+TEMPLATE_HOST_ETC = ("/etc/resolv.conf", "/etc/hosts")
+# Host fonts a templated desktop still sees.
+HOST_FONT_CANDIDATES = ("/usr/share/fonts", "/usr/local/share/fonts")
 
 # Top-level directories that merged-/usr systems make symlinks (recreated as such) and older
 # layouts keep as directories (bound read-only).
@@ -198,6 +211,20 @@ class HostFacts:
     pulse_socket: str | None = None
     has_cpu_sysfs: bool = True
     bwrap: str = "/usr/bin/bwrap"
+    font_dirs: tuple[str, ...] = ()  # which HOST_FONT_CANDIDATES exist
+
+
+@dataclass(frozen=True)
+class TemplateFacts:
+    """A desktop's view of its template, as prepared by the launcher (host paths)."""
+
+    name: str
+    lower: str  # the template's current tree (read-only lower layer)
+    upper: str  # the desktop's layer (inside `scratch` for an ephemeral one)
+    work: str
+    merged: str  # where the helper mounts the merged view; bwrap binds from here
+    scratch: str | None  # ephemeral: tmpfs mount point holding upper and work
+    top: tuple[tuple[str, str | None], ...]  # TEMPLATE_DIRS present: (name, link target | None)
 
 
 @dataclass(frozen=True)
@@ -217,6 +244,7 @@ class SandboxPlan:
     hostname: str
     bwrap: str = "/usr/bin/bwrap"
     writable_usr: bool = False
+    template: TemplateFacts | None = None
     notes: tuple[str, ...] = ()  # what the policy could not enforce, for the log
     fds: Mapping[str, int] = field(default_factory=dict)
 
@@ -316,19 +344,23 @@ def plan_sandbox(
     cwd: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     x11_socket_dir: str | None = None,
+    template: TemplateFacts | None = None,
 ) -> SandboxPlan:
     """Resolve a desktop's policy into a plan. Pure: everything it needs is in its arguments.
 
     `wayland_socket` is the host path of the desktop's socket (None: no display for this
     program). `writable_usr_source` is where the launcher's overlay helper will have mounted
     the desktop's /usr layer (required when the spec asks for writable_usr). `seed` is the
-    scanned template of an ephemeral home.
+    scanned template of an ephemeral home. `template` is the prepared root-filesystem
+    template (required when the spec names one).
     """
     if not _DESKTOP_NAME.fullmatch(spec.name):
         raise PlanError(f"desktop name {spec.name!r} is not [a-z0-9_-]{{1,32}}")
     if not argv or not argv[0]:
         raise PlanError("nothing to run: empty argv")
-    if spec.writable_usr and not writable_usr_source:
+    if spec.template and (template is None or template.name != spec.template):
+        raise PlanError(f"desktop {spec.name}: template {spec.template} was not prepared")
+    if spec.writable_usr and not writable_usr_source and template is None:
         raise PlanError(f"desktop {spec.name}: writable_usr needs the overlay's mount point")
     eph = spec.ephemeral if ephemeral is None else ephemeral
     user = host.user
@@ -343,7 +375,15 @@ def plan_sandbox(
         return s.name
 
     # Base system.
-    if spec.writable_usr:
+    if template is not None:
+        if spec.writable_usr:
+            notes.append("writable_usr is implied by the template's copy-on-write layer")
+        for name, target in template.top:
+            if target is not None:
+                mounts.append(Mount(MountKind.SYMLINK, f"/{name}", source=target))
+            else:
+                mounts.append(Mount(MountKind.BIND, f"/{name}", source=f"{template.merged}/{name}"))
+    elif spec.writable_usr:
         assert writable_usr_source is not None
         mounts.append(Mount(MountKind.BIND, "/usr", source=writable_usr_source))
     else:
@@ -363,7 +403,7 @@ def plan_sandbox(
     mounts.append(Mount(MountKind.DEV, "/dev"))
     mounts.append(Mount(MountKind.TMPFS, "/tmp"))
     mounts.append(Mount(MountKind.TMPFS, "/var/tmp"))
-    for path in SYSTEM_CANDIDATES:
+    for path in TEMPLATE_HOST_ETC if template is not None else SYSTEM_CANDIDATES:
         if path in host.system_files:
             mounts.append(Mount(MountKind.RO_BIND_TRY, path, source=path))
     passwd, group = passwd_lines(host.uid, host.gid, user, home)
@@ -470,10 +510,14 @@ def plan_sandbox(
 
     # Customization.
     added_env: dict[str, str] = dict(extra_env or {})
-    if spec.fonts:
+    host_fonts = host.font_dirs if template is not None else ()
+    if spec.fonts or host_fonts:
         font_dirs = [f"{FONTS_DIR}/{i}" for i in range(len(spec.fonts))]
         for src, dest in zip(spec.fonts, font_dirs, strict=True):
             mounts.append(Mount(MountKind.RO_BIND, dest, source=src))
+        for i, src in enumerate(host_fonts):
+            font_dirs.append(f"{FONTS_DIR}/host{i}")
+            mounts.append(Mount(MountKind.RO_BIND, font_dirs[-1], source=src))
         conf = fontconfig_conf(font_dirs)
         mounts.append(
             Mount(
@@ -512,7 +556,8 @@ def plan_sandbox(
         cwd=cwd or home,
         hostname=spec.name,
         bwrap=host.bwrap,
-        writable_usr=spec.writable_usr,
+        writable_usr=spec.writable_usr and template is None,
+        template=template,
         notes=tuple(notes),
     )
 
