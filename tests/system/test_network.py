@@ -232,6 +232,7 @@ class Lab:
         kw.setdefault("uplink_gateway", self.uplink_gw)
         kw.setdefault("upstream_dns", [DNS])
         kw.setdefault("min_ttl", 1)
+        kw.setdefault("loopback_dns", ["127.0.0.53"])
         kw.setdefault("state_dir", self.tmp / "state")
         return NetworkManager(self.prefix, **kw)  # type: ignore[arg-type]
 
@@ -422,6 +423,11 @@ def test_full_reaches_everything(lab: Lab, mgr: NetworkManager) -> None:
     assert lab.probe(ns, "udp", GOOD, "7") == {"ok": True, "value": "echo:ping"}
     assert lab.probe(ns, "dns", "bad.zw.test") == {"ok": True, "value": [BAD]}
     assert lab.probe(ns, "dns", "evil.test") == {"ok": True, "value": [BAD]}
+    # systemd-resolved's address inside the desktop reaches its forwarder too.
+    assert lab.probe(ns, "dnsat", "127.0.0.53", "evil.test") == {
+        "ok": True,
+        "value": [0, 1, [BAD]],
+    }
     # The host's own services are not part of "what the host reaches".
     with IPRoute() as ip:
         idx = ip.link_lookup(ifname=lab.uplink)[0]
@@ -475,6 +481,7 @@ def test_filtered_allows_only_the_list_and_follows_dns(lab: Lab, mgr: NetworkMan
     assert lab.probe(ns, "dns", "evil.test")["ok"] is False
     # Every DNS query is answered by the filter, whatever server the program asks.
     assert lab.probe(ns, "dnsat", "203.0.113.53", "evil.test") == {"ok": True, "value": [3, 0, []]}
+    assert lab.probe(ns, "dnsat", "127.0.0.53", "evil.test") == {"ok": True, "value": [3, 0, []]}
     assert lab.probe(ns, "dnsat", "203.0.113.53", "good.zw.test") == {
         "ok": True,
         "value": [0, 1, [GOOD]],

@@ -247,6 +247,13 @@ def learned_addresses(msg: Message, min_ttl: int, max_ttl: int) -> list[tuple[st
     return sorted(out.items())
 
 
+def _is_loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
 def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
     buf = b""
     while len(buf) < n:
@@ -283,6 +290,7 @@ class _Pending:
     deadline: float
     attempt: int
     raw: bytes  # the client's query: forwarded as is (EDNS options kept), with our own ID
+    via: socket.socket  # the listening socket it came in on, which answers it
 
 
 class DnsForwarder:
@@ -308,6 +316,8 @@ class DnsForwarder:
         max_pending: int = 256,
         tcp: socket.socket | None = None,
         max_tcp: int = 16,
+        extra_udp: Sequence[socket.socket] = (),
+        extra_tcp: Sequence[socket.socket] = (),
     ) -> None:
         if not upstreams:
             raise ValueError("a DNS forwarder needs at least one upstream")
@@ -328,17 +338,22 @@ class DnsForwarder:
             self.sock.bind(listen)
         self.sock.setblocking(False)
         self._sel = selectors.DefaultSelector()
-        self._sel.register(self.sock, selectors.EVENT_READ, None)
+        # Extra listeners: e.g. 127.0.0.53 inside the desktop's own namespace, for programs
+        # whose resolv.conf names a host-local resolver (systemd-resolved).
+        self.udp_socks = [self.sock, *extra_udp]
+        for u in self.udp_socks:
+            u.setblocking(False)
+            self._sel.register(u, selectors.EVENT_READ, ("udp", u))
         self._pending: dict[socket.socket, _Pending] = {}
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._stopping = False
-        self.tcp = tcp
+        self.tcp_socks = [t for t in (tcp, *extra_tcp) if t is not None]
         self._tcp_threads: set[threading.Thread] = set()
-        if tcp is not None:
-            tcp.setblocking(False)
-            self._sel.register(tcp, selectors.EVENT_READ, "tcp")
+        for t in self.tcp_socks:
+            t.setblocking(False)
+            self._sel.register(t, selectors.EVENT_READ, ("tcp", t))
 
     @property
     def address(self) -> tuple[str, int]:
@@ -394,23 +409,25 @@ class DnsForwarder:
             return False
         return True
 
-    def _on_query(self, data: bytes, client: tuple[str, int]) -> None:
+    def _on_query(self, data: bytes, client: tuple[str, int], via: socket.socket) -> None:
         msg, reply, rules = self._check_query(data)
         if msg is None:
             if reply:
-                self._reply(reply, client)
+                self._reply(reply, client, via)
             return
         rd = bool(msg.flags & 0x0100)
         if len(self._pending) >= self.max_pending:
-            self._reply(build_error(msg.ident, msg.question, RCODE_SERVFAIL, rd), client)
+            self._reply(build_error(msg.ident, msg.question, RCODE_SERVFAIL, rd), client, via)
             return
-        self._send_upstream(_Pending(client, msg.ident, rd, msg.question, rules, 0, 0.0, 0, data))
+        self._send_upstream(
+            _Pending(client, msg.ident, rd, msg.question, rules, 0, 0.0, 0, data, via)
+        )
 
     def _send_upstream(self, p: _Pending) -> None:
         upstream = self.upstreams[p.attempt % len(self.upstreams)]
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            if self.source is not None:
+            if self.source is not None and not _is_loopback(upstream[0]):
                 s.bind((self.source, 0))
             s.setblocking(False)
             s.connect(upstream)
@@ -420,14 +437,14 @@ class DnsForwarder:
         except OSError as exc:
             log.warning("cannot query upstream %s: %s", upstream, exc)
             s.close()
-            self._reply(build_error(p.ident, p.question, RCODE_SERVFAIL, p.rd), p.client)
+            self._reply(build_error(p.ident, p.question, RCODE_SERVFAIL, p.rd), p.client, p.via)
             return
         self._sel.register(s, selectors.EVENT_READ, "upstream")
         self._pending[s] = p
 
-    def _reply(self, data: bytes, client: tuple[str, int]) -> None:
+    def _reply(self, data: bytes, client: tuple[str, int], via: socket.socket) -> None:
         try:
-            self.sock.sendto(data, client)
+            via.sendto(data, client)
         except OSError as exc:
             log.debug("cannot answer %s: %s", client, exc)
 
@@ -458,16 +475,16 @@ class DnsForwarder:
             return  # keep waiting: a forged packet must not cancel the real answer
         self._drop(s)
         if not self._learn(p.rules, msg):
-            self._reply(build_error(p.ident, p.question, RCODE_SERVFAIL, p.rd), p.client)
+            self._reply(build_error(p.ident, p.question, RCODE_SERVFAIL, p.rd), p.client, p.via)
             return
-        self._reply(struct.pack("!H", p.ident) + data[2:], p.client)
+        self._reply(struct.pack("!H", p.ident) + data[2:], p.client, p.via)
 
     def _retry_or_fail(self, p: _Pending) -> None:
         if p.attempt + 1 < max(2, len(self.upstreams)):
             p.attempt += 1
             self._send_upstream(p)
         else:
-            self._reply(build_error(p.ident, p.question, RCODE_SERVFAIL, p.rd), p.client)
+            self._reply(build_error(p.ident, p.question, RCODE_SERVFAIL, p.rd), p.client, p.via)
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -485,12 +502,12 @@ class DnsForwarder:
                 wait = max(0.0, min(p.deadline for p in self._pending.values()) - time.monotonic())
             for key, _ in self._sel.select(timeout=wait):
                 try:
-                    if key.data is None:
-                        self._drain_clients()
-                    elif key.data == "wake":
+                    if key.data == "wake":
                         os.read(self._wake_r, 64)
-                    elif key.data == "tcp":
-                        self._on_tcp_connection()
+                    elif isinstance(key.data, tuple) and key.data[0] == "udp":
+                        self._drain_clients(key.data[1])
+                    elif isinstance(key.data, tuple) and key.data[0] == "tcp":
+                        self._on_tcp_connection(key.data[1])
                     else:
                         self._on_answer(key.fileobj)  # type: ignore[arg-type]
                 except Exception:
@@ -500,10 +517,9 @@ class DnsForwarder:
 
     # -- DNS over TCP (answers too large for UDP): a thread per connection, bounded -------
 
-    def _on_tcp_connection(self) -> None:
-        assert self.tcp is not None
+    def _on_tcp_connection(self, listener: socket.socket) -> None:
         try:
-            conn, _ = self.tcp.accept()
+            conn, _ = listener.accept()
         except (BlockingIOError, InterruptedError):
             return
         self._tcp_threads = {t for t in self._tcp_threads if t.is_alive()}
@@ -542,7 +558,7 @@ class DnsForwarder:
             upstream_id = secrets.randbelow(0x10000)
             try:
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as up:
-                    if self.source is not None:
+                    if self.source is not None and not _is_loopback(upstream[0]):
                         up.bind((self.source, 0))
                     up.settimeout(self.timeout)
                     up.connect(upstream)
@@ -562,16 +578,16 @@ class DnsForwarder:
             return struct.pack("!H", msg.ident) + answer_raw[2:]
         return build_error(msg.ident, msg.question, RCODE_SERVFAIL, rd)
 
-    def _drain_clients(self) -> None:
+    def _drain_clients(self, sock: socket.socket) -> None:
         for _ in range(64):
             try:
-                data, client = self.sock.recvfrom(MAX_UDP)
+                data, client = sock.recvfrom(MAX_UDP)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 log.debug("recvfrom: %s", exc)
                 return
-            self._on_query(data, client)
+            self._on_query(data, client, sock)
 
     def stop(self) -> None:
         self._stopping = True
@@ -584,9 +600,8 @@ class DnsForwarder:
         for s in list(self._pending):
             self._drop(s)
         self._sel.close()
-        self.sock.close()
-        if self.tcp is not None:
-            self.tcp.close()
+        for sock in (*self.udp_socks, *self.tcp_socks):
+            sock.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
@@ -682,7 +697,7 @@ def parse_learn_request(
     return tuple(sorted(set(rules))), out
 
 
-def _drop_privileges() -> None:
+def _drop_privileges(parent: int) -> None:
     try:
         nobody = pwd.getpwnam("nobody")
         uid, gid = nobody.pw_uid, nobody.pw_gid
@@ -693,8 +708,11 @@ def _drop_privileges() -> None:
     os.setresuid(uid, uid, uid)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    # Cleared by the uid change above, so set here: die with the root helper.
+    # Cleared by the uid change above, so set here: die with the root helper. If it died
+    # before this line, nothing would signal us: check we still have it.
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
     if os.getuid() == 0 or os.geteuid() == 0:
         raise RuntimeError("could not drop root")
 
@@ -743,6 +761,8 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.get("fd") is not None:
         listen = socket.socket(fileno=int(cfg["fd"]))
     tcp = socket.socket(fileno=int(cfg["tcp_fd"])) if cfg.get("tcp_fd") is not None else None
+    extra_udp = [socket.socket(fileno=int(fd)) for fd in cfg.get("extra_udp_fds", [])]
+    extra_tcp = [socket.socket(fileno=int(fd)) for fd in cfg.get("extra_tcp_fds", [])]
     policy = _config_policy(cfg)
     max_ttl = int(cfg.get("max_ttl", 86400))
     learn = _nft_learner(str(cfg["prefix"]), str(cfg["desktop"]), str(cfg.get("nft", "nft")))
@@ -752,16 +772,16 @@ def main(argv: list[str] | None = None) -> int:
             i for i, r in enumerate(policy.allow) if netpolicy.rule_network(r) is None
         )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        helper = os.getpid()
         child = os.fork()
         if child != 0:
             theirs.close()
-            if isinstance(listen, socket.socket):
-                listen.close()
-            if tcp is not None:
-                tcp.close()
+            for sock in (listen, tcp, *extra_udp, *extra_tcp):
+                if isinstance(sock, socket.socket):
+                    sock.close()
             return _serve_helper(ours, child, learn, allowed, max_ttl)
         ours.close()
-        _drop_privileges()
+        _drop_privileges(helper)
         learn = _LearnClient(theirs)
     fwd = DnsForwarder(
         listen,
@@ -772,6 +792,8 @@ def main(argv: list[str] | None = None) -> int:
         max_ttl=max_ttl,
         source=cfg.get("source"),
         tcp=tcp,
+        extra_udp=extra_udp,
+        extra_tcp=extra_tcp,
     )
     signal.signal(signal.SIGTERM, lambda *_: fwd.stop())
     fwd.serve_forever()

@@ -46,6 +46,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import functools
 import ipaddress
 import json
 import logging
@@ -515,9 +516,12 @@ class DesktopNet:
 # The manager
 
 
-def _pdeathsig() -> None:
+def _pdeathsig(parent: int) -> None:
     # Children die with the manager, even on SIGKILL: no orphan forwarder keeps port 53.
+    # (Runs between fork and exec; a manager already gone would never send the signal.)
     _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _stop_process(proc: subprocess.Popen[bytes] | None) -> None:
@@ -533,6 +537,22 @@ def _stop_process(proc: subprocess.Popen[bytes] | None) -> None:
     for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
+
+
+def _dns_sockets(addr: str) -> tuple[socket.socket, socket.socket]:
+    """UDP and listening TCP sockets on addr:53, in the calling thread's namespace."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        for s in (udp, tcp):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((addr, 53))
+        tcp.listen(16)
+    except OSError:
+        udp.close()
+        tcp.close()
+        raise
+    return udp, tcp
 
 
 def host_nameservers(resolv: Path = Path("/etc/resolv.conf")) -> list[str]:
@@ -574,6 +594,7 @@ class NetworkManager:
         state_dir: Path | None = None,
         privileged: bool | None = None,
         pasta_args: Sequence[str] = (),
+        loopback_dns: Sequence[str] | None = None,
     ) -> None:
         self.prefix = netpolicy.check_prefix(prefix)
         self.uplink = uplink
@@ -582,6 +603,11 @@ class NetworkManager:
         self.pools = tuple(pools)
         self.min_ttl = min_ttl
         self.pasta_args = list(pasta_args)
+        self.loopback_dns = (
+            list(loopback_dns)
+            if loopback_dns is not None
+            else [a for a in host_nameservers() if ipaddress.ip_address(a).is_loopback]
+        )
         self.caps = probe()
         self.privileged = self.caps.privileged if privileged is None else privileged
         if self.privileged and not self.caps.privileged:
@@ -843,20 +869,22 @@ class NetworkManager:
             log.warning("desktop %s: %s", net.desktop, net.warning)
             return
         # Bound here, inherited by the child: no waiting for its interpreter to start.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            for s in (sock, tcp):
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((str(net.plan.host), 53))
-            tcp.listen(16)
-        except OSError:
-            sock.close()
-            tcp.close()
-            raise
+        sock, tcp = _dns_sockets(str(net.plan.host))
+        # Programs reading the host's resolv.conf ask a host-local resolver (systemd-resolved's
+        # 127.0.0.53): the same forwarder answers there too, inside the desktop's namespace.
+        inside: list[tuple[socket.socket, socket.socket]] = []
+        assert net._ns_path is not None
+        for addr in self.loopback_dns:
+            try:
+                inside.append(_in_netns(net._ns_path, functools.partial(_dns_sockets, addr)))
+            except OSError as exc:
+                log.warning("desktop %s: no DNS listener on %s: %s", net.desktop, addr, exc)
+        extra = [s for pair in inside for s in pair]
         cfg = {
             "fd": sock.fileno(),
             "tcp_fd": tcp.fileno(),
+            "extra_udp_fds": [u.fileno() for u, _ in inside],
+            "extra_tcp_fds": [t.fileno() for _, t in inside],
             "upstreams": [[u, 53] for u in upstreams],
             "mode": net.policy.mode.value,
             "allow": [
@@ -876,12 +904,12 @@ class NetworkManager:
                 [sys.executable, "-m", "zionwm.isolation.dnsfilter", json.dumps(cfg)],
                 stdin=subprocess.DEVNULL,
                 env=env,
-                pass_fds=(sock.fileno(), tcp.fileno()),
-                preexec_fn=_pdeathsig,  # noqa: PLW1509 (prctl only, no locks taken)
+                pass_fds=tuple(s.fileno() for s in (sock, tcp, *extra)),
+                preexec_fn=functools.partial(_pdeathsig, os.getpid()),  # noqa: PLW1509 (prctl only)
             )
         finally:
-            sock.close()
-            tcp.close()
+            for s in (sock, tcp, *extra):
+                s.close()
 
     def _write_resolv(self, net: DesktopNet) -> None:
         text = netpolicy.resolv_conf(net.plan if net._forwarder else None)
@@ -1076,7 +1104,7 @@ class NetworkManager:
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            preexec_fn=_pdeathsig,  # noqa: PLW1509 (prctl only, no locks taken)
+            preexec_fn=functools.partial(_pdeathsig, os.getpid()),  # noqa: PLW1509 (prctl only)
         )
         net = DesktopNet(desktop, policy, NetMode.NONE, "pasta", _holder=holder)
         try:
@@ -1113,7 +1141,7 @@ class NetworkManager:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                preexec_fn=_pdeathsig,  # noqa: PLW1509 (prctl only, no locks taken)
+                preexec_fn=functools.partial(_pdeathsig, os.getpid()),  # noqa: PLW1509 (prctl only)
             )
             self._wait_pasta_link(net)
             net.effective = NetMode.FULL
