@@ -622,6 +622,7 @@ class SwaySession:
                 lambda: _try(lambda: i3ipc.Connection(str(ipc))), 10, "sway's IPC to answer"
             )
             self.clients: list[subprocess.Popen[bytes]] = []
+            self.crashed = 0
         except BaseException:
             self._cleanup_user()
             raise
@@ -655,25 +656,40 @@ class SwaySession:
         return int(self.ipc.get_tree().find_focused().workspace().num)
 
     def launch(self, index: int, argv: list[str]) -> None:
-        before = self.window_count(index)
+        """Start `argv` on workspace `index` and wait until it maps. A client that dies
+        before mapping (weston-simple-shm's "Both buffers busy" race, see the class
+        docstring) is counted in `self.crashed` and started again, at most 3 times."""
         self.show(index)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "XDG_RUNTIME_DIR": str(self.runtime),
             "WAYLAND_DISPLAY": self._sock.name,
         }
-        self.clients.append(
-            subprocess.Popen(
+        for _ in range(3):
+            before = self.window_count(index)
+            proc = subprocess.Popen(
                 argv,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        )
-        # map before the next launch, or a switch would send it to another workspace
-        wait_for(lambda: self.window_count(index) > before, 10, f"{argv[0]} to map on sway")
-        self.place_like_zionwm(index)
+            self.clients.append(proc)
+
+            def mapped_or_dead(p: subprocess.Popen[bytes] = proc, n: int = before) -> str:
+                if self.window_count(index) > n:
+                    return "mapped"
+                return "dead" if p.poll() is not None else ""
+
+            # map before the next launch, or a switch would send it to another workspace
+            if wait_for(mapped_or_dead, 10, f"{argv[0]} to map on sway") == "mapped":
+                self.place_like_zionwm(index)
+                return
+            self.crashed += 1
+        raise RuntimeError(f"{argv[0]} died before mapping on sway 3 times")
+
+    def live_clients(self) -> int:
+        return sum(1 for c in self.clients if c.poll() is None)
 
     def place_like_zionwm(self, index: int) -> None:
         """Move the newest window of workspace `index` where zionwm would put it (centred,

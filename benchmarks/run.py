@@ -189,6 +189,9 @@ def markdown(results: dict[str, Any]) -> str:
         "(same wlroots 0.15.1, headless, pixman renderer, unprivileged user). "
         "Methods: benchmarks/README.md.",
         "",
+        f"Load average (1/5/15 min) at start {results.get('loadavg_start')}, at end "
+        f"{results.get('loadavg_end')}.",
+        "",
         "## Budget",
         "",
         "| line | figure | limit | status |",
@@ -385,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Linux {platform.release()}",
         "sway_version": sway_v.stdout.strip().split()[-1] if sway_v.returncode == 0 else None,
         "quick": args.quick,
+        # other work on the machine skews every figure: say how busy it was
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
     if "switch" in only:
         results["switch"] = switch.measure(
@@ -401,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in only:
             log.info("running %s", name)
             results[name] = run_external(name, args.quick)
+    results["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     results["budget"] = budget(results)
     results["seconds"] = round(time.monotonic() - t0, 1)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -120,6 +120,7 @@ def run_series(s: Any, count: int, switches: int, frozen: bool, seed: int) -> di
             current = target
             for m in markers.values():
                 m.pump()
+        windows_at_end = s.window_count(1) + s.window_count(2)  # markers included
         internal: list[float] = []
         if isinstance(s, ZionwmSession):
             samples = s.switch_samples()
@@ -131,6 +132,8 @@ def run_series(s: Any, count: int, switches: int, frozen: bool, seed: int) -> di
         for m in markers.values():
             m.close()
     return {
+        "clients_crashed_at_start": getattr(s, "crashed", 0),
+        "windows_at_end": windows_at_end,
         "compositor": s.name,
         "windows_per_desktop": count,
         "frozen_target": frozen,
