@@ -15,6 +15,7 @@ import io
 import json
 import os
 import select
+import shutil
 import signal
 import sqlite3
 import stat
@@ -1137,3 +1138,24 @@ def test_hold_survives_a_restart(service: Callable[..., QService]) -> None:
     assert full["state"] == "released"
     assert full["released_at"] >= full["hold_until"] >= full["received_at"] + 2.0
     assert (downloads("personal") / "slow.txt").read_bytes() == b"held\n"
+
+
+def test_inbox_directory_replaced_is_watched_again(service: Callable[..., QService]) -> None:
+    svc = service()
+    inbox = paths.desktop_inbox("web")
+    os.rename(inbox, inbox.with_name("old-inbox"))
+    wait_until(inbox.is_dir, 10, "the inbox recreated")
+    browser_save(inbox, "after-move.txt", b"1\n")
+    wait_until(
+        lambda: any(i["name"] == "after-move.txt" for i in all_items(svc)),
+        10,
+        "a file in the recreated inbox",
+    )
+    shutil.rmtree(inbox)
+    wait_until(inbox.is_dir, 10, "the inbox recreated again")
+    browser_save(inbox, "after-delete.txt", b"2\n")
+    wait_until(
+        lambda: any(i["name"] == "after-delete.txt" for i in all_items(svc)),
+        10,
+        "a file in the inbox recreated after deletion",
+    )

@@ -19,6 +19,7 @@ inbox without ever being opened for reading.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -62,7 +63,10 @@ _WATCH_MASK = (
     | inflags.ONLYDIR
     | inflags.DONT_FOLLOW
     | inflags.EXCL_UNLINK
+    | inflags.DELETE_SELF
+    | inflags.MOVE_SELF
 )
+_LOST = inflags.DELETE_SELF | inflags.MOVE_SELF | inflags.IGNORED
 
 
 def is_candidate_name(name: str) -> bool:
@@ -336,13 +340,27 @@ class InboxWatcher:
         self.dir_fds.clear()
         self._inotify.close()
 
-    def read(self) -> tuple[list[tuple[InboxSpec, str, bool]], bool]:
-        """Pending events, de-duplicated, and whether the queue overflowed (rescan all)."""
+    def _forget(self, wd: int) -> InboxSpec:
+        spec = self._by_wd.pop(wd)
+        with contextlib.suppress(OSError):  # already gone when the directory was deleted
+            self._inotify.rm_watch(wd)
+        fd = self.dir_fds.pop(spec, None)
+        if fd is not None:
+            os.close(fd)
+        return spec
+
+    def read(self) -> tuple[list[tuple[InboxSpec, str, bool]], bool, list[InboxSpec]]:
+        """Pending events (de-duplicated), whether the queue overflowed (rescan all), and
+        the inboxes whose directory was deleted or moved away (watch the path again)."""
         overflow = False
         seen: dict[tuple[InboxSpec, str], bool] = {}
+        lost: list[InboxSpec] = []
         for ev in self._inotify.read(timeout=0):
             if ev.mask & inflags.Q_OVERFLOW:
                 overflow = True
+                continue
+            if ev.mask & _LOST and ev.wd in self._by_wd:
+                lost.append(self._forget(ev.wd))
                 continue
             spec = self._by_wd.get(ev.wd)
             if spec is None or not ev.name:
@@ -351,7 +369,22 @@ class InboxWatcher:
             key = (spec, ev.name)
             # A later close or move of the same name overrides the IN_CREATE restriction.
             seen[key] = seen.get(key, True) and created_only
-        return [(s, n, c) for (s, n), c in seen.items()], overflow
+        events = [(s, n, c) for (s, n), c in seen.items() if s not in lost]
+        return events, overflow, lost
+
+    def gone(self) -> list[InboxSpec]:
+        """Inboxes whose directory was deleted or replaced since it was opened (forgotten)."""
+        lost = []
+        for wd, spec in list(self._by_wd.items()):
+            held = os.fstat(self.dir_fds[spec])
+            try:
+                now = os.stat(spec.path, follow_symlinks=False)
+                same = (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+            except FileNotFoundError:
+                same = False
+            if held.st_nlink == 0 or not same:
+                lost.append(self._forget(wd))
+        return lost
 
     def scan(self, spec: InboxSpec) -> Iterator[str]:
         """Every candidate name present now (a restart, or after an overflow)."""

@@ -71,6 +71,8 @@ _MAX_REQUEST = 1 << 20
 _MAX_SUBSCRIBER_BACKLOG = 4 << 20
 _RETRY_FIRST = 2.0
 _RETRY_MAX = 60.0
+# A deleted inbox sends no inotify event while we hold its directory fd: look every so often.
+_INBOX_CHECK = 2.0
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -365,6 +367,7 @@ class Service:
             self._enqueue(item.id)
         for item in self.store.list(frozenset({State.HELD})):
             self._schedule(item.hold_until or 0.0, "release", item.id)
+        self._schedule(time.time() + _INBOX_CHECK, "inbox-check", 0)
         self._pump()
 
     def reload(self) -> None:
@@ -608,7 +611,9 @@ class Service:
         now = time.time()
         while self.timers and self.timers[0][0] <= now:
             _, _, what, item_id = heapq.heappop(self.timers)
-            if what != "release":
+            if what == "inbox-check":
+                self._rewatch(self.inboxes.gone())
+                self._schedule(now + _INBOX_CHECK, "inbox-check", 0)
                 continue
             item = self.store.get(item_id)
             # Stale timers (rescanned, released by hand, re-held later) are dropped here.
@@ -848,8 +853,21 @@ class Service:
                 break
             self._on_audit_result(res)
 
+    def _rewatch(self, lost: list[InboxSpec]) -> None:
+        for spec in lost:
+            # The directory was deleted or moved away (a desktop reset?): watch the path
+            # again, recreating it, and take whatever is already there.
+            log.warning("inbox %s (%s) went away: watching it again", spec.source, spec.kind)
+            try:
+                self.inboxes.add(spec)
+            except OSError as e:
+                log.error("inbox %s: cannot watch %s again: %s", spec.source, spec.path, e)
+                continue
+            self._scan(spec)
+
     def _on_inotify(self) -> None:
-        events, overflow = self.inboxes.read()
+        events, overflow, lost = self.inboxes.read()
+        self._rewatch(lost)
         if overflow:
             log.warning("inotify queue overflowed: rescanning every inbox")
             for spec in self.inboxes.specs:
