@@ -388,7 +388,7 @@ def plan_sandbox(
         mounts.append(Mount(MountKind.BIND, "/usr", source=writable_usr_source))
     else:
         mounts.append(Mount(MountKind.RO_BIND, "/usr", source="/usr"))
-    for path, target in host.root_links:
+    for path, target in host.root_links if template is None else ():
         if target is not None:
             mounts.append(Mount(MountKind.SYMLINK, path, source=target))
         else:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from zionwm import paths
-from zionwm.isolation import bwrap, overlay, seccomp, storage
+from zionwm.isolation import bwrap, overlay, seccomp, storage, templates
 from zionwm.isolation.bwrap import HostFacts, SandboxPlan, SlotKind
 from zionwm.isolation.spec import DesktopSpec
 
@@ -91,6 +91,7 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
         pulse_socket=pulse,
         has_cpu_sysfs=os.path.isdir(bwrap.CPU_SYS_DIR),
         bwrap=bw,
+        font_dirs=tuple(p for p in bwrap.HOST_FONT_CANDIDATES if os.path.isdir(p)),
     )
 
 
@@ -326,8 +327,15 @@ class Launcher:
         sock = paths.desktop_socket(spec.name)
         x11_dir = paths.desktop_x11_dir(spec.name)
         usr_source = None
-        if spec.writable_usr:
-            eph = spec.ephemeral if ephemeral is None else ephemeral
+        eph = spec.ephemeral if ephemeral is None else ephemeral
+        template = None
+        if spec.template:
+            # The template's layer replaces the writable /usr layer: one overlay, not two.
+            try:
+                template = templates.template_facts(spec.name, spec.template, ephemeral=eph)
+            except templates.TemplateError as exc:
+                raise LaunchError(f"desktop {spec.name}: {exc}") from exc
+        elif spec.writable_usr:
             usr_source = str(storage.prepare_layer(spec.name, ephemeral=eph).merged)
         return bwrap.plan_sandbox(
             spec,
@@ -342,6 +350,7 @@ class Launcher:
             cwd=cwd,
             extra_env=extra_env,
             x11_socket_dir=str(x11_dir) if spec.x11 and x11_dir.is_dir() else None,
+            template=template,
         )
 
     def launch(
@@ -393,7 +402,9 @@ class Launcher:
             fds = self._open_slots(plan, seed, opened, status_w)
             plan = plan.with_fds(fds)
             full = bwrap.build_argv(plan)
-            if plan.writable_usr:
+            if plan.template is not None:
+                full = templates.helper_argv(plan.template, python=sys.executable) + full
+            elif plan.writable_usr:
                 full = self._overlay_prefix(spec, eph) + full
             cg_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg_files]
             opened += cg_fds
