@@ -135,11 +135,14 @@ def sandbox_argv(plan: SandboxPlan) -> list[str]:
         argv += ["--info-fd", str(plan.info_fd)]
     if plan.seccomp_fd is not None:
         argv += ["--seccomp", str(plan.seccomp_fd)]
+    # the fresh /tmp first: binds below come on top of it, so an interpreter or checkout
+    # that lives under /tmp (a CI clone, say) stays visible instead of being hidden
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for path in plan.ro_paths:
         argv += ["--ro-bind", path, path]
     for link, target in plan.root_links:
         argv += ["--symlink", target, link]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/run/zionwm"]
+    argv += ["--dir", "/run/zionwm"]
     if plan.clamd_socket is not None:
         # -try: a configured clamd that is not running is the worker's to report (it finds
         # no socket: cannot-inspect), not a reason for the sandbox to fail to start
