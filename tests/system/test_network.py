@@ -688,6 +688,34 @@ def test_teardown_leaves_nothing(lab: Lab) -> None:
     assert after == before, forwarding
 
 
+@needs_privileged
+def test_shared_uplink_forwarding_is_restored_by_the_last_run_out(lab: Lab) -> None:
+    knob = Path("/proc/sys/net/ipv4/conf", lab.uplink, "forwarding")
+    with lab.manager() as probe_mgr:  # the lab's own prefix: ends with nothing up
+        probe_mgr.cleanup_stale()
+    assert knob.read_text().strip() == "0", "the lab uplink starts with forwarding off"
+    first = lab.manager()
+    second = NetworkManager(
+        _run_prefix(),
+        uplink=lab.uplink,
+        uplink_gateway=lab.uplink_gw,
+        upstream_dns=[DNS],
+        state_dir=lab.tmp / "second",
+    )
+    try:
+        first.ensure("a", NetworkPolicy(NetMode.FULL))
+        assert knob.read_text().strip() == "1"
+        b = second.ensure("b", NetworkPolicy(NetMode.FULL))
+        first.close()
+        assert knob.read_text().strip() == "1"  # the other run still routes through it
+        assert lab.probe(str(b.ns_name), "http", GOOD, "80")["ok"] is True
+        second.close()
+        assert knob.read_text().strip() == "0"  # the last one out put it back
+    finally:
+        first.close()
+        second.close()
+
+
 KILLED_CHILD = textwrap.dedent(
     """
     import sys

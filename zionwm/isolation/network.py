@@ -77,6 +77,9 @@ log = logging.getLogger(__name__)
 NETNS_DIR = Path("/run/netns")
 ETC_NETNS = Path("/etc/netns")
 ALLOC_LOCK = Path("/run/lock/zionwm-net.lock")
+# Host-wide (all runs): the values sysctls had before any zionwm changed them. The last run
+# whose desktops need a setting puts it back. /run is emptied at boot, like the sysctls.
+SYSCTL_RECORD = Path("/run/zionwm-net/sysctl-originals.json")
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
 RULE_PRIORITY = 100  # policy rules sending desktops' traffic to the uplink table
@@ -555,6 +558,21 @@ def _dns_sockets(addr: str) -> tuple[socket.socket, socket.socket]:
     return udp, tcp
 
 
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
 def host_nameservers(resolv: Path = Path("/etc/resolv.conf")) -> list[str]:
     try:
         lines = resolv.read_text().splitlines()
@@ -616,7 +634,6 @@ class NetworkManager:
         self._state_dir = state_dir
         self._desktops: dict[str, DesktopNet] = {}
         self._table_ready = False
-        self._sysctl_saved: dict[str, str] = {}
         self._lock = threading.RLock()
         self._saved_routes: dict[str, list[str]] = {}
         # Deterministic per prefix, so a restarted run finds a crashed run's rules.
@@ -665,7 +682,6 @@ class NetworkManager:
                     return current
                 if current.backend == "netns":
                     self._change_policy(current, policy)
-                    self._save_state()
                     return current
                 self.teardown(desktop)
             net = (
@@ -675,7 +691,6 @@ class NetworkManager:
             )
             net._manager = self
             self._desktops[desktop] = net
-            self._save_state()
             log.info(
                 "desktop %s network: policy %s, enforced %s via %s",
                 desktop,
@@ -717,7 +732,6 @@ class NetworkManager:
                     self._teardown_one(net)
             if desktop is None or not self._desktops:
                 self._teardown_shared()
-            self._save_state()
 
     close = teardown
 
@@ -731,7 +745,6 @@ class NetworkManager:
             return removed
         assert self._root is not None
         with self._lock:
-            saved = self._load_state()
             for name in sorted(os.listdir(NETNS_DIR)) if NETNS_DIR.exists() else []:
                 if name.startswith(self.prefix + "-") and name not in self._live_ns():
                     desktop = name[len(self.prefix) + 1 :]
@@ -749,18 +762,12 @@ class NetworkManager:
                 removed.append(f"nft table inet {table}")
             if not self._desktops:
                 self._root.delete_rules(self.route_table, None, netpolicy.veth_tag(self.prefix))
-                for key, value in self._restorable(saved.get("sysctl", {})).items():
-                    try:
-                        _write_sysctl(key, value)
-                        removed.append(f"sysctl {key}={value}")
-                    except OSError:
-                        pass  # the interface went away with its settings
+                removed += [f"sysctl {k}={v}" for k, v in self._restore_sysctls().items()]
             for name in sorted(os.listdir(ETC_NETNS)) if ETC_NETNS.exists() else []:
                 if name.startswith(self.prefix + "-") and name not in self._live_ns():
                     shutil.rmtree(ETC_NETNS / name, ignore_errors=True)
             if removed:
                 log.warning("removed stale network objects: %s", ", ".join(removed))
-            self._save_state()
         return removed
 
     # -- privileged path -----------------------------------------------------------------
@@ -804,27 +811,59 @@ class NetworkManager:
         self._ensure_shared()
         if self.uplink:
             self._root.add_desktop_rule(self.route_table, host_if)
-        for iface in self._forwarding_ifaces(host_if):
+        self._set_sysctl(f"net.ipv4.conf.{host_if}.forwarding", "1", record=False)
+        for iface in self._forwarding_ifaces():
             self._set_sysctl(f"net.ipv4.conf.{iface}.forwarding", "1")
         self._root.nft_apply(self._desktop_text(net))
         net.effective = net.policy.mode
         self._start_forwarder(net)
 
-    def _forwarding_ifaces(self, host_if: str) -> list[str]:
+    def _forwarding_ifaces(self) -> list[str]:
         assert self._root is not None
         # Per interface, not the global ip_forward: the host only routes for our veths
         # and the uplink(s) their replies come back on.
-        ups = [self.uplink] if self.uplink else self._root.interfaces_of_default_routes()
-        return [host_if, *ups]
+        return [self.uplink] if self.uplink else self._root.interfaces_of_default_routes()
 
-    def _set_sysctl(self, key: str, value: str) -> None:
-        try:
-            old = _read_sysctl(key)
-        except OSError as exc:
-            raise NetworkError(f"cannot read sysctl {key}: {exc}") from exc
-        if old != value:
-            self._sysctl_saved.setdefault(key, old)
+    def _set_sysctl(self, key: str, value: str, record: bool = True) -> None:
+        """Set a sysctl, recording its original value host-wide (unless `record` is False:
+        our own veths' settings go with them)."""
+        with self._alloc_lock():
+            try:
+                old = _read_sysctl(key)
+            except OSError as exc:
+                raise NetworkError(f"cannot read sysctl {key}: {exc}") from exc
+            if old == value:
+                return
+            if record:
+                originals = _load_json(SYSCTL_RECORD)
+                originals.setdefault(key, old)
+                _save_json(SYSCTL_RECORD, originals)
             _write_sysctl(key, value)
+
+    def _restore_sysctls(self) -> dict[str, str]:
+        """Put recorded sysctls back unless another run's desktops still route through that
+        interface (the last run out restores it). Returns what was restored."""
+        assert self._root is not None
+        restored: dict[str, str] = {}
+        with self._alloc_lock():
+            originals = _load_json(SYSCTL_RECORD)
+            if not originals:
+                return restored
+            others = self._root.foreign_desktop_links(self.prefix)
+            busy = self._root.egress_of(others) if others else set()
+            for key, value in list(originals.items()):
+                parts = key.split(".")
+                if len(parts) == 5 and parts[3] in busy:
+                    log.info("leaving %s on: other zionwm desktops use %s", key, parts[3])
+                    continue
+                try:
+                    _write_sysctl(key, str(value))
+                    restored[key] = str(value)
+                except OSError:
+                    pass  # the interface went away with its settings
+                del originals[key]
+            _save_json(SYSCTL_RECORD, originals)
+        return restored
 
     def _ensure_shared(self) -> None:
         assert self._root is not None
@@ -955,7 +994,6 @@ class NetworkManager:
         self._root.delete_link(net.host_if)
         if self.uplink:
             self._root.delete_rules(self.route_table, {net.host_if})
-        self._sysctl_saved.pop(f"net.ipv4.conf.{net.host_if}.forwarding", None)
         net.host_if = None
         net.plan = None
 
@@ -1014,32 +1052,7 @@ class NetworkManager:
         self._table_ready = False
         if self.uplink:
             self._root.delete_rules(self.route_table, None, netpolicy.veth_tag(self.prefix))
-        for key, value in self._restorable(self._sysctl_saved).items():
-            try:
-                _write_sysctl(key, value)
-            except OSError:
-                pass
-        self._sysctl_saved.clear()
-
-    def _restorable(self, saved: dict[str, str]) -> dict[str, str]:
-        """Saved sysctls that can go back to their old value without hurting another run.
-
-        Another zionwm (another prefix) with desktops still up may rely on forwarding on the
-        same default-route interface: then it stays on, and the last one out restores it.
-        """
-        assert self._root is not None
-        others = self._root.foreign_desktop_links(self.prefix)
-        if not others:
-            return dict(saved)
-        busy = self._root.egress_of(others)
-        kept = {}
-        for key, value in saved.items():
-            parts = key.split(".")
-            if key.endswith(".forwarding") and len(parts) == 5 and parts[3] in busy:
-                log.info("leaving forwarding on %s: other zionwm desktops use it", parts[3])
-                continue
-            kept[key] = value
-        return kept
+        self._restore_sysctls()
 
     @contextmanager
     def _alloc_lock(self) -> Iterator[None]:
@@ -1051,22 +1064,6 @@ class NetworkManager:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def _state_file(self) -> Path:
-        return self.state_dir() / f"{self.prefix}.json"
-
-    def _save_state(self) -> None:
-        if not self.privileged:
-            return
-        data = {"sysctl": self._sysctl_saved, "desktops": sorted(self._desktops)}
-        self._state_file().write_text(json.dumps(data))
-
-    def _load_state(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self._state_file().read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
 
     # -- unprivileged path ---------------------------------------------------------------
 
