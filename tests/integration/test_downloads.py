@@ -47,8 +47,9 @@ def _items(comp: Compositor) -> list[dict[str, Any]]:
 
 
 def test_clean_download_is_released_with_its_origin_and_eicar_is_kept(
-    make_compositor: Any, clamd: Clamd
-) -> None:  # noqa: F811
+    make_compositor: Any,
+    clamd: Clamd,  # noqa: F811 (the fixture imported above)
+) -> None:
     comp = make_compositor(CONFIG.format(sock=clamd.socket_path))
     released = comp.data / "zionwm" / "desktops" / "personal" / "home" / "Downloads"
 
