@@ -275,3 +275,11 @@ def test_vnc_serves_the_session_on_loopback(tmp_path: Path) -> None:
         listening = Path("/proc/net/tcp").read_text()
         assert f"0100007F:{port:04X}" in listening
         assert comp.alive()
+
+
+def test_a_program_that_cannot_start_is_reported(compositor: Compositor) -> None:
+    compositor.zionctl("launch", "work", "--", "no-such-program-here")
+    wait_for(lambda: any("no-such-program-here" in n
+                         for n in compositor.zjson("status")["notifications"]),
+             10, "the user to be told the program did not start")
+    assert compositor.alive()

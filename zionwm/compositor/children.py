@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ class Child:
     kill: Callable[[], None]
     watch: FdHandle | None = None
     returncode: int | None = None
+    started_at: float = field(default_factory=time.monotonic)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

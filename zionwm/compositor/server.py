@@ -946,6 +946,10 @@ class Server(HasListeners):
         return f"started {argv[0]} on {desktop} (pid {child.pid})"
 
     def _on_child_exit(self, child: Child) -> None:
+        quick = time.monotonic() - child.started_at < 3.0
+        if child.returncode and quick and child.desktop is not None:
+            self.notify(f"{child.argv[0]} on {child.desktop} exited at once with status "
+                        f"{child.returncode} (is it installed? see the log)", urgent=True)
         for ext in self.extensions:
             hook = getattr(ext, "child_exited", None)
             if hook:
