@@ -245,3 +245,41 @@ def test_a_dead_x_server_is_replaced_on_the_next_connection(comp: Compositor) ->
     out = _run_in(comp, "work", "xwininfo -root -children", "again.txt")
     assert "Root window id" in out, out
     assert _sandbox_pid(comp, "work") != old
+
+
+FAILING = """\
+from zionwm.config import Limits, desktop
+desktop("personal", colour="#3b82f6")
+desktop("tiny", colour="#22c55e", x11=True, limits=Limits(memory_max="10M"))
+"""
+
+
+def test_x_server_that_cannot_start_is_given_up_until_a_reload(make_compositor: Any) -> None:
+    """A real failure: Xwayland needs more memory than the desktop's limit, so the OOM killer
+    ends every start. After three, X11 is off for that desktop with a notification, and the
+    waiting client gets an error instead of hanging; a reload offers X11 again."""
+    require("xwininfo")
+    comp: Compositor = make_compositor(FAILING)
+    if not comp.desktops()["tiny"].get("cgroup"):
+        pytest.skip(
+            "no writable cgroups (memory limits) on this machine: "
+            + "; ".join(comp.zjson("status")["cgroups"].get("problems", []))
+        )
+    socket_path = comp.runtime / "zionwm" / "tiny" / "x11" / "X0"
+
+    def attempt(name: str) -> None:
+        out = _run_in(comp, "tiny", "xwininfo -root; echo rc=$?", name)
+        assert "unable to open display" in out and "rc=1" in out, out
+        state = _x11_state(comp, "tiny")
+        assert state.startswith("disabled: Xwayland exited"), state
+        assert not socket_path.exists()
+
+    attempt("fail.txt")
+    gave_up = [n for n in comp.zjson("status")["notifications"] if "X11 programs cannot" in n]
+    assert len(gave_up) == 1, gave_up
+    comp.zionctl("reload")
+    assert _x11_state(comp, "tiny") == "waiting for the first X11 client"
+    assert socket_path.exists()
+    attempt("again.txt")  # tried again (three more starts), and gave up again
+    gave_up = [n for n in comp.zjson("status")["notifications"] if "X11 programs cannot" in n]
+    assert len(gave_up) == 2, gave_up
