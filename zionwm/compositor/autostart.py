@@ -95,7 +95,9 @@ class Autostarter:
     # ---- server extension hooks ----
 
     def before_show(self, desktop: str) -> None:
-        self._first_show(desktop)
+        if desktop not in self.shown:
+            # After the switch has been drawn: starting sandboxes must not delay it.
+            self.server.loop.call_later(1, lambda: self._first_show(desktop), "autostart")
 
     def child_exited(self, child: Child) -> None:
         started = self.watching.pop(child.pid, None)
