@@ -19,6 +19,7 @@ Results are JSON (stdout by default).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +42,7 @@ from zionwm.isolation.network import NetworkManager
 from zionwm.isolation.spec import AllowRule, DesktopSpec, NetMode, NetworkPolicy
 
 SERVER_ADDR = "198.51.100.80"
+CLONE_NEWNET = 0x40000000
 IPERF_PORT = 5201
 
 
@@ -104,6 +107,36 @@ def _time_launch(launch: Callable[[], object], reps: int) -> list[float]:
     return samples
 
 
+def _time_setns(path: Path, reps: int) -> list[float]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    samples: list[float] = []
+
+    def once() -> None:
+        t0 = time.perf_counter()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+        finally:
+            os.close(fd)
+        samples.append(time.perf_counter() - t0)
+
+    for _ in range(reps):
+        t = threading.Thread(target=once)  # a thread of its own: only it moves
+        t.start()
+        t.join()
+    return samples
+
+
+def _time_popen(preexec: Callable[[], None] | None, reps: int) -> list[float]:
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        subprocess.run(["/bin/true"], preexec_fn=preexec, check=True)
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
 def run(reps: int, seconds: int) -> dict[str, object]:
     prefix = "zwb" + secrets.token_hex(3)
     report: dict[str, object] = {
@@ -155,12 +188,19 @@ def run(reps: int, seconds: int) -> dict[str, object]:
                 for _ in range(reps):  # interleaved, so load drift hits both alike
                     own += _time_launch(lambda: launcher.launch(alone, ["/bin/true"]), 1)
                     join += _time_launch(lambda: launcher.launch(joined, ["/bin/true"]), 1)
+                ns_path = mgr.netns_path("full")
+                assert ns_path is not None
                 report["launch"] = {
                     "own_empty_netns": _stats(own),
                     "join_desktop_netns": _stats(join),
                     "added_median_ms": round(
                         (statistics.median(join) - statistics.median(own)) * 1000, 3
                     ),
+                    # Where the difference comes from: setns(2) itself, and the fork that a
+                    # preexec_fn forces on subprocess (no vfork) in a process this size.
+                    "setns_alone": _stats(_time_setns(ns_path, reps)),
+                    "popen_true_vfork": _stats(_time_popen(None, reps)),
+                    "popen_true_with_preexec_fork": _stats(_time_popen(lambda: None, reps)),
                 }
 
                 _wait_port(inet_ns)
