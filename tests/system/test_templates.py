@@ -1,0 +1,263 @@
+"""Desktops on root-filesystem templates, in real sandboxes (bwrap, fuse-overlayfs, Launcher).
+
+Templates are built at test time: a tiny one from Debian's busybox-static, an OCI image the
+test writes itself, and (slow, where the Debian mirror answers) one made by debootstrap.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.test_templates import base_layer, oci_archive, tar_bytes, top_layer
+from zionwm import ctl, paths
+from zionwm.isolation import templates
+from zionwm.isolation.launcher import Launcher
+from zionwm.isolation.spec import DesktopSpec
+from zionwm.isolation.templates import Source
+
+BUSYBOX = "/bin/busybox"
+APPLETS = ("sh", "cat", "ls", "stat", "echo", "test", "sleep")
+
+
+def _missing() -> str | None:
+    """Why this machine cannot run desktops on templates, or None."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed"
+    if shutil.which("fuse-overlayfs") is None:
+        return "fuse-overlayfs is not installed"
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR))
+    except OSError as exc:
+        return f"/dev/fuse cannot be opened: {exc}"
+    if not os.path.exists(BUSYBOX):
+        return f"{BUSYBOX} is missing (Debian package busybox-static)"
+    r = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True)
+    if r.returncode != 0 or "sh" not in r.stdout.split():
+        return f"{BUSYBOX} has no sh applet"
+    r = subprocess.run(
+        ["bwrap", "--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "--", "/usr/bin/true"],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        return f"bwrap cannot create namespaces here: {r.stderr.strip()}"
+    return None
+
+
+_MISSING = _missing()
+pytestmark = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
+
+
+def busybox_tree(root: Path, release: str = "busybox-template") -> Path:
+    """A minimal merged-/usr root filesystem: busybox and a few applet links."""
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "etc").mkdir()
+    shutil.copy2(BUSYBOX, root / "usr/bin/busybox")
+    for applet in APPLETS:
+        os.symlink("busybox", root / "usr/bin" / applet)
+    os.symlink("usr/bin", root / "bin")
+    (root / "etc/os-release").write_text(f"ID={release}\n")
+    return root
+
+
+class World:
+    """Private XDG dirs and a launcher for one test."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.root = root
+        run = root / "run"
+        run.mkdir(mode=0o700)
+        for key, value in {
+            "HOME": str(root / "home"),
+            "XDG_DATA_HOME": str(root / "data"),
+            "XDG_RUNTIME_DIR": str(run),
+            "XDG_CONFIG_HOME": str(root / "config"),
+            "XDG_STATE_HOME": str(root / "state"),
+            "XDG_CACHE_HOME": str(root / "cache"),
+        }.items():
+            monkeypatch.setenv(key, value)
+        self.launcher = Launcher(environ=dict(os.environ))
+
+    def spec(self, name: str, template: str, **kw: Any) -> DesktopSpec:
+        return DesktopSpec(name=name, colour=(0.3, 0.3, 0.3, 1.0), template=template, **kw)
+
+    def run(self, spec: DesktopSpec, script: str, timeout: float = 30.0) -> tuple[int, str, str]:
+        out = self.root / f"out-{uuid.uuid4().hex}"
+        err = self.root / f"err-{uuid.uuid4().hex}"
+        with open(out, "wb") as fo, open(err, "wb") as fe:
+            sb = self.launcher.launch(
+                spec, ["/bin/sh", "-c", script], stdout=fo.fileno(), stderr=fe.fileno()
+            )
+        rc = sb.wait(timeout)
+        return rc, out.read_text(), err.read_text()
+
+    def ok(self, spec: DesktopSpec, script: str) -> str:
+        rc, out, err = self.run(spec, script)
+        assert rc == 0, f"{spec.name}: {script!r} exited {rc}: {err}"
+        return out
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    w = World(tmp_path, monkeypatch)
+    try:
+        yield w
+    finally:
+        w.launcher.shutdown(5.0)
+        wait_for(lambda: not _daemons_under(tmp_path), what="fuse-overlayfs daemons to exit")
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def _daemons_under(root: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"fuse-overlayfs" in cmd and str(root).encode() in cmd:
+                found.append(int(entry.name))
+    return found
+
+
+def test_busybox_template_runs_and_usr_writes_stay_in_the_desktop_layer(world: World) -> None:
+    src = busybox_tree(world.root / "src")
+    assert ctl.main(["template", "create", "bb", "--from-dir", str(src)]) == 0
+    a, b = world.spec("a", "bb"), world.spec("b", "bb")
+    out = world.ok(a, "cat /etc/os-release; busybox sh -c 'echo from-busybox-sh'")
+    assert out.split() == ["ID=busybox-template", "from-busybox-sh"]  # not the host's /etc
+    out = world.ok(a, "echo mine > /usr/bin/written-by-a && cat /usr/bin/written-by-a")
+    assert out == "mine\n"
+    upper = paths.desktop_dir("a") / "template-layer" / "bb" / "upper"
+    assert (upper / "usr/bin/written-by-a").read_text() == "mine\n"
+    tpl = templates.load("bb")
+    assert not (tpl.rootfs / "usr/bin/written-by-a").exists()
+    assert not Path("/usr/bin/written-by-a").exists()
+    assert world.ok(a, "cat /usr/bin/written-by-a") == "mine\n"  # persists in a's layer
+    rc, _, err = world.run(b, "cat /usr/bin/written-by-a")
+    assert rc != 0 and "No such file" in err
+    # An ephemeral desktop's layer is a tmpfs: gone when its program exits.
+    e = world.spec("e", "bb", ephemeral=True)
+    assert world.ok(e, "echo x > /usr/bin/eph && cat /usr/bin/eph") == "x\n"
+    rc, _, _ = world.run(e, "cat /usr/bin/eph")
+    assert rc != 0
+    assert list((paths.desktop_dir("e") / "template-layer").rglob("eph")) == []
+
+
+def test_two_desktops_share_one_copy_and_both_see_an_update(world: World) -> None:
+    src = busybox_tree(world.root / "src", release="v1")
+    templates.create("bb", Source("dir", str(src)))
+    a, b = world.spec("a", "bb"), world.spec("b", "bb")
+    host_ino = (templates.load("bb").rootfs / "usr/bin/busybox").stat().st_ino
+    for spec in (a, b):
+        ino = world.ok(spec, "stat -c %i /usr/bin/busybox").strip()
+        assert int(ino) == host_ino, spec.name  # the template's one file, not a copy
+        world.ok(spec, f"echo {spec.name}-change > /etc/local-change")
+    for spec in (a, b):
+        assert world.ok(spec, "cat /etc/local-change") == f"{spec.name}-change\n"
+        layer = paths.desktop_dir(spec.name) / "template-layer" / "bb" / "upper"
+        assert not (layer / "usr/bin/busybox").exists()
+        assert (layer / "etc/local-change").read_text() == f"{spec.name}-change\n"
+    assert not (templates.load("bb").rootfs / "etc/local-change").exists()
+
+    # Update: a new generation, seen by both at their next start, their own changes kept.
+    (src / "etc/os-release").write_text("ID=v2\n")
+    (src / "usr/share").mkdir()
+    (src / "usr/share/new-in-v2").write_text("new\n")
+    assert ctl.main(["template", "update", "bb"]) == 0
+    assert templates.load("bb").generation == 2
+    for spec in (a, b):
+        out = world.ok(spec, "cat /etc/os-release /usr/share/new-in-v2 /etc/local-change")
+        assert out.split() == ["ID=v2", "new", f"{spec.name}-change"]
+    assert [p.name for p in templates.load("bb").path.glob("gen-*")] == ["gen-2"]
+
+
+def test_update_keeps_the_generation_a_running_desktop_uses(world: World) -> None:
+    src = busybox_tree(world.root / "src", release="v1")
+    templates.create("bb", Source("dir", str(src)))
+    a = world.spec("a", "bb")
+    held = world.launcher.launch(a, ["/bin/sh", "-c", "cat /etc/os-release; sleep 600"])
+    gen1 = templates.load("bb").rootfs
+    wait_for(lambda: templates.users_of(gen1), what="the overlay daemon of the running desktop")
+    (src / "etc/os-release").write_text("ID=v2\n")
+    templates.update("bb")
+    assert gen1.is_dir()  # still the lower layer of the running sandbox
+    assert world.ok(a, "cat /etc/os-release") == "ID=v2\n"
+    held.kill()
+    held.wait(10)
+    wait_for(lambda: not templates.users_of(gen1), what="the old overlay daemon to exit")
+    templates.update("bb")
+    assert sorted(p.name for p in templates.load("bb").path.glob("gen-*")) == ["gen-3"]
+
+
+def test_oci_image_with_a_whiteout_runs_without_the_deleted_file(world: World) -> None:
+    # Layer 1: busybox and two files; layer 2 deletes one with a whiteout.
+    tree = busybox_tree(world.root / "bbtree")
+    layer1 = world.root / "layer1.tar.gz"
+    with tarfile.open(layer1, "w:gz") as tf:
+        tf.add(tree, arcname=".")
+    layers = [layer1.read_bytes(), tar_bytes(base_layer()), tar_bytes(top_layer())]
+    image = oci_archive(world.root / "image.tar", layers)
+    assert ctl.main(["template", "create", "img", "--from-archive", str(image)]) == 0
+    spec = world.spec("img", "img")
+    out = world.ok(
+        spec,
+        "ls /usr/share; ls /usr/lib/stuff; test -e /usr/share/doomed || echo doomed-absent",
+    )
+    assert out.split() == ["added", "kept", "new", "doomed-absent"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_debootstrap_template_runs_a_program_the_host_lacks(world: World) -> None:
+    why = _debootstrap_missing()
+    if why:
+        pytest.skip(why)
+    assert shutil.which("hello") is None, "the host has GNU hello: pick another package"
+    suite = templates.host_suite()
+    assert (
+        ctl.main(["template", "create", "deb", "--debootstrap", suite, "--include", "hello"]) == 0
+    )
+    tpl = templates.load("deb")
+    assert not any(
+        p.is_char_device() or p.is_block_device() for p in (tpl.rootfs / "dev").iterdir()
+    )
+    out = world.ok(world.spec("deb", "deb"), "hello; . /etc/os-release; echo $VERSION_CODENAME")
+    assert out.split("\n")[:2] == ["Hello, world!", suite]
+
+
+def _debootstrap_missing() -> str | None:
+    if shutil.which("debootstrap") is None and not os.path.exists("/usr/sbin/debootstrap"):
+        return "debootstrap is not installed"
+    if os.geteuid() != 0:
+        return "debootstrap needs root"
+    mirror = templates.configured_mirror()
+    url = f"{mirror}/dists/{templates.host_suite()}/Release"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            r.read(64)
+    except OSError as exc:
+        return f"the Debian mirror {mirror} is not reachable: {exc}"
+    return None
