@@ -67,15 +67,14 @@ clean:
 # No file content depends on DESTDIR. `make uninstall` (same PREFIX and DESTDIR) removes
 # exactly what install put there. INSTALL_PYTHON is the interpreter the installed commands
 # run with: the venv's base interpreter, whose ABI the copied extension modules match.
-# INSTALL_EXTRA_DEPS: modules zionwm imports at run time that pyproject.toml lists only
-# under the test extras (pillow: the compositor draws its UI with PIL).
+# INSTALL_EXTRA_DEPS: extra modules to copy beside the declared runtime dependencies.
 BINDIR   = $(PREFIX)/bin
 DATADIR  = $(PREFIX)/share
 ZLIBDIR  = $(PREFIX)/lib/zionwm
 SESSIONS = $(DATADIR)/wayland-sessions
 INSTALL_PYTHON ?= $(shell $(VPY) -c 'import sys; print(sys._base_executable)' 2>/dev/null)
 INSTALLED_LIST  = $(ZLIBDIR)/installed-files
-INSTALL_EXTRA_DEPS ?= pillow
+INSTALL_EXTRA_DEPS ?=
 
 # Runs under $(VPY): argv = DESTDIR ZLIBDIR BINDIR INSTALL_PYTHON [EXTRA_DEP...].
 define ZIONWM_INSTALL_TREE
