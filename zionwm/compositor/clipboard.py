@@ -52,8 +52,7 @@ class ClipboardBridge:
         self.held: Held | None = None
         self._reading: tuple[int, FdHandle, bytearray, str, str] | None = None
         self._offered: dict[int, tuple[Any, str]] = {}  # source id -> (source, desktop)
-        native.set_callbacks(
-            client_destroyed=lambda client, desktop: None,
+        native.set_source_callbacks(
             source_send=self._on_source_send,
             source_destroyed=self._on_source_destroyed,
         )

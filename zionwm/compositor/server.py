@@ -140,6 +140,8 @@ class Server(HasListeners):
         self.pointer_seat: Seat | None = None
         self._consumed_keys: set[int] = set()
         self._slots = 0
+        self._slot_names: dict[int, str] = {}
+        self._default_cursor = False
         self.desktops: dict[str, DesktopRuntime] = {}
         self.ipc: Any = None
         self.extensions: list[Any] = []  # isolation/quarantine integrations (close on exit)
@@ -231,6 +233,7 @@ class Server(HasListeners):
         ensure_private_dir(paths.runtime_dir())
         for spec in config.desktops:
             self._add_desktop(spec)
+        native.set_client_destroyed_callback(self._on_client_destroyed)
         self.bindings = self._binding_table(config)
         settings = config.settings
         self.clipboard = ClipboardBridge(
@@ -324,6 +327,7 @@ class Server(HasListeners):
         tree = SceneTree.create(self.desktops_layer)
         sock = DesktopSocket(self.display, self.loop, spec.name, slot, self._on_desktop_client)
         self.desktops[spec.name] = DesktopRuntime(spec, slot, seat, tree, sock)
+        self._slot_names[slot] = spec.name
 
     def _binding_table(self, config: Any) -> BindingTable:
         rows = [(frozenset(b.modifiers), b.keysym, b.command) for b in config.bindings]
@@ -344,10 +348,15 @@ class Server(HasListeners):
     def _desktop_of_slot(self, slot: int) -> str:
         if slot < 0:
             return HOST
-        for name, d in self.desktops.items():
-            if d.slot == slot:
-                return name
-        raise LookupError(f"no desktop has slot {slot}")
+        name = self._slot_names.get(slot)
+        if name is None or name not in self.desktops:
+            raise LookupError(f"no desktop has slot {slot}")
+        return name
+
+    def _on_client_destroyed(self, client: int, slot: int) -> None:
+        name = self._slot_names.get(slot)
+        if name is not None and name in self.desktops:
+            self.desktops[name].clients.discard(client)
 
     def _on_desktop_client(self, desktop: str, client: int) -> None:
         self.desktops[desktop].clients.add(client)
@@ -737,13 +746,15 @@ class Server(HasListeners):
         self._process_motion(int(time.monotonic() * 1000) & 0xFFFFFFFF)
 
     def _surface_at(self, x: float, y: float) -> tuple[Any, Seat, float, float] | None:
+        """The surface under a layout point as a raw pywlroots pointer (no wrapper objects:
+        this runs for every pointer motion), with the seat of its desktop."""
         hit = native.node_at(self.scene, x, y)
         if hit is None:
             return None
         addr, sx, sy = hit
-        surface = Surface(wlr_ffi.cast("struct wlr_surface *", addr))
-        desktop = self._desktop_of_slot(native.surface_desktop(surface))
-        return surface, self.seat_of_desktop(desktop), sx, sy
+        ptr = wlr_ffi.cast("struct wlr_surface *", addr)
+        desktop = self._desktop_of_slot(native.resource_desktop(ptr.resource))
+        return ptr, self.seat_of_desktop(desktop), sx, sy
 
     def _process_motion(self, time_msec: int) -> None:
         if self.grab is not None:
@@ -754,14 +765,17 @@ class Server(HasListeners):
             if self.pointer_seat is not None:
                 self.pointer_seat.pointer_notify_clear_focus()
                 self.pointer_seat = None
-            self.cursor_manager.set_cursor_image("left_ptr", self.cursor)
+            if not self._default_cursor:
+                self.cursor_manager.set_cursor_image("left_ptr", self.cursor)
+                self._default_cursor = True
             return
         surface, seat, sx, sy = hit
         if seat is not self.pointer_seat and self.pointer_seat is not None:
             self.pointer_seat.pointer_notify_clear_focus()
         self.pointer_seat = seat
-        seat.pointer_notify_enter(surface, sx, sy)
-        seat.pointer_notify_motion(time_msec, sx, sy)
+        self._default_cursor = False
+        wlr_lib.wlr_seat_pointer_notify_enter(seat._ptr, surface, sx, sy)
+        wlr_lib.wlr_seat_pointer_notify_motion(seat._ptr, time_msec, sx, sy)
 
     def _on_cursor_button(self, listener: Any, event: Any) -> None:
         if event.button_state == ButtonState.RELEASED and self.grab is not None:
@@ -779,7 +793,7 @@ class Server(HasListeners):
         hit = self._surface_at(self.cursor.x, self.cursor.y)
         if hit is None:
             return None
-        root = wlr_lib.wlr_surface_get_root_surface(hit[0]._ptr)
+        root = wlr_lib.wlr_surface_get_root_surface(hit[0])
         for v in self.all_views():
             if v.surface._ptr == root and self.desktop_visible(v.desktop):
                 return v
@@ -948,8 +962,11 @@ class Server(HasListeners):
     def _on_child_exit(self, child: Child) -> None:
         quick = time.monotonic() - child.started_at < 3.0
         if child.returncode and quick and child.desktop is not None:
-            self.notify(f"{child.argv[0]} on {child.desktop} exited at once with status "
-                        f"{child.returncode} (is it installed? see the log)", urgent=True)
+            self.notify(
+                f"{child.argv[0]} on {child.desktop} exited at once with status "
+                f"{child.returncode} (is it installed? see the log)",
+                urgent=True,
+            )
         for ext in self.extensions:
             hook = getattr(ext, "child_exited", None)
             if hook:
@@ -1002,6 +1019,10 @@ class Server(HasListeners):
             if name not in names and name not in kept:
                 d = self.desktops.pop(name)
                 d.socket.close()
+                # its remaining clients (no windows, e.g. a clipboard owner) belong to a
+                # compartment that no longer exists
+                for client in list(d.clients):
+                    native.client_destroy(client)
                 d.tree.destroy()
         if kept:
             self.notify("Kept desktops that still have windows: " + ", ".join(kept))

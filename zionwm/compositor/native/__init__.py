@@ -48,16 +48,20 @@ _on_source_send: Callable[[int, str, int], None] | None = None
 _on_source_destroyed: Callable[[int], None] | None = None
 
 
-def set_callbacks(
+def set_source_callbacks(
     *,
-    client_destroyed: Callable[[int, int], None],
     source_send: Callable[[int, str, int], None],
     source_destroyed: Callable[[int], None],
 ) -> None:
-    global _on_client_destroyed, _on_source_send, _on_source_destroyed
-    _on_client_destroyed = client_destroyed
+    global _on_source_send, _on_source_destroyed
     _on_source_send = source_send
     _on_source_destroyed = source_destroyed
+
+
+def set_client_destroyed_callback(callback: Callable[[int, int], None]) -> None:
+    """callback(client address, desktop slot) when a tagged client goes away."""
+    global _on_client_destroyed
+    _on_client_destroyed = callback
 
 
 @ffi.def_extern()
