@@ -107,7 +107,8 @@ class Autostarter:
         code = child.returncode if child.returncode is not None else 0
         if code != 0 and time.monotonic() - started.at < FAILED_WITHIN:
             self.failed += 1
-            self.server.notify(failure_text(started.desktop, started.argv, code), urgent=True)
+            if not child.extra.get("exit_notified"):  # the server may have said it already
+                self.server.notify(failure_text(started.desktop, started.argv, code), urgent=True)
 
     def _forget_old(self) -> None:
         limit = time.monotonic() - FAILED_WITHIN

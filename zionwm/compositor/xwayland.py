@@ -193,7 +193,8 @@ class XwaylandManager:
         x.child = self.server.children.adopt(
             sandbox.pid, argv, spec.name, sandbox.poll, sandbox.kill, pidfd=os.dup(sandbox.pidfd)
         )
-        x.child.extra["xwayland"] = True
+        # This module reports X server failures itself (once, when it gives up), not each exit.
+        x.child.extra["quiet_exit"] = True
         x.started_at = time.monotonic()
         x.starts += 1
         log.info("desktop %s: started its own %s (sandbox pid %d)", x.name, XWAYLAND, sandbox.pid)
