@@ -154,3 +154,12 @@ def test_fork_bomb_stops_at_the_pids_limit(make_compositor: Any) -> None:
     assert comp.zionctl("desktops").returncode == 0  # and the host can still fork
     comp.zionctl("kill", "tight")
     wait_for(lambda: _cg(comp, "tight")["pids"] == 0, 10, "the bomb to be cleared")
+
+
+def test_reloaded_limits_apply_to_a_running_desktop(make_compositor: Any) -> None:
+    comp = make_compositor(CONFIG)
+    assert _cg(comp, "tight")["limits"]["memory_max"] == 64 * 2**20
+    assert comp.config_path is not None
+    comp.config_path.write_text(CONFIG.replace('memory_max="64M"', 'memory_max="96M"'))
+    comp.zionctl("reload")
+    assert _cg(comp, "tight")["limits"]["memory_max"] == 96 * 2**20

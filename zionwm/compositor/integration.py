@@ -116,6 +116,16 @@ class Isolation:
                     urgent=True,
                 )
 
+    def reload(self) -> None:
+        """A reloaded config's limits apply to running desktops at once."""
+        for d in self.server.desktops.values():
+            cg = self.cgroups.get(d.spec.name)
+            if cg is not None:
+                for warning in cg.apply_limits(d.spec.limits):
+                    log.warning("desktop %s: %s", d.spec.name, warning)
+            else:
+                self._desktop_cgroup(d.spec)
+
     # ---- hiding, showing, freezing ----
 
     def after_hide(self, desktop: str) -> None:

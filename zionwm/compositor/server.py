@@ -961,7 +961,9 @@ class Server(HasListeners):
 
     def _on_child_exit(self, child: Child) -> None:
         quick = time.monotonic() - child.started_at < 3.0
-        if child.returncode and quick and child.desktop is not None:
+        quiet = child.extra.get("quiet_exit") or child.extra.get("exit_notified")
+        if child.returncode and quick and child.desktop is not None and not quiet:
+            child.extra["exit_notified"] = True
             self.notify(
                 f"{child.argv[0]} on {child.desktop} exited at once with status "
                 f"{child.returncode} (is it installed? see the log)",
