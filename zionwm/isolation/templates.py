@@ -920,9 +920,10 @@ def _populate(source: Source, build: Path, report: Report) -> dict[str, Any]:
 
 
 def _build(path: Path, source: Source, generation: int) -> tuple[Report, dict[str, Any]]:
+    """Build generation `generation` of the template at path (the caller holds its lock)."""
+    for stale in path.glob(".build-*"):  # left by a build that was killed
+        shutil.rmtree(stale)
     build = path / f".build-{os.getpid()}"
-    if build.exists():
-        shutil.rmtree(build)
     build.mkdir(mode=0o755)
     report = Report()
     try:
