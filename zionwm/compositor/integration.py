@@ -134,8 +134,9 @@ class Isolation:
             return
         timer = self._freeze_timers.get(desktop)
         if timer is None:
-            timer = self.server.loop.timer(lambda: self._freeze_quietly(desktop),
-                                           f"freeze {desktop}")
+            timer = self.server.loop.timer(
+                lambda: self._freeze_quietly(desktop), f"freeze {desktop}"
+            )
             self._freeze_timers[desktop] = timer
         timer.schedule(max(1, int(spec.freeze_after * 1000)))
 
