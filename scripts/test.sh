@@ -6,4 +6,8 @@ cd "$(dirname "$0")/.."
 export PYTHONDONTWRITEBYTECODE=1
 # tests make their own private runtime/config/data directories; start from a clean slate
 unset WAYLAND_DISPLAY DISPLAY SWAYSOCK ZIONWM_SOCK || true
+# lint and types first: they take seconds and the codebase is kept clean
+.venv/bin/ruff check zionwm tests benchmarks
+.venv/bin/ruff format --check --quiet zionwm tests benchmarks
+.venv/bin/mypy zionwm
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
