@@ -762,14 +762,27 @@ def session(kind: str, **kw: Any) -> Iterator[Any]:
 
 
 def populate(s: Any, index: int, count: int, argv: list[str], timeout: float = 60) -> None:
-    """Start `count` copies of `argv` on desktop/workspace `index`, wait until all mapped."""
+    """Start `count` copies of `argv` on desktop/workspace `index`, wait until all mapped.
+
+    On sway a client may still die just after mapping (see SwaySession); it is replaced,
+    up to `count` replacements, so both compositors show the same number of windows."""
     if count <= 0:
         return
-    before = s.window_count(index)
-    for _ in range(count):
-        s.launch(index, argv)
+    target = s.window_count(index) + count
+    if isinstance(s, SwaySession):
+        for _ in range(2 * count):
+            if s.window_count(index) >= target:
+                break
+            s.launch(index, argv)
+        # a late death shows as a missing window: settle, then top up once more
+        while s.window_count(index) < target and s.crashed < 3 * count:
+            s.crashed += 1
+            s.launch(index, argv)
+    else:
+        for _ in range(count):
+            s.launch(index, argv)
     wait_for(
-        lambda: s.window_count(index) >= before + count,
+        lambda: s.window_count(index) >= target,
         timeout,
         f"{count} windows on {s.name} desktop {index}",
         interval=0.05,
