@@ -6,11 +6,13 @@ test writes itself, and (slow, where the Debian mirror answers) one made by debo
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import subprocess
 import tarfile
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -262,3 +264,68 @@ def _debootstrap_missing() -> str | None:
     except OSError as exc:
         return f"the Debian mirror {mirror} is not reachable: {exc}"
     return None
+
+
+UNPRIVILEGED = r"""
+import json, os, sys
+sys.path[:0] = sys.argv[1:3]
+root = sys.argv[3]
+os.environ.update(XDG_DATA_HOME=root + "/data", XDG_RUNTIME_DIR=root + "/run", HOME=root)
+os.makedirs(root + "/run", mode=0o700)
+from zionwm.isolation import templates
+from zionwm.isolation.launcher import Launcher
+from zionwm.isolation.spec import DesktopSpec
+templates.create("bb", templates.Source("dir", root + "/src"))
+spec = DesktopSpec(name="work", colour=(1.0, 1.0, 1.0, 1.0), template="bb")
+r, w = os.pipe()
+script = "id -u; cat /etc/os-release; echo x > /usr/bin/new && stat -c %u /usr/bin/new"
+sb = Launcher().launch(spec, ["/bin/sh", "-c", script], stdout=w, stderr=w)
+os.close(w)
+out = os.fdopen(r).read()
+print(json.dumps({"rc": sb.wait(30), "out": out}))
+"""
+
+
+def test_unprivileged_user_runs_a_desktop_on_a_template(tmp_path: Path) -> None:
+    """Production runs zionwm as a normal user: build and use a template as `nobody`."""
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and util-linux setpriv to switch to an unprivileged user")
+    mode = os.stat("/dev/fuse").st_mode
+    if mode & 0o006 != 0o006:
+        pytest.skip(
+            f"/dev/fuse is mode {stat.S_IMODE(mode):04o} here, so other users cannot use FUSE "
+            "(Debian's udev makes it 0666)"
+        )
+    import pwd
+
+    import pyseccomp
+
+    import zionwm
+
+    nobody = pwd.getpwnam("nobody")
+    package_root = str(Path(zionwm.__file__).resolve().parents[1])
+    seccomp_dir = str(Path(pyseccomp.__file__).resolve().parent)
+    for p in (package_root, seccomp_dir):
+        if Path(p).stat().st_mode & 0o005 != 0o005:
+            pytest.skip(f"{p} is not readable by other users, so 'nobody' cannot import from it")
+    world = Path(tempfile.mkdtemp(prefix="zionwm-unpriv-templates-"))
+    try:
+        busybox_tree(world / "src", release="unprivileged")
+        for owned in [world, *world.rglob("*")]:
+            os.chown(owned, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+        r = subprocess.run(
+            ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+             "--inh-caps=-all", "/usr/bin/python3", "-c", UNPRIVILEGED, package_root,
+             seccomp_dir, str(world)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        result = json.loads(r.stdout.strip().splitlines()[-1])
+        assert result["rc"] == 0, result
+        lines = result["out"].splitlines()[-3:]  # fuse-overlayfs may warn on the same pipe
+        uid = str(nobody.pw_uid)
+        assert lines == [uid, "ID=unprivileged", uid], result
+        layer = world / "data/zionwm/desktops/work/template-layer/bb/upper/usr/bin/new"
+        assert layer.stat().st_uid == nobody.pw_uid
+    finally:
+        shutil.rmtree(world, ignore_errors=True)
