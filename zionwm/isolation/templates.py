@@ -963,7 +963,12 @@ def create(name: str, source: Source) -> Template:
         for stale in path.glob("gen-*"):  # a create that died half-way
             shutil.rmtree(stale)
         started = time.monotonic()
-        report, config = _build(path, source, 1)
+        try:
+            report, config = _build(path, source, 1)
+        except BaseException:
+            # Nothing of a failed create stays, not even the empty directory.
+            shutil.rmtree(path, ignore_errors=True)
+            raise
         now = time.time()
         tpl = Template(name, path, 1, source, now, now, tuple(report.notes), report.counts, config)
         _write_meta(tpl)
