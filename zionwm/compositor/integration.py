@@ -46,9 +46,12 @@ class Isolation:
         self.cgroups = CgroupManager.probe(root_name=f"zionwm-{suffix}" if suffix else "zionwm")
         st = self.cgroups.status
         log.info("cgroups: %s", st.describe())
-        if st.problems:
+        # a missing memory.reclaim matters only to desktops that ask for it
+        wants_reclaim = any(d.spec.reclaim_when_frozen for d in server.desktops.values())
+        problems = [p for p in st.problems if wants_reclaim or "reclaim" not in p]
+        if problems:
             server.notify(
-                "Desktop limits/freezing are limited here:\n" + "\n".join(st.problems),
+                "Desktop limits/freezing are limited here:\n" + "\n".join(problems),
                 seconds=15,
                 urgent=True,
             )

@@ -673,8 +673,16 @@ OUTPUT_ID_BASE = ROOT_ID + 1
 WORKSPACE_ID_BASE = ROOT_ID + 4096
 
 
+# sway answers a successful SUBSCRIBE with this literal text, and some clients (waybar 0.9)
+# compare the reply byte for byte instead of parsing it
+SUBSCRIBE_OK = b'{"success": true}'
+
+
 def i3_frame(msg_type: int, payload: object) -> bytes:
-    body = _dumps(payload).encode()
+    if msg_type == SUBSCRIBE and payload == {"success": True}:
+        body = SUBSCRIBE_OK
+    else:
+        body = _dumps(payload).encode()
     return I3_HEADER.pack(I3_MAGIC, len(body), msg_type) + body
 
 

@@ -615,6 +615,12 @@ class Server(HasListeners):
             except RuntimeError:
                 log.error("output %s: could not enable its preferred mode", output.name)
                 return
+        # sway's format, "make model serial (NAME)": panels such as waybar parse it
+        native.set_output_description(
+            output,
+            f"{output.make or 'Unknown'} {output.model or 'Unknown'} "
+            f"{output.serial or 'Unknown'} ({output.name})",
+        )
         self.output_layout.add_auto(output)
         so = ServerOutput(self, output)
         self.outputs.append(so)

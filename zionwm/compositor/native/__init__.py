@@ -151,6 +151,13 @@ def filter_allows(desktop: int, interface: str) -> bool:
     return bool(lib.zion_filter_allows(desktop, interface.encode()))
 
 
+# ---- outputs ----
+
+
+def set_output_description(output: Any, text: str) -> None:
+    lib.wlr_output_set_description(to_native(output, "struct wlr_output *"), text.encode())
+
+
 # ---- presentation-time, xdg-activation ----
 
 

@@ -39,6 +39,10 @@ struct wlr_scene_surface *wlr_scene_surface_from_node(struct wlr_scene_node *nod
 enum { WLR_SCENE_NODE_ROOT, WLR_SCENE_NODE_TREE, WLR_SCENE_NODE_SURFACE,
        WLR_SCENE_NODE_RECT, WLR_SCENE_NODE_BUFFER };
 
+/* outputs */
+struct wlr_output;
+void wlr_output_set_description(struct wlr_output *output, const char *desc);
+
 /* libwayland-server pieces pywayland lacks */
 const struct wl_interface *wl_global_get_interface(const struct wl_global *global);
 struct wl_client *wl_resource_get_client(struct wl_resource *resource);
