@@ -582,7 +582,7 @@ def test_emit_never_raises_when_the_controller_fails(harness: Harness) -> None:
         raw.connect(str(paths.sway_ipc_socket()))
         payload = b'["workspace"]'
         raw.sendall(ipc.I3_MAGIC + struct.pack("=II", len(payload), ipc.SUBSCRIBE) + payload)
-        assert b'"success":true' in raw.recv(100)
+        assert raw.recv(100).endswith(b'{"success": true}')  # sway's literal reply
 
         def broken() -> list[dict[str, Any]]:
             raise RuntimeError("torn down")
@@ -948,3 +948,10 @@ def test_desktop_added_sends_workspace_init(
     finally:
         stop_main(conn, loop)
     assert ("init", "gaming") in seen and ("empty", "web") in seen
+
+
+def test_subscribe_reply_is_swaylike_to_the_byte() -> None:
+    """waybar 0.9 compares the SUBSCRIBE reply with sway's literal text instead of parsing."""
+    frame = ipc.i3_frame(ipc.SUBSCRIBE, {"success": True})
+    assert frame.endswith(b'{"success": true}')
+    assert ipc.i3_frame(ipc.SUBSCRIBE, {"success": False, "error": "x"}).endswith(b'"x"}')
