@@ -116,11 +116,18 @@ def _write(path: str, text: str) -> None:
 
 
 def enter_private_namespace(libc: _Libc) -> None:
+    """A private user+mount namespace in which the invoking user is uid 0.
+
+    Not a 1:1 map: an unprivileged user mapped to itself loses the namespace's capabilities
+    at the exec of fuse-overlayfs, which then cannot mount (EPERM). As the namespace's root
+    it keeps them; files it writes are still the user's on disk, and bwrap maps the
+    sandbox's uid onto that uid 0, so the sandbox sees its own files as its own.
+    """
     uid, gid = os.getuid(), os.getgid()
     libc.unshare(CLONE_NEWUSER | CLONE_NEWNS)
     _write("/proc/self/setgroups", "deny")
-    _write("/proc/self/uid_map", f"{uid} {uid} 1\n")
-    _write("/proc/self/gid_map", f"{gid} {gid} 1\n")
+    _write("/proc/self/uid_map", f"0 {uid} 1\n")
+    _write("/proc/self/gid_map", f"0 {gid} 1\n")
     libc.mount(None, "/", None, MS_REC | MS_PRIVATE, None)
 
 

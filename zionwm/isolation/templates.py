@@ -1173,23 +1173,6 @@ def helper_argv(facts: TemplateFacts, *, python: str) -> list[str]:
     return [*argv, "--"]
 
 
-def enter_namespace_as_owner(libc: overlay._Libc) -> None:
-    """A private user+mount namespace in which the invoking user is uid 0.
-
-    Not the 1:1 map of `overlay.enter_private_namespace`: an unprivileged user mapped to
-    itself loses the namespace's capabilities at the exec of fuse-overlayfs, which then
-    cannot mount (EPERM). As the namespace's root it keeps them; files it writes are still
-    the user's on disk, it reports them as uid 0 there, and bwrap maps the sandbox's uid
-    onto that uid 0, so the sandbox sees its own files as its own.
-    """
-    uid, gid = os.getuid(), os.getgid()
-    libc.unshare(overlay.CLONE_NEWUSER | overlay.CLONE_NEWNS)
-    Path("/proc/self/setgroups").write_text("deny")
-    Path("/proc/self/uid_map").write_text(f"0 {uid} 1\n")
-    Path("/proc/self/gid_map").write_text(f"0 {gid} 1\n")
-    libc.mount(None, "/", None, overlay.MS_REC | overlay.MS_PRIVATE, None)
-
-
 def helper_main(argv: list[str] | None = None) -> None:
     """Mount the template's overlay in private namespaces, then exec the rest (bwrap)."""
     parser = argparse.ArgumentParser(prog="zionwm-template-helper")
@@ -1202,7 +1185,7 @@ def helper_main(argv: list[str] | None = None) -> None:
     if not command:
         parser.error("no command after --")
     try:
-        enter_namespace_as_owner(overlay._Libc())
+        overlay.enter_private_namespace(overlay._Libc())
         layer = LayerDirs(Path(args.upper), Path(args.work), Path(args.merged))
         scratch = Path(args.scratch) if args.scratch else None
         overlay.mount_layer(layer, scratch=scratch, lower=args.lower)
