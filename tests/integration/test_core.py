@@ -262,8 +262,11 @@ def test_vnc_serves_the_session_on_loopback(tmp_path: Path) -> None:
         shot = tmp_path / "vnc.png"
 
         def captured() -> bool:
-            r = subprocess.run([str(VENV_BIN / "vncdo"), "-s", f"127.0.0.1::{port}",
-                                "capture", str(shot)], capture_output=True, timeout=20)
+            r = subprocess.run(
+                [str(VENV_BIN / "vncdo"), "-s", f"127.0.0.1::{port}", "capture", str(shot)],
+                capture_output=True,
+                timeout=20,
+            )
             return r.returncode == 0 and shot.exists()
 
         wait_for(captured, 30, "a VNC capture of the session")
@@ -279,7 +282,58 @@ def test_vnc_serves_the_session_on_loopback(tmp_path: Path) -> None:
 
 def test_a_program_that_cannot_start_is_reported(compositor: Compositor) -> None:
     compositor.zionctl("launch", "work", "--", "no-such-program-here")
-    wait_for(lambda: any("no-such-program-here" in n
-                         for n in compositor.zjson("status")["notifications"]),
-             10, "the user to be told the program did not start")
+    wait_for(
+        lambda: any(
+            "no-such-program-here" in n for n in compositor.zjson("status")["notifications"]
+        ),
+        10,
+        "the user to be told the program did not start",
+    )
     assert compositor.alive()
+
+
+def test_runs_nested_inside_another_wayland_session(compositor: Compositor, tmp_path: Path) -> None:
+    """`zionwm` with WAYLAND_DISPLAY set runs as a window of that session (wlroots' Wayland
+    backend); here the outer session is another zionwm."""
+    from tests.harness import VENV_BIN
+
+    runtime = tmp_path / "inner-run"
+    runtime.mkdir(mode=0o700)
+    env = {
+        **compositor.env,
+        "XDG_RUNTIME_DIR": str(runtime),
+        "XDG_CONFIG_HOME": str(tmp_path / "inner-config"),
+        "XDG_DATA_HOME": str(tmp_path / "inner-data"),
+        "WAYLAND_DISPLAY": str(compositor.runtime / compositor.socket_name),
+        "ZIONWM_INSTANCE": "nested",
+        "ZIONWM_NO_QUARANTINE": "1",
+    }
+    env.pop("WLR_BACKENDS", None)  # auto-detection must find the outer session
+    rfd, wfd = os.pipe()
+    inner = subprocess.Popen(
+        [str(VENV_BIN / "zionwm"), "--socket", "wayland-inner"],
+        env={**env, "ZIONWM_READY_FD": str(wfd)},
+        pass_fds=(wfd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(wfd)
+    try:
+        with os.fdopen(rfd) as ready:
+            assert ready.readline().strip() == "wayland-inner"
+        (win,) = compositor.wait_window("host")
+        assert win["app_id"] == "wlroots"
+        # the inner session's own indicator is drawn inside the window
+        img = compositor.screenshot()
+        assert colour_near(img.getpixel((win["x"] + 300, win["y"] + 5)), PERSONAL)
+        # and it serves its own clients
+        r = subprocess.run(
+            ["wayland-info"],
+            env={**env, "WAYLAND_DISPLAY": "wayland-inner"},
+            capture_output=True,
+            timeout=20,
+        )
+        assert r.returncode == 0 and b"xdg_wm_base" in r.stdout
+    finally:
+        inner.terminate()
+        assert inner.wait(timeout=15) == 0
