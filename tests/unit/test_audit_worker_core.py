@@ -188,8 +188,11 @@ def test_settings_from_a_config_list_stay_hashable() -> None:
 def test_argv_keeps_an_interpreter_under_tmp_visible() -> None:
     """A checkout or venv under /tmp (a CI clone) must be bound on top of the sandbox's fresh
     /tmp, not hidden under it: the tmpfs comes before every bind."""
-    argv = worker.sandbox_argv(plan(python="/tmp/ci/.venv/bin/python",
-                                    ro_paths=("/usr", "/tmp/ci/.venv", "/tmp/ci/zionwm")))
+    argv = worker.sandbox_argv(
+        plan(
+            python="/tmp/ci/.venv/bin/python", ro_paths=("/usr", "/tmp/ci/.venv", "/tmp/ci/zionwm")
+        )
+    )
     tmpfs = argv.index("--tmpfs")
     assert argv[tmpfs + 1] == "/tmp"
     binds = [i for i, a in enumerate(argv) if a == "--ro-bind"]
