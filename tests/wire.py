@@ -139,6 +139,7 @@ class WireClient:
         self.send(wm, 2, struct.pack("=II", xsurf, surface))
         top = self.new_id()
         self.send(xsurf, 1, struct.pack("=I", top))
+        self.toplevel = top
         self.send(surface, 6)  # commit: ask for the first configure
         serial = self._wait_configure(xsurf)
         self.send(xsurf, 4, struct.pack("=I", serial))  # ack_configure
@@ -148,6 +149,20 @@ class WireClient:
         self.send(surface, 6)  # commit
         self.roundtrip()
         return surface
+
+    def wait_event(self, obj: int, opcode: int, timeout: float = 10.0) -> Event:
+        """The next event `opcode` on object `obj` (reading until it comes)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.events:
+                if e.obj == obj and e.opcode == opcode:
+                    self.events.remove(e)
+                    return e
+            if not self.read(max(0.0, deadline - time.monotonic())):
+                raise ConnectionError("closed while waiting for an event")
+        raise TimeoutError(f"no event {opcode} on object {obj}")
 
     def _wait_configure(self, xsurf: int) -> int:
         while True:

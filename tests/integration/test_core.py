@@ -337,3 +337,45 @@ def test_runs_nested_inside_another_wayland_session(compositor: Compositor, tmp_
     finally:
         inner.terminate()
         assert inner.wait(timeout=15) == 0
+
+
+def test_interactive_move_follows_the_pointer(compositor: Compositor) -> None:
+    """A client asks to be moved on a pointer press (as a client-side titlebar does); the
+    window then follows the pointer until the button is released."""
+    app = WireClient(compositor.desktop_socket("personal"))
+    app.map_toplevel(120, 80)
+    seat = app.bind("wl_seat", 5)
+    pointer = app.new_id()
+    app.send(seat, 0, struct.pack("=I", pointer))  # wl_seat.get_pointer
+    app.roundtrip()
+    (win,) = compositor.wait_window("personal")
+    x0, y0 = win["x"], win["y"]
+    vp = VirtualPointer(compositor)
+    vp.move(x0 + 20, y0 + 20)
+    vp.t += 1
+    vp.c.send(vp.ptr, 2, struct.pack("=III", vp.t, 0x110, 1))  # press BTN_LEFT
+    vp.c.send(vp.ptr, 4)
+    vp.c.roundtrip()
+    press = app.wait_event(pointer, 3)  # wl_pointer.button: serial, time, button, state
+    app.send(app.toplevel, 5, struct.pack("=II", seat, press.u32(0)))  # xdg_toplevel.move
+    app.roundtrip()
+    for step in range(1, 11):
+        vp.move(x0 + 20 + 10 * step, y0 + 20 + 5 * step)
+    vp.t += 1
+    vp.c.send(vp.ptr, 2, struct.pack("=III", vp.t, 0x110, 0))  # release
+    vp.c.send(vp.ptr, 4)
+    vp.c.roundtrip()
+
+    def moved() -> bool:
+        w = compositor.windows("personal")[0]
+        return (w["x"], w["y"]) == (x0 + 100, y0 + 50)
+
+    wait_for(moved, 10, "the window to follow the pointer by (100, 50)")
+    # after the release the grab is over: moving the pointer leaves the window where it is
+    vp.move(5, 600)
+    vp.c.roundtrip()
+    assert (compositor.windows("personal")[0]["x"], compositor.windows("personal")[0]["y"]) == (
+        x0 + 100,
+        y0 + 50,
+    )
+    app.close()
