@@ -88,6 +88,7 @@ def _series(results: dict[str, Any], comp: str, count: int, frozen: bool) -> Any
     for row in _dig(results, "switch", "series") or []:
         if (
             row.get("compositor") == comp
+            and row.get("key_path", "probe") == "probe"
             and row.get("windows_per_desktop") == count
             and bool(row.get("frozen_target")) == frozen
             and "error" not in row
@@ -216,6 +217,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{row['error'][:80]} | | | | |"
             )
             continue
+        wt = " (wtype)" if row.get("key_path") == "wtype" else ""
         for method in ("external_ms", "internal_ms"):
             st = row.get(method)
             if not st:
@@ -226,7 +228,7 @@ def markdown(results: dict[str, Any]) -> str:
             out.append(
                 f"| {row['compositor']} | {row['windows_per_desktop']} | "
                 f"{'yes' if row.get('frozen_target') else 'no'} | {st['n']} | "
-                f"{method.split('_')[0]} | {st['median']} | {st['p95']} | {st['p99']} "
+                f"{method.split('_')[0]}{wt} | {st['median']} | {st['p95']} | {st['p99']} "
                 f"| {rat} |"
             )
     p = results.get("pointer") or {}
@@ -326,6 +328,7 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
             tag = (
                 f"{r['compositor']}{' frozen' if r.get('frozen_target') else ''}\n"
                 f"{r['windows_per_desktop']} win"
+                f"{' wtype' if r.get('key_path') == 'wtype' else ''}"
             )
             labels.append(tag)
             data.append(r["raw_external_ms"] or [0])
@@ -393,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if "switch" in only:
         results["switch"] = switch.measure(
-            [1, 10] if args.quick else [1, 10, 50], 20 if args.quick else 200
+            [1, 10] if args.quick else [1, 10, 50],
+            20 if args.quick else 200,
+            10 if args.quick else 40,
         )
     if "pointer" in only:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,10 @@ Two figures per switch:
   Sway has no such record.
 
 zionwm is also measured with the target desktop frozen (cgroup freezer) before every
-switch, so the thaw is on the measured path.
+switch, so the thaw is on the measured path. And, with 1 window per desktop, both
+compositors are switched 40 more times through the real `wtype` (a new process and a new
+virtual keyboard per key, as a user's script would): the external figure then includes
+wtype's start-up, the internal one does not.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
+import subprocess
 import sys
 import time
 from typing import Any
@@ -64,8 +69,27 @@ def _shows(frame: Any, centre: tuple[int, int], desktop: int) -> bool:
     return _near(frame.pixel(*centre), MARKERS[desktop][1])
 
 
-def run_series(s: Any, count: int, switches: int, frozen: bool, seed: int) -> dict[str, Any]:
-    """Populate desktops 1 and 2 with `count` clients each, then time `switches` switches."""
+def _wtype(s: Any, digit: int) -> int:
+    """Super+digit through the real wtype on the compositor's host socket; returns
+    CLOCK_MONOTONIC ns before wtype was started (so its start-up is in the figure)."""
+    sock = s.wayland_socket
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(sock.parent), "WAYLAND_DISPLAY": sock.name}
+    t0 = time.monotonic_ns()
+    subprocess.run(
+        ["wtype", "-M", "logo", str(digit), "-m", "logo"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
+    return t0
+
+
+def run_series(
+    s: Any, count: int, switches: int, frozen: bool, seed: int, key_path: str = "probe"
+) -> dict[str, Any]:
+    """Populate desktops 1 and 2 with `count` clients each, then time `switches` switches.
+    `key_path`: "probe" (virtual keyboard from the measuring client) or "wtype"."""
     for d in (1, 2):
         populate(s, d, count, CLIENT)
     markers: dict[int, Marker] = {}
@@ -105,7 +129,7 @@ def run_series(s: Any, count: int, switches: int, frozen: bool, seed: int) -> di
                 _wait_frozen(s, target)
             time.sleep(rng.uniform(0, 0.017))  # de-phase the key from the frame clock
             frame = probe.arm()
-            t0 = probe.super_digit(target)
+            t0 = _wtype(s, target) if key_path == "wtype" else probe.super_digit(target)
             end = time.monotonic() + 3
             while True:
                 f = probe.collect(frame, max(0.01, end - time.monotonic()))
@@ -135,6 +159,7 @@ def run_series(s: Any, count: int, switches: int, frozen: bool, seed: int) -> di
         "clients_crashed_at_start": getattr(s, "crashed", 0),
         "windows_at_end": windows_at_end,
         "compositor": s.name,
+        "key_path": key_path,
         "windows_per_desktop": count,
         "frozen_target": frozen,
         "switches": switches,
@@ -155,7 +180,7 @@ def _wait_frozen(s: ZionwmSession, desktop: int) -> None:
         time.sleep(0.002)
 
 
-def measure(counts: list[int], switches: int) -> dict[str, Any]:
+def measure(counts: list[int], switches: int, wtype_switches: int = 40) -> dict[str, Any]:
     """Alternate the compositors: zionwm first for one count, sway first for the next."""
     series: list[dict[str, Any]] = []
     for i, count in enumerate(counts):
@@ -165,6 +190,11 @@ def measure(counts: list[int], switches: int) -> dict[str, Any]:
             try:
                 with session(kind) as s:
                     series.append(run_series(s, count, switches, False, seed=count))
+                    if wtype_switches and i == 0:
+                        # the same switch through the real wtype, fewer times (it forks)
+                        row = run_series(s, 0, wtype_switches, False, 7, key_path="wtype")
+                        row["windows_per_desktop"] = count
+                        series.append(row)
                     if kind == "zionwm":
                         row = run_series(s, 0, switches, True, seed=count + 1)
                         row["windows_per_desktop"] = count
@@ -187,6 +217,7 @@ def measure(counts: list[int], switches: int) -> dict[str, Any]:
                 for p in series
                 if p.get("compositor") == "sway"
                 and p.get("windows_per_desktop") == row["windows_per_desktop"]
+                and p.get("key_path") == row.get("key_path")
                 and "error" not in p
             ),
             None,
