@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import time
 from dataclasses import dataclass, field
@@ -971,8 +972,8 @@ class Server(HasListeners):
         if child.returncode and quick and child.desktop is not None and not quiet:
             child.extra["exit_notified"] = True
             self.notify(
-                f"{child.argv[0]} on {child.desktop} exited at once with status "
-                f"{child.returncode} (is it installed? see the log)",
+                f"{shlex.join(child.argv)} on {child.desktop} exited with {child.returncode} "
+                "right after starting (is it installed? see the log)",
                 urgent=True,
             )
         for ext in self.extensions:
