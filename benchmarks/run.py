@@ -336,6 +336,7 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
         ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7)
         ax.axhline(FRAME_60HZ_MS, color="grey", linestyle="--", linewidth=0.8)
         ax.set_ylabel("key to first frame showing the target (ms)")
+        ax.set_xlabel("boxes: quartiles and median; whiskers: p1 and p99; dashed: 1/60 s")
         ax.set_title(f"Desktop switch latency, external method ({results['date']})")
         fig.tight_layout()
         path = out / "switch.png"
