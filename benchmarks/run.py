@@ -3,7 +3,7 @@ benchmarks/results/latest.json, latest.md and PNG plots, and a printed summary.
 
     .venv/bin/python -m benchmarks.run [--quick] [--only switch,pointer,...]
 
-The colleagues' benchmarks (freeze, sandbox_spawn, quarantine, audit, network) run as
+The colleagues' benchmarks (freeze, sandbox_spawn, quarantine, audit, templates, network) run as
 their own processes with the arguments below and their JSON is kept as they print it.
 """
 
@@ -42,6 +42,7 @@ EXTERNAL: dict[str, tuple[str, list[str], list[str]]] = {
         ["--count-small", "20", "--count-large", "2", "--json"],
     ),
     "audit": ("benchmarks.audit", ["--reps", "10"], ["--reps", "2"]),
+    "templates": ("benchmarks.templates", ["--runs", "20"], ["--runs", "3"]),
     "network": (
         "benchmarks.network",
         ["--reps", "10", "--seconds", "2"],

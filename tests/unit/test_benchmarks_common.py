@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,28 @@ def test_top_frames_of_collapsed_stacks() -> None:
     assert t["inclusive"][0] == ("main", 100.0)
     assert ("run", 90.0) in t["inclusive"]
     assert top_frames("") == {"self": [], "inclusive": []}
+
+
+def test_frame_pixel_reads_xrgb_little_endian_and_honours_y_invert() -> None:
+    from benchmarks.common import Frame
+
+    # 2x2 XRGB8888: bytes are B, G, R, X per pixel
+    rows = [bytes([1, 2, 3, 0, 4, 5, 6, 0]), bytes([7, 8, 9, 0, 10, 11, 12, 0])]
+    f = Frame(0, 0, 2, 2, 8, False, b"".join(rows))
+    assert f.pixel(0, 0) == (3, 2, 1)
+    assert f.pixel(1, 1) == (12, 11, 10)
+    flipped = Frame(0, 0, 2, 2, 8, True, b"".join(rows))
+    assert flipped.pixel(0, 0) == (9, 8, 7)
+
+
+def test_benchmark_config_is_valid_for_zionwm(tmp_path: Path) -> None:
+    from benchmarks.common import zionwm_config
+    from zionwm.config import load_config
+
+    path = tmp_path / "config.py"
+    path.write_text(zionwm_config(desktops=3, network="full"))
+    config, problems = load_config(path)
+    assert config is not None, [str(p) for p in problems]
+    assert [d.name for d in config.desktops] == ["d1", "d2", "d3"]
+    commands = {b.command for b in config.bindings}
+    assert {"switch 1", "switch 2", "switch 9"} <= commands
