@@ -264,7 +264,7 @@ class Compositor:
             return img.convert("RGB")
 
     def type_keys(self, *wtype_args: str) -> None:
-        r = self.run([require("wtype"), *wtype_args])
+        r = self.run([require("wtype"), *wtype_args], timeout=60)
         assert r.returncode == 0, f"wtype failed: {r.stderr.decode()}"
 
 

@@ -71,7 +71,7 @@ def test_frozen_client_survives_an_input_flood_elsewhere(make_compositor: Any) -
     comp.zionctl("launch", "personal", "--", "foot", "sh", "-c", "cat > /dev/null")
     comp.wait_window("personal", "foot")
     # a flood of keys and pointer motion on the visible desktop
-    comp.type_keys("x" * 3000)
+    comp.type_keys("x" * 1000)
     vp = VirtualPointer(comp)
     for i in range(3000):
         vp.move(100 + i % 800, 100 + i % 500)
