@@ -49,7 +49,6 @@ from wlroots.wlr_types import (
     XdgShell,
 )
 from wlroots.wlr_types import SceneNode as WlrSceneNode
-from wlroots.wlr_types.cursor import WarpMode
 from wlroots.wlr_types.idle_inhibit_v1 import IdleInhibitorManagerV1
 from wlroots.wlr_types.input_device import ButtonState, InputDeviceType
 from wlroots.wlr_types.layer_shell_v1 import LayerShellV1, LayerSurfaceV1
@@ -142,6 +141,7 @@ class Server(HasListeners):
         self._consumed_keys: set[int] = set()
         self._slots = 0
         self._slot_names: dict[int, str] = {}
+        self._views_by_id: dict[int, View] = {}
         self._default_cursor = False
         self.desktops: dict[str, DesktopRuntime] = {}
         self.ipc: Any = None
@@ -166,6 +166,7 @@ class Server(HasListeners):
         self.compositor = Compositor(self.display, self.renderer)
         self.output_layout = OutputLayout()
         self.scene = Scene(self.output_layout)
+        self._scene_root = native.scene_root(self.scene)
         self.background = SceneRect.create(self.scene, 0, 0, BACKGROUND)
         below = [SceneTree.create(self.scene), SceneTree.create(self.scene)]
         self.desktops_layer = SceneTree.create(self.scene)
@@ -235,6 +236,7 @@ class Server(HasListeners):
         for spec in config.desktops:
             self._add_desktop(spec)
         native.set_client_destroyed_callback(self._on_client_destroyed)
+        native.set_geometry_callback(self._on_geometry_changed)
         self.bindings = self._binding_table(config)
         settings = config.settings
         self.clipboard = ClipboardBridge(
@@ -354,6 +356,11 @@ class Server(HasListeners):
             raise LookupError(f"no desktop has slot {slot}")
         return name
 
+    def _on_geometry_changed(self, view_id: int, x: int, y: int, w: int, h: int) -> None:
+        view = self._views_by_id.get(view_id)
+        if view is not None:
+            view.on_geometry_change(x, y, w, h)
+
     def _on_client_destroyed(self, client: int, slot: int) -> None:
         name = self._slot_names.get(slot)
         if name is not None and name in self.desktops:
@@ -441,6 +448,7 @@ class Server(HasListeners):
             return
         desktop = self._desktop_of_slot(native.surface_desktop(xdg_surface.surface))
         view = View(self, xdg_surface, desktop)
+        self._views_by_id[view.id] = view
         if desktop == HOST:
             self.host_views.append(view)
         else:
@@ -508,6 +516,7 @@ class Server(HasListeners):
         self.emit("unmap", view.describe())
 
     def view_destroyed(self, view: View) -> None:
+        self._views_by_id.pop(view.id, None)
         if view.desktop == HOST:
             self.host_views.remove(view)
         else:
@@ -741,13 +750,17 @@ class Server(HasListeners):
             return True
         return False
 
+    # raw wlroots calls here: pywlroots' event.device builds an InputDevice (with Signals)
+    # on every access, which costs more than the motion itself
     def _on_cursor_motion(self, listener: Any, event: Any) -> None:
-        self.cursor.move(event.delta_x, event.delta_y, input_device=event.device)
-        self._process_motion(event.time_msec)
+        ev = event._ptr
+        wlr_lib.wlr_cursor_move(self.cursor._ptr, ev.device, ev.delta_x, ev.delta_y)
+        self._process_motion(ev.time_msec)
 
     def _on_cursor_motion_absolute(self, listener: Any, event: Any) -> None:
-        self.cursor.warp(WarpMode.AbsoluteClosest, event.x, event.y, input_device=event.device)
-        self._process_motion(event.time_msec)
+        ev = event._ptr
+        wlr_lib.wlr_cursor_warp_absolute(self.cursor._ptr, ev.device, ev.x, ev.y)
+        self._process_motion(ev.time_msec)
 
     def _refresh_pointer_focus(self) -> None:
         self._process_motion(int(time.monotonic() * 1000) & 0xFFFFFFFF)
@@ -755,7 +768,7 @@ class Server(HasListeners):
     def _surface_at(self, x: float, y: float) -> tuple[Any, Seat, float, float] | None:
         """The surface under a layout point as a raw pywlroots pointer (no wrapper objects:
         this runs for every pointer motion), with the seat of its desktop."""
-        hit = native.node_at(self.scene, x, y)
+        hit = native.node_at(self._scene_root, x, y)
         if hit is None:
             return None
         addr, sx, sy = hit

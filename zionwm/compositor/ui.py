@@ -25,6 +25,17 @@ FONT_CANDIDATES = (
 )
 
 
+@lru_cache(maxsize=64)
+def render_label(
+    text: str, colour: tuple[float, float, float, float], width: int
+) -> tuple[int, int, bytes]:
+    """The indicator's label, rendered once per (text, colour, width): switching back and
+    forth between desktops then costs no text rendering."""
+    rgb = _rgb255(colour)
+    w, h, pixels = render_text(text, _text_colour_on(colour), (*rgb, 255), STRIP_HEIGHT)
+    return min(w, width), h, _crop(pixels, w, h, width)
+
+
 @lru_cache(maxsize=4)
 def _font(size: int) -> Any:
     for path in FONT_CANDIDATES:
@@ -93,13 +104,10 @@ class Indicator:
             text += f"    quarantine: {state.pending} pending"
         if state.frozen:
             text += f"    frozen: {', '.join(state.frozen)}"
-        rgb = _rgb255(state.colour)
-        w, h, pixels = render_text(text, _text_colour_on(state.colour), (*rgb, 255), STRIP_HEIGHT)
+        w, h, pixels = render_label(text, state.colour, self.width)
         if self.label is not None:
             self.label.destroy()
-        self.label = SceneImage.create(
-            self.tree, min(w, self.width), h, _crop(pixels, w, h, self.width)
-        )
+        self.label = SceneImage.create(self.tree, w, h, pixels)
         self.label.set_position(4, 0)
 
     def set_visible(self, on: bool) -> None:

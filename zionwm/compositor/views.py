@@ -22,6 +22,7 @@ from wlroots.wlr_types.xdg_shell import (
     XdgTopLevelSetFullscreenEvent,
 )
 
+from . import native
 from .listeners import HasListeners
 from .native import SceneRect, SceneTree
 
@@ -55,7 +56,7 @@ class View(HasListeners):
         self.saved: Geometry | None = None  # geometry before fullscreen/maximize
         self.x = 0
         self.y = 0
-        self._last_size = (-1, -1)
+        self._last_size: tuple[int, int, int, int] = (-1, -1, -1, -1)
         self._pending_configure: tuple[str, bool] | None = None
 
         parent = server.desktop_tree(desktop)
@@ -71,7 +72,10 @@ class View(HasListeners):
         self.add_listener(xdg_surface.map_event, self._on_xdg_surface_map)
         self.add_listener(xdg_surface.unmap_event, self._on_xdg_surface_unmap)
         self.add_listener(xdg_surface.destroy_event, self._on_xdg_surface_destroy)
-        self.add_listener(xdg_surface.surface.commit_event, self._on_surface_commit)
+        # commits are watched in C (every client frame is one): Python runs only when the
+        # window geometry changes, through server.geometry_changed -> _on_geometry_change
+        self._geometry_watch = native.watch_geometry(xdg_surface, self.id)
+        self._geometry = (0, 0, 0, 0)
         tl = self.toplevel
         self.add_listener(tl.request_move_event, self._on_toplevel_request_move)
         self.add_listener(tl.request_resize_event, self._on_toplevel_request_resize)
@@ -125,13 +129,15 @@ class View(HasListeners):
         self.server.view_unmapped(self)
 
     def _on_xdg_surface_destroy(self, listener: Any, data: Any) -> None:
+        native.unwatch_geometry(self._geometry_watch)
         self.finalize_listeners()
         self.server.view_destroyed(self)
         # the xdg surface's scene node is destroyed by wlroots with the surface; our tree
         # (and the borders in it) go now
         self.tree.destroy()
 
-    def _on_surface_commit(self, listener: Any, data: Any) -> None:
+    def on_geometry_change(self, x: int, y: int, width: int, height: int) -> None:
+        self._geometry = (x, y, width, height)
         if self.mapped:
             self._update_borders()
 
@@ -229,16 +235,17 @@ class View(HasListeners):
     # ---- frame ----
 
     def _update_borders(self, force: bool = False) -> None:
-        g = self.xdg_surface.get_geometry()
-        size = (g.width, g.height)
-        if size == self._last_size and not force:
+        if force:
+            g = self.xdg_surface.get_geometry()
+            self._geometry = (g.x, g.y, g.width, g.height)
+        gx, gy, w, h = self._geometry
+        if (gx, gy, w, h) == self._last_size and not force:
             return
-        self._last_size = size
-        w, h = size
+        self._last_size = (gx, gy, w, h)
         show = not self.fullscreen
         top, bottom, left, right = self.borders
         # the xdg surface node sits at the tree origin minus the geometry offset
-        self.surface_node.set_position(-g.x, -g.y)
+        self.surface_node.set_position(-gx, -gy)
         top.set_size(w + 2 * BORDER, BORDER)
         top.set_position(-BORDER, -BORDER)
         bottom.set_size(w + 2 * BORDER, BORDER)

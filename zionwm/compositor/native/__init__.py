@@ -44,6 +44,7 @@ def to_wlr(cdata: Any, ctype: str) -> Any:
 # ---- callbacks from C: set by the compositor, called through extern "Python" ----
 
 _on_client_destroyed: Callable[[int, int], None] | None = None
+_on_geometry_changed: Callable[[int, int, int, int, int], None] | None = None
 _on_source_send: Callable[[int, str, int], None] | None = None
 _on_source_destroyed: Callable[[int], None] | None = None
 
@@ -56,6 +57,35 @@ def set_source_callbacks(
     global _on_source_send, _on_source_destroyed
     _on_source_send = source_send
     _on_source_destroyed = source_destroyed
+
+
+def set_geometry_callback(callback: Callable[[int, int, int, int, int], None]) -> None:
+    """callback(watch id, x, y, width, height) when a watched window's geometry changes."""
+    global _on_geometry_changed
+    _on_geometry_changed = callback
+
+
+@ffi.def_extern()
+def zion_py_geometry_changed(watch_id: int, x: int, y: int, width: int, height: int) -> None:
+    try:
+        if _on_geometry_changed is not None:
+            _on_geometry_changed(watch_id, x, y, width, height)
+    except Exception:
+        log.exception("callback failed: geometry change of window %d", watch_id)
+
+
+def watch_geometry(xdg_surface: Any, watch_id: int) -> Any:
+    """Watch an xdg surface's commits in C; Python hears only of geometry changes."""
+    xdg = to_native(xdg_surface, "struct wlr_xdg_surface *")
+    surface = to_native(xdg_surface._ptr.surface, "struct wlr_surface *")
+    w = lib.zion_watch_geometry(xdg, surface, watch_id)
+    if w == ffi.NULL:
+        raise MemoryError("geometry watch")
+    return w
+
+
+def unwatch_geometry(watch: Any) -> None:
+    lib.zion_unwatch_geometry(watch)
 
 
 def set_client_destroyed_callback(callback: Callable[[int, int], None]) -> None:
@@ -289,11 +319,20 @@ def _parent_node(parent: Any) -> Any:
     return to_native(parent, "struct wlr_scene_node *")
 
 
+def scene_root(scene: Any) -> Any:
+    """The scene's root node as our pointer: resolve once, pass to node_at on every motion."""
+    return _parent_node(scene)
+
+
+_nx = ffi.new("double *")
+_ny = ffi.new("double *")
+
+
 def node_at(root: Any, lx: float, ly: float) -> tuple[int, float, float] | None:
-    """The topmost enabled surface node under a layout point: (surface address, sx, sy)."""
-    nx = ffi.new("double *")
-    ny = ffi.new("double *")
-    node = lib.wlr_scene_node_at(_parent_node(root), lx, ly, nx, ny)
+    """The topmost enabled surface node under a layout point: (surface address, sx, sy).
+    `root` is what scene_root() returned (this runs for every pointer motion)."""
+    nx, ny = _nx, _ny
+    node = lib.wlr_scene_node_at(root, lx, ly, nx, ny)
     if node == ffi.NULL or node.type != lib.WLR_SCENE_NODE_SURFACE:
         return None
     ss = lib.wlr_scene_surface_from_node(node)

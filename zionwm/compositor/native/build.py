@@ -25,6 +25,8 @@ C_SOURCE = r"""
 #include <wlr/types/wlr_buffer.h>
 #include <wlr/types/wlr_data_device.h>
 #include <wlr/types/wlr_seat.h>
+#include <wlr/types/wlr_surface.h>
+#include <wlr/util/box.h>
 #include <wlr/types/wlr_presentation_time.h>
 #include <wlr/types/wlr_xdg_activation_v1.h>
 #include <drm_fourcc.h>
@@ -32,6 +34,7 @@ C_SOURCE = r"""
 static void zion_py_client_destroyed(struct wl_client *, int);
 static void zion_py_source_send(int, const char *, int);
 static void zion_py_source_destroyed(int);
+static void zion_py_geometry_changed(int, int, int, int, int);
 
 /* ---- clients: the desktop a client belongs to is fixed at accept time, by socket ---- */
 
@@ -132,6 +135,49 @@ void zion_presentation_attach(struct wl_display *display, struct wlr_backend *ba
 struct wl_signal *zion_xdg_activation_create(struct wl_display *display) {
     struct wlr_xdg_activation_v1 *a = wlr_xdg_activation_v1_create(display);
     return a ? &a->events.request_activate : NULL;
+}
+
+/* ---- window geometry: every client frame commits; only a changed geometry reaches Python ---- */
+
+/* declared here rather than by including wlr_xdg_shell.h, which needs generated protocol
+ * headers; the signature is wlroots 0.15's */
+void wlr_xdg_surface_get_geometry(struct wlr_xdg_surface *surface, struct wlr_box *box);
+
+struct zion_geometry_watch {
+    struct wl_listener commit;
+    struct wlr_xdg_surface *xdg;
+    int id;
+    struct wlr_box last;
+};
+
+static void zion_geometry_commit(struct wl_listener *listener, void *data) {
+    struct zion_geometry_watch *w = wl_container_of(listener, w, commit);
+    struct wlr_box box;
+    (void)data;
+    wlr_xdg_surface_get_geometry(w->xdg, &box);
+    if (box.x != w->last.x || box.y != w->last.y || box.width != w->last.width ||
+            box.height != w->last.height) {
+        w->last = box;
+        zion_py_geometry_changed(w->id, box.x, box.y, box.width, box.height);
+    }
+}
+
+struct zion_geometry_watch *zion_watch_geometry(struct wlr_xdg_surface *xdg,
+                                                struct wlr_surface *surface, int id) {
+    struct zion_geometry_watch *w = calloc(1, sizeof(*w));
+    if (!w) return NULL;
+    w->xdg = xdg;
+    w->id = id;
+    w->last.width = -1;
+    w->commit.notify = zion_geometry_commit;
+    wl_signal_add(&surface->events.commit, &w->commit);
+    return w;
+}
+
+void zion_unwatch_geometry(struct zion_geometry_watch *w) {
+    if (!w) return;
+    wl_list_remove(&w->commit.link);
+    free(w);
 }
 
 /* ---- a CPU pixel buffer for compositor-drawn UI (indicator, notifications) ---- */

@@ -89,7 +89,15 @@ struct wl_signal *zion_xdg_activation_create(struct wl_display *display);
 struct wlr_scene_node *wlr_scene_subsurface_tree_create(struct wlr_scene_node *parent,
     struct wlr_surface *surface);
 
+/* xdg surface geometry, watched in C: Python hears only of changes, not of every commit */
+struct wlr_xdg_surface;
+struct zion_geometry_watch;
+struct zion_geometry_watch *zion_watch_geometry(struct wlr_xdg_surface *xdg,
+    struct wlr_surface *surface, int id);
+void zion_unwatch_geometry(struct zion_geometry_watch *watch);
+
 /* called from C into Python */
 extern "Python" void zion_py_client_destroyed(struct wl_client *, int);
 extern "Python" void zion_py_source_send(int, const char *, int);
 extern "Python" void zion_py_source_destroyed(int);
+extern "Python" void zion_py_geometry_changed(int, int, int, int, int);
