@@ -379,3 +379,74 @@ def test_interactive_move_follows_the_pointer(compositor: Compositor) -> None:
         y0 + 50,
     )
     app.close()
+
+
+class VirtualKeyboard:
+    """Key state through zwp_virtual_keyboard_v1 on the host socket (a trusted tool)."""
+
+    def __init__(self, comp: Compositor) -> None:
+        from xkbcommon import xkb
+
+        self.c = WireClient(Path(comp.runtime) / comp.socket_name)
+        seat = self.c.bind("wl_seat", 1)
+        mgr = self.c.bind("zwp_virtual_keyboard_manager_v1", 1)
+        self.kb = self.c.new_id()
+        self.c.send(mgr, 0, struct.pack("=II", seat, self.kb))
+        keymap = xkb.Context().keymap_new_from_names()
+        text = keymap.get_as_bytes() + b"\0"
+        self.logo = 1 << keymap.mod_get_index("Mod4")
+        fd = os.memfd_create("keymap")
+        os.write(fd, text)
+        self.c.send(self.kb, 0, struct.pack("=II", 1, len(text)), fds=(fd,))  # keymap
+        os.close(fd)
+        self.c.roundtrip()
+
+    def modifiers(self, depressed: int) -> None:
+        self.c.send(self.kb, 2, struct.pack("=IIII", depressed, 0, 0, 0))
+        self.c.roundtrip()
+
+
+def test_super_drag_moves_and_resizes_a_window(compositor: Compositor) -> None:
+    app = WireClient(compositor.desktop_socket("personal"))
+    app.map_toplevel(120, 80)
+    (win,) = compositor.wait_window("personal")
+    x0, y0 = win["x"], win["y"]
+    kb = VirtualKeyboard(compositor)
+    vp = VirtualPointer(compositor)
+
+    def drag(button: int, dx: int, dy: int) -> None:
+        w = compositor.windows("personal")[0]
+        sx, sy = w["x"] + 20, w["y"] + 20
+        vp.move(sx, sy)
+        vp.t += 1
+        vp.c.send(vp.ptr, 2, struct.pack("=III", vp.t, button, 1))
+        vp.c.send(vp.ptr, 4)
+        for step in range(1, 6):
+            vp.move(sx + dx * step // 5, sy + dy * step // 5)
+        vp.t += 1
+        vp.c.send(vp.ptr, 2, struct.pack("=III", vp.t, button, 0))
+        vp.c.send(vp.ptr, 4)
+        vp.c.roundtrip()
+
+    kb.modifiers(kb.logo)
+    drag(0x110, 100, 60)  # Super + left: move
+    wait_for(
+        lambda: (
+            (compositor.windows("personal")[0]["x"], compositor.windows("personal")[0]["y"])
+            == (x0 + 100, y0 + 60)
+        ),
+        10,
+        "Super+drag to move the window",
+    )
+    drag(0x111, 50, 40)  # Super + right: the compositor asks the client for a bigger size
+    xs = app.toplevel
+    wait_for(
+        lambda: app.read(0.1) and any(e.obj == xs and e.opcode == 0 for e in app.events),
+        10,
+        "a configure with the new size",
+    )
+    (configure,) = [e for e in app.events if e.obj == xs and e.opcode == 0][-1:]
+    width, height = struct.unpack_from("=ii", configure.payload)
+    assert (width, height) == (120 + 50, 80 + 40)
+    kb.modifiers(0)
+    app.close()

@@ -51,6 +51,7 @@ from wlroots.wlr_types import (
 from wlroots.wlr_types import SceneNode as WlrSceneNode
 from wlroots.wlr_types.idle_inhibit_v1 import IdleInhibitorManagerV1
 from wlroots.wlr_types.input_device import ButtonState, InputDeviceType
+from wlroots.wlr_types.keyboard import KeyboardModifier
 from wlroots.wlr_types.layer_shell_v1 import LayerShellV1, LayerSurfaceV1
 from wlroots.wlr_types.server_decoration import (
     ServerDecorationManager,
@@ -86,6 +87,8 @@ from .views import BORDER, View
 
 log = logging.getLogger(__name__)
 
+BTN_LEFT = 0x110
+BTN_RIGHT = 0x111
 HOST = "host"  # pseudo-desktop of trusted clients on the WAYLAND_DISPLAY socket
 HOST_COLOUR = (0.6, 0.6, 0.6, 1.0)
 BACKGROUND = (0.08, 0.08, 0.1, 1.0)
@@ -122,6 +125,7 @@ class Grab:
     cursor_x: float
     cursor_y: float
     box: tuple[int, int, int, int]
+    by_compositor: bool = False  # Super+drag: the client never saw the press
 
 
 class Server(HasListeners):
@@ -799,11 +803,21 @@ class Server(HasListeners):
 
     def _on_cursor_button(self, listener: Any, event: Any) -> None:
         if event.button_state == ButtonState.RELEASED and self.grab is not None:
+            held_by_us = self.grab.by_compositor
             self.grab = None
+            if held_by_us:
+                return  # the client never saw the press: it gets no release either
         elif event.button_state == ButtonState.PRESSED:
             view = self._view_under_cursor()
             if view is not None:
                 self.focus_view(view)
+                if self._super_held() and event.button in (BTN_LEFT, BTN_RIGHT):
+                    # Super+drag: move (left) or resize from the bottom-right (right); the
+                    # compositor's own gesture, so the click does not reach the client
+                    mode = "move" if event.button == BTN_LEFT else "resize"
+                    edges = Edges.NONE if mode == "move" else Edges.BOTTOM | Edges.RIGHT
+                    self.begin_interactive(view, mode, edges, by_compositor=True)
+                    return
         if self.pointer_seat is not None:
             self.pointer_seat.pointer_notify_button(
                 event.time_msec, event.button, event.button_state
@@ -843,13 +857,24 @@ class Server(HasListeners):
         if focused != wlr_ffi.NULL and event._ptr.seat_client == focused:
             self.cursor.set_surface(event.surface, event.hotspot)
 
-    def begin_interactive(self, view: View, mode: str, edges: Edges) -> None:
+    def begin_interactive(
+        self, view: View, mode: str, edges: Edges, by_compositor: bool = False
+    ) -> None:
         if view is not self.focused_view:
             return  # only the focused window may start a grab
         g = view.xdg_surface.get_geometry()
         self.grab = Grab(
-            view, mode, edges, self.cursor.x, self.cursor.y, (view.x, view.y, g.width, g.height)
+            view,
+            mode,
+            edges,
+            self.cursor.x,
+            self.cursor.y,
+            (view.x, view.y, g.width, g.height),
+            by_compositor,
         )
+
+    def _super_held(self) -> bool:
+        return any(int(k.keyboard.modifier) & int(KeyboardModifier.LOGO) for k in self.keyboards)
 
     def _process_grab(self) -> None:
         grab = self.grab
