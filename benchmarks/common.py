@@ -404,6 +404,8 @@ class Drainer:
 
 
 class Session(Protocol):
+    """What ZionwmSession and SwaySession both provide to the benchmarks."""
+
     name: str
 
     @property
@@ -787,27 +789,3 @@ def populate(s: Any, index: int, count: int, argv: list[str], timeout: float = 6
         f"{count} windows on {s.name} desktop {index}",
         interval=0.05,
     )
-
-
-@dataclass
-class Result:
-    """One measured figure, as written to latest.json."""
-
-    name: str
-    unit: str
-    method: str
-    zionwm: dict[str, Any] = field(default_factory=dict)
-    peer: dict[str, Any] | None = None
-    ratio: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "unit": self.unit,
-            "method": self.method,
-            "zionwm": self.zionwm,
-            "peer": self.peer,
-            "ratio_to_peer": self.ratio,
-            **self.extra,
-        }
