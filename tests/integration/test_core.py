@@ -17,7 +17,7 @@ from tests.harness import Compositor, colour_near, require, wait_for
 from tests.wire import WireClient
 
 PERSONAL = "#3b82f6"  # the default config's colours
-BACKGROUND = (20, 20, 26)
+BACKGROUND = (0, 0, 0)  # the scene clears to black
 
 
 def test_window_appears_where_reported_framed_in_desktop_colour(compositor: Compositor) -> None:
