@@ -51,7 +51,11 @@ typecheck: setup
 
 check: lint typecheck
 
-bench: setup
+$(STAMPS)/bench: $(STAMPS)/venv
+	$(VPY) -m pip install -q -e ".[bench]"
+	@touch $@
+
+bench: setup $(STAMPS)/bench
 	$(VPY) -m benchmarks.run
 
 clean:
