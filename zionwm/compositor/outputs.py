@@ -1,25 +1,27 @@
-"""Outputs: mode set-up, the per-frame scene commit, and frame timing for the switch metric.
+"""Outputs: their description for IPC and the per-frame scene commit.
 
-The frame handler is the hottest path in the compositor: it does one scene commit, one
-frame-done broadcast (wlroots skips disabled trees, so hidden desktops get no frame
-callbacks), and nothing else unless a switch is being timed.
+The frame handler is the hottest path in the compositor, so it runs in C (native/): one
+scene commit and one frame-done broadcast per frame (wlroots skips disabled trees, so hidden
+desktops get no frame callbacks). Python hears of a frame only when it asked to, to time a
+desktop switch.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
-from wlroots.util.clock import Timespec
 from wlroots.wlr_types import Output
 
+from . import native
 from .listeners import HasListeners
 
 if TYPE_CHECKING:
     from .server import Server
 
 log = logging.getLogger(__name__)
+_ids = itertools.count(1)
 
 
 class ServerOutput(HasListeners):
@@ -28,8 +30,12 @@ class ServerOutput(HasListeners):
         self.output = output
         self.name = output.name or f"output-{id(output):x}"
         self.scene_output = server.scene.get_scene_output(output)
-        self.add_listener(output.frame_event, self._on_output_frame)
+        self.id = next(_ids)
+        self._frame = native.attach_frame_handler(output, self.scene_output, self.id)
         self.add_listener(output.destroy_event, self._on_output_destroy)
+
+    def time_next_frame(self) -> None:
+        native.notify_next_frame(self._frame)
 
     def box(self) -> Any:
         return self.server.output_layout.get_box(self.output)
@@ -47,16 +53,7 @@ class ServerOutput(HasListeners):
             "desktop": self.server.model.active,
         }
 
-    def _on_output_frame(self, listener: Any, data: Any) -> None:
-        try:
-            self.scene_output.commit()
-        except RuntimeError:
-            log.debug("output %s: commit failed", self.name)
-        else:
-            if self.server.switch_started_ns:
-                self.server.frame_committed(time.perf_counter_ns())
-        self.scene_output.send_frame_done(Timespec.get_monotonic_time())
-
     def _on_output_destroy(self, listener: Any, data: Any) -> None:
+        native.detach_frame_handler(self._frame)
         self.finalize_listeners()
         self.server.output_destroyed(self)

@@ -242,6 +242,7 @@ class Server(HasListeners):
             self._add_desktop(spec)
         native.set_client_destroyed_callback(self._on_client_destroyed)
         native.set_geometry_callback(self._on_geometry_changed)
+        native.set_frame_callback(self._on_frame_committed)
         self.bindings = self._binding_table(config)
         settings = config.settings
         self.clipboard = ClipboardBridge(
@@ -377,7 +378,7 @@ class Server(HasListeners):
 
     def switch_to(self, target: str) -> str:
         if not self.switch_started_ns:
-            self.switch_started_ns = time.perf_counter_ns()
+            self.switch_started_ns = time.monotonic_ns()
         try:
             plan = self.model.switch(target)
         except SwitchError:
@@ -407,6 +408,8 @@ class Server(HasListeners):
         if target_view is not None:
             self.focus_view(target_view)
         self._refresh_pointer_focus()
+        for so in self.outputs:
+            so.time_next_frame()  # the C frame handler reports the frame that shows it
         self.emit("switch", {"old": plan.old, "new": plan.new})
         return f"switched to {plan.new}"
 
@@ -670,6 +673,10 @@ class Server(HasListeners):
             self.notifications.place(b.x, b.y, b.width)
         self._update_indicators()
 
+    def _on_frame_committed(self, output_id: int, now_ns: int) -> None:
+        if self.switch_started_ns:
+            self.frame_committed(now_ns)
+
     def frame_committed(self, now_ns: int) -> None:
         ms = (now_ns - self.switch_started_ns) / 1e6
         self.switch_started_ns = 0
@@ -740,7 +747,7 @@ class Server(HasListeners):
     def binding_pressed(self, command: str, keycode: int) -> None:
         self._consumed_keys.add(keycode)
         if command.split(None, 1)[0] in ("switch", "switch-prev"):
-            self.switch_started_ns = time.perf_counter_ns()
+            self.switch_started_ns = time.monotonic_ns()
         result = self.run_command_text(command)
         if not result["ok"]:
             self.notify(result["message"], urgent=True)

@@ -74,6 +74,44 @@ def zion_py_geometry_changed(watch_id: int, x: int, y: int, width: int, height: 
         log.exception("callback failed: geometry change of window %d", watch_id)
 
 
+_on_frame_committed: Callable[[int, int], None] | None = None
+
+
+def set_frame_callback(callback: Callable[[int, int], None]) -> None:
+    """callback(output id, CLOCK_MONOTONIC ns) for a frame asked for with notify_next."""
+    global _on_frame_committed
+    _on_frame_committed = callback
+
+
+@ffi.def_extern()
+def zion_py_frame_committed(output_id: int, when_ns: int) -> None:
+    try:
+        if _on_frame_committed is not None:
+            _on_frame_committed(output_id, when_ns)
+    except Exception:
+        log.exception("callback failed: frame committed on output %d", output_id)
+
+
+def attach_frame_handler(output: Any, scene_output: Any, output_id: int) -> Any:
+    """Commit the scene and send frame-done on every frame of `output`, in C."""
+    f = lib.zion_output_frame_attach(
+        to_native(output, "struct wlr_output *"),
+        to_native(scene_output, "struct wlr_scene_output *"),
+        output_id,
+    )
+    if f == ffi.NULL:
+        raise MemoryError("frame handler")
+    return f
+
+
+def detach_frame_handler(handle: Any) -> None:
+    lib.zion_output_frame_detach(handle)
+
+
+def notify_next_frame(handle: Any) -> None:
+    lib.zion_output_frame_notify_next(handle)
+
+
 def watch_geometry(xdg_surface: Any, watch_id: int) -> Any:
     """Watch an xdg surface's commits in C; Python hears only of geometry changes."""
     xdg = to_native(xdg_surface, "struct wlr_xdg_surface *")

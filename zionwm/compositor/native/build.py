@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 C_SOURCE = r"""
 #define WLR_USE_UNSTABLE 1
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 #include <wayland-server-core.h>
@@ -27,6 +28,7 @@ C_SOURCE = r"""
 #include <wlr/types/wlr_seat.h>
 #include <wlr/types/wlr_surface.h>
 #include <wlr/util/box.h>
+#include <wlr/types/wlr_output.h>
 #include <wlr/types/wlr_presentation_time.h>
 #include <wlr/types/wlr_xdg_activation_v1.h>
 #include <drm_fourcc.h>
@@ -35,6 +37,7 @@ static void zion_py_client_destroyed(struct wl_client *, int);
 static void zion_py_source_send(int, const char *, int);
 static void zion_py_source_destroyed(int);
 static void zion_py_geometry_changed(int, int, int, int, int);
+static void zion_py_frame_committed(int, long long);
 
 /* ---- clients: the desktop a client belongs to is fixed at accept time, by socket ---- */
 
@@ -178,6 +181,50 @@ void zion_unwatch_geometry(struct zion_geometry_watch *w) {
     if (!w) return;
     wl_list_remove(&w->commit.link);
     free(w);
+}
+
+/* ---- the frame handler: the hottest path, so no Python on it ---- */
+
+struct zion_output_frame {
+    struct wl_listener frame;
+    struct wlr_scene_output *scene_output;
+    int id;
+    int notify_next; /* report the next committed frame's time (switch latency) */
+};
+
+static void zion_output_frame_notify(struct wl_listener *listener, void *data) {
+    struct zion_output_frame *f = wl_container_of(listener, f, frame);
+    (void)data;
+    bool committed = wlr_scene_output_commit(f->scene_output);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    wlr_scene_output_send_frame_done(f->scene_output, &now);
+    if (committed && f->notify_next) {
+        f->notify_next = 0;
+        zion_py_frame_committed(f->id, (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
+    }
+}
+
+struct zion_output_frame *zion_output_frame_attach(struct wlr_output *output,
+                                                   struct wlr_scene_output *scene_output,
+                                                   int id) {
+    struct zion_output_frame *f = calloc(1, sizeof(*f));
+    if (!f) return NULL;
+    f->scene_output = scene_output;
+    f->id = id;
+    f->frame.notify = zion_output_frame_notify;
+    wl_signal_add(&output->events.frame, &f->frame);
+    return f;
+}
+
+void zion_output_frame_detach(struct zion_output_frame *f) {
+    if (!f) return;
+    wl_list_remove(&f->frame.link);
+    free(f);
+}
+
+void zion_output_frame_notify_next(struct zion_output_frame *f) {
+    if (f) f->notify_next = 1;
 }
 
 /* ---- a CPU pixel buffer for compositor-drawn UI (indicator, notifications) ---- */

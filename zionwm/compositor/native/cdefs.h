@@ -96,8 +96,17 @@ struct zion_geometry_watch *zion_watch_geometry(struct wlr_xdg_surface *xdg,
     struct wlr_surface *surface, int id);
 void zion_unwatch_geometry(struct zion_geometry_watch *watch);
 
+/* the per-frame path, all in C: commit the scene output and send frame-done */
+struct wlr_scene_output;
+struct zion_output_frame;
+struct zion_output_frame *zion_output_frame_attach(struct wlr_output *output,
+    struct wlr_scene_output *scene_output, int id);
+void zion_output_frame_detach(struct zion_output_frame *frame);
+void zion_output_frame_notify_next(struct zion_output_frame *frame);
+
 /* called from C into Python */
 extern "Python" void zion_py_client_destroyed(struct wl_client *, int);
 extern "Python" void zion_py_source_send(int, const char *, int);
 extern "Python" void zion_py_source_destroyed(int);
 extern "Python" void zion_py_geometry_changed(int, int, int, int, int);
+extern "Python" void zion_py_frame_committed(int, long long);
