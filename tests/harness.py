@@ -50,6 +50,20 @@ def wait_for(
         time.sleep(interval)
 
 
+def processes_with(*needles: str) -> list[int]:
+    """Pids of processes whose command line contains every one of `needles`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if all(n.encode() in cmd for n in needles):
+                found.append(int(entry.name))
+    return found
+
+
 def require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:

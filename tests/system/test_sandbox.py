@@ -19,9 +19,8 @@ import stat
 import subprocess
 import tempfile
 import termios
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import pyseccomp
 import pytest
 
 import zionwm
+from tests.harness import processes_with, wait_for
 from zionwm import paths
 from zionwm.isolation import seccomp, storage
 from zionwm.isolation.launcher import Launcher, Sandbox
@@ -60,17 +60,6 @@ def _probe_facility() -> str | None:
 
 _MISSING = _probe_facility()
 pytestmark = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Env:
@@ -485,20 +474,10 @@ def test_program_installed_into_a_writable_layer_stays_in_its_desktop(env: Env) 
     assert rc != 0 and "No such file" in err
     assert list(paths.desktop_layer("scratch").rglob("zionwm-test-tool")) == []
     # The fuse daemons went away with their sandboxes.
-    wait_for(lambda: not _fuse_daemons_for(env.root), what="fuse-overlayfs daemons to exit")
-
-
-def _fuse_daemons_for(root: Path) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"fuse-overlayfs" in cmd and str(root).encode() in cmd:
-                found.append(int(entry.name))
-    return found
+    wait_for(
+        lambda: not processes_with("fuse-overlayfs", str(env.root)),
+        what="fuse-overlayfs daemons to exit",
+    )
 
 
 # -- supervision, placement hooks ----------------------------------------------------------------

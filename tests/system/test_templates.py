@@ -13,15 +13,15 @@ import stat
 import subprocess
 import tarfile
 import tempfile
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.harness import processes_with, wait_for
 from tests.unit.test_templates import base_layer, oci_archive, tar_bytes, top_layer
 from zionwm import ctl, paths
 from zionwm.isolation import templates
@@ -118,31 +118,10 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         yield w
     finally:
         w.launcher.shutdown(5.0)
-        wait_for(lambda: not _daemons_under(tmp_path), what="fuse-overlayfs daemons to exit")
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def _daemons_under(root: Path) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"fuse-overlayfs" in cmd and str(root).encode() in cmd:
-                found.append(int(entry.name))
-    return found
+        wait_for(
+            lambda: not processes_with("fuse-overlayfs", str(tmp_path)),
+            what="fuse-overlayfs daemons to exit",
+        )
 
 
 def test_busybox_template_runs_and_usr_writes_stay_in_the_desktop_layer(world: World) -> None:
