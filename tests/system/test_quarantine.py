@@ -357,6 +357,40 @@ def test_file_still_being_written_is_not_taken_until_closed(
     assert not (inbox / "movie.bin").exists()
 
 
+def test_a_browsers_empty_placeholder_is_not_taken_for_the_download(
+    service: Callable[..., QService],
+) -> None:
+    """Firefox and Chromium reserve the final name with an empty file, write `name.part` /
+    `name.crdownload`, then rename it over the placeholder. Only that is the download."""
+    svc = service()
+    inbox = paths.desktop_inbox("web")
+    (inbox / "report.txt").write_bytes(b"")  # the placeholder: created, closed, empty
+    with open(inbox / "report.txt.part", "wb") as part:
+        part.write(b"quarterly numbers\n")
+    os.rename(inbox / "report.txt.part", inbox / "report.txt")
+    taken = wait_until(
+        lambda: [i for i in all_items(svc) if i["name"].startswith("report")], 10, "the take"
+    )
+    assert [(i["name"], i["size"]) for i in taken] == [("report.txt", 18)]
+
+
+def test_an_empty_file_is_taken_once_no_download_is_in_progress(
+    service: Callable[..., QService],
+) -> None:
+    svc = service()
+    inbox = paths.desktop_inbox("web")
+    (inbox / "big.iso.crdownload").write_bytes(b"partial")
+    (inbox / "empty.txt").write_bytes(b"")
+    browser_save(inbox, "marker.txt", b"marker\n")
+    wait_until(lambda: any(i["name"] == "marker.txt" for i in all_items(svc)), 10, "marker")
+    assert not any(i["name"] == "empty.txt" for i in all_items(svc))
+    (inbox / "big.iso.crdownload").unlink()  # the download was cancelled
+    taken = wait_until(
+        lambda: [i for i in all_items(svc) if i["name"] == "empty.txt"], 10, "empty.txt"
+    )
+    assert taken[0]["size"] == 0
+
+
 def test_partial_names_and_subdirectories_are_left_alone(service: Callable[..., QService]) -> None:
     svc = service()
     inbox = paths.desktop_inbox("web")

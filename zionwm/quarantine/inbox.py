@@ -24,6 +24,7 @@ import errno
 import logging
 import os
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -55,10 +56,13 @@ PARTIAL_SUFFIXES = (
     "~",
 )
 _XATTR_MAX = 8192
+EMPTY_SETTLE = 1.0  # seconds an empty file must stay untouched before it is taken
 
 _WATCH_MASK = (
     inflags.CLOSE_WRITE
     | inflags.MOVED_TO
+    | inflags.MOVED_FROM  # a partial download renamed away: deferred placeholders are due
+    | inflags.DELETE
     | inflags.CREATE
     | inflags.ONLYDIR
     | inflags.DONT_FOLLOW
@@ -67,6 +71,16 @@ _WATCH_MASK = (
     | inflags.MOVE_SELF
 )
 _LOST = inflags.DELETE_SELF | inflags.MOVE_SELF | inflags.IGNORED
+
+
+def is_partial_name(name: str) -> bool:
+    """A browser's download in progress (`.part`, `.crdownload`, ...)."""
+    lower = name.lower()
+    return any(lower.endswith(s) for s in PARTIAL_SUFFIXES)
+
+
+def has_partial_downloads(dir_fd: int) -> bool:
+    return any(is_partial_name(n) for n in os.listdir(dir_fd))
 
 
 def is_candidate_name(name: str) -> bool:
@@ -92,6 +106,7 @@ class Outcome(StrEnum):
     TAKEN = "taken"
     REFUSED = "refused"  # recorded as rejected; the entry was removed from the inbox
     BUSY = "busy"  # still open for writing: wait for its close
+    SETTLING = "settling"  # empty, maybe a placeholder: look again in EMPTY_SETTLE seconds
     GONE = "gone"
     IGNORED = "ignored"  # not a candidate (partial name, directory)
 
@@ -188,6 +203,14 @@ def _take_fd(store: Store, spec: InboxSpec, dir_fd: int, name: str, fd: int) -> 
     st = check_plain_file(fd)
     if not no_writers(fd):
         return TakeResult(Outcome.BUSY, reason="open for writing")
+    if st.st_size == 0 and (
+        has_partial_downloads(dir_fd) or time.time() - st.st_mtime < EMPTY_SETTLE
+    ):
+        # Browsers reserve the final name with an empty file, write `name.part` /
+        # `.crdownload`, then rename it over the placeholder: that rename is the download.
+        # An empty file is taken only once it has been quiet for EMPTY_SETTLE seconds and no
+        # partial download is left (the service checks again then: SETTLING).
+        return TakeResult(Outcome.SETTLING, reason="empty: maybe a download's placeholder")
     origin = read_origin(fd)
     item_id = store.begin_take(
         kind=spec.kind,

@@ -44,7 +44,15 @@ from typing import Any
 from zionwm import paths
 from zionwm.isolation.spec import DesktopSpec, DownloadsPolicy, Verdict, VerdictAction
 from zionwm.quarantine.client import socket_path
-from zionwm.quarantine.inbox import InboxSpec, InboxWatcher, Outcome, take, take_copy
+from zionwm.quarantine.inbox import (
+    EMPTY_SETTLE,
+    InboxSpec,
+    InboxWatcher,
+    Outcome,
+    is_partial_name,
+    take,
+    take_copy,
+)
 from zionwm.quarantine.release import (
     Destination,
     audit_stamp,
@@ -298,6 +306,7 @@ class Service:
         self.queued: set[int] = set()
         self.running_audits: set[int] = set()
         self.timers: list[tuple[float, int, str, int]] = []
+        self._settle_pending = False
         self._timer_seq = 0
         self.retry_delay: dict[int, float] = {}
         self.conns: dict[int, _Conn] = {}
@@ -463,6 +472,9 @@ class Service:
         except OSError as e:
             log.warning("inbox %s: could not take %r: %s", spec.source, name, e)
             return
+        if result.outcome is Outcome.SETTLING and not self._settle_pending:
+            self._settle_pending = True
+            self._schedule(time.time() + EMPTY_SETTLE + 0.05, "settle", 0)
         if result.item_id is None:
             return
         item = self.store.get(result.item_id)
@@ -614,6 +626,11 @@ class Service:
             if what == "inbox-check":
                 self._rewatch(self.inboxes.gone())
                 self._schedule(now + _INBOX_CHECK, "inbox-check", 0)
+                continue
+            if what == "settle":
+                self._settle_pending = False
+                for spec in self.inboxes.specs:
+                    self._scan(spec)
                 continue
             item = self.store.get(item_id)
             # Stale timers (rescanned, released by hand, re-held later) are dropped here.
@@ -872,8 +889,16 @@ class Service:
             log.warning("inotify queue overflowed: rescanning every inbox")
             for spec in self.inboxes.specs:
                 self._scan(spec)
+        rescan: set[InboxSpec] = set()
         for spec, name, from_create in events:
+            if is_partial_name(name):
+                # a partial download was renamed, finished or abandoned: placeholders and
+                # empty files deferred while it ran may be due now
+                rescan.add(spec)
+                continue
             self._take(spec, self.inboxes.dir_fds[spec], name, from_create)
+        for spec in rescan:
+            self._scan(spec)
 
     def run_once(self, timeout: float | None) -> None:
         t = self._timeout()
