@@ -3,7 +3,7 @@ benchmarks/results/latest.json, latest.md and PNG plots, and a printed summary.
 
     .venv/bin/python -m benchmarks.run [--quick] [--only switch,pointer,...]
 
-The colleagues' benchmarks (freeze, sandbox_spawn, quarantine, audit, templates, network) run as
+The subsystem benchmarks (freeze, sandbox_spawn, quarantine, audit, templates, network) run as
 their own processes with the arguments below and their JSON is kept as they print it.
 """
 
@@ -281,7 +281,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"10 vs 2 desktops): {pdk.get('per_desktop_kib')} KiB; Qubes qube "
         f"(literature): {pdk.get('qubes_qube_mib_literature')} MiB."
     )
-    out += ["", "## Colleagues' benchmarks (their JSON in latest.json)", ""]
+    out += ["", "## Subsystem benchmarks (their JSON in latest.json)", ""]
     for name in EXTERNAL:
         r = results.get(name) or {}
         out.append(

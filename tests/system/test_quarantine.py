@@ -43,7 +43,7 @@ from zionwm.quarantine.report import AuditReport
 from zionwm.quarantine.store import Kind, State, Store
 
 _libc = ctypes.CDLL(None, use_errno=True)
-clamd = clamd_fixture.clamd  # the colleague's session fixture, under its own name
+clamd = clamd_fixture.clamd  # the shared clamd session fixture, under its own name
 ORIGIN = "https://downloads.example.org/files/report.pdf"
 TERMINAL = {"released", "rejected", "deleted"}
 
