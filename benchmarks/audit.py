@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
 import random
@@ -31,6 +30,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from benchmarks.stats import emit_json, rss_kib_of
 from zionwm.quarantine.worker import AuditSettings, audit_source, run_audit
 
 SIZES = {"4KiB": 4 << 10, "1MiB": 1 << 20}
@@ -58,16 +58,6 @@ KINDS: dict[str, tuple[str, Callable[[int], bytes]]] = {
     "text": ("notes.txt", _text),
     "zip": ("docs.zip", _zip),
 }
-
-
-def _rss_kib(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def _median_ms(values: list[float]) -> float:
@@ -125,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 c = stack.enter_context(running_clamd(work / "clamd", stream_max=64 << 20))
                 clamd_pid = c.pid
                 settings = AuditSettings(clamd_socket=c.socket_path, timeout=60)
-                result["clamd_rss_kib_idle"] = _rss_kib(c.pid)
+                result["clamd_rss_kib_idle"] = rss_kib_of(c.pid)
             else:
                 result["clamd"] = f"not run: {', '.join(missing_programs())} missing"
         for label, size in SIZES.items():
@@ -135,12 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                 result["files"][f"{label}/{kind}"] = bench_file(path, settings, args.reps)
                 print(f"{label}/{kind} done", file=sys.stderr)
         if clamd_pid is not None:
-            result["clamd_rss_kib_after"] = _rss_kib(clamd_pid)
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
+            result["clamd_rss_kib_after"] = rss_kib_of(clamd_pid)
+    emit_json(result, args.out)
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import mmap
 import os
 import pwd
@@ -33,6 +32,15 @@ from typing import Any, Protocol, TypeVar
 import i3ipc
 from xkbcommon import xkb
 
+from benchmarks.stats import (  # noqa: F401 (re-exported: the runner and tests use them here)
+    budget_check,
+    cpu_percent,
+    parse_kib,
+    parse_stat_ticks,
+    percentile,
+    ratio,
+    summarize,
+)
 from tests.harness import Compositor
 from tests.wire import WireClient, _string
 
@@ -40,72 +48,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # ================================================================ statistics (pure)
-
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), interpolating linearly between closest ranks (the
-    'linear' method of numpy and of statistics.quantiles(method='inclusive'))."""
-    if not samples:
-        raise ValueError("percentile of no samples")
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile {q} is outside 0..100")
-    ordered = sorted(samples)
-    pos = (len(ordered) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def summarize(samples: Sequence[float], digits: int = 3) -> dict[str, float | int]:
-    """n, median, p95, p99, min, max and mean of `samples` (in their own unit)."""
-    if not samples:
-        return {"n": 0}
-    return {
-        "n": len(samples),
-        "median": round(percentile(samples, 50), digits),
-        "p95": round(percentile(samples, 95), digits),
-        "p99": round(percentile(samples, 99), digits),
-        "min": round(min(samples), digits),
-        "max": round(max(samples), digits),
-        "mean": round(sum(samples) / len(samples), digits),
-    }
-
-
-def ratio(value: float | None, peer: float | None, digits: int = 2) -> float | None:
-    """value / peer, or None when either is missing or the peer is not positive."""
-    if value is None or peer is None or peer <= 0:
-        return None
-    return round(value / peer, digits)
-
-
-def cpu_percent(cpu_seconds: float, wall_seconds: float) -> float:
-    """CPU time as a percentage of one CPU over the wall time."""
-    if wall_seconds <= 0:
-        raise ValueError("wall time must be positive")
-    return 100.0 * cpu_seconds / wall_seconds
-
-
-def parse_stat_ticks(stat: str) -> int:
-    """utime + stime (clock ticks) from the text of /proc/PID/stat. The command name may
-    contain spaces and parentheses, so fields are counted after its last ')'."""
-    rest = stat[stat.rindex(")") + 2 :].split()
-    # rest[0] is field 3 (state); utime and stime are fields 14 and 15
-    return int(rest[11]) + int(rest[12])
-
-
-def parse_kib(text: str, key: str) -> int | None:
-    """The value of a `Key:   N kB` line (/proc/PID/status, smaps_rollup), in KiB."""
-    for line in text.splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return None
-
-
-def budget_check(value: float | None, limit: float) -> str:
-    """'pass' / 'miss' / 'n/a' for a budget line whose figure must be at most `limit`."""
-    if value is None:
-        return "n/a"
-    return "pass" if value <= limit else "miss"
 
 
 # ================================================================ processes

@@ -17,7 +17,6 @@ measured too. Results are JSON (stdout by default).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import select
@@ -29,6 +28,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.stats import emit_json
 from zionwm.isolation.cgroups import CgroupManager, DesktopCgroup, FreezeOp, parse_keyed
 from zionwm.isolation.spec import Limits
 
@@ -197,11 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "reclaim": reclaim,
     }
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
+    emit_json(report, args.out)
     return 0
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 
+from benchmarks.stats import emit_json
 from zionwm.isolation.launcher import Launcher
 from zionwm.isolation.network import NetworkManager
 from zionwm.isolation.spec import AllowRule, DesktopSpec, NetMode, NetworkPolicy
@@ -249,10 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
             print(f"benchmarks.network needs {tool}", file=sys.stderr)
             return 2
-    text = json.dumps(run(args.reps, args.seconds), indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit_json(run(args.reps, args.seconds), args.out)
     return 0
 
 

@@ -26,18 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks.stats import rss_kib_of
 from zionwm import paths
 from zionwm.quarantine.client import QuarantineClient
-
-
-def _rss_kib(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 @contextlib.contextmanager
@@ -181,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                         size=1 << 20,
                         timeout=1800,
                     ),
-                    "clamd_rss_kib": _rss_kib(clamd.pid) if clamd is not None else None,
-                    "service_rss_kib": _rss_kib(proc.pid),
+                    "clamd_rss_kib": rss_kib_of(clamd.pid) if clamd is not None else None,
+                    "service_rss_kib": rss_kib_of(proc.pid),
                 }
                 client.close()
             finally:

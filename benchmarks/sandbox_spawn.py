@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,30 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.stats import summarize_ms, timed
 from zionwm import paths
 from zionwm.isolation.launcher import Launcher
 from zionwm.isolation.spec import DesktopSpec
-
-
-def summarize(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {
-        "runs": len(samples),
-        "median_ms": round(statistics.median(samples) * 1000, 2),
-        "p95_ms": round(p95 * 1000, 2),
-        "min_ms": round(ordered[0] * 1000, 2),
-    }
-
-
-def timed(fn: Callable[[], object], runs: int) -> list[float]:
-    fn()  # warm caches (page cache, the compiled seccomp program)
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def first_frame(
@@ -105,7 +84,7 @@ def main() -> None:
         launcher = Launcher()
         spec = DesktopSpec(name="bench", colour=(1.0, 1.0, 1.0, 1.0))
         devnull = subprocess.DEVNULL
-        result["bare_fork_exec"] = summarize(
+        result["bare_fork_exec"] = summarize_ms(
             timed(lambda: subprocess.run(["/bin/true"], check=True), args.runs)
         )
 
@@ -114,7 +93,7 @@ def main() -> None:
             if rc != 0:
                 raise RuntimeError(f"sandboxed /bin/true exited {rc}")
 
-        result["zionwm_sandbox"] = summarize(timed(sandboxed, args.runs))
+        result["zionwm_sandbox"] = summarize_ms(timed(sandboxed, args.runs))
         if shutil.which("fuse-overlayfs") and os.path.exists("/dev/fuse"):
             layered = DesktopSpec(name="benchlayer", colour=(1.0, 1.0, 1.0, 1.0), writable_usr=True)
 
@@ -125,12 +104,12 @@ def main() -> None:
                 if rc != 0:
                     raise RuntimeError(f"sandboxed /bin/true with a writable /usr exited {rc}")
 
-            result["zionwm_sandbox_writable_usr"] = summarize(
+            result["zionwm_sandbox_writable_usr"] = summarize_ms(
                 timed(with_layer, max(1, args.runs // 5))
             )
         if shutil.which("firejail"):
             fj = ["firejail", "--quiet", "--noprofile", "/bin/true"]
-            result["firejail_noprofile"] = summarize(
+            result["firejail_noprofile"] = summarize_ms(
                 timed(
                     lambda: subprocess.run(fj, check=True, stdout=devnull, stderr=devnull),
                     args.runs,
@@ -196,8 +175,8 @@ def frame_benchmark(
         sandboxed = [first_frame(in_sandbox, root / f"s{i}.log") for i in range(runs)]
         unsandboxed = [first_frame(bare, root / f"b{i}.log") for i in range(runs)]
         return {
-            "first_frame_weston_simple_shm_sandboxed": summarize(sandboxed),
-            "first_frame_weston_simple_shm_bare": summarize(unsandboxed),
+            "first_frame_weston_simple_shm_sandboxed": summarize_ms(sandboxed),
+            "first_frame_weston_simple_shm_bare": summarize_ms(unsandboxed),
         }
     finally:
         weston.terminate()

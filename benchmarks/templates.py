@@ -20,16 +20,15 @@ import json
 import logging
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.stats import summarize_ms, timed
 from zionwm import paths
 from zionwm.isolation import templates
 from zionwm.isolation.launcher import Launcher
@@ -38,27 +37,6 @@ from zionwm.isolation.templates import Source
 
 BUSYBOX = "/bin/busybox"
 BLOB = 4 << 20  # a data file of the template, for the copy-up figure
-
-
-def summarize(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {
-        "runs": len(samples),
-        "median_ms": round(statistics.median(samples) * 1000, 2),
-        "p95_ms": round(p95 * 1000, 2),
-        "min_ms": round(ordered[0] * 1000, 2),
-    }
-
-
-def timed(fn: Callable[[], object], runs: int) -> list[float]:
-    fn()  # the first start also creates the desktop's directories: not what is measured
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def busybox_tree(root: Path) -> Path:
@@ -138,7 +116,7 @@ def main() -> None:
             def once(s: DesktopSpec = s, argv: list[str] = argv) -> None:
                 run(launcher, s, argv)
 
-            starts[label] = summarize(timed(once, args.runs))
+            starts[label] = summarize_ms(timed(once, args.runs))
         result["start_true_ms"] = starts
         launcher.shutdown(5)
     print(json.dumps(result, indent=2))

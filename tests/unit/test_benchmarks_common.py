@@ -150,3 +150,34 @@ def test_benchmark_config_is_valid_for_zionwm(tmp_path: Path) -> None:
     assert [d.name for d in config.desktops] == ["d1", "d2", "d3"]
     commands = {b.command for b in config.bindings}
     assert {"switch 1", "switch 2", "switch 9"} <= commands
+
+
+def test_subsystem_summaries_are_in_milliseconds() -> None:
+    from benchmarks.stats import summarize_ms
+
+    got = summarize_ms([0.001, 0.002, 0.003, 0.004, 0.100])
+    assert got == {"runs": 5, "median_ms": 3.0, "p95_ms": 80.8, "min_ms": 1.0}
+    assert summarize_ms([]) == {"runs": 0}
+
+
+def test_timed_warms_up_once_then_times_each_run() -> None:
+    from benchmarks.stats import timed
+
+    calls: list[int] = []
+    samples = timed(lambda: calls.append(1), 4)
+    assert len(calls) == 5 and len(samples) == 4 and all(s >= 0 for s in samples)
+
+
+def test_rss_of_a_live_and_a_gone_process(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+
+    from benchmarks.stats import emit_json, rss_kib_of
+
+    assert (rss_kib_of(os.getpid()) or 0) > 1000
+    p = subprocess.Popen(["true"])
+    p.wait()
+    assert rss_kib_of(p.pid) is None
+    emit_json({"a": 1}, tmp_path / "out.json")
+    assert json.loads((tmp_path / "out.json").read_text()) == {"a": 1}
