@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,3 +35,18 @@ def make_compositor(tmp_path: Path) -> Iterator[object]:
     yield make
     for comp in started:
         comp.stop()
+
+
+@pytest.fixture
+def i3connect() -> Iterator[Callable[[str], Any]]:
+    """i3ipc connections, closed at the end (i3ipc itself never closes its sockets)."""
+    i3ipc = pytest.importorskip("i3ipc")
+    conns: list[Any] = []
+
+    def connect(path: str) -> Any:
+        conns.append(i3ipc.Connection(socket_path=path))
+        return conns[-1]
+
+    yield connect
+    for conn in conns:
+        conn._cmd_socket.close()

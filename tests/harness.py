@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -289,6 +290,15 @@ def running(root: Path, **kw: Any) -> Iterator[Compositor]:
         yield comp
     finally:
         comp.stop()
+
+
+def stop_main(conn: Any, loop: threading.Thread) -> None:
+    """End an i3ipc event loop started in `loop` and close its subscription socket."""
+    sub = conn._sub_socket
+    conn.main_quit()
+    loop.join(5)
+    if sub is not None:
+        sub.close()
 
 
 def colour_near(pixel: tuple[int, ...], hex_colour: str, tol: int = 12) -> bool:

@@ -5,37 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-
-from tests.harness import VENV_BIN, Compositor, require, wait_for
+from tests.harness import VENV_BIN, Compositor, require, stop_main, wait_for
 
 DESKTOPS = ["personal", "work", "gaming", "web"]  # config/default.py, in order
-
-
-@pytest.fixture
-def i3connect() -> Iterator[Callable[[str], Any]]:
-    """i3ipc connections, closed at the end (i3ipc itself never closes its sockets)."""
-    i3ipc = pytest.importorskip("i3ipc")
-    conns: list[Any] = []
-
-    def connect(path: str) -> Any:
-        conns.append(i3ipc.Connection(socket_path=path))
-        return conns[-1]
-
-    yield connect
-    for conn in conns:
-        conn._cmd_socket.close()
-
-
-def stop_main(conn: Any, loop: threading.Thread) -> None:
-    sub = conn._sub_socket
-    conn.main_quit()
-    loop.join(5)
-    if sub is not None:
-        sub.close()
 
 
 def sway_socket(comp: Compositor) -> str:

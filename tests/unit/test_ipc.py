@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.harness import stop_main
 from zionwm import commands, paths
 from zionwm.compositor import ipc
 from zionwm.ctl import ControlClient, format_desktops, format_event
@@ -201,29 +202,6 @@ def swaymsg(*args: str) -> subprocess.CompletedProcess[str]:
 
 # --------------------------------------------------------------------------------------------
 # Sockets and their security
-
-
-@pytest.fixture
-def i3connect() -> Iterator[Callable[[str], Any]]:
-    """i3ipc connections, closed at the end (i3ipc itself never closes its sockets)."""
-    i3ipc = pytest.importorskip("i3ipc")
-    conns: list[Any] = []
-
-    def connect(path: str) -> Any:
-        conns.append(i3ipc.Connection(socket_path=path))
-        return conns[-1]
-
-    yield connect
-    for conn in conns:
-        conn._cmd_socket.close()
-
-
-def stop_main(conn: Any, loop: threading.Thread) -> None:
-    sub = conn._sub_socket
-    conn.main_quit()
-    loop.join(5)
-    if sub is not None:
-        sub.close()
 
 
 def test_sockets_are_private_and_removed_on_close(runtime: Path) -> None:
