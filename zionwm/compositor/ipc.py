@@ -406,18 +406,19 @@ class _ServerBase:
     """Listening socket, accept loop and peer check shared by both servers."""
 
     kind = "ipc"
+    default_path: Callable[[], Path]  # where the socket lives unless a path is given
 
     def __init__(
         self,
         controller: Controller,
         reactor: Reactor,
-        path: Path,
+        path: Path | None = None,
         *,
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self.controller = controller
         self.reactor = reactor
-        self.path = path
+        self.path = path or self.default_path()
         self.max_pending = max_pending
         self.clients: set[_Client] = set()
         self._listener: socket.socket | None = None
@@ -489,16 +490,7 @@ class ControlServer(_ServerBase):
     `{"event", "payload", "time"}` to clients that subscribed. See docs/ipc.md."""
 
     kind = "control"
-
-    def __init__(
-        self,
-        controller: Controller,
-        reactor: Reactor,
-        path: Path | None = None,
-        *,
-        max_pending: int = DEFAULT_MAX_PENDING,
-    ) -> None:
-        super().__init__(controller, reactor, path or paths.ipc_socket(), max_pending=max_pending)
+    default_path = staticmethod(paths.ipc_socket)
 
     def emit(self, event: str, payload: dict[str, Any]) -> None:
         """Send an event to the clients subscribed to it. Never raises."""
@@ -986,19 +978,9 @@ class SwayIpcServer(_ServerBase):
     """The i3/sway IPC protocol on `paths.sway_ipc_socket()`: desktops appear as workspaces."""
 
     kind = "sway-ipc"
-
-    def __init__(
-        self,
-        controller: Controller,
-        reactor: Reactor,
-        path: Path | None = None,
-        *,
-        max_pending: int = DEFAULT_MAX_PENDING,
-    ) -> None:
-        super().__init__(
-            controller, reactor, path or paths.sway_ipc_socket(), max_pending=max_pending
-        )
-        self._known_desktops: list[str] | None = None
+    default_path = staticmethod(paths.sway_ipc_socket)
+    # desktops last announced, for workspace init/empty events (only ever reassigned)
+    _known_desktops: list[str] | None = None
 
     def start(self) -> None:
         super().start()
