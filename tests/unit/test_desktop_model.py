@@ -64,3 +64,12 @@ def test_privileged_protocols_are_never_on_the_desktop_allow_list() -> None:
     assert desktop_may_bind("wl_compositor") and desktop_may_bind("xdg_wm_base")
     # deny by default: a protocol nobody reviewed is hidden
     assert not desktop_may_bind("zwp_some_future_protocol_v1")
+
+
+def test_a_hidden_window_goes_to_the_bottom_of_the_focus_order() -> None:
+    m = model()
+    for w in ("a", "b", "c"):
+        m.add_window("work", w)
+    m.demote("work", "c")  # c was focused, then unmapped
+    assert m.focused("work") == "b"
+    assert m.desktops["work"].focus_stack == ["c", "a", "b"]

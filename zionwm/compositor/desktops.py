@@ -86,6 +86,14 @@ class DesktopModel(Generic[W]):
             stack.remove(window)
         stack.append(window)
 
+    def demote(self, desktop: str, window: W) -> None:
+        """Make `window` the least recently focused (it was hidden, e.g. unmapped): focus
+        returning to this desktop then lands on a window that can take it."""
+        stack = self.desktops[desktop].focus_stack
+        if window in stack:
+            stack.remove(window)
+        stack.insert(0, window)
+
     def remove_window(self, desktop: str, window: W) -> None:
         stack = self.desktops[desktop].focus_stack
         if window in stack:

@@ -509,11 +509,7 @@ class Server(HasListeners):
             self.grab = None
         was_focused = self.focused_view is view
         if view.desktop != HOST:
-            self.model.remove_window(view.desktop, view)
-            self.model.add_window(view.desktop, view)  # keep it, least recent
-            self.model.desktops[view.desktop].focus_stack.insert(
-                0, self.model.desktops[view.desktop].focus_stack.pop()
-            )
+            self.model.demote(view.desktop, view)
         if was_focused:
             self.focused_view = None
             nxt = next((v for v in reversed(self._focus_candidates()) if v.mapped), None)

@@ -175,10 +175,6 @@ def client_create(display: Any, fd: int, desktop: int) -> int:
     return 0 if c == ffi.NULL else int(ffi.cast("uintptr_t", c))
 
 
-def client_desktop(client_addr: int) -> int:
-    return int(lib.zion_client_desktop(ffi.cast("struct wl_client *", client_addr)))
-
-
 def resource_desktop(resource: Any) -> int:
     """Desktop index of the client owning a wl_resource (-1 for host/trusted clients)."""
     return int(lib.zion_resource_desktop(to_native(resource, "struct wl_resource *")))
@@ -194,14 +190,6 @@ def client_destroy(client_addr: int) -> None:
     lib.wl_client_destroy(ffi.cast("struct wl_client *", client_addr))
 
 
-def client_pid(client_addr: int) -> int:
-    pid = ffi.new("int *")
-    uid = ffi.new("unsigned *")
-    gid = ffi.new("unsigned *")
-    lib.wl_client_get_credentials(ffi.cast("struct wl_client *", client_addr), pid, uid, gid)
-    return int(pid[0])
-
-
 def install_global_filter(display: Any, allowed_interfaces: frozenset[str]) -> None:
     lib.zion_filter_clear()
     for name in sorted(allowed_interfaces):
@@ -213,10 +201,6 @@ def set_seat_for_desktop(desktop: int, seat: Any) -> None:
     """Register the wl_seat global desktop `desktop` (-1: host) may see; it sees no other."""
     g = lib.zion_seat_global(to_native(seat, "struct wlr_seat *"))
     lib.zion_filter_set_seat_global(desktop, g)
-
-
-def filter_allows(desktop: int, interface: str) -> bool:
-    return bool(lib.zion_filter_allows(desktop, interface.encode()))
 
 
 # ---- outputs ----
@@ -288,10 +272,6 @@ class SceneNode:
     def raise_to_top(self) -> None:
         if self._node is not None:
             lib.wlr_scene_node_raise_to_top(self._node)
-
-    def lower_to_bottom(self) -> None:
-        if self._node is not None:
-            lib.wlr_scene_node_lower_to_bottom(self._node)
 
     def destroy(self) -> None:
         if self._node is not None:
@@ -375,14 +355,6 @@ def node_at(root: Any, lx: float, ly: float) -> tuple[int, float, float] | None:
         return None
     ss = lib.wlr_scene_surface_from_node(node)
     return int(ffi.cast("uintptr_t", ss.surface)), float(nx[0]), float(ny[0])
-
-
-def node_coords(node: Any) -> tuple[int, int] | None:
-    lx = ffi.new("int *")
-    ly = ffi.new("int *")
-    if not lib.wlr_scene_node_coords(_parent_node(node), lx, ly):
-        return None
-    return int(lx[0]), int(ly[0])
 
 
 # ---- clipboard ----

@@ -100,7 +100,7 @@ void zion_filter_set_seat_global(int desktop, const struct wl_global *global) {
     if (desktop >= -1 && desktop < ZION_MAX_DESKTOPS) zion_seat_globals[desktop + 1] = global;
 }
 
-int zion_filter_allows(int desktop, const char *name) {
+static int zion_filter_allows(int desktop, const char *name) {
     if (desktop < 0) return 1;
     for (int i = 0; i < zion_allow_n; i++)
         if (strcmp(zion_allow[i], name) == 0) return 1;

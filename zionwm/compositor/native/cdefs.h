@@ -24,9 +24,7 @@ struct wlr_scene_tree *wlr_scene_tree_create(struct wlr_scene_node *parent);
 void wlr_scene_node_set_enabled(struct wlr_scene_node *node, bool enabled);
 void wlr_scene_node_set_position(struct wlr_scene_node *node, int x, int y);
 void wlr_scene_node_raise_to_top(struct wlr_scene_node *node);
-void wlr_scene_node_lower_to_bottom(struct wlr_scene_node *node);
 void wlr_scene_node_destroy(struct wlr_scene_node *node);
-bool wlr_scene_node_coords(struct wlr_scene_node *node, int *lx, int *ly);
 struct wlr_scene_node *wlr_scene_node_at(struct wlr_scene_node *node,
     double lx, double ly, double *nx, double *ny);
 struct wlr_scene_rect *wlr_scene_rect_create(struct wlr_scene_node *parent,
@@ -47,7 +45,6 @@ void wlr_output_set_description(struct wlr_output *output, const char *desc);
 const struct wl_interface *wl_global_get_interface(const struct wl_global *global);
 struct wl_client *wl_resource_get_client(struct wl_resource *resource);
 void wl_client_destroy(struct wl_client *client);
-void wl_client_get_credentials(struct wl_client *client, int *pid, unsigned *uid, unsigned *gid);
 
 /* zionwm helpers (C, in build.py) */
 struct wl_client *zion_client_create(struct wl_display *display, int fd, int desktop);
@@ -57,7 +54,6 @@ void zion_filter_install(struct wl_display *display);
 void zion_filter_allow(const char *interface_name);
 void zion_filter_clear(void);
 void zion_filter_set_seat_global(int desktop, const struct wl_global *global);
-int zion_filter_allows(int desktop, const char *interface_name);
 
 struct wlr_buffer *zion_pixel_buffer_create(int width, int height, int stride,
     const unsigned char *argb8888);
