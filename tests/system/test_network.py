@@ -22,14 +22,14 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute, netns
 
+from tests.harness import wait_for
 from zionwm.isolation import netpolicy
 from zionwm.isolation.network import NetworkManager, probe
 from zionwm.isolation.spec import AllowRule, DesktopSpec, NetMode, NetworkPolicy
@@ -284,15 +284,6 @@ def _stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
             pipe.close()
 
 
-def _wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     tmp = tmp_path_factory.mktemp("netlab")
@@ -502,7 +493,7 @@ def test_filtered_allows_only_the_list_and_follows_dns(lab: Lab, mgr: NetworkMan
     assert lab.probe(ns, "http", MOVE_B, "80")["ok"] is False
     assert lab.probe(ns, "dns", "moving.zw.test") == {"ok": True, "value": [MOVE_B]}
     assert lab.probe(ns, "http", MOVE_B, "80")["ok"] is True
-    _wait_for(
+    wait_for(
         lambda: lab.probe(ns, "http", MOVE_A, "80")["ok"] is False, 15, "old address to expire"
     )
     assert lab.probe(ns, "http", MOVE_B, "80")["ok"] is True
@@ -606,7 +597,7 @@ def test_dead_forwarder_is_reported_and_restarted(lab: Lab, mgr: NetworkManager)
     pid = net.forwarder_pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    _wait_for(lambda: net.forwarder_pid() is None, 10, "the forwarder to die")
+    wait_for(lambda: net.forwarder_pid() is None, 10, "the forwarder to die")
     assert "not running" in str(mgr.state()["web"]["warning"])
     assert lab.probe(ns, "dns", "good.zw.test")["ok"] is False  # fails closed
     assert mgr.ensure("web", policy) is net  # what a launch does: revives it
@@ -767,7 +758,7 @@ def test_sigkill_then_cleanup_stale_leaves_nothing(lab: Lab) -> None:
         assert any(s.startswith("netns") for s in stale) and any("link" in s for s in stale)
         assert f"nft table {prefix}" in stale
         # The forwarders died with their parent (PDEATHSIG), freeing their port.
-        _wait_for(lambda: not _procs_mentioning(prefix), 10, "forwarders to exit")
+        wait_for(lambda: not _procs_mentioning(prefix), 10, "forwarders to exit")
         removed = m.cleanup_stale()
         assert removed
         assert _leftovers(prefix, m.route_table) == []

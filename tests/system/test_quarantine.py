@@ -33,6 +33,7 @@ import pytest
 from inotify_simple import INotify
 from inotify_simple import flags as inflags
 
+from tests.harness import wait_for
 from tests.system import clamd_fixture
 from tests.system.clamd_fixture import EICAR, Clamd
 from zionwm import paths
@@ -49,18 +50,6 @@ TERMINAL = {"released", "rejected", "deleted"}
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str, step: float = 0.02) -> Any:
-    """Poll `cond` until it returns something truthy, failing after `timeout` seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(step)
 
 
 def make_pdf() -> bytes:
@@ -204,7 +193,7 @@ def kill_leftovers(root: Path) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not (_pids_using(root) & pids), 10, f"leftover processes {pids} gone")
+    wait_for(lambda: not (_pids_using(root) & pids), 10, f"leftover processes {pids} gone")
 
 
 def db_states() -> dict[int, str]:
@@ -312,7 +301,7 @@ def test_symlink_in_inbox_is_refused_and_its_target_never_opened(
         got = [i for i in all_items(svc) if i["state"] == "rejected"]
         return got if len(got) == 2 else []
 
-    got = wait_until(refused, 10, "two refusals")
+    got = wait_for(refused, 10, "two refusals")
     reasons = {i["name"]: i["reason"] for i in got}
     assert "symbolic link" in reasons["invoice.pdf"]
     assert "hard link" in reasons["hardlinked.pdf"]
@@ -340,7 +329,7 @@ def test_file_still_being_written_is_not_taken_until_closed(
         os.close(os.open(inbox / "movie.bin", os.O_WRONLY))
         # A complete file after it: once it is taken, the service has seen both events.
         browser_save(inbox, "marker.txt", b"marker\n")
-        wait_until(
+        wait_for(
             lambda: any(i["name"] == "marker.txt" for i in all_items(svc)),
             10,
             "the marker to be taken",
@@ -350,7 +339,7 @@ def test_file_still_being_written_is_not_taken_until_closed(
         f.write(b"y" * 50_000)
     finally:
         f.close()
-    taken = wait_until(
+    taken = wait_for(
         lambda: [i for i in all_items(svc) if i["name"] == "movie.bin"], 10, "movie.bin taken"
     )
     assert len(taken) == 1 and taken[0]["size"] == 150_000
@@ -368,7 +357,7 @@ def test_a_browsers_empty_placeholder_is_not_taken_for_the_download(
     with open(inbox / "report.txt.part", "wb") as part:
         part.write(b"quarterly numbers\n")
     os.rename(inbox / "report.txt.part", inbox / "report.txt")
-    taken = wait_until(
+    taken = wait_for(
         lambda: [i for i in all_items(svc) if i["name"].startswith("report")], 10, "the take"
     )
     assert [(i["name"], i["size"]) for i in taken] == [("report.txt", 18)]
@@ -382,10 +371,10 @@ def test_an_empty_file_is_taken_once_no_download_is_in_progress(
     (inbox / "big.iso.crdownload").write_bytes(b"partial")
     (inbox / "empty.txt").write_bytes(b"")
     browser_save(inbox, "marker.txt", b"marker\n")
-    wait_until(lambda: any(i["name"] == "marker.txt" for i in all_items(svc)), 10, "marker")
+    wait_for(lambda: any(i["name"] == "marker.txt" for i in all_items(svc)), 10, "marker")
     assert not any(i["name"] == "empty.txt" for i in all_items(svc))
     (inbox / "big.iso.crdownload").unlink()  # the download was cancelled
-    taken = wait_until(
+    taken = wait_for(
         lambda: [i for i in all_items(svc) if i["name"] == "empty.txt"], 10, "empty.txt"
     )
     assert taken[0]["size"] == 0
@@ -398,7 +387,7 @@ def test_partial_names_and_subdirectories_are_left_alone(service: Callable[..., 
     (inbox / "folder").mkdir()
     (inbox / "folder" / "inner.txt").write_bytes(b"inner")
     browser_save(inbox, "done.txt", b"done\n")
-    wait_until(lambda: any(i["name"] == "done.txt" for i in all_items(svc)), 10, "done.txt")
+    wait_for(lambda: any(i["name"] == "done.txt" for i in all_items(svc)), 10, "done.txt")
     assert {i["name"] for i in all_items(svc)} == {"done.txt"}
     assert (inbox / "big.iso.crdownload").exists()
     assert (inbox / "folder" / "inner.txt").exists()
@@ -412,7 +401,7 @@ def test_files_that_arrived_while_down_are_taken_at_start(
     for n in range(5):
         (inbox / f"early-{n}.txt").write_bytes(b"early %d\n" % n)
     svc = service()
-    wait_until(lambda: len(all_items(svc)) == 5, 10, "5 items")
+    wait_for(lambda: len(all_items(svc)) == 5, 10, "5 items")
     assert not os.listdir(inbox)
 
 
@@ -565,7 +554,7 @@ def wait_terminal(svc: QService, count: int, timeout: float) -> list[dict[str, A
             return items
         return []
 
-    return list(wait_until(done, timeout, f"{count} items to finish", step=0.1))
+    return list(wait_for(done, timeout, f"{count} items to finish", interval=0.1))
 
 
 @needs_worker
@@ -634,7 +623,7 @@ def test_user_commands_on_a_kept_item(service: Callable[..., QService]) -> None:
     assert json.loads(os.getxattr(out, AUDIT_XATTR))["forced"] is True
     rescan = subprocess.run([*ctl, "rescan", str(b)], capture_output=True, text=True, check=False)
     assert rescan.returncode == 0, rescan.stderr
-    wait_until(
+    wait_for(
         lambda: item(svc, b)["state"] == "rejected" and item(svc, b)["report"], 30, "the rescan"
     )
     delete = subprocess.run([*ctl, "delete", str(b)], capture_output=True, text=True, check=False)
@@ -649,7 +638,7 @@ def test_user_commands_on_a_kept_item(service: Callable[..., QService]) -> None:
 def test_outbox_goes_to_shared(service: Callable[..., QService]) -> None:
     svc = service()
     out = paths.desktop_outbox("work")
-    wait_until(out.is_dir, 5, "the outbox")
+    wait_for(out.is_dir, 5, "the outbox")
     browser_save(out, "minutes.txt", b"meeting minutes\n")
     items = wait_terminal(svc, 1, 30)
     assert items[0]["state"] == "released" and items[0]["dest"] == "@shared"
@@ -859,7 +848,7 @@ def test_kill9_at_every_stage_then_restart_loses_and_duplicates_nothing(
             browser_save(inbox, name, sent[name])
         if target is not None:
             try:
-                wait_until(partial(_in_state, target), 3, target, step=0.002)
+                wait_for(partial(_in_state, target), 3, target, interval=0.002)
                 hit.append(target)
             except AssertionError:
                 pass  # the stage went by too fast to catch: kill wherever it is
@@ -899,7 +888,7 @@ def test_inbox_flood_of_1000_files_loses_none(service: Callable[..., QService]) 
         states = db_states()
         return len(states) >= 1000 and "taking" not in states.values()
 
-    wait_until(all_taken, 60, "1000 items taken", step=0.1)
+    wait_for(all_taken, 60, "1000 items taken", interval=0.1)
     took = time.monotonic() - t0
     assert not os.listdir(inbox)
     svc.stop()  # a still picture: audits and releases go on while the service runs
@@ -946,7 +935,7 @@ def test_inotify_queue_overflow_is_recovered_by_a_rescan(
         states = db_states()
         return len(states) >= count and "taking" not in states.values()
 
-    wait_until(all_taken, 120, f"{count} items taken", step=0.2)
+    wait_for(all_taken, 120, f"{count} items taken", interval=0.2)
     assert not os.listdir(inbox)
     assert "inotify queue overflowed" in svc.log.read_text()
     names = sorted(i["name"] for i in all_items(svc))
@@ -971,11 +960,11 @@ def test_event_stream_for_the_compositor(service: Callable[..., QService]) -> No
         seen.extend(stream.read_events())
         return any(e["event"] == "released" for e in seen)
 
-    wait_until(released, 30, "a released event")
+    wait_for(released, 30, "a released event")
     assert [e["event"] for e in seen] == ["received", "held", "released"]
     assert seen[0]["counts"]["pending"] == 1 and stream.counts["pending"] == 0
     svc.stop()
-    wait_until(lambda: (stream.read_events() or True) and stream.closed, 10, "the stream end")
+    wait_for(lambda: (stream.read_events() or True) and stream.closed, 10, "the stream end")
     stream.close()
 
 
@@ -1002,9 +991,9 @@ def test_sighup_reloads_the_policy_and_watches_new_inboxes(
     svc.policy_file.write_text(json.dumps(pol))
     assert svc.proc is not None
     svc.proc.send_signal(signal.SIGHUP)
-    wait_until(paths.desktop_outbox("gaming").is_dir, 10, "the new outbox")
+    wait_for(paths.desktop_outbox("gaming").is_dir, 10, "the new outbox")
     browser_save(paths.desktop_outbox("gaming"), "score.txt", b"42\n")
-    wait_until(
+    wait_for(
         lambda: any(i["source"] == "gaming" for i in all_items(svc)),
         10,
         "an item from the new outbox",
@@ -1167,7 +1156,7 @@ def test_writer_detection_without_leases(tmp_path: Path) -> None:
 def test_hold_survives_a_restart(service: Callable[..., QService]) -> None:
     svc = service(policy(hold=2.0))
     browser_save(paths.desktop_inbox("web"), "slow.txt", b"held\n")
-    wait_until(lambda: "held" in db_states().values(), 30, "the item held")
+    wait_for(lambda: "held" in db_states().values(), 30, "the item held")
     svc.kill9()
     svc.start()
     (it,) = wait_terminal(svc, 1, 30)
@@ -1181,17 +1170,17 @@ def test_inbox_directory_replaced_is_watched_again(service: Callable[..., QServi
     svc = service()
     inbox = paths.desktop_inbox("web")
     os.rename(inbox, inbox.with_name("old-inbox"))
-    wait_until(inbox.is_dir, 10, "the inbox recreated")
+    wait_for(inbox.is_dir, 10, "the inbox recreated")
     browser_save(inbox, "after-move.txt", b"1\n")
-    wait_until(
+    wait_for(
         lambda: any(i["name"] == "after-move.txt" for i in all_items(svc)),
         10,
         "a file in the recreated inbox",
     )
     shutil.rmtree(inbox)
-    wait_until(inbox.is_dir, 10, "the inbox recreated again")
+    wait_for(inbox.is_dir, 10, "the inbox recreated again")
     browser_save(inbox, "after-delete.txt", b"2\n")
-    wait_until(
+    wait_for(
         lambda: any(i["name"] == "after-delete.txt" for i in all_items(svc)),
         10,
         "a file in the inbox recreated after deletion",

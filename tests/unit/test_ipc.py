@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.harness import stop_main
+from tests.harness import stop_main, wait_for
 from zionwm import commands, paths
 from zionwm.compositor import ipc
 from zionwm.ctl import ControlClient, format_desktops, format_event
@@ -146,14 +146,6 @@ class Harness:
         self.reactor.stop()
         self.thread.join(5)
         self.reactor.close()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture
