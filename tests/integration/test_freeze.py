@@ -157,9 +157,19 @@ def test_fork_bomb_stops_at_the_pids_limit(make_compositor: Any) -> None:
 
 
 def test_reloaded_limits_apply_to_a_running_desktop(make_compositor: Any) -> None:
+    """Raising tight's memory limit from 64M to 96M by reload reaches the kernel: an
+    allocation of 70 MB that the old limit kills now completes."""
     comp = make_compositor(CONFIG)
     assert _cg(comp, "tight")["limits"]["memory_max"] == 64 * 2**20
     assert comp.config_path is not None
     comp.config_path.write_text(CONFIG.replace('memory_max="64M"', 'memory_max="96M"'))
     comp.zionctl("reload")
     assert _cg(comp, "tight")["limits"]["memory_max"] == 96 * 2**20
+    done = comp.data / "zionwm" / "desktops" / "tight" / "home" / "allocated"
+    comp.zionctl(
+        "launch", "tight", "--", "/usr/bin/python3", "-c",
+        "import os; b = bytearray(70 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "
+        "open(os.path.expanduser('~/allocated'), 'w').write('ok')",
+    )  # fmt: skip
+    wait_for(done.exists, 20, "the 70 MB allocation to complete under the raised limit")
+    assert _cg(comp, "tight")["oom_kills"] == 0
