@@ -218,19 +218,6 @@ def item(svc: QService, item_id: int) -> dict[str, Any]:
         return dict(c.request("show", id=item_id)["item"])
 
 
-def worker_available() -> bool:
-    try:
-        from zionwm.quarantine import worker  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_worker = pytest.mark.skipif(
-    not worker_available(), reason="zionwm.quarantine.worker (the audit worker) is not present"
-)
-
-
 @pytest.fixture
 def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var in ("XDG_RUNTIME_DIR", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
@@ -557,7 +544,6 @@ def wait_terminal(svc: QService, count: int, timeout: float) -> list[dict[str, A
     return list(wait_for(done, timeout, f"{count} items to finish", interval=0.1))
 
 
-@needs_worker
 def test_clean_pdf_and_png_are_released_after_the_hold_with_origin_kept(
     service: Callable[..., QService],
 ) -> None:
@@ -598,7 +584,6 @@ def test_clean_pdf_and_png_are_released_after_the_hold_with_origin_kept(
     assert seen[-1]["counts"] == {"pending": 0, "kept": 0}
 
 
-@needs_worker
 def test_user_commands_on_a_kept_item(service: Callable[..., QService]) -> None:
     svc = service()
     inbox = paths.desktop_inbox("web")
@@ -634,7 +619,6 @@ def test_user_commands_on_a_kept_item(service: Callable[..., QService]) -> None:
     assert "0 pending, 0 kept" in listing.stdout
 
 
-@needs_worker
 def test_outbox_goes_to_shared(service: Callable[..., QService]) -> None:
     svc = service()
     out = paths.desktop_outbox("work")
@@ -645,7 +629,6 @@ def test_outbox_goes_to_shared(service: Callable[..., QService]) -> None:
     assert (paths.shared_dir() / "minutes.txt").read_bytes() == b"meeting minutes\n"
 
 
-@needs_worker
 def test_send_work_to_personal_and_symlink_outside_refused(
     xdg: Path, service: Callable[..., QService]
 ) -> None:
@@ -692,7 +675,6 @@ def test_send_work_to_personal_and_symlink_outside_refused(
     assert len(all_items(svc)) == 2
 
 
-@needs_worker
 def test_eicar_is_rejected_end_to_end_with_clamd(
     service: Callable[..., QService], clamd: Clamd
 ) -> None:
@@ -733,7 +715,6 @@ def _put_in_store(store: Store, name: str, data: bytes) -> tuple[int, os.stat_re
     return item_id, st
 
 
-@needs_worker
 def test_restart_resolves_every_crash_state_exactly_once(
     xdg: Path, service: Callable[..., QService]
 ) -> None:
@@ -830,7 +811,6 @@ def _in_state(state: str) -> bool:
     return state in db_states().values()
 
 
-@needs_worker
 @pytest.mark.slow
 def test_kill9_at_every_stage_then_restart_loses_and_duplicates_nothing(
     service: Callable[..., QService],
@@ -945,7 +925,6 @@ def test_inotify_queue_overflow_is_recovered_by_a_rescan(
 # -- the service's edges ---------------------------------------------------------------------
 
 
-@needs_worker
 def test_event_stream_for_the_compositor(service: Callable[..., QService]) -> None:
     from zionwm.quarantine.client import EventStream
 
@@ -968,7 +947,6 @@ def test_event_stream_for_the_compositor(service: Callable[..., QService]) -> No
     stream.close()
 
 
-@needs_worker
 def test_policy_delete_removes_content_and_keeps_the_record(
     service: Callable[..., QService],
 ) -> None:
@@ -1107,7 +1085,6 @@ def test_symlink_swapped_in_a_loop_during_intake_is_never_followed(tmp_path: Pat
         store.close()
 
 
-@needs_worker
 def test_undecodable_file_name_is_taken_and_released_under_a_valid_name(
     service: Callable[..., QService],
 ) -> None:
@@ -1157,7 +1134,6 @@ def test_writer_detection_without_leases(tmp_path: Path) -> None:
         reader.wait()
 
 
-@needs_worker
 def test_hold_survives_a_restart(service: Callable[..., QService]) -> None:
     svc = service(policy(hold=2.0))
     browser_save(paths.desktop_inbox("web"), "slow.txt", b"held\n")
@@ -1190,3 +1166,20 @@ def test_inbox_directory_replaced_is_watched_again(service: Callable[..., QServi
         10,
         "a file in the inbox recreated after deletion",
     )
+
+
+def test_a_supervisor_gone_before_ready_stops_the_service_quietly(xdg: Path) -> None:
+    """The compositor may quit while the service is still starting: the service must stop
+    cleanly (status 0, no traceback) when its ready pipe has no reader any more."""
+    policy = xdg / "policy.json"
+    policy.write_text(json.dumps({"desktops": [{"desktop": "web"}]}))
+    rfd, wfd = os.pipe()
+    os.close(rfd)  # the supervisor is gone
+    proc = subprocess.run(
+        [sys.executable, "-m", "zionwm.quarantine.service", "--policy-file", str(policy),
+         "--ready-fd", str(wfd)],
+        pass_fds=(wfd,), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    os.close(wfd)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1020,9 +1020,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         service.start()
         if args.ready_fd is not None:
-            os.write(args.ready_fd, b"READY\n")
+            try:
+                os.write(args.ready_fd, b"READY\n")
+            except BrokenPipeError:
+                # whoever started us is already gone (the compositor quit while we started):
+                # nothing is waiting for us, so stop cleanly instead of running orphaned
+                log.info("the supervisor went away before we were ready: stopping")
+                service.stopping = True
             os.close(args.ready_fd)
-        service.run()
+        if not service.stopping:
+            service.run()
     finally:
         service.close()
     return 0
