@@ -801,7 +801,8 @@ def test_allocation_avoids_host_routes(lab: Lab, mgr: NetworkManager) -> None:
 def test_sandbox_from_the_real_launcher_joins_the_desktop_network(
     lab: Lab, mgr: NetworkManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    launcher_mod = pytest.importorskip("zionwm.isolation.launcher")
+    from zionwm.isolation import launcher as launcher_mod
+
     if shutil.which("bwrap") is None:
         pytest.skip("needs bwrap (Debian package bubblewrap)")
     for var in ("XDG_RUNTIME_DIR", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
