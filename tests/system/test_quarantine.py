@@ -816,7 +816,9 @@ def test_kill9_at_every_stage_then_restart_loses_and_duplicates_nothing(
     service: Callable[..., QService],
 ) -> None:
     inbox = paths.desktop_inbox("web")
-    svc = service()
+    # A short hold makes "held" a window SIGKILL can land in; "received" (8 files queue
+    # behind 2 workers) and "auditing" (a sandbox per file) are windows already.
+    svc = service(policy(hold=0.5))
     sent: dict[str, bytes] = {}
     # None: kill right after the files land, wherever intake is.
     targets: list[str | None] = [None, "auditing", "held", "releasing", "received"]
