@@ -10,4 +10,6 @@ unset WAYLAND_DISPLAY DISPLAY SWAYSOCK ZIONWM_SOCK || true
 .venv/bin/ruff check zionwm tests benchmarks
 .venv/bin/ruff format --check --quiet zionwm tests benchmarks
 .venv/bin/mypy zionwm
+# the dependency rule (pyproject.toml [tool.importlinter]): names the offending import
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
