@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -109,8 +109,12 @@ HOST_FONT_CANDIDATES = ("/usr/share/fonts", "/usr/local/share/fonts")
 # layouts keep as directories (bound read-only).
 ROOT_LINK_CANDIDATES = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
-# What Mesa and Vulkan loaders read to find a GPU.
-GPU_SYS_DIRS = ("/sys/dev", "/sys/devices", "/sys/bus", "/sys/class")
+# A GPU grant hands over render nodes only: /dev/dri/card* would give display control
+# (modesetting, and reading the screen) whenever zionwm is not the DRM master.
+RENDER_NODE_GLOB = "/dev/dri/renderD*"
+# libdrm (hence Mesa's loader and the Vulkan drivers) resolves this link's `subsystem` to tell
+# a PCI GPU from a platform one; an empty directory there is all realpath() needs.
+SYS_BUS_PCI = "/sys/bus/pci"
 # glibc's nprocs and many thread pools read this; it reveals the CPU count only.
 CPU_SYS_DIR = "/sys/devices/system/cpu"
 
@@ -119,6 +123,44 @@ SHARED_IN_HOME, OUTBOX_IN_HOME, DOWNLOADS_IN_HOME = "Shared", "Outbox", "Downloa
 HOME_MOUNTPOINTS = (SHARED_IN_HOME, OUTBOX_IN_HOME, DOWNLOADS_IN_HOME)
 
 PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger")
+
+# Host-wide /proc files that count or list what the whole machine does, masked with an empty
+# file in every sandbox. Counters that move with another desktop's activity are timing side
+# channels (interrupts and softirqs tick with every key press; the disk, memory and scheduler
+# counters with every save, page fault and wake-up); the rest lists host secrets or layout
+# (keys, kernel symbols and modules, slab and vmalloc layout, file locks of every process).
+# Kept readable on purpose, because programs need them and they move slowly or not at all:
+# meminfo, cpuinfo, uptime, loadavg, version, filesystems, mounts (the sandbox's own).
+PROC_MASKED_FILES = (
+    "/proc/interrupts",
+    "/proc/softirqs",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/schedstat",
+    "/proc/latency_stats",
+    "/proc/keys",
+    "/proc/key-users",
+    "/proc/kallsyms",
+    "/proc/modules",
+    "/proc/vmstat",
+    "/proc/diskstats",
+    "/proc/locks",
+    "/proc/slabinfo",
+    "/proc/zoneinfo",
+    "/proc/buddyinfo",
+    "/proc/pagetypeinfo",
+    "/proc/vmallocinfo",
+    "/proc/iomem",
+    "/proc/ioports",
+)
+# Whole directories covered by an empty read-only tmpfs: per-IRQ counters (irq/N/spurious),
+# host-wide pressure-stall totals in microseconds, and the host's input and PCI device lists.
+PROC_MASKED_DIRS = ("/proc/irq", "/proc/pressure", "/proc/bus")
+# /proc/stat is replaced rather than emptied: ps and psutil need its btime, and top and many
+# libraries parse its cpu lines. The stand-in has the host's boot time and CPU count (both
+# visible anyway, through uptime and sysfs) and counters that never move.
+PROC_STAT = "/proc/stat"
 
 FONTS_DIR = "/run/zionwm/fonts"
 FONTS_CONF = "/run/zionwm/fonts.conf"
@@ -197,6 +239,33 @@ class SeedEntry:
 
 
 @dataclass(frozen=True)
+class GpuSysfs:
+    """The sysfs a program needs to identify one render node, as probed on the host."""
+
+    node: str  # /dev/dri/renderD128
+    char_link: str  # /sys/dev/char/226:128
+    char_target: str  # that link's target (relative, as sysfs writes it)
+    device_dir: str  # resolved /sys/devices/... dir of the GPU itself (its `device`)
+    hidden: tuple[str, ...] = ()  # dirs under device_dir to cover: card* (connectors, EDID)
+
+
+def proc_stat_stand_in(cpus: int, boot_time: int) -> bytes:
+    """A /proc/stat whose counters never move, in the kernel's layout."""
+    zeros = " ".join(["0"] * 10)
+    lines = [f"cpu  {zeros}"] + [f"cpu{n} {zeros}" for n in range(max(1, cpus))]
+    lines += [
+        "intr 0",
+        "ctxt 0",
+        f"btime {boot_time}",
+        "processes 0",
+        "procs_running 1",
+        "procs_blocked 0",
+        "softirq 0 0 0 0 0 0 0 0 0 0 0",
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@dataclass(frozen=True)
 class HostFacts:
     """What the launcher probed on the host; everything plan_sandbox may depend on."""
 
@@ -210,6 +279,10 @@ class HostFacts:
     pipewire_socket: str | None = None
     pulse_socket: str | None = None
     has_cpu_sysfs: bool = True
+    gpu_sysfs: tuple[GpuSysfs, ...] = ()  # for each render node in dri_nodes
+    proc_masked: frozenset[str] = frozenset()  # which PROC_MASKED_FILES/DIRS exist here
+    boot_time: int = 0  # /proc/stat's btime
+    cpus: int = 1  # how many cpuN lines the stand-in /proc/stat has
     bwrap: str = "/usr/bin/bwrap"
     font_dirs: tuple[str, ...] = ()  # which HOST_FONT_CANDIDATES exist
 
@@ -400,6 +473,7 @@ def plan_sandbox(
     # Per-netns and per-userns values still resolve by the reader's namespaces.
     for path in PROC_READ_ONLY:
         mounts.append(Mount(MountKind.RO_BIND_TRY, path, source=path))
+    _mask_proc(host, mounts, slot)
     mounts.append(Mount(MountKind.DEV, "/dev"))
     mounts.append(Mount(MountKind.TMPFS, "/tmp"))
     mounts.append(Mount(MountKind.TMPFS, "/var/tmp"))
@@ -481,12 +555,7 @@ def plan_sandbox(
     # Devices.
     devices = spec.devices
     if devices.gpu:
-        if not host.dri_nodes:
-            notes.append("gpu granted but the host has no /dev/dri nodes")
-        for node in host.dri_nodes:
-            mounts.append(Mount(MountKind.DEV_BIND, node, source=node))
-        for path in GPU_SYS_DIRS:
-            mounts.append(Mount(MountKind.RO_BIND_TRY, path, source=path))
+        _grant_gpu(host, mounts, notes)
     if devices.camera:
         if not host.video_nodes:
             notes.append("camera granted but the host has no /dev/video* nodes")
@@ -560,6 +629,54 @@ def plan_sandbox(
         template=template,
         notes=tuple(notes),
     )
+
+
+def _mask_proc(host: HostFacts, mounts: list[Mount], slot: Callable[[FdSlot], str]) -> None:
+    """Cover the host-wide /proc files (see PROC_MASKED_FILES); only those the host has, as
+    bwrap cannot create a mount point inside procfs."""
+    for path in PROC_MASKED_FILES:
+        if path in host.proc_masked:
+            name = "mask" + path.replace("/", "-")
+            mounts.append(
+                Mount(
+                    MountKind.RO_BIND_DATA,
+                    path,
+                    slot=slot(FdSlot(name, SlotKind.DATA, data=b"")),
+                    perms=0o444,
+                )
+            )
+    for path in PROC_MASKED_DIRS:
+        if path in host.proc_masked:
+            mounts.append(Mount(MountKind.TMPFS, path, perms=0o555))
+    data = proc_stat_stand_in(host.cpus, host.boot_time)
+    mounts.append(
+        Mount(
+            MountKind.RO_BIND_DATA,
+            PROC_STAT,
+            slot=slot(FdSlot("proc-stat", SlotKind.DATA, data=data)),
+            perms=0o444,
+        )
+    )
+
+
+def _grant_gpu(host: HostFacts, mounts: list[Mount], notes: list[str]) -> None:
+    """Render nodes, and for each only the sysfs that names its device: the /sys/dev/char
+    link and the GPU's own device dir, with its display connectors (card*: EDID, hence the
+    monitors' serial numbers) covered. Nothing else of /sys/devices, /sys/class or /sys/bus:
+    they list every network card's MAC address and every USB device's serial number."""
+    nodes = [n for n in host.dri_nodes if n.startswith("/dev/dri/renderD")]
+    if not nodes:
+        notes.append("gpu granted but the host has no render node (/dev/dri/renderD*)")
+    for node in nodes:
+        mounts.append(Mount(MountKind.DEV_BIND, node, source=node))
+    sysfs = [g for g in host.gpu_sysfs if g.node in nodes]
+    for g in sysfs:
+        mounts.append(Mount(MountKind.RO_BIND_TRY, g.device_dir, source=g.device_dir))
+        for hidden in g.hidden:
+            mounts.append(Mount(MountKind.TMPFS, hidden, perms=0o555))
+        mounts.append(Mount(MountKind.SYMLINK, g.char_link, source=g.char_target))
+    if sysfs:
+        mounts.append(Mount(MountKind.DIR, SYS_BUS_PCI, perms=0o555))
 
 
 def _fd(plan: SandboxPlan, slot: str) -> str:

@@ -69,7 +69,7 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
             links.append((p, os.readlink(p)))
         elif os.path.isdir(p):
             links.append((p, None))
-    dri = tuple(sorted(glob.glob("/dev/dri/card*") + glob.glob("/dev/dri/renderD*")))
+    dri = tuple(sorted(glob.glob(bwrap.RENDER_NODE_GLOB)))
     video = tuple(sorted(glob.glob("/dev/video*") + glob.glob("/dev/media*")))
     host_run = env.get("XDG_RUNTIME_DIR")
     pipewire = pulse = None
@@ -86,6 +86,12 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
         system_files=etc,
         root_links=tuple(links),
         dri_nodes=dri,
+        gpu_sysfs=tuple(g for g in map(_gpu_sysfs, dri) if g is not None),
+        proc_masked=frozenset(
+            p for p in (*bwrap.PROC_MASKED_FILES, *bwrap.PROC_MASKED_DIRS) if os.path.exists(p)
+        ),
+        boot_time=_boot_time(),
+        cpus=os.cpu_count() or 1,
         video_nodes=video,
         pipewire_socket=pipewire,
         pulse_socket=pulse,
@@ -93,6 +99,35 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
         bwrap=bw,
         font_dirs=tuple(p for p in bwrap.HOST_FONT_CANDIDATES if os.path.isdir(p)),
     )
+
+
+def _gpu_sysfs(node: str) -> bwrap.GpuSysfs | None:
+    """Where sysfs describes one render node; None when it does not (no sysfs, odd node)."""
+    try:
+        rdev = os.stat(node).st_rdev
+        link = f"/sys/dev/char/{os.major(rdev)}:{os.minor(rdev)}"
+        target = os.readlink(link)
+        device = os.path.realpath(os.path.join(link, "device"))
+        drm = os.path.join(device, "drm")
+        cards = sorted(
+            os.path.join(drm, name) for name in os.listdir(drm) if name.startswith("card")
+        )
+    except OSError:
+        return None
+    if not device.startswith("/sys/devices/"):
+        return None
+    return bwrap.GpuSysfs(node, link, target, device, tuple(cards))
+
+
+def _boot_time() -> int:
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return int(time.time() - time.monotonic())
 
 
 _libc: ctypes.CDLL | None = None
