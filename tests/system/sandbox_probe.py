@@ -234,7 +234,7 @@ def p_fd_reopen(arg: str) -> dict[str, object]:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
-            os.write(fd, b"zionwm[1]: INFO forged by the sandbox\n")
+            os.write(fd, f"zionwm[1]: INFO forged by the sandbox via fd {arg}\n".encode())
             out["wrote"] = True
         finally:
             os.close(fd)
