@@ -20,11 +20,6 @@ def test_broken_config_runs_the_default_desktops_locked_down_and_says_so(
 ) -> None:
     comp = Compositor(tmp_path, config_text=BROKEN).start()
     try:
-        notices = "\n".join(comp.zjson("status")["notifications"])
-        assert "LOCKED DOWN" in notices and "bad colour 'blue'" in notices, notices
-        desktops = comp.desktops()
-        assert list(desktops) == ["personal", "work", "gaming", "web"]
-        assert {d["network"] for d in desktops.values()} == {"none"}
         # From inside personal (the default grants it the network, GPU and sound): its
         # interfaces, devices and runtime dir as its programs see them.
         out = comp.data / "zionwm" / "desktops" / "personal" / "home" / "seen"
@@ -39,6 +34,11 @@ def test_broken_config_runs_the_default_desktops_locked_down_and_says_so(
         assert interfaces == {"lo"}, netdev
         assert "dri" not in devs.split() and "snd" not in devs.split(), devs
         assert runtime.split() == ["wayland-0"], runtime
+        desktops = comp.desktops()
+        assert list(desktops) == ["personal", "work", "gaming", "web"]
+        assert {d["network"] for d in desktops.values()} == {"none"}
+        notices = "\n".join(comp.zjson("status")["notifications"])
+        assert "LOCKED DOWN" in notices and "bad colour 'blue'" in notices, notices
     finally:
         comp.stop()
 
