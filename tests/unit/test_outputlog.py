@@ -15,11 +15,12 @@ def test_lines_are_prefixed_escaped_and_cut(tmp_path: Path) -> None:
     r, w = outputlog.output_pipe()
     out = outputlog.ProgramOutput(log, "foot[12]", r)
     os.write(w, b"hello\nred \x1b[31m\r\xe2\x80\xaeevil\nno newline yet")
-    assert out.read()
+    assert out.read() == 38
+    assert out.read() == 0  # nothing there: not an end
     os.write(w, b" " + b"y" * (outputlog.MAX_LINE + 10))
-    assert out.read()
+    assert out.read() > 0
     os.close(w)
-    assert out.read() is False  # every writer gone
+    assert out.read() == -1  # every writer gone
     out.close()
     lines = (tmp_path / "logs" / "work.log").read_text().splitlines()
     assert lines[0].endswith(" work foot[12]: hello")
@@ -46,3 +47,11 @@ def test_desktop_names_cannot_walk_out_of_the_logs_dir() -> None:
     for bad in ("../x", "a/b", "", "UPPER", "x" * 40):
         with pytest.raises(ValueError):
             outputlog.log_path(bad)
+
+
+def test_budget_pauses_a_flood_and_refills() -> None:
+    b = outputlog.Budget(rate=1000, burst=4000)
+    assert b.charge(4000, now=10.0) == 0.0  # the burst
+    assert b.charge(500, now=10.0) == pytest.approx(0.5)  # 500 bytes over: half a second
+    assert b.charge(0, now=10.5) == 0.0  # refilled to zero by then
+    assert b.charge(0, now=100.0) == 0.0 and b.charge(4000, now=100.0) == 0.0  # capped burst

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,9 +142,25 @@ class Isolation:
         return sandbox
 
     def _on_output(self, fd: int) -> None:
-        out, _ = self._outputs[fd]
-        if not out.read():
+        out, handle = self._outputs[fd]
+        n = out.read()
+        if n < 0:
             self._close_output(fd)
+            return
+        pause = out.log.budget.charge(n, time.monotonic())
+        if pause > 0:
+            # Over the desktop's budget: stop reading; the program blocks on its full pipe.
+            handle.remove()
+            self.server.loop.call_later(
+                max(1, int(pause * 1000)), lambda: self._resume_output(fd, out), "output resume"
+            )
+
+    def _resume_output(self, fd: int, out: outputlog.ProgramOutput) -> None:
+        entry = self._outputs.get(fd)
+        if entry is None or entry[0] is not out:  # closed at shutdown meanwhile
+            return
+        handle = self.server.loop.add_reader(fd, lambda: self._on_output(fd), out.program)
+        self._outputs[fd] = (out, handle)
 
     def _close_output(self, fd: int) -> None:
         out, handle = self._outputs.pop(fd)
@@ -305,7 +322,7 @@ class Isolation:
         self.launcher.shutdown(timeout=3)
         for fd in list(self._outputs):
             out, _ = self._outputs[fd]
-            while out.read():  # what the programs printed last
+            while out.read() > 0:  # what the programs printed last
                 pass
             self._close_output(fd)
         for desktop_log in self._logs.values():

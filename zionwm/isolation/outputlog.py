@@ -8,6 +8,11 @@ every line lands in its desktop's file under zionwm's state dir (`DesktopLog`), 
 the time, the desktop and the program. A program can reach only its own pipe: reopening its
 fd 1 gives it that pipe again, and reading from it only takes its own lines.
 
+Reading is bounded too: each desktop has a byte budget (`Budget`, `RATE` per second after a
+`BURST`); once it is spent the compositor stops reading that desktop's pipes until the budget
+refills, so a program that floods its output blocks on its own full pipe (nothing is lost)
+instead of costing the compositor CPU.
+
 Files are bounded: at `MAX_BYTES` the file is moved to `<desktop>.log.1` (the previous one is
 dropped) and a new one started, so each desktop holds at most twice that on disk. Lines are
 cut at `MAX_LINE` bytes, and control characters are shown escaped, so a program cannot
@@ -34,6 +39,8 @@ from zionwm import paths
 log = logging.getLogger(__name__)
 
 MAX_BYTES = 1 << 20
+RATE = 256 << 10  # bytes per second a desktop's programs may have logged, on average
+BURST = 1 << 20
 MAX_LINE = 4096
 READ_CHUNK = 1 << 16
 _NAME = re.compile(r"[a-z0-9_-]{1,32}")
@@ -59,6 +66,23 @@ def clean(raw: bytes) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+class Budget:
+    """A token bucket of bytes: `charge` says how long to stop reading (0: go on)."""
+
+    def __init__(self, rate: float = RATE, burst: float = BURST) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._level = burst
+        self._at: float | None = None
+
+    def charge(self, nbytes: int, now: float) -> float:
+        if self._at is not None:
+            self._level = min(self.burst, self._level + (now - self._at) * self.rate)
+        self._at = now
+        self._level -= nbytes
+        return 0.0 if self._level >= 0 else -self._level / self.rate
+
+
 class DesktopLog:
     """Appends lines to one desktop's log file; rotates it at `max_bytes`."""
 
@@ -66,6 +90,7 @@ class DesktopLog:
         self.desktop = desktop
         self.path = path or log_path(desktop)
         self.max_bytes = max_bytes
+        self.budget = Budget()
         self._fd = -1
         self._size = 0
 
@@ -118,19 +143,20 @@ class ProgramOutput:
         os.set_blocking(read_fd, False)
         self._partial = b""
 
-    def read(self) -> bool:
-        """Take what is there (one chunk, so a flooding program cannot hold the event loop);
-        False once every writer has closed the pipe (then stop watching the fd and close)."""
+    def read(self) -> int:
+        """Take what is there (one chunk, so a flooding program cannot hold the event loop):
+        how many bytes, or -1 once every writer has closed the pipe (then stop watching the
+        fd and close)."""
         try:
             chunk = os.read(self.fd, READ_CHUNK)
         except BlockingIOError:
-            return True
+            return 0
         except OSError as exc:
             if exc.errno == errno.EINTR:
-                return True
+                return 0
             chunk = b""
         if not chunk:
-            return False
+            return -1
         data = self._partial + chunk
         lines = data.split(b"\n")
         self._partial = lines.pop()
@@ -138,7 +164,7 @@ class ProgramOutput:
             lines.append(self._partial[:MAX_LINE])
             self._partial = self._partial[MAX_LINE:]
         self.log.write(self.program, [ln[:MAX_LINE] for ln in lines])
-        return True
+        return len(chunk)
 
     def close(self) -> None:
         if self._partial:
