@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         text = "\n".join(str(e) for e in errors if e.is_error)
         log.error("config %s has errors; running the default desktops locked down:\n%s", path, text)
         notices.append(
-            "Your config has errors. Running the default desktops LOCKED DOWN: no network, "
+            "Your config has errors. Running the default config LOCKED DOWN: no network, "
             "no GPU, no sound, no camera, nothing autostarted. Fix the file and reload "
             f"(Super+Shift+R):\n{text}"
         )
