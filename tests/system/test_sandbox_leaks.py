@@ -305,3 +305,17 @@ def test_log_files_are_private_and_bounded(comp: Compositor) -> None:
     assert "ESC-\\x1b[2J-CR-\\x0d-done" in (logs / "beta.log").read_text()
     for p in (logs, logs / "beta.log"):
         assert p.stat().st_mode & 0o077 == 0, oct(p.stat().st_mode)
+
+
+def test_a_failed_start_is_explained_in_its_desktops_log(comp: Compositor) -> None:
+    comp.zionctl("launch", "beta", "--", "no-such-program-zz")
+    line = log_once_it_has(comp, "beta", "no-such-program-zz: No such file")
+    assert " beta bwrap[" in line or " beta no-such-program-zz[" in line, line
+    wait_for(
+        lambda: any(
+            "zionctl log beta" in n and "no-such-program-zz" in n
+            for n in comp.zjson("status")["notifications"]
+        ),
+        15,
+        "the notice to point at the desktop's log",
+    )

@@ -1013,7 +1013,7 @@ class Server(HasListeners):
             child.extra["exit_notified"] = True
             self.notify(
                 f"{shlex.join(child.argv)} on {child.desktop} exited with {child.returncode} "
-                "right after starting (is it installed? see the log)",
+                f"right after starting (is it installed? zionctl log {child.desktop})",
                 urgent=True,
             )
         for ext in self.extensions:

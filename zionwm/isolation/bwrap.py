@@ -22,7 +22,9 @@ namespace, all capabilities dropped, no further user namespaces allowed):
     /home/<user>/Downloads  the quarantine inbox, when the desktop has a downloads policy
     /run/user/<uid>/wayland-0   the desktop's own Wayland socket, nothing else of the runtime dir
     /run/zionwm/fonts/<n>   extra font dirs (+ /run/zionwm/fonts.conf)   /opt/zionwm/<n>  app dirs
-    /proc (new, own pid namespace; /proc/sys read-only)  /dev (minimal + granted nodes)
+    /proc (new, own pid namespace; /proc/sys read-only; host-wide counters and key lists
+          masked, /proc/stat a still stand-in: see PROC_MASKED_FILES)
+    /dev (minimal + granted nodes: a GPU is its render nodes, plus their own sysfs only)
     /tmp, /var/tmp (tmpfs)
     /tmp/.X11-unix          the desktop's own X server socket dir (x11 desktops only)
 
