@@ -397,16 +397,18 @@ class Launcher:
         cwd: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         stdin: int | None = subprocess.DEVNULL,
-        stdout: int | None = None,
-        stderr: int | None = None,
+        stdout: int | None = subprocess.DEVNULL,
+        stderr: int | None = subprocess.DEVNULL,
         pass_fds: Sequence[int] = (),
     ) -> Sandbox:
         """Start `argv` in a sandbox of `spec`'s desktop. Raises LaunchError (or
         storage.UnsafePathError) with nothing started when any step fails.
 
-        stdin defaults to /dev/null; stdout/stderr (None) are inherited from the launcher,
-        except that a terminal is never handed to a sandbox (it could read what is typed
-        there, or write to it): they go to /dev/null then. `pass_fds` are inherited by the
+        stdin, stdout and stderr default to /dev/null: the launcher's own fds (the
+        compositor's log) are never handed over by accident, as a program could reopen them
+        through /proc/self/fd to read, forge or truncate what they lead to. None inherits
+        them, except that a terminal is never handed to a sandbox (it could read what is
+        typed there, or write to it): /dev/null then. `pass_fds` are inherited by the
         program under the same numbers (bwrap passes on what it inherits), e.g. a listening
         socket the compositor made.
         """
