@@ -252,12 +252,15 @@ def test_programs_output_reaches_only_their_own_desktops_log(comp: Compositor) -
     log_before = comp.log()
     assert "zionwm ready" in log_before
 
+    assert comp.proc is not None
+    own = {os.readlink(f"/proc/{comp.proc.pid}/fd/{n}") for n in (1, 2)}
     r = probe(comp, "alpha", "fd_reopen:1", "fd_reopen:2")
     for fd in ("1", "2"):
         got = r[f"fd_reopen:{fd}"]
         assert got["ok"], got
         seen = got["out"]
         assert seen["target"].startswith("pipe:"), seen  # never a file of the host
+        assert seen["target"] not in own, (seen, own)  # nor the compositor's own pipe
         # Reading its own pipe back gives at most its own lines (here: the fd 1 probe's).
         text = "".join(
             ln for ln in seen.get("read", "").splitlines(True) if "forged by the sandbox" not in ln
