@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import glob
 import json
 import logging
@@ -87,9 +88,7 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
         root_links=tuple(links),
         dri_nodes=dri,
         gpu_sysfs=tuple(g for g in map(_gpu_sysfs, dri) if g is not None),
-        proc_masked=frozenset(
-            p for p in (*bwrap.PROC_MASKED_FILES, *bwrap.PROC_MASKED_DIRS) if os.path.exists(p)
-        ),
+        proc_masked=_proc_masked(),
         boot_time=_boot_time(),
         cpus=os.cpu_count() or 1,
         video_nodes=video,
@@ -119,7 +118,16 @@ def _gpu_sysfs(node: str) -> bwrap.GpuSysfs | None:
     return bwrap.GpuSysfs(node, link, target, device, tuple(cards))
 
 
+@functools.cache
+def _proc_masked() -> frozenset[str]:
+    """Which host-wide /proc entries this kernel has (fixed while it runs): read once."""
+    paths = (*bwrap.PROC_MASKED_FILES, *bwrap.PROC_MASKED_DIRS)
+    return frozenset(p for p in paths if os.path.exists(p))
+
+
+@functools.cache
 def _boot_time() -> int:
+    """/proc/stat's btime; fixed for the life of the machine, so read once."""
     try:
         with open("/proc/stat", "rb") as f:
             for line in f:
