@@ -126,6 +126,10 @@ HOST_WIDE_PROC = (
     "/proc/vmallocinfo",
     "/proc/iomem",
     "/proc/ioports",
+    "/proc/sys/fs/file-nr",
+    "/proc/sys/fs/inode-nr",
+    "/proc/sys/fs/inode-state",
+    "/proc/sys/fs/dentry-state",
 )
 
 
@@ -138,6 +142,7 @@ def test_host_activity_counters_and_key_lists_read_empty_inside(comp: Compositor
         "alpha",
         *(f"readall:{p}" for p in present),
         "readall:/proc/stat",
+        "readall:/proc/loadavg",
         "glob:/proc/irq/*/spurious",
         "glob:/proc/pressure/*",
         "glob:/proc/bus/input/*",
@@ -148,6 +153,8 @@ def test_host_activity_counters_and_key_lists_read_empty_inside(comp: Compositor
     assert leaked == {}, f"host-wide files readable inside a desktop: {leaked}"
     for pattern in ("/proc/irq/*/spurious", "/proc/pressure/*", "/proc/bus/input/*"):
         assert r[f"glob:{pattern}"]["out"] == {}, pattern
+    # Host-wide running-task count: a fixed stand-in.
+    assert r["readall:/proc/loadavg"]["out"] == "0.00 0.00 0.00 1/1 1\n"
     # /proc/stat: a stand-in whose counters never move (the key-press counter is `intr`).
     stat = r["readall:/proc/stat"]["out"]
     assert "intr 0\n" in stat and "ctxt 0\n" in stat, stat

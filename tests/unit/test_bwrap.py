@@ -46,7 +46,9 @@ HOST = HostFacts(
             hidden=("/sys/devices/pci0000:00/0000:00:02.0/drm/card0",),
         ),
     ),
-    proc_masked=frozenset({"/proc/interrupts", "/proc/keys", "/proc/irq", "/proc/pressure"}),
+    proc_masked=frozenset(
+        {"/proc/interrupts", "/proc/keys", "/proc/irq", "/proc/pressure", "/proc/loadavg"}
+    ),
     boot_time=1700000000,
     cpus=2,
 )
@@ -328,6 +330,8 @@ def test_host_wide_proc_files_are_masked_and_stat_is_a_still_stand_in() -> None:
         assert by_dest[path].kind is MountKind.TMPFS
     # What the host lacks is not mounted (bwrap cannot create files in procfs).
     assert "/proc/timer_list" not in by_dest and "/proc/bus" not in by_dest
+    assert slots[by_dest["/proc/loadavg"].slot].data == b"0.00 0.00 0.00 1/1 1\n"
+    assert "/proc/sys/kernel/random/entropy_avail" not in by_dest  # not on that host
     stat = slots[by_dest["/proc/stat"].slot].data.decode()
     assert "btime 1700000000" in stat and "intr 0" in stat
     assert [ln.split()[0] for ln in stat.splitlines() if ln.startswith("cpu")] == [
@@ -344,6 +348,7 @@ def test_host_wide_proc_files_are_masked_and_stat_is_a_still_stand_in() -> None:
 def test_masked_proc_list_covers_the_timing_and_key_leaks() -> None:
     must = {"/proc/interrupts", "/proc/softirqs", "/proc/timer_list", "/proc/sched_debug"}
     must |= {"/proc/keys", "/proc/key-users", "/proc/kallsyms", "/proc/vmstat"}
+    must |= {"/proc/sys/fs/file-nr", "/proc/sys/fs/inode-nr", "/proc/sys/fs/dentry-state"}
     assert must <= set(PROC_MASKED_FILES)
     assert {"/proc/irq", "/proc/pressure"} <= set(PROC_MASKED_DIRS)
 

@@ -132,7 +132,7 @@ PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger")
 # counters with every save, page fault and wake-up); the rest lists host secrets or layout
 # (keys, kernel symbols and modules, slab and vmalloc layout, file locks of every process).
 # Kept readable on purpose, because programs need them and they move slowly or not at all:
-# meminfo, cpuinfo, uptime, loadavg, version, filesystems, mounts (the sandbox's own).
+# meminfo, cpuinfo, uptime, version, filesystems, mounts (the sandbox's own).
 PROC_MASKED_FILES = (
     "/proc/interrupts",
     "/proc/softirqs",
@@ -155,6 +155,11 @@ PROC_MASKED_FILES = (
     "/proc/vmallocinfo",
     "/proc/iomem",
     "/proc/ioports",
+    # Host-wide open-file and inode counts: they move with every file another desktop opens.
+    "/proc/sys/fs/file-nr",
+    "/proc/sys/fs/inode-nr",
+    "/proc/sys/fs/inode-state",
+    "/proc/sys/fs/dentry-state",
 )
 # Whole directories covered by an empty read-only tmpfs: per-IRQ counters (irq/N/spurious),
 # host-wide pressure-stall totals in microseconds, and the host's input and PCI device lists.
@@ -163,6 +168,14 @@ PROC_MASKED_DIRS = ("/proc/irq", "/proc/pressure", "/proc/bus")
 # libraries parse its cpu lines. The stand-in has the host's boot time and CPU count (both
 # visible anyway, through uptime and sysfs) and counters that never move.
 PROC_STAT = "/proc/stat"
+# Fixed stand-ins for files programs parse but whose host values move with host activity:
+# loadavg's running-task count changes the moment any process on the machine wakes up (a
+# sampling loop sees another desktop react to a key); entropy_avail counted interrupt
+# entropy before Linux 5.18 (it says 256 since).
+PROC_STAND_INS: Mapping[str, bytes] = {
+    "/proc/loadavg": b"0.00 0.00 0.00 1/1 1\n",
+    "/proc/sys/kernel/random/entropy_avail": b"256\n",
+}
 
 FONTS_DIR = "/run/zionwm/fonts"
 FONTS_CONF = "/run/zionwm/fonts.conf"
@@ -634,8 +647,8 @@ def plan_sandbox(
 
 
 def _mask_proc(host: HostFacts, mounts: list[Mount], slot: Callable[[FdSlot], str]) -> None:
-    """Cover the host-wide /proc files (see PROC_MASKED_FILES); only those the host has, as
-    bwrap cannot create a mount point inside procfs."""
+    """Cover the host-wide /proc files (see PROC_MASKED_FILES) and put in the stand-ins; only
+    where the host has the file, as bwrap cannot create a mount point inside procfs."""
     for path in PROC_MASKED_FILES:
         if path in host.proc_masked:
             name = "mask" + path.replace("/", "-")
@@ -650,15 +663,17 @@ def _mask_proc(host: HostFacts, mounts: list[Mount], slot: Callable[[FdSlot], st
     for path in PROC_MASKED_DIRS:
         if path in host.proc_masked:
             mounts.append(Mount(MountKind.TMPFS, path, perms=0o555))
-    data = proc_stat_stand_in(host.cpus, host.boot_time)
-    mounts.append(
-        Mount(
-            MountKind.RO_BIND_DATA,
-            PROC_STAT,
-            slot=slot(FdSlot("proc-stat", SlotKind.DATA, data=data)),
-            perms=0o444,
+    stand_ins = {PROC_STAT: proc_stat_stand_in(host.cpus, host.boot_time)}
+    stand_ins.update((p, d) for p, d in PROC_STAND_INS.items() if p in host.proc_masked)
+    for path, data in stand_ins.items():
+        mounts.append(
+            Mount(
+                MountKind.RO_BIND_DATA,
+                path,
+                slot=slot(FdSlot("stand-in" + path.replace("/", "-"), SlotKind.DATA, data=data)),
+                perms=0o444,
+            )
         )
-    )
 
 
 def _grant_gpu(host: HostFacts, mounts: list[Mount], notes: list[str]) -> None:

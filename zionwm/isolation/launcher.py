@@ -121,7 +121,7 @@ def _gpu_sysfs(node: str) -> bwrap.GpuSysfs | None:
 @functools.cache
 def _proc_masked() -> frozenset[str]:
     """Which host-wide /proc entries this kernel has (fixed while it runs): read once."""
-    paths = (*bwrap.PROC_MASKED_FILES, *bwrap.PROC_MASKED_DIRS)
+    paths = (*bwrap.PROC_MASKED_FILES, *bwrap.PROC_MASKED_DIRS, *bwrap.PROC_STAND_INS)
     return frozenset(p for p in paths if os.path.exists(p))
 
 
