@@ -103,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     notices = []
     if fell_back:
         text = "\n".join(str(e) for e in errors if e.is_error)
-        log.error("config %s has errors; running with the default config:\n%s", path, text)
-        notices.append(f"Your config has errors; the default config is running:\n{text}")
+        log.error("config %s has errors; running the default desktops locked down:\n%s", path, text)
+        notices.append(
+            "Your config has errors. Running the default config LOCKED DOWN: no network, "
+            "no GPU, no sound, no camera, nothing autostarted. Fix the file and reload "
+            f"(Super+Shift+R):\n{text}"
+        )
     elif errors:
         notices.append("\n".join(str(e) for e in errors))
 

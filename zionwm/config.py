@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import ClassVar, Literal, TypeVar
@@ -1340,9 +1340,30 @@ def load_or_fallback(path: Path) -> tuple[Config, list[ConfigError], bool]:
             return load_default(), [problem], False
     config, errors = load_config(path)
     if config is None:
-        log.warning("%s has %d problem(s); using the default config", path, len(errors))
-        return load_default(), errors, True
+        log.warning("%s has %d problem(s); using the locked-down default config", path, len(errors))
+        return locked_down(load_default()), errors, True
     return config, errors, False
+
+
+def locked_down(config: Config) -> Config:
+    """What runs while the user's config is broken: the default desktops under their own
+    names (so each one's files stay where they are, seen by that desktop only), each with
+    no network, no devices, no X server, no granted host variables and nothing started by
+    itself. A broken file must never grant more than the user asked for, and the default
+    config grants a lot (network, GPU, sound). Downloads policies stay: they only restrict."""
+    desktops = tuple(
+        replace(
+            d,
+            network=spec.NetworkPolicy(),
+            devices=spec.Devices(),
+            x11=False,
+            env=(),
+            autostart=(),
+            allow_fullscreen=False,
+        )
+        for d in config.desktops
+    )
+    return replace(config, desktops=desktops)
 
 
 def check_main(argv: Sequence[str]) -> int:

@@ -30,11 +30,13 @@ from zionwm import commands, paths
 PLUGINS: dict[str, tuple[str, ...]] = {
     "zionwm.quarantine.cli": ("quarantine", "send"),
     "zionwm.isolation.templates_cli": ("template",),
+    "zionwm.isolation.outputlog": ("log",),
 }
 PLUGIN_HELP = {
     "quarantine": "list, inspect and release quarantined downloads",
     "send": "send a file to another desktop through the audited path",
     "template": "manage root-filesystem templates",
+    "log": "show what a desktop's programs printed",
 }
 
 REQUEST_TIMEOUT = 15.0

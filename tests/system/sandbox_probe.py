@@ -208,6 +208,66 @@ def p_socket(arg: str) -> str:
     return "created"
 
 
+def p_netlink(arg: str) -> str:
+    """Open a raw netlink socket of protocol ARG (15: the host's device events)."""
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, int(arg))
+    s.close()
+    return "created"
+
+
+def p_fd_reopen(arg: str) -> dict[str, object]:
+    """Reopen /proc/self/fd/ARG for reading (what can be read back: the sink's content) and
+    for writing (plant a line, then try to truncate)."""
+    out: dict[str, object] = {}
+    path = f"/proc/self/fd/{arg}"
+    out["target"] = os.readlink(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            out["read"] = os.read(fd, 1 << 20).decode(errors="replace")
+        except OSError as exc:
+            out["read_error"] = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        out["open_read_error"] = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, f"zionwm[1]: INFO forged by the sandbox via fd {arg}\n".encode())
+            out["wrote"] = True
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        out["open_write_error"] = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        os.close(fd)
+        out["truncated"] = True
+    except OSError as exc:
+        out["truncate_error"] = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return out
+
+
+def p_readall(path: str) -> str:
+    with open(path, "rb") as f:
+        return f.read(1 << 16).decode(errors="replace")
+
+
+def p_glob(pattern: str) -> dict[str, str]:
+    """Every file matching PATTERN that can be read, with its content."""
+    import glob
+
+    found = {}
+    for path in sorted(glob.glob(pattern)):
+        try:
+            with open(path, "rb") as f:
+                found[path] = f.read(256).decode(errors="replace").strip()
+        except OSError:
+            pass
+    return found
+
+
 # -- negative controls: must work ----------------------------------------------------------------
 
 
@@ -341,8 +401,21 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--seccomp"]:
         load_seccomp(argv[1])
         argv = argv[2:]
-    json.dump({spec: run(spec) for spec in argv}, sys.stdout)
-    sys.stdout.flush()
+    out_path = None
+    if argv[:1] == ["--out"]:
+        # Inside a desktop started by the compositor, stdout is the desktop's log: the result
+        # goes to a file of the desktop's home, renamed into place when complete.
+        out_path = argv[1]
+        argv = argv[2:]
+    doc = {spec: run(spec) for spec in argv}
+    if out_path is None:
+        json.dump(doc, sys.stdout)
+        sys.stdout.flush()
+        return
+    tmp = out_path + ".part"
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.rename(tmp, out_path)
 
 
 if __name__ == "__main__":

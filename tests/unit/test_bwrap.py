@@ -9,8 +9,11 @@ import pytest
 
 from zionwm.isolation.bwrap import (
     FONTS_CONF,
+    PROC_MASKED_DIRS,
+    PROC_MASKED_FILES,
     SYSTEM_CANDIDATES,
     FdSlot,
+    GpuSysfs,
     HostFacts,
     Mount,
     MountKind,
@@ -34,6 +37,20 @@ HOST = HostFacts(
     video_nodes=("/dev/video0",),
     pipewire_socket="/run/user/1000/pipewire-0",
     pulse_socket="/run/user/1000/pulse/native",
+    gpu_sysfs=(
+        GpuSysfs(
+            node="/dev/dri/renderD128",
+            char_link="/sys/dev/char/226:128",
+            char_target="../../devices/pci0000:00/0000:00:02.0/drm/renderD128",
+            device_dir="/sys/devices/pci0000:00/0000:00:02.0",
+            hidden=("/sys/devices/pci0000:00/0000:00:02.0/drm/card0",),
+        ),
+    ),
+    proc_masked=frozenset(
+        {"/proc/interrupts", "/proc/keys", "/proc/irq", "/proc/pressure", "/proc/loadavg"}
+    ),
+    boot_time=1700000000,
+    cpus=2,
 )
 
 HOST_ENV = {
@@ -274,10 +291,66 @@ def test_no_devices_by_default() -> None:
     assert not any("pipewire" in x or "pulse" in x or "/sys/class" in x for x in a)
 
 
-def test_gpu_binds_dri_nodes_and_sysfs() -> None:
-    a = argv_of(plan(spec(devices=Devices(gpu=True))))
-    assert triples(a, "--dev-bind") == [(n, n) for n in HOST.dri_nodes]
-    assert ("/sys/class", "/sys/class") in triples(a, "--ro-bind-try")
+def test_gpu_binds_render_nodes_and_only_their_own_sysfs() -> None:
+    p = plan(spec(devices=Devices(gpu=True)))
+    a = argv_of(p)
+    # card0 gives display control (modeset, screen reading) when zionwm is not DRM master.
+    assert triples(a, "--dev-bind") == [("/dev/dri/renderD128", "/dev/dri/renderD128")]
+    gpu_dir = "/sys/devices/pci0000:00/0000:00:02.0"
+    assert (gpu_dir, gpu_dir) in triples(a, "--ro-bind-try")
+    link = ("../../devices/pci0000:00/0000:00:02.0/drm/renderD128", "/sys/dev/char/226:128")
+    assert link in triples(a, "--symlink")
+    by_dest = mounts_by_dest(p)
+    assert by_dest[f"{gpu_dir}/drm/card0"].kind is MountKind.TMPFS  # connectors, EDID
+    assert by_dest["/sys/bus/pci"].kind is MountKind.DIR  # libdrm's subsystem realpath
+    # Nothing that lists every network card (MAC addresses) or USB device (serial numbers).
+    for m in p.mounts:
+        assert m.dest not in ("/sys", "/sys/class", "/sys/bus", "/sys/devices", "/sys/dev")
+        assert not m.dest.startswith(("/sys/class", "/sys/bus/usb", "/sys/devices/virtual"))
+        assert not m.dest.startswith("/dev/dri/card")
+
+
+def test_gpu_without_a_render_node_binds_nothing_and_says_so() -> None:
+    cards_only = HostFacts(uid=1000, gid=1000, user="alice", dri_nodes=("/dev/dri/card0",))
+    p = plan_sandbox(
+        spec(devices=Devices(gpu=True)), ["foot"], cards_only, host_env={}, wayland_socket=None
+    )
+    assert not any(m.dest.startswith(("/dev/dri", "/sys/dev/", "/sys/bus")) for m in p.mounts)
+    assert any("render node" in n for n in p.notes)
+
+
+def test_host_wide_proc_files_are_masked_and_stat_is_a_still_stand_in() -> None:
+    p = plan()
+    by_dest = mounts_by_dest(p)
+    slots = {s.name: s for s in p.slots}
+    for path in ("/proc/interrupts", "/proc/keys"):
+        m = by_dest[path]
+        assert m.kind is MountKind.RO_BIND_DATA and slots[m.slot].data == b""
+    for path in ("/proc/irq", "/proc/pressure"):
+        assert by_dest[path].kind is MountKind.TMPFS
+    # What the host lacks is not mounted (bwrap cannot create files in procfs).
+    assert "/proc/timer_list" not in by_dest and "/proc/bus" not in by_dest
+    assert slots[by_dest["/proc/loadavg"].slot].data == b"0.00 0.00 0.00 1/1 1\n"
+    assert "/proc/sys/kernel/random/entropy_avail" not in by_dest  # not on that host
+    stat = slots[by_dest["/proc/stat"].slot].data.decode()
+    assert "btime 1700000000" in stat and "intr 0" in stat
+    assert [ln.split()[0] for ln in stat.splitlines() if ln.startswith("cpu")] == [
+        "cpu",
+        "cpu0",
+        "cpu1",
+    ]
+    assert all(set(ln.split()[1:]) == {"0"} for ln in stat.splitlines() if ln.startswith("cpu"))
+    # After --proc, or the new procfs would cover the masks.
+    order = [m.dest for m in p.mounts]
+    assert order.index("/proc") < order.index("/proc/interrupts") < order.index("/proc/stat")
+
+
+def test_masked_proc_list_covers_the_timing_and_key_leaks() -> None:
+    must = {"/proc/interrupts", "/proc/softirqs", "/proc/timer_list", "/proc/sched_debug"}
+    must |= {"/proc/keys", "/proc/key-users", "/proc/kallsyms", "/proc/vmstat"}
+    must |= {"/proc/sys/fs/file-nr", "/proc/sys/fs/inode-nr", "/proc/sys/fs/dentry-state"}
+    assert must <= set(PROC_MASKED_FILES)
+    assert {"/proc/irq", "/proc/pressure"} <= set(PROC_MASKED_DIRS)
 
 
 def test_camera_binds_video_nodes() -> None:

@@ -3,7 +3,9 @@ for real in tests/system/test_sandbox.py."""
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 
 from zionwm.isolation import seccomp
 
@@ -34,3 +36,17 @@ def test_rules_cover_the_issue_list() -> None:
     required |= {"keyctl", "add_key", "request_key", "ptrace", "syslog", "perf_event_open"}
     assert required <= denied
     assert dict(seccomp.DENIED)["clone3"] == seccomp.errno.ENOSYS
+
+
+def test_netlink_rule_compares_family_low_bits_and_protocol() -> None:
+    """The compiled rule, read back as libseccomp's text: netlink by the family's low 32 bits,
+    then any protocol but NETLINK_ROUTE refused with EPROTONOSUPPORT. Its effect inside a
+    desktop is tested in tests/system/test_sandbox_leaks.py."""
+    with tempfile.TemporaryFile() as f:
+        seccomp.build_filter().export_pfc(f)
+        f.seek(0)
+        pfc = f.read().decode()
+    rule = pfc[pfc.index(f"$a0.lo32 & 0xffffffff == {seccomp.AF_NETLINK}") :]
+    rule = rule[: rule.index(f"ERRNO({errno.EAFNOSUPPORT})")]
+    assert f"$a2.lo32 == {seccomp.NETLINK_ROUTE}" in rule
+    assert f"ERRNO({errno.EPROTONOSUPPORT})" in rule

@@ -1,5 +1,7 @@
 """Child processes of the compositor, each watched through its pidfd and reaped by pid.
 
+Only adopted: every program is started by the sandbox launcher, never here.
+
 Never `waitpid(-1)`: wlroots and libraries reap their own children.
 """
 
@@ -7,9 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,19 +37,6 @@ class Children:
         self._loop = loop
         self._on_exit = on_exit
         self.running: dict[int, Child] = {}
-
-    def spawn(
-        self, argv: Sequence[str], env: dict[str, str], desktop: str | None = None, **popen: Any
-    ) -> Child:
-        proc = subprocess.Popen(
-            list(argv),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-            **popen,
-        )
-        return self.adopt(proc.pid, list(argv), desktop, proc.poll, proc.kill)
 
     def adopt(
         self,

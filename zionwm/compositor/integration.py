@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zionwm.isolation import outputlog
 from zionwm.isolation.cgroups import CgroupManager, DesktopCgroup, FreezeOp
 from zionwm.isolation.launcher import Launcher, LaunchError, Sandbox
 from zionwm.isolation.network import NetworkError, NetworkManager
@@ -22,7 +24,7 @@ from zionwm.isolation.storage import UnsafePathError
 
 from .autostart import Autostarter
 from .children import Child
-from .loop import Timer
+from .loop import FdHandle, Timer
 from .quarantine_link import QuarantineLink
 from .xwayland import XwaylandManager
 
@@ -74,6 +76,8 @@ class Isolation:
         )
         self._freeze_timers: dict[str, Timer] = {}
         self._freezing: dict[str, tuple[FreezeOp, Timer]] = {}
+        self._logs: dict[str, outputlog.DesktopLog] = {}
+        self._outputs: dict[int, tuple[outputlog.ProgramOutput, FdHandle]] = {}
         server.launch_hook = self.launch
         for d in server.desktops.values():
             self._desktop_cgroup(d.spec)
@@ -95,7 +99,7 @@ class Isolation:
         if self.net is not None and spec.network.mode != NetMode.NONE:
             self.net.ensure(spec.name, spec.network)
         try:
-            sandbox = self.launcher.launch(spec, argv, ephemeral=ephemeral or None)
+            sandbox = self.launch_sandbox(spec, argv, ephemeral=ephemeral or None)
         except (LaunchError, UnsafePathError) as e:
             self.server.notify(f"Could not start {argv[0]} on {spec.name}: {e}", urgent=True)
             raise RuntimeError(str(e)) from e
@@ -107,6 +111,61 @@ class Isolation:
             sandbox.kill,
             pidfd=os.dup(sandbox.pidfd),
         )
+
+    def launch_sandbox(
+        self,
+        spec: DesktopSpec,
+        argv: list[str],
+        *,
+        ephemeral: bool | None = None,
+        pass_fds: tuple[int, ...] = (),
+    ) -> Sandbox:
+        """The launcher's launch, with the program's stdout and stderr on a pipe of its own
+        that the event loop copies into its desktop's log (never the compositor's fds)."""
+        r, w = outputlog.output_pipe()
+        try:
+            sandbox = self.launcher.launch(
+                spec, argv, ephemeral=ephemeral, stdout=w, stderr=w, pass_fds=pass_fds
+            )
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        desktop_log = self._logs.get(spec.name)
+        if desktop_log is None:
+            desktop_log = self._logs[spec.name] = outputlog.DesktopLog(spec.name)
+        program = f"{os.path.basename(argv[0])}[{sandbox.pid}]"
+        out = outputlog.ProgramOutput(desktop_log, program, r)
+        handle = self.server.loop.add_reader(r, lambda: self._on_output(r), f"output {program}")
+        self._outputs[r] = (out, handle)
+        return sandbox
+
+    def _on_output(self, fd: int) -> None:
+        out, handle = self._outputs[fd]
+        n = out.read()
+        if n < 0:
+            self._close_output(fd)
+            return
+        pause = out.log.budget.charge(n, time.monotonic())
+        if pause > 0:
+            # Over the desktop's budget: stop reading; the program blocks on its full pipe.
+            handle.remove()
+            self.server.loop.call_later(
+                max(1, int(pause * 1000)), lambda: self._resume_output(fd, out), "output resume"
+            )
+
+    def _resume_output(self, fd: int, out: outputlog.ProgramOutput) -> None:
+        entry = self._outputs.get(fd)
+        if entry is None or entry[0] is not out:  # closed at shutdown meanwhile
+            return
+        handle = self.server.loop.add_reader(fd, lambda: self._on_output(fd), out.program)
+        self._outputs[fd] = (out, handle)
+
+    def _close_output(self, fd: int) -> None:
+        out, handle = self._outputs.pop(fd)
+        handle.remove()  # before the fd is closed: its number may be reused at once
+        out.close()
 
     def _on_sandbox_exit(self, sandbox: Sandbox, returncode: int) -> None:
         cg = self.cgroups.get(sandbox.desktop)
@@ -261,6 +320,13 @@ class Isolation:
             if cg is not None and cg.frozen:
                 cg.thaw()
         self.launcher.shutdown(timeout=3)
+        for fd in list(self._outputs):
+            out, _ = self._outputs[fd]
+            while out.read() > 0:  # what the programs printed last
+                pass
+            self._close_output(fd)
+        for desktop_log in self._logs.values():
+            desktop_log.close()
         if self.net is not None:
             self.net.teardown()
         self.cgroups.cleanup()

@@ -996,11 +996,13 @@ class Server(HasListeners):
         if not argv:
             raise ValueError("nothing to launch")
         spec = self.desktops[desktop].spec
-        if self.launch_hook is not None:
-            child = self.launch_hook(spec, argv, ephemeral)
-        else:
-            env = plain_env(paths.desktop_socket(desktop), desktop)
-            child = self.children.spawn(argv, env, desktop)
+        if self.launch_hook is None:
+            # Never started another way: outside a sandbox a program would have the host's
+            # home, runtime dir and sockets.
+            text = f"Not starting {argv[0]} on {desktop}: the sandbox launcher is not running"
+            self.notify(text, urgent=True)
+            raise RuntimeError(text)
+        child = self.launch_hook(spec, argv, ephemeral)
         self.emit("launch", {"desktop": desktop, "argv": argv, "pid": child.pid})
         return f"started {argv[0]} on {desktop} (pid {child.pid})"
 
@@ -1011,7 +1013,7 @@ class Server(HasListeners):
             child.extra["exit_notified"] = True
             self.notify(
                 f"{shlex.join(child.argv)} on {child.desktop} exited with {child.returncode} "
-                "right after starting (is it installed? see the log)",
+                f"right after starting (is it installed? zionctl log {child.desktop})",
                 urgent=True,
             )
         for ext in self.extensions:
@@ -1164,28 +1166,3 @@ class Decoration(HasListeners):
     def _on_decoration_destroy(self, listener: Any, data: Any) -> None:
         self.finalize_listeners()
         Decoration.live.discard(self)
-
-
-ENV_PASS = (
-    "PATH",
-    "LANG",
-    "LANGUAGE",
-    "TZ",
-    "TERM",
-    "XDG_RUNTIME_DIR",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "XCURSOR_THEME",
-    "XCURSOR_SIZE",
-)
-
-
-def plain_env(socket_path: Path, desktop: str) -> dict[str, str]:
-    """Environment for an unsandboxed program on a desktop socket (no sandbox available)."""
-    env = {k: v for k, v in os.environ.items() if k in ENV_PASS or k.startswith("LC_")}
-    env["WAYLAND_DISPLAY"] = str(socket_path)
-    env["XDG_SESSION_TYPE"] = "wayland"
-    env["ZIONWM_DESKTOP"] = desktop
-    return env

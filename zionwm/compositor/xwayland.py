@@ -186,7 +186,7 @@ class XwaylandManager:
                 iso.cgroups.desktop(spec.name, spec.limits)
             if iso.net is not None and spec.network.mode != NetMode.NONE:
                 iso.net.ensure(spec.name, spec.network)
-            sandbox = iso.launcher.launch(spec, argv, pass_fds=(fd,))
+            sandbox = iso.launch_sandbox(spec, argv, pass_fds=(fd,))
         except (LaunchError, UnsafePathError, OSError, RuntimeError) as e:
             self._failed(x, f"could not start {XWAYLAND}: {e}")
             return

@@ -22,7 +22,9 @@ namespace, all capabilities dropped, no further user namespaces allowed):
     /home/<user>/Downloads  the quarantine inbox, when the desktop has a downloads policy
     /run/user/<uid>/wayland-0   the desktop's own Wayland socket, nothing else of the runtime dir
     /run/zionwm/fonts/<n>   extra font dirs (+ /run/zionwm/fonts.conf)   /opt/zionwm/<n>  app dirs
-    /proc (new, own pid namespace; /proc/sys read-only)  /dev (minimal + granted nodes)
+    /proc (new, own pid namespace; /proc/sys read-only; host-wide counters and key lists
+          masked, /proc/stat a still stand-in: see PROC_MASKED_FILES)
+    /dev (minimal + granted nodes: a GPU is its render nodes, plus their own sysfs only)
     /tmp, /var/tmp (tmpfs)
     /tmp/.X11-unix          the desktop's own X server socket dir (x11 desktops only)
 
@@ -41,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -109,8 +111,12 @@ HOST_FONT_CANDIDATES = ("/usr/share/fonts", "/usr/local/share/fonts")
 # layouts keep as directories (bound read-only).
 ROOT_LINK_CANDIDATES = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
-# What Mesa and Vulkan loaders read to find a GPU.
-GPU_SYS_DIRS = ("/sys/dev", "/sys/devices", "/sys/bus", "/sys/class")
+# A GPU grant hands over render nodes only: /dev/dri/card* would give display control
+# (modesetting, and reading the screen) whenever zionwm is not the DRM master.
+RENDER_NODE_GLOB = "/dev/dri/renderD*"
+# libdrm (hence Mesa's loader and the Vulkan drivers) resolves this link's `subsystem` to tell
+# a PCI GPU from a platform one; an empty directory there is all realpath() needs.
+SYS_BUS_PCI = "/sys/bus/pci"
 # glibc's nprocs and many thread pools read this; it reveals the CPU count only.
 CPU_SYS_DIR = "/sys/devices/system/cpu"
 
@@ -119,6 +125,57 @@ SHARED_IN_HOME, OUTBOX_IN_HOME, DOWNLOADS_IN_HOME = "Shared", "Outbox", "Downloa
 HOME_MOUNTPOINTS = (SHARED_IN_HOME, OUTBOX_IN_HOME, DOWNLOADS_IN_HOME)
 
 PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger")
+
+# Host-wide /proc files that count or list what the whole machine does, masked with an empty
+# file in every sandbox. Counters that move with another desktop's activity are timing side
+# channels (interrupts and softirqs tick with every key press; the disk, memory and scheduler
+# counters with every save, page fault and wake-up); the rest lists host secrets or layout
+# (keys, kernel symbols and modules, slab and vmalloc layout, file locks of every process).
+# Kept readable on purpose, because programs need them and they move slowly or not at all:
+# meminfo, cpuinfo, uptime, version, filesystems, mounts (the sandbox's own).
+PROC_MASKED_FILES = (
+    "/proc/interrupts",
+    "/proc/softirqs",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/schedstat",
+    "/proc/latency_stats",
+    "/proc/keys",
+    "/proc/key-users",
+    "/proc/kallsyms",
+    "/proc/modules",
+    "/proc/vmstat",
+    "/proc/diskstats",
+    "/proc/locks",
+    "/proc/slabinfo",
+    "/proc/zoneinfo",
+    "/proc/buddyinfo",
+    "/proc/pagetypeinfo",
+    "/proc/vmallocinfo",
+    "/proc/iomem",
+    "/proc/ioports",
+    # Host-wide open-file and inode counts: they move with every file another desktop opens.
+    "/proc/sys/fs/file-nr",
+    "/proc/sys/fs/inode-nr",
+    "/proc/sys/fs/inode-state",
+    "/proc/sys/fs/dentry-state",
+)
+# Whole directories covered by an empty read-only tmpfs: per-IRQ counters (irq/N/spurious),
+# host-wide pressure-stall totals in microseconds, and the host's input and PCI device lists.
+PROC_MASKED_DIRS = ("/proc/irq", "/proc/pressure", "/proc/bus")
+# /proc/stat is replaced rather than emptied: ps and psutil need its btime, and top and many
+# libraries parse its cpu lines. The stand-in has the host's boot time and CPU count (both
+# visible anyway, through uptime and sysfs) and counters that never move.
+PROC_STAT = "/proc/stat"
+# Fixed stand-ins for files programs parse but whose host values move with host activity:
+# loadavg's running-task count changes the moment any process on the machine wakes up (a
+# sampling loop sees another desktop react to a key); entropy_avail counted interrupt
+# entropy before Linux 5.18 (it says 256 since).
+PROC_STAND_INS: Mapping[str, bytes] = {
+    "/proc/loadavg": b"0.00 0.00 0.00 1/1 1\n",
+    "/proc/sys/kernel/random/entropy_avail": b"256\n",
+}
 
 FONTS_DIR = "/run/zionwm/fonts"
 FONTS_CONF = "/run/zionwm/fonts.conf"
@@ -197,6 +254,33 @@ class SeedEntry:
 
 
 @dataclass(frozen=True)
+class GpuSysfs:
+    """The sysfs a program needs to identify one render node, as probed on the host."""
+
+    node: str  # /dev/dri/renderD128
+    char_link: str  # /sys/dev/char/226:128
+    char_target: str  # that link's target (relative, as sysfs writes it)
+    device_dir: str  # resolved /sys/devices/... dir of the GPU itself (its `device`)
+    hidden: tuple[str, ...] = ()  # dirs under device_dir to cover: card* (connectors, EDID)
+
+
+def proc_stat_stand_in(cpus: int, boot_time: int) -> bytes:
+    """A /proc/stat whose counters never move, in the kernel's layout."""
+    zeros = " ".join(["0"] * 10)
+    lines = [f"cpu  {zeros}"] + [f"cpu{n} {zeros}" for n in range(max(1, cpus))]
+    lines += [
+        "intr 0",
+        "ctxt 0",
+        f"btime {boot_time}",
+        "processes 0",
+        "procs_running 1",
+        "procs_blocked 0",
+        "softirq 0 0 0 0 0 0 0 0 0 0 0",
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@dataclass(frozen=True)
 class HostFacts:
     """What the launcher probed on the host; everything plan_sandbox may depend on."""
 
@@ -210,6 +294,10 @@ class HostFacts:
     pipewire_socket: str | None = None
     pulse_socket: str | None = None
     has_cpu_sysfs: bool = True
+    gpu_sysfs: tuple[GpuSysfs, ...] = ()  # for each render node in dri_nodes
+    proc_masked: frozenset[str] = frozenset()  # which PROC_MASKED_FILES/DIRS exist here
+    boot_time: int = 0  # /proc/stat's btime
+    cpus: int = 1  # how many cpuN lines the stand-in /proc/stat has
     bwrap: str = "/usr/bin/bwrap"
     font_dirs: tuple[str, ...] = ()  # which HOST_FONT_CANDIDATES exist
 
@@ -400,6 +488,7 @@ def plan_sandbox(
     # Per-netns and per-userns values still resolve by the reader's namespaces.
     for path in PROC_READ_ONLY:
         mounts.append(Mount(MountKind.RO_BIND_TRY, path, source=path))
+    _mask_proc(host, mounts, slot)
     mounts.append(Mount(MountKind.DEV, "/dev"))
     mounts.append(Mount(MountKind.TMPFS, "/tmp"))
     mounts.append(Mount(MountKind.TMPFS, "/var/tmp"))
@@ -481,12 +570,7 @@ def plan_sandbox(
     # Devices.
     devices = spec.devices
     if devices.gpu:
-        if not host.dri_nodes:
-            notes.append("gpu granted but the host has no /dev/dri nodes")
-        for node in host.dri_nodes:
-            mounts.append(Mount(MountKind.DEV_BIND, node, source=node))
-        for path in GPU_SYS_DIRS:
-            mounts.append(Mount(MountKind.RO_BIND_TRY, path, source=path))
+        _grant_gpu(host, mounts, notes)
     if devices.camera:
         if not host.video_nodes:
             notes.append("camera granted but the host has no /dev/video* nodes")
@@ -560,6 +644,56 @@ def plan_sandbox(
         template=template,
         notes=tuple(notes),
     )
+
+
+def _mask_proc(host: HostFacts, mounts: list[Mount], slot: Callable[[FdSlot], str]) -> None:
+    """Cover the host-wide /proc files (see PROC_MASKED_FILES) and put in the stand-ins; only
+    where the host has the file, as bwrap cannot create a mount point inside procfs."""
+    for path in PROC_MASKED_FILES:
+        if path in host.proc_masked:
+            name = "mask" + path.replace("/", "-")
+            mounts.append(
+                Mount(
+                    MountKind.RO_BIND_DATA,
+                    path,
+                    slot=slot(FdSlot(name, SlotKind.DATA, data=b"")),
+                    perms=0o444,
+                )
+            )
+    for path in PROC_MASKED_DIRS:
+        if path in host.proc_masked:
+            mounts.append(Mount(MountKind.TMPFS, path, perms=0o555))
+    stand_ins = {PROC_STAT: proc_stat_stand_in(host.cpus, host.boot_time)}
+    stand_ins.update((p, d) for p, d in PROC_STAND_INS.items() if p in host.proc_masked)
+    for path, data in stand_ins.items():
+        mounts.append(
+            Mount(
+                MountKind.RO_BIND_DATA,
+                path,
+                slot=slot(FdSlot("stand-in" + path.replace("/", "-"), SlotKind.DATA, data=data)),
+                perms=0o444,
+            )
+        )
+
+
+def _grant_gpu(host: HostFacts, mounts: list[Mount], notes: list[str]) -> None:
+    """Render nodes, and for each only the sysfs that names its device: the /sys/dev/char
+    link and the GPU's own device dir, with its display connectors (card*: EDID, hence the
+    monitors' serial numbers) covered. Nothing else of /sys/devices, /sys/class or /sys/bus:
+    they list every network card's MAC address and every USB device's serial number."""
+    nodes = [n for n in host.dri_nodes if n.startswith("/dev/dri/renderD")]
+    if not nodes:
+        notes.append("gpu granted but the host has no render node (/dev/dri/renderD*)")
+    for node in nodes:
+        mounts.append(Mount(MountKind.DEV_BIND, node, source=node))
+    sysfs = [g for g in host.gpu_sysfs if g.node in nodes]
+    for g in sysfs:
+        mounts.append(Mount(MountKind.RO_BIND_TRY, g.device_dir, source=g.device_dir))
+        for hidden in g.hidden:
+            mounts.append(Mount(MountKind.TMPFS, hidden, perms=0o555))
+        mounts.append(Mount(MountKind.SYMLINK, g.char_link, source=g.char_target))
+    if sysfs:
+        mounts.append(Mount(MountKind.DIR, SYS_BUS_PCI, perms=0o555))
 
 
 def _fd(plan: SandboxPlan, slot: str) -> str:

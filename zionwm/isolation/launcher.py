@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import glob
 import json
 import logging
@@ -69,7 +70,7 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
             links.append((p, os.readlink(p)))
         elif os.path.isdir(p):
             links.append((p, None))
-    dri = tuple(sorted(glob.glob("/dev/dri/card*") + glob.glob("/dev/dri/renderD*")))
+    dri = tuple(sorted(glob.glob(bwrap.RENDER_NODE_GLOB)))
     video = tuple(sorted(glob.glob("/dev/video*") + glob.glob("/dev/media*")))
     host_run = env.get("XDG_RUNTIME_DIR")
     pipewire = pulse = None
@@ -86,6 +87,10 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
         system_files=etc,
         root_links=tuple(links),
         dri_nodes=dri,
+        gpu_sysfs=tuple(g for g in map(_gpu_sysfs, dri) if g is not None),
+        proc_masked=_proc_masked(),
+        boot_time=_boot_time(),
+        cpus=os.cpu_count() or 1,
         video_nodes=video,
         pipewire_socket=pipewire,
         pulse_socket=pulse,
@@ -93,6 +98,44 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
         bwrap=bw,
         font_dirs=tuple(p for p in bwrap.HOST_FONT_CANDIDATES if os.path.isdir(p)),
     )
+
+
+def _gpu_sysfs(node: str) -> bwrap.GpuSysfs | None:
+    """Where sysfs describes one render node; None when it does not (no sysfs, odd node)."""
+    try:
+        rdev = os.stat(node).st_rdev
+        link = f"/sys/dev/char/{os.major(rdev)}:{os.minor(rdev)}"
+        target = os.readlink(link)
+        device = os.path.realpath(os.path.join(link, "device"))
+        drm = os.path.join(device, "drm")
+        cards = sorted(
+            os.path.join(drm, name) for name in os.listdir(drm) if name.startswith("card")
+        )
+    except OSError:
+        return None
+    if not device.startswith("/sys/devices/"):
+        return None
+    return bwrap.GpuSysfs(node, link, target, device, tuple(cards))
+
+
+@functools.cache
+def _proc_masked() -> frozenset[str]:
+    """Which host-wide /proc entries this kernel has (fixed while it runs): read once."""
+    paths = (*bwrap.PROC_MASKED_FILES, *bwrap.PROC_MASKED_DIRS, *bwrap.PROC_STAND_INS)
+    return frozenset(p for p in paths if os.path.exists(p))
+
+
+@functools.cache
+def _boot_time() -> int:
+    """/proc/stat's btime; fixed for the life of the machine, so read once."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return int(time.time() - time.monotonic())
 
 
 _libc: ctypes.CDLL | None = None
@@ -362,16 +405,18 @@ class Launcher:
         cwd: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         stdin: int | None = subprocess.DEVNULL,
-        stdout: int | None = None,
-        stderr: int | None = None,
+        stdout: int | None = subprocess.DEVNULL,
+        stderr: int | None = subprocess.DEVNULL,
         pass_fds: Sequence[int] = (),
     ) -> Sandbox:
         """Start `argv` in a sandbox of `spec`'s desktop. Raises LaunchError (or
         storage.UnsafePathError) with nothing started when any step fails.
 
-        stdin defaults to /dev/null; stdout/stderr (None) are inherited from the launcher,
-        except that a terminal is never handed to a sandbox (it could read what is typed
-        there, or write to it): they go to /dev/null then. `pass_fds` are inherited by the
+        stdin, stdout and stderr default to /dev/null: the launcher's own fds (the
+        compositor's log) are never handed over by accident, as a program could reopen them
+        through /proc/self/fd to read, forge or truncate what they lead to. None inherits
+        them, except that a terminal is never handed to a sandbox (it could read what is
+        typed there, or write to it): /dev/null then. `pass_fds` are inherited by the
         program under the same numbers (bwrap passes on what it inherits), e.g. a listening
         socket the compositor made.
         """

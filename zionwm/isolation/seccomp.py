@@ -52,6 +52,15 @@ AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 0, 1, 2, 10, 16
 ALLOWED_SOCKET_FAMILIES = frozenset({AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6, AF_NETLINK})
 AF_MAX = 46  # Linux 6.x; families at or above it do not exist (yet) and are refused too
 
+# Netlink protocols a desktop program may open. NETLINK_ROUTE alone: getaddrinfo's
+# AI_ADDRCONFIG, glib's and browsers' network monitors read addresses and routes through it,
+# and it answers only about the sandbox's own network namespace. Everything else is refused:
+# NETLINK_KOBJECT_UEVENT broadcasts the host's device events (plugging, unplugging, USB ids,
+# serial numbers) into every namespace, NETLINK_SOCK_DIAG lists sockets (only `ss` needs it),
+# and the audit, netfilter, xfrm, connector and generic families are host administration.
+NETLINK_ROUTE = 0
+NETLINK_KOBJECT_UEVENT = 15
+
 PER_LINUX = 0
 
 # (syscall, errno): unconditional denials.
@@ -182,6 +191,18 @@ def build_filter() -> pyseccomp.SyscallFilter:
                 pyseccomp.Arg(0, pyseccomp.EQ, family),
             )
     _add(flt, pyseccomp.ERRNO(errno.EAFNOSUPPORT), "socket", pyseccomp.Arg(0, pyseccomp.GE, AF_MAX))
+
+    # The kernel reads family and protocol as ints: compare the family's low 32 bits (so a
+    # high bit cannot slip a netlink socket past), and the protocol in full (any high bit is
+    # refused, which only errs on the closed side). EPROTONOSUPPORT is what the kernel itself
+    # answers for a protocol it lacks, so libudev & co. take their no-monitor path.
+    _add(
+        flt,
+        pyseccomp.ERRNO(errno.EPROTONOSUPPORT),
+        "socket",
+        pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0xFFFFFFFF, AF_NETLINK),
+        pyseccomp.Arg(2, pyseccomp.NE, NETLINK_ROUTE),
+    )
     return flt
 
 
