@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyroute2 import IPRoute, netns
@@ -934,3 +935,195 @@ def test_unprivileged_full_through_pasta(tmp_path: Path) -> None:
         server.server_close()
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Attacks from inside: a program started with `zionctl launch` in a real sandbox of a real
+# desktop of a running compositor. It writes what it reached into its own home, which the
+# test reads from outside.
+
+ATTACKER = textwrap.dedent(
+    r"""
+    import json, os, socket, sys, time
+    HOME = os.path.expanduser("~")
+
+    def attempt(p):
+        kind, host, port = p[0], p[1], int(p[2])
+        expect = p[3].encode() if len(p) > 3 else b""
+        try:
+            if kind in ("tcp", "tcp6", "http"):
+                fam = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
+                s = socket.socket(fam, socket.SOCK_STREAM)
+                s.settimeout(3)
+                s.connect((host, port))
+                if kind == "http":
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = b""
+                while expect not in data:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                s.close()
+            else:
+                fam = socket.AF_INET6 if kind == "udp6" else socket.AF_INET
+                s = socket.socket(fam, socket.SOCK_DGRAM)
+                s.settimeout(2)
+                s.sendto(b"ping", (host, port))
+                data = s.recvfrom(4096)[0]
+            return {"probe": p, "ok": expect in data, "got": data[:80].decode(errors="replace")}
+        except Exception as exc:
+            return {"probe": p, "ok": False, "error": type(exc).__name__ + ": " + str(exc)}
+
+    def phase():
+        try:
+            with open(os.path.join(HOME, "phase")) as fh:
+                return fh.read().strip()
+        except OSError:
+            return ""
+
+    mode, name, probes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    if mode == "once":
+        out = [attempt(p) for p in probes]
+        with open(os.path.join(HOME, name + ".tmp"), "w") as fh:
+            json.dump(out, fh)
+        os.rename(os.path.join(HOME, name + ".tmp"), os.path.join(HOME, name))
+    else:
+        with open(os.path.join(HOME, name), "a") as fh:
+            while True:
+                tag = phase()
+                for p in probes:
+                    fh.write(json.dumps({"phase": tag, **attempt(p)}) + "\n")
+                fh.flush()
+                time.sleep(0.1)
+    """
+)
+
+
+def _home(comp: Any, desktop: str) -> Path:
+    return comp.data / "zionwm" / "desktops" / desktop / "home"
+
+
+def _attack_once(comp: Any, desktop: str, probes: list[list[object]], name: str) -> list[Any]:
+    """Run the probes in a new sandbox of `desktop`; one result per probe."""
+    out = _home(comp, desktop) / name
+    out.unlink(missing_ok=True)
+    comp.zionctl(
+        "launch", desktop, "--", "python3", "-c", ATTACKER, "once", name, json.dumps(probes)
+    )
+    wait_for(out.exists, 60, f"{name} from {desktop}")
+    return list(json.loads(out.read_text()))
+
+
+class _Loop:
+    """A long-running attacker in a desktop: keeps trying its probes, tagged by phase."""
+
+    def __init__(self, comp: Any, desktop: str, probes: list[list[object]], name: str) -> None:
+        self.comp, self.home, self.name = comp, _home(comp, desktop), name
+        self.set_phase("start")
+        comp.zionctl(
+            "launch", desktop, "--", "python3", "-c", ATTACKER, "loop", name, json.dumps(probes)
+        )
+
+    def set_phase(self, tag: str) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.home / "phase.tmp"
+        tmp.write_text(tag)
+        tmp.replace(self.home / "phase")
+
+    def results(self, tag: str) -> list[dict[str, Any]]:
+        path = self.home / self.name
+        if not path.exists():
+            return []
+        lines = path.read_text().splitlines()
+        out = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if rec["phase"] == tag:
+                out.append(rec)
+        return out
+
+    def wait(self, tag: str, n: int = 3) -> dict[str, list[bool]]:
+        """At least `n` rounds of every probe begun in phase `tag`: outcomes per target."""
+
+        def enough() -> dict[str, list[bool]] | None:
+            by: dict[str, list[bool]] = {}
+            for rec in self.results(tag):
+                by.setdefault(f"{rec['probe'][1]}:{rec['probe'][2]}", []).append(rec["ok"])
+            return by if by and min(len(v) for v in by.values()) >= n else None
+
+        return wait_for(enough, 60, f"{n} rounds of probes in phase {tag}", interval=0.1)
+
+
+def _lab_env(lab: Lab) -> dict[str, str]:
+    return {
+        "ZIONWM_NET_UPLINK": f"{lab.uplink}@{lab.uplink_gw}",
+        "ZIONWM_NET_DNS": DNS,
+        "ZIONWM_NO_QUARANTINE": "1",
+    }
+
+
+def _web_config(network: str) -> str:
+    return textwrap.dedent(
+        f"""
+        from zionwm.config import Allow, Network, desktop
+        desktop("web", colour="#ef4444", network={network})
+        desktop("work", colour="#22c55e")
+        """
+    )
+
+
+def _reload(comp: Any, network: str) -> None:
+    assert comp.config_path is not None
+    comp.config_path.write_text(_web_config(network))
+    comp.zionctl("reload")
+
+
+@needs_privileged
+def test_reload_tightens_the_network_of_running_programs_at_once(lab: Lab, tmp_path: Path) -> None:
+    """A program in `web` keeps trying GOOD and BAD; each reload's policy holds for its
+    very next attempts, `net off` survives a policy change, and a program started after
+    `none` has no network at all."""
+    from tests.harness import Compositor
+
+    lab.set_zone({"good.zw.test": (GOOD, 300), "bad.zw.test": (BAD, 300)})
+    comp = Compositor(tmp_path, _web_config("Network.full()"), extra_env=_lab_env(lab)).start()
+    try:
+        probes: list[list[object]] = [["http", GOOD, 80, "hello"], ["http", BAD, 80, "hello"]]
+        loop = _Loop(comp, "web", probes, "loop.jsonl")
+        start = loop.wait("start")
+        assert all(start[f"{GOOD}:80"]) and all(start[f"{BAD}:80"]), start
+
+        _reload(comp, f'Network.filtered([Allow("{GOOD}", ports=[80])])')
+        loop.set_phase("narrow")
+        narrow = loop.wait("narrow")
+        assert all(narrow[f"{GOOD}:80"]), narrow
+        assert not any(narrow[f"{BAD}:80"]), narrow
+
+        _reload(comp, "Network.none()")
+        loop.set_phase("none")
+        none = loop.wait("none")
+        assert not any(none[f"{GOOD}:80"]) and not any(none[f"{BAD}:80"]), none
+        fresh = _attack_once(comp, "web", probes, "after-none.json")
+        assert not any(r["ok"] for r in fresh), fresh
+
+        _reload(comp, "Network.full()")
+        loop.set_phase("full-again")
+        again = loop.wait("full-again")
+        assert all(again[f"{GOOD}:80"][-2:]), again  # back, for the same running program
+
+        comp.zionctl("net", "web", "off")
+        loop.set_phase("off")
+        assert not any(loop.wait("off")[f"{GOOD}:80"])
+        _reload(comp, f'Network.filtered([Allow("{GOOD}", ports=[80])])')
+        loop.set_phase("off-changed")
+        changed = loop.wait("off-changed")
+        assert not any(changed[f"{GOOD}:80"]), changed  # the change kept it off
+        fresh = _attack_once(comp, "web", probes, "after-off.json")
+        assert not any(r["ok"] for r in fresh), fresh
+        assert comp.zjson("desktops")  # still serving
+    finally:
+        comp.stop()

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zionwm.isolation import instance
 from zionwm.isolation.cgroups import CgroupManager, DesktopCgroup, FreezeOp
 from zionwm.isolation.launcher import Launcher, LaunchError, Sandbox
 from zionwm.isolation.network import NetworkError, NetworkManager
@@ -32,18 +33,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def instance_suffix() -> str:
-    """ZIONWM_INSTANCE names this run's cgroups and network objects, so two compositors (a
-    nested one, or parallel test runs) never touch each other's."""
-    inst = os.environ.get("ZIONWM_INSTANCE", "")
-    return "".join(c for c in inst.lower() if c.isalnum())[:8]
+def instance_ident(server: Server) -> str:
+    """This run's id in machine-wide names (cgroups, network objects): per user and per
+    instance, so two compositors (two users, a nested one, parallel test runs) never touch
+    each other's objects (see zionwm.isolation.instance)."""
+    return instance.instance_id(
+        os.getuid(),
+        os.environ.get("XDG_RUNTIME_DIR", ""),
+        str(server.socket_name or ""),
+        os.environ.get("ZIONWM_INSTANCE", ""),
+    )
 
 
 class Isolation:
     def __init__(self, server: Server) -> None:
         self.server = server
-        suffix = instance_suffix()
-        self.cgroups = CgroupManager.probe(root_name=f"zionwm-{suffix}" if suffix else "zionwm")
+        self.ident = instance_ident(server)
+        self.cgroups = CgroupManager.probe(root_name=instance.cgroup_root_name(self.ident))
         st = self.cgroups.status
         log.info("cgroups: %s", st.describe())
         # a missing memory.reclaim matters only to desktops that ask for it
@@ -57,7 +63,7 @@ class Isolation:
             )
         self.net: NetworkManager | None
         try:
-            self.net = NetworkManager(prefix=f"zw{suffix}" if suffix else "zionwm")
+            self.net = NetworkManager.from_environ(instance.network_prefix(self.ident), os.environ)
             if self.net.privileged:
                 removed = self.net.cleanup_stale()
                 if removed:
@@ -73,6 +79,7 @@ class Isolation:
             on_exit=self._on_sandbox_exit,
         )
         self._freeze_timers: dict[str, Timer] = {}
+        self._net_warned: dict[str, str] = {}
         self._freezing: dict[str, tuple[FreezeOp, Timer]] = {}
         server.launch_hook = self.launch
         for d in server.desktops.values():
@@ -92,8 +99,7 @@ class Isolation:
 
     def launch(self, spec: DesktopSpec, argv: list[str], ephemeral: bool) -> Child:
         self._desktop_cgroup(spec)
-        if self.net is not None and spec.network.mode != NetMode.NONE:
-            self.net.ensure(spec.name, spec.network)
+        self._ensure_network(spec)
         try:
             sandbox = self.launcher.launch(spec, argv, ephemeral=ephemeral or None)
         except (LaunchError, UnsafePathError) as e:
@@ -107,6 +113,23 @@ class Isolation:
             sandbox.kill,
             pidfd=os.dup(sandbox.pidfd),
         )
+
+    def _ensure_network(self, spec: DesktopSpec) -> None:
+        """The desktop's network as its policy says, before anything joins it. A `none`
+        desktop that never had another policy needs nothing (bwrap gives each sandbox an
+        empty namespace); one that had must get its namespace emptied, not reused."""
+        if self.net is None:
+            return
+        if spec.network.mode == NetMode.NONE and self.net.get(spec.name) is None:
+            return
+        try:
+            net = self.net.ensure(spec.name, spec.network)
+        except (NetworkError, OSError) as e:
+            self.server.notify(f"Network of {spec.name}: {e}", urgent=True)
+            raise RuntimeError(f"network of {spec.name}: {e}") from e
+        if net.warning and net.warning != self._net_warned.get(spec.name):
+            self._net_warned[spec.name] = net.warning
+            self.server.notify(f"Network of {spec.name}: {net.warning}", urgent=True)
 
     def _on_sandbox_exit(self, sandbox: Sandbox, returncode: int) -> None:
         cg = self.cgroups.get(sandbox.desktop)
@@ -128,6 +151,18 @@ class Isolation:
                     log.warning("desktop %s: %s", d.spec.name, warning)
             else:
                 self._desktop_cgroup(d.spec)
+        # A tightened policy reaches running programs at once (same namespace, new rules);
+        # waiting for the next launch would leave them the old network.
+        if self.net is not None:
+            for name in list(self.net.state()):
+                desk = self.server.desktops.get(name)
+                if desk is None:
+                    self.net.teardown(name)
+                    continue
+                try:
+                    self._ensure_network(desk.spec)
+                except RuntimeError as e:
+                    log.warning("desktop %s: %s", name, e)
 
     # ---- hiding, showing, freezing ----
 
@@ -246,6 +281,11 @@ class Isolation:
 
     def status(self) -> dict[str, Any]:
         return {
+            "instance": {
+                "id": self.ident,
+                "cgroup_root": self.cgroups.root_name,
+                "net_prefix": self.net.prefix if self.net else None,
+            },
             "cgroups": self.cgroups.status.to_json(),
             "network": self.net.caps.describe() if self.net else "unavailable",
             "sandboxes": len(self.launcher.running),

@@ -52,6 +52,7 @@ import json
 import logging
 import os
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -59,7 +60,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -640,6 +641,30 @@ class NetworkManager:
         self.route_table = 20000 + int(netpolicy._short_hash(prefix, 6), 16) % 10000
         self._uplink_source: str | None = None
 
+    @classmethod
+    def from_environ(cls, prefix: str, environ: Mapping[str, str]) -> NetworkManager:
+        """A manager with the operator's settings from the environment, all optional:
+
+        - ``ZIONWM_NET_UPLINK=IFNAME[@GATEWAY]``: pin every desktop's traffic to one
+          interface (a VPN, or a test's own network), never the main routing table;
+        - ``ZIONWM_NET_DNS=ADDR[,ADDR...]``: upstream resolvers of the DNS forwarders;
+        - ``ZIONWM_PASTA_ARGS="..."``: extra pasta options on the unprivileged path (for
+          example ``--outbound-if4 wg0``, or addresses for the desktops' side).
+        """
+        kw: dict[str, Any] = {}
+        uplink = environ.get("ZIONWM_NET_UPLINK", "").strip()
+        if uplink:
+            name, _, gateway = uplink.partition("@")
+            kw["uplink"] = name
+            kw["uplink_gateway"] = gateway or None
+        dns = environ.get("ZIONWM_NET_DNS", "").strip()
+        if dns:
+            kw["upstream_dns"] = [a.strip() for a in dns.split(",") if a.strip()]
+        pasta = environ.get("ZIONWM_PASTA_ARGS", "").strip()
+        if pasta:
+            kw["pasta_args"] = shlex.split(pasta)
+        return cls(prefix, **kw)
+
     # -- public API ----------------------------------------------------------------------
 
     def probe(self) -> Capabilities:
@@ -683,7 +708,21 @@ class NetworkManager:
                 if current.backend == "netns":
                     self._change_policy(current, policy)
                     return current
+                if current.backend == "pasta":
+                    self._change_unprivileged(current, policy)
+                    return current
+                # No namespace of ours yet (loopback-only sandboxes): build one; a desktop
+                # switched off stays off.
+                enabled = current.enabled
                 self.teardown(desktop)
+                net = self._build(desktop, policy)
+                if not enabled:
+                    self.set_enabled(desktop, False)
+                return net
+            return self._build(desktop, policy)
+
+    def _build(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
+        with self._lock:
             net = (
                 self._ensure_privileged(desktop, policy)
                 if self.privileged
@@ -714,7 +753,8 @@ class NetworkManager:
                 self._root.nft_apply(self._desktop_text(net))
             elif net.backend == "pasta":
                 net.enabled = on
-                self._set_pasta_link(net, on)
+                if net._pasta is not None:
+                    self._apply_pasta_guard(net)
             else:
                 net.enabled = on  # nothing to cut: it has no network
             log.info("desktop %s network %s", desktop, "on" if on else "off")
@@ -1068,24 +1108,77 @@ class NetworkManager:
     # -- unprivileged path ---------------------------------------------------------------
 
     def _ensure_unprivileged(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
-        if policy.mode is NetMode.NONE:
-            return DesktopNet(desktop, policy, NetMode.NONE, "bwrap-unshare")
+        refused = self._unprivileged_refusal(policy)
+        if policy.mode is NetMode.NONE or refused is not None:
+            if refused is not None:
+                log.warning("desktop %s: %s", desktop, refused)
+            return DesktopNet(desktop, policy, NetMode.NONE, "bwrap-unshare", warning=refused)
+        net = DesktopNet(desktop, policy, NetMode.NONE, "pasta")
+        try:
+            self._start_holder(net)
+            self._attach_pasta(net)
+            self._apply_pasta_guard(net)
+            net.effective = NetMode.FULL
+        except Exception:
+            self._teardown_one(net)
+            raise
+        return net
+
+    def _unprivileged_refusal(self, policy: NetworkPolicy) -> str | None:
+        """Why `policy` gets no network on this path (it fails closed), or None."""
         if policy.mode is NetMode.FILTERED:
-            warning = (
+            return (
                 "filtered network needs the privileged path (root and nft): "
                 "this desktop has no network (fail closed)"
             )
-            log.warning("desktop %s: %s", desktop, warning)
-            return DesktopNet(desktop, policy, NetMode.NONE, "bwrap-unshare", warning=warning)
-        if not self.caps.unprivileged_full:
-            warning = "full network needs pasta (Debian package passt) and nsenter: no network"
-            log.warning("desktop %s: %s", desktop, warning)
-            return DesktopNet(desktop, policy, NetMode.NONE, "bwrap-unshare", warning=warning)
-        if policy.block_lan:
-            log.warning("desktop %s: block_lan is not enforced on the unprivileged path", desktop)
-        return self._start_pasta(desktop, policy)
+        if policy.mode is NetMode.FULL and not self.caps.unprivileged_full:
+            return "full network needs pasta (Debian package passt) and nsenter: no network"
+        if policy.mode is NetMode.FULL and policy.block_lan and self.caps.nft is None:
+            return (
+                "block_lan needs the nft command (Debian package nftables) to filter inside "
+                "the desktop's namespace: this desktop has no network (fail closed)"
+            )
+        return None
 
-    def _start_pasta(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
+    def _change_unprivileged(self, net: DesktopNet, policy: NetworkPolicy) -> None:
+        """Apply a new policy to a pasta desktop in the namespace its programs already use.
+
+        `none` (and what fails closed) stops pasta: its tap device goes with it, and every
+        program of the desktop, running or started later, is left with loopback only. A
+        `full` policy re-attaches pasta to the same namespace. The guard rules follow the
+        new `block_lan`, and a desktop switched off stays off.
+        """
+        old = net.policy
+        net.policy = policy
+        refused = self._unprivileged_refusal(policy)
+        net.warning = refused
+        if policy.mode is NetMode.NONE or refused is not None:
+            if refused is not None:
+                log.warning("desktop %s: %s", net.desktop, refused)
+            # Rules first: the window between them and pasta's exit lets nothing through.
+            if self.caps.nft is not None:
+                self._nft_inside(net, netpolicy.guard_ruleset(block_lan=True, enabled=False))
+            _stop_process(net._pasta)
+            net._pasta = None
+            net.host_if = None
+            net.effective = NetMode.NONE
+        else:
+            self._apply_pasta_guard(net)
+            if net._pasta is None or net._pasta.poll() is not None:
+                _stop_process(net._pasta)
+                net._pasta = None
+                self._attach_pasta(net)
+                self._apply_pasta_guard(net)
+            net.effective = NetMode.FULL
+        log.info(
+            "desktop %s network policy %s -> %s (same namespace, %s)",
+            net.desktop,
+            old.mode.value,
+            policy.mode.value,
+            "on" if net.enabled else "off",
+        )
+
+    def _start_holder(self, net: DesktopNet) -> None:
         # A holder process keeps a user+net namespace alive; pasta attaches to it. The
         # launcher joins both (see nsenter_prefix).
         holder = subprocess.Popen(
@@ -1103,49 +1196,76 @@ class NetworkManager:
             stdout=subprocess.PIPE,
             preexec_fn=functools.partial(_pdeathsig, os.getpid()),  # noqa: PLW1509 (prctl only)
         )
-        net = DesktopNet(desktop, policy, NetMode.NONE, "pasta", _holder=holder)
-        try:
-            assert holder.stdout is not None
-            ready, _, _ = select.select([holder.stdout], [], [], 5.0)
-            if not ready or holder.stdout.readline().strip() != b"ready":
-                raise NetworkError("could not create a user+network namespace (unshare)")
-            pid = holder.pid
-            net._ns_path = Path(f"/proc/{pid}/ns/net")
-            net._userns_path = Path(f"/proc/{pid}/ns/user")
-            argv = [
-                self.caps.pasta or "pasta",
-                "--config-net",
-                "--foreground",
-                "--quiet",
-                "--ipv4-only",
-                # Nothing from the host side reaches into a desktop: no inbound forwards.
-                "-t",
-                "none",
-                "-u",
-                "none",
-                "-T",
-                "none",
-                "-U",
-                "none",
-                *self.pasta_args,
-                "--userns",
-                str(net._userns_path),
-                "--netns",
-                str(net._ns_path),
-            ]
-            net._pasta = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                preexec_fn=functools.partial(_pdeathsig, os.getpid()),  # noqa: PLW1509 (prctl only)
+        net._holder = holder
+        assert holder.stdout is not None
+        ready, _, _ = select.select([holder.stdout], [], [], 5.0)
+        if not ready or holder.stdout.readline().strip() != b"ready":
+            raise NetworkError("could not create a user+network namespace (unshare)")
+        net._ns_path = Path(f"/proc/{holder.pid}/ns/net")
+        net._userns_path = Path(f"/proc/{holder.pid}/ns/user")
+
+    def _attach_pasta(self, net: DesktopNet) -> None:
+        assert net._ns_path is not None and net._userns_path is not None
+        argv = [
+            self.caps.pasta or "pasta",
+            "--config-net",
+            "--foreground",
+            "--quiet",
+            "--ipv4-only",
+            # pasta's default turns connections to the gateway address into connections to
+            # the host's own loopback: every service that listens only there (the VNC server
+            # of this very session, CUPS, databases) would be a desktop's to use.
+            "--no-map-gw",
+            # Nothing from the host side reaches into a desktop: no inbound forwards.
+            "-t",
+            "none",
+            "-u",
+            "none",
+            "-T",
+            "none",
+            "-U",
+            "none",
+            *self.pasta_args,
+            "--userns",
+            str(net._userns_path),
+            "--netns",
+            str(net._ns_path),
+        ]
+        net._pasta = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=functools.partial(_pdeathsig, os.getpid()),  # noqa: PLW1509 (prctl only)
+        )
+        self._wait_pasta_link(net)
+
+    def _nft_inside(self, net: DesktopNet, text: str) -> None:
+        """Apply a ruleset inside a pasta desktop's namespace, as root of its user namespace."""
+        res = subprocess.run(
+            [*net.nsenter_prefix(), self.caps.nft or "nft", "-f", "-"],
+            input=text.encode(),
+            capture_output=True,
+            check=False,
+        )
+        if res.returncode != 0:
+            raise NetworkError(
+                f"desktop {net.desktop}: nft inside its namespace failed: "
+                f"{res.stderr.decode(errors='replace').strip()}"
             )
-            self._wait_pasta_link(net)
-            net.effective = NetMode.FULL
-        except Exception:
-            self._teardown_one(net)
-            raise
-        return net
+
+    def _apply_pasta_guard(self, net: DesktopNet) -> None:
+        """block_lan and on/off inside the namespace (atomic); without nft, off takes the
+        interface down instead (block_lan never gets here without nft: it fails closed)."""
+        if self.caps.nft is None:
+            self._set_pasta_link(net, net.enabled)
+            return
+        text = netpolicy.guard_ruleset(
+            block_lan=net.policy.block_lan,
+            enabled=net.enabled,
+            lan_dns=netpolicy.lan_resolvers(host_nameservers()),
+        )
+        self._nft_inside(net, text)
 
     def _pasta_link(self, net: DesktopNet) -> tuple[str, bool] | None:
         """(interface name, has a default route) inside a pasta desktop's namespace."""
@@ -1180,8 +1300,9 @@ class NetworkManager:
         raise NetworkError("pasta did not configure the namespace in time")
 
     def _set_pasta_link(self, net: DesktopNet, on: bool) -> None:
-        # The namespace is ours (its user namespace maps us to root): bringing its
-        # interface down drops every packet; up restores addresses, and the route is re-added.
+        # Without nft: the namespace is ours (its user namespace maps us to root): bringing
+        # its interface down drops every packet; up restores addresses, and the route is
+        # re-added.
         if net.host_if is None:
             return
         pre = net.nsenter_prefix()
