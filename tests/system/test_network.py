@@ -1127,3 +1127,72 @@ def test_reload_tightens_the_network_of_running_programs_at_once(lab: Lab, tmp_p
         assert comp.zjson("desktops")  # still serving
     finally:
         comp.stop()
+
+
+def _attacker_pids(name: str) -> list[int]:
+    """The attacker itself (bwrap's own command line names it too)."""
+    from tests.harness import processes_with
+
+    return [
+        pid
+        for pid in processes_with(name, "loop")
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"python3\0")
+    ]
+
+
+def _cgroup_dirs_of(pid: int) -> list[str]:
+    return [ln.split(":", 2)[2] for ln in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
+
+
+@needs_privileged
+def test_two_compositors_with_a_desktop_of_the_same_name_keep_their_own_objects(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Two instances (as two sessions of one machine run them: no ZIONWM_INSTANCE), both
+    with a desktop `web` on the network: both work, the second one's start and stop leave
+    the first one's namespace, veth, rules and cgroup alone."""
+    from tests.harness import Compositor
+
+    def start(name: str) -> Compositor:
+        comp = Compositor(tmp_path / name, _web_config("Network.full()"), extra_env=_lab_env(lab))
+        comp.env.pop("ZIONWM_INSTANCE")
+        return comp.start()
+
+    probes: list[list[object]] = [["http", GOOD, 80, "hello"]]
+    a = start("a")
+    b: Any = None
+    try:
+        loop_a = _Loop(a, "web", probes, "a.jsonl")
+        assert all(loop_a.wait("start")[f"{GOOD}:80"])
+        b = start("b")
+        loop_b = _Loop(b, "web", probes, "b.jsonl")
+        assert all(loop_b.wait("start")[f"{GOOD}:80"])
+        loop_a.set_phase("both")
+        assert all(loop_a.wait("both")[f"{GOOD}:80"])
+
+        ia, ib = a.zjson("status")["instance"], b.zjson("status")["instance"]
+        assert ia["net_prefix"] != ib["net_prefix"], (ia, ib)
+        assert ia["cgroup_root"] != ib["cgroup_root"], (ia, ib)
+        ns_a = Path("/run/netns") / f"{ia['net_prefix']}-web"
+        assert ns_a.exists() and (Path("/run/netns") / f"{ib['net_prefix']}-web").exists()
+        (pid_a,) = _attacker_pids("a.jsonl")
+        (pid_b,) = _attacker_pids("b.jsonl")
+        assert os.readlink(f"/proc/{pid_a}/ns/net") != os.readlink(f"/proc/{pid_b}/ns/net")
+        web_a = [p for p in _cgroup_dirs_of(pid_a) if f"/{ia['cgroup_root']}/web" in p]
+        assert web_a, _cgroup_dirs_of(pid_a)
+        assert not [p for p in _cgroup_dirs_of(pid_b) if f"/{ia['cgroup_root']}/" in p]
+
+        b.stop()
+        b = None
+        loop_a.set_phase("after-b")
+        assert all(loop_a.wait("after-b")[f"{GOOD}:80"])
+        assert ns_a.exists()
+        assert _nft_table_exists(ia["net_prefix"])
+        assert _cgroup_dirs_of(pid_a) == _cgroup_dirs_of(pid_a)  # still alive, same groups
+        assert [p for p in _cgroup_dirs_of(pid_a) if f"/{ia['cgroup_root']}/web" in p] == web_a
+        fresh = _attack_once(a, "web", probes, "fresh.json")
+        assert fresh[0]["ok"], fresh  # new programs still join a working namespace
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
