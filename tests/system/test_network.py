@@ -852,8 +852,8 @@ def test_sandbox_from_the_real_launcher_joins_the_desktop_network(
 
 
 # ---------------------------------------------------------------------------------------------
-# The unprivileged path. pasta maps the namespace's gateway address to the host's loopback,
-# and is told to bind its outbound sockets to 127.0.0.1: the test traffic stays on loopback.
+# The unprivileged path. pasta is told to bind its outbound sockets to 127.0.0.1: the test
+# traffic reaches only the host's own addresses (loopback, or a veth the test adds).
 
 PASTA_GW = "203.0.113.1"
 PASTA_TEST_ARGS = ["-a", "203.0.113.2", "-n", "24", "-g", PASTA_GW, "--outbound", "127.0.0.1"]
@@ -886,6 +886,9 @@ def test_unprivileged_none_and_filtered_fail_closed(tmp_path: Path) -> None:
 
 @needs_pasta
 def test_unprivileged_full_through_pasta(tmp_path: Path) -> None:
+    """Through pasta a desktop reaches what the host reaches (here an address on a veth of
+    the test's own), never the host's loopback through the gateway address; off and on."""
+
     class Hello(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(200)
@@ -896,10 +899,18 @@ def test_unprivileged_full_through_pasta(tmp_path: Path) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hello)
-    port = str(server.server_address[1])
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    tag = _run_prefix()
+    addr = f"198.51.100.{100 + secrets.randbelow(100)}"
+    with IPRoute() as ip:
+        ip.link("add", ifname=tag + "h", kind="veth", peer={"ifname": tag + "p"})
+        idx = ip.link_lookup(ifname=tag + "h")[0]
+        ip.addr("add", index=idx, address=addr, prefixlen=32)
+        ip.link("set", index=idx, state="up")
+    servers = [http.server.HTTPServer((a, 0), Hello) for a in (addr, "127.0.0.1")]
+    threads = [threading.Thread(target=srv.serve_forever, daemon=True) for srv in servers]
+    for t in threads:
+        t.start()
+    port, lo_port = (str(srv.server_address[1]) for srv in servers)
     probe_py = tmp_path / "probe.py"
     probe_py.write_text(PROBE)
     m = _pasta_manager(tmp_path)
@@ -912,27 +923,32 @@ def test_unprivileged_full_through_pasta(tmp_path: Path) -> None:
         )
         assert json.loads(route.stdout)[0]["gateway"] == PASTA_GW  # checked before sending
 
-        def get() -> dict[str, object]:
+        def get(host: str, p: str) -> dict[str, object]:
             res = subprocess.run(
-                [*pre, PY, str(probe_py), "http", PASTA_GW, port],
+                [*pre, PY, str(probe_py), "http", host, p],
                 capture_output=True,
                 check=True,
                 timeout=20,
             )
             return json.loads(res.stdout)
 
-        assert get() == {"ok": True, "value": "hi"}
+        assert get(addr, port) == {"ok": True, "value": "hi"}
+        assert get(PASTA_GW, lo_port)["ok"] is False  # the host's loopback is not mapped
         m.set_enabled("web", False)
-        assert get()["ok"] is False
+        assert get(addr, port)["ok"] is False
         m.set_enabled("web", True)
-        assert get() == {"ok": True, "value": "hi"}
+        assert get(addr, port) == {"ok": True, "value": "hi"}
         pids = [p.pid for p in (net._holder, net._pasta) if p is not None]
         assert len(pids) == 2
     finally:
         m.close()
-        server.shutdown()
-        thread.join()
-        server.server_close()
+        for srv in servers:
+            srv.shutdown()
+            srv.server_close()
+        with IPRoute() as ip:
+            found = ip.link_lookup(ifname=tag + "h")
+            if found:
+                ip.link("del", index=found[0])
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists()
 
