@@ -4,6 +4,7 @@ or check a config file."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import shutil
@@ -72,13 +73,59 @@ def setup_logging(level: str) -> None:
     log_init(logging.ERROR if level.lower() != "debug" else logging.INFO)
 
 
+def wayvnc_config_path() -> Path:
+    """Where wayvnc itself looks for its config (and so where its password lives)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "wayvnc" / "config"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def vnc_refusal(host: str, config_text: str | None) -> str | None:
+    """Why wayvnc must not serve on `host` with this wayvnc config, or None.
+
+    VNC gives whoever connects a full view of, and input into, every desktop. Without
+    authentication it may only listen where nothing but this machine can connect
+    (loopback; the desktops' networks never reach the host's loopback); anywhere else it
+    needs wayvnc's own authentication switched on in its config.
+    """
+    if _is_loopback(host):
+        return None
+    settings: dict[str, str] = {}
+    for line in (config_text or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            settings[key.strip()] = value.strip()
+    if settings.get("enable_auth", "").lower() in ("true", "1", "yes", "on") and settings.get(
+        "password"
+    ):
+        return None
+    return (
+        f"--vnc {host}: refusing to serve the session without authentication on a "
+        f"non-loopback address (anyone who reaches it sees and controls every desktop). "
+        f"Bind it to 127.0.0.1 and tunnel (ssh -L), or set enable_auth=true with a "
+        f"username, password and TLS key in {wayvnc_config_path()}"
+    )
+
+
 def start_vnc(addr: tuple[str, int]) -> subprocess.Popen[bytes] | None:
     exe = shutil.which("wayvnc")
     if exe is None:
         log.error("--vnc: wayvnc is not installed (Debian: apt install wayvnc)")
         return None
     host, port = addr
-    proc = subprocess.Popen([exe, host, str(port)], stdin=subprocess.DEVNULL)
+    argv = [exe]
+    config = wayvnc_config_path()
+    if config.is_file():
+        argv += ["--config", str(config)]
+    proc = subprocess.Popen([*argv, host, str(port)], stdin=subprocess.DEVNULL)
     log.info("VNC: wayvnc serving on %s:%d (connect with any VNC viewer)", host, port)
     return proc
 
@@ -97,6 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("XDG_RUNTIME_DIR"):
         log.error("XDG_RUNTIME_DIR is not set; zionwm needs a private runtime directory")
         return 2
+
+    if args.vnc:
+        try:
+            vnc_config: str | None = wayvnc_config_path().read_text()
+        except OSError:
+            vnc_config = None
+        refused = vnc_refusal(args.vnc[0], vnc_config)
+        if refused:
+            log.error("%s", refused)
+            return 2
 
     path = args.config or cfgmod.default_config_path()
     config, errors, fell_back = cfgmod.load_or_fallback(path)

@@ -1212,3 +1212,76 @@ def test_two_compositors_with_a_desktop_of_the_same_name_keep_their_own_objects(
         if b is not None:
             b.stop()
         a.stop()
+
+
+@needs_privileged
+def test_a_desktop_cannot_reach_the_sessions_vnc_server(lab: Lab, tmp_path: Path) -> None:
+    """`zionwm --headless --vnc 127.0.0.1:PORT` (a headless `make run`): a program in a
+    desktop with full network tries the host through its gateway and its own loopback."""
+    from tests.harness import Compositor, require
+
+    require("wayvnc")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    comp = Compositor(
+        tmp_path,
+        _web_config("Network.full()"),
+        extra_env=_lab_env(lab),
+        args=("--vnc", f"127.0.0.1:{port}"),
+    ).start()
+    try:
+        banner = wait_for(
+            lambda: socket.create_connection(("127.0.0.1", port), timeout=2).recv(12),
+            30,
+            "wayvnc to serve on loopback",
+        )
+        assert banner.startswith(b"RFB "), banner
+        first = _attack_once(comp, "web", [["http", GOOD, 80, "hello"]], "net.json")
+        assert first[0]["ok"], first  # the desktop does have a network
+        gateway = comp.desktops()["web"]["net"]["gateway"]
+        assert gateway
+        probes: list[list[object]] = [
+            ["tcp", gateway, port, "RFB"],
+            ["tcp", "127.0.0.1", port, "RFB"],
+            ["tcp6", "::1", port, "RFB"],
+            ["tcp", lab.uplink_gw, port, "RFB"],
+        ]
+        got = _attack_once(comp, "web", probes, "vnc.json")
+        assert not any(r["ok"] for r in got), got
+    finally:
+        comp.stop()
+
+
+def test_vnc_without_authentication_is_refused_off_loopback(tmp_path: Path) -> None:
+    from tests.harness import VENV_BIN
+    from zionwm.cli import vnc_refusal
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    env = {
+        **os.environ,
+        "XDG_RUNTIME_DIR": str(run),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "WLR_BACKENDS": "headless",
+        "WLR_RENDERER": "pixman",
+    }
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run(
+        [str(VENV_BIN / "zionwm"), "--headless", "--vnc", f"0.0.0.0:{port}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "refusing to serve the session without authentication" in done.stderr
+    with pytest.raises(ConnectionRefusedError):  # nothing was started on that port
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    assert vnc_refusal("127.0.0.1", None) is None
+    assert vnc_refusal("::1", None) is None
+    assert vnc_refusal("192.0.2.7", "enable_auth=false\npassword=x\n") is not None
+    assert vnc_refusal("192.0.2.7", "enable_auth=true\nusername=u\npassword=p\n") is None
