@@ -637,8 +637,10 @@ class NetworkManager:
         self._table_ready = False
         self._lock = threading.RLock()
         self._saved_routes: dict[str, list[str]] = {}
-        # Deterministic per prefix, so a restarted run finds a crashed run's rules.
-        self.route_table = 20000 + int(netpolicy._short_hash(prefix, 6), 16) % 10000
+        # Deterministic per prefix, so a restarted run finds a crashed run's rules; drawn
+        # from 2^28 numbers, so two live instances practically never share one (clean-up
+        # flushes the whole table).
+        self.route_table = 0x10000000 + int(netpolicy._short_hash(prefix, 7), 16)
         self._uplink_source: str | None = None
 
     @classmethod
