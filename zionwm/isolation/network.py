@@ -707,11 +707,15 @@ class NetworkManager:
                 if current.policy == policy:
                     self._revive(current)
                     return current
-                if current.backend == "netns":
-                    self._change_policy(current, policy)
-                    return current
-                if current.backend == "pasta":
-                    self._change_unprivileged(current, policy)
+                if current.backend in ("netns", "pasta"):
+                    try:
+                        if current.backend == "netns":
+                            self._change_policy(current, policy)
+                        else:
+                            self._change_unprivileged(current, policy)
+                    except Exception:
+                        self._cut_after_failure(current)
+                        raise
                     return current
                 # No namespace of ours yet (loopback-only sandboxes): build one; a desktop
                 # switched off stays off.
@@ -722,6 +726,28 @@ class NetworkManager:
                     self.set_enabled(desktop, False)
                 return net
             return self._build(desktop, policy)
+
+    def _cut_after_failure(self, net: DesktopNet) -> None:
+        """A policy change that failed half-way must not leave the old, maybe looser,
+        network on: the desktop is switched off (its link removed if even that fails)."""
+        net.enabled = False
+        net.warning = "a network policy change failed: network cut until it is switched on"
+        log.error("desktop %s: %s", net.desktop, net.warning)
+        try:
+            if net.backend == "netns" and net.host_if is not None and net.plan is not None:
+                assert self._root is not None
+                try:
+                    self._root.nft_apply(self._desktop_text(net))
+                except Exception:
+                    self._remove_uplinked(net)
+                    net.effective = NetMode.NONE
+            elif net.backend == "pasta":
+                _stop_process(net._pasta)
+                net._pasta = None
+                net.host_if = None
+                net.effective = NetMode.NONE
+        except Exception:
+            log.exception("desktop %s: could not cut the network", net.desktop)
 
     def _build(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
         with self._lock:
@@ -755,8 +781,10 @@ class NetworkManager:
                 self._root.nft_apply(self._desktop_text(net))
             elif net.backend == "pasta":
                 net.enabled = on
-                if net._pasta is not None:
+                if net._pasta is not None and net._pasta.poll() is None:
                     self._apply_pasta_guard(net)
+                elif on and net.policy.mode is NetMode.FULL:
+                    self._change_unprivileged(net, net.policy)  # pasta was stopped: attach
             else:
                 net.enabled = on  # nothing to cut: it has no network
             log.info("desktop %s network %s", desktop, "on" if on else "off")
