@@ -305,6 +305,8 @@ def test_block_lan_holds_on_the_pasta_path_and_the_desktop_cannot_lift_it(
         " echo done) > ~/nft.tmp 2>&1; mv ~/nft.tmp ~/nft.out",
     )  # fmt: skip
     wait_for(out.exists, 60, "the attacker's nft attempt")
+    tried = out.read_text()
+    assert "done" in tried and "Operation not permitted" in tried, tried  # it ran, was refused
     got = _by_target(_attack(s, "lan", probes, "lan-again.json"))
     assert got[f"tcp {s.lan}:{p['lan']}"] is False, (got, out.read_text())
     assert ipaddress.ip_address(s.lan).is_private
