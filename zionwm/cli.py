@@ -115,19 +115,44 @@ def vnc_refusal(host: str, config_text: str | None) -> str | None:
     )
 
 
-def start_vnc(addr: tuple[str, int]) -> subprocess.Popen[bytes] | None:
+def start_vnc(addr: tuple[str, int]) -> list[subprocess.Popen[bytes]]:
+    """Serve the session with wayvnc. On loopback, without authentication, wayvnc listens
+    on a UNIX socket in the private runtime directory and `zionwm.vncgate` holds the TCP
+    port, passing only connections of this user (other local accounts are refused)."""
     exe = shutil.which("wayvnc")
     if exe is None:
         log.error("--vnc: wayvnc is not installed (Debian: apt install wayvnc)")
-        return None
+        return []
     host, port = addr
     argv = [exe]
     config = wayvnc_config_path()
     if config.is_file():
         argv += ["--config", str(config)]
-    proc = subprocess.Popen([*argv, host, str(port)], stdin=subprocess.DEVNULL)
-    log.info("VNC: wayvnc serving on %s:%d (connect with any VNC viewer)", host, port)
-    return proc
+    if not _is_loopback(host):  # vnc_refusal made sure wayvnc's authentication is on
+        proc = subprocess.Popen([*argv, host, str(port)], stdin=subprocess.DEVNULL)
+        log.info("VNC: wayvnc serving on %s:%d (with authentication)", host, port)
+        return [proc]
+    from zionwm import paths, vncgate
+
+    sock = paths.runtime_dir() / f"vnc-{os.getpid()}.sock"
+    sock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sock.unlink(missing_ok=True)
+    wayvnc = subprocess.Popen([*argv, "--unix-socket", str(sock)], stdin=subprocess.DEVNULL)
+    gate = subprocess.Popen(
+        vncgate.gate_argv(
+            "127.0.0.1" if host == "localhost" else host, port, str(sock), os.getuid()
+        ),
+        stdin=subprocess.DEVNULL,
+    )
+    log.info(
+        "VNC: serving on %s:%d to this user only (connect with any VNC viewer, or ssh -L %d:%s:%d)",
+        host,
+        port,
+        port,
+        host,
+        port,
+    )
+    return [wayvnc, gate]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,16 +216,16 @@ def main(argv: list[str] | None = None) -> int:
 
     integration.attach(server)
 
-    vnc = start_vnc(args.vnc) if args.vnc else None
+    vnc = start_vnc(args.vnc) if args.vnc else []
     try:
         server.run()
     finally:
-        if vnc is not None:
-            vnc.terminate()
+        for proc in vnc:
+            proc.terminate()
             try:
-                vnc.wait(timeout=5)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                vnc.kill()
+                proc.kill()
         server.shutdown()
     return 0
 

@@ -1216,8 +1216,9 @@ def test_two_compositors_with_a_desktop_of_the_same_name_keep_their_own_objects(
 
 @needs_privileged
 def test_a_desktop_cannot_reach_the_sessions_vnc_server(lab: Lab, tmp_path: Path) -> None:
-    """`zionwm --headless --vnc 127.0.0.1:PORT` (a headless `make run`): a program in a
-    desktop with full network tries the host through its gateway and its own loopback."""
+    """`zionwm --headless --vnc 127.0.0.1:PORT` (a headless `make run`): another local
+    account is turned away, and a program in a desktop with full network tries the host
+    through its gateway and its own loopback."""
     from tests.harness import Compositor, require
 
     require("wayvnc")
@@ -1236,7 +1237,15 @@ def test_a_desktop_cannot_reach_the_sessions_vnc_server(lab: Lab, tmp_path: Path
             30,
             "wayvnc to serve on loopback",
         )
-        assert banner.startswith(b"RFB "), banner
+        assert banner.startswith(b"RFB "), banner  # the session's own user (root here)
+        other = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+             "/usr/bin/python3", "-c", "import socket, sys; s = socket.create_connection("
+             "('127.0.0.1', int(sys.argv[1])), 5); s.settimeout(5); print(s.recv(12))",
+             str(port)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert other.stdout.strip() == "b''", other  # another local account: turned away
         first = _attack_once(comp, "web", [["http", GOOD, 80, "hello"]], "net.json")
         assert first[0]["ok"], first  # the desktop does have a network
         gateway = comp.desktops()["web"]["net"]["gateway"]

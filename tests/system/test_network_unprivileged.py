@@ -264,11 +264,20 @@ def test_a_pasta_desktop_reaches_nothing_on_the_hosts_loopback(session: Session)
     and a v4-mapped gateway lead to none of the host's loopback services, VNC included;
     the test's "internet" is reached (the desktop does have a network)."""
     s, p = session, session.ports
-    wait_for(
-        lambda: socket.create_connection(("127.0.0.1", p["vnc"]), timeout=2).recv(12),
-        30,
-        "wayvnc to serve on the host's loopback",
+    banner = (
+        "import socket, sys; "
+        "print(socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2).recv(12))"
     )
+
+    def user_banner() -> bool:
+        done = s.user.run("/usr/bin/python3", "-c", banner, str(p["vnc"]))
+        return "RFB " in done.stdout
+
+    wait_for(user_banner, 30, "wayvnc to serve the session's user on loopback")
+    # Any other account of the machine (root here) is turned away before a byte of VNC.
+    with socket.create_connection(("127.0.0.1", p["vnc"]), timeout=5) as other:
+        other.settimeout(5)
+        assert other.recv(12) == b""
     gw = PASTA_GW
     mapped = "::ffff:" + gw
     probes: list[list[object]] = [
