@@ -1256,10 +1256,72 @@ def test_a_desktop_cannot_reach_the_sessions_vnc_server(lab: Lab, tmp_path: Path
             ["tcp6", "::1", port, "RFB"],
             ["tcp", lab.uplink_gw, port, "RFB"],
         ]
+        # Host services on every address and on loopback, TCP and UDP, through the gateway.
+        services = _host_services()
+        probes += [
+            ["tcp", gateway, services.tcp_any, "HOST"],
+            ["tcp", gateway, services.tcp_lo, "HOST"],
+            ["udp", gateway, services.udp_any, "HOST"],
+            ["udp", gateway, services.udp_lo, "HOST"],
+        ]
         got = _attack_once(comp, "web", probes, "vnc.json")
+        services.close()
         assert not any(r["ok"] for r in got), got
     finally:
         comp.stop()
+
+
+@dataclass
+class _HostServices:
+    tcp_any: int
+    tcp_lo: int
+    udp_any: int
+    udp_lo: int
+    socks: list[socket.socket]
+
+    def close(self) -> None:
+        for s in self.socks:
+            s.close()
+
+
+def _host_services() -> _HostServices:
+    """Listeners on the host answering "HOST": TCP and UDP, on every address and on
+    loopback (what CUPS, a database or a development server look like)."""
+    socks: list[socket.socket] = []
+    ports: list[int] = []
+    for kind, addr in (("tcp", "0.0.0.0"), ("tcp", "127.0.0.1"), ("udp", "0.0.0.0"),
+                       ("udp", "127.0.0.1")):  # fmt: skip
+        s = socket.socket(
+            socket.AF_INET, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+        )
+        s.bind((addr, 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+        if kind == "tcp":
+            s.listen(8)
+
+            def serve_tcp(ls: socket.socket = s) -> None:
+                while True:
+                    try:
+                        c, _ = ls.accept()
+                    except OSError:
+                        return
+                    with c:
+                        c.sendall(b"HOST\n")
+
+            threading.Thread(target=serve_tcp, daemon=True).start()
+        else:
+
+            def serve_udp(us: socket.socket = s) -> None:
+                while True:
+                    try:
+                        _, peer = us.recvfrom(2048)
+                        us.sendto(b"HOST", peer)
+                    except OSError:
+                        return
+
+            threading.Thread(target=serve_udp, daemon=True).start()
+    return _HostServices(ports[0], ports[1], ports[2], ports[3], socks)
 
 
 def test_vnc_without_authentication_is_refused_off_loopback(tmp_path: Path) -> None:

@@ -244,8 +244,15 @@ class _RootOps:
     def create_veth(self, ns: str, host_if: str, ns_if: str, alias: str, plan: AddressPlan) -> None:
         """The pair, host side addressed and up; the namespace side is moved in, unconfigured."""
         with IPRoute() as ip:
-            if ip.link_lookup(ifname=host_if):
-                ip.link("del", index=ip.link_lookup(ifname=host_if)[0])
+            found = ip.link_lookup(ifname=host_if)
+            if found:
+                # Ours from a crashed run: replace it. Anyone else's: never touch it.
+                owner = ip.get_links(found[0])[0].get("ifalias")
+                if owner != alias:
+                    raise NetworkError(
+                        f"interface {host_if} exists and is not this instance's ({owner!r})"
+                    )
+                ip.link("del", index=found[0])
             ip.link("add", ifname=host_if, kind="veth", peer={"ifname": ns_if, "net_ns_fd": ns})
             idx = ip.link_lookup(ifname=host_if)[0]
             ip.link("set", index=idx, ifalias=alias)
