@@ -1356,3 +1356,70 @@ def test_vnc_without_authentication_is_refused_off_loopback(tmp_path: Path) -> N
     assert vnc_refusal("::1", None) is None
     assert vnc_refusal("192.0.2.7", "enable_auth=false\npassword=x\n") is not None
     assert vnc_refusal("192.0.2.7", "enable_auth=true\nusername=u\npassword=p\n") is None
+
+
+LISTENER = textwrap.dedent(
+    r"""
+    import os, socket, sys, threading
+    port, home = int(sys.argv[1]), os.path.expanduser("~")
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    t.bind(("0.0.0.0", port))
+    t.listen(8)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("0.0.0.0", port))
+    def udp():
+        while True:
+            _, peer = u.recvfrom(2048)
+            u.sendto(b"DESK", peer)
+    threading.Thread(target=udp, daemon=True).start()
+    open(os.path.join(home, "listening"), "w").close()
+    while True:
+        c, _ = t.accept()
+        c.sendall(b"DESK\n")
+        c.close()
+    """
+)
+
+
+def _listen_in(comp: Any, desktop: str, port: int) -> None:
+    """A program of `desktop` serving TCP and UDP on every address of its namespace."""
+    ready = _home(comp, desktop) / "listening"
+    ready.unlink(missing_ok=True)
+    comp.zionctl("launch", desktop, "--", "python3", "-c", LISTENER, str(port))
+    wait_for(ready.exists, 60, f"the listener in {desktop}")
+
+
+@needs_privileged
+def test_a_desktop_cannot_reach_another_desktops_programs(lab: Lab, tmp_path: Path) -> None:
+    from tests.harness import Compositor
+
+    config = textwrap.dedent(
+        """
+        from zionwm.config import Network, desktop
+        desktop("web", colour="#ef4444", network=Network.full())
+        desktop("work", colour="#22c55e", network=Network.full())
+        """
+    )
+    port = 20000 + secrets.randbelow(20000)
+    comp = Compositor(tmp_path, config, extra_env=_lab_env(lab)).start()
+    try:
+        _listen_in(comp, "work", port)
+        own = _attack_once(comp, "work", [["tcp", "127.0.0.1", port, "DESK"]], "own.json")
+        assert own[0]["ok"], own  # the listener answers inside its own desktop
+        work = comp.desktops()["work"]["net"]
+        first = _attack_once(comp, "web", [["http", GOOD, 80, "hello"]], "net.json")
+        assert first[0]["ok"], first  # web does have a network
+        web = comp.desktops()["web"]["net"]
+        work_addr = str(work["address"]).split("/")[0]
+        probes: list[list[object]] = [
+            ["tcp", work_addr, port, "DESK"],
+            ["udp", work_addr, port, "DESK"],
+            ["tcp", str(work["gateway"]), port, "DESK"],
+            ["tcp", str(web["gateway"]), port, "DESK"],
+            ["tcp", "127.0.0.1", port, "DESK"],
+        ]
+        got = _attack_once(comp, "web", probes, "desk.json")
+        assert not any(r["ok"] for r in got), got
+    finally:
+        comp.stop()

@@ -33,7 +33,13 @@ import pytest
 from pyroute2 import IPRoute
 
 from tests.harness import require, wait_for
-from tests.system.test_network import ATTACKER, PASTA_GW, PASTA_TEST_ARGS, _pasta_missing
+from tests.system.test_network import (
+    ATTACKER,
+    LISTENER,
+    PASTA_GW,
+    PASTA_TEST_ARGS,
+    _pasta_missing,
+)
 from tests.system.test_session import (
     SessionUser,
     _choose_interpreter,
@@ -335,3 +341,30 @@ def test_a_policy_change_keeps_a_switched_off_pasta_desktop_off(session: Session
     assert _attack(s, "web", inet, "none.json")[0]["ok"] is False
     s.reload("full()")
     assert _attack(s, "web", inet, "full-again.json")[0]["ok"] is True
+
+
+def test_a_pasta_desktop_cannot_reach_another_desktops_programs(session: Session) -> None:
+    """`lan` serves TCP and UDP on every address of its namespace; `web` tries it through
+    the gateway, the desktops' address and loopback, and the host cannot reach it either."""
+    s = session
+    port = 20000 + secrets.randbelow(20000)
+    ready = _home(s, "lan") / "listening"
+    ready.unlink(missing_ok=True)
+    s.zionctl("launch", "lan", "--", "python3", "-c", LISTENER, str(port))
+    wait_for(ready.exists, 60, "the listener in lan")
+    own = _attack(s, "lan", [["tcp", "127.0.0.1", port, "DESK"]], "own.json")
+    assert own[0]["ok"], own  # it answers inside its own desktop
+    inside = PASTA_TEST_ARGS[PASTA_TEST_ARGS.index("-a") + 1]
+    probes: list[list[object]] = [
+        ["tcp", PASTA_GW, port, "DESK"],
+        ["udp", PASTA_GW, port, "DESK"],
+        ["tcp", inside, port, "DESK"],
+        ["tcp", "127.0.0.1", port, "DESK"],
+    ]
+    got = _attack(s, "web", probes, "desk.json")
+    assert not any(r["ok"] for r in got), got
+    answer = b""
+    # no inbound forwarding to the host either
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 3) as c:
+        answer = c.recv(8)
+    assert b"DESK" not in answer
