@@ -18,9 +18,12 @@ Owns every kernel object a desktop's network needs, and their removal:
   `full` is a user+network namespace held by a small process with ``pasta`` (Debian's passt)
   attached to it; the launcher must enter `userns_path()` before `netns_path()` (setns into
   a namespace owned by a child user namespace needs that; `nsenter_prefix()` shows the
-  equivalent command). `filtered` cannot be
-  enforced without nftables on the host side, so it fails closed to `none`, says so in
-  `state()` and logs a warning; it never falls back to `full`.
+  equivalent command). pasta maps nothing to the host's loopback (``--no-map-gw``) and
+  forwards nothing inbound. `block_lan` and `off` are an nftables table inside the
+  desktop's namespace, written as root of its user namespace (the sandboxes, in user
+  namespaces nested below, cannot change it); without ``nft`` `block_lan` fails closed.
+  `filtered` cannot be enforced without nftables on the host side, so it fails closed to
+  `none`, says so in `state()` and logs a warning; it never falls back to `full`.
 
 Why the ``nft`` command rather than pyroute2's nftables module: pyroute2's module builds raw
 netlink expressions one by one (no parser, no sets/maps helpers worth the name), while
@@ -30,12 +33,14 @@ the pure `netpolicy` module, where it is unit-tested; only this file runs it.
 Live control: `set_enabled(desktop, False)` rewrites the desktop's chains to reject
 everything (TCP reset, so an open connection's next request fails at once) and
 `set_enabled(..., True)` restores them; programs keep running either way. `ensure()` with a
-new policy applies it in the same namespace (running programs keep it; connections the new
-policy does not allow are cut).
+new policy applies it at once in the same namespace, on both paths: running programs get
+the new policy (connections it does not allow are cut), a desktop switched off stays off,
+and a change that fails half-way leaves the desktop cut, never on the old policy.
 
 Everything created carries the manager's *prefix* (namespace names, the nft table, the
-veths' ifalias, the policy-routing table number), so `cleanup_stale()` removes what a crashed
-run with the same prefix left and never touches another run's objects.
+veths' names and ifalias, the policy-routing table number), so `cleanup_stale()` removes what
+a crashed run with the same prefix left and never touches another run's objects; the
+compositor's prefix is per user and per instance (`zionwm.isolation.instance`).
 
 Root-only operations live in `_RootOps`, a narrow set of verbs; nothing else here touches
 the kernel's network configuration.
