@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zionwm.isolation import instance
 from zionwm.isolation.cgroups import CgroupManager, DesktopCgroup, FreezeOp
+from zionwm.isolation.instance import cgroup_root_name, instance_id, network_prefix
 from zionwm.isolation.launcher import Launcher, LaunchError, Sandbox
 from zionwm.isolation.network import NetworkError, NetworkManager
 from zionwm.isolation.spec import DesktopSpec, NetMode
@@ -37,7 +37,7 @@ def instance_ident(server: Server) -> str:
     """This run's id in machine-wide names (cgroups, network objects): per user and per
     instance, so two compositors (two users, a nested one, parallel test runs) never touch
     each other's objects (see zionwm.isolation.instance)."""
-    return instance.instance_id(
+    return instance_id(
         os.getuid(),
         os.environ.get("XDG_RUNTIME_DIR", ""),
         str(server.socket_name or ""),
@@ -49,7 +49,7 @@ class Isolation:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.ident = instance_ident(server)
-        self.cgroups = CgroupManager.probe(root_name=instance.cgroup_root_name(self.ident))
+        self.cgroups = CgroupManager.probe(root_name=cgroup_root_name(self.ident))
         st = self.cgroups.status
         log.info("cgroups: %s", st.describe())
         # a missing memory.reclaim matters only to desktops that ask for it
@@ -63,7 +63,7 @@ class Isolation:
             )
         self.net: NetworkManager | None
         try:
-            self.net = NetworkManager.from_environ(instance.network_prefix(self.ident), os.environ)
+            self.net = NetworkManager.from_environ(network_prefix(self.ident), os.environ)
             if self.net.privileged:
                 removed = self.net.cleanup_stale()
                 if removed:
@@ -113,23 +113,6 @@ class Isolation:
             sandbox.kill,
             pidfd=os.dup(sandbox.pidfd),
         )
-
-    def _ensure_network(self, spec: DesktopSpec) -> None:
-        """The desktop's network as its policy says, before anything joins it. A `none`
-        desktop that never had another policy needs nothing (bwrap gives each sandbox an
-        empty namespace); one that had must get its namespace emptied, not reused."""
-        if self.net is None:
-            return
-        if spec.network.mode == NetMode.NONE and self.net.get(spec.name) is None:
-            return
-        try:
-            net = self.net.ensure(spec.name, spec.network)
-        except (NetworkError, OSError) as e:
-            self.server.notify(f"Network of {spec.name}: {e}", urgent=True)
-            raise RuntimeError(f"network of {spec.name}: {e}") from e
-        if net.warning and net.warning != self._net_warned.get(spec.name):
-            self._net_warned[spec.name] = net.warning
-            self.server.notify(f"Network of {spec.name}: {net.warning}", urgent=True)
 
     def _on_sandbox_exit(self, sandbox: Sandbox, returncode: int) -> None:
         cg = self.cgroups.get(sandbox.desktop)
@@ -251,6 +234,23 @@ class Isolation:
         if self.server.model.desktops[desktop].frozen:
             self.server.set_frozen(desktop, False)
         return f"killed {n} processes of {desktop}"
+
+    def _ensure_network(self, spec: DesktopSpec) -> None:
+        """The desktop's network as its policy says, before anything joins it. A `none`
+        desktop that never had another policy needs nothing (bwrap gives each sandbox an
+        empty namespace); one that had must get its namespace emptied, not reused."""
+        if self.net is None:
+            return
+        if spec.network.mode == NetMode.NONE and self.net.get(spec.name) is None:
+            return
+        try:
+            net = self.net.ensure(spec.name, spec.network)
+        except (NetworkError, OSError) as e:
+            self.server.notify(f"Network of {spec.name}: {e}", urgent=True)
+            raise RuntimeError(f"network of {spec.name}: {e}") from e
+        if net.warning and net.warning != self._net_warned.get(spec.name):
+            self._net_warned[spec.name] = net.warning
+            self.server.notify(f"Network of {spec.name}: {net.warning}", urgent=True)
 
     def set_network(self, desktop: str, on: bool) -> str:
         if self.net is None:
