@@ -4,6 +4,7 @@ or check a config file."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import shutil
@@ -72,15 +73,86 @@ def setup_logging(level: str) -> None:
     log_init(logging.ERROR if level.lower() != "debug" else logging.INFO)
 
 
-def start_vnc(addr: tuple[str, int]) -> subprocess.Popen[bytes] | None:
+def wayvnc_config_path() -> Path:
+    """Where wayvnc itself looks for its config (and so where its password lives)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "wayvnc" / "config"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def vnc_refusal(host: str, config_text: str | None) -> str | None:
+    """Why wayvnc must not serve on `host` with this wayvnc config, or None.
+
+    VNC gives whoever connects a full view of, and input into, every desktop. Without
+    authentication it may only listen where nothing but this machine can connect
+    (loopback; the desktops' networks never reach the host's loopback); anywhere else it
+    needs wayvnc's own authentication switched on in its config.
+    """
+    if _is_loopback(host):
+        return None
+    settings: dict[str, str] = {}
+    for line in (config_text or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            settings[key.strip()] = value.strip()
+    if settings.get("enable_auth", "").lower() in ("true", "1", "yes", "on") and settings.get(
+        "password"
+    ):
+        return None
+    return (
+        f"--vnc {host}: refusing to serve the session without authentication on a "
+        f"non-loopback address (anyone who reaches it sees and controls every desktop). "
+        f"Bind it to 127.0.0.1 and tunnel (ssh -L), or set enable_auth=true with a "
+        f"username, password and TLS key in {wayvnc_config_path()}"
+    )
+
+
+def start_vnc(addr: tuple[str, int]) -> list[subprocess.Popen[bytes]]:
+    """Serve the session with wayvnc. On loopback, without authentication, wayvnc listens
+    on a UNIX socket in the private runtime directory and `zionwm.vncgate` holds the TCP
+    port, passing only connections of this user (other local accounts are refused)."""
     exe = shutil.which("wayvnc")
     if exe is None:
         log.error("--vnc: wayvnc is not installed (Debian: apt install wayvnc)")
-        return None
+        return []
     host, port = addr
-    proc = subprocess.Popen([exe, host, str(port)], stdin=subprocess.DEVNULL)
-    log.info("VNC: wayvnc serving on %s:%d (connect with any VNC viewer)", host, port)
-    return proc
+    argv = [exe]
+    config = wayvnc_config_path()
+    if config.is_file():
+        argv += ["--config", str(config)]
+    if not _is_loopback(host):  # vnc_refusal made sure wayvnc's authentication is on
+        proc = subprocess.Popen([*argv, host, str(port)], stdin=subprocess.DEVNULL)
+        log.info("VNC: wayvnc serving on %s:%d (with authentication)", host, port)
+        return [proc]
+    from zionwm import paths, vncgate
+
+    sock = paths.runtime_dir() / f"vnc-{os.getpid()}.sock"
+    sock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sock.unlink(missing_ok=True)
+    wayvnc = subprocess.Popen([*argv, "--unix-socket", str(sock)], stdin=subprocess.DEVNULL)
+    gate = subprocess.Popen(
+        vncgate.gate_argv(
+            "127.0.0.1" if host == "localhost" else host, port, str(sock), os.getuid()
+        ),
+        stdin=subprocess.DEVNULL,
+    )
+    log.info(
+        "VNC: serving on %s:%d to this user only (connect with any VNC viewer, or ssh -L %d:%s:%d)",
+        host,
+        port,
+        port,
+        host,
+        port,
+    )
+    return [wayvnc, gate]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("XDG_RUNTIME_DIR"):
         log.error("XDG_RUNTIME_DIR is not set; zionwm needs a private runtime directory")
         return 2
+
+    if args.vnc:
+        try:
+            vnc_config: str | None = wayvnc_config_path().read_text()
+        except OSError:
+            vnc_config = None
+        refused = vnc_refusal(args.vnc[0], vnc_config)
+        if refused:
+            log.error("%s", refused)
+            return 2
 
     path = args.config or cfgmod.default_config_path()
     config, errors, fell_back = cfgmod.load_or_fallback(path)
@@ -138,16 +220,16 @@ def main(argv: list[str] | None = None) -> int:
 
     integration.attach(server)
 
-    vnc = start_vnc(args.vnc) if args.vnc else None
+    vnc = start_vnc(args.vnc) if args.vnc else []
     try:
         server.run()
     finally:
-        if vnc is not None:
-            vnc.terminate()
+        for proc in vnc:
+            proc.terminate()
             try:
-                vnc.wait(timeout=5)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                vnc.kill()
+                proc.kill()
         server.shutdown()
     return 0
 

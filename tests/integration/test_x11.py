@@ -199,7 +199,7 @@ def test_xwayland_runs_in_the_desktops_sandbox_and_cgroup(comp: Compositor) -> N
             + "; ".join(comp.zjson("status")["cgroups"].get("problems", []))
         )
     paths = [ln.split(":", 2)[2] for ln in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
-    inst = "zionwm-" + "".join(ch for ch in comp.env["ZIONWM_INSTANCE"] if ch.isalnum())[:8]
+    inst = comp.zjson("status")["instance"]["cgroup_root"]
     assert any(f"/{inst}/" in p and p.rstrip("/").endswith("/work") for p in paths), paths
     # it listens on no abstract or TCP socket, only the one it was handed
     unix = Path(f"/proc/{pid}/net/unix").read_text()

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyroute2 import IPRoute, netns
@@ -851,8 +852,8 @@ def test_sandbox_from_the_real_launcher_joins_the_desktop_network(
 
 
 # ---------------------------------------------------------------------------------------------
-# The unprivileged path. pasta maps the namespace's gateway address to the host's loopback,
-# and is told to bind its outbound sockets to 127.0.0.1: the test traffic stays on loopback.
+# The unprivileged path. pasta is told to bind its outbound sockets to 127.0.0.1: the test
+# traffic reaches only the host's own addresses (loopback, or a veth the test adds).
 
 PASTA_GW = "203.0.113.1"
 PASTA_TEST_ARGS = ["-a", "203.0.113.2", "-n", "24", "-g", PASTA_GW, "--outbound", "127.0.0.1"]
@@ -885,6 +886,9 @@ def test_unprivileged_none_and_filtered_fail_closed(tmp_path: Path) -> None:
 
 @needs_pasta
 def test_unprivileged_full_through_pasta(tmp_path: Path) -> None:
+    """Through pasta a desktop reaches what the host reaches (here an address on a veth of
+    the test's own), never the host's loopback through the gateway address; off and on."""
+
     class Hello(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(200)
@@ -895,10 +899,18 @@ def test_unprivileged_full_through_pasta(tmp_path: Path) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hello)
-    port = str(server.server_address[1])
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    tag = _run_prefix()
+    addr = f"198.51.100.{100 + secrets.randbelow(100)}"
+    with IPRoute() as ip:
+        ip.link("add", ifname=tag + "h", kind="veth", peer={"ifname": tag + "p"})
+        idx = ip.link_lookup(ifname=tag + "h")[0]
+        ip.addr("add", index=idx, address=addr, prefixlen=32)
+        ip.link("set", index=idx, state="up")
+    servers = [http.server.HTTPServer((a, 0), Hello) for a in (addr, "127.0.0.1")]
+    threads = [threading.Thread(target=srv.serve_forever, daemon=True) for srv in servers]
+    for t in threads:
+        t.start()
+    port, lo_port = (str(srv.server_address[1]) for srv in servers)
     probe_py = tmp_path / "probe.py"
     probe_py.write_text(PROBE)
     m = _pasta_manager(tmp_path)
@@ -911,26 +923,503 @@ def test_unprivileged_full_through_pasta(tmp_path: Path) -> None:
         )
         assert json.loads(route.stdout)[0]["gateway"] == PASTA_GW  # checked before sending
 
-        def get() -> dict[str, object]:
+        def get(host: str, p: str) -> dict[str, object]:
             res = subprocess.run(
-                [*pre, PY, str(probe_py), "http", PASTA_GW, port],
+                [*pre, PY, str(probe_py), "http", host, p],
                 capture_output=True,
                 check=True,
                 timeout=20,
             )
             return json.loads(res.stdout)
 
-        assert get() == {"ok": True, "value": "hi"}
+        assert get(addr, port) == {"ok": True, "value": "hi"}
+        assert get(PASTA_GW, lo_port)["ok"] is False  # the host's loopback is not mapped
         m.set_enabled("web", False)
-        assert get()["ok"] is False
+        assert get(addr, port)["ok"] is False
         m.set_enabled("web", True)
-        assert get() == {"ok": True, "value": "hi"}
+        assert get(addr, port) == {"ok": True, "value": "hi"}
         pids = [p.pid for p in (net._holder, net._pasta) if p is not None]
         assert len(pids) == 2
     finally:
         m.close()
-        server.shutdown()
-        thread.join()
-        server.server_close()
+        for srv in servers:
+            srv.shutdown()
+            srv.server_close()
+        with IPRoute() as ip:
+            found = ip.link_lookup(ifname=tag + "h")
+            if found:
+                ip.link("del", index=found[0])
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Attacks from inside: a program started with `zionctl launch` in a real sandbox of a real
+# desktop of a running compositor. It writes what it reached into its own home, which the
+# test reads from outside.
+
+ATTACKER = textwrap.dedent(
+    r"""
+    import json, os, socket, sys, time
+    HOME = os.path.expanduser("~")
+
+    def attempt(p):
+        kind, host, port = p[0], p[1], int(p[2])
+        expect = p[3].encode() if len(p) > 3 else b""
+        try:
+            if kind in ("tcp", "tcp6", "http"):
+                fam = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
+                s = socket.socket(fam, socket.SOCK_STREAM)
+                s.settimeout(3)
+                s.connect((host, port))
+                if kind == "http":
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = b""
+                while expect not in data:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                s.close()
+            else:
+                fam = socket.AF_INET6 if kind == "udp6" else socket.AF_INET
+                s = socket.socket(fam, socket.SOCK_DGRAM)
+                s.settimeout(2)
+                s.sendto(b"ping", (host, port))
+                data = s.recvfrom(4096)[0]
+            return {"probe": p, "ok": expect in data, "got": data[:80].decode(errors="replace")}
+        except Exception as exc:
+            return {"probe": p, "ok": False, "error": type(exc).__name__ + ": " + str(exc)}
+
+    def phase():
+        try:
+            with open(os.path.join(HOME, "phase")) as fh:
+                return fh.read().strip()
+        except OSError:
+            return ""
+
+    mode, name, probes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    if mode == "once":
+        out = [attempt(p) for p in probes]
+        with open(os.path.join(HOME, name + ".tmp"), "w") as fh:
+            json.dump(out, fh)
+        os.rename(os.path.join(HOME, name + ".tmp"), os.path.join(HOME, name))
+    else:
+        with open(os.path.join(HOME, name), "a") as fh:
+            while True:
+                tag = phase()
+                for p in probes:
+                    fh.write(json.dumps({"phase": tag, **attempt(p)}) + "\n")
+                fh.flush()
+                time.sleep(0.1)
+    """
+)
+
+
+def _home(comp: Any, desktop: str) -> Path:
+    return comp.data / "zionwm" / "desktops" / desktop / "home"
+
+
+def _attack_once(comp: Any, desktop: str, probes: list[list[object]], name: str) -> list[Any]:
+    """Run the probes in a new sandbox of `desktop`; one result per probe."""
+    out = _home(comp, desktop) / name
+    out.unlink(missing_ok=True)
+    comp.zionctl(
+        "launch", desktop, "--", "python3", "-c", ATTACKER, "once", name, json.dumps(probes)
+    )
+    wait_for(out.exists, 60, f"{name} from {desktop}")
+    return list(json.loads(out.read_text()))
+
+
+class _Loop:
+    """A long-running attacker in a desktop: keeps trying its probes, tagged by phase."""
+
+    def __init__(self, comp: Any, desktop: str, probes: list[list[object]], name: str) -> None:
+        self.comp, self.home, self.name = comp, _home(comp, desktop), name
+        self.set_phase("start")
+        comp.zionctl(
+            "launch", desktop, "--", "python3", "-c", ATTACKER, "loop", name, json.dumps(probes)
+        )
+
+    def set_phase(self, tag: str) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.home / "phase.tmp"
+        tmp.write_text(tag)
+        tmp.replace(self.home / "phase")
+
+    def results(self, tag: str) -> list[dict[str, Any]]:
+        path = self.home / self.name
+        if not path.exists():
+            return []
+        lines = path.read_text().splitlines()
+        out = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if rec["phase"] == tag:
+                out.append(rec)
+        return out
+
+    def wait(self, tag: str, n: int = 3) -> dict[str, list[bool]]:
+        """At least `n` rounds of every probe begun in phase `tag`: outcomes per target."""
+
+        def enough() -> dict[str, list[bool]] | None:
+            by: dict[str, list[bool]] = {}
+            for rec in self.results(tag):
+                by.setdefault(f"{rec['probe'][1]}:{rec['probe'][2]}", []).append(rec["ok"])
+            return by if by and min(len(v) for v in by.values()) >= n else None
+
+        return wait_for(enough, 60, f"{n} rounds of probes in phase {tag}", interval=0.1)
+
+
+def _lab_env(lab: Lab) -> dict[str, str]:
+    return {
+        "ZIONWM_NET_UPLINK": f"{lab.uplink}@{lab.uplink_gw}",
+        "ZIONWM_NET_DNS": DNS,
+        "ZIONWM_NO_QUARANTINE": "1",
+    }
+
+
+def _web_config(network: str) -> str:
+    return textwrap.dedent(
+        f"""
+        from zionwm.config import Allow, Network, desktop
+        desktop("web", colour="#ef4444", network={network})
+        desktop("work", colour="#22c55e")
+        """
+    )
+
+
+def _reload(comp: Any, network: str) -> None:
+    assert comp.config_path is not None
+    comp.config_path.write_text(_web_config(network))
+    comp.zionctl("reload")
+
+
+@needs_privileged
+def test_reload_tightens_the_network_of_running_programs_at_once(lab: Lab, tmp_path: Path) -> None:
+    """A program in `web` keeps trying GOOD and BAD; each reload's policy holds for its
+    very next attempts, `net off` survives a policy change, and a program started after
+    `none` has no network at all."""
+    from tests.harness import Compositor
+
+    lab.set_zone({"good.zw.test": (GOOD, 300), "bad.zw.test": (BAD, 300)})
+    comp = Compositor(tmp_path, _web_config("Network.full()"), extra_env=_lab_env(lab)).start()
+    try:
+        probes: list[list[object]] = [["http", GOOD, 80, "hello"], ["http", BAD, 80, "hello"]]
+        loop = _Loop(comp, "web", probes, "loop.jsonl")
+        start = loop.wait("start")
+        assert all(start[f"{GOOD}:80"]) and all(start[f"{BAD}:80"]), start
+
+        _reload(comp, f'Network.filtered([Allow("{GOOD}", ports=[80])])')
+        loop.set_phase("narrow")
+        narrow = loop.wait("narrow")
+        assert all(narrow[f"{GOOD}:80"]), narrow
+        assert not any(narrow[f"{BAD}:80"]), narrow
+
+        _reload(comp, "Network.none()")
+        loop.set_phase("none")
+        none = loop.wait("none")
+        assert not any(none[f"{GOOD}:80"]) and not any(none[f"{BAD}:80"]), none
+        fresh = _attack_once(comp, "web", probes, "after-none.json")
+        assert not any(r["ok"] for r in fresh), fresh
+
+        _reload(comp, "Network.full()")
+        loop.set_phase("full-again")
+        again = loop.wait("full-again")
+        assert all(again[f"{GOOD}:80"][-2:]), again  # back, for the same running program
+
+        comp.zionctl("net", "web", "off")
+        loop.set_phase("off")
+        assert not any(loop.wait("off")[f"{GOOD}:80"])
+        _reload(comp, f'Network.filtered([Allow("{GOOD}", ports=[80])])')
+        loop.set_phase("off-changed")
+        changed = loop.wait("off-changed")
+        assert not any(changed[f"{GOOD}:80"]), changed  # the change kept it off
+        fresh = _attack_once(comp, "web", probes, "after-off.json")
+        assert not any(r["ok"] for r in fresh), fresh
+        assert comp.zjson("desktops")  # still serving
+    finally:
+        comp.stop()
+
+
+def _attacker_pids(name: str) -> list[int]:
+    """The attacker itself (bwrap's own command line names it too)."""
+    from tests.harness import processes_with
+
+    return [
+        pid
+        for pid in processes_with(name, "loop")
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"python3\0")
+    ]
+
+
+def _cgroup_dirs_of(pid: int) -> list[str]:
+    return [ln.split(":", 2)[2] for ln in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
+
+
+@needs_privileged
+def test_two_compositors_with_a_desktop_of_the_same_name_keep_their_own_objects(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Two instances (as two sessions of one machine run them: no ZIONWM_INSTANCE), both
+    with a desktop `web` on the network: both work, the second one's start and stop leave
+    the first one's namespace, veth, rules and cgroup alone."""
+    from tests.harness import Compositor
+
+    def start(name: str) -> Compositor:
+        comp = Compositor(tmp_path / name, _web_config("Network.full()"), extra_env=_lab_env(lab))
+        comp.env.pop("ZIONWM_INSTANCE")
+        return comp.start()
+
+    probes: list[list[object]] = [["http", GOOD, 80, "hello"]]
+    a = start("a")
+    b: Any = None
+    try:
+        loop_a = _Loop(a, "web", probes, "a.jsonl")
+        assert all(loop_a.wait("start")[f"{GOOD}:80"])
+        b = start("b")
+        loop_b = _Loop(b, "web", probes, "b.jsonl")
+        assert all(loop_b.wait("start")[f"{GOOD}:80"])
+        loop_a.set_phase("both")
+        assert all(loop_a.wait("both")[f"{GOOD}:80"])
+
+        ia, ib = a.zjson("status")["instance"], b.zjson("status")["instance"]
+        assert ia["net_prefix"] != ib["net_prefix"], (ia, ib)
+        assert ia["cgroup_root"] != ib["cgroup_root"], (ia, ib)
+        ns_a = Path("/run/netns") / f"{ia['net_prefix']}-web"
+        assert ns_a.exists() and (Path("/run/netns") / f"{ib['net_prefix']}-web").exists()
+        (pid_a,) = _attacker_pids("a.jsonl")
+        (pid_b,) = _attacker_pids("b.jsonl")
+        assert os.readlink(f"/proc/{pid_a}/ns/net") != os.readlink(f"/proc/{pid_b}/ns/net")
+        web_a = [p for p in _cgroup_dirs_of(pid_a) if f"/{ia['cgroup_root']}/web" in p]
+        assert web_a, _cgroup_dirs_of(pid_a)
+        assert not [p for p in _cgroup_dirs_of(pid_b) if f"/{ia['cgroup_root']}/" in p]
+
+        b.stop()
+        b = None
+        loop_a.set_phase("after-b")
+        assert all(loop_a.wait("after-b")[f"{GOOD}:80"])
+        assert ns_a.exists()
+        assert _nft_table_exists(ia["net_prefix"])
+        assert _cgroup_dirs_of(pid_a) == _cgroup_dirs_of(pid_a)  # still alive, same groups
+        assert [p for p in _cgroup_dirs_of(pid_a) if f"/{ia['cgroup_root']}/web" in p] == web_a
+        fresh = _attack_once(a, "web", probes, "fresh.json")
+        assert fresh[0]["ok"], fresh  # new programs still join a working namespace
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
+
+
+@needs_privileged
+def test_a_desktop_cannot_reach_the_sessions_vnc_server(lab: Lab, tmp_path: Path) -> None:
+    """`zionwm --headless --vnc 127.0.0.1:PORT` (a headless `make run`): another local
+    account is turned away, and a program in a desktop with full network tries the host
+    through its gateway and its own loopback."""
+    from tests.harness import Compositor, require
+
+    require("wayvnc")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    comp = Compositor(
+        tmp_path,
+        _web_config("Network.full()"),
+        extra_env=_lab_env(lab),
+        args=("--vnc", f"127.0.0.1:{port}"),
+    ).start()
+    try:
+        banner = wait_for(
+            lambda: socket.create_connection(("127.0.0.1", port), timeout=2).recv(12),
+            30,
+            "wayvnc to serve on loopback",
+        )
+        assert banner.startswith(b"RFB "), banner  # the session's own user (root here)
+        other = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+             "/usr/bin/python3", "-c", "import socket, sys; s = socket.create_connection("
+             "('127.0.0.1', int(sys.argv[1])), 5); s.settimeout(5); print(s.recv(12))",
+             str(port)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert other.stdout.strip() == "b''", other  # another local account: turned away
+        first = _attack_once(comp, "web", [["http", GOOD, 80, "hello"]], "net.json")
+        assert first[0]["ok"], first  # the desktop does have a network
+        gateway = comp.desktops()["web"]["net"]["gateway"]
+        assert gateway
+        probes: list[list[object]] = [
+            ["tcp", gateway, port, "RFB"],
+            ["tcp", "127.0.0.1", port, "RFB"],
+            ["tcp6", "::1", port, "RFB"],
+            ["tcp", lab.uplink_gw, port, "RFB"],
+        ]
+        # Host services on every address and on loopback, TCP and UDP, through the gateway.
+        services = _host_services()
+        probes += [
+            ["tcp", gateway, services.tcp_any, "HOST"],
+            ["tcp", gateway, services.tcp_lo, "HOST"],
+            ["udp", gateway, services.udp_any, "HOST"],
+            ["udp", gateway, services.udp_lo, "HOST"],
+        ]
+        got = _attack_once(comp, "web", probes, "vnc.json")
+        services.close()
+        assert not any(r["ok"] for r in got), got
+    finally:
+        comp.stop()
+
+
+@dataclass
+class _HostServices:
+    tcp_any: int
+    tcp_lo: int
+    udp_any: int
+    udp_lo: int
+    socks: list[socket.socket]
+
+    def close(self) -> None:
+        for s in self.socks:
+            s.close()
+
+
+def _host_services() -> _HostServices:
+    """Listeners on the host answering "HOST": TCP and UDP, on every address and on
+    loopback (what CUPS, a database or a development server look like)."""
+    socks: list[socket.socket] = []
+    ports: list[int] = []
+    for kind, addr in (("tcp", "0.0.0.0"), ("tcp", "127.0.0.1"), ("udp", "0.0.0.0"),
+                       ("udp", "127.0.0.1")):  # fmt: skip
+        s = socket.socket(
+            socket.AF_INET, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+        )
+        s.bind((addr, 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+        if kind == "tcp":
+            s.listen(8)
+
+            def serve_tcp(ls: socket.socket = s) -> None:
+                while True:
+                    try:
+                        c, _ = ls.accept()
+                    except OSError:
+                        return
+                    with c:
+                        c.sendall(b"HOST\n")
+
+            threading.Thread(target=serve_tcp, daemon=True).start()
+        else:
+
+            def serve_udp(us: socket.socket = s) -> None:
+                while True:
+                    try:
+                        _, peer = us.recvfrom(2048)
+                        us.sendto(b"HOST", peer)
+                    except OSError:
+                        return
+
+            threading.Thread(target=serve_udp, daemon=True).start()
+    return _HostServices(ports[0], ports[1], ports[2], ports[3], socks)
+
+
+def test_vnc_without_authentication_is_refused_off_loopback(tmp_path: Path) -> None:
+    from tests.harness import VENV_BIN
+    from zionwm.cli import vnc_refusal
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    env = {
+        **os.environ,
+        "XDG_RUNTIME_DIR": str(run),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "WLR_BACKENDS": "headless",
+        "WLR_RENDERER": "pixman",
+    }
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run(
+        [str(VENV_BIN / "zionwm"), "--headless", "--vnc", f"0.0.0.0:{port}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "refusing to serve the session without authentication" in done.stderr
+    with pytest.raises(ConnectionRefusedError):  # nothing was started on that port
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    assert vnc_refusal("127.0.0.1", None) is None
+    assert vnc_refusal("::1", None) is None
+    assert vnc_refusal("192.0.2.7", "enable_auth=false\npassword=x\n") is not None
+    assert vnc_refusal("192.0.2.7", "enable_auth=true\nusername=u\npassword=p\n") is None
+
+
+LISTENER = textwrap.dedent(
+    r"""
+    import os, socket, sys, threading
+    port, home = int(sys.argv[1]), os.path.expanduser("~")
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    t.bind(("0.0.0.0", port))
+    t.listen(8)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("0.0.0.0", port))
+    def udp():
+        while True:
+            _, peer = u.recvfrom(2048)
+            u.sendto(b"DESK", peer)
+    threading.Thread(target=udp, daemon=True).start()
+    open(os.path.join(home, "listening"), "w").close()
+    while True:
+        c, _ = t.accept()
+        c.sendall(b"DESK\n")
+        c.close()
+    """
+)
+
+
+def _listen_in(comp: Any, desktop: str, port: int) -> None:
+    """A program of `desktop` serving TCP and UDP on every address of its namespace."""
+    ready = _home(comp, desktop) / "listening"
+    ready.unlink(missing_ok=True)
+    comp.zionctl("launch", desktop, "--", "python3", "-c", LISTENER, str(port))
+    wait_for(ready.exists, 60, f"the listener in {desktop}")
+
+
+@needs_privileged
+def test_a_desktop_cannot_reach_another_desktops_programs(lab: Lab, tmp_path: Path) -> None:
+    from tests.harness import Compositor
+
+    config = textwrap.dedent(
+        """
+        from zionwm.config import Network, desktop
+        desktop("web", colour="#ef4444", network=Network.full())
+        desktop("work", colour="#22c55e", network=Network.full())
+        """
+    )
+    port = 20000 + secrets.randbelow(20000)
+    comp = Compositor(tmp_path, config, extra_env=_lab_env(lab)).start()
+    try:
+        _listen_in(comp, "work", port)
+        own = _attack_once(comp, "work", [["tcp", "127.0.0.1", port, "DESK"]], "own.json")
+        assert own[0]["ok"], own  # the listener answers inside its own desktop
+        work = comp.desktops()["work"]["net"]
+        first = _attack_once(comp, "web", [["http", GOOD, 80, "hello"]], "net.json")
+        assert first[0]["ok"], first  # web does have a network
+        web = comp.desktops()["web"]["net"]
+        work_addr = str(work["address"]).split("/")[0]
+        probes: list[list[object]] = [
+            ["tcp", work_addr, port, "DESK"],
+            ["udp", work_addr, port, "DESK"],
+            ["tcp", str(work["gateway"]), port, "DESK"],
+            ["tcp", str(web["gateway"]), port, "DESK"],
+            ["tcp", "127.0.0.1", port, "DESK"],
+        ]
+        got = _attack_once(comp, "web", probes, "desk.json")
+        assert not any(r["ok"] for r in got), got
+    finally:
+        comp.stop()

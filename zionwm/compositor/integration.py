@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from zionwm.isolation import outputlog
 from zionwm.isolation.cgroups import CgroupManager, DesktopCgroup, FreezeOp
+from zionwm.isolation.instance import cgroup_root_name, instance_id, network_prefix
 from zionwm.isolation.launcher import Launcher, LaunchError, Sandbox
 from zionwm.isolation.network import NetworkError, NetworkManager
 from zionwm.isolation.spec import DesktopSpec, NetMode
@@ -34,18 +35,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def instance_suffix() -> str:
-    """ZIONWM_INSTANCE names this run's cgroups and network objects, so two compositors (a
-    nested one, or parallel test runs) never touch each other's."""
-    inst = os.environ.get("ZIONWM_INSTANCE", "")
-    return "".join(c for c in inst.lower() if c.isalnum())[:8]
+def instance_ident(server: Server) -> str:
+    """This run's id in machine-wide names (cgroups, network objects): per user and per
+    instance, so two compositors (two users, a nested one, parallel test runs) never touch
+    each other's objects (see zionwm.isolation.instance)."""
+    return instance_id(
+        os.getuid(),
+        os.environ.get("XDG_RUNTIME_DIR", ""),
+        str(server.socket_name or ""),
+        os.environ.get("ZIONWM_INSTANCE", ""),
+    )
 
 
 class Isolation:
     def __init__(self, server: Server) -> None:
         self.server = server
-        suffix = instance_suffix()
-        self.cgroups = CgroupManager.probe(root_name=f"zionwm-{suffix}" if suffix else "zionwm")
+        self.ident = instance_ident(server)
+        self.cgroups = CgroupManager.probe(root_name=cgroup_root_name(self.ident))
         st = self.cgroups.status
         log.info("cgroups: %s", st.describe())
         # a missing memory.reclaim matters only to desktops that ask for it
@@ -59,7 +65,7 @@ class Isolation:
             )
         self.net: NetworkManager | None
         try:
-            self.net = NetworkManager(prefix=f"zw{suffix}" if suffix else "zionwm")
+            self.net = NetworkManager.from_environ(network_prefix(self.ident), os.environ)
             if self.net.privileged:
                 removed = self.net.cleanup_stale()
                 if removed:
@@ -75,6 +81,7 @@ class Isolation:
             on_exit=self._on_sandbox_exit,
         )
         self._freeze_timers: dict[str, Timer] = {}
+        self._net_warned: dict[str, str] = {}
         self._freezing: dict[str, tuple[FreezeOp, Timer]] = {}
         self._logs: dict[str, outputlog.DesktopLog] = {}
         self._outputs: dict[int, tuple[outputlog.ProgramOutput, FdHandle]] = {}
@@ -96,8 +103,7 @@ class Isolation:
 
     def launch(self, spec: DesktopSpec, argv: list[str], ephemeral: bool) -> Child:
         self._desktop_cgroup(spec)
-        if self.net is not None and spec.network.mode != NetMode.NONE:
-            self.net.ensure(spec.name, spec.network)
+        self._ensure_network(spec)
         try:
             sandbox = self.launch_sandbox(spec, argv, ephemeral=ephemeral or None)
         except (LaunchError, UnsafePathError) as e:
@@ -187,6 +193,18 @@ class Isolation:
                     log.warning("desktop %s: %s", d.spec.name, warning)
             else:
                 self._desktop_cgroup(d.spec)
+        # A tightened policy reaches running programs at once (same namespace, new rules);
+        # waiting for the next launch would leave them the old network.
+        if self.net is not None:
+            for name in list(self.net.state()):
+                desk = self.server.desktops.get(name)
+                if desk is None:
+                    self.net.teardown(name)
+                    continue
+                try:
+                    self._ensure_network(desk.spec)
+                except RuntimeError as e:
+                    log.warning("desktop %s: %s", name, e)
 
     # ---- hiding, showing, freezing ----
 
@@ -276,6 +294,23 @@ class Isolation:
             self.server.set_frozen(desktop, False)
         return f"killed {n} processes of {desktop}"
 
+    def _ensure_network(self, spec: DesktopSpec) -> None:
+        """The desktop's network as its policy says, before anything joins it. A `none`
+        desktop that never had another policy needs nothing (bwrap gives each sandbox an
+        empty namespace); one that had must get its namespace emptied, not reused."""
+        if self.net is None:
+            return
+        if spec.network.mode == NetMode.NONE and self.net.get(spec.name) is None:
+            return
+        try:
+            net = self.net.ensure(spec.name, spec.network)
+        except (NetworkError, OSError) as e:
+            self.server.notify(f"Network of {spec.name}: {e}", urgent=True)
+            raise RuntimeError(f"network of {spec.name}: {e}") from e
+        if net.warning and net.warning != self._net_warned.get(spec.name):
+            self._net_warned[spec.name] = net.warning
+            self.server.notify(f"Network of {spec.name}: {net.warning}", urgent=True)
+
     def set_network(self, desktop: str, on: bool) -> str:
         if self.net is None:
             raise RuntimeError("network namespaces are not available here")
@@ -305,6 +340,11 @@ class Isolation:
 
     def status(self) -> dict[str, Any]:
         return {
+            "instance": {
+                "id": self.ident,
+                "cgroup_root": self.cgroups.root_name,
+                "net_prefix": self.net.prefix if self.net else None,
+            },
             "cgroups": self.cgroups.status.to_json(),
             "network": self.net.caps.describe() if self.net else "unavailable",
             "sandboxes": len(self.launcher.running),

@@ -1077,11 +1077,15 @@ class CgroupManager:
     def probe(
         cls,
         *,
-        root_name: str = "zionwm",
+        root_name: str,
         ignore_unified: bool = False,
         proc: Path = Path("/proc"),
     ) -> CgroupManager:
         """Detect the layout, prepare our root groups, and report; never raises.
+
+        ``root_name`` is the caller's own directory (per user and per instance, see
+        zionwm.isolation.instance): stale clean-up only ever looks inside it, so two
+        compositors that share a parent cgroup never remove each other's groups.
 
         ``ignore_unified`` acts as if no cgroup2 were mounted: it exercises the v1-only
         paths (v1 freezer, frozen-sweep kill) on hybrid hosts.

@@ -427,3 +427,65 @@ def resolv_conf(plan: AddressPlan | None) -> str:
     if plan is None:
         return "# zionwm: this desktop has no network\n"
     return f"# zionwm: the desktop's DNS forwarder\nnameserver {plan.host}\noptions edns0\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Unprivileged path: rules inside the desktop's own namespace
+
+GUARD_TABLE = "zionwm_guard"
+
+
+def guard_ruleset(
+    *, block_lan: bool, enabled: bool, lan_dns: Iterable[str] = (), dns_port: int = 53
+) -> str:
+    """The output filter inside a pasta desktop's namespace, replacing any earlier one.
+
+    It is written by zionwm as root of the namespace's user namespace; the sandboxes sit in
+    user namespaces nested below it and hold no capability over this network namespace, so
+    they cannot change it. `lan_dns`: resolvers on the LAN that a `block_lan` desktop may
+    still ask (the host's own, from its resolv.conf); nothing else on the LAN.
+    """
+    t = GUARD_TABLE
+    lines = [
+        f"add table inet {t}",
+        f"delete table inet {t}",
+        f"add table inet {t}",
+        f"add chain inet {t} output {{ type filter hook output priority -5; policy accept; }}",
+    ]
+
+    def add(text: str) -> None:
+        lines.append(f"add rule inet {t} output {text}")
+
+    def refuse(match: str = "") -> None:
+        head = f"{match} " if match else ""
+        add(f"{head}meta l4proto tcp reject with tcp reset")
+        add(f"{head}reject with icmpx admin-prohibited")
+
+    add('oifname "lo" accept')
+    if not enabled:
+        refuse()
+    else:
+        add("meta nfproto ipv6 drop")  # the namespace has no IPv6 path; keep it that way
+        if block_lan:
+            v4 = sorted({str(ipaddress.IPv4Address(a)) for a in lan_dns})
+            if v4:
+                add(
+                    f"ip daddr {{ {', '.join(v4)} }} meta l4proto {{ tcp, udp }} "
+                    f"th dport {dns_port} accept"
+                )
+            refuse("ip daddr { " + ", ".join(LAN_BLOCK_V4) + " }")
+    return "\n".join(lines) + "\n"
+
+
+def lan_resolvers(nameservers: Iterable[str]) -> list[str]:
+    """The IPv4 resolvers among `nameservers` that `block_lan` would otherwise cut off."""
+    nets = [ipaddress.IPv4Network(n) for n in LAN_BLOCK_V4]
+    out = []
+    for ns in nameservers:
+        try:
+            addr = ipaddress.ip_address(ns)
+        except ValueError:
+            continue
+        if addr.version == 4 and any(addr in n for n in nets):
+            out.append(str(addr))
+    return out

@@ -18,9 +18,12 @@ Owns every kernel object a desktop's network needs, and their removal:
   `full` is a user+network namespace held by a small process with ``pasta`` (Debian's passt)
   attached to it; the launcher must enter `userns_path()` before `netns_path()` (setns into
   a namespace owned by a child user namespace needs that; `nsenter_prefix()` shows the
-  equivalent command). `filtered` cannot be
-  enforced without nftables on the host side, so it fails closed to `none`, says so in
-  `state()` and logs a warning; it never falls back to `full`.
+  equivalent command). pasta maps nothing to the host's loopback (``--no-map-gw``) and
+  forwards nothing inbound. `block_lan` and `off` are an nftables table inside the
+  desktop's namespace, written as root of its user namespace (the sandboxes, in user
+  namespaces nested below, cannot change it); without ``nft`` `block_lan` fails closed.
+  `filtered` cannot be enforced without nftables on the host side, so it fails closed to
+  `none`, says so in `state()` and logs a warning; it never falls back to `full`.
 
 Why the ``nft`` command rather than pyroute2's nftables module: pyroute2's module builds raw
 netlink expressions one by one (no parser, no sets/maps helpers worth the name), while
@@ -30,12 +33,14 @@ the pure `netpolicy` module, where it is unit-tested; only this file runs it.
 Live control: `set_enabled(desktop, False)` rewrites the desktop's chains to reject
 everything (TCP reset, so an open connection's next request fails at once) and
 `set_enabled(..., True)` restores them; programs keep running either way. `ensure()` with a
-new policy applies it in the same namespace (running programs keep it; connections the new
-policy does not allow are cut).
+new policy applies it at once in the same namespace, on both paths: running programs get
+the new policy (connections it does not allow are cut), a desktop switched off stays off,
+and a change that fails half-way leaves the desktop cut, never on the old policy.
 
 Everything created carries the manager's *prefix* (namespace names, the nft table, the
-veths' ifalias, the policy-routing table number), so `cleanup_stale()` removes what a crashed
-run with the same prefix left and never touches another run's objects.
+veths' names and ifalias, the policy-routing table number), so `cleanup_stale()` removes what
+a crashed run with the same prefix left and never touches another run's objects; the
+compositor's prefix is per user and per instance (`zionwm.isolation.instance`).
 
 Root-only operations live in `_RootOps`, a narrow set of verbs; nothing else here touches
 the kernel's network configuration.
@@ -52,6 +57,7 @@ import json
 import logging
 import os
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -59,7 +65,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,8 +249,15 @@ class _RootOps:
     def create_veth(self, ns: str, host_if: str, ns_if: str, alias: str, plan: AddressPlan) -> None:
         """The pair, host side addressed and up; the namespace side is moved in, unconfigured."""
         with IPRoute() as ip:
-            if ip.link_lookup(ifname=host_if):
-                ip.link("del", index=ip.link_lookup(ifname=host_if)[0])
+            found = ip.link_lookup(ifname=host_if)
+            if found:
+                # Ours from a crashed run: replace it. Anyone else's: never touch it.
+                owner = ip.get_links(found[0])[0].get("ifalias")
+                if owner != alias:
+                    raise NetworkError(
+                        f"interface {host_if} exists and is not this instance's ({owner!r})"
+                    )
+                ip.link("del", index=found[0])
             ip.link("add", ifname=host_if, kind="veth", peer={"ifname": ns_if, "net_ns_fd": ns})
             idx = ip.link_lookup(ifname=host_if)[0]
             ip.link("set", index=idx, ifalias=alias)
@@ -636,9 +649,35 @@ class NetworkManager:
         self._table_ready = False
         self._lock = threading.RLock()
         self._saved_routes: dict[str, list[str]] = {}
-        # Deterministic per prefix, so a restarted run finds a crashed run's rules.
-        self.route_table = 20000 + int(netpolicy._short_hash(prefix, 6), 16) % 10000
+        # Deterministic per prefix, so a restarted run finds a crashed run's rules; drawn
+        # from 2^28 numbers, so two live instances practically never share one (clean-up
+        # flushes the whole table).
+        self.route_table = 0x10000000 + int(netpolicy._short_hash(prefix, 7), 16)
         self._uplink_source: str | None = None
+
+    @classmethod
+    def from_environ(cls, prefix: str, environ: Mapping[str, str]) -> NetworkManager:
+        """A manager with the operator's settings from the environment, all optional:
+
+        - ``ZIONWM_NET_UPLINK=IFNAME[@GATEWAY]``: pin every desktop's traffic to one
+          interface (a VPN, or a test's own network), never the main routing table;
+        - ``ZIONWM_NET_DNS=ADDR[,ADDR...]``: upstream resolvers of the DNS forwarders;
+        - ``ZIONWM_PASTA_ARGS="..."``: extra pasta options on the unprivileged path (for
+          example ``--outbound-if4 wg0``, or addresses for the desktops' side).
+        """
+        kw: dict[str, Any] = {}
+        uplink = environ.get("ZIONWM_NET_UPLINK", "").strip()
+        if uplink:
+            name, _, gateway = uplink.partition("@")
+            kw["uplink"] = name
+            kw["uplink_gateway"] = gateway or None
+        dns = environ.get("ZIONWM_NET_DNS", "").strip()
+        if dns:
+            kw["upstream_dns"] = [a.strip() for a in dns.split(",") if a.strip()]
+        pasta = environ.get("ZIONWM_PASTA_ARGS", "").strip()
+        if pasta:
+            kw["pasta_args"] = shlex.split(pasta)
+        return cls(prefix, **kw)
 
     # -- public API ----------------------------------------------------------------------
 
@@ -680,10 +719,50 @@ class NetworkManager:
                 if current.policy == policy:
                     self._revive(current)
                     return current
-                if current.backend == "netns":
-                    self._change_policy(current, policy)
+                if current.backend in ("netns", "pasta"):
+                    try:
+                        if current.backend == "netns":
+                            self._change_policy(current, policy)
+                        else:
+                            self._change_unprivileged(current, policy)
+                    except Exception:
+                        self._cut_after_failure(current)
+                        raise
                     return current
+                # No namespace of ours yet (loopback-only sandboxes): build one; a desktop
+                # switched off stays off.
+                enabled = current.enabled
                 self.teardown(desktop)
+                net = self._build(desktop, policy)
+                if not enabled:
+                    self.set_enabled(desktop, False)
+                return net
+            return self._build(desktop, policy)
+
+    def _cut_after_failure(self, net: DesktopNet) -> None:
+        """A policy change that failed half-way must not leave the old, maybe looser,
+        network on: the desktop is switched off (its link removed if even that fails)."""
+        net.enabled = False
+        net.warning = "a network policy change failed: network cut until it is switched on"
+        log.error("desktop %s: %s", net.desktop, net.warning)
+        try:
+            if net.backend == "netns" and net.host_if is not None and net.plan is not None:
+                assert self._root is not None
+                try:
+                    self._root.nft_apply(self._desktop_text(net))
+                except Exception:
+                    self._remove_uplinked(net)
+                    net.effective = NetMode.NONE
+            elif net.backend == "pasta":
+                _stop_process(net._pasta)
+                net._pasta = None
+                net.host_if = None
+                net.effective = NetMode.NONE
+        except Exception:
+            log.exception("desktop %s: could not cut the network", net.desktop)
+
+    def _build(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
+        with self._lock:
             net = (
                 self._ensure_privileged(desktop, policy)
                 if self.privileged
@@ -714,7 +793,10 @@ class NetworkManager:
                 self._root.nft_apply(self._desktop_text(net))
             elif net.backend == "pasta":
                 net.enabled = on
-                self._set_pasta_link(net, on)
+                if net._pasta is not None and net._pasta.poll() is None:
+                    self._apply_pasta_guard(net)
+                elif on and net.policy.mode is NetMode.FULL:
+                    self._change_unprivileged(net, net.policy)  # pasta was stopped: attach
             else:
                 net.enabled = on  # nothing to cut: it has no network
             log.info("desktop %s network %s", desktop, "on" if on else "off")
@@ -1068,24 +1150,77 @@ class NetworkManager:
     # -- unprivileged path ---------------------------------------------------------------
 
     def _ensure_unprivileged(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
-        if policy.mode is NetMode.NONE:
-            return DesktopNet(desktop, policy, NetMode.NONE, "bwrap-unshare")
+        refused = self._unprivileged_refusal(policy)
+        if policy.mode is NetMode.NONE or refused is not None:
+            if refused is not None:
+                log.warning("desktop %s: %s", desktop, refused)
+            return DesktopNet(desktop, policy, NetMode.NONE, "bwrap-unshare", warning=refused)
+        net = DesktopNet(desktop, policy, NetMode.NONE, "pasta")
+        try:
+            self._start_holder(net)
+            self._attach_pasta(net)
+            self._apply_pasta_guard(net)
+            net.effective = NetMode.FULL
+        except Exception:
+            self._teardown_one(net)
+            raise
+        return net
+
+    def _unprivileged_refusal(self, policy: NetworkPolicy) -> str | None:
+        """Why `policy` gets no network on this path (it fails closed), or None."""
         if policy.mode is NetMode.FILTERED:
-            warning = (
+            return (
                 "filtered network needs the privileged path (root and nft): "
                 "this desktop has no network (fail closed)"
             )
-            log.warning("desktop %s: %s", desktop, warning)
-            return DesktopNet(desktop, policy, NetMode.NONE, "bwrap-unshare", warning=warning)
-        if not self.caps.unprivileged_full:
-            warning = "full network needs pasta (Debian package passt) and nsenter: no network"
-            log.warning("desktop %s: %s", desktop, warning)
-            return DesktopNet(desktop, policy, NetMode.NONE, "bwrap-unshare", warning=warning)
-        if policy.block_lan:
-            log.warning("desktop %s: block_lan is not enforced on the unprivileged path", desktop)
-        return self._start_pasta(desktop, policy)
+        if policy.mode is NetMode.FULL and not self.caps.unprivileged_full:
+            return "full network needs pasta (Debian package passt) and nsenter: no network"
+        if policy.mode is NetMode.FULL and policy.block_lan and self.caps.nft is None:
+            return (
+                "block_lan needs the nft command (Debian package nftables) to filter inside "
+                "the desktop's namespace: this desktop has no network (fail closed)"
+            )
+        return None
 
-    def _start_pasta(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
+    def _change_unprivileged(self, net: DesktopNet, policy: NetworkPolicy) -> None:
+        """Apply a new policy to a pasta desktop in the namespace its programs already use.
+
+        `none` (and what fails closed) stops pasta: its tap device goes with it, and every
+        program of the desktop, running or started later, is left with loopback only. A
+        `full` policy re-attaches pasta to the same namespace. The guard rules follow the
+        new `block_lan`, and a desktop switched off stays off.
+        """
+        old = net.policy
+        net.policy = policy
+        refused = self._unprivileged_refusal(policy)
+        net.warning = refused
+        if policy.mode is NetMode.NONE or refused is not None:
+            if refused is not None:
+                log.warning("desktop %s: %s", net.desktop, refused)
+            # Rules first: the window between them and pasta's exit lets nothing through.
+            if self.caps.nft is not None:
+                self._nft_inside(net, netpolicy.guard_ruleset(block_lan=True, enabled=False))
+            _stop_process(net._pasta)
+            net._pasta = None
+            net.host_if = None
+            net.effective = NetMode.NONE
+        else:
+            self._apply_pasta_guard(net)
+            if net._pasta is None or net._pasta.poll() is not None:
+                _stop_process(net._pasta)
+                net._pasta = None
+                self._attach_pasta(net)
+                self._apply_pasta_guard(net)
+            net.effective = NetMode.FULL
+        log.info(
+            "desktop %s network policy %s -> %s (same namespace, %s)",
+            net.desktop,
+            old.mode.value,
+            policy.mode.value,
+            "on" if net.enabled else "off",
+        )
+
+    def _start_holder(self, net: DesktopNet) -> None:
         # A holder process keeps a user+net namespace alive; pasta attaches to it. The
         # launcher joins both (see nsenter_prefix).
         holder = subprocess.Popen(
@@ -1103,49 +1238,76 @@ class NetworkManager:
             stdout=subprocess.PIPE,
             preexec_fn=functools.partial(_pdeathsig, os.getpid()),  # noqa: PLW1509 (prctl only)
         )
-        net = DesktopNet(desktop, policy, NetMode.NONE, "pasta", _holder=holder)
-        try:
-            assert holder.stdout is not None
-            ready, _, _ = select.select([holder.stdout], [], [], 5.0)
-            if not ready or holder.stdout.readline().strip() != b"ready":
-                raise NetworkError("could not create a user+network namespace (unshare)")
-            pid = holder.pid
-            net._ns_path = Path(f"/proc/{pid}/ns/net")
-            net._userns_path = Path(f"/proc/{pid}/ns/user")
-            argv = [
-                self.caps.pasta or "pasta",
-                "--config-net",
-                "--foreground",
-                "--quiet",
-                "--ipv4-only",
-                # Nothing from the host side reaches into a desktop: no inbound forwards.
-                "-t",
-                "none",
-                "-u",
-                "none",
-                "-T",
-                "none",
-                "-U",
-                "none",
-                *self.pasta_args,
-                "--userns",
-                str(net._userns_path),
-                "--netns",
-                str(net._ns_path),
-            ]
-            net._pasta = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                preexec_fn=functools.partial(_pdeathsig, os.getpid()),  # noqa: PLW1509 (prctl only)
+        net._holder = holder
+        assert holder.stdout is not None
+        ready, _, _ = select.select([holder.stdout], [], [], 5.0)
+        if not ready or holder.stdout.readline().strip() != b"ready":
+            raise NetworkError("could not create a user+network namespace (unshare)")
+        net._ns_path = Path(f"/proc/{holder.pid}/ns/net")
+        net._userns_path = Path(f"/proc/{holder.pid}/ns/user")
+
+    def _attach_pasta(self, net: DesktopNet) -> None:
+        assert net._ns_path is not None and net._userns_path is not None
+        argv = [
+            self.caps.pasta or "pasta",
+            "--config-net",
+            "--foreground",
+            "--quiet",
+            "--ipv4-only",
+            # pasta's default turns connections to the gateway address into connections to
+            # the host's own loopback: every service that listens only there (the VNC server
+            # of this very session, CUPS, databases) would be a desktop's to use.
+            "--no-map-gw",
+            # Nothing from the host side reaches into a desktop: no inbound forwards.
+            "-t",
+            "none",
+            "-u",
+            "none",
+            "-T",
+            "none",
+            "-U",
+            "none",
+            *self.pasta_args,
+            "--userns",
+            str(net._userns_path),
+            "--netns",
+            str(net._ns_path),
+        ]
+        net._pasta = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=functools.partial(_pdeathsig, os.getpid()),  # noqa: PLW1509 (prctl only)
+        )
+        self._wait_pasta_link(net)
+
+    def _nft_inside(self, net: DesktopNet, text: str) -> None:
+        """Apply a ruleset inside a pasta desktop's namespace, as root of its user namespace."""
+        res = subprocess.run(
+            [*net.nsenter_prefix(), self.caps.nft or "nft", "-f", "-"],
+            input=text.encode(),
+            capture_output=True,
+            check=False,
+        )
+        if res.returncode != 0:
+            raise NetworkError(
+                f"desktop {net.desktop}: nft inside its namespace failed: "
+                f"{res.stderr.decode(errors='replace').strip()}"
             )
-            self._wait_pasta_link(net)
-            net.effective = NetMode.FULL
-        except Exception:
-            self._teardown_one(net)
-            raise
-        return net
+
+    def _apply_pasta_guard(self, net: DesktopNet) -> None:
+        """block_lan and on/off inside the namespace (atomic); without nft, off takes the
+        interface down instead (block_lan never gets here without nft: it fails closed)."""
+        if self.caps.nft is None:
+            self._set_pasta_link(net, net.enabled)
+            return
+        text = netpolicy.guard_ruleset(
+            block_lan=net.policy.block_lan,
+            enabled=net.enabled,
+            lan_dns=netpolicy.lan_resolvers(host_nameservers()),
+        )
+        self._nft_inside(net, text)
 
     def _pasta_link(self, net: DesktopNet) -> tuple[str, bool] | None:
         """(interface name, has a default route) inside a pasta desktop's namespace."""
@@ -1180,8 +1342,9 @@ class NetworkManager:
         raise NetworkError("pasta did not configure the namespace in time")
 
     def _set_pasta_link(self, net: DesktopNet, on: bool) -> None:
-        # The namespace is ours (its user namespace maps us to root): bringing its
-        # interface down drops every packet; up restores addresses, and the route is re-added.
+        # Without nft: the namespace is ours (its user namespace maps us to root): bringing
+        # its interface down drops every packet; up restores addresses, and the route is
+        # re-added.
         if net.host_if is None:
             return
         pre = net.nsenter_prefix()
