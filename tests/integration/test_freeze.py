@@ -58,6 +58,7 @@ def test_hidden_desktop_freezes_and_switching_back_is_instant(make_compositor: A
     wait_for(lambda: _cg(comp, "work")["cpu_usec"] > start, 5, "work to run again")
 
 
+@pytest.mark.security
 @pytest.mark.slow
 def test_frozen_client_survives_an_input_flood_elsewhere(make_compositor: Any) -> None:
     require("weston-simple-shm")
@@ -109,6 +110,7 @@ def test_freeze_thaw_and_kill_by_hand(make_compositor: Any) -> None:
     wait_for(lambda: _cg(comp, "personal")["pids"] == 0, 10, "every process to be gone")
 
 
+@pytest.mark.security
 def test_memory_limit_kills_the_hog_not_the_compositor(make_compositor: Any) -> None:
     comp = make_compositor(CONFIG)
     _cg(comp, "tight")
@@ -143,6 +145,7 @@ while True:
 """
 
 
+@pytest.mark.security
 def test_fork_bomb_stops_at_the_pids_limit(make_compositor: Any) -> None:
     comp = make_compositor(CONFIG)
     _cg(comp, "tight")

@@ -261,6 +261,7 @@ def test_reclaim_where_available(mgr: CgroupManager, procs: Procs) -> None:
 # --- limits -----------------------------------------------------------------------------
 
 
+@pytest.mark.security
 def test_memory_max_oom_kills_inside_only(mgr: CgroupManager, procs: Procs) -> None:
     _need(mgr, "memory")
     small = mgr.desktop("small", Limits(memory_max=64 << 20))
@@ -288,6 +289,7 @@ def test_cpu_quota_holds_a_busy_loop_near_20_percent(mgr: CgroupManager, procs: 
     assert rate <= 0.25, f"busy loop got {rate:.0%} of a core"
 
 
+@pytest.mark.security
 def test_pids_max_stops_a_fork_bomb(mgr: CgroupManager, procs: Procs) -> None:
     _need(mgr, "pids")
     cg = mgr.desktop("bomb", Limits(pids_max=32))

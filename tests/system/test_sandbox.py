@@ -166,6 +166,7 @@ def controlling_pty() -> Iterator[tuple[int, int]]:
 # -- files, processes, sockets -----------------------------------------------------------------
 
 
+@pytest.mark.security
 def test_filesystem_process_and_socket_attacks_fail(env: Env) -> None:
     # Another desktop with a secret, Shared with a file, the IPC socket, a host Wayland socket
     # and a session bus socket, all live.
@@ -251,6 +252,7 @@ def test_filesystem_process_and_socket_attacks_fail(env: Env) -> None:
     assert r["listen"]["out"] == ["unix", "tcp:True"]
 
 
+@pytest.mark.security
 def test_ld_preload_of_the_launching_environment_never_loads(env: Env) -> None:
     rc, out, err = env.run(env.spec("web"), ["/bin/sh", "-c", 'echo "preload=[$LD_PRELOAD]"'])
     assert rc == 0
@@ -258,6 +260,7 @@ def test_ld_preload_of_the_launching_environment_never_loads(env: Env) -> None:
     assert "cannot be preloaded" not in err  # ld.so would complain about the missing library
 
 
+@pytest.mark.security
 def test_ps_inside_shows_only_the_sandbox(env: Env) -> None:
     if not os.path.exists("/usr/bin/ps"):
         pytest.skip("procps (/usr/bin/ps) is not installed")
@@ -291,6 +294,7 @@ SECCOMP_ATTACKS = {
 CONTROLS = ("clone_plain", "fork", "personality:0", "socket:2", "file_io", "chmod", "listen")
 
 
+@pytest.mark.security
 def test_seccomp_attacks_fail_inside_the_sandbox(
     env: Env, controlling_pty: tuple[int, int]
 ) -> None:
@@ -330,6 +334,7 @@ def _run_probe_on_own_tty(args: list[str], tmp_path: Path) -> dict[str, dict[str
     return result
 
 
+@pytest.mark.security
 @pytest.mark.skipif(
     os.getuid() != 0, reason="the unfiltered control run needs root (mount, chroot, syslog)"
 )
@@ -355,6 +360,7 @@ def test_seccomp_filter_itself_makes_the_difference(tmp_path: Path) -> None:
 # -- storage ------------------------------------------------------------------------------------
 
 
+@pytest.mark.security
 @pytest.mark.parametrize("victim", ["home", "outbox"])
 def test_symlink_swap_to_ssh_between_launches_binds_nothing(env: Env, victim: str) -> None:
     spec = env.spec("web")
@@ -373,6 +379,7 @@ def test_symlink_swap_to_ssh_between_launches_binds_nothing(env: Env, victim: st
     assert (env.ssh / "id_ed25519").read_text().startswith("-----BEGIN")
 
 
+@pytest.mark.security
 def test_ephemeral_desktop_leaves_nothing_persistent_one_keeps_its_file(env: Env) -> None:
     seed = storage.seed_dir("temp")
     (seed / ".config").mkdir(parents=True)
@@ -414,6 +421,7 @@ def _font_file() -> Path | None:
     return None
 
 
+@pytest.mark.security
 def test_font_bound_into_one_desktop_only(env: Env) -> None:
     font = _font_file()
     if font is None or shutil.which("fc-list") is None:
@@ -589,6 +597,7 @@ def _run_with(launcher: Launcher, spec: DesktopSpec, argv: list[str]) -> tuple[i
     return sb.wait(10), out, ""
 
 
+@pytest.mark.security
 def test_bind_sources_are_not_left_open_inside(env: Env) -> None:
     # An fd to the host Shared dir inside would let openat() write around the read-only mount.
     rc, out, err = env.run(env.spec("web"), ["/bin/sh", "-c", "ls /proc/self/fd"])
@@ -625,6 +634,7 @@ def _start_weston(runtime: Path, socket_name: str, log: Path) -> subprocess.Pope
     return proc
 
 
+@pytest.mark.security
 def test_real_client_draws_on_its_desktop_socket_and_host_socket_is_invisible(env: Env) -> None:
     if shutil.which("weston") is None or shutil.which("weston-simple-shm") is None:
         pytest.skip("weston / weston-simple-shm are not installed")
@@ -699,6 +709,7 @@ MINIMAL_DEV = {"console", "core", "fd", "full", "mqueue", "null", "ptmx", "pts",
 MINIMAL_DEV |= {"stderr", "stdin", "stdout", "tty", "urandom", "zero"}
 
 
+@pytest.mark.security
 def test_no_host_devices_without_grants(env: Env) -> None:
     r = env.probe(env.spec("web"), "list:/dev", "exists:/dev/dri", "exists:/dev/snd")
     assert set(r["list:/dev"]["out"]) <= MINIMAL_DEV, r["list:/dev"]["out"]
@@ -805,6 +816,7 @@ print(json.dumps({"rc": sb.wait(30), "out": out}))
 """
 
 
+@pytest.mark.security
 def test_unprivileged_launcher_confines_the_same_way(tmp_path: Path) -> None:
     """Production runs the compositor as a normal user: run the launcher as `nobody`."""
     if not os.path.exists("/usr/bin/ps"):
