@@ -85,8 +85,11 @@ class Compositor:
         size: str = "1280x720",
         extra_env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
+        wrap: tuple[str, ...] = (),
     ) -> None:
         self.root = root
+        # argv run before zionwm, which it must exec (so the pid stays the compositor's)
+        self.wrap = wrap
         self.runtime = root / "run"
         self.runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.runtime, 0o700)
@@ -136,7 +139,7 @@ class Compositor:
         env = {**self.env, "ZIONWM_READY_FD": str(wfd)}
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "zionwm"), *self.args],
+            [*self.wrap, str(VENV_BIN / "zionwm"), *self.args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
