@@ -74,6 +74,34 @@ def require(tool: str) -> str:
     return path
 
 
+def readable_package(dest: Path) -> Path:
+    """A copy of the zionwm package (and pyseccomp, which its sandboxes need) that every
+    user can import; returns the directory to put on sys.path.
+
+    A checkout usually lives in a home directory that other users cannot enter (mode 0700),
+    so tests that run zionwm as another user import this copy instead of the checkout.
+    """
+    import pyseccomp
+
+    import zionwm
+
+    lib = dest / "lib"
+    lib.mkdir(parents=True)
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.c", "*.o")
+    shutil.copytree(Path(zionwm.__file__).parent, lib / "zionwm", ignore=junk)
+    seccomp = Path(pyseccomp.__file__)
+    if seccomp.name == "__init__.py":
+        shutil.copytree(seccomp.parent, lib / seccomp.parent.name, ignore=junk)
+    else:
+        shutil.copy2(seccomp, lib / seccomp.name)
+    for path in [dest, lib, *lib.rglob("*")]:
+        if path.is_dir() or path.suffix == ".so":
+            path.chmod(0o755)
+        else:
+            path.chmod(0o644)
+    return lib
+
+
 class Compositor:
     """A running `zionwm --headless` with a private runtime, config, data and state dir."""
 
