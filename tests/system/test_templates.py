@@ -188,10 +188,33 @@ def test_update_keeps_the_generation_a_running_desktop_uses(world: World) -> Non
     assert gen1.is_dir()  # still the lower layer of the running sandbox
     assert world.ok(a, "cat /etc/os-release") == "ID=v2\n"
     held.kill()
-    held.wait(10)
-    wait_for(lambda: not templates.users_of(gen1), what="the old overlay daemon to exit")
+    held.wait(10)  # the launcher sees the exit: the last user of generation 1 is gone
+    assert not templates.users_of(gen1)
+    assert sorted(p.name for p in templates.load("bb").path.glob("gen-*")) == ["gen-2"]
+    assert world.ok(a, "cat /etc/os-release") == "ID=v2\n"
+
+
+def test_an_old_generation_left_by_another_process_goes_at_the_next_launch(
+    world: World,
+) -> None:
+    src = busybox_tree(world.root / "src", release="v1")
+    templates.create("bb", Source("dir", str(src)))
+    a = world.spec("a", "bb")
+    # A program on generation 1 run by another launcher (another zionwm, or zionctl)...
+    other = Launcher(environ=dict(os.environ))
+    held = other.launch(a, ["/bin/sh", "-c", "sleep 600"])
+    gen1 = templates.load("bb").rootfs
+    wait_for(lambda: templates.users_of(gen1), what="the overlay daemon of the other launcher")
+    (src / "etc/os-release").write_text("ID=v2\n")
     templates.update("bb")
-    assert sorted(p.name for p in templates.load("bb").path.glob("gen-*")) == ["gen-3"]
+    assert gen1.is_dir()
+    # ...dies without that launcher noticing (it is not polled, as in a crashed process).
+    os.kill(held.pid, 9)
+    wait_for(lambda: not templates.users_of(gen1), what="the old overlay daemon to exit")
+    assert gen1.is_dir()
+    assert world.ok(a, "cat /etc/os-release") == "ID=v2\n"  # this launch tidies up
+    assert sorted(p.name for p in templates.load("bb").path.glob("gen-*")) == ["gen-2"]
+    other.shutdown(5.0)
 
 
 def test_oci_image_with_a_whiteout_runs_without_the_deleted_file(world: World) -> None:
