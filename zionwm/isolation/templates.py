@@ -844,14 +844,44 @@ def run_debootstrap(source: Source, target: Path, report: Report) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     argv = debootstrap_argv(source, target, cache)
     log.info("running %s", " ".join(argv))
-    proc = subprocess.run(
-        argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
-    )
+    try:
+        proc = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+            # Runs between fork and exec; `template create/update` is a single-threaded CLI.
+            preexec_fn=lambda: _device_capable_target(target),
+        )
+    except subprocess.SubprocessError as exc:
+        raise TemplateError(f"cannot prepare {target} for debootstrap: {exc}") from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
         raise TemplateError(f"debootstrap failed ({proc.returncode}):\n{tail}")
     sanitize_in_place(target, report)
     drop_apt_indexes(target, report)
+
+
+MS_BIND = 0x1000
+MS_REMOUNT = 0x20
+
+
+def _device_capable_target(target: Path) -> None:
+    """Give debootstrap a target where device nodes and set-id programs work.
+
+    The data dir may be on a file system mounted nodev/nosuid (a home on such a mount, or
+    /tmp in tests: systemd mounts it so), where debootstrap refuses to start and package
+    scripts cannot open /dev/null. In a private mount namespace of debootstrap's own, the
+    target becomes a bind mount of itself without those flags; the mounts debootstrap makes
+    inside it (proc, sys) also end with that namespace, even when it fails half-way. What it
+    built keeps no device node or set-id bit (`sanitize_in_place`).
+    """
+    libc = overlay._Libc()
+    libc.unshare(overlay.CLONE_NEWNS)
+    libc.mount(None, "/", None, overlay.MS_REC | overlay.MS_PRIVATE, None)
+    libc.mount(str(target), str(target), None, MS_BIND, None)
+    libc.mount(None, str(target), None, MS_REMOUNT | MS_BIND, None)
 
 
 def drop_apt_indexes(root: Path, report: Report) -> None:
