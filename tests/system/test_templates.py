@@ -234,6 +234,67 @@ def test_oci_image_with_a_whiteout_runs_without_the_deleted_file(world: World) -
     assert out.split() == ["added", "kept", "new", "doomed-absent"]
 
 
+PODMAN_STORAGE = """\
+[storage]
+driver = "vfs"
+graphroot = "{root}/graph"
+runroot = "{root}/run"
+"""
+PODMAN_ENGINE = """\
+[engine]
+tmp_dir = "{root}/tmp"
+events_logger = "none"
+"""
+
+
+def _podman_missing() -> str | None:
+    if shutil.which("podman") is None:
+        return "podman is not installed (Debian package podman)"
+    if os.geteuid() != 0:
+        return "the podman test runs podman rootful: needs root"
+    return None
+
+
+def test_podman_image_built_here_becomes_a_template(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real `podman import` of a rootfs made here, then `--from-podman`: the podman path
+    exports it with `podman image save` and the template runs a program from it."""
+    why = _podman_missing()
+    if why:
+        pytest.skip(why)
+    # A podman store of this test's own, so the machine's images and state are untouched.
+    pod = world.root / "podman"
+    pod.mkdir()
+    (pod / "storage.conf").write_text(PODMAN_STORAGE.format(root=pod))
+    (pod / "containers.conf").write_text(PODMAN_ENGINE.format(root=pod))
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(pod / "storage.conf"))
+    monkeypatch.setenv("CONTAINERS_CONF", str(pod / "containers.conf"))
+    tree = busybox_tree(world.root / "podtree", release="from-podman")
+    (tree / "usr/share").mkdir()
+    (tree / "usr/share/made-for-podman").write_text("imported\n")
+    rootfs = world.root / "rootfs.tar"
+    with tarfile.open(rootfs, "w") as tf:
+        tf.add(tree, arcname=".")
+    info = subprocess.run(["podman", "info"], capture_output=True, text=True, timeout=120)
+    if info.returncode != 0:
+        pytest.skip(f"podman cannot run on this machine: {info.stderr.strip()}")
+    image = f"localhost/zionwm-test-{uuid.uuid4().hex[:8]}:1"
+    done = subprocess.run(
+        ["podman", "import", str(rootfs), image], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert (pod / "graph").is_dir()  # the test's own store took the image
+    try:
+        assert ctl.main(["template", "create", "pod", "--from-podman", image]) == 0
+        tpl = templates.load("pod")
+        assert tpl.source.kind == "podman" and tpl.source.location == image
+        out = world.ok(world.spec("p", "pod"), "cat /etc/os-release /usr/share/made-for-podman")
+        assert out.split() == ["ID=from-podman", "imported"]
+    finally:
+        subprocess.run(["podman", "rmi", "-f", image], capture_output=True, timeout=120)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_debootstrap_template_runs_a_program_the_host_lacks(world: World) -> None:
