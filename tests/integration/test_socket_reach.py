@@ -59,13 +59,6 @@ def _connect(address: str) -> bool:
         return True
 
 
-def _free_display() -> int:
-    for n in range(150, 400):
-        if not os.path.lexists(f"/tmp/.X{n}-lock") and not os.path.lexists(f"/tmp/.X11-unix/X{n}"):
-            return n
-    raise AssertionError("no free X display number between 150 and 400")
-
-
 class Targets:
     """The live sockets of one compositor, and the processes this test started for them."""
 
@@ -95,15 +88,27 @@ class Targets:
         )  # fmt: skip
         wait_for(lambda: _connect(str(self.session_bus)), 20, "the session bus")
         self.comp.start()
-        self.display = _free_display()
-        self.procs.append(
-            self.comp.client(
-                ["Xwayland", f":{self.display}", "-noreset"], stderr=subprocess.DEVNULL
-            )
-        )
+        # Not display 0: inside an x11 desktop's sandbox /tmp/.X11-unix/X0 is its own server.
+        self.display = self._host_x_server()
         self.host_x = f"/tmp/.X11-unix/X{self.display}"
-        wait_for(lambda: _connect(self.host_x), 20, "the host's X server")
         return self
+
+    def _host_x_server(self) -> int:
+        """Start a real X server on the host socket at a free display number; return it."""
+        for n in range(150, 400):
+            if os.path.lexists(f"/tmp/.X{n}-lock") or os.path.lexists(f"/tmp/.X11-unix/X{n}"):
+                continue
+            x = self.comp.client(["Xwayland", f":{n}", "-noreset"], stderr=subprocess.DEVNULL)
+            # another X server may take the number first: then this one exits, try the next
+            up = wait_for(
+                lambda x=x, n=n: "up" if _connect(f"/tmp/.X11-unix/X{n}") else x.poll() is not None,
+                20,
+                f"Xwayland :{n} to listen or give up",
+            )
+            if up == "up":
+                self.procs.append(x)
+                return n
+        raise AssertionError("no free X display number between 150 and 400")
 
     def stop(self) -> None:
         # SIGTERM first and waited for: Xwayland removes its lock file and socket only then
