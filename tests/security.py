@@ -84,8 +84,6 @@ class Tally:
         elif report.failed:  # an error in setup or teardown: the attack did not hold
             self.run.add(report.nodeid)
             self.held.discard(report.nodeid)
-        if report.when == "teardown" and report.failed:
-            self.held.discard(report.nodeid)
 
     def unexcused(self) -> dict[str, str]:
         """Skipped attacks whose reason is not a facility the machine may lack."""
