@@ -36,6 +36,7 @@ from zionwm.config import desktop, Downloads
 desktop("personal", colour="#3b82f6", x11=True)
 desktop("web", colour="#ef4444", x11=True, network="full",
         downloads=Downloads(release_to="personal", hold=0))
+desktop("offline", colour="#a855f7", network="none")
 """
 
 # Runs as the compositor's argv prefix: a private mount namespace with its own /run/dbus and
@@ -163,7 +164,10 @@ def _attack(comp: Compositor, desktop: str, targets: list[str]) -> dict[str, Any
 
 
 @pytest.mark.security
-def test_a_desktop_reaches_no_socket_but_its_own(targets: Targets) -> None:
+@pytest.mark.parametrize("attacker", ["web", "offline"])
+def test_a_desktop_reaches_no_socket_but_its_own(targets: Targets, attacker: str) -> None:
+    """From web (X11, full network) and from offline (no X11, no network namespace of a
+    desktop: bwrap's own empty one)."""
     comp = targets.comp
     zion = comp.runtime / "zionwm"
     quarantine = zion / "quarantine.sock"
@@ -194,11 +198,11 @@ def test_a_desktop_reaches_no_socket_but_its_own(targets: Targets) -> None:
         elif what != "X0 by abstract name":
             address = name if kind == "path" else "\0" + name
             assert _connect(address), f"{what} ({name}) is not live on the host"
-    result = _attack(comp, "web", [*hostile.values()])
+    result = _attack(comp, attacker, [*hostile.values()])
     env = result.pop("_env")
     reached = {what: result[t] for what, t in hostile.items() if result[t]["ok"]}
-    assert not reached, f"reached from inside the web desktop: {reached}"
-    assert env.get("DISPLAY") == ":0", env
+    assert not reached, f"reached from inside the {attacker} desktop: {reached}"
+    assert env.get("DISPLAY") == (":0" if attacker == "web" else None), env
     bus = env.get("DBUS_SESSION_BUS_ADDRESS", "")
     assert str(targets.session_bus) not in bus, env
 
