@@ -8,7 +8,43 @@ from typing import Any
 
 import pytest
 
+from tests import security
 from tests.harness import Compositor
+
+_tally = security.Tally()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "security: an attack from inside a sandbox; its skips are counted, and under CI=true "
+        "fail the run unless they name a facility the machine lacks (tests/security.py)",
+    )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _tally.record(report)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not (_tally.run or _tally.skipped):
+        return
+    terminalreporter.write_sep("-", "security")
+    terminalreporter.write_line(_tally.summary())
+    bad = _tally.unexcused()
+    if bad and security.in_ci():
+        terminalreporter.write_line(
+            "FAILED under CI=true: attack tests skipped for reasons other than a facility "
+            f"this machine lacks ({', '.join(sorted(security.FACILITIES))}):"
+        )
+        for nodeid, reason in sorted(bad.items()):
+            terminalreporter.write_line(f"  {nodeid}: {reason}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if security.in_ci() and _tally.unexcused() and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

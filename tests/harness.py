@@ -74,6 +74,34 @@ def require(tool: str) -> str:
     return path
 
 
+def readable_package(dest: Path) -> Path:
+    """A copy of the zionwm package (and pyseccomp, which its sandboxes need) that every
+    user can import; returns the directory to put on sys.path.
+
+    A checkout usually lives in a home directory that other users cannot enter (mode 0700),
+    so tests that run zionwm as another user import this copy instead of the checkout.
+    """
+    import pyseccomp
+
+    import zionwm
+
+    lib = dest / "lib"
+    lib.mkdir(parents=True)
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.c", "*.o")
+    shutil.copytree(Path(zionwm.__file__).parent, lib / "zionwm", ignore=junk)
+    seccomp = Path(pyseccomp.__file__)
+    if seccomp.name == "__init__.py":
+        shutil.copytree(seccomp.parent, lib / seccomp.parent.name, ignore=junk)
+    else:
+        shutil.copy2(seccomp, lib / seccomp.name)
+    for path in [dest, lib, *lib.rglob("*")]:
+        if path.is_dir() or path.suffix == ".so":
+            path.chmod(0o755)
+        else:
+            path.chmod(0o644)
+    return lib
+
+
 class Compositor:
     """A running `zionwm --headless` with a private runtime, config, data and state dir."""
 
@@ -85,8 +113,11 @@ class Compositor:
         size: str = "1280x720",
         extra_env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
+        wrap: tuple[str, ...] = (),
     ) -> None:
         self.root = root
+        # argv run before zionwm, which it must exec (so the pid stays the compositor's)
+        self.wrap = wrap
         self.runtime = root / "run"
         self.runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.runtime, 0o700)
@@ -136,7 +167,7 @@ class Compositor:
         env = {**self.env, "ZIONWM_READY_FD": str(wfd)}
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "zionwm"), *self.args],
+            [*self.wrap, str(VENV_BIN / "zionwm"), *self.args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

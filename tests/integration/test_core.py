@@ -114,6 +114,7 @@ class VirtualPointer:
         self.c.roundtrip()
 
 
+@pytest.mark.security
 def test_misbehaving_clients_are_disconnected_and_others_keep_working(
     compositor: Compositor,
 ) -> None:
@@ -246,6 +247,7 @@ def test_trusted_layer_shell_client_draws_below_the_indicator(compositor: Compos
     assert r.returncode != 0
 
 
+@pytest.mark.security
 def test_vnc_serves_the_session_on_loopback(tmp_path: Path) -> None:
     """`zionwm --headless --vnc` as `make run` uses it: a real VNC client sees the desktop."""
     import socket

@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.harness import Compositor, colour_near, require, wait_for
 
 PRIVILEGED = {
@@ -73,6 +75,7 @@ def _globals(comp: Compositor, desktop: str | None) -> set[str]:
     return out
 
 
+@pytest.mark.security
 def test_desktop_clients_see_no_privileged_protocols(compositor: Compositor) -> None:
     host = _globals(compositor, None)
     assert {"zwlr_screencopy_manager_v1", "zwp_virtual_keyboard_manager_v1"} <= host
@@ -82,6 +85,7 @@ def test_desktop_clients_see_no_privileged_protocols(compositor: Compositor) -> 
         assert not seen & PRIVILEGED, seen & PRIVILEGED
 
 
+@pytest.mark.security
 def test_screen_capture_and_key_injection_fail_from_a_desktop(
     compositor: Compositor, tmp_path: Path
 ) -> None:
@@ -101,6 +105,7 @@ def _paste(comp: Compositor, desktop: str) -> subprocess.CompletedProcess[bytes]
     return comp.run([require("wl-paste"), "--no-newline"], desktop=desktop, timeout=15)
 
 
+@pytest.mark.security
 def test_clipboards_are_per_desktop_and_cross_only_by_the_user(compositor: Compositor) -> None:
     wl_copy = require("wl-copy")
     compositor.client([wl_copy, "--foreground", "secret"], desktop="personal")

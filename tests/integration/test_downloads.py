@@ -46,6 +46,7 @@ def _items(comp: Compositor) -> list[dict[str, Any]]:
     return list(data["items"] if isinstance(data, dict) else data)
 
 
+@pytest.mark.security
 def test_clean_download_is_released_with_its_origin_and_eicar_is_kept(
     make_compositor: Any,
     clamd: Clamd,  # noqa: F811 (the fixture imported above)

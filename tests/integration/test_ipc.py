@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.harness import VENV_BIN, Compositor, require, stop_main, wait_for
 
 DESKTOPS = ["personal", "work", "gaming", "web"]  # config/default.py, in order
@@ -131,6 +133,7 @@ def test_zionctl_events_follow_the_compositor(compositor: Compositor) -> None:
                 f.close()
 
 
+@pytest.mark.security
 def test_sandboxed_programs_cannot_reach_the_ipc_sockets(compositor: Compositor) -> None:
     host_sockets = [
         str(compositor.runtime / "zionwm" / "ipc.sock"),

@@ -185,6 +185,7 @@ def test_x11_program_shows_in_its_desktops_own_framed_xwayland(comp: Compositor)
     wait_for(drawn, 15, "xeyes drawn in work's framed Xwayland window")
 
 
+@pytest.mark.security
 def test_xwayland_runs_in_the_desktops_sandbox_and_cgroup(comp: Compositor) -> None:
     _xeyes_on_work(comp)
     pid = _xwayland_pid(comp, "work")
@@ -207,6 +208,7 @@ def test_xwayland_runs_in_the_desktops_sandbox_and_cgroup(comp: Compositor) -> N
     assert Path(f"/proc/{pid}/net/tcp").read_text().count("\n") == 1  # header only
 
 
+@pytest.mark.security
 def test_another_desktops_x11_client_cannot_see_works_windows(comp: Compositor) -> None:
     # socket activation: no X server for gaming until its first X11 client connects
     assert _x11_state(comp, "gaming") == "waiting for the first X11 client"

@@ -66,6 +66,7 @@ def audit(path: Path, settings: AuditSettings | None = None) -> AuditReport:
         os.close(fd)
 
 
+@pytest.mark.security
 def test_the_worker_is_sandboxed(tmp_path: Path, isolated_env: Path) -> None:
     sample = samples.build_text(tmp_path / "notes.txt")
     secret = isolated_env / ".ssh" / "id_ed25519"
@@ -127,6 +128,7 @@ SAMPLES: list[tuple[Callable[[Path], Path], str, Verdict, str | None]] = [
 ]
 
 
+@pytest.mark.security
 @pytest.mark.parametrize("case", SAMPLES, ids=[c[1] for c in SAMPLES])
 def test_samples_through_the_sandbox(
     tmp_path: Path,
@@ -215,6 +217,7 @@ def test_memory_limit_crash_is_cannot_inspect(tmp_path: Path, isolated_env: Path
     assert [f.rule for f in report.findings] == ["worker-crashed"]
 
 
+@pytest.mark.security
 def test_eicar_through_real_clamd_is_malicious(
     tmp_path: Path,
     isolated_env: Path,

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness import readable_package
 from zionwm.isolation.cgroups import (
     LEAF_NAME,
     UNIFIED,
@@ -37,7 +39,6 @@ from zionwm.isolation.cgroups import (
 )
 from zionwm.isolation.spec import Limits
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
 
 
@@ -261,6 +262,7 @@ def test_reclaim_where_available(mgr: CgroupManager, procs: Procs) -> None:
 # --- limits -----------------------------------------------------------------------------
 
 
+@pytest.mark.security
 def test_memory_max_oom_kills_inside_only(mgr: CgroupManager, procs: Procs) -> None:
     _need(mgr, "memory")
     small = mgr.desktop("small", Limits(memory_max=64 << 20))
@@ -288,6 +290,7 @@ def test_cpu_quota_holds_a_busy_loop_near_20_percent(mgr: CgroupManager, procs: 
     assert rate <= 0.25, f"busy loop got {rate:.0%} of a core"
 
 
+@pytest.mark.security
 def test_pids_max_stops_a_fork_bomb(mgr: CgroupManager, procs: Procs) -> None:
     _need(mgr, "pids")
     cg = mgr.desktop("bomb", Limits(pids_max=32))
@@ -619,10 +622,16 @@ def _run_as_nobody(root_name: str, preexec: Callable[[], None] | None = None) ->
         PROBE_AS_USER,
         root_name,
     ]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(PROJECT_ROOT)}
-    done = subprocess.run(
-        cmd, env=env, capture_output=True, timeout=60, preexec_fn=preexec, check=False
-    )
+    # the checkout may be in a home directory the other user cannot enter: import a copy
+    copy = Path(tempfile.mkdtemp(prefix="zionwm-pkg-"))
+    try:
+        lib = readable_package(copy)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(lib)}
+        done = subprocess.run(
+            cmd, env=env, capture_output=True, timeout=60, preexec_fn=preexec, check=False
+        )
+    finally:
+        shutil.rmtree(copy)
     assert done.returncode == 0, done.stderr.decode()
     result: dict[str, Any] = json.loads(done.stdout)
     return result

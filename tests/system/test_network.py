@@ -385,6 +385,7 @@ def _assert_routed_to_lab(lab: Lab, m: NetworkManager, desktop: str, dst: str) -
     assert json.loads(upstream.stdout)[0]["dev"] == lab.uplink
 
 
+@pytest.mark.security
 @needs_privileged
 def test_none_reaches_nothing(lab: Lab, mgr: NetworkManager) -> None:
     net = mgr.ensure("off", NetworkPolicy(NetMode.NONE))
@@ -440,6 +441,7 @@ def test_full_reaches_everything(lab: Lab, mgr: NetworkManager) -> None:
     assert state["gateway"] == str(net.plan.host)  # type: ignore[union-attr]
 
 
+@pytest.mark.security
 @needs_privileged
 def test_filtered_allows_only_the_list_and_follows_dns(lab: Lab, mgr: NetworkManager) -> None:
     lab.set_zone(
@@ -501,6 +503,7 @@ def test_filtered_allows_only_the_list_and_follows_dns(lab: Lab, mgr: NetworkMan
     assert mgr.state()["web"]["effective"] == "filtered"
 
 
+@pytest.mark.security
 @needs_privileged
 def test_block_lan_denies_lan_allows_internet(lab: Lab, mgr: NetworkManager) -> None:
     net = mgr.ensure("kiosk", NetworkPolicy(NetMode.FULL, block_lan=True))
@@ -512,6 +515,7 @@ def test_block_lan_denies_lan_allows_internet(lab: Lab, mgr: NetworkManager) -> 
     assert lab.probe(ns, "dns", "good.zw.test")["ok"] is True  # its own forwarder is not "LAN"
 
 
+@pytest.mark.security
 @needs_privileged
 def test_live_off_cuts_established_connection_and_on_restores(
     lab: Lab, mgr: NetworkManager
@@ -558,6 +562,7 @@ class Session:
         _stop(self.proc)
 
 
+@pytest.mark.security
 @needs_privileged
 def test_policy_change_applies_live_in_the_same_namespace(lab: Lab, mgr: NetworkManager) -> None:
     net = mgr.ensure("web", NetworkPolicy(NetMode.FULL))
@@ -607,6 +612,7 @@ def test_dead_forwarder_is_reported_and_restarted(lab: Lab, mgr: NetworkManager)
     assert lab.probe(ns, "dns", "good.zw.test") == {"ok": True, "value": [GOOD]}
 
 
+@pytest.mark.security
 @needs_privileged
 def test_losing_the_uplink_never_falls_back_to_the_main_table(lab: Lab, tmp_path: Path) -> None:
     prefix = _run_prefix()
@@ -798,6 +804,7 @@ def test_allocation_avoids_host_routes(lab: Lab, mgr: NetworkManager) -> None:
     assert not a.plan.subnet.overlaps(uplink_net)
 
 
+@pytest.mark.security
 @needs_privileged
 def test_sandbox_from_the_real_launcher_joins_the_desktop_network(
     lab: Lab, mgr: NetworkManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -871,6 +878,7 @@ def _pasta_manager(tmp_path: Path) -> NetworkManager:
     )
 
 
+@pytest.mark.security
 def test_unprivileged_none_and_filtered_fail_closed(tmp_path: Path) -> None:
     with NetworkManager(_run_prefix(), privileged=False, state_dir=tmp_path) as m:
         none = m.ensure("a", NetworkPolicy(NetMode.NONE))

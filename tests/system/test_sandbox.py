@@ -25,11 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pyseccomp
 import pytest
 
-import zionwm
-from tests.harness import processes_with, wait_for
+from tests.harness import processes_with, readable_package, wait_for
 from zionwm import paths
 from zionwm.isolation import seccomp, storage
 from zionwm.isolation.launcher import Launcher, Sandbox
@@ -166,6 +164,7 @@ def controlling_pty() -> Iterator[tuple[int, int]]:
 # -- files, processes, sockets -----------------------------------------------------------------
 
 
+@pytest.mark.security
 def test_filesystem_process_and_socket_attacks_fail(env: Env) -> None:
     # Another desktop with a secret, Shared with a file, the IPC socket, a host Wayland socket
     # and a session bus socket, all live.
@@ -251,6 +250,7 @@ def test_filesystem_process_and_socket_attacks_fail(env: Env) -> None:
     assert r["listen"]["out"] == ["unix", "tcp:True"]
 
 
+@pytest.mark.security
 def test_ld_preload_of_the_launching_environment_never_loads(env: Env) -> None:
     rc, out, err = env.run(env.spec("web"), ["/bin/sh", "-c", 'echo "preload=[$LD_PRELOAD]"'])
     assert rc == 0
@@ -258,6 +258,7 @@ def test_ld_preload_of_the_launching_environment_never_loads(env: Env) -> None:
     assert "cannot be preloaded" not in err  # ld.so would complain about the missing library
 
 
+@pytest.mark.security
 def test_ps_inside_shows_only_the_sandbox(env: Env) -> None:
     if not os.path.exists("/usr/bin/ps"):
         pytest.skip("procps (/usr/bin/ps) is not installed")
@@ -291,6 +292,7 @@ SECCOMP_ATTACKS = {
 CONTROLS = ("clone_plain", "fork", "personality:0", "socket:2", "file_io", "chmod", "listen")
 
 
+@pytest.mark.security
 def test_seccomp_attacks_fail_inside_the_sandbox(
     env: Env, controlling_pty: tuple[int, int]
 ) -> None:
@@ -330,6 +332,7 @@ def _run_probe_on_own_tty(args: list[str], tmp_path: Path) -> dict[str, dict[str
     return result
 
 
+@pytest.mark.security
 @pytest.mark.skipif(
     os.getuid() != 0, reason="the unfiltered control run needs root (mount, chroot, syslog)"
 )
@@ -355,6 +358,7 @@ def test_seccomp_filter_itself_makes_the_difference(tmp_path: Path) -> None:
 # -- storage ------------------------------------------------------------------------------------
 
 
+@pytest.mark.security
 @pytest.mark.parametrize("victim", ["home", "outbox"])
 def test_symlink_swap_to_ssh_between_launches_binds_nothing(env: Env, victim: str) -> None:
     spec = env.spec("web")
@@ -373,6 +377,7 @@ def test_symlink_swap_to_ssh_between_launches_binds_nothing(env: Env, victim: st
     assert (env.ssh / "id_ed25519").read_text().startswith("-----BEGIN")
 
 
+@pytest.mark.security
 def test_ephemeral_desktop_leaves_nothing_persistent_one_keeps_its_file(env: Env) -> None:
     seed = storage.seed_dir("temp")
     (seed / ".config").mkdir(parents=True)
@@ -414,6 +419,7 @@ def _font_file() -> Path | None:
     return None
 
 
+@pytest.mark.security
 def test_font_bound_into_one_desktop_only(env: Env) -> None:
     font = _font_file()
     if font is None or shutil.which("fc-list") is None:
@@ -589,6 +595,7 @@ def _run_with(launcher: Launcher, spec: DesktopSpec, argv: list[str]) -> tuple[i
     return sb.wait(10), out, ""
 
 
+@pytest.mark.security
 def test_bind_sources_are_not_left_open_inside(env: Env) -> None:
     # An fd to the host Shared dir inside would let openat() write around the read-only mount.
     rc, out, err = env.run(env.spec("web"), ["/bin/sh", "-c", "ls /proc/self/fd"])
@@ -625,6 +632,7 @@ def _start_weston(runtime: Path, socket_name: str, log: Path) -> subprocess.Pope
     return proc
 
 
+@pytest.mark.security
 def test_real_client_draws_on_its_desktop_socket_and_host_socket_is_invisible(env: Env) -> None:
     if shutil.which("weston") is None or shutil.which("weston-simple-shm") is None:
         pytest.skip("weston / weston-simple-shm are not installed")
@@ -699,6 +707,7 @@ MINIMAL_DEV = {"console", "core", "fd", "full", "mqueue", "null", "ptmx", "pts",
 MINIMAL_DEV |= {"stderr", "stdin", "stdout", "tty", "urandom", "zero"}
 
 
+@pytest.mark.security
 def test_no_host_devices_without_grants(env: Env) -> None:
     r = env.probe(env.spec("web"), "list:/dev", "exists:/dev/dri", "exists:/dev/snd")
     assert set(r["list:/dev"]["out"]) <= MINIMAL_DEV, r["list:/dev"]["out"]
@@ -787,8 +796,8 @@ def test_userns_hook_enters_a_user_owned_network_namespace(env: Env) -> None:
 
 UNPRIVILEGED_SCRIPT = r"""
 import json, os, subprocess, sys
-sys.path[:0] = sys.argv[1:3]
-root = sys.argv[3]
+sys.path.insert(0, sys.argv[1])
+root = sys.argv[2]
 os.environ.update(XDG_DATA_HOME=root + "/data", XDG_RUNTIME_DIR=root + "/run", HOME=root)
 from zionwm.isolation.launcher import Launcher
 from zionwm.isolation.spec import DesktopSpec
@@ -805,6 +814,7 @@ print(json.dumps({"rc": sb.wait(30), "out": out}))
 """
 
 
+@pytest.mark.security
 def test_unprivileged_launcher_confines_the_same_way(tmp_path: Path) -> None:
     """Production runs the compositor as a normal user: run the launcher as `nobody`."""
     if not os.path.exists("/usr/bin/ps"):
@@ -815,13 +825,10 @@ def test_unprivileged_launcher_confines_the_same_way(tmp_path: Path) -> None:
         nobody = pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no user 'nobody' on this machine")
-    package_root = str(Path(zionwm.__file__).resolve().parents[1])
-    seccomp_dir = str(Path(pyseccomp.__file__).resolve().parent)
-    for p in (package_root, seccomp_dir):
-        if not os.access(p, os.R_OK | os.X_OK) or Path(p).stat().st_mode & 0o005 != 0o005:
-            pytest.skip(f"{p} is not readable by other users, so 'nobody' cannot import from it")
     world = Path(tempfile.mkdtemp(prefix="zionwm-unpriv-"))
     try:
+        # the checkout may be in a home directory 'nobody' cannot enter: import a copy
+        lib = readable_package(world / "pkg")
         os.chown(world, nobody.pw_uid, nobody.pw_gid)
         run = world / "run"
         r = subprocess.run(
@@ -834,8 +841,7 @@ def test_unprivileged_launcher_confines_the_same_way(tmp_path: Path) -> None:
                 PYTHON,
                 "-c",
                 f"import os; os.makedirs({str(run)!r}, mode=0o700); exec({UNPRIVILEGED_SCRIPT!r})",
-                package_root,
-                seccomp_dir,
+                str(lib),
                 str(world),
             ],
             capture_output=True,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import processes_with, wait_for
+from tests.harness import VENV_BIN, processes_with, readable_package, wait_for
 from tests.unit.test_templates import base_layer, oci_archive, tar_bytes, top_layer
 from zionwm import ctl, paths
 from zionwm.isolation import templates
@@ -188,10 +188,33 @@ def test_update_keeps_the_generation_a_running_desktop_uses(world: World) -> Non
     assert gen1.is_dir()  # still the lower layer of the running sandbox
     assert world.ok(a, "cat /etc/os-release") == "ID=v2\n"
     held.kill()
-    held.wait(10)
-    wait_for(lambda: not templates.users_of(gen1), what="the old overlay daemon to exit")
+    held.wait(10)  # the launcher sees the exit: the last user of generation 1 is gone
+    assert not templates.users_of(gen1)
+    assert sorted(p.name for p in templates.load("bb").path.glob("gen-*")) == ["gen-2"]
+    assert world.ok(a, "cat /etc/os-release") == "ID=v2\n"
+
+
+def test_an_old_generation_left_by_another_process_goes_at_the_next_launch(
+    world: World,
+) -> None:
+    src = busybox_tree(world.root / "src", release="v1")
+    templates.create("bb", Source("dir", str(src)))
+    a = world.spec("a", "bb")
+    # A program on generation 1 run by another launcher (another zionwm, or zionctl)...
+    other = Launcher(environ=dict(os.environ))
+    held = other.launch(a, ["/bin/sh", "-c", "sleep 600"])
+    gen1 = templates.load("bb").rootfs
+    wait_for(lambda: templates.users_of(gen1), what="the overlay daemon of the other launcher")
+    (src / "etc/os-release").write_text("ID=v2\n")
     templates.update("bb")
-    assert sorted(p.name for p in templates.load("bb").path.glob("gen-*")) == ["gen-3"]
+    assert gen1.is_dir()
+    # ...dies without that launcher noticing (it is not polled, as in a crashed process).
+    os.kill(held.pid, 9)
+    wait_for(lambda: not templates.users_of(gen1), what="the old overlay daemon to exit")
+    assert gen1.is_dir()
+    assert world.ok(a, "cat /etc/os-release") == "ID=v2\n"  # this launch tidies up
+    assert sorted(p.name for p in templates.load("bb").path.glob("gen-*")) == ["gen-2"]
+    other.shutdown(5.0)
 
 
 def test_oci_image_with_a_whiteout_runs_without_the_deleted_file(world: World) -> None:
@@ -211,6 +234,67 @@ def test_oci_image_with_a_whiteout_runs_without_the_deleted_file(world: World) -
     assert out.split() == ["added", "kept", "new", "doomed-absent"]
 
 
+PODMAN_STORAGE = """\
+[storage]
+driver = "vfs"
+graphroot = "{root}/graph"
+runroot = "{root}/run"
+"""
+PODMAN_ENGINE = """\
+[engine]
+tmp_dir = "{root}/tmp"
+events_logger = "none"
+"""
+
+
+def _podman_missing() -> str | None:
+    if shutil.which("podman") is None:
+        return "podman is not installed (Debian package podman)"
+    if os.geteuid() != 0:
+        return "the podman test runs podman rootful: needs root"
+    return None
+
+
+def test_podman_image_built_here_becomes_a_template(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real `podman import` of a rootfs made here, then `--from-podman`: the podman path
+    exports it with `podman image save` and the template runs a program from it."""
+    why = _podman_missing()
+    if why:
+        pytest.skip(why)
+    # A podman store of this test's own, so the machine's images and state are untouched.
+    pod = world.root / "podman"
+    pod.mkdir()
+    (pod / "storage.conf").write_text(PODMAN_STORAGE.format(root=pod))
+    (pod / "containers.conf").write_text(PODMAN_ENGINE.format(root=pod))
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(pod / "storage.conf"))
+    monkeypatch.setenv("CONTAINERS_CONF", str(pod / "containers.conf"))
+    tree = busybox_tree(world.root / "podtree", release="from-podman")
+    (tree / "usr/share").mkdir()
+    (tree / "usr/share/made-for-podman").write_text("imported\n")
+    rootfs = world.root / "rootfs.tar"
+    with tarfile.open(rootfs, "w") as tf:
+        tf.add(tree, arcname=".")
+    info = subprocess.run(["podman", "info"], capture_output=True, text=True, timeout=120)
+    if info.returncode != 0:
+        pytest.skip(f"podman cannot run on this machine: {info.stderr.strip()}")
+    image = f"localhost/zionwm-test-{uuid.uuid4().hex[:8]}:1"
+    done = subprocess.run(
+        ["podman", "import", str(rootfs), image], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert (pod / "graph").is_dir()  # the test's own store took the image
+    try:
+        assert ctl.main(["template", "create", "pod", "--from-podman", image]) == 0
+        tpl = templates.load("pod")
+        assert tpl.source.kind == "podman" and tpl.source.location == image
+        out = world.ok(world.spec("p", "pod"), "cat /etc/os-release /usr/share/made-for-podman")
+        assert out.split() == ["ID=from-podman", "imported"]
+    finally:
+        subprocess.run(["podman", "rmi", "-f", image], capture_output=True, timeout=120)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_debootstrap_template_runs_a_program_the_host_lacks(world: World) -> None:
@@ -219,9 +303,18 @@ def test_debootstrap_template_runs_a_program_the_host_lacks(world: World) -> Non
         pytest.skip(why)
     assert shutil.which("hello") is None, "the host has GNU hello: pick another package"
     suite = templates.host_suite()
-    assert (
-        ctl.main(["template", "create", "deb", "--debootstrap", suite, "--include", "hello"]) == 0
-    )
+    # The data dir on a nodev,nosuid mount, as a systemd /tmp or many home mounts are (a
+    # private mount namespace for this command only: the machine's mounts stay as they are).
+    data = paths.data_home()
+    data.mkdir(parents=True)
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", NODEV_DATA, "sh",
+         str(data), str(VENV_BIN / "zionctl"), "template", "create", "deb", "--debootstrap",
+         suite, "--include", "hello"],
+        capture_output=True, text=True, timeout=800, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "nodev" in done.stdout.splitlines()[0], done.stdout  # the mount was really nodev
     tpl = templates.load("deb")
     for p in (tpl.rootfs / "dev").iterdir():  # debootstrap made device nodes there
         mode = p.lstat().st_mode
@@ -230,11 +323,23 @@ def test_debootstrap_template_runs_a_program_the_host_lacks(world: World) -> Non
     assert out.split("\n")[:2] == ["Hello, world!", suite]
 
 
+NODEV_DATA = r"""
+set -e
+mount --bind "$1" "$1"
+mount -o remount,bind,nodev,nosuid "$1"
+findmnt -n -o OPTIONS --target "$1"
+shift
+exec "$@"
+"""
+
+
 def _debootstrap_missing() -> str | None:
     if shutil.which("debootstrap") is None and not os.path.exists("/usr/sbin/debootstrap"):
         return "debootstrap is not installed"
     if os.geteuid() != 0:
         return "debootstrap needs root"
+    if shutil.which("unshare") is None or shutil.which("findmnt") is None:
+        return "util-linux unshare and findmnt are not installed"
     mirror = templates.configured_mirror()
     url = f"{mirror}/dists/{templates.host_suite()}/Release"
     try:
@@ -247,8 +352,8 @@ def _debootstrap_missing() -> str | None:
 
 UNPRIVILEGED = r"""
 import json, os, sys
-sys.path[:0] = sys.argv[1:3]
-root = sys.argv[3]
+sys.path.insert(0, sys.argv[1])
+root = sys.argv[2]
 os.environ.update(XDG_DATA_HOME=root + "/data", XDG_RUNTIME_DIR=root + "/run", HOME=root)
 os.makedirs(root + "/run", mode=0o700)
 from zionwm.isolation import templates
@@ -265,37 +370,50 @@ print(json.dumps({"rc": sb.wait(30), "out": out}))
 """
 
 
+# Debian's udev makes /dev/fuse 0666, so that users can mount FUSE file systems; a machine
+# without udev rules keeps the kernel's 0600. Give the test its 0666 node in a private mount
+# namespace (the same device, bound over /dev/fuse there), leaving the machine as it is.
+FUSE_0666 = r"""
+set -e
+mount -t tmpfs -o mode=0755 zt-fuse "$1"
+mknod -m 0666 "$1/fuse" c "$2" "$3"
+mount --bind "$1/fuse" /dev/fuse
+shift 3
+exec "$@"
+"""
+
+
+def _world_usable_fuse(scratch: Path) -> list[str]:
+    """argv prefix under which other users can open /dev/fuse."""
+    st = os.stat("/dev/fuse")
+    if st.st_mode & 0o006 == 0o006:
+        return []
+    if shutil.which("unshare") is None:
+        pytest.skip("util-linux unshare is not installed (needed: /dev/fuse is 0600 here)")
+    scratch.mkdir()
+    major, minor = str(os.major(st.st_rdev)), str(os.minor(st.st_rdev))
+    return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", FUSE_0666, "sh",
+            str(scratch), major, minor]  # fmt: skip
+
+
 def test_unprivileged_user_runs_a_desktop_on_a_template(tmp_path: Path) -> None:
     """Production runs zionwm as a normal user: build and use a template as `nobody`."""
     if os.getuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and util-linux setpriv to switch to an unprivileged user")
-    mode = os.stat("/dev/fuse").st_mode
-    if mode & 0o006 != 0o006:
-        pytest.skip(
-            f"/dev/fuse is mode {stat.S_IMODE(mode):04o} here, so other users cannot use FUSE "
-            "(Debian's udev makes it 0666)"
-        )
     import pwd
 
-    import pyseccomp
-
-    import zionwm
-
     nobody = pwd.getpwnam("nobody")
-    package_root = str(Path(zionwm.__file__).resolve().parents[1])
-    seccomp_dir = str(Path(pyseccomp.__file__).resolve().parent)
-    for p in (package_root, seccomp_dir):
-        if Path(p).stat().st_mode & 0o005 != 0o005:
-            pytest.skip(f"{p} is not readable by other users, so 'nobody' cannot import from it")
     world = Path(tempfile.mkdtemp(prefix="zionwm-unpriv-templates-"))
     try:
         busybox_tree(world / "src", release="unprivileged")
         for owned in [world, *world.rglob("*")]:
             os.chown(owned, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+        # the checkout may be in a home directory 'nobody' cannot enter: import a copy
+        lib = readable_package(world / "pkg")
         r = subprocess.run(
-            ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-             "--inh-caps=-all", "/usr/bin/python3", "-c", UNPRIVILEGED, package_root,
-             seccomp_dir, str(world)],
+            [*_world_usable_fuse(world / "dev"),
+             "setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+             "--inh-caps=-all", "/usr/bin/python3", "-c", UNPRIVILEGED, str(lib), str(world)],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert r.returncode == 0, r.stderr

@@ -286,6 +286,7 @@ print("EOF" if not data else "DATA " + repr(data))
 """
 
 
+@pytest.mark.security
 @pytest.mark.parametrize("which", ["control", "sway"])
 def test_other_uid_is_refused(harness: Harness, which: str) -> None:
     reason = _can_setpriv_ambient()

@@ -507,32 +507,6 @@ def test_podman_missing_is_said(xdg: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert not (paths.templates_dir() / "p").exists()
 
 
-def test_podman_image_is_saved_and_imported(xdg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """podman does not run on this machine: a stand-in writes the archive `podman save` would."""
-    image = oci_archive(xdg / "saved.tar", [tar_bytes(base_layer()), tar_bytes(top_layer())])
-    bindir = xdg / "bin"
-    bindir.mkdir()
-    stand_in = bindir / "podman"
-    stand_in.write_text(
-        "#!/bin/sh\n"
-        f'echo "$@" > {xdg}/podman-args\n'
-        'while [ "$1" != "-o" ]; do shift; done\n'
-        f'cp {image} "$2"\n'
-    )
-    stand_in.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
-    tpl = templates.create("pod", Source("podman", "localhost/thing:1"))
-    assert (xdg / "podman-args").read_text().split()[:4] == [
-        "image",
-        "save",
-        "--format",
-        "oci-archive",
-    ]
-    assert (xdg / "podman-args").read_text().split()[-1] == "localhost/thing:1"
-    assert (tpl.rootfs / "usr/share/added").exists()
-    assert not (tpl.rootfs / "usr/share/doomed").exists()
-
-
 # -- zionctl template -------------------------------------------------------------------------
 
 

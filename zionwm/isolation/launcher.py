@@ -542,6 +542,12 @@ class Launcher:
 
     def _sandbox_exited(self, sandbox: Sandbox, returncode: int) -> None:
         self.running.pop(sandbox.pid, None)
+        facts = sandbox.plan.template
+        if facts is not None:
+            try:
+                templates.sandbox_ended(facts, sandbox.pid)
+            except OSError:
+                log.exception("template %s: removing old generations failed", facts.name)
         runtime = time.monotonic() - sandbox.started_at
         log.info(
             "desktop %s: %r (pid %d) exited with %d after %.1f s",

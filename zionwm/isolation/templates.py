@@ -21,7 +21,9 @@ point to: they are only ever resolved inside a sandbox, whose root is the templa
 
 `update` builds a new generation beside the old one and switches the metadata to it in one
 rename, so every desktop sees it at its next start; a generation still used by a running
-sandbox (its fuse-overlayfs daemon names it as lowerdir) is kept until the next update.
+sandbox (its fuse-overlayfs daemon names it as lowerdir) is kept, and removed as soon as
+the last sandbox on it ends (`sandbox_ended`, called by the launcher), or at the next launch
+or update on the template, whichever comes first.
 
 At launch, the launcher asks `template_facts` where the desktop's layer is and what the
 template's top level looks like, and runs `helper_argv` (this module's `helper_main`) before
@@ -41,6 +43,7 @@ import logging
 import os
 import platform
 import re
+import select
 import shutil
 import stat
 import subprocess
@@ -841,14 +844,44 @@ def run_debootstrap(source: Source, target: Path, report: Report) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     argv = debootstrap_argv(source, target, cache)
     log.info("running %s", " ".join(argv))
-    proc = subprocess.run(
-        argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
-    )
+    try:
+        proc = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+            # Runs between fork and exec; `template create/update` is a single-threaded CLI.
+            preexec_fn=lambda: _device_capable_target(target),
+        )
+    except subprocess.SubprocessError as exc:
+        raise TemplateError(f"cannot prepare {target} for debootstrap: {exc}") from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
         raise TemplateError(f"debootstrap failed ({proc.returncode}):\n{tail}")
     sanitize_in_place(target, report)
     drop_apt_indexes(target, report)
+
+
+MS_BIND = 0x1000
+MS_REMOUNT = 0x20
+
+
+def _device_capable_target(target: Path) -> None:
+    """Give debootstrap a target where device nodes and set-id programs work.
+
+    The data dir may be on a file system mounted nodev/nosuid (a home on such a mount, or
+    /tmp in tests: systemd mounts it so), where debootstrap refuses to start and package
+    scripts cannot open /dev/null. In a private mount namespace of debootstrap's own, the
+    target becomes a bind mount of itself without those flags; the mounts debootstrap makes
+    inside it (proc, sys) also end with that namespace, even when it fails half-way. What it
+    built keeps no device node or set-id bit (`sanitize_in_place`).
+    """
+    libc = overlay._Libc()
+    libc.unshare(overlay.CLONE_NEWNS)
+    libc.mount(None, "/", None, overlay.MS_REC | overlay.MS_PRIVATE, None)
+    libc.mount(str(target), str(target), None, MS_BIND, None)
+    libc.mount(None, str(target), None, MS_REMOUNT | MS_BIND, None)
 
 
 def drop_apt_indexes(root: Path, report: Report) -> None:
@@ -1023,6 +1056,60 @@ def prune(tpl: Template) -> list[Path]:
     return removed
 
 
+def prune_unused(name: str) -> list[Path]:
+    """Remove the old generations of template `name` that no running sandbox uses.
+
+    Safe at any time: a template with only its current generation costs one directory
+    listing, and while another process holds the template's lock (an update, which prunes
+    by itself) nothing is touched.
+    """
+    path = template_path(name)
+    if len(list(path.glob("gen-*"))) < 2:
+        return []
+    try:
+        with _locked(path):
+            return prune(load(name))
+    except TemplateError:
+        return []
+
+
+def sandbox_ended(facts: TemplateFacts, helper_pid: int, timeout: float = 2.0) -> list[Path]:
+    """A sandbox on `facts` (whose template helper had pid `helper_pid`) has exited.
+
+    If it ran on a generation an update has since replaced, that generation may now be
+    unused: wait (bounded) for the sandbox's own overlay daemon, which got SIGTERM when the
+    sandbox ended, then remove every old generation nobody uses. A daemon still alive after
+    `timeout` keeps its generation until the next launch or update on this template.
+    """
+    try:
+        current = load(facts.name).rootfs
+    except TemplateError:
+        return []
+    if Path(facts.lower) == current:
+        return []
+    own_work = f"workdir={facts.work}/{helper_pid},".encode()
+    pidfds = []
+    for pid in users_of(Path(facts.lower)):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if own_work not in f.read():
+                    continue
+            pidfds.append(os.pidfd_open(pid))
+        except OSError:
+            continue  # already gone
+    try:
+        deadline = time.monotonic() + timeout
+        for fd in pidfds:
+            select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+    finally:
+        for fd in pidfds:
+            os.close(fd)
+    removed = prune_unused(facts.name)
+    if removed:
+        log.info("template %s: removed unused %s", facts.name, [p.name for p in removed])
+    return removed
+
+
 def users_of(rootfs: Path) -> list[int]:
     """Pids of fuse-overlayfs daemons whose lower layer is rootfs (they run in our pid ns)."""
     needle = f"lowerdir={rootfs},".encode()
@@ -1146,6 +1233,7 @@ def top_level(rootfs: Path) -> tuple[tuple[str, str | None], ...]:
 def template_facts(desktop: str, template: str, *, ephemeral: bool) -> TemplateFacts:
     """Everything the planner and the helper need to run a desktop on `template`."""
     tpl = load(template)
+    prune_unused(template)  # a generation left by sandboxes that have ended since an update
     layer, scratch = prepare_layer(desktop, template, ephemeral=ephemeral)
     return TemplateFacts(
         name=template,
@@ -1209,6 +1297,8 @@ __all__ = [
     "helper_argv",
     "list_templates",
     "load",
+    "prune_unused",
+    "sandbox_ended",
     "template_facts",
     "update",
 ]
