@@ -275,6 +275,7 @@ def test_file_names_cannot_forge_lines_or_reorder_trusted_text(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)  # the summary row is due when the 60 s window ends
 def test_a_flood_of_refused_entries_is_rate_limited(
     make_compositor: Any,
     clamd: Clamd,  # noqa: F811
@@ -353,3 +354,34 @@ def test_an_ephemeral_session_leaves_nothing_for_the_next_one(
         assert any(what in ln for ln in wiped), (what, wiped)
     for what in ("Outbox/.tracker", "Outbox/sub", "Outbox/movie.mkv.part"):
         assert any(what in ln for ln in wiped), (what, wiped)
+
+
+def test_an_ephemeral_session_cut_short_by_the_compositor_is_wiped_at_the_next_start(
+    make_compositor: Any,
+    clamd: Clamd,  # noqa: F811
+) -> None:
+    """The session is still running when zionwm stops: the next zionwm, on the same data,
+    wipes what it left before any program of the desktop can start."""
+    config = BASE.format(ephemeral=True, hold=0, sock=clamd.socket_path)
+    comp = make_compositor(config)
+    attack(
+        comp,
+        """
+        with open(DL + "/.tracker", "w") as f:
+            f.write("id=77")
+        os.mkdir(OUT + "/keep")
+        with open(OUT + "/keep/payload", "w") as f:
+            f.write("still here?")
+        with open(OUT + "/.ready", "w") as f:
+            f.write("1")
+        time.sleep(600)
+        """,
+    )
+    edges = data(comp) / "desktops" / "web"
+    wait_for((edges / "outbox" / ".ready").exists, 60, "the attacker to write its leftovers")
+    comp.stop()
+    assert (edges / "downloads-inbox" / ".tracker").exists()  # nothing ended the session
+    comp = make_compositor(config)
+    assert not any((edges / "downloads-inbox").iterdir())
+    assert not any((edges / "outbox").iterdir())
+    assert "session over, wiped ~/Outbox/keep (directory: 1 entries" in comp.log()

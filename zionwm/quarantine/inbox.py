@@ -110,7 +110,8 @@ class Outcome(StrEnum):
     TAKEN = "taken"
     REFUSED = "refused"  # recorded as rejected; the entry was removed from the inbox
     BUSY = "busy"  # still open for writing: wait for its close
-    SETTLING = "settling"  # empty, maybe a placeholder: look again in EMPTY_SETTLE seconds
+    SETTLING = "settling"  # look again in EMPTY_SETTLE seconds (an empty placeholder, or
+    # a file that changed while it was copied)
     GONE = "gone"
     IGNORED = "ignored"  # not a candidate (partial name, directory)
 
@@ -283,10 +284,14 @@ def _take_fd(store: Store, spec: InboxSpec, dir_fd: int, name: str, fd: int) -> 
     origin = read_origin(fd)
     out = _store_copy(store, fd, origin)
     try:
-        if not (_unchanged(st, os.fstat(fd)) and no_writers(fd)):
-            # Written to (or linked) while copied: a download still in progress. Its next
-            # close brings it back; the unnamed copy vanishes with `out`.
-            return TakeResult(Outcome.BUSY, reason="changed while being copied")
+        if not no_writers(fd):
+            # A download still in progress: its close brings it back. The unnamed copy
+            # vanishes with `out`.
+            return TakeResult(Outcome.BUSY, reason="opened for writing while being copied")
+        if not _unchanged(st, os.fstat(fd)):
+            # Written and closed, linked, or its xattrs set while copied: the copy may be
+            # torn. A link or an xattr sends no event we watch, so look again shortly.
+            return TakeResult(Outcome.SETTLING, reason="changed while being copied")
         ost = os.fstat(out)
         item_id = store.begin_take(
             kind=spec.kind,
