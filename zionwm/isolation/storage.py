@@ -294,7 +294,7 @@ def _remove_stale_work_dirs(work: Path) -> None:
 
 def _describe(dir_fd: int, name: str, st: os.stat_result) -> str:
     if stat.S_ISDIR(st.st_mode):
-        files = size = 0
+        files = size = 0  # every entry below it, and the bytes of its non-directories
         try:
             sub = os.open(
                 name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
@@ -302,10 +302,9 @@ def _describe(dir_fd: int, name: str, st: os.stat_result) -> str:
         except OSError:
             return "directory"
         try:
-            for _root, _dirs, names, rfd in os.fwalk(dir_fd=sub, follow_symlinks=False):
-                for n in names:
-                    files += 1
-                    size += os.lstat(n, dir_fd=rfd).st_size
+            for _root, dirs, names, rfd in os.fwalk(dir_fd=sub, follow_symlinks=False):
+                files += len(dirs) + len(names)
+                size += sum(os.lstat(n, dir_fd=rfd).st_size for n in names)
         except OSError:
             pass
         finally:
