@@ -11,6 +11,11 @@ store; audit threads get an fd and hand back a report through a queue and a wake
 At start, after taking the store lock, `recover()` applies `store.recovery_action` to every
 unfinished item, then every inbox is rescanned for files that arrived while it was down.
 
+What the service audits and releases is its own copy of each file (see inbox.py); the
+release checks the copy's digest against the audit's. Every way out of a desktop (its
+downloads, its outbox, `send`) is held and judged under that desktop's downloads policy
+(`source_bound_policy`). Refused inbox entries are recorded at a bounded rate per desktop.
+
 The compositor writes the policy file (`policy_to_json(specs)`), starts this process with
 `--policy-file PATH [--ready-fd N]` and supervises it; SIGHUP re-reads the policy file.
 """
@@ -1058,6 +1063,14 @@ class Service:
         # it is cut off from its parent there. Queued ones resume at the next start.
         self.queue.clear()
         self.queued.clear()
+        for source, count in self.refusals.suppressed.items():
+            if count:
+                log.warning(
+                    "inbox %s: %d refused entries removed without a record since %.0f s ago",
+                    source,
+                    count,
+                    time.time() - (self.refusals.window_end(source) - REFUSAL_WINDOW),
+                )
         self.pool.shutdown(wait=True, cancel_futures=True)
         self._guard(self._on_wake)
         for conn in list(self.conns.values()):
