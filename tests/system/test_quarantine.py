@@ -1242,3 +1242,34 @@ def test_a_take_killed_after_its_copy_is_finished_once(
     assert [i["id"] for i in all_items(svc)] == [item_id]
     assert not (inbox / "once.txt").exists()
     assert (downloads("personal") / "once.txt").read_bytes() == b"only once\n"
+
+
+def test_outbox_and_send_from_a_desktop_with_a_downloads_policy_wait_for_its_hold(
+    service: Callable[..., QService],
+) -> None:
+    """web's downloads are held an hour: what it puts in its Outbox, and what is sent from
+    it, waits as long (work, without a downloads policy, keeps the outbox's own hold)."""
+    pol = policy(hold=3600, on_cannot_inspect="release")
+    pol["send"] = {"hold": 0, "on_cannot_inspect": "release"}
+    pol["outbox"] = {"hold": 0, "on_cannot_inspect": "release"}
+    svc = service(pol)
+    browser_save(paths.desktop_outbox("web"), "flyer.txt", b"bake sale\n")
+    browser_save(paths.desktop_outbox("work"), "minutes.txt", b"minutes\n")
+    web_home = paths.desktop_home("web")
+    web_home.mkdir(parents=True, exist_ok=True)
+    (web_home / "page.txt").write_bytes(b"saved page\n")
+    with svc.client() as c:
+        assert c.request("send", **{"from": "web", "to": "personal", "paths": ["page.txt"]})
+
+    def settled() -> dict[str, dict[str, Any]] | None:
+        got = {i["name"]: i for i in all_items(svc)}
+        done = {"held", "released"}
+        ok = len(got) == 3 and all(i["state"] in done for i in got.values())
+        return got if ok else None
+
+    got = wait_for(settled, 60, "three audited items")
+    for name in ("flyer.txt", "page.txt"):
+        assert got[name]["state"] == "held", got[name]
+        assert got[name]["hold_until"] >= got[name]["received_at"] + 3600
+    assert not (paths.shared_dir() / "flyer.txt").exists()
+    assert got["minutes.txt"]["state"] == "released"
