@@ -1193,3 +1193,91 @@ def test_a_supervisor_gone_before_ready_stops_the_service_quietly(xdg: Path) -> 
     os.close(wfd)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_stored_copy_changed_after_its_audit_is_kept_with_a_report(
+    service: Callable[..., QService],
+) -> None:
+    """The digest is checked again at release: content that is not what the audit saw
+    (here changed in the store behind the service's back) stays, with a finding."""
+    svc = service(policy(hold=3600, on_cannot_inspect="release"))
+    browser_save(paths.desktop_inbox("web"), "plan.txt", b"the audited plan\n")
+    it = wait_for(
+        lambda: next((i for i in all_items(svc) if i["state"] == "held"), None), 60, "held"
+    )
+    stored = paths.quarantine_dir() / "items" / str(it["id"])
+    with open(stored, "r+b") as f:
+        f.write(b"THE")
+    with svc.client() as c:
+        reply = c.call("release", id=it["id"])
+    assert not reply["ok"] and "changed after its audit" in reply["error"]
+    kept = item(svc, it["id"])
+    assert kept["state"] == "rejected" and kept["content"]
+    assert kept["report"]["findings"][-1]["rule"] == "changed-after-audit"
+    assert not downloads("personal").exists() or not os.listdir(downloads("personal"))
+
+
+def test_a_take_killed_after_its_copy_is_finished_once(
+    xdg: Path, service: Callable[..., QService]
+) -> None:
+    """Killed between placing the copy in the store and removing the inbox entry: recovery
+    removes the entry it copied (a rescan would take it twice otherwise)."""
+    store = Store(paths.quarantine_dir())
+    inbox = paths.desktop_inbox("web")
+    inbox.mkdir(parents=True)
+    (inbox / "once.txt").write_bytes(b"only once\n")
+    src = os.stat(inbox / "once.txt")
+    tmp = store.root / "crafting"
+    tmp.write_bytes(b"only once\n")
+    st = os.stat(tmp)
+    item_id = store.begin_take(
+        kind=Kind.DOWNLOAD,
+        source="web",
+        dest="personal",
+        subdir=("home", "Downloads"),
+        name="once.txt",
+        size=st.st_size,
+        dev=st.st_dev,
+        ino=st.st_ino,
+        inbox_name="once.txt",
+        src_dev=src.st_dev,
+        src_ino=src.st_ino,
+    )
+    os.rename(tmp, store.root / "items" / str(item_id))
+    store.close()
+    svc = service(policy(on_cannot_inspect="release"))
+    wait_terminal(svc, 1, 60)
+    assert [i["id"] for i in all_items(svc)] == [item_id]
+    assert not (inbox / "once.txt").exists()
+    assert (downloads("personal") / "once.txt").read_bytes() == b"only once\n"
+
+
+def test_outbox_and_send_from_a_desktop_with_a_downloads_policy_wait_for_its_hold(
+    service: Callable[..., QService],
+) -> None:
+    """web's downloads are held an hour: what it puts in its Outbox, and what is sent from
+    it, waits as long (work, without a downloads policy, keeps the outbox's own hold)."""
+    pol = policy(hold=3600, on_cannot_inspect="release")
+    pol["send"] = {"hold": 0, "on_cannot_inspect": "release"}
+    pol["outbox"] = {"hold": 0, "on_cannot_inspect": "release"}
+    svc = service(pol)
+    browser_save(paths.desktop_outbox("web"), "flyer.txt", b"bake sale\n")
+    browser_save(paths.desktop_outbox("work"), "minutes.txt", b"minutes\n")
+    web_home = paths.desktop_home("web")
+    web_home.mkdir(parents=True, exist_ok=True)
+    (web_home / "page.txt").write_bytes(b"saved page\n")
+    with svc.client() as c:
+        assert c.request("send", **{"from": "web", "to": "personal", "paths": ["page.txt"]})
+
+    def settled() -> dict[str, dict[str, Any]] | None:
+        got = {i["name"]: i for i in all_items(svc)}
+        done = {"held", "released"}
+        ok = len(got) == 3 and all(i["state"] in done for i in got.values())
+        return got if ok else None
+
+    got = wait_for(settled, 60, "three audited items")
+    for name in ("flyer.txt", "page.txt"):
+        assert got[name]["state"] == "held", got[name]
+        assert got[name]["hold_until"] >= got[name]["received_at"] + 3600
+    assert not (paths.shared_dir() / "flyer.txt").exists()
+    assert got["minutes.txt"]["state"] == "released"

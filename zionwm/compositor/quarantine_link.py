@@ -4,6 +4,13 @@ The service runs as its own process so scanning never stalls a frame. The compos
 its policy file (desktops, downloads policies, audit settings), starts it, restarts it if it
 dies (with a crash-loop bound), and turns its events into notifications and the pending
 count on the desktop indicator.
+
+Names and reasons in those events come from a desktop: they are escaped (`printable`)
+before they reach a notification or the log, and each desktop gets a few notifications per
+window, the rest summed up in one. It also keeps ephemeral desktops ephemeral at the
+edges: their Downloads and Outbox are host directories that outlive a session, so when a
+session ends (its last program exits, or at start) everything left there that the
+quarantine does not take (dotfiles, partial downloads, sub-folders) is wiped and logged.
 """
 
 from __future__ import annotations
@@ -12,13 +19,17 @@ import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from zionwm import paths
+from zionwm.isolation import storage
 from zionwm.quarantine.client import EventStream
+from zionwm.quarantine.inbox import is_candidate_name
+from zionwm.quarantine.report import printable
 from zionwm.quarantine.service import policy_to_json
 
 from .children import Child
@@ -31,6 +42,75 @@ log = logging.getLogger(__name__)
 
 MAX_RESTARTS = 5  # within RESTART_WINDOW seconds, then give up and say so
 RESTART_WINDOW = 60.0
+NOTIFY_PER_WINDOW = 3  # quarantine notifications shown one by one, per desktop and window
+NOTIFY_WINDOW = 30.0
+
+
+class NotifyThrottle:
+    """Per source desktop: the first `limit` notifications of a window are shown, the rest
+    counted and summed up in one when the window ends. Pure: the caller gives the time."""
+
+    def __init__(self, limit: int = NOTIFY_PER_WINDOW, window: float = NOTIFY_WINDOW) -> None:
+        self.limit = limit
+        self.window = window
+        self._start: dict[str, float] = {}
+        self._shown: dict[str, int] = {}
+        self.held: dict[str, dict[str, int]] = {}  # source -> kind -> count not shown
+
+    def admit(self, source: str, kind: str, now: float) -> bool:
+        """Show this one? If not it is counted; the first one held starts a summary, due at
+        `window_end(source)` (True from `starts_summary`)."""
+        start = self._start.get(source)
+        if (start is None or now - start >= self.window) and not self.held.get(source):
+            self._start[source] = now
+            self._shown[source] = 0
+        if self._shown.get(source, 0) < self.limit and not self.held.get(source):
+            self._shown[source] = self._shown.get(source, 0) + 1
+            return True
+        counts = self.held.setdefault(source, {})
+        counts[kind] = counts.get(kind, 0) + 1
+        return False
+
+    def starts_summary(self, source: str) -> bool:
+        return sum(self.held.get(source, {}).values()) == 1
+
+    def window_end(self, source: str) -> float:
+        return self._start.get(source, 0.0) + self.window
+
+    def summary(self, source: str) -> str | None:
+        """The one notification for what was held back (and a new window after it)."""
+        counts = self.held.pop(source, None)
+        self._start.pop(source, None)
+        if not counts:
+            return None
+        parts = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+        return f"Quarantine: more from {source} than shown ({parts})\nzionctl quarantine list --all"
+
+
+def sweep_ephemeral_edges(desktop: str) -> list[str]:
+    """Wipe what an ephemeral desktop's session left in its Downloads and Outbox that the
+    quarantine will not take: dotfiles, partial downloads, sub-folders, and anything but a
+    final-named file at the top. Complete files stay for the quarantine (audited as usual).
+    Returns a line per entry wiped; each is logged."""
+
+    def keep(name: str, st: os.stat_result) -> bool:
+        return is_candidate_name(name) and not stat.S_ISDIR(st.st_mode)
+
+    lines = []
+    for label, where in (
+        ("Downloads", paths.desktop_inbox(desktop)),
+        ("Outbox", paths.desktop_outbox(desktop)),
+    ):
+        try:
+            removed = storage.wipe_entries(where, keep)
+        except (OSError, storage.UnsafePathError) as e:
+            log.error("desktop %s: cannot wipe %s at the end of its session: %s", desktop, label, e)
+            continue
+        for name, what in removed:
+            line = f"~/{label}/{printable(name)} ({what})"
+            log.warning("desktop %s (ephemeral): session over, wiped %s", desktop, line)
+            lines.append(line)
+    return lines
 
 
 class QuarantineLink:
@@ -45,8 +125,13 @@ class QuarantineLink:
         self._restarts: list[float] = []
         self.counts: dict[str, int] = {}
         self.closing = False
+        self.throttle = NotifyThrottle()
         self.write_policy()
         self.start()
+        # A session that ended with the compositor (a crash included) is over too.
+        for spec in self.server.config.desktops:
+            if spec.ephemeral and not self._runs_programs(spec.name):
+                self._end_session(spec.name)
 
     @property
     def pending_count(self) -> int:
@@ -123,20 +208,40 @@ class QuarantineLink:
             self._drop_stream()
 
     def _on_event(self, ev: dict[str, Any]) -> None:
-        kind = ev.get("event")
-        item = ev.get("item", {})
+        kind = str(ev.get("event"))
+        item = dict(ev.get("item", {}))
+        for key in ("name", "reason", "release_name", "origin_url", "referrer_url"):
+            if isinstance(item.get(key), str):
+                item[key] = printable(item[key])
+        src = printable(str(item.get("source", "?")), 40)
+        if kind in ("released", "rejected", "release-failed"):
+            self._notify(kind, src, item)
+        self.server.emit("quarantine", {"event": kind, "item": item})
+
+    def _notify(self, kind: str, src: str, item: dict[str, Any]) -> None:
+        if not self.throttle.admit(src, "released" if kind == "released" else "kept", time.time()):
+            if self.throttle.starts_summary(src):
+                delay = max(0.0, self.throttle.window_end(src) - time.time())
+                self.server.loop.call_later(
+                    int(delay * 1000) + 1, lambda: self._summary(src), "quarantine summary"
+                )
+            return
         name = item.get("name", "?")
-        src = item.get("source", "?")
         if kind == "released":
-            self.server.notify(f"Released {name} from {src} to {item.get('dest', '?')}")
-        elif kind in ("rejected", "release-failed"):
+            dest = printable(str(item.get("dest", "?")), 40)
+            self.server.notify(f"Released {name} from {src} to {dest}")
+        else:
             verdict = item.get("verdict") or item.get("reason") or kind
             self.server.notify(
-                f"Quarantine kept {name} from {src}: {verdict}\n"
+                f"Quarantine kept {name} from {src}: {printable(str(verdict))}\n"
                 f"zionctl quarantine show {item.get('id', '')}",
                 urgent=True,
             )
-        self.server.emit("quarantine", {"event": kind, "item": item})
+
+    def _summary(self, src: str) -> None:
+        text = self.throttle.summary(src)
+        if text is not None:
+            self.server.notify(text, urgent=True, seconds=10)
 
     def _drop_stream(self) -> None:
         if self._stream_watch is not None:
@@ -146,8 +251,25 @@ class QuarantineLink:
             self.stream.close()
             self.stream = None
 
+    def _runs_programs(self, desktop: str) -> bool:
+        return any(c.desktop == desktop for c in self.server.children.running.values())
+
+    def _end_session(self, desktop: str) -> None:
+        wiped = sweep_ephemeral_edges(desktop)
+        if wiped:
+            self.server.notify(
+                f"{desktop} is ephemeral: wiped {len(wiped)} item(s) its session left in "
+                "Downloads/Outbox (listed in the log)"
+            )
+
     def child_exited(self, child: Child) -> None:
-        """Called by the server for every child; restarts the service if it was ours."""
+        """Called by the server for every child: ends an ephemeral desktop's session with
+        its last program, and restarts the service if it was ours."""
+        if child.desktop is not None and child is not self.child:
+            d = self.server.desktops.get(child.desktop)
+            if d is not None and d.spec.ephemeral and not self._runs_programs(child.desktop):
+                self._end_session(child.desktop)
+            return
         if child is not self.child:
             return
         self._stop_ready_watch()

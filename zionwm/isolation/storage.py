@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -290,3 +290,68 @@ def _remove_stale_work_dirs(work: Path) -> None:
         stale = entry.name.isdigit() and not os.path.exists(f"/proc/{entry.name}")
         if stale and not entry.is_symlink() and entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _describe(dir_fd: int, name: str, st: os.stat_result) -> str:
+    if stat.S_ISDIR(st.st_mode):
+        files = size = 0  # every entry below it, and the bytes of its non-directories
+        try:
+            sub = os.open(
+                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
+            )
+        except OSError:
+            return "directory"
+        try:
+            for _root, dirs, names, rfd in os.fwalk(dir_fd=sub, follow_symlinks=False):
+                files += len(dirs) + len(names)
+                size += sum(os.lstat(n, dir_fd=rfd).st_size for n in names)
+        except OSError:
+            pass
+        finally:
+            os.close(sub)
+        return f"directory: {files} entries, {size} bytes"
+    if stat.S_ISREG(st.st_mode):
+        return f"file, {st.st_size} bytes"
+    if stat.S_ISLNK(st.st_mode):
+        return "symbolic link"
+    return "special file"
+
+
+def wipe_entries(
+    directory: Path, keep: Callable[[str, os.stat_result], bool]
+) -> list[tuple[str, str]]:
+    """Remove every entry of `directory` (a desktop's inbox or outbox under the data dir)
+    for which `keep(name, lstat)` is false, sub-trees included, never following a symlink.
+
+    Returns (name, what it was) for each entry removed, for the caller to log; an entry
+    that cannot be removed is logged here and left. A missing directory has no entries.
+    """
+    try:
+        path_fd = _open_data_dir(directory, create=False)
+    except FileNotFoundError:
+        return []
+    try:
+        dir_fd = os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    finally:
+        os.close(path_fd)
+    removed: list[tuple[str, str]] = []
+    try:
+        for name in sorted(os.listdir(dir_fd)):
+            try:
+                st = os.lstat(name, dir_fd=dir_fd)
+                if keep(name, st):
+                    continue
+                what = _describe(dir_fd, name, st)
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(name, dir_fd=dir_fd)
+                else:
+                    os.unlink(name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                continue
+            except (OSError, RecursionError) as e:
+                log.error("%s: could not remove %r: %s", directory, name, e)
+                continue
+            removed.append((name, what))
+    finally:
+        os.close(dir_fd)
+    return removed

@@ -2,7 +2,9 @@
 
 Plugged into zionctl through `add_parser(subparsers)`; every command talks to the quarantine
 service (not the compositor) over its socket. Exit status follows zionctl: 0 done, 1 the
-service refused, 2 no service to talk to.
+service refused, 2 no service to talk to. Text a desktop chose (names, URLs, reasons that
+quote them) is escaped before it is printed: it cannot add lines or reorder the terminal's
+text. `--json` prints the data as it is (JSON escapes control characters itself).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zionwm.quarantine.client import QuarantineClient, QuarantineError, socket_path
+from zionwm.quarantine.report import printable as _p
 
 EXIT_REFUSED = 1
 EXIT_NO_SERVICE = 2
@@ -57,7 +60,7 @@ def format_list(items: list[dict[str, Any]]) -> str:
                 it["source"],
                 it["dest"],
                 _size(it.get("size")),
-                it["name"],
+                _p(it["name"]),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
@@ -70,7 +73,7 @@ def format_list(items: list[dict[str, Any]]) -> str:
 def format_item(it: dict[str, Any]) -> str:
     """The report `quarantine show` prints."""
     lines = [
-        f"item {it['id']}: {it['name']}",
+        f"item {it['id']}: {_p(it['name'])}",
         f"  state      {it['state']}" + (" (forced)" if it.get("forced") else ""),
         f"  verdict    {it.get('verdict') or '-'}",
         f"  from       {it['source']} ({it['kind']})",
@@ -79,21 +82,24 @@ def format_item(it: dict[str, Any]) -> str:
         f"  sha256     {it.get('sha256') or '-'}",
         f"  received   {_when(it.get('received_at'))}",
     ]
+    claimed = f" (claimed by {it['source']}, not verified)"
     if it.get("origin_url"):
-        lines.append(f"  origin     {it['origin_url']}")
+        lines.append(f"  origin     {_p(it['origin_url'])}{claimed}")
     if it.get("referrer_url"):
-        lines.append(f"  referrer   {it['referrer_url']}")
+        lines.append(f"  referrer   {_p(it['referrer_url'])}{claimed}")
     if it["state"] == "held":
         lines.append(f"  release at {_when(it.get('hold_until'))}")
     if it.get("release_name") and it["state"] == "released":
-        lines.append(f"  released   {_when(it.get('released_at'))} as {it['release_name']}")
+        lines.append(f"  released   {_when(it.get('released_at'))} as {_p(it['release_name'])}")
     if it.get("reason"):
-        lines.append(f"  reason     {it['reason']}")
+        lines.append(f"  reason     {_p(it['reason'])}")
     report = it.get("report")
     if report:
         lines.append(f"  scanners   {', '.join(report.get('scanners', [])) or '-'}")
         for f in report.get("findings", []):
-            lines.append(f"  finding    [{f['verdict']}] {f['scanner']}/{f['rule']}: {f['detail']}")
+            lines.append(
+                f"  finding    [{f['verdict']}] {f['scanner']}/{_p(f['rule'])}: {_p(f['detail'])}"
+            )
     return "\n".join(lines)
 
 
@@ -102,7 +108,7 @@ def _run(args: argparse.Namespace, fn: Any) -> int:
         with _client(args) as client:
             return int(fn(client))
     except QuarantineError as e:
-        print(f"zionctl: {e}", file=sys.stderr)
+        print(f"zionctl: {_p(str(e), 2000)}", file=sys.stderr)
         return EXIT_REFUSED
     except OSError as e:
         print(f"zionctl: no quarantine service ({e})", file=sys.stderr)
@@ -146,7 +152,7 @@ def cmd_action(args: argparse.Namespace) -> int:
         item = c.request(args.action, id=args.id, **extra)["item"]
         text = f"item {item['id']}: {item['state']}"
         if item["state"] == "released":
-            text += f" to {item['dest']} as {item['release_name']}"
+            text += f" to {item['dest']} as {_p(item['release_name'])}"
         _out(args, item, text)
         return 0
 
@@ -187,10 +193,10 @@ def cmd_send(args: argparse.Namespace) -> int:
         for r in reply["results"]:
             if r["ok"]:
                 ids.add(int(r["id"]))
-                print(f"{r['path']}: queued as item {r['id']}")
+                print(f"{_p(r['path'])}: queued as item {r['id']}")
             else:
                 status = EXIT_REFUSED
-                print(f"zionctl: {r['path']}: refused: {r['error']}", file=sys.stderr)
+                print(f"zionctl: {_p(r['path'])}: refused: {_p(r['error'])}", file=sys.stderr)
         if args.wait and ids:
             done = _wait_terminal(c, ids, args.timeout)
             for item_id in sorted(ids):
@@ -201,10 +207,10 @@ def cmd_send(args: argparse.Namespace) -> int:
                 elif item["state"] == "released":
                     print(
                         f"item {item_id}: delivered to {args.dst} as "
-                        f"Incoming/{args.src}/{item['release_name']}"
+                        f"Incoming/{args.src}/{_p(item['release_name'])}"
                     )
                 else:
-                    print(f"item {item_id}: {item['state']}: {item.get('reason') or ''}")
+                    print(f"item {item_id}: {item['state']}: {_p(item.get('reason') or '')}")
                     status = EXIT_REFUSED
         return status
 

@@ -10,11 +10,15 @@ can be granted on it, i.e. nobody holds it open for writing (`release.no_writers
 only tells us when to look (IN_CLOSE_WRITE, IN_MOVED_TO; IN_CREATE for entries that will
 never be written: symlinks, hard links, fifos); a queue overflow or a restart rescans.
 
-Taking moves the very inode that was checked: it is opened by O_PATH|O_NOFOLLOW relative to
-the inbox's directory fd, checked (regular, one link, no writer), recorded as `taking`, then
-renamed into the store, and what landed is compared by device and inode with what was
-checked. A symlink, hard link or special file is recorded as refused and removed from the
-inbox without ever being opened for reading.
+Taking copies: the entry is opened by O_PATH|O_NOFOLLOW relative to the inbox's directory
+fd, checked (regular, one link, no writer), and its content is copied into an unnamed
+O_TMPFILE in the store, which is then linked as items/<id> and the inbox entry removed. What
+is audited and released is that copy: the desktop never had a handle on it, so a descriptor,
+a hard link or a shared mapping it kept on its own file cannot change the audited bytes or
+reach the destination's file. The source's own `user.*` xattrs are not copied, except the
+origin attributes browsers write, which are recorded as claimed by the source. A symlink,
+hard link or special file is refused and removed from the inbox without ever being opened
+for reading; refusals are recorded at a bounded rate per desktop (`RefusalLimiter`).
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ from zionwm.quarantine.release import (
     ORIGIN_XATTRS,
     UnsafeEntry,
     check_plain_file,
+    copy_fd,
     no_writers,
     open_beneath,
-    renameat2_noreplace,
 )
 from zionwm.quarantine.store import Kind, State, Store
 
@@ -106,7 +110,8 @@ class Outcome(StrEnum):
     TAKEN = "taken"
     REFUSED = "refused"  # recorded as rejected; the entry was removed from the inbox
     BUSY = "busy"  # still open for writing: wait for its close
-    SETTLING = "settling"  # empty, maybe a placeholder: look again in EMPTY_SETTLE seconds
+    SETTLING = "settling"  # look again in EMPTY_SETTLE seconds (an empty placeholder, or
+    # a file that changed while it was copied)
     GONE = "gone"
     IGNORED = "ignored"  # not a candidate (partial name, directory)
 
@@ -148,10 +153,63 @@ def _remove_entry(dir_fd: int, name: str, st: os.stat_result) -> None:
         log.warning("could not remove refused inbox entry %r: %s", name, e)
 
 
+class RefusalLimiter:
+    """At most `limit` refused entries recorded per desktop in each `window` seconds.
+
+    A desktop can drop symlinks or fifos into its inbox as fast as it likes; each refusal
+    would otherwise cost a database row and an urgent notification. Past the limit the
+    entries are still removed, only counted; `due` hands back, once the window is over, how
+    many were removed unrecorded, for one summary row. Pure: the caller gives the time.
+    """
+
+    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._start: dict[str, float] = {}
+        self._count: dict[str, int] = {}
+        self.suppressed: dict[str, int] = {}
+
+    def allow(self, source: str, now: float) -> bool:
+        """Whether this refusal may be recorded; counts it as suppressed otherwise."""
+        start = self._start.get(source)
+        if start is None or now - start >= self.window:
+            if self.suppressed.get(source):
+                return self._suppress(source)  # `due` has not summed up the last window yet
+            self._start[source] = now
+            self._count[source] = 0
+        self._count[source] += 1
+        if self._count[source] <= self.limit:
+            return True
+        return self._suppress(source)
+
+    def _suppress(self, source: str) -> bool:
+        self.suppressed[source] = self.suppressed.get(source, 0) + 1
+        return False
+
+    def window_end(self, source: str) -> float:
+        return self._start.get(source, 0.0) + self.window
+
+    def due(self, now: float) -> list[tuple[str, int]]:
+        """(desktop, entries removed unrecorded) for each window that is over."""
+        out = []
+        for source, n in list(self.suppressed.items()):
+            if n and now >= self.window_end(source):
+                out.append((source, n))
+                del self.suppressed[source]
+                self._start.pop(source, None)
+        return out
+
+
 def take(
-    store: Store, spec: InboxSpec, dir_fd: int, name: str, from_create: bool = False
+    store: Store,
+    spec: InboxSpec,
+    dir_fd: int,
+    name: str,
+    from_create: bool = False,
+    limiter: RefusalLimiter | None = None,
 ) -> TakeResult:
-    """Take `name` from the inbox open as `dir_fd` into the store, if it is complete.
+    """Take a copy of `name` from the inbox open as `dir_fd` into the store, if it is
+    complete, and remove the entry.
 
     `from_create`: the trigger was IN_CREATE, where a regular file is still being created,
     so only entries that will never see a close-after-write are handled.
@@ -175,6 +233,10 @@ def take(
         elif pst.st_nlink != 1:
             refusal = f"hard link ({pst.st_nlink} links; its content was not read)"
         if refusal is not None:
+            _remove_entry(dir_fd, name, pst)
+            if limiter is not None and not limiter.allow(spec.source, time.time()):
+                log.debug("inbox %s: refused %r unrecorded (rate limit)", spec.source, name)
+                return TakeResult(Outcome.REFUSED, None, refusal)
             item_id = store.record_refused(
                 kind=spec.kind,
                 source=spec.source,
@@ -183,7 +245,6 @@ def take(
                 name=display_name(name),
                 reason=refusal,
             )
-            _remove_entry(dir_fd, name, pst)
             log.warning("inbox %s: refused %r: %s (item %d)", spec.source, name, refusal, item_id)
             return TakeResult(Outcome.REFUSED, item_id, refusal)
         if from_create:
@@ -199,6 +260,15 @@ def take(
         os.close(fd)
 
 
+def _unchanged(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_nlink) == (
+        b.st_size,
+        b.st_mtime_ns,
+        b.st_ctime_ns,
+        b.st_nlink,
+    )
+
+
 def _take_fd(store: Store, spec: InboxSpec, dir_fd: int, name: str, fd: int) -> TakeResult:
     st = check_plain_file(fd)
     if not no_writers(fd):
@@ -212,50 +282,60 @@ def _take_fd(store: Store, spec: InboxSpec, dir_fd: int, name: str, fd: int) -> 
         # partial download is left (the service checks again then: SETTLING).
         return TakeResult(Outcome.SETTLING, reason="empty: maybe a download's placeholder")
     origin = read_origin(fd)
-    item_id = store.begin_take(
-        kind=spec.kind,
-        source=spec.source,
-        dest=spec.dest,
-        subdir=spec.subdir,
-        name=display_name(name),
-        size=st.st_size,
-        dev=st.st_dev,
-        ino=st.st_ino,
-        inbox_name=display_name(name),
-        origin_url=origin["user.xdg.origin.url"],
-        referrer_url=origin["user.xdg.referrer.url"],
-    )
-    target = str(item_id)
+    out = _store_copy(store, fd, origin)
     try:
-        renameat2_noreplace(dir_fd, name, store.items_fd, target)
-    except FileNotFoundError:
-        store.drop_taking(item_id)
-        return TakeResult(Outcome.GONE)
-    except OSError:
-        store.drop_taking(item_id)
-        raise
-    landed = os.stat(target, dir_fd=store.items_fd, follow_symlinks=False)
-    if (landed.st_dev, landed.st_ino) != (st.st_dev, st.st_ino):
-        # The desktop replaced the name between our check and the rename: what landed was
-        # never checked. Drop it unread and record the attempt.
-        os.unlink(target, dir_fd=store.items_fd)
-        reason = "replaced while being taken (dropped unread)"
-        store.transition(item_id, State.REJECTED, reason=reason, content=False)
-        log.warning("inbox %s: %r %s (item %d)", spec.source, name, reason, item_id)
-        return TakeResult(Outcome.REFUSED, item_id, reason)
-    if not no_writers(fd):
-        # A writer opened it between the check and the rename: hand it back to the inbox.
-        try:
-            renameat2_noreplace(store.items_fd, target, dir_fd, name)
-        except OSError:
-            reason = "was opened for writing while being taken"
-            store.transition(item_id, State.REJECTED, reason=reason, content=True)
-            return TakeResult(Outcome.REFUSED, item_id, reason)
-        store.drop_taking(item_id)
-        return TakeResult(Outcome.BUSY, reason="open for writing")
+        if not no_writers(fd):
+            # A download still in progress: its close brings it back. The unnamed copy
+            # vanishes with `out`.
+            return TakeResult(Outcome.BUSY, reason="opened for writing while being copied")
+        if not _unchanged(st, os.fstat(fd)):
+            # Written and closed, linked, or its xattrs set while copied: the copy may be
+            # torn. A link or an xattr sends no event we watch, so look again shortly.
+            return TakeResult(Outcome.SETTLING, reason="changed while being copied")
+        ost = os.fstat(out)
+        item_id = store.begin_take(
+            kind=spec.kind,
+            source=spec.source,
+            dest=spec.dest,
+            subdir=spec.subdir,
+            name=display_name(name),
+            size=ost.st_size,
+            dev=ost.st_dev,
+            ino=ost.st_ino,
+            inbox_name=display_name(name),
+            origin_url=origin["user.xdg.origin.url"],
+            referrer_url=origin["user.xdg.referrer.url"],
+            src_dev=st.st_dev,
+            src_ino=st.st_ino,
+        )
+        _link_into_store(store, out, item_id)
+    finally:
+        os.close(out)
+    # Durable in the store: the inbox entry goes (a crash before this line is finished by
+    # recovery, which removes the entry if it is still the inode that was copied).
+    _remove_entry(dir_fd, name, st)
     store.transition(item_id, State.RECEIVED, content=True)
     log.info("inbox %s: took %r as item %d (%d bytes)", spec.source, name, item_id, st.st_size)
     return TakeResult(Outcome.TAKEN, item_id)
+
+
+def _store_copy(store: Store, src: int, origin: dict[str, str | None]) -> int:
+    """An unnamed file in the store holding `src`'s content and only the origin xattrs."""
+    out = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=store.items_fd)
+    try:
+        copy_fd(src, out)
+        for key, value in origin.items():
+            if value is not None:
+                os.setxattr(out, key, value.encode())
+        os.fsync(out)
+    except BaseException:
+        os.close(out)
+        raise
+    return out
+
+
+def _link_into_store(store: Store, out: int, item_id: int) -> None:
+    os.link(f"/proc/self/fd/{out}", str(item_id), dst_dir_fd=store.items_fd, follow_symlinks=True)
 
 
 def take_copy(
@@ -286,13 +366,11 @@ def take_copy(
             raise UnsafeEntry(errno.EBUSY, f"{rel!r} is open for writing")
         name = display_name(os.path.basename(rel.rstrip("/")))
         origin = read_origin(fd)
-        out = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=store.items_fd)
+        out = _store_copy(store, fd, origin)
         try:
-            _copy_into(fd, out, st.st_size)
-            for key, value in origin.items():
-                if value is not None:
-                    os.setxattr(out, key, value.encode())
             ost = os.fstat(out)
+            if ost.st_size != st.st_size:
+                log.info("send: file changed size while copied (%d -> %d)", st.st_size, ost.st_size)
             item_id = store.begin_take(
                 kind=Kind.SEND,
                 source=source,
@@ -306,33 +384,13 @@ def take_copy(
                 origin_url=origin["user.xdg.origin.url"],
                 referrer_url=origin["user.xdg.referrer.url"],
             )
-            os.link(
-                f"/proc/self/fd/{out}",
-                str(item_id),
-                dst_dir_fd=store.items_fd,
-                follow_symlinks=True,
-            )
+            _link_into_store(store, out, item_id)
         finally:
             os.close(out)
         store.transition(item_id, State.RECEIVED, content=True)
         return TakeResult(Outcome.TAKEN, item_id)
     finally:
         os.close(fd)
-
-
-def _copy_into(src: int, dst: int, size: int) -> None:
-    offset = 0
-    while True:
-        chunk = os.pread(src, 1 << 20, offset)
-        if not chunk:
-            break
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(dst, view) :]
-        offset += len(chunk)
-    os.fsync(dst)
-    if offset != size:
-        log.info("send: file changed size while copied (%d -> %d)", size, offset)
 
 
 class InboxWatcher:

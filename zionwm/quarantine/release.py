@@ -29,10 +29,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from zionwm.quarantine.report import BIDI_AND_SEPARATORS
+
 log = logging.getLogger(__name__)
 
 AUDIT_XATTR = "user.zionwm.audit"
+# The only xattrs a released file carries: what browsers write (claimed by the source) and
+# our own stamp. Every other `user.*` name a desktop set is dropped at intake.
 ORIGIN_XATTRS = ("user.xdg.origin.url", "user.xdg.referrer.url")
+KEPT_XATTRS = frozenset((*ORIGIN_XATTRS, AUDIT_XATTR))
 
 _SYS_OPENAT2 = 437  # the same number on every architecture (added after the table unification)
 _RESOLVE_NO_MAGICLINKS = 0x02
@@ -228,9 +233,14 @@ def clash_name(name: str, n: int) -> str:
     return stem + suffix
 
 
+def _hidden_char(c: str) -> bool:
+    o = ord(c)
+    return o < 32 or 0x7F <= o < 0xA0 or c == "/" or c in BIDI_AND_SEPARATORS
+
+
 def safe_name(name: str) -> str:
     """A destination name from an untrusted one: one component, no control characters."""
-    cleaned = "".join("_" if (ord(c) < 32 or c in "/\x7f") else c for c in name).strip()
+    cleaned = "".join("_" if _hidden_char(c) else c for c in name).strip()
     if cleaned in ("", ".", ".."):
         cleaned = "download"
     if cleaned.startswith("."):
@@ -247,8 +257,16 @@ class Destination:
 
 
 def audit_stamp(
-    item_id: int, verdict: str, sha256: str | None, scanners: tuple[str, ...], forced: bool
+    item_id: int,
+    verdict: str,
+    sha256: str | None,
+    scanners: tuple[str, ...],
+    forced: bool,
+    source: str | None = None,
+    claimed: tuple[str, ...] = (),
 ) -> bytes:
+    """The `user.zionwm.audit` value. `claimed`: the origin xattrs on the file, which the
+    `source` desktop set and nobody verified (a browser's word, or a forger's)."""
     return json.dumps(
         {
             "item": item_id,
@@ -257,6 +275,8 @@ def audit_stamp(
             "sha256": sha256,
             "scanners": list(scanners),
             "forced": forced,
+            "source": source,
+            "claimed_by_source": list(claimed),
         },
         sort_keys=True,
     ).encode()
@@ -281,19 +301,15 @@ def is_released_copy(dir_fd: int, name: str, item_id: int, sha256: str | None) -
             return False
         if sha256 is None:
             return True
-        digest = hashlib.sha256()
-        offset = 0
-        while chunk := os.pread(fd, 1 << 20, offset):
-            digest.update(chunk)
-            offset += len(chunk)
-        return digest.hexdigest() == sha256
+        return file_sha256(fd) == sha256
     except (OSError, ValueError):
         return False
     finally:
         os.close(fd)
 
 
-def _copy_fd(src: int, dst: int) -> None:
+def copy_fd(src: int, dst: int) -> None:
+    """Copy all of `src` into `dst` (copy_file_range where possible, else reads)."""
     offset = 0
     while True:
         try:
@@ -320,8 +336,29 @@ def _copy_fd(src: int, dst: int) -> None:
 
 def _copy_xattrs(src: int, dst: int) -> None:
     for key in os.listxattr(src):
-        if key.startswith("user."):
+        if key in KEPT_XATTRS:
             os.setxattr(dst, key, os.getxattr(src, key))
+
+
+def _drop_foreign_xattrs(fd: int) -> None:
+    """Remove every `user.*` xattr but the kept ones (the store's copies carry none, but an
+    item taken by an older version kept whatever its source desktop set)."""
+    for key in os.listxattr(fd):
+        if key.startswith("user.") and key not in KEPT_XATTRS:
+            os.removexattr(fd, key)
+
+
+class ContentChanged(OSError):
+    """The stored file no longer has the digest recorded by its audit."""
+
+
+def file_sha256(fd: int) -> str:
+    digest = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
 
 
 def release_file(
@@ -332,18 +369,27 @@ def release_file(
     name: str,
     stamp: bytes,
     on_attempt: Callable[[str], None],
+    expect_sha256: str | None = None,
 ) -> str:
     """Move items/<src_name> into `dest` under `name` (or its next free clash name).
 
-    Exec and set-id bits are cleared, user xattrs kept, `user.zionwm.audit` set to `stamp`.
-    `on_attempt(candidate)` runs before each placement attempt so the caller can record its
-    intent. Returns the final name. Raises OSError (including UnsafeEntry) on failure; the
-    source is then still in place.
+    Exec and set-id bits are cleared, only the origin xattrs kept, `user.zionwm.audit` set
+    to `stamp`. With `expect_sha256`, the content is hashed first and ContentChanged raised
+    if it is not what was audited. `on_attempt(candidate)` runs before each placement
+    attempt so the caller can record its intent. Returns the final name. Raises OSError
+    (including UnsafeEntry) on failure; the source is then still in place.
     """
     fd = os.open(src_name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir_fd)
     try:
         st = check_plain_file(fd)
+        if expect_sha256 is not None:
+            found = file_sha256(fd)
+            if found != expect_sha256:
+                raise ContentChanged(
+                    errno.EBADMSG, f"content changed after its audit (sha256 {found})"
+                )
         os.fchmod(fd, 0o644 & stat.S_IMODE(st.st_mode) | 0o600)
+        _drop_foreign_xattrs(fd)
         os.setxattr(fd, AUDIT_XATTR, stamp)
         dir_fd = open_dir_chain(dest.root, dest.parts)
         try:
@@ -422,7 +468,7 @@ def _copy_release(
             dir_fd=dir_fd,
         )
     try:
-        _copy_fd(fd, out)
+        copy_fd(fd, out)
         _copy_xattrs(fd, out)
         os.fchmod(out, 0o644)
         os.fsync(out)

@@ -59,3 +59,30 @@ class AuditReport:
             scanners=tuple(d.get("scanners", ())),
             durations=dict(d.get("durations", {})),
         )
+
+
+# Characters that change how the text around them is shown: bidirectional embeddings,
+# overrides and isolates, the implicit direction marks, and line/paragraph separators.
+BIDI_AND_SEPARATORS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029"
+)
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """`text` (a name or URL a desktop chose) made safe to show in trusted UI and logs.
+
+    Control characters (C0, DEL, C1) and bidirectional or separator characters are escaped
+    as `\\xNN` / `\\uNNNN`, so a name cannot add a line to a notification, reorder what is
+    shown around it, or forge a log line; the result is cut at `limit` characters.
+    """
+    out = []
+    for c in text:
+        o = ord(c)
+        if o < 0x20 or 0x7F <= o < 0xA0:
+            out.append(f"\\x{o:02x}")
+        elif c in BIDI_AND_SEPARATORS:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(c)
+    shown = "".join(out)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"

@@ -11,6 +11,11 @@ store; audit threads get an fd and hand back a report through a queue and a wake
 At start, after taking the store lock, `recover()` applies `store.recovery_action` to every
 unfinished item, then every inbox is rescanned for files that arrived while it was down.
 
+What the service audits and releases is its own copy of each file (see inbox.py); the
+release checks the copy's digest against the audit's. Every way out of a desktop (its
+downloads, its outbox, `send`) is held and judged under that desktop's downloads policy
+(`source_bound_policy`). Refused inbox entries are recorded at a bounded rate per desktop.
+
 The compositor writes the policy file (`policy_to_json(specs)`), starts this process with
 `--policy-file PATH [--ready-fd N]` and supervises it; SIGHUP re-reads the policy file.
 """
@@ -49,11 +54,14 @@ from zionwm.quarantine.inbox import (
     InboxSpec,
     InboxWatcher,
     Outcome,
+    RefusalLimiter,
     is_partial_name,
     take,
     take_copy,
 )
 from zionwm.quarantine.release import (
+    ORIGIN_XATTRS,
+    ContentChanged,
     Destination,
     audit_stamp,
     is_released_copy,
@@ -81,6 +89,9 @@ _RETRY_FIRST = 2.0
 _RETRY_MAX = 60.0
 # A deleted inbox sends no inotify event while we hold its directory fd: look every so often.
 _INBOX_CHECK = 2.0
+# Refused inbox entries recorded per desktop per window; the rest are summed up in one row.
+REFUSALS_PER_WINDOW = 10
+REFUSAL_WINDOW = 60.0
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -209,6 +220,29 @@ def decide(verdict: Verdict, policy: DownloadsPolicy, now: float) -> Decision:
     return Decision(State.REJECTED, reason=f"{verdict.value}: kept in quarantine")
 
 
+_STRICTNESS = {VerdictAction.RELEASE: 0, VerdictAction.KEEP: 1, VerdictAction.DELETE: 2}
+
+
+def source_bound_policy(path: DownloadsPolicy, source: DownloadsPolicy | None) -> DownloadsPolicy:
+    """The policy of a file leaving a desktop by `path` (its outbox, or `send`), under the
+    source desktop's own downloads policy: whatever leaves a desktop waits at least that
+    desktop's hold, and a verdict is released only when both policies would release it.
+    The destination stays the path's (Shared for an outbox, the named desktop for send)."""
+    if source is None:
+        return path
+
+    def stricter(a: VerdictAction, b: VerdictAction) -> VerdictAction:
+        return a if _STRICTNESS[a] >= _STRICTNESS[b] else b
+
+    return DownloadsPolicy(
+        release_to=path.release_to,
+        hold=max(path.hold, source.hold),
+        on_suspicious=stricter(path.on_suspicious, source.on_suspicious),
+        on_malicious=stricter(path.on_malicious, source.on_malicious),
+        on_cannot_inspect=stricter(path.on_cannot_inspect, source.on_cannot_inspect),
+    )
+
+
 def destination(item: Item) -> Destination:
     if item.dest == SHARED_DEST:
         return Destination(paths.data_home(), item.subdir)
@@ -306,6 +340,7 @@ class Service:
         self.queued: set[int] = set()
         self.running_audits: set[int] = set()
         self.timers: list[tuple[float, int, str, int]] = []
+        self.refusals = RefusalLimiter(REFUSALS_PER_WINDOW, REFUSAL_WINDOW)
         self._settle_pending = False
         self._timer_seq = 0
         self.retry_delay: dict[int, float] = {}
@@ -417,6 +452,29 @@ class Service:
         finally:
             os.close(dir_fd)
 
+    def _remove_taken_entry(self, item: Item) -> None:
+        """A take that crashed after its copy was placed: the inbox entry it copied goes,
+        if it is still that file (otherwise the rescan would take it a second time)."""
+        if item.inbox_name is None or item.src_ino is None:
+            return
+        inbox = (
+            paths.desktop_outbox(item.source)
+            if item.kind is Kind.OUTBOX
+            else paths.desktop_inbox(item.source)
+        )
+        try:
+            dir_fd = os.open(inbox, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            st = os.stat(item.inbox_name, dir_fd=dir_fd, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) == (item.src_dev, item.src_ino):
+                os.unlink(item.inbox_name, dir_fd=dir_fd)
+        except OSError:
+            pass
+        finally:
+            os.close(dir_fd)
+
     def _unlink_content(self, item_id: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(str(item_id), dir_fd=self.store.items_fd)
@@ -430,6 +488,8 @@ class Service:
         if action is RecoveryAction.DROP:
             self.store.drop_taking(item.id)
         elif action is RecoveryAction.TO_RECEIVED:
+            if item.state is State.TAKING:
+                self._remove_taken_entry(item)
             self.store.transition(item.id, State.RECEIVED, content=True)
         elif action is RecoveryAction.TO_HELD:
             self.store.transition(item.id, State.HELD)
@@ -468,9 +528,14 @@ class Service:
 
     def _take(self, spec: InboxSpec, dir_fd: int, name: str, from_create: bool) -> None:
         try:
-            result = take(self.store, spec, dir_fd, name, from_create)
+            result = take(self.store, spec, dir_fd, name, from_create, self.refusals)
         except OSError as e:
             log.warning("inbox %s: could not take %r: %s", spec.source, name, e)
+            return
+        if result.outcome is Outcome.REFUSED and result.item_id is None:
+            # over the rate limit: summed up in one row when the desktop's window ends
+            if self.refusals.suppressed.get(spec.source) == 1:
+                self._schedule(self.refusals.window_end(spec.source), "refusals", 0)
             return
         if result.outcome is Outcome.SETTLING and not self._settle_pending:
             self._settle_pending = True
@@ -483,6 +548,24 @@ class Service:
             self._enqueue(item.id)
         elif result.outcome is Outcome.REFUSED:
             self._emit("rejected", item)
+
+    def _record_suppressed(self, now: float) -> None:
+        for source, count in self.refusals.due(now):
+            spec = next((s for s in self.inboxes.specs if s.source == source), None)
+            reason = (
+                f"{count} more refused entries (symbolic links, hard links or special files)"
+                f" in {REFUSAL_WINDOW:.0f} s: removed from the inbox without a record each"
+            )
+            item_id = self.store.record_refused(
+                kind=spec.kind if spec else Kind.DOWNLOAD,
+                source=source,
+                dest=spec.dest if spec else "",
+                subdir=spec.subdir if spec else (),
+                name=f"({count} entries)",
+                reason=reason,
+            )
+            log.warning("inbox %s: %s (item %d)", source, reason, item_id)
+            self._emit("rejected", self.store.get(item_id))
 
     def _enqueue(self, item_id: int) -> None:
         if item_id not in self.queued and item_id not in self.running_audits:
@@ -525,11 +608,12 @@ class Service:
             os.write(self.wake_w, b"a")
 
     def _policy_for(self, item: Item) -> DownloadsPolicy:
+        own = self.config.downloads.get(item.source)
         if item.kind is Kind.OUTBOX:
-            return self.config.outbox
+            return source_bound_policy(self.config.outbox, own)
         if item.kind is Kind.SEND:
-            return self.config.send
-        policy = self.config.downloads.get(item.source)
+            return source_bound_policy(self.config.send, own)
+        policy = own
         if policy is None:  # the desktop lost its downloads policy: strictest defaults
             return DownloadsPolicy(release_to=item.dest)
         return policy
@@ -576,12 +660,19 @@ class Service:
             release_name=None,
             forced=forced or self.store.get(item_id).forced,
         )
+        claimed = tuple(
+            key
+            for key, value in zip(ORIGIN_XATTRS, (item.origin_url, item.referrer_url), strict=True)
+            if value is not None
+        )
         stamp = audit_stamp(
             item.id,
             item.verdict.value if item.verdict else "unknown",
             item.sha256,
             item.report.scanners if item.report else (),
             item.forced,
+            source=item.source,
+            claimed=claimed,
         )
         try:
             final = release_file(
@@ -591,7 +682,10 @@ class Service:
                 name=item.name,
                 stamp=stamp,
                 on_attempt=lambda cand: self.store.set_release_name(item.id, cand),
+                expect_sha256=item.sha256,
             )
+        except ContentChanged as e:
+            return self._changed_after_audit(item, str(e))
         except OSError as e:
             item = self.store.get(item.id)
             if self._at_destination(item):
@@ -613,6 +707,29 @@ class Service:
         self._emit("released", item)
         return item
 
+    def _changed_after_audit(self, item: Item, detail: str) -> Item:
+        """The stored copy is not what was audited: keep it, with a finding saying so."""
+        finding = Finding(
+            "release",
+            "changed-after-audit",
+            f"{detail}; the audit saw sha256 {item.sha256}. Rescan it to audit what is there.",
+            Verdict.SUSPICIOUS,
+        )
+        old = item.report or AuditReport()
+        report = AuditReport((*old.findings, finding), old.scanners, old.durations)
+        self.retry_delay.pop(item.id, None)
+        item = self.store.transition(
+            item.id,
+            State.REJECTED,
+            content=True,
+            verdict=report.verdict,
+            report=report,
+            reason="content changed after its audit: kept",
+        )
+        log.error("item %d: %s; kept in quarantine", item.id, detail)
+        self._emit("rejected", item)
+        return item
+
     # -- timers ------------------------------------------------------------------------------
 
     def _schedule(self, when: float, what: str, item_id: int) -> None:
@@ -626,6 +743,9 @@ class Service:
             if what == "inbox-check":
                 self._rewatch(self.inboxes.gone())
                 self._schedule(now + _INBOX_CHECK, "inbox-check", 0)
+                continue
+            if what == "refusals":
+                self._record_suppressed(now)
                 continue
             if what == "settle":
                 self._settle_pending = False
@@ -943,6 +1063,14 @@ class Service:
         # it is cut off from its parent there. Queued ones resume at the next start.
         self.queue.clear()
         self.queued.clear()
+        for source, count in self.refusals.suppressed.items():
+            if count:
+                log.warning(
+                    "inbox %s: %d refused entries removed without a record since %.0f s ago",
+                    source,
+                    count,
+                    time.time() - (self.refusals.window_end(source) - REFUSAL_WINDOW),
+                )
         self.pool.shutdown(wait=True, cancel_futures=True)
         self._guard(self._on_wake)
         for conn in list(self.conns.values()):

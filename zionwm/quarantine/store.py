@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 class State(StrEnum):
-    TAKING = "taking"  # intent: a file is being moved from an inbox into items/
+    TAKING = "taking"  # intent: a copy of an inbox file is being placed as items/<id>
     RECEIVED = "received"  # content in items/, waiting for the audit
     AUDITING = "auditing"
     HELD = "held"  # audited and allowed; released when hold_until passes
@@ -104,10 +104,14 @@ CREATE TABLE IF NOT EXISTS items (
     released_at REAL,
     reason TEXT,
     forced INTEGER NOT NULL DEFAULT 0,
-    then_state TEXT
+    then_state TEXT,
+    src_dev INTEGER,
+    src_ino INTEGER
 );
 CREATE INDEX IF NOT EXISTS items_state ON items(state);
 """
+# Columns added after the first release, for stores created before them.
+_ADDED_COLUMNS = {"src_dev": "INTEGER", "src_ino": "INTEGER"}
 
 
 class StoreError(Exception):
@@ -133,6 +137,8 @@ class Item:
     dev: int | None  # identity of the stored file, to recognise it after a crash
     ino: int | None
     inbox_name: str | None
+    src_dev: int | None  # identity of the inbox file it was copied from (while taking)
+    src_ino: int | None
     verdict: Verdict | None
     report: AuditReport | None
     hold_until: float | None
@@ -188,6 +194,8 @@ def _row_to_item(row: sqlite3.Row) -> Item:
         dev=row["dev"],
         ino=row["ino"],
         inbox_name=row["inbox_name"],
+        src_dev=row["src_dev"],
+        src_ino=row["src_ino"],
         verdict=Verdict(row["verdict"]) if row["verdict"] else None,
         report=report,
         hold_until=row["hold_until"],
@@ -257,6 +265,10 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(items)")}
+        for col, kind in _ADDED_COLUMNS.items():
+            if col not in have:
+                self._db.execute(f"ALTER TABLE items ADD COLUMN {col} {kind}")
 
     def close(self) -> None:
         self._db.close()
@@ -316,13 +328,15 @@ class Store:
         inbox_name: str | None,
         origin_url: str | None = None,
         referrer_url: str | None = None,
+        src_dev: int | None = None,
+        src_ino: int | None = None,
     ) -> int:
-        """Record the intent to move a file into items/<id>; returns the new id."""
+        """Record the intent to place a file as items/<id>; returns the new id."""
         now = time.time()
         cur = self._db.execute(
             "INSERT INTO items (kind, source, dest, subdir, name, size, dev, ino, inbox_name,"
-            " origin_url, referrer_url, received_at, updated_at, state, content)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)",
+            " origin_url, referrer_url, received_at, updated_at, state, content, src_dev,"
+            " src_ino) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?,?)",
             (
                 kind.value,
                 source,
@@ -338,6 +352,8 @@ class Store:
                 now,
                 now,
                 State.TAKING.value,
+                src_dev,
+                src_ino,
             ),
         )
         assert cur.lastrowid is not None

@@ -1,0 +1,67 @@
+"""The pure rules added around the quarantine: escaping text a desktop chose, the refusal
+and notification rate limits, and the policy of files leaving a desktop by other paths."""
+
+from __future__ import annotations
+
+from zionwm.compositor.quarantine_link import NotifyThrottle
+from zionwm.isolation.spec import DownloadsPolicy, VerdictAction
+from zionwm.quarantine.inbox import RefusalLimiter
+from zionwm.quarantine.release import safe_name
+from zionwm.quarantine.report import printable
+from zionwm.quarantine.service import source_bound_policy
+from zionwm.quarantine.store import SHARED_DEST
+
+
+def test_printable_escapes_controls_bidi_and_separators() -> None:
+    assert printable("x\nCopied a from b") == "x\\x0aCopied a from b"
+    assert printable("a\u202etxt.exe") == "a\\u202etxt.exe"
+    assert printable("tab\there\x7f\x9b") == "tab\\x09here\\x7f\\x9b"
+    assert printable("line\u2028two\u2066") == "line\\u2028two\\u2066"
+    assert printable("ünïcode ok") == "ünïcode ok"
+    assert len(printable("a" * 1000, 50)) == 50
+
+
+def test_released_names_replace_bidi_controls() -> None:
+    assert safe_name("report\u202efdp.txt") == "report_fdp.txt"
+    assert safe_name("x\nCopied") == "x_Copied"
+
+
+def test_refusal_limiter_bounds_records_per_window_and_sums_the_rest() -> None:
+    lim = RefusalLimiter(limit=3, window=10.0)
+    allowed = [lim.allow("web", 100.0 + i * 0.01) for i in range(10)]
+    assert allowed == [True] * 3 + [False] * 7
+    assert lim.allow("work", 100.5)  # per desktop
+    assert lim.due(105.0) == []
+    assert not lim.allow("web", 111.0)  # the window is over but not summed up yet
+    assert lim.due(110.0) == [("web", 8)]
+    assert lim.allow("web", 112.0)  # a new window
+
+
+def test_notify_throttle_shows_a_few_then_one_summary() -> None:
+    t = NotifyThrottle(limit=2, window=30.0)
+    shown = [t.admit("web", "kept", 10.0 + i) for i in range(6)]
+    assert shown == [True, True, False, False, False, False]
+    assert t.admit("personal", "released", 11.0)
+    assert t.window_end("web") == 40.0
+    text = t.summary("web")
+    assert text is not None and "4 kept" in text and "web" in text
+    assert t.summary("web") is None
+    assert t.admit("web", "kept", 41.0)
+
+
+def test_outbox_and_send_take_the_source_desktops_hold_and_stricter_actions() -> None:
+    outbox = DownloadsPolicy(release_to=SHARED_DEST, hold=0.0)
+    web = DownloadsPolicy(
+        release_to="personal",
+        hold=600.0,
+        on_suspicious=VerdictAction.DELETE,
+        on_cannot_inspect=VerdictAction.KEEP,
+    )
+    lax = DownloadsPolicy(
+        release_to=SHARED_DEST, hold=30.0, on_cannot_inspect=VerdictAction.RELEASE
+    )
+    got = source_bound_policy(lax, web)
+    assert got.release_to == SHARED_DEST and got.hold == 600.0
+    assert got.on_suspicious is VerdictAction.DELETE
+    assert got.on_cannot_inspect is VerdictAction.KEEP
+    assert source_bound_policy(outbox, None) is outbox
