@@ -73,6 +73,8 @@ class LiveDesktops:
         self.merged = model.merge(base.desktops, self.data, time.time())
         self._expiry: Timer | None = None
         self._sampler: Timer | None = None
+        self._sampling = False
+        self._before_reload: model.Merged | None = None
         self._last_sample: dict[str, tuple[float, int]] = {}
         self._reaping: dict[str, Timer] = {}
 
@@ -133,8 +135,17 @@ class LiveDesktops:
         for text in self.notices():
             self._srv().notify(text, urgent=True)
         self._schedule_expiry()
-        self._announce(old, self.merged, source="reload")
+        self._before_reload = old  # announced by reload(), once the server applied it
         return self.effective()
+
+    def reload(self) -> None:
+        """Server hook, after a reloaded config was applied."""
+        old, self._before_reload = self._before_reload, None
+        if old is not None:
+            self._announce(old, self.merged, source="reload")
+
+    def describe_desktop(self, name: str) -> dict[str, Any]:
+        return {"origin": self.merged.origins.get(name, "config.py")}
 
     # ---- the command language: `desktop SUB ...` ---------------------------------------
 
@@ -510,6 +521,8 @@ class LiveDesktops:
         for name in before:
             if name not in after and name not in srv.desktops:
                 srv.emit("desktop-deleted", {"name": name, "source": source})
+        if before != after:
+            srv.emit("desktops", {})  # the sway socket's workspace events follow this one
         srv._update_indicators()
 
     def _event_payload(self, spec: DesktopSpec) -> dict[str, Any]:
@@ -526,15 +539,17 @@ class LiveDesktops:
         # Windows go first (their views leave the model), then every process of the desktop.
         for client in list(d.clients):
             native.client_destroy(client)
+        children = [c for c in srv.children.running.values() if c.desktop == name]
+        for child in children:
+            child.extra["quiet_exit"] = True  # stopped on purpose: not a failed start
         iso = srv.isolation
         cg = iso.cgroups.get(name) if iso is not None else None
         if cg is not None:
             if srv.model.desktops[name].frozen:
                 iso.thaw(name)
             cg.kill(timeout=0)
-        for child in list(srv.children.running.values()):
-            if child.desktop == name:
-                child.kill()
+        for child in children:
+            child.kill()
 
     def _forget_isolation(self, name: str) -> None:
         """Remove what the isolation layer held for a deleted desktop: its freeze timer, its
@@ -555,14 +570,19 @@ class LiveDesktops:
 
         def reap() -> None:
             if cg.live_pids() and time.monotonic() < deadline:
-                self._reaping[name].schedule(50)
+                timer.schedule(50)
                 return
-            self._reaping.pop(name).remove()
+            # the timer stays (disarmed) until close: a source is not removed from inside
+            # its own callback
             if name not in srv.desktops:  # not made again meanwhile
                 cg.remove()
 
-        self._reaping[name] = srv.loop.timer(reap, f"reap cgroup {name}")
-        self._reaping[name].schedule(1)
+        old = self._reaping.pop(name, None)
+        if old is not None:
+            old.remove()
+        timer = srv.loop.timer(reap, f"reap cgroup {name}")
+        self._reaping[name] = timer
+        timer.schedule(1)
 
     # ---- data of deleted desktops --------------------------------------------------------
 
@@ -642,16 +662,19 @@ class LiveDesktops:
         wanted = control is not None and control.subscribed("usage")
         if self._sampler is None:
             return
-        if wanted and not self._last_sample:
+        if wanted and not self._sampling:
+            self._sampling = True
             self._sample()  # a baseline, so the first event has a CPU figure
             self._sampler.schedule(USAGE_INTERVAL_MS)
-        elif not wanted:
+        elif not wanted and self._sampling:
+            self._sampling = False
             self._sampler.schedule(0)
             self._last_sample.clear()
 
     def _on_usage_tick(self) -> None:
         control = self._control()
         if control is None or not control.subscribed("usage"):
+            self._sampling = False
             self._last_sample.clear()
             return
         self._srv().emit("usage", {"desktops": self._sample()})
@@ -687,7 +710,7 @@ class LiveDesktops:
         return {
             "desktops_file": str(self.path),
             "desktops_file_error": self.error,
-            "usage_sampling": bool(self._last_sample),
+            "usage_sampling": self._sampling,
         }
 
     def close(self) -> None:

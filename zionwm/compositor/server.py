@@ -303,6 +303,8 @@ class Server(HasListeners):
             except Exception:
                 log.exception("shutdown of %s failed", type(ext).__name__)
         self.children.kill_all()
+        for held in self._seat_listeners.values():
+            held.finalize_listeners()
         self.finalize_listeners()
         self.backend.destroy()
         # The rest (scene, layout, cursor, display) is released by process exit: pywlroots'
@@ -357,6 +359,9 @@ class Server(HasListeners):
         held = self._seat_listeners.pop(d.slot, None)
         if held is not None:
             held.finalize_listeners()
+        # wlr_seat_destroy leaves its listener on the keyboard's destroy signal: drop the
+        # keyboard first, or destroying the keyboard later runs into the freed seat
+        wlr_lib.wlr_seat_set_keyboard(d.seat._ptr, wlr_ffi.NULL)
         d.seat.destroy()
 
     def _binding_table(self, config: Any) -> BindingTable:
