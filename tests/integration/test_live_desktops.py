@@ -324,3 +324,43 @@ def test_the_event_stream_reports_desktop_changes_and_usage_only_while_asked(
     comp.zionctl("desktop", "delete", "ev", "--stop")
     everything.wait(lambda e: e["event"] == "desktop-deleted" and e["payload"]["name"] == "ev")
     everything.close()
+
+
+ATTACK = r"""
+import os, socket, sys
+target, sock = sys.argv[1], sys.argv[2]
+out = []
+try:
+    with open(target, "a") as f:
+        f.write('\n[desktops.evil]\ncolour = "#000000"\n')
+    out.append("wrote the desktops file")
+except OSError as e:
+    out.append(f"file errno {e.errno}")
+try:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    s.sendall(b'{"id":1,"type":"command","argv":["desktop","create","evil"]}\n')
+    out.append("control socket answered: " + s.recv(300).decode())
+except OSError as e:
+    out.append(f"socket errno {e.errno}")
+open(os.path.expanduser("~/result"), "w").write("\n".join(out))
+"""
+
+
+def test_a_program_in_a_run_time_desktop_cannot_make_or_change_desktops(
+    make_compositor: Any,
+) -> None:
+    """The attack runs in a real sandbox of a desktop made at run time: it tries to write
+    the desktops file and to ask the control socket for a desktop of its own."""
+    comp = make_compositor(CONFIG, extra_env=QUIET)
+    comp.zionctl("desktop", "create", "untrusted", "--colour", "#e11d48", "--network", "none")
+    before = _file(comp).read_bytes()
+    result = comp.data / "zionwm" / "desktops" / "untrusted" / "home" / "result"
+    sock = comp.runtime / "zionwm" / "ipc.sock"
+    comp.zionctl("launch", "untrusted", "--", "/usr/bin/python3", "-c", ATTACK,
+                 str(_file(comp)), str(sock))  # fmt: skip
+    text = wait_for(lambda: result.exists() and result.read_text(), 20, "the attack to finish")
+    assert "wrote" not in text and "answered" not in text, text
+    assert "file errno" in text and "socket errno" in text, text
+    assert _file(comp).read_bytes() == before
+    assert "evil" not in comp.desktops()
