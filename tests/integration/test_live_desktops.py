@@ -364,3 +364,55 @@ def test_a_program_in_a_run_time_desktop_cannot_make_or_change_desktops(
     assert "file errno" in text and "socket errno" in text, text
     assert _file(comp).read_bytes() == before
     assert "evil" not in comp.desktops()
+
+
+def test_clone_copies_settings_and_only_with_home_the_data(make_compositor: Any) -> None:
+    comp = make_compositor(CONFIG, extra_env=QUIET)
+    comp.zionctl(
+        "desktop", "create", "base", "--colour", "#6366f1", "--memory-max", "2G",
+        "--network", "filtered:example.org:443", "--freeze-after", "5m",
+    )  # fmt: skip
+    homes = comp.data / "zionwm" / "desktops"
+    (homes / "base" / "home").mkdir(parents=True, exist_ok=True)
+    (homes / "base" / "home" / "notes.txt").write_text("mine\n")
+    comp.zionctl("desktop", "create", "twin", "--from", "base", "--colour", "#06b6d4")
+    comp.zionctl("desktop", "create", "twin2", "--from", "base", "--with-home")
+    settings = {
+        name: {s["key"]: s for s in comp.zjson("desktop", "show", name)["settings"]}
+        for name in ("base", "twin", "twin2")
+    }
+    for key in ("memory_max", "network", "freeze_after"):
+        assert settings["twin"][key]["value"] == settings["base"][key]["value"]
+        assert settings["twin"][key]["layer"] == "run-time (cloned from base)"
+    assert settings["twin"]["network"]["value"] == "filtered:example.org:443"
+    assert settings["twin"]["colour"]["value"] == "#06b6d4"
+    assert settings["twin2"]["colour"]["value"] == "#6366f1"
+    assert not (homes / "twin" / "home" / "notes.txt").exists()
+    assert (homes / "twin2" / "home" / "notes.txt").read_text() == "mine\n"
+    # the copy is independent: changing the original leaves the clones alone
+    comp.zionctl("desktop", "set", "base", "memory_max=3G")
+    rows = {s["key"]: s for s in comp.zjson("desktop", "show", "twin")["settings"]}
+    assert rows["memory_max"]["value"] == "2G"
+    r = comp.zionctl("desktop", "create", "twin3", "--from", "nosuch", check=False)
+    assert r.returncode == 1 and "no desktop named 'nosuch'" in r.stderr
+
+
+def test_run_time_desktops_get_one_seat_of_their_own_and_survive_reload_and_restart(
+    make_compositor: Any,
+) -> None:
+    require("wayland-info")
+    comp = make_compositor(CONFIG, extra_env=QUIET)
+    comp.zionctl("desktop", "create", "gone", "--colour", "#f97316")
+    comp.zionctl("switch", "gone")
+    comp.zionctl("desktop", "delete", "gone")  # the shown one: zionwm switches away first
+    assert comp.desktops()["personal"]["active"]
+    comp.zionctl("desktop", "create", "fresh", "--colour", "#84cc16")
+    out = comp.run(["wayland-info"], desktop="fresh").stdout.decode()
+    assert out.count("'wl_seat'") == 1, out
+    assert "seat-fresh" in out
+    comp.zionctl("reload")
+    assert list(comp.desktops()) == ["personal", "work", "fresh"]
+    comp.stop()
+    comp.start()
+    assert list(comp.desktops()) == ["personal", "work", "fresh"]
+    assert comp.desktops()["fresh"]["origin"] == "run-time"

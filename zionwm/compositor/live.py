@@ -350,6 +350,10 @@ class LiveDesktops:
         entry = data.desktops.pop(name)
         data.grants.pop(name, None)
         merged = self._propose(data)
+        if srv.model.active == name:
+            # leave it the way a switch does (thaw the next one, move focus) before it goes
+            others = [n for n in srv.model.names if n != name]
+            srv.switch_to(srv.model.previous if srv.model.previous in others else others[0])
         if name in srv.desktops:
             self._stop_programs(name)
         moved = None if erase else self._move_data_away(name, entry)
