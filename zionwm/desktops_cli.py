@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
@@ -75,11 +76,31 @@ def cmd_create(args: argparse.Namespace) -> int:
     words += args.settings
     if args.clone:
         words += ["--from", args.clone]
-    if args.with_home:
-        words.append("--with-home")
-    data = _request(args, ["create", *words])
-    _print(args, data, str(data.get("message", "")))
-    return 0
+    if not args.with_home:
+        data = _request(args, ["create", *words])
+        _print(args, data, str(data.get("message", "")))
+        return 0
+    # The home is copied in the background: wait until the desktop exists, or the failure.
+    with ctl.connect(args, timeout=None) as c:
+        watched = ["desktop-created", "notification"]
+        c.request("subscribe", events=watched)
+        result = c.command(["desktop", "create", *words, "--with-home"])
+        data = result.get("data") or {}
+        if not data.get("pending"):
+            _print(args, data, str(data.get("message", "")))
+            return 0
+        if not getattr(args, "json", False):
+            print(data.get("message", ""), flush=True)
+        for msg in c.events(watched):
+            payload = msg.get("payload") or {}
+            if msg["event"] == "desktop-created" and payload.get("name") == args.name:
+                _print(args, payload, f"created desktop {args.name}")
+                return 0
+            text = str(payload.get("text", ""))
+            if msg["event"] == "notification" and text.startswith(f"Could not create {args.name}:"):
+                print(f"zionctl: {text}", file=sys.stderr)
+                return ctl.EXIT_FAILED
+    return ctl.EXIT_FAILED
 
 
 def cmd_set(args: argparse.Namespace) -> int:

@@ -77,6 +77,7 @@ class LiveDesktops:
         self._before_reload: model.Merged | None = None
         self._last_sample: dict[str, tuple[float, int]] = {}
         self._reaping: dict[str, Timer] = {}
+        self._copies: dict[int, tuple[str, Settings, Path]] = {}  # pid -> home copy job
 
     def _read(self) -> DesktopsFile:
         for stale in store.remove_stale_temporaries(self.path):
@@ -266,6 +267,8 @@ class LiveDesktops:
         self._check_writable()
         if name in srv.desktops or name in self.data.desktops:
             raise ValueError(f"a desktop named {name!r} already exists")
+        if name in (n for n, _, _ in self._copies.values()):
+            raise ValueError(f"{name!r} is being created (its home is being copied)")
         if srv._slots >= MAX_SLOTS:
             raise RuntimeError(
                 f"this run of zionwm has made {MAX_SLOTS} desktops; restart it to make more"
@@ -285,15 +288,9 @@ class LiveDesktops:
         data = self.data.copy()
         data.desktops[name] = entry
         merged = self._propose(data, name)
-        copied = None
         if with_home and clone is not None:
-            copied = self._copy_home(clone, name)
-        try:
-            self._commit(data, merged)
-        except BaseException:
-            if copied is not None:
-                shutil.rmtree(copied, ignore_errors=True)
-            raise
+            return self._copy_home_then_create(clone, name, entry)
+        self._commit(data, merged)
         return {"message": f"created desktop {name}", "desktop": self.show(name)}
 
     def change(self, name: str, settings: Settings, unset: list[str]) -> dict[str, Any]:
@@ -616,17 +613,57 @@ class LiveDesktops:
         else:
             moved.rmdir()
 
-    def _copy_home(self, clone: str, name: str) -> Path:
+    def _copy_home_then_create(self, clone: str, name: str, entry: Settings) -> dict[str, Any]:
+        """Copy the home in a child process (a large home must not stall the compositor);
+        the desktop is made when the copy is done (child_exited), or not at all."""
         source = paths.desktop_home(clone)
         target = paths.desktop_home(name)
         if target.exists():
             raise ValueError(f"{target} exists already; --with-home would mix two homes")
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if source.exists():
-            shutil.copytree(source, target, symlinks=True)
-        else:
+        if not source.exists():
             target.mkdir(mode=0o700)
-        return target
+            self._finish_create(name, entry, target)
+            return {"message": f"created desktop {name}", "desktop": self.show(name)}
+        argv = ["cp", "-a", "--reflink=auto", "--no-target-directory", str(source), str(target)]
+        child = self._srv().children.spawn(argv, {"PATH": os.environ.get("PATH", "/usr/bin")})
+        child.extra["quiet_exit"] = True  # its failure is reported here, with the reason
+        self._copies[child.pid] = (name, entry, target)
+        return {
+            "message": f"copying the home of {clone}; {name} appears when the copy is done",
+            "pending": True,
+        }
+
+    def _finish_create(self, name: str, entry: Settings, home: Path) -> None:
+        data = self.data.copy()
+        data.desktops[name] = entry
+        try:
+            self._check_writable()
+            if name in self._srv().desktops:
+                raise ValueError(f"a desktop named {name!r} appeared meanwhile")
+            self._commit(data, self._propose(data, name))
+        except BaseException:
+            shutil.rmtree(home, ignore_errors=True)
+            raise
+
+    def child_exited(self, child: Any) -> None:
+        """Server hook for every child: the end of a home copy."""
+        job = self._copies.pop(child.pid, None)
+        if job is None:
+            return
+        name, entry, target = job
+        if child.returncode != 0:
+            shutil.rmtree(target, ignore_errors=True)
+            self._srv().notify(
+                f"Could not create {name}: copying its home failed (cp exited with "
+                f"{child.returncode})",
+                urgent=True,
+            )
+            return
+        try:
+            self._finish_create(name, entry, target)
+        except (ValueError, LookupError, RuntimeError, OSError) as exc:
+            self._srv().notify(f"Could not create {name}: {exc}", urgent=True)
 
     # ---- temporary grants ----------------------------------------------------------------
 
