@@ -297,10 +297,11 @@ class LiveDesktops:
         self._check_writable()
         self._spec(name)
         data = self.data.copy()
-        if name in data.desktops:
-            table = data.desktops[name]
-        elif self.base.desktop(name) is not None:
+        # config.py's desktop wins over a run-time entry of the same name (see merge)
+        if self.base.desktop(name) is not None:
             table = data.overrides.setdefault(name, {})
+        elif name in data.desktops:
+            table = data.desktops[name]
         else:
             raise LookupError(f"{name!r} is kept from an earlier config; it cannot be changed")
         table.update(settings)
@@ -331,12 +332,12 @@ class LiveDesktops:
     def delete(self, name: str, stop: bool, erase: bool) -> dict[str, Any]:
         srv = self._srv()
         self._check_writable()
+        if self.base.desktop(name) is not None:
+            raise ValueError(
+                f"{name} is declared in config.py: remove it there and reload "
+                f"(run-time changes to it go with: zionctl desktop unset {name} KEY...)"
+            )
         if name not in self.data.desktops:
-            if self.base.desktop(name) is not None:
-                raise ValueError(
-                    f"{name} is declared in config.py: remove it there and reload "
-                    f"(run-time changes to it go with: zionctl desktop unset {name} KEY...)"
-                )
             raise LookupError(f"no desktop named {name!r} made at run time")
         running = self.programs(name)
         if running and not stop:
