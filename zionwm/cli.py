@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     from zionwm.compositor.server import Options, Server
 
     # desktops made or changed at run time, merged with config.py's
-    live = LiveDesktops(config)
+    live = LiveDesktops(config, fell_back=fell_back)
     notices += live.notices()
     config = live.effective()
 

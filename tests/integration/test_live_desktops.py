@@ -416,3 +416,22 @@ def test_run_time_desktops_get_one_seat_of_their_own_and_survive_reload_and_rest
     comp.start()
     assert list(comp.desktops()) == ["personal", "work", "fresh"]
     assert comp.desktops()["fresh"]["origin"] == "run-time"
+
+
+def test_with_a_broken_config_py_the_desktops_file_waits_untouched(make_compositor: Any) -> None:
+    """The fallback config must never grant more than asked: the desktops file (which may
+    give a desktop the network) is not applied, nor rewritten, until config.py is fixed."""
+    comp = make_compositor(CONFIG, extra_env=QUIET)
+    comp.zionctl("desktop", "create", "later", "--colour", "#8b5cf6", "--network", "full")
+    saved = _file(comp).read_bytes()
+    comp.stop()
+    assert comp.config_path is not None
+    comp.config_path.write_text(CONFIG + "desktop(\n")
+    comp.start()
+    assert "later" not in comp.desktops()
+    r = comp.zionctl("desktop", "create", "more", "--colour", "#10b981", check=False)
+    assert r.returncode == 1 and "config.py has errors" in r.stderr
+    assert _file(comp).read_bytes() == saved
+    comp.config_path.write_text(CONFIG)
+    comp.zionctl("reload")
+    assert comp.desktops()["later"]["network"] == "full"

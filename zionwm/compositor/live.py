@@ -64,12 +64,21 @@ def deleted_dir() -> Path:
 class LiveDesktops:
     """The desktops file and its application to a running server (a server extension)."""
 
-    def __init__(self, base: cfgmod.Config, path: Path | None = None) -> None:
+    def __init__(
+        self, base: cfgmod.Config, path: Path | None = None, *, fell_back: bool = False
+    ) -> None:
         self.path = path or store.default_path()
         self.base = base  # config.py's config, as loaded
         self.server: Server | None = None
         self.error: str | None = None
-        self.data = self._read()
+        if fell_back:
+            # config.py is broken and the restricted default runs: nothing of the desktops
+            # file (which may grant more) applies, and it is not rewritten, until a reload
+            # of a good config.py reads it again
+            self.data = DesktopsFile()
+            self.error = "config.py has errors; the desktops file applies again after a good reload"
+        else:
+            self.data = self._read()
         self.merged = model.merge(base.desktops, self.data, time.time())
         self._expiry: Timer | None = None
         self._sampler: Timer | None = None
