@@ -237,11 +237,22 @@ def test_a_temporary_network_grant_reverts_by_itself_also_across_a_restart(
     comp = make_compositor(CONFIG, extra_env=QUIET)
     if comp.zjson("status").get("network") == "unavailable":
         pytest.skip("network namespaces are unavailable on this machine")
+    events = _Subscriber(comp, ["desktop-changed"])
     r = comp.zionctl("net", "work", "on", "--for", "2s")
     assert "until" in r.stdout
     assert _net(comp, "work") == ("full", "full"), "the grant did not reach the namespace"
     wait_for(lambda: _net(comp, "work") == ("none", "none"), 30, "the grant to end by itself")
     assert "grants" not in tomllib.loads(_file(comp).read_text())
+    events.wait(lambda e: e["payload"]["changed"].get("network") == ["none", "full"])
+    events.wait(lambda e: e["payload"]["changed"].get("network") == ["full", "none"])
+    events.close()
+    # and the other way: cut for a while, then back
+    comp.zionctl("desktop", "set", "personal", "network=full")
+    comp.zionctl("launch", "personal", "--", "sleep", "60")
+    wait_for(lambda: _net(comp, "personal") == ("full", "full"), 20, "personal's network")
+    comp.zionctl("net", "personal", "off", "--for", "2s")
+    assert _net(comp, "personal") == ("none", "none")
+    wait_for(lambda: _net(comp, "personal") == ("full", "full"), 30, "the cut to end")
 
     # across a restart: the expiry is kept in the file
     comp.zionctl("net", "work", "on", "--for", "6s")
