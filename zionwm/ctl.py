@@ -28,15 +28,15 @@ from zionwm import commands, paths
 
 # module -> the subcommands it adds; imported only when one of them is asked for.
 PLUGINS: dict[str, tuple[str, ...]] = {
+    "zionwm.desktops_cli": ("desktop",),
     "zionwm.quarantine.cli": ("quarantine", "send"),
     "zionwm.isolation.templates_cli": ("template",),
-    "zionwm.desktops_cli": ("desktop",),
 }
 PLUGIN_HELP = {
+    "desktop": "create, change, show and delete desktops while zionwm runs",
     "quarantine": "list, inspect and release quarantined downloads",
     "send": "send a file to another desktop through the audited path",
     "template": "manage root-filesystem templates",
-    "desktop": "create, change, show and delete desktops while zionwm runs",
 }
 
 REQUEST_TIMEOUT = 15.0
