@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -636,7 +637,13 @@ class LiveDesktops:
             self._finish_create(name, entry, target)
             return {"message": f"created desktop {name}", "desktop": self.show(name)}
         argv = ["cp", "-a", "--reflink=auto", "--no-target-directory", str(source), str(target)]
-        child = self._srv().children.spawn(argv, {"PATH": os.environ.get("PATH", "/usr/bin")})
+        proc = subprocess.Popen(
+            argv,
+            env={"PATH": os.environ.get("PATH", "/usr/bin")},
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        child = self._srv().children.adopt(proc.pid, argv, None, proc.poll, proc.kill)
         child.extra["quiet_exit"] = True  # its failure is reported here, with the reason
         self._copies[child.pid] = (name, entry, target)
         return {
