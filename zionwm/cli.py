@@ -196,7 +196,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from zionwm.compositor.control import IpcFanout, ServerController
     from zionwm.compositor.ipc import ControlServer, SwayIpcServer
+    from zionwm.compositor.live import LiveDesktops
     from zionwm.compositor.server import Options, Server
+
+    # desktops made or changed at run time, merged with config.py's
+    live = LiveDesktops(config, fell_back=fell_back)
+    notices += live.notices()
+    config = live.effective()
 
     opts = Options(
         headless=args.headless,
@@ -219,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     from zionwm.compositor import integration
 
     integration.attach(server)
+    live.attach(server)
 
     vnc = start_vnc(args.vnc) if args.vnc else []
     try:

@@ -31,7 +31,8 @@ class Shape(Enum):
     DESKTOP_OR_INDEX = "desktop-or-index"  # a desktop name or its 1-based position
     ARGV = "argv"  # a program and its arguments
     LAUNCH = "launch"  # DESKTOP [--ephemeral] [--] ARGV...
-    DESKTOP_ON_OFF = "desktop-on-off"  # DESKTOP on|off
+    DESKTOP_ON_OFF = "desktop-on-off"  # DESKTOP on|off [--for DURATION]
+    WORDS = "words"  # a sub-command and its words, parsed by whoever runs it
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,14 @@ COMMANDS: dict[str, CommandInfo] = {
     "thaw": CommandInfo("thaw NAME", Shape.DESKTOP, "resume the programs of desktop NAME"),
     "kill": CommandInfo("kill NAME", Shape.DESKTOP, "kill every program of desktop NAME"),
     "net": CommandInfo(
-        "net NAME on|off", Shape.DESKTOP_ON_OFF, "connect or cut desktop NAME's network"
+        "net NAME on|off [--for DURATION]",
+        Shape.DESKTOP_ON_OFF,
+        "connect or cut desktop NAME's network (--for: only that long, e.g. 15m)",
+    ),
+    "desktop": CommandInfo(
+        "desktop create|set|unset|delete|show|deleted|restore ...",
+        Shape.WORDS,
+        "create, change, show and delete desktops while zionwm runs",
     ),
     "move-to": CommandInfo(
         "move-to DESKTOP",
@@ -100,6 +108,7 @@ class Command:
     argv: tuple[str, ...] = ()  # spawn, launch
     ephemeral: bool = False  # launch --ephemeral
     enable: bool | None = None  # net NAME on|off
+    for_time: str | None = None  # net NAME on|off --for DURATION, as typed
 
     def __str__(self) -> str:
         return shlex.join((self.name, *self.args))
@@ -211,13 +220,22 @@ def _parse_launch(name: str, info: CommandInfo, args: tuple[str, ...]) -> Comman
 
 
 def _parse_desktop_on_off(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command:
-    if len(args) != 2:
+    for_time = None
+    if len(args) == 4 and args[2] == "--for":
+        for_time = args[3]
+    elif len(args) != 2:
         raise CommandError(f"{name} needs a desktop and 'on' or 'off'; {_usage(info)}")
     desktop = _desktop_name(name, info, args[0])
     state = args[1].lower()
     if state not in ("on", "off"):
         raise CommandError(f"{name}: expected 'on' or 'off', not {args[1]!r}; {_usage(info)}")
-    return Command(name, args, desktop=desktop, enable=state == "on")
+    return Command(name, args, desktop=desktop, enable=state == "on", for_time=for_time)
+
+
+def _parse_words(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command:
+    if not args:
+        raise CommandError(f"{name} needs a sub-command; {_usage(info)}")
+    return Command(name, args)
 
 
 _PARSERS = {
@@ -227,4 +245,5 @@ _PARSERS = {
     Shape.ARGV: _parse_argv,
     Shape.LAUNCH: _parse_launch,
     Shape.DESKTOP_ON_OFF: _parse_desktop_on_off,
+    Shape.WORDS: _parse_words,
 }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import inspect
 import ipaddress
 import logging
 import math
@@ -51,6 +52,7 @@ __all__ = [
     "Network",
     "Settings",
     "bind",
+    "check_desktop",
     "check_main",
     "default_config_path",
     "desktop",
@@ -1060,6 +1062,40 @@ def _check_desktops(load: _Load, report: _Report, complete: bool) -> list[spec.D
                 f"which is not a declared desktop{hint}",
             )
     return specs
+
+
+def check_desktop(
+    values: dict[str, object], others: set[str], file: str
+) -> tuple[spec.DesktopSpec | None, list[ConfigError]]:
+    """Validate one desktop given as the keyword values of `desktop()` (declarations such as
+    `Limits(...)` included), with the same rules as a config file; `others` are the names of
+    the other desktops (release_to must name one of them). Used for desktops made or changed
+    while zionwm runs, so that they can never hold a value the config file would refuse."""
+    report = _Report(file)
+    params = inspect.signature(desktop).parameters
+    full = {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    unknown = {k: v for k, v in values.items() if k not in params}
+    full.update({k: v for k, v in values.items() if k in params})
+    full["name"] = values.get("name")
+    decl = _DesktopDecl(full, unknown)
+    result = _desktop_spec(decl, report)
+    name = full["name"]
+    if isinstance(name, str) and name in others:
+        report.error(0, f"a desktop named {name!r} already exists")
+    dl = full["downloads"]
+    if result is not None and isinstance(dl, Downloads):
+        target = dl._values["release_to"]
+        if target == name:
+            report.error(0, f"desktop {name!r}: downloads: release_to must name another desktop")
+        elif isinstance(target, str) and target not in others:
+            report.error(
+                0,
+                f"desktop {name!r}: downloads: release_to names {target!r}, which is not a "
+                f"desktop (desktops: {', '.join(sorted(others)) or 'none'})",
+            )
+    if report.failed:
+        return None, report.result()
+    return result, report.result()
 
 
 def _check_bindings(

@@ -28,11 +28,13 @@ from zionwm import commands, paths
 
 # module -> the subcommands it adds; imported only when one of them is asked for.
 PLUGINS: dict[str, tuple[str, ...]] = {
+    "zionwm.desktops_cli": ("desktop",),
     "zionwm.quarantine.cli": ("quarantine", "send"),
     "zionwm.isolation.templates_cli": ("template",),
     "zionwm.isolation.outputlog": ("log",),
 }
 PLUGIN_HELP = {
+    "desktop": "create, change, show and delete desktops while zionwm runs",
     "quarantine": "list, inspect and release quarantined downloads",
     "send": "send a file to another desktop through the audited path",
     "template": "manage root-filesystem templates",
@@ -324,7 +326,8 @@ def _command_argv(args: argparse.Namespace) -> list[str]:
             raise _UsageError("launch needs a program after '--': zionctl launch NAME -- CMD...")
         return ["launch", args.desktop, *(["--ephemeral"] if args.ephemeral else []), "--", *argv]
     if name == "net":
-        return ["net", args.desktop, args.state]
+        limit = ["--for", args.for_time] if args.for_time else []
+        return ["net", args.desktop, args.state, *limit]
     if name in ("switch", "freeze", "thaw", "kill"):
         return [name, args.desktop]
     return [name, *getattr(args, "args", [])]
@@ -430,13 +433,20 @@ def build_parser(
     p = add("net", "connect or cut desktop NAME's network", cmd_command)
     p.add_argument("desktop", metavar="NAME")
     p.add_argument("state", choices=("on", "off"))
+    p.add_argument(
+        "--for",
+        dest="for_time",
+        metavar="DURATION",
+        help="only for this long (e.g. 15m), then back as it was, even across a restart",
+    )
     p = add("events", "print events as they happen (switch, map, unmap, ...)", cmd_events)
     p.add_argument("names", nargs="*", metavar="EVENT", help="only these events (default: all)")
 
     # The rest of the command language (close, fullscreen, switch-prev, quit, ...) passes
     # through as is, so zionctl never lags behind it and refusals come back explained.
+    plugged = {n for names in PLUGINS.values() for n in names}
     for name, info in commands.COMMANDS.items():
-        if name not in sub.choices:
+        if name not in sub.choices and name not in plugged:
             p = add(name, info.help, cmd_command)
             p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 

@@ -63,6 +63,10 @@ CONTROL_EVENTS = (
     "desktops",
     "quarantine",
     "notification",
+    "desktop-created",
+    "desktop-changed",
+    "desktop-deleted",
+    "usage",  # sampled once a second, only while a client subscribes to it by name
 )
 
 
@@ -398,6 +402,8 @@ class _Client:
                     reactor.remove(handle)
         self.read_handle = self.write_handle = None
         self.server.clients.discard(self)
+        if self.subscriptions:
+            self.server.subscriptions_changed()
         with contextlib.suppress(OSError):
             self.sock.close()
 
@@ -476,6 +482,9 @@ class _ServerBase:
     def handle_input(self, client: _Client) -> None:
         raise NotImplementedError
 
+    def subscriptions_changed(self) -> None:
+        """A client subscribed, unsubscribed or went away."""
+
 
 def _dumps(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"), default=str)
@@ -491,6 +500,20 @@ class ControlServer(_ServerBase):
 
     kind = "control"
     default_path = staticmethod(paths.ipc_socket)
+    # Told when subscriptions change, so work done only for subscribers (usage samples)
+    # starts and stops with them.
+    on_subscriptions: Callable[[], None] | None = None
+
+    def subscribed(self, event: str) -> bool:
+        """Whether a client asked for `event` by name ("*" does not count)."""
+        return any(event in c.subscriptions for c in self.clients)
+
+    def subscriptions_changed(self) -> None:
+        if self.on_subscriptions is not None:
+            try:
+                self.on_subscriptions()
+            except Exception:
+                log.exception("control: subscription watcher failed")
 
     def emit(self, event: str, payload: dict[str, Any]) -> None:
         """Send an event to the clients subscribed to it. Never raises."""
@@ -593,6 +616,7 @@ class ControlServer(_ServerBase):
         ):
             raise _RequestError('"events" must be a list of event names (or ["*"])')
         client.subscriptions.update(events or ["*"])
+        self.subscriptions_changed()
         return {"events": sorted(client.subscriptions)}
 
     def _req_unsubscribe(self, client: _Client, request: dict[str, Any]) -> object:
@@ -603,6 +627,7 @@ class ControlServer(_ServerBase):
             client.subscriptions.difference_update(e for e in events if isinstance(e, str))
         else:
             raise _RequestError('"events" must be a list of event names')
+        self.subscriptions_changed()
         return {"events": sorted(client.subscriptions)}
 
     _handlers: dict[str, Callable[[ControlServer, _Client, dict[str, Any]], object]] = {

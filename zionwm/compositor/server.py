@@ -151,6 +151,8 @@ class Server(HasListeners):
         self.extensions: list[Any] = []  # isolation/quarantine integrations (close on exit)
         self.launch_hook: Any = None  # replaced by the sandbox launcher when available
         self.isolation: Any = None  # integration.Isolation once attached
+        self.desktop_data: Any = None  # live.LiveDesktops: desktops made at run time
+        self._seat_listeners: dict[int, HasListeners] = {}
 
         # -- display and event loop (one Loop for the server's life: see loop.py) --
         self.display = Display()
@@ -301,6 +303,8 @@ class Server(HasListeners):
             except Exception:
                 log.exception("shutdown of %s failed", type(ext).__name__)
         self.children.kill_all()
+        for held in self._seat_listeners.values():
+            held.finalize_listeners()
         self.finalize_listeners()
         self.backend.destroy()
         # The rest (scene, layout, cursor, display) is released by process exit: pywlroots'
@@ -313,15 +317,17 @@ class Server(HasListeners):
         seat = Seat(self.display, name)
         seat.set_capabilities(WlSeat.capability.pointer | WlSeat.capability.keyboard)
         native.set_seat_for_desktop(slot, seat)
-        self.add_listener(
+        # one holder per seat, so a desktop removed at run time takes its listeners along
+        held = self._seat_listeners.setdefault(slot, HasListeners())
+        held.add_listener(
             seat.request_set_cursor_event,
             lambda _l, ev, s=seat: self._on_seat_request_set_cursor(s, ev),
         )
-        self.add_listener(
+        held.add_listener(
             seat.request_set_selection_event,
             lambda _l, ev, s=seat: s.set_selection(ev._ptr.source, ev.serial),
         )
-        self.add_listener(
+        held.add_listener(
             seat.request_set_primary_selection_event,
             lambda _l, ev, s=seat: s.set_primary_selection(ev._ptr.source, ev.serial),
         )
@@ -337,6 +343,26 @@ class Server(HasListeners):
         sock = DesktopSocket(self.display, self.loop, spec.name, slot, self._on_desktop_client)
         self.desktops[spec.name] = DesktopRuntime(spec, slot, seat, tree, sock)
         self._slot_names[slot] = spec.name
+
+    def _remove_desktop(self, name: str) -> None:
+        """Undo _add_desktop for a desktop with no windows left."""
+        d = self.desktops.pop(name)
+        d.socket.close()
+        # its remaining clients (no windows, e.g. a clipboard owner) belong to a
+        # compartment that no longer exists
+        for client in list(d.clients):
+            native.client_destroy(client)
+        d.tree.destroy()
+        native.set_seat_for_desktop(d.slot, None)
+        if self.pointer_seat is d.seat:
+            self.pointer_seat = None
+        held = self._seat_listeners.pop(d.slot, None)
+        if held is not None:
+            held.finalize_listeners()
+        # wlr_seat_destroy leaves its listener on the keyboard's destroy signal: drop the
+        # keyboard first, or destroying the keyboard later runs into the freed seat
+        wlr_lib.wlr_seat_set_keyboard(d.seat._ptr, wlr_ffi.NULL)
+        d.seat.destroy()
 
     def _binding_table(self, config: Any) -> BindingTable:
         rows = [(frozenset(b.modifiers), b.keysym, b.command) for b in config.bindings]
@@ -983,7 +1009,14 @@ class Server(HasListeners):
         return str(self._isolation_for(cmd.desktop).kill(cmd.desktop))
 
     def _cmd_net(self, cmd: Any) -> str:
+        if cmd.for_time is not None and self.desktop_data is not None:
+            return str(self.desktop_data.grant_network(cmd.desktop, bool(cmd.enable), cmd.for_time))
         return str(self._isolation_for(cmd.desktop).set_network(cmd.desktop, bool(cmd.enable)))
+
+    def _cmd_desktop(self, cmd: Any) -> Any:
+        if self.desktop_data is None:
+            raise RuntimeError("run-time desktops are not available in this compositor")
+        return self.desktop_data.command(list(cmd.args))
 
     def _cmd_move_to(self, cmd: Any) -> str:
         raise ValueError("windows never change desktop: their programs live in its sandbox")
@@ -1044,6 +1077,8 @@ class Server(HasListeners):
             )
             self.emit("error", {"what": "config", "errors": [str(e) for e in errors]})
             raise ValueError("reload failed, running config kept:\n" + text)
+        if self.desktop_data is not None:
+            new = self.desktop_data.rebase(new)  # the desktops made at run time stay
         self.apply_config(new)
         for ext in self.extensions:
             hook = getattr(ext, "reload", None)
@@ -1066,13 +1101,7 @@ class Server(HasListeners):
                 self._add_desktop(spec)
         for name in list(self.desktops):
             if name not in names and name not in kept:
-                d = self.desktops.pop(name)
-                d.socket.close()
-                # its remaining clients (no windows, e.g. a clipboard owner) belong to a
-                # compartment that no longer exists
-                for client in list(d.clients):
-                    native.client_destroy(client)
-                d.tree.destroy()
+                self._remove_desktop(name)
         if kept:
             self.notify("Kept desktops that still have windows: " + ", ".join(kept))
         self.config = new

@@ -198,8 +198,9 @@ def install_global_filter(display: Any, allowed_interfaces: frozenset[str]) -> N
 
 
 def set_seat_for_desktop(desktop: int, seat: Any) -> None:
-    """Register the wl_seat global desktop `desktop` (-1: host) may see; it sees no other."""
-    g = lib.zion_seat_global(to_native(seat, "struct wlr_seat *"))
+    """Register the wl_seat global desktop `desktop` (-1: host) may see; it sees no other.
+    None (a desktop removed at run time) forgets it before the seat is destroyed."""
+    g = ffi.NULL if seat is None else lib.zion_seat_global(to_native(seat, "struct wlr_seat *"))
     lib.zion_filter_set_seat_global(desktop, g)
 
 
