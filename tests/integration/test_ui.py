@@ -220,25 +220,30 @@ def test_fullscreen_keeps_the_frame_where_the_desktop_does_not_allow_it(
 
 
 def cell_box(img: Image.Image, hex_colour: str) -> tuple[int, int, int, int] | None:
-    """The bounding box of a colour below the strip: an overview cell's frame."""
-    mask = Image.new("1", img.size)
-    px = img.load()
-    mp = mask.load()
-    assert px is not None and mp is not None
-    for y in range(STRIP, img.height, 2):
-        for x in range(0, img.width, 2):
-            if colour_near(px[x, y], hex_colour, tol=10):
-                mp[x, y] = 1
-    return mask.getbbox()
+    """An overview cell in a colour: its header is the first wide run of that colour below
+    the strip; its left frame edge goes down from there to the cell's bottom."""
+    for y in range(STRIP + 2, img.height, 2):
+        wide = [r for r in runs_of(img, y, hex_colour) if r[1] - r[0] >= 150]
+        if wide:
+            x0, x1 = wide[0]
+            break
+    else:
+        return None
+    y1 = y
+    while y1 < img.height and colour_near(img.getpixel((x0 + 1, y1)), hex_colour, tol=10):
+        y1 += 1
+    return (x0, y, x1, y1)
 
 
 def picture_pixels(img: Image.Image, box: tuple[int, int, int, int], hex_colour: str) -> int:
-    """Pixels inside a cell's thumbnail well that are neither black, nor its frame colour,
-    nor the grey of the info line: the desktop's last frame."""
+    """Pixels inside a cell's thumbnail well that are bright or coloured, and not its frame
+    colour: the desktop's last frame (the dim grey note of an empty cell does not count)."""
     x0, y0, x1, y1 = box
     well = img.crop((x0 + 8, y0 + 40, x1 - 8, y1 - 34))
     return sum(
-        1 for p in pixels_of(well) if max(p[:3]) > 40 and not colour_near(p, hex_colour, tol=30)
+        1
+        for p in pixels_of(well)
+        if (max(p) > 140 or max(p) - min(p) > 40) and not colour_near(p, hex_colour, tol=30)
     )
 
 

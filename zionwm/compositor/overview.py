@@ -152,6 +152,17 @@ def render_banner(text: str, width: int, height: int, size: int, bold: bool) -> 
     return img.tobytes("raw", "BGRA")
 
 
+@lru_cache(maxsize=8)
+def render_well_note(text: str, width: int, height: int) -> bytes:
+    img = Image.new("RGBA", (width, height), (*rgb255(THUMB_BG), 255))
+    draw = ImageDraw.Draw(img)
+    f = font(13, bold=False)
+    left, _t, right, _b = f.getbbox(text)
+    x = (width - (right - left)) // 2
+    draw.text((x - left, text_y(f, height)), text, font=f, fill=(110, 110, 120, 255))
+    return img.tobytes("raw", "BGRA")
+
+
 def _text_middle(draw: Any, x: int, height: int, text: str, f: Any, fill: Any) -> None:
     left, _top, _right, _bottom = f.getbbox(text)
     draw.text((x - left, text_y(f, height)), text, font=f, fill=fill)
@@ -299,12 +310,13 @@ class Overview:
             SceneRect.create(node, cw, ch, cell.colour)
             header = SceneImage.create(node, cw, HEADER_H, render_header(cell, cw))
             header.set_position(0, 0)
-            well = SceneRect.create(node, tw, th, THUMB_BG)
-            well.set_position(FRAME, HEADER_H)
             pixels = self._thumb_for(name, (tw, th))
-            if pixels is not None:
-                img = SceneImage.create(node, tw, th, pixels)
-                img.set_position(FRAME, HEADER_H)
+            if pixels is None:
+                # never shown in this session: say so rather than show a black box
+                note = "not shown yet" if cell.state != "no programs" else "empty"
+                pixels = render_well_note(note, tw, th)
+            img = SceneImage.create(node, tw, th, pixels)
+            img.set_position(FRAME, HEADER_H)
             iw, ih = cw - 2 * FRAME, INFO_H - FRAME
             info = SceneImage.create(node, iw, ih, render_info(cell, iw, ih))
             info.set_position(FRAME, HEADER_H + th)
