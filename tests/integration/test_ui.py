@@ -294,6 +294,20 @@ def test_overview_shows_every_desktop_with_its_last_frame_and_switches(
     compositor.type_keys("-k", "Return")
     wait_for(lambda: status(compositor)["active"] == "gaming", 10, "Enter to show gaming")
     assert not overview_open(compositor)
+    # the desktop left from the overview keeps its own last frame, not a picture of the
+    # overview (which would hold every desktop's colour)
+    compositor.zionctl("overview")
+    wait_for(lambda: overview_open(compositor), 10, "the overview to open again")
+    again = compositor.screenshot()
+    work = cell_box(again, COLOURS["work"])
+    assert work is not None
+    x0, y0, x1, y1 = work
+    well = pixels_of(again.crop((x0 + 8, y0 + 40, x1 - 8, y1 - 34)))
+    others = [c for n, c in COLOURS.items() if n != "work"]
+    assert sum(1 for p in well if any(colour_near(p, c, tol=10) for c in others)) < 20
+    assert picture_pixels(again, work, COLOURS["work"]) > 500
+    compositor.type_keys("-k", "Escape")
+    wait_for(lambda: not overview_open(compositor), 10, "Escape to close it")
     # a digit switches at once; Escape closes without switching
     compositor.type_keys("-M", "logo", "-k", "Escape", "-m", "logo")
     wait_for(lambda: overview_open(compositor), 10, "the overview to open again")

@@ -223,8 +223,9 @@ class Overview:
         )
 
     def frame_shown(self, now_ns: int) -> None:
-        """A frame went out after a switch (or an opening): it shows what is active now."""
-        self._frame_fresh = True
+        """A frame went out after a switch, an opening or a closing: unless the overview is
+        open, it shows the active desktop, so a thumbnail may be taken from it."""
+        self._frame_fresh = not self.is_open
         if self.opened_ns:
             self.latencies_ms.append((now_ns - self.opened_ns) / 1e6)
             del self.latencies_ms[:-1000]

@@ -407,6 +407,7 @@ class Server(HasListeners):
             hook = getattr(ext, "before_show", None)
             if hook:
                 hook(plan.new)
+        self.overview.close()  # a switch from elsewhere (zionctl, a chip) ends it too
         if plan.old is not None:
             self.overview.desktop_left(plan.old)
         self._apply_visibility()

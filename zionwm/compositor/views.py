@@ -193,6 +193,8 @@ class View(HasListeners):
     def set_fullscreen(self, on: bool, by_user: bool = False) -> None:
         """`by_user`: asked by a compositor key binding, never by the client itself."""
         full = on and by_user and self.server.fullscreen_allowed(self.desktop)
+        if on and self.fullscreen and not by_user:
+            full = self.true_fullscreen  # a client repeating its request keeps the user's choice
         if on == self.fullscreen and full == self.true_fullscreen:
             self.xdg_surface.schedule_configure()
             return
