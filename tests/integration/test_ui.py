@@ -415,3 +415,48 @@ bind("Super+Escape", "overview")
         10,
         "the chip of the removed desktop to go",
     )
+
+
+def test_overview_cells_tell_state_windows_network_and_a_hit_limit(make_compositor: Any) -> None:
+    """What each cell says comes from the live desktops: a frozen one, one with a window,
+    an empty one, and one whose program the memory limit killed."""
+    require("weston-simple-shm")
+    cfg = """
+from zionwm.config import Limits, Network, bind, desktop
+desktop("personal", colour="#3b82f6", network=Network.none())
+desktop("work", colour="#22c55e", network=Network.none(), limits=Limits(memory_max="48M"))
+desktop("web", colour="#ef4444", network=Network.none())
+desktop("spare", colour="#f59e0b", network=Network.none())
+bind("Super+Escape", "overview")
+"""
+    comp: Compositor = make_compositor(cfg)
+    comp.zionctl("launch", "personal", "--", "weston-simple-shm")
+    comp.wait_window("personal")
+    comp.zionctl("launch", "web", "--", "weston-simple-shm")
+    comp.wait_window("web")
+    comp.zionctl("freeze", "web")
+    wait_for(lambda: comp.desktops()["web"]["frozen"], 10, "web to freeze")
+    # a program in work's sandbox that keeps memory until the limit kills it
+    comp.zionctl("launch", "work", "--", "sh", "-c", "head -c 300M /dev/zero | tail")
+
+    def killed() -> bool:
+        cg = comp.desktops()["work"].get("cgroup") or {}
+        return bool(cg.get("oom_kills"))
+
+    wait_for(killed, 30, "the memory limit to kill work's program")
+    comp.type_keys("-M", "logo", "-k", "Escape", "-m", "logo")
+    wait_for(lambda: overview_open(comp), 10, "the overview to open")
+    cells = {c["name"]: c for c in status(comp)["overview"]["cells"]}
+    assert list(cells) == ["personal", "work", "web", "spare"]
+    assert (cells["personal"]["state"], cells["personal"]["windows"]) == ("running", 1)
+    assert (cells["web"]["state"], cells["web"]["windows"]) == ("frozen", 1)
+    assert (cells["spare"]["state"], cells["spare"]["windows"]) == ("no programs", 0)
+    assert cells["work"]["oom_kills"] >= 1
+    assert {c["network"] for c in cells.values()} == {"none"}
+    # a grid of four, two by two, every cell in its colour
+    img = comp.screenshot()
+    boxes = {
+        n: cell_box(img, c)
+        for n, c in zip(cells, ("#3b82f6", "#22c55e", "#ef4444", "#f59e0b"), strict=True)
+    }
+    assert all(boxes.values()), boxes

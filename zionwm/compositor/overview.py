@@ -61,6 +61,7 @@ class Cell:
     pending: int
     network: str
     active: bool
+    oom_kills: int = 0  # programs the memory limit killed: a limit that was hit
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,8 @@ def render_info(cell: Cell, width: int, height: int) -> bytes:
     parts = [windows, f"network {cell.network}"]
     if cell.pending:
         parts.append(f"{PENDING_MARK} {cell.pending} in quarantine")
+    if cell.oom_kills:
+        parts.append(f"\u26a0 {cell.oom_kills} killed at the memory limit")
     _text_middle(draw, 8, height, "   \u00b7   ".join(parts), f, (230, 230, 235, 255))
     return img.tobytes("raw", "BGRA")
 
@@ -174,6 +177,7 @@ class Overview:
         self.tree: SceneTree | None = None
         self.ring: SceneRect | None = None
         self.names: list[str] = []
+        self.cells: list[Cell] = []
         self.layout: Layout | None = None
         self.origin = (0, 0)
         self.selected = 0
@@ -303,8 +307,8 @@ class Overview:
         hint.set_position(0, area_h - HINT_H)
         self.ring = SceneRect.create(tree, 0, 0, (1.0, 1.0, 1.0, 1.0))
         tw, th = layout.thumb
-        for i, name in enumerate(self.names):
-            cell = self._cell(name, i + 1)
+        self.cells = [self._cell(name, i + 1) for i, name in enumerate(self.names)]
+        for i, (name, cell) in enumerate(zip(self.names, self.cells, strict=True)):
             x, y, cw, ch = layout.cells[i]
             node = SceneTree.create(tree)
             node.set_position(x, y)
@@ -349,6 +353,10 @@ class Overview:
         if s.isolation is not None:
             programs += len(s.isolation.launcher.sandboxes(name))
         pending = sum(getattr(e, "pending_by_source", {}).get(name, 0) for e in s.extensions)
+        oom = 0
+        if s.isolation is not None:
+            cg = s.isolation.cgroups.get(name)
+            oom = (cg.oom_kills() or 0) if cg is not None else 0
         return Cell(
             name=name,
             index=index,
@@ -358,6 +366,7 @@ class Overview:
             pending=pending,
             network=network_label(d.spec.network),
             active=name == s.model.active,
+            oom_kills=oom,
         )
 
     def _place_ring(self) -> None:
@@ -422,6 +431,20 @@ class Overview:
             "open": self.is_open,
             "selected": self.names[self.selected] if self.is_open else None,
             "desktops": list(self.names) if self.is_open else [],
+            # what each cell says, for tools and tests (colour as drawn)
+            "cells": [
+                {
+                    "name": c.name,
+                    "state": c.state,
+                    "windows": c.windows,
+                    "pending": c.pending,
+                    "network": c.network,
+                    "oom_kills": c.oom_kills,
+                }
+                for c in self.cells
+            ]
+            if self.is_open
+            else [],
             "thumbnails": sorted(self.thumbs),
             "open_latency_ms": {
                 "count": len(lat),
