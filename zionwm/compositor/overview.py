@@ -46,6 +46,7 @@ BACKDROP = (0.05, 0.05, 0.07, 1.0)
 THUMB_BG = (0.0, 0.0, 0.0, 1.0)
 INFO_BG = (30, 30, 38)
 HINT = "\u2190\u2191\u2193\u2192 choose    1\u20139 / Enter / click  switch    Esc  close"
+FONTS_USED = ((15, True), (12, True), (12, False), (17, True), (13, False))
 THUMB_DELAY_MS = 60  # scale a left desktop's frame after the switch frame went out
 
 
@@ -177,6 +178,8 @@ class Overview:
         self.tree: SceneTree | None = None
         self.ring: SceneRect | None = None
         self.names: list[str] = []
+        self._wells: dict[str, tuple[SceneTree, SceneImage]] = {}
+        self._active_frame: tuple[str, Any] | None = None  # held at open, scaled after
         self.cells: list[Cell] = []
         self.layout: Layout | None = None
         self.origin = (0, 0)
@@ -185,6 +188,8 @@ class Overview:
         self.opened_ns = 0  # set until the first frame showing the overview went out
         self.latencies_ms: list[float] = []
         self._frame_fresh = True  # the frame on screen shows the active desktop
+        for size, bold in FONTS_USED:
+            font(size, bold)  # loaded at start: the first opening should not wait for them
         self._pending: dict[str, Any] = {}  # desktop -> held frame, scaled off the switch path
 
     @property
@@ -230,10 +235,34 @@ class Overview:
         """A frame went out after a switch, an opening or a closing: unless the overview is
         open, it shows the active desktop, so a thumbnail may be taken from it."""
         self._frame_fresh = not self.is_open
+        if self._active_frame is not None:
+            self.server.loop.call_later(1, self._show_active_frame, "overview thumbnail")
         if self.opened_ns:
             self.latencies_ms.append((now_ns - self.opened_ns) / 1e6)
             del self.latencies_ms[:-1000]
             self.opened_ns = 0
+
+    def _show_active_frame(self) -> None:
+        """Scale the frame held at open into the active desktop's cell."""
+        if self._active_frame is None:
+            return
+        desktop, held = self._active_frame
+        self._active_frame = None
+        if not self.is_open or self.layout is None or desktop not in self._wells:
+            held.release()
+            return
+        self._store(desktop, held)
+        got = self.thumbs.get(desktop)
+        if got is None:
+            return
+        w, h, pixels = got
+        node, old = self._wells[desktop]
+        if (w, h) != self.layout.thumb:
+            return
+        img = SceneImage.create(node, w, h, pixels)
+        img.set_position(FRAME, HEADER_H)
+        old.destroy()
+        self._wells[desktop] = (node, img)
 
     def _scale_held(self, desktop: str, held: Any) -> None:
         if self._pending.get(desktop) is held:
@@ -282,13 +311,9 @@ class Overview:
         for name in list(self.thumbs):
             if name not in server.desktops:
                 del self.thumbs[name]
-        if self._frame_fresh:
-            held = native.hold_frame(scr[0]._frame)
-            if held is not None:
-                stale = self._pending.pop(server.model.active, None)
-                if stale is not None:
-                    stale.release()
-                self._store(server.model.active, held)
+        # the frame on screen shows the active desktop: hold it now, scale it once the
+        # overview's first frame went out (the key-to-overview path does no pixel work)
+        fresh = native.hold_frame(scr[0]._frame) if self._frame_fresh else None
         self._frame_fresh = False  # the next frames show the overview, not a desktop
         self.names = list(server.model.desktops)
         ox, oy, w, h = scr[1]
@@ -307,6 +332,7 @@ class Overview:
         hint.set_position(0, area_h - HINT_H)
         self.ring = SceneRect.create(tree, 0, 0, (1.0, 1.0, 1.0, 1.0))
         tw, th = layout.thumb
+        self._wells = {}
         self.cells = [self._cell(name, i + 1) for i, name in enumerate(self.names)]
         for i, (name, cell) in enumerate(zip(self.names, self.cells, strict=True)):
             x, y, cw, ch = layout.cells[i]
@@ -322,10 +348,13 @@ class Overview:
                 pixels = render_well_note(note, tw, th)
             img = SceneImage.create(node, tw, th, pixels)
             img.set_position(FRAME, HEADER_H)
+            self._wells[name] = (node, img)
             iw, ih = cw - 2 * FRAME, INFO_H - FRAME
             info = SceneImage.create(node, iw, ih, render_info(cell, iw, ih))
             info.set_position(FRAME, HEADER_H + th)
         self.tree = tree
+        if fresh is not None:
+            self._active_frame = (server.model.active, fresh)
         self._place_ring()
         server.overview_opened()
         for so in server.outputs:
@@ -339,6 +368,12 @@ class Overview:
         self.tree.destroy()
         self.tree = None
         self.ring = None
+        self._wells = {}
+        if self._active_frame is not None:
+            # closed before its first frame: the held frame still shows the desktop
+            desktop, held = self._active_frame
+            self._active_frame = None
+            self._store(desktop, held)
         self.opened_ns = 0
         self.server.overview_closed()
         # the frame after this one shows a desktop again: a thumbnail may be taken from it
@@ -459,6 +494,9 @@ class Overview:
             held.release()
 
     def shutdown(self) -> None:
+        if self._active_frame is not None:
+            self._active_frame[1].release()
+            self._active_frame = None
         for held in self._pending.values():
             held.release()
         self._pending.clear()
