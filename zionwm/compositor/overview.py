@@ -315,43 +315,27 @@ class Overview:
         # overview's first frame went out (the key-to-overview path does no pixel work)
         fresh = native.hold_frame(scr[0]._frame) if self._frame_fresh else None
         self._frame_fresh = False  # the next frames show the overview, not a desktop
-        self.names = list(server.model.desktops)
+        # the desktops as they are now (they may come and go while zionwm runs)
+        self.names = [n for n in server.model.desktops if n in server.desktops]
         ox, oy, w, h = scr[1]
         self.origin = (ox, oy + STRIP_HEIGHT)
         area_h = h - STRIP_HEIGHT
         layout = grid_layout(len(self.names), w, area_h, (w, area_h))
         self.layout = layout
-        self.selected = self.names.index(server.model.active)
+        self.selected = (
+            self.names.index(server.model.active) if server.model.active in self.names else 0
+        )
 
-        tree = SceneTree.create(server.overlay)
-        tree.set_position(*self.origin)
-        SceneRect.create(tree, w, area_h, BACKDROP)
-        title = SceneImage.create(tree, w, TITLE_H, render_banner("Desktops", w, TITLE_H, 17, True))
-        title.set_position(0, 4)
-        hint = SceneImage.create(tree, w, HINT_H, render_banner(HINT, w, HINT_H, 13, False))
-        hint.set_position(0, area_h - HINT_H)
-        self.ring = SceneRect.create(tree, 0, 0, (1.0, 1.0, 1.0, 1.0))
-        tw, th = layout.thumb
-        self._wells = {}
-        self.cells = [self._cell(name, i + 1) for i, name in enumerate(self.names)]
-        for i, (name, cell) in enumerate(zip(self.names, self.cells, strict=True)):
-            x, y, cw, ch = layout.cells[i]
-            node = SceneTree.create(tree)
-            node.set_position(x, y)
-            SceneRect.create(node, cw, ch, cell.colour)
-            header = SceneImage.create(node, cw, HEADER_H, render_header(cell, cw))
-            header.set_position(0, 0)
-            pixels = self._thumb_for(name, (tw, th))
-            if pixels is None:
-                # never shown in this session: say so rather than show a black box
-                note = "not shown yet" if cell.state != "no programs" else "empty"
-                pixels = render_well_note(note, tw, th)
-            img = SceneImage.create(node, tw, th, pixels)
-            img.set_position(FRAME, HEADER_H)
-            self._wells[name] = (node, img)
-            iw, ih = cw - 2 * FRAME, INFO_H - FRAME
-            info = SceneImage.create(node, iw, ih, render_info(cell, iw, ih))
-            info.set_position(FRAME, HEADER_H + th)
+        try:
+            self.cells = [self._cell(name, i + 1) for i, name in enumerate(self.names)]
+            tree = self._build(w, area_h, layout)
+        except Exception:
+            # nothing half-built may stay on screen, and the held frame goes back
+            self.opened_ns = 0
+            self.ring = None
+            if fresh is not None:
+                fresh.release()
+            raise
         self.tree = tree
         if fresh is not None:
             self._active_frame = (server.model.active, fresh)
@@ -361,6 +345,43 @@ class Overview:
             so.time_next_frame()
         log.debug("overview open: %d desktops", len(self.names))
         return "overview open"
+
+    def _build(self, w: int, area_h: int, layout: Layout) -> SceneTree:
+        tree = SceneTree.create(self.server.overlay)
+        try:
+            tree.set_position(*self.origin)
+            SceneRect.create(tree, w, area_h, BACKDROP)
+            title = SceneImage.create(
+                tree, w, TITLE_H, render_banner("Desktops", w, TITLE_H, 17, True)
+            )
+            title.set_position(0, 4)
+            hint = SceneImage.create(tree, w, HINT_H, render_banner(HINT, w, HINT_H, 13, False))
+            hint.set_position(0, area_h - HINT_H)
+            self.ring = SceneRect.create(tree, 0, 0, (1.0, 1.0, 1.0, 1.0))
+            tw, th = layout.thumb
+            self._wells = {}
+            for i, (name, cell) in enumerate(zip(self.names, self.cells, strict=True)):
+                x, y, cw, ch = layout.cells[i]
+                node = SceneTree.create(tree)
+                node.set_position(x, y)
+                SceneRect.create(node, cw, ch, cell.colour)
+                header = SceneImage.create(node, cw, HEADER_H, render_header(cell, cw))
+                header.set_position(0, 0)
+                pixels = self._thumb_for(name, (tw, th))
+                if pixels is None:
+                    # never shown in this session: say so rather than show a black box
+                    note = "not shown yet" if cell.state != "no programs" else "empty"
+                    pixels = render_well_note(note, tw, th)
+                img = SceneImage.create(node, tw, th, pixels)
+                img.set_position(FRAME, HEADER_H)
+                self._wells[name] = (node, img)
+                iw, ih = cw - 2 * FRAME, INFO_H - FRAME
+                info = SceneImage.create(node, iw, ih, render_info(cell, iw, ih))
+                info.set_position(FRAME, HEADER_H + th)
+        except Exception:
+            tree.destroy()
+            raise
+        return tree
 
     def close(self) -> None:
         if self.tree is None:

@@ -685,6 +685,7 @@ class Server(HasListeners):
         self.loop.call_later(1, later, "output removal")
 
     def _layout_changed(self) -> None:
+        self.overview.close()  # its grid was made for the old outputs
         self.layers.arrange()
         for so in self.outputs:
             b = so.box()
