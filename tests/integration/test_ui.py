@@ -361,6 +361,22 @@ def test_keys_meant_for_the_overview_never_reach_a_sandboxed_client(
     compositor.type_keys("-M", "logo", "-k", "Escape", "-m", "logo")
     wait_for(lambda: overview_open(compositor), 10, "the overview to open")
     compositor.type_keys("secret")  # no overview key: dropped, never the client's
+    # a program of the shown desktop that maps a window now (and asks for focus by doing
+    # so) draws nothing over the overview and gets no key either
+    park_pointer(compositor)
+    wait_for(
+        lambda: "personal" in status(compositor)["overview"]["thumbnails"],
+        10,
+        "the shown desktop's thumbnail (taken after the overview's first frame)",
+    )
+    before = compositor.screenshot().crop((0, STRIP, 1280, 720)).tobytes()
+    compositor.zionctl("launch", "personal", "--", "weston-simple-shm")
+    compositor.wait_window("personal", "org.freedesktop.weston.simple-shm")
+    after = compositor.screenshot().crop((0, STRIP, 1280, 720)).tobytes()
+    assert after == before, "a desktop's window showed through the overview"
+    compositor.zionctl("close")  # the new window has the focus (no keyboard): close it
+    wait_for(lambda: not compositor.windows("personal")[1:], 10, "simple-shm to go")
+    compositor.type_keys("more")
     compositor.type_keys("-k", "Escape")
     wait_for(lambda: not overview_open(compositor), 10, "Escape to close it")
     compositor.type_keys("b\n")
