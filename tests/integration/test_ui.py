@@ -485,3 +485,32 @@ bind("Super+Escape", "overview")
         for n, c in zip(cells, ("#3b82f6", "#22c55e", "#ef4444", "#f59e0b"), strict=True)
     }
     assert all(boxes.values()), boxes
+
+
+def test_downloads_waiting_in_quarantine_show_on_the_strip_and_in_the_overview(
+    make_compositor: Any,
+) -> None:
+    """A file the web desktop saves is held in quarantine (for ten minutes here): the strip
+    counts it and the overview shows it on web's cell."""
+    cfg = """
+from zionwm.config import Downloads, Network, bind, desktop
+desktop("personal", colour="#3b82f6", network=Network.none())
+desktop("web", colour="#ef4444", network=Network.none(),
+        downloads=Downloads(release_to="personal", hold="10m"))
+bind("Super+Escape", "overview")
+"""
+    comp: Compositor = make_compositor(cfg)
+    park_pointer(comp)
+
+    def status_text_pixels() -> int:
+        # the part of the strip between the chips and the clock: only the count is drawn there
+        region = comp.screenshot().crop((600, 0, 1280 - 70, STRIP))
+        return sum(1 for p in pixels_of(region) if not colour_near(p, COLOURS["personal"]))
+
+    assert status_text_pixels() == 0
+    comp.zionctl("launch", "web", "--", "sh", "-c", "echo report > ~/Downloads/report.txt")
+    wait_for(lambda: status_text_pixels() > 30, 30, "the strip to count the held download")
+    comp.zionctl("overview")
+    wait_for(lambda: overview_open(comp), 10, "the overview")
+    cells = {c["name"]: c["pending"] for c in status(comp)["overview"]["cells"]}
+    assert cells == {"personal": 0, "web": 1}
