@@ -271,6 +271,7 @@ def test_overview_shows_every_desktop_with_its_last_frame_and_switches(
     compositor.wait_window("work", count=2)
     compositor.zionctl("freeze", "personal")
     wait_for(lambda: compositor.desktops()["personal"]["frozen"], 10, "personal to freeze")
+    compositor.zionctl("net", "personal", "off")
 
     compositor.type_keys("-M", "logo", "-k", "Escape", "-m", "logo")
     wait_for(lambda: overview_open(compositor), 10, "the overview to open")
@@ -307,6 +308,11 @@ def test_overview_shows_every_desktop_with_its_last_frame_and_switches(
 
     ov = status(compositor)["overview"]
     assert ov["selected"] == "work" and ov["desktops"] == list(COLOURS)
+    cells = {c["name"]: c for c in ov["cells"]}
+    assert cells["web"]["network"] == "full, no LAN" and cells["work"]["network"] == "full"
+    assert cells["personal"]["network"] == "off (cut by hand)"
+    states = [cells[n]["state"] for n in COLOURS]
+    assert states == ["frozen", "running", "no programs", "no programs"]
     # arrows move the choice (work -> web below it), Enter switches
     compositor.type_keys("-k", "Down")
     wait_for(lambda: status(compositor)["overview"]["selected"] == "web", 10, "web chosen")

@@ -410,9 +410,13 @@ class Overview:
             programs += len(s.isolation.launcher.sandboxes(name))
         pending = sum(getattr(e, "pending_by_source", {}).get(name, 0) for e in s.extensions)
         oom = 0
+        network = network_label(d.spec.network)
         if s.isolation is not None:
             cg = s.isolation.cgroups.get(name)
             oom = (cg.oom_kills() or 0) if cg is not None else 0
+            net = s.isolation.net.get(name) if s.isolation.net is not None else None
+            if net is not None and not net.enabled:
+                network = "off (cut by hand)"
         return Cell(
             name=name,
             index=index,
@@ -420,7 +424,7 @@ class Overview:
             state=cell_state(s.model.desktops[name].frozen, programs),
             windows=windows,
             pending=pending,
-            network=network_label(d.spec.network),
+            network=network,
             active=name == s.model.active,
             oom_kills=oom,
         )
