@@ -884,7 +884,10 @@ class Server(HasListeners):
                 name = strip.chip_at(x, y)
                 if name is not None and name in self.desktops:
                     self.switch_started_ns = time.monotonic_ns()
-                    self.switch_to(name)
+                    try:
+                        self.switch_to(name)
+                    except SwitchError as e:  # a desktop going away as it is clicked
+                        self.notify(str(e), urgent=True)
                 return True
         return False
 
