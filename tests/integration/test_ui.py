@@ -132,6 +132,7 @@ def test_strip_shows_a_chip_per_desktop_and_freezing_changes_it(compositor: Comp
 
 
 def test_a_click_on_a_chip_switches_desktop(compositor: Compositor) -> None:
+    park_pointer(compositor)
     spans = chip_spans(compositor.screenshot())
     x0, x1 = spans["gaming"]
     vp = VirtualPointer(compositor)
@@ -171,6 +172,7 @@ def test_a_sandboxed_client_cannot_hide_the_strip_by_going_fullscreen(
     binding brings it back."""
     require("foot")
     comp: Compositor = make_compositor(FULLSCREEN_CONFIG)
+    park_pointer(comp)
     comp.zionctl("switch", "gaming")
     # a bright background, so that the window is told apart from the black scene
     comp.zionctl("launch", "gaming", "--", "foot", "--fullscreen", "-o", "colors.background=ffaa00")
@@ -424,6 +426,7 @@ desktop("work", colour="#22c55e", network=Network.none())
 bind("Super+Escape", "overview")
 """
     comp: Compositor = make_compositor(cfg)
+    park_pointer(comp)
     assert set(chip_spans(comp.screenshot())) == {"personal", "work"}
     assert comp.config_path is not None
     comp.config_path.write_text(cfg + 'desktop("web", colour="#ef4444", network=Network.none())\n')
