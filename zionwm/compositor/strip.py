@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -141,7 +141,8 @@ class Strip:
             return
         self.rect.set_color(state.colour)
         chips_w = max(1, self.width - CLOCK_WIDTH)
-        pixels, self.spans = render_chips(state, chips_w)
+        # the clock is drawn on its own: a new minute must not miss the chips' cache
+        pixels, self.spans = render_chips(replace(state, clock=""), chips_w)
         if self.chips is not None:
             self.chips.destroy()
         self.chips = SceneImage.create(self.tree, chips_w, STRIP_HEIGHT, pixels)
