@@ -398,17 +398,22 @@ def test_keys_meant_for_the_overview_never_reach_a_sandboxed_client(
 
 def test_host_windows_have_a_frame_no_desktop_has(compositor: Compositor) -> None:
     require("weston-simple-shm")
+    park_pointer(compositor)
     compositor.client(["weston-simple-shm"])  # on the host socket: a trusted tool
     (win,) = compositor.wait_window("host")
     img = compositor.screenshot()
     x, y, w, h = win["x"], win["y"], win["width"], win["height"]
-    frame = [
-        img.getpixel(p) for p in ((x - 1, y + h // 2), (x + w, y + h // 2), (x + w // 2, y + h))
-    ]
-    for px in frame:
+    # its frame: light grey outside, a dark line next to the window (a desktop's frame is one
+    # plain colour), in no desktop's colour
+    for outer, inner in (
+        ((x - 3, y + h // 2), (x - 1, y + h // 2)),
+        ((x + w + 2, y + h // 2), (x + w, y + h // 2)),
+        ((x + w // 2, y + h + 2), (x + w // 2, y + h)),
+    ):
+        light, dark = img.getpixel(outer), img.getpixel(inner)
+        assert min(light[:3]) > 180 and max(dark[:3]) < 90, (outer, light, inner, dark)
         for name, colour in COLOURS.items():
-            assert not colour_near(px, colour, tol=60), (name, px)
-        assert min(px[:3]) > 180, px  # light grey: no desktop colour is
+            assert not colour_near(light, colour, tol=60), (name, light)
     # and a "host" tab sits on its top edge: light, with dark text in it
     tab = img.crop((x - 3, y - 3 - 18, x + 60, y - 3))
     pixels = pixels_of(tab)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BORDER = 3
+HOST_LINE = (0.25, 0.25, 0.28, 1.0)  # the inner line of a host window's frame
 _ids = itertools.count(1)
 
 
@@ -74,7 +75,11 @@ class View(HasListeners):
         colour = server.desktop_colour(desktop)
         self.borders = [SceneRect.create(self.tree, 0, 0, colour) for _ in range(4)]
         self.host_tab: SceneImage | None = None
+        self.host_lines: list[SceneRect] = []
         if server.is_host(desktop):
+            # two tones (a dark line inside the light frame) and a tab: a desktop's frame is
+            # one plain colour, whatever colour it is given, and has no tab
+            self.host_lines = [SceneRect.create(self.tree, 0, 0, HOST_LINE) for _ in range(4)]
             w, h, pixels = host_label()
             self.host_tab = SceneImage.create(self.tree, w, h, pixels)
         self.surface_node = WlrSceneNode.xdg_surface_create(
@@ -285,6 +290,18 @@ class View(HasListeners):
         if self.host_tab is not None:
             self.host_tab.set_position(-BORDER, -BORDER - self.host_tab_height)
             self.host_tab.set_enabled(show)
+        if self.host_lines:
+            top, bottom, left, right = self.host_lines
+            top.set_size(w + 2, 1)
+            top.set_position(-1, -1)
+            bottom.set_size(w + 2, 1)
+            bottom.set_position(-1, h)
+            left.set_size(1, h)
+            left.set_position(-1, 0)
+            right.set_size(1, h)
+            right.set_position(w, 0)
+            for r in self.host_lines:
+                r.set_enabled(show)
 
     @property
     def host_tab_height(self) -> int:
