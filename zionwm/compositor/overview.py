@@ -220,7 +220,7 @@ class Overview:
         if scr is None or not self._frame_fresh or self.is_open:
             return
         self._frame_fresh = False
-        held = native.hold_frame(scr[0]._frame)
+        held = scr[0].hold_shown_frame()
         if held is None:
             return
         old = self._pending.pop(desktop, None)
@@ -313,7 +313,7 @@ class Overview:
                 del self.thumbs[name]
         # the frame on screen shows the active desktop: hold it now, scale it once the
         # overview's first frame went out (the key-to-overview path does no pixel work)
-        fresh = native.hold_frame(scr[0]._frame) if self._frame_fresh else None
+        fresh = scr[0].hold_shown_frame() if self._frame_fresh else None
         self._frame_fresh = False  # the next frames show the overview, not a desktop
         # the desktops as they are now (they may come and go while zionwm runs)
         self.names = [n for n in server.model.desktops if n in server.desktops]
