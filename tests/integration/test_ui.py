@@ -7,6 +7,7 @@ the host socket, as from a person at the keyboard; what is on screen is read wit
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,11 @@ def runs_of(img: Image.Image, y: int, hex_colour: str) -> list[tuple[int, int]]:
 
 
 def chip_spans(img: Image.Image) -> dict[str, tuple[int, int]]:
-    """Where each desktop's chip is on the strip: the widest run of its colour across the
-    strip's middle row, left of the clock."""
+    """Where each desktop's chip is on the strip: the widest run of its colour on a row
+    through the chips below their text (no letter breaks a run there), left of the clock
+    (a run reaching the clock is the strip's own background)."""
     out = {}
     for name, colour in COLOURS.items():
-        # a row through the chips below their text (no letter breaks a run there)
         runs = [r for r in runs_of(img, CHIP_ROW, colour) if r[1] < img.width - 80]
         if runs:
             out[name] = max(runs, key=lambda r: r[1] - r[0])
@@ -78,8 +79,6 @@ def park_pointer(comp: Compositor) -> None:
 
 def save_doc_picture(img: Image.Image, name: str, box: tuple[int, int, int, int]) -> None:
     """Keep a small picture for the README (only when asked: ZIONWM_DOC_SHOTS=1)."""
-    import os
-
     if os.environ.get("ZIONWM_DOC_SHOTS") == "1":
         img.crop(box).save(DOCS / name, optimize=True)
 
