@@ -1,4 +1,4 @@
-"""Overview open latency, beside the desktop switch latency, in one zionwm session.
+"""Overview open latency, beside the desktop switch latency, in one zionwm run.
 
     .venv/bin/python -m benchmarks.overview [--reps 100] [--windows 1,10] [--json]
 
@@ -14,7 +14,7 @@ zwlr_screencopy copy_with_damage until one shows the overview's backdrop. Two fi
 
 The overview is bound to Super+9 here (the probe types Super+digit); the default config
 binds Super+Escape. The same key closes it again before the next repetition. Then, in the
-same session with the same windows, `switch.run_series` times as many desktop switches, so
+same compositor run with the same windows, `switch.run_series` times as many desktop switches, so
 the two latencies are measured side by side.
 """
 

@@ -369,7 +369,7 @@ class Overview:
                 header.set_position(0, 0)
                 pixels = self._thumb_for(name, (tw, th))
                 if pixels is None:
-                    # never shown in this session: say so rather than show a black box
+                    # never shown since zionwm started: say so rather than show a black box
                     note = "not shown yet" if cell.state != "no programs" else "empty"
                     pixels = render_well_note(note, tw, th)
                 img = SceneImage.create(node, tw, th, pixels)
