@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageDraw
 from xkbcommon import xkb
 
+from zionwm.quarantine.store import PENDING_STATES
+
 from . import native
 from .native import SceneImage, SceneRect, SceneTree
 from .strip import FROZEN_MARK, PENDING_MARK
@@ -47,6 +49,7 @@ THUMB_BG = (0.0, 0.0, 0.0, 1.0)
 INFO_BG = (30, 30, 38)
 HINT = "\u2190\u2191\u2193\u2192 choose    1\u20139 / Enter / click  switch    Esc  close"
 FONTS_USED = ((15, True), (12, True), (12, False), (17, True), (13, False))
+PENDING = frozenset(state.value for state in PENDING_STATES)
 THUMB_DELAY_MS = 60  # scale a left desktop's frame after the switch frame went out
 
 
@@ -172,6 +175,26 @@ def _text_middle(draw: Any, x: int, height: int, text: str, f: Any, fill: Any) -
     draw.text((x - left, text_y(f, height)), text, font=f, fill=fill)
 
 
+class PendingBySource:
+    """Downloads still in the quarantine's pipeline, per source desktop, learnt from the
+    quarantine's events (the compositor relays each one); a dict update per event."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, str] = {}  # item id -> source desktop
+
+    def event(self, item: dict[str, Any]) -> None:
+        item_id = item.get("id")
+        if not isinstance(item_id, int):
+            return
+        if item.get("state") in PENDING:
+            self._items[item_id] = str(item.get("source", "?"))
+        else:
+            self._items.pop(item_id, None)
+
+    def count(self, desktop: str) -> int:
+        return sum(1 for source in self._items.values() if source == desktop)
+
+
 class Overview:
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -191,6 +214,7 @@ class Overview:
         for size, bold in FONTS_USED:
             font(size, bold)  # loaded at start: the first opening should not wait for them
         self._pending: dict[str, Any] = {}  # desktop -> held frame, scaled off the switch path
+        self.quarantine = PendingBySource()
 
     @property
     def is_open(self) -> bool:
@@ -408,7 +432,7 @@ class Overview:
         programs = windows + len(d.clients)
         if s.isolation is not None:
             programs += len(s.isolation.launcher.sandboxes(name))
-        pending = sum(getattr(e, "pending_by_source", {}).get(name, 0) for e in s.extensions)
+        pending = self.quarantine.count(name)
         oom = 0
         network = network_label(d.spec.network)
         if s.isolation is not None:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from zionwm import paths
 from zionwm.quarantine.client import EventStream
 from zionwm.quarantine.service import policy_to_json
-from zionwm.quarantine.store import PENDING_STATES
 
 from .children import Child
 from .loop import FdHandle
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PENDING = frozenset(s.value for s in PENDING_STATES)
 MAX_RESTARTS = 5  # within RESTART_WINDOW seconds, then give up and say so
 RESTART_WINDOW = 60.0
 
@@ -46,10 +44,6 @@ class QuarantineLink:
         self._ready_fd: int | None = None
         self._restarts: list[float] = []
         self.counts: dict[str, int] = {}
-        # item id -> source desktop, for items still in the pipeline (the overview's
-        # per-desktop count); learnt from events, so items older than this run show once
-        # they move
-        self._pending_items: dict[int, str] = {}
         self.closing = False
         self.write_policy()
         self.start()
@@ -57,13 +51,6 @@ class QuarantineLink:
     @property
     def pending_count(self) -> int:
         return int(self.counts.get("pending", 0))
-
-    @property
-    def pending_by_source(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for source in self._pending_items.values():
-            out[source] = out.get(source, 0) + 1
-        return out
 
     def write_policy(self) -> None:
         settings = self.server.config.settings
@@ -138,11 +125,6 @@ class QuarantineLink:
     def _on_event(self, ev: dict[str, Any]) -> None:
         kind = ev.get("event")
         item = ev.get("item", {})
-        if isinstance(item.get("id"), int):
-            if item.get("state") in PENDING:
-                self._pending_items[item["id"]] = str(item.get("source", "?"))
-            else:
-                self._pending_items.pop(item["id"], None)
         name = item.get("name", "?")
         src = item.get("source", "?")
         if kind == "released":

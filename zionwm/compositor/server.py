@@ -1178,6 +1178,8 @@ class Server(HasListeners):
     # ================================================================ IPC surface
 
     def emit(self, event: str, payload: dict[str, Any]) -> None:
+        if event == "quarantine":  # the overview counts each desktop's waiting downloads
+            self.overview.quarantine.event(payload.get("item") or {})
         if self.ipc is not None:
             self.ipc.emit(event, payload)
 
