@@ -297,6 +297,8 @@ class Server(HasListeners):
     def shutdown(self) -> None:
         log.info("shutting down")
         self.shutting_down = True
+        self.clock.close()
+        self.overview.shutdown()  # held frames go back before the outputs do
         # Disconnect clients first: Wayland programs then exit by themselves, and the
         # sandboxes stopped next are mostly gone already.
         for d in self.desktops.values():
@@ -308,8 +310,6 @@ class Server(HasListeners):
             except Exception:
                 log.exception("shutdown of %s failed", type(ext).__name__)
         self.children.kill_all()
-        self.clock.close()
-        self.overview.shutdown()
         self.finalize_listeners()
         self.backend.destroy()
         # The rest (scene, layout, cursor, display) is released by process exit: pywlroots'
