@@ -334,7 +334,7 @@ class Overview:
         server = self.server
         for name in list(self.thumbs):
             if name not in server.desktops:
-                del self.thumbs[name]
+                del self.thumbs[name]  # a desktop deleted since: its picture goes too
         # the frame on screen shows the active desktop: hold it now, scale it once the
         # overview's first frame went out (the key-to-overview path does no pixel work)
         fresh = scr[0].hold_shown_frame() if self._frame_fresh else None
@@ -535,12 +535,6 @@ class Overview:
                 "samples": [round(x, 4) for x in self.latencies_ms],
             },
         }
-
-    def desktop_removed(self, name: str) -> None:
-        self.thumbs.pop(name, None)
-        held = self._pending.pop(name, None)
-        if held is not None:
-            held.release()
 
     def shutdown(self) -> None:
         if self._active_frame is not None:

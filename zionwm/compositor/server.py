@@ -1162,7 +1162,6 @@ class Server(HasListeners):
         for name in list(self.desktops):
             if name not in names and name not in kept:
                 d = self.desktops.pop(name)
-                self.overview.desktop_removed(name)
                 d.socket.close()
                 # its remaining clients (no windows, e.g. a clipboard owner) belong to a
                 # compartment that no longer exists
