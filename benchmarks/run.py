@@ -31,6 +31,11 @@ FRAME_60HZ_MS = 1000 / 60
 # name -> (module, full-run args, quick args)
 EXTERNAL: dict[str, tuple[str, list[str], list[str]]] = {
     "freeze": ("benchmarks.freeze", ["--reps", "30"], ["--reps", "5", "--counts", "1,100"]),
+    "overview": (
+        "benchmarks.overview",
+        ["--reps", "100", "--windows", "1,10", "--json"],
+        ["--reps", "20", "--windows", "1", "--json"],
+    ),
     "sandbox_spawn": (
         "benchmarks.sandbox_spawn",
         ["--runs", "100", "--frames", "10"],
@@ -308,6 +313,15 @@ def _external_summary(name: str, res: Any) -> str:
             if isinstance(v, dict) and "median_ms" in v:
                 parts.append(f"{k} median {v['median_ms']} / p95 {v['p95_ms']} ms")
         return "; ".join(parts) + "; flatpak (published): 253 ms"
+    if name == "overview":
+        return "; ".join(
+            f"{r['windows_per_desktop']} win: overview open p50 "
+            f"{r['overview']['external_ms'].get('median')} / p99 "
+            f"{r['overview']['external_ms'].get('p99')} ms, switch p50 "
+            f"{r['switch']['external_ms'].get('median')} / p99 "
+            f"{r['switch']['external_ms'].get('p99')} ms"
+            for r in _dig(res, "series") or []
+        )
     return json.dumps(res)[:400]
 
 

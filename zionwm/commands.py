@@ -58,6 +58,9 @@ COMMANDS: dict[str, CommandInfo] = {
     "close": CommandInfo("close", Shape.NONE, "ask the focused window to close"),
     "fullscreen": CommandInfo("fullscreen", Shape.NONE, "toggle fullscreen on the focused window"),
     "maximize": CommandInfo("maximize", Shape.NONE, "toggle maximized on the focused window"),
+    "overview": CommandInfo(
+        "overview", Shape.NONE, "show or hide every desktop at once (arrows, 1-9, Enter, Esc)"
+    ),
     "quit": CommandInfo("quit", Shape.NONE, "stop the compositor and every desktop's programs"),
     "reload": CommandInfo(
         "reload", Shape.NONE, "reload the config file; keep the old one if the new one fails"

@@ -57,7 +57,8 @@ for n in range(1, 10):
 bind("Super+Tab", "switch-prev")
 bind("Super+Return", ["spawn", *TERMINAL])
 bind("Super+Shift+Q", "close")
-bind("Super+F", "fullscreen")
+bind("Super+F", "fullscreen")  # true fullscreen (strip hidden) only where allowed
+bind("Super+Escape", "overview")  # every desktop at once: arrows, 1-9, Enter, Esc
 bind("Super+Shift+E", "quit")
 bind("Super+Shift+R", "reload")
 bind("Super+Shift+C", "clipboard-copy")

@@ -52,17 +52,19 @@ def test_typed_text_reaches_a_terminal(compositor: Compositor) -> None:
     )
 
 
-def test_fullscreen_request_covers_the_output(compositor: Compositor) -> None:
+def test_fullscreen_request_covers_the_area_below_the_strip(compositor: Compositor) -> None:
+    """A program's own fullscreen request fills the output below the trust strip, framed
+    (only the user's key may give more: tests/integration/test_ui.py)."""
     require("foot")
     compositor.zionctl("launch", "personal", "--", "foot", "--fullscreen")
     wait_for(
         lambda: [
             w
             for w in compositor.windows("personal")
-            if w["fullscreen"] and (w["width"], w["height"]) == (1280, 720)
+            if w["fullscreen"] and (w["x"], w["y"], w["width"], w["height"]) == (3, 27, 1274, 690)
         ],
         15,
-        "a fullscreen window the size of the output",
+        "a fullscreen window filling the area below the strip",
     )
     img = compositor.screenshot()
     # the trust indicator is still drawn over the fullscreen window
@@ -325,9 +327,10 @@ def test_runs_nested_inside_another_wayland_session(compositor: Compositor, tmp_
             assert ready.readline().strip() == "wayland-inner"
         (win,) = compositor.wait_window("host")
         assert win["app_id"] == "wlroots"
-        # the inner session's own indicator is drawn inside the window
+        # the inner session's own strip is drawn inside the window: its first chip, below
+        # the chip's text, is the colour of the inner session's first desktop
         img = compositor.screenshot()
-        assert colour_near(img.getpixel((win["x"] + 300, win["y"] + 5)), PERSONAL)
+        assert colour_near(img.getpixel((win["x"] + 20, win["y"] + 18)), PERSONAL)
         # and it serves its own clients
         r = subprocess.run(
             ["wayland-info"],

@@ -79,6 +79,7 @@ def test_launch_rejects(text: str, message: str) -> None:
         "close",
         "fullscreen",
         "maximize",
+        "overview",
         "quit",
         "reload",
         "clipboard-copy",

@@ -84,7 +84,7 @@ class KeyboardHandler(HasListeners):
 
     def _on_keyboard_key(self, listener: Any, event: KeyboardKeyEvent) -> None:
         if event.state == WlKeyboard.key_state.pressed:
-            syms = self._keysyms(event.keycode + 8)
+            syms = self.keysyms(event.keycode + 8)
             command = self.server.bindings.match(int(self.keyboard.modifier), syms)
             if command is not None:
                 self.server.binding_pressed(command, event.keycode)
@@ -93,7 +93,8 @@ class KeyboardHandler(HasListeners):
             return
         self.server.keyboard_key(self, event)
 
-    def _keysyms(self, keycode: int) -> list[int]:
+    def keysyms(self, keycode: int) -> list[int]:
+        """The keysyms of an xkb keycode: as translated now, and at level 0."""
         kb = self.keyboard._ptr
         out = ffi.new("const xkb_keysym_t **")
         syms: list[int] = []

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pywayland import lib as pw_lib
-from pywayland.protocol.wayland import WlSeat
+from pywayland.protocol.wayland import WlKeyboard, WlSeat
 from pywayland.server import Display, Signal
 from wlroots import ffi as wlr_ffi
 from wlroots import lib as wlr_lib
@@ -81,8 +81,10 @@ from .listeners import HasListeners
 from .loop import Loop
 from .native import SceneTree
 from .outputs import ServerOutput
+from .overview import Overview
 from .policy import DESKTOP_GLOBALS
-from .ui import STRIP_HEIGHT, Indicator, IndicatorState, Notifications
+from .strip import Chip, MinuteClock, Strip, StripState
+from .ui import HOST_FRAME, STRIP_HEIGHT, Notifications
 from .views import BORDER, View
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,6 @@ log = logging.getLogger(__name__)
 BTN_LEFT = 0x110
 BTN_RIGHT = 0x111
 HOST = "host"  # pseudo-desktop of trusted clients on the WAYLAND_DISPLAY socket
-HOST_COLOUR = (0.6, 0.6, 0.6, 1.0)
 
 
 @dataclass
@@ -138,7 +139,11 @@ class Server(HasListeners):
         self.grab: Grab | None = None
         self.keyboards: list[KeyboardHandler] = []
         self.outputs: list[ServerOutput] = []
-        self.indicators: dict[str, Indicator] = {}
+        self.indicators: dict[str, Strip] = {}
+        # the strip hides over a fullscreen window only after the user's own gesture, and
+        # comes back at the next compositor binding (see views.View.set_fullscreen)
+        self.strip_recalled = False
+        self.in_binding = False
         self.host_views: list[View] = []
         self.pointer_seat: Seat | None = None
         self._consumed_keys: set[int] = set()
@@ -183,6 +188,8 @@ class Server(HasListeners):
         self.layers = Layers(self, below, above)
         self.layer_focus: LayerView | None = None
         self.notifications = Notifications(self.overlay, self.loop)
+        self.overview = Overview(self)
+        self.clock = MinuteClock(self.loop, self._update_indicators)
 
         # -- shells, data devices, decorations --
         self.xdg_shell = XdgShell(self.display)
@@ -292,6 +299,8 @@ class Server(HasListeners):
     def shutdown(self) -> None:
         log.info("shutting down")
         self.shutting_down = True
+        self.clock.close()
+        self.overview.shutdown()  # held frames go back before the outputs do
         # Disconnect clients first: Wayland programs then exit by themselves, and the
         # sandboxes stopped next are mostly gone already.
         for d in self.desktops.values():
@@ -372,7 +381,13 @@ class Server(HasListeners):
         return self.host_tree if desktop == HOST else self.desktops[desktop].tree
 
     def desktop_colour(self, desktop: str) -> tuple[float, float, float, float]:
-        return HOST_COLOUR if desktop == HOST else self.desktops[desktop].spec.colour
+        return HOST_FRAME if desktop == HOST else self.desktops[desktop].spec.colour
+
+    def is_host(self, desktop: str) -> bool:
+        return desktop == HOST
+
+    def fullscreen_allowed(self, desktop: str) -> bool:
+        return desktop != HOST and self.desktops[desktop].spec.allow_fullscreen
 
     def desktop_visible(self, desktop: str) -> bool:
         return desktop in (HOST, self.model.active)
@@ -418,6 +433,9 @@ class Server(HasListeners):
             hook = getattr(ext, "before_show", None)
             if hook:
                 hook(plan.new)
+        self.overview.close()  # a switch from elsewhere (zionctl, a chip) ends it too
+        if plan.old is not None:
+            self.overview.desktop_left(plan.old)
         self._apply_visibility()
         if plan.old is not None:
             old = self.desktops[plan.old]
@@ -446,18 +464,27 @@ class Server(HasListeners):
         self._update_indicators()
 
     def _update_indicators(self) -> None:
+        # built from the desktops as they are now: desktops may come and go at run time
+        chips = tuple(
+            Chip(name, self.desktops[name].spec.colour, st.frozen)
+            for name, st in self.model.desktops.items()
+            if name in self.desktops
+        )
         active = self.desktops[self.model.active]
-        frozen = tuple(n for n, st in self.model.desktops.items() if st.frozen)
         pending = sum(getattr(e, "pending_count", 0) for e in self.extensions)
-        state = IndicatorState(self.model.active, active.spec.colour, frozen, pending)
-        fullscreen_ok = (
+        state = StripState(chips, self.model.active, active.spec.colour, pending, self.clock.now())
+        v = self.focused_view
+        # only the user's own fullscreen gesture, on a desktop that allows it, hides the strip
+        hidden = (
             active.spec.allow_fullscreen
-            and self.focused_view is not None
-            and self.focused_view.fullscreen
+            and v is not None
+            and v.desktop == self.model.active
+            and v.true_fullscreen
+            and not self.strip_recalled
         )
         for ind in self.indicators.values():
             ind.show(state)
-            ind.set_visible(not fullscreen_ok)
+            ind.set_visible(not hidden)
 
     def set_frozen(self, desktop: str, frozen: bool) -> None:
         """Record what the cgroup layer did, for the indicator and IPC."""
@@ -578,7 +605,7 @@ class Server(HasListeners):
         for other in self._all_seats():
             if other is not seat:
                 other.keyboard_clear_focus()
-        if self.keyboards:
+        if self.keyboards and not self.overview.is_open:
             seat.set_keyboard(self.keyboards[-1].device)
             seat.keyboard_notify_enter(view.surface, self.keyboards[-1].keyboard)
         self.emit("focus", view.describe())
@@ -614,6 +641,8 @@ class Server(HasListeners):
         if not self.keyboards:
             return
         self.layer_focus = view
+        if self.overview.is_open:
+            return  # it gets the keyboard when the overview closes
         for seat in self._all_seats():
             if seat is not self.host_seat:
                 seat.keyboard_clear_focus()
@@ -682,12 +711,13 @@ class Server(HasListeners):
         self.loop.call_later(1, later, "output removal")
 
     def _layout_changed(self) -> None:
+        self.overview.close()  # its grid was made for the old outputs
         self.layers.arrange()
         for so in self.outputs:
             b = so.box()
             ind = self.indicators.get(so.name)
             if ind is None:
-                self.indicators[so.name] = Indicator(self.overlay, b.x, b.y, b.width)
+                self.indicators[so.name] = Strip(self.overlay, b.x, b.y, b.width)
             else:
                 ind.resize(b.x, b.y, b.width)
         if self.outputs:
@@ -698,6 +728,7 @@ class Server(HasListeners):
     def _on_frame_committed(self, output_id: int, now_ns: int) -> None:
         if self.switch_started_ns:
             self.frame_committed(now_ns)
+        self.overview.frame_shown(now_ns)
 
     def frame_committed(self, now_ns: int) -> None:
         ms = (now_ns - self.switch_started_ns) / 1e6
@@ -757,20 +788,36 @@ class Server(HasListeners):
         return self.seat_of_desktop(v.desktop) if v is not None else self.host_seat
 
     def keyboard_modifiers(self, handler: KeyboardHandler) -> None:
+        if self.overview.is_open:
+            return  # no client has the keyboard while the overview is open
         seat = self._input_seat()
         seat.set_keyboard(handler.device)
         seat.keyboard_notify_modifiers(handler.keyboard.modifiers)
 
     def keyboard_key(self, handler: KeyboardHandler, event: Any) -> None:
+        if self.overview.is_open:
+            if event.state == WlKeyboard.key_state.pressed:
+                self.overview.key(handler.keysyms(event.keycode + 8))
+            return
         seat = self._input_seat()
         seat.set_keyboard(handler.device)
         seat.keyboard_notify_key(event)
 
     def binding_pressed(self, command: str, keycode: int) -> None:
         self._consumed_keys.add(keycode)
-        if command.split(None, 1)[0] in ("switch", "switch-prev"):
+        name = command.split(None, 1)[0]
+        if name in ("switch", "switch-prev"):
             self.switch_started_ns = time.monotonic_ns()
-        result = self.run_command_text(command)
+        if name != "overview":
+            self.overview.close()
+        # any binding brings a hidden strip back; the fullscreen command may hide it again
+        self.strip_recalled = True
+        self.in_binding = True
+        try:
+            result = self.run_command_text(command)
+        finally:
+            self.in_binding = False
+            self._update_indicators()
         if not result["ok"]:
             self.notify(result["message"], urgent=True)
 
@@ -833,6 +880,12 @@ class Server(HasListeners):
             self.grab = None
             if held_by_us:
                 return  # the client never saw the press: it gets no release either
+        elif self.overview.is_open:
+            if event.button_state == ButtonState.PRESSED:
+                self.overview.click(self.cursor.x, self.cursor.y)
+            return  # no client is under the overview
+        elif event.button_state == ButtonState.PRESSED and self._strip_click():
+            return
         elif event.button_state == ButtonState.PRESSED:
             view = self._view_under_cursor()
             if view is not None:
@@ -848,6 +901,21 @@ class Server(HasListeners):
             self.pointer_seat.pointer_notify_button(
                 event.time_msec, event.button, event.button_state
             )
+
+    def _strip_click(self) -> bool:
+        """A press on a strip: its chips switch desktops; no client gets it."""
+        x, y = self.cursor.x, self.cursor.y
+        for strip in self.indicators.values():
+            if strip.contains(x, y):
+                name = strip.chip_at(x, y)
+                if name is not None and name in self.desktops:
+                    self.switch_started_ns = time.monotonic_ns()
+                    try:
+                        self.switch_to(name)
+                    except SwitchError as e:  # a desktop going away as it is clicked
+                        self.notify(str(e), urgent=True)
+                return True
+        return False
 
     def _view_under_cursor(self) -> View | None:
         hit = self._surface_at(self.cursor.x, self.cursor.y)
@@ -967,8 +1035,36 @@ class Server(HasListeners):
         v = self.focused_view
         if v is None:
             return "no focused window"
-        v.request_state("fullscreen", not v.fullscreen)
+        # a key binding is the user's own gesture: only it may give true fullscreen (and it
+        # turns a client's own, framed fullscreen into true fullscreen where allowed)
+        if self.in_binding and self.fullscreen_allowed(v.desktop):
+            v.request_state("fullscreen", not v.true_fullscreen, by_user=True)
+        else:
+            v.request_state("fullscreen", not v.fullscreen)
+        if v.true_fullscreen:
+            self.strip_recalled = False
         return "fullscreen " + ("on" if v.fullscreen else "off")
+
+    def _cmd_overview(self, cmd: Any) -> str:
+        return self.overview.toggle()
+
+    def overview_opened(self) -> None:
+        """While the overview is open no client has the keyboard or the pointer."""
+        for seat in self._all_seats():
+            seat.keyboard_clear_focus()
+        if self.pointer_seat is not None:
+            self.pointer_seat.pointer_notify_clear_focus()
+            self.pointer_seat = None
+        self.grab = None
+
+    def overview_closed(self) -> None:
+        if self.layer_focus is not None:
+            self.focus_layer(self.layer_focus)
+        else:
+            view, self.focused_view = self.focused_view, None
+            if view is not None and self.desktop_visible(view.desktop):
+                self.focus_view(view)
+        self._refresh_pointer_focus()
 
     def _cmd_maximize(self, cmd: Any) -> str:
         v = self.focused_view
@@ -1090,6 +1186,7 @@ class Server(HasListeners):
         return f"reloaded {path}"
 
     def apply_config(self, new: Any) -> None:
+        self.overview.close()  # its grid was made for the old desktop list
         names = [d.name for d in new.desktops]
         kept = self.model.update_names(names)
         for spec in new.desktops:
@@ -1111,6 +1208,8 @@ class Server(HasListeners):
     # ================================================================ IPC surface
 
     def emit(self, event: str, payload: dict[str, Any]) -> None:
+        if event == "quarantine":  # the overview counts each desktop's waiting downloads
+            self.overview.quarantine.event(payload.get("item") or {})
         if self.ipc is not None:
             self.ipc.emit(event, payload)
 
@@ -1159,6 +1258,7 @@ class Server(HasListeners):
             "windows": len(self.describe_windows()),
             "pid": os.getpid(),
             "notifications": self.notifications.history[-10:],
+            "overview": self.overview.describe(),
             "switch_latency_ms": {
                 "count": len(lat),
                 "p50": lat[len(lat) // 2] if lat else None,

@@ -1,49 +1,51 @@
-"""Compositor-drawn UI that clients cannot forge: the desktop indicator and notifications.
+"""Compositor-drawn UI that clients cannot forge: text rendering shared by the strip
+(strip.py) and the overview (overview.py), and notifications.
 
-Both live in the overlay layer, above every desktop (so above fullscreen windows too, unless
-the desktop's config allows true fullscreen). Text is rasterised with Pillow once per change,
-never per frame.
+All of it lives in the overlay layer, above every desktop. Text is rasterised with Pillow
+once per change, never per frame.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .native import SceneImage, SceneNode, SceneRect, SceneTree
+from .native import SceneImage, SceneNode, SceneTree
 
 log = logging.getLogger(__name__)
 
+Color = tuple[float, float, float, float]
 STRIP_HEIGHT = 24
-FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-)
+FONTS = {
+    False: (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    ),
+    True: (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    ),
+}
 
 
-@lru_cache(maxsize=64)
-def render_label(
-    text: str, colour: tuple[float, float, float, float], width: int
-) -> tuple[int, int, bytes]:
-    """The indicator's label, rendered once per (text, colour, width): switching back and
-    forth between desktops then costs no text rendering."""
-    rgb = _rgb255(colour)
-    w, h, pixels = render_text(text, _text_colour_on(colour), (*rgb, 255), STRIP_HEIGHT)
-    return min(w, width), h, _crop(pixels, w, h, width)
-
-
-@lru_cache(maxsize=4)
-def _font(size: int) -> Any:
-    for path in FONT_CANDIDATES:
+@lru_cache(maxsize=16)
+def font(size: int, bold: bool = True) -> Any:
+    for path in FONTS[bold]:
         try:
             return ImageFont.truetype(path, size)
         except OSError:
             continue
     return ImageFont.load_default()
+
+
+def text_y(f: Any, height: int) -> int:
+    """Where to draw a line of text in a box `height` tall: capitals centred, one baseline
+    for every text (a descender must not lift a label)."""
+    _left, top, _right, bottom = f.getbbox("H")
+    return (height - (bottom - top)) // 2 - top
 
 
 def render_text(
@@ -55,74 +57,37 @@ def render_text(
     size: int = 14,
 ) -> tuple[int, int, bytes]:
     """Rasterise one line of text to premultiplied ARGB8888 (little-endian BGRA bytes)."""
-    font = _font(size)
-    left, top, right, bottom = font.getbbox(text or " ")
+    f = font(size)
+    left, _top, right, _bottom = f.getbbox(text or " ")
     width = max(1, right - left + 2 * pad)
     img = Image.new("RGBA", (width, height), bg)
     draw = ImageDraw.Draw(img)
-    draw.text((pad - left, (height - (bottom - top)) // 2 - top), text, font=font, fill=(*fg, 255))
+    draw.text((pad - left, text_y(f, height)), text, font=f, fill=(*fg, 255))
     if bg[3] != 255:
         img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 0)), img)
     return width, height, img.tobytes("raw", "BGRA")
 
 
-def _rgb255(colour: tuple[float, float, float, float]) -> tuple[int, int, int]:
+HOST_FRAME: Color = (0.92, 0.92, 0.92, 1.0)
+HOST_TAB_HEIGHT = 18
+
+
+@lru_cache(maxsize=1)
+def host_label() -> tuple[int, int, bytes]:
+    """The tab above every host window: dark text on the host frame's light grey, a sign
+    that no desktop's frame carries (desktop frames have no tab at all)."""
+    return render_text(
+        "\u25c6 host", (20, 20, 24), (*rgb255(HOST_FRAME), 255), HOST_TAB_HEIGHT, pad=7, size=11
+    )
+
+
+def rgb255(colour: Color) -> tuple[int, int, int]:
     return (round(colour[0] * 255), round(colour[1] * 255), round(colour[2] * 255))
 
 
-def _text_colour_on(colour: tuple[float, float, float, float]) -> tuple[int, int, int]:
-    r, g, b = _rgb255(colour)
+def text_colour_on(colour: Color) -> tuple[int, int, int]:
+    r, g, b = rgb255(colour)
     return (0, 0, 0) if (0.299 * r + 0.587 * g + 0.114 * b) > 150 else (255, 255, 255)
-
-
-@dataclass
-class IndicatorState:
-    desktop: str
-    colour: tuple[float, float, float, float]
-    frozen: tuple[str, ...] = ()
-    pending: int = 0  # quarantine items waiting
-
-
-class Indicator:
-    """A strip across the top of an output in the active desktop's colour, with its name."""
-
-    def __init__(self, overlay: SceneTree, x: int, y: int, width: int) -> None:
-        self.tree = SceneTree.create(overlay)
-        self.tree.set_position(x, y)
-        self.width = width
-        self.rect = SceneRect.create(self.tree, width, STRIP_HEIGHT, (0, 0, 0, 1))
-        self.label: SceneNode | None = None
-        self.state: IndicatorState | None = None
-
-    def show(self, state: IndicatorState) -> None:
-        if state == self.state:
-            return
-        self.state = state
-        self.rect.set_color(state.colour)
-        text = f"\u25cf {state.desktop}"
-        if state.pending:
-            text += f"    quarantine: {state.pending} pending"
-        if state.frozen:
-            text += f"    frozen: {', '.join(state.frozen)}"
-        w, h, pixels = render_label(text, state.colour, self.width)
-        if self.label is not None:
-            self.label.destroy()
-        self.label = SceneImage.create(self.tree, w, h, pixels)
-        self.label.set_position(4, 0)
-
-    def set_visible(self, on: bool) -> None:
-        self.tree.set_enabled(on)
-
-    def resize(self, x: int, y: int, width: int) -> None:
-        self.width = width
-        self.tree.set_position(x, y)
-        self.rect.set_size(width, STRIP_HEIGHT)
-        state, self.state = self.state, None
-        if state is not None:
-            self.show(state)
-
-    def destroy(self) -> None:
-        self.tree.destroy()
 
 
 def _crop(pixels: bytes, w: int, h: int, max_w: int) -> bytes:

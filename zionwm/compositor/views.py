@@ -3,6 +3,14 @@
 A View lives in exactly one desktop's scene tree, fixed by the socket its client came
 through; nothing a client asks can move it. Configure events for windows of hidden desktops
 are deferred until the desktop is shown again (a frozen client cannot read them).
+
+Fullscreen comes in two kinds. A client's own request fills the area below the trusted
+strip and keeps its coloured frame. Only the user's gesture (a compositor key binding) on a
+desktop whose config allows it gives true fullscreen: the whole output, no frame, and the
+strip hidden until the next binding. So no program can hide the strip and draw a fake one.
+
+Windows of trusted host tools get a frame no desktop can have: a light frame with a "host"
+tab above it.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ from wlroots.wlr_types.xdg_shell import (
 
 from . import native
 from .listeners import HasListeners
-from .native import SceneRect, SceneTree
+from .native import SceneImage, SceneRect, SceneTree
+from .ui import host_label
 
 if TYPE_CHECKING:
     from .server import Server
@@ -32,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BORDER = 3
+HOST_LINE = (0.25, 0.25, 0.28, 1.0)  # the inner line of a host window's frame
 _ids = itertools.count(1)
 
 
@@ -52,17 +62,26 @@ class View(HasListeners):
         self.desktop = desktop
         self.mapped = False
         self.fullscreen = False
+        self.true_fullscreen = False  # whole output, no frame: only after the user's gesture
         self.maximized = False
         self.saved: Geometry | None = None  # geometry before fullscreen/maximize
         self.x = 0
         self.y = 0
         self._last_size: tuple[int, int, int, int] = (-1, -1, -1, -1)
-        self._pending_configure: tuple[str, bool] | None = None
+        self._pending_configure: tuple[str, bool, bool] | None = None
 
         parent = server.desktop_tree(desktop)
         self.tree = SceneTree.create(parent)
         colour = server.desktop_colour(desktop)
         self.borders = [SceneRect.create(self.tree, 0, 0, colour) for _ in range(4)]
+        self.host_tab: SceneImage | None = None
+        self.host_lines: list[SceneRect] = []
+        if server.is_host(desktop):
+            # two tones (a dark line inside the light frame) and a tab: a desktop's frame is
+            # one plain colour, whatever colour it is given, and has no tab
+            self.host_lines = [SceneRect.create(self.tree, 0, 0, HOST_LINE) for _ in range(4)]
+            w, h, pixels = host_label()
+            self.host_tab = SceneImage.create(self.tree, w, h, pixels)
         self.surface_node = WlrSceneNode.xdg_surface_create(
             WlrSceneNode(self.tree.wlr_node), xdg_surface
         )
@@ -161,35 +180,47 @@ class View(HasListeners):
 
     # ---- state changes (deferred while the desktop is hidden) ----
 
-    def request_state(self, kind: str, on: bool) -> None:
+    def request_state(self, kind: str, on: bool, by_user: bool = False) -> None:
         if not self.server.desktop_visible(self.desktop):
-            self._pending_configure = (kind, on)
+            self._pending_configure = (kind, on, by_user)
             return
         if kind == "fullscreen":
-            self.set_fullscreen(on)
+            self.set_fullscreen(on, by_user)
         else:
             self.set_maximized(on)
 
     def flush_deferred(self) -> None:
         if self._pending_configure is not None:
-            kind, on = self._pending_configure
+            kind, on, by_user = self._pending_configure
             self._pending_configure = None
-            self.request_state(kind, on)
+            self.request_state(kind, on, by_user)
 
-    def set_fullscreen(self, on: bool) -> None:
-        if on == self.fullscreen:
+    def set_fullscreen(self, on: bool, by_user: bool = False) -> None:
+        """`by_user`: asked by a compositor key binding, never by the client itself."""
+        full = on and by_user and self.server.fullscreen_allowed(self.desktop)
+        if on and self.fullscreen and not by_user:
+            full = self.true_fullscreen  # a client repeating its request keeps the user's choice
+        if on == self.fullscreen and full == self.true_fullscreen:
             self.xdg_surface.schedule_configure()
             return
-        box = self.server.output_box_for(self)
         if on:
-            if not self.maximized:
+            if not self.fullscreen and not self.maximized:
                 self.saved = self._current_geometry()
             self.fullscreen = True
-            self.move_to(box.x, box.y)
-            self.xdg_surface.set_size(box.width, box.height)
+            self.true_fullscreen = full
+            if full:
+                box = self.server.output_box_for(self)
+                self.move_to(box.x, box.y)
+                self.xdg_surface.set_size(box.width, box.height)
+            else:
+                # below the strip, framed: the trust colour stays on screen
+                area = self.server.usable_area_for(self)
+                self.move_to(area.x + BORDER, area.y + BORDER)
+                self.xdg_surface.set_size(area.width - 2 * BORDER, area.height - 2 * BORDER)
             self.tree.raise_to_top()
         else:
             self.fullscreen = False
+            self.true_fullscreen = False
             self._restore()
         self.xdg_surface.set_fullscreen(on)
         self._update_borders(force=True)
@@ -242,7 +273,7 @@ class View(HasListeners):
         if (gx, gy, w, h) == self._last_size and not force:
             return
         self._last_size = (gx, gy, w, h)
-        show = not self.fullscreen
+        show = not self.true_fullscreen
         top, bottom, left, right = self.borders
         # the xdg surface node sits at the tree origin minus the geometry offset
         self.surface_node.set_position(-gx, -gy)
@@ -256,6 +287,25 @@ class View(HasListeners):
         right.set_position(w, 0)
         for r in self.borders:
             r.set_enabled(show)
+        if self.host_tab is not None:
+            self.host_tab.set_position(-BORDER, -BORDER - self.host_tab_height)
+            self.host_tab.set_enabled(show)
+        if self.host_lines:
+            top, bottom, left, right = self.host_lines
+            top.set_size(w + 2, 1)
+            top.set_position(-1, -1)
+            bottom.set_size(w + 2, 1)
+            bottom.set_position(-1, h)
+            left.set_size(1, h)
+            left.set_position(-1, 0)
+            right.set_size(1, h)
+            right.set_position(w, 0)
+            for r in self.host_lines:
+                r.set_enabled(show)
+
+    @property
+    def host_tab_height(self) -> int:
+        return host_label()[1]
 
     def _paint_borders(self, focused: bool) -> None:
         r, g, b, a = self.server.desktop_colour(self.desktop)

@@ -112,6 +112,44 @@ def notify_next_frame(handle: Any) -> None:
     lib.zion_output_frame_notify_next(handle)
 
 
+class HeldFrame:
+    """A reference to the frame an output showed when it was taken; scale() reads it once
+    and lets it go (the swapchain wants its buffers back)."""
+
+    def __init__(self, buffer: Any) -> None:
+        self._buffer = buffer
+
+    def scale(self, renderer: Any, top: int, width: int, height: int) -> bytes | None:
+        """The frame below row `top`, box-filtered to width x height ARGB8888 (opaque);
+        None if its pixels cannot be read."""
+        if self._buffer is None:
+            return None
+        dst = ffi.new("unsigned char[]", width * height * 4)
+        r = ffi.NULL if renderer is None else to_native(renderer, "struct wlr_renderer *")
+        ok = lib.zion_buffer_thumbnail(self._buffer, r, top, dst, width, height)
+        self.release()
+        return bytes(ffi.buffer(dst)) if ok else None
+
+    def release(self) -> None:
+        if self._buffer is not None:
+            lib.zion_buffer_release(self._buffer)
+            self._buffer = None
+
+
+def hold_frame(handle: Any) -> HeldFrame | None:
+    """The frame on screen of the output behind `handle` (attach_frame_handler), held."""
+    buf = lib.zion_output_frame_hold(handle)
+    return None if buf == ffi.NULL else HeldFrame(buf)
+
+
+def scale_pixels(argb: bytes, width: int, height: int, to_w: int, to_h: int) -> bytes:
+    """Box-filter ARGB8888 pixels to another size (a thumbnail for a new grid)."""
+    dst = ffi.new("unsigned char[]", to_w * to_h * 4)
+    src = ffi.from_buffer("unsigned char[]", argb)
+    lib.zion_scale_xrgb(src, width, height, width * 4, dst, to_w, to_h)
+    return bytes(ffi.buffer(dst))
+
+
 def watch_geometry(xdg_surface: Any, watch_id: int) -> Any:
     """Watch an xdg surface's commits in C; Python hears only of geometry changes."""
     xdg = to_native(xdg_surface, "struct wlr_xdg_surface *")

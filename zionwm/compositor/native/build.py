@@ -24,6 +24,7 @@ C_SOURCE = r"""
 #include <wayland-server-core.h>
 #include <wlr/types/wlr_scene.h>
 #include <wlr/types/wlr_buffer.h>
+#include <wlr/render/wlr_renderer.h>
 #include <wlr/types/wlr_data_device.h>
 #include <wlr/types/wlr_seat.h>
 #include <wlr/types/wlr_surface.h>
@@ -187,10 +188,24 @@ void zion_unwatch_geometry(struct zion_geometry_watch *w) {
 
 struct zion_output_frame {
     struct wl_listener frame;
+    struct wl_listener commit;
     struct wlr_scene_output *scene_output;
+    struct wlr_buffer *shown; /* the buffer on screen now (the output holds it too) */
     int id;
     int notify_next; /* report the next committed frame's time (switch latency) */
 };
+
+/* Keep a reference to the buffer on screen: it is the output's front buffer, which the
+ * output holds anyway, so this costs no extra swapchain slot; it lets the overview take a
+ * desktop's last frame without rendering anything. */
+static void zion_output_frame_commit(struct wl_listener *listener, void *data) {
+    struct zion_output_frame *f = wl_container_of(listener, f, commit);
+    struct wlr_output_event_commit *event = data;
+    if (!event->buffer) return;
+    struct wlr_buffer *old = f->shown;
+    f->shown = wlr_buffer_lock(event->buffer);
+    if (old) wlr_buffer_unlock(old);
+}
 
 static void zion_output_frame_notify(struct wl_listener *listener, void *data) {
     struct zion_output_frame *f = wl_container_of(listener, f, frame);
@@ -214,13 +229,99 @@ struct zion_output_frame *zion_output_frame_attach(struct wlr_output *output,
     f->id = id;
     f->frame.notify = zion_output_frame_notify;
     wl_signal_add(&output->events.frame, &f->frame);
+    f->commit.notify = zion_output_frame_commit;
+    wl_signal_add(&output->events.commit, &f->commit);
     return f;
 }
 
 void zion_output_frame_detach(struct zion_output_frame *f) {
     if (!f) return;
     wl_list_remove(&f->frame.link);
+    wl_list_remove(&f->commit.link);
+    if (f->shown) wlr_buffer_unlock(f->shown);
     free(f);
+}
+
+/* ---- thumbnails: the frame on screen, scaled down once (box filter) ---- */
+
+/* Average each destination pixel over its source rectangle; src and dst are 32-bit
+ * little-endian xRGB/ARGB rows. The result is opaque. */
+void zion_scale_xrgb(const unsigned char *src, int sw, int sh, int sstride,
+                     unsigned char *dst, int dw, int dh) {
+    for (int dy = 0; dy < dh; dy++) {
+        int y0 = (int)((long long)dy * sh / dh), y1 = (int)((long long)(dy + 1) * sh / dh);
+        if (y1 <= y0) y1 = y0 + 1;
+        for (int dx = 0; dx < dw; dx++) {
+            int x0 = (int)((long long)dx * sw / dw), x1 = (int)((long long)(dx + 1) * sw / dw);
+            if (x1 <= x0) x1 = x0 + 1;
+            unsigned int b = 0, g = 0, r = 0, n = 0;
+            for (int y = y0; y < y1 && y < sh; y++) {
+                const unsigned char *row = src + (size_t)y * sstride;
+                for (int x = x0; x < x1 && x < sw; x++) {
+                    b += row[4 * x]; g += row[4 * x + 1]; r += row[4 * x + 2]; n++;
+                }
+            }
+            unsigned char *o = dst + ((size_t)dy * dw + dx) * 4;
+            if (!n) n = 1;
+            o[0] = (unsigned char)(b / n); o[1] = (unsigned char)(g / n);
+            o[2] = (unsigned char)(r / n); o[3] = 255;
+        }
+    }
+}
+
+/* A held reference to the frame on screen, to be scaled later (off the switch path). */
+struct wlr_buffer *zion_output_frame_hold(struct zion_output_frame *f) {
+    return (f && f->shown) ? wlr_buffer_lock(f->shown) : NULL;
+}
+
+void zion_buffer_release(struct wlr_buffer *buffer) {
+    if (buffer) wlr_buffer_unlock(buffer);
+}
+
+/* Scale rows [top, height) of a held frame into dst (dw x dh, 4 bytes a pixel). Reads the
+ * pixels directly where the buffer allows it (shm and dumb buffers: pixman), else through
+ * the renderer (GPU buffers). Returns false if neither works. */
+bool zion_buffer_thumbnail(struct wlr_buffer *buffer, struct wlr_renderer *renderer, int top,
+                           unsigned char *dst, int dw, int dh) {
+    if (!buffer || dw <= 0 || dh <= 0) return false;
+    int w = buffer->width, h = buffer->height;
+    if (top < 0 || top >= h) top = 0;
+    void *data = NULL;
+    uint32_t format = 0;
+    size_t stride = 0;
+    if (wlr_buffer_begin_data_ptr_access(buffer, WLR_BUFFER_DATA_PTR_ACCESS_READ, &data,
+                                         &format, &stride)) {
+        bool ok = format == DRM_FORMAT_XRGB8888 || format == DRM_FORMAT_ARGB8888;
+        if (ok)
+            zion_scale_xrgb((const unsigned char *)data + (size_t)top * stride, w, h - top,
+                            (int)stride, dst, dw, dh);
+        wlr_buffer_end_data_ptr_access(buffer);
+        return ok;
+    }
+    if (!renderer) return false;
+    unsigned char *full = malloc((size_t)w * h * 4);
+    if (!full) return false;
+    bool ok = wlr_renderer_begin_with_buffer(renderer, buffer);
+    if (ok) {
+        uint32_t flags = 0;
+        ok = wlr_renderer_read_pixels(renderer, DRM_FORMAT_XRGB8888, &flags, w * 4, w, h,
+                                      0, 0, 0, 0, full);
+        wlr_renderer_end(renderer);
+        if (ok && (flags & WLR_RENDERER_READ_PIXELS_Y_INVERT)) {
+            /* rows come bottom-up: flip in place */
+            unsigned char *tmp = malloc((size_t)w * 4);
+            for (int y = 0; tmp && y < h / 2; y++) {
+                memcpy(tmp, full + (size_t)y * w * 4, (size_t)w * 4);
+                memcpy(full + (size_t)y * w * 4, full + (size_t)(h - 1 - y) * w * 4,
+                       (size_t)w * 4);
+                memcpy(full + (size_t)(h - 1 - y) * w * 4, tmp, (size_t)w * 4);
+            }
+            free(tmp);
+        }
+    }
+    if (ok) zion_scale_xrgb(full + (size_t)top * w * 4, w, h - top, w * 4, dst, dw, dh);
+    free(full);
+    return ok;
 }
 
 void zion_output_frame_notify_next(struct zion_output_frame *f) {

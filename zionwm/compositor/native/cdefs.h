@@ -100,6 +100,15 @@ struct zion_output_frame *zion_output_frame_attach(struct wlr_output *output,
 void zion_output_frame_detach(struct zion_output_frame *frame);
 void zion_output_frame_notify_next(struct zion_output_frame *frame);
 
+/* thumbnails of the frame on screen (the overview) */
+struct wlr_renderer;
+struct wlr_buffer *zion_output_frame_hold(struct zion_output_frame *frame);
+void zion_buffer_release(struct wlr_buffer *buffer);
+bool zion_buffer_thumbnail(struct wlr_buffer *buffer, struct wlr_renderer *renderer, int top,
+                           unsigned char *dst, int dw, int dh);
+void zion_scale_xrgb(const unsigned char *src, int sw, int sh, int sstride,
+                     unsigned char *dst, int dw, int dh);
+
 /* called from C into Python */
 extern "Python" void zion_py_client_destroyed(struct wl_client *, int);
 extern "Python" void zion_py_source_send(int, const char *, int);

@@ -1,0 +1,545 @@
+"""The overview: every desktop at once, as a grid the compositor draws in the overlay layer.
+
+Each cell shows a desktop's colour, number and name, its state (running, frozen, no
+programs), its window count, its network mode, the downloads it has waiting in quarantine,
+and a thumbnail of its last frame. The thumbnail is the frame that was on screen when the
+desktop was left (or when the overview opened), scaled down once in C; it is never
+re-rendered per frame. Nothing exists while the overview is closed: its scene nodes are
+made at open and destroyed at close, and it has no timers.
+
+While it is open, keys and clicks go to the overview only: every seat loses keyboard focus,
+so no client sees a key, and the grid covers every window, so no client is under the
+pointer. The grid is stable: cells follow the desktops' order, so a desktop keeps its place.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image, ImageDraw
+from xkbcommon import xkb
+
+from zionwm.quarantine.store import PENDING_STATES
+
+from . import native
+from .native import SceneImage, SceneRect, SceneTree
+from .strip import FROZEN_MARK, PENDING_MARK
+from .ui import STRIP_HEIGHT, Color, font, rgb255, text_colour_on, text_y
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger(__name__)
+
+HEADER_H = 32
+INFO_H = 28
+FRAME = 4  # the cell's border in the desktop's colour
+RING = 4  # the white ring around the selected cell
+GAP = 28
+MARGIN = 32
+TITLE_H = 44
+HINT_H = 34
+BACKDROP = (0.05, 0.05, 0.07, 1.0)
+THUMB_BG = (0.0, 0.0, 0.0, 1.0)
+INFO_BG = (30, 30, 38)
+HINT = "\u2190\u2191\u2193\u2192 choose    1\u20139 / Enter / click  switch    Esc  close"
+FONTS_USED = ((15, True), (12, True), (12, False), (17, True), (13, False))
+PENDING = frozenset(state.value for state in PENDING_STATES)
+THUMB_DELAY_MS = 60  # scale a left desktop's frame after the switch frame went out
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What one desktop's cell says."""
+
+    name: str
+    index: int  # 1-based, as Super+N and the overview's digits count
+    colour: Color
+    state: str  # "running" | "frozen" | "no programs"
+    windows: int
+    pending: int
+    network: str
+    active: bool
+    oom_kills: int = 0  # programs the memory limit killed: a limit that was hit
+
+
+@dataclass(frozen=True)
+class Layout:
+    cols: int
+    rows: int
+    cells: tuple[tuple[int, int, int, int], ...]  # x, y, w, h from the overview's origin
+    thumb: tuple[int, int]  # thumbnail size inside every cell
+
+
+def grid_layout(n: int, width: int, height: int, screen: tuple[int, int]) -> Layout:
+    """Cells for `n` desktops in an area of width x height, each with room for a thumbnail
+    of a `screen`-sized frame. Pure: tests call it directly."""
+    n = max(1, n)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    aw = max(1, width - 2 * MARGIN)
+    ah = max(1, height - TITLE_H - HINT_H)
+    cw = (aw - (cols - 1) * GAP) // cols
+    ch = (ah - (rows - 1) * GAP) // rows
+    sw, sh = max(1, screen[0]), max(1, screen[1])
+    chrome = HEADER_H + INFO_H
+    # fit each cell to the screen's shape: no thumbnail is stretched
+    inner_w, inner_h = cw - 2 * FRAME, ch - chrome
+    if inner_w * sh > inner_h * sw:
+        inner_w = inner_h * sw // sh
+    else:
+        inner_h = inner_w * sh // sw
+    inner_w, inner_h = max(16, inner_w), max(9, inner_h)
+    cw, ch = inner_w + 2 * FRAME, inner_h + chrome
+    gw = cols * cw + (cols - 1) * GAP
+    gh = rows * ch + (rows - 1) * GAP
+    x0 = (width - gw) // 2
+    y0 = TITLE_H + (ah - gh) // 2
+    cells = tuple(
+        (x0 + (i % cols) * (cw + GAP), y0 + (i // cols) * (ch + GAP), cw, ch) for i in range(n)
+    )
+    return Layout(cols, rows, cells, (inner_w, inner_h))
+
+
+def network_label(policy: Any) -> str:
+    mode = str(policy.mode.value)
+    return f"{mode}, no LAN" if getattr(policy, "block_lan", False) and mode != "none" else mode
+
+
+def cell_state(frozen: bool, programs: int) -> str:
+    if frozen:
+        return "frozen"
+    return "running" if programs else "no programs"
+
+
+@lru_cache(maxsize=64)
+def render_header(cell: Cell, width: int) -> bytes:
+    bg = rgb255(cell.colour)
+    fg = (*text_colour_on(cell.colour), 255)
+    img = Image.new("RGBA", (width, HEADER_H), (*bg, 255))
+    draw = ImageDraw.Draw(img)
+    big = font(15, bold=True)
+    small = font(12, bold=True)
+    label = f"{cell.index}  {cell.name}" if cell.index <= 9 else cell.name
+    _text_middle(draw, 10, HEADER_H, label, big, fg)
+    state = f"{FROZEN_MARK} frozen" if cell.state == "frozen" else cell.state
+    left, _t, right, _b = small.getbbox(state)
+    _text_middle(draw, width - (right - left) - 12, HEADER_H, state, small, fg)
+    return img.tobytes("raw", "BGRA")
+
+
+@lru_cache(maxsize=64)
+def render_info(cell: Cell, width: int, height: int) -> bytes:
+    img = Image.new("RGBA", (width, height), (*INFO_BG, 255))
+    draw = ImageDraw.Draw(img)
+    f = font(12, bold=False)
+    windows = f"{cell.windows} window" + ("" if cell.windows == 1 else "s")
+    parts = [windows, f"network {cell.network}"]
+    if cell.pending:
+        parts.append(f"{PENDING_MARK} {cell.pending} in quarantine")
+    if cell.oom_kills:
+        parts.append(f"\u26a0 {cell.oom_kills} killed at the memory limit")
+    _text_middle(draw, 8, height, "   \u00b7   ".join(parts), f, (230, 230, 235, 255))
+    return img.tobytes("raw", "BGRA")
+
+
+@lru_cache(maxsize=8)
+def render_banner(text: str, width: int, height: int, size: int, bold: bool) -> bytes:
+    img = Image.new("RGBA", (width, height), (*rgb255(BACKDROP), 255))
+    draw = ImageDraw.Draw(img)
+    f = font(size, bold=bold)
+    left, _t, right, _b = f.getbbox(text)
+    colour = (245, 245, 250, 255) if bold else (170, 170, 180, 255)
+    _text_middle(draw, (width - (right - left)) // 2 - left, height, text, f, colour)
+    return img.tobytes("raw", "BGRA")
+
+
+@lru_cache(maxsize=8)
+def render_well_note(text: str, width: int, height: int) -> bytes:
+    img = Image.new("RGBA", (width, height), (*rgb255(THUMB_BG), 255))
+    draw = ImageDraw.Draw(img)
+    f = font(13, bold=False)
+    left, _t, right, _b = f.getbbox(text)
+    x = (width - (right - left)) // 2
+    draw.text((x - left, text_y(f, height)), text, font=f, fill=(110, 110, 120, 255))
+    return img.tobytes("raw", "BGRA")
+
+
+def _text_middle(draw: Any, x: int, height: int, text: str, f: Any, fill: Any) -> None:
+    left, _top, _right, _bottom = f.getbbox(text)
+    draw.text((x - left, text_y(f, height)), text, font=f, fill=fill)
+
+
+class PendingBySource:
+    """Downloads still in the quarantine's pipeline, per source desktop, learnt from the
+    quarantine's events (the compositor relays each one); a dict update per event."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, str] = {}  # item id -> source desktop
+
+    def event(self, item: dict[str, Any]) -> None:
+        item_id = item.get("id")
+        if not isinstance(item_id, int):
+            return
+        if item.get("state") in PENDING:
+            self._items[item_id] = str(item.get("source", "?"))
+        else:
+            self._items.pop(item_id, None)
+
+    def count(self, desktop: str) -> int:
+        return sum(1 for source in self._items.values() if source == desktop)
+
+
+class Overview:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.tree: SceneTree | None = None
+        self.ring: SceneRect | None = None
+        self.names: list[str] = []
+        self._wells: dict[str, tuple[SceneTree, SceneImage]] = {}
+        self._active_frame: tuple[str, Any] | None = None  # held at open, scaled after
+        self.cells: list[Cell] = []
+        self.layout: Layout | None = None
+        self.origin = (0, 0)
+        self.selected = 0
+        self.thumbs: dict[str, tuple[int, int, bytes]] = {}
+        self.opened_ns = 0  # set until the first frame showing the overview went out
+        self.latencies_ms: list[float] = []
+        self._frame_fresh = True  # the frame on screen shows the active desktop
+        for size, bold in FONTS_USED:
+            font(size, bold)  # loaded at start: the first opening should not wait for them
+        self._pending: dict[str, Any] = {}  # desktop -> held frame, scaled off the switch path
+        self.quarantine = PendingBySource()
+
+    @property
+    def is_open(self) -> bool:
+        return self.tree is not None
+
+    # ---- thumbnails ----
+
+    def _screen(self) -> tuple[Any, tuple[int, int, int, int]] | None:
+        outs = self.server.outputs
+        if not outs:
+            return None
+        b = outs[0].box()
+        return outs[0], (b.x, b.y, b.width, b.height)
+
+    def _thumb_size(self, n: int) -> tuple[int, int]:
+        scr = self._screen()
+        if scr is None:
+            return (0, 0)
+        _x, _y, w, h = scr[1]
+        area_h = h - STRIP_HEIGHT
+        return grid_layout(n, w, area_h, (w, area_h)).thumb
+
+    def desktop_left(self, desktop: str) -> None:
+        """`desktop` is being switched away from: keep the frame on screen (it shows that
+        desktop) and scale it down once, after the switch's own frame went out."""
+        scr = self._screen()
+        if scr is None or not self._frame_fresh or self.is_open:
+            return
+        self._frame_fresh = False
+        held = scr[0].hold_shown_frame()
+        if held is None:
+            return
+        old = self._pending.pop(desktop, None)
+        if old is not None:
+            old.release()
+        self._pending[desktop] = held
+        self.server.loop.call_later(
+            THUMB_DELAY_MS, lambda: self._scale_held(desktop, held), "thumbnail"
+        )
+
+    def frame_shown(self, now_ns: int) -> None:
+        """A frame went out after a switch, an opening or a closing: unless the overview is
+        open, it shows the active desktop, so a thumbnail may be taken from it."""
+        self._frame_fresh = not self.is_open
+        if self._active_frame is not None:
+            self.server.loop.call_later(1, self._show_active_frame, "overview thumbnail")
+        if self.opened_ns:
+            self.latencies_ms.append((now_ns - self.opened_ns) / 1e6)
+            del self.latencies_ms[:-1000]
+            self.opened_ns = 0
+
+    def _show_active_frame(self) -> None:
+        """Scale the frame held at open into the active desktop's cell."""
+        if self._active_frame is None:
+            return
+        desktop, held = self._active_frame
+        self._active_frame = None
+        if not self.is_open or self.layout is None or desktop not in self._wells:
+            held.release()
+            return
+        self._store(desktop, held)
+        got = self.thumbs.get(desktop)
+        if got is None:
+            return
+        w, h, pixels = got
+        node, old = self._wells[desktop]
+        if (w, h) != self.layout.thumb:
+            return
+        img = SceneImage.create(node, w, h, pixels)
+        img.set_position(FRAME, HEADER_H)
+        old.destroy()
+        self._wells[desktop] = (node, img)
+
+    def _scale_held(self, desktop: str, held: Any) -> None:
+        if self._pending.get(desktop) is held:
+            del self._pending[desktop]
+        self._store(desktop, held)
+
+    def _store(self, desktop: str, held: Any) -> None:
+        w, h = self._thumb_size(len(self.server.desktops))
+        if w <= 0 or h <= 0:
+            held.release()
+            return
+        pixels = held.scale(self.server.renderer, STRIP_HEIGHT, w, h)
+        if pixels is not None:
+            self.thumbs[desktop] = (w, h, pixels)
+
+    def _thumb_for(self, desktop: str, size: tuple[int, int]) -> bytes | None:
+        held = self._pending.pop(desktop, None)
+        if held is not None:
+            self._store(desktop, held)
+        got = self.thumbs.get(desktop)
+        if got is None:
+            return None
+        w, h, pixels = got
+        if (w, h) != size:
+            # the grid changed (desktops were added or removed): rescale the small copy
+            pixels = native.scale_pixels(pixels, w, h, *size)
+            self.thumbs[desktop] = (*size, pixels)
+        return pixels
+
+    # ---- open, close ----
+
+    def toggle(self) -> str:
+        if self.is_open:
+            self.close()
+            return "overview closed"
+        return self.open()
+
+    def open(self) -> str:
+        scr = self._screen()
+        if scr is None:
+            raise RuntimeError("no output to show the overview on")
+        if self.is_open:
+            return "overview already open"
+        self.opened_ns = time.monotonic_ns()
+        server = self.server
+        for name in list(self.thumbs):
+            if name not in server.desktops:
+                del self.thumbs[name]  # a desktop deleted since: its picture goes too
+        # the frame on screen shows the active desktop: hold it now, scale it once the
+        # overview's first frame went out (the key-to-overview path does no pixel work)
+        fresh = scr[0].hold_shown_frame() if self._frame_fresh else None
+        self._frame_fresh = False  # the next frames show the overview, not a desktop
+        # the desktops as they are now (they may come and go while zionwm runs)
+        self.names = [n for n in server.model.desktops if n in server.desktops]
+        ox, oy, w, h = scr[1]
+        self.origin = (ox, oy + STRIP_HEIGHT)
+        area_h = h - STRIP_HEIGHT
+        layout = grid_layout(len(self.names), w, area_h, (w, area_h))
+        self.layout = layout
+        self.selected = (
+            self.names.index(server.model.active) if server.model.active in self.names else 0
+        )
+
+        try:
+            self.cells = [self._cell(name, i + 1) for i, name in enumerate(self.names)]
+            tree = self._build(w, area_h, layout)
+        except Exception:
+            # nothing half-built may stay on screen, and the held frame goes back
+            self.opened_ns = 0
+            self.ring = None
+            if fresh is not None:
+                fresh.release()
+            raise
+        self.tree = tree
+        if fresh is not None:
+            self._active_frame = (server.model.active, fresh)
+        self._place_ring()
+        server.overview_opened()
+        for so in server.outputs:
+            so.time_next_frame()
+        log.debug("overview open: %d desktops", len(self.names))
+        return "overview open"
+
+    def _build(self, w: int, area_h: int, layout: Layout) -> SceneTree:
+        tree = SceneTree.create(self.server.overlay)
+        try:
+            tree.set_position(*self.origin)
+            SceneRect.create(tree, w, area_h, BACKDROP)
+            title = SceneImage.create(
+                tree, w, TITLE_H, render_banner("Desktops", w, TITLE_H, 17, True)
+            )
+            title.set_position(0, 4)
+            hint = SceneImage.create(tree, w, HINT_H, render_banner(HINT, w, HINT_H, 13, False))
+            hint.set_position(0, area_h - HINT_H)
+            self.ring = SceneRect.create(tree, 0, 0, (1.0, 1.0, 1.0, 1.0))
+            tw, th = layout.thumb
+            self._wells = {}
+            for i, (name, cell) in enumerate(zip(self.names, self.cells, strict=True)):
+                x, y, cw, ch = layout.cells[i]
+                node = SceneTree.create(tree)
+                node.set_position(x, y)
+                SceneRect.create(node, cw, ch, cell.colour)
+                header = SceneImage.create(node, cw, HEADER_H, render_header(cell, cw))
+                header.set_position(0, 0)
+                pixels = self._thumb_for(name, (tw, th))
+                if pixels is None:
+                    # never shown since zionwm started: say so rather than show a black box
+                    note = "not shown yet" if cell.state != "no programs" else "empty"
+                    pixels = render_well_note(note, tw, th)
+                img = SceneImage.create(node, tw, th, pixels)
+                img.set_position(FRAME, HEADER_H)
+                self._wells[name] = (node, img)
+                iw, ih = cw - 2 * FRAME, INFO_H - FRAME
+                info = SceneImage.create(node, iw, ih, render_info(cell, iw, ih))
+                info.set_position(FRAME, HEADER_H + th)
+        except Exception:
+            tree.destroy()
+            raise
+        return tree
+
+    def close(self) -> None:
+        if self.tree is None:
+            return
+        self.tree.destroy()
+        self.tree = None
+        self.ring = None
+        self._wells = {}
+        if self._active_frame is not None:
+            # closed before its first frame: the held frame still shows the desktop
+            desktop, held = self._active_frame
+            self._active_frame = None
+            self._store(desktop, held)
+        self.opened_ns = 0
+        self.server.overview_closed()
+        # the frame after this one shows a desktop again: a thumbnail may be taken from it
+        for so in self.server.outputs:
+            so.time_next_frame()
+
+    def _cell(self, name: str, index: int) -> Cell:
+        s = self.server
+        d = s.desktops[name]
+        windows = len([v for v in d.views if v.mapped])
+        programs = windows + len(d.clients)
+        if s.isolation is not None:
+            programs += len(s.isolation.launcher.sandboxes(name))
+        pending = self.quarantine.count(name)
+        oom = 0
+        network = network_label(d.spec.network)
+        if s.isolation is not None:
+            cg = s.isolation.cgroups.get(name)
+            oom = (cg.oom_kills() or 0) if cg is not None else 0
+            net = s.isolation.net.get(name) if s.isolation.net is not None else None
+            if net is not None and not net.enabled:
+                network = "off (cut by hand)"
+        return Cell(
+            name=name,
+            index=index,
+            colour=d.spec.colour,
+            state=cell_state(s.model.desktops[name].frozen, programs),
+            windows=windows,
+            pending=pending,
+            network=network,
+            active=name == s.model.active,
+            oom_kills=oom,
+        )
+
+    def _place_ring(self) -> None:
+        if self.ring is None or self.layout is None:
+            return
+        x, y, cw, ch = self.layout.cells[self.selected]
+        self.ring.set_position(x - RING, y - RING)
+        self.ring.set_size(cw + 2 * RING, ch + 2 * RING)
+
+    # ---- input while open ----
+
+    def key(self, syms: list[int]) -> None:
+        """A key pressed while the overview is open (no client sees it)."""
+        if self.layout is None:
+            return
+        n, cols = len(self.names), self.layout.cols
+        for sym in syms:
+            if sym == xkb.keysym_from_name("Escape"):
+                self.close()
+                return
+            if sym in (xkb.keysym_from_name("Return"), xkb.keysym_from_name("KP_Enter")):
+                self.choose(self.selected)
+                return
+            step = {
+                xkb.keysym_from_name("Left"): -1,
+                xkb.keysym_from_name("Right"): 1,
+                xkb.keysym_from_name("Up"): -cols,
+                xkb.keysym_from_name("Down"): cols,
+            }.get(sym)
+            if step is not None:
+                target = self.selected + step
+                if 0 <= target < n:
+                    self.selected = target
+                    self._place_ring()
+                return
+            for digit in range(1, 10):
+                if sym in (xkb.keysym_from_name(str(digit)), xkb.keysym_from_name(f"KP_{digit}")):
+                    if digit <= n:
+                        self.choose(digit - 1)
+                    return
+
+    def click(self, lx: float, ly: float) -> None:
+        if self.layout is None:
+            return
+        x, y = lx - self.origin[0], ly - self.origin[1]
+        for i, (cx, cy, cw, ch) in enumerate(self.layout.cells):
+            if cx <= x < cx + cw and cy <= y < cy + ch:
+                self.choose(i)
+                return
+        if y >= 0:
+            self.close()  # a click beside the cells closes, as Escape does
+
+    def choose(self, i: int) -> None:
+        name = self.names[i] if 0 <= i < len(self.names) else None
+        self.close()
+        if name is not None and name in self.server.desktops:
+            self.server.switch_to(name)
+
+    def describe(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+        return {
+            "open": self.is_open,
+            "selected": self.names[self.selected] if self.is_open else None,
+            "desktops": list(self.names) if self.is_open else [],
+            # what each cell says, for tools and tests (colour as drawn)
+            "cells": [
+                {
+                    "name": c.name,
+                    "state": c.state,
+                    "windows": c.windows,
+                    "pending": c.pending,
+                    "network": c.network,
+                    "oom_kills": c.oom_kills,
+                }
+                for c in self.cells
+            ]
+            if self.is_open
+            else [],
+            "thumbnails": sorted(self.thumbs),
+            "open_latency_ms": {
+                "count": len(lat),
+                "samples": [round(x, 4) for x in self.latencies_ms],
+            },
+        }
+
+    def shutdown(self) -> None:
+        if self._active_frame is not None:
+            self._active_frame[1].release()
+            self._active_frame = None
+        for held in self._pending.values():
+            held.release()
+        self._pending.clear()

@@ -1,0 +1,211 @@
+"""The trusted strip across the top of every output: one chip per desktop in its colour, the
+current one marked, a frozen mark, the downloads waiting in quarantine, and the time.
+
+The strip lives in the overlay layer, above every client. Its background is the colour of
+the desktop being shown, the one signal a user must be able to trust at a glance. Text is
+rasterised with Pillow once per change (the chips when a desktop changes, the clock once a
+minute), never per frame; what a state looks like is cached, so switching back and forth
+renders nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+from .native import SceneImage, SceneNode, SceneRect, SceneTree
+from .ui import STRIP_HEIGHT, Color, font, rgb255, text_colour_on, text_y
+
+log = logging.getLogger(__name__)
+
+CHIP_HEIGHT = 18
+CHIP_GAP = 6
+CHIP_PAD = 9
+CLOCK_WIDTH = 60
+FROZEN_MARK = "\u2744"  # snowflake
+PENDING_MARK = "\u21e3"  # downwards dashed arrow
+
+
+@dataclass(frozen=True)
+class Chip:
+    name: str
+    colour: Color
+    frozen: bool = False
+
+
+@dataclass(frozen=True)
+class StripState:
+    """Everything the strip shows; built afresh from the current desktops on every change."""
+
+    chips: tuple[Chip, ...]
+    active: str
+    colour: Color  # the active desktop's colour: the strip's background
+    pending: int = 0  # downloads waiting in quarantine
+    clock: str = ""
+
+
+def chip_label(index: int, chip: Chip) -> str:
+    label = f"{index} {chip.name}" if index <= 9 else chip.name
+    return f"{label} {FROZEN_MARK}" if chip.frozen else label
+
+
+@lru_cache(maxsize=32)
+def render_chips(state: StripState, width: int) -> tuple[bytes, tuple[tuple[str, int, int], ...]]:
+    """The strip without its clock, as ARGB8888 of width x STRIP_HEIGHT, and each chip's
+    horizontal span (name, x0, x1) for clicks."""
+    bg = (*rgb255(state.colour), 255)
+    img = Image.new("RGBA", (width, STRIP_HEIGHT), bg)
+    draw = ImageDraw.Draw(img)
+    f = font(12, bold=True)
+    top = (STRIP_HEIGHT - CHIP_HEIGHT) // 2
+    x = 4
+    spans = []
+    for i, chip in enumerate(state.chips, start=1):
+        text = chip_label(i, chip)
+        left, _t, right, _b = f.getbbox(text)
+        w = right - left + 2 * CHIP_PAD
+        if x + w > width - 8:
+            break  # no room: the overview lists every desktop
+        fill = (*rgb255(chip.colour), 255)
+        box = (x, top, x + w - 1, top + CHIP_HEIGHT - 1)
+        if chip.name == state.active:
+            # the current desktop: a white ring around its chip, on any background
+            draw.rounded_rectangle(
+                (box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), 6, fill=(255, 255, 255, 255)
+            )
+        else:
+            draw.rounded_rectangle(
+                (box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), 5, fill=(0, 0, 0, 255)
+            )
+        draw.rounded_rectangle(box, 4, fill=fill)
+        ty = top + text_y(f, CHIP_HEIGHT)
+        draw.text((x + CHIP_PAD - left, ty), text, font=f, fill=(*text_colour_on(chip.colour), 255))
+        spans.append((chip.name, x - 2, x + w + 2))
+        x += w + CHIP_GAP
+    if state.pending:
+        text = f"{PENDING_MARK} {state.pending} in quarantine"
+        left, _t, right, _b = f.getbbox(text)
+        tx = width - (right - left) - 12
+        if tx > x + 8:
+            draw.text(
+                (tx - left, text_y(f, STRIP_HEIGHT)),
+                text,
+                font=f,
+                fill=(*text_colour_on(state.colour), 255),
+            )
+    return img.tobytes("raw", "BGRA"), tuple(spans)
+
+
+@lru_cache(maxsize=16)
+def render_clock(text: str, colour: Color) -> bytes:
+    img = Image.new("RGBA", (CLOCK_WIDTH, STRIP_HEIGHT), (*rgb255(colour), 255))
+    draw = ImageDraw.Draw(img)
+    f = font(13, bold=True)
+    left, _t, right, _b = f.getbbox(text)
+    x = CLOCK_WIDTH - (right - left) - 10
+    draw.text(
+        (x - left, text_y(f, STRIP_HEIGHT)), text, font=f, fill=(*text_colour_on(colour), 255)
+    )
+    return img.tobytes("raw", "BGRA")
+
+
+class Strip:
+    """The strip of one output: a background rect, the chips image and the clock image."""
+
+    def __init__(self, overlay: SceneTree, x: int, y: int, width: int) -> None:
+        self.tree = SceneTree.create(overlay)
+        self.tree.set_position(x, y)
+        self.x, self.y, self.width = x, y, width
+        self.rect = SceneRect.create(self.tree, width, STRIP_HEIGHT, (0, 0, 0, 1))
+        self.chips: SceneNode | None = None
+        self.clock: SceneNode | None = None
+        self.state: StripState | None = None
+        self.spans: tuple[tuple[str, int, int], ...] = ()
+
+    def show(self, state: StripState) -> None:
+        old, self.state = self.state, state
+        if old is not None and (old.chips, old.active, old.colour, old.pending) == (
+            state.chips,
+            state.active,
+            state.colour,
+            state.pending,
+        ):
+            if old.clock != state.clock:
+                self._show_clock(state)
+            return
+        self.rect.set_color(state.colour)
+        chips_w = max(1, self.width - CLOCK_WIDTH)
+        # the clock is drawn on its own: a new minute must not miss the chips' cache
+        pixels, self.spans = render_chips(replace(state, clock=""), chips_w)
+        if self.chips is not None:
+            self.chips.destroy()
+        self.chips = SceneImage.create(self.tree, chips_w, STRIP_HEIGHT, pixels)
+        self._show_clock(state)
+
+    def _show_clock(self, state: StripState) -> None:
+        if self.clock is not None:
+            self.clock.destroy()
+        self.clock = SceneImage.create(
+            self.tree, CLOCK_WIDTH, STRIP_HEIGHT, render_clock(state.clock, state.colour)
+        )
+        self.clock.set_position(max(0, self.width - CLOCK_WIDTH), 0)
+
+    def chip_at(self, lx: float, ly: float) -> str | None:
+        """The desktop whose chip is under a layout point, if any."""
+        if not self.tree.enabled or not (self.y <= ly < self.y + STRIP_HEIGHT):
+            return None
+        for name, x0, x1 in self.spans:
+            if self.x + x0 <= lx < self.x + x1:
+                return name
+        return None
+
+    def contains(self, lx: float, ly: float) -> bool:
+        return (
+            self.tree.enabled
+            and self.x <= lx < self.x + self.width
+            and self.y <= ly < self.y + STRIP_HEIGHT
+        )
+
+    def set_visible(self, on: bool) -> None:
+        self.tree.set_enabled(on)
+
+    def resize(self, x: int, y: int, width: int) -> None:
+        self.x, self.y, self.width = x, y, width
+        self.tree.set_position(x, y)
+        self.rect.set_size(width, STRIP_HEIGHT)
+        state, self.state = self.state, None
+        if state is not None:
+            self.show(state)
+
+    def destroy(self) -> None:
+        self.tree.destroy()
+
+
+class MinuteClock:
+    """Calls `tick` at the start of every minute (one timer; nothing runs in between)."""
+
+    def __init__(self, loop: Any, tick: Callable[[], None]) -> None:
+        self.tick = tick
+        self.timer = loop.timer(self._fire, "clock")
+        self._arm()
+
+    @staticmethod
+    def now() -> str:
+        return time.strftime("%H:%M")
+
+    def _arm(self) -> None:
+        ms = int((60.0 - time.time() % 60.0) * 1000) + 20
+        self.timer.schedule(ms)
+
+    def _fire(self) -> None:
+        self._arm()
+        self.tick()
+
+    def close(self) -> None:
+        self.timer.remove()
