@@ -47,6 +47,16 @@ class LayerView(HasListeners):
     def layer(self) -> int:
         return int(self.surface.pending.layer)
 
+    def keeps_keyboard(self, by_user: bool) -> bool:
+        """Whether this surface keeps the keyboard when a window is to be focused.
+
+        An exclusive surface (a launcher, a password prompt) keeps it from everything until
+        it lets go itself; an on-demand one yields to the user's own click or desktop switch,
+        never to a program mapping a window or asking xdg-activation.
+        """
+        exclusive = LayerSurfaceV1KeyboardInteractivity.EXCLUSIVE
+        return self.surface.current.keyboard_interactive == exclusive or not by_user
+
     def _on_surface_commit(self, listener: Any, data: Any) -> None:
         st = self.surface.pending
         key = (
