@@ -580,7 +580,7 @@ class Server(HasListeners):
         return [self.host_seat, *(d.seat for d in self.desktops.values())]
 
     def output_box_for(self, view: View) -> Any:
-        out = self.output_layout.output_at(view.x + 1, view.y + 1) or (
+        out = self.output_layout.output_at(*view.centre()) or (
             self.outputs[0].output if self.outputs else None
         )
         box = self.output_layout.get_box(out) if out else None
@@ -915,7 +915,7 @@ class Server(HasListeners):
             h = int(h + dy)
         if w > 20 and h > 20:
             grab.view.move_to(x, y)
-            grab.view.xdg_surface.set_size(w, h)
+            grab.view.request_size(w, h)
 
     # ================================================================ commands
 

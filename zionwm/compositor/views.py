@@ -25,6 +25,7 @@ from wlroots.wlr_types.xdg_shell import (
 from . import native
 from .listeners import HasListeners
 from .native import SceneRect, SceneTree
+from .placement import Fit, fit_window, overflow
 
 if TYPE_CHECKING:
     from .server import Server
@@ -59,10 +60,16 @@ class View(HasListeners):
         self._last_size: tuple[int, int, int, int] = (-1, -1, -1, -1)
         self._pending_configure: tuple[str, bool] | None = None
 
+        self._asked: tuple[int, int] | None = None  # the size last asked for, to fit
+
         parent = server.desktop_tree(desktop)
         self.tree = SceneTree.create(parent)
         colour = server.desktop_colour(desktop)
-        self.borders = [SceneRect.create(self.tree, 0, 0, colour) for _ in range(4)]
+        # the frame: below the client's surface, or above it while the window is clipped
+        # (bigger than the screen), with masks over what lies outside the frame
+        self.frame = SceneTree.create(self.tree)
+        self.masks = [SceneRect.create(self.frame, 0, 0, (0, 0, 0, 1)) for _ in range(4)]
+        self.borders = [SceneRect.create(self.frame, 0, 0, colour) for _ in range(4)]
         self.surface_node = WlrSceneNode.xdg_surface_create(
             WlrSceneNode(self.tree.wlr_node), xdg_surface
         )
@@ -175,6 +182,8 @@ class View(HasListeners):
             kind, on = self._pending_configure
             self._pending_configure = None
             self.request_state(kind, on)
+        if self.mapped:
+            self._update_borders(force=True)  # a size to fit may be waiting to be asked
 
     def set_fullscreen(self, on: bool) -> None:
         if on == self.fullscreen:
@@ -223,6 +232,35 @@ class View(HasListeners):
     def move_to(self, x: int, y: int) -> None:
         self.x, self.y = int(x), int(y)
         self.tree.set_position(self.x, self.y)
+        if self.mapped and not self.fullscreen:
+            self._update_borders(force=True)  # clamps it back inside the usable area
+
+    def request_size(self, width: int, height: int) -> None:
+        """Ask the client for a size, no bigger than fits the usable area with the frame."""
+        fit = fit_window(self._area(), self.x, self.y, width, height, BORDER)
+        self.xdg_surface.set_size(fit.width, fit.height)
+
+    def centre(self) -> tuple[int, int]:
+        _gx, _gy, w, h = self._geometry
+        return self.x + w // 2, self.y + h // 2
+
+    def _area(self) -> tuple[int, int, int, int]:
+        a = self.server.usable_area_for(self)
+        return (a.x, a.y, a.width, a.height)
+
+    def _refit(self, gx: int, gy: int, w: int, h: int) -> Fit:
+        """Keep the whole frame inside the usable area (placement.py); ask a window that is
+        too big for a size that fits, once per size, and only while it can be seen."""
+        fit = fit_window(self._area(), self.x, self.y, w, h, BORDER)
+        if (fit.x, fit.y) != (self.x, self.y):
+            self.x, self.y = fit.x, fit.y
+            self.tree.set_position(self.x, self.y)
+        if fit.ask is None:
+            self._asked = None
+        elif fit.ask != self._asked and self.server.desktop_visible(self.desktop):
+            self._asked = fit.ask
+            self.xdg_surface.set_size(*fit.ask)
+        return fit
 
     def set_activated(self, on: bool) -> None:
         if self.server.desktop_visible(self.desktop):
@@ -243,9 +281,15 @@ class View(HasListeners):
             return
         self._last_size = (gx, gy, w, h)
         show = not self.fullscreen
-        top, bottom, left, right = self.borders
         # the xdg surface node sits at the tree origin minus the geometry offset
         self.surface_node.set_position(-gx, -gy)
+        if show and w > 0 and h > 0:
+            fit = self._refit(gx, gy, w, h)
+            self._clip(fit, gx, gy, w, h)
+            w, h = fit.width, fit.height
+        else:
+            self._clip(None, gx, gy, w, h)
+        top, bottom, left, right = self.borders
         top.set_size(w + 2 * BORDER, BORDER)
         top.set_position(-BORDER, -BORDER)
         bottom.set_size(w + 2 * BORDER, BORDER)
@@ -256,6 +300,22 @@ class View(HasListeners):
         right.set_position(w, 0)
         for r in self.borders:
             r.set_enabled(show)
+
+    def _clip(self, fit: Fit | None, gx: int, gy: int, w: int, h: int) -> None:
+        """While the window is bigger than its frame, the frame goes over it and black masks
+        cover what it draws outside the frame (it would show on a neighbouring output)."""
+        if fit is None or not fit.clipped:
+            self.frame.lower_to_bottom()
+            for m in self.masks:
+                m.set_enabled(False)
+            return
+        st = self.xdg_surface.surface._ptr.current
+        sw, sh = max(w + gx, int(st.width)), max(h + gy, int(st.height))
+        for mask, (x, y, mw, mh) in zip(self.masks, overflow(fit, (-gx, -gy, sw, sh)), strict=True):
+            mask.set_position(x, y)
+            mask.set_size(mw, mh)
+            mask.set_enabled(True)
+        self.frame.raise_to_top()
 
     def _paint_borders(self, focused: bool) -> None:
         r, g, b, a = self.server.desktop_colour(self.desktop)

@@ -273,6 +273,10 @@ class SceneNode:
         if self._node is not None:
             lib.wlr_scene_node_raise_to_top(self._node)
 
+    def lower_to_bottom(self) -> None:
+        if self._node is not None:
+            lib.wlr_scene_node_lower_to_bottom(self._node)
+
     def destroy(self) -> None:
         if self._node is not None:
             lib.wlr_scene_node_destroy(self._node)

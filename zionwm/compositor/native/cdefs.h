@@ -24,6 +24,7 @@ struct wlr_scene_tree *wlr_scene_tree_create(struct wlr_scene_node *parent);
 void wlr_scene_node_set_enabled(struct wlr_scene_node *node, bool enabled);
 void wlr_scene_node_set_position(struct wlr_scene_node *node, int x, int y);
 void wlr_scene_node_raise_to_top(struct wlr_scene_node *node);
+void wlr_scene_node_lower_to_bottom(struct wlr_scene_node *node);
 void wlr_scene_node_destroy(struct wlr_scene_node *node);
 struct wlr_scene_node *wlr_scene_node_at(struct wlr_scene_node *node,
     double lx, double ly, double *nx, double *ny);
