@@ -153,6 +153,20 @@ def test_clipboards_are_per_desktop_and_cross_only_by_the_user(compositor: Compo
     assert "clipboard transfer: from=personal to=work size=6" in compositor.log()
 
 
+def test_the_primary_selection_is_per_desktop_too(compositor: Compositor) -> None:
+    """Selected text (middle-click paste) is a second clipboard: same wall, from inside."""
+    require("wl-copy")
+    require("wl-paste")
+    launch_inside(compositor, "personal", ["wl-copy", "--primary", "--foreground", "selected"])
+
+    def primary(desktop: str) -> str:
+        return run_inside(compositor, desktop, ["wl-paste", "--primary", "--no-newline"]).out
+
+    wait_for(lambda: primary("personal") == "selected", 15, "the selection on its desktop")
+    compositor.zionctl("switch", "work")
+    assert primary("work") == "", "another desktop read personal's primary selection"
+
+
 BROKEN = """\
 from zionwm.config import desktop
 desktop("personal", colour="#123456")
