@@ -68,6 +68,7 @@ class LayerClient:
         layer = c.new_id()
         # get_layer_surface(id, surface, output=null, layer=overlay, namespace)
         c.send(shell, 0, struct.pack("=IIII", layer, self.surface, 0, 3) + _string("launcher"))
+        self.layer = layer
         c.send(layer, 0, struct.pack("=II", 400, 60))  # set_size
         c.send(layer, 4, struct.pack("=I", 1))  # set_keyboard_interactivity(exclusive)
         c.send(self.surface, 6)  # commit
@@ -78,6 +79,11 @@ class LayerClient:
         c.send(self.surface, 2, struct.pack("=iiii", 0, 0, 400, 60))
         c.send(self.surface, 6)
         c.roundtrip()
+
+    def set_interactivity(self, mode: int) -> None:
+        self.c.send(self.layer, 4, struct.pack("=I", mode))
+        self.c.send(self.surface, 6)  # commit
+        self.c.roundtrip()
 
     def key_presses(self) -> int:
         self.c.read(0.2)
@@ -110,6 +116,11 @@ def test_a_desktop_client_cannot_take_the_keyboard_from_a_host_launcher(
     kinds = {e["event"] for e in result["events"]} | set(result["on_bind"])
     assert not kinds & {"enter", "key"}, result
     assert launcher.has_focus()
+    # the launcher itself gives the keyboard back, and takes it again
+    launcher.set_interactivity(0)
+    wait_for(lambda: not launcher.has_focus(), 10, "the launcher to let go of the keyboard")
+    launcher.set_interactivity(1)
+    wait_for(launcher.has_focus, 10, "the launcher to take the keyboard again")
     launcher.c.close()
 
 

@@ -42,6 +42,7 @@ class LayerView(HasListeners):
         self.add_listener(surface.destroy_event, self._on_layer_surface_destroy)
         self.add_listener(surface.surface.commit_event, self._on_surface_commit)
         self._last: tuple[Any, ...] = ()
+        self._interactivity = LayerSurfaceV1KeyboardInteractivity.NONE
 
     @property
     def layer(self) -> int:
@@ -70,16 +71,29 @@ class LayerView(HasListeners):
         if key != self._last or not self.surface.configured:
             self._last = key
             self.server.layers.arrange()
+        if self.surface.mapped:
+            self._follow_interactivity()
+
+    def _follow_interactivity(self) -> None:
+        """Take or give back the keyboard as the surface asks (at map, and any time later)."""
+        wanted = self.surface.current.keyboard_interactive
+        if wanted == self._interactivity:
+            return
+        self._interactivity = wanted
+        if wanted == LayerSurfaceV1KeyboardInteractivity.NONE:
+            self.server.unfocus_layer(self)
+        else:
+            self.server.focus_layer(self)
 
     def _on_layer_surface_map(self, listener: Any, data: Any) -> None:
         self.node.set_enabled(True)
         self.server.layers.arrange()
-        if self.surface.current.keyboard_interactive != LayerSurfaceV1KeyboardInteractivity.NONE:
-            self.server.focus_layer(self)
+        self._follow_interactivity()
 
     def _on_layer_surface_unmap(self, listener: Any, data: Any) -> None:
         self.node.set_enabled(False)
         self.server.layers.arrange()
+        self._interactivity = LayerSurfaceV1KeyboardInteractivity.NONE
         self.server.unfocus_layer(self)
 
     def _on_layer_surface_destroy(self, listener: Any, data: Any) -> None:
