@@ -184,7 +184,40 @@ def connect(args: dict[str, Any]) -> dict[str, Any]:
     return {"results": out, "runtime_dir": runtime, "runtime_listing": listing}
 
 
+def garbage(args: dict[str, Any]) -> dict[str, Any]:
+    """Random bytes instead of Wayland messages."""
+    import random
+
+    c = WireClient(SOCKET)
+    c.sock.send(bytes(random.Random(int(args.get("seed", 7))).getrandbits(8) for _ in range(16384)))
+    return {"disconnected": c.disconnected(10.0)}
+
+
+def truncated_shm(args: dict[str, Any]) -> dict[str, Any]:
+    """Map a window whose shm pool is cut to nothing behind the compositor's back (reading
+    it would fault in the compositor)."""
+    c = WireClient(SOCKET)
+    comp = c.bind("wl_compositor", 4)
+    shm = c.bind("wl_shm", 1)
+    wm = c.bind("xdg_wm_base", 1)
+    surface = c.new_id()
+    c.send(comp, 0, struct.pack("=I", surface))
+    xs = c.new_id()
+    c.send(wm, 2, struct.pack("=II", xs, surface))
+    c.send(xs, 1, struct.pack("=I", c.new_id()))
+    c.send(surface, 6)
+    c.send(xs, 4, struct.pack("=I", c._wait_configure(xs)))
+    buf = c.shm_buffer(shm, 64, 64, 0xFFFF0000, truncate_after=True)
+    c.send(surface, 1, struct.pack("=Iii", buf, 0, 0))
+    c.send(surface, 2, struct.pack("=iiii", 0, 0, 64, 64))
+    c.send(surface, 6)
+    gone = c.disconnected(10.0)
+    return {"disconnected": gone, "errors": [error_text(e) for e in c.errors]}
+
+
 ATTACKS = {
+    "garbage": garbage,
+    "truncated-shm": truncated_shm,
     "bind-by-number": bind_by_number,
     "keylog": keylog,
     "big-window": big_window,
