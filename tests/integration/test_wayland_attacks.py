@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 from tests.harness import Compositor, colour_near, require, wait_for
 from tests.inside import attacker, launch_inside
 from tests.wire import WireClient, _string
 
 PERSONAL = "#3b82f6"
-WORK_GREEN = "FF22C55E"  # another desktop's colour, painted by an attacker as a fake frame
+WORK_GREEN = "FF22C55E"
+BODY = "FF808080"  # another desktop's colour, painted by an attacker as a fake frame
 STRIP = 24  # the compositor's strip at the top of each output
 BORDER = 3
 
@@ -141,12 +143,14 @@ def _frame_is_whole(img: object, colour: str, box: tuple[int, int, int, int]) ->
 
 
 def test_a_window_bigger_than_the_screen_keeps_its_whole_frame_on_screen(
-    compositor: Compositor,
+    make_compositor: Any,
 ) -> None:
     """A 1400x900 window on a 1280x720 screen. One that resizes when asked (foot) is made to
     fit; one that ignores the request (the attacker, painting a bar in another desktop's
     colour along its edges) is clipped: either way all four edges of the frame are on screen,
-    below the strip, in the desktop's colour."""
+    below the strip, in the desktop's colour, and nothing of the window spills onto the
+    output to the right."""
+    compositor = make_compositor(outputs=2)
     area = (0, STRIP, 1280, 720 - STRIP)
     big = attacker(
         compositor,
@@ -154,7 +158,7 @@ def test_a_window_bigger_than_the_screen_keeps_its_whole_frame_on_screen(
         "big-window",
         width=1400,
         height=900,
-        body="FF101010",
+        body=BODY,
         bar=WORK_GREEN,
         seconds=120,
     ).ready()
@@ -167,6 +171,14 @@ def test_a_window_bigger_than_the_screen_keeps_its_whole_frame_on_screen(
         wait_for(lambda: not whole(), 10, "the frame of the ignoring window on screen")
     except AssertionError:
         raise AssertionError(f"frame not whole: {whole()}") from None
+    img = compositor.screenshot()
+    spilt = [
+        (x, y)
+        for x in (1285, 1350, 1395)
+        for y in (100, 400)
+        if img.getpixel((x, y)) == (0x80, 0x80, 0x80)
+    ]
+    assert not spilt, f"the window shows on the second output at {spilt}"
     result = big.stop().json()
     assert result["configures"] and max(result["configures"]) <= [1280, 720], result
     wait_for(lambda: not compositor.windows("personal"), 10, "the big window to go")

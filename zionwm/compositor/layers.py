@@ -144,6 +144,9 @@ class Layers:
             for v in sorted(mine, key=lambda v: v.surface.pending.exclusive_zone <= 0):
                 self._place(v, area)
             self.exclusive[so.name] = Box(*area)
+        # windows keep their whole frame inside what is left (placement.py)
+        for view in self.server.all_views():
+            view.refit()
 
     def _place(self, view: LayerView, area: list[int]) -> None:
         st = view.surface.pending

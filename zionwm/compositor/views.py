@@ -235,6 +235,11 @@ class View(HasListeners):
         if self.mapped and not self.fullscreen:
             self._update_borders(force=True)  # clamps it back inside the usable area
 
+    def refit(self) -> None:
+        """The usable area changed (outputs, panels): keep the frame inside it."""
+        if self.mapped and not self.fullscreen:
+            self._update_borders(force=True)
+
     def request_size(self, width: int, height: int) -> None:
         """Ask the client for a size, no bigger than fits the usable area with the frame."""
         fit = fit_window(self._area(), self.x, self.y, width, height, BORDER)
