@@ -113,8 +113,9 @@ def keylog(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def big_window(args: dict[str, Any]) -> dict[str, Any]:
-    """Map a window bigger than the screen and ignore every configure that asks it to shrink;
-    paint a bar in another desktop's colour along its top edge, where a frame would be."""
+    """Map a window (bigger than the screen, say) and ignore every configure that asks it to
+    change; paint bars in another desktop's colour along its edges, where a frame would be,
+    and with `inset` declare a window geometry that puts those bars outside the window."""
     w, h = int(args["width"]), int(args["height"])
     c = WireClient(SOCKET)
     comp = c.bind("wl_compositor", 4)
@@ -130,6 +131,10 @@ def big_window(args: dict[str, Any]) -> dict[str, Any]:
     c.send(xsurf, 4, struct.pack("=I", c._wait_configure(xsurf)))
     body, bar = int(args["body"], 16), int(args["bar"], 16)
     buffer = striped_buffer(c, shm, w, h, body, bar, int(args.get("bar_height", 8)))
+    inset = int(args.get("inset", 0))
+    if inset:  # declare a window smaller than the buffer: the bars lie where the frame goes
+        geometry = struct.pack("=iiii", inset, inset, w - 2 * inset, h - 2 * inset)
+        c.send(xsurf, 3, geometry)  # xdg_surface.set_window_geometry
     c.send(surface, 1, struct.pack("=Iii", buffer, 0, 0))
     c.send(surface, 2, struct.pack("=iiii", 0, 0, w, h))
     c.send(surface, 6)
@@ -156,7 +161,11 @@ def striped_buffer(c: WireClient, shm: int, w: int, h: int, body: int, bar: int,
     os.ftruncate(fd, size)
     with mmap.mmap(fd, size) as m:
         bar_row = struct.pack("=I", bar) * w
-        body_row = struct.pack("=I", body) * (w - bar_h) + struct.pack("=I", bar) * bar_h
+        body_row = (
+            struct.pack("=I", bar) * bar_h
+            + struct.pack("=I", body) * (w - 2 * bar_h)
+            + struct.pack("=I", bar) * bar_h
+        )
         for y in range(h):
             m.write(bar_row if y < bar_h or y >= h - bar_h else body_row)
     pool = c.new_id()

@@ -198,6 +198,44 @@ def test_a_window_bigger_than_the_screen_keeps_its_whole_frame_on_screen(
         raise AssertionError(f"frame not whole: {whole()}") from None
 
 
+def test_a_window_cannot_paint_over_or_beside_its_own_frame(compositor: Compositor) -> None:
+    """The attacker declares a window 20 pixels smaller than its buffer, so the bars it paints
+    in `work`'s colour lie exactly where `personal`'s frame goes and just outside it: the
+    frame must still show in personal's colour all round, and nothing of the bars outside."""
+    big = attacker(
+        compositor,
+        "personal",
+        "big-window",
+        width=400,
+        height=300,
+        body=BODY,
+        bar=WORK_GREEN,
+        bar_height=12,
+        inset=10,
+        seconds=120,
+    ).ready()
+    (win,) = compositor.wait_window("personal")
+    frame = (win["x"] - BORDER, win["y"] - BORDER, win["width"] + 6, win["height"] + 6)
+    assert (win["width"], win["height"]) == (380, 280)
+
+    def problems() -> list[str]:
+        img = compositor.screenshot()
+        bad = _frame_is_whole(img, PERSONAL, frame)
+        x, y, w, h = frame
+        beside = [(x - 4, y + h // 2), (x + w + 3, y + h // 2), (x + w // 2, y - 4)]
+        beside.append((x + w // 2, y + h + 3))
+        bad += [
+            f"fake colour beside the frame at {p}" for p in beside if img.getpixel(p) != (0, 0, 0)
+        ]
+        return bad
+
+    try:
+        wait_for(lambda: not problems(), 10, "the real frame, and nothing beside it")
+    except AssertionError:
+        raise AssertionError(f"frame: {problems()}") from None
+    big.stop()
+
+
 def _host_globals(comp: Compositor) -> dict[str, tuple[int, int]]:
     c = WireClient(Path(comp.runtime) / comp.socket_name)
     c.close()

@@ -65,15 +65,20 @@ class View(HasListeners):
         parent = server.desktop_tree(desktop)
         self.tree = SceneTree.create(parent)
         colour = server.desktop_colour(desktop)
-        # the frame: below the client's surface, or above it while the window is clipped
-        # (bigger than the screen), with masks over what lies outside the frame
-        self.frame = SceneTree.create(self.tree)
-        self.masks = [SceneRect.create(self.frame, 0, 0, (0, 0, 0, 1)) for _ in range(4)]
-        self.borders = [SceneRect.create(self.frame, 0, 0, colour) for _ in range(4)]
+        # bottom to top: the client's surface (wlroots puts its window geometry at the tree's
+        # origin), the frame with black masks over whatever the client draws outside it, and
+        # the window's popups. The frame is above the surface so that no client can paint over
+        # its own frame (a buffer bigger than the window it declares, a window bigger than the
+        # screen); popups stay above the frame.
         self.surface_node = WlrSceneNode.xdg_surface_create(
             WlrSceneNode(self.tree.wlr_node), xdg_surface
         )
-        xdg_surface.data = self.surface_node  # popups find their parent node here
+        self.frame = SceneTree.create(self.tree)
+        self.masks = [SceneRect.create(self.frame, 0, 0, (0, 0, 0, 1)) for _ in range(4)]
+        self.borders = [SceneRect.create(self.frame, 0, 0, colour) for _ in range(4)]
+        self.popups = SceneTree.create(self.tree)
+        self._popup_parent = WlrSceneNode(self.popups.wlr_node)
+        xdg_surface.data = self._popup_parent  # popups find their parent node here
         self.tree.set_enabled(False)
 
         self.add_listener(xdg_surface.map_event, self._on_xdg_surface_map)
@@ -146,7 +151,7 @@ class View(HasListeners):
     def on_geometry_change(self, x: int, y: int, width: int, height: int) -> None:
         self._geometry = (x, y, width, height)
         if self.mapped:
-            self._update_borders()
+            self._update_borders(force=True)  # the geometry or what the client draws changed
 
     def _on_toplevel_request_move(self, listener: Any, event: XdgTopLevelMoveEvent) -> None:
         self.server.begin_interactive(self, "move", Edges.NONE)
@@ -286,8 +291,6 @@ class View(HasListeners):
             return
         self._last_size = (gx, gy, w, h)
         show = not self.fullscreen
-        # the xdg surface node sits at the tree origin minus the geometry offset
-        self.surface_node.set_position(-gx, -gy)
         if show and w > 0 and h > 0:
             fit = self._refit(gx, gy, w, h)
             self._clip(fit, gx, gy, w, h)
@@ -307,20 +310,20 @@ class View(HasListeners):
             r.set_enabled(show)
 
     def _clip(self, fit: Fit | None, gx: int, gy: int, w: int, h: int) -> None:
-        """While the window is bigger than its frame, the frame goes over it and black masks
-        cover what it draws outside the frame (it would show on a neighbouring output)."""
-        if fit is None or not fit.clipped:
-            self.frame.lower_to_bottom()
+        """Black masks over everything the client draws outside its frame: beyond a window
+        too big for the screen (it would show on a neighbouring output), and outside a window
+        smaller than its buffer (a fake frame, or a fake window beside it)."""
+        if fit is None:
             for m in self.masks:
                 m.set_enabled(False)
             return
-        st = self.xdg_surface.surface._ptr.current
-        sw, sh = max(w + gx, int(st.width)), max(h + gy, int(st.height))
-        for mask, (x, y, mw, mh) in zip(self.masks, overflow(fit, (-gx, -gy, sw, sh)), strict=True):
+        ex, ey, ew, eh = native.surface_extents(self.xdg_surface.surface)
+        # in the tree's coordinates, where the window geometry starts at the origin
+        extent = (ex - gx, ey - gy, ew, eh)
+        for mask, (x, y, mw, mh) in zip(self.masks, overflow(fit, extent), strict=True):
             mask.set_position(x, y)
             mask.set_size(mw, mh)
-            mask.set_enabled(True)
-        self.frame.raise_to_top()
+            mask.set_enabled(mw > 0 and mh > 0)
 
     def _paint_borders(self, focused: bool) -> None:
         r, g, b, a = self.server.desktop_colour(self.desktop)

@@ -207,20 +207,36 @@ void wlr_xdg_surface_get_geometry(struct wlr_xdg_surface *surface, struct wlr_bo
 struct zion_geometry_watch {
     struct wl_listener commit;
     struct wlr_xdg_surface *xdg;
+    struct wlr_surface *surface;
     int id;
     struct wlr_box last;
+    struct wlr_box last_extents; /* what the client draws: the frame's masks follow it */
 };
+
+static bool zion_box_differs(const struct wlr_box *a, const struct wlr_box *b) {
+    return a->x != b->x || a->y != b->y || a->width != b->width || a->height != b->height;
+}
 
 static void zion_geometry_commit(struct wl_listener *listener, void *data) {
     struct zion_geometry_watch *w = wl_container_of(listener, w, commit);
-    struct wlr_box box;
+    struct wlr_box box, extents;
     (void)data;
     wlr_xdg_surface_get_geometry(w->xdg, &box);
-    if (box.x != w->last.x || box.y != w->last.y || box.width != w->last.width ||
-            box.height != w->last.height) {
+    wlr_surface_get_extends(w->surface, &extents);
+    if (zion_box_differs(&box, &w->last) || zion_box_differs(&extents, &w->last_extents)) {
         w->last = box;
+        w->last_extents = extents;
         zion_py_geometry_changed(w->id, box.x, box.y, box.width, box.height);
     }
+}
+
+void zion_surface_extents(struct wlr_surface *surface, int *out) {
+    struct wlr_box box;
+    wlr_surface_get_extends(surface, &box);
+    out[0] = box.x;
+    out[1] = box.y;
+    out[2] = box.width;
+    out[3] = box.height;
 }
 
 struct zion_geometry_watch *zion_watch_geometry(struct wlr_xdg_surface *xdg,
@@ -228,6 +244,7 @@ struct zion_geometry_watch *zion_watch_geometry(struct wlr_xdg_surface *xdg,
     struct zion_geometry_watch *w = calloc(1, sizeof(*w));
     if (!w) return NULL;
     w->xdg = xdg;
+    w->surface = surface;
     w->id = id;
     w->last.width = -1;
     w->commit.notify = zion_geometry_commit;

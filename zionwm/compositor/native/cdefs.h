@@ -24,7 +24,6 @@ struct wlr_scene_tree *wlr_scene_tree_create(struct wlr_scene_node *parent);
 void wlr_scene_node_set_enabled(struct wlr_scene_node *node, bool enabled);
 void wlr_scene_node_set_position(struct wlr_scene_node *node, int x, int y);
 void wlr_scene_node_raise_to_top(struct wlr_scene_node *node);
-void wlr_scene_node_lower_to_bottom(struct wlr_scene_node *node);
 void wlr_scene_node_destroy(struct wlr_scene_node *node);
 struct wlr_scene_node *wlr_scene_node_at(struct wlr_scene_node *node,
     double lx, double ly, double *nx, double *ny);
@@ -49,6 +48,7 @@ void wl_client_destroy(struct wl_client *client);
 
 /* zionwm helpers (C, in build.py) */
 struct wl_client *zion_client_create(struct wl_display *display, int fd, int desktop);
+void zion_surface_extents(struct wlr_surface *surface, int *out); /* x, y, width, height */
 int zion_client_desktop(const struct wl_client *client);   /* -1: host (trusted) client */
 int zion_resource_desktop(struct wl_resource *resource);
 void zion_filter_install(struct wl_display *display);
