@@ -15,12 +15,13 @@ from typing import Any
 from tests.harness import Compositor, colour_near, require, wait_for
 from tests.inside import attacker, launch_inside
 from tests.wire import WireClient, _string
+from zionwm.compositor.ui import STRIP_HEIGHT
+from zionwm.compositor.views import BORDER
 
 PERSONAL = "#3b82f6"
 WORK_GREEN = "FF22C55E"
 BODY = "FF808080"  # another desktop's colour, painted by an attacker as a fake frame
-STRIP = 24  # the compositor's strip at the top of each output
-BORDER = 3
+STRIP = STRIP_HEIGHT  # the compositor's strip at the top of each output
 
 
 def _type_into_a_personal_terminal(comp: Compositor, text: str) -> None:
@@ -196,6 +197,28 @@ def test_a_window_bigger_than_the_screen_keeps_its_whole_frame_on_screen(
         wait_for(lambda: not whole(), 10, "foot's frame on screen")
     except AssertionError:
         raise AssertionError(f"frame not whole: {whole()}") from None
+
+    # mapped while its desktop is hidden (it cannot be asked then: the desktop may be
+    # frozen): asked once shown, and framed whole from the first frame shown
+    hidden = attacker(
+        compositor,
+        "work",
+        "big-window",
+        width=1400,
+        height=900,
+        body=BODY,
+        bar="FF3B82F6",  # personal's colour this time
+        seconds=120,
+    ).ready()
+    compositor.wait_window("work")
+    compositor.zionctl("switch", "work")
+    work = compositor.desktops()["work"]["colour"]
+    try:
+        wait_for(lambda: not _frame_is_whole(compositor.screenshot(), work, area), 10, "work")
+    except AssertionError:
+        raise AssertionError(f"{_frame_is_whole(compositor.screenshot(), work, area)}") from None
+    asked = hidden.stop().json()["configures"]
+    assert [1280 - 2 * BORDER, 720 - STRIP - 2 * BORDER] in asked, asked
 
 
 def test_a_window_cannot_paint_over_or_beside_its_own_frame(compositor: Compositor) -> None:
