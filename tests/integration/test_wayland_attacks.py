@@ -127,6 +127,44 @@ def test_a_desktop_client_cannot_take_the_keyboard_from_a_host_launcher(
     launcher.c.close()
 
 
+def test_a_desktop_client_cannot_take_the_keyboard_from_a_host_window(
+    compositor: Compositor,
+) -> None:
+    """A trusted window on the host socket (a prompt, the manager) has the keyboard; a
+    program of the shown desktop maps a window and keeps asking xdg-activation: the user's
+    keys still reach the host window. The user's own click does move the focus (control)."""
+    require("wtype")
+    host = WireClient(Path(compositor.runtime) / compositor.socket_name)
+    seat = host.bind("wl_seat", 5)
+    kbd = host.new_id()
+    host.send(seat, 1, struct.pack("=I", kbd))
+    host.map_toplevel(200, 100)
+    compositor.wait_window("host")
+
+    def presses() -> int:
+        host.read(0.2)
+        return len([e for e in host.events if e.obj == kbd and e.opcode == 3 and e.u32(3)])
+
+    thief = attacker(compositor, "personal", "keylog", seconds=120, activate=True).ready()
+    (win,) = compositor.wait_window("personal")
+    compositor.type_keys("hello")
+    wait_for(lambda: presses() >= 5, 15, "the five keys to reach the host window")
+    assert [w for w in compositor.windows("host") if w["focused"]]
+    # the control: the user clicks the desktop's window, and it gets the keyboard
+    from tests.integration.test_core import VirtualPointer
+
+    (mine,) = compositor.windows("host")
+    spot = (win["x"] + 5, win["y"] + 3)  # of the desktop's window, outside the host one
+    assert not (mine["y"] <= spot[1] < mine["y"] + mine["height"]) or spot[0] < mine["x"]
+    VirtualPointer(compositor).click(*spot)
+    wait_for(lambda: compositor.windows("personal")[0]["focused"], 10, "the click to focus it")
+    result = thief.stop().json()
+    assert result["activations"] > 0, result
+    kinds = [e["event"] for e in result["events"]]
+    assert "enter" in kinds and kinds.count("key") == 0, kinds  # entered only by the click
+    host.close()
+
+
 def _frame_is_whole(img: object, colour: str, box: tuple[int, int, int, int]) -> list[str]:
     """Where the frame around `box` (x, y, w, h of the frame's outer edge) is not `colour`."""
     x, y, w, h = box

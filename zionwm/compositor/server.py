@@ -544,6 +544,18 @@ class Server(HasListeners):
         if not view.mapped or not self.desktop_visible(view.desktop):
             return
         prev = self.focused_view
+        if (
+            not by_user
+            and view.desktop != HOST
+            and prev is not None
+            and prev.desktop == HOST
+            and prev.mapped
+        ):
+            # a trusted host window (a prompt, the manager) has the keyboard: a desktop's
+            # program mapping a window or asking xdg-activation does not take it
+            view.set_activated(False)
+            self.model.focus(view.desktop, view)
+            return
         if self.layer_focus is not None and self.layer_focus.keeps_keyboard(by_user):
             # a trusted host surface (launcher, prompt) holds the keyboard: the window only
             # becomes the one that gets it back when that surface lets go
