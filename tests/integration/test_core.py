@@ -114,6 +114,7 @@ class VirtualPointer:
         self.c.roundtrip()
 
 
+@pytest.mark.security
 def test_misbehaving_clients_are_disconnected_and_others_keep_working(
     compositor: Compositor,
 ) -> None:
@@ -213,6 +214,7 @@ def test_programs_start_with_no_blocked_signals(compositor: Compositor) -> None:
     assert int(out.read_text().split()[1], 16) == 0, out.read_text()
 
 
+@pytest.mark.security
 def test_trusted_layer_shell_client_draws_below_the_indicator(compositor: Compositor) -> None:
     """swaybg on the host socket paints the background layer; the same tool run inside a
     desktop's sandbox finds no layer-shell at all."""

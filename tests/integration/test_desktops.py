@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.harness import Compositor, colour_near, require, wait_for
 from tests.inside import launch_inside, run_inside
 
@@ -82,6 +84,7 @@ def _globals(comp: Compositor, desktop: str | None) -> set[str]:
     return out
 
 
+@pytest.mark.security
 def test_desktop_clients_see_no_privileged_protocols(compositor: Compositor) -> None:
     host = _globals(compositor, None)
     assert {"zwlr_screencopy_manager_v1", "zwp_virtual_keyboard_manager_v1"} <= host
@@ -91,6 +94,7 @@ def test_desktop_clients_see_no_privileged_protocols(compositor: Compositor) -> 
         assert not seen & PRIVILEGED, seen & PRIVILEGED
 
 
+@pytest.mark.security
 def test_screen_capture_and_key_injection_fail_from_inside_a_desktop(
     compositor: Compositor, tmp_path: Path
 ) -> None:
@@ -121,6 +125,7 @@ def _paste(comp: Compositor, desktop: str) -> str:
     return run_inside(comp, desktop, ["wl-paste", "--no-newline"]).out
 
 
+@pytest.mark.security
 def test_clipboards_are_per_desktop_and_cross_only_by_the_user(compositor: Compositor) -> None:
     """wl-copy and wl-paste run inside the desktops' sandboxes: `work` can neither read nor
     replace what `personal` copied; only the user's own gesture carries it across, once."""
@@ -153,6 +158,7 @@ def test_clipboards_are_per_desktop_and_cross_only_by_the_user(compositor: Compo
     assert "clipboard transfer: from=personal to=work size=6" in compositor.log()
 
 
+@pytest.mark.security
 def test_the_primary_selection_is_per_desktop_too(compositor: Compositor) -> None:
     """Selected text (middle-click paste) is a second clipboard: same wall, from inside."""
     require("wl-copy")

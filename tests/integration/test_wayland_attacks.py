@@ -12,6 +12,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.harness import Compositor, colour_near, require, wait_for
 from tests.inside import attacker, launch_inside
 from tests.wire import WireClient, _string
@@ -36,6 +38,7 @@ def _type_into_a_personal_terminal(comp: Compositor, text: str) -> None:
     wait_for(lambda: out.exists() and out.read_text() == text + "\n", 20, "the terminal to get it")
 
 
+@pytest.mark.security
 def test_a_hidden_desktop_gets_no_keyboard_event_while_the_user_types_elsewhere(
     compositor: Compositor,
 ) -> None:
@@ -101,6 +104,7 @@ class LayerClient:
         return bool(focus)
 
 
+@pytest.mark.security
 def test_a_desktop_client_cannot_take_the_keyboard_from_a_host_launcher(
     compositor: Compositor,
 ) -> None:
@@ -127,6 +131,7 @@ def test_a_desktop_client_cannot_take_the_keyboard_from_a_host_launcher(
     launcher.c.close()
 
 
+@pytest.mark.security
 def test_a_desktop_client_cannot_take_the_keyboard_from_a_host_window(
     compositor: Compositor,
 ) -> None:
@@ -181,6 +186,7 @@ def _frame_is_whole(img: object, colour: str, box: tuple[int, int, int, int]) ->
     return bad
 
 
+@pytest.mark.security
 def test_a_window_bigger_than_the_screen_keeps_its_whole_frame_on_screen(
     make_compositor: Any,
 ) -> None:
@@ -259,6 +265,7 @@ def test_a_window_bigger_than_the_screen_keeps_its_whole_frame_on_screen(
     assert [1280 - 2 * BORDER, 720 - STRIP - 2 * BORDER] in asked, asked
 
 
+@pytest.mark.security
 def test_a_window_cannot_paint_over_or_beside_its_own_frame(compositor: Compositor) -> None:
     """The attacker declares a window 20 pixels smaller than its buffer, so the bars it paints
     in `work`'s colour lie exactly where `personal`'s frame goes and just outside it: the
@@ -303,6 +310,7 @@ def _host_globals(comp: Compositor) -> dict[str, tuple[int, int]]:
     return c.globals
 
 
+@pytest.mark.security
 def test_binding_a_hidden_global_by_number_looks_like_an_unused_number(
     compositor: Compositor,
 ) -> None:
@@ -340,6 +348,7 @@ def test_binding_a_hidden_global_by_number_looks_like_an_unused_number(
             assert "wanted" not in a["message"] and "zwlr" not in a["message"], a
 
 
+@pytest.mark.security
 def test_no_other_wayland_socket_is_reachable_from_inside(compositor: Compositor) -> None:
     """By host path, the host socket and the other desktops' sockets do not exist inside a
     sandbox; the runtime dir holds the desktop's own socket only, and that one works."""
