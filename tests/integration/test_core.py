@@ -4,7 +4,6 @@ fullscreen, misbehaving clients, leaks, and the libraries actually loaded."""
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import struct
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import Compositor, colour_near, require, wait_for
+from tests.inside import attacker, launch_inside
 from tests.wire import WireClient
 
 PERSONAL = "#3b82f6"  # the default config's colours
@@ -124,38 +124,21 @@ def test_misbehaving_clients_are_disconnected_and_others_keep_working(
     compositor.zionctl("launch", "personal", "--", "weston-simple-shm")
     compositor.wait_window("personal")
 
+    # each attacker runs inside a desktop's sandbox, as a program of that desktop would
     # 1. garbage on a desktop socket
-    garbage = WireClient(compositor.desktop_socket("work"))
-    garbage.sock.send(bytes(random.Random(7).getrandbits(8) for _ in range(16384)))
-    assert garbage.disconnected(), "a client sending garbage must be disconnected"
+    got = attacker(compositor, "work", "garbage").wait().json()
+    assert got["disconnected"], "a client sending garbage must be disconnected"
 
     # 2. a mapped window whose shm pool is truncated behind the compositor's back
-    bad = WireClient(compositor.desktop_socket("personal"))
-    comp_id = bad.bind("wl_compositor", 4)
-    shm = bad.bind("wl_shm", 1)
-    wm = bad.bind("xdg_wm_base", 1)
-    surface = bad.new_id()
-    bad.send(comp_id, 0, struct.pack("=I", surface))
-    xs = bad.new_id()
-    bad.send(wm, 2, struct.pack("=II", xs, surface))
-    bad.send(xs, 1, struct.pack("=I", bad.new_id()))
-    bad.send(surface, 6)
-    bad.send(xs, 4, struct.pack("=I", bad._wait_configure(xs)))
-    buf = bad.shm_buffer(shm, 64, 64, 0xFFFF0000, truncate_after=True)
-    bad.send(surface, 1, struct.pack("=Iii", buf, 0, 0))
-    bad.send(surface, 2, struct.pack("=iiii", 0, 0, 64, 64))
-    bad.send(surface, 6)
-    assert bad.disconnected(), "a client whose shm pool was truncated must be disconnected"
-    assert b"SHM" in bad.errors[0].payload
-    bad.close()
-    garbage.close()
+    got = attacker(compositor, "personal", "truncated-shm").wait().json()
+    assert got["disconnected"], "a client whose shm pool was truncated must be disconnected"
+    assert "SHM" in got["errors"][0]["message"], got
     wait_for(lambda: len(compositor.windows("personal")) == 1, 10, "the bad window to go")
 
-    # 3. a client killed with SIGKILL while drawing
-    victim = compositor.client(["weston-simple-shm"], desktop="personal")
+    # 3. a program killed with SIGKILL while drawing (its whole sandbox goes with it)
+    victim = launch_inside(compositor, "personal", ["weston-simple-shm"])
     compositor.wait_window("personal", count=2)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    os.kill(victim.pid, signal.SIGKILL)
     wait_for(lambda: len(compositor.windows("personal")) == 1, 10, "the killed window to go")
 
     # the compositor and the first client are fine and still drawing
@@ -233,9 +216,10 @@ def test_programs_start_with_no_blocked_signals(compositor: Compositor) -> None:
     assert int(out.read_text().split()[1], 16) == 0, out.read_text()
 
 
+@pytest.mark.security
 def test_trusted_layer_shell_client_draws_below_the_indicator(compositor: Compositor) -> None:
-    """swaybg on the host socket paints the background layer; the same tool on a desktop
-    socket finds no layer-shell at all."""
+    """swaybg on the host socket paints the background layer; the same tool run inside a
+    desktop's sandbox finds no layer-shell at all."""
     swaybg = require("swaybg")
     compositor.client([swaybg, "-c", "#ff8800"])
     wait_for(
@@ -245,8 +229,10 @@ def test_trusted_layer_shell_client_draws_below_the_indicator(compositor: Compos
     )
     img = compositor.screenshot()
     assert colour_near(img.getpixel((img.width - 5, 5)), PERSONAL)  # indicator on top
-    r = compositor.run([swaybg, "-c", "#00ff00"], desktop="work", timeout=10)
-    assert r.returncode != 0
+    from tests.inside import run_inside
+
+    r = run_inside(compositor, "work", ["swaybg", "-c", "#00ff00"], timeout=20)
+    assert r.rc != 0 and "missing a required wayland interface" in r.err.lower(), r.err
 
 
 @pytest.mark.security

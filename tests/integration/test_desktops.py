@@ -1,6 +1,6 @@
 """Desktops as compartments: switching, what a desktop's clients can see and do, the
 clipboard wall and its one-shot door, and config fallback/reload. Each security promise is
-tested as an attack from a client on a desktop socket."""
+tested as an attack by a program running inside a desktop's sandbox (tests/inside.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.harness import Compositor, colour_near, require, wait_for
+from tests.inside import launch_inside, run_inside
 
 PRIVILEGED = {
     "zwlr_screencopy_manager_v1",
@@ -66,10 +67,18 @@ def test_a_window_never_changes_desktop(compositor: Compositor) -> None:
 
 
 def _globals(comp: Compositor, desktop: str | None) -> set[str]:
-    r = comp.run([require("wayland-info")], desktop=desktop)
-    assert r.returncode == 0, r.stderr
+    """The globals wayland-info lists: on the host socket, or run inside `desktop`."""
+    require("wayland-info")
+    if desktop is None:
+        r = comp.run(["wayland-info"])
+        assert r.returncode == 0, r.stderr
+        text = r.stdout.decode()
+    else:
+        inside = run_inside(comp, desktop, ["wayland-info"])
+        assert inside.rc == 0, inside.err
+        text = inside.out
     out = set()
-    for line in r.stdout.decode().splitlines():
+    for line in text.splitlines():
         if "interface:" in line:
             out.add(line.split("interface:")[1].split(",")[0].strip().strip("'"))
     return out
@@ -79,46 +88,62 @@ def _globals(comp: Compositor, desktop: str | None) -> set[str]:
 def test_desktop_clients_see_no_privileged_protocols(compositor: Compositor) -> None:
     host = _globals(compositor, None)
     assert {"zwlr_screencopy_manager_v1", "zwp_virtual_keyboard_manager_v1"} <= host
-    for desktop in ("personal", "web"):
+    for desktop in ("personal", "work"):
         seen = _globals(compositor, desktop)
         assert "wl_compositor" in seen and "xdg_wm_base" in seen
         assert not seen & PRIVILEGED, seen & PRIVILEGED
 
 
 @pytest.mark.security
-def test_screen_capture_and_key_injection_fail_from_a_desktop(
+def test_screen_capture_and_key_injection_fail_from_inside_a_desktop(
     compositor: Compositor, tmp_path: Path
 ) -> None:
+    """grim and wtype, run in `work`'s sandbox as a user's program, while a terminal of
+    `personal` waits for input: no screenshot, and not one key reaches the terminal."""
     grim, wtype = require("grim"), require("wtype")
-    r = compositor.run([grim, str(tmp_path / "stolen.png")], desktop="web")
-    assert r.returncode != 0 and not (tmp_path / "stolen.png").exists()
-    assert b"screencopy" in r.stderr
-    r = compositor.run([wtype, "rm -rf ~\n"], desktop="web")
-    assert r.returncode != 0
-    assert b"virtual" in r.stderr.lower() or b"keyboard" in r.stderr.lower()
-    # the same tools on the trusted host socket work
+    require("foot")
+    typed = compositor.data / "zionwm" / "desktops" / "personal" / "home" / "typed.txt"
+    compositor.zionctl("launch", "personal", "--", "foot", "sh", "-c", "cat > ~/typed.txt")
+    compositor.wait_window("personal", "foot")
+    shot = run_inside(compositor, "work", ["grim", "stolen.png"])
+    assert shot.rc != 0 and not (shot.dir / "stolen.png").exists()
+    assert "screencopy" in shot.err
+    keys = run_inside(compositor, "work", ["wtype", "rm -rf ~\n"])
+    assert keys.rc != 0
+    assert "virtual" in keys.err.lower() or "keyboard" in keys.err.lower(), keys.err
+    # the same tools on the trusted host socket work (the controls), and the terminal got
+    # exactly what the host typed
     assert compositor.run([grim, str(tmp_path / "ok.png")]).returncode == 0
-    assert compositor.run([wtype, "x"]).returncode == 0
+    assert compositor.run([wtype, "ok\n"]).returncode == 0
+    compositor.type_keys("-M", "ctrl", "d", "-m", "ctrl")
+    wait_for(lambda: typed.exists() and typed.read_text() == "ok\n", 15, "the host's keys")
 
 
-def _paste(comp: Compositor, desktop: str) -> subprocess.CompletedProcess[bytes]:
-    return comp.run([require("wl-paste"), "--no-newline"], desktop=desktop, timeout=15)
+def _paste(comp: Compositor, desktop: str) -> str:
+    """What wl-paste, run inside `desktop`, reads from the clipboard."""
+    require("wl-paste")
+    return run_inside(comp, desktop, ["wl-paste", "--no-newline"]).out
 
 
 @pytest.mark.security
 def test_clipboards_are_per_desktop_and_cross_only_by_the_user(compositor: Compositor) -> None:
-    wl_copy = require("wl-copy")
-    compositor.client([wl_copy, "--foreground", "secret"], desktop="personal")
+    """wl-copy and wl-paste run inside the desktops' sandboxes: `work` can neither read nor
+    replace what `personal` copied; only the user's own gesture carries it across, once."""
+    require("wl-copy")
+    launch_inside(compositor, "personal", ["wl-copy", "--foreground", "secret"])
     wait_for(
-        lambda: _paste(compositor, "personal").stdout == b"secret",
+        lambda: _paste(compositor, "personal") == "secret",
         15,
         "the copy to be pasteable on its own desktop",
     )
     compositor.zionctl("switch", "work")
-    stolen = _paste(compositor, "work")
-    assert stolen.stdout == b"", "another desktop read personal's clipboard"
-    # the user's explicit gesture: Super+Shift+C on personal, Super+Shift+V on work
+    assert _paste(compositor, "work") == "", "another desktop read personal's clipboard"
+    # a program's sandbox ends with it, so the copy stays in the foreground
+    launch_inside(compositor, "work", ["wl-copy", "--foreground", "planted"])
+    wait_for(lambda: _paste(compositor, "work") == "planted", 15, "work's own copy (control)")
     compositor.zionctl("switch", "personal")
+    assert _paste(compositor, "personal") == "secret", "work replaced personal's clipboard"
+    # the user's explicit gesture: Super+Shift+C on personal, Super+Shift+V on work
     compositor.type_keys("-M", "logo", "-M", "shift", "c", "-m", "shift", "-m", "logo")
     wait_for(
         lambda: any("Copied 6 bytes" in n for n in compositor.zjson("status")["notifications"]),
@@ -127,10 +152,25 @@ def test_clipboards_are_per_desktop_and_cross_only_by_the_user(compositor: Compo
     )
     compositor.zionctl("switch", "work")
     compositor.type_keys("-M", "logo", "-M", "shift", "v", "-m", "shift", "-m", "logo")
-    assert _paste(compositor, "work").stdout == b"secret"
+    assert _paste(compositor, "work") == "secret"
     # once only: the buffer is wiped after delivery
-    assert _paste(compositor, "work").stdout == b""
+    assert _paste(compositor, "work") == ""
     assert "clipboard transfer: from=personal to=work size=6" in compositor.log()
+
+
+@pytest.mark.security
+def test_the_primary_selection_is_per_desktop_too(compositor: Compositor) -> None:
+    """Selected text (middle-click paste) is a second clipboard: same wall, from inside."""
+    require("wl-copy")
+    require("wl-paste")
+    launch_inside(compositor, "personal", ["wl-copy", "--primary", "--foreground", "selected"])
+
+    def primary(desktop: str) -> str:
+        return run_inside(compositor, desktop, ["wl-paste", "--primary", "--no-newline"]).out
+
+    wait_for(lambda: primary("personal") == "selected", 15, "the selection on its desktop")
+    compositor.zionctl("switch", "work")
+    assert primary("work") == "", "another desktop read personal's primary selection"
 
 
 BROKEN = """\

@@ -49,6 +49,20 @@ def keysym_of(name: str) -> int:
     return int(sym)
 
 
+def attach_keyboard(seat: Any, device: InputDevice | None) -> None:
+    """Make `device` the seat's keyboard, or leave the seat without one (None).
+
+    A seat sends every client bound to it the keymap and repeat rate whenever its keyboard
+    changes, focused or not; a seat without a keyboard sends nothing. So only the seats
+    that may receive input hold one: clients of a hidden desktop must not learn when
+    typing starts and stops elsewhere (a virtual keyboard comes and goes with each use).
+    """
+    if device is None:
+        lib.wlr_seat_set_keyboard(seat._ptr, ffi.NULL)
+    else:
+        seat.set_keyboard(device)
+
+
 class BindingTable:
     """(modifier mask, keysym) -> command string, from the config."""
 

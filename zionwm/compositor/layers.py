@@ -42,10 +42,21 @@ class LayerView(HasListeners):
         self.add_listener(surface.destroy_event, self._on_layer_surface_destroy)
         self.add_listener(surface.surface.commit_event, self._on_surface_commit)
         self._last: tuple[Any, ...] = ()
+        self._interactivity = LayerSurfaceV1KeyboardInteractivity.NONE
 
     @property
     def layer(self) -> int:
         return int(self.surface.pending.layer)
+
+    def keeps_keyboard(self, by_user: bool) -> bool:
+        """Whether this surface keeps the keyboard when a window is to be focused.
+
+        An exclusive surface (a launcher, a password prompt) keeps it from everything until
+        it lets go itself; an on-demand one yields to the user's own click or desktop switch,
+        never to a program mapping a window or asking xdg-activation.
+        """
+        exclusive = LayerSurfaceV1KeyboardInteractivity.EXCLUSIVE
+        return self.surface.current.keyboard_interactive == exclusive or not by_user
 
     def _on_surface_commit(self, listener: Any, data: Any) -> None:
         st = self.surface.pending
@@ -60,16 +71,29 @@ class LayerView(HasListeners):
         if key != self._last or not self.surface.configured:
             self._last = key
             self.server.layers.arrange()
+        if self.surface.mapped:
+            self._follow_interactivity()
+
+    def _follow_interactivity(self) -> None:
+        """Take or give back the keyboard as the surface asks (at map, and any time later)."""
+        wanted = self.surface.current.keyboard_interactive
+        if wanted == self._interactivity:
+            return
+        self._interactivity = wanted
+        if wanted == LayerSurfaceV1KeyboardInteractivity.NONE:
+            self.server.unfocus_layer(self)
+        else:
+            self.server.focus_layer(self)
 
     def _on_layer_surface_map(self, listener: Any, data: Any) -> None:
         self.node.set_enabled(True)
         self.server.layers.arrange()
-        if self.surface.current.keyboard_interactive != LayerSurfaceV1KeyboardInteractivity.NONE:
-            self.server.focus_layer(self)
+        self._follow_interactivity()
 
     def _on_layer_surface_unmap(self, listener: Any, data: Any) -> None:
         self.node.set_enabled(False)
         self.server.layers.arrange()
+        self._interactivity = LayerSurfaceV1KeyboardInteractivity.NONE
         self.server.unfocus_layer(self)
 
     def _on_layer_surface_destroy(self, listener: Any, data: Any) -> None:
@@ -120,6 +144,9 @@ class Layers:
             for v in sorted(mine, key=lambda v: v.surface.pending.exclusive_zone <= 0):
                 self._place(v, area)
             self.exclusive[so.name] = Box(*area)
+        # windows keep their whole frame inside what is left (placement.py)
+        for view in self.server.all_views():
+            view.refit()
 
     def _place(self, view: LayerView, area: list[int]) -> None:
         st = view.surface.pending

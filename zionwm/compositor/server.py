@@ -75,7 +75,7 @@ from .children import Child, Children
 from .clients import DesktopSocket, ensure_private_dir
 from .clipboard import ClipboardBridge
 from .desktops import DesktopModel, SwitchError
-from .input import BindingTable, KeyboardHandler
+from .input import BindingTable, KeyboardHandler, attach_keyboard
 from .layers import Layers, LayerView
 from .listeners import HasListeners
 from .loop import Loop
@@ -340,8 +340,6 @@ class Server(HasListeners):
             seat.request_set_primary_selection_event,
             lambda _l, ev, s=seat: s.set_primary_selection(ev._ptr.source, ev.serial),
         )
-        if self.keyboards:
-            seat.set_keyboard(self.keyboards[-1].device)
         return seat
 
     def _add_desktop(self, spec: DesktopSpec) -> None:
@@ -450,7 +448,7 @@ class Server(HasListeners):
         target_view = self.model.focused(plan.new)
         self.focused_view = None
         if target_view is not None:
-            self.focus_view(target_view)
+            self.focus_view(target_view, by_user=True)
         self._refresh_pointer_focus()
         for so in self.outputs:
             so.time_next_frame()  # the C frame handler reports the frame that shows it
@@ -461,7 +459,15 @@ class Server(HasListeners):
         active = self.model.active
         for name, d in self.desktops.items():
             d.tree.set_enabled(name == active)
+        self._route_keyboard()
         self._update_indicators()
+
+    def _route_keyboard(self) -> None:
+        """Only the host seat and the shown desktop's seat hold the keyboard (input.py)."""
+        device = self.keyboards[-1].device if self.keyboards else None
+        attach_keyboard(self.host_seat, device)
+        for name, d in self.desktops.items():
+            attach_keyboard(d.seat, device if name == self.model.active else None)
 
     def _update_indicators(self) -> None:
         # built from the desktops as they are now: desktops may come and go at run time
@@ -568,7 +574,7 @@ class Server(HasListeners):
             nxt = next((v for v in reversed(self._focus_candidates()) if v.mapped), None)
             if nxt is not None:
                 self.focus_view(nxt)
-            else:
+            elif self.layer_focus is None:
                 self.seat_of_desktop(view.desktop).keyboard_clear_focus()
         self.emit("unmap", view.describe())
 
@@ -587,10 +593,31 @@ class Server(HasListeners):
     def _focus_candidates(self) -> list[View]:
         return list(self.model.desktops[self.model.active].focus_stack)
 
-    def focus_view(self, view: View) -> None:
+    def focus_view(self, view: View, by_user: bool = False) -> None:
         if not view.mapped or not self.desktop_visible(view.desktop):
             return
         prev = self.focused_view
+        if (
+            not by_user
+            and view.desktop != HOST
+            and prev is not None
+            and prev.desktop == HOST
+            and prev.mapped
+        ):
+            # a trusted host window (a prompt, the manager) has the keyboard: a desktop's
+            # program mapping a window or asking xdg-activation does not take it
+            view.set_activated(False)
+            self.model.focus(view.desktop, view)
+            return
+        if self.layer_focus is not None and self.layer_focus.keeps_keyboard(by_user):
+            # a trusted host surface (launcher, prompt) holds the keyboard: the window only
+            # becomes the one that gets it back when that surface lets go
+            if prev is not None and prev is not view and prev.mapped:
+                prev.set_activated(False)
+            self.focused_view = view
+            if view.desktop != HOST:
+                self.model.focus(view.desktop, view)
+            return
         self.layer_focus = None
         if prev is view:
             return
@@ -618,7 +645,7 @@ class Server(HasListeners):
         return [self.host_seat, *(d.seat for d in self.desktops.values())]
 
     def output_box_for(self, view: View) -> Any:
-        out = self.output_layout.output_at(view.x + 1, view.y + 1) or (
+        out = self.output_layout.output_at(*view.centre()) or (
             self.outputs[0].output if self.outputs else None
         )
         box = self.output_layout.get_box(out) if out else None
@@ -648,6 +675,14 @@ class Server(HasListeners):
                 seat.keyboard_clear_focus()
         self.host_seat.set_keyboard(self.keyboards[-1].device)
         self.host_seat.keyboard_notify_enter(view.surface.surface, self.keyboards[-1].keyboard)
+
+    def _reenter_keyboard_focus(self) -> None:
+        """Enter the keyboard focus again (a keyboard came): the same surface keeps it."""
+        if self.layer_focus is not None:
+            self.focus_layer(self.layer_focus)
+        elif self.focused_view is not None:
+            view, self.focused_view = self.focused_view, None
+            self.focus_view(view)
 
     def unfocus_layer(self, view: LayerView) -> None:
         if self.layer_focus is not view:
@@ -766,11 +801,8 @@ class Server(HasListeners):
             )
             handler = KeyboardHandler(self, device)
             self.keyboards.append(handler)
-            for seat in self._all_seats():
-                seat.set_keyboard(device)
-            if self.focused_view is not None:
-                view, self.focused_view = self.focused_view, None
-                self.focus_view(view)
+            self._route_keyboard()
+            self._reenter_keyboard_focus()
         elif device.device_type in (InputDeviceType.POINTER, InputDeviceType.TOUCH):
             self.cursor.attach_input_device(device)
 
@@ -778,8 +810,7 @@ class Server(HasListeners):
         if handler in self.keyboards:
             self.keyboards.remove(handler)
         if self.keyboards:
-            for seat in self._all_seats():
-                seat.set_keyboard(self.keyboards[-1].device)
+            self._route_keyboard()
 
     def _input_seat(self) -> Seat:
         if self.layer_focus is not None:
@@ -889,7 +920,7 @@ class Server(HasListeners):
         elif event.button_state == ButtonState.PRESSED:
             view = self._view_under_cursor()
             if view is not None:
-                self.focus_view(view)
+                self.focus_view(view, by_user=True)
                 if self._super_held() and event.button in (BTN_LEFT, BTN_RIGHT):
                     # Super+drag: move (left) or resize from the bottom-right (right); the
                     # compositor's own gesture, so the click does not reach the client
@@ -990,7 +1021,7 @@ class Server(HasListeners):
             h = int(h + dy)
         if w > 20 and h > 20:
             grab.view.move_to(x, y)
-            grab.view.xdg_surface.set_size(w, h)
+            grab.view.request_size(w, h)
 
     # ================================================================ commands
 

@@ -33,6 +33,7 @@ from wlroots.wlr_types.xdg_shell import (
 from . import native
 from .listeners import HasListeners
 from .native import SceneImage, SceneRect, SceneTree
+from .placement import Fit, fit_window, overflow
 from .ui import host_label
 
 if TYPE_CHECKING:
@@ -70,22 +71,33 @@ class View(HasListeners):
         self._last_size: tuple[int, int, int, int] = (-1, -1, -1, -1)
         self._pending_configure: tuple[str, bool, bool] | None = None
 
+        self._asked: tuple[int, int] | None = None  # the size last asked for, to fit
+
         parent = server.desktop_tree(desktop)
         self.tree = SceneTree.create(parent)
         colour = server.desktop_colour(desktop)
-        self.borders = [SceneRect.create(self.tree, 0, 0, colour) for _ in range(4)]
+        # bottom to top: the client's surface (wlroots puts its window geometry at the tree's
+        # origin), the frame with black masks over whatever the client draws outside it, and
+        # the window's popups. The frame is above the surface so that no client can paint over
+        # its own frame (a buffer bigger than the window it declares, a window bigger than the
+        # screen); popups stay above the frame.
+        self.surface_node = WlrSceneNode.xdg_surface_create(
+            WlrSceneNode(self.tree.wlr_node), xdg_surface
+        )
+        self.frame = SceneTree.create(self.tree)
+        self.masks = [SceneRect.create(self.frame, 0, 0, (0, 0, 0, 1)) for _ in range(4)]
+        self.borders = [SceneRect.create(self.frame, 0, 0, colour) for _ in range(4)]
         self.host_tab: SceneImage | None = None
         self.host_lines: list[SceneRect] = []
         if server.is_host(desktop):
             # two tones (a dark line inside the light frame) and a tab: a desktop's frame is
             # one plain colour, whatever colour it is given, and has no tab
-            self.host_lines = [SceneRect.create(self.tree, 0, 0, HOST_LINE) for _ in range(4)]
+            self.host_lines = [SceneRect.create(self.frame, 0, 0, HOST_LINE) for _ in range(4)]
             w, h, pixels = host_label()
-            self.host_tab = SceneImage.create(self.tree, w, h, pixels)
-        self.surface_node = WlrSceneNode.xdg_surface_create(
-            WlrSceneNode(self.tree.wlr_node), xdg_surface
-        )
-        xdg_surface.data = self.surface_node  # popups find their parent node here
+            self.host_tab = SceneImage.create(self.frame, w, h, pixels)
+        self.popups = SceneTree.create(self.tree)
+        self._popup_parent = WlrSceneNode(self.popups.wlr_node)
+        xdg_surface.data = self._popup_parent  # popups find their parent node here
         self.tree.set_enabled(False)
 
         self.add_listener(xdg_surface.map_event, self._on_xdg_surface_map)
@@ -158,7 +170,7 @@ class View(HasListeners):
     def on_geometry_change(self, x: int, y: int, width: int, height: int) -> None:
         self._geometry = (x, y, width, height)
         if self.mapped:
-            self._update_borders()
+            self._update_borders(force=True)  # the geometry or what the client draws changed
 
     def _on_toplevel_request_move(self, listener: Any, event: XdgTopLevelMoveEvent) -> None:
         self.server.begin_interactive(self, "move", Edges.NONE)
@@ -194,6 +206,8 @@ class View(HasListeners):
             kind, on, by_user = self._pending_configure
             self._pending_configure = None
             self.request_state(kind, on, by_user)
+        if self.mapped:
+            self._update_borders(force=True)  # a size to fit may be waiting to be asked
 
     def set_fullscreen(self, on: bool, by_user: bool = False) -> None:
         """`by_user`: asked by a compositor key binding, never by the client itself."""
@@ -254,6 +268,40 @@ class View(HasListeners):
     def move_to(self, x: int, y: int) -> None:
         self.x, self.y = int(x), int(y)
         self.tree.set_position(self.x, self.y)
+        if self.mapped and not self.true_fullscreen:
+            self._update_borders(force=True)  # clamps it back inside the usable area
+
+    def refit(self) -> None:
+        """The usable area changed (outputs, panels): keep the frame inside it."""
+        if self.mapped and not self.true_fullscreen:
+            self._update_borders(force=True)
+
+    def request_size(self, width: int, height: int) -> None:
+        """Ask the client for a size, no bigger than fits the usable area with the frame."""
+        fit = fit_window(self._area(), self.x, self.y, width, height, BORDER)
+        self.xdg_surface.set_size(fit.width, fit.height)
+
+    def centre(self) -> tuple[int, int]:
+        _gx, _gy, w, h = self._geometry
+        return self.x + w // 2, self.y + h // 2
+
+    def _area(self) -> tuple[int, int, int, int]:
+        a = self.server.usable_area_for(self)
+        return (a.x, a.y, a.width, a.height)
+
+    def _refit(self, gx: int, gy: int, w: int, h: int) -> Fit:
+        """Keep the whole frame inside the usable area (placement.py); ask a window that is
+        too big for a size that fits, once per size, and only while it can be seen."""
+        fit = fit_window(self._area(), self.x, self.y, w, h, BORDER)
+        if (fit.x, fit.y) != (self.x, self.y):
+            self.x, self.y = fit.x, fit.y
+            self.tree.set_position(self.x, self.y)
+        if fit.ask is None:
+            self._asked = None
+        elif fit.ask != self._asked and self.server.desktop_visible(self.desktop):
+            self._asked = fit.ask
+            self.xdg_surface.set_size(*fit.ask)
+        return fit
 
     def set_activated(self, on: bool) -> None:
         if self.server.desktop_visible(self.desktop):
@@ -274,9 +322,13 @@ class View(HasListeners):
             return
         self._last_size = (gx, gy, w, h)
         show = not self.true_fullscreen
+        if show and w > 0 and h > 0:
+            fit = self._refit(gx, gy, w, h)
+            self._clip(fit, gx, gy, w, h)
+            w, h = fit.width, fit.height
+        else:
+            self._clip(None, gx, gy, w, h)
         top, bottom, left, right = self.borders
-        # the xdg surface node sits at the tree origin minus the geometry offset
-        self.surface_node.set_position(-gx, -gy)
         top.set_size(w + 2 * BORDER, BORDER)
         top.set_position(-BORDER, -BORDER)
         bottom.set_size(w + 2 * BORDER, BORDER)
@@ -306,6 +358,22 @@ class View(HasListeners):
     @property
     def host_tab_height(self) -> int:
         return host_label()[1]
+
+    def _clip(self, fit: Fit | None, gx: int, gy: int, w: int, h: int) -> None:
+        """Black masks over everything the client draws outside its frame: beyond a window
+        too big for the screen (it would show on a neighbouring output), and outside a window
+        smaller than its buffer (a fake frame, or a fake window beside it)."""
+        if fit is None:
+            for m in self.masks:
+                m.set_enabled(False)
+            return
+        ex, ey, ew, eh = native.surface_extents(self.xdg_surface.surface)
+        # in the tree's coordinates, where the window geometry starts at the origin
+        extent = (ex - gx, ey - gy, ew, eh)
+        for mask, (x, y, mw, mh) in zip(self.masks, overflow(fit, extent), strict=True):
+            mask.set_position(x, y)
+            mask.set_size(mw, mh)
+            mask.set_enabled(mw > 0 and mh > 0)
 
     def _paint_borders(self, focused: bool) -> None:
         r, g, b, a = self.server.desktop_colour(self.desktop)

@@ -164,6 +164,15 @@ def unwatch_geometry(watch: Any) -> None:
     lib.zion_unwatch_geometry(watch)
 
 
+_extents = ffi.new("int[4]")
+
+
+def surface_extents(surface: Any) -> tuple[int, int, int, int]:
+    """What a surface and its subsurfaces cover, in its own coordinates (x, y, w, h)."""
+    lib.zion_surface_extents(to_native(surface, "struct wlr_surface *"), _extents)
+    return _extents[0], _extents[1], _extents[2], _extents[3]
+
+
 def set_client_destroyed_callback(callback: Callable[[int, int], None]) -> None:
     """callback(client address, desktop slot) when a tagged client goes away."""
     global _on_client_destroyed

@@ -45,12 +45,17 @@ static void zion_py_frame_committed(int, long long);
 struct zion_client_tag {
     struct wl_listener destroy;
     int desktop;
+    /* the global names this client's registries were told of (one bit each): see the
+     * registry guard below */
+    unsigned char *announced;
+    size_t announced_bytes;
 };
 
 static void zion_client_tag_destroyed(struct wl_listener *listener, void *data) {
     struct zion_client_tag *tag = wl_container_of(listener, tag, destroy);
     int desktop = tag->desktop;
     wl_list_remove(&tag->destroy.link);
+    free(tag->announced);
     free(tag);
     zion_py_client_destroyed((struct wl_client *)data, desktop);
 }
@@ -66,13 +71,18 @@ struct wl_client *zion_client_create(struct wl_display *display, int fd, int des
     return client;
 }
 
-int zion_client_desktop(const struct wl_client *client) {
-    if (!client) return -1;
+static struct zion_client_tag *zion_client_tag(const struct wl_client *client) {
+    if (!client) return NULL;
     struct wl_listener *l = wl_client_get_destroy_listener(
         (struct wl_client *)client, zion_client_tag_destroyed);
-    if (!l) return -1;
+    if (!l) return NULL;
     struct zion_client_tag *tag = wl_container_of(l, tag, destroy);
-    return tag->desktop;
+    return tag;
+}
+
+int zion_client_desktop(const struct wl_client *client) {
+    struct zion_client_tag *tag = zion_client_tag(client);
+    return tag ? tag->desktop : -1;
 }
 
 int zion_resource_desktop(struct wl_resource *resource) {
@@ -122,8 +132,56 @@ static bool zion_global_filter(const struct wl_client *client, const struct wl_g
     return zion_filter_allows(desktop, iface->name);
 }
 
+/* ---- registry guard: a hidden global's number must look unused ----
+ *
+ * libwayland 1.21's wl_registry.bind checks the name, then the interface, then the version,
+ * and the global filter only last: a desktop client binding a hidden global by its number
+ * (numbers are predictable) with a wrong interface name is told "invalid interface for
+ * global N: have X, wanted <the hidden interface>", and a wrong version tells it the hidden
+ * global's version. The protocol logger is the one public hook that runs before a request is
+ * dispatched: it records which names each desktop client's registries announced, and refuses
+ * a bind of any other name with the very error libwayland gives for a name that does not
+ * exist. libwayland's own check then runs on a client already in error and sends nothing. */
+
+static void zion_note_announced(struct zion_client_tag *tag, uint32_t name) {
+    size_t byte = name / 8;
+    if (byte >= tag->announced_bytes) {
+        size_t n = byte + 64;
+        unsigned char *grown = realloc(tag->announced, n);
+        if (!grown) return; /* the bind is then refused: fails closed */
+        memset(grown + tag->announced_bytes, 0, n - tag->announced_bytes);
+        tag->announced = grown;
+        tag->announced_bytes = n;
+    }
+    tag->announced[byte] |= (unsigned char)(1u << (name % 8));
+}
+
+static bool zion_was_announced(const struct zion_client_tag *tag, uint32_t name) {
+    size_t byte = name / 8;
+    return byte < tag->announced_bytes && (tag->announced[byte] & (1u << (name % 8)));
+}
+
+static void zion_registry_guard(void *data, enum wl_protocol_logger_type type,
+                                const struct wl_protocol_logger_message *m) {
+    (void)data;
+    /* every request and event passes here: one pointer compare for all but the registry */
+    if (wl_resource_get_class(m->resource) != wl_registry_interface.name) return;
+    if (m->message_opcode != 0) return; /* bind (request 0) and global (event 0) */
+    struct zion_client_tag *tag = zion_client_tag(wl_resource_get_client(m->resource));
+    if (!tag || tag->desktop < 0) return; /* host clients: libwayland decides */
+    uint32_t name = m->arguments[0].u;
+    if (type == WL_PROTOCOL_LOGGER_EVENT) {
+        zion_note_announced(tag, name);
+    } else if (!zion_was_announced(tag, name)) {
+        /* libwayland 1.21's text for a name that is not a global, word for word */
+        wl_resource_post_error(m->resource, WL_DISPLAY_ERROR_INVALID_OBJECT,
+                               "invalid global %s (%d)", m->arguments[1].s, name);
+    }
+}
+
 void zion_filter_install(struct wl_display *display) {
     wl_display_set_global_filter(display, zion_global_filter, NULL);
+    wl_display_add_protocol_logger(display, zion_registry_guard, NULL);
 }
 
 struct wl_global *zion_seat_global(struct wlr_seat *seat) { return seat->global; }
@@ -150,20 +208,36 @@ void wlr_xdg_surface_get_geometry(struct wlr_xdg_surface *surface, struct wlr_bo
 struct zion_geometry_watch {
     struct wl_listener commit;
     struct wlr_xdg_surface *xdg;
+    struct wlr_surface *surface;
     int id;
     struct wlr_box last;
+    struct wlr_box last_extents; /* what the client draws: the frame's masks follow it */
 };
+
+static bool zion_box_differs(const struct wlr_box *a, const struct wlr_box *b) {
+    return a->x != b->x || a->y != b->y || a->width != b->width || a->height != b->height;
+}
 
 static void zion_geometry_commit(struct wl_listener *listener, void *data) {
     struct zion_geometry_watch *w = wl_container_of(listener, w, commit);
-    struct wlr_box box;
+    struct wlr_box box, extents;
     (void)data;
     wlr_xdg_surface_get_geometry(w->xdg, &box);
-    if (box.x != w->last.x || box.y != w->last.y || box.width != w->last.width ||
-            box.height != w->last.height) {
+    wlr_surface_get_extends(w->surface, &extents);
+    if (zion_box_differs(&box, &w->last) || zion_box_differs(&extents, &w->last_extents)) {
         w->last = box;
+        w->last_extents = extents;
         zion_py_geometry_changed(w->id, box.x, box.y, box.width, box.height);
     }
+}
+
+void zion_surface_extents(struct wlr_surface *surface, int *out) {
+    struct wlr_box box;
+    wlr_surface_get_extends(surface, &box);
+    out[0] = box.x;
+    out[1] = box.y;
+    out[2] = box.width;
+    out[3] = box.height;
 }
 
 struct zion_geometry_watch *zion_watch_geometry(struct wlr_xdg_surface *xdg,
@@ -171,6 +245,7 @@ struct zion_geometry_watch *zion_watch_geometry(struct wlr_xdg_surface *xdg,
     struct zion_geometry_watch *w = calloc(1, sizeof(*w));
     if (!w) return NULL;
     w->xdg = xdg;
+    w->surface = surface;
     w->id = id;
     w->last.width = -1;
     w->commit.notify = zion_geometry_commit;

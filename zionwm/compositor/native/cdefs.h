@@ -48,6 +48,7 @@ void wl_client_destroy(struct wl_client *client);
 
 /* zionwm helpers (C, in build.py) */
 struct wl_client *zion_client_create(struct wl_display *display, int fd, int desktop);
+void zion_surface_extents(struct wlr_surface *surface, int *out); /* x, y, width, height */
 int zion_client_desktop(const struct wl_client *client);   /* -1: host (trusted) client */
 int zion_resource_desktop(struct wl_resource *resource);
 void zion_filter_install(struct wl_display *display);
