@@ -187,7 +187,9 @@ def write_atomic(path: Path, text: str) -> None:
                 half = len(data) // 2
                 os.write(fd, data[:half])
                 os.fsync(fd)
-                Path(hold).write_text(str(tmp))
+                # whole or absent: the test reads the path as soon as the file appears
+                Path(hold + ".part").write_text(str(tmp))
+                os.replace(hold + ".part", hold)
                 time.sleep(3600)  # killed here by the test
             view = memoryview(data)
             while view:
