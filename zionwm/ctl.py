@@ -308,8 +308,23 @@ def cmd_outputs(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     with connect(args) as c:
         result = c.request("status")
+    if isinstance(result, dict):
+        result["antivirus"] = _antivirus_status()
     _emit(args, result, lambda: format_mapping(result) if isinstance(result, dict) else str(result))
     return 0
+
+
+def _antivirus_status() -> str:
+    """Whether downloads are scanned by an antivirus, asked of the quarantine service."""
+    from zionwm.quarantine import explain  # noqa: PLC0415
+    from zionwm.quarantine.client import QuarantineClient  # noqa: PLC0415
+
+    try:
+        with QuarantineClient(timeout=5.0) as q:
+            st = q.request("status")
+    except Exception as exc:  # the compositor's status stands without it
+        return f"unknown: the quarantine service does not answer ({exc})"
+    return explain.antivirus_summary(st.get("engines") or {}, str(st.get("antivirus")))
 
 
 def _command_argv(args: argparse.Namespace) -> list[str]:

@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from zionwm import paths
+from zionwm.quarantine.accounting import audit_limits
 from zionwm.quarantine.client import EventStream
 from zionwm.quarantine.service import policy_to_json
 
@@ -61,11 +62,29 @@ class QuarantineLink:
         rules = getattr(settings, "yara_rule_dirs", ())
         if rules:
             audit["yara_rule_dirs"] = [str(r) for r in rules]
-        data = policy_to_json(self.server.config.desktops, audit=audit)
+        audit["antivirus"] = getattr(settings, "antivirus", "required")
+        data = policy_to_json(
+            self.server.config.desktops, audit=audit, audit_cgroups=self._audit_cgroups()
+        )
         tmp = self.policy_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1))
         os.chmod(tmp, 0o600)
         tmp.replace(self.policy_path)
+
+    def _audit_cgroups(self) -> dict[str, list[str]]:
+        """Per source desktop, the cgroup its audits are accounted in: beside the desktop's
+        own (not inside it, so a frozen desktop does not freeze its pending audits), with
+        limits derived from the desktop's."""
+        iso = getattr(self.server, "isolation", None)
+        manager = getattr(iso, "cgroups", None)
+        if manager is None or not hasattr(manager, "audit_group"):
+            return {}
+        out: dict[str, list[str]] = {}
+        for spec in self.server.config.desktops:
+            cg = manager.audit_group(spec.name, audit_limits(spec.limits))
+            if cg is not None:
+                out[spec.name] = [str(p) for p in cg.procs_files()]
+        return out
 
     def start(self) -> None:
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
@@ -128,7 +147,8 @@ class QuarantineLink:
         name = item.get("name", "?")
         src = item.get("source", "?")
         if kind == "released":
-            self.server.notify(f"Released {name} from {src} to {item.get('dest', '?')}")
+            unscanned = " (no antivirus scan)" if item.get("verdict") == "no-antivirus-scan" else ""
+            self.server.notify(f"Released {name} from {src} to {item.get('dest', '?')}{unscanned}")
         elif kind in ("rejected", "release-failed"):
             verdict = item.get("verdict") or item.get("reason") or kind
             self.server.notify(

@@ -60,6 +60,8 @@ class NetworkPolicy:
 
 class Verdict(StrEnum):
     CLEAN = "clean"
+    # every scanner ran and found nothing, but no antivirus looked at it: never "clean"
+    NO_ANTIVIRUS = "no-antivirus-scan"
     SUSPICIOUS = "suspicious"
     MALICIOUS = "malicious"
     CANNOT_INSPECT = "cannot-inspect"

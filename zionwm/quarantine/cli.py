@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from zionwm.quarantine import explain
 from zionwm.quarantine.client import QuarantineClient, QuarantineError, socket_path
 
 EXIT_REFUSED = 1
@@ -90,8 +91,16 @@ def format_item(it: dict[str, Any]) -> str:
     if it.get("reason"):
         lines.append(f"  reason     {it['reason']}")
     report = it.get("report")
+    if it.get("verdict"):
+        lines.append(f"  meaning    {explain.verdict_words(it.get('verdict'))}")
     if report:
-        lines.append(f"  scanners   {', '.join(report.get('scanners', [])) or '-'}")
+        for n, line in enumerate(explain.scanner_lines(report)):
+            lines.append(f"  {'checks' if n == 0 else '':<10} {line}")
+        kept = explain.why_kept(it)
+        for n, line in enumerate(kept if it["state"] != "released" or kept else []):
+            lines.append(f"  {'why' if n == 0 else '':<10} {line}")
+        for line in explain.rescan_lines(report):
+            lines.append(f"  rescan     {line}")
         for f in report.get("findings", []):
             lines.append(f"  finding    [{f['verdict']}] {f['scanner']}/{f['rule']}: {f['detail']}")
     return "\n".join(lines)

@@ -13,10 +13,17 @@ from zionwm.isolation.spec import Verdict
 
 _SEVERITY = {
     Verdict.CLEAN: 0,
-    Verdict.CANNOT_INSPECT: 1,
-    Verdict.SUSPICIOUS: 2,
-    Verdict.MALICIOUS: 3,
+    Verdict.NO_ANTIVIRUS: 1,
+    Verdict.CANNOT_INSPECT: 2,
+    Verdict.SUSPICIOUS: 3,
+    Verdict.MALICIOUS: 4,
 }
+
+
+def severity(verdict: Verdict) -> int:
+    """Order of verdicts from clean (0) to malicious: a rescan keeps an item whose verdict
+    got worse."""
+    return _SEVERITY[verdict]
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,10 @@ class AuditReport:
     findings: tuple[Finding, ...] = ()
     scanners: tuple[str, ...] = ()  # scanners that ran to completion
     durations: dict[str, float] = field(default_factory=dict)  # scanner -> seconds
+    # what looked at the file: scanner -> {"version", "signatures", "signatures_date", ...}
+    engines: dict[str, Any] = field(default_factory=dict)
+    # set when the file was scanned again at the end of its hold: why, and what it was before
+    rescan: dict[str, Any] | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -58,4 +69,6 @@ class AuditReport:
             ),
             scanners=tuple(d.get("scanners", ())),
             durations=dict(d.get("durations", {})),
+            engines=dict(d.get("engines") or {}),
+            rescan=dict(d["rescan"]) if d.get("rescan") else None,
         )

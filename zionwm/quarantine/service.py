@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import heapq
@@ -44,6 +45,12 @@ from typing import Any
 from zionwm import paths
 from zionwm.isolation.spec import DesktopSpec, DownloadsPolicy, Verdict, VerdictAction
 from zionwm.quarantine.client import socket_path
+from zionwm.quarantine.engines import (
+    ANTIVIRUS_MODES,
+    changes,
+    engine_state,
+    resolve_clamd_socket,
+)
 from zionwm.quarantine.inbox import (
     EMPTY_SETTLE,
     InboxSpec,
@@ -60,7 +67,7 @@ from zionwm.quarantine.release import (
     open_dir_chain,
     release_file,
 )
-from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.report import AuditReport, Finding, severity
 from zionwm.quarantine.store import (
     PENDING_STATES,
     SHARED_DEST,
@@ -81,6 +88,8 @@ _RETRY_FIRST = 2.0
 _RETRY_MAX = 60.0
 # A deleted inbox sends no inotify event while we hold its directory fd: look every so often.
 _INBOX_CHECK = 2.0
+# How often an item that waits for an antivirus (antivirus="required") looks for one.
+_AV_WAIT = 30.0
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -97,6 +106,8 @@ class ServiceConfig:
     )
     send: DownloadsPolicy = field(default_factory=lambda: DownloadsPolicy(release_to="", hold=0.0))
     audit: dict[str, Any] = field(default_factory=dict)  # keyword arguments of AuditSettings
+    # source desktop -> cgroup.procs files its audit sandboxes are accounted in
+    audit_cgroups: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _policy_json(p: DownloadsPolicy) -> dict[str, Any]:
@@ -130,11 +141,14 @@ def policy_to_json(
     outbox: DownloadsPolicy | None = None,
     send: DownloadsPolicy | None = None,
     audit: dict[str, Any] | None = None,
+    audit_cgroups: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """The policy file's content for these desktops (what the compositor writes)."""
     out: dict[str, Any] = {"desktops": []}
     for spec in specs:
         entry: dict[str, Any] = {"desktop": spec.name}
+        if audit_cgroups and audit_cgroups.get(spec.name):
+            entry["audit_cgroup"] = list(audit_cgroups[spec.name])
         if spec.downloads is not None:
             entry["downloads"] = _policy_json(spec.downloads)
         out["desktops"].append(entry)
@@ -150,11 +164,16 @@ def policy_to_json(
 def policy_from_json(d: dict[str, Any]) -> ServiceConfig:
     downloads: dict[str, DownloadsPolicy] = {}
     names: list[str] = []
+    cgroups: dict[str, tuple[str, ...]] = {}
     for entry in d.get("desktops", []):
         name = str(entry["desktop"])
         if not _DESKTOP_NAME.fullmatch(name):
             raise ValueError(f"bad desktop name {name!r}")
         names.append(name)
+        procs = entry.get("audit_cgroup") or ()
+        if not all(isinstance(p, str) and p.endswith("/cgroup.procs") for p in procs):
+            raise ValueError(f"desktop {name}: audit_cgroup lists cgroup.procs files")
+        cgroups[name] = tuple(procs)
         # Either nested ({"desktop", "downloads": {...}}) or flat ({"desktop", "release_to",
         # "hold", "on_*"}): both spell a DownloadsPolicy.
         spelled = entry.get("downloads") if "release_to" not in entry else entry
@@ -167,8 +186,16 @@ def policy_from_json(d: dict[str, Any]) -> ServiceConfig:
         desktops=tuple(names),
         outbox=_policy_from(d.get("outbox", {"hold": 0.0}), SHARED_DEST),
         send=_policy_from(d.get("send", {"hold": 0.0}), ""),
-        audit=dict(d.get("audit", {})),
+        audit=_audit_settings(dict(d.get("audit", {}))),
+        audit_cgroups=cgroups,
     )
+
+
+def _audit_settings(audit: dict[str, Any]) -> dict[str, Any]:
+    mode = audit.get("antivirus", "required")
+    if mode not in ANTIVIRUS_MODES:
+        raise ValueError(f"antivirus must be one of {', '.join(ANTIVIRUS_MODES)}, not {mode!r}")
+    return audit
 
 
 def load_policy_file(path: Path) -> ServiceConfig:
@@ -187,10 +214,22 @@ class Decision:
     reason: str | None = None
 
 
-def decide(verdict: Verdict, policy: DownloadsPolicy, now: float) -> Decision:
+def decide(
+    verdict: Verdict, policy: DownloadsPolicy, now: float, antivirus: str = "required"
+) -> Decision:
     """What an audited item becomes under its desktop's policy."""
     if verdict is Verdict.CLEAN:
         return Decision(State.HELD, hold_until=now + policy.hold)
+    if verdict is Verdict.NO_ANTIVIRUS:
+        # held either way; "required" is applied when the hold ends (it waits for clamd)
+        how = (
+            'waits for an antivirus scan (antivirus="required")'
+            if antivirus == "required"
+            else 'released after the hold (antivirus="if-available")'
+        )
+        return Decision(
+            State.HELD, hold_until=now + policy.hold, reason=f"no antivirus scan: {how}"
+        )
     action = {
         Verdict.SUSPICIOUS: policy.on_suspicious,
         Verdict.MALICIOUS: policy.on_malicious,
@@ -241,6 +280,7 @@ class _AuditResult:
     sha256: str
     size: int
     report: AuditReport
+    rescan: tuple[str, ...] | None = None  # why it was scanned again at the end of its hold
 
 
 def _failed(detail: str) -> AuditReport:
@@ -249,7 +289,56 @@ def _failed(detail: str) -> AuditReport:
     )
 
 
-def _audit_job(item_id: int, fd: int, name: str, audit: dict[str, Any]) -> _AuditResult:
+def effective_audit(audit: dict[str, Any]) -> dict[str, Any]:
+    """The audit settings in force now: a clamd at the usual place is used unconfigured."""
+    out = dict(audit)
+    out["clamd_socket"] = resolve_clamd_socket(audit.get("clamd_socket"))
+    return out
+
+
+def engines_now(audit: dict[str, Any]) -> dict[str, Any]:
+    return engine_state(
+        audit.get("clamd_socket"),
+        audit.get("clamd_database_dir"),
+        tuple(str(d) for d in audit.get("yara_rule_dirs", ())),
+    )
+
+
+def with_engines(
+    report: AuditReport, engines: dict[str, Any], versions: dict[str, Any]
+) -> AuditReport:
+    """The report with what looked at the file, and an honest word when no antivirus did."""
+    av = engines.get("clamd") or {}
+    recorded: dict[str, Any] = {
+        s: {"version": v} for s, v in versions.items() if s in ("magic", "office", "pdf")
+    }
+    recorded["yara"] = {"version": versions.get("yara"), **(engines.get("yara") or {})}
+    recorded["clamd"] = {
+        "version": av.get("engine"),
+        **{k: v for k, v in av.items() if k != "engine"},
+    }
+    findings = report.findings
+    if not av.get("available") and "clamd" not in report.scanners:
+        findings += (
+            Finding(
+                "clamd",
+                "no-antivirus",
+                f"No antivirus looked at this file: {av.get('why', 'no clamd')}.",
+                Verdict.NO_ANTIVIRUS,
+            ),
+        )
+    return AuditReport(findings, report.scanners, report.durations, recorded, report.rescan)
+
+
+def _audit_job(
+    item_id: int,
+    fd: int,
+    name: str,
+    audit: dict[str, Any],
+    pool: Any,
+    source: str = "",
+    rescan: tuple[str, ...] | None = None,
+) -> _AuditResult:
     """Hash and audit one stored file. Never raises: a failure is a cannot-inspect report."""
     digest = hashlib.sha256()
     offset = 0
@@ -259,15 +348,24 @@ def _audit_job(item_id: int, fd: int, name: str, audit: dict[str, Any]) -> _Audi
             offset += len(chunk)
         # Imported here, not at the top: the scanners' libraries (yara, libmagic, oletools)
         # load only in the service process, not in the compositor importing policy_to_json.
-        from zionwm.quarantine.worker import AuditSettings, run_audit  # noqa: PLC0415
+        from zionwm.quarantine.worker import AuditSettings  # noqa: PLC0415
 
-        report = run_audit(fd, name, AuditSettings(**audit))
+        configured = audit.get("clamd_socket")
+        audit = effective_audit(audit)
+        engines = engines_now(audit)
+        if not configured and not engines["clamd"]["available"]:
+            # a socket at the usual place that does not answer: as good as none (a
+            # configured one that does not answer is the clamd scanner's cannot-inspect)
+            audit["clamd_socket"] = None
+        settings = AuditSettings.from_json(audit)
+        report = pool.audit(fd, name, settings, source, extra=engines["yara"]["signatures"])
+        report = with_engines(report, engines, pool.versions())
     except Exception as e:
         log.exception("audit of item %d failed", item_id)
         report = _failed(f"the audit failed: {type(e).__name__}: {e}")
     finally:
         os.close(fd)
-    return _AuditResult(item_id, digest.hexdigest(), offset, report)
+    return _AuditResult(item_id, digest.hexdigest(), offset, report, rescan)
 
 
 # -- the service -----------------------------------------------------------------------------
@@ -299,6 +397,11 @@ class Service:
         self.inboxes = InboxWatcher()
         self.sel = selectors.DefaultSelector()
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="audit")
+        from zionwm.quarantine.zygote import ZygotePool  # noqa: PLC0415 - service only
+
+        # warm audit sandboxes, one per source desktop, accounted in its audit cgroup
+        self.audits = ZygotePool(cgroups=lambda source: self.config.audit_cgroups.get(source, ()))
+        self.rescans: dict[int, tuple[str, ...]] = {}  # held items due for a rescan: why
         self.workers = max(1, workers)
         self.results: queue.SimpleQueue[_AuditResult] = queue.SimpleQueue()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -496,6 +599,10 @@ class Service:
             self.queued.discard(item_id)
             try:
                 item = self.store.get(item_id)
+                rescan = self.rescans.pop(item_id, None)
+                if rescan is not None and item.state is State.HELD:
+                    self._start_rescan(item, rescan)
+                    continue
                 if item.state is not State.RECEIVED:
                     continue
                 fd = os.open(
@@ -513,8 +620,27 @@ class Service:
                 log.error("item %d: cannot start its audit: %s", item_id, e)
                 continue
             self.running_audits.add(item_id)
-            fut = self.pool.submit(_audit_job, item_id, fd, item.name, self.config.audit)
+            fut = self.pool.submit(
+                _audit_job, item_id, fd, item.name, self.config.audit, self.audits, item.source
+            )
             fut.add_done_callback(self._audit_done)
+
+    def _start_rescan(self, item: Item, why: tuple[str, ...]) -> None:
+        """Scan a held item again; it stays held (a kill -9 meanwhile leaves it held, and
+        the end of its hold asks again), and only the loop releases or keeps it."""
+        try:
+            fd = os.open(
+                str(item.id), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.store.items_fd
+            )
+        except OSError as e:
+            log.error("item %d: cannot rescan it: %s", item.id, e)
+            return
+        log.info("item %d: scanning again at the end of its hold: %s", item.id, "; ".join(why))
+        self.running_audits.add(item.id)
+        fut = self.pool.submit(
+            _audit_job, item.id, fd, item.name, self.config.audit, self.audits, item.source, why
+        )
+        fut.add_done_callback(self._audit_done)
 
     def _audit_done(self, fut: Any) -> None:
         # Runs in the worker thread: hand over to the loop, touch nothing else.
@@ -534,14 +660,87 @@ class Service:
             return DownloadsPolicy(release_to=item.dest)
         return policy
 
+    def _antivirus(self) -> str:
+        return str(self.config.audit.get("antivirus", "required"))
+
+    def _hold_ended(self, item: Item) -> None:
+        """At the end of a hold: scan again if the signatures or rules changed since the
+        audit; wait for an antivirus if one is required; otherwise release."""
+        audit = effective_audit(self.config.audit)
+        now_engines = engines_now(audit)
+        av = now_engines["clamd"]
+        waits = item.verdict is Verdict.NO_ANTIVIRUS and self._antivirus() == "required"
+        if waits and not av.get("available"):
+            log.info("item %d waits for an antivirus scan (%s)", item.id, av.get("why"))
+            self._schedule(time.time() + _AV_WAIT, "release", item.id)
+            return
+        why = changes(item.report.engines if item.report else None, now_engines)
+        if why and item.id not in self.running_audits:
+            self.rescans[item.id] = tuple(why)
+            self._enqueue(item.id)
+            return
+        if item.id in self.running_audits:
+            return  # its rescan is running; its result decides
+        self._release(item.id)
+
+    def _on_rescan_result(self, item: Item, res: _AuditResult) -> None:
+        assert res.rescan is not None and item.report is not None
+        old = item.verdict or Verdict.CANNOT_INSPECT
+        new = res.report.verdict
+        report = dataclasses.replace(
+            res.report,
+            rescan={
+                "at": time.time(),
+                "why": list(res.rescan),
+                "previous_verdict": old.value,
+                "previous_engines": item.report.engines,
+                "previous_findings": [f.detail for f in item.report.findings][:20],
+            },
+        )
+        if res.sha256 != item.sha256:
+            # the stored bytes are not the audited bytes: never release them
+            self.store.transition(
+                item.id,
+                State.REJECTED,
+                content=True,
+                report=report,
+                reason="its content changed in quarantine since its audit",
+            )
+            return
+        words = "; ".join(res.rescan)
+        if new is Verdict.NO_ANTIVIRUS and self._antivirus() == "required":
+            log.info("item %d: rescan found no antivirus; it keeps waiting", item.id)
+            self._schedule(time.time() + _AV_WAIT, "release", item.id)
+            return
+        decision = decide(new, self._policy_for(item), time.time(), self._antivirus())
+        if severity(new) > severity(old) and decision.state is State.REJECTED:
+            item = self.store.transition(
+                item.id,
+                State.REJECTED,
+                content=True,
+                verdict=new,
+                report=report,
+                reason=f"scanned again when its hold ended ({words}): now {new.value}, "
+                f"was {old.value}; kept in quarantine",
+            )
+            log.info("item %d kept after its rescan: %s -> %s", item.id, old.value, new.value)
+            self._emit("rejected", item)
+            return
+        worst = new if severity(new) > severity(old) else old
+        self._release(item.id, fields={"verdict": worst, "report": report})
+
     def _on_audit_result(self, res: _AuditResult) -> None:
         self.running_audits.discard(res.item_id)
         item = self.store.get(res.item_id)
+        if res.rescan is not None:
+            if item.state is State.HELD:
+                self._on_rescan_result(item, res)
+            return
         if item.state is not State.AUDITING:
             log.warning("item %d changed to %s during its audit", item.id, item.state.value)
             return
         verdict = res.report.verdict
-        decision = decide(verdict, self._policy_for(item), time.time())
+        decision = decide(verdict, self._policy_for(item), time.time(), self._antivirus())
         fields: dict[str, Any] = {
             "sha256": res.sha256,
             "size": res.size,
@@ -569,12 +768,15 @@ class Service:
         then = State(item.then_state) if item.then_state else State.DELETED
         return self.store.transition(item.id, then, content=False)
 
-    def _release(self, item_id: int, forced: bool = False) -> Item:
+    def _release(
+        self, item_id: int, forced: bool = False, fields: dict[str, Any] | None = None
+    ) -> Item:
         item = self.store.transition(
             item_id,
             State.RELEASING,
             release_name=None,
             forced=forced or self.store.get(item_id).forced,
+            **(fields or {}),
         )
         stamp = audit_stamp(
             item.id,
@@ -635,7 +837,7 @@ class Service:
             item = self.store.get(item_id)
             # Stale timers (rescanned, released by hand, re-held later) are dropped here.
             if item.state is State.HELD and (item.hold_until or 0.0) <= now:
-                self._release(item_id)
+                self._hold_ended(item)
 
     def _timeout(self) -> float | None:
         if not self.timers:
@@ -739,6 +941,8 @@ class Service:
         try:
             if cmd == "ping":
                 return {"ok": True, "pid": os.getpid(), "counts": self.store.counts()}
+            if cmd == "status":
+                return {"ok": True, "pid": os.getpid(), **self.audit_status()}
             if cmd == "list":
                 every = bool(req.get("all", False))
                 items = self.store.list()
@@ -776,6 +980,17 @@ class Service:
         except StoreError as e:
             return {"ok": False, "error": str(e)}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def audit_status(self) -> dict[str, Any]:
+        """Is antivirus scanning active, how old are its signatures, what the audit side
+        holds (for `zionctl status`)."""
+        audit = effective_audit(self.config.audit)
+        return {
+            "antivirus": self._antivirus(),
+            "engines": engines_now(audit),
+            "audit_sandboxes": self.audits.stats(),
+            "scanners": self.audits.versions(),
+        }
 
     def _cmd_release(self, item_id: int, i_understand: bool) -> dict[str, Any]:
         item = self.store.get(item_id)
@@ -944,6 +1159,7 @@ class Service:
         self.queue.clear()
         self.queued.clear()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.audits.close()
         self._guard(self._on_wake)
         for conn in list(self.conns.values()):
             self._close(conn)
