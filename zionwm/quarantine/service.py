@@ -34,6 +34,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -296,12 +297,28 @@ def effective_audit(audit: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def engines_now(audit: dict[str, Any]) -> dict[str, Any]:
-    return engine_state(
-        audit.get("clamd_socket"),
-        audit.get("clamd_database_dir"),
-        tuple(str(d) for d in audit.get("yara_rule_dirs", ())),
+_ENGINES_TTL = 1.0  # asking clamd and hashing the rules for every file would cost more than
+_engines_cache: dict[str, tuple[float, dict[str, Any]]] = {}  # the audit itself
+_engines_lock = threading.Lock()
+
+
+def engines_now(audit: dict[str, Any], fresh: bool = False) -> dict[str, Any]:
+    """Antivirus and rule state, at most `_ENGINES_TTL` old (`fresh`: asked now)."""
+    key = json.dumps(
+        [audit.get("clamd_socket"), audit.get("clamd_database_dir"), audit.get("yara_rule_dirs")]
     )
+    now = time.monotonic()
+    with _engines_lock:
+        hit = _engines_cache.get(key)
+        if hit is not None and not fresh and now - hit[0] < _ENGINES_TTL:
+            return hit[1]
+        state = engine_state(
+            audit.get("clamd_socket"),
+            audit.get("clamd_database_dir"),
+            tuple(str(d) for d in audit.get("yara_rule_dirs", ())),
+        )
+        _engines_cache[key] = (now, state)
+        return state
 
 
 def with_engines(
@@ -667,7 +684,7 @@ class Service:
         """At the end of a hold: scan again if the signatures or rules changed since the
         audit; wait for an antivirus if one is required; otherwise release."""
         audit = effective_audit(self.config.audit)
-        now_engines = engines_now(audit)
+        now_engines = engines_now(audit, fresh=True)
         av = now_engines["clamd"]
         waits = item.verdict is Verdict.NO_ANTIVIRUS and self._antivirus() == "required"
         if waits and not av.get("available"):

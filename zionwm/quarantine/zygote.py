@@ -135,7 +135,10 @@ class ZygotePool:
                 outcome = self._run(z, ro, name, settings)
                 self._done_with(z, crashed=outcome.crashed)
                 if outcome.report is not None:
-                    return complete(outcome.report, settings)
+                    # a failure of the sandbox stands alone; a report is checked for
+                    # every scanner it should have
+                    failed = any(f.scanner == SCANNER for f in outcome.report.findings)
+                    return outcome.report if failed else complete(outcome.report, settings)
                 log.warning("audit sandbox of %s went away (attempt %d)", source or "-", attempt)
             return _failed(
                 "worker-crashed", "the audit sandbox died twice while this file was in it"
@@ -255,18 +258,18 @@ class ZygotePool:
                 )
                 argv = worker.sandbox_argv(plan)
                 pass_fds = [child.fileno()] + ([seccomp_fd] if seccomp_fd is not None else [])
-                gate_r = gate_w = -1
+                stdin: int = subprocess.DEVNULL
+                gate_w = -1
                 if procs:
-                    # held at a shell's `read` until it is in the audit cgroup, so bwrap and
-                    # everything it forks are accounted there from their first instruction
-                    gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
-                    fds.callback(os.close, gate_r)
-                    script = f'read -r _ <&{gate_r}; exec {gate_r}<&-; exec "$@"'
-                    argv = ["sh", "-c", script, "zionwm-audit", *argv]
-                    pass_fds.append(gate_r)
+                    # held at a shell's `read` (on its stdin) until it is in the audit
+                    # cgroup, so bwrap and everything it forks are accounted there from
+                    # their first instruction
+                    stdin, gate_w = os.pipe2(os.O_CLOEXEC)
+                    fds.callback(os.close, stdin)
+                    argv = ["sh", "-c", 'read -r _; exec "$@" </dev/null', "zionwm-audit", *argv]
                 proc = subprocess.Popen(
                     argv,
-                    stdin=subprocess.DEVNULL,
+                    stdin=stdin,
                     stdout=subprocess.DEVNULL,
                     pass_fds=tuple(pass_fds),
                     start_new_session=True,

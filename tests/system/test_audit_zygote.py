@@ -1,0 +1,202 @@
+"""The warm audit sandboxes (zygotes) for real: bubblewrap, fork per file, a real clamd.
+
+Every hostile sample the one-shot worker catches is caught through a zygote child with the
+same findings; a file that kills its child is cannot-inspect while the files around it keep
+their own verdicts; a child killed with SIGKILL mid-scan costs that file only; a zygote is
+accounted in the cgroup it is given.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.harness import wait_for
+from tests.system.clamd_fixture import EICAR, Clamd, clamd  # noqa: F401  (fixture)
+from tests.system.test_audit_worker import (
+    _MISSING,
+    SAMPLES,
+)
+from tests.system.test_audit_worker import (
+    isolated_env as isolated_env,  # noqa: PLC0414  (the fixture, shared)
+)
+from zionwm.isolation.spec import Verdict
+from zionwm.quarantine.report import AuditReport
+from zionwm.quarantine.worker import AuditSettings, run_audit
+from zionwm.quarantine.zygote import ZygotePool
+
+pytestmark = pytest.mark.skipif(_MISSING is not None, reason=f"no sandbox: {_MISSING}")
+
+
+@pytest.fixture
+def pool() -> Iterator[ZygotePool]:
+    p = ZygotePool()
+    yield p
+    p.close()
+
+
+def audit(
+    pool: ZygotePool, path: Path, settings: AuditSettings, source: str = "web"
+) -> AuditReport:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return pool.audit(fd, path.name, settings, source)
+    finally:
+        os.close(fd)
+
+
+def test_every_hostile_sample_is_caught_as_by_the_one_shot_worker(
+    tmp_path: Path,
+    isolated_env: Path,
+    pool: ZygotePool,
+    clamd: Clamd,  # noqa: F811
+) -> None:
+    settings = AuditSettings(timeout=30, clamd_socket=clamd.socket_path)
+    eicar = tmp_path / "eicar.com"
+    eicar.write_bytes(EICAR)
+    cases = [(b(tmp_path / n), v, r) for b, n, v, r in SAMPLES]
+    cases.append((eicar, Verdict.MALICIOUS, "Zionwm-Test-Eicar"))
+    for path, verdict, rule in cases:
+        report = audit(pool, path, settings)
+        assert report.verdict is verdict, (path.name, report.findings)
+        if rule is not None:
+            assert any(f.rule.startswith(rule) for f in report.findings), report.findings
+        assert {"magic", "yara", "clamd", "office", "pdf", "archive"} <= set(report.scanners)
+        # the same findings as the one-shot sandbox gives
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            old = run_audit(fd, path.name, settings)
+        finally:
+            os.close(fd)
+        assert {(f.scanner, f.rule, f.verdict) for f in report.findings} == {
+            (f.scanner, f.rule, f.verdict) for f in old.findings
+        }
+    assert pool.stats()["started"] == 1  # one sandbox served them all
+
+
+def test_a_file_that_exhausts_its_childs_memory_is_cannot_inspect_and_its_batch_is_right(
+    tmp_path: Path,
+    isolated_env: Path,
+    pool: ZygotePool,
+) -> None:
+    # the child reads the file into memory twice over: 60 MiB does not fit in what the
+    # limit leaves above the zygote's own mappings, while ordinary files do
+    settings = AuditSettings(timeout=30, memory_max=200 << 20)
+    big = tmp_path / "huge.txt"
+    with open(big, "wb") as f:
+        f.write(b"a" * (60 << 20))
+    elf = SAMPLES[0][0](tmp_path / "report.pdf")
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b"meeting at noon\n")
+    batch = [big, elf, text, big, text]
+    with ThreadPoolExecutor(2) as ex:
+        reports = list(ex.map(lambda p: audit(pool, p, settings), batch))
+    by = list(zip(batch, reports, strict=True))
+    for path, report in by:
+        if path is big:
+            assert report.verdict is Verdict.CANNOT_INSPECT, report.findings
+            assert [f.rule for f in report.findings] == ["worker-crashed"], report.findings
+        elif path is elf:
+            assert report.verdict is Verdict.MALICIOUS
+        else:
+            assert report.verdict is Verdict.CLEAN, report.findings
+    # a crash recycles the sandbox: the files after it were served by fresh ones
+    assert pool.stats()["started"] >= 2
+
+
+def _children_of(pid: int) -> list[int]:
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    kids = [int(c) for c in f.read().split()]
+                out += kids
+                todo += kids
+        except OSError:
+            continue
+    return out
+
+
+def test_sigkill_of_a_scanning_child_costs_only_its_file(
+    tmp_path: Path,
+    isolated_env: Path,
+    pool: ZygotePool,
+) -> None:
+    settings = AuditSettings(timeout=60)
+    # a zip bomb keeps the archive scanner busy long enough to be caught in the act
+    slow = SAMPLES[6][0](tmp_path / "zeros.zip")
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b"meeting at noon\n")
+    audit(pool, text, settings)  # a warm sandbox
+    (zygote,) = pool.stats()["zygotes"]
+    before = set(_children_of(zygote["pid"]))
+    result: list[AuditReport] = []
+    t = threading.Thread(target=lambda: result.append(audit(pool, slow, settings)))
+    t.start()
+
+    def scanning_child() -> list[int]:
+        return sorted(set(_children_of(zygote["pid"])) - before)
+
+    killed = False
+    try:
+        kids = wait_for(scanning_child, 30, "a child scanning the file", interval=0.002)
+        os.kill(kids[-1], signal.SIGKILL)  # the newest process: the forked child
+        killed = True
+    except AssertionError:
+        pass
+    t.join(60)
+    assert result, "the audit never returned"
+    if not killed or result[0].verdict is not Verdict.CANNOT_INSPECT:
+        pytest.fail(f"the kill did not land during the scan: {result[0].findings}")
+    assert [f.rule for f in result[0].findings] == ["worker-crashed"]
+    assert "SIGKILL" in result[0].findings[0].detail
+    # the next file is audited normally (by a fresh sandbox: a crash recycles)
+    assert audit(pool, text, settings).verdict is Verdict.CLEAN
+
+
+def test_the_zygote_runs_in_the_cgroup_it_is_given(
+    tmp_path: Path,
+    isolated_env: Path,
+) -> None:
+    base = Path("/sys/fs/cgroup/unified")
+    if not base.is_dir():
+        base = Path("/sys/fs/cgroup")
+    group = base / f"zionwm-test-audit-{uuid.uuid4().hex[:8]}"
+    try:
+        group.mkdir()
+    except OSError as e:
+        pytest.skip(f"cannot create a cgroup here ({base}: {e.strerror})")
+    pool = ZygotePool(
+        cgroups=lambda source: [str(group / "cgroup.procs")] if source == "web" else []
+    )
+    try:
+        text = tmp_path / "notes.txt"
+        text.write_bytes(b"meeting at noon\n")
+        assert audit(pool, text, AuditSettings(timeout=30)).verdict is Verdict.CLEAN
+        (zygote,) = pool.stats()["zygotes"]
+        assert zygote["cgroup"] == str(group)
+        members = {int(p) for p in (group / "cgroup.procs").read_text().split()}
+        # the gate shell became bwrap, and bwrap's sandbox and the interpreter followed it
+        assert zygote["pid"] in members
+        assert set(_children_of(zygote["pid"])) <= members
+        assert len(members) >= 2
+    finally:
+        pool.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)
