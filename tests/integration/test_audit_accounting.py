@@ -78,6 +78,9 @@ def test_files_dropped_by_a_limited_desktop_are_audited_on_its_budget(
         120,
         f"{FILES} files audited and released",
     )
+    # and `zionctl status` says that no antivirus scanned them
+    status = comp.zionctl("status").stdout
+    assert "antivirus" in status and "not active" in status, status
     audit_groups = _groups(root_name, "web.audit")
     assert audit_groups, f"no audit cgroup web.audit under {root_name}"
     web_groups = {g.parent.parent: g for g in _groups(root_name, "web")}

@@ -119,3 +119,57 @@ def test_a_file_held_under_old_signatures_is_kept_when_a_signature_arrives(
     assert "the antivirus signatures were updated" in rescan["why"]
     assert "scanned again when its hold ended" in full["reason"]
     assert not (downloads("personal") / "invoice.txt").exists()
+
+
+def test_kill9_during_the_end_of_hold_rescan_releases_each_file_once(
+    service: Callable[..., QService],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "mine.yar").write_text(
+        'rule nothing_yet { strings: $a = "zz-none-zz" condition: $a }\n'
+    )
+    pol = policy(hold=1.0)
+    pol["audit"] = {"antivirus": "if-available", "yara_rule_dirs": [str(rules)]}
+    svc = service(pol)
+    sent = {f"r{n}.txt": b"report number %d\n" % n for n in range(8)}
+    for name, data in sent.items():
+        browser_save(paths.desktop_inbox("web"), name, data)
+    wait_for(
+        lambda: sum(i["state"] == "held" for i in svc.client().request("list")["items"]) == 8,
+        60,
+        "8 files held",
+    )
+    # new rules while they are held: each must be scanned again when its hold ends
+    (rules / "mine.yar").write_text(
+        'rule still_nothing { strings: $a = "zz-nil-zz" condition: $a }\n'
+    )
+    kills = 0
+    for _ in range(3):
+        seen = svc.log.read_text().count("scanning again at the end of its hold")
+        try:
+            wait_for(
+                lambda s=seen: (
+                    svc.log.read_text().count("scanning again at the end of its hold") > s
+                ),
+                30,
+                "a rescan started",
+                interval=0.005,
+            )
+        except AssertionError:
+            break  # every rescan is done: nothing left to interrupt
+        svc.kill9()
+        kills += 1
+        svc.start()
+    items = wait_terminal(svc, 8, 90)
+    assert kills >= 1
+    assert sorted(i["name"] for i in items) == sorted(sent)
+    assert all(i["state"] == "released" for i in items), items
+    dl = downloads("personal")
+    assert sorted(os.listdir(dl)) == sorted(sent)  # no "name (1).txt": released once each
+    for name, data in sent.items():
+        assert (dl / name).read_bytes() == data
+    for i in items:
+        rescan = item(svc, i["id"])["report"]["rescan"]
+        assert rescan and "the YARA rules changed" in rescan["why"], i

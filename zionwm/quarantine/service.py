@@ -359,9 +359,12 @@ def _audit_job(
     """Hash and audit one stored file. Never raises: a failure is a cannot-inspect report."""
     digest = hashlib.sha256()
     offset = 0
+    head = b""
     try:
         while chunk := os.pread(fd, 1 << 20, offset):
             digest.update(chunk)
+            if not offset:
+                head = chunk[:8192]
             offset += len(chunk)
         # Imported here, not at the top: the scanners' libraries (yara, libmagic, oletools)
         # load only in the service process, not in the compositor importing policy_to_json.
@@ -375,7 +378,11 @@ def _audit_job(
             # configured one that does not answer is the clamd scanner's cannot-inspect)
             audit["clamd_socket"] = None
         settings = AuditSettings.from_json(audit)
-        report = pool.audit(fd, name, settings, source, extra=engines["yara"]["signatures"])
+        from zionwm.quarantine.zygote import flavor_for  # noqa: PLC0415
+
+        report = pool.audit(
+            fd, name, settings, source, engines["yara"]["signatures"], flavor_for(head)
+        )
         report = with_engines(report, engines, pool.versions())
     except Exception as e:
         log.exception("audit of item %d failed", item_id)

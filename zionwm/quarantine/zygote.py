@@ -60,6 +60,28 @@ MSG_MAX = 1 << 16
 RESULT_MAX = 8 << 20
 BUFFER_MAX = 64 << 20  # files up to this are read once into memory, larger ones streamed
 _PR_SET_DUMPABLE = 4
+# Two kinds of warm sandbox. A child's cost is mostly the memory it shares with its zygote
+# (page tables copied at fork, pages copied on write, all of it torn down at exit), so plain
+# files are forked from a zygote that loaded only libmagic, YARA and the clamd client (about
+# half the memory), and documents and archives from one that also loaded oletools and pypdf.
+LIGHT = "light"
+FULL = "full"
+
+
+def flavor_for(head: bytes) -> str:
+    """Which zygote should fork the child for a file starting with `head` (pure). Only a
+    matter of speed: a light child still audits a document completely, importing the
+    parsers it lacks."""
+    if (
+        head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00"))
+        or head.startswith((b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07", b"\xd0\xcf\x11\xe0", b"{\\rt"))
+        or head.startswith(b"ID;P")
+        or head[257:262] == b"ustar"
+        or b"%PDF-" in head[:1024]
+        or head[:4096].lower().lstrip().startswith(b"<?xml")
+    ):
+        return FULL
+    return LIGHT
 
 
 # --- the parent side --------------------------------------------------------------------------
@@ -69,6 +91,7 @@ _PR_SET_DUMPABLE = 4
 class _Zygote:
     key: str
     source: str
+    flavor: str
     proc: subprocess.Popen[bytes]
     ctrl: socket.socket
     versions: dict[str, Any]
@@ -106,7 +129,7 @@ class ZygotePool:
         self.idle_seconds = idle_seconds
         self.cgroups = cgroups  # source desktop -> cgroup.procs files its audits go to
         self._lock = threading.Lock()
-        self._zygotes: dict[str, _Zygote] = {}
+        self._zygotes: dict[tuple[str, str], _Zygote] = {}
         self._retiring: list[_Zygote] = []
         self.started = 0
         self.closed = False
@@ -114,11 +137,18 @@ class ZygotePool:
     # -- public --
 
     def audit(
-        self, file_fd: int, name: str, settings: Any, source: str = "", extra: str = ""
+        self,
+        file_fd: int,
+        name: str,
+        settings: Any,
+        source: str = "",
+        extra: str = "",
+        flavor: str = FULL,
     ) -> AuditReport:
         """Audit one open file in a fresh child of a warm sandbox; never raises for anything
         the file does. `extra` joins the zygote's key (for example a rules fingerprint): a
-        change starts fresh zygotes."""
+        change starts fresh zygotes. `flavor` (see `flavor_for`) only picks which sandbox
+        forks the child; any of them audits any file completely."""
         from zionwm.quarantine.worker import _reopen_read_only, complete  # noqa: PLC0415
 
         try:
@@ -128,7 +158,7 @@ class ZygotePool:
         try:
             for attempt in (1, 2):
                 try:
-                    z = self._zygote_for(source, settings, extra)
+                    z = self._zygote_for(source, settings, extra, flavor)
                 except (OSError, RuntimeError, ValueError) as exc:
                     log.warning("cannot start an audit sandbox for %s: %s", source or "-", exc)
                     return _failed("worker-start", f"the audit sandbox could not start: {exc}")
@@ -158,6 +188,7 @@ class ZygotePool:
             out.append(
                 {
                     "source": z.source,
+                    "flavor": z.flavor,
                     "pid": z.proc.pid,
                     "served": z.served,
                     "inflight": z.inflight,
@@ -185,14 +216,15 @@ class ZygotePool:
 
     # -- zygotes --
 
-    def _zygote_for(self, source: str, settings: Any, extra: str) -> _Zygote:
-        key = json.dumps([source, settings.to_json(), extra], sort_keys=True)
+    def _zygote_for(self, source: str, settings: Any, extra: str, flavor: str) -> _Zygote:
+        key = json.dumps([source, settings.to_json(), extra, flavor], sort_keys=True)
+        slot = (source, flavor)
         now = time.monotonic()
         to_stop: list[_Zygote] = []
         with self._lock:
             if self.closed:
                 raise RuntimeError("the audit pool is closed")
-            z = self._zygotes.get(source)
+            z = self._zygotes.get(slot)
             if z is not None and (z.key != key or not z.alive() or z.served >= self.max_files):
                 self._retire_locked(z, to_stop)
                 z = None
@@ -205,8 +237,8 @@ class ZygotePool:
                 if now - y.last_used > self.idle_seconds or too_many:
                     self._retire_locked(y, to_stop)
             if z is None:
-                z = self._start(source, settings, key)
-                self._zygotes[source] = z
+                z = self._start(source, settings, key, flavor)
+                self._zygotes[slot] = z
             z.served += 1
             z.inflight += 1
             z.last_used = now
@@ -215,8 +247,8 @@ class ZygotePool:
         return z
 
     def _retire_locked(self, z: _Zygote, to_stop: list[_Zygote]) -> None:
-        if self._zygotes.get(z.source) is z:
-            del self._zygotes[z.source]
+        if self._zygotes.get((z.source, z.flavor)) is z:
+            del self._zygotes[(z.source, z.flavor)]
         z.retired = True
         if z.inflight == 0:
             to_stop.append(z)
@@ -236,7 +268,7 @@ class ZygotePool:
         if stop:
             self._stop(z, wait=2.0)
 
-    def _start(self, source: str, settings: Any, key: str) -> _Zygote:
+    def _start(self, source: str, settings: Any, key: str, flavor: str) -> _Zygote:
         from zionwm.quarantine import worker  # noqa: PLC0415
 
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -286,7 +318,7 @@ class ZygotePool:
         self.started += 1
         try:
             parent.settimeout(START_DEADLINE)
-            hello = {"settings": worker.sandbox_settings(settings).to_json()}
+            hello = {"settings": worker.sandbox_settings(settings).to_json(), "flavor": flavor}
             parent.send(json.dumps(hello).encode())
             msg = parent.recv(MSG_MAX)
             ready = json.loads(msg or b"{}")
@@ -300,7 +332,8 @@ class ZygotePool:
             raise RuntimeError(f"audit sandbox start failed: {exc}") from exc
         where = cgroup or "no cgroup"
         log.info("audit sandbox %d for %s ready (%s)", proc.pid, source or "-", where)
-        return _Zygote(key, source, proc, parent, dict(ready.get("versions", {})), cgroup)
+        versions = dict(ready.get("versions", {}))
+        return _Zygote(key, source, flavor, proc, parent, versions, cgroup)
 
     def _stop(self, z: _Zygote, wait: float) -> None:
         # closing the control socket is the zygote's signal to finish and exit
@@ -450,11 +483,16 @@ def _not_dumpable() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
-def _preload(settings: Any) -> dict[str, Any]:
+def _preload(settings: Any, flavor: str) -> dict[str, Any]:
     """Load every scanner once (what each child would otherwise load again) and say which
     versions are in force."""
-    # importing the package loads every scanner's library
     from zionwm.quarantine.audit import magic_type, yara_scan  # noqa: PLC0415
+
+    if flavor == FULL:
+        # the parsers' libraries, which the office, pdf and archive scanners import lazily
+        import oletools.olevba  # noqa: PLC0415, F401
+        import pypdf  # noqa: PLC0415
+        import pypdf.generic  # noqa: PLC0415, F401
 
     in_memory = magic_type.preload()
     magic_type.identify(b"%PDF-1.4\n")
@@ -470,18 +508,25 @@ def _preload(settings: Any) -> dict[str, Any]:
 
 
 def scanner_versions() -> dict[str, Any]:
-    """Versions of the in-process scanners' libraries (the clamd side is asked separately)."""
+    """Versions of the in-process scanners' libraries (the clamd side is asked separately);
+    the Python packages' from their metadata, without importing them."""
+    from importlib import metadata  # noqa: PLC0415
+
     import magic  # noqa: PLC0415
-    import pypdf  # noqa: PLC0415
     import yara  # noqa: PLC0415
-    from oletools import olevba  # noqa: PLC0415
+
+    def dist(name: str) -> str:
+        try:
+            return f"{name} {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            return f"{name} (version unknown)"
 
     lib = magic.version() if hasattr(magic, "version") else None
     return {
         "magic": f"libmagic {lib // 100}.{lib % 100}" if isinstance(lib, int) else "libmagic",
         "yara": f"YARA {yara.__version__}",
-        "office": f"oletools {olevba.__version__}",
-        "pdf": f"pypdf {pypdf.__version__}",
+        "office": dist("oletools"),
+        "pdf": dist("pypdf"),
     }
 
 
@@ -516,7 +561,7 @@ def serve(ctrl: socket.socket) -> int:
     try:
         hello = json.loads(ctrl.recv(MSG_MAX) or b"{}")
         settings = AuditSettings.from_json(hello.get("settings", {}))
-        versions = _preload(settings)
+        versions = _preload(settings, str(hello.get("flavor", FULL)))
     except Exception as exc:
         with contextlib.suppress(OSError):
             error = f"{type(exc).__name__}: {exc}"
