@@ -154,6 +154,8 @@ def changes(before: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
     when nothing that could change a verdict changed."""
     if not before:
         return ["its first audit recorded no signature versions"]
+    if before.get("checked_at") is not None and before.get("checked_at") == now.get("checked_at"):
+        return []  # the very state the audit saw: nothing can have changed
     why = []
     b_av, n_av = before.get("clamd") or {}, now.get("clamd") or {}
     if n_av.get("available"):
