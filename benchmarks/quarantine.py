@@ -74,6 +74,34 @@ def _start_service(policy_file: Path, workers: int, log: Path) -> subprocess.Pop
     return proc
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its children it has reaped (utime+stime+cutime+cstime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu(pids: list[int]) -> float:
+    """CPU of these processes and all their descendants, living or reaped."""
+    total = 0.0
+    todo = list(pids)
+    seen: set[int] = set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += _cpu_seconds(p)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{p}/task"):
+                todo += [
+                    int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text().split()
+                ]
+    return total
+
+
 def _run_batch(
     client: QuarantineClient,
     inbox: Path,
@@ -82,11 +110,13 @@ def _run_batch(
     count: int,
     size: int,
     timeout: float,
+    cpu_pids: list[int] | None = None,
 ) -> dict[str, Any]:
     """Drop `count` files of `size` bytes at once; wait for every one's terminal event."""
     events = QuarantineClient(timeout=timeout)
     events.subscribe()
     payloads = [os.urandom(size) for _ in range(min(count, 8))]
+    cpu0 = _tree_cpu(cpu_pids or [])
     t0 = time.monotonic()
     for n in range(count):
         part = inbox / f"{prefix}{n:05d}.bin.part"
@@ -103,6 +133,9 @@ def _run_batch(
             done[it["id"]] = it
     events.close()
     elapsed = time.monotonic() - t0
+    # what the quarantine cost the machine per file (service, audit sandboxes, clamd):
+    # unlike files/s, this does not depend on what else the machine was running
+    cpu_ms = 1000 * (_tree_cpu(cpu_pids or []) - cpu0) / count
     per_scanner: dict[str, list[float]] = {}
     for it in done.values():
         report = client.request("show", id=it["id"])["item"].get("report") or {}
@@ -115,6 +148,8 @@ def _run_batch(
         "files_per_s": round(count / elapsed, 2),
         "mb_per_s": round(count * size / elapsed / 1e6, 3),
         "released": sum(1 for i in done.values() if i["state"] == "released"),
+        "cpu_ms_per_file": round(cpu_ms, 2),
+        "cpu_bound_files_per_s_on_2_cores": round(2000 / cpu_ms, 1) if cpu_ms else None,
         "scanner_ms_mean": {
             k: round(1000 * sum(v) / len(v), 2) for k, v in sorted(per_scanner.items())
         },
@@ -191,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 client = QuarantineClient(timeout=60)
                 inbox = paths.desktop_inbox("web")
+                cpu_pids = [proc.pid] + ([clamd.pid] if clamd is not None else [])
                 results = {
                     "workers": args.workers,
                     "cpus": os.cpu_count(),
@@ -202,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                         count=args.count_small,
                         size=4096,
                         timeout=1800,
+                        cpu_pids=cpu_pids,
                     ),
                     "large_1MiB": _run_batch(
                         client,
@@ -210,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                         count=args.count_large,
                         size=1 << 20,
                         timeout=1800,
+                        cpu_pids=cpu_pids,
                     ),
                     "clamd_rss_kib": rss_kib_of(clamd.pid) if clamd is not None else None,
                     "service_rss_kib": rss_kib_of(proc.pid),
@@ -232,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
                 f" files/s, {r['mb_per_s']} MB/s; released {r['released']}"
             )
             print(f"{'':>13}scanner ms/file: {r['scanner_ms_mean']}")
+            print(
+                f"{'':>13}CPU per file (service + audit sandboxes + clamd): "
+                f"{r['cpu_ms_per_file']} ms = {r['cpu_bound_files_per_s_on_2_cores']} files/s"
+                " on 2 otherwise idle cores"
+            )
         print(
             f"clamd RSS: {results['clamd_rss_kib']} KiB;"
             f" service RSS: {results['service_rss_kib']} KiB;"
