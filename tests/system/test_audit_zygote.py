@@ -212,3 +212,27 @@ def test_the_zygote_runs_in_the_cgroup_it_is_given(
                 break
             except OSError:
                 time.sleep(0.05)
+
+
+def test_an_idle_zygote_is_stopped_and_its_memory_returned(
+    tmp_path: Path,
+    isolated_env: Path,
+) -> None:
+    pool = ZygotePool(idle_seconds=0.2)
+    try:
+        text = tmp_path / "notes.txt"
+        text.write_bytes(b"meeting at noon\n")
+        assert audit(pool, text, AuditSettings(timeout=30)).verdict is Verdict.CLEAN
+        (zygote,) = pool.stats()["zygotes"]
+        assert zygote["rss_kib"] > 0
+
+        def swept() -> bool:
+            pool.sweep()
+            return not pool.stats()["zygotes"]
+
+        wait_for(swept, 10, "the idle audit sandbox stopped", interval=0.05)
+        assert not Path(f"/proc/{zygote['pid']}").exists() or (
+            Path(f"/proc/{zygote['pid']}/stat").read_text().split(")")[-1].split()[0] == "Z"
+        )
+    finally:
+        pool.close()

@@ -49,7 +49,7 @@ def test_with_antivirus_required_and_no_clamd_it_waits(
     service: Callable[..., QService],  # noqa: F811
 ) -> None:
     pol = policy(hold=0.2)
-    pol["audit"] = {"antivirus": "required"}
+    pol["audit"] = {"antivirus": "required", "clamd_socket": ""}
     svc = service(pol)
     browser_save(paths.desktop_inbox("web"), "notes.txt", b"meeting at noon\n")
 
@@ -131,7 +131,7 @@ def test_kill9_during_the_end_of_hold_rescan_releases_each_file_once(
         'rule nothing_yet { strings: $a = "zz-none-zz" condition: $a }\n'
     )
     pol = policy(hold=1.0)
-    pol["audit"] = {"antivirus": "if-available", "yara_rule_dirs": [str(rules)]}
+    pol["audit"] = {"antivirus": "if-available", "clamd_socket": "", "yara_rule_dirs": [str(rules)]}
     svc = service(pol)
     sent = {f"r{n}.txt": b"report number %d\n" % n for n in range(8)}
     for name, data in sent.items():

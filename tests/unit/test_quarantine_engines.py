@@ -4,6 +4,7 @@ audit cgroup's limits and the words users see."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 
 from zionwm.isolation.spec import DownloadsPolicy, Limits, Verdict
@@ -131,3 +132,12 @@ def test_report_round_trip_keeps_engines_and_rescan() -> None:
     )
     back = AuditReport.from_json(json.loads(json.dumps(r.to_json())))
     assert back == r
+
+
+def test_the_usual_clamd_is_used_unless_told_otherwise() -> None:
+    assert engines.resolve_clamd_socket("/x/clamd.sock") == "/x/clamd.sock"
+    assert engines.resolve_clamd_socket("") is None  # "no antivirus, do not look"
+    expected = (
+        engines.DEFAULT_CLAMD_SOCKET if os.path.exists(engines.DEFAULT_CLAMD_SOCKET) else None
+    )
+    assert engines.resolve_clamd_socket(None) == expected

@@ -174,9 +174,10 @@ def changes(before: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
 
 
 def resolve_clamd_socket(configured: str | None) -> str | None:
-    """The configured socket, else the usual place when a clamd is running there."""
-    if configured:
-        return configured
+    """The configured socket, else the usual place when a clamd is running there; "" means
+    no antivirus and no looking for one (what hermetic tests ask for)."""
+    if configured is not None:
+        return configured or None
     if os.path.exists(DEFAULT_CLAMD_SOCKET):
         return DEFAULT_CLAMD_SOCKET
     return None

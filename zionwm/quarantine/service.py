@@ -370,7 +370,7 @@ def _audit_job(
         # load only in the service process, not in the compositor importing policy_to_json.
         from zionwm.quarantine.worker import AuditSettings  # noqa: PLC0415
 
-        configured = audit.get("clamd_socket")
+        configured = audit.get("clamd_socket")  # None: look at the usual place
         audit = effective_audit(audit)
         engines = engines_now(audit)
         if not configured and not engines["clamd"]["available"]:
@@ -853,6 +853,7 @@ class Service:
             _, _, what, item_id = heapq.heappop(self.timers)
             if what == "inbox-check":
                 self._rewatch(self.inboxes.gone())
+                self.audits.sweep()
                 self._schedule(now + _INBOX_CHECK, "inbox-check", 0)
                 continue
             if what == "settle":

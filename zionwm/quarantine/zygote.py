@@ -176,6 +176,18 @@ class ZygotePool:
         finally:
             os.close(ro)
 
+    def sweep(self) -> None:
+        """Stop zygotes idle for longer than `idle_seconds` (called on a timer: without it an
+        idle zygote would be noticed only at the next audit)."""
+        now = time.monotonic()
+        to_stop: list[_Zygote] = []
+        with self._lock:
+            for z in list(self._zygotes.values()):
+                if z.inflight == 0 and now - z.last_used > self.idle_seconds:
+                    self._retire_locked(z, to_stop)
+        for z in to_stop:
+            self._stop(z, wait=0.5)
+
     def stats(self) -> dict[str, Any]:
         """What the audit side holds now: zygotes, files in flight, resident memory."""
         with self._lock:
