@@ -59,6 +59,38 @@ def audit(
         os.close(fd)
 
 
+def test_a_scanning_child_is_sandboxed_and_holds_only_its_file_and_its_result(
+    tmp_path: Path,
+    isolated_env: Path,
+    pool: ZygotePool,
+) -> None:
+    sample = tmp_path / "notes.txt"
+    sample.write_bytes(b"meeting at noon\n")
+    secret = isolated_env / ".ssh" / "id_ed25519"
+    hidden = (str(secret), str(isolated_env), str(sample), str(tmp_path))
+    fd = os.open(sample, os.O_RDWR)  # even a writable fd reaches the child read-only
+    try:
+        # two files through the same sandbox: the second child sees nothing of the first
+        pool.probe(fd, AuditSettings(timeout=30), hidden)
+        seen = pool.probe(fd, AuditSettings(timeout=30), hidden)
+    finally:
+        os.close(fd)
+    assert seen["net_ns"] != os.readlink("/proc/self/ns/net")
+    assert seen["interfaces"] == ["lo"]
+    assert "unreachable" in seen["network"].lower()
+    assert seen["visible"] == dict.fromkeys(hidden, False)
+    assert seen["fd_readable"] and not seen["fd_writable"]
+    assert not seen["tmp_writable"]  # nowhere to leave anything for the next file
+    assert seen["uid"] == 65534 and seen["cap_eff"] == "0000000000000000"
+    assert seen["seccomp"] == 2
+    assert seen["dumpable"] == 0  # siblings cannot read its memory, nor it theirs
+    assert seen["rlimit_as"] == AuditSettings().memory_max
+    # stdin/out/err (/dev/null), its file, its result pipe, and the fd listing itself
+    extra = set(seen["fds"]) - {0, 1, 2, seen["file_fd"], seen["result_fd"]}
+    assert len(extra) <= 1, seen["fds"]
+    assert seen["pid"] > 2  # a child of the zygote, in the sandbox's pid namespace
+
+
 def test_every_hostile_sample_is_caught_as_by_the_one_shot_worker(
     tmp_path: Path,
     isolated_env: Path,

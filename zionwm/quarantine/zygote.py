@@ -176,6 +176,31 @@ class ZygotePool:
         finally:
             os.close(ro)
 
+    def probe(self, file_fd: int, settings: Any, paths: Sequence[str] = ()) -> dict[str, Any]:
+        """What a child that audits a file can see and do, from inside; for tests."""
+        from zionwm.quarantine.worker import _reopen_read_only  # noqa: PLC0415
+
+        z = self._zygote_for("", settings, "probe", LIGHT)
+        ro = _reopen_read_only(file_fd)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            try:
+                with z.lock:
+                    msg = json.dumps({"name": "probe", "probe": list(paths)}).encode()
+                    socket.send_fds(z.ctrl, [msg], [ro, w])
+            finally:
+                os.close(w)
+                os.close(ro)
+            data, complete = _read_until_eof(r, time.monotonic() + settings.timeout + GRACE)
+        finally:
+            os.close(r)
+            self._done_with(z, crashed=False)
+        body, _, trailer = data.partition(b"\0")
+        if not complete or json.loads(trailer or b"{}").get("rc") != 0:
+            raise RuntimeError(f"probe failed: {trailer!r}")
+        result: dict[str, Any] = json.loads(body)
+        return result
+
     def sweep(self) -> None:
         """Stop zygotes idle for longer than `idle_seconds` (called on a timer: without it an
         idle zygote would be noticed only at the next audit)."""
@@ -489,6 +514,10 @@ def _failed(rule: str, detail: str) -> AuditReport:
 # --- the zygote side (inside the sandbox) ------------------------------------------------------
 
 
+def _prctl_get_dumpable() -> int:
+    return int(ctypes.CDLL(None, use_errno=True).prctl(3, 0, 0, 0, 0))  # PR_GET_DUMPABLE
+
+
 def _not_dumpable() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
@@ -542,8 +571,10 @@ def scanner_versions() -> dict[str, Any]:
     }
 
 
-def _child(file_fd: int, result_fd: int, name: str, settings: Any) -> int:
-    from zionwm.quarantine.worker import audit_open_file  # noqa: PLC0415
+def _child(
+    file_fd: int, result_fd: int, name: str, settings: Any, probe: list[str] | None = None
+) -> int:
+    from zionwm.quarantine.worker import _probe, audit_open_file  # noqa: PLC0415
 
     gc.disable()  # short-lived: the whole heap goes at exit
     signal.set_wakeup_fd(-1)
@@ -559,8 +590,21 @@ def _child(file_fd: int, result_fd: int, name: str, settings: Any) -> int:
             os.closerange(lo + 1, hi)
     cpu = int(settings.timeout) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-    report = audit_open_file(file_fd, name, settings)
-    data = memoryview(json.dumps(report.to_json()).encode())
+    if probe is not None:
+        # evidence for tests, from exactly where a file's audit runs: what it can see and do
+        seen = _probe(file_fd, probe)
+        seen["fds"] = sorted(int(f) for f in os.listdir("/proc/self/fd"))
+        seen["file_fd"], seen["result_fd"] = file_fd, result_fd
+        try:
+            with open("/tmp/zionwm-probe", "w"):
+                seen["tmp_writable"] = True
+        except OSError:
+            seen["tmp_writable"] = False
+        seen["dumpable"] = int(_prctl_get_dumpable())
+        out = seen
+    else:
+        out = audit_open_file(file_fd, name, settings).to_json()
+    data = memoryview(json.dumps(out).encode())
     while data:
         data = data[os.write(result_fd, data) :]
     return 0
@@ -619,12 +663,14 @@ def serve(ctrl: socket.socket) -> int:
                     os.close(fd)
                 continue
             file_fd, result_fd = fds
-            name = str(json.loads(msg).get("name", ""))
+            request = json.loads(msg)
+            name = str(request.get("name", ""))
+            probe = request.get("probe")
             pid = os.fork()
             if pid == 0:
                 rc = 1
                 try:
-                    rc = _child(file_fd, result_fd, name, settings)
+                    rc = _child(file_fd, result_fd, name, settings, probe)
                 finally:
                     os._exit(rc)
             os.close(file_fd)
