@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from zionwm import paths
+from zionwm.quarantine import explain
 from zionwm.quarantine.accounting import audit_limits
 from zionwm.quarantine.client import EventStream
 from zionwm.quarantine.service import policy_to_json
@@ -149,10 +150,17 @@ class QuarantineLink:
         if kind == "released":
             unscanned = " (no antivirus scan)" if item.get("verdict") == "no-antivirus-scan" else ""
             self.server.notify(f"Released {name} from {src} to {item.get('dest', '?')}{unscanned}")
+        elif kind == "held" and item.get("verdict") == "no-antivirus-scan":
+            # say it now: a file that waits for an antivirus may wait a long time
+            self.server.notify(
+                f"Holding {name} from {src}: no antivirus scan. {item.get('reason') or ''}\n"
+                f"zionctl quarantine show {item.get('id', '')}"
+            )
         elif kind in ("rejected", "release-failed"):
             verdict = item.get("verdict") or item.get("reason") or kind
+            words = explain.verdict_words(item.get("verdict")) if item.get("verdict") else ""
             self.server.notify(
-                f"Quarantine kept {name} from {src}: {verdict}\n"
+                f"Quarantine kept {name} from {src}: {verdict}. {words}\n"
                 f"zionctl quarantine show {item.get('id', '')}",
                 urgent=True,
             )
