@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from tests.harness import wait_for
-from zionwm.quarantine.engines import DEFAULT_CLAMD_SOCKET
 
+DEFAULT_CLAMD_SOCKET = "/run/clamav/clamd.ctl"  # Debian's clamav-daemon
 CONFIG = """\
 from zionwm.config import desktop, Downloads
 desktop("personal", colour="#3b82f6")
