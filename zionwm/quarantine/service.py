@@ -1,7 +1,8 @@
 """`zionwm-quarantined`: the quarantine service process.
 
 Owns the pipeline around the store: inboxes (downloads and outboxes) -> audit in worker
-threads (each runs `worker.run_audit`, which sandboxes the scanners in a child) -> verdict
+threads (each hands the file to `zygote.ZygotePool`, which forks a fresh sandboxed child per
+file from a warm sandbox of the source desktop) -> verdict
 and policy -> hold timers -> release; the control socket (`paths.runtime_dir() /
 "quarantine.sock"`, 0600, peers checked with SO_PEERCRED) speaking newline-delimited JSON;
 and the events sent to subscribers (the compositor's notifications and pending badge).

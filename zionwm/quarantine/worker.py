@@ -14,7 +14,10 @@ Two halves in one module:
   runs the scanners of `zionwm.quarantine.audit` on the fd, and prints the report as JSON.
 
 `audit_source` runs the same scanners in-process, without a sandbox, for tests and
-benchmarks; production code calls `run_audit`.
+benchmarks, and `audit_open_file` is what a zygote's child runs (one read of the file, the
+buffer fed to libmagic, YARA and clamd). The service audits through `zygote.ZygotePool`,
+which starts its warm sandboxes with this module's sandbox plan; `run_audit` (a sandbox
+started per file) stays as the reference the zygote path is tested against.
 """
 
 from __future__ import annotations
