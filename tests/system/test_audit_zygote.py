@@ -268,3 +268,19 @@ def test_an_idle_zygote_is_stopped_and_its_memory_returned(
         )
     finally:
         pool.close()
+
+
+def test_a_child_over_its_time_is_killed_and_cannot_inspect_and_the_next_file_is_right(
+    tmp_path: Path,
+    isolated_env: Path,
+    pool: ZygotePool,
+) -> None:
+    big = tmp_path / "big.txt"  # reading and matching 48 MiB takes far more than 50 ms
+    with open(big, "wb") as f:
+        f.write(b"lorem ipsum " * (4 << 20))
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b"meeting at noon\n")
+    report = audit(pool, big, AuditSettings(timeout=0.05))
+    assert [f.rule for f in report.findings] == ["worker-timeout"], report.findings
+    assert report.verdict is Verdict.CANNOT_INSPECT
+    assert audit(pool, text, AuditSettings(timeout=30)).verdict is Verdict.CLEAN
