@@ -284,3 +284,17 @@ def test_a_child_over_its_time_is_killed_and_cannot_inspect_and_the_next_file_is
     assert [f.rule for f in report.findings] == ["worker-timeout"], report.findings
     assert report.verdict is Verdict.CANNOT_INSPECT
     assert audit(pool, text, AuditSettings(timeout=30)).verdict is Verdict.CLEAN
+
+
+def test_a_zygote_is_replaced_after_its_quota_of_files(tmp_path: Path, isolated_env: Path) -> None:
+    pool = ZygotePool(max_files=3)
+    try:
+        text = tmp_path / "notes.txt"
+        text.write_bytes(b"meeting at noon\n")
+        pids = set()
+        for _ in range(7):
+            assert audit(pool, text, AuditSettings(timeout=30)).verdict is Verdict.CLEAN
+            pids |= {z["pid"] for z in pool.stats()["zygotes"]}
+        assert pool.stats()["started"] == 3 and len(pids) == 3
+    finally:
+        pool.close()
