@@ -162,6 +162,28 @@ def cmd_action(args: argparse.Namespace) -> int:
     return _run(args, go)
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Ask for a safe copy and wait until it is released (or kept) as a new item."""
+
+    def go(c: QuarantineClient) -> int:
+        c.request("convert", id=args.id)
+        marker = f"safe copy of item {args.id} "
+        end = time.monotonic() + args.timeout
+        while time.monotonic() < end:
+            for it in c.request("list", all=True)["items"]:
+                if (it.get("reason") or "").startswith(marker) and it["state"] in _TERMINAL:
+                    text = f"item {it['id']}: {it['name']}: {it['state']}"
+                    if it["state"] == "released":
+                        text += f" to {it['dest']} as {it['release_name']}"
+                    _out(args, it, text)
+                    return 0 if it["state"] == "released" else EXIT_REFUSED
+            time.sleep(0.2)
+        print(f"item {args.id}: no safe copy within {args.timeout:g} s", file=sys.stderr)
+        return EXIT_REFUSED
+
+    return _run(args, go)
+
+
 def _wait_terminal(c: QuarantineClient, ids: set[int], timeout: float) -> dict[int, Any]:
     """After `subscribe`: wait for each id's terminal event (or its state if already there)."""
     done: dict[int, Any] = {}
@@ -250,6 +272,13 @@ def add_parser(subparsers: Any) -> None:
     p = qsub.add_parser("rescan", help="audit an item again")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_action, action="rescan")
+    p = qsub.add_parser(
+        "convert",
+        help="make a safe copy (pixels rebuilt as a plain PDF) of a PDF or image",
+    )
+    p.add_argument("id", type=int)
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.set_defaults(func=cmd_convert)
 
     s = subparsers.add_parser(
         "send",
