@@ -42,6 +42,11 @@ EXTERNAL: dict[str, tuple[str, list[str], list[str]]] = {
         ["--count-small", "20", "--count-large", "2", "--json"],
     ),
     "audit": ("benchmarks.audit", ["--reps", "10"], ["--reps", "2"]),
+    "convert": (
+        "benchmarks.convert",
+        ["--pages", "20", "--reps", "3", "--json"],
+        ["--pages", "5", "--reps", "1", "--json"],
+    ),
     "templates": ("benchmarks.templates", ["--runs", "20"], ["--runs", "3"]),
     "network": (
         "benchmarks.network",
