@@ -327,7 +327,8 @@ class Network(_Decl):
 
 class Downloads(_Decl):
     """The desktop's ~/Downloads is a quarantine inbox: audited files are held for `hold`,
-    then released into `release_to`'s Downloads. on_*: "keep", "release" or "delete"."""
+    then released into `release_to`'s Downloads. on_*: "keep", "release" or "delete".
+    safe_copy=True: a kept PDF or image also gets a safe copy (NAME.safe.pdf) released."""
 
     _kind = "Downloads"
 
@@ -339,6 +340,7 @@ class Downloads(_Decl):
         on_suspicious: str = "keep",
         on_malicious: str = "keep",
         on_cannot_inspect: str = "keep",
+        safe_copy: bool = False,
         **unknown: object,
     ) -> None:
         super().__init__(
@@ -348,6 +350,7 @@ class Downloads(_Decl):
                 "on_suspicious": on_suspicious,
                 "on_malicious": on_malicious,
                 "on_cannot_inspect": on_cannot_inspect,
+                "safe_copy": safe_copy,
             },
             unknown,
         )
@@ -932,8 +935,11 @@ def _downloads(decl: object, f: _Fields) -> spec.DownloadsPolicy | None:
     release_to = sub.get("release_to", _name, v["release_to"], "")
     hold = sub.get("hold", _hold, v["hold"], 0.0)
     actions = {k: sub.get(k, _action, v[k], spec.VerdictAction.KEEP) for k in _ACTION_FIELDS}
+    safe_copy = sub.get("safe_copy", _bool, v["safe_copy"], False)
     f.ok = f.ok and sub.ok
-    return spec.DownloadsPolicy(release_to=release_to, hold=hold, **actions)
+    return spec.DownloadsPolicy(
+        release_to=release_to, hold=hold, safe_copy=bool(safe_copy), **actions
+    )
 
 
 _ACTION_FIELDS = ("on_suspicious", "on_malicious", "on_cannot_inspect")

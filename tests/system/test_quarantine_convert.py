@@ -121,3 +121,20 @@ def test_a_pdf_with_javascript_gets_a_safe_copy_and_stays_kept(
     assert copy["reason"].startswith(f"safe copy of item {kept['id']} ")
     assert "2 pages rendered to pixels" in copy["reason"]
     assert not [f for f in item(svc, copy["id"])["report"]["findings"] if f["scanner"] == "pdf"]
+
+
+def test_a_desktop_that_asks_for_safe_copies_gets_one_for_each_kept_document(
+    service: Callable[..., QService],  # noqa: F811
+) -> None:
+    pol = policy()
+    pol["desktops"][0]["downloads"]["safe_copy"] = True
+    svc = service(pol)
+    browser_save(paths.desktop_inbox("web"), "invoice.pdf", pdf_with_javascript(), ORIGIN)
+    browser_save(paths.desktop_inbox("web"), "notes.txt", b"meeting at noon\n")
+    safe = downloads("personal") / "invoice.safe.pdf"
+    wait_for(safe.exists, 120, "the safe copy made and released on its own")
+    assert b"/JavaScript" not in safe.read_bytes()
+    wait_for((downloads("personal") / "notes.txt").exists, 60, "the text released")
+    items = {i["name"]: i for i in svc.client().request("list", all=True)["items"]}
+    assert items["invoice.pdf"]["state"] == "rejected"  # the original stays kept
+    assert "notes.safe.pdf" not in items  # a released file needs no safe copy

@@ -141,3 +141,34 @@ def test_the_usual_clamd_is_used_unless_told_otherwise() -> None:
         engines.DEFAULT_CLAMD_SOCKET if os.path.exists(engines.DEFAULT_CLAMD_SOCKET) else None
     )
     assert engines.resolve_clamd_socket(None) == expected
+
+
+def test_safe_copy_pure_parts() -> None:
+    from zionwm.quarantine.convert import (
+        ConvertError,
+        Page,
+        kind_of,
+        parse_ppm_stream,
+        ppm_stream,
+        safe_name,
+    )
+
+    assert safe_name("invoice.pdf") == "invoice.safe.pdf"
+    assert safe_name("photo.PNG") == "photo.safe.pdf"
+    assert kind_of(b"%PDF-1.7\n") == "pdf" and kind_of(b"\x89PNG\r\n\x1a\n....") == "image"
+    assert kind_of(b"PK\x03\x04") is None
+    pages = [Page(2, 1, bytes(6)), Page(1, 1, b"\xff\x00\x00")]
+    assert parse_ppm_stream(ppm_stream(pages)) == pages
+    for bad in (b"", b"P5\n1 1\n255\n\x00", b"P6\n1 1\n65535\n" + bytes(6), b"P6\n2 2\n255\n\x00"):
+        try:
+            parse_ppm_stream(bad)
+        except ConvertError:
+            continue
+        raise AssertionError(f"accepted {bad!r}")
+    huge = b"P6\n100000 100000\n255\n"
+    try:
+        parse_ppm_stream(huge)
+    except ConvertError as e:
+        assert "not a page size" in str(e)
+    else:
+        raise AssertionError("accepted a giant page")

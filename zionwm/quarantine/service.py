@@ -120,6 +120,7 @@ def _policy_json(p: DownloadsPolicy) -> dict[str, Any]:
         "on_suspicious": p.on_suspicious.value,
         "on_malicious": p.on_malicious.value,
         "on_cannot_inspect": p.on_cannot_inspect.value,
+        "safe_copy": p.safe_copy,
     }
 
 
@@ -136,6 +137,7 @@ def _policy_from(d: dict[str, Any], release_to: str) -> DownloadsPolicy:
         on_suspicious=VerdictAction(d.get("on_suspicious", "keep")),
         on_malicious=VerdictAction(d.get("on_malicious", "keep")),
         on_cannot_inspect=VerdictAction(d.get("on_cannot_inspect", "keep")),
+        safe_copy=bool(d.get("safe_copy", False)),
     )
 
 
@@ -815,7 +817,19 @@ class Service:
         else:
             item = self.store.transition(item.id, State.REJECTED, content=True, **fields)
             self._emit("rejected", item)
+            self._safe_copy_if_asked(item)
         log.info("item %d %r: %s -> %s", item.id, item.name, verdict.value, item.state.value)
+
+    def _safe_copy_if_asked(self, item: Item) -> None:
+        """A kept PDF or image from a desktop whose policy asks for it gets a safe copy."""
+        if item.kind is not Kind.DOWNLOAD or (item.reason or "").startswith(SAFE_COPY):
+            return
+        policy = self.config.downloads.get(item.source)
+        if policy is None or not policy.safe_copy:
+            return
+        reply = self._cmd_convert(item.id)
+        if not reply["ok"]:
+            log.info("item %d: no safe copy: %s", item.id, reply["error"])
 
     def _finish_delete(self, item: Item) -> Item:
         then = State(item.then_state) if item.then_state else State.DELETED
