@@ -74,6 +74,34 @@ def _start_service(policy_file: Path, workers: int, log: Path) -> subprocess.Pop
     return proc
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its children it has reaped (utime+stime+cutime+cstime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu(pids: list[int]) -> float:
+    """CPU of these processes and all their descendants, living or reaped."""
+    total = 0.0
+    todo = list(pids)
+    seen: set[int] = set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += _cpu_seconds(p)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{p}/task"):
+                todo += [
+                    int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text().split()
+                ]
+    return total
+
+
 def _run_batch(
     client: QuarantineClient,
     inbox: Path,
@@ -82,12 +110,15 @@ def _run_batch(
     count: int,
     size: int,
     timeout: float,
+    cpu_pids: list[int] | None = None,
 ) -> dict[str, Any]:
     """Drop `count` files of `size` bytes at once; wait for every one's terminal event."""
     events = QuarantineClient(timeout=timeout)
     events.subscribe()
     payloads = [os.urandom(size) for _ in range(min(count, 8))]
+    cpu0 = _tree_cpu(cpu_pids or [])
     t0 = time.monotonic()
+    wall0 = time.time()
     for n in range(count):
         part = inbox / f"{prefix}{n:05d}.bin.part"
         part.write_bytes(payloads[n % len(payloads)] + b"%d" % n)
@@ -103,11 +134,23 @@ def _run_batch(
             done[it["id"]] = it
     events.close()
     elapsed = time.monotonic() - t0
+    # what the quarantine cost the machine per file (service, audit sandboxes, clamd):
+    # unlike files/s, this does not depend on what else the machine was running
+    cpu_ms = 1000 * (_tree_cpu(cpu_pids or []) - cpu0) / count
     per_scanner: dict[str, list[float]] = {}
+    stages: dict[str, list[float]] = {"taken": [], "audited": [], "released": []}
     for it in done.values():
-        report = client.request("show", id=it["id"])["item"].get("report") or {}
+        full = client.request("show", id=it["id"])["item"]
+        report = full.get("report") or {}
         for scanner, secs in report.get("durations", {}).items():
             per_scanner.setdefault(scanner, []).append(secs)
+        # when each stage of each file was done, from the drop of the first file (hold 0:
+        # hold_until is the moment its audit was recorded)
+        stages["taken"].append(full["received_at"] - wall0)
+        if full.get("hold_until") is not None:
+            stages["audited"].append(full["hold_until"] - wall0)
+        if full.get("released_at") is not None:
+            stages["released"].append(full["released_at"] - wall0)
     return {
         "files": count,
         "file_bytes": size,
@@ -115,10 +158,53 @@ def _run_batch(
         "files_per_s": round(count / elapsed, 2),
         "mb_per_s": round(count * size / elapsed / 1e6, 3),
         "released": sum(1 for i in done.values() if i["state"] == "released"),
+        "cpu_ms_per_file": round(cpu_ms, 2),
+        "cpu_bound_files_per_s_on_2_cores": round(2000 / cpu_ms, 1) if cpu_ms else None,
+        "all_done_by_s": {k: round(max(v), 2) for k, v in stages.items() if v},
         "scanner_ms_mean": {
             k: round(1000 * sum(v) / len(v), 2) for k, v in sorted(per_scanner.items())
         },
     }
+
+
+def _bare(tmp: Path, clamd: Any, prefix: str, count: int, size: int) -> dict[str, Any]:
+    """The same kind of files through bare `clamdscan` (the same clamd) and bare `yara`
+    (the bundled rules), each over the whole directory in one run."""
+    d = tmp / f"bare-{prefix}"
+    d.mkdir()
+    payloads = [os.urandom(size) for _ in range(min(count, 8))]
+    for n in range(count):
+        (d / f"{prefix}{n:05d}.bin").write_bytes(payloads[n % len(payloads)] + b"%d" % n)
+    out: dict[str, Any] = {}
+    rules = Path(__file__).resolve().parent.parent / "zionwm" / "quarantine" / "rules"
+    if shutil.which("yara"):
+        t0 = time.monotonic()
+        subprocess.run(
+            ["yara", "-r", "-p", "2", *sorted(str(p) for p in rules.glob("*.yar")), str(d)],
+            capture_output=True,
+            check=False,
+        )
+        el = time.monotonic() - t0
+        out["yara"] = {
+            "files_per_s": round(count / el, 1),
+            "mb_per_s": round(count * size / el / 1e6, 2),
+        }
+    if clamd is not None and shutil.which("clamdscan"):
+        conf = tmp / f"clamdscan-{prefix}.conf"
+        conf.write_text(f"LocalSocket {clamd.socket_path}\n")
+        t0 = time.monotonic()
+        subprocess.run(
+            ["clamdscan", f"--config-file={conf}", "--multiscan", "--fdpass", "--quiet", str(d)],
+            capture_output=True,
+            check=False,
+        )
+        el = time.monotonic() - t0
+        out["clamdscan"] = {
+            "files_per_s": round(count / el, 1),
+            "mb_per_s": round(count * size / el / 1e6, 2),
+        }
+    shutil.rmtree(d)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,16 +228,16 @@ def main(argv: list[str] | None = None) -> int:
                     {"desktop": "personal"},
                 ],
             }
+            policy["audit"] = {"antivirus": "if-available"}
             if clamd is not None:
-                policy["audit"] = {
-                    "clamd_socket": clamd.socket_path,
-                }
+                policy["audit"]["clamd_socket"] = clamd.socket_path
             pf = tmp / "policy.json"
             pf.write_text(json.dumps(policy))
             proc = _start_service(pf, args.workers, tmp / "service.log")
             try:
                 client = QuarantineClient(timeout=60)
                 inbox = paths.desktop_inbox("web")
+                cpu_pids = [proc.pid] + ([clamd.pid] if clamd is not None else [])
                 results = {
                     "workers": args.workers,
                     "cpus": os.cpu_count(),
@@ -163,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                         count=args.count_small,
                         size=4096,
                         timeout=1800,
+                        cpu_pids=cpu_pids,
                     ),
                     "large_1MiB": _run_batch(
                         client,
@@ -171,9 +258,13 @@ def main(argv: list[str] | None = None) -> int:
                         count=args.count_large,
                         size=1 << 20,
                         timeout=1800,
+                        cpu_pids=cpu_pids,
                     ),
                     "clamd_rss_kib": rss_kib_of(clamd.pid) if clamd is not None else None,
                     "service_rss_kib": rss_kib_of(proc.pid),
+                    "audit_side": client.request("status").get("audit_sandboxes"),
+                    "bare_4KiB": _bare(tmp, clamd, "s", args.count_small, 4096),
+                    "bare_1MiB": _bare(tmp, clamd, "l", args.count_large, 1 << 20),
                 }
                 client.close()
             finally:
@@ -190,10 +281,18 @@ def main(argv: list[str] | None = None) -> int:
                 f" files/s, {r['mb_per_s']} MB/s; released {r['released']}"
             )
             print(f"{'':>13}scanner ms/file: {r['scanner_ms_mean']}")
+            print(f"{'':>13}every file taken / audited / released by (s): {r['all_done_by_s']}")
+            print(
+                f"{'':>13}CPU per file (service + audit sandboxes + clamd): "
+                f"{r['cpu_ms_per_file']} ms = {r['cpu_bound_files_per_s_on_2_cores']} files/s"
+                " on 2 otherwise idle cores"
+            )
         print(
             f"clamd RSS: {results['clamd_rss_kib']} KiB;"
-            f" service RSS: {results['service_rss_kib']} KiB"
+            f" service RSS: {results['service_rss_kib']} KiB;"
+            f" audit sandboxes RSS: {(results['audit_side'] or {}).get('rss_kib')} KiB"
         )
+        print(f"bare, same files: 4 KiB {results['bare_4KiB']}; 1 MiB {results['bare_1MiB']}")
     return 0
 
 

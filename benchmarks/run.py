@@ -43,10 +43,15 @@ EXTERNAL: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "quarantine": (
         "benchmarks.quarantine",
-        ["--count-small", "100", "--count-large", "10", "--json"],
+        ["--count-small", "1000", "--count-large", "40", "--json"],
         ["--count-small", "20", "--count-large", "2", "--json"],
     ),
     "audit": ("benchmarks.audit", ["--reps", "10"], ["--reps", "2"]),
+    "convert": (
+        "benchmarks.convert",
+        ["--pages", "20", "--reps", "3", "--json"],
+        ["--pages", "5", "--reps", "1", "--json"],
+    ),
     "templates": ("benchmarks.templates", ["--runs", "20"], ["--runs", "3"]),
     "network": (
         "benchmarks.network",

@@ -141,7 +141,10 @@ class Settings:
     repeat_delay: int = 600  # milliseconds
     clipboard_max_bytes: int = 1024 * 1024
     clipboard_mime_types: tuple[str, ...] = TEXT_MIME_TYPES
-    clamd_socket: Path | None = None  # None: no clamd scan in the quarantine
+    clamd_socket: Path | None = None  # None: the clamd at /run/clamav/clamd.ctl, if running
+    # files no antivirus looked at: "required" = they wait for one; "if-available" = they
+    # are released after the hold, marked "no antivirus scan"
+    antivirus: str = "required"
     yara_rule_dirs: tuple[Path, ...] = ()  # in addition to the rules shipped with zionwm
     cursor_theme: str | None = None  # None: XCURSOR_THEME or the default theme
     cursor_size: int = 24
@@ -326,7 +329,8 @@ class Network(_Decl):
 
 class Downloads(_Decl):
     """The desktop's ~/Downloads is a quarantine inbox: audited files are held for `hold`,
-    then released into `release_to`'s Downloads. on_*: "keep", "release" or "delete"."""
+    then released into `release_to`'s Downloads. on_*: "keep", "release" or "delete".
+    safe_copy=True: a kept PDF or image also gets a safe copy (NAME.safe.pdf) released."""
 
     _kind = "Downloads"
 
@@ -338,6 +342,7 @@ class Downloads(_Decl):
         on_suspicious: str = "keep",
         on_malicious: str = "keep",
         on_cannot_inspect: str = "keep",
+        safe_copy: bool = False,
         **unknown: object,
     ) -> None:
         super().__init__(
@@ -347,6 +352,7 @@ class Downloads(_Decl):
                 "on_suspicious": on_suspicious,
                 "on_malicious": on_malicious,
                 "on_cannot_inspect": on_cannot_inspect,
+                "safe_copy": safe_copy,
             },
             unknown,
         )
@@ -429,6 +435,7 @@ def settings(
     clipboard_max_bytes: Size = None,
     clipboard_mime_types: Sequence[str] | None = None,
     clamd_socket: str | None = None,
+    antivirus: str | None = None,
     yara_rule_dirs: Sequence[str] | None = None,
     cursor_theme: str | None = None,
     cursor_size: int | None = None,
@@ -930,8 +937,11 @@ def _downloads(decl: object, f: _Fields) -> spec.DownloadsPolicy | None:
     release_to = sub.get("release_to", _name, v["release_to"], "")
     hold = sub.get("hold", _hold, v["hold"], 0.0)
     actions = {k: sub.get(k, _action, v[k], spec.VerdictAction.KEEP) for k in _ACTION_FIELDS}
+    safe_copy = sub.get("safe_copy", _bool, v["safe_copy"], False)
     f.ok = f.ok and sub.ok
-    return spec.DownloadsPolicy(release_to=release_to, hold=hold, **actions)
+    return spec.DownloadsPolicy(
+        release_to=release_to, hold=hold, safe_copy=bool(safe_copy), **actions
+    )
 
 
 _ACTION_FIELDS = ("on_suspicious", "on_malicious", "on_cannot_inspect")
@@ -1156,6 +1166,12 @@ _STANDALONE_KEY = re.compile(r"F\d+|XF86\w+|Print|Pause|Scroll_Lock|Menu")
 _SETTINGS_FIELDS = tuple(f for f in Settings.__dataclass_fields__ if f != "source")
 
 
+def _antivirus_mode(v: object) -> str:
+    if v not in ("required", "if-available"):
+        raise ValueError(f'{v!r} is not "required" or "if-available"')
+    return str(v)
+
+
 def _check_settings(load: _Load, report: _Report, source: Path) -> Settings:
     given: dict[str, tuple[int, object]] = {}
     for line, values in load.settings:
@@ -1186,6 +1202,7 @@ def _check_settings(load: _Load, report: _Report, source: Path) -> Settings:
     conv("clipboard_max_bytes", parse_size)
     conv("clipboard_mime_types", _mime_types)
     conv("clamd_socket", lambda v: Path(_abs_paths([v])[0]) if v is not None else None)
+    conv("antivirus", _antivirus_mode)
     conv("yara_rule_dirs", lambda v: tuple(Path(p) for p in _abs_paths(v)))
     conv("cursor_theme", _plain_string)
     conv("cursor_size", _int_in(8, 512))

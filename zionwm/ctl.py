@@ -312,8 +312,29 @@ def cmd_outputs(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     with connect(args) as c:
         result = c.request("status")
+    if isinstance(result, dict):
+        result.update(_audit_status())
     _emit(args, result, lambda: format_mapping(result) if isinstance(result, dict) else str(result))
     return 0
+
+
+def _audit_status() -> dict[str, str]:
+    """Whether downloads are scanned by an antivirus, and what the audit side holds, asked
+    of the quarantine service."""
+    from zionwm.quarantine import explain  # noqa: PLC0415
+    from zionwm.quarantine.client import QuarantineClient  # noqa: PLC0415
+
+    try:
+        with QuarantineClient(timeout=5.0) as q:
+            st = q.request("status")
+    except Exception as exc:  # the compositor's status stands without it
+        return {"antivirus": f"unknown: the quarantine service does not answer ({exc})"}
+    boxes = st.get("audit_sandboxes") or {}
+    return {
+        "antivirus": explain.antivirus_summary(st.get("engines") or {}, str(st.get("antivirus"))),
+        "audit sandboxes": f"{len(boxes.get('zygotes', []))} running, "
+        f"{(boxes.get('rss_kib') or 0) // 1024} MiB resident",
+    }
 
 
 def _command_argv(args: argparse.Namespace) -> list[str]:

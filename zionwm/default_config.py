@@ -65,4 +65,7 @@ bind("Super+Shift+C", "clipboard-copy")
 bind("Super+Shift+V", "clipboard-paste")
 
 # settings(keyboard_layout="de", keyboard_options="caps:escape", repeat_rate=30)
-# settings(clamd_socket="/run/clamav/clamd.ctl")  # scan downloads with clamd too
+# Downloads are scanned by the clamd at /run/clamav/clamd.ctl when one runs there (Debian's
+# clamav-daemon); without one they wait in quarantine, marked "no antivirus scan", unless:
+# settings(antivirus="if-available")  # release them after the hold anyway
+# settings(clamd_socket="/run/clamd.scan/clamd.sock")  # a clamd somewhere else

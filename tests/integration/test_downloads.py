@@ -14,6 +14,7 @@ import pytest
 
 from tests.harness import Compositor, wait_for
 from tests.system.clamd_fixture import EICAR, Clamd, clamd  # noqa: F401 (fixture)
+from zionwm.quarantine.engines import DEFAULT_CLAMD_SOCKET
 
 CONFIG = """\
 from zionwm.config import desktop, Downloads, settings
@@ -83,7 +84,11 @@ def test_clean_download_is_released_with_its_origin_and_eicar_is_kept(
 def test_quarantine_service_is_restarted_after_a_crash(make_compositor: Any) -> None:
     import signal
 
-    comp = make_compositor(CONFIG.format(sock=None).replace("settings(clamd_socket=None)", ""))
+    comp = make_compositor(
+        CONFIG.format(sock=None).replace(
+            "settings(clamd_socket=None)", 'settings(antivirus="if-available")'
+        )
+    )
     pid = wait_for(lambda: comp.zjson("status")["quarantine"]["pid"], 20, "the service")
     wait_for(lambda: comp.zjson("status")["quarantine"]["running"], 20, "the service ready")
     os.kill(pid, signal.SIGKILL)
@@ -127,7 +132,11 @@ def test_a_real_browser_in_the_web_desktop_downloads_through_quarantine(
     chromium = "/usr/lib/chromium/chromium"  # the /usr/bin wrapper reads /etc/chromium.d
     if not Path(chromium).exists() or shutil.which("chromium") is None:
         pytest.skip("Debian's chromium package is not installed")
-    comp = make_compositor(CONFIG.format(sock=None).replace("settings(clamd_socket=None)", ""))
+    comp = make_compositor(
+        CONFIG.format(sock=None).replace(
+            "settings(clamd_socket=None)", 'settings(antivirus="if-available")'
+        )
+    )
     comp.zionctl("switch", "web")
     script = (
         "mkdir -p /tmp/srv && cd /tmp/srv && printf 'quarterly numbers\\n' > report.txt && "
@@ -145,7 +154,10 @@ def test_a_real_browser_in_the_web_desktop_downloads_through_quarantine(
     wait_for(target.exists, 90, "the browser's download to be audited and released")
     assert target.read_bytes() == b"quarterly numbers\n"
     audit = json.loads(os.getxattr(target, "user.zionwm.audit"))
-    assert audit["verdict"] == "clean"
+    # no clamd in this test, unless one runs at the usual place
+    assert audit["verdict"] == (
+        "clean" if os.path.exists(DEFAULT_CLAMD_SOCKET) else "no-antivirus-scan"
+    )
     # nothing of it is left in the web desktop
     inbox = comp.data / "zionwm" / "desktops" / "web"
     assert not [p for p in inbox.rglob("report.txt*")]

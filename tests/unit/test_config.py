@@ -772,6 +772,33 @@ def test_settings_problems(tmp_path: Path) -> None:
     ]
 
 
+def test_antivirus_setting(tmp_path: Path) -> None:
+    assert cfg.Settings().antivirus == "required"  # files no antivirus saw wait by default
+    found = problems(tmp_path, OK_DESKTOP + 'settings(antivirus="sometimes")\n')
+    assert found == [
+        (3, "error", 'settings: antivirus: \'sometimes\' is not "required" or "if-available"')
+    ]
+    config, errors = load_config(
+        write(tmp_path, 'desktop("a", colour="#112233")\nsettings(antivirus="if-available")\n')
+    )
+    assert errors == [] and config is not None
+    assert config.settings.antivirus == "if-available"
+
+
+def test_downloads_safe_copy_option(tmp_path: Path) -> None:
+    config, errors = load_config(
+        write(
+            tmp_path,
+            'desktop("p", colour="#112233")\n'
+            'desktop("w", colour="#332211", downloads=Downloads(release_to="p", safe_copy=True))\n',
+        )
+    )
+    assert errors == [] and config is not None
+    (web,) = [d for d in config.desktops if d.name == "w"]
+    assert web.downloads is not None and web.downloads.safe_copy
+    assert not cfg.Downloads("p")._values["safe_copy"]
+
+
 def test_keyboard_layout_is_checked_by_building_the_keymap(tmp_path: Path) -> None:
     found = problems(tmp_path, OK_DESKTOP + 'settings(keyboard_layout="xx")\n')
     if found and "no xkb data here" in found[0][2]:

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from zionwm import paths
 from zionwm.isolation import storage
+from zionwm.quarantine import explain
+from zionwm.quarantine.accounting import audit_limits
 from zionwm.quarantine.client import EventStream
 from zionwm.quarantine.inbox import is_candidate_name
 from zionwm.quarantine.report import printable
@@ -146,11 +148,29 @@ class QuarantineLink:
         rules = getattr(settings, "yara_rule_dirs", ())
         if rules:
             audit["yara_rule_dirs"] = [str(r) for r in rules]
-        data = policy_to_json(self.server.config.desktops, audit=audit)
+        audit["antivirus"] = getattr(settings, "antivirus", "required")
+        data = policy_to_json(
+            self.server.config.desktops, audit=audit, audit_cgroups=self._audit_cgroups()
+        )
         tmp = self.policy_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1))
         os.chmod(tmp, 0o600)
         tmp.replace(self.policy_path)
+
+    def _audit_cgroups(self) -> dict[str, list[str]]:
+        """Per source desktop, the cgroup its audits are accounted in: beside the desktop's
+        own (not inside it, so a frozen desktop does not freeze its pending audits), with
+        limits derived from the desktop's."""
+        iso = getattr(self.server, "isolation", None)
+        manager = getattr(iso, "cgroups", None)
+        if manager is None or not hasattr(manager, "audit_group"):
+            return {}
+        out: dict[str, list[str]] = {}
+        for spec in self.server.config.desktops:
+            cg = manager.audit_group(spec.name, audit_limits(spec.limits))
+            if cg is not None:
+                out[spec.name] = [str(p) for p in cg.procs_files()]
+        return out
 
     def start(self) -> None:
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
@@ -214,7 +234,9 @@ class QuarantineLink:
             if isinstance(item.get(key), str):
                 item[key] = printable(item[key])
         src = printable(str(item.get("source", "?")), 40)
-        if kind in ("released", "rejected", "release-failed"):
+        if kind in ("released", "rejected", "release-failed") or (
+            kind == "held" and item.get("verdict") == "no-antivirus-scan"
+        ):
             self._notify(kind, src, item)
         self.server.emit("quarantine", {"event": kind, "item": item})
 
@@ -229,11 +251,19 @@ class QuarantineLink:
         name = item.get("name", "?")
         if kind == "released":
             dest = printable(str(item.get("dest", "?")), 40)
-            self.server.notify(f"Released {name} from {src} to {dest}")
-        else:
-            verdict = item.get("verdict") or item.get("reason") or kind
+            unscanned = " (no antivirus scan)" if item.get("verdict") == "no-antivirus-scan" else ""
+            self.server.notify(f"Released {name} from {src} to {dest}{unscanned}")
+        elif kind == "held" and item.get("verdict") == "no-antivirus-scan":
+            # say it now: a file that waits for an antivirus may wait a long time
             self.server.notify(
-                f"Quarantine kept {name} from {src}: {printable(str(verdict))}\n"
+                f"Holding {name} from {src}: no antivirus scan. {item.get('reason') or ''}\n"
+                f"zionctl quarantine show {item.get('id', '')}"
+            )
+        elif kind in ("rejected", "release-failed"):
+            verdict = item.get("verdict") or item.get("reason") or kind
+            words = explain.verdict_words(item.get("verdict")) if item.get("verdict") else ""
+            self.server.notify(
+                f"Quarantine kept {name} from {src}: {printable(str(verdict))}. {words}\n"
                 f"zionctl quarantine show {item.get('id', '')}",
                 urgent=True,
             )

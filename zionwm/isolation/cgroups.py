@@ -1072,6 +1072,7 @@ class CgroupManager:
         self.root_name = root_name
         self._facts = dict(facts or {})
         self._desktops: dict[str, DesktopCgroup] = {}
+        self._audit: dict[str, DesktopCgroup] = {}  # "<desktop>.audit": the quarantine's
 
     @classmethod
     def probe(
@@ -1152,6 +1153,21 @@ class CgroupManager:
     def get(self, name: str) -> DesktopCgroup | None:
         return self._desktops.get(name)
 
+    def audit_group(self, desktop: str, limits: Limits) -> DesktopCgroup | None:
+        """The group a desktop's quarantine audits are charged to, beside its own (the dot
+        keeps it apart from every desktop name); None where we cannot create groups."""
+        if not DESKTOP_NAME_RE.match(desktop) or self.status.membership is None:
+            return None
+        name = f"{desktop}.audit"
+        cg = self._audit.get(name)
+        if cg is None:
+            cg = self._create(name)
+            if cg is None:
+                return None
+            self._audit[name] = cg
+        cg.apply_limits(limits)
+        return cg
+
     @property
     def desktops(self) -> dict[str, DesktopCgroup]:
         return dict(self._desktops)
@@ -1185,8 +1201,9 @@ class CgroupManager:
 
     def cleanup(self) -> None:
         """Remove our empty desktop groups and root groups (busy ones are left, logged)."""
-        for cg in list(self._desktops.values()):
+        for cg in [*self._desktops.values(), *self._audit.values()]:
             cg.remove()
+        self._audit.clear()
         self._remove_stale()
         for root in self._roots().values():
             with contextlib.suppress(OSError):
@@ -1196,7 +1213,8 @@ class CgroupManager:
         for root in self._roots().values():
             with contextlib.suppress(OSError):
                 for child in root.iterdir():
-                    stale = child.is_dir() and child.name not in self._desktops
+                    ours = child.name in self._desktops or child.name in self._audit
+                    stale = child.is_dir() and not ours
                     if stale and not _rmdir_tree(child):
                         log.info("removed stale desktop cgroup %s", child)
 

@@ -60,6 +60,8 @@ class NetworkPolicy:
 
 class Verdict(StrEnum):
     CLEAN = "clean"
+    # every scanner ran and found nothing, but no antivirus looked at it: never "clean"
+    NO_ANTIVIRUS = "no-antivirus-scan"
     SUSPICIOUS = "suspicious"
     MALICIOUS = "malicious"
     CANNOT_INSPECT = "cannot-inspect"
@@ -80,6 +82,9 @@ class DownloadsPolicy:
     on_suspicious: VerdictAction = VerdictAction.KEEP
     on_malicious: VerdictAction = VerdictAction.KEEP
     on_cannot_inspect: VerdictAction = VerdictAction.KEEP
+    # a kept PDF or image gets a safe copy (pixels rebuilt as a plain PDF), released as a
+    # new item; the original stays kept
+    safe_copy: bool = False
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from zionwm.quarantine import explain
 from zionwm.quarantine.client import QuarantineClient, QuarantineError, socket_path
 from zionwm.quarantine.report import printable as _p
 
@@ -94,8 +95,16 @@ def format_item(it: dict[str, Any]) -> str:
     if it.get("reason"):
         lines.append(f"  reason     {_p(it['reason'])}")
     report = it.get("report")
+    if it.get("verdict"):
+        lines.append(f"  meaning    {explain.verdict_words(it.get('verdict'))}")
     if report:
-        lines.append(f"  scanners   {', '.join(report.get('scanners', [])) or '-'}")
+        for n, line in enumerate(explain.scanner_lines(report)):
+            lines.append(f"  {'checks' if n == 0 else '':<10} {line}")
+        kept = explain.why_kept(it)
+        for n, line in enumerate(kept if it["state"] != "released" or kept else []):
+            lines.append(f"  {'why' if n == 0 else '':<10} {line}")
+        for line in explain.rescan_lines(report):
+            lines.append(f"  rescan     {line}")
         for f in report.get("findings", []):
             lines.append(
                 f"  finding    [{f['verdict']}] {f['scanner']}/{_p(f['rule'])}: {_p(f['detail'])}"
@@ -155,6 +164,28 @@ def cmd_action(args: argparse.Namespace) -> int:
             text += f" to {item['dest']} as {_p(item['release_name'])}"
         _out(args, item, text)
         return 0
+
+    return _run(args, go)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Ask for a safe copy and wait until it is released (or kept) as a new item."""
+
+    def go(c: QuarantineClient) -> int:
+        c.request("convert", id=args.id)
+        marker = f"safe copy of item {args.id} "
+        end = time.monotonic() + args.timeout
+        while time.monotonic() < end:
+            for it in c.request("list", all=True)["items"]:
+                if (it.get("reason") or "").startswith(marker) and it["state"] in _TERMINAL:
+                    text = f"item {it['id']}: {it['name']}: {it['state']}"
+                    if it["state"] == "released":
+                        text += f" to {it['dest']} as {it['release_name']}"
+                    _out(args, it, text)
+                    return 0 if it["state"] == "released" else EXIT_REFUSED
+            time.sleep(0.2)
+        print(f"item {args.id}: no safe copy within {args.timeout:g} s", file=sys.stderr)
+        return EXIT_REFUSED
 
     return _run(args, go)
 
@@ -247,6 +278,13 @@ def add_parser(subparsers: Any) -> None:
     p = qsub.add_parser("rescan", help="audit an item again")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_action, action="rescan")
+    p = qsub.add_parser(
+        "convert",
+        help="make a safe copy (pixels rebuilt as a plain PDF) of a PDF or image",
+    )
+    p.add_argument("id", type=int)
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.set_defaults(func=cmd_convert)
 
     s = subparsers.add_parser(
         "send",

@@ -6,17 +6,24 @@ Serialises to JSON so the worker can hand it back across the sandbox boundary.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from zionwm.isolation.spec import Verdict
 
 _SEVERITY = {
     Verdict.CLEAN: 0,
-    Verdict.CANNOT_INSPECT: 1,
-    Verdict.SUSPICIOUS: 2,
-    Verdict.MALICIOUS: 3,
+    Verdict.NO_ANTIVIRUS: 1,
+    Verdict.CANNOT_INSPECT: 2,
+    Verdict.SUSPICIOUS: 3,
+    Verdict.MALICIOUS: 4,
 }
+
+
+def severity(verdict: Verdict) -> int:
+    """Order of verdicts from clean (0) to malicious: a rescan keeps an item whose verdict
+    got worse."""
+    return _SEVERITY[verdict]
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,10 @@ class AuditReport:
     findings: tuple[Finding, ...] = ()
     scanners: tuple[str, ...] = ()  # scanners that ran to completion
     durations: dict[str, float] = field(default_factory=dict)  # scanner -> seconds
+    # what looked at the file: scanner -> {"version", "signatures", "signatures_date", ...}
+    engines: dict[str, Any] = field(default_factory=dict)
+    # set when the file was scanned again at the end of its hold: why, and what it was before
+    rescan: dict[str, Any] | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -43,11 +54,24 @@ class AuditReport:
         return worst
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["verdict"] = self.verdict.value
-        for f in d["findings"]:
-            f["verdict"] = Verdict(f["verdict"]).value
-        return d
+        # by hand, not dataclasses.asdict: the store writes this at every transition, and
+        # asdict's deep copy of `engines` was most of the service's own time per file
+        return {
+            "findings": [
+                {
+                    "scanner": f.scanner,
+                    "rule": f.rule,
+                    "detail": f.detail,
+                    "verdict": f.verdict.value,
+                }
+                for f in self.findings
+            ],
+            "scanners": list(self.scanners),
+            "durations": dict(self.durations),
+            "engines": self.engines,
+            "rescan": self.rescan,
+            "verdict": self.verdict.value,
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> AuditReport:
@@ -58,6 +82,8 @@ class AuditReport:
             ),
             scanners=tuple(d.get("scanners", ())),
             durations=dict(d.get("durations", {})),
+            engines=dict(d.get("engines") or {}),
+            rescan=dict(d["rescan"]) if d.get("rescan") else None,
         )
 
 

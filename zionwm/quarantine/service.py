@@ -1,7 +1,8 @@
 """`zionwm-quarantined`: the quarantine service process.
 
 Owns the pipeline around the store: inboxes (downloads and outboxes) -> audit in worker
-threads (each runs `worker.run_audit`, which sandboxes the scanners in a child) -> verdict
+threads (each hands the file to `zygote.ZygotePool`, which forks a fresh sandboxed child per
+file from a warm sandbox of the source desktop) -> verdict
 and policy -> hold timers -> release; the control socket (`paths.runtime_dir() /
 "quarantine.sock"`, 0600, peers checked with SO_PEERCRED) speaking newline-delimited JSON;
 and the events sent to subscribers (the compositor's notifications and pending badge).
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import heapq
@@ -38,6 +40,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -49,6 +52,12 @@ from typing import Any
 from zionwm import paths
 from zionwm.isolation.spec import DesktopSpec, DownloadsPolicy, Verdict, VerdictAction
 from zionwm.quarantine.client import socket_path
+from zionwm.quarantine.engines import (
+    ANTIVIRUS_MODES,
+    changes,
+    engine_state,
+    resolve_clamd_socket,
+)
 from zionwm.quarantine.inbox import (
     EMPTY_SETTLE,
     InboxSpec,
@@ -68,7 +77,7 @@ from zionwm.quarantine.release import (
     open_dir_chain,
     release_file,
 )
-from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.report import AuditReport, Finding, severity
 from zionwm.quarantine.store import (
     PENDING_STATES,
     SHARED_DEST,
@@ -92,6 +101,9 @@ _INBOX_CHECK = 2.0
 # Refused inbox entries recorded per desktop per window; the rest are summed up in one row.
 REFUSALS_PER_WINDOW = 10
 REFUSAL_WINDOW = 60.0
+SAFE_COPY = "safe copy of item"  # how a converted copy's record begins
+# How often an item that waits for an antivirus (antivirus="required") looks for one.
+_AV_WAIT = 30.0
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -108,6 +120,8 @@ class ServiceConfig:
     )
     send: DownloadsPolicy = field(default_factory=lambda: DownloadsPolicy(release_to="", hold=0.0))
     audit: dict[str, Any] = field(default_factory=dict)  # keyword arguments of AuditSettings
+    # source desktop -> cgroup.procs files its audit sandboxes are accounted in
+    audit_cgroups: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _policy_json(p: DownloadsPolicy) -> dict[str, Any]:
@@ -117,6 +131,7 @@ def _policy_json(p: DownloadsPolicy) -> dict[str, Any]:
         "on_suspicious": p.on_suspicious.value,
         "on_malicious": p.on_malicious.value,
         "on_cannot_inspect": p.on_cannot_inspect.value,
+        "safe_copy": p.safe_copy,
     }
 
 
@@ -133,6 +148,7 @@ def _policy_from(d: dict[str, Any], release_to: str) -> DownloadsPolicy:
         on_suspicious=VerdictAction(d.get("on_suspicious", "keep")),
         on_malicious=VerdictAction(d.get("on_malicious", "keep")),
         on_cannot_inspect=VerdictAction(d.get("on_cannot_inspect", "keep")),
+        safe_copy=bool(d.get("safe_copy", False)),
     )
 
 
@@ -141,11 +157,14 @@ def policy_to_json(
     outbox: DownloadsPolicy | None = None,
     send: DownloadsPolicy | None = None,
     audit: dict[str, Any] | None = None,
+    audit_cgroups: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """The policy file's content for these desktops (what the compositor writes)."""
     out: dict[str, Any] = {"desktops": []}
     for spec in specs:
         entry: dict[str, Any] = {"desktop": spec.name}
+        if audit_cgroups and audit_cgroups.get(spec.name):
+            entry["audit_cgroup"] = list(audit_cgroups[spec.name])
         if spec.downloads is not None:
             entry["downloads"] = _policy_json(spec.downloads)
         out["desktops"].append(entry)
@@ -161,11 +180,16 @@ def policy_to_json(
 def policy_from_json(d: dict[str, Any]) -> ServiceConfig:
     downloads: dict[str, DownloadsPolicy] = {}
     names: list[str] = []
+    cgroups: dict[str, tuple[str, ...]] = {}
     for entry in d.get("desktops", []):
         name = str(entry["desktop"])
         if not _DESKTOP_NAME.fullmatch(name):
             raise ValueError(f"bad desktop name {name!r}")
         names.append(name)
+        procs = entry.get("audit_cgroup") or ()
+        if not all(isinstance(p, str) and p.endswith("/cgroup.procs") for p in procs):
+            raise ValueError(f"desktop {name}: audit_cgroup lists cgroup.procs files")
+        cgroups[name] = tuple(procs)
         # Either nested ({"desktop", "downloads": {...}}) or flat ({"desktop", "release_to",
         # "hold", "on_*"}): both spell a DownloadsPolicy.
         spelled = entry.get("downloads") if "release_to" not in entry else entry
@@ -178,8 +202,16 @@ def policy_from_json(d: dict[str, Any]) -> ServiceConfig:
         desktops=tuple(names),
         outbox=_policy_from(d.get("outbox", {"hold": 0.0}), SHARED_DEST),
         send=_policy_from(d.get("send", {"hold": 0.0}), ""),
-        audit=dict(d.get("audit", {})),
+        audit=_audit_settings(dict(d.get("audit", {}))),
+        audit_cgroups=cgroups,
     )
+
+
+def _audit_settings(audit: dict[str, Any]) -> dict[str, Any]:
+    mode = audit.get("antivirus", "required")
+    if mode not in ANTIVIRUS_MODES:
+        raise ValueError(f"antivirus must be one of {', '.join(ANTIVIRUS_MODES)}, not {mode!r}")
+    return audit
 
 
 def load_policy_file(path: Path) -> ServiceConfig:
@@ -198,10 +230,22 @@ class Decision:
     reason: str | None = None
 
 
-def decide(verdict: Verdict, policy: DownloadsPolicy, now: float) -> Decision:
+def decide(
+    verdict: Verdict, policy: DownloadsPolicy, now: float, antivirus: str = "required"
+) -> Decision:
     """What an audited item becomes under its desktop's policy."""
     if verdict is Verdict.CLEAN:
         return Decision(State.HELD, hold_until=now + policy.hold)
+    if verdict is Verdict.NO_ANTIVIRUS:
+        # held either way; "required" is applied when the hold ends (it waits for clamd)
+        how = (
+            'waits for an antivirus scan (antivirus="required")'
+            if antivirus == "required"
+            else 'released after the hold (antivirus="if-available")'
+        )
+        return Decision(
+            State.HELD, hold_until=now + policy.hold, reason=f"no antivirus scan: {how}"
+        )
     action = {
         Verdict.SUSPICIOUS: policy.on_suspicious,
         Verdict.MALICIOUS: policy.on_malicious,
@@ -275,6 +319,7 @@ class _AuditResult:
     sha256: str
     size: int
     report: AuditReport
+    rescan: tuple[str, ...] | None = None  # why it was scanned again at the end of its hold
 
 
 def _failed(detail: str) -> AuditReport:
@@ -283,25 +328,128 @@ def _failed(detail: str) -> AuditReport:
     )
 
 
-def _audit_job(item_id: int, fd: int, name: str, audit: dict[str, Any]) -> _AuditResult:
+def effective_audit(audit: dict[str, Any]) -> dict[str, Any]:
+    """The audit settings in force now: a clamd at the usual place is used unconfigured."""
+    out = dict(audit)
+    out["clamd_socket"] = resolve_clamd_socket(audit.get("clamd_socket"))
+    return out
+
+
+_ENGINES_TTL = 1.0  # asking clamd and hashing the rules for every file would cost more than
+_engines_cache: dict[str, tuple[float, dict[str, Any]]] = {}  # the audit itself
+_engines_lock = threading.Lock()
+
+
+def engines_now(audit: dict[str, Any], fresh: bool = False) -> dict[str, Any]:
+    """Antivirus and rule state, at most `_ENGINES_TTL` old (`fresh`: asked now). The
+    engines' own answer, not the files: a reload of clamd's database counts from when
+    clamd says it has it."""
+    key = json.dumps(
+        [audit.get("clamd_socket"), audit.get("clamd_database_dir"), audit.get("yara_rule_dirs")]
+    )
+    now = time.monotonic()
+    with _engines_lock:
+        hit = _engines_cache.get(key)
+        if hit is not None and not fresh and now - hit[0] < _ENGINES_TTL:
+            return hit[1]
+        state = engine_state(
+            audit.get("clamd_socket"),
+            audit.get("clamd_database_dir"),
+            tuple(str(d) for d in audit.get("yara_rule_dirs", ())),
+        )
+        _engines_cache[key] = (now, state)
+        return state
+
+
+def with_engines(
+    report: AuditReport, engines: dict[str, Any], versions: dict[str, Any]
+) -> AuditReport:
+    """The report with what looked at the file, and an honest word when no antivirus did."""
+    av = engines.get("clamd") or {}
+    recorded: dict[str, Any] = {
+        s: {"version": v} for s, v in versions.items() if s in ("magic", "office", "pdf")
+    }
+    recorded["yara"] = {"version": versions.get("yara"), **(engines.get("yara") or {})}
+    recorded["clamd"] = {**av, "version": av.get("engine")}
+    recorded["checked_at"] = engines.get("checked_at")
+    findings = report.findings
+    if not av.get("available") and "clamd" not in report.scanners:
+        findings += (
+            Finding(
+                "clamd",
+                "no-antivirus",
+                f"No antivirus looked at this file: {av.get('why', 'no clamd')}.",
+                Verdict.NO_ANTIVIRUS,
+            ),
+        )
+    return AuditReport(findings, report.scanners, report.durations, recorded, report.rescan)
+
+
+def _audit_job(
+    item_id: int,
+    fd: int,
+    name: str,
+    audit: dict[str, Any],
+    pool: Any,
+    source: str = "",
+    rescan: tuple[str, ...] | None = None,
+) -> _AuditResult:
     """Hash and audit one stored file. Never raises: a failure is a cannot-inspect report."""
     digest = hashlib.sha256()
     offset = 0
+    head = b""
     try:
         while chunk := os.pread(fd, 1 << 20, offset):
             digest.update(chunk)
+            if not offset:
+                head = chunk[:8192]
             offset += len(chunk)
         # Imported here, not at the top: the scanners' libraries (yara, libmagic, oletools)
         # load only in the service process, not in the compositor importing policy_to_json.
-        from zionwm.quarantine.worker import AuditSettings, run_audit  # noqa: PLC0415
+        from zionwm.quarantine.worker import AuditSettings  # noqa: PLC0415
 
-        report = run_audit(fd, name, AuditSettings(**audit))
+        configured = audit.get("clamd_socket")  # None: look at the usual place
+        audit = effective_audit(audit)
+        engines = engines_now(audit)
+        if not configured and not engines["clamd"]["available"]:
+            # a socket at the usual place that does not answer: as good as none (a
+            # configured one that does not answer is the clamd scanner's cannot-inspect)
+            audit["clamd_socket"] = None
+        settings = AuditSettings.from_json(audit)
+        from zionwm.quarantine.zygote import flavor_for  # noqa: PLC0415
+
+        report = pool.audit(
+            fd, name, settings, source, engines["yara"]["signatures"], flavor_for(head)
+        )
+        report = with_engines(report, engines, pool.versions())
     except Exception as e:
         log.exception("audit of item %d failed", item_id)
         report = _failed(f"the audit failed: {type(e).__name__}: {e}")
     finally:
         os.close(fd)
-    return _AuditResult(item_id, digest.hexdigest(), offset, report)
+    return _AuditResult(item_id, digest.hexdigest(), offset, report, rescan)
+
+
+@dataclass(frozen=True)
+class _ConvertResult:
+    item_id: int
+    pdf: bytes | None
+    pages: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def _convert_job(item_id: int, fd: int) -> _ConvertResult:
+    """Make a safe copy of one stored file in two sandboxes. Never raises."""
+    from zionwm.quarantine.convert import ConvertError, convert  # noqa: PLC0415
+
+    try:
+        done = convert(fd)
+        return _ConvertResult(item_id, done.pdf, done.pages, done.seconds)
+    except (ConvertError, OSError, ValueError) as e:
+        return _ConvertResult(item_id, None, error=str(e))
+    finally:
+        os.close(fd)
 
 
 # -- the service -----------------------------------------------------------------------------
@@ -333,8 +481,13 @@ class Service:
         self.inboxes = InboxWatcher()
         self.sel = selectors.DefaultSelector()
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="audit")
+        from zionwm.quarantine.zygote import ZygotePool  # noqa: PLC0415 - service only
+
+        # warm audit sandboxes, one per source desktop, accounted in its audit cgroup
+        self.audits = ZygotePool(cgroups=lambda source: self.config.audit_cgroups.get(source, ()))
+        self.rescans: dict[int, tuple[str, ...]] = {}  # held items due for a rescan: why
         self.workers = max(1, workers)
-        self.results: queue.SimpleQueue[_AuditResult] = queue.SimpleQueue()
+        self.results: queue.SimpleQueue[_AuditResult | _ConvertResult] = queue.SimpleQueue()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.queue: deque[int] = deque()  # received items waiting for a worker slot
         self.queued: set[int] = set()
@@ -579,6 +732,10 @@ class Service:
             self.queued.discard(item_id)
             try:
                 item = self.store.get(item_id)
+                rescan = self.rescans.pop(item_id, None)
+                if rescan is not None and item.state is State.HELD:
+                    self._start_rescan(item, rescan)
+                    continue
                 if item.state is not State.RECEIVED:
                     continue
                 fd = os.open(
@@ -596,8 +753,27 @@ class Service:
                 log.error("item %d: cannot start its audit: %s", item_id, e)
                 continue
             self.running_audits.add(item_id)
-            fut = self.pool.submit(_audit_job, item_id, fd, item.name, self.config.audit)
+            fut = self.pool.submit(
+                _audit_job, item_id, fd, item.name, self.config.audit, self.audits, item.source
+            )
             fut.add_done_callback(self._audit_done)
+
+    def _start_rescan(self, item: Item, why: tuple[str, ...]) -> None:
+        """Scan a held item again; it stays held (a kill -9 meanwhile leaves it held, and
+        the end of its hold asks again), and only the loop releases or keeps it."""
+        try:
+            fd = os.open(
+                str(item.id), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.store.items_fd
+            )
+        except OSError as e:
+            log.error("item %d: cannot rescan it: %s", item.id, e)
+            return
+        log.info("item %d: scanning again at the end of its hold: %s", item.id, "; ".join(why))
+        self.running_audits.add(item.id)
+        fut = self.pool.submit(
+            _audit_job, item.id, fd, item.name, self.config.audit, self.audits, item.source, why
+        )
+        fut.add_done_callback(self._audit_done)
 
     def _audit_done(self, fut: Any) -> None:
         # Runs in the worker thread: hand over to the loop, touch nothing else.
@@ -618,14 +794,89 @@ class Service:
             return DownloadsPolicy(release_to=item.dest)
         return policy
 
+    def _antivirus(self) -> str:
+        return str(self.config.audit.get("antivirus", "required"))
+
+    def _hold_ended(self, item: Item) -> None:
+        """At the end of a hold: scan again if the signatures or rules changed since the
+        audit; wait for an antivirus if one is required; otherwise release."""
+        audit = effective_audit(self.config.audit)
+        # at most a second old: asking clamd and hashing the rules for every release of a
+        # flood would make the releases the slowest stage
+        now_engines = engines_now(audit)
+        av = now_engines["clamd"]
+        waits = item.verdict is Verdict.NO_ANTIVIRUS and self._antivirus() == "required"
+        if waits and not av.get("available"):
+            log.info("item %d waits for an antivirus scan (%s)", item.id, av.get("why"))
+            self._schedule(time.time() + _AV_WAIT, "release", item.id)
+            return
+        why = changes(item.report.engines if item.report else None, now_engines)
+        if why and item.id not in self.running_audits:
+            self.rescans[item.id] = tuple(why)
+            self._enqueue(item.id)
+            return
+        if item.id in self.running_audits:
+            return  # its rescan is running; its result decides
+        self._release(item.id)
+
+    def _on_rescan_result(self, item: Item, res: _AuditResult) -> None:
+        assert res.rescan is not None and item.report is not None
+        old = item.verdict or Verdict.CANNOT_INSPECT
+        new = res.report.verdict
+        report = dataclasses.replace(
+            res.report,
+            rescan={
+                "at": time.time(),
+                "why": list(res.rescan),
+                "previous_verdict": old.value,
+                "previous_engines": item.report.engines,
+                "previous_findings": [f.detail for f in item.report.findings][:20],
+            },
+        )
+        if res.sha256 != item.sha256:
+            # the stored bytes are not the audited bytes: never release them
+            self.store.transition(
+                item.id,
+                State.REJECTED,
+                content=True,
+                report=report,
+                reason="its content changed in quarantine since its audit",
+            )
+            return
+        words = "; ".join(res.rescan)
+        if new is Verdict.NO_ANTIVIRUS and self._antivirus() == "required":
+            log.info("item %d: rescan found no antivirus; it keeps waiting", item.id)
+            self._schedule(time.time() + _AV_WAIT, "release", item.id)
+            return
+        decision = decide(new, self._policy_for(item), time.time(), self._antivirus())
+        if severity(new) > severity(old) and decision.state is State.REJECTED:
+            item = self.store.transition(
+                item.id,
+                State.REJECTED,
+                content=True,
+                verdict=new,
+                report=report,
+                reason=f"scanned again when its hold ended ({words}): now {new.value}, "
+                f"was {old.value}; kept in quarantine",
+            )
+            log.info("item %d kept after its rescan: %s -> %s", item.id, old.value, new.value)
+            self._emit("rejected", item)
+            return
+        worst = new if severity(new) > severity(old) else old
+        self._release(item.id, fields={"verdict": worst, "report": report})
+
     def _on_audit_result(self, res: _AuditResult) -> None:
         self.running_audits.discard(res.item_id)
         item = self.store.get(res.item_id)
+        if res.rescan is not None:
+            if item.state is State.HELD:
+                self._on_rescan_result(item, res)
+            return
         if item.state is not State.AUDITING:
             log.warning("item %d changed to %s during its audit", item.id, item.state.value)
             return
         verdict = res.report.verdict
-        decision = decide(verdict, self._policy_for(item), time.time())
+        decision = decide(verdict, self._policy_for(item), time.time(), self._antivirus())
         fields: dict[str, Any] = {
             "sha256": res.sha256,
             "size": res.size,
@@ -633,6 +884,9 @@ class Service:
             "report": res.report,
             "reason": decision.reason,
         }
+        if item.reason and item.reason.startswith(SAFE_COPY):
+            # what the item is stays on its record through its audit
+            fields["reason"] = "; ".join(r for r in (item.reason, decision.reason) if r)
         if decision.state is State.HELD:
             item = self.store.transition(
                 item.id, State.HELD, hold_until=decision.hold_until, **fields
@@ -647,18 +901,33 @@ class Service:
         else:
             item = self.store.transition(item.id, State.REJECTED, content=True, **fields)
             self._emit("rejected", item)
+            self._safe_copy_if_asked(item)
         log.info("item %d %r: %s -> %s", item.id, item.name, verdict.value, item.state.value)
+
+    def _safe_copy_if_asked(self, item: Item) -> None:
+        """A kept PDF or image from a desktop whose policy asks for it gets a safe copy."""
+        if item.kind is not Kind.DOWNLOAD or (item.reason or "").startswith(SAFE_COPY):
+            return
+        policy = self.config.downloads.get(item.source)
+        if policy is None or not policy.safe_copy:
+            return
+        reply = self._cmd_convert(item.id)
+        if not reply["ok"]:
+            log.info("item %d: no safe copy: %s", item.id, reply["error"])
 
     def _finish_delete(self, item: Item) -> Item:
         then = State(item.then_state) if item.then_state else State.DELETED
         return self.store.transition(item.id, then, content=False)
 
-    def _release(self, item_id: int, forced: bool = False) -> Item:
+    def _release(
+        self, item_id: int, forced: bool = False, fields: dict[str, Any] | None = None
+    ) -> Item:
         item = self.store.transition(
             item_id,
             State.RELEASING,
             release_name=None,
             forced=forced or self.store.get(item_id).forced,
+            **(fields or {}),
         )
         claimed = tuple(
             key
@@ -742,6 +1011,7 @@ class Service:
             _, _, what, item_id = heapq.heappop(self.timers)
             if what == "inbox-check":
                 self._rewatch(self.inboxes.gone())
+                self.audits.sweep()
                 self._schedule(now + _INBOX_CHECK, "inbox-check", 0)
                 continue
             if what == "refusals":
@@ -755,7 +1025,7 @@ class Service:
             item = self.store.get(item_id)
             # Stale timers (rescanned, released by hand, re-held later) are dropped here.
             if item.state is State.HELD and (item.hold_until or 0.0) <= now:
-                self._release(item_id)
+                self._hold_ended(item)
 
     def _timeout(self) -> float | None:
         if not self.timers:
@@ -859,6 +1129,8 @@ class Service:
         try:
             if cmd == "ping":
                 return {"ok": True, "pid": os.getpid(), "counts": self.store.counts()}
+            if cmd == "status":
+                return {"ok": True, "pid": os.getpid(), **self.audit_status()}
             if cmd == "list":
                 every = bool(req.get("all", False))
                 items = self.store.list()
@@ -881,6 +1153,8 @@ class Service:
                 return self._cmd_delete(int(req["id"]))
             if cmd == "rescan":
                 return self._cmd_rescan(int(req["id"]))
+            if cmd == "convert":
+                return self._cmd_convert(int(req["id"]))
             if cmd == "send":
                 return self._cmd_send(
                     str(req["from"]), str(req["to"]), [str(p) for p in req["paths"]]
@@ -896,6 +1170,17 @@ class Service:
         except StoreError as e:
             return {"ok": False, "error": str(e)}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def audit_status(self) -> dict[str, Any]:
+        """Is antivirus scanning active, how old are its signatures, what the audit side
+        holds (for `zionctl status`)."""
+        audit = effective_audit(self.config.audit)
+        return {
+            "antivirus": self._antivirus(),
+            "engines": engines_now(audit),
+            "audit_sandboxes": self.audits.stats(),
+            "scanners": self.audits.versions(),
+        }
 
     def _cmd_release(self, item_id: int, i_understand: bool) -> dict[str, Any]:
         item = self.store.get(item_id)
@@ -943,6 +1228,75 @@ class Service:
         self._pump()
         return {"ok": True, "item": item.to_json()}
 
+    def _cmd_convert(self, item_id: int) -> dict[str, Any]:
+        """Start making a safe copy of an item (see convert.py); it arrives as a new item."""
+        from zionwm.quarantine.convert import kind_of  # noqa: PLC0415
+
+        item = self.store.get(item_id)
+        if item.state not in (State.HELD, State.REJECTED) or not item.content:
+            return {
+                "ok": False,
+                "error": f"item {item_id} is {item.state.value}: nothing to convert",
+            }
+        try:
+            fd = os.open(
+                str(item_id), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.store.items_fd
+            )
+        except OSError as e:
+            return {"ok": False, "error": f"item {item_id}: {e.strerror}"}
+        if kind_of(os.pread(fd, 8192, 0)) is None:
+            os.close(fd)
+            return {"ok": False, "error": f"item {item_id}: only PDFs and images can be converted"}
+        fut = self.pool.submit(_convert_job, item_id, fd)
+        fut.add_done_callback(self._audit_done)
+        return {"ok": True, "converting": item_id}
+
+    def _on_converted(self, res: _ConvertResult) -> None:
+        from zionwm.quarantine.convert import safe_name  # noqa: PLC0415
+
+        item = self.store.get(res.item_id)
+        if res.error is not None or res.pdf is None:
+            log.warning("item %d: no safe copy: %s", item.id, res.error)
+            self._emit("convert-failed", dataclasses.replace(item, reason=res.error))
+            return
+        out = os.open(
+            ".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=self.store.items_fd
+        )
+        try:
+            view = memoryview(res.pdf)
+            while view:
+                view = view[os.write(out, view) :]
+            if item.origin_url:
+                os.setxattr(out, "user.xdg.origin.url", item.origin_url.encode())
+            st = os.fstat(out)
+            new_id = self.store.begin_take(
+                kind=Kind.SEND,
+                source=item.source,
+                dest=item.dest,
+                subdir=item.subdir,
+                name=safe_name(item.name),
+                size=st.st_size,
+                dev=st.st_dev,
+                ino=st.st_ino,
+                inbox_name=None,
+                origin_url=item.origin_url,
+                referrer_url=item.referrer_url,
+            )
+            os.link(f"/proc/self/fd/{out}", str(new_id), dst_dir_fd=self.store.items_fd)
+        finally:
+            os.close(out)
+        copy = self.store.transition(
+            new_id,
+            State.RECEIVED,
+            content=True,
+            reason=f"{SAFE_COPY} {item.id} ({item.name}): {res.pages} pages rendered to "
+            f"pixels and rebuilt as a plain PDF in {res.seconds:.1f} s; the original stays "
+            "in quarantine",
+        )
+        log.info("item %d: safe copy is item %d (%d pages)", item.id, new_id, res.pages)
+        self._emit("received", copy)
+        self._enqueue(new_id)
+
     def _cmd_send(self, source: str, dest: str, rels: list[str]) -> dict[str, Any]:
         for name in (source, dest):
             if name not in self.config.desktops:
@@ -988,7 +1342,10 @@ class Service:
                 res = self.results.get_nowait()
             except queue.Empty:
                 break
-            self._on_audit_result(res)
+            if isinstance(res, _ConvertResult):
+                self._on_converted(res)
+            else:
+                self._on_audit_result(res)
 
     def _rewatch(self, lost: list[InboxSpec]) -> None:
         for spec in lost:
@@ -1072,6 +1429,7 @@ class Service:
                     time.time() - (self.refusals.window_end(source) - REFUSAL_WINDOW),
                 )
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.audits.close()
         self._guard(self._on_wake)
         for conn in list(self.conns.values()):
             self._close(conn)

@@ -14,7 +14,10 @@ Two halves in one module:
   runs the scanners of `zionwm.quarantine.audit` on the fd, and prints the report as JSON.
 
 `audit_source` runs the same scanners in-process, without a sandbox, for tests and
-benchmarks; production code calls `run_audit`.
+benchmarks, and `audit_open_file` is what a zygote's child runs (one read of the file, the
+buffer fed to libmagic, YARA and clamd). The service audits through `zygote.ZygotePool`,
+which starts its warm sandboxes with this module's sandbox plan; `run_audit` (a sandbox
+started per file) stays as the reference the zygote path is tested against.
 """
 
 from __future__ import annotations
@@ -64,6 +67,10 @@ class AuditSettings:  # defaults must work out of the box
     archive_max_ratio: float = 100.0
     archive_max_depth: int = 3
     archive_max_entries: int = 10000
+    # what happens to a file no antivirus looked at: "required" keeps it waiting for one,
+    # "if-available" releases it after the hold, marked "no antivirus scan"
+    antivirus: str = "required"
+    clamd_database_dir: str | None = None  # to notice signature updates of a local database
 
     def __post_init__(self) -> None:
         # configs hand over lists (JSON); the scanners cache on this value, so keep it hashable
@@ -107,6 +114,9 @@ class SandboxPlan:
     memory_max: int = 512 * 2**20
     cpu_seconds: int = 61
     probe: bool = False
+    module: str = WORKER_MODULE  # what runs inside: the one-shot worker or a zygote
+    fd_flag: str = "--fd"  # how `fd` is handed to it
+    readonly_tmp: bool = False  # /tmp read-only too (a zygote writes nothing anywhere)
 
 
 def sandbox_argv(plan: SandboxPlan) -> list[str]:
@@ -149,11 +159,24 @@ def sandbox_argv(plan: SandboxPlan) -> list[str]:
         argv += ["--ro-bind-try", plan.clamd_socket, SANDBOX_CLAMD]
     for i, d in enumerate(plan.yara_dirs):
         argv += ["--ro-bind-try", d, f"{SANDBOX_YARA}/{i}"]
+    if plan.readonly_tmp:
+        argv += ["--remount-ro", "/tmp"]
     argv += ["--chdir", "/", "--"]
-    argv += [plan.python, "-B", "-s", "-m", WORKER_MODULE]
+    argv += [plan.python, "-B", "-s", "-m", plan.module]
     argv += ["--probe"] if plan.probe else []
-    argv += ["--fd", str(plan.fd)]
+    argv += [plan.fd_flag, str(plan.fd)]
     return argv
+
+
+def sandbox_env(plan: SandboxPlan) -> dict[str, str]:
+    """The whole environment of the sandboxed interpreter (nothing of ours leaks in)."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": plan.package_parent,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "HOME": "/nonexistent",
+    }
 
 
 def sandbox_settings(settings: AuditSettings) -> AuditSettings:
@@ -271,13 +294,7 @@ def run_worker(
         request = json.dumps(
             {"name": display_name, "settings": sandbox_settings(settings).to_json()}
         ).encode()
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "PYTHONPATH": plan.package_parent,
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "HOME": "/nonexistent",
-        }
+        env = sandbox_env(plan)
         start = time.monotonic()
         proc = subprocess.Popen(
             sandbox_argv(plan),
@@ -473,6 +490,33 @@ def probe_sandbox(
 
 def audit_source(src: int | str | bytes, name: str, settings: AuditSettings) -> AuditReport:
     """Run every scanner on one subject in this process (the worker's body)."""
+    return _run_scanners(lambda _scanner: src, name, settings)
+
+
+# Scanners fed from the one in-memory read; the format parsers (office, pdf, archive) run
+# only when the head says the format is theirs and read what they need through the fd.
+BUFFER_SCANNERS = frozenset({"magic", "yara", "clamd"})
+
+
+def audit_open_file(
+    fd: int, name: str, settings: AuditSettings, buffer_max: int = 64 << 20
+) -> AuditReport:
+    """A zygote child's body: read the file once, and feed libmagic, YARA and clamd's
+    INSTREAM from that one buffer (files above `buffer_max` are streamed from the fd)."""
+    from zionwm.quarantine.audit.common import Loaded  # noqa: PLC0415
+
+    st = os.fstat(fd)
+    if st.st_size > buffer_max:
+        return audit_source(fd, name, settings)
+    data = os.pread(fd, st.st_size, 0)  # one read for a regular file
+    while len(data) < st.st_size and (more := os.pread(fd, st.st_size - len(data), len(data))):
+        data += more
+    loaded = Loaded.of(data, st.st_mode)
+    del data
+    return _run_scanners(lambda s: loaded if s in BUFFER_SCANNERS else fd, name, settings)
+
+
+def _run_scanners(source_for: Any, name: str, settings: AuditSettings) -> AuditReport:
     from zionwm.quarantine.audit import SCANNERS  # noqa: PLC0415 - heavy: only in the worker
 
     findings: list[Finding] = []
@@ -484,7 +528,7 @@ def audit_source(src: int | str | bytes, name: str, settings: AuditSettings) -> 
             continue
         t0 = time.perf_counter()
         try:
-            findings += scan(src, name, settings)
+            findings += scan(source_for(scanner), name, settings)
             ran.append(scanner)
         except Exception as exc:
             log.warning("scanner %s failed on %r", scanner, name, exc_info=True)

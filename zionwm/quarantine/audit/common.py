@@ -16,6 +16,19 @@ Source = int | str | bytes  # open fd, path, or content already in memory
 HEAD_SIZE = 8192
 
 
+class Loaded(bytes):
+    """A whole file read once into memory, with the mode of the file it came from (so the
+    type scanner still sees exec bits while every scanner reads the same buffer)."""
+
+    mode: int | None = None
+
+    @classmethod
+    def of(cls, data: bytes, mode: int | None) -> Loaded:
+        loaded = cls(data)
+        loaded.mode = mode
+        return loaded
+
+
 def read_head(src: Source, size: int = HEAD_SIZE) -> bytes:
     """The first `size` bytes, read without moving any shared file offset."""
     if isinstance(src, bytes):
@@ -37,7 +50,7 @@ def source_size(src: Source) -> int:
 def source_mode(src: Source) -> int | None:
     """st_mode of a file; None for bytes in memory (they carry no mode)."""
     if isinstance(src, bytes):
-        return None
+        return getattr(src, "mode", None)
     if isinstance(src, int):
         return os.fstat(src).st_mode
     return os.stat(src).st_mode

@@ -18,9 +18,11 @@ Verdicts, and why:
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import magic
 
@@ -175,13 +177,61 @@ def classify(
 MAGIC_SAMPLE = 2048  # libmagic's text tests cost ~2 ms per KiB; 2 KiB decide every type here
 
 
+_COOKIES: dict[bool, magic.Magic] = {}
+_DATABASE: list[Any] = []  # the database in our own memory, alive as long as the cookies
+
+
+def _magic(mime: bool) -> magic.Magic:
+    m = _COOKIES.get(mime)
+    if m is None:
+        m = _COOKIES[mime] = magic.Magic(mime=mime)
+    return m
+
+
+def preload() -> bool:
+    """Load libmagic's database into this process's own memory rather than a mapping of
+    the file: a forked child then reads it through the page tables it inherited, instead
+    of faulting in every page of the 8 MB file again (that made a child's first type
+    check cost 4 ms instead of 0.7). False where libmagic cannot (it keeps its mapping)."""
+    lib = magic.libmagic
+    try:
+        getpath = lib.magic_getpath
+        getpath.restype = ctypes.c_char_p
+        getpath.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        # "/etc/magic:/usr/share/misc/magic": the compiled database is the one with .mgc
+        # (/etc/magic is the admin's uncompiled additions, usually empty)
+        bases = (getpath(None, 0) or b"").decode().split(":")
+        path = next(b + ".mgc" for b in bases if b and os.path.isfile(b + ".mgc"))
+        with open(path, "rb") as f:
+            data = f.read()
+        load = lib.magic_load_buffers
+    except (AttributeError, OSError, StopIteration, UnicodeDecodeError):
+        return False
+    load.restype = ctypes.c_int
+    load.argtypes = [
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_void_p),
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.c_size_t,
+    ]
+    buf = ctypes.create_string_buffer(data, len(data))
+    bufs = (ctypes.c_void_p * 1)(ctypes.addressof(buf))
+    sizes = (ctypes.c_size_t * 1)(len(data))
+    for mime in (True, False):
+        m = _magic(mime)
+        if load(m.cookie, bufs, sizes, 1) != 0:
+            return False
+    _DATABASE[:] = [buf, bufs, sizes]
+    return True
+
+
 def identify(head: bytes) -> tuple[str, str]:
     """(mime, description) from libmagic; for text the MIME type is description enough."""
     sample = head[:MAGIC_SAMPLE]
-    mime = magic.from_buffer(sample, mime=True)
+    mime = _magic(True).from_buffer(sample)
     if mime.startswith("text/"):
         return mime, mime
-    return mime, magic.from_buffer(sample)
+    return mime, _magic(False).from_buffer(sample)
 
 
 def scan(src: Source, name: str, settings: AuditSettings | None = None) -> list[Finding]:
