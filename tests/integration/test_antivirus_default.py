@@ -19,6 +19,7 @@ desktop("web", colour="#ef4444", downloads=Downloads(release_to="personal", hold
 """
 
 
+@pytest.mark.security
 def test_without_an_antivirus_downloads_wait_and_the_user_is_told(make_compositor: Any) -> None:
     if os.path.exists(DEFAULT_CLAMD_SOCKET):
         pytest.skip(f"a clamd runs at {DEFAULT_CLAMD_SOCKET} here: the default config uses it")

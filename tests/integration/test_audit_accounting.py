@@ -8,6 +8,8 @@ unlimited one (where it would let the desktop push the host past its limit).
 
 from __future__ import annotations
 
+import pytest
+
 import os
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,7 @@ def _cpu_limit(group: Path) -> str | None:
     return None
 
 
+@pytest.mark.security
 def test_files_dropped_by_a_limited_desktop_are_audited_on_its_budget(
     make_compositor: Any,
 ) -> None:

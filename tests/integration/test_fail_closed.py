@@ -4,6 +4,8 @@ a compositor without its sandbox launcher starts nothing at all."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -15,6 +17,7 @@ from tests.harness import Compositor, wait_for
 BROKEN = 'from zionwm.config import desktop\ndesktop("mine", colour="blue")\n'
 
 
+@pytest.mark.security
 def test_broken_config_runs_the_default_desktops_locked_down_and_says_so(
     tmp_path: Path,
 ) -> None:
@@ -64,6 +67,7 @@ os._exit(0)
 """
 
 
+@pytest.mark.security
 def test_without_the_sandbox_launcher_nothing_starts(tmp_path: Path) -> None:
     """A real headless server with no launcher attached (as when the isolation layer is not
     running) refuses a launch, on screen, instead of starting the program unsandboxed."""

@@ -358,6 +358,7 @@ open(os.path.expanduser("~/result"), "w").write("\n".join(out))
 """
 
 
+@pytest.mark.security
 def test_a_program_in_a_run_time_desktop_cannot_make_or_change_desktops(
     make_compositor: Any,
 ) -> None:

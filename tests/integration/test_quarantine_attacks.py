@@ -97,6 +97,7 @@ def wait_report(comp: Compositor, name: str) -> dict[str, Any]:
 CLEAN = b"clean quarterly report, nothing to see\n" * 8
 
 
+@pytest.mark.security
 def test_a_handle_kept_by_the_source_cannot_change_the_file_after_its_audit(
     make_compositor: Any,
     clamd: Clamd,  # noqa: F811
@@ -161,6 +162,7 @@ def test_a_handle_kept_by_the_source_cannot_change_the_file_after_its_audit(
     assert comp.alive()
 
 
+@pytest.mark.security
 def test_forged_xattrs_are_dropped_and_the_origin_is_recorded_as_claimed(
     make_compositor: Any,
     clamd: Clamd,  # noqa: F811
@@ -198,6 +200,7 @@ def test_forged_xattrs_are_dropped_and_the_origin_is_recorded_as_claimed(
     assert "claimed by web, not verified" in shown
 
 
+@pytest.mark.security
 def test_the_outbox_waits_for_the_source_desktops_hold(
     make_compositor: Any,
     clamd: Clamd,  # noqa: F811
@@ -236,6 +239,7 @@ def test_the_outbox_waits_for_the_source_desktops_hold(
 FAKE_LINE = "Copied passwords.kdbx from personal"
 
 
+@pytest.mark.security
 def test_file_names_cannot_forge_lines_or_reorder_trusted_text(
     make_compositor: Any,
     clamd: Clamd,  # noqa: F811
@@ -274,6 +278,7 @@ def test_file_names_cannot_forge_lines_or_reorder_trusted_text(
     assert released == ["report_fdp.txt", f"x_{FAKE_LINE}"]
 
 
+@pytest.mark.security
 @pytest.mark.slow
 @pytest.mark.timeout(400)  # the summary row is due when the 60 s window ends
 def test_a_flood_of_refused_entries_is_rate_limited(
@@ -311,6 +316,7 @@ def test_a_flood_of_refused_entries_is_rate_limited(
     assert len(items(comp)) <= 11
 
 
+@pytest.mark.security
 @pytest.mark.slow
 def test_an_ephemeral_session_leaves_nothing_for_the_next_one(
     make_compositor: Any,
@@ -356,6 +362,7 @@ def test_an_ephemeral_session_leaves_nothing_for_the_next_one(
         assert any(what in ln for ln in wiped), (what, wiped)
 
 
+@pytest.mark.security
 def test_an_ephemeral_session_cut_short_by_the_compositor_is_wiped_at_the_next_start(
     make_compositor: Any,
     clamd: Clamd,  # noqa: F811

@@ -7,6 +7,8 @@ the host socket, as from a person at the keyboard; what is on screen is read wit
 
 from __future__ import annotations
 
+import pytest
+
 import os
 from pathlib import Path
 from typing import Any
@@ -162,6 +164,7 @@ def _fullscreen_window(comp: Compositor, desktop: str) -> dict[str, Any]:
     return ws[0] if ws else {}
 
 
+@pytest.mark.security
 def test_a_sandboxed_client_cannot_hide_the_strip_by_going_fullscreen(
     make_compositor: Any,
 ) -> None:
@@ -207,6 +210,7 @@ def test_a_sandboxed_client_cannot_hide_the_strip_by_going_fullscreen(
     )
 
 
+@pytest.mark.security
 def test_fullscreen_keeps_the_frame_where_the_desktop_does_not_allow_it(
     make_compositor: Any,
 ) -> None:
@@ -355,6 +359,7 @@ def test_overview_shows_every_desktop_with_its_last_frame_and_switches(
     assert not overview_open(compositor)
 
 
+@pytest.mark.security
 def test_keys_meant_for_the_overview_never_reach_a_sandboxed_client(
     compositor: Compositor,
 ) -> None:
@@ -395,6 +400,7 @@ def test_keys_meant_for_the_overview_never_reach_a_sandboxed_client(
 # ---- host windows ----------------------------------------------------------------------
 
 
+@pytest.mark.security
 def test_host_windows_have_a_frame_no_desktop_has(compositor: Compositor) -> None:
     require("weston-simple-shm")
     park_pointer(compositor)

@@ -59,6 +59,7 @@ def audit(
         os.close(fd)
 
 
+@pytest.mark.security
 def test_a_scanning_child_is_sandboxed_and_holds_only_its_file_and_its_result(
     tmp_path: Path,
     isolated_env: Path,
@@ -209,6 +210,7 @@ def test_sigkill_of_a_scanning_child_costs_only_its_file(
     assert audit(pool, text, settings).verdict is Verdict.CLEAN
 
 
+@pytest.mark.security
 def test_the_zygote_runs_in_the_cgroup_it_is_given(
     tmp_path: Path,
     isolated_env: Path,

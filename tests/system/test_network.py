@@ -892,6 +892,7 @@ def test_unprivileged_none_and_filtered_fail_closed(tmp_path: Path) -> None:
         assert "fail closed" in str(state["warning"])
 
 
+@pytest.mark.security
 @needs_pasta
 def test_unprivileged_full_through_pasta(tmp_path: Path) -> None:
     """Through pasta a desktop reaches what the host reaches (here an address on a veth of
@@ -1106,6 +1107,7 @@ def _reload(comp: Any, network: str) -> None:
     comp.zionctl("reload")
 
 
+@pytest.mark.security
 @needs_privileged
 def test_reload_tightens_the_network_of_running_programs_at_once(lab: Lab, tmp_path: Path) -> None:
     """A program in `web` keeps trying GOOD and BAD; each reload's policy holds for its
@@ -1168,6 +1170,7 @@ def _cgroup_dirs_of(pid: int) -> list[str]:
     return [ln.split(":", 2)[2] for ln in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
 
 
+@pytest.mark.security
 @needs_privileged
 def test_two_compositors_with_a_desktop_of_the_same_name_keep_their_own_objects(
     lab: Lab, tmp_path: Path
@@ -1222,6 +1225,7 @@ def test_two_compositors_with_a_desktop_of_the_same_name_keep_their_own_objects(
         a.stop()
 
 
+@pytest.mark.security
 @needs_privileged
 def test_a_desktop_cannot_reach_the_sessions_vnc_server(lab: Lab, tmp_path: Path) -> None:
     """`zionwm --headless --vnc 127.0.0.1:PORT` (a headless `make run`): another local
@@ -1332,6 +1336,7 @@ def _host_services() -> _HostServices:
     return _HostServices(ports[0], ports[1], ports[2], ports[3], socks)
 
 
+@pytest.mark.security
 def test_vnc_without_authentication_is_refused_off_loopback(tmp_path: Path) -> None:
     from tests.harness import VENV_BIN
     from zionwm.cli import vnc_refusal
@@ -1398,6 +1403,7 @@ def _listen_in(comp: Any, desktop: str, port: int) -> None:
     wait_for(ready.exists, 60, f"the listener in {desktop}")
 
 
+@pytest.mark.security
 @needs_privileged
 def test_a_desktop_cannot_reach_another_desktops_programs(lab: Lab, tmp_path: Path) -> None:
     from tests.harness import Compositor

@@ -265,6 +265,7 @@ def _assert_pasta_full(s: Session, desktop: str) -> None:
     assert state["net"]["backend"] == "pasta" and state["net"]["effective"] == "full", state
 
 
+@pytest.mark.security
 def test_a_pasta_desktop_reaches_nothing_on_the_hosts_loopback(session: Session) -> None:
     """From a `full` desktop on the unprivileged path: the gateway address, IPv6 loopback
     and a v4-mapped gateway lead to none of the host's loopback services, VNC included;
@@ -301,6 +302,7 @@ def test_a_pasta_desktop_reaches_nothing_on_the_hosts_loopback(session: Session)
     assert not any(got.values()), got
 
 
+@pytest.mark.security
 def test_block_lan_holds_on_the_pasta_path_and_the_desktop_cannot_lift_it(
     session: Session,
 ) -> None:
@@ -327,6 +329,7 @@ def test_block_lan_holds_on_the_pasta_path_and_the_desktop_cannot_lift_it(
     assert ipaddress.ip_address(s.lan).is_private
 
 
+@pytest.mark.security
 def test_a_policy_change_keeps_a_switched_off_pasta_desktop_off(session: Session) -> None:
     s, p = session, session.ports
     inet: list[list[object]] = [["tcp", s.inet, p["inet"], "INTERNET"]]
@@ -343,6 +346,7 @@ def test_a_policy_change_keeps_a_switched_off_pasta_desktop_off(session: Session
     assert _attack(s, "web", inet, "full-again.json")[0]["ok"] is True
 
 
+@pytest.mark.security
 def test_a_pasta_desktop_cannot_reach_another_desktops_programs(session: Session) -> None:
     """`lan` serves TCP and UDP on every address of its namespace; `web` tries it through
     the gateway, the desktops' address and loopback, and the host cannot reach it either."""

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.harness import Compositor, wait_for
+from tests.security import lacks
 
 PROBE_SRC = Path(__file__).with_name("sandbox_probe.py")
 PYTHON = "/usr/bin/python3"
@@ -133,6 +134,7 @@ HOST_WIDE_PROC = (
 )
 
 
+@pytest.mark.security
 def test_host_activity_counters_and_key_lists_read_empty_inside(comp: Compositor) -> None:
     present = [p for p in HOST_WIDE_PROC if host_reads(p)]
     # The attack is only meaningful where the host shows something.
@@ -189,6 +191,7 @@ def test_process_tools_still_run_on_the_stand_in(comp: Compositor) -> None:
 # -- netlink: the host's device events (issue item 14) ---------------------------------------------
 
 
+@pytest.mark.security
 @pytest.mark.parametrize("desktop", ["netted", "alpha"])
 def test_device_event_netlink_is_refused_route_still_works(comp: Compositor, desktop: str) -> None:
     r = probe(comp, desktop, "netlink:15", "netlink:4", "netlink:9", "netlink:16", "netlink:0")
@@ -202,6 +205,7 @@ def test_device_event_netlink_is_refused_route_still_works(comp: Compositor, des
 # -- the GPU grant (issue item 9) ------------------------------------------------------------------
 
 
+@pytest.mark.security
 def test_gpu_grant_shows_no_mac_addresses_usb_serials_or_card_nodes(comp: Compositor) -> None:
     macs = {p for p in glob.glob("/sys/class/net/*/address") if host_reads(p).strip()}
     assert macs, "the host shows no MAC address: nothing to attack"
@@ -231,10 +235,11 @@ def test_gpu_grant_shows_no_mac_addresses_usb_serials_or_card_nodes(comp: Compos
     assert set(r["list:/sys"]["out"]) <= {"devices", "dev", "bus"}, r["list:/sys"]
 
 
+@pytest.mark.security
 def test_gpu_grant_render_node_is_usable_inside(comp: Compositor) -> None:
     nodes = sorted(glob.glob("/dev/dri/renderD*"))
     if not nodes:
-        pytest.skip("this machine has no render node (/dev/dri/renderD*): no GPU to use")
+        lacks("gpu", "no render node (/dev/dri/renderD*) on this machine")
     r = probe(comp, "gpu", *(f"exists:{n}" for n in nodes), "glob:/sys/dev/char/226:*/uevent")
     for n in nodes:
         assert r[f"exists:{n}"]["out"] is True
@@ -244,6 +249,7 @@ def test_gpu_grant_render_node_is_usable_inside(comp: Compositor) -> None:
 # -- program output (issue item 11) ----------------------------------------------------------------
 
 
+@pytest.mark.security
 def test_programs_output_reaches_only_their_own_desktops_log(comp: Compositor) -> None:
     # A program of beta prints a secret made inside (so not even its command line, which the
     # compositor logs, holds it) and keeps running: its output channel stays open.
@@ -294,6 +300,7 @@ def test_programs_output_reaches_only_their_own_desktops_log(comp: Compositor) -
     assert secret_lines and all(" beta sh[" in ln for ln in secret_lines), beta_log
 
 
+@pytest.mark.security
 def test_log_files_are_private_and_bounded(comp: Compositor) -> None:
     logs = comp.root / "state" / "zionwm" / "logs"
     # A flood of 3 MB on one line-less stream, then lines with terminal escapes.
