@@ -8,11 +8,11 @@ unlimited one (where it would let the desktop push the host past its limit).
 
 from __future__ import annotations
 
-import pytest
-
 import os
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.harness import wait_for
 from zionwm.quarantine.engines import DEFAULT_CLAMD_SOCKET

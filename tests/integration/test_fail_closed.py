@@ -4,13 +4,13 @@ a compositor without its sandbox launcher starts nothing at all."""
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.harness import Compositor, wait_for
 

@@ -7,12 +7,11 @@ the host socket, as from a person at the keyboard; what is on screen is read wit
 
 from __future__ import annotations
 
-import pytest
-
 import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 
 from tests.harness import Compositor, colour_near, require, wait_for
