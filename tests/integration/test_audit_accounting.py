@@ -65,8 +65,7 @@ def test_files_dropped_by_a_limited_desktop_are_audited_on_its_budget(
     make_compositor: Any,
 ) -> None:
     comp = make_compositor(CONFIG)
-    suffix = "".join(c for c in comp.env["ZIONWM_INSTANCE"].lower() if c.isalnum())[:8]
-    root_name = f"zionwm-{suffix}"
+    root_name = comp.zjson("status")["instance"]["cgroup_root"]  # per user and instance
     # the attacker: a program of the web desktop, in its sandbox, writing files
     comp.zionctl(
         "launch",
