@@ -254,11 +254,17 @@ class WindowManager:
             self._cycle = None
             return f"no windows on {desktop}"
         cycle.windows = windows
-        cycle.index = (cycle.index + step) % len(windows)
-        target = windows[cycle.index]
-        # a press while a modifier is held continues the cycle; a lone command (zionctl,
-        # sway IPC) is one whole Alt+Tab: it goes back to the previous window
-        self._cycle = cycle if self._modifiers_held() else None
+        if self._modifiers_held():
+            # Alt+Tab: each press while the modifier is held goes one further down the order
+            # the windows had when the cycle began; releasing it ends the cycle
+            cycle.index = (cycle.index + step) % len(windows)
+            target = windows[cycle.index]
+            self._cycle = cycle
+        else:
+            # a lone command (zionctl, sway IPC): `next` takes the least recently focused
+            # window, so repeating it visits every window in turn; `prev` goes back one
+            self._cycle = None
+            target = windows[-1] if step > 0 else windows[min(1, len(windows) - 1)]
         self.server.focus_view(target)
         return f"focused {target.app_id or target.title or target.id}"
 
