@@ -39,6 +39,9 @@ _SNAP_EDGES = {
     "right": Edges.TOP | Edges.BOTTOM | Edges.RIGHT,
 }
 _ALL_EDGES = Edges.TOP | Edges.BOTTOM | Edges.LEFT | Edges.RIGHT
+# ICCCM WM_NORMAL_HINTS flags: which of an X window's size limits are set
+_X_MIN_SIZE = 1 << 4
+_X_MAX_SIZE = 1 << 5
 
 
 @dataclass
@@ -63,25 +66,57 @@ class WindowManager:
 
     # ---------------------------------------------------------------- what a view is
 
+    # A window is an xdg toplevel, or (with X11) a view holding an `xsurface`: both shells
+    # have a parent and size limits, read here from whichever the view has.
+
     @staticmethod
     def hints(view: View) -> layout.SizeHints:
-        st = view.toplevel._ptr.current
-        return layout.SizeHints(
-            int(st.min_width), int(st.min_height), int(st.max_width), int(st.max_height)
-        )
+        top = getattr(view, "toplevel", None)
+        if top is not None:
+            st = top._ptr.current
+            return layout.SizeHints(
+                int(st.min_width), int(st.min_height), int(st.max_width), int(st.max_height)
+            )
+        xs = getattr(view, "xsurface", None)
+        hints = xs._ptr.size_hints if xs is not None else wlr_ffi.NULL
+        if hints == wlr_ffi.NULL:
+            return layout.SizeHints()
+        flags = int(hints.flags)
+        lo = (int(hints.min_width), int(hints.min_height)) if flags & _X_MIN_SIZE else (0, 0)
+        hi = (int(hints.max_width), int(hints.max_height)) if flags & _X_MAX_SIZE else (0, 0)
+        return layout.SizeHints(*(max(0, v) for v in (*lo, *hi)))
+
+    @staticmethod
+    def _shell_ptr(view: View) -> Any:
+        xs = getattr(view, "xsurface", None)
+        return xs._ptr if xs is not None else view.xdg_surface._ptr
+
+    @staticmethod
+    def _parent_ptr(view: View) -> Any:
+        top = getattr(view, "toplevel", None)
+        if top is not None:
+            return top._ptr.parent
+        xs = getattr(view, "xsurface", None)
+        return xs._ptr.parent if xs is not None else wlr_ffi.NULL
 
     def parent_of(self, view: View) -> View | None:
-        parent = view.toplevel._ptr.parent
+        parent = self._parent_ptr(view)
         if parent == wlr_ffi.NULL:
             return None
         for v in self.server.views_of(view.desktop):  # never a window of another desktop
-            if v.xdg_surface._ptr == parent and v.mapped:
+            if v.mapped and self._shell_ptr(v) == parent:
                 return v
         return None
 
     def is_dialog(self, view: View) -> bool:
         """Dialogs float in every layout: a toplevel with a parent, or one of fixed size."""
-        return view.toplevel._ptr.parent != wlr_ffi.NULL or self.hints(view).fixed
+        return self._parent_ptr(view) != wlr_ffi.NULL or self.hints(view).fixed
+
+    @staticmethod
+    def _set_tiled(view: View, edges: Edges) -> None:
+        set_tiled = getattr(view.xdg_surface, "set_tiled", None)
+        if set_tiled is not None:  # xdg-shell's hint; X11 has none
+            set_tiled(int(edges))
 
     @staticmethod
     def rect(view: View) -> layout.Rect:
@@ -132,6 +167,8 @@ class WindowManager:
     def place_new_view(self, view: View) -> tuple[int, int]:
         """Where a window appears: a dialog centred on its parent, a tiled window in its
         tile, any other one a cascade step from the last floating window of its desktop."""
+        if view.fullscreen or view.maximized:
+            return view.x, view.y  # asked for before its first frame: already placed
         area = self.area(view)
         g = view.xdg_surface.get_geometry()
         size = (g.width, g.height)
@@ -212,12 +249,12 @@ class WindowManager:
             self.snapped.pop(v.id, None)
             if v.id not in self.tiled:
                 self.tiled.add(v.id)
-                v.xdg_surface.set_tiled(int(_ALL_EDGES))
+                self._set_tiled(v, _ALL_EDGES)
             self._apply(v, r)
         for v in self.order.get(desktop, []):
             if v.id in self.tiled and v not in views:
                 self.tiled.discard(v.id)
-                v.xdg_surface.set_tiled(int(Edges.NONE))
+                self._set_tiled(v, Edges.NONE)
         for v in self.order.get(desktop, []):
             if v.mapped and self.is_dialog(v):
                 v.tree.raise_to_top()  # dialogs float above the tiles
@@ -230,7 +267,7 @@ class WindowManager:
         for v in self.order.get(desktop, []):
             if v.id in self.tiled:
                 self.tiled.discard(v.id)
-                v.xdg_surface.set_tiled(int(Edges.NONE))  # they stay where they are
+                self._set_tiled(v, Edges.NONE)  # they stay where they are
 
     # ---------------------------------------------------------------- Alt+Tab
 
@@ -292,7 +329,7 @@ class WindowManager:
         if v.maximized:
             v.set_maximized(False)
         self.snapped[v.id] = (side, before)
-        v.xdg_surface.set_tiled(int(_SNAP_EDGES[side]))
+        self._set_tiled(v, _SNAP_EDGES[side])
         self._apply(v, layout.half(self.area(v), side, BORDER))
         return f"snapped {side}"
 
@@ -304,7 +341,7 @@ class WindowManager:
             done.append("unmaximized")
         snap = self.snapped.pop(v.id, None)
         if snap is not None:
-            v.xdg_surface.set_tiled(int(Edges.NONE))
+            self._set_tiled(v, Edges.NONE)
             self._apply(v, layout.fit(self.area(v), snap[1], BORDER))
             done.append("unsnapped")
         return ", ".join(done) or "nothing to restore"
@@ -360,11 +397,13 @@ class WindowManager:
         if v.maximized:
             v.set_maximized(False)
         if self.snapped.pop(v.id, None) is not None:
-            v.xdg_surface.set_tiled(int(Edges.NONE))
+            self._set_tiled(v, Edges.NONE)
 
     def _swap(self, v: View, step: int) -> str:
         views = self._tiled_views(v.desktop)
         order = self.order[v.desktop]
+        if v not in views:
+            raise ValueError("move: the window is not tiled")
         i = views.index(v)
         j = (i + step) % len(views)
         if i == j:
