@@ -266,3 +266,50 @@ def test_tiling_master_and_stack_dialog_close_and_switch(
     comp.zionctl("layout", "tile")
     wait_for(lambda: all(w["tiled"] for w in comp.windows("personal")), 20, "tiled again")
     assert comp.desktops()["work"]["layout"] == "float"
+
+
+def test_hidden_desktop_is_tiled_when_shown_and_reload_applies_layout(
+    make_compositor: Any,
+) -> None:
+    require("foot")
+    comp: Compositor = make_compositor(TILE_CONFIG)
+    area_h = H - TOP - 2 * B
+    master = (B, TOP + B, W // 2 - 2 * B, area_h)
+    stack = (W // 2 + B, TOP + B, W - W // 2 - 2 * B, area_h)
+
+    # windows that map while their tiled desktop is hidden get their tiles when it is shown
+    comp.zionctl("switch", "work")
+    foot(comp, "personal", "p1")
+    foot(comp, "personal", "p2")
+    # no configure reaches a hidden desktop's (possibly frozen) clients: foot's own size
+    assert geometry(by_app(comp, "p1"))[2:] == (700, 500)
+    comp.zionctl("switch", "personal")
+    wait_geometry(comp, "p1", master)
+    wait_geometry(comp, "p2", stack)
+
+    # work floats; a reload that makes it tile applies at once, personal's run-time choice
+    # (float) survives because its own line did not change
+    comp.zionctl("layout", "float")
+    foot(comp, "work", "w1")
+    assert not by_app(comp, "w1")["tiled"]
+    assert comp.config_path is not None
+    comp.config_path.write_text(
+        TILE_CONFIG.replace(
+            'desktop("work", colour="#22c55e")', 'desktop("work", colour="#22c55e", layout="tile")'
+        )
+    )
+    comp.zionctl("reload")
+    assert comp.desktops()["work"]["layout"] == "tile"
+    assert comp.desktops()["personal"]["layout"] == "float"
+    comp.zionctl("switch", "work")
+    wait_geometry(comp, "w1", (B, TOP + B, W - 2 * B, area_h))
+
+    # a config with a bad layout is refused with its line; the running one is kept
+    comp.config_path.write_text(TILE_CONFIG.replace('layout="tile"', 'layout="grid"'))
+    r = comp.zionctl("reload", check=False)
+    assert r.returncode != 0
+    assert "config.py:2: desktop 'personal': layout: must be one of 'float', 'tile'" in (
+        r.stdout + r.stderr
+    )
+    assert comp.desktops()["work"]["layout"] == "tile"
+    assert comp.alive()
