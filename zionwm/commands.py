@@ -35,14 +35,14 @@ class Shape(Enum):
     DESKTOP = "desktop"  # one desktop name
     DESKTOP_OR_INDEX = "desktop-or-index"  # a desktop name or its 1-based position
     ARGV = "argv"  # a program and its arguments
-    LAUNCH = "launch"  # DESKTOP [--ephemeral] [--] ARGV...
-    DESKTOP_ON_OFF = "desktop-on-off"  # DESKTOP on|off
     ON_OFF_TOGGLE = "on-off-toggle"  # [on|off|toggle]
     FOCUS = "focus"  # next|prev
     SIDE = "side"  # left|right
     MOVE = "move"  # left|right|up|down [N [px]]
     RESIZE = "resize"  # grow|shrink width|height [N [px]]
     LAYOUT = "layout"  # tile|float|toggle
+    LAUNCH = "launch"  # DESKTOP [--ephemeral] [--] ARGV...
+    DESKTOP_ON_OFF = "desktop-on-off"  # DESKTOP on|off
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,18 @@ COMMANDS: dict[str, CommandInfo] = {
         Shape.ON_OFF_TOGGLE,
         "maximize the focused window (no argument: toggle)",
     ),
+    "quit": CommandInfo("quit", Shape.NONE, "stop the compositor and every desktop's programs"),
+    "reload": CommandInfo(
+        "reload", Shape.NONE, "reload the config file; keep the old one if the new one fails"
+    ),
+    "clipboard-copy": CommandInfo(
+        "clipboard-copy",
+        Shape.NONE,
+        "copy the focused desktop's clipboard into the compositor's buffer",
+    ),
+    "clipboard-paste": CommandInfo(
+        "clipboard-paste", Shape.NONE, "offer the compositor's buffer once to the focused desktop"
+    ),
     "restore": CommandInfo(
         "restore",
         Shape.NONE,
@@ -99,18 +111,6 @@ COMMANDS: dict[str, CommandInfo] = {
         "layout tile|float|toggle",
         Shape.LAYOUT,
         "tile the shown desktop's windows (master and stack) or let them float",
-    ),
-    "quit": CommandInfo("quit", Shape.NONE, "stop the compositor and every desktop's programs"),
-    "reload": CommandInfo(
-        "reload", Shape.NONE, "reload the config file; keep the old one if the new one fails"
-    ),
-    "clipboard-copy": CommandInfo(
-        "clipboard-copy",
-        Shape.NONE,
-        "copy the focused desktop's clipboard into the compositor's buffer",
-    ),
-    "clipboard-paste": CommandInfo(
-        "clipboard-paste", Shape.NONE, "offer the compositor's buffer once to the focused desktop"
     ),
     "freeze": CommandInfo("freeze NAME", Shape.DESKTOP, "freeze every program of desktop NAME"),
     "thaw": CommandInfo("thaw NAME", Shape.DESKTOP, "resume the programs of desktop NAME"),
@@ -141,11 +141,12 @@ class Command:
     desktop: str | None = None  # switch NAME, launch, freeze, thaw, kill, net
     index: int | None = None  # switch N: 1-based position in the config's desktop order
     argv: tuple[str, ...] = ()  # spawn, launch
-    ephemeral: bool = False  # launch --ephemeral
-    enable: bool | None = None  # net NAME on|off; maximize on|off (None: toggle)
     word: str | None = None  # focus next|prev, snap/move DIRECTION, resize grow|shrink, layout
     axis: str | None = None  # resize width|height
     amount: int | None = None  # move/resize N px
+    # enable (below) is also maximize on|off, None meaning toggle
+    ephemeral: bool = False  # launch --ephemeral
+    enable: bool | None = None  # net NAME on|off
 
     def __str__(self) -> str:
         return shlex.join((self.name, *self.args))
@@ -276,11 +277,14 @@ def _choice(name: str, info: CommandInfo, word: str, choices: tuple[str, ...]) -
 
 
 def _parse_on_off_toggle(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command:
-    if len(args) > 1:
-        raise CommandError(f"{name} takes at most one argument; {_usage(info)}")
     if not args:
         return Command(name)
-    state = _choice(name, info, args[0], ("on", "off", "toggle"))
+    if len(args) > 1 or args[0].lower() not in ("on", "off", "toggle"):
+        raise CommandError(
+            f"{name} takes no arguments, or one of 'on', 'off', 'toggle' (got "
+            f"{shlex.join(args)}); {_usage(info)}"
+        )
+    state = args[0].lower()
     return Command(name, args, enable=None if state == "toggle" else state == "on")
 
 
