@@ -334,16 +334,16 @@ def _parse_resize(name: str, info: CommandInfo, args: tuple[str, ...]) -> Comman
 _Parser = Callable[[str, CommandInfo, tuple[str, ...]], Command]
 
 _PARSERS: dict[Shape, _Parser] = {
-    Shape.NONE: _parse_none,
-    Shape.DESKTOP: _parse_desktop,
-    Shape.DESKTOP_OR_INDEX: _parse_desktop_or_index,
-    Shape.ARGV: _parse_argv,
-    Shape.LAUNCH: _parse_launch,
-    Shape.DESKTOP_ON_OFF: _parse_desktop_on_off,
     Shape.ON_OFF_TOGGLE: _parse_on_off_toggle,
     Shape.FOCUS: _one_word(("next", "prev")),
     Shape.SIDE: _one_word(("left", "right")),
     Shape.MOVE: _parse_move,
     Shape.RESIZE: _parse_resize,
     Shape.LAYOUT: _one_word(("tile", "float", "toggle")),
+    Shape.NONE: _parse_none,
+    Shape.DESKTOP: _parse_desktop,
+    Shape.DESKTOP_OR_INDEX: _parse_desktop_or_index,
+    Shape.ARGV: _parse_argv,
+    Shape.LAUNCH: _parse_launch,
+    Shape.DESKTOP_ON_OFF: _parse_desktop_on_off,
 }
