@@ -369,6 +369,7 @@ class Server(HasListeners):
         view = self._views_by_id.get(view_id)
         if view is not None:
             view.on_geometry_change(x, y, w, h)
+            self.wm.geometry_changed(view)
 
     def _on_client_destroyed(self, client: int, slot: int) -> None:
         name = self._slot_names.get(slot)

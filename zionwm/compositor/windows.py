@@ -60,6 +60,7 @@ class WindowManager:
         self.snapped: dict[int, tuple[str, layout.Rect]] = {}  # id -> side, geometry before
         self.tiled: set[int] = set()
         self._asked: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
+        self._targets: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
         self._dirty: set[str] = set()  # hidden desktops to re-tile when shown
         self._cycle: _Cycle | None = None
         self._config_layouts = self._spec_layouts()
@@ -142,9 +143,26 @@ class WindowManager:
 
     def _apply(self, view: View, rect: layout.Rect) -> None:
         x, y, w, h = rect
-        view.move_to(x, y)
+        before = self.rect(view)[2:]
         view.xdg_surface.set_size(w, h)
-        self._asked[view.id] = ((w, h), self.rect(view)[2:])
+        view.move_to(x, y)
+        self._asked[view.id] = ((w, h), before)
+        if (w, h) != before:
+            # A view keeps its frame inside the area for the size it has now: a window
+            # shrinking into a place where its old size does not fit lands short of it, so
+            # the place is set again once the client has drawn its new size.
+            self._targets[view.id] = ((x, y), before)
+        else:
+            self._targets.pop(view.id, None)
+
+    def geometry_changed(self, view: View) -> None:
+        """The client drew a new size: put it where the last `_apply` meant it to be."""
+        target = self._targets.get(view.id)
+        if target is None or self.rect(view)[2:] == target[1]:
+            return
+        del self._targets[view.id]
+        if (view.x, view.y) != target[0]:
+            view.move_to(*target[0])
 
     def current(self, view: View) -> layout.Rect:
         """Where the window is, or is about to be: the size last asked for while the client
@@ -213,6 +231,7 @@ class WindowManager:
             order.remove(view)
         self.snapped.pop(view.id, None)
         self._asked.pop(view.id, None)
+        self._targets.pop(view.id, None)
         self.tiled.discard(view.id)
         if self._cycle is not None and view in self._cycle.windows:
             self._cycle.windows.remove(view)
