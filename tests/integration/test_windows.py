@@ -4,10 +4,12 @@ Super+T typed with wtype, zionctl and sway IPC; geometry read back through `zion
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Any
 
 from tests.harness import Compositor, colour_near, require, wait_for
+from tests.wire import WireClient
 from zionwm.compositor.ui import STRIP_HEIGHT
 
 B = 3  # frame width
@@ -313,3 +315,46 @@ def test_hidden_desktop_is_tiled_when_shown_and_reload_applies_layout(
     )
     assert comp.desktops()["work"]["layout"] == "tile"
     assert comp.alive()
+
+
+def test_fixed_size_window_floats_centred_over_the_tiles(make_compositor: Any) -> None:
+    """A window whose minimum and maximum sizes are equal (a typical dialog) is never tiled:
+    it floats, centred on the desktop's focused window, and the tiles stay as they are."""
+    require("foot")
+    comp: Compositor = make_compositor(TILE_CONFIG)
+    full = (B, TOP + B, W - 2 * B, H - TOP - 2 * B)
+    foot(comp, "personal", "a")
+    wait_geometry(comp, "a", full)
+
+    c = WireClient(comp.desktop_socket("personal"))
+    compositor_id = c.bind("wl_compositor", 4)
+    shm = c.bind("wl_shm", 1)
+    wm_base = c.bind("xdg_wm_base", 1)
+    surface = c.new_id()
+    c.send(compositor_id, 0, struct.pack("=I", surface))  # create_surface
+    xdg = c.new_id()
+    c.send(wm_base, 2, struct.pack("=II", xdg, surface))  # get_xdg_surface
+    top = c.new_id()
+    c.send(xdg, 1, struct.pack("=I", top))  # get_toplevel
+    c.send(top, 7, struct.pack("=ii", 300, 200))  # set_max_size
+    c.send(top, 8, struct.pack("=ii", 300, 200))  # set_min_size
+    c.send(surface, 6)  # commit: the first configure
+    c.send(xdg, 4, struct.pack("=I", c._wait_configure(xdg)))  # ack_configure
+    buffer = c.shm_buffer(shm, 300, 200, 0xFFFF0000)
+    c.send(surface, 1, struct.pack("=Iii", buffer, 0, 0))  # attach
+    c.send(surface, 2, struct.pack("=iiii", 0, 0, 300, 200))  # damage
+    c.send(surface, 6)  # commit: mapped
+    c.roundtrip()
+    try:
+        dialog = wait_for(
+            lambda: next((w for w in comp.windows("personal") if w["dialog"]), None),
+            15,
+            "the fixed-size window",
+        )
+        assert not dialog["tiled"]
+        assert (dialog["width"], dialog["height"]) == (300, 200)
+        ax, ay, aw, ah = full
+        assert (dialog["x"] + 150, dialog["y"] + 100) == (ax + aw // 2, ay + ah // 2)
+        assert geometry(by_app(comp, "a")) == full  # the one tiled window keeps its tile
+    finally:
+        c.close()
