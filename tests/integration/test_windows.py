@@ -358,3 +358,37 @@ def test_fixed_size_window_floats_centred_over_the_tiles(make_compositor: Any) -
         assert geometry(by_app(comp, "a")) == full  # the one tiled window keeps its tile
     finally:
         c.close()
+
+
+def test_a_tiled_window_dragged_with_the_pointer_goes_back_to_its_tile(
+    make_compositor: Any,
+) -> None:
+    require("foot")
+    from tests.integration.test_core import VirtualKeyboard, VirtualPointer
+
+    comp: Compositor = make_compositor(TILE_CONFIG)
+    area_h = H - TOP - 2 * B
+    stack = (W // 2 + B, TOP + B, W - W // 2 - 2 * B, area_h)
+    foot(comp, "personal", "a")
+    foot(comp, "personal", "b")
+    wait_geometry(comp, "b", stack)
+    wait_focused(comp, "b")
+    kb = VirtualKeyboard(comp)
+    vp = VirtualPointer(comp)
+    sx, sy = stack[0] + 50, stack[1] + 50
+    kb.modifiers(kb.logo)  # Super+drag: the compositor's move
+    vp.move(sx, sy)
+    vp.t += 1
+    vp.c.send(vp.ptr, 2, struct.pack("=III", vp.t, 0x110, 1))  # press
+    vp.c.send(vp.ptr, 4)
+    for step in range(1, 6):
+        vp.move(sx - 40 * step, sy + 20 * step)
+    vp.c.roundtrip()
+    wait_for(lambda: by_app(comp, "b")["x"] < stack[0], 10, "the drag to move b")
+    vp.t += 1
+    vp.c.send(vp.ptr, 2, struct.pack("=III", vp.t, 0x110, 0))  # release
+    vp.c.send(vp.ptr, 4)
+    vp.c.roundtrip()
+    kb.modifiers(0)
+    wait_geometry(comp, "b", stack)
+    assert by_app(comp, "b")["tiled"]

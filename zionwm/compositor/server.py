@@ -807,6 +807,7 @@ class Server(HasListeners):
     def _on_cursor_button(self, listener: Any, event: Any) -> None:
         if event.button_state == ButtonState.RELEASED and self.grab is not None:
             held_by_us = self.grab.by_compositor
+            self.wm.grab_ended(self.grab.view)
             self.grab = None
             if held_by_us:
                 return  # the client never saw the press: it gets no release either

@@ -238,6 +238,11 @@ class WindowManager:
         if was_tiled and view.desktop in self.server.desktops:
             self.retile(view.desktop)
 
+    def grab_ended(self, view: View) -> None:
+        """A tiled window dragged with the pointer goes back to its tile when dropped."""
+        if view.id in self.tiled:
+            self.retile(view.desktop)
+
     def state_changed(self, view: View) -> None:
         """Fullscreen or maximized changed: it leaves or rejoins the layout."""
         if view.desktop != HOST and self.mode(view.desktop) == "tile":
