@@ -11,12 +11,17 @@ from __future__ import annotations
 import difflib
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 # A desktop name ends up in paths, socket names and cgroup names, hence the narrow alphabet.
 DESKTOP_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+# The step of a keyboard move or resize when the command names none.
+DEFAULT_STEP = 40
+MAX_STEP = 10000
 
 
 class CommandError(ValueError):
@@ -30,6 +35,12 @@ class Shape(Enum):
     DESKTOP = "desktop"  # one desktop name
     DESKTOP_OR_INDEX = "desktop-or-index"  # a desktop name or its 1-based position
     ARGV = "argv"  # a program and its arguments
+    ON_OFF_TOGGLE = "on-off-toggle"  # [on|off|toggle]
+    FOCUS = "focus"  # next|prev
+    SIDE = "side"  # left|right
+    MOVE = "move"  # left|right|up|down [N [px]]
+    RESIZE = "resize"  # grow|shrink width|height [N [px]]
+    LAYOUT = "layout"  # tile|float|toggle
     LAUNCH = "launch"  # DESKTOP [--ephemeral] [--] ARGV...
     DESKTOP_ON_OFF = "desktop-on-off"  # DESKTOP on|off [--for DURATION]
     WORDS = "words"  # a sub-command and its words, parsed by whoever runs it
@@ -57,7 +68,11 @@ COMMANDS: dict[str, CommandInfo] = {
     ),
     "close": CommandInfo("close", Shape.NONE, "ask the focused window to close"),
     "fullscreen": CommandInfo("fullscreen", Shape.NONE, "toggle fullscreen on the focused window"),
-    "maximize": CommandInfo("maximize", Shape.NONE, "toggle maximized on the focused window"),
+    "maximize": CommandInfo(
+        "maximize [on|off|toggle]",
+        Shape.ON_OFF_TOGGLE,
+        "maximize the focused window (no argument: toggle)",
+    ),
     "overview": CommandInfo(
         "overview", Shape.NONE, "show or hide every desktop at once (arrows, 1-9, Enter, Esc)"
     ),
@@ -72,6 +87,34 @@ COMMANDS: dict[str, CommandInfo] = {
     ),
     "clipboard-paste": CommandInfo(
         "clipboard-paste", Shape.NONE, "offer the compositor's buffer once to the focused desktop"
+    ),
+    "restore": CommandInfo(
+        "restore",
+        Shape.NONE,
+        "put the focused window back where it was before it was snapped or maximized",
+    ),
+    "focus": CommandInfo(
+        "focus next|prev",
+        Shape.FOCUS,
+        "focus the next/previous window of the shown desktop, most recent first (Alt+Tab)",
+    ),
+    "snap": CommandInfo(
+        "snap left|right", Shape.SIDE, "put the focused window on the left/right half"
+    ),
+    "move": CommandInfo(
+        "move left|right|up|down [N [px]]",
+        Shape.MOVE,
+        f"move the focused window N px (default {DEFAULT_STEP}); tiled: swap it with its neighbour",
+    ),
+    "resize": CommandInfo(
+        "resize grow|shrink width|height [N [px]]",
+        Shape.RESIZE,
+        f"resize the focused window by N px (default {DEFAULT_STEP}); tiled: the master's width",
+    ),
+    "layout": CommandInfo(
+        "layout tile|float|toggle",
+        Shape.LAYOUT,
+        "tile the shown desktop's windows (master and stack) or let them float",
     ),
     "freeze": CommandInfo("freeze NAME", Shape.DESKTOP, "freeze every program of desktop NAME"),
     "thaw": CommandInfo("thaw NAME", Shape.DESKTOP, "resume the programs of desktop NAME"),
@@ -109,6 +152,10 @@ class Command:
     desktop: str | None = None  # switch NAME, launch, freeze, thaw, kill, net
     index: int | None = None  # switch N: 1-based position in the config's desktop order
     argv: tuple[str, ...] = ()  # spawn, launch
+    word: str | None = None  # focus next|prev, snap/move DIRECTION, resize grow|shrink, layout
+    axis: str | None = None  # resize width|height
+    amount: int | None = None  # move/resize N px
+    # enable (below) is also maximize on|off, None meaning toggle
     ephemeral: bool = False  # launch --ephemeral
     enable: bool | None = None  # net NAME on|off
     for_time: str | None = None  # net NAME on|off --for DURATION, as typed
@@ -241,7 +288,79 @@ def _parse_words(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command
     return Command(name, args)
 
 
-_PARSERS = {
+def _choice(name: str, info: CommandInfo, word: str, choices: tuple[str, ...]) -> str:
+    if word.lower() not in choices:
+        raise CommandError(
+            f"{name}: expected {' or '.join(repr(c) for c in choices)}, not {word!r}; "
+            f"{_usage(info)}"
+        )
+    return word.lower()
+
+
+def _parse_on_off_toggle(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command:
+    if not args:
+        return Command(name)
+    if len(args) > 1 or args[0].lower() not in ("on", "off", "toggle"):
+        raise CommandError(
+            f"{name} takes no arguments, or one of 'on', 'off', 'toggle' (got "
+            f"{shlex.join(args)}); {_usage(info)}"
+        )
+    state = args[0].lower()
+    return Command(name, args, enable=None if state == "toggle" else state == "on")
+
+
+def _one_word(choices: tuple[str, ...]) -> _Parser:
+    def parse_word(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command:
+        if len(args) != 1:
+            raise CommandError(f"{name} needs exactly one of {', '.join(choices)}; {_usage(info)}")
+        return Command(name, args, word=_choice(name, info, args[0], choices))
+
+    return parse_word
+
+
+def _amount(name: str, info: CommandInfo, rest: tuple[str, ...]) -> int:
+    """The optional `N [px]` at the end of move and resize (sway writes `10 px`)."""
+    if not rest:
+        return DEFAULT_STEP
+    if len(rest) > 2 or (len(rest) == 2 and rest[1].lower() != "px"):
+        raise CommandError(f"{name}: expected 'N' or 'N px' at the end; {_usage(info)}")
+    word = rest[0].lower().removesuffix("px")
+    if not word.isdigit() or not 1 <= int(word) <= MAX_STEP:
+        raise CommandError(
+            f"{name}: {rest[0]!r} is not a number of pixels from 1 to {MAX_STEP}; {_usage(info)}"
+        )
+    return int(word)
+
+
+def _parse_move(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command:
+    if not args:
+        raise CommandError(f"{name} needs a direction; {_usage(info)}")
+    if args[0].lower() in ("container", "window", "workspace", "to"):
+        raise CommandError(
+            f"{name}: windows never change desktop (a window belongs to the compartment whose "
+            f"program drew it); {_usage(info)}"
+        )
+    word = _choice(name, info, args[0], ("left", "right", "up", "down"))
+    return Command(name, args, word=word, amount=_amount(name, info, args[1:]))
+
+
+def _parse_resize(name: str, info: CommandInfo, args: tuple[str, ...]) -> Command:
+    if len(args) < 2:
+        raise CommandError(f"{name} needs grow|shrink and width|height; {_usage(info)}")
+    word = _choice(name, info, args[0], ("grow", "shrink"))
+    axis = _choice(name, info, args[1], ("width", "height"))
+    return Command(name, args, word=word, axis=axis, amount=_amount(name, info, args[2:]))
+
+
+_Parser = Callable[[str, CommandInfo, tuple[str, ...]], Command]
+
+_PARSERS: dict[Shape, _Parser] = {
+    Shape.ON_OFF_TOGGLE: _parse_on_off_toggle,
+    Shape.FOCUS: _one_word(("next", "prev")),
+    Shape.SIDE: _one_word(("left", "right")),
+    Shape.MOVE: _parse_move,
+    Shape.RESIZE: _parse_resize,
+    Shape.LAYOUT: _one_word(("tile", "float", "toggle")),
     Shape.NONE: _parse_none,
     Shape.DESKTOP: _parse_desktop,
     Shape.DESKTOP_OR_INDEX: _parse_desktop_or_index,

@@ -37,6 +37,7 @@ from xkbcommon import xkb
 
 from zionwm import commands, paths
 from zionwm.isolation import spec
+from zionwm.layout import LAYOUTS
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +392,7 @@ def desktop(
     allow_fullscreen: bool = False,
     x11: bool = False,
     autostart: Sequence[str | Sequence[str] | Autostart] = (),
+    layout: str = "float",
     **unknown: object,
 ) -> None:
     """Declare a desktop. Desktops are numbered (Super+1..9) in the order declared."""
@@ -413,6 +415,7 @@ def desktop(
         "allow_fullscreen": allow_fullscreen,
         "x11": x11,
         "autostart": autostart,
+        "layout": layout,
     }
     load.desktops.append(_DesktopDecl(values, unknown))
 
@@ -723,6 +726,12 @@ def _name(value: object) -> str:
     return value
 
 
+def _layout(value: object) -> str:
+    if value not in LAYOUTS:
+        raise ValueError(f"must be one of {', '.join(repr(x) for x in LAYOUTS)}, not {value!r}")
+    return str(value)
+
+
 def _action(value: object) -> spec.VerdictAction:
     try:
         return spec.VerdictAction(value)  # type: ignore[arg-type]  # checked below
@@ -1009,6 +1018,7 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
         if not _ENV_NAME.fullmatch(var):
             f.error(f"env: {var!r} is not an environment variable name")
     autostart = _autostart(v["autostart"], f)
+    window_layout: str = f.get("layout", _layout, v["layout"], "float")
     if bools["reclaim_when_frozen"] and freeze_after is None and f.ok:
         f.warn("reclaim_when_frozen has no effect: freeze_after is None, it never freezes")
     if not f.ok:
@@ -1027,6 +1037,7 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
         env=env,
         autostart=autostart,
         source_line=decl._line,
+        layout=window_layout,
         **bools,
     )
 

@@ -24,6 +24,7 @@ desktop(
     colour="#22c55e",
     network=Network.full(),
     freeze_after="5m",
+    # layout="tile",  # windows side by side, master and stack (Super+T toggles it live)
 )
 
 desktop(
@@ -63,6 +64,21 @@ bind("Super+Shift+E", "quit")
 bind("Super+Shift+R", "reload")
 bind("Super+Shift+C", "clipboard-copy")
 bind("Super+Shift+V", "clipboard-paste")
+
+# Windows of the shown desktop (docs/windows.md). Alt+Tab never reaches another desktop.
+bind("Alt+Tab", "focus next")
+bind("Alt+Shift+Tab", "focus prev")
+bind("Super+Left", "snap left")
+bind("Super+Right", "snap right")
+bind("Super+Up", "maximize on")
+bind("Super+Down", "restore")
+bind("Super+T", "layout toggle")  # tile this desktop's windows, or let them float again
+for key, direction in (("Left", "left"), ("Right", "right"), ("Up", "up"), ("Down", "down")):
+    bind(f"Super+Shift+{key}", f"move {direction} 40")
+bind("Super+Ctrl+Right", "resize grow width 40")
+bind("Super+Ctrl+Left", "resize shrink width 40")
+bind("Super+Ctrl+Down", "resize grow height 40")
+bind("Super+Ctrl+Up", "resize shrink height 40")
 
 # settings(keyboard_layout="de", keyboard_options="caps:escape", repeat_rate=30)
 # Downloads are scanned by the clamd at /run/clamav/clamd.ctl when one runs there (Debian's

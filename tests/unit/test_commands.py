@@ -84,6 +84,7 @@ def test_launch_rejects(text: str, message: str) -> None:
         "reload",
         "clipboard-copy",
         "clipboard-paste",
+        "restore",
     ],
 )
 def test_commands_without_arguments(name: str) -> None:
@@ -147,3 +148,43 @@ def test_help_lists_every_command() -> None:
     assert len(lines) == len(commands.COMMANDS)
     for name, info in commands.COMMANDS.items():
         assert any(line.startswith(info.usage) and info.help in line for line in lines), name
+
+
+def test_window_commands_parse() -> None:
+    assert parse("focus next").word == "next"
+    assert parse("focus PREV").word == "prev"
+    assert parse("snap right").word == "right"
+    assert parse("layout toggle").word == "toggle"
+    assert parse("restore") == Command("restore")
+    assert parse("maximize").enable is None
+    assert parse("maximize on").enable is True
+    assert parse("maximize off").enable is False
+    move = parse("move left")
+    assert (move.word, move.amount) == ("left", commands.DEFAULT_STEP)
+    assert parse("move up 10 px").amount == 10  # sway's spelling
+    assert parse("move down 25px").amount == 25
+    resize = parse(["resize", "shrink", "height", "30"])
+    assert (resize.word, resize.axis, resize.amount) == ("shrink", "height", 30)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("focus", "focus needs exactly one of next, prev"),
+        ("focus left", "expected 'next' or 'prev', not 'left'"),
+        ("snap up", "expected 'left' or 'right', not 'up'"),
+        ("layout grid", "expected 'tile' or 'float' or 'toggle', not 'grid'"),
+        ("maximize maybe", "maximize takes no arguments, or one of 'on', 'off', 'toggle'"),
+        ("move", "move needs a direction"),
+        ("move sideways", "expected 'left' or 'right' or 'up' or 'down'"),
+        ("move left 0", "not a number of pixels from 1 to 10000"),
+        ("move left ten", "not a number of pixels"),
+        ("move left 10 cm", "expected 'N' or 'N px'"),
+        ("move container to workspace 2", "windows never change desktop"),
+        ("resize grow", "resize needs grow|shrink and width|height"),
+        ("resize grow depth", "expected 'width' or 'height', not 'depth'"),
+    ],
+)
+def test_window_commands_reject(text: str, message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        parse(text)

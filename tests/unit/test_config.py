@@ -864,6 +864,22 @@ def test_default_bindings() -> None:
         "Super+Shift+r": "reload",
         "Super+Shift+c": "clipboard-copy",
         "Super+Shift+v": "clipboard-paste",
+        # window management (docs/windows.md), none of them clashing with the above
+        "Alt+Tab": "focus next",
+        "Alt+Shift+Tab": "focus prev",
+        "Super+Left": "snap left",
+        "Super+Right": "snap right",
+        "Super+Up": "maximize on",
+        "Super+Down": "restore",
+        "Super+t": "layout toggle",
+        "Super+Shift+Left": "move left 40",
+        "Super+Shift+Right": "move right 40",
+        "Super+Shift+Up": "move up 40",
+        "Super+Shift+Down": "move down 40",
+        "Super+Ctrl+Right": "resize grow width 40",
+        "Super+Ctrl+Left": "resize shrink width 40",
+        "Super+Ctrl+Down": "resize grow height 40",
+        "Super+Ctrl+Up": "resize shrink height 40",
     }
     assert got == expected
     assert config.settings.terminal == ("foot",)
@@ -941,7 +957,7 @@ def test_check_without_a_user_file_checks_the_default(
     assert cfg.check_main([]) == 0
     out = capsys.readouterr().out
     assert "no config file yet" in out
-    assert "OK: 4 desktops (personal, work, gaming, web), 18 key bindings" in out
+    assert "OK: 4 desktops (personal, work, gaming, web), 33 key bindings" in out
 
 
 def test_check_usage(capsys: pytest.CaptureFixture[str]) -> None:
@@ -984,3 +1000,22 @@ def test_config_error_format() -> None:
     assert str(ConfigError("c.py", 7, "bad")) == "c.py:7: bad"
     assert str(ConfigError("c.py", 7, "hmm", "warning")) == "c.py:7: warning: hmm"
     assert str(ConfigError("c.py", 0, "empty")) == "c.py: empty"
+
+
+# --- window layout -----------------------------------------------------------------------
+
+
+def test_layout_is_float_by_default_and_tile_when_asked(tmp_path: Path) -> None:
+    config, errors = load_config(
+        write(tmp_path, OK_DESKTOP + 'desktop("b", colour="#445566", layout="tile")\n')
+    )
+    assert config is not None, errors
+    assert [d.layout for d in config.desktops] == ["float", "tile"]
+
+
+@pytest.mark.parametrize("value", ['"grid"', '"Tile"', "True", "None"])
+def test_bad_layout_is_an_error_on_its_line(tmp_path: Path, value: str) -> None:
+    body = OK_DESKTOP + f'desktop("b", colour="#445566",\n layout={value})\n'
+    line, message = only(tmp_path, body)
+    assert line == 3
+    assert message.startswith("desktop 'b': layout: must be one of 'float', 'tile'")

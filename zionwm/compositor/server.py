@@ -85,7 +85,8 @@ from .overview import Overview
 from .policy import DESKTOP_GLOBALS
 from .strip import Chip, MinuteClock, Strip, StripState
 from .ui import HOST_FRAME, STRIP_HEIGHT, Notifications
-from .views import BORDER, View
+from .views import View
+from .windows import WindowManager
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +254,8 @@ class Server(HasListeners):
         native.set_geometry_callback(self._on_geometry_changed)
         native.set_frame_callback(self._on_frame_committed)
         self.bindings = self._binding_table(config)
+        self.wm = WindowManager(self)  # focus cycling, snapping, tiling (windows.py)
+        self.extensions.append(self.wm)
         settings = config.settings
         self.clipboard = ClipboardBridge(
             self.loop,
@@ -405,6 +408,7 @@ class Server(HasListeners):
         view = self._views_by_id.get(view_id)
         if view is not None:
             view.on_geometry_change(x, y, w, h)
+            self.wm.geometry_changed(view)
 
     def _on_client_destroyed(self, client: int, slot: int) -> None:
         name = self._slot_names.get(slot)
@@ -545,18 +549,13 @@ class Server(HasListeners):
         return out
 
     def place_new_view(self, view: View) -> tuple[int, int]:
-        area = self.usable_area_for(view)
-        g = view.xdg_surface.get_geometry()
-        siblings = len([v for v in self.views_of(view.desktop) if v.mapped and v is not view])
-        offset = (siblings % 8) * 32
-        x = area.x + max(BORDER, (area.width - g.width) // 2) + offset
-        y = area.y + max(BORDER, (area.height - g.height) // 2) + offset
-        return x, y
+        return self.wm.place_new_view(view)
 
     def views_of(self, desktop: str) -> list[View]:
         return self.host_views if desktop == HOST else self.desktops[desktop].views
 
     def view_mapped(self, view: View) -> None:
+        self.wm.view_mapped(view)
         if self.desktop_visible(view.desktop):
             self.focus_view(view)
         else:
@@ -576,6 +575,7 @@ class Server(HasListeners):
                 self.focus_view(nxt)
             elif self.layer_focus is None:
                 self.seat_of_desktop(view.desktop).keyboard_clear_focus()
+        self.wm.view_gone(view)
         self.emit("unmap", view.describe())
 
     def view_destroyed(self, view: View) -> None:
@@ -589,6 +589,7 @@ class Server(HasListeners):
             self.focused_view = None
         if self.grab and self.grab.view is view:
             self.grab = None
+        self.wm.view_gone(view)
 
     def _focus_candidates(self) -> list[View]:
         return list(self.model.desktops[self.model.active].focus_stack)
@@ -640,6 +641,7 @@ class Server(HasListeners):
 
     def fullscreen_changed(self, view: View) -> None:
         self._update_indicators()
+        self.wm.state_changed(view)
 
     def _all_seats(self) -> list[Seat]:
         return [self.host_seat, *(d.seat for d in self.desktops.values())]
@@ -824,6 +826,7 @@ class Server(HasListeners):
         seat = self._input_seat()
         seat.set_keyboard(handler.device)
         seat.keyboard_notify_modifiers(handler.keyboard.modifiers)
+        self.wm.modifiers_changed(int(handler.keyboard.modifier))
 
     def keyboard_key(self, handler: KeyboardHandler, event: Any) -> None:
         if self.overview.is_open:
@@ -908,6 +911,7 @@ class Server(HasListeners):
     def _on_cursor_button(self, listener: Any, event: Any) -> None:
         if event.button_state == ButtonState.RELEASED and self.grab is not None:
             held_by_us = self.grab.by_compositor
+            self.wm.grab_ended(self.grab.view)
             self.grab = None
             if held_by_us:
                 return  # the client never saw the press: it gets no release either
@@ -1030,7 +1034,8 @@ class Server(HasListeners):
             cmd = cmdlang.parse(text)
         except cmdlang.CommandError as e:
             return {"ok": False, "message": str(e)}
-        handler = getattr(self, "_cmd_" + cmd.name.replace("-", "_"), None)
+        attr = "_cmd_" + cmd.name.replace("-", "_")
+        handler = getattr(self, attr, None) or getattr(self.wm, attr, None)
         if handler is None:
             return {"ok": False, "message": f"{cmd.name}: not supported by this compositor"}
         try:
@@ -1101,7 +1106,8 @@ class Server(HasListeners):
         v = self.focused_view
         if v is None:
             return "no focused window"
-        v.request_state("maximize", not v.maximized)
+        v.request_state("maximize", not v.maximized if cmd.enable is None else cmd.enable)
+        self.wm.state_changed(v)
         return "maximized " + ("on" if v.maximized else "off")
 
     def _cmd_quit(self, cmd: Any) -> str:
@@ -1275,7 +1281,8 @@ class Server(HasListeners):
         return out
 
     def describe_windows(self) -> list[dict[str, Any]]:
-        return [v.describe() for v in self.all_views() if v.mapped]
+        views = [v for v in self.all_views() if v.mapped]
+        return [{**v.describe(), **self.wm.describe_window(v)} for v in views]
 
     def describe_outputs(self) -> list[dict[str, Any]]:
         return [o.describe() for o in self.outputs]

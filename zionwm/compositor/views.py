@@ -254,6 +254,7 @@ class View(HasListeners):
             self.maximized = False
             self._restore()
         wlr_lib.wlr_xdg_toplevel_set_maximized(self.xdg_surface._ptr, on)
+        self.server.wm.state_changed(self)  # it leaves or rejoins a tiling layout
 
     def _restore(self) -> None:
         if self.saved is not None:

@@ -113,6 +113,7 @@ class DesktopSpec:
     env: tuple[str, ...] = ()  # host variables granted (e.g. "SSH_AUTH_SOCK")
     allow_fullscreen: bool = False  # true fullscreen hides the trust indicator
     x11: bool = False  # own Xwayland on demand
+    layout: str = "float"  # "float" or "tile" (master and stack); see zionwm/layout.py
     autostart: tuple[Autostart, ...] = ()
     source_line: int = 0  # line in the config file that declared it (for messages)
 
