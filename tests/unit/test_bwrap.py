@@ -130,6 +130,31 @@ def test_confinement_flags_always_present() -> None:
     assert "--dev" in a and a[a.index("--dev") + 1] == "/dev"
 
 
+def test_nested_sandbox_keeps_user_namespaces_and_every_other_confinement() -> None:
+    nested = plan(spec(nested_sandbox=True))
+    a = options(argv_of(nested))
+    assert nested.nested_sandbox
+    assert "--disable-userns" not in a
+    for flag in ("--unshare-all", "--unshare-user", "--die-with-parent", "--new-session"):
+        assert flag in a
+    assert a[a.index("--cap-drop") + 1] == "ALL"
+    assert not plan().nested_sandbox
+
+
+def test_nested_sandbox_maps_a_root_user_to_an_ordinary_id() -> None:
+    from dataclasses import replace
+
+    from zionwm.isolation.bwrap import NESTED_ROOT_ID
+
+    root = replace(HOST, uid=0, gid=0, user="root")
+    sock = "/run/zionwm/work/wayland-0"
+    nested = plan_sandbox(spec(nested_sandbox=True), ("x",), root, host_env={}, wayland_socket=sock)
+    assert (nested.uid, nested.gid) == (NESTED_ROOT_ID, NESTED_ROOT_ID)
+    assert nested.runtime_dir == f"/run/user/{NESTED_ROOT_ID}"
+    plain = plan_sandbox(spec(), ("x",), root, host_env={}, wayland_socket=sock)
+    assert (plain.uid, plain.gid) == (0, 0)
+
+
 def test_network_unshared_unless_a_netns_was_joined() -> None:
     assert "--share-net" not in argv_of(plan())
     joined = argv_of(plan(share_net=True))

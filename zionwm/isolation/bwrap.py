@@ -177,6 +177,9 @@ PROC_STAND_INS: Mapping[str, bytes] = {
     "/proc/sys/kernel/random/entropy_avail": b"256\n",
 }
 
+# The id a root-run zionwm's user has inside a nested_sandbox desktop (see sandbox_ids).
+NESTED_ROOT_ID = 1000
+
 FONTS_DIR = "/run/zionwm/fonts"
 FONTS_CONF = "/run/zionwm/fonts.conf"
 APPS_DIR = "/opt/zionwm"
@@ -334,6 +337,7 @@ class SandboxPlan:
     writable_usr: bool = False
     template: TemplateFacts | None = None
     notes: tuple[str, ...] = ()  # what the policy could not enforce, for the log
+    nested_sandbox: bool = False  # user namespaces allowed inside; the seccomp variant too
     fds: Mapping[str, int] = field(default_factory=dict)
 
     def with_fds(self, fds: Mapping[str, int]) -> SandboxPlan:
@@ -453,7 +457,8 @@ def plan_sandbox(
     eph = spec.ephemeral if ephemeral is None else ephemeral
     user = host.user
     home = f"/home/{user}"
-    run = f"/run/user/{host.uid}"
+    uid, gid = sandbox_ids(spec, host)
+    run = f"/run/user/{uid}"
     notes: list[str] = []
     mounts: list[Mount] = []
     slots: list[FdSlot] = []
@@ -495,7 +500,7 @@ def plan_sandbox(
     for path in TEMPLATE_HOST_ETC if template is not None else SYSTEM_CANDIDATES:
         if path in host.system_files:
             mounts.append(Mount(MountKind.RO_BIND_TRY, path, source=path))
-    passwd, group = passwd_lines(host.uid, host.gid, user, home)
+    passwd, group = passwd_lines(uid, gid, user, home)
     mounts.append(
         Mount(
             MountKind.RO_BIND_DATA,
@@ -628,8 +633,8 @@ def plan_sandbox(
     return SandboxPlan(
         desktop=spec.name,
         argv=tuple(argv),
-        uid=host.uid,
-        gid=host.gid,
+        uid=uid,
+        gid=gid,
         home=home,
         runtime_dir=run,
         ephemeral=eph,
@@ -643,7 +648,18 @@ def plan_sandbox(
         writable_usr=spec.writable_usr and template is None,
         template=template,
         notes=tuple(notes),
+        nested_sandbox=spec.nested_sandbox,
     )
+
+
+def sandbox_ids(spec: DesktopSpec, host: HostFacts) -> tuple[int, int]:
+    """The uid and gid a desktop's programs run as (mapped onto the host's user)."""
+    if spec.nested_sandbox and host.uid == 0:
+        # Chromium refuses to sandbox itself as uid 0; zionwm run by root (a VM, a kiosk)
+        # maps its user to an ordinary id inside such a desktop. It holds no capability
+        # either way (--cap-drop ALL); only the number the program sees changes.
+        return NESTED_ROOT_ID, NESTED_ROOT_ID
+    return host.uid, host.gid
 
 
 def _mask_proc(host: HostFacts, mounts: list[Mount], slot: Callable[[FdSlot], str]) -> None:
@@ -710,7 +726,9 @@ def build_argv(plan: SandboxPlan) -> list[str]:
     out.append("--unshare-all")
     if plan.share_net:
         out.append("--share-net")
-    out += ["--unshare-user", "--disable-userns"]
+    out.append("--unshare-user")
+    if not plan.nested_sandbox:
+        out.append("--disable-userns")
     out += ["--uid", str(plan.uid), "--gid", str(plan.gid)]
     out += ["--hostname", plan.hostname]
     # bwrap run by uid 0 keeps every capability in the sandbox unless told otherwise.

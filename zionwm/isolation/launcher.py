@@ -525,7 +525,7 @@ class Launcher:
                 os.write(fd, slot.data)
                 os.lseek(fd, 0, os.SEEK_SET)
             elif slot.kind is SlotKind.SECCOMP:
-                fd = seccomp.filter_fd()
+                fd = seccomp.filter_fd(nested=plan.nested_sandbox)
                 opened.append(fd)
             elif slot.kind is SlotKind.STATUS:
                 fd = status_w

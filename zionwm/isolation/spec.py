@@ -108,6 +108,7 @@ class DesktopSpec:
     env: tuple[str, ...] = ()  # host variables granted (e.g. "SSH_AUTH_SOCK")
     allow_fullscreen: bool = False  # true fullscreen hides the trust indicator
     x11: bool = False  # own Xwayland on demand
+    nested_sandbox: bool = False  # programs may build sandboxes of their own (Chromium's)
     autostart: tuple[Autostart, ...] = ()
     source_line: int = 0  # line in the config file that declared it (for messages)
 
