@@ -383,14 +383,19 @@ def test_camera_binds_video_nodes() -> None:
     assert triples(a, "--dev-bind") == [("/dev/video0", "/dev/video0")]
 
 
-def test_audio_binds_sound_sockets_and_notes_what_cannot_be_withheld() -> None:
-    p = plan(spec(devices=Devices(audio=True)))
+def test_audio_binds_only_the_desktops_relay_never_the_hosts_sound_sockets() -> None:
+    relay = "/run/user/1000/zionwm/work/sound/native"
+    p = plan(spec(devices=Devices(audio=True)), sound_socket=relay)
     a = argv_of(p)
-    assert (HOST.pipewire_socket, "/run/user/1000/pipewire-0") in triples(a, "--bind")
-    assert (HOST.pulse_socket, "/run/user/1000/pulse/native") in triples(a, "--bind")
-    assert any("capture" in n for n in p.notes)
-    both = plan(spec(devices=Devices(audio=True, microphone=True)))
-    assert not any("capture" in n for n in both.notes)
+    assert (relay, "/run/user/1000/pulse/native") in triples(a, "--bind")
+    host_sockets = {HOST.pipewire_socket, HOST.pulse_socket}
+    assert not host_sockets & {src for src, _ in triples(a, "--bind")}
+    without = plan(spec(devices=Devices(audio=True)))
+    assert not host_sockets & {src for src, _ in triples(argv_of(without), "--bind")}
+    assert "/run/user/1000/pipewire-0" not in argv_of(without)
+    assert any("no sound" in n for n in without.notes)
+    # a relay socket handed in for a desktop without audio is not bound
+    assert relay not in argv_of(plan(spec(), sound_socket=relay))
 
 
 def test_missing_devices_are_noted_not_invented() -> None:

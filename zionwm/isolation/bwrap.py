@@ -436,6 +436,7 @@ def plan_sandbox(
     cwd: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     x11_socket_dir: str | None = None,
+    sound_socket: str | None = None,
     template: TemplateFacts | None = None,
 ) -> SandboxPlan:
     """Resolve a desktop's policy into a plan. Pure: everything it needs is in its arguments.
@@ -582,20 +583,12 @@ def plan_sandbox(
         for node in host.video_nodes:
             mounts.append(Mount(MountKind.DEV_BIND, node, source=node))
     if devices.audio or devices.microphone:
-        # Neither PipeWire's native socket nor PulseAudio's separates capture from playback:
-        # a client that can play can also record unless the session manager restricts it
-        # (WirePlumber's access rules, which key on portal/flatpak metadata we do not set).
-        if devices.audio and not devices.microphone:
-            notes.append(
-                "audio granted without microphone: the sound server sockets cannot withhold "
-                "capture, so recording is possible through them"
-            )
-        if host.pipewire_socket:
-            mounts.append(Mount(MountKind.BIND, f"{run}/pipewire-0", source=host.pipewire_socket))
-        if host.pulse_socket:
-            mounts.append(Mount(MountKind.BIND, f"{run}/pulse/native", source=host.pulse_socket))
-        if not (host.pipewire_socket or host.pulse_socket):
-            notes.append("audio granted but no PipeWire or PulseAudio socket was found")
+        # Only the desktop's own sound relay (isolation/sound.py), never the host's sockets:
+        # those would give the whole sound graph, every desktop's playback and the microphone.
+        if sound_socket:
+            mounts.append(Mount(MountKind.BIND, f"{run}/pulse/native", source=sound_socket))
+        else:
+            notes.append("audio granted but this desktop has no sound relay: no sound")
 
     # Customization.
     added_env: dict[str, str] = dict(extra_env or {})
