@@ -176,6 +176,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Compositor
         host.stop()
 
 
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def home(comp: Compositor, desktop: str) -> Path:
     return comp.data / "zionwm" / "desktops" / desktop / "home"
 
@@ -245,6 +252,19 @@ def test_a_desktop_with_audio_plays_and_the_sound_reaches_the_host_sink(
     status = comp.zjson("status")["sound"]
     assert status["desktops_get_sound"] is True
     assert status["relays"]["personal"]["microphone"] is False
+    # the relay runs confined: pulseaudio in namespaces of its own, under bwrap
+    relay = status["relays"]["personal"]["pid"]
+    argv = Path(f"/proc/{relay}/cmdline").read_bytes().split(b"\0")
+    assert Path(argv[0].decode()).name == "bwrap" and b"--unshare-all" in argv
+    daemons = [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _ppid(int(p.name)) == relay
+    ]
+    assert daemons
+    for pid in daemons:
+        assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+        assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
 
 
 @pytest.mark.security

@@ -8,10 +8,10 @@ from zionwm.isolation import sound
 def test_the_relay_script_has_a_sink_tunnel_and_a_source_only_with_the_grant() -> None:
     play = sound.relay_script("web", "/r/web/sound/native", "/r/pulse/native", microphone=False)
     assert "module-native-protocol-unix socket=/r/web/sound/native" in play
-    assert "module-tunnel-sink server=unix:/r/pulse/native sink_name=zionwm-web" in play
+    assert "module-tunnel-sink-new server=unix:/r/pulse/native sink_name=zionwm-web" in play
     assert "source" not in play.replace("module-native-protocol-unix", "")
     mic = sound.relay_script("call", "/s", "/r/pulse/native", microphone=True)
-    assert "module-tunnel-source server=unix:/r/pulse/native source_name=zionwm-call-mic" in mic
+    assert "module-tunnel-source-new server=unix:/r/pulse/native source_name=zionwm-call-mic" in mic
     assert all(line.startswith("load-module ") for line in mic.splitlines())
 
 

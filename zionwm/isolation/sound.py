@@ -33,12 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zionwm import paths
+from zionwm.isolation import seccomp
 from zionwm.isolation.spec import DesktopSpec
 
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "native"
 START_TIMEOUT = 10.0  # seconds for a relay's socket to appear
+RECONNECT_MS = 1000  # how often a relay retries a lost host server
 
 
 @dataclass(frozen=True)
@@ -78,15 +80,35 @@ def relay_script(desktop: str, socket: str, upstream: str, microphone: bool) -> 
     lines = [
         # anonymous: the socket is reachable only inside this desktop's sandboxes
         f"load-module module-native-protocol-unix socket={socket} auth-anonymous=1",
-        f"load-module module-tunnel-sink server=unix:{upstream} sink_name={name} "
-        f"sink_properties=device.description={name}",
+        # the -new tunnels reconnect when the host's server restarts
+        f"load-module module-tunnel-sink-new server=unix:{upstream} sink_name={name} "
+        f"sink_properties=device.description={name} reconnect_interval_ms={RECONNECT_MS}",
     ]
     if microphone:
         lines.append(
-            f"load-module module-tunnel-source server=unix:{upstream} source_name={name}-mic "
-            f"source_properties=device.description={name}-microphone"
+            f"load-module module-tunnel-source-new server=unix:{upstream} "
+            f"source_name={name}-mic source_properties=device.description={name}-microphone "
+            f"reconnect_interval_ms={RECONNECT_MS}"
         )
     return "\n".join(lines) + "\n"
+
+
+def confine_argv(bwrap: str, directory: str, upstream: str, seccomp_fd: int) -> list[str]:
+    """bwrap around the relay (pure): it parses what the desktop's programs send, so it sees
+    only /usr, its own directory and the host's sound socket; no network, no other files."""
+    out = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    out += ["--ro-bind", "/usr", "/usr"]
+    for link in ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"):
+        if os.path.islink(link):
+            out += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            out += ["--ro-bind", link, link]
+    out += ["--ro-bind-try", "/etc/pulse", "/etc/pulse"]
+    out += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    out += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    out += ["--bind", directory, directory, "--bind", upstream, upstream]
+    out += ["--seccomp", str(seccomp_fd), "--chdir", directory, "--"]
+    return out
 
 
 def relay_argv(binary: str, script: str) -> list[str]:
@@ -152,18 +174,30 @@ class SoundRelays:
             "XDG_STATE_HOME": str(directory),
         }
         log_file = open(directory / "relay.log", "ab")  # noqa: SIM115 - handed to the child
+        filter_fd = seccomp.filter_fd()
+        os.set_inheritable(filter_fd, True)
+        bwrap = shutil.which("bwrap") or "/usr/bin/bwrap"
         try:
             proc = subprocess.Popen(
                 # setpriv: the relay ends with the compositor, even if it is killed
-                ["setpriv", "--pdeathsig", "TERM", "--", *relay_argv(binary, str(script))],
+                [
+                    "setpriv",
+                    "--pdeathsig",
+                    "TERM",
+                    "--",
+                    *confine_argv(bwrap, str(directory), upstream, filter_fd),
+                    *relay_argv(binary, str(script)),
+                ],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
                 cwd=directory,
+                pass_fds=(filter_fd,),
             )
         finally:
             log_file.close()
+            os.close(filter_fd)
         self._relays[spec.name] = (proc, spec.devices.microphone)
         deadline = time.monotonic() + START_TIMEOUT
         while not sock.exists():
