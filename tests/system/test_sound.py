@@ -21,6 +21,7 @@ import uuid
 import wave
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -352,3 +353,19 @@ def test_a_desktop_without_audio_has_no_sound_socket(world: tuple[Compositor, Ho
     rc, level, err = results[0]
     assert rc != 0 and level == 0, (rc, err)
     assert "mute" not in comp.zjson("status")["sound"]["relays"]
+
+
+def test_without_a_host_sound_server_status_says_so_and_desktops_get_no_socket(
+    make_compositor: Any, tmp_path: Path
+) -> None:
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    tone(apps / "tone.wav", 1)
+    comp = make_compositor(CONFIG.format(apps=str(apps)))
+    text = comp.zionctl("status").stdout
+    assert "no PipeWire" in text, text
+    assert comp.zjson("status")["sound"]["desktops_get_sound"] is False
+    results, _ = record(comp, "personal", ["default"], secs=1)
+    rc, level, err = results[0]
+    assert rc != 0 and level == 0, (rc, err)
+    assert "personal" not in comp.zjson("status")["sound"]["relays"]
