@@ -155,6 +155,7 @@ try unshare --user --map-root-user --cgroup true
 try unshare --user --map-root-user sh -c 'mount -t tmpfs none /tmp'
 try unshare --user --map-root-user sh -c 'mount --bind / /tmp'
 try unshare --user --map-root-user nsenter -t 1 -m true
+try unshare --user --map-root-user --net nft add table inet zt
 echo done >> "$out"
 """
 
@@ -179,7 +180,9 @@ def _escapes(comp: Compositor, desktop: str) -> dict[str, str]:
 @pytest.mark.security
 def test_the_nested_sandbox_grant_opens_user_namespaces_only(comp: Compositor) -> None:
     """In web a program may make a user namespace (Chromium's layer 1 needs it), but no
-    mount, UTS, IPC or cgroup namespace, no mount and no setns; work may make none."""
+    mount, UTS, IPC or cgroup namespace, no mount, no setns, and even as root of a network
+    namespace of its own no netfilter (the usual way from a user namespace into the kernel);
+    work may make none."""
     web = _escapes(comp, "web")
     assert web["unshare --user true"] == "allowed", web
     refused = {k: v for k, v in web.items() if k != "unshare --user true"}
