@@ -355,6 +355,29 @@ def test_a_desktop_without_audio_has_no_sound_socket(world: tuple[Compositor, Ho
     assert "mute" not in comp.zjson("status")["sound"]["relays"]
 
 
+@pytest.mark.security
+def test_a_microphone_grant_taken_back_does_not_linger(world: tuple[Compositor, HostSound]) -> None:
+    """call records the microphone; the config takes the grant back (reload); a recorder
+    started afterwards hears nothing and its server lists no microphone."""
+    comp, _ = world
+    assert comp.config_path is not None
+    original = comp.config_path.read_text()
+    (before,), _ = record(comp, "call", ["default"], secs=2)
+    assert before[1] > 1000, before
+    try:
+        comp.config_path.write_text(
+            original.replace("Devices(audio=True, microphone=True)", "Devices(audio=True)")
+        )
+        comp.zionctl("reload")
+        results, sources = record(comp, "call", ["default", "zionwm-call-mic"], secs=2)
+        assert "mic" not in sources, sources
+        for rc, level, err in results:
+            assert level < SILENT, (rc, level, err, sources)
+    finally:
+        comp.config_path.write_text(original)
+        comp.zionctl("reload")
+
+
 def test_without_a_host_sound_server_status_says_so_and_desktops_get_no_socket(
     make_compositor: Any, tmp_path: Path
 ) -> None:

@@ -138,6 +138,8 @@ class SoundRelays:
     def socket_for(self, spec: DesktopSpec) -> str | None:
         """The desktop's relay socket (started if needed); None: no sound, say why in status."""
         if not (spec.devices.audio or spec.devices.microphone):
+            # a grant taken back (config reload): programs still running lose their relay too
+            self._stop(spec.name)
             return None
         self.host = probe(self._environ)
         if self.host.problem is not None:
