@@ -7,11 +7,11 @@ BUILD="libwlroots-dev libwayland-dev libxkbcommon-dev libpixman-1-dev libdrm-dev
  wayland-protocols pkg-config gcc make libffi-dev libmagic1 libseccomp2 libseccomp-dev
  libyara-dev python3-venv python3-dev"
 RUNTIME="bubblewrap iproute2 nftables passt wayvnc xwayland attr procps psmisc util-linux
- desktop-file-utils fonts-dejavu-core fontconfig poppler-utils"
+ desktop-file-utils fonts-dejavu-core fontconfig poppler-utils pulseaudio"
 TEST="weston foot grim wtype wl-clipboard wayland-utils sway clamav clamav-daemon clamdscan yara
  x11-apps x11-utils busybox-static iperf3 wget curl firejail fuse-overlayfs strace
  imagemagick python3-minimal swaybg xauth xterm chromium waybar debootstrap podman
- dbus-daemon"
+ dbus-daemon pipewire pipewire-pulse pipewire-bin wireplumber pulseaudio-utils"
 
 want="$BUILD $RUNTIME"
 [ "${1:-}" = "--with-tests" ] && want="$want $TEST"
@@ -36,4 +36,9 @@ $SUDO apt-get install -y -qq --no-install-recommends $missing
 # clamav-daemon's package starts a clamd with no database; the tests start their own.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now clamav-daemon clamav-freshclam >/dev/null 2>&1 || true
+fi
+# zionwm runs pulseaudio only as each desktop's sound relay; on a PipeWire host the package's
+# own user units would compete with pipewire-pulse for the session's sound socket.
+if command -v systemctl >/dev/null 2>&1 && dpkg-query -W pipewire-pulse >/dev/null 2>&1; then
+    $SUDO systemctl --global disable pulseaudio.service pulseaudio.socket >/dev/null 2>&1 || true
 fi

@@ -391,6 +391,7 @@ def desktop(
     env: Sequence[str] = (),
     allow_fullscreen: bool = False,
     x11: bool = False,
+    nested_sandbox: bool = False,
     autostart: Sequence[str | Sequence[str] | Autostart] = (),
     layout: str = "float",
     **unknown: object,
@@ -414,6 +415,7 @@ def desktop(
         "env": env,
         "allow_fullscreen": allow_fullscreen,
         "x11": x11,
+        "nested_sandbox": nested_sandbox,
         "autostart": autostart,
         "layout": layout,
     }
@@ -1004,7 +1006,14 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
     downloads = _downloads(v["downloads"], f)
     bools = {
         k: f.get(k, _bool, v[k], False)
-        for k in ("reclaim_when_frozen", "ephemeral", "writable_usr", "allow_fullscreen", "x11")
+        for k in (
+            "reclaim_when_frozen",
+            "ephemeral",
+            "writable_usr",
+            "allow_fullscreen",
+            "x11",
+            "nested_sandbox",
+        )
     }
     fonts: tuple[str, ...] = f.get("fonts", _abs_paths, v["fonts"], ())
     app_dirs: tuple[str, ...] = f.get("app_dirs", _abs_paths, v["app_dirs"], ())
@@ -1424,6 +1433,7 @@ def locked_down(config: Config) -> Config:
             env=(),
             autostart=(),
             allow_fullscreen=False,
+            nested_sandbox=False,
         )
         for d in config.desktops
     )

@@ -44,6 +44,7 @@ desktop(
     ephemeral=True,  # a fresh, empty home every session
     network=Network.full(block_lan=True),  # the internet, not the machines around you
     downloads=Downloads(release_to="personal", hold="10m"),
+    nested_sandbox=True,  # the browser's own sandbox runs inside this one
     limits=Limits(pids_max=8192),
     freeze_after=30,
 )

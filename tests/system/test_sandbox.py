@@ -7,6 +7,7 @@ by Debian's /usr/bin/python3 from a read-only app dir bound into the sandbox.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -16,6 +17,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import tempfile
 import termios
@@ -731,9 +733,14 @@ def test_camera_grant_binds_video_nodes(env: Env) -> None:
     assert set(nodes) <= set(r["list:/dev"]["out"])
 
 
-def test_audio_grant_binds_the_sound_server_sockets(env: Env) -> None:
+@pytest.mark.security
+def test_audio_grant_binds_the_desktops_relay_never_the_host_sound_sockets(env: Env) -> None:
     # Listening sockets where PipeWire and PulseAudio put theirs; the launcher finds them in
-    # the launching environment's XDG_RUNTIME_DIR, as it would find the real servers'.
+    # the launching environment's XDG_RUNTIME_DIR, as it would find the real servers'. The
+    # sandbox must reach neither: pulse/native inside is the desktop's own relay
+    # (isolation/sound.py; tests/system/test_sound.py plays and records through it).
+    if shutil.which("pulseaudio") is None:
+        pytest.skip("pulseaudio (the sound relay) is not installed: scripts/setup-system.sh")
     (env.runtime / "pulse").mkdir()
     servers = [
         listening_unix(env.runtime / "pipewire-0"),
@@ -746,10 +753,26 @@ def test_audio_grant_binds_the_sound_server_sockets(env: Env) -> None:
         probes = (f"connect:{run}/pipewire-0", f"connect:{run}/pulse/native")
         music = env.spec("music", devices=Devices(audio=True, microphone=True))
         granted = env.probe(music, *probes)
-        assert all(granted[p]["out"] == "connected" for p in probes), granted
+        assert errno_of(granted, probes[0]) == "ENOENT", granted
+        assert granted[probes[1]]["out"] == "connected", granted
+        relay = launcher.sound.status()["relays"]["music"]  # type: ignore[index]
+        assert relay["alive"], relay
+        pulse_host = servers[1]
+        pulse_host.setblocking(False)
+        accepted = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                accepted.append(pulse_host.accept()[0])
+        # whatever reached the host's socket came from the relay, never from the sandbox
+        for conn in accepted:
+            cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            pid = struct.unpack("3i", cred)[0]
+            assert "pulseaudio" in Path(f"/proc/{pid}/comm").read_text(), pid
+            conn.close()
         denied = env.probe(env.spec("web"), *probes)
         assert all(errno_of(denied, p) == "ENOENT" for p in probes)
     finally:
+        env.launcher.sound.stop()
         for s in servers:
             s.close()
 

@@ -130,6 +130,31 @@ def test_confinement_flags_always_present() -> None:
     assert "--dev" in a and a[a.index("--dev") + 1] == "/dev"
 
 
+def test_nested_sandbox_keeps_user_namespaces_and_every_other_confinement() -> None:
+    nested = plan(spec(nested_sandbox=True))
+    a = options(argv_of(nested))
+    assert nested.nested_sandbox
+    assert "--disable-userns" not in a
+    for flag in ("--unshare-all", "--unshare-user", "--die-with-parent", "--new-session"):
+        assert flag in a
+    assert a[a.index("--cap-drop") + 1] == "ALL"
+    assert not plan().nested_sandbox
+
+
+def test_nested_sandbox_maps_a_root_user_to_an_ordinary_id() -> None:
+    from dataclasses import replace
+
+    from zionwm.isolation.bwrap import NESTED_ROOT_ID
+
+    root = replace(HOST, uid=0, gid=0, user="root")
+    sock = "/run/zionwm/work/wayland-0"
+    nested = plan_sandbox(spec(nested_sandbox=True), ("x",), root, host_env={}, wayland_socket=sock)
+    assert (nested.uid, nested.gid) == (NESTED_ROOT_ID, NESTED_ROOT_ID)
+    assert nested.runtime_dir == f"/run/user/{NESTED_ROOT_ID}"
+    plain = plan_sandbox(spec(), ("x",), root, host_env={}, wayland_socket=sock)
+    assert (plain.uid, plain.gid) == (0, 0)
+
+
 def test_network_unshared_unless_a_netns_was_joined() -> None:
     assert "--share-net" not in argv_of(plan())
     joined = argv_of(plan(share_net=True))
@@ -358,14 +383,19 @@ def test_camera_binds_video_nodes() -> None:
     assert triples(a, "--dev-bind") == [("/dev/video0", "/dev/video0")]
 
 
-def test_audio_binds_sound_sockets_and_notes_what_cannot_be_withheld() -> None:
-    p = plan(spec(devices=Devices(audio=True)))
+def test_audio_binds_only_the_desktops_relay_never_the_hosts_sound_sockets() -> None:
+    relay = "/run/user/1000/zionwm/work/sound/native"
+    p = plan(spec(devices=Devices(audio=True)), sound_socket=relay)
     a = argv_of(p)
-    assert (HOST.pipewire_socket, "/run/user/1000/pipewire-0") in triples(a, "--bind")
-    assert (HOST.pulse_socket, "/run/user/1000/pulse/native") in triples(a, "--bind")
-    assert any("capture" in n for n in p.notes)
-    both = plan(spec(devices=Devices(audio=True, microphone=True)))
-    assert not any("capture" in n for n in both.notes)
+    assert (relay, "/run/user/1000/pulse/native") in triples(a, "--bind")
+    host_sockets = {HOST.pipewire_socket, HOST.pulse_socket}
+    assert not host_sockets & {src for src, _ in triples(a, "--bind")}
+    without = plan(spec(devices=Devices(audio=True)))
+    assert not host_sockets & {src for src, _ in triples(argv_of(without), "--bind")}
+    assert "/run/user/1000/pipewire-0" not in argv_of(without)
+    assert any("no sound" in n for n in without.notes)
+    # a relay socket handed in for a desktop without audio is not bound
+    assert relay not in argv_of(plan(spec(), sound_socket=relay))
 
 
 def test_missing_devices_are_noted_not_invented() -> None:

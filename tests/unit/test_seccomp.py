@@ -38,6 +38,28 @@ def test_rules_cover_the_issue_list() -> None:
     assert dict(seccomp.DENIED)["clone3"] == seccomp.errno.ENOSYS
 
 
+def _pfc(nested: bool) -> str:
+    with tempfile.TemporaryFile() as f:
+        seccomp.build_filter(nested).export_pfc(f)
+        f.seek(0)
+        return f.read().decode()
+
+
+def test_the_nested_variant_opens_only_user_pid_and_net_namespaces_and_chroot() -> None:
+    """Read back as libseccomp's text: every other namespace flag is still refused on clone
+    and unshare, mount and setns stay refused outright. Its effect inside a desktop is
+    tested in tests/system/test_chromium_sandbox.py."""
+    plain, nested = _pfc(False), _pfc(True)
+    for flag in seccomp.NESTED_SANDBOX_FLAGS:
+        assert f"& 0x{flag:08x} == {flag}" in plain
+        assert f"& 0x{flag:08x} == {flag}" not in nested
+    for flag in set(seccomp.NAMESPACE_CLONE_FLAGS) - set(seccomp.NESTED_SANDBOX_FLAGS):
+        assert f"& 0x{flag:08x} == {flag}" in nested
+    assert '"unshare"' in nested and '"setns"' in nested and '"mount"' in nested
+    assert '"chroot"' in plain and '"chroot"' not in nested
+    assert seccomp.compiled_bpf(True) != seccomp.compiled_bpf(False)
+
+
 def test_netlink_rule_compares_family_low_bits_and_protocol() -> None:
     """The compiled rule, read back as libseccomp's text: netlink by the family's low 32 bits,
     then any protocol but NETLINK_ROUTE refused with EPROTONOSUPPORT. Its effect inside a

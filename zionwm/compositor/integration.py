@@ -348,9 +348,11 @@ class Isolation:
             "cgroups": self.cgroups.status.to_json(),
             "network": self.net.caps.describe() if self.net else "unavailable",
             "sandboxes": len(self.launcher.running),
+            "sound": self.launcher.sound.status(),
         }
 
     def close(self) -> None:
+        self.launcher.sound.stop()
         for timer in self._freeze_timers.values():
             timer.remove()
         for desktop in list(self._freezing):

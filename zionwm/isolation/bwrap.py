@@ -177,6 +177,9 @@ PROC_STAND_INS: Mapping[str, bytes] = {
     "/proc/sys/kernel/random/entropy_avail": b"256\n",
 }
 
+# The id a root-run zionwm's user has inside a nested_sandbox desktop (see sandbox_ids).
+NESTED_ROOT_ID = 1000
+
 FONTS_DIR = "/run/zionwm/fonts"
 FONTS_CONF = "/run/zionwm/fonts.conf"
 APPS_DIR = "/opt/zionwm"
@@ -334,6 +337,7 @@ class SandboxPlan:
     writable_usr: bool = False
     template: TemplateFacts | None = None
     notes: tuple[str, ...] = ()  # what the policy could not enforce, for the log
+    nested_sandbox: bool = False  # user namespaces allowed inside; the seccomp variant too
     fds: Mapping[str, int] = field(default_factory=dict)
 
     def with_fds(self, fds: Mapping[str, int]) -> SandboxPlan:
@@ -432,6 +436,7 @@ def plan_sandbox(
     cwd: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     x11_socket_dir: str | None = None,
+    sound_socket: str | None = None,
     template: TemplateFacts | None = None,
 ) -> SandboxPlan:
     """Resolve a desktop's policy into a plan. Pure: everything it needs is in its arguments.
@@ -453,7 +458,8 @@ def plan_sandbox(
     eph = spec.ephemeral if ephemeral is None else ephemeral
     user = host.user
     home = f"/home/{user}"
-    run = f"/run/user/{host.uid}"
+    uid, gid = sandbox_ids(spec, host)
+    run = f"/run/user/{uid}"
     notes: list[str] = []
     mounts: list[Mount] = []
     slots: list[FdSlot] = []
@@ -495,7 +501,7 @@ def plan_sandbox(
     for path in TEMPLATE_HOST_ETC if template is not None else SYSTEM_CANDIDATES:
         if path in host.system_files:
             mounts.append(Mount(MountKind.RO_BIND_TRY, path, source=path))
-    passwd, group = passwd_lines(host.uid, host.gid, user, home)
+    passwd, group = passwd_lines(uid, gid, user, home)
     mounts.append(
         Mount(
             MountKind.RO_BIND_DATA,
@@ -577,20 +583,12 @@ def plan_sandbox(
         for node in host.video_nodes:
             mounts.append(Mount(MountKind.DEV_BIND, node, source=node))
     if devices.audio or devices.microphone:
-        # Neither PipeWire's native socket nor PulseAudio's separates capture from playback:
-        # a client that can play can also record unless the session manager restricts it
-        # (WirePlumber's access rules, which key on portal/flatpak metadata we do not set).
-        if devices.audio and not devices.microphone:
-            notes.append(
-                "audio granted without microphone: the sound server sockets cannot withhold "
-                "capture, so recording is possible through them"
-            )
-        if host.pipewire_socket:
-            mounts.append(Mount(MountKind.BIND, f"{run}/pipewire-0", source=host.pipewire_socket))
-        if host.pulse_socket:
-            mounts.append(Mount(MountKind.BIND, f"{run}/pulse/native", source=host.pulse_socket))
-        if not (host.pipewire_socket or host.pulse_socket):
-            notes.append("audio granted but no PipeWire or PulseAudio socket was found")
+        # Only the desktop's own sound relay (isolation/sound.py), never the host's sockets:
+        # those would give the whole sound graph, every desktop's playback and the microphone.
+        if sound_socket:
+            mounts.append(Mount(MountKind.BIND, f"{run}/pulse/native", source=sound_socket))
+        else:
+            notes.append("audio granted but this desktop has no sound relay: no sound")
 
     # Customization.
     added_env: dict[str, str] = dict(extra_env or {})
@@ -628,8 +626,8 @@ def plan_sandbox(
     return SandboxPlan(
         desktop=spec.name,
         argv=tuple(argv),
-        uid=host.uid,
-        gid=host.gid,
+        uid=uid,
+        gid=gid,
         home=home,
         runtime_dir=run,
         ephemeral=eph,
@@ -643,7 +641,18 @@ def plan_sandbox(
         writable_usr=spec.writable_usr and template is None,
         template=template,
         notes=tuple(notes),
+        nested_sandbox=spec.nested_sandbox,
     )
+
+
+def sandbox_ids(spec: DesktopSpec, host: HostFacts) -> tuple[int, int]:
+    """The uid and gid a desktop's programs run as (mapped onto the host's user)."""
+    if spec.nested_sandbox and host.uid == 0:
+        # Chromium refuses to sandbox itself as uid 0; zionwm run by root (a VM, a kiosk)
+        # maps its user to an ordinary id inside such a desktop. It holds no capability
+        # either way (--cap-drop ALL); only the number the program sees changes.
+        return NESTED_ROOT_ID, NESTED_ROOT_ID
+    return host.uid, host.gid
 
 
 def _mask_proc(host: HostFacts, mounts: list[Mount], slot: Callable[[FdSlot], str]) -> None:
@@ -710,7 +719,9 @@ def build_argv(plan: SandboxPlan) -> list[str]:
     out.append("--unshare-all")
     if plan.share_net:
         out.append("--share-net")
-    out += ["--unshare-user", "--disable-userns"]
+    out.append("--unshare-user")
+    if not plan.nested_sandbox:
+        out.append("--disable-userns")
     out += ["--uid", str(plan.uid), "--gid", str(plan.gid)]
     out += ["--hostname", plan.hostname]
     # bwrap run by uid 0 keeps every capability in the sandbox unless told otherwise.

@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from zionwm import paths
-from zionwm.isolation import bwrap, overlay, seccomp, storage, templates
+from zionwm.isolation import bwrap, overlay, seccomp, sound, storage, templates
 from zionwm.isolation.bwrap import HostFacts, SandboxPlan, SlotKind
 from zionwm.isolation.spec import DesktopSpec
 
@@ -349,6 +349,7 @@ class Launcher:
         # started after the compositor should be found. A probe is a few dozen stat calls.
         self._fixed_host = host
         self.host = host or probe_host(self._environ)
+        self.sound = sound.SoundRelays(self._environ)
         self.running: dict[int, Sandbox] = {}
 
     def sandboxes(self, desktop: str | None = None) -> list[Sandbox]:
@@ -394,6 +395,7 @@ class Launcher:
             extra_env=extra_env,
             x11_socket_dir=str(x11_dir) if spec.x11 and x11_dir.is_dir() else None,
             template=template,
+            sound_socket=self.sound.socket_for(spec),
         )
 
     def launch(
@@ -525,7 +527,7 @@ class Launcher:
                 os.write(fd, slot.data)
                 os.lseek(fd, 0, os.SEEK_SET)
             elif slot.kind is SlotKind.SECCOMP:
-                fd = seccomp.filter_fd()
+                fd = seccomp.filter_fd(nested=plan.nested_sandbox)
                 opened.append(fd)
             elif slot.kind is SlotKind.STATUS:
                 fd = status_w

@@ -9,7 +9,14 @@ Errno choices follow Flatpak's reasoning: calls a program may probe and then fal
 (clone3, the new mount API, io_uring) fail with ENOSYS so libraries take their old path, which
 is itself blocked or harmless; everything else fails with EPERM.
 
-The compiled program is the same for every launch, so it is built once per process and each
+A desktop with `nested_sandbox=True` gets a variant (`nested=True`) that lets a program build a
+sandbox of its own the way Chromium's does: clone/unshare with a new user, PID and network
+namespace (never a mount, IPC, UTS or cgroup one), and chroot, which only works for a process
+that holds CAP_SYS_CHROOT in a user namespace it made, so only into its own new root. Mount,
+setns, pivot_root and everything else stay refused, and this filter stays stacked under the
+nested sandbox's own.
+
+Each variant is the same for every launch, so it is built once per process and each
 launch only copies the bytes into a fresh memfd (bwrap reads its fd to the end, so an fd can
 serve one launch only).
 """
@@ -34,6 +41,11 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+# What a nested sandbox may create: a user namespace to hold its capabilities, and the PID and
+# network namespaces Chromium's layer-1 sandbox puts each renderer in.
+NESTED_SANDBOX_FLAGS = (CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET)
+# Calls DENIED outright that a nested sandbox needs (unshare then checked by its flags).
+NESTED_SANDBOX_CALLS = frozenset({"unshare", "chroot"})
 NAMESPACE_CLONE_FLAGS = (
     CLONE_NEWNS,
     CLONE_NEWCGROUP,
@@ -143,8 +155,11 @@ def _add(flt: pyseccomp.SyscallFilter, action: int, name: str, *args: pyseccomp.
         raise RuntimeError(f"seccomp: cannot add rule for {name}: {exc}") from exc
 
 
-def build_filter() -> pyseccomp.SyscallFilter:
-    """The filter object, with every rule added (not yet exported)."""
+def build_filter(nested: bool = False) -> pyseccomp.SyscallFilter:
+    """The filter object, with every rule added (not yet exported).
+
+    nested: allow the namespaces and chroot of a program's own sandbox (see the module doc).
+    """
     if platform.machine().startswith("s390"):
         # clone's flags are its second argument there; the clone rules below assume the first.
         raise RuntimeError("seccomp: clone argument order of s390 is not supported")
@@ -153,15 +168,23 @@ def build_filter() -> pyseccomp.SyscallFilter:
         flt.add_arch(arch)
 
     for name, err in DENIED:
-        _add(flt, pyseccomp.ERRNO(err), name)
+        if not (nested and name in NESTED_SANDBOX_CALLS):
+            _add(flt, pyseccomp.ERRNO(err), name)
 
-    for flag in NAMESPACE_CLONE_FLAGS:
-        _add(
-            flt,
-            pyseccomp.ERRNO(errno.EPERM),
-            "clone",
-            pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flag, flag),
-        )
+    if nested:
+        # unshare is refused flag by flag like clone; chroot is left to the kernel's check.
+        refused = tuple(f for f in NAMESPACE_CLONE_FLAGS if f not in NESTED_SANDBOX_FLAGS)
+        calls: tuple[str, ...] = ("clone", "unshare")
+    else:
+        refused, calls = NAMESPACE_CLONE_FLAGS, ("clone",)
+    for flag in refused:
+        for call in calls:
+            _add(
+                flt,
+                pyseccomp.ERRNO(errno.EPERM),
+                call,
+                pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flag, flag),
+            )
 
     # The kernel reads ioctl's request as a 32-bit int, so 0x1_0000_5412 is TIOCSTI too:
     # compare only the low 32 bits.
@@ -217,9 +240,9 @@ class _FdFile:
 
 
 @functools.cache
-def compiled_bpf() -> bytes:
+def compiled_bpf(nested: bool = False) -> bytes:
     """The BPF program as raw `struct sock_filter` records, built once per process."""
-    flt = build_filter()
+    flt = build_filter(nested)
     fd = os.memfd_create("zionwm-seccomp-build", os.MFD_CLOEXEC)
     try:
         flt.export_bpf(_FdFile(fd))
@@ -233,9 +256,9 @@ def compiled_bpf() -> bytes:
     return data
 
 
-def filter_fd() -> int:
+def filter_fd(nested: bool = False) -> int:
     """A fresh fd (close-on-exec, offset 0) holding the program, for one `bwrap --seccomp`."""
-    data = compiled_bpf()
+    data = compiled_bpf(nested)
     fd = os.memfd_create("zionwm-seccomp", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         os.write(fd, data)

@@ -114,6 +114,7 @@ class DesktopSpec:
     allow_fullscreen: bool = False  # true fullscreen hides the trust indicator
     x11: bool = False  # own Xwayland on demand
     layout: str = "float"  # "float" or "tile" (master and stack); see zionwm/layout.py
+    nested_sandbox: bool = False  # programs may build sandboxes of their own (Chromium's)
     autostart: tuple[Autostart, ...] = ()
     source_line: int = 0  # line in the config file that declared it (for messages)
 
