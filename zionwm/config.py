@@ -30,7 +30,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from xkbcommon import xkb
 
@@ -383,6 +383,10 @@ def desktop(
     allow_fullscreen: bool = False,
     x11: bool = False,
     autostart: Sequence[str | Sequence[str] | Autostart] = (),
+    dbus: str = "desktop",
+    open_links_in: str | None = None,
+    browser: str | Sequence[str] = ("chromium",),
+    notify_when_frozen: str = "queue",
     **unknown: object,
 ) -> None:
     """Declare a desktop. Desktops are numbered (Super+1..9) in the order declared."""
@@ -405,6 +409,10 @@ def desktop(
         "allow_fullscreen": allow_fullscreen,
         "x11": x11,
         "autostart": autostart,
+        "dbus": dbus,
+        "open_links_in": open_links_in,
+        "browser": browser,
+        "notify_when_frozen": notify_when_frozen,
     }
     load.desktops.append(_DesktopDecl(values, unknown))
 
@@ -981,7 +989,7 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
     network = _network(v["network"], f)
     freeze_after = f.get("freeze_after", parse_duration, v["freeze_after"], None)
     downloads = _downloads(v["downloads"], f)
-    bools = {
+    bools: dict[str, Any] = {
         k: f.get(k, _bool, v[k], False)
         for k in ("reclaim_when_frozen", "ephemeral", "writable_usr", "allow_fullscreen", "x11")
     }
@@ -997,6 +1005,7 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
         if not _ENV_NAME.fullmatch(var):
             f.error(f"env: {var!r} is not an environment variable name")
     autostart = _autostart(v["autostart"], f)
+    bus = _desktop_bus(v, f)
     if bools["reclaim_when_frozen"] and freeze_after is None and f.ok:
         f.warn("reclaim_when_frozen has no effect: freeze_after is None, it never freezes")
     if not f.ok:
@@ -1016,7 +1025,33 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
         autostart=autostart,
         source_line=decl._line,
         **bools,
+        **bus,
     )
+
+
+def _desktop_bus(v: dict[str, object], f: _Fields) -> dict[str, Any]:
+    """dbus, open_links_in, browser, notify_when_frozen (docs/desktop-bus.md)."""
+    out: dict[str, Any] = {}
+    out["dbus"] = f.get("dbus", _choice("desktop", "none", "host"), v["dbus"], "desktop")
+    if out["dbus"] == "host":
+        f.warn("dbus='host': its programs reach the host's session and system buses")
+    target = v["open_links_in"]
+    out["open_links_in"] = None if target is None else f.get("open_links_in", _name, target, None)
+    default_browser: tuple[str, ...] = ("chromium",)
+    out["browser"] = f.get("browser", _argv, v["browser"], default_browser)
+    out["notify_when_frozen"] = f.get(
+        "notify_when_frozen", _choice("queue", "show"), v["notify_when_frozen"], "queue"
+    )
+    return out
+
+
+def _choice(*allowed: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, allowed))}")
+        return str(value)
+
+    return check
 
 
 def _check_desktops(load: _Load, report: _Report, complete: bool) -> list[spec.DesktopSpec]:
@@ -1039,6 +1074,14 @@ def _check_desktops(load: _Load, report: _Report, complete: bool) -> list[spec.D
         return specs  # the file stopped early: names declared after the failure are unknown
     if not load.desktops:
         report.error(0, "no desktops: declare at least one with desktop(NAME, colour=...)")
+    for decl in load.desktops:
+        target = decl._values.get("open_links_in")
+        if isinstance(target, str) and target not in first_line:
+            report.error(
+                decl._line,
+                f"desktop {decl._values['name']!r}: open_links_in names {target!r}, "
+                "which is not a declared desktop",
+            )
     for decl in load.desktops:
         dl = decl._values["downloads"]
         if not isinstance(dl, Downloads):
@@ -1360,6 +1403,7 @@ def locked_down(config: Config) -> Config:
             env=(),
             autostart=(),
             allow_fullscreen=False,
+            dbus="desktop",
         )
         for d in config.desktops
     )

@@ -17,6 +17,7 @@ desktop(
     devices=Devices(gpu=True, audio=True),
     network=Network.full(),
     freeze_after="5m",  # hidden for 5 minutes: its programs stop using CPU
+    open_links_in="web",  # links clicked here open in the web desktop's browser
 )
 
 desktop(
@@ -24,6 +25,7 @@ desktop(
     colour="#22c55e",
     network=Network.full(),
     freeze_after="5m",
+    open_links_in="web",
 )
 
 desktop(

@@ -49,6 +49,8 @@ CgroupProcs = Callable[[str], list[Path]]
 NetnsPath = Callable[[str], "Path | None"]
 UsernsPath = Callable[[str], "Path | None"]
 OnExit = Callable[["Sandbox", int], None]
+# The desktop's session bus for a program about to start (started on first use), or None.
+SessionBusFor = Callable[[DesktopSpec], "bwrap.SessionBus | None"]
 
 
 class LaunchError(RuntimeError):
@@ -350,6 +352,7 @@ class Launcher:
         self._fixed_host = host
         self.host = host or probe_host(self._environ)
         self.running: dict[int, Sandbox] = {}
+        self.session_bus: SessionBusFor | None = None
 
     def sandboxes(self, desktop: str | None = None) -> list[Sandbox]:
         return [s for s in self.running.values() if desktop is None or s.desktop == desktop]
@@ -394,6 +397,7 @@ class Launcher:
             extra_env=extra_env,
             x11_socket_dir=str(x11_dir) if spec.x11 and x11_dir.is_dir() else None,
             template=template,
+            session_bus=self.session_bus(spec) if self.session_bus else None,
         )
 
     def launch(
