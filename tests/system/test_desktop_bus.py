@@ -59,6 +59,8 @@ APPS = [{apps!r}]
 desktop("work", colour="{green}", open_links_in="web", app_dirs=APPS)
 desktop("personal", colour="#3b82f6", app_dirs=APPS)
 desktop("web", colour="#ef4444", browser=["{inside}/standin-browser"], app_dirs=APPS)
+desktop("trusting", colour="#a855f7", dbus="host", app_dirs=APPS)
+desktop("nobus", colour="#eab308", dbus="none", app_dirs=APPS)
 """
 
 
@@ -223,3 +225,17 @@ def test_hostile_links_are_refused_with_a_notice(comp: Compositor, hostile: str)
         "a notice that the link was refused",
     )
     assert set(_browser_runs(comp)) == before
+
+
+def test_only_a_desktop_configured_for_it_reaches_the_host_bus_and_status_warns(
+    comp: Compositor,
+) -> None:
+    status = comp.zjson("status")
+    assert "trusting" in status["dbus_warning"]
+    seen = probe(comp, "trusting", "list")
+    assert HOST_NAME in seen["names"], seen
+
+
+def test_a_desktop_without_a_bus_gets_none(comp: Compositor) -> None:
+    seen = probe(comp, "nobus", "list")
+    assert seen["env"] is None and "names" not in seen, seen
