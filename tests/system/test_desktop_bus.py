@@ -34,10 +34,11 @@ URL = "https://example.invalid/x"
 
 STANDIN_BROWSER = """#!/bin/sh
 # records exactly what it was handed: its arguments, its desktop, its working directory
-f="$HOME/browser-args.$$"
-printf '%s\\0' "$@" > "$f.tmp"
+t=$(mktemp "$HOME/.run.XXXXXXXX")
+f="$HOME/browser-args.${t##*.run.}"
+printf '%s\\0' "$@" > "$t"
 printf 'desktop=%s\\0cwd=%s\\0' "$ZIONWM_DESKTOP" "$(pwd)" > "$f.ctx"
-mv "$f.tmp" "$f"
+mv "$t" "$f"
 """
 
 
@@ -208,6 +209,19 @@ def test_xdg_open_in_work_starts_the_browser_in_web_with_only_the_url(comp: Comp
     assert b"desktop=web" in ctx
     assert not list(home(comp, "work").glob("browser-args.*"))
     notice_with(comp, "Link from work opened in web")
+
+
+def test_gio_open_in_work_goes_the_same_way(comp: Compositor) -> None:
+    if shutil.which("gio") is None:
+        pytest.skip("gio (libglib2.0-bin) is not installed")
+    before = set(_browser_runs(comp))
+    # gio starts the handler and exits at once; the sandbox ends with its first process, so
+    # the program stays a while, as any program that opens a link does
+    script = 'gio open "$1" && sleep 60'
+    comp.zionctl("launch", "work", "--", "/bin/sh", "-c", script, "sh", URL + "?via=gio")
+    new = wait_for(lambda: set(_browser_runs(comp)) - before, 30, "the browser started in web")
+    (run,) = new
+    assert run.read_bytes().split(b"\0")[:-1] == [(URL + "?via=gio").encode()]
 
 
 @pytest.mark.parametrize(

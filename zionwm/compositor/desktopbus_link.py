@@ -75,7 +75,12 @@ class DesktopBusLink:
         run = self.ensure(spec.name)
         if run is None:
             return None
-        return SessionBus(socket=str(run.bus.proxy_socket), programs=shim.PROGRAMS)
+        return SessionBus(
+            socket=str(run.bus.proxy_socket),
+            programs=shim.PROGRAMS,
+            files=shim.FILES,
+            env=shim.ENV,
+        )
 
     def ensure(self, desktop: str) -> _Running | None:
         run = self.running.get(desktop)
@@ -199,6 +204,14 @@ class DesktopBusLink:
         if queue is not None:
             for notice in queue.take():
                 self._show(notice)
+
+    def reload(self) -> None:
+        # a desktop that is gone, or no longer has a bus of its own, loses the one it had
+        for name in list(self.running):
+            d = self.server.desktops.get(name)
+            if d is None or d.spec.dbus != "desktop":
+                self._stop(name)
+                self.queues.pop(name, None)
 
     def describe_desktop(self, desktop: str) -> dict[str, Any]:
         d = self.server.desktops.get(desktop)

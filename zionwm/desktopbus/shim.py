@@ -21,3 +21,28 @@ exec dbus-send --session --print-reply=literal --dest={policy.OPEN_NAME} \\
 """.encode()
 
 PROGRAMS: tuple[tuple[str, bytes], ...] = (("xdg-open", XDG_OPEN),)
+
+# GLib (`gio open`, g_app_info_launch_default_for_uri) does not call xdg-open: it looks up
+# the default handler of x-scheme-handler/http(s). This desktop entry and default make that
+# handler the xdg-open above. The desktop's own ~/.config/mimeapps.list still wins.
+SHARE_DIR = "/run/zionwm/share"
+XDG_DIR = "/run/zionwm/xdg"
+OPEN_DESKTOP_ENTRY = b"""[Desktop Entry]
+Type=Application
+Name=Open in the desktop zionwm's config names
+Exec=/run/zionwm/bin/xdg-open %u
+NoDisplay=true
+MimeType=x-scheme-handler/http;x-scheme-handler/https;
+"""
+MIMEAPPS = b"""[Default Applications]
+x-scheme-handler/http=zionwm-open.desktop
+x-scheme-handler/https=zionwm-open.desktop
+"""
+FILES: tuple[tuple[str, bytes], ...] = (
+    (f"{SHARE_DIR}/applications/zionwm-open.desktop", OPEN_DESKTOP_ENTRY),
+    (f"{XDG_DIR}/mimeapps.list", MIMEAPPS),
+)
+ENV: tuple[tuple[str, str], ...] = (
+    ("XDG_DATA_DIRS", f"{SHARE_DIR}:/usr/local/share:/usr/share"),
+    ("XDG_CONFIG_DIRS", f"{XDG_DIR}:/etc/xdg"),
+)

@@ -314,6 +314,10 @@ class SessionBus:
     socket: str
     system_socket: str | None = None
     programs: tuple[tuple[str, bytes], ...] = ()
+    # read-only data files (absolute path under /run/zionwm, content) and variables that go
+    # with them, e.g. the desktop entry that makes GLib's `gio open` use the xdg-open above
+    files: tuple[tuple[str, bytes], ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -681,6 +685,12 @@ def _grant_session_bus(
         mounts.append(
             Mount(MountKind.RO_BIND_DATA, f"{BUS_BIN_DIR}/{name}", slot=data, perms=0o755)
         )
+    for i, (dest, content) in enumerate(bus.files):
+        if not dest.startswith("/run/zionwm/") or ".." in dest.split("/"):
+            raise PlanError(f"session bus file {dest!r} is not under /run/zionwm")
+        data = slot(FdSlot(f"bus-file-{i}", SlotKind.DATA, data=content))
+        mounts.append(Mount(MountKind.RO_BIND_DATA, dest, slot=data, perms=0o644))
+    env.update(bus.env)
     if bus.programs:
         env["PATH"] = f"{BUS_BIN_DIR}:{SANDBOX_PATH}"
         if any(name == "xdg-open" for name, _ in bus.programs):
