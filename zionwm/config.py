@@ -1392,8 +1392,9 @@ def locked_down(config: Config) -> Config:
     """What runs while the user's config is broken: the default desktops under their own
     names (so each one's files stay where they are, seen by that desktop only), each with
     no network, no devices, no X server, no granted host variables and nothing started by
-    itself. A broken file must never grant more than the user asked for, and the default
-    config grants a lot (network, GPU, sound). Downloads policies stay: they only restrict."""
+    itself, and no session bus (so no links routed into another desktop either). A broken
+    file must never grant more than the user asked for, and the default config grants a lot
+    (network, GPU, sound). Downloads policies stay: they only restrict."""
     desktops = tuple(
         replace(
             d,
@@ -1403,7 +1404,7 @@ def locked_down(config: Config) -> Config:
             env=(),
             autostart=(),
             allow_fullscreen=False,
-            dbus="desktop",
+            dbus="none",
         )
         for d in config.desktops
     )
