@@ -7,10 +7,12 @@ the memory the bus keeps per desktop.
 Measures, over N runs:
 - first_program_extra: desktopbus.bus.start() + DesktopService.connect(), i.e. what the
   launcher waits for before the first program of a desktop starts (later programs wait for
-  nothing: the bus is running);
+  nothing: the bus is running); and the same with the daemon and proxy not confined by
+  their bwrap (first_program_extra_unconfined), interleaved run by run;
 - launch_with_bus / launch_without_bus: Launcher.launch() of /bin/true to reaped, with the
   bus already running (the planner's extra mounts) and without a bus;
-- memory: RSS and PSS (smaps_rollup) of the daemon and the proxy of one idle desktop.
+- memory: RSS and PSS (smaps_rollup) of the daemon and the proxy of one idle desktop,
+  with the bwrap processes that confine them.
 Prints one JSON document (milliseconds, KiB).
 """
 
@@ -35,17 +37,6 @@ from zionwm.isolation.launcher import Launcher
 from zionwm.isolation.spec import DesktopSpec
 
 
-def _pss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
@@ -55,22 +46,22 @@ def main() -> int:
         os.environ["XDG_RUNTIME_DIR"] = tmp
         os.environ["XDG_DATA_HOME"] = os.path.join(tmp, "data")
         first: list[float] = []
+        first_bare: list[float] = []
         for _ in range(args.runs):
-            t0 = time.perf_counter()
-            b = dbus_bus.start("bench")
-            svc = DesktopService("bench")
-            svc.connect(str(b.daemon_socket))
-            first.append(time.perf_counter() - t0)
-            svc.close()
-            b.stop()
+            # interleaved, so both see the same load
+            for samples, confine in ((first, True), (first_bare, False)):
+                t0 = time.perf_counter()
+                b = dbus_bus.start("bench", confine=confine)
+                svc = DesktopService("bench")
+                svc.connect(str(b.daemon_socket))
+                samples.append(time.perf_counter() - t0)
+                svc.close()
+                b.stop()
         b = dbus_bus.start("bench")
         svc = DesktopService("bench")
         svc.connect(str(b.daemon_socket))
         time.sleep(0.2)  # let both settle before reading their memory
-        memory = {
-            "rss_kib": b.memory_kib(),
-            "pss_kib": _pss_kib(b.daemon.pid) + _pss_kib(b.proxy.pid),
-        }
+        memory = {"rss_kib": b.memory_kib("Rss"), "pss_kib": b.memory_kib("Pss")}
         spec = DesktopSpec(name="bench", colour=(0.2, 0.4, 1.0, 1.0))
         launcher = Launcher()
         with_bus: list[float] = []
@@ -89,6 +80,7 @@ def main() -> int:
             {
                 "runs": args.runs,
                 "first_program_extra": summarize_ms(first),
+                "first_program_extra_unconfined": summarize_ms(first_bare),
                 "launch_without_bus": summarize_ms(without),
                 "launch_with_bus": summarize_ms(with_bus),
                 "memory_per_desktop": memory,

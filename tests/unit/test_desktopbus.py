@@ -125,3 +125,25 @@ def test_config_fields_and_their_errors(tmp_path: Path) -> None:
     text = "\n".join(map(str, errors))
     assert config is None
     assert "open_links_in names 'nowhere'" in text and "dbus: 'system'" in text
+
+
+def test_the_daemon_and_proxy_run_confined_to_their_bus_directory() -> None:
+    argv = policy.confine_argv(
+        "bwrap",
+        "/run/user/1000/zionwm/work/dbus",
+        [("/lib", "usr/lib"), ("/lib64", None)],
+        ["dbus-daemon", "--nofork"],
+        [("/run/user/1000/zionwm/work/dbus/passwd", "/etc/passwd")],
+    )
+    opts = argv[: argv.index("--")]
+    assert {"--unshare-all", "--die-with-parent", "--new-session"} <= set(opts)
+    binds = [opts[i + 1 : i + 3] for i, o in enumerate(opts) if o in ("--bind", "--ro-bind")]
+    assert ["/run/user/1000/zionwm/work/dbus", "/run/user/1000/zionwm/work/dbus"] in binds
+    # the only host paths: the system, the identity file and the bus directory
+    assert {b[0] for b in binds} == {
+        "/usr",
+        "/lib64",
+        "/run/user/1000/zionwm/work/dbus/passwd",
+        "/run/user/1000/zionwm/work/dbus",
+    }
+    assert argv[argv.index("--") + 1 :] == ["dbus-daemon", "--nofork"]

@@ -19,6 +19,7 @@ import ctypes.util
 import functools
 import logging
 import os
+import pwd
 import select
 import shutil
 import signal
@@ -64,14 +65,28 @@ class DesktopBus:
     def alive(self) -> bool:
         return self.daemon.poll() is None and self.proxy.poll() is None
 
-    def memory_kib(self) -> int:
-        """Resident memory of the daemon and the proxy together (for status and benchmarks)."""
-        total = 0
-        for proc in (self.daemon, self.proxy):
+    def pids(self) -> list[int]:
+        """The daemon's and the proxy's whole process trees (each runs under its bwrap)."""
+        out: list[int] = []
+        todo = [self.daemon.pid, self.proxy.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
             try:
-                with open(f"/proc/{proc.pid}/status") as f:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+            except (OSError, ValueError):
+                pass
+        return out
+
+    def memory_kib(self, field: str = "Rss") -> int:
+        """Memory of the bus's processes together, from smaps_rollup (Rss or Pss)."""
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
                     for line in f:
-                        if line.startswith("VmRSS:"):
+                        if line.startswith(field + ":"):
                             total += int(line.split()[1])
             except (OSError, ValueError):
                 pass
@@ -94,22 +109,49 @@ class DesktopBus:
                 pass
 
 
-def tools() -> tuple[str, str] | str:
-    """(dbus-daemon, xdg-dbus-proxy), or what is missing, said for the user."""
-    daemon = shutil.which("dbus-daemon")
-    proxy = shutil.which("xdg-dbus-proxy")
-    missing = [n for n, p in (("dbus-daemon", daemon), ("xdg-dbus-proxy", proxy)) if p is None]
-    if missing or daemon is None or proxy is None:
+def tools() -> tuple[str, str, str] | str:
+    """(dbus-daemon, xdg-dbus-proxy, bwrap), or what is missing, said for the user."""
+    found = {n: shutil.which(n) for n in ("dbus-daemon", "xdg-dbus-proxy", "bwrap")}
+    missing = [n for n, p in found.items() if p is None]
+    daemon, proxy, bwrap = found.values()
+    if missing or daemon is None or proxy is None or bwrap is None:
         return " and ".join(missing) + " not installed (Debian: dbus-daemon, xdg-dbus-proxy)"
-    return daemon, proxy
+    return daemon, proxy, bwrap
 
 
-def start(desktop: str, cgroup_procs: Sequence[Path] = ()) -> DesktopBus:
-    """Start the desktop's daemon and proxy; return once both accept connections."""
+def _identity_files(d: Path) -> list[tuple[str, str]]:
+    """passwd and group with only this user: the daemon looks its own uid up, and nothing
+    else of the host's user database needs to be in its sandbox."""
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = f"user{uid}"
+    (d / "passwd").write_text(f"{name}:x:{uid}:{gid}::/nonexistent:/usr/sbin/nologin\n")
+    (d / "group").write_text(f"{name}:x:{gid}:\n")
+    return [(str(d / "passwd"), "/etc/passwd"), (str(d / "group"), "/etc/group")]
+
+
+@functools.cache
+def _root_links() -> tuple[tuple[str, str | None], ...]:
+    """/bin, /lib, ... as symlinks into /usr (merged /usr) or directories: fixed while the
+    system runs, so looked at once."""
+    out: list[tuple[str, str | None]] = []
+    for p in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(p):
+            out.append((p, os.readlink(p)))
+        elif os.path.isdir(p):
+            out.append((p, None))
+    return tuple(out)
+
+
+def start(desktop: str, cgroup_procs: Sequence[Path] = (), *, confine: bool = True) -> DesktopBus:
+    """Start the desktop's daemon and proxy; return once both accept connections.
+    `confine=False` runs them without their bwrap (benchmarks compare the two)."""
     found = tools()
     if isinstance(found, str):
         raise BusStartError(found)
-    daemon_bin, proxy_bin = found
+    daemon_bin, proxy_bin, bwrap_bin = found
     t0 = time.monotonic()
     d = bus_dir(desktop)
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -122,6 +164,13 @@ def start(desktop: str, cgroup_procs: Sequence[Path] = ()) -> DesktopBus:
             pass
     conf = d / "daemon.conf"
     conf.write_text(policy.daemon_config(str(daemon_sock)))
+    etc = _identity_files(d)
+
+    def confined(argv: list[str]) -> list[str]:
+        if not confine:
+            return argv
+        return policy.confine_argv(bwrap_bin, str(d), _root_links(), argv, etc)
+
     cg_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup_procs]
 
     def placement() -> None:
@@ -137,14 +186,16 @@ def start(desktop: str, cgroup_procs: Sequence[Path] = ()) -> DesktopBus:
         pipes += [addr_r, addr_w]
         started.append(
             subprocess.Popen(
-                [
-                    daemon_bin,
-                    f"--config-file={conf}",
-                    "--nofork",
-                    "--nopidfile",
-                    "--nosyslog",
-                    f"--print-address={addr_w}",
-                ],
+                confined(
+                    [
+                        daemon_bin,
+                        f"--config-file={conf}",
+                        "--nofork",
+                        "--nopidfile",
+                        "--nosyslog",
+                        f"--print-address={addr_w}",
+                    ]
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 pass_fds=(addr_w,),
@@ -159,7 +210,11 @@ def start(desktop: str, cgroup_procs: Sequence[Path] = ()) -> DesktopBus:
         # The proxy stops when the read end of its --fd pipe closes: zionwm keeps ready_r.
         started.append(
             subprocess.Popen(
-                policy.proxy_argv(proxy_bin, f"unix:path={daemon_sock}", str(proxy_sock), ready_w),
+                confined(
+                    policy.proxy_argv(
+                        proxy_bin, f"unix:path={daemon_sock}", str(proxy_sock), ready_w
+                    )
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 pass_fds=(ready_w,),

@@ -58,6 +58,29 @@ def proxy_argv(
     return argv
 
 
+def confine_argv(
+    bwrap: str,
+    bus_dir: str,
+    root_links: Sequence[tuple[str, str | None]],
+    argv: Sequence[str],
+    files: Sequence[tuple[str, str]] = (),
+) -> list[str]:
+    """The daemon or the proxy in a sandbox of its own: the read-only system, its bus
+    directory, and nothing else of the host (no home, no network, no other sockets).
+    `root_links` are the merged-/usr entries of / (path, symlink target or None for a
+    directory), as the launcher probes them. `files` (host path, path inside) are bound
+    read-only: the daemon needs a passwd entry for its own uid."""
+    out = [bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
+    out += ["--ro-bind", "/usr", "/usr"]
+    for path, target in root_links:
+        out += ["--symlink", target, path] if target is not None else ["--ro-bind", path, path]
+    out += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for src, dest in files:
+        out += ["--ro-bind", src, dest]
+    out += ["--bind", bus_dir, bus_dir, "--", *argv]
+    return out
+
+
 def daemon_config(listen_path: str) -> str:
     """A session bus configuration of the desktop's own: one unix socket, no activation of
     host services (no <servicedir>), no TCP, and the stock session limits."""
