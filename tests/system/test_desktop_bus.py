@@ -253,3 +253,17 @@ def test_only_a_desktop_configured_for_it_reaches_the_host_bus_and_status_warns(
 def test_a_desktop_without_a_bus_gets_none(comp: Compositor) -> None:
     seen = probe(comp, "nobus", "list")
     assert seen["env"] is None and "names" not in seen, seen
+
+
+def test_a_notification_flood_is_cut_down_and_the_user_told(comp: Compositor) -> None:
+    done = home(comp, "work") / "flood-done"
+    script = (
+        'i=0; while [ $i -lt 60 ]; do notify-send "flood $i"; i=$((i+1)); done; '
+        'touch "$HOME/flood-done"'
+    )
+    comp.zionctl("launch", "work", "--", "/bin/sh", "-c", script)
+    wait_for(done.exists, 120, "the flood to end")
+    notice_with(comp, "work: too many notifications")
+    shown = comp.log().count("notification from work: notify-send: flood ")
+    # a burst of 5, then about one a second while the loop ran: far fewer than were sent
+    assert 5 <= shown < 40, shown
