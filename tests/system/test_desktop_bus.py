@@ -267,3 +267,15 @@ def test_a_notification_flood_is_cut_down_and_the_user_told(comp: Compositor) ->
     shown = comp.log().count("notification from work: notify-send: flood ")
     # a burst of 5, then about one a second while the loop ran: far fewer than were sent
     assert 5 <= shown < 40, shown
+
+
+def test_programs_of_one_desktop_reach_each_other(comp: Compositor) -> None:
+    owned = probe(comp, "work", "own", "org.mozilla.workpeer")
+    assert owned["reply"] == [1], owned
+    seen = probe(comp, "work", "list")
+    assert "org.mozilla.workpeer" in seen["names"], seen
+    # a peer call reaches the other program (its library answers Peer.Ping)
+    called = probe(comp, "work", "call", "org.mozilla.workpeer")
+    assert called["reply"][0] == "method_return", called
+    # and the same name seen from personal's bus is not there
+    assert "org.mozilla.workpeer" not in probe(comp, "personal", "list")["names"]
