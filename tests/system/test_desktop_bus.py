@@ -23,7 +23,7 @@ import pytest
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 
-from tests.harness import Compositor, colour_near, wait_for
+from tests.harness import Compositor, colour_near, processes_with, wait_for
 
 PROBE_SRC = Path(__file__).with_name("bus_probe.py")
 PYTHON = "/usr/bin/python3"
@@ -109,6 +109,9 @@ def comp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compositor]:
     finally:
         c.stop()
         host.close()
+    # nothing of the desktops' buses outlives the compositor
+    left = processes_with(str(c.runtime / "zionwm"))
+    assert not left, f"bus processes left running: {left}"
 
 
 def home(comp: Compositor, desktop: str) -> Path:
