@@ -282,3 +282,31 @@ def test_programs_of_one_desktop_reach_each_other(comp: Compositor) -> None:
     assert called["reply"][0] == "method_return", called
     # and the same name seen from personal's bus is not there
     assert "org.mozilla.workpeer" not in probe(comp, "personal", "list")["names"]
+
+
+def test_a_program_whose_sandbox_maps_the_user_to_another_uid_still_gets_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # e.g. a desktop whose browser keeps its own sandbox and so runs as a non-root uid:
+    # the uid it claims in EXTERNAL is not the one the kernel reports to the bus
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    from zionwm.desktopbus import bus as dbus_bus
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
+    b = dbus_bus.start("mapped")
+    try:
+        mapped = ["unshare", "--user", "--map-user=1000", "--map-group=1000"]
+        get_id = ["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus"]
+        r = subprocess.run(
+            [*mapped, *get_id, "/", "org.freedesktop.DBus.GetId"],
+            env={**os.environ, "DBUS_SESSION_BUS_ADDRESS": f"unix:path={b.proxy_socket}"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode == 0, r.stderr
+    finally:
+        b.stop()

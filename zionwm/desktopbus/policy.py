@@ -83,7 +83,12 @@ def confine_argv(
 
 def daemon_config(listen_path: str) -> str:
     """A session bus configuration of the desktop's own: one unix socket, no activation of
-    host services (no <servicedir>), no TCP, and the stock session limits."""
+    host services (no <servicedir>), no TCP, and the stock session limits.
+
+    ANONYMOUS besides EXTERNAL: a program whose sandbox maps the user to another uid (so
+    the uid it claims is not the one the kernel reports) still gets on. Who can reach the
+    socket is the access control here: the daemon's own socket is in a directory only
+    zionwm's user can enter, and the proxy's is bound only into this desktop's sandboxes."""
     return f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -91,6 +96,8 @@ def daemon_config(listen_path: str) -> str:
   <keep_umask/>
   <listen>unix:path={listen_path}</listen>
   <auth>EXTERNAL</auth>
+  <auth>ANONYMOUS</auth>
+  <allow_anonymous/>
   <policy context="default">
     <allow send_destination="*"/>
     <allow receive_sender="*"/>
