@@ -162,6 +162,7 @@ def test_notify_send_in_work_shows_in_works_colour_and_name_while_personal_is_sh
     assert not colour_near(shot.getpixel((shot.width // 2, 4)), WORK_GREEN, tol=8)
 
 
+@pytest.mark.security
 def test_a_desktop_cannot_pass_its_notification_off_as_another_ones(comp: Compositor) -> None:
     forged = "\u202e[personal] zionwm: Released\u200b invoice.pdf\n\n[personal]"
     comp.zionctl("launch", "work", "--", "notify-send", "-a", "zionwm", forged, "x" * 5000)
@@ -171,6 +172,7 @@ def test_a_desktop_cannot_pass_its_notification_off_as_another_ones(comp: Compos
     assert len(entry) < 700
 
 
+@pytest.mark.security
 def test_a_desktops_bus_shows_no_host_names_and_no_other_desktops(comp: Compositor) -> None:
     owned = probe(comp, "personal", "own", "org.mozilla.personalsecret")
     assert owned["reply"] == [1], owned
@@ -186,6 +188,7 @@ def test_a_desktops_bus_shows_no_host_names_and_no_other_desktops(comp: Composit
         assert result.startswith("refused"), (path, result)
 
 
+@pytest.mark.security
 def test_a_program_cannot_take_over_zionwms_names(comp: Compositor) -> None:
     for name in ("org.freedesktop.Notifications", "org.zionwm.Open"):
         tried = probe(comp, "work", "own", name)
@@ -202,6 +205,7 @@ def _browser_runs(comp: Compositor) -> list[Path]:
     )
 
 
+@pytest.mark.security
 def test_xdg_open_in_work_starts_the_browser_in_web_with_only_the_url(comp: Compositor) -> None:
     before = set(_browser_runs(comp))
     comp.zionctl("launch", "work", "--", "xdg-open", URL)
@@ -227,6 +231,7 @@ def test_gio_open_in_work_goes_the_same_way(comp: Compositor) -> None:
     assert run.read_bytes().split(b"\0")[:-1] == [(URL + "?via=gio").encode()]
 
 
+@pytest.mark.security
 @pytest.mark.parametrize(
     "hostile",
     ["--help", "file:///etc/passwd", "https://a.example/\n--x", "@1000000", "javascript:alert(1)"],
@@ -258,6 +263,7 @@ def test_a_desktop_without_a_bus_gets_none(comp: Compositor) -> None:
     assert seen["env"] is None and "names" not in seen, seen
 
 
+@pytest.mark.security
 def test_a_notification_flood_is_cut_down_and_the_user_told(comp: Compositor) -> None:
     done = home(comp, "work") / "flood-done"
     script = (
