@@ -19,6 +19,7 @@ from zionwm.desktopbus.service import BusError, DesktopService, OpenRequest, Ref
 from zionwm.isolation.bwrap import SYSTEM_BUS_SOCKET, SessionBus
 from zionwm.isolation.spec import DesktopSpec
 
+from . import desktop_notice
 from .loop import FdHandle
 
 if TYPE_CHECKING:
@@ -172,8 +173,12 @@ class DesktopBusLink:
             return
         lines = notice.text().splitlines()
         log.info("notification from %s: %s", notice.desktop, " / ".join(lines))
-        self.server.notifications.show_desktop(
-            notice.desktop, d.spec.colour, lines, 12.0 if notice.urgent else 8.0
+        desktop_notice.show(
+            self.server.notifications,
+            notice.desktop,
+            d.spec.colour,
+            lines,
+            12.0 if notice.urgent else 8.0,
         )
         self.server.emit(
             "notification",

@@ -163,29 +163,12 @@ class Notifications:
         self._layout()
         self.loop.call_later(int(seconds * 1000), lambda: self._expire(entry), "notification")
 
-    def show_desktop(
-        self,
-        desktop: str,
-        colour: tuple[float, float, float, float],
-        lines: list[str],
-        seconds: float = 8.0,
-    ) -> None:
-        """A desktop's own notification: a header in the desktop's colour with its name, drawn
-        from where the notification came from (never from its text), and the text beside a
-        stripe of that colour. `lines` are already cleaned and bounded by the caller."""
-        self.history.append(f"[{desktop}] " + " / ".join(lines))
+    def show_node(self, node: SceneNode, rows: str, history: str, seconds: float) -> None:
+        """Stack a box drawn elsewhere under `self.tree` (a desktop's notification, see
+        desktop_notice.py): `rows` has one line per 22 px row, for the layout."""
+        self.history.append(history)
         del self.history[:-50]
-        node = SceneTree.create(self.tree)
-        rgb = _rgb255(colour)
-        w, h, px = render_text(f"\u25cf {desktop}", _text_colour_on(colour), (*rgb, 255), 22)
-        SceneImage.create(node, w, h, px)
-        body = lines[:7]
-        SceneRect.create(node, 6, 22 * len(body), colour).set_position(0, 22)
-        for i, line in enumerate(body):
-            w, h, px = render_text(line[:160], (255, 255, 255), (30, 30, 30, 235), 22, size=13)
-            img = SceneImage.create(node, min(w, 900), h, _crop(px, w, h, 900))
-            img.set_position(6, 22 * (i + 1))
-        entry = (node, "\n".join([desktop, *body]))
+        entry = (node, rows)
         self.items.append(entry)
         self._layout()
         self.loop.call_later(int(seconds * 1000), lambda: self._expire(entry), "notification")
