@@ -7,13 +7,16 @@ BUILD="libwlroots-dev libwayland-dev libxkbcommon-dev libpixman-1-dev libdrm-dev
  wayland-protocols pkg-config gcc make libffi-dev libmagic1 libseccomp2 libseccomp-dev
  libyara-dev python3-venv python3-dev"
 RUNTIME="bubblewrap iproute2 nftables passt wayvnc xwayland attr procps psmisc util-linux
- desktop-file-utils fonts-dejavu-core fontconfig dbus-daemon dbus-bin xdg-dbus-proxy"
+ desktop-file-utils fonts-dejavu-core fontconfig"
 TEST="weston foot grim wtype wl-clipboard wayland-utils sway clamav clamav-daemon yara
  x11-apps x11-utils busybox-static iperf3 wget curl firejail fuse-overlayfs strace
- imagemagick python3-minimal swaybg xauth xterm chromium waybar debootstrap libnotify-bin"
+ imagemagick python3-minimal swaybg xauth xterm chromium waybar debootstrap"
 
 want="$BUILD $RUNTIME"
 [ "${1:-}" = "--with-tests" ] && want="$want $TEST"
+# each desktop's own session bus (docs/desktop-bus.md); notify-send for its tests
+want="$want dbus-daemon dbus-bin xdg-dbus-proxy"
+[ "${1:-}" = "--with-tests" ] && want="$want libnotify-bin"
 
 missing=""
 for p in $want; do

@@ -380,13 +380,13 @@ def desktop(
     writable_usr: bool = False,
     template: str | None = None,
     env: Sequence[str] = (),
-    allow_fullscreen: bool = False,
-    x11: bool = False,
-    autostart: Sequence[str | Sequence[str] | Autostart] = (),
     dbus: str = "desktop",
     open_links_in: str | None = None,
     browser: str | Sequence[str] = ("chromium",),
     notify_when_frozen: str = "queue",
+    allow_fullscreen: bool = False,
+    x11: bool = False,
+    autostart: Sequence[str | Sequence[str] | Autostart] = (),
     **unknown: object,
 ) -> None:
     """Declare a desktop. Desktops are numbered (Super+1..9) in the order declared."""
@@ -406,13 +406,13 @@ def desktop(
         "writable_usr": writable_usr,
         "template": template,
         "env": env,
-        "allow_fullscreen": allow_fullscreen,
-        "x11": x11,
-        "autostart": autostart,
         "dbus": dbus,
         "open_links_in": open_links_in,
         "browser": browser,
         "notify_when_frozen": notify_when_frozen,
+        "allow_fullscreen": allow_fullscreen,
+        "x11": x11,
+        "autostart": autostart,
     }
     load.desktops.append(_DesktopDecl(values, unknown))
 
@@ -1000,12 +1000,12 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
             if not os.path.isdir(d):
                 f.warn(f"{kind}: {d} is not a directory on this machine; it will be skipped")
     template = None if v["template"] is None else f.get("template", _name, v["template"], None)
+    bus = _desktop_bus(v, f)
     env: tuple[str, ...] = f.get("env", _strings, v["env"], ())
     for var in env:
         if not _ENV_NAME.fullmatch(var):
             f.error(f"env: {var!r} is not an environment variable name")
     autostart = _autostart(v["autostart"], f)
-    bus = _desktop_bus(v, f)
     if bools["reclaim_when_frozen"] and freeze_after is None and f.ok:
         f.warn("reclaim_when_frozen has no effect: freeze_after is None, it never freezes")
     if not f.ok:
@@ -1399,12 +1399,12 @@ def locked_down(config: Config) -> Config:
         replace(
             d,
             network=spec.NetworkPolicy(),
+            dbus="none",
             devices=spec.Devices(),
             x11=False,
             env=(),
             autostart=(),
             allow_fullscreen=False,
-            dbus="none",
         )
         for d in config.desktops
     )

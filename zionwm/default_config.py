@@ -23,9 +23,9 @@ desktop(
 desktop(
     "work",
     colour="#22c55e",
+    open_links_in="web",
     network=Network.full(),
     freeze_after="5m",
-    open_links_in="web",
 )
 
 desktop(

@@ -668,35 +668,6 @@ def plan_sandbox(
     )
 
 
-def _grant_session_bus(
-    bus: SessionBus,
-    run: str,
-    mounts: list[Mount],
-    env: dict[str, str],
-    slot: Callable[[FdSlot], str],
-) -> None:
-    mounts.append(Mount(MountKind.BIND, f"{run}/bus", source=bus.socket))
-    env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={run}/bus"
-    if bus.system_socket:
-        mounts.append(Mount(MountKind.BIND, SYSTEM_BUS_SOCKET, source=bus.system_socket))
-        env["DBUS_SYSTEM_BUS_ADDRESS"] = f"unix:path={SYSTEM_BUS_SOCKET}"
-    for name, script in bus.programs:
-        data = slot(FdSlot(f"bin-{name}", SlotKind.DATA, data=script))
-        mounts.append(
-            Mount(MountKind.RO_BIND_DATA, f"{BUS_BIN_DIR}/{name}", slot=data, perms=0o755)
-        )
-    for i, (dest, content) in enumerate(bus.files):
-        if not dest.startswith("/run/zionwm/") or ".." in dest.split("/"):
-            raise PlanError(f"session bus file {dest!r} is not under /run/zionwm")
-        data = slot(FdSlot(f"bus-file-{i}", SlotKind.DATA, data=content))
-        mounts.append(Mount(MountKind.RO_BIND_DATA, dest, slot=data, perms=0o644))
-    env.update(bus.env)
-    if bus.programs:
-        env["PATH"] = f"{BUS_BIN_DIR}:{SANDBOX_PATH}"
-        if any(name == "xdg-open" for name, _ in bus.programs):
-            env["BROWSER"] = f"{BUS_BIN_DIR}/xdg-open"
-
-
 def _mask_proc(host: HostFacts, mounts: list[Mount], slot: Callable[[FdSlot], str]) -> None:
     """Cover the host-wide /proc files (see PROC_MASKED_FILES) and put in the stand-ins; only
     where the host has the file, as bwrap cannot create a mount point inside procfs."""
@@ -745,6 +716,35 @@ def _grant_gpu(host: HostFacts, mounts: list[Mount], notes: list[str]) -> None:
         mounts.append(Mount(MountKind.SYMLINK, g.char_link, source=g.char_target))
     if sysfs:
         mounts.append(Mount(MountKind.DIR, SYS_BUS_PCI, perms=0o555))
+
+
+def _grant_session_bus(
+    bus: SessionBus,
+    run: str,
+    mounts: list[Mount],
+    env: dict[str, str],
+    slot: Callable[[FdSlot], str],
+) -> None:
+    mounts.append(Mount(MountKind.BIND, f"{run}/bus", source=bus.socket))
+    env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={run}/bus"
+    if bus.system_socket:
+        mounts.append(Mount(MountKind.BIND, SYSTEM_BUS_SOCKET, source=bus.system_socket))
+        env["DBUS_SYSTEM_BUS_ADDRESS"] = f"unix:path={SYSTEM_BUS_SOCKET}"
+    for name, script in bus.programs:
+        data = slot(FdSlot(f"bin-{name}", SlotKind.DATA, data=script))
+        mounts.append(
+            Mount(MountKind.RO_BIND_DATA, f"{BUS_BIN_DIR}/{name}", slot=data, perms=0o755)
+        )
+    for i, (dest, content) in enumerate(bus.files):
+        if not dest.startswith("/run/zionwm/") or ".." in dest.split("/"):
+            raise PlanError(f"session bus file {dest!r} is not under /run/zionwm")
+        data = slot(FdSlot(f"bus-file-{i}", SlotKind.DATA, data=content))
+        mounts.append(Mount(MountKind.RO_BIND_DATA, dest, slot=data, perms=0o644))
+    env.update(bus.env)
+    if bus.programs:
+        env["PATH"] = f"{BUS_BIN_DIR}:{SANDBOX_PATH}"
+        if any(name == "xdg-open" for name, _ in bus.programs):
+            env["BROWSER"] = f"{BUS_BIN_DIR}/xdg-open"
 
 
 def _fd(plan: SandboxPlan, slot: str) -> str:

@@ -391,13 +391,13 @@ class Launcher:
             wayland_socket=str(sock) if sock.exists() else None,
             ephemeral=ephemeral,
             share_net=share_net,
+            session_bus=self.session_bus(spec) if self.session_bus else None,
             writable_usr_source=usr_source,
             seed=seed.entries if seed else (),
             cwd=cwd,
             extra_env=extra_env,
             x11_socket_dir=str(x11_dir) if spec.x11 and x11_dir.is_dir() else None,
             template=template,
-            session_bus=self.session_bus(spec) if self.session_bus else None,
         )
 
     def launch(
