@@ -15,6 +15,9 @@ TEST="weston foot grim wtype wl-clipboard wayland-utils sway clamav clamav-daemo
 
 want="$BUILD $RUNTIME"
 [ "${1:-}" = "--with-tests" ] && want="$want $TEST"
+# each desktop's own session bus (docs/desktop-bus.md); notify-send for its tests
+want="$want dbus-daemon dbus-bin xdg-dbus-proxy"
+[ "${1:-}" = "--with-tests" ] && want="$want libnotify-bin"
 
 missing=""
 for p in $want; do

@@ -31,7 +31,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from xkbcommon import xkb
 
@@ -389,6 +389,10 @@ def desktop(
     writable_usr: bool = False,
     template: str | None = None,
     env: Sequence[str] = (),
+    dbus: str = "desktop",
+    open_links_in: str | None = None,
+    browser: str | Sequence[str] = ("chromium",),
+    notify_when_frozen: str = "queue",
     allow_fullscreen: bool = False,
     x11: bool = False,
     nested_sandbox: bool = False,
@@ -413,6 +417,10 @@ def desktop(
         "writable_usr": writable_usr,
         "template": template,
         "env": env,
+        "dbus": dbus,
+        "open_links_in": open_links_in,
+        "browser": browser,
+        "notify_when_frozen": notify_when_frozen,
         "allow_fullscreen": allow_fullscreen,
         "x11": x11,
         "nested_sandbox": nested_sandbox,
@@ -1004,7 +1012,7 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
     network = _network(v["network"], f)
     freeze_after = f.get("freeze_after", parse_duration, v["freeze_after"], None)
     downloads = _downloads(v["downloads"], f)
-    bools = {
+    bools: dict[str, Any] = {
         k: f.get(k, _bool, v[k], False)
         for k in (
             "reclaim_when_frozen",
@@ -1022,6 +1030,7 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
             if not os.path.isdir(d):
                 f.warn(f"{kind}: {d} is not a directory on this machine; it will be skipped")
     template = None if v["template"] is None else f.get("template", _name, v["template"], None)
+    bus = _desktop_bus(v, f)
     env: tuple[str, ...] = f.get("env", _strings, v["env"], ())
     for var in env:
         if not _ENV_NAME.fullmatch(var):
@@ -1048,7 +1057,33 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
         source_line=decl._line,
         layout=window_layout,
         **bools,
+        **bus,
     )
+
+
+def _desktop_bus(v: dict[str, object], f: _Fields) -> dict[str, Any]:
+    """dbus, open_links_in, browser, notify_when_frozen (docs/desktop-bus.md)."""
+    out: dict[str, Any] = {}
+    out["dbus"] = f.get("dbus", _choice("desktop", "none", "host"), v["dbus"], "desktop")
+    if out["dbus"] == "host":
+        f.warn("dbus='host': its programs reach the host's session and system buses")
+    target = v["open_links_in"]
+    out["open_links_in"] = None if target is None else f.get("open_links_in", _name, target, None)
+    default_browser: tuple[str, ...] = ("chromium",)
+    out["browser"] = f.get("browser", _argv, v["browser"], default_browser)
+    out["notify_when_frozen"] = f.get(
+        "notify_when_frozen", _choice("queue", "show"), v["notify_when_frozen"], "queue"
+    )
+    return out
+
+
+def _choice(*allowed: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, allowed))}")
+        return str(value)
+
+    return check
 
 
 def _check_desktops(load: _Load, report: _Report, complete: bool) -> list[spec.DesktopSpec]:
@@ -1071,6 +1106,14 @@ def _check_desktops(load: _Load, report: _Report, complete: bool) -> list[spec.D
         return specs  # the file stopped early: names declared after the failure are unknown
     if not load.desktops:
         report.error(0, "no desktops: declare at least one with desktop(NAME, colour=...)")
+    for decl in load.desktops:
+        target = decl._values.get("open_links_in")
+        if isinstance(target, str) and target not in first_line:
+            report.error(
+                decl._line,
+                f"desktop {decl._values['name']!r}: open_links_in names {target!r}, "
+                "which is not a declared desktop",
+            )
     for decl in load.desktops:
         dl = decl._values["downloads"]
         if not isinstance(dl, Downloads):
@@ -1422,12 +1465,14 @@ def locked_down(config: Config) -> Config:
     """What runs while the user's config is broken: the default desktops under their own
     names (so each one's files stay where they are, seen by that desktop only), each with
     no network, no devices, no X server, no granted host variables and nothing started by
-    itself. A broken file must never grant more than the user asked for, and the default
-    config grants a lot (network, GPU, sound). Downloads policies stay: they only restrict."""
+    itself, and no session bus (so no links routed into another desktop either). A broken
+    file must never grant more than the user asked for, and the default config grants a lot
+    (network, GPU, sound). Downloads policies stay: they only restrict."""
     desktops = tuple(
         replace(
             d,
             network=spec.NetworkPolicy(),
+            dbus="none",
             devices=spec.Devices(),
             x11=False,
             env=(),

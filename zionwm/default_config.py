@@ -17,11 +17,13 @@ desktop(
     devices=Devices(gpu=True, audio=True),
     network=Network.full(),
     freeze_after="5m",  # hidden for 5 minutes: its programs stop using CPU
+    open_links_in="web",  # links clicked here open in the web desktop's browser
 )
 
 desktop(
     "work",
     colour="#22c55e",
+    open_links_in="web",
     network=Network.full(),
     freeze_after="5m",
     # layout="tile",  # windows side by side, master and stack (Super+T toggles it live)

@@ -25,6 +25,7 @@ from zionwm.isolation.storage import UnsafePathError
 
 from .autostart import Autostarter
 from .children import Child
+from .desktopbus_link import DesktopBusLink
 from .loop import FdHandle, Timer
 from .quarantine_link import QuarantineLink
 from .xwayland import XwaylandManager
@@ -378,6 +379,7 @@ def attach(server: Server) -> None:
     iso = Isolation(server)
     server.extensions.append(iso)
     server.isolation = iso
+    server.extensions.append(DesktopBusLink(server, iso))
     if os.environ.get("ZIONWM_NO_QUARANTINE") != "1":
         server.extensions.append(QuarantineLink(server))
     # after Isolation: both launch through it

@@ -128,6 +128,16 @@ class Notifications:
         self._layout()
         self.loop.call_later(int(seconds * 1000), lambda: self._expire(entry), "notification")
 
+    def show_node(self, node: SceneNode, rows: str, history: str, seconds: float) -> None:
+        """Stack a box drawn elsewhere under `self.tree` (a desktop's notification, see
+        desktop_notice.py): `rows` has one line per 22 px row, for the layout."""
+        self.history.append(history)
+        del self.history[:-50]
+        entry = (node, rows)
+        self.items.append(entry)
+        self._layout()
+        self.loop.call_later(int(seconds * 1000), lambda: self._expire(entry), "notification")
+
     def _expire(self, entry: tuple[SceneNode, str]) -> None:
         if entry in self.items:
             self.items.remove(entry)

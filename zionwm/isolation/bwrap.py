@@ -184,6 +184,9 @@ FONTS_DIR = "/run/zionwm/fonts"
 FONTS_CONF = "/run/zionwm/fonts.conf"
 APPS_DIR = "/opt/zionwm"
 X11_SOCKET_DIR = "/tmp/.X11-unix"
+# Small programs of zionwm's own put first on PATH (the xdg-open of a desktop with a bus).
+BUS_BIN_DIR = "/run/zionwm/bin"
+SYSTEM_BUS_SOCKET = "/run/dbus/system_bus_socket"
 
 _DESKTOP_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 
@@ -303,6 +306,21 @@ class HostFacts:
     cpus: int = 1  # how many cpuN lines the stand-in /proc/stat has
     bwrap: str = "/usr/bin/bwrap"
     font_dirs: tuple[str, ...] = ()  # which HOST_FONT_CANDIDATES exist
+
+
+@dataclass(frozen=True)
+class SessionBus:
+    """A desktop's session bus as its sandboxes get it: `socket` (a host path) is bound as
+    $XDG_RUNTIME_DIR/bus; `system_socket` only when the desktop's config hands it the host's
+    buses; `programs` (name, script) are bound executable into BUS_BIN_DIR, first on PATH."""
+
+    socket: str
+    system_socket: str | None = None
+    programs: tuple[tuple[str, bytes], ...] = ()
+    # read-only data files (absolute path under /run/zionwm, content) and variables that go
+    # with them, e.g. the desktop entry that makes GLib's `gio open` use the xdg-open above
+    files: tuple[tuple[str, bytes], ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -438,6 +456,7 @@ def plan_sandbox(
     x11_socket_dir: str | None = None,
     sound_socket: str | None = None,
     template: TemplateFacts | None = None,
+    session_bus: SessionBus | None = None,
 ) -> SandboxPlan:
     """Resolve a desktop's policy into a plan. Pure: everything it needs is in its arguments.
 
@@ -445,7 +464,8 @@ def plan_sandbox(
     program). `writable_usr_source` is where the launcher's overlay helper will have mounted
     the desktop's /usr layer (required when the spec asks for writable_usr). `seed` is the
     scanned template of an ephemeral home. `template` is the prepared root-filesystem
-    template (required when the spec names one).
+    template (required when the spec names one). `session_bus` is the desktop's bus (None:
+    the program gets no D-Bus at all).
     """
     if not _DESKTOP_NAME.fullmatch(spec.name):
         raise PlanError(f"desktop name {spec.name!r} is not [a-z0-9_-]{{1,32}}")
@@ -618,6 +638,8 @@ def plan_sandbox(
     if spec.x11 and x11_socket_dir:
         mounts.append(Mount(MountKind.RO_BIND, X11_SOCKET_DIR, source=x11_socket_dir))
         added_env["DISPLAY"] = ":0"
+    if session_bus is not None:
+        _grant_session_bus(session_bus, run, mounts, added_env, slot)
 
     slots.append(FdSlot("seccomp", SlotKind.SECCOMP))
     slots.append(FdSlot("status", SlotKind.STATUS))
@@ -703,6 +725,35 @@ def _grant_gpu(host: HostFacts, mounts: list[Mount], notes: list[str]) -> None:
         mounts.append(Mount(MountKind.SYMLINK, g.char_link, source=g.char_target))
     if sysfs:
         mounts.append(Mount(MountKind.DIR, SYS_BUS_PCI, perms=0o555))
+
+
+def _grant_session_bus(
+    bus: SessionBus,
+    run: str,
+    mounts: list[Mount],
+    env: dict[str, str],
+    slot: Callable[[FdSlot], str],
+) -> None:
+    mounts.append(Mount(MountKind.BIND, f"{run}/bus", source=bus.socket))
+    env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={run}/bus"
+    if bus.system_socket:
+        mounts.append(Mount(MountKind.BIND, SYSTEM_BUS_SOCKET, source=bus.system_socket))
+        env["DBUS_SYSTEM_BUS_ADDRESS"] = f"unix:path={SYSTEM_BUS_SOCKET}"
+    for name, script in bus.programs:
+        data = slot(FdSlot(f"bin-{name}", SlotKind.DATA, data=script))
+        mounts.append(
+            Mount(MountKind.RO_BIND_DATA, f"{BUS_BIN_DIR}/{name}", slot=data, perms=0o755)
+        )
+    for i, (dest, content) in enumerate(bus.files):
+        if not dest.startswith("/run/zionwm/") or ".." in dest.split("/"):
+            raise PlanError(f"session bus file {dest!r} is not under /run/zionwm")
+        data = slot(FdSlot(f"bus-file-{i}", SlotKind.DATA, data=content))
+        mounts.append(Mount(MountKind.RO_BIND_DATA, dest, slot=data, perms=0o644))
+    env.update(bus.env)
+    if bus.programs:
+        env["PATH"] = f"{BUS_BIN_DIR}:{SANDBOX_PATH}"
+        if any(name == "xdg-open" for name, _ in bus.programs):
+            env["BROWSER"] = f"{BUS_BIN_DIR}/xdg-open"
 
 
 def _fd(plan: SandboxPlan, slot: str) -> str:

@@ -49,6 +49,8 @@ CgroupProcs = Callable[[str], list[Path]]
 NetnsPath = Callable[[str], "Path | None"]
 UsernsPath = Callable[[str], "Path | None"]
 OnExit = Callable[["Sandbox", int], None]
+# The desktop's session bus for a program about to start (started on first use), or None.
+SessionBusFor = Callable[[DesktopSpec], "bwrap.SessionBus | None"]
 
 
 class LaunchError(RuntimeError):
@@ -351,6 +353,7 @@ class Launcher:
         self.host = host or probe_host(self._environ)
         self.sound = sound.SoundRelays(self._environ)
         self.running: dict[int, Sandbox] = {}
+        self.session_bus: SessionBusFor | None = None
 
     def sandboxes(self, desktop: str | None = None) -> list[Sandbox]:
         return [s for s in self.running.values() if desktop is None or s.desktop == desktop]
@@ -389,6 +392,7 @@ class Launcher:
             wayland_socket=str(sock) if sock.exists() else None,
             ephemeral=ephemeral,
             share_net=share_net,
+            session_bus=self.session_bus(spec) if self.session_bus else None,
             writable_usr_source=usr_source,
             seed=seed.entries if seed else (),
             cwd=cwd,

@@ -116,6 +116,12 @@ class DesktopSpec:
     layout: str = "float"  # "float" or "tile" (master and stack); see zionwm/layout.py
     nested_sandbox: bool = False  # programs may build sandboxes of their own (Chromium's)
     autostart: tuple[Autostart, ...] = ()
+    # D-Bus: "desktop" (a private, filtered session bus), "none", or "host" (the host's own
+    # session and system buses: everything else on them becomes reachable)
+    dbus: str = "desktop"
+    open_links_in: str | None = None  # where http(s) links go; None: this desktop
+    browser: tuple[str, ...] = ("chromium",)  # what opens a link here (the URL is appended)
+    notify_when_frozen: str = "queue"  # "queue" until thaw, or "show" at once
     source_line: int = 0  # line in the config file that declared it (for messages)
 
     @property

@@ -1,0 +1,318 @@
+"""Each desktop's own session bus, attacked and used from inside real sandboxes.
+
+Every program here is started the way a user's is (`zionctl launch DESKTOP -- ...`) on a real
+headless zionwm, so it runs in that desktop's real sandbox and talks to the real
+dbus-daemon and xdg-dbus-proxy zionwm started for it. A "host" session bus (a real
+dbus-daemon at the compositor's $XDG_RUNTIME_DIR/bus, with a name owned on it) stands for
+the user's own session, which no desktop may reach.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jeepney
+import pytest
+from jeepney.bus_messages import message_bus
+from jeepney.io.blocking import DBusConnection, open_dbus_connection
+
+from tests.harness import Compositor, colour_near, processes_with, wait_for
+
+PROBE_SRC = Path(__file__).with_name("bus_probe.py")
+PYTHON = "/usr/bin/python3"
+INSIDE = "/opt/zionwm/0"
+HOST_NAME = "org.example.HostOnly"
+WORK_GREEN = "#22c55e"
+URL = "https://example.invalid/x"
+
+STANDIN_BROWSER = """#!/bin/sh
+# records exactly what it was handed: its arguments, its desktop, its working directory
+t=$(mktemp "$HOME/.run.XXXXXXXX")
+f="$HOME/browser-args.${t##*.run.}"
+printf '%s\\0' "$@" > "$t"
+printf 'desktop=%s\\0cwd=%s\\0' "$ZIONWM_DESKTOP" "$(pwd)" > "$f.ctx"
+mv "$t" "$f"
+"""
+
+
+def _missing() -> str | None:
+    for tool in ("bwrap", "dbus-daemon", "xdg-dbus-proxy", "notify-send", "dbus-send", "grim"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/setup-system.sh --with-tests)"
+    if not os.path.exists(PYTHON):
+        return f"{PYTHON} is missing: the probe needs it"
+    return None
+
+
+_MISSING = _missing()
+pytestmark = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
+
+CONFIG = """\
+from zionwm.config import desktop
+APPS = [{apps!r}]
+desktop("work", colour="{green}", open_links_in="web", app_dirs=APPS)
+desktop("personal", colour="#3b82f6", app_dirs=APPS)
+desktop("web", colour="#ef4444", browser=["{inside}/standin-browser"], app_dirs=APPS)
+desktop("trusting", colour="#a855f7", dbus="host", app_dirs=APPS)
+desktop("nobus", colour="#eab308", dbus="none", app_dirs=APPS)
+"""
+
+
+class HostBus:
+    """A real session bus standing for the user's own, with a name owned on it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.proc = subprocess.Popen(
+            ["dbus-daemon", "--session", "--nofork", f"--address=unix:path={path}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(path.exists, 10, "the host bus socket")
+        self.conn: DBusConnection = wait_for(
+            lambda: open_dbus_connection(f"unix:path={path}"), 10, "a host bus connection"
+        )
+        reply = self.conn.send_and_get_reply(message_bus.RequestName(HOST_NAME, 4), timeout=5)
+        assert reply.body == (1,)
+
+    def close(self) -> None:
+        self.conn.close()
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def comp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compositor]:
+    root = tmp_path_factory.mktemp("dbus")
+    apps = root / "apps"
+    apps.mkdir()
+    shutil.copy(PROBE_SRC, apps / "bus_probe.py")
+    shutil.copytree(Path(jeepney.__file__).parent, apps / "jeepney")
+    browser = apps / "standin-browser"
+    browser.write_text(STANDIN_BROWSER)
+    browser.chmod(0o755)
+    config = CONFIG.format(apps=str(apps), green=WORK_GREEN, inside=INSIDE)
+    c = Compositor(root, config_text=config)
+    host = HostBus(c.runtime / "bus")
+    c.env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={host.path}"
+    c.host_bus = host  # type: ignore[attr-defined]
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+        host.close()
+    # nothing of the desktops' buses outlives the compositor
+    left = processes_with(str(c.runtime / "zionwm"))
+    assert not left, f"bus processes left running: {left}"
+
+
+def home(comp: Compositor, desktop: str) -> Path:
+    return comp.data / "zionwm" / "desktops" / desktop / "home"
+
+
+def probe(comp: Compositor, desktop: str, *args: str, wait: bool = True) -> dict[str, Any]:
+    name = f"probe-{uuid.uuid4().hex}.json"
+    mode, *rest = args
+    comp.zionctl("launch", desktop, "--", PYTHON, f"{INSIDE}/bus_probe.py", mode, *rest, name)
+    out = home(comp, desktop) / name
+    if not wait:
+        return {}
+    wait_for(out.exists, 30, f"the probe's findings in {desktop}")
+    doc: dict[str, Any] = json.loads(out.read_text())
+    return doc
+
+
+def history(comp: Compositor) -> list[str]:
+    return list(comp.zjson("status")["notifications"])
+
+
+def notice_with(comp: Compositor, needle: str) -> str:
+    def find() -> str | None:
+        return next((n for n in history(comp) if needle in n), None)
+
+    return wait_for(find, 30, f"a notification with {needle!r}")
+
+
+def test_notify_send_in_work_shows_in_works_colour_and_name_while_personal_is_shown(
+    comp: Compositor, tmp_path: Path
+) -> None:
+    comp.zionctl("switch", "personal")
+    comp.zionctl("launch", "work", "--", "notify-send", "-a", "Mail", "Hello from work", "at 3")
+    entry = notice_with(comp, "Hello from work")
+    assert entry.startswith("[work] Mail: Hello from work")
+    assert comp.desktops()["personal"]["active"]
+    shot = comp.screenshot(tmp_path / "work-notice.png")
+    # the header of the notification (top right, under the strip) is work's green
+    green = [
+        (x, y)
+        for y in range(24, 120)
+        for x in range(shot.width - 640, shot.width)
+        if colour_near(shot.getpixel((x, y)), WORK_GREEN, tol=8)
+    ]
+    assert len(green) > 300, f"no work-coloured notification header on screen ({len(green)})"
+    # while the strip across the top is personal's blue, not work's green
+    assert not colour_near(shot.getpixel((shot.width // 2, 4)), WORK_GREEN, tol=8)
+
+
+@pytest.mark.security
+def test_a_desktop_cannot_pass_its_notification_off_as_another_ones(comp: Compositor) -> None:
+    forged = "\u202e[personal] zionwm: Released\u200b invoice.pdf\n\n[personal]"
+    comp.zionctl("launch", "work", "--", "notify-send", "-a", "zionwm", forged, "x" * 5000)
+    entry = notice_with(comp, "invoice.pdf")
+    assert entry.startswith("[work] "), entry
+    assert "\u202e" not in entry and "\u200b" not in entry
+    assert len(entry) < 700
+
+
+@pytest.mark.security
+def test_a_desktops_bus_shows_no_host_names_and_no_other_desktops(comp: Compositor) -> None:
+    owned = probe(comp, "personal", "own", "org.mozilla.personalsecret")
+    assert owned["reply"] == [1], owned
+    host_socket = str(comp.host_bus.path)  # type: ignore[attr-defined]
+    seen = probe(comp, "work", "list", host_socket, "/run/dbus/system_bus_socket")
+    assert "error" not in seen, seen
+    assert seen["env"] and "/run/user/" in seen["env"]
+    names = seen["names"]
+    assert "org.freedesktop.Notifications" in names and "org.zionwm.Open" in names
+    assert HOST_NAME not in names
+    assert "org.mozilla.personalsecret" not in names
+    for path, result in seen["connect"].items():
+        assert result.startswith("refused"), (path, result)
+
+
+@pytest.mark.security
+def test_a_program_cannot_take_over_zionwms_names(comp: Compositor) -> None:
+    for name in ("org.freedesktop.Notifications", "org.zionwm.Open"):
+        tried = probe(comp, "work", "own", name)
+        assert tried["reply"] != [1], tried
+        assert "AccessDenied" in str(tried["reply"]), tried
+        # and the service on that name still answers as zionwm's, tagged with work
+        comp.zionctl("launch", "work", "--", "notify-send", f"still zionwm's {name}")
+        assert notice_with(comp, f"still zionwm's {name}").startswith("[work] ")
+
+
+def _browser_runs(comp: Compositor) -> list[Path]:
+    return sorted(
+        p for p in home(comp, "web").glob("browser-args.*") if p.suffix not in (".tmp", ".ctx")
+    )
+
+
+@pytest.mark.security
+def test_xdg_open_in_work_starts_the_browser_in_web_with_only_the_url(comp: Compositor) -> None:
+    before = set(_browser_runs(comp))
+    comp.zionctl("launch", "work", "--", "xdg-open", URL)
+    new = wait_for(lambda: set(_browser_runs(comp)) - before, 30, "the browser started in web")
+    (run,) = new
+    assert run.read_bytes().split(b"\0")[:-1] == [URL.encode()]
+    ctx = Path(str(run) + ".ctx").read_bytes().split(b"\0")
+    assert b"desktop=web" in ctx
+    assert not list(home(comp, "work").glob("browser-args.*"))
+    notice_with(comp, "Link from work opened in web")
+
+
+def test_gio_open_in_work_goes_the_same_way(comp: Compositor) -> None:
+    if shutil.which("gio") is None:
+        pytest.skip("gio (libglib2.0-bin) is not installed")
+    before = set(_browser_runs(comp))
+    # gio starts the handler and exits at once; the sandbox ends with its first process, so
+    # the program stays a while, as any program that opens a link does
+    script = 'gio open "$1" && sleep 60'
+    comp.zionctl("launch", "work", "--", "/bin/sh", "-c", script, "sh", URL + "?via=gio")
+    new = wait_for(lambda: set(_browser_runs(comp)) - before, 30, "the browser started in web")
+    (run,) = new
+    assert run.read_bytes().split(b"\0")[:-1] == [(URL + "?via=gio").encode()]
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(
+    "hostile",
+    ["--help", "file:///etc/passwd", "https://a.example/\n--x", "@1000000", "javascript:alert(1)"],
+)
+def test_hostile_links_are_refused_with_a_notice(comp: Compositor, hostile: str) -> None:
+    before = set(_browser_runs(comp))
+    told = len([n for n in history(comp) if "link was not opened" in n])
+    found = probe(comp, "work", "open", hostile)
+    assert found["reply"][0] == "error", found
+    wait_for(
+        lambda: len([n for n in history(comp) if "link was not opened" in n]) > told,
+        30,
+        "a notice that the link was refused",
+    )
+    assert set(_browser_runs(comp)) == before
+
+
+def test_only_a_desktop_configured_for_it_reaches_the_host_bus_and_status_warns(
+    comp: Compositor,
+) -> None:
+    status = comp.zjson("status")
+    assert "trusting" in status["dbus_warning"]
+    seen = probe(comp, "trusting", "list")
+    assert HOST_NAME in seen["names"], seen
+
+
+def test_a_desktop_without_a_bus_gets_none(comp: Compositor) -> None:
+    seen = probe(comp, "nobus", "list")
+    assert seen["env"] is None and "names" not in seen, seen
+
+
+@pytest.mark.security
+def test_a_notification_flood_is_cut_down_and_the_user_told(comp: Compositor) -> None:
+    done = home(comp, "work") / "flood-done"
+    script = (
+        'i=0; while [ $i -lt 60 ]; do notify-send "flood $i"; i=$((i+1)); done; '
+        'touch "$HOME/flood-done"'
+    )
+    comp.zionctl("launch", "work", "--", "/bin/sh", "-c", script)
+    wait_for(done.exists, 120, "the flood to end")
+    notice_with(comp, "work: too many notifications")
+    shown = comp.log().count("notification from work: notify-send: flood ")
+    # a burst of 5, then about one a second while the loop ran: far fewer than were sent
+    assert 5 <= shown < 40, shown
+
+
+def test_programs_of_one_desktop_reach_each_other(comp: Compositor) -> None:
+    owned = probe(comp, "work", "own", "org.mozilla.workpeer")
+    assert owned["reply"] == [1], owned
+    seen = probe(comp, "work", "list")
+    assert "org.mozilla.workpeer" in seen["names"], seen
+    # a peer call reaches the other program (its library answers Peer.Ping)
+    called = probe(comp, "work", "call", "org.mozilla.workpeer")
+    assert called["reply"][0] == "method_return", called
+    # and the same name seen from personal's bus is not there
+    assert "org.mozilla.workpeer" not in probe(comp, "personal", "list")["names"]
+
+
+def test_a_program_whose_sandbox_maps_the_user_to_another_uid_still_gets_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # e.g. a desktop whose browser keeps its own sandbox and so runs as a non-root uid:
+    # the uid it claims in EXTERNAL is not the one the kernel reports to the bus
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    from zionwm.desktopbus import bus as dbus_bus
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
+    b = dbus_bus.start("mapped")
+    try:
+        mapped = ["unshare", "--user", "--map-user=1000", "--map-group=1000"]
+        get_id = ["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus"]
+        r = subprocess.run(
+            [*mapped, *get_id, "/", "org.freedesktop.DBus.GetId"],
+            env={**os.environ, "DBUS_SESSION_BUS_ADDRESS": f"unix:path={b.proxy_socket}"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode == 0, r.stderr
+    finally:
+        b.stop()

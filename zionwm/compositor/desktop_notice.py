@@ -1,0 +1,53 @@
+"""How a desktop's own notification looks: a header in the desktop's colour with its name,
+and the text beside a stripe of that colour. The header comes from the bus the notification
+arrived on, never from its text, so no desktop can present its notification as another's
+or as zionwm's (whose own notices have no desktop header). Drawn once, then stacked with
+zionwm's notices by ui.Notifications.
+"""
+
+from __future__ import annotations
+
+from .native import SceneImage, SceneRect, SceneTree
+from .ui import Notifications, render_text
+
+ROW = 22
+STRIPE = 6
+MAX_WIDTH = 900
+BODY_BG = (30, 30, 30, 235)
+
+
+def _rgb(colour: tuple[float, float, float, float]) -> tuple[int, int, int]:
+    return (round(colour[0] * 255), round(colour[1] * 255), round(colour[2] * 255))
+
+
+def _ink_on(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    r, g, b = rgb
+    return (0, 0, 0) if (0.299 * r + 0.587 * g + 0.114 * b) > 150 else (255, 255, 255)
+
+
+def _crop(pixels: bytes, w: int, h: int, max_w: int) -> bytes:
+    if w <= max_w:
+        return pixels
+    return b"".join(pixels[row * w * 4 : row * w * 4 + max_w * 4] for row in range(h))
+
+
+def show(
+    notifications: Notifications,
+    desktop: str,
+    colour: tuple[float, float, float, float],
+    lines: list[str],
+    seconds: float,
+) -> None:
+    """`lines` are already cleaned and bounded (desktopbus.policy)."""
+    body = lines[:7] or [""]
+    node = SceneTree.create(notifications.tree)
+    rgb = _rgb(colour)
+    w, h, px = render_text(f"\u25cf {desktop}", _ink_on(rgb), (*rgb, 255), ROW)
+    SceneImage.create(node, w, h, px)
+    SceneRect.create(node, STRIPE, ROW * len(body), colour).set_position(0, ROW)
+    for i, line in enumerate(body):
+        w, h, px = render_text(line[:160], (255, 255, 255), BODY_BG, ROW, size=13)
+        img = SceneImage.create(node, min(w, MAX_WIDTH), h, _crop(px, w, h, MAX_WIDTH))
+        img.set_position(STRIPE, ROW * (i + 1))
+    rows = "\n".join([desktop, *body])
+    notifications.show_node(node, rows, f"[{desktop}] " + " / ".join(body), seconds)

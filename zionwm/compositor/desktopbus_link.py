@@ -1,0 +1,260 @@
+"""Each desktop's session bus, attached to the running compositor.
+
+The bus of a desktop (zionwm/desktopbus) is started the first time the desktop runs a
+program: the launcher asks `session_bus_for(spec)` while planning the sandbox. zionwm's
+connection to that bus is watched by the event loop; what arrives there (notifications,
+links) is tagged with the desktop by the connection it came on and shown or routed here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from zionwm.desktopbus import bus as dbus_bus
+from zionwm.desktopbus import policy, shim
+from zionwm.desktopbus.policy import FrozenQueue, Notice
+from zionwm.desktopbus.service import BusError, DesktopService, OpenRequest, Refused
+from zionwm.isolation.bwrap import SYSTEM_BUS_SOCKET, SessionBus
+from zionwm.isolation.spec import DesktopSpec
+
+from . import desktop_notice
+from .loop import FdHandle
+
+if TYPE_CHECKING:
+    from .integration import Isolation
+    from .server import Server
+
+log = logging.getLogger(__name__)
+
+
+def host_session_socket(environ: dict[str, str] | os._Environ[str]) -> str | None:
+    """The host's session bus socket path, from DBUS_SESSION_BUS_ADDRESS or the usual place."""
+    addr = environ.get("DBUS_SESSION_BUS_ADDRESS", "")
+    for part in addr.split(";"):
+        if part.startswith("unix:"):
+            for kv in part[5:].split(","):
+                if kv.startswith("path="):
+                    return kv[5:]
+    run = environ.get("XDG_RUNTIME_DIR")
+    if run and os.path.exists(os.path.join(run, "bus")):
+        return os.path.join(run, "bus")
+    return None
+
+
+class _Running:
+    def __init__(self, bus: dbus_bus.DesktopBus, service: DesktopService) -> None:
+        self.bus = bus
+        self.service = service
+        self.reader: FdHandle | None = None
+        self.writer: FdHandle | None = None
+        self.dropped_told = 0
+
+
+class DesktopBusLink:
+    def __init__(self, server: Server, isolation: Isolation) -> None:
+        self.server = server
+        self.isolation = isolation
+        self.running: dict[str, _Running] = {}
+        self.queues: dict[str, FrozenQueue] = {}
+        self.failures: dict[str, str] = {}
+        isolation.launcher.session_bus = self.session_bus_for
+
+    # ---- the launcher's question ----
+
+    def session_bus_for(self, spec: DesktopSpec) -> SessionBus | None:
+        if spec.dbus == "none":
+            return None
+        if spec.dbus == "host":
+            sock = host_session_socket(os.environ)
+            system = SYSTEM_BUS_SOCKET if os.path.exists(SYSTEM_BUS_SOCKET) else None
+            if sock is None:
+                log.warning("desktop %s: dbus='host' but the host has no session bus", spec.name)
+                return None
+            return SessionBus(socket=sock, system_socket=system)
+        run = self.ensure(spec.name)
+        if run is None:
+            return None
+        return SessionBus(
+            socket=str(run.bus.proxy_socket),
+            programs=shim.PROGRAMS,
+            files=shim.FILES,
+            env=shim.ENV,
+        )
+
+    def ensure(self, desktop: str) -> _Running | None:
+        run = self.running.get(desktop)
+        if run is not None and run.bus.alive() and run.service.sock is not None:
+            return run
+        if run is not None:
+            self._stop(desktop)
+        try:
+            bus = dbus_bus.start(desktop, self.isolation._cgroup_procs(desktop))
+        except (dbus_bus.BusStartError, OSError) as exc:
+            self._failed(desktop, str(exc))
+            return None
+        service = DesktopService(desktop)
+        try:
+            service.connect(str(bus.daemon_socket))
+        except BusError as exc:
+            bus.stop()
+            self._failed(desktop, str(exc))
+            return None
+        run = self.running[desktop] = _Running(bus, service)
+        run.reader = self.server.loop.add_reader(
+            service.fileno(), lambda: self._on_bus_readable(desktop), f"bus of {desktop}"
+        )
+        self.failures.pop(desktop, None)
+        return run
+
+    def _failed(self, desktop: str, why: str) -> None:
+        # The program still starts, without any bus: a missing bus withholds, never grants.
+        log.warning("desktop %s: no session bus: %s", desktop, why)
+        if desktop not in self.failures:
+            self.server.notify(f"{desktop} runs without its session bus: {why}", urgent=True)
+        self.failures[desktop] = why
+
+    # ---- what arrives on a bus ----
+
+    def _on_bus_readable(self, desktop: str) -> None:
+        run = self.running.get(desktop)
+        if run is None:
+            return
+        events, closed = run.service.on_readable()
+        for ev in events:
+            if isinstance(ev, Notice):
+                self._on_notice(ev)
+            elif isinstance(ev, OpenRequest):
+                self._on_open(ev)
+            elif isinstance(ev, Refused):
+                self.server.notify(
+                    f"{ev.desktop}: a link was not opened ({ev.reason}): {ev.what or '(empty)'}",
+                    urgent=True,
+                )
+        dropped = run.service.rate.dropped
+        if dropped > run.dropped_told:
+            run.dropped_told = dropped
+            self.server.notify(f"{desktop}: too many notifications, {dropped} dropped so far")
+        if closed:
+            log.warning("desktop %s: its session bus went away; restarted on next launch", desktop)
+            self._stop(desktop)
+            return
+        self._watch_writes(desktop, run)
+
+    def _watch_writes(self, desktop: str, run: _Running) -> None:
+        if run.service.wants_write and run.writer is None:
+            run.writer = self.server.loop.add_writer(
+                run.service.fileno(), lambda: self._on_bus_writable(desktop), f"bus of {desktop}"
+            )
+        elif not run.service.wants_write and run.writer is not None:
+            run.writer.remove()
+            run.writer = None
+
+    def _on_bus_writable(self, desktop: str) -> None:
+        run = self.running.get(desktop)
+        if run is not None:
+            run.service.flush()
+            self._watch_writes(desktop, run)
+
+    def _on_notice(self, notice: Notice) -> None:
+        d = self.server.desktops.get(notice.desktop)
+        if d is None:
+            return
+        frozen = self.server.model.desktops[notice.desktop].frozen
+        if frozen and d.spec.notify_when_frozen == "queue":
+            self.queues.setdefault(notice.desktop, FrozenQueue()).put(notice)
+            return
+        self._show(notice)
+
+    def _show(self, notice: Notice) -> None:
+        d = self.server.desktops.get(notice.desktop)
+        if d is None:
+            return
+        lines = notice.text().splitlines()
+        log.info("notification from %s: %s", notice.desktop, " / ".join(lines))
+        desktop_notice.show(
+            self.server.notifications,
+            notice.desktop,
+            d.spec.colour,
+            lines,
+            12.0 if notice.urgent else 8.0,
+        )
+        self.server.emit(
+            "notification",
+            {"desktop": notice.desktop, "text": notice.text(), "urgent": notice.urgent},
+        )
+
+    def _on_open(self, req: OpenRequest) -> None:
+        source = self.server.desktops.get(req.desktop)
+        if source is None:
+            return
+        target = source.spec.open_links_in or req.desktop
+        if target not in self.server.desktops:
+            self.server.notify(f"{req.desktop}: links go to {target}, which is not running")
+            return
+        argv = policy.browser_argv(self.server.desktops[target].spec.browser, req.url)
+        try:
+            self.server.launch(target, argv)
+        except (RuntimeError, LookupError, ValueError, OSError) as exc:
+            self.server.notify(f"Could not open a link of {req.desktop} in {target}: {exc}")
+            return
+        where = "" if target == req.desktop else f" in {target}"
+        self.server.notify(f"Link from {req.desktop} opened{where}: {policy.short(req.url)}")
+
+    # ---- compositor hooks ----
+
+    def before_show(self, desktop: str) -> None:
+        queue = self.queues.get(desktop)
+        if queue is not None:
+            for notice in queue.take():
+                self._show(notice)
+
+    def reload(self) -> None:
+        # a desktop that is gone, or no longer has a bus of its own, loses the one it had
+        for name in list(self.running):
+            d = self.server.desktops.get(name)
+            if d is None or d.spec.dbus != "desktop":
+                self._stop(name)
+                self.queues.pop(name, None)
+
+    def describe_desktop(self, desktop: str) -> dict[str, Any]:
+        d = self.server.desktops.get(desktop)
+        run = self.running.get(desktop)
+        return {
+            "dbus": d.spec.dbus if d else None,
+            "bus_running": run is not None and run.bus.alive(),
+        }
+
+    def status(self) -> dict[str, Any]:
+        buses: dict[str, Any] = {}
+        for name, run in self.running.items():
+            buses[name] = {
+                "start_ms": round(run.bus.started_ms, 1),
+                "memory_kib": run.bus.memory_kib(),
+                "alive": run.bus.alive(),
+            }
+        for name, why in self.failures.items():
+            buses.setdefault(name, {})["error"] = why
+        out: dict[str, Any] = {"desktop_buses": buses}
+        host = [n for n, d in self.server.desktops.items() if d.spec.dbus == "host"]
+        if host:
+            out["dbus_warning"] = (
+                f"{', '.join(host)}: dbus='host': programs there reach the host's session and "
+                "system buses (every other program and service on them)"
+            )
+        return out
+
+    def _stop(self, desktop: str) -> None:
+        run = self.running.pop(desktop, None)
+        if run is None:
+            return
+        for handle in (run.reader, run.writer):
+            if handle is not None:
+                handle.remove()
+        run.service.close()
+        run.bus.stop()
+
+    def close(self) -> None:
+        for desktop in list(self.running):
+            self._stop(desktop)
