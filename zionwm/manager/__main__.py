@@ -1,0 +1,5 @@
+import sys
+
+from zionwm.manager.app import main
+
+sys.exit(main())
