@@ -104,7 +104,8 @@ class DesktopForm:
             )
         elif self.name in taken:
             errors[NAME_FIELD] = f"A desktop named {self.name} exists already."
-        if not _HEX.fullmatch(self.values.get("colour", "")):
+        colour = self.values.get("colour", "none")
+        if colour != "none" and not _HEX.fullmatch(colour):  # none: zionwm picks a free one
             errors["colour"] = "Pick a colour."
         if self.network_mode == "filtered":
             if not self.hosts:

@@ -17,7 +17,7 @@ gi.require_version("Adw", "1")
 from gi.repository import Adw, Gdk, Gio, GLib, Gtk  # noqa: E402
 
 from zionwm.manager import apps as appmodel  # noqa: E402
-from zionwm.manager import models  # noqa: E402
+from zionwm.manager import gtk_probe, models  # noqa: E402
 from zionwm.manager.client import Control, ControlError, EventStream  # noqa: E402
 from zionwm.manager.gtk_dialog import DesktopDialog, show_permissions  # noqa: E402
 from zionwm.manager.quarantine import QItem  # noqa: E402
@@ -70,6 +70,7 @@ def swatch(colour: str, size: int = 18) -> Gtk.DrawingArea:
         cr.fill()
 
     area.set_draw_func(draw)
+    area.swatch_colour = colour
     return area
 
 
@@ -218,6 +219,8 @@ class ManagerWindow(Adw.ApplicationWindow):
                 continue
             redraw |= self.model.on_event(ev)
             structure |= kind in ("desktop-created", "desktop-deleted", "desktops")
+            if kind == "switch":
+                self._follow_switch(str((ev.get("payload") or {}).get("new", "")))
         if structure:
             self.refresh()
         elif redraw:
@@ -413,8 +416,7 @@ class ManagerWindow(Adw.ApplicationWindow):
             row = self.model.rows.get(name)
             if row is None:
                 continue
-            title = GLib.markup_escape_text(row.name) + ("  (shown)" if row.active else "")
-            ws["row"].set_title(title)
+            ws["row"].set_title(GLib.markup_escape_text(row.name))
             ws["row"].set_subtitle(GLib.markup_escape_text(row.summary))
             ws["usage"].set_label(row.usage_text if self.usage_on else "")
             ws["graph"].queue_draw()
@@ -519,6 +521,11 @@ class ManagerWindow(Adw.ApplicationWindow):
         pick = current if current in names else active
         if pick in names:
             self.app_drop.set_selected(names.index(pick))
+
+    def _follow_switch(self, name: str) -> None:
+        """Apps start in the desktop being shown unless the user picks another."""
+        if name in self.app_desktops:
+            self.app_drop.set_selected(self.app_desktops.index(name))
 
     def app_current(self) -> str | None:
         i = self.app_drop.get_selected()
@@ -737,6 +744,8 @@ class ManagerWindow(Adw.ApplicationWindow):
 
 
 def run(control: Control, status: dict[str, Any], started: float, argv: list[str]) -> int:
+    GLib.set_prgname(APP_ID)  # the Wayland app_id, and the .desktop file it matches
+    GLib.set_application_name("Desktops")
     Adw.init()
     provider = Gtk.CssProvider()
     provider.load_from_data(CSS)
@@ -755,6 +764,7 @@ def run(control: Control, status: dict[str, Any], started: float, argv: list[str
             clock.disconnect(handle[0])
             log.info("first frame %.0f ms after start", (time.monotonic() - started) * 1000)
 
+        gtk_probe.install(app)
         win.present()
         clock = win.get_frame_clock()
         handle = [clock.connect("after-paint", first_frame)] if clock else [0]

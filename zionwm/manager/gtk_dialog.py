@@ -66,6 +66,7 @@ class DesktopDialog(Adw.Window):
         if clone:
             self.form.name = f"{clone}-copy"
         self.rows: dict[str, Adw.ActionRow] = {}
+        self.inputs: dict[str, Gtk.Widget] = {}
         self.hints: dict[str, str] = {}
         self.machine = formmodel.machine()
         self.set_title(f"Tailor {name}" if name else (f"Clone {clone}" if clone else "New desktop"))
@@ -128,6 +129,7 @@ class DesktopDialog(Adw.Window):
             widget.set_valign(Gtk.Align.CENTER)
             row.add_suffix(widget)
             row.set_activatable_widget(widget)
+            self.inputs[key] = widget
             widget.update_property([Gtk.AccessibleProperty.LABEL], [title])
         if key in SETTINGS and self.editing and not SETTINGS[key].live:
             hint += " Applies when its programs next start."
@@ -383,12 +385,12 @@ class DesktopDialog(Adw.Window):
         unplaced = []
         for key, text in errors.items():
             row = self.rows.get(key) if key else None
-            if row is None:
+            if key is None or row is None:
                 unplaced.append(text)
                 continue
             row.add_css_class("error")
             row.set_subtitle(_esc(text))
-            row.grab_focus()
+            self.inputs.get(key, row).grab_focus()
         self.banner.set_label("\n".join(unplaced))
         self.banner.set_visible(bool(unplaced))
 

@@ -100,7 +100,8 @@ class DesktopRow:
     @property
     def summary(self) -> str:
         """The subtitle of its row: everything at a glance, in words."""
-        parts = [self.state]
+        parts = ["on screen"] if self.active else []
+        parts.append(self.state)
         parts.append(f"{self.windows} window{'s' if self.windows != 1 else ''}")
         parts.append(self.network_text)
         if self.pending_downloads:
