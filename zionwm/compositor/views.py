@@ -244,8 +244,9 @@ class View(HasListeners):
         self._last_size = (gx, gy, w, h)
         show = not self.fullscreen
         top, bottom, left, right = self.borders
-        # the xdg surface node sits at the tree origin minus the geometry offset
-        self.surface_node.set_position(-gx, -gy)
+        # The scene's xdg-surface tree already moves its surface by minus the geometry
+        # offset on every commit (wlroots 0.15); moving it here too would shift windows
+        # with client-side shadows (GTK) away from their frame by that offset again.
         top.set_size(w + 2 * BORDER, BORDER)
         top.set_position(-BORDER, -BORDER)
         bottom.set_size(w + 2 * BORDER, BORDER)
