@@ -285,6 +285,13 @@ class ManagerWindow(Adw.ApplicationWindow):
         box.append(top)
         self.list = Gtk.ListBox(selection_mode=Gtk.SelectionMode.NONE, css_classes=["boxed-list"])
         box.append(self.list)
+        self.deleted_group = Adw.PreferencesGroup(
+            title="Deleted desktops",
+            description="Their homes and files are kept aside until you restore them.",
+            margin_top=12,
+        )
+        box.append(self.deleted_group)
+        self.deleted_rows: list[Gtk.Widget] = []
         clamp.set_child(box)
         scroll.set_child(clamp)
         return scroll
@@ -310,6 +317,30 @@ class ManagerWindow(Adw.ApplicationWindow):
                 self._note_sources(show)
         self._rebuild_rows()
         self._fill_app_desktops()
+        self._refresh_deleted()
+
+    def _refresh_deleted(self) -> None:
+        for w in self.deleted_rows:
+            self.deleted_group.remove(w)
+        self.deleted_rows.clear()
+        try:
+            data = self.control.command(["desktop", "deleted"]).get("data") or {}
+        except ControlError:
+            data = {}
+        items = list(data.get("deleted", []))
+        self.deleted_group.set_visible(bool(items))
+        for it in items:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(it["deleted_at"])))
+            row = Adw.ActionRow(
+                title=GLib.markup_escape_text(str(it["name"])),
+                subtitle=GLib.markup_escape_text(f"deleted {when}"),
+            )
+            b = Gtk.Button(label="Restore", valign=Gtk.Align.CENTER)
+            b.update_property([Gtk.AccessibleProperty.LABEL], [f"Restore {it['name']}"])
+            b.connect("clicked", lambda *_, i=str(it["id"]): self.run(["desktop", "restore", i]))
+            row.add_suffix(b)
+            self.deleted_group.add(row)
+            self.deleted_rows.append(row)
 
     def _note_sources(self, show: dict[str, Any]) -> None:
         paths = show.get("paths") or {}
@@ -443,17 +474,29 @@ class ManagerWindow(Adw.ApplicationWindow):
             "Its programs are stopped. Its home and files are kept aside and can be restored "
             f"(zionctl desktop restore {name}).",
             "Delete",
-            lambda: self.run(["desktop", "delete", name, "--stop"]),
+            lambda: self._delete(name),
         )
+
+    def _delete(self, name: str) -> None:
+        if self.run(["desktop", "delete", name, "--stop"], ok="") is None:
+            return
+        toast = Adw.Toast(title=f"Deleted {name}; its data is kept", button_label="Undo")
+        toast.connect("button-clicked", lambda *_: self.run(["desktop", "restore", name]))
+        self.toasts.add_toast(toast)
 
     def open_create(self, clone: str | None = None) -> None:
         base = self.model.rows[clone].settings if clone and clone in self.model.rows else None
         DesktopDialog(self, None, base, clone).present()
 
     def open_tailor(self, name: str) -> None:
-        row = self.model.rows.get(name)
-        if row is not None:
-            DesktopDialog(self, name, row.settings, None).present()
+        try:
+            show = self.control.command(["desktop", "show", name]).get("data") or {}
+        except ControlError as exc:
+            self.toast(str(exc))
+            return
+        settings = {s["key"]: s["value"] for s in show.get("settings", [])}
+        layers = {s["key"]: s["layer"] for s in show.get("settings", [])}
+        DesktopDialog(self, name, settings, None, layers, str(show.get("origin", ""))).present()
 
     def open_permissions(self, name: str) -> None:
         try:

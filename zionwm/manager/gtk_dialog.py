@@ -51,13 +51,21 @@ class DesktopDialog(Adw.Window):
     """Create (name None) or tailor (name given) a desktop."""
 
     def __init__(
-        self, parent: Any, name: str | None, base: dict[str, str] | None, clone: str | None
+        self,
+        parent: Any,
+        name: str | None,
+        base: dict[str, str] | None,
+        clone: str | None,
+        layers: dict[str, str] | None = None,
+        origin: str = "",
     ) -> None:
         super().__init__(transient_for=parent, modal=True, default_width=600, default_height=560)
         self.parent = parent
         self.editing = name
         self.clone = clone
         self.current = dict(base or {})
+        self.layers = dict(layers or {})
+        self.origin = origin
         self.form = (
             formmodel.DesktopForm.from_settings(name or "", self.current)
             if base
@@ -124,6 +132,7 @@ class DesktopDialog(Adw.Window):
         hint: str,
         widget: Gtk.Widget | None = None,
     ) -> Adw.ActionRow:
+        hint = self._hint(key, hint)
         row = Adw.ActionRow(title=_esc(title), subtitle=_esc(hint))
         if widget is not None:
             widget.set_valign(Gtk.Align.CENTER)
@@ -131,13 +140,21 @@ class DesktopDialog(Adw.Window):
             row.set_activatable_widget(widget)
             self.inputs[key] = widget
             widget.update_property([Gtk.AccessibleProperty.LABEL], [title])
-        if key in SETTINGS and self.editing and not SETTINGS[key].live:
-            hint += " Applies when its programs next start."
-            row.set_subtitle(_esc(hint))
         group.add(row)
         self.rows[key] = row
         self.hints[key] = hint
         return row
+
+    def _hint(self, key: str, hint: str) -> str:
+        """A field's help, plus when a change applies and which layer sets it now."""
+        if not self.editing or key not in SETTINGS:
+            return hint
+        if not SETTINGS[key].live:
+            hint += " Applies when its programs next start."
+        layer = self.layers.get(key)
+        if layer and layer != "default":
+            hint += f" Now set by: {LAYER_NAMES.get(layer, layer)}."
+        return hint
 
     def _switch(self, group: Adw.PreferencesGroup, key: str, title: str, hint: str) -> None:
         sw = Gtk.Switch(active=self.form.flag(key))
@@ -153,6 +170,7 @@ class DesktopDialog(Adw.Window):
         choices: list[tuple[str, str]],
         on: Callable[[str], None],
     ) -> Adw.ComboRow:
+        hint = self._hint(key, hint)
         row = Adw.ComboRow(title=_esc(title), subtitle=_esc(hint))
         row.set_model(Gtk.StringList.new([label for _v, label in choices]))
         current = self.form.values.get(key, "")
@@ -198,6 +216,20 @@ class DesktopDialog(Adw.Window):
 
     def _build(self, page: Adw.PreferencesPage) -> None:
         f = self.form
+        overridden = [k for k, layer in self.layers.items() if layer == "run-time"]
+        if self.editing and self.origin == "config.py":
+            g = Adw.PreferencesGroup(
+                title="Declared in your config file",
+                description="Every setting may be changed here: a change is kept beside the "
+                "config file as a run-time override, which the config file never loses.",
+            )
+            page.add(g)
+            if overridden:
+                reset = Gtk.Button(label="Use the config file again", valign=Gtk.Align.CENTER)
+                reset.connect("clicked", lambda *_: self._unset(overridden))
+                row = Adw.ActionRow(title="Run-time changes", subtitle=_esc(", ".join(overridden)))
+                row.add_suffix(reset)
+                g.add(row)
         g = Adw.PreferencesGroup(
             title="Identity",
             description="How you recognise it: its colour frames every window it shows.",
@@ -241,6 +273,9 @@ class DesktopDialog(Adw.Window):
             "Which /usr its programs see.",
             choices,
             lambda v: f.values.__setitem__("template", v),
+        )
+        self._switch(
+            g, "x11", "X11 programs", "An Xwayland of its own, for programs that need X11."
         )
         self._switch(
             g,
@@ -338,6 +373,14 @@ class DesktopDialog(Adw.Window):
             lambda v: "none" if v <= 0 else str(v),
         )
 
+        self._combo(
+            g,
+            "cpu_weight",
+            "Priority when busy",
+            "Its share of the processor when every desktop wants it.",
+            [("none", "Normal"), ("50", "Low"), ("100", "Normal (explicit)"), ("400", "High")],
+            lambda v: f.values.__setitem__("cpu_weight", v),
+        )
         g = Adw.PreferencesGroup(title="Behaviour")
         page.add(g)
         self._combo(
@@ -357,6 +400,29 @@ class DesktopDialog(Adw.Window):
             [("none", "Stay in this desktop")] + [(n, n) for n in others],
             lambda v: f.values.__setitem__("downloads_to", v),
         )
+        self._switch(
+            g,
+            "reclaim_when_frozen",
+            "Push memory out while frozen",
+            "Frees its memory for the other desktops where the kernel allows it.",
+        )
+        self._switch(
+            g,
+            "allow_fullscreen",
+            "True fullscreen",
+            "Its windows may cover the strip that shows which desktop you are in.",
+        )
+
+    def _unset(self, keys: list[str]) -> None:
+        assert self.editing is not None
+        try:
+            result = self.parent.control.command(["desktop", "unset", self.editing, *keys])
+        except ControlError as exc:
+            errors: dict[str | None, str] = {None: str(exc)}
+            self.show_errors(errors)
+            return
+        self.parent.toast(str(result.get("message") or "done"))
+        self.close()
 
     def _rgba(self, hex_colour: str) -> Gdk.RGBA:
         c = Gdk.RGBA()
