@@ -17,8 +17,9 @@ import pytest
 from tests.harness import VENV_BIN, Compositor, colour_near, require, wait_for
 
 CONFIG = """
-from zionwm.config import bind, desktop
-desktop("alpha", colour="#e11d48")
+from zionwm.config import Downloads, bind, desktop
+# what alpha sends to beta is audited, then held for an hour unless the user releases it
+desktop("alpha", colour="#e11d48", downloads=Downloads(release_to="beta", hold="1h"))
 desktop("beta", colour="#0ea5e9")
 bind("Super+M", "manager")
 """
@@ -74,6 +75,23 @@ class Manager:
             return None
 
         return wait_for(found, 30, "the manager's window")
+
+    def wait_keyboard(self, title: str) -> None:
+        """Until the window has the keyboard and, in it, a text field has the focus."""
+
+        def ready() -> bool:
+            for w in self.state()["windows"]:
+                if w["title"] == title and w["active"]:
+                    return any(i.get("focused") for i in w["items"])
+            return False
+
+        wait_for(ready, 20, f"the keyboard in a text field of {title!r}")
+
+    def ensure(self) -> dict[str, Any]:
+        """The manager's window, opened through the control socket if it is not open."""
+        if not any(w["app_id"] == "org.zionwm.Manager" for w in self.comp.windows("host")):
+            self.comp.zionctl("manager")
+        return self.window()
 
     def shot(self, name: str) -> Any:
         path = self.shots / f"manager-{name}.png"
@@ -135,7 +153,7 @@ def test_super_m_opens_the_manager_with_every_desktop(manager: Manager) -> None:
 
 def test_usage_is_sampled_only_while_the_list_is_shown(manager: Manager) -> None:
     comp = manager.comp
-    manager.window()
+    manager.ensure()
     wait_for(lambda: comp.zjson("status").get("usage_sampling"), 20, "usage sampling on")
     manager.wait_text("0 % CPU · 0 B · 0 processes", "Desktops")
     comp.type_keys("-M", "ctrl", "2", "-m", "ctrl")  # the apps page
@@ -146,9 +164,10 @@ def test_usage_is_sampled_only_while_the_list_is_shown(manager: Manager) -> None
 
 def test_create_a_desktop_with_the_keyboard(manager: Manager) -> None:
     comp = manager.comp
-    manager.window()
+    manager.ensure()
     comp.type_keys("-M", "ctrl", "n", "-m", "ctrl")
     manager.wait_text("Identity", "New desktop")
+    manager.wait_keyboard("New desktop")
     # a refused name: the words appear beside the name field, nothing is created
     comp.type_keys("Bad Name")
     comp.type_keys("-M", "ctrl", "-k", "Return", "-m", "ctrl")
@@ -173,7 +192,7 @@ def test_create_a_desktop_with_the_keyboard(manager: Manager) -> None:
 
 def test_quarantine_page_without_items(manager: Manager) -> None:
     comp = manager.comp
-    manager.window()
+    manager.ensure()
     comp.type_keys("-M", "ctrl", "3", "-m", "ctrl")
     wait_for(
         lambda: any(
@@ -187,16 +206,43 @@ def test_quarantine_page_without_items(manager: Manager) -> None:
     comp.type_keys("-M", "ctrl", "1", "-m", "ctrl")
 
 
+def test_release_a_held_item(manager: Manager) -> None:
+    comp = manager.comp
+    manager.ensure()
+    home = comp.data / "zionwm" / "desktops" / "alpha" / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "notes.txt").write_text("meeting at noon\n")
+    comp.zionctl("send", "--from", "alpha", "--to", "beta", "notes.txt")
+
+    def held() -> list[dict[str, Any]]:
+        items = json.loads(comp.zionctl("quarantine", "--json", "list").stdout)["items"]
+        return [i for i in items if i["name"] == "notes.txt" and i["state"] == "held"]
+
+    (item,) = wait_for(held, 60, "notes.txt held in quarantine")
+    comp.type_keys("-M", "ctrl", "3", "-m", "ctrl")
+    manager.wait_text("notes.txt", "Desktops")
+    wait_for(lambda: any("left" in t for t in manager.texts("Desktops")), 20, "the time left")
+    manager.shot("quarantine-held")
+    comp.type_keys("-M", "ctrl", "3", "-m", "ctrl")  # the keyboard on the first Release
+    comp.type_keys("-k", "Return")
+    delivered = comp.data / "zionwm" / "desktops" / "beta" / "home" / "Incoming" / "alpha"
+    wait_for((delivered / "notes.txt").exists, 60, "notes.txt delivered to beta")
+    assert (delivered / "notes.txt").read_text() == "meeting at noon\n"
+    shown = json.loads(comp.zionctl("quarantine", "--json", "show", str(item["id"])).stdout)
+    assert (shown.get("item") or shown)["state"] == "released"
+
+
 def test_launch_an_app_into_the_shown_desktop(manager: Manager) -> None:
     comp = manager.comp
     if shutil.which("foot") is None or not Path("/usr/share/applications/foot.desktop").exists():
         pytest.skip("foot and its .desktop entry are not installed on this machine")
-    manager.window()
+    manager.ensure()
     comp.zionctl("switch", "beta")
     comp.type_keys("-M", "ctrl", "2", "-m", "ctrl")
     manager.wait_text("Apps start in beta", "Desktops")
     manager.wait_text("Foot", "Desktops")
     manager.shot("apps")
+    manager.wait_keyboard("Desktops")  # the search field
     comp.type_keys("foot")
     comp.type_keys("-k", "Return")
     (win,) = comp.wait_window("beta", app_id="foot", timeout=30)

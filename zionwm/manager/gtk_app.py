@@ -121,6 +121,7 @@ class ManagerWindow(Adw.ApplicationWindow):
         self.stream_watch = 0
         self.usage_on = False
         self.q_items: list[QItem] = []
+        self.q_first_action: Gtk.Button | None = None
         self.q_stream: Any = None
         self.q_watch = 0
 
@@ -180,7 +181,7 @@ class ManagerWindow(Adw.ApplicationWindow):
         add("<Control>n", self.open_create)
         add("<Control>1", lambda: self.stack.set_visible_child_name("desktops"))
         add("<Control>2", self.show_apps)
-        add("<Control>3", lambda: self.stack.set_visible_child_name("quarantine"))
+        add("<Control>3", self.show_quarantine)
         add("<Control>q", self.close)
         self.add_controller(ctl)
 
@@ -671,6 +672,12 @@ class ManagerWindow(Adw.ApplicationWindow):
         scroll.set_child(clamp)
         return scroll
 
+    def show_quarantine(self) -> None:
+        """The quarantine page, with the keyboard on its first item."""
+        self.stack.set_visible_child_name("quarantine")
+        if self.q_first_action is not None:
+            self.q_first_action.grab_focus()
+
     def _quarantine_client(self) -> Any:
         from zionwm.quarantine.client import QuarantineClient  # noqa: PLC0415
 
@@ -736,6 +743,7 @@ class ManagerWindow(Adw.ApplicationWindow):
             self.q_list.remove(child)
         self.q_empty.set_visible(not self.q_items)
         self.q_list.set_visible(bool(self.q_items))
+        self.q_first_action = None
         self.q_page.set_badge_number(len(self.q_items))
         self.q_page.set_needs_attention(any(not i.clean for i in self.q_items))
         now = time.time()
@@ -752,15 +760,19 @@ class ManagerWindow(Adw.ApplicationWindow):
                 + ([f"Reason: {it.reason}"] if it.reason else [])
             ):
                 row.add_row(Adw.ActionRow(title=GLib.markup_escape_text(text)))
+            # add_action puts each button before the last: added in reverse, they read (and
+            # take the keyboard) as Release, Rescan, Delete
             for label, fn, style in (
-                ("Release", lambda _b, i=it: self.release(i), "suggested-action"),
+                ("Delete", lambda _b, i=it: self.confirm_q_delete(i), "flat"),
                 ("Rescan", lambda _b, i=it: self.q_action("rescan", i), "flat"),
-                ("Delete", lambda _b, i=it: self.q_action("delete", i), "destructive-action"),
+                ("Release", lambda _b, i=it: self.release(i), "suggested-action"),
             ):
                 b = Gtk.Button(label=label, valign=Gtk.Align.CENTER, css_classes=[style])
                 b.update_property([Gtk.AccessibleProperty.LABEL], [f"{label} {it.name}"])
                 b.connect("clicked", fn)
                 row.add_action(b)
+                if label == "Release" and self.q_first_action is None:
+                    self.q_first_action = b
             self.q_list.append(row)
 
     def q_action(self, action: str, item: QItem, **extra: Any) -> None:
@@ -772,6 +784,14 @@ class ManagerWindow(Adw.ApplicationWindow):
             return
         self.toast(f"{item.name}: {got.get('state')}")
         self._refresh_quarantine()
+
+    def confirm_q_delete(self, item: QItem) -> None:
+        self.confirm(
+            f"Delete {item.name}?",
+            "Its content is removed from the quarantine; its record and audit report stay.",
+            "Delete",
+            lambda: self.q_action("delete", item),
+        )
 
     def release(self, item: QItem) -> None:
         if not item.needs_confirmation:

@@ -105,7 +105,9 @@ class DesktopDialog(Adw.Window):
         self.set_content(box)
         self._build(page)
         if not self.editing:
+            # once shown: a focus set before mapping may be replaced by the first button's
             self.set_focus(self.name_entry)
+            self.connect("map", lambda *_: self.name_entry.grab_focus())
 
         keys = Gtk.ShortcutController()
         keys.add_shortcut(

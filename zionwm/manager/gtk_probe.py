@@ -32,8 +32,9 @@ def _items(win: Gtk.Window) -> list[dict[str, Any]]:
                 w.get_parent() and w.get_parent().has_css_class("error")
             ):
                 entry["error"] = True
-        elif isinstance(w, Gtk.Editable) and isinstance(w, Gtk.Entry):
-            entry = {"kind": "entry", "text": w.get_text()}
+        elif isinstance(w, Gtk.Entry | Gtk.SearchEntry):
+            focused = w.has_focus() or bool(w.get_focus_child())
+            entry = {"kind": "entry", "text": w.get_text(), "focused": focused}
         elif hasattr(w, "swatch_colour"):
             entry = {"kind": "swatch", "colour": w.swatch_colour}
         elif isinstance(w, Adw.PreferencesRow) and w.has_css_class("error"):
@@ -63,6 +64,7 @@ def install(app: Gtk.Application) -> None:
                 windows.append(
                     {
                         "title": win.get_title(),
+                        "active": win.is_active(),
                         "width": win.get_width(),
                         "height": win.get_height(),
                         "items": _items(win),
