@@ -765,7 +765,11 @@ class ManagerWindow(Adw.ApplicationWindow):
             for label, fn, style in (
                 ("Delete", lambda _b, i=it: self.confirm_q_delete(i), "flat"),
                 ("Rescan", lambda _b, i=it: self.q_action("rescan", i), "flat"),
-                ("Release", lambda _b, i=it: self.release(i), "suggested-action"),
+                (
+                    "Release",
+                    lambda _b, i=it: self.release(i),
+                    "suggested-action" if it.clean else "flat",
+                ),
             ):
                 b = Gtk.Button(label=label, valign=Gtk.Align.CENTER, css_classes=[style])
                 b.update_property([Gtk.AccessibleProperty.LABEL], [f"{label} {it.name}"])

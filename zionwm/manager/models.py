@@ -105,7 +105,8 @@ class DesktopRow:
         parts.append(f"{self.windows} window{'s' if self.windows != 1 else ''}")
         parts.append(self.network_text)
         if self.pending_downloads:
-            parts.append(f"{self.pending_downloads} download(s) pending")
+            n = self.pending_downloads
+            parts.append(f"{n} download{'s' if n != 1 else ''} pending")
         if self.ephemeral:
             parts.append("forgets its home")
         return " · ".join(parts)

@@ -9,7 +9,16 @@ from typing import Any
 
 from zionwm.manager.models import human_size
 
-SHOWN_STATES = ("received", "scanning", "pending", "held", "kept")
+# What the service calls a state, in the user's words: a rejected item whose content is
+# still there is kept for the user to decide.
+STATE_WORDS = {
+    "taking": "arriving",
+    "received": "waiting for the audit",
+    "auditing": "being audited",
+    "held": "held",
+    "releasing": "being released",
+    "rejected": "kept, not released",
+}
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,7 @@ class QItem:
             f"to {self.dest}",
             human_size(self.size),
             self.verdict or "not audited yet",
-            self.state,
+            STATE_WORDS.get(self.state, self.state),
         ]
         left = self.time_left(now)
         if left:
