@@ -284,3 +284,32 @@ def test_trust_refuses_desktop_sockets() -> None:
         trust.refusal({**env, "WAYLAND_DISPLAY": "wayland-0"}, "wayland-1")
     )
     assert "not set" in str(trust.refusal({"XDG_RUNTIME_DIR": "/r"}, None))
+
+
+def test_apps_of_a_template_desktop_with_its_own_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real template built from a directory (as `zionctl template create --from-dir`), and
+    the desktop's own layer over it: what `desktop show` names is what is searched."""
+    from zionwm import paths
+    from zionwm.isolation import templates
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    src = tmp_path / "src"
+    _entry(src / "usr/share/applications", "calc", "Name=Calculator\nExec=calc\n")
+    templates.create("deb", templates.Source("dir", str(src)))
+    layer = tmp_path / "layer"
+    _entry(layer / "usr/share/applications", "editor", "Name=Editor\nExec=ed\n")
+    show = {
+        "paths": {
+            "home": "/h",
+            "template": str(paths.templates_dir() / "deb"),
+            "template_layer": str(layer),
+        }
+    }
+    roots = apps.roots_for(show)
+    assert roots[0] == templates.load("deb").rootfs and roots[1] == layer
+    assert [a.name for a in apps.discover(roots)] == ["Calculator", "Editor"]
+    # a template that is gone shows no apps rather than the host's
+    show["paths"]["template"] = str(paths.templates_dir() / "gone")  # type: ignore[index]
+    assert apps.roots_for(show) == []

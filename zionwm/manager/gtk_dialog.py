@@ -483,6 +483,8 @@ class DesktopDialog(Adw.Window):
             result = self.parent.control.command(argv)
         except ControlError as exc:
             key, text = formmodel.field_for_error(str(exc))
+            if key == "network" and f.network_mode == "filtered":
+                key = formmodel.HOSTS_FIELD  # the hosts are where a filter goes wrong
             self.show_errors({key: text})
             return
         later = f.restart_needed(self.current) if self.editing else []
