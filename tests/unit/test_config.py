@@ -836,6 +836,7 @@ def test_default_bindings() -> None:
         "Super+Shift+r": "reload",
         "Super+Shift+c": "clipboard-copy",
         "Super+Shift+v": "clipboard-paste",
+        "Super+m": "manager",
     }
     assert got == expected
     assert config.settings.terminal == ("foot",)
@@ -913,7 +914,7 @@ def test_check_without_a_user_file_checks_the_default(
     assert cfg.check_main([]) == 0
     out = capsys.readouterr().out
     assert "no config file yet" in out
-    assert "OK: 4 desktops (personal, work, gaming, web), 17 key bindings" in out
+    assert "OK: 4 desktops (personal, work, gaming, web), 18 key bindings" in out
 
 
 def test_check_usage(capsys: pytest.CaptureFixture[str]) -> None:
