@@ -428,6 +428,7 @@ class ManagerWindow(Adw.ApplicationWindow):
         item("Network on for 15 minutes", lambda: self.run(["net", n, "on", "--for", "15m"]))
         item("Network off", lambda: self.run(["net", n, "off"]))
         box.append(Gtk.Separator())
+        item("Send a file…", lambda: self.send_file(n))
         item("Clone…", lambda: self.open_create(clone=n))
         item(
             "Stop all programs",
@@ -498,6 +499,68 @@ class ManagerWindow(Adw.ApplicationWindow):
         settings = {s["key"]: s["value"] for s in show.get("settings", [])}
         layers = {s["key"]: s["layer"] for s in show.get("settings", [])}
         DesktopDialog(self, name, settings, None, layers, str(show.get("origin", ""))).present()
+
+    def send_file(self, source: str) -> None:
+        """Pick a file in the source desktop's home (as the host sees it), then the desktop
+        it goes to; it travels through the quarantine's audit, as `zionctl send` does."""
+        try:
+            show = self.control.command(["desktop", "show", source]).get("data") or {}
+        except ControlError as exc:
+            self.toast(str(exc))
+            return
+        home = str((show.get("paths") or {}).get("home", ""))
+        chooser = Gtk.FileChooserDialog(
+            title=f"Send a file from {source}",
+            transient_for=self,
+            modal=True,
+            action=Gtk.FileChooserAction.OPEN,
+        )
+        chooser.add_button("Cancel", Gtk.ResponseType.CANCEL)
+        chooser.add_button("Choose", Gtk.ResponseType.ACCEPT)
+        if home and Path(home).is_dir():
+            chooser.set_current_folder(Gio.File.new_for_path(home))
+
+        def chosen(dlg: Gtk.FileChooserDialog, response: int) -> None:
+            picked = dlg.get_file() if response == Gtk.ResponseType.ACCEPT else None
+            dlg.destroy()
+            if picked is not None and picked.get_path():
+                self._send_to(source, str(picked.get_path()))
+
+        chooser.connect("response", chosen)
+        chooser.present()
+
+    def _send_to(self, source: str, path: str) -> None:
+        others = [r.name for r in self.model.sorted("order") if r.name != source]
+        dlg = Adw.MessageDialog(
+            transient_for=self,
+            modal=True,
+            heading=f"Send {Path(path).name} to…",
+            body=f"It is audited and held like a download from {source}, then delivered "
+            "into the chosen desktop's Incoming folder.",
+        )
+        dlg.add_response("cancel", "Cancel")
+        for name in others:
+            dlg.add_response(name, name)
+        dlg.set_default_response("cancel")
+
+        def go(_d: Any, response: str) -> None:
+            if response not in others:
+                return
+            try:
+                with self._quarantine_client() as c:
+                    reply = c.call("send", **{"from": source, "to": response, "paths": [path]})
+            except Exception as exc:
+                self.toast(str(exc))
+                return
+            for r in reply.get("results", []) or [{"ok": False, "error": reply.get("error")}]:
+                self.toast(
+                    f"{Path(path).name}: in quarantine as item {r['id']}"
+                    if r.get("ok")
+                    else f"{Path(path).name}: refused: {r.get('error')}"
+                )
+
+        dlg.connect("response", go)
+        dlg.present()
 
     def open_permissions(self, name: str) -> None:
         try:
@@ -688,8 +751,9 @@ class ManagerWindow(Adw.ApplicationWindow):
 
         try:
             self.q_stream = QStream()
-        except OSError:
+        except Exception:  # not running (yet, or restarting): try again in a while
             self.q_stream = None
+            GLib.timeout_add_seconds(5, self._restart_quarantine)
         else:
             self.q_watch = GLib.unix_fd_add_full(
                 GLib.PRIORITY_DEFAULT,
