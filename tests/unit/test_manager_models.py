@@ -165,6 +165,12 @@ def test_local_errors_are_words_beside_their_field() -> None:
             "Allow ports",
         ),
         ("desktop 'u': limits: pids_max: must be a whole number, not '-3'", "pids_max", "Must"),
+        (
+            "desktop 'host': bad desktop name: 'host' is reserved: it names zionwm's own "
+            "trusted windows; nothing changed",
+            form.NAME_FIELD,
+            "Bad desktop name",
+        ),
         ("something else went wrong", None, "Something else"),
     ],
 )
