@@ -190,6 +190,24 @@ def test_create_a_desktop_with_the_keyboard(manager: Manager) -> None:
     assert shown["origin"] == "run-time"
 
 
+def test_tailor_a_config_desktop_shows_its_layers(manager: Manager) -> None:
+    comp = manager.comp
+    manager.ensure()
+    comp.type_keys("-M", "ctrl", "1", "-m", "ctrl")  # the keyboard on the first row: alpha
+    comp.type_keys("-k", "Return")
+    manager.wait_text("Declared in your config file", "Tailor alpha")
+    texts = manager.texts("Tailor alpha")
+    # alpha's colour comes from config.py, its memory limit from nowhere (the default)
+    assert any("Now set by: config file" in t for t in texts), texts
+    manager.shot("tailor")
+    comp.type_keys("-k", "Escape")
+    wait_for(
+        lambda: "Tailor alpha" not in [w["title"] for w in manager.state()["windows"]],
+        20,
+        "the dialog closed",
+    )
+
+
 def test_quarantine_page_without_items(manager: Manager) -> None:
     comp = manager.comp
     manager.ensure()

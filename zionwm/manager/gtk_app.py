@@ -179,7 +179,7 @@ class ManagerWindow(Adw.ApplicationWindow):
             )
 
         add("<Control>n", self.open_create)
-        add("<Control>1", lambda: self.stack.set_visible_child_name("desktops"))
+        add("<Control>1", self.show_desktops)
         add("<Control>2", self.show_apps)
         add("<Control>3", self.show_quarantine)
         add("<Control>q", self.close)
@@ -297,6 +297,13 @@ class ManagerWindow(Adw.ApplicationWindow):
         scroll.set_child(clamp)
         return scroll
 
+    def show_desktops(self) -> None:
+        """The desktops list, with the keyboard on its first row."""
+        self.stack.set_visible_child_name("desktops")
+        first = self.list.get_row_at_index(0)
+        if first is not None:
+            first.grab_focus()
+
     def _on_sort(self, *_: Any) -> None:
         self.sort_key = models.SORT_KEYS[self.sort_drop.get_selected()]
         self._rebuild_rows()
@@ -366,7 +373,10 @@ class ManagerWindow(Adw.ApplicationWindow):
         self._update_rows()
 
     def _desktop_row(self, row: models.DesktopRow) -> Gtk.Widget:
-        w = Adw.ActionRow(title=GLib.markup_escape_text(row.name), activatable=False)
+        # activating a row (click, Return) opens its settings, as in GNOME Settings
+        w = Adw.ActionRow(title=GLib.markup_escape_text(row.name), activatable=True)
+        w.set_tooltip_text(f"Tailor {row.name}")
+        w.connect("activated", lambda *_: self.open_tailor(row.name))
         w.add_prefix(swatch(row.colour, 22))
         usage = Gtk.Label(css_classes=["usage", "dim-label", "caption"], xalign=1)
         graph = sparkline(row)
