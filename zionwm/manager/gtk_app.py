@@ -884,6 +884,18 @@ class ManagerWindow(Adw.ApplicationWindow):
         )
 
 
+def _fit_to_monitor(win: Gtk.Window) -> None:
+    """No bigger than 90 % of the (first) monitor in logical pixels, so the window stays
+    whole on a small screen or at 200 % scale; the layout adapts below 600 px wide."""
+    monitors = Gdk.Display.get_default().get_monitors()
+    monitor = monitors.get_item(0) if monitors.get_n_items() else None
+    if monitor is None:
+        return
+    geo = monitor.get_geometry()
+    w, h = win.get_default_size()
+    win.set_default_size(min(w, int(geo.width * 0.9)), min(h, int(geo.height * 0.85)))
+
+
 def run(control: Control, status: dict[str, Any], started: float, argv: list[str]) -> int:
     GLib.set_prgname(APP_ID)  # the Wayland app_id, and the .desktop file it matches
     GLib.set_application_name("Desktops")
@@ -897,6 +909,7 @@ def run(control: Control, status: dict[str, Any], started: float, argv: list[str
             Gdk.Display.get_default(), provider, Gtk.STYLE_PROVIDER_PRIORITY_APPLICATION
         )
         win = ManagerWindow(app, control, status)
+        _fit_to_monitor(win)
         icon_dir = Path(__file__).parent / "data"
         Gtk.IconTheme.get_for_display(Gdk.Display.get_default()).add_search_path(str(icon_dir))
         win.set_icon_name(APP_ID)
