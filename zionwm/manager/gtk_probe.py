@@ -17,6 +17,18 @@ gi.require_version("Adw", "1")
 from gi.repository import Adw, GLib, Gtk  # noqa: E402
 
 
+def _focus_name(win: Gtk.Window) -> str | None:
+    """The title of the row, or the label of the button, that has the keyboard focus."""
+    w = win.get_focus()
+    while w is not None:
+        if isinstance(w, Adw.PreferencesRow):
+            return str(w.get_title())
+        if isinstance(w, Gtk.Button) and w.get_label():
+            return str(w.get_label())
+        w = w.get_parent()
+    return None
+
+
 def _items(win: Gtk.Window) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
@@ -65,6 +77,7 @@ def install(app: Gtk.Application) -> None:
                     {
                         "title": win.get_title(),
                         "active": win.is_active(),
+                        "focus": _focus_name(win),
                         "width": win.get_width(),
                         "height": win.get_height(),
                         "items": _items(win),
