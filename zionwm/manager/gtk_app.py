@@ -219,7 +219,13 @@ class ManagerWindow(Adw.ApplicationWindow):
                 self._refresh_quarantine()
                 continue
             redraw |= self.model.on_event(ev)
-            structure |= kind in ("desktop-created", "desktop-deleted", "desktops")
+            # a new colour is drawn by rebuilding the rows (swatches keep the colour they got)
+            structure |= kind in (
+                "desktop-created",
+                "desktop-changed",
+                "desktop-deleted",
+                "desktops",
+            )
             if kind == "switch":
                 self._follow_switch(str((ev.get("payload") or {}).get("new", "")))
         if structure:
