@@ -29,7 +29,7 @@ $(STAMPS)/venv: $(STAMPS)/system pyproject.toml
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel "cffi>=1.17"
 	$(VPY) -m pip install -q --no-binary pywayland,pywlroots,xkbcommon \
 	    "pywayland==0.4.17" "pywlroots==0.15.24" "xkbcommon==1.5.1"
-	$(VPY) -m pip install -q --no-binary pywayland,pywlroots,xkbcommon -e ".[test]"
+	$(VPY) -m pip install -q --no-binary pywayland,pywlroots,xkbcommon -e ".[test,manager]"
 	@touch $@
 
 $(STAMPS)/native: $(STAMPS)/venv $(NATIVE_SRC)
@@ -78,7 +78,11 @@ ZLIBDIR  = $(PREFIX)/lib/zionwm
 SESSIONS = $(DATADIR)/wayland-sessions
 INSTALL_PYTHON ?= $(shell $(VPY) -c 'import sys; print(sys._base_executable)' 2>/dev/null)
 INSTALLED_LIST  = $(ZLIBDIR)/installed-files
-INSTALL_EXTRA_DEPS ?=
+# zionwm-manager's toolkit bindings, when the venv has them (the `manager` extra)
+INSTALL_EXTRA_DEPS ?= $(shell $(VPY) -c 'import importlib.metadata as m; m.version("pygobject"); print("pygobject")' 2>/dev/null)
+MANAGER_DATA = zionwm/manager/data
+APPS     = $(DATADIR)/applications
+ICONS    = $(DATADIR)/icons/hicolor/scalable/apps
 
 # Runs under $(VPY): argv = DESTDIR ZLIBDIR BINDIR INSTALL_PYTHON [EXTRA_DEP...].
 define ZIONWM_INSTALL_TREE
@@ -152,6 +156,14 @@ install:
 	install -m 644 zionwm/default_config.py "$(DESTDIR)$(DATADIR)/zionwm/config.py"
 	printf '%s\n' "$(BINDIR)/zionwm-session" "$(SESSIONS)/zionwm.desktop" \
 	    "$(DATADIR)/zionwm/config.py" >> "$(DESTDIR)$(INSTALLED_LIST)"
+	mkdir -p "$(DESTDIR)$(APPS)" "$(DESTDIR)$(ICONS)"
+	sed -e 's|^Exec=.*|Exec=$(BINDIR)/zionwm-manager|' \
+	    -e 's|^TryExec=.*|TryExec=$(BINDIR)/zionwm-manager|' \
+	    $(MANAGER_DATA)/org.zionwm.Manager.desktop > "$(DESTDIR)$(APPS)/org.zionwm.Manager.desktop"
+	chmod 644 "$(DESTDIR)$(APPS)/org.zionwm.Manager.desktop"
+	install -m 644 $(MANAGER_DATA)/org.zionwm.Manager.svg "$(DESTDIR)$(ICONS)/org.zionwm.Manager.svg"
+	printf '%s\n' "$(APPS)/org.zionwm.Manager.desktop" "$(ICONS)/org.zionwm.Manager.svg" \
+	    >> "$(DESTDIR)$(INSTALLED_LIST)"
 
 uninstall:
 	@if [ -f "$(DESTDIR)$(INSTALLED_LIST)" ]; then \
@@ -163,6 +175,9 @@ uninstall:
 	fi
 	rm -rf "$(DESTDIR)$(ZLIBDIR)"
 	rmdir "$(DESTDIR)$(DATADIR)/zionwm" "$(DESTDIR)$(SESSIONS)" 2>/dev/null || true
+	@# the applications directory is shared with every other program: it stays
+	d="$(ICONS)"; while [ "$$d" != "$(DATADIR)" ] && rmdir "$(DESTDIR)$$d" 2>/dev/null; \
+	    do d=$$(dirname "$$d"); done
 ifneq ($(DESTDIR),)
 	@# a staging tree: also remove the directories install created there, if now empty
 	rmdir "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(PREFIX)/lib" "$(DESTDIR)$(DATADIR)" 2>/dev/null || true

@@ -5,9 +5,10 @@ set -eu
 
 BUILD="libwlroots-dev libwayland-dev libxkbcommon-dev libpixman-1-dev libdrm-dev
  wayland-protocols pkg-config gcc make libffi-dev libmagic1 libseccomp2 libseccomp-dev
- libyara-dev python3-venv python3-dev"
+ libyara-dev python3-venv python3-dev libgirepository1.0-dev libcairo2-dev"
 RUNTIME="bubblewrap iproute2 nftables passt wayvnc xwayland attr procps psmisc util-linux
- desktop-file-utils fonts-dejavu-core fontconfig poppler-utils pulseaudio"
+ desktop-file-utils fonts-dejavu-core fontconfig poppler-utils pulseaudio
+ gir1.2-gtk-4.0 gir1.2-adw-1"
 TEST="weston foot grim wtype wl-clipboard wayland-utils sway clamav clamav-daemon clamdscan yara
  x11-apps x11-utils busybox-static iperf3 wget curl firejail fuse-overlayfs strace
  imagemagick python3-minimal swaybg xauth xterm chromium waybar debootstrap podman

@@ -129,6 +129,9 @@ COMMANDS: dict[str, CommandInfo] = {
         Shape.WORDS,
         "create, change, show and delete desktops while zionwm runs",
     ),
+    "manager": CommandInfo(
+        "manager", Shape.NONE, "open zionwm-manager (desktops, apps, quarantine) on the host"
+    ),
     "move-to": CommandInfo(
         "move-to DESKTOP",
         Shape.DESKTOP,

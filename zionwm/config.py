@@ -992,6 +992,10 @@ def _autostart(value: object, f: _Fields) -> tuple[spec.Autostart, ...]:
     return tuple(out)
 
 
+# Names a desktop may not have: the compositor files trusted host clients under "host".
+RESERVED_DESKTOP_NAMES = frozenset({"host"})
+
+
 def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | None:
     v = decl._values
     name = v["name"]
@@ -1001,6 +1005,11 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
         _name(name)
     except ValueError as exc:
         f.error(f"bad desktop name: {exc}")
+    if name in RESERVED_DESKTOP_NAMES:
+        f.error(
+            f"bad desktop name: {name!r} is reserved: it names zionwm's own trusted windows "
+            "(on the host socket), which a desktop's windows must never be taken for"
+        )
     if v["colour"] is None:
         f.error("no colour: every desktop needs its trust colour, e.g. colour='#3b82f6'")
         colour = (0.0, 0.0, 0.0, 1.0)

@@ -60,6 +60,7 @@ for n in range(1, 10):
     bind(f"Super+{n}", f"switch {n}")
 bind("Super+Tab", "switch-prev")
 bind("Super+Return", ["spawn", *TERMINAL])
+bind("Super+M", "manager")  # zionwm-manager: desktops, their apps, the quarantine
 bind("Super+Shift+Q", "close")
 bind("Super+F", "fullscreen")  # true fullscreen (strip hidden) only where allowed
 bind("Super+Escape", "overview")  # every desktop at once: arrows, 1-9, Enter, Esc

@@ -755,7 +755,7 @@ def test_make_install_then_uninstall_leaves_nothing(tmp_path: Path) -> None:
                           timeout=300, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr + done.stdout
     usr = stage / "usr"
-    for cmd in ("zionwm", "zionctl", "zionwm-quarantined", "zionwm-session"):
+    for cmd in ("zionwm", "zionctl", "zionwm-quarantined", "zionwm-session", "zionwm-manager"):
         path = usr / "bin" / cmd
         assert os.access(path, os.X_OK), path
         # no file content names the staging directory: it must work once copied to /
@@ -765,6 +765,12 @@ def test_make_install_then_uninstall_leaves_nothing(tmp_path: Path) -> None:
     validate = shutil.which("desktop-file-validate")
     if validate:
         check = subprocess.run([validate, str(entry)], capture_output=True, text=True, check=False)
+        assert check.returncode == 0, check.stdout
+    manager = usr / "share" / "applications" / "org.zionwm.Manager.desktop"
+    assert "\nExec=/usr/bin/zionwm-manager\n" in manager.read_text()
+    assert (usr / "share/icons/hicolor/scalable/apps/org.zionwm.Manager.svg").is_file()
+    if validate:
+        check = subprocess.run([validate, str(manager)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout
     template = usr / "share" / "zionwm" / "config.py"
     assert template.read_bytes() == (PROJECT_ROOT / "zionwm" / "default_config.py").read_bytes()

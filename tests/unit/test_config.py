@@ -880,6 +880,7 @@ def test_default_bindings() -> None:
         "Super+Ctrl+Left": "resize shrink width 40",
         "Super+Ctrl+Down": "resize grow height 40",
         "Super+Ctrl+Up": "resize shrink height 40",
+        "Super+m": "manager",
     }
     assert got == expected
     assert config.settings.terminal == ("foot",)
@@ -957,7 +958,7 @@ def test_check_without_a_user_file_checks_the_default(
     assert cfg.check_main([]) == 0
     out = capsys.readouterr().out
     assert "no config file yet" in out
-    assert "OK: 4 desktops (personal, work, gaming, web), 33 key bindings" in out
+    assert "OK: 4 desktops (personal, work, gaming, web), 34 key bindings" in out
 
 
 def test_check_usage(capsys: pytest.CaptureFixture[str]) -> None:

@@ -570,7 +570,10 @@ class Server(HasListeners):
             self.model.demote(view.desktop, view)
         if was_focused:
             self.focused_view = None
-            nxt = next((v for v in reversed(self._focus_candidates()) if v.mapped), None)
+            # a closed host dialog gives the keyboard back to its host window first
+            host = self.host_views if view.desktop == HOST else []
+            candidates = [*self._focus_candidates(), *host]
+            nxt = next((v for v in reversed(candidates) if v.mapped and v is not view), None)
             if nxt is not None:
                 self.focus_view(nxt)
             elif self.layer_focus is None:
@@ -1150,6 +1153,11 @@ class Server(HasListeners):
         if self.desktop_data is None:
             raise RuntimeError("run-time desktops are not available in this compositor")
         return self.desktop_data.command(list(cmd.args))
+
+    def _cmd_manager(self, cmd: Any) -> str:
+        from . import manager_link  # noqa: PLC0415 - only when asked for
+
+        return manager_link.start(self)
 
     def _cmd_move_to(self, cmd: Any) -> str:
         raise ValueError("windows never change desktop: their programs live in its sandbox")

@@ -1,0 +1,91 @@
+"""What the window shows, as data: every mapped label, row title and subtitle, button label
+and colour swatch, with its bounds in window coordinates. Written to the file named by
+$ZIONWM_MANAGER_PROBE twice a second, for end-to-end tests that must know where on screen a
+desktop's name is (there is no accessibility bus in a headless session)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import gi
+
+gi.require_version("Gtk", "4.0")
+gi.require_version("Adw", "1")
+from gi.repository import Adw, GLib, Gtk  # noqa: E402
+
+
+def _focus_name(win: Gtk.Window) -> str | None:
+    """The title of the row, or the label of the button, that has the keyboard focus."""
+    w = win.get_focus()
+    while w is not None:
+        if isinstance(w, Adw.PreferencesRow):
+            return str(w.get_title())
+        if isinstance(w, Gtk.Button) and w.get_label():
+            return str(w.get_label())
+        w = w.get_parent()
+    return None
+
+
+def _items(win: Gtk.Window) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def walk(w: Gtk.Widget) -> None:
+        if not w.get_mapped():
+            return
+        ok, rect = w.compute_bounds(win)
+        box = [rect.origin.x, rect.origin.y, rect.size.width, rect.size.height] if ok else None
+        entry: dict[str, Any] | None = None
+        if isinstance(w, Gtk.Label) and w.get_text():
+            entry = {"kind": "label", "text": w.get_text()}
+            if w.has_css_class("error") or (
+                w.get_parent() and w.get_parent().has_css_class("error")
+            ):
+                entry["error"] = True
+        elif isinstance(w, Gtk.Entry | Gtk.SearchEntry):
+            focused = w.has_focus() or bool(w.get_focus_child())
+            entry = {"kind": "entry", "text": w.get_text(), "focused": focused}
+        elif hasattr(w, "swatch_colour"):
+            entry = {"kind": "swatch", "colour": w.swatch_colour}
+        elif isinstance(w, Adw.PreferencesRow) and w.has_css_class("error"):
+            subtitle = w.get_subtitle() if isinstance(w, Adw.ActionRow) else ""
+            entry = {"kind": "error-row", "text": w.get_title(), "error": subtitle}
+        if entry is not None:
+            entry["bounds"] = box
+            out.append(entry)
+        child = w.get_first_child()
+        while child is not None:
+            walk(child)
+            child = child.get_next_sibling()
+
+    walk(win)
+    return out
+
+
+def install(app: Gtk.Application) -> None:
+    path = os.environ.get("ZIONWM_MANAGER_PROBE")
+    if not path:
+        return
+
+    def write() -> bool:
+        windows = []
+        for win in Gtk.Window.list_toplevels():
+            if win.get_mapped():
+                windows.append(
+                    {
+                        "title": win.get_title(),
+                        "active": win.is_active(),
+                        "focus": _focus_name(win),
+                        "width": win.get_width(),
+                        "height": win.get_height(),
+                        "items": _items(win),
+                    }
+                )
+        tmp = Path(path + ".tmp")
+        tmp.write_text(json.dumps({"windows": windows}))
+        tmp.replace(path)
+        return True
+
+    GLib.timeout_add(500, write)
