@@ -67,7 +67,7 @@ class Isolation:
         try:
             self.net = NetworkManager.from_environ(network_prefix(self.ident), os.environ)
             if self.net.privileged:
-                removed = self.net.cleanup_stale()
+                removed = self.net.cleanup_stale_at_start()
                 if removed:
                     log.info("network: removed what a crashed run left: %s", ", ".join(removed))
             log.info("network: %s", self.net.caps.describe())
