@@ -242,14 +242,14 @@ class Isolation:
         op = cg.start_freeze()
         poller = self.server.loop.timer(lambda: self._step_freeze(desktop), f"freeze {desktop}")
         self._freezing[desktop] = (op, poller)
-        poller.schedule(1)
+        poller.schedule(op.next_poll_ms())
         return f"freezing {desktop}"
 
     def _step_freeze(self, desktop: str) -> None:
         op, poller = self._freezing[desktop]
         state = op.poll()
         if state == "pending":
-            poller.schedule(max(1, int(op.poll_interval * 1000)))
+            poller.schedule(op.next_poll_ms())
             return
         poller.remove()
         op.close()
