@@ -181,3 +181,31 @@ def test_rss_of_a_live_and_a_gone_process(tmp_path: Path) -> None:
     assert rss_kib_of(p.pid) is None
     emit_json({"a": 1}, tmp_path / "out.json")
     assert json.loads((tmp_path / "out.json").read_text()) == {"a": 1}
+
+
+def test_mapped_libraries_reads_the_files_a_process_mapped() -> None:
+    from benchmarks.common import mapped_libraries
+
+    maps = (
+        "7f00-7f10 r--p 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/libwlroots.so.10\n"
+        "7f10-7f20 r-xp 00010000 08:01 1 /usr/lib/x86_64-linux-gnu/libwlroots.so.10\n"
+        "7f20-7f30 r--p 00000000 08:01 2 /usr/lib/x86_64-linux-gnu/libwayland-server.so.0.21.0\n"
+        "7f30-7f40 r--p 00000000 08:01 3 /usr/lib/x86_64-linux-gnu/libwayland-client.so.0\n"
+        "7f40-7f50 rw-p 00000000 00:00 0 \n"
+        "7f50-7f60 r--p 00000000 08:01 4 /opt/x/libpixman-1.so.0.42.2\n"
+    )
+    assert mapped_libraries(maps) == {
+        "libwlroots": "/usr/lib/x86_64-linux-gnu/libwlroots.so.10",
+        "libwayland-server": "/usr/lib/x86_64-linux-gnu/libwayland-server.so.0.21.0",
+        "libpixman-1": "/opt/x/libpixman-1.so.0.42.2",
+    }
+
+
+def test_readme_block_is_replaced_between_its_markers_only() -> None:
+    from benchmarks.readme import BEGIN, END, replace_block
+
+    text = f"intro\n{BEGIN}\nold figures\n{END}\nafter\n"
+    want = f"intro\n{BEGIN}\n\nnew figures\n\n{END}\nafter\n"
+    assert replace_block(text, "new figures\n") == want
+    with pytest.raises(ValueError, match="markers"):
+        replace_block("no markers here", "x")
