@@ -63,7 +63,6 @@ from wlroots.wlr_types.xdg_decoration_v1 import (
     XdgToplevelDecorationV1Mode,
 )
 from wlroots.wlr_types.xdg_shell import XdgSurface, XdgSurfaceRole
-from xkbcommon import xkb
 
 from zionwm import commands as cmdlang
 from zionwm import config as cfgmod
@@ -75,7 +74,7 @@ from .children import Child, Children
 from .clients import DesktopSocket, ensure_private_dir
 from .clipboard import ClipboardBridge
 from .desktops import DesktopModel, SwitchError
-from .input import BindingTable, KeyboardHandler, attach_keyboard
+from .input import BindingTable, KeyboardHandler, attach_keyboard, compiled_keymap
 from .layers import Layers, LayerView
 from .listeners import HasListeners
 from .loop import Loop
@@ -795,11 +794,10 @@ class Server(HasListeners):
             kb = device.keyboard
             # a virtual keyboard brings its own keymap; do not replace it
             if kb._ptr.keymap == wlr_ffi.NULL:
-                ctx = xkb.Context()
-                keymap = ctx.keymap_new_from_names(
-                    layout=getattr(settings, "keyboard_layout", None) or None,
-                    variant=getattr(settings, "keyboard_variant", None) or None,
-                    options=getattr(settings, "keyboard_options", None) or None,
+                keymap = compiled_keymap(
+                    getattr(settings, "keyboard_layout", None) or None,
+                    getattr(settings, "keyboard_variant", None) or None,
+                    getattr(settings, "keyboard_options", None) or None,
                 )
                 kb.set_keymap(keymap)
             kb.set_repeat_info(
