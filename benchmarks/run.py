@@ -371,6 +371,25 @@ def _external_summary(name: str, res: Any) -> str:
             f"{r['switch']['external_ms'].get('p99')} ms"
             for r in _dig(res, "series") or []
         )
+    if name == "quarantine" and isinstance(res, dict):
+        parts = []
+        for key in ("small_4KiB", "large_1MiB"):
+            r = res.get(key) or {}
+            if r:
+                parts.append(
+                    f"{key}: {r.get('files')} files, {r.get('files_per_s')} files/s, "
+                    f"{r.get('mb_per_s')} MB/s, {r.get('released')} released"
+                )
+        return "; ".join(parts) + f"; clamd: {res.get('clamd')}, workers {res.get('workers')}"
+    if name == "network" and isinstance(res, dict):
+        ens = res.get("ensure") or {}
+        tp = res.get("throughput_gbit_s") or {}
+        return (
+            "network set-up median "
+            + ", ".join(f"{k} {_dig(v, 'median_ms')} ms" for k, v in ens.items())
+            + f"; launch into a desktop's network adds {_dig(res, 'launch', 'added_median_ms')}"
+            " ms (median); throughput " + ", ".join(f"{k} {v} Gbit/s" for k, v in tp.items())
+        )
     return json.dumps(res)[:400]
 
 

@@ -209,3 +209,34 @@ def test_readme_block_is_replaced_between_its_markers_only() -> None:
     assert replace_block(text, "new figures\n") == want
     with pytest.raises(ValueError, match="markers"):
         replace_block("no markers here", "x")
+
+
+def _spread(lo: int, mid: int, hi: int) -> dict[str, int]:
+    return {"runs": 3, "min": lo, "median": mid, "max": hi}
+
+
+def test_the_project_readme_block_is_built_from_the_results_alone() -> None:
+    from benchmarks.readme import top_block
+
+    results = {
+        "date": "2026-12-04T16:00:00Z",
+        "machine": "vm x86_64, 2 CPUs",
+        "loadavg_start": [1.0, 1.0, 1.0],
+        "loadavg_end": [2.0, 2.0, 2.0],
+        "zionwm_log_level": "info",
+        "sway_version": "1.7",
+        "budget": [
+            {"line": "some limit", "figure": 1.25, "unit": "x sway", "limit": 1.3, "status": "pass"}
+        ],
+        "idle": {
+            "summary": {
+                "zionwm": {"rss_start_kib": _spread(51200, 52224, 53248)},
+                "sway": {"rss_start_kib": _spread(20480, 21504, 22528)},
+            },
+            "per_desktop": {"per_desktop_kib": 13000.0},
+        },
+    }
+    text = top_block(results)
+    assert "| some limit | 1.25 x sway | 1.3 | pass |" in text
+    assert "RSS at start 51.0 MiB (min 50.0, max 52.0, 3 runs), sway 21.0 MiB" in text
+    assert "2026-12-04T16:00:00Z" in text and "log level info" in text
