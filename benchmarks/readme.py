@@ -37,7 +37,13 @@ def block(results: dict[str, Any]) -> str:
 def top_block(results: dict[str, Any]) -> str:
     """The project README's short form: the run, the budget lines, memory, and the
     quarantine and network summaries of the same run (the rest is in benchmarks/)."""
-    from .run import EXTERNAL, _dig, _external_summary, libraries_lines  # noqa: PLC0415
+    from .run import (  # noqa: PLC0415
+        EXTERNAL,
+        _dig,
+        _external_summary,
+        libraries_lines,
+        overload_note,
+    )
 
     out = [
         f"Run of {results['date']} on {results['machine']}; load average "
@@ -45,6 +51,7 @@ def top_block(results: dict[str, Any]) -> str:
         f"zionwm at log level {results.get('zionwm_log_level')}. Peer: sway "
         f"{results.get('sway_version')}.",
         "",
+        *overload_note(results),
         *libraries_lines(results),
         "",
         "| budget line | figure | limit | status |",

@@ -213,6 +213,20 @@ def budget(results: dict[str, Any]) -> list[dict[str, Any]]:
     return lines
 
 
+def overload_note(results: dict[str, Any]) -> list[str]:
+    """A warning when the 1-minute load average exceeded the CPU count at start or end."""
+    cpus = os.cpu_count() or 1
+    loads = [(results.get(k) or [0])[0] for k in ("loadavg_start", "loadavg_end")]
+    if max(loads) <= cpus:
+        return []
+    return [
+        f"**This run was made on an overloaded machine** (1-minute load average "
+        f"{max(loads)} on {cpus} CPUs, from other work): absolute figures are inflated and "
+        "the ratios to sway noisier than usual.",
+        "",
+    ]
+
+
 def libraries_lines(results: dict[str, Any]) -> list[str]:
     """What each compositor loaded, read from its /proc/PID/maps during the run."""
     out = []
@@ -243,6 +257,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"zionwm's log level: {results.get('zionwm_log_level')} (its default).",
         "",
+        *overload_note(results),
         *libraries_lines(results),
         "",
         "## Budget",
