@@ -70,6 +70,51 @@ def pss_kib(pid: int) -> int:
     return v or 0
 
 
+# what a compositor's figures depend on, read from the running process, not assumed
+PEER_LIBRARIES = ("libwlroots", "libwayland-server", "libpixman-1")
+
+
+def mapped_libraries(maps: str, names: tuple[str, ...] = PEER_LIBRARIES) -> dict[str, str]:
+    """{library name: the path mapped} for each of `names` in a /proc/PID/maps text."""
+    out: dict[str, str] = {}
+    for line in maps.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 6:
+            continue
+        path = parts[5].strip()
+        base = path.rsplit("/", 1)[-1]
+        for name in names:
+            if base.startswith(name + ".so") or base.startswith(name + "-"):
+                out.setdefault(name, path)
+    return out
+
+
+def loaded_libraries(pid: int) -> dict[str, dict[str, str | None]]:
+    """The libraries a running compositor loaded (/proc/PID/maps), each with the file it
+    resolves to and the version of the Debian package that owns it."""
+    out: dict[str, dict[str, str | None]] = {}
+    for name, path in mapped_libraries(Path(f"/proc/{pid}/maps").read_text()).items():
+        real = os.path.realpath(path)
+        pkg = version = None
+        owner = subprocess.run(["dpkg", "-S", path], capture_output=True, text=True, check=False)
+        if owner.returncode == 0 and ":" in owner.stdout:
+            pkg = owner.stdout.split(":", 1)[0].strip()
+            q = subprocess.run(
+                ["dpkg-query", "-W", "-f", "${Version}", pkg],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            version = q.stdout.strip() or None if q.returncode == 0 else None
+        out[name] = {
+            "path": path,
+            "file": os.path.basename(real),
+            "package": pkg,
+            "version": version,
+        }
+    return out
+
+
 def wait_for(cond: Callable[[], T | None], timeout: float, what: str, interval: float = 0.005) -> T:
     """Poll `cond` until it returns something truthy; TimeoutError naming `what`."""
     deadline = time.monotonic() + timeout
@@ -416,6 +461,10 @@ class ControlClient:
         self.sock.close()
 
 
+# zionwm's default (cli.py), the level of normal use: the figures include its logging
+ZIONWM_LOG_LEVEL = "info"
+
+
 class ZionwmSession:
     """`zionwm --headless` with a private XDG tree; programs launched through its own
     sandboxed launcher (the production path: cgroup, bwrap, desktop socket)."""
@@ -424,7 +473,9 @@ class ZionwmSession:
 
     def __init__(self, root: Path, desktops: int = 2, network: str = "none") -> None:
         self.comp = Compositor(
-            root, config_text=zionwm_config(desktops, network), extra_env={"ZIONWM_LOG": "warning"}
+            root,
+            config_text=zionwm_config(desktops, network),
+            extra_env={"ZIONWM_LOG": ZIONWM_LOG_LEVEL},
         )
         self.comp.start()
         self.ctl = ControlClient(self.comp.runtime / "zionwm" / "ipc.sock")

@@ -6,10 +6,11 @@ Usage (root, or inside a delegated cgroup):
                                 [--out FILE]
 
 Freeze latency: from ``start_freeze()`` to the kernel reporting the group frozen, waited for
-the way the compositor does (POLLPRI on cgroup.events for cgroup2, a timer for the v1
-freezer). Thaw latency: from ``thaw()`` to the kernel reporting the group thawed; ``thaw()``
-itself is one write and its own cost is reported separately. Processes are idle (in
-pause()), like most of a hidden desktop's, or with --busy all spin on the CPUs. Where
+the way the compositor does (polls on ``FreezeOp.next_poll_ms``'s schedule; on cgroup2 a
+POLLPRI on cgroup.events may end a wait early). Thaw latency: from ``thaw()`` to the
+kernel reporting the group thawed; ``thaw()`` itself is one write and its own cost is
+reported separately. Processes are idle (in pause(), waited for before measuring), like
+most of a hidden desktop's, or with --busy all spin on the CPUs. Where
 memory.reclaim exists, the memory pushed out of a frozen desktop holding 256 MiB is
 measured too. Results are JSON (stdout by default).
 """
@@ -69,6 +70,18 @@ def _wait(cond: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.005)
 
 
+def _all_asleep(pids: list[int]) -> bool:
+    """Every member blocked in pause() (state S), none still starting up or running."""
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        if stat[stat.rindex(")") + 2] != "S":
+            return False
+    return True
+
+
 def _freeze_once(cg: DesktopCgroup) -> float:
     t0 = time.perf_counter()
     op: FreezeOp = cg.start_freeze(timeout=5.0)
@@ -78,9 +91,9 @@ def _freeze_once(cg: DesktopCgroup) -> float:
         poller.register(fd, select.POLLPRI)
     while op.poll() == "pending":
         if fd is not None:
-            poller.poll(100)
+            poller.poll(op.next_poll_ms())
         else:
-            time.sleep(0.001)
+            time.sleep(op.next_poll_ms() / 1000)
     t1 = time.perf_counter()
     op.close()
     if op.state != "frozen":
@@ -165,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 members = cg.pids
                 _wait(lambda: len(members()) >= n, 60)  # noqa: B023  (used at once)
+                # Measure idle processes, as the docstring says: right after the forks (and
+                # while the previous count's processes are still being reaped) some are
+                # still running, and freezing a running task waits for the scheduler to
+                # bring it to a signal check; that, not the count, made 10 processes look
+                # slower than 100 in earlier runs.
+                if not args.busy:
+                    _wait(lambda: _all_asleep(members()), 60)  # noqa: B023
                 freeze, thaw_call, thaw = [], [], []
                 for _ in range(args.reps):
                     freeze.append(_freeze_once(cg))

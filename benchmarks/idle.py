@@ -28,6 +28,7 @@ from .common import (
     ZionwmSession,
     cpu_percent,
     cpu_seconds,
+    loaded_libraries,
     populate,
     pss_kib,
     ratio,
@@ -35,7 +36,7 @@ from .common import (
     session,
     wait_for,
 )
-from .pointer import static_windows
+from .pointer import spread, static_windows
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,11 @@ def _cgroup_memory_kib(instance_root: str) -> int:
 
 
 def idle_cpu(kind: str, seconds: float, windows: int) -> dict[str, Any]:
+    """Idle CPU with `windows` static windows; RSS/PSS at start (no window yet)."""
     with session(kind) as s:
         s.show(1)
+        rss0, pss0 = rss_kib(s.pid), pss_kib(s.pid)
+        libraries = loaded_libraries(s.pid)
         markers = static_windows(s, windows)
         drainer = Drainer([m.c.sock for m in markers])
         try:
@@ -96,6 +100,9 @@ def idle_cpu(kind: str, seconds: float, windows: int) -> dict[str, Any]:
         "seconds": round(wall, 2),
         "cpu_s": round(cpu, 3),
         "cpu_percent": round(cpu_percent(cpu, wall), 3),
+        "rss_start_kib": rss0,
+        "pss_start_kib": pss0,
+        "libraries": libraries,
     }
 
 
@@ -148,15 +155,22 @@ def _safe(fn: Any, pid: int) -> int:
         return 0
 
 
-def measure(seconds: float = 30, windows: int = 10, many: int = 50) -> dict[str, Any]:
-    out: dict[str, Any] = {"idle": [], "memory": []}
-    for kind in ("zionwm", "sway"):
-        log.info("idle: %s", kind)
-        try:
-            out["idle"].append(idle_cpu(kind, seconds, windows))
-        except Exception as e:
-            log.exception("idle on %s failed", kind)
-            out["idle"].append({"compositor": kind, "error": f"{type(e).__name__}: {e}"})
+def measure(
+    seconds: float = 30, windows: int = 10, many: int = 50, runs: int = 3
+) -> dict[str, Any]:
+    """Idle CPU and memory at start, `runs` times per compositor, alternating run by run
+    (the first compositor flips every run); memory with `many` windows once each."""
+    out: dict[str, Any] = {"idle": [], "memory": [], "runs": runs}
+    for i in range(runs):
+        for kind in ("zionwm", "sway") if i % 2 == 0 else ("sway", "zionwm"):
+            log.info("idle: %s, run %d/%d", kind, i + 1, runs)
+            try:
+                row = idle_cpu(kind, seconds, windows)
+            except Exception as e:
+                log.exception("idle on %s failed", kind)
+                row = {"compositor": kind, "error": f"{type(e).__name__}: {e}"}
+            row["run"] = i + 1
+            out["idle"].append(row)
     for kind in ("sway", "zionwm"):
         log.info("memory: %s", kind)
         try:
@@ -164,6 +178,15 @@ def measure(seconds: float = 30, windows: int = 10, many: int = 50) -> dict[str,
         except Exception as e:
             log.exception("memory on %s failed", kind)
             out["memory"].append({"compositor": kind, "error": f"{type(e).__name__}: {e}"})
+    out["summary"] = {}
+    for kind in ("sway", "zionwm"):
+        ok = [r for r in out["idle"] if r["compositor"] == kind and "error" not in r]
+        out["summary"][kind] = {
+            "cpu_percent": spread([r["cpu_percent"] for r in ok]),
+            "rss_start_kib": spread([r["rss_start_kib"] for r in ok]),
+            "pss_start_kib": spread([r["pss_start_kib"] for r in ok]),
+            "libraries": ok[0].get("libraries") if ok else None,
+        }
     try:
         out["per_desktop"] = per_desktop()
     except Exception as e:
@@ -177,9 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--windows", type=int, default=10)
     ap.add_argument("--many", type=int, default=50)
+    ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    json.dump(measure(args.seconds, args.windows, args.many), sys.stdout, indent=1)
+    json.dump(measure(args.seconds, args.windows, args.many, args.runs), sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
 

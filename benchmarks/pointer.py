@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from .common import (
     Probe,
     cpu_percent,
     cpu_seconds,
+    loaded_libraries,
     ratio,
     session,
     wait_for,
@@ -118,6 +120,7 @@ def run_one(
     with session(kind) as s:
         s.show(1)
         markers = static_windows(s, windows)
+        libraries = loaded_libraries(s.pid)
         probe = Probe(s.wayland_socket)
         probe.pointer_to(1, 1, *OUTPUT)
         probe.c.roundtrip()
@@ -172,30 +175,69 @@ def run_one(
         "baseline_cpu_percent": round(cpu_percent(base_cpu, base_wall), 2),
         "cpu_us_per_event": round(1e6 * (cpu - base_cpu * wall / base_wall) / max(1, sent[0]), 2),
         "callback_errors": errors[:5],
+        "libraries": libraries,
+    }
+
+
+def spread(values: list[float]) -> dict[str, float | int]:
+    """min / median / max over runs, and how many runs."""
+    if not values:
+        return {"runs": 0}
+    return {
+        "runs": len(values),
+        "min": round(min(values), 2),
+        "median": round(statistics.median(values), 2),
+        "max": round(max(values), 2),
     }
 
 
 def measure(
-    seconds: float = 10, rate: int = 1000, windows: int = 10, profile: Path | None = None
+    seconds: float = 10,
+    rate: int = 1000,
+    windows: int = 10,
+    profile: Path | None = None,
+    runs: int = 3,
 ) -> dict[str, Any]:
+    """`runs` floods per compositor, alternating run by run (the first compositor flips
+    every run, as the switch benchmark does), each with its spread over the runs."""
     rows = []
+    for i in range(runs):
+        order = ("sway", "zionwm") if i % 2 == 0 else ("zionwm", "sway")
+        for kind in order:
+            log.info("pointer: %s, run %d/%d", kind, i + 1, runs)
+            try:
+                # py-spy slows what it samples: only the last zionwm run is profiled
+                row = run_one(kind, seconds, rate, windows, profile if i == runs - 1 else None)
+            except Exception as e:
+                log.exception("pointer benchmark on %s failed", kind)
+                row = {"compositor": kind, "error": f"{type(e).__name__}: {e}"}
+            row["run"] = i + 1
+            rows.append(row)
+    summary: dict[str, Any] = {}
     for kind in ("sway", "zionwm"):
-        log.info("pointer: %s", kind)
-        try:
-            rows.append(run_one(kind, seconds, rate, windows, profile))
-        except Exception as e:
-            log.exception("pointer benchmark on %s failed", kind)
-            rows.append({"compositor": kind, "error": f"{type(e).__name__}: {e}"})
-    z = next((r for r in rows if r["compositor"] == "zionwm" and "error" not in r), None)
-    p = next((r for r in rows if r["compositor"] == "sway" and "error" not in r), None)
+        ok = [r for r in rows if r["compositor"] == kind and "error" not in r]
+        summary[kind] = {
+            "cpu_us_per_event": spread([r["cpu_us_per_event"] for r in ok]),
+            "flood_cpu_percent": spread([r["flood_cpu_percent"] for r in ok]),
+            "libraries": ok[0].get("libraries") if ok else None,
+        }
+
+    def med(kind: str, key: str) -> float | None:
+        v = summary[kind][key].get("median")
+        return float(v) if v is not None else None
+
     return {
         "seconds": seconds,
         "rate_hz": rate,
+        "runs": runs,
         "rows": rows,
-        "ratio_flood_cpu": ratio(z["flood_cpu_s"], p["flood_cpu_s"]) if z and p else None,
-        "ratio_cpu_per_event": ratio(z["cpu_us_per_event"], p["cpu_us_per_event"])
-        if z and p
-        else None,
+        "summary": summary,
+        "ratio_flood_cpu": ratio(
+            med("zionwm", "flood_cpu_percent"), med("sway", "flood_cpu_percent")
+        ),
+        "ratio_cpu_per_event": ratio(
+            med("zionwm", "cpu_us_per_event"), med("sway", "cpu_us_per_event")
+        ),
     }
 
 
@@ -205,9 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--windows", type=int, default=10)
     ap.add_argument("--profile", type=Path)
+    ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    json.dump(measure(args.seconds, args.rate, args.windows, args.profile), sys.stdout, indent=1)
+    res = measure(args.seconds, args.rate, args.windows, args.profile, args.runs)
+    json.dump(res, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
 

@@ -88,6 +88,16 @@ def main() -> None:
             timed(lambda: subprocess.run(["/bin/true"], check=True), args.runs)
         )
 
+        # bubblewrap's own floor for the same binary, in the same run: the sandbox's figure
+        # is read against it
+        minimal = [
+            "bwrap", "--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev",
+            "--proc", "/proc", "--die-with-parent", "/bin/true",
+        ]  # fmt: skip
+        result["minimal_bwrap"] = summarize_ms(
+            timed(lambda: subprocess.run(minimal, check=True), args.runs)
+        )
+
         def sandboxed() -> None:
             rc = launcher.launch(spec, ["/bin/true"], stdout=devnull, stderr=devnull).wait(30)
             if rc != 0:

@@ -780,6 +780,81 @@ def test_sigkill_then_cleanup_stale_leaves_nothing(lab: Lab) -> None:
         NetworkManager(prefix, uplink=lab.uplink, state_dir=lab.tmp / "k2").cleanup_stale()
 
 
+@needs_privileged
+def test_cleanup_at_start_sees_a_killed_runs_leftovers_without_netlink(lab: Lab) -> None:
+    """A run's start finds what a SIGKILLed run of its prefix left (namespace, link, nft
+    table) and removes it at once, as `cleanup_stale` does."""
+    prefix = _run_prefix()
+    script = KILLED_CHILD.format(
+        repo=str(REPO),
+        prefix=prefix,
+        uplink=lab.uplink,
+        gw=lab.uplink_gw,
+        dns=DNS,
+        state=str(lab.tmp / "killed-start"),
+    )
+    child = subprocess.Popen(
+        [PY, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        m = NetworkManager(
+            prefix, uplink=lab.uplink, uplink_gateway=lab.uplink_gw, upstream_dns=[DNS]
+        )
+        assert _leftovers(prefix, m.route_table)
+        wait_for(lambda: not _procs_mentioning(prefix), 10, "forwarders to exit")
+        assert m.cleanup_stale_at_start()
+        assert _leftovers(prefix, m.route_table) == []
+    finally:
+        _stop(child)
+        NetworkManager(prefix, uplink=lab.uplink, state_dir=lab.tmp / "k3").cleanup_stale()
+
+
+NO_NETLINK_CHILD = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {repo!r})
+    from pathlib import Path
+    from zionwm.isolation.network import NetworkManager
+    from zionwm.isolation.spec import NetMode, NetworkPolicy
+    m = NetworkManager({prefix!r}, uplink={uplink!r}, uplink_gateway={gw!r},
+                       upstream_dns=[{dns!r}], state_dir=Path({state!r}))
+    print(m.cleanup_stale_at_start(), "pyroute2" in sys.modules)
+    m.ensure("web", NetworkPolicy(NetMode.FULL))
+    print("pyroute2" in sys.modules, m.get("web").ns_name)
+    m.close()
+    """
+)
+
+
+@needs_privileged
+def test_a_run_without_desktop_networks_never_loads_pyroute2(lab: Lab) -> None:
+    """Nothing left over: the start needs no netlink (pyroute2 stays unloaded, about
+    17 MiB); the first desktop network loads it and is built as before."""
+    prefix = _run_prefix()
+    script = NO_NETLINK_CHILD.format(
+        repo=str(REPO),
+        prefix=prefix,
+        uplink=lab.uplink,
+        gw=lab.uplink_gw,
+        dns=DNS,
+        state=str(lab.tmp / "lazy-state"),
+    )
+    try:
+        out = subprocess.run(
+            [PY, "-c", script], capture_output=True, text=True, timeout=120, check=True
+        ).stdout.splitlines()
+        assert out[0] == "[] False", out
+        loaded, ns = out[1].split()
+        assert loaded == "True" and ns.startswith(prefix + "-"), out
+        assert _leftovers(prefix, NetworkManager(prefix).route_table) == []
+    finally:
+        NetworkManager(prefix, uplink=lab.uplink, state_dir=lab.tmp / "k4").cleanup_stale()
+
+
 def _procs_mentioning(text: str) -> list[int]:
     out = []
     for pid in os.listdir("/proc"):

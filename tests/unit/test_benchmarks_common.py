@@ -181,3 +181,62 @@ def test_rss_of_a_live_and_a_gone_process(tmp_path: Path) -> None:
     assert rss_kib_of(p.pid) is None
     emit_json({"a": 1}, tmp_path / "out.json")
     assert json.loads((tmp_path / "out.json").read_text()) == {"a": 1}
+
+
+def test_mapped_libraries_reads_the_files_a_process_mapped() -> None:
+    from benchmarks.common import mapped_libraries
+
+    maps = (
+        "7f00-7f10 r--p 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/libwlroots.so.10\n"
+        "7f10-7f20 r-xp 00010000 08:01 1 /usr/lib/x86_64-linux-gnu/libwlroots.so.10\n"
+        "7f20-7f30 r--p 00000000 08:01 2 /usr/lib/x86_64-linux-gnu/libwayland-server.so.0.21.0\n"
+        "7f30-7f40 r--p 00000000 08:01 3 /usr/lib/x86_64-linux-gnu/libwayland-client.so.0\n"
+        "7f40-7f50 rw-p 00000000 00:00 0 \n"
+        "7f50-7f60 r--p 00000000 08:01 4 /opt/x/libpixman-1.so.0.42.2\n"
+    )
+    assert mapped_libraries(maps) == {
+        "libwlroots": "/usr/lib/x86_64-linux-gnu/libwlroots.so.10",
+        "libwayland-server": "/usr/lib/x86_64-linux-gnu/libwayland-server.so.0.21.0",
+        "libpixman-1": "/opt/x/libpixman-1.so.0.42.2",
+    }
+
+
+def test_readme_block_is_replaced_between_its_markers_only() -> None:
+    from benchmarks.readme import BEGIN, END, replace_block
+
+    text = f"intro\n{BEGIN}\nold figures\n{END}\nafter\n"
+    want = f"intro\n{BEGIN}\n\nnew figures\n\n{END}\nafter\n"
+    assert replace_block(text, "new figures\n") == want
+    with pytest.raises(ValueError, match="markers"):
+        replace_block("no markers here", "x")
+
+
+def _spread(lo: int, mid: int, hi: int) -> dict[str, int]:
+    return {"runs": 3, "min": lo, "median": mid, "max": hi}
+
+
+def test_the_project_readme_block_is_built_from_the_results_alone() -> None:
+    from benchmarks.readme import top_block
+
+    results = {
+        "date": "2026-12-04T16:00:00Z",
+        "machine": "vm x86_64, 2 CPUs",
+        "loadavg_start": [1.0, 1.0, 1.0],
+        "loadavg_end": [2.0, 2.0, 2.0],
+        "zionwm_log_level": "info",
+        "sway_version": "1.7",
+        "budget": [
+            {"line": "some limit", "figure": 1.25, "unit": "x sway", "limit": 1.3, "status": "pass"}
+        ],
+        "idle": {
+            "summary": {
+                "zionwm": {"rss_start_kib": _spread(51200, 52224, 53248)},
+                "sway": {"rss_start_kib": _spread(20480, 21504, 22528)},
+            },
+            "per_desktop": {"per_desktop_kib": 13000.0},
+        },
+    }
+    text = top_block(results)
+    assert "| some limit | 1.25 x sway | 1.3 | pass |" in text
+    assert "RSS at start 51.0 MiB (min 50.0, max 52.0, 3 runs), sway 21.0 MiB" in text
+    assert "2026-12-04T16:00:00Z" in text and "log level info" in text

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 from zionwm.isolation.cgroups import (
     DELEGATE_HINT,
     UNIFIED,
+    DesktopCgroup,
     DirFacts,
+    FreezeOp,
     Write,
     detect_layout,
     format_cpus,
@@ -347,3 +350,13 @@ def test_cpu_lists() -> None:
 def test_keyed_files() -> None:
     assert parse_keyed("populated 1\nfrozen 0\n") == {"populated": 1, "frozen": 0}
     assert parse_keyed("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")["oom_kill"] == 2
+
+
+def test_freeze_polls_every_millisecond_then_backs_off() -> None:
+    """A freeze is polled soon (most finish within a millisecond) and a hung one rarely;
+    no v1 group is touched: only the schedule is asked for."""
+    op = FreezeOp(cast(DesktopCgroup, None), "v1", timeout=2.0)
+    delays = [op.next_poll_ms() for _ in range(24)]
+    assert delays[:16] == [1] * 16
+    assert delays[16:] == [2, 4, 8, 16, 20, 20, 20, 20]
+    assert FreezeOp.poll_interval * 1000 == 20

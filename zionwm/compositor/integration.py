@@ -68,7 +68,7 @@ class Isolation:
         try:
             self.net = NetworkManager.from_environ(network_prefix(self.ident), os.environ)
             if self.net.privileged:
-                removed = self.net.cleanup_stale()
+                removed = self.net.cleanup_stale_at_start()
                 if removed:
                     log.info("network: removed what a crashed run left: %s", ", ".join(removed))
             log.info("network: %s", self.net.caps.describe())
@@ -243,14 +243,14 @@ class Isolation:
         op = cg.start_freeze()
         poller = self.server.loop.timer(lambda: self._step_freeze(desktop), f"freeze {desktop}")
         self._freezing[desktop] = (op, poller)
-        poller.schedule(1)
+        poller.schedule(op.next_poll_ms())
         return f"freezing {desktop}"
 
     def _step_freeze(self, desktop: str) -> None:
         op, poller = self._freezing[desktop]
         state = op.poll()
         if state == "pending":
-            poller.schedule(max(1, int(op.poll_interval * 1000)))
+            poller.schedule(op.next_poll_ms())
             return
         poller.remove()
         op.close()

@@ -63,7 +63,6 @@ from wlroots.wlr_types.xdg_decoration_v1 import (
     XdgToplevelDecorationV1Mode,
 )
 from wlroots.wlr_types.xdg_shell import XdgSurface, XdgSurfaceRole
-from xkbcommon import xkb
 
 from zionwm import commands as cmdlang
 from zionwm import config as cfgmod
@@ -75,7 +74,7 @@ from .children import Child, Children
 from .clients import DesktopSocket, ensure_private_dir
 from .clipboard import ClipboardBridge
 from .desktops import DesktopModel, SwitchError
-from .input import BindingTable, KeyboardHandler, attach_keyboard
+from .input import BindingTable, KeyboardHandler, attach_keyboard, compiled_keymap
 from .layers import Layers, LayerView
 from .listeners import HasListeners
 from .loop import Loop
@@ -137,7 +136,8 @@ class Server(HasListeners):
         self.shutting_down = False
         self.switch_latencies_ms: list[float] = []
         self.focused_view: View | None = None
-        self.grab: Grab | None = None
+        self._grab: Grab | None = None
+        self.pointer: native.Pointer | None = None  # motion and frame events, in C
         self.keyboards: list[KeyboardHandler] = []
         self.outputs: list[ServerOutput] = []
         self.indicators: dict[str, Strip] = {}
@@ -146,12 +146,11 @@ class Server(HasListeners):
         self.strip_recalled = False
         self.in_binding = False
         self.host_views: list[View] = []
-        self.pointer_seat: Seat | None = None
+        self._pointer_seat: Seat | None = None
         self._consumed_keys: set[int] = set()
         self._slots = 0
         self._slot_names: dict[int, str] = {}
         self._views_by_id: dict[int, View] = {}
-        self._default_cursor = False
         self.desktops: dict[str, DesktopRuntime] = {}
         self.ipc: Any = None
         self.extensions: list[Any] = []  # isolation/quarantine integrations (close on exit)
@@ -234,13 +233,18 @@ class Server(HasListeners):
         self.cursor_manager = XCursorManager(24)
         self.host_seat = self._make_seat("seat0", -1)
         for sig, handler in (
-            (self.cursor.motion_event, self._on_cursor_motion),
-            (self.cursor.motion_absolute_event, self._on_cursor_motion_absolute),
             (self.cursor.button_event, self._on_cursor_button),
             (self.cursor.axis_event, self._on_cursor_axis),
-            (self.cursor.frame_event, self._on_cursor_frame),
         ):
             self.add_listener(sig, handler)
+        # motion and frame: no Python per event (native.Pointer)
+        self.pointer = native.Pointer(
+            self.cursor,
+            self.cursor_manager,
+            self._scene_root,
+            self._on_pointer_grab_motion,
+            self._on_pointer_seat_changed,
+        )
         self.add_listener(self.backend.new_input_event, self._on_backend_new_input)
         self.add_listener(self.backend.new_output_event, self._on_backend_new_output)
 
@@ -318,6 +322,8 @@ class Server(HasListeners):
         for held in self._seat_listeners.values():
             held.finalize_listeners()
         self.finalize_listeners()
+        if self.pointer is not None:
+            self.pointer.detach()
         self.backend.destroy()
         # The rest (scene, layout, cursor, display) is released by process exit: pywlroots'
         # ffi.gc destructors run in no defined order at interpreter exit, so the CLI ends
@@ -793,11 +799,10 @@ class Server(HasListeners):
             kb = device.keyboard
             # a virtual keyboard brings its own keymap; do not replace it
             if kb._ptr.keymap == wlr_ffi.NULL:
-                ctx = xkb.Context()
-                keymap = ctx.keymap_new_from_names(
-                    layout=getattr(settings, "keyboard_layout", None) or None,
-                    variant=getattr(settings, "keyboard_variant", None) or None,
-                    options=getattr(settings, "keyboard_options", None) or None,
+                keymap = compiled_keymap(
+                    getattr(settings, "keyboard_layout", None) or None,
+                    getattr(settings, "keyboard_variant", None) or None,
+                    getattr(settings, "keyboard_options", None) or None,
                 )
                 kb.set_keymap(keymap)
             kb.set_repeat_info(
@@ -864,20 +869,39 @@ class Server(HasListeners):
             return True
         return False
 
-    # raw wlroots calls here: pywlroots' event.device builds an InputDevice (with Signals)
-    # on every access, which costs more than the motion itself
-    def _on_cursor_motion(self, listener: Any, event: Any) -> None:
-        ev = event._ptr
-        wlr_lib.wlr_cursor_move(self.cursor._ptr, ev.device, ev.delta_x, ev.delta_y)
-        self._process_motion(ev.time_msec)
+    # The pointer's seat and the grab are mirrored into the native handler, which runs
+    # every motion (hit test, enter, motion, cursor image) without Python.
+    @property
+    def pointer_seat(self) -> Seat | None:
+        return self._pointer_seat
 
-    def _on_cursor_motion_absolute(self, listener: Any, event: Any) -> None:
-        ev = event._ptr
-        wlr_lib.wlr_cursor_warp_absolute(self.cursor._ptr, ev.device, ev.x, ev.y)
-        self._process_motion(ev.time_msec)
+    @pointer_seat.setter
+    def pointer_seat(self, seat: Seat | None) -> None:
+        self._pointer_seat = seat
+        if seat is None and self.pointer is not None:
+            self.pointer.forget_seat()
+
+    @property
+    def grab(self) -> Grab | None:
+        return self._grab
+
+    @grab.setter
+    def grab(self, grab: Grab | None) -> None:
+        self._grab = grab
+        if self.pointer is not None:
+            self.pointer.set_grab(grab is not None)
+
+    def _on_pointer_seat_changed(self, slot: int | None) -> None:
+        self._pointer_seat = (
+            None if slot is None else self.seat_of_desktop(self._desktop_of_slot(slot))
+        )
+
+    def _on_pointer_grab_motion(self, time_msec: int) -> None:
+        self._process_grab()
 
     def _refresh_pointer_focus(self) -> None:
-        self._process_motion(int(time.monotonic() * 1000) & 0xFFFFFFFF)
+        if self.pointer is not None:
+            self.pointer.refresh(int(time.monotonic() * 1000))
 
     def _surface_at(self, x: float, y: float) -> tuple[Any, Seat, float, float] | None:
         """The surface under a layout point as a raw pywlroots pointer (no wrapper objects:
@@ -889,27 +913,6 @@ class Server(HasListeners):
         ptr = wlr_ffi.cast("struct wlr_surface *", addr)
         desktop = self._desktop_of_slot(native.resource_desktop(ptr.resource))
         return ptr, self.seat_of_desktop(desktop), sx, sy
-
-    def _process_motion(self, time_msec: int) -> None:
-        if self.grab is not None:
-            self._process_grab()
-            return
-        hit = self._surface_at(self.cursor.x, self.cursor.y)
-        if hit is None:
-            if self.pointer_seat is not None:
-                self.pointer_seat.pointer_notify_clear_focus()
-                self.pointer_seat = None
-            if not self._default_cursor:
-                self.cursor_manager.set_cursor_image("left_ptr", self.cursor)
-                self._default_cursor = True
-            return
-        surface, seat, sx, sy = hit
-        if seat is not self.pointer_seat and self.pointer_seat is not None:
-            self.pointer_seat.pointer_notify_clear_focus()
-        self.pointer_seat = seat
-        self._default_cursor = False
-        wlr_lib.wlr_seat_pointer_notify_enter(seat._ptr, surface, sx, sy)
-        wlr_lib.wlr_seat_pointer_notify_motion(seat._ptr, time_msec, sx, sy)
 
     def _on_cursor_button(self, listener: Any, event: Any) -> None:
         if event.button_state == ButtonState.RELEASED and self.grab is not None:
@@ -977,10 +980,6 @@ class Server(HasListeners):
             self.pointer_seat.pointer_notify_axis(
                 event.time_msec, event.orientation, event.delta, event.delta_discrete, event.source
             )
-
-    def _on_cursor_frame(self, listener: Any, data: Any) -> None:
-        if self.pointer_seat is not None:
-            self.pointer_seat.pointer_notify_frame()
 
     def _on_seat_request_set_cursor(self, seat: Seat, event: Any) -> None:
         if seat is not self.pointer_seat:

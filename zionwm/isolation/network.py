@@ -71,8 +71,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pyroute2 import IPRoute, netns
-
 from zionwm import paths
 from zionwm.isolation import netpolicy
 from zionwm.isolation.netpolicy import AddressPlan, DesktopRules
@@ -181,6 +179,21 @@ def _in_netns(path: Path, fn: Callable[[], _T]) -> _T:
     return box["value"]
 
 
+def _iproute() -> Any:
+    """A netlink socket of pyroute2. pyroute2 is imported here, not at the top: its package
+    loads every netlink family it knows (about 17 MiB resident), and only a desktop that
+    has a network of its own needs it; a session without one never loads it."""
+    from pyroute2 import IPRoute  # noqa: PLC0415
+
+    return IPRoute()
+
+
+def _netns() -> Any:
+    from pyroute2 import netns  # noqa: PLC0415
+
+    return netns
+
+
 def _write_sysctl(key: str, value: str) -> None:
     Path("/proc/sys", *key.split(".")).write_text(value)
 
@@ -216,12 +229,12 @@ class _RootOps:
     def create_netns(self, name: str) -> Path:
         path = NETNS_DIR / name
         if not path.exists():
-            netns.create(name)
+            _netns().create(name)
         return path
 
     def remove_netns(self, name: str) -> None:
         if (NETNS_DIR / name).exists():
-            netns.remove(name)
+            _netns().remove(name)
         shutil.rmtree(ETC_NETNS / name, ignore_errors=True)
 
     def configure_inside(self, ns: str, ns_if: str | None, plan: AddressPlan | None) -> None:
@@ -235,7 +248,7 @@ class _RootOps:
             # No IPv6 anywhere in a desktop: the host side has no IPv6 policy to enforce.
             _write_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
             _write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
-            with IPRoute() as ip:
+            with _iproute() as ip:
                 ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
                 if ns_if is None or plan is None:
                     return
@@ -248,7 +261,7 @@ class _RootOps:
 
     def create_veth(self, ns: str, host_if: str, ns_if: str, alias: str, plan: AddressPlan) -> None:
         """The pair, host side addressed and up; the namespace side is moved in, unconfigured."""
-        with IPRoute() as ip:
+        with _iproute() as ip:
             found = ip.link_lookup(ifname=host_if)
             if found:
                 # Ours from a crashed run: replace it. Anyone else's: never touch it.
@@ -265,7 +278,7 @@ class _RootOps:
             ip.link("set", index=idx, state="up")
 
     def delete_link(self, ifname: str) -> None:
-        with IPRoute() as ip:
+        with _iproute() as ip:
             found = ip.link_lookup(ifname=ifname)
             if found:
                 ip.link("del", index=found[0])
@@ -273,7 +286,7 @@ class _RootOps:
     def links_with_alias_prefix(self, prefix: str) -> list[tuple[str, str]]:
         """(ifname, desktop) of host links whose ifalias marks them as this prefix's."""
         out: list[tuple[str, str]] = []
-        with IPRoute() as ip:
+        with _iproute() as ip:
             for link in ip.get_links():
                 desktop = netpolicy.alias_owner(link.get("ifalias"), prefix)
                 if desktop is not None:
@@ -283,7 +296,7 @@ class _RootOps:
     def foreign_desktop_links(self, prefix: str) -> list[str]:
         """Host veths another zionwm run (another prefix) made for its desktops."""
         out: list[str] = []
-        with IPRoute() as ip:
+        with _iproute() as ip:
             for link in ip.get_links():
                 alias = link.get("ifalias")
                 if not alias or ":" not in alias:
@@ -300,7 +313,7 @@ class _RootOps:
     def egress_of(self, ifnames: list[str]) -> set[str]:
         """Interfaces the traffic of these veths leaves through (uplink tables or main)."""
         out: set[str] = set()
-        with IPRoute() as ip:
+        with _iproute() as ip:
             tables = {
                 r.get("FRA_TABLE") or r.get("table")
                 for r in ip.get_rules(family=2)
@@ -325,7 +338,7 @@ class _RootOps:
     def used_networks(self) -> list[ipaddress.IPv4Network]:
         """Every IPv4 destination and address the host has, in any table, to allocate around."""
         nets: list[ipaddress.IPv4Network] = []
-        with IPRoute() as ip:
+        with _iproute() as ip:
             for r in ip.get_routes(family=2, table=0):
                 dst = r.get("dst") or r.get("RTA_DST")
                 if dst:
@@ -348,7 +361,7 @@ class _RootOps:
         address: the DNS forwarder's upstream queries) uses it too, except towards the
         desktops' own links (`desktop_nets`), which go back to the main table: the host's
         answers to a desktop (an ICMP reject, say) must reach it, not the uplink."""
-        with IPRoute() as ip:
+        with _iproute() as ip:
             found = ip.link_lookup(ifname=uplink)
             if not found:
                 raise NetworkError(f"uplink interface {uplink!r} does not exist")
@@ -368,13 +381,13 @@ class _RootOps:
                 self._rule(ip, "add", table=table, priority=RULE_PRIORITY, src=source, src_len=32)
 
     def add_desktop_rule(self, table: int, host_if: str) -> None:
-        with IPRoute() as ip:
+        with _iproute() as ip:
             self._rule(ip, "add", table=table, priority=RULE_PRIORITY, iifname=host_if)
 
     def delete_rules(self, table: int, ifnames: set[str] | None, if_tag: str = "") -> None:
         """Rules on `ifnames`; with None, every rule of ours (pointing at `table`, or on an
         interface whose name starts with `if_tag`) and the table's routes."""
-        with IPRoute() as ip:
+        with _iproute() as ip:
             for r in ip.get_rules(family=2):
                 prio = r.get("priority") or r.get("FRA_PRIORITY")
                 if prio not in (RULE_PRIORITY, RULE_PRIORITY + 1):
@@ -422,7 +435,7 @@ class _RootOps:
         return key
 
     def first_address(self, ifname: str) -> str | None:
-        with IPRoute() as ip:
+        with _iproute() as ip:
             found = ip.link_lookup(ifname=ifname)
             if not found:
                 return None
@@ -434,7 +447,7 @@ class _RootOps:
 
     def interfaces_of_default_routes(self) -> list[str]:
         names: list[str] = []
-        with IPRoute() as ip:
+        with _iproute() as ip:
             for r in ip.get_default_routes(family=2, table=254):
                 oif = r.get("RTA_OIF")
                 if oif:
@@ -654,6 +667,7 @@ class NetworkManager:
         # flushes the whole table).
         self.route_table = 0x10000000 + int(netpolicy._short_hash(prefix, 7), 16)
         self._uplink_source: str | None = None
+        self._cleanup_due = False
 
     @classmethod
     def from_environ(cls, prefix: str, environ: Mapping[str, str]) -> NetworkManager:
@@ -763,6 +777,9 @@ class NetworkManager:
 
     def _build(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
         with self._lock:
+            if self._cleanup_due:
+                self._cleanup_due = False
+                self.cleanup_stale()
             net = (
                 self._ensure_privileged(desktop, policy)
                 if self.privileged
@@ -816,6 +833,42 @@ class NetworkManager:
                 self._teardown_shared()
 
     close = teardown
+
+    def cleanup_stale_at_start(self) -> list[str]:
+        """`cleanup_stale` for a run's start, without netlink when nothing is left over.
+
+        What a crashed run leaves is visible without pyroute2 (see `_leftovers_visible`);
+        when none of it is there, the full clean-up (which also lists policy rules over
+        netlink) waits for the first desktop network this run builds, so a session that
+        never builds one never loads pyroute2.
+        """
+        if not self.privileged:
+            return []
+        if self._leftovers_visible():
+            return self.cleanup_stale()
+        self._cleanup_due = True
+        return []
+
+    def _leftovers_visible(self) -> bool:
+        """A namespace, an /etc/netns directory, a host link (by its ifalias in sysfs), the
+        nftables table or recorded sysctls of this prefix: anything `cleanup_stale` removes
+        apart from policy rules. A crash leaves those only beside the namespace and link
+        they route (seen here); one left alone, by a crash in the middle of a clean-up,
+        matches no interface and is removed before this run's first desktop network."""
+        mine = self.prefix + "-"
+        for d in (NETNS_DIR, ETC_NETNS):
+            if d.exists() and any(n.startswith(mine) for n in os.listdir(d)):
+                return True
+        for alias in Path("/sys/class/net").glob("*/ifalias"):
+            try:
+                if netpolicy.alias_owner(alias.read_text().strip(), self.prefix):
+                    return True
+            except OSError:
+                continue
+        if _load_json(SYSCTL_RECORD):
+            return True
+        assert self._root is not None
+        return self._root.nft_table_exists(netpolicy.table_name(self.prefix))
 
     def cleanup_stale(self) -> list[str]:
         """Remove what a crashed run with this prefix left; returns what was removed.

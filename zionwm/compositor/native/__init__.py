@@ -247,8 +247,80 @@ def install_global_filter(display: Any, allowed_interfaces: frozenset[str]) -> N
 def set_seat_for_desktop(desktop: int, seat: Any) -> None:
     """Register the wl_seat global desktop `desktop` (-1: host) may see; it sees no other.
     None (a desktop removed at run time) forgets it before the seat is destroyed."""
-    g = ffi.NULL if seat is None else lib.zion_seat_global(to_native(seat, "struct wlr_seat *"))
+    ptr = ffi.NULL if seat is None else to_native(seat, "struct wlr_seat *")
+    g = ffi.NULL if seat is None else lib.zion_seat_global(ptr)
     lib.zion_filter_set_seat_global(desktop, g)
+    lib.zion_pointer_set_slot_seat(desktop, ptr)  # the seat the pointer enters for it
+
+
+# ---- the pointer ----
+
+_on_pointer_grab_motion: Callable[[int], None] | None = None
+_on_pointer_seat_changed: Callable[[int | None], None] | None = None
+
+
+class Pointer:
+    """The native pointer handler: motion (hit test, enter, motion, the default cursor
+    image) and frame events run in C. `seat_changed(slot or None)` is called when another
+    desktop's seat (-1: the host's) gets the pointer, or none; `grab_motion(time_msec)` for
+    every motion while `set_grab(True)` (an interactive move or resize)."""
+
+    def __init__(
+        self,
+        cursor: Any,
+        xcursor_manager: Any,
+        root: Any,
+        grab_motion: Callable[[int], None],
+        seat_changed: Callable[[int | None], None],
+    ) -> None:
+        global _on_pointer_grab_motion, _on_pointer_seat_changed
+        _on_pointer_grab_motion = grab_motion
+        _on_pointer_seat_changed = seat_changed
+        self._ptr = lib.zion_pointer_attach(
+            to_native(cursor, "struct wlr_cursor *"),
+            to_native(xcursor_manager, "struct wlr_xcursor_manager *"),
+            root,
+        )
+        if self._ptr == ffi.NULL:
+            raise MemoryError("native pointer handler")
+
+    def refresh(self, time_msec: int) -> None:
+        """Run the motion path for where the cursor is now (the scene changed under it)."""
+        lib.zion_pointer_process(self._ptr, time_msec & 0xFFFFFFFF)
+
+    def set_grab(self, on: bool) -> None:
+        lib.zion_pointer_set_grab(self._ptr, on)
+
+    def forget_seat(self) -> None:
+        """The compositor cleared the pointer focus itself."""
+        lib.zion_pointer_forget_seat(self._ptr)
+
+    def seat_slot(self) -> int | None:
+        slot = lib.zion_pointer_seat_slot(self._ptr)
+        return None if slot == -2 else int(slot)
+
+    def detach(self) -> None:
+        if self._ptr != ffi.NULL:
+            lib.zion_pointer_detach(self._ptr)
+            self._ptr = ffi.NULL
+
+
+@ffi.def_extern()
+def zion_py_pointer_grab_motion(time_msec: int) -> None:
+    try:
+        if _on_pointer_grab_motion is not None:
+            _on_pointer_grab_motion(time_msec)
+    except Exception:
+        log.exception("callback failed: pointer motion during a grab")
+
+
+@ffi.def_extern()
+def zion_py_pointer_seat_changed(slot: int) -> None:
+    try:
+        if _on_pointer_seat_changed is not None:
+            _on_pointer_seat_changed(None if slot == -2 else slot)
+    except Exception:
+        log.exception("callback failed: pointer seat change")
 
 
 # ---- outputs ----

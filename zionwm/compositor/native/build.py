@@ -32,6 +32,9 @@ C_SOURCE = r"""
 #include <wlr/types/wlr_output.h>
 #include <wlr/types/wlr_presentation_time.h>
 #include <wlr/types/wlr_xdg_activation_v1.h>
+#include <wlr/types/wlr_cursor.h>
+#include <wlr/types/wlr_pointer.h>
+#include <wlr/types/wlr_xcursor_manager.h>
 #include <drm_fourcc.h>
 
 static void zion_py_client_destroyed(struct wl_client *, int);
@@ -39,6 +42,8 @@ static void zion_py_source_send(int, const char *, int);
 static void zion_py_source_destroyed(int);
 static void zion_py_geometry_changed(int, int, int, int, int);
 static void zion_py_frame_committed(int, long long);
+static void zion_py_pointer_grab_motion(unsigned int);
+static void zion_py_pointer_seat_changed(int);
 
 /* ---- clients: the desktop a client belongs to is fixed at accept time, by socket ---- */
 
@@ -503,6 +508,137 @@ const char *zion_data_source_mime(struct wlr_data_source *source, size_t index) 
 void zion_data_source_send(struct wlr_data_source *source, const char *mime, int fd) {
     wlr_data_source_send(source, mime, fd);
 }
+
+/* ---- the pointer: every motion event handled here, without Python ----
+ * Hit test (the scene's topmost surface under the cursor), the seat of that surface's
+ * desktop, enter/motion/clear-focus on it, the default cursor image over no surface,
+ * and the frame event. Python hears only of a change of the seat that has the pointer
+ * and, while an interactive move/resize runs, of every motion (the grab is Python's). */
+
+#define ZION_SLOT_SEATS (ZION_MAX_DESKTOPS + 1) /* [0] = host (slot -1) */
+
+struct zion_pointer {
+    struct wlr_cursor *cursor;
+    struct wlr_xcursor_manager *xcursor;
+    struct wlr_scene_node *root;
+    struct wlr_seat *seat; /* the seat that has the pointer, or NULL */
+    int seat_slot;
+    bool default_image;
+    bool grab;
+    struct wl_listener motion, motion_absolute, frame;
+};
+
+static struct zion_pointer *zion_the_pointer;
+static struct wlr_seat *zion_slot_seats[ZION_SLOT_SEATS];
+
+static void zion_pointer_focus_seat(struct zion_pointer *p, struct wlr_seat *seat, int slot) {
+    if (p->seat == seat) return;
+    p->seat = seat;
+    p->seat_slot = slot;
+    zion_py_pointer_seat_changed(seat ? slot : -2);
+}
+
+void zion_pointer_process(struct zion_pointer *p, uint32_t time_msec) {
+    if (p->grab) {
+        zion_py_pointer_grab_motion(time_msec);
+        return;
+    }
+    double sx = 0, sy = 0;
+    struct wlr_surface *surface = NULL;
+    struct wlr_seat *seat = NULL;
+    int slot = -1;
+    struct wlr_scene_node *node = wlr_scene_node_at(p->root, p->cursor->x, p->cursor->y, &sx, &sy);
+    if (node != NULL && node->type == WLR_SCENE_NODE_SURFACE) {
+        surface = wlr_scene_surface_from_node(node)->surface;
+        slot = zion_resource_desktop(surface->resource);
+        if (slot < 0) slot = -1;
+        if (slot + 1 < ZION_SLOT_SEATS) seat = zion_slot_seats[slot + 1];
+    }
+    if (seat == NULL) { /* no surface, or one of a desktop being removed */
+        if (p->seat != NULL) {
+            wlr_seat_pointer_notify_clear_focus(p->seat);
+            zion_pointer_focus_seat(p, NULL, -2);
+        }
+        if (!p->default_image) {
+            wlr_xcursor_manager_set_cursor_image(p->xcursor, "left_ptr", p->cursor);
+            p->default_image = true;
+        }
+        return;
+    }
+    if (p->seat != NULL && p->seat != seat) wlr_seat_pointer_notify_clear_focus(p->seat);
+    zion_pointer_focus_seat(p, seat, slot);
+    p->default_image = false;
+    wlr_seat_pointer_notify_enter(seat, surface, sx, sy);
+    wlr_seat_pointer_notify_motion(seat, time_msec, sx, sy);
+}
+
+static void zion_pointer_on_motion(struct wl_listener *listener, void *data) {
+    struct zion_pointer *p = wl_container_of(listener, p, motion);
+    struct wlr_event_pointer_motion *ev = data;
+    wlr_cursor_move(p->cursor, ev->device, ev->delta_x, ev->delta_y);
+    zion_pointer_process(p, ev->time_msec);
+}
+
+static void zion_pointer_on_motion_absolute(struct wl_listener *listener, void *data) {
+    struct zion_pointer *p = wl_container_of(listener, p, motion_absolute);
+    struct wlr_event_pointer_motion_absolute *ev = data;
+    wlr_cursor_warp_absolute(p->cursor, ev->device, ev->x, ev->y);
+    zion_pointer_process(p, ev->time_msec);
+}
+
+static void zion_pointer_on_frame(struct wl_listener *listener, void *data) {
+    struct zion_pointer *p = wl_container_of(listener, p, frame);
+    if (p->seat != NULL) wlr_seat_pointer_notify_frame(p->seat);
+}
+
+struct zion_pointer *zion_pointer_attach(struct wlr_cursor *cursor,
+        struct wlr_xcursor_manager *xcursor, struct wlr_scene_node *root) {
+    struct zion_pointer *p = calloc(1, sizeof(*p));
+    if (p == NULL) return NULL;
+    p->cursor = cursor;
+    p->xcursor = xcursor;
+    p->root = root;
+    p->seat_slot = -2;
+    p->motion.notify = zion_pointer_on_motion;
+    wl_signal_add(&cursor->events.motion, &p->motion);
+    p->motion_absolute.notify = zion_pointer_on_motion_absolute;
+    wl_signal_add(&cursor->events.motion_absolute, &p->motion_absolute);
+    p->frame.notify = zion_pointer_on_frame;
+    wl_signal_add(&cursor->events.frame, &p->frame);
+    zion_the_pointer = p;
+    return p;
+}
+
+void zion_pointer_detach(struct zion_pointer *p) {
+    wl_list_remove(&p->motion.link);
+    wl_list_remove(&p->motion_absolute.link);
+    wl_list_remove(&p->frame.link);
+    if (zion_the_pointer == p) zion_the_pointer = NULL;
+    free(p);
+}
+
+/* The seat of a desktop's slot (-1: host); NULL forgets it before it is destroyed. */
+void zion_pointer_set_slot_seat(int slot, struct wlr_seat *seat) {
+    struct zion_pointer *p = zion_the_pointer;
+    if (slot < -1 || slot + 1 >= ZION_SLOT_SEATS) return;
+    struct wlr_seat *old = zion_slot_seats[slot + 1];
+    zion_slot_seats[slot + 1] = seat;
+    if (p != NULL && seat == NULL && old != NULL && p->seat == old) {
+        p->seat = NULL; /* Python drops its own reference as it removes the desktop */
+        p->seat_slot = -2;
+    }
+}
+
+/* Python took the pointer from every client (the overview opened, a desktop left). */
+void zion_pointer_forget_seat(struct zion_pointer *p) {
+    p->seat = NULL;
+    p->seat_slot = -2;
+}
+
+int zion_pointer_seat_slot(struct zion_pointer *p) { return p->seat ? p->seat_slot : -2; }
+
+void zion_pointer_set_grab(struct zion_pointer *p, bool on) { p->grab = on; }
+
 """
 
 

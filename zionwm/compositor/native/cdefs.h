@@ -116,3 +116,18 @@ extern "Python" void zion_py_source_send(int, const char *, int);
 extern "Python" void zion_py_source_destroyed(int);
 extern "Python" void zion_py_geometry_changed(int, int, int, int, int);
 extern "Python" void zion_py_frame_committed(int, long long);
+extern "Python" void zion_py_pointer_grab_motion(unsigned int);
+extern "Python" void zion_py_pointer_seat_changed(int);
+
+/* the pointer's per-motion path, all in C (see build.py) */
+struct wlr_cursor;
+struct wlr_xcursor_manager;
+struct zion_pointer;
+struct zion_pointer *zion_pointer_attach(struct wlr_cursor *cursor,
+        struct wlr_xcursor_manager *xcursor, struct wlr_scene_node *root);
+void zion_pointer_detach(struct zion_pointer *p);
+void zion_pointer_process(struct zion_pointer *p, uint32_t time_msec);
+void zion_pointer_set_slot_seat(int slot, struct wlr_seat *seat);
+void zion_pointer_forget_seat(struct zion_pointer *p);
+int zion_pointer_seat_slot(struct zion_pointer *p);
+void zion_pointer_set_grab(struct zion_pointer *p, bool on);
