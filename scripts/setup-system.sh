@@ -10,7 +10,7 @@ RUNTIME="bubblewrap iproute2 nftables passt wayvnc xwayland attr procps psmisc u
  desktop-file-utils fonts-dejavu-core fontconfig"
 TEST="weston foot grim wtype wl-clipboard wayland-utils sway clamav clamav-daemon yara
  x11-apps x11-utils busybox-static iperf3 wget curl firejail fuse-overlayfs strace
- imagemagick python3-minimal swaybg xauth xterm chromium waybar debootstrap podman
+ imagemagick python3-minimal swaybg xauth xterm xdotool xclip chromium waybar debootstrap podman
  dbus-daemon"
 
 want="$BUILD $RUNTIME"

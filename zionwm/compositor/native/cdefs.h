@@ -100,6 +100,16 @@ struct zion_output_frame *zion_output_frame_attach(struct wlr_output *output,
 void zion_output_frame_detach(struct zion_output_frame *frame);
 void zion_output_frame_notify_next(struct zion_output_frame *frame);
 
+/* a wlr_xwayland whose Xwayland runs in a desktop's sandbox (see build.py) */
+struct wlr_compositor;
+struct wlr_xwayland;
+int zion_xwayland_prepare(struct wl_display *display, struct wlr_compositor *compositor);
+struct wlr_xwayland *zion_xwayland_create(struct wl_display *display,
+    struct wlr_compositor *compositor);
+int zion_xwayland_attach(struct wlr_xwayland *xw, struct wl_client *client, int wm_fd, int pid);
+int zion_xwayland_has_wm(struct wlr_xwayland *xw);
+void zion_xwayland_destroy(struct wlr_xwayland *xw);
+
 /* called from C into Python */
 extern "Python" void zion_py_client_destroyed(struct wl_client *, int);
 extern "Python" void zion_py_source_send(int, const char *, int);

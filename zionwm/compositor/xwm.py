@@ -1,0 +1,70 @@
+"""The X window manager of one desktop: wlroots' XWM on an Xwayland the compositor started.
+
+A thin shell over native/ (see build.py for why the wlr_xwayland is made there): it
+attaches the XWM when the desktop's Xwayland is ready, binds it to the desktop's seat and
+turns each new X window into an `XView` (managed) or `Unmanaged` (override-redirect) of
+that desktop. Every X window of this XWM belongs to this desktop: the X server is the
+desktop's own, so no other desktop's program can create one here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pywayland.server import Signal
+from wlroots import ffi as wlr_ffi
+from wlroots import lib as wlr_lib
+from wlroots.xwayland import Surface as XSurface
+
+from . import native
+from .listeners import HasListeners
+from .xviews import Unmanaged, XView
+
+if TYPE_CHECKING:
+    from wlroots.wlr_types import Seat
+
+    from .server import Server
+
+log = logging.getLogger(__name__)
+
+
+def prepare(display: Any, compositor: Any) -> bool:
+    """Learn wlroots' XWM hooks (once per compositor); False if this wlroots cannot."""
+    return native.xwayland_prepare(display, compositor)
+
+
+class RootlessWM(HasListeners):
+    def __init__(self, server: Server, desktop: str) -> None:
+        self.server = server
+        self.desktop = desktop
+        self._ptr = native.xwayland_create(server.display, server.compositor)
+        wlr_ptr = native.to_wlr(self._ptr, "struct wlr_xwayland *")
+        self._wlr_ptr = wlr_ptr
+        self.new_surface_event = Signal(
+            ptr=wlr_ffi.addressof(wlr_ptr.events.new_surface), data_wrapper=XSurface
+        )
+        self.add_listener(self.new_surface_event, self._on_new_surface)
+        self.unmanaged: list[Unmanaged] = []
+
+    def attach(self, seat: Seat, client: int, wm_fd: int, pid: int) -> bool:
+        """Run the XWM on `wm_fd` (owned by it from here) for the Xwayland whose Wayland
+        connection is `client`. The seat is set each time: wlroots unsets it when an XWM
+        goes away with its server."""
+        wlr_lib.wlr_xwayland_set_seat(self._wlr_ptr, seat._ptr)
+        return native.xwayland_attach(self._ptr, client, wm_fd, pid)
+
+    def _on_new_surface(self, listener: Any, xsurface: XSurface) -> None:
+        if xsurface.override_redirect:
+            u = Unmanaged(self.server, xsurface, self.desktop)
+            self.unmanaged.append(u)
+            u.on_gone = self.unmanaged.remove
+            return
+        self.server.add_view(XView(self.server, xsurface, self.desktop))
+
+    def close(self) -> None:
+        """At shutdown. A running XWM keeps its wlr_xwayland until its X server hangs up
+        (wlroots frees the XWM only then), so only an idle one is freed here."""
+        self.finalize_listeners()
+        if not native.xwayland_has_wm(self._ptr):
+            native.xwayland_destroy(self._ptr)
