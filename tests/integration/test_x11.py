@@ -508,3 +508,19 @@ def test_x_server_that_cannot_start_is_given_up_until_a_reload(make_compositor: 
     attempt("again.txt")  # tried again (three more starts), and gave up again
     gave_up = [n for n in comp.zjson("status")["notifications"] if "X11 programs cannot" in n]
     assert len(gave_up) == 2, gave_up
+
+
+def test_idle_x_server_stops_after_its_last_program_and_comes_back(comp: Compositor) -> None:
+    require("xwininfo")
+    comp.zionctl("switch", "gaming")  # a frozen desktop's server would not count idle time
+    _run_in(comp, "gaming", "xwininfo -root", "idle1.txt")
+    first = _sandbox_pid(comp, "gaming")
+    wait_for(
+        lambda: _x11_state(comp, "gaming") == "waiting for the first X11 client",
+        60,
+        "gaming's Xwayland to stop once its last X11 program is gone",
+    )
+    out = _run_in(comp, "gaming", "xwininfo -root", "idle2.txt")
+    assert "(the root window)" in out, out
+    assert "running rootless" in _x11_state(comp, "gaming")
+    assert _sandbox_pid(comp, "gaming") != first

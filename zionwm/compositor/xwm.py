@@ -52,7 +52,15 @@ class RootlessWM(HasListeners):
         connection is `client`. The seat is set each time: wlroots unsets it when an XWM
         goes away with its server."""
         wlr_lib.wlr_xwayland_set_seat(self._wlr_ptr, seat._ptr)
-        return native.xwayland_attach(self._ptr, client, wm_fd, pid)
+        if not native.xwayland_attach(self._ptr, client, wm_fd, pid):
+            return False
+        if not native.xwayland_terminate_with_last_client(self._ptr, wm_fd):
+            log.warning(
+                "desktop %s: the X server will not stop by itself when idle "
+                "(the window manager's connection could not be marked)",
+                self.desktop,
+            )
+        return True
 
     def _on_new_surface(self, listener: Any, xsurface: XSurface) -> None:
         if xsurface.override_redirect:

@@ -427,6 +427,10 @@ def xwayland_attach(xw: Any, client_addr: int, wm_fd: int, pid: int) -> bool:
     return lib.zion_xwayland_attach(xw, client, wm_fd, pid) == 0
 
 
+def xwayland_terminate_with_last_client(xw: Any, wm_fd: int) -> bool:
+    return lib.zion_xwayland_terminate_with_last_client(xw, wm_fd) == 0
+
+
 def xwayland_has_wm(xw: Any) -> bool:
     return bool(lib.zion_xwayland_has_wm(xw))
 

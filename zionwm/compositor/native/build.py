@@ -32,6 +32,8 @@ C_SOURCE = r"""
 #include <wlr/types/wlr_presentation_time.h>
 #include <wlr/types/wlr_xdg_activation_v1.h>
 #include <wlr/xwayland.h>
+#include <sys/uio.h>
+#include <xcb/xfixes.h>
 #include <drm_fourcc.h>
 
 static void zion_py_client_destroyed(struct wl_client *, int);
@@ -166,6 +168,38 @@ int zion_xwayland_attach(struct wlr_xwayland *xw, struct wl_client *client, int 
 }
 
 int zion_xwayland_has_wm(struct wlr_xwayland *xw) { return xw->xwm != NULL; }
+
+/* Let Xwayland's -terminate ignore the XWM's own connection (XFixes 6 client disconnect
+ * mode), so the server exits once its last real X client is gone. wlroots 0.15 does not
+ * ask for it, and its XWM keeps the xcb connection in a private struct: it is found there
+ * by value, each candidate read safely (process_vm_readv on ourselves fails instead of
+ * faulting) and accepted only if it is the xcb connection on wm_fd whose first screen is
+ * the one stored in the field after it. 0 when set, -1 when not found. */
+static int zion_readable(const void *p, size_t n) {
+    char buf[64];
+    struct iovec local = { buf, n < sizeof(buf) ? n : sizeof(buf) };
+    struct iovec remote = { (void *)p, local.iov_len };
+    return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)local.iov_len;
+}
+
+int zion_xwayland_terminate_with_last_client(struct wlr_xwayland *xw, int wm_fd) {
+    const char *xwm = (const char *)xw->xwm;
+    if (!xwm) return -1;
+    for (size_t off = 3 * sizeof(void *); off < 1024; off += sizeof(void *)) {
+        if (!zion_readable(xwm + off, 2 * sizeof(void *))) return -1;
+        xcb_connection_t *c = *(xcb_connection_t *const *)(xwm + off);
+        if (!c || ((uintptr_t)c % sizeof(void *)) || !zion_readable(c, 64)) continue;
+        if (xcb_get_file_descriptor(c) != wm_fd || xcb_connection_has_error(c)) continue;
+        const xcb_setup_t *setup = xcb_get_setup(c);
+        if (!setup) continue;
+        void *screen = *(void *const *)(xwm + off + sizeof(void *));
+        if (screen != (void *)xcb_setup_roots_iterator(setup).data) continue;
+        xcb_xfixes_set_client_disconnect_mode(c, XCB_XFIXES_CLIENT_DISCONNECT_FLAGS_TERMINATE);
+        xcb_flush(c);
+        return 0;
+    }
+    return -1;
+}
 
 /* Tear down: wlroots destroys the XWM (if any) through the server's destroy signal. */
 void zion_xwayland_destroy(struct wlr_xwayland *xw) {
@@ -442,7 +476,7 @@ def make_ffi() -> cffi.FFI:
     ffi.set_source(
         "zionwm.compositor.native._zionwm_native",
         C_SOURCE,
-        libraries=["wlroots", "wayland-server"],
+        libraries=["wlroots", "wayland-server", "xcb", "xcb-xfixes"],
         extra_compile_args=[
             *_pkg_flags("wlroots", "wayland-server", "pixman-1", "libdrm", "xcb"),
             "-DWLR_USE_UNSTABLE",
