@@ -244,6 +244,10 @@ class Unmanaged(HasListeners):
         )
         self.node.set_position(int(self.xsurface.x), int(self.xsurface.y))
         self.node.raise_to_top()
+        # an override-redirect window that is not a menu or tooltip (a game's own fullscreen
+        # window, a splash with a text field) takes the keyboard, as in other X11 WMs
+        if self.xsurface.or_surface_wants_focus():
+            self._keyboard_to(self.xsurface.surface)
 
     def _on_set_geometry(self, listener: Any, data: Any) -> None:
         if self.node is not None:
@@ -256,6 +260,18 @@ class Unmanaged(HasListeners):
         if self.node is not None:
             self.node.destroy()
             self.node = None
+            focused = self.server.focused_view
+            if focused is not None and focused.mapped and focused.desktop == self.desktop:
+                self._keyboard_to(focused.surface)  # back to the window that had it
+
+    def _keyboard_to(self, surface: Any) -> None:
+        server = self.server
+        if not server.keyboards or not server.desktop_visible(self.desktop):
+            return
+        seat = server.seat_of_desktop(self.desktop)
+        kb = server.keyboards[-1]
+        seat.set_keyboard(kb.device)
+        seat.keyboard_notify_enter(surface, kb.keyboard)
 
     def _on_destroy(self, listener: Any, data: Any) -> None:
         self._on_unmap(listener, data)
