@@ -40,6 +40,10 @@ class XShell:
     def __init__(self, view: XView) -> None:
         self._view = view
 
+    @property
+    def surface(self) -> Any:
+        return self._view.xsurface.surface
+
     def get_geometry(self) -> Box:
         xs = self._view.xsurface
         return Box(0, 0, int(xs.width), int(xs.height))
@@ -76,18 +80,29 @@ class XView(View):
         self.desktop = desktop
         self.mapped = False
         self.fullscreen = False
+        self.true_fullscreen = False
         self.maximized = False
         self.saved = None
         self.x = int(xsurface.x)
         self.y = int(xsurface.y)
         self._last_size = (-1, -1, -1, -1)
         self._pending_configure = None
+        self._asked: tuple[int, int] | None = None
         self._geometry = (0, 0, 0, 0)
         self._geometry_watch = None
+        # the same layers as an xdg window, bottom to top: the surface (made at map, when
+        # X pairs the window with its wl_surface), the frame, popups (unused: X menus are
+        # windows of their own)
         self.tree = SceneTree.create(server.desktop_tree(desktop))
-        colour = server.desktop_colour(desktop)
-        self.borders = [SceneRect.create(self.tree, 0, 0, colour) for _ in range(4)]
+        self.surface_holder = SceneTree.create(self.tree)
         self.surface_node: Any = None
+        self.frame = SceneTree.create(self.tree)
+        self.masks = [SceneRect.create(self.frame, 0, 0, (0, 0, 0, 1)) for _ in range(4)]
+        colour = server.desktop_colour(desktop)
+        self.borders = [SceneRect.create(self.frame, 0, 0, colour) for _ in range(4)]
+        self.host_tab = None
+        self.host_lines: list[SceneRect] = []
+        self.popups = SceneTree.create(self.tree)
         self.tree.set_enabled(False)
         self.add_listener(xsurface.map_event, self._on_x_map)
         self.add_listener(xsurface.unmap_event, self._on_x_unmap)
@@ -145,7 +160,7 @@ class XView(View):
         self.configure()
 
     def _on_x_map(self, listener: Any, data: Any) -> None:
-        self.surface_node = native.subsurface_tree(self.tree, self.xsurface.surface)
+        self.surface_node = native.subsurface_tree(self.surface_holder, self.xsurface.surface)
         self.mapped = True
         self.x, self.y = self.server.place_new_view(self)
         self.tree.set_position(self.x, self.y)
