@@ -175,6 +175,21 @@ def _x_window(comp: Compositor, desktop: str, cls: str, argv: list[str]) -> dict
     return win
 
 
+def _uncovered_point(comp: Compositor, win: dict[str, Any]) -> tuple[int, int]:
+    """A point of `win` that no other window of its desktop (with its frame) covers."""
+    others = [w for w in comp.windows(win["desktop"]) if w["id"] != win["id"]]
+    for dy in range(5, int(win["height"]) - 4, 5):
+        for dx in range(5, int(win["width"]) - 4, 5):
+            x, y = int(win["x"]) + dx, int(win["y"]) + dy
+            if not any(
+                o["x"] - 4 <= x <= o["x"] + o["width"] + 4
+                and o["y"] - 4 <= y <= o["y"] + o["height"] + 4
+                for o in others
+            ):
+                return x, y
+    raise AssertionError(f"{win['title']} is covered by {others}")
+
+
 def _xeyes_on_work(comp: Compositor) -> dict[str, Any]:
     return _x_window(comp, "work", "XEyes", [require("xeyes")])
 
@@ -238,7 +253,7 @@ def test_x11_window_is_focused_and_fullscreened_like_any_other(comp: Compositor)
     # a real click (the compositor's pointer) focuses it
     from tests.integration.test_core import VirtualPointer
 
-    VirtualPointer(comp).click(int(clock["x"]) + 20, int(clock["y"]) + 20)
+    VirtualPointer(comp).click(*_uncovered_point(comp, clock))
     wait_for(
         lambda: next(w for w in comp.windows("work") if w["id"] == clock["id"])["focused"],
         10,
@@ -248,13 +263,24 @@ def test_x11_window_is_focused_and_fullscreened_like_any_other(comp: Compositor)
 
     def fullscreen() -> dict[str, Any] | None:
         w = next(w for w in comp.windows("work") if w["id"] == clock["id"])
-        return w if w["fullscreen"] and (w["width"], w["height"]) == (1280, 720) else None
+        return w if w["fullscreen"] and w["width"] > 600 and w["height"] > 400 else None
 
-    wait_for(fullscreen, 10, "xclock fullscreen at the output's size")
-    state = _run_in(comp, "work", "xprop -name xclock _NET_WM_STATE", "state.txt")
+    big = wait_for(fullscreen, 10, "xclock fullscreen")
+    state = _run_in(
+        comp, "work", "xprop -name xclock _NET_WM_STATE; xwininfo -name xclock", "state.txt"
+    )
     assert "_NET_WM_STATE_FULLSCREEN" in state, state
+    # X has the window at the place and size the compositor gave it
+    for key, field in (("x", "Absolute upper-left X"), ("y", "Absolute upper-left Y"),
+                       ("width", "Width"), ("height", "Height")):  # fmt: skip
+        m = re.search(rf"{field}:\s+(-?\d+)", state)
+        assert m and int(m.group(1)) == big[key], (key, big, state)
     comp.zionctl("fullscreen")
-    wait_for(lambda: not fullscreen(), 10, "xclock back to its size")
+    wait_for(
+        lambda: next(w for w in comp.windows("work") if w["id"] == clock["id"])["width"] == 164,
+        10,
+        "xclock back to its size",
+    )
 
 
 def test_x11_popup_appears_where_x_put_it_next_to_its_window(comp: Compositor) -> None:
@@ -290,6 +316,15 @@ def test_x11_popup_appears_where_x_put_it_next_to_its_window(comp: Compositor) -
         )
 
     wait_for(red_popup_drawn, 15, "the popup drawn where X put it")
+    # closing the window the compositor's way: the program does not speak WM_DELETE_WINDOW,
+    # so the window manager disconnects it from its X server, and it is gone
+    assert next(w for w in comp.windows("work") if w["id"] == top["id"])["focused"]
+    comp.zionctl("close")
+    wait_for(
+        lambda: not [w for w in comp.windows("work") if w["title"] == "zt-popup"],
+        15,
+        "the popup program's window to close",
+    )
 
 
 @pytest.mark.security
@@ -424,7 +459,7 @@ def test_clipboard_is_bridged_between_x11_and_wayland_within_the_desktop(
     from tests.integration.test_core import VirtualPointer
 
     eyes = _xeyes_on_work(comp)
-    VirtualPointer(comp).click(int(eyes["x"]) + 10, int(eyes["y"]) + 10)
+    VirtualPointer(comp).click(*_uncovered_point(comp, eyes))
     wait_for(
         lambda: next(w for w in comp.windows("work") if w["id"] == eyes["id"])["focused"],
         10,
