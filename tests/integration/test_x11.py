@@ -297,25 +297,28 @@ def test_x11_popup_appears_where_x_put_it_next_to_its_window(comp: Compositor) -
     (top,) = [w for w in comp.windows("work") if w["title"] == "zt-popup"]
     # X knows the toplevel where the compositor put it (not where the program asked)
     assert seen["toplevel"] == [top["x"], top["y"]], (seen, top)
-    px, py, pw, ph = seen["popup"]
-    assert (px, py) == (top["x"] + 30, top["y"] + 40)
+    assert seen["popup"][:2] == [top["x"] + 30, top["y"] + 40]
     # the popup is not a window of its own: no frame, not listed
     assert len([w for w in comp.windows("work") if w["title"] == "zt-popup"]) == 1
 
-    def red_popup_drawn() -> bool:
+    def drawn_exactly_at(box: list[int], colour: str) -> bool:
+        x, y, w, h = box
         img = comp.screenshot()
         inside = [
-            _px(img, (px + dx, py + dy))
-            for dx in (2, pw // 2, pw - 3)
-            for dy in (2, ph // 2, ph - 3)
+            _px(img, (x + dx, y + dy)) for dx in (2, w // 2, w - 3) for dy in (2, h // 2, h - 3)
         ]
-        # just outside it: the toplevel's white, not red (the popup is exactly there)
-        outside = [_px(img, (px - 3, py + ph // 2)), _px(img, (px + pw // 2, py - 3))]
-        return all(colour_near(c, "#ff0000") for c in inside) and not any(
-            colour_near(c, "#ff0000") for c in outside
+        # just outside it: the toplevel's white, not the popup's colour
+        outside = [_px(img, (x - 3, y + h // 2)), _px(img, (x + w // 2, y - 3))]
+        return all(colour_near(c, colour) for c in inside) and not any(
+            colour_near(c, colour) for c in outside
         )
 
-    wait_for(red_popup_drawn, 15, "the popup drawn where X put it")
+    wait_for(lambda: drawn_exactly_at(seen["popup"], "#ff0000"), 15, "the popup where X put it")
+    # made override-redirect after it was created: still a popup, not a framed window
+    assert seen["late"][:2] == [top["x"] + 140, top["y"] + 40]
+    wait_for(lambda: drawn_exactly_at(seen["late"], "#0000ff"), 15, "the late popup, unframed")
+    titles = [w["title"] for w in comp.windows("work")]
+    assert titles.count("zt-popup") == 1 and "" not in titles, titles  # neither is listed
     # closing the window the compositor's way: the program does not speak WM_DELETE_WINDOW,
     # so the window manager disconnects it from its X server, and it is gone
     assert next(w for w in comp.windows("work") if w["id"] == top["id"])["focused"]

@@ -5,9 +5,11 @@
 Usage: python3 -c SRC OUT
 It maps a 240x160 toplevel titled "zt-popup", waits until the window manager has placed it,
 then does what a toolkit does for a menu: reads the toplevel's position on the root window
-and maps an override-redirect 90x70 red window at (+30, +40) from it. Writes one JSON
-object to OUT (renamed into place when complete):
-    {"toplevel": [x, y], "popup": [x, y, w, h]}
+and maps an override-redirect 90x70 red window at (+30, +40) from it, and a 60x50 blue one
+at (+140, +40) that is created as an ordinary window and made override-redirect just
+before it is mapped (as some toolkits do). Writes one JSON object to OUT (renamed into
+place when complete):
+    {"toplevel": [x, y], "popup": [x, y, w, h], "late": [x, y, w, h]}
 and keeps both windows up until it is killed (or 60 s).
 """
 
@@ -77,6 +79,12 @@ def main(out: str) -> None:
     ]
     x.XStoreName.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_char_p]
     x.XMapWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
+    x.XChangeWindowAttributes.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+        ctypes.POINTER(XSetWindowAttributes),
+    ]
     x.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
     x.XTranslateCoordinates.argtypes = [
         ctypes.c_void_p,
@@ -128,9 +136,16 @@ def main(out: str) -> None:
         ctypes.byref(attrs),
     )
     x.XMapWindow(dpy, popup)
+    lx, ly = last[0] + 140, last[1] + 40
+    late = x.XCreateSimpleWindow(dpy, root, lx, ly, 60, 50, 0, 0, 0x0000FF)
+    x.XSync(dpy, 0)
+    late_attrs = XSetWindowAttributes()
+    late_attrs.override_redirect = 1
+    x.XChangeWindowAttributes(dpy, late, CW_OVERRIDE_REDIRECT, ctypes.byref(late_attrs))
+    x.XMapWindow(dpy, late)
     x.XSync(dpy, 0)
     with open(out + ".tmp", "w") as f:
-        json.dump({"toplevel": list(last), "popup": [px, py, 90, 70]}, f)
+        json.dump({"toplevel": list(last), "popup": [px, py, 90, 70], "late": [lx, ly, 60, 50]}, f)
     os.rename(out + ".tmp", out)
     time.sleep(60)
 

@@ -116,6 +116,10 @@ class XView(View):
         self.add_listener(xsurface.set_title_event, self._on_x_set_title)
         self.add_listener(xsurface.set_class_event, self._on_x_set_title)
         self.add_listener(xsurface.set_geometry_event, self._on_x_set_geometry)
+        self.add_listener(xsurface.set_override_redirect_event, self._on_x_set_override_redirect)
+        # called with (xsurface, was_mapped) when the window turns out to be of the other
+        # kind (override-redirect), after this object has let go of it
+        self.on_kind_changed: Callable[[XSurface, bool], None] | None = None
 
     # ---- description ----
 
@@ -182,6 +186,18 @@ class XView(View):
         self.server.view_destroyed(self)
         self.tree.destroy()
 
+    def _on_x_set_override_redirect(self, listener: Any, data: Any) -> None:
+        # a program may make a window override-redirect after creating it (X reports it at
+        # MapNotify): it is a menu or tooltip after all, not a window to manage
+        if not self.xsurface.override_redirect:
+            return
+        was_mapped = self.mapped
+        if was_mapped:
+            self._on_x_unmap(listener, data)
+        self._on_x_destroy(listener, data)
+        if self.on_kind_changed is not None:
+            self.on_kind_changed(self.xsurface, was_mapped)
+
     def _on_x_request_configure(self, listener: Any, event: SurfaceConfigureEvent) -> None:
         if not self.mapped:
             # before it is shown a program may pick its own place; placement decides on map
@@ -247,7 +263,9 @@ class Unmanaged(HasListeners):
         self.desktop = desktop
         self.node: Any = None
         self.on_gone: Callable[[Unmanaged], None] | None = None
+        self.on_kind_changed: Callable[[XSurface, bool], None] | None = None
         self.add_listener(xsurface.map_event, self._on_map)
+        self.add_listener(xsurface.set_override_redirect_event, self._on_set_override_redirect)
         self.add_listener(xsurface.unmap_event, self._on_unmap)
         self.add_listener(xsurface.destroy_event, self._on_destroy)
         self.add_listener(xsurface.set_geometry_event, self._on_set_geometry)
@@ -263,6 +281,14 @@ class Unmanaged(HasListeners):
         # window, a splash with a text field) takes the keyboard, as in other X11 WMs
         if self.xsurface.or_surface_wants_focus():
             self._keyboard_to(self.xsurface.surface)
+
+    def _on_set_override_redirect(self, listener: Any, data: Any) -> None:
+        if self.xsurface.override_redirect:
+            return
+        was_mapped = self.node is not None
+        self._on_destroy(listener, data)
+        if self.on_kind_changed is not None:
+            self.on_kind_changed(self.xsurface, was_mapped)
 
     def _on_set_geometry(self, listener: Any, data: Any) -> None:
         if self.node is not None:

@@ -63,12 +63,24 @@ class RootlessWM(HasListeners):
         return True
 
     def _on_new_surface(self, listener: Any, xsurface: XSurface) -> None:
+        self._adopt(xsurface, False)
+
+    def _adopt(self, xsurface: XSurface, mapped: bool) -> None:
+        """Manage `xsurface` as the kind it is now; `mapped`: it is already on screen (it
+        changed kind while shown, and wlroots will not say map again)."""
         if xsurface.override_redirect:
             u = Unmanaged(self.server, xsurface, self.desktop)
             self.unmanaged.append(u)
             u.on_gone = self.unmanaged.remove
+            u.on_kind_changed = self._adopt
+            if mapped:
+                u._on_map(None, None)
             return
-        self.server.add_view(XView(self.server, xsurface, self.desktop))
+        view = XView(self.server, xsurface, self.desktop)
+        view.on_kind_changed = self._adopt
+        self.server.add_view(view)
+        if mapped:
+            view._on_x_map(None, None)
 
     def close(self) -> None:
         """At shutdown. A running XWM keeps its wlr_xwayland until its X server hangs up
