@@ -562,3 +562,43 @@ def test_idle_x_server_stops_after_its_last_program_and_comes_back(comp: Composi
     assert "(the root window)" in out, out
     assert "running rootless" in _x11_state(comp, "gaming")
     assert _sandbox_pid(comp, "gaming") != first
+
+
+@pytest.mark.security
+def test_a_busy_x_program_of_a_freezing_desktop_cannot_hang_the_compositor(
+    comp: Compositor,
+) -> None:
+    """The window manager answers X events with round trips to the X server. A program of
+    work renames its window without pause while work is hidden and frozen, again and again:
+    a round trip sent to a frozen X server would never be answered, and the compositor
+    would hang. It must keep answering, and catch up once work is shown."""
+    probe = Path(__file__).resolve().parents[1] / "system" / "x11_titles.py"
+    comp.zionctl("switch", "work")
+    comp.zionctl("launch", "work", "--", "/usr/bin/python3", "-c", probe.read_text())
+    wait_for(
+        lambda: [w for w in comp.windows("work") if w["title"].startswith("zt-title-")],
+        30,
+        "the renaming program's window",
+    )
+    for _ in range(6):
+        comp.zionctl("switch", "personal")
+        wait_for(lambda: comp.desktops()["work"]["frozen"], 15, "work to freeze")
+        for _ in range(5):
+            assert comp.zionctl("status", check=False).returncode == 0, "the compositor hung"
+        comp.zionctl("switch", "work")
+        wait_for(lambda: not comp.desktops()["work"]["frozen"], 15, "work to thaw")
+    (win,) = [w for w in comp.windows("work") if w["title"].startswith("zt-title-")]
+    first = int(win["title"].rsplit("-", 1)[1])
+    wait_for(
+        lambda: (
+            int(
+                next(w for w in comp.windows("work") if w["id"] == win["id"])["title"].rsplit(
+                    "-", 1
+                )[1]
+            )
+            > first
+        ),
+        15,
+        "the title to move on after the thaw",
+    )
+    comp.zionctl("close")  # the renaming program's window has the focus: it goes

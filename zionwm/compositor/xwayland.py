@@ -135,6 +135,7 @@ class X11Desktop:
     ready: FdHandle | None = None  # the readiness pipe of a starting rootless Xwayland
     ready_fd: int = -1
     ready_text: bytes = b""
+    ready_pending: bool = False  # ready while hidden: the XWM is attached when shown
     wm_sock: socket.socket | None = None  # our end of the wm socket until Xwayland is ready
     client: int = 0  # Xwayland's Wayland client (address), tagged with the desktop
 
@@ -156,6 +157,7 @@ class XwaylandManager:
         self.server = server
         self.binary = binary or shutil.which(XWAYLAND) or ""
         self.desktops: dict[str, X11Desktop] = {}
+        self.freezing: set[str] = set()  # desktops frozen or being frozen
         # Rootless needs the XWM hooks of native/; without them X11 runs rootful.
         self.rootless = os.environ.get("ZIONWM_X11_ROOTFUL", "") != "1" and self.binary != ""
         if self.rootless and not xwm.prepare(server.display, server.compositor):
@@ -302,6 +304,7 @@ class XwaylandManager:
             x.wm_sock.close()
             x.wm_sock = None
         x.ready_text = b""
+        x.ready_pending = False
 
     def _on_ready(self, x: X11Desktop) -> None:
         try:
@@ -315,6 +318,7 @@ class XwaylandManager:
             return
         data = x.ready_text
         x.ready_text = b""
+        x.ready_pending = False
         wm_sock = x.wm_sock
         x.wm_sock = None
         self._drop_start(x)
@@ -323,8 +327,18 @@ class XwaylandManager:
             if wm_sock is not None:
                 wm_sock.close()
             return
+        if x.name in self.freezing:
+            # frozen or being frozen: the window manager's first round trips would not be
+            # answered; attach once the desktop is thawed
+            x.wm_sock = wm_sock
+            x.ready_pending = True
+            return
+        self._attach(x, wm_sock)
+
+    def _attach(self, x: X11Desktop, wm_sock: socket.socket) -> None:
+        x.ready_pending = False
         runtime = self.server.desktops.get(x.name)
-        if runtime is None:
+        if runtime is None or x.child is None:
             wm_sock.close()
             return
         if x.wm is None:
@@ -404,6 +418,23 @@ class XwaylandManager:
         log.info("desktop %s: X11 withdrawn", x.name)
 
     # ---- server extension hooks ----
+
+    def before_freeze(self, desktop: str) -> None:
+        self.freezing.add(desktop)
+        x = self.desktops.get(desktop)
+        if x is not None and x.wm is not None:
+            x.wm.pause(True)
+
+    def after_thaw(self, desktop: str) -> None:
+        self.freezing.discard(desktop)
+        x = self.desktops.get(desktop)
+        if x is None:
+            return
+        if x.ready_pending and x.wm_sock is not None:
+            wm_sock, x.wm_sock = x.wm_sock, None
+            self._attach(x, wm_sock)
+        elif x.wm is not None:
+            x.wm.pause(False)
 
     def reload(self) -> None:
         self._sync()

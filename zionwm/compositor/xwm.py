@@ -46,6 +46,7 @@ class RootlessWM(HasListeners):
         )
         self.add_listener(self.new_surface_event, self._on_new_surface)
         self.unmanaged: list[Unmanaged] = []
+        self.paused = False
 
     def attach(self, seat: Seat, client: int, wm_fd: int, pid: int) -> bool:
         """Run the XWM on `wm_fd` (owned by it from here) for the Xwayland whose Wayland
@@ -54,6 +55,7 @@ class RootlessWM(HasListeners):
         wlr_lib.wlr_xwayland_set_seat(self._wlr_ptr, seat._ptr)
         if not native.xwayland_attach(self._ptr, client, wm_fd, pid):
             return False
+        self.paused = False
         if not native.xwayland_terminate_with_last_client(self._ptr, wm_fd):
             log.warning(
                 "desktop %s: the X server will not stop by itself when idle "
@@ -61,6 +63,21 @@ class RootlessWM(HasListeners):
                 self.desktop,
             )
         return True
+
+    def pause(self, paused: bool) -> None:
+        """Read no X events while the desktop is frozen or being frozen: see
+        native/build.py, zion_xwayland_pause."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if not native.xwayland_has_wm(self._ptr):
+            return
+        if not native.xwayland_pause(self._ptr, paused):
+            log.warning("desktop %s: cannot pause the X window manager", self.desktop)
+            return
+        log.debug(
+            "desktop %s: X window manager %s", self.desktop, "paused" if paused else "resumed"
+        )
 
     def _on_new_surface(self, listener: Any, xsurface: XSurface) -> None:
         self._adopt(xsurface, False)

@@ -431,6 +431,10 @@ def xwayland_terminate_with_last_client(xw: Any, wm_fd: int) -> bool:
     return lib.zion_xwayland_terminate_with_last_client(xw, wm_fd) == 0
 
 
+def xwayland_pause(xw: Any, paused: bool) -> bool:
+    return lib.zion_xwayland_pause(xw, 1 if paused else 0) == 0
+
+
 def xwayland_has_wm(xw: Any) -> bool:
     return bool(lib.zion_xwayland_has_wm(xw))
 

@@ -201,6 +201,43 @@ int zion_xwayland_terminate_with_last_client(struct wlr_xwayland *xw, int wm_fd)
     return -1;
 }
 
+/* Stop (paused=1) or resume reading the X server's events in the XWM. The XWM answers some
+ * events with blocking round trips; a frozen X server would never answer, and the
+ * compositor would hang. So a desktop's XWM reads nothing from just before the desktop is
+ * frozen until it is thawed. Its event source is both an fd source and on the event loop's
+ * check list (wlroots put it there; check-list sources run after every dispatch, and read
+ * the socket too): pausing takes it off that list and clears its fd mask (a hang-up still
+ * reaches it, so a dying X server is still noticed); resuming puts both back.
+ * struct wlr_xwm and struct wl_event_source are private: their leading fields are checked
+ * by value (the XWM's wlr_xwayland and event source; the source's loop and data) before
+ * anything is touched. 0 when done, -1 otherwise. */
+struct zion_source_head {
+    void *interface;
+    struct wl_event_loop *loop;
+    struct wl_list link;
+    void *data;
+    int fd;
+};
+
+int zion_xwayland_pause(struct wlr_xwayland *xw, int paused) {
+    void *const *xwm = (void *const *)xw->xwm;
+    if (!xwm || xwm[0] != (void *)xw || !xwm[1]) return -1;
+    struct zion_source_head *head = (struct zion_source_head *)xwm[1];
+    if (head->loop != wl_display_get_event_loop(xw->wl_display) || head->data != xw->xwm ||
+            head->fd < 0)
+        return -1;
+    struct wl_event_source *source = (struct wl_event_source *)head;
+    wl_list_remove(&head->link); /* off the check list (or off itself: harmless) */
+    wl_list_init(&head->link);
+    if (paused) {
+        wl_event_source_fd_update(source, 0);
+    } else {
+        wl_event_source_fd_update(source, WL_EVENT_READABLE);
+        wl_event_source_check(source); /* back on the check list, as wlroots had it */
+    }
+    return 0;
+}
+
 /* Tear down: wlroots destroys the XWM (if any) through the server's destroy signal. */
 void zion_xwayland_destroy(struct wlr_xwayland *xw) {
     struct zion_xwayland *zx = wl_container_of(xw->server, zx, server);

@@ -108,6 +108,7 @@ struct wlr_xwayland *zion_xwayland_create(struct wl_display *display,
     struct wlr_compositor *compositor);
 int zion_xwayland_attach(struct wlr_xwayland *xw, struct wl_client *client, int wm_fd, int pid);
 int zion_xwayland_has_wm(struct wlr_xwayland *xw);
+int zion_xwayland_pause(struct wlr_xwayland *xw, int paused);
 int zion_xwayland_terminate_with_last_client(struct wlr_xwayland *xw, int wm_fd);
 void zion_xwayland_destroy(struct wlr_xwayland *xw);
 
