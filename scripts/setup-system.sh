@@ -11,7 +11,7 @@ RUNTIME="bubblewrap iproute2 nftables passt wayvnc xwayland attr procps psmisc u
  gir1.2-gtk-4.0 gir1.2-adw-1"
 TEST="weston foot grim wtype wl-clipboard wayland-utils sway clamav clamav-daemon clamdscan yara
  x11-apps x11-utils busybox-static iperf3 wget curl firejail fuse-overlayfs strace
- imagemagick python3-minimal swaybg xauth xterm chromium waybar debootstrap podman
+ imagemagick python3-minimal swaybg xauth xterm xdotool xclip chromium waybar debootstrap podman
  dbus-daemon pipewire pipewire-pulse pipewire-bin wireplumber pulseaudio-utils"
 
 want="$BUILD $RUNTIME"

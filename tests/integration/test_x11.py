@@ -1,13 +1,18 @@
-"""X11 programs per desktop: each x11 desktop has its own Xwayland, started on first use
-inside that desktop's sandbox and cgroup; X11 programs show framed in the desktop's colour,
-cannot see another desktop's X11 windows, and desktops without x11 get no X at all.
-Real compositor, real Xwayland, real X clients (x11-apps, x11-utils)."""
+"""X11 programs per desktop: each x11 desktop has its own rootless Xwayland, started on
+first use inside that desktop's sandbox and cgroup, with the compositor as its window
+manager: every X11 toplevel is an ordinary window of its desktop (framed in its colour,
+listed with title and class), menus land where X put them, the clipboard is bridged with the
+desktop's Wayland programs; X11 programs cannot see or reach another desktop's X server, and
+desktops without x11 get no X at all. Real compositor, real Xwayland, real X clients
+(x11-apps, x11-utils, xterm, xdotool, xclip)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +21,7 @@ import pytest
 from PIL import Image
 
 from tests.harness import Compositor, colour_near, require, wait_for
-from zionwm.compositor.xwayland import is_failed_start, xwayland_argv
+from zionwm.compositor.xwayland import is_failed_start, rootless_argv, xwayland_argv
 from zionwm.isolation.bwrap import X11_SOCKET_DIR, HostFacts, MountKind, plan_sandbox
 from zionwm.isolation.spec import DesktopSpec
 
@@ -24,7 +29,7 @@ WORK = "#22c55e"
 CONFIG = """\
 from zionwm.config import desktop
 desktop("personal", colour="#3b82f6")
-desktop("work", colour="#22c55e", x11=True)
+desktop("work", colour="#22c55e", x11=True, freeze_after=1)
 desktop("gaming", colour="#a855f7", x11=True)
 """
 
@@ -68,7 +73,18 @@ def test_xwayland_listens_only_on_the_socket_it_is_given() -> None:
     assert argv[:2] == ["/usr/bin/Xwayland", ":0"]
     assert argv[argv.index("-listenfd") + 1] == "7"
     assert argv[argv.index("-terminate") + 1] == "15"
-    assert "-rootless" not in argv and "-wm" not in argv  # rootful: no host-side XWM
+    assert "-rootless" not in argv and "-wm" not in argv  # the rootful fallback
+
+
+def test_rootless_xwayland_gets_only_the_compositors_descriptors() -> None:
+    argv = rootless_argv(7, 8, 9, 10, "/usr/bin/Xwayland", idle_exit=15)
+    assert argv[:3] == ["env", "WAYLAND_SOCKET=8", "/usr/bin/Xwayland"]
+    assert argv[3] == ":0" and "-rootless" in argv
+    assert argv[argv.index("-listenfd") + 1] == "7"  # one socket: no abstract, no TCP
+    assert argv.count("-listenfd") == 1 and "-listen" not in argv
+    assert argv[argv.index("-wm") + 1] == "9"
+    assert argv[argv.index("-displayfd") + 1] == "10"
+    assert argv[argv.index("-terminate") + 1] == "15"
 
 
 def test_failed_start_is_a_quick_error_exit() -> None:
@@ -96,7 +112,7 @@ def _x11_state(comp: Compositor, desktop: str) -> str:
 
 
 def _sandbox_pid(comp: Compositor, desktop: str) -> int:
-    m = re.search(r"running \(pid (\d+)\)", _x11_state(comp, desktop))
+    m = re.search(r"running (?:\w+ )?\(pid (\d+)\)", _x11_state(comp, desktop))
     assert m, _x11_state(comp, desktop)
     return int(m.group(1))
 
@@ -125,9 +141,9 @@ def _xwayland_pid(comp: Compositor, desktop: str) -> int:
     raise AssertionError(f"no Xwayland process under {desktop}'s sandbox")
 
 
-def _run_in(comp: Compositor, desktop: str, script: str, name: str) -> str:
+def _run_in(comp: Compositor, desktop: str, script: str, name: str, timeout: float = 20) -> str:
     """Run `script` in a sandbox of `desktop`; its output lands in that desktop's home."""
-    out = comp.data / "zionwm" / "desktops" / desktop / "home" / name
+    out = _home(comp, desktop) / name
     out.unlink(missing_ok=True)
     comp.zionctl(
         "launch",
@@ -137,8 +153,12 @@ def _run_in(comp: Compositor, desktop: str, script: str, name: str) -> str:
         "-c",
         f"({script}) > ~/{name}.tmp 2>&1; mv ~/{name}.tmp ~/{name}",
     )
-    wait_for(out.exists, 20, f"{name} from {desktop}")
+    wait_for(out.exists, timeout, f"{name} from {desktop}")
     return out.read_text()
+
+
+def _home(comp: Compositor, desktop: str) -> Path:
+    return comp.data / "zionwm" / "desktops" / desktop / "home"
 
 
 def _px(img: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
@@ -147,46 +167,171 @@ def _px(img: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
     return p
 
 
-def _xeyes_on_work(comp: Compositor) -> dict[str, Any]:
-    if not [w for w in comp.windows("work")]:
-        comp.zionctl("launch", "work", "--", require("xeyes"))
-    (win,) = comp.wait_window("work")
-    # xeyes itself is in the server's tree (the window appears before the client maps)
-    wait_for(
-        lambda: "xeyes" in _run_in(comp, "work", "xwininfo -root -tree", "t.txt"),
-        15,
-        "xeyes on work's X server",
-    )
+def _x_window(comp: Compositor, desktop: str, cls: str, argv: list[str]) -> dict[str, Any]:
+    """The window of X11 class `cls` on `desktop`, started with `argv` if it is not there."""
+    if not [w for w in comp.windows(desktop) if w.get("class") == cls]:
+        comp.zionctl("launch", desktop, "--", *argv)
+    (win,) = comp.wait_window(desktop, app_id=cls, timeout=30)
     return win
 
 
-def test_x11_program_shows_in_its_desktops_own_framed_xwayland(comp: Compositor) -> None:
-    require("xwininfo")
+def _uncovered_point(comp: Compositor, win: dict[str, Any]) -> tuple[int, int]:
+    """A point of `win` that no other window of its desktop (with its frame) covers."""
+    others = [w for w in comp.windows(win["desktop"]) if w["id"] != win["id"]]
+    for dy in range(5, int(win["height"]) - 4, 5):
+        for dx in range(5, int(win["width"]) - 4, 5):
+            x, y = int(win["x"]) + dx, int(win["y"]) + dy
+            if not any(
+                o["x"] - 4 <= x <= o["x"] + o["width"] + 4
+                and o["y"] - 4 <= y <= o["y"] + o["height"] + 4
+                for o in others
+            ):
+                return x, y
+    raise AssertionError(f"{win['title']} is covered by {others}")
+
+
+def _xeyes_on_work(comp: Compositor) -> dict[str, Any]:
+    return _x_window(comp, "work", "XEyes", [require("xeyes")])
+
+
+def test_x11_program_is_its_own_framed_window_with_title_and_class(comp: Compositor) -> None:
     require("grim")
     win = _xeyes_on_work(comp)
+    assert (win["title"], win["class"], win["instance"]) == ("xeyes", "XEyes", "xeyes")
+    assert win["shell"] == "xwayland"
+    assert (win["width"], win["height"]) == (150, 100)  # xeyes' own size, not the screen's
+    assert "running rootless" in _x11_state(comp, "work")
     comp.zionctl("switch", "work")
-    x, y = int(win["x"]), int(win["y"])
+    x, y, w, h = (int(win[k]) for k in ("x", "y", "width", "height"))
 
     def drawn() -> bool:
         img = comp.screenshot()
-        # the frame (left and top edges; the root window is as large as the output)
-        if not (
-            colour_near(_px(img, (x - 1, y + 200)), WORK)
-            and colour_near(_px(img, (x + 200, y - 1)), WORK)
+        # the frame on all four sides, in work's colour, hugging xeyes' own 150x100
+        if not all(
+            colour_near(_px(img, p), WORK)
+            for p in (
+                (x - 1, y + h // 2),
+                (x + w, y + h // 2),
+                (x + w // 2, y - 1),
+                (x + w // 2, y + h),
+            )
         ):
             return False
-        # the black root window (-br), and xeyes' white eyes at the root's top left
-        if not colour_near(_px(img, (x + 600, y + 400)), "#000000"):
-            return False
-        eyes = img.crop((x, y, x + 150, y + 100))
+        # xeyes' white eyes inside it
+        eyes = img.crop((x, y, x + w, y + h))
         white = eyes.convert("L").point(lambda v: 255 if v > 230 else 0).histogram()[255]
         return bool(white > 1000)
 
-    wait_for(drawn, 15, "xeyes drawn in work's framed Xwayland window")
+    wait_for(drawn, 15, "xeyes drawn in its own window framed in work's colour")
+
+
+def test_two_x11_programs_are_two_windows_listed_by_sway_ipc(comp: Compositor) -> None:
+    from tests.integration.test_ipc import swaymsg
+
+    _xeyes_on_work(comp)
+    clock = _x_window(comp, "work", "XClock", [require("xclock")])
+    eyes = _xeyes_on_work(comp)
+    assert clock["id"] != eyes["id"]
+    assert (clock["title"], clock["class"]) == ("xclock", "XClock")
+    out = swaymsg(comp, "-t", "get_tree", "-r")
+    assert out.returncode == 0, out.stderr
+    nodes: list[dict[str, Any]] = []
+    todo = [json.loads(out.stdout)]
+    while todo:
+        n = todo.pop()
+        nodes.append(n)
+        todo += n.get("nodes", []) + n.get("floating_nodes", [])
+    xwin = {n["name"]: n for n in nodes if n.get("shell") == "xwayland"}
+    assert {"xeyes", "xclock"} <= set(xwin), [n.get("name") for n in nodes]
+    assert xwin["xclock"]["app_id"] == "XClock"
+
+
+def test_x11_window_is_focused_and_fullscreened_like_any_other(comp: Compositor) -> None:
+    require("xprop")
+    comp.zionctl("switch", "work")
+    clock = _x_window(comp, "work", "XClock", [require("xclock")])
+    # a real click (the compositor's pointer) focuses it
+    from tests.integration.test_core import VirtualPointer
+
+    VirtualPointer(comp).click(*_uncovered_point(comp, clock))
+    wait_for(
+        lambda: next(w for w in comp.windows("work") if w["id"] == clock["id"])["focused"],
+        10,
+        "xclock to have the focus",
+    )
+    comp.zionctl("fullscreen")
+
+    def fullscreen() -> dict[str, Any] | None:
+        w = next(w for w in comp.windows("work") if w["id"] == clock["id"])
+        return w if w["fullscreen"] and w["width"] > 600 and w["height"] > 400 else None
+
+    big = wait_for(fullscreen, 10, "xclock fullscreen")
+    state = _run_in(
+        comp, "work", "xprop -name xclock _NET_WM_STATE; xwininfo -name xclock", "state.txt"
+    )
+    assert "_NET_WM_STATE_FULLSCREEN" in state, state
+    # X has the window at the place and size the compositor gave it
+    for key, field in (("x", "Absolute upper-left X"), ("y", "Absolute upper-left Y"),
+                       ("width", "Width"), ("height", "Height")):  # fmt: skip
+        m = re.search(rf"{field}:\s+(-?\d+)", state)
+        assert m and int(m.group(1)) == big[key], (key, big, state)
+    comp.zionctl("fullscreen")
+    wait_for(
+        lambda: next(w for w in comp.windows("work") if w["id"] == clock["id"])["width"] == 164,
+        10,
+        "xclock back to its size",
+    )
+
+
+def test_x11_popup_appears_where_x_put_it_next_to_its_window(comp: Compositor) -> None:
+    """A popup (an override-redirect X window, as menus are) placed the way toolkits place
+    menus: from the toplevel's position on the X root. The compositor must tell X where it
+    put the toplevel, and draw the popup where X put it."""
+    comp.zionctl("switch", "work")
+    probe = Path(__file__).resolve().parents[1] / "system" / "x11_popup.py"
+    out = _home(comp, "work") / "popup.json"
+    out.unlink(missing_ok=True)
+    comp.zionctl("launch", "work", "--", "/usr/bin/python3", "-c", probe.read_text(), "popup.json")
+    wait_for(out.exists, 30, "the popup program's report")
+    seen = json.loads(out.read_text())
+    (top,) = [w for w in comp.windows("work") if w["title"] == "zt-popup"]
+    # X knows the toplevel where the compositor put it (not where the program asked)
+    assert seen["toplevel"] == [top["x"], top["y"]], (seen, top)
+    assert seen["popup"][:2] == [top["x"] + 30, top["y"] + 40]
+    # the popup is not a window of its own: no frame, not listed
+    assert len([w for w in comp.windows("work") if w["title"] == "zt-popup"]) == 1
+
+    def drawn_exactly_at(box: list[int], colour: str) -> bool:
+        x, y, w, h = box
+        img = comp.screenshot()
+        inside = [
+            _px(img, (x + dx, y + dy)) for dx in (2, w // 2, w - 3) for dy in (2, h // 2, h - 3)
+        ]
+        # just outside it: the toplevel's white, not the popup's colour
+        outside = [_px(img, (x - 3, y + h // 2)), _px(img, (x + w // 2, y - 3))]
+        return all(colour_near(c, colour) for c in inside) and not any(
+            colour_near(c, colour) for c in outside
+        )
+
+    wait_for(lambda: drawn_exactly_at(seen["popup"], "#ff0000"), 15, "the popup where X put it")
+    # made override-redirect after it was created: still a popup, not a framed window
+    assert seen["late"][:2] == [top["x"] + 140, top["y"] + 40]
+    wait_for(lambda: drawn_exactly_at(seen["late"], "#0000ff"), 15, "the late popup, unframed")
+    titles = [w["title"] for w in comp.windows("work")]
+    assert titles.count("zt-popup") == 1 and "" not in titles, titles  # neither is listed
+    # closing the window the compositor's way: the program does not speak WM_DELETE_WINDOW,
+    # so the window manager disconnects it from its X server, and it is gone
+    assert next(w for w in comp.windows("work") if w["id"] == top["id"])["focused"]
+    comp.zionctl("close")
+    wait_for(
+        lambda: not [w for w in comp.windows("work") if w["title"] == "zt-popup"],
+        15,
+        "the popup program's window to close",
+    )
 
 
 @pytest.mark.security
-def test_xwayland_runs_in_the_desktops_sandbox_and_cgroup(comp: Compositor) -> None:
+def test_xwayland_runs_in_the_desktops_sandbox_and_cgroup_and_freezes(comp: Compositor) -> None:
     _xeyes_on_work(comp)
     pid = _xwayland_pid(comp, "work")
     # inside the sandbox: its own mount, pid and network namespaces
@@ -206,19 +351,134 @@ def test_xwayland_runs_in_the_desktops_sandbox_and_cgroup(comp: Compositor) -> N
     unix = Path(f"/proc/{pid}/net/unix").read_text()
     assert "@/tmp/.X11-unix" not in unix
     assert Path(f"/proc/{pid}/net/tcp").read_text().count("\n") == 1  # header only
+    # frozen with its desktop, and thawed with it
+    from tests.integration.test_freeze import _really_frozen
+
+    comp.zionctl("switch", "personal")
+    wait_for(lambda: comp.desktops()["work"]["frozen"], 10, "work to freeze")
+    wait_for(lambda: _really_frozen(pid), 10, "the kernel to report Xwayland frozen")
+    assert comp.alive()
+    comp.zionctl("switch", "work")
+    wait_for(lambda: not _really_frozen(pid), 10, "Xwayland to thaw")
+    # and the compositor's XWM still talks to it
+    _x_window(comp, "work", "XClock", [require("xclock")])
 
 
 @pytest.mark.security
 def test_another_desktops_x11_client_cannot_see_works_windows(comp: Compositor) -> None:
-    # socket activation: no X server for gaming until its first X11 client connects
-    assert _x11_state(comp, "gaming") == "waiting for the first X11 client"
-    assert not comp.windows("gaming")
+    require("xdotool")
+    require("xprop")
     _xeyes_on_work(comp)
-    seen = _run_in(comp, "gaming", "xwininfo -root -tree", "tree.txt")
+    seen = _run_in(
+        comp,
+        "gaming",
+        "xwininfo -root -tree; echo ==; xdotool search --name . getwindowname %@; echo ==; "
+        "xprop -root _NET_CLIENT_LIST",
+        "tree.txt",
+    )
     assert "Root window id" in seen, seen  # it did reach an X server: gaming's own
-    assert "xeyes" not in seen.lower(), seen
+    assert "xeyes" not in seen.lower() and "xclock" not in seen.lower(), seen
     assert "running" in _x11_state(comp, "gaming")
     assert _sandbox_pid(comp, "gaming") != _sandbox_pid(comp, "work")
+    # while work's own X clients see them
+    mine = _run_in(comp, "work", "xdotool search --class XEyes getwindowname %@", "mine.txt")
+    assert "xeyes" in mine, mine
+
+
+@pytest.mark.security
+def test_another_desktops_x11_socket_is_out_of_reach_by_path_and_abstract_name(
+    comp: Compositor,
+) -> None:
+    """From inside gaming: work's X socket by its host path, and every abstract X name."""
+    _xeyes_on_work(comp)
+    work_socket = comp.runtime / "zionwm" / "work" / "x11" / "X0"
+    probe = Path(__file__).resolve().parents[1] / "system" / "reach_probe.py"
+    targets = [f"path:{work_socket}", "abstract:/tmp/.X11-unix/X0", "abstract:/tmp/.X11-unix/X1"]
+    # live from the host, by path: the attack has a real target
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(work_socket))
+    out = _home(comp, "gaming") / "reach.json"
+    out.unlink(missing_ok=True)
+    comp.zionctl("launch", "gaming", "--", "/usr/bin/python3", "-c", probe.read_text(),
+                 "reach.json", *targets)  # fmt: skip
+    wait_for(out.exists, 30, "the probe's answer from gaming")
+    result = json.loads(out.read_text())
+    reached = {t: result[t] for t in targets if result[t]["ok"]}
+    assert not reached, reached
+
+
+@pytest.mark.security
+def test_the_compositor_itself_holds_no_x11_socket(comp: Compositor) -> None:
+    """The window manager runs in the compositor, the X server does not: the compositor
+    process has no socket bound to an X11 name (path or abstract) besides the desktops'
+    private listening sockets it hands to their servers."""
+    _xeyes_on_work(comp)
+    mine = set()
+    for fd in Path(f"/proc/{comp.proc.pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            mine.add(link[8:-1])
+    named = []
+    for line in Path(f"/proc/{comp.proc.pid}/net/unix").read_text().splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 8 and parts[6] in mine and ".X11-unix" in parts[7]:
+            named.append(parts[7])
+    assert not named, named
+    assert not list(Path("/tmp").glob(".X*-lock")) or all(
+        int(p.read_text().split()[0]) != comp.proc.pid for p in Path("/tmp").glob(".X*-lock")
+    )
+
+
+def test_clipboard_is_bridged_between_x11_and_wayland_within_the_desktop(
+    comp: Compositor,
+) -> None:
+    require("xclip")
+    wl_copy, wl_paste = require("wl-copy"), require("wl-paste")
+    comp.zionctl("switch", "work")
+    _xeyes_on_work(comp)
+
+    def paste(desktop: str) -> bytes:
+        return comp.run([wl_paste, "--no-newline"], desktop=desktop, timeout=15).stdout
+
+    # gaming has its own clipboard, set before and checked after (wl-paste and wl-copy
+    # need their desktop shown: they take the keyboard focus for a moment)
+    comp.zionctl("switch", "gaming")
+    comp.client([wl_copy, "--foreground", "gaming-own"], desktop="gaming")
+    wait_for(lambda: paste("gaming") == b"gaming-own", 15, "gaming's own clipboard")
+    comp.zionctl("switch", "work")
+    # X11 -> Wayland
+    # -quiet: xclip stays in the foreground, owning the selection (its sandbox ends with it)
+    comp.zionctl(
+        "launch", "work", "--", "sh", "-c", "printf from-x11 | xclip -selection clipboard -i -quiet"
+    )
+    wait_for(lambda: paste("work") == b"from-x11", 15, "wl-paste on work to see xclip's copy")
+    # Wayland -> X11: wlroots' XWM serves X programs the Wayland clipboard only while an X
+    # window has the focus (as when the user pastes into it)
+    comp.client([wl_copy, "--foreground", "from-wayland"], desktop="work")
+    wait_for(lambda: paste("work") == b"from-wayland", 15, "wl-copy's copy on work")
+    from tests.integration.test_core import VirtualPointer
+
+    eyes = _xeyes_on_work(comp)
+    VirtualPointer(comp).click(*_uncovered_point(comp, eyes))
+    wait_for(
+        lambda: next(w for w in comp.windows("work") if w["id"] == eyes["id"])["focused"],
+        10,
+        "xeyes to have the focus",
+    )
+    wait_for(
+        lambda: (
+            _run_in(comp, "work", "xclip -selection clipboard -o", "xpaste.txt") == "from-wayland"
+        ),
+        20,
+        "xclip on work to see wl-copy's copy",
+    )
+    comp.zionctl("switch", "gaming")
+    assert paste("gaming") == b"gaming-own"
+    gaming_x = _run_in(comp, "gaming", "xclip -selection clipboard -o; echo rc=$?", "gx.txt")
+    assert "from-" not in gaming_x, gaming_x
 
 
 def test_desktop_without_x11_gets_no_display(comp: Compositor) -> None:
@@ -236,6 +496,7 @@ def test_desktop_without_x11_gets_no_display(comp: Compositor) -> None:
 
 
 def test_a_dead_x_server_is_replaced_on_the_next_connection(comp: Compositor) -> None:
+    comp.zionctl("switch", "work")  # a frozen sandbox would not even reap the killed server
     _xeyes_on_work(comp)
     old = _sandbox_pid(comp, "work")
     os.kill(_xwayland_pid(comp, "work"), signal.SIGKILL)
@@ -285,3 +546,59 @@ def test_x_server_that_cannot_start_is_given_up_until_a_reload(make_compositor: 
     attempt("again.txt")  # tried again (three more starts), and gave up again
     gave_up = [n for n in comp.zjson("status")["notifications"] if "X11 programs cannot" in n]
     assert len(gave_up) == 2, gave_up
+
+
+def test_idle_x_server_stops_after_its_last_program_and_comes_back(comp: Compositor) -> None:
+    require("xwininfo")
+    comp.zionctl("switch", "gaming")  # a frozen desktop's server would not count idle time
+    _run_in(comp, "gaming", "xwininfo -root", "idle1.txt")
+    first = _sandbox_pid(comp, "gaming")
+    wait_for(
+        lambda: _x11_state(comp, "gaming") == "waiting for the first X11 client",
+        60,
+        "gaming's Xwayland to stop once its last X11 program is gone",
+    )
+    out = _run_in(comp, "gaming", "xwininfo -root", "idle2.txt")
+    assert "(the root window)" in out, out
+    assert "running rootless" in _x11_state(comp, "gaming")
+    assert _sandbox_pid(comp, "gaming") != first
+
+
+@pytest.mark.security
+def test_a_busy_x_program_of_a_freezing_desktop_cannot_hang_the_compositor(
+    comp: Compositor,
+) -> None:
+    """The window manager answers X events with round trips to the X server. A program of
+    work renames its window without pause while work is hidden and frozen, again and again:
+    a round trip sent to a frozen X server would never be answered, and the compositor
+    would hang. It must keep answering, and catch up once work is shown."""
+    probe = Path(__file__).resolve().parents[1] / "system" / "x11_titles.py"
+    comp.zionctl("switch", "work")
+    comp.zionctl("launch", "work", "--", "/usr/bin/python3", "-c", probe.read_text())
+    wait_for(
+        lambda: [w for w in comp.windows("work") if w["title"].startswith("zt-title-")],
+        30,
+        "the renaming program's window",
+    )
+    for _ in range(6):
+        comp.zionctl("switch", "personal")
+        wait_for(lambda: comp.desktops()["work"]["frozen"], 15, "work to freeze")
+        for _ in range(5):
+            assert comp.zionctl("status", check=False).returncode == 0, "the compositor hung"
+        comp.zionctl("switch", "work")
+        wait_for(lambda: not comp.desktops()["work"]["frozen"], 15, "work to thaw")
+    (win,) = [w for w in comp.windows("work") if w["title"].startswith("zt-title-")]
+    first = int(win["title"].rsplit("-", 1)[1])
+    wait_for(
+        lambda: (
+            int(
+                next(w for w in comp.windows("work") if w["id"] == win["id"])["title"].rsplit(
+                    "-", 1
+                )[1]
+            )
+            > first
+        ),
+        15,
+        "the title to move on after the thaw",
+    )
+    comp.zionctl("close")  # the renaming program's window has the focus: it goes

@@ -84,6 +84,7 @@ class Isolation:
         self._freeze_timers: dict[str, Timer] = {}
         self._net_warned: dict[str, str] = {}
         self._freezing: dict[str, tuple[FreezeOp, Timer]] = {}
+        self._freeze_starting: dict[str, Timer] = {}  # before_freeze told, freeze not begun
         self._logs: dict[str, outputlog.DesktopLog] = {}
         self._outputs: dict[int, tuple[outputlog.ProgramOutput, FdHandle]] = {}
         server.launch_hook = self.launch
@@ -238,13 +239,29 @@ class Isolation:
             raise RuntimeError(
                 f"{desktop} has no cgroup here: " + "; ".join(self.cgroups.status.problems)
             )
-        if desktop in self._freezing:
+        if desktop in self._freezing or desktop in self._freeze_starting:
             return f"{desktop} is already being frozen"
+        self._tell("before_freeze", desktop)
+        # The freeze itself starts on a later turn of the event loop: an extension that
+        # stopped reading a socket in before_freeze may still have one of its events in
+        # this turn's batch, and must be able to handle it before its peer is frozen.
+        start = self.server.loop.timer(lambda: self._start_freeze(desktop), f"freeze {desktop}")
+        self._freeze_starting[desktop] = start
+        start.schedule(1)
+        return f"freezing {desktop}"
+
+    def _start_freeze(self, desktop: str) -> None:
+        start = self._freeze_starting.pop(desktop, None)
+        if start is not None:
+            start.remove()
+        cg = self.cgroups.get(desktop)
+        if cg is None or desktop == self.server.model.active:
+            self._tell("after_thaw", desktop)
+            return
         op = cg.start_freeze()
         poller = self.server.loop.timer(lambda: self._step_freeze(desktop), f"freeze {desktop}")
         self._freezing[desktop] = (op, poller)
         poller.schedule(op.next_poll_ms())
-        return f"freezing {desktop}"
 
     def _step_freeze(self, desktop: str) -> None:
         op, poller = self._freezing[desktop]
@@ -271,6 +288,10 @@ class Isolation:
             )
 
     def thaw(self, desktop: str) -> str:
+        start = self._freeze_starting.pop(desktop, None)
+        if start is not None:
+            start.remove()
+            self._tell("after_thaw", desktop)  # a freeze asked for, not started yet
         pending = self._freezing.pop(desktop, None)
         if pending is not None:
             op, poller = pending
@@ -283,8 +304,19 @@ class Isolation:
         if cg.frozen or self.server.model.desktops[desktop].frozen:
             cg.thaw()
             self.server.set_frozen(desktop, False)
+            self._tell("after_thaw", desktop)
             return f"thawed {desktop}"
+        if pending is not None:
+            self._tell("after_thaw", desktop)  # a freeze begun and called off
         return f"{desktop} was not frozen"
+
+    def _tell(self, hook: str, desktop: str) -> None:
+        """Extensions that must act around a freeze (the X window manager must not wait on
+        a frozen X server): `before_freeze` just before it starts, `after_thaw` after."""
+        for ext in self.server.extensions:
+            fn = getattr(ext, hook, None)
+            if fn is not None and ext is not self:
+                fn(desktop)
 
     def kill(self, desktop: str) -> str:
         cg = self.cgroups.get(desktop)
@@ -356,7 +388,7 @@ class Isolation:
         self.launcher.sound.stop()
         for timer in self._freeze_timers.values():
             timer.remove()
-        for desktop in list(self._freezing):
+        for desktop in list(self._freezing) + list(self._freeze_starting):
             self.thaw(desktop)
         for name in self.server.desktops:
             cg = self.cgroups.get(name)

@@ -524,7 +524,11 @@ class Server(HasListeners):
         if xdg_surface.role != XdgSurfaceRole.TOPLEVEL:
             return
         desktop = self._desktop_of_slot(native.surface_desktop(xdg_surface.surface))
-        view = View(self, xdg_surface, desktop)
+        self.add_view(View(self, xdg_surface, desktop))
+
+    def add_view(self, view: View) -> None:
+        """Take a new, not yet mapped toplevel (xdg-shell or X11) into its desktop."""
+        desktop = view.desktop
         self._views_by_id[view.id] = view
         if desktop == HOST:
             self.host_views.append(view)

@@ -10,18 +10,26 @@ wall between desktops. Each desktop with `x11=True` has:
 - a socket `X0` the compositor creates in `paths.desktop_x11_dir(desktop)`, a private host
   directory that every sandbox of that desktop (and no other) sees as `/tmp/.X11-unix`, with
   `DISPLAY=:0` (see isolation/bwrap.py);
-- a rootful Xwayland, started the moment the first X11 client connects (socket activation:
+- its own Xwayland, started the moment the first X11 client connects (socket activation:
   the compositor watches the listening socket, then hands it over with `-listenfd`; the
   client's connection waits in the backlog meanwhile). It runs through the ordinary
-  launcher, so it is in the desktop's cgroup (limits, freezing) and sandbox, and it reaches
-  the compositor only through the desktop's own Wayland socket. Its root window is one
-  ordinary toplevel of that desktop, framed in the desktop's colour; X11 programs live
-  inside it.
+  launcher, so it is in the desktop's cgroup (limits, freezing), sandbox and network
+  namespace, with its output in the desktop's log.
+
+Rootless (the default): each X window is its own window of the desktop. The compositor is
+the X window manager: one wlroots XWM per desktop, bound to that desktop's seat (so the
+clipboard bridge between X and Wayland stays inside the desktop). wlroots 0.15 would fork
+Xwayland itself, outside any sandbox; instead the compositor starts it in the sandbox with
+three descriptors of its own making: a Wayland connection (`WAYLAND_SOCKET`, accepted as a
+client of this desktop), the window-manager socket (`-wm`) and a readiness pipe
+(`-displayfd`). When Xwayland writes its display number, the XWM is attached to the wm
+socket (native/build.py: a wlr_xwayland whose server record is ours). See docs/x11.md.
+
+Rootful (the fallback when the XWM cannot be set up): Xwayland's root window is one
+toplevel of the desktop and X11 programs live inside it, with no window manager.
 
 Xwayland exits by itself a while after its last X client leaves (`-terminate`), and the
-next connection starts a new one. Rootless Xwayland (each X window its own toplevel) needs
-the compositor to be the X window manager, and wlroots' XWM starts the X server as a child
-of the compositor, outside any sandbox: that is why it is not used.
+next connection starts a new one.
 
 No X authority cookie: the only way to the socket is a directory bound into this desktop's
 sandboxes, and anything there could read a cookie file as easily as use the socket.
@@ -42,6 +50,7 @@ from zionwm.isolation.launcher import LaunchError
 from zionwm.isolation.spec import NetMode
 from zionwm.isolation.storage import UnsafePathError
 
+from . import native, xwm
 from .children import Child
 from .clients import ensure_private_dir
 from .loop import FdHandle, Timer
@@ -60,9 +69,10 @@ RETRY_MS = 1000  # pause before a restart after a failed start
 
 
 def xwayland_argv(listen_fd: int, binary: str = XWAYLAND, idle_exit: int = IDLE_EXIT) -> list[str]:
-    """Xwayland's command line: rootful (its root window is one Wayland toplevel), display
-    :0, listening only on the socket it is handed (which also turns off the abstract and
-    TCP sockets), black root, gone `idle_exit` seconds after its last client."""
+    """Rootful Xwayland's command line (the fallback): its root window is one Wayland
+    toplevel, display :0, listening only on the socket it is handed (which also turns off
+    the abstract and TCP sockets), black root, gone `idle_exit` seconds after its last
+    client."""
     return [
         binary,
         ":0",
@@ -71,6 +81,35 @@ def xwayland_argv(listen_fd: int, binary: str = XWAYLAND, idle_exit: int = IDLE_
         "-terminate",
         str(idle_exit),
         "-br",
+    ]
+
+
+def rootless_argv(
+    listen_fd: int,
+    wayland_fd: int,
+    wm_fd: int,
+    ready_fd: int,
+    binary: str = XWAYLAND,
+    idle_exit: int = IDLE_EXIT,
+) -> list[str]:
+    """Rootless Xwayland's command line: display :0 on the listening socket it is handed
+    (no abstract or TCP socket), the compositor's Wayland connection on `wayland_fd`, the
+    window manager on `wm_fd`, its display number written to `ready_fd` once it serves.
+    `env` puts WAYLAND_SOCKET in its environment (the launcher passes no extra variables)."""
+    return [
+        "env",
+        f"WAYLAND_SOCKET={wayland_fd}",
+        binary,
+        ":0",
+        "-rootless",
+        "-listenfd",
+        str(listen_fd),
+        "-wm",
+        str(wm_fd),
+        "-displayfd",
+        str(ready_fd),
+        "-terminate",
+        str(idle_exit),
     ]
 
 
@@ -92,13 +131,21 @@ class X11Desktop:
     failures: int = 0  # failed starts in a row
     disabled: str = ""  # why X11 is off for this desktop until the next reload
     retry: Timer | None = None
+    wm: Any = None  # the desktop's XWM (RootlessWM), made on the first rootless start
+    ready: FdHandle | None = None  # the readiness pipe of a starting rootless Xwayland
+    ready_fd: int = -1
+    ready_text: bytes = b""
+    ready_pending: bool = False  # ready while hidden: the XWM is attached when shown
+    wm_sock: socket.socket | None = None  # our end of the wm socket until Xwayland is ready
+    client: int = 0  # Xwayland's Wayland client (address), tagged with the desktop
 
     @property
     def state(self) -> str:
         if self.disabled:
             return f"disabled: {self.disabled}"
         if self.child is not None:
-            return f"running (pid {self.child.pid})"
+            mode = "rootful" if self.wm is None else "rootless"
+            return f"running {mode} (pid {self.child.pid})"
         return "waiting for the first X11 client" if self.sock is not None else "off"
 
 
@@ -110,6 +157,12 @@ class XwaylandManager:
         self.server = server
         self.binary = binary or shutil.which(XWAYLAND) or ""
         self.desktops: dict[str, X11Desktop] = {}
+        self.freezing: set[str] = set()  # desktops frozen or being frozen
+        # Rootless needs the XWM hooks of native/; without them X11 runs rootful.
+        self.rootless = os.environ.get("ZIONWM_X11_ROOTFUL", "") != "1" and self.binary != ""
+        if self.rootless and not xwm.prepare(server.display, server.compositor):
+            log.warning("the X window manager cannot be set up: X11 desktops run rootful")
+            self.rootless = False
         self._sync()
 
     # ---- offering the socket ----
@@ -179,17 +232,25 @@ class XwaylandManager:
             return
         spec = runtime.spec
         fd = x.sock.fileno()
-        argv = xwayland_argv(fd, self.binary)
+        theirs: list[int] = []
         try:
-            # What Isolation.launch does, plus the listening socket passed through.
+            if self.rootless:
+                argv, theirs = self._rootless_fds(x, fd)
+            else:
+                argv = xwayland_argv(fd, self.binary)
+            # What Isolation.launch does, plus the descriptors passed through.
             if iso.cgroups.get(spec.name) is None:
                 iso.cgroups.desktop(spec.name, spec.limits)
             if iso.net is not None and spec.network.mode != NetMode.NONE:
                 iso.net.ensure(spec.name, spec.network)
-            sandbox = iso.launch_sandbox(spec, argv, pass_fds=(fd,))
+            sandbox = iso.launch_sandbox(spec, argv, pass_fds=(fd, *theirs))
         except (LaunchError, UnsafePathError, OSError, RuntimeError) as e:
+            self._drop_start(x)
             self._failed(x, f"could not start {XWAYLAND}: {e}")
             return
+        finally:
+            for t in theirs:
+                os.close(t)
         x.child = self.server.children.adopt(
             sandbox.pid, argv, spec.name, sandbox.poll, sandbox.kill, pidfd=os.dup(sandbox.pidfd)
         )
@@ -199,11 +260,107 @@ class XwaylandManager:
         x.starts += 1
         log.info("desktop %s: started its own %s (sandbox pid %d)", x.name, XWAYLAND, sandbox.pid)
 
+    # ---- rootless: the descriptors, the readiness, the window manager ----
+
+    def _rootless_fds(self, x: X11Desktop, listen_fd: int) -> tuple[list[str], list[int]]:
+        """Make the Wayland connection, wm socket and readiness pipe of a rootless start;
+        returns the argv and the descriptors the sandbox inherits (closed here after)."""
+        runtime = self.server.desktops[x.name]
+        wl_ours, wl_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        wm_ours, wm_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        for sk in (wl_ours, wl_theirs, wm_ours, wm_theirs):
+            sk.set_inheritable(False)  # pass_fds makes the sandbox's ends inheritable
+        theirs = [wl_theirs.detach(), wm_theirs.detach(), ready_w]
+        # Xwayland's connection is a client of this desktop, like one accepted on its socket:
+        # the global filter, its seat and every check by desktop apply to it.
+        client = native.client_create(self.server.display, wl_ours.detach(), runtime.slot)
+        if not client:
+            wm_ours.close()
+            os.close(ready_r)
+            for t in theirs:
+                os.close(t)
+            raise RuntimeError("could not create Xwayland's Wayland client")
+        self.server._on_desktop_client(x.name, client)
+        x.client = client
+        x.wm_sock = wm_ours
+        x.ready_fd = ready_r
+        x.ready = self.server.loop.add_reader(
+            ready_r, lambda: self._on_ready(x), f"xwayland ready {x.name}"
+        )
+        argv = rootless_argv(listen_fd, theirs[0], theirs[1], theirs[2], self.binary)
+        return argv, theirs
+
+    def _drop_start(self, x: X11Desktop) -> None:
+        """Forget a start's readiness pipe and wm socket (its Wayland client goes with the
+        process: libwayland destroys it when the connection closes)."""
+        if x.ready is not None:
+            x.ready.remove()
+            x.ready = None
+        if x.ready_fd >= 0:
+            os.close(x.ready_fd)
+            x.ready_fd = -1
+        if x.wm_sock is not None:
+            x.wm_sock.close()
+            x.wm_sock = None
+        x.ready_text = b""
+        x.ready_pending = False
+
+    def _on_ready(self, x: X11Desktop) -> None:
+        try:
+            data = os.read(x.ready_fd, 32)
+        except OSError:
+            data = b""
+        x.ready_text += data
+        if data and b"\n" not in x.ready_text:
+            # Xwayland writes the number and the newline separately; closing our end
+            # between the two would make its second write fail and kill it.
+            return
+        data = x.ready_text
+        x.ready_text = b""
+        x.ready_pending = False
+        wm_sock = x.wm_sock
+        x.wm_sock = None
+        self._drop_start(x)
+        if not data or wm_sock is None or x.child is None:
+            # it exited before it was ready; child_exited counts the failure
+            if wm_sock is not None:
+                wm_sock.close()
+            return
+        if x.name in self.freezing:
+            # frozen or being frozen: the window manager's first round trips would not be
+            # answered; attach once the desktop is thawed
+            x.wm_sock = wm_sock
+            x.ready_pending = True
+            return
+        self._attach(x, wm_sock)
+
+    def _attach(self, x: X11Desktop, wm_sock: socket.socket) -> None:
+        x.ready_pending = False
+        runtime = self.server.desktops.get(x.name)
+        if runtime is None or x.child is None:
+            wm_sock.close()
+            return
+        if x.wm is None:
+            x.wm = xwm.RootlessWM(self.server, x.name)
+        if not x.wm.attach(runtime.seat, x.client, wm_sock.detach(), x.child.pid):
+            log.warning("desktop %s: the X window manager could not start", x.name)
+            x.child.kill()
+            return
+        log.info(
+            "desktop %s: %s ready in %.0f ms, managed by the compositor",
+            x.name,
+            XWAYLAND,
+            (time.monotonic() - x.started_at) * 1000,
+        )
+
     def child_exited(self, child: Child) -> None:
         x = next((x for x in self.desktops.values() if x.child is child), None)
         if x is None:
             return
         x.child = None
+        self._drop_start(x)
+        x.client = 0
         code = child.returncode if child.returncode is not None else -1
         runtime = time.monotonic() - x.started_at
         if self.server.shutting_down:
@@ -262,6 +419,23 @@ class XwaylandManager:
 
     # ---- server extension hooks ----
 
+    def before_freeze(self, desktop: str) -> None:
+        self.freezing.add(desktop)
+        x = self.desktops.get(desktop)
+        if x is not None and x.wm is not None:
+            x.wm.pause(True)
+
+    def after_thaw(self, desktop: str) -> None:
+        self.freezing.discard(desktop)
+        x = self.desktops.get(desktop)
+        if x is None:
+            return
+        if x.ready_pending and x.wm_sock is not None:
+            wm_sock, x.wm_sock = x.wm_sock, None
+            self._attach(x, wm_sock)
+        elif x.wm is not None:
+            x.wm.pause(False)
+
     def reload(self) -> None:
         self._sync()
 
@@ -276,6 +450,9 @@ class XwaylandManager:
         # Running servers lost their Wayland connection already (clients are disconnected
         # first at shutdown) and exit; the launcher's shutdown collects them.
         for x in self.desktops.values():
+            self._drop_start(x)
+            if x.wm is not None:
+                x.wm.close()
             self._close_socket(x)
             try:
                 paths.desktop_x11_dir(x.name).rmdir()

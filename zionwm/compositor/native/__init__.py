@@ -517,3 +517,47 @@ def address_of(ptr: Any) -> int:
 
 def own_source_as_wlr(src: Any) -> Any:
     return to_wlr(src, "struct wlr_data_source *")
+
+
+# ---- a desktop's X window manager (see build.py) ----
+
+
+def xwayland_prepare(display: Any, compositor: Any) -> bool:
+    return (
+        lib.zion_xwayland_prepare(
+            to_native(display, "struct wl_display *"),
+            to_native(compositor, "struct wlr_compositor *"),
+        )
+        == 0
+    )
+
+
+def xwayland_create(display: Any, compositor: Any) -> Any:
+    ptr = lib.zion_xwayland_create(
+        to_native(display, "struct wl_display *"),
+        to_native(compositor, "struct wlr_compositor *"),
+    )
+    if ptr == ffi.NULL:
+        raise RuntimeError("could not create an X window manager")
+    return ptr
+
+
+def xwayland_attach(xw: Any, client_addr: int, wm_fd: int, pid: int) -> bool:
+    client = ffi.cast("struct wl_client *", client_addr)
+    return lib.zion_xwayland_attach(xw, client, wm_fd, pid) == 0
+
+
+def xwayland_terminate_with_last_client(xw: Any, wm_fd: int) -> bool:
+    return lib.zion_xwayland_terminate_with_last_client(xw, wm_fd) == 0
+
+
+def xwayland_pause(xw: Any, paused: bool) -> bool:
+    return lib.zion_xwayland_pause(xw, 1 if paused else 0) == 0
+
+
+def xwayland_has_wm(xw: Any) -> bool:
+    return bool(lib.zion_xwayland_has_wm(xw))
+
+
+def xwayland_destroy(xw: Any) -> None:
+    lib.zion_xwayland_destroy(xw)

@@ -35,6 +35,9 @@ C_SOURCE = r"""
 #include <wlr/types/wlr_cursor.h>
 #include <wlr/types/wlr_pointer.h>
 #include <wlr/types/wlr_xcursor_manager.h>
+#include <wlr/xwayland.h>
+#include <sys/uio.h>
+#include <xcb/xfixes.h>
 #include <drm_fourcc.h>
 
 static void zion_py_client_destroyed(struct wl_client *, int);
@@ -93,6 +96,171 @@ int zion_client_desktop(const struct wl_client *client) {
 int zion_resource_desktop(struct wl_resource *resource) {
     if (!resource) return -1;
     return zion_client_desktop(wl_resource_get_client(resource));
+}
+
+/* ---- an X window manager for an X server the compositor did not start ----
+ *
+ * wlroots 0.15 only runs its XWM (wlr_xwm) for an Xwayland it forks itself, outside any
+ * sandbox. The XWM needs three things from its wlr_xwayland_server: the wm socket (handed in
+ * the `ready` event), the server's wl_client (to pair X windows with wl_surfaces) and its
+ * `destroy` signal. So each desktop gets a wlr_xwayland whose server record is ours: no
+ * process, no display sockets; the compositor starts Xwayland in the desktop's sandbox, and
+ * emits `ready` with the wm socket once Xwayland said it is ready. The two listener
+ * functions of wlr_xwayland are static in wlroots: they are read once from a throw-away
+ * wlr_xwayland made in lazy mode (no process is forked; its sockets are closed before the
+ * event loop runs again, so nothing can be served on them). */
+
+static wl_notify_func_t zion_xwl_ready_notify = NULL;
+static wl_notify_func_t zion_xwl_destroy_notify = NULL;
+
+int zion_xwayland_prepare(struct wl_display *display, struct wlr_compositor *compositor) {
+    if (zion_xwl_ready_notify) return 0;
+    struct wlr_xwayland *probe = wlr_xwayland_create(display, compositor, true);
+    if (!probe) return -1;
+    zion_xwl_ready_notify = probe->server_ready.notify;
+    zion_xwl_destroy_notify = probe->server_destroy.notify;
+    wlr_xwayland_destroy(probe);
+    return zion_xwl_ready_notify ? 0 : -1;
+}
+
+struct zion_xwayland {
+    struct wlr_xwayland_server server; /* ours; first so wlroots may free() it */
+    struct wl_listener client_destroy;
+};
+
+struct wlr_xwayland *zion_xwayland_create(struct wl_display *display,
+                                          struct wlr_compositor *compositor) {
+    if (!zion_xwl_ready_notify) return NULL;
+    struct zion_xwayland *zx = calloc(1, sizeof(*zx));
+    struct wlr_xwayland *xw = calloc(1, sizeof(*xw));
+    if (!zx || !xw) { free(zx); free(xw); return NULL; }
+    struct wlr_xwayland_server *server = &zx->server;
+    server->wl_display = display;
+    server->display = -1; /* no display sockets: wlroots' teardown leaves them alone */
+    server->x_fd[0] = server->x_fd[1] = -1;
+    server->wl_fd[0] = server->wl_fd[1] = -1;
+    server->wm_fd[0] = server->wm_fd[1] = -1;
+    server->options.enable_wm = true;
+    wl_signal_init(&server->events.ready);
+    wl_signal_init(&server->events.destroy);
+    wl_list_init(&server->display_destroy.link);
+    wl_list_init(&server->client_destroy.link);
+    wl_list_init(&zx->client_destroy.link);
+    xw->wl_display = display;
+    xw->compositor = compositor;
+    xw->server = server;
+    xw->display_name = server->display_name;
+    wl_signal_init(&xw->events.new_surface);
+    wl_signal_init(&xw->events.ready);
+    wl_signal_init(&xw->events.remove_startup_info);
+    xw->server_ready.notify = zion_xwl_ready_notify;
+    wl_signal_add(&server->events.ready, &xw->server_ready);
+    xw->server_destroy.notify = zion_xwl_destroy_notify;
+    wl_signal_add(&server->events.destroy, &xw->server_destroy);
+    return xw;
+}
+
+static void zion_xwayland_client_gone(struct wl_listener *listener, void *data) {
+    struct zion_xwayland *zx = wl_container_of(listener, zx, client_destroy);
+    wl_list_remove(&zx->client_destroy.link);
+    wl_list_init(&zx->client_destroy.link);
+    zx->server.client = NULL;
+}
+
+/* Xwayland (client: its Wayland connection, already tagged with its desktop) is ready:
+ * run the XWM on wm_fd, which it owns from here. 0 on success. */
+int zion_xwayland_attach(struct wlr_xwayland *xw, struct wl_client *client, int wm_fd,
+                         int pid) {
+    struct zion_xwayland *zx = wl_container_of(xw->server, zx, server);
+    if (xw->xwm) return -1; /* the previous server's XWM is still there */
+    wl_list_remove(&zx->client_destroy.link);
+    zx->server.client = client;
+    zx->server.pid = pid;
+    zx->client_destroy.notify = zion_xwayland_client_gone;
+    wl_client_add_destroy_listener(client, &zx->client_destroy);
+    struct wlr_xwayland_server_ready_event event = { .server = &zx->server, .wm_fd = wm_fd };
+    wl_signal_emit(&zx->server.events.ready, &event);
+    return xw->xwm ? 0 : -1;
+}
+
+int zion_xwayland_has_wm(struct wlr_xwayland *xw) { return xw->xwm != NULL; }
+
+/* Let Xwayland's -terminate ignore the XWM's own connection (XFixes 6 client disconnect
+ * mode), so the server exits once its last real X client is gone. wlroots 0.15 does not
+ * ask for it, and its XWM keeps the xcb connection in a private struct: it is found there
+ * by value, each candidate read safely (process_vm_readv on ourselves fails instead of
+ * faulting) and accepted only if it is the xcb connection on wm_fd whose first screen is
+ * the one stored in the field after it. 0 when set, -1 when not found. */
+static int zion_readable(const void *p, size_t n) {
+    char buf[64];
+    struct iovec local = { buf, n < sizeof(buf) ? n : sizeof(buf) };
+    struct iovec remote = { (void *)p, local.iov_len };
+    return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)local.iov_len;
+}
+
+int zion_xwayland_terminate_with_last_client(struct wlr_xwayland *xw, int wm_fd) {
+    const char *xwm = (const char *)xw->xwm;
+    if (!xwm) return -1;
+    for (size_t off = 3 * sizeof(void *); off < 1024; off += sizeof(void *)) {
+        if (!zion_readable(xwm + off, 2 * sizeof(void *))) return -1;
+        xcb_connection_t *c = *(xcb_connection_t *const *)(xwm + off);
+        if (!c || ((uintptr_t)c % sizeof(void *)) || !zion_readable(c, 64)) continue;
+        if (xcb_get_file_descriptor(c) != wm_fd || xcb_connection_has_error(c)) continue;
+        const xcb_setup_t *setup = xcb_get_setup(c);
+        if (!setup) continue;
+        void *screen = *(void *const *)(xwm + off + sizeof(void *));
+        if (screen != (void *)xcb_setup_roots_iterator(setup).data) continue;
+        xcb_xfixes_set_client_disconnect_mode(c, XCB_XFIXES_CLIENT_DISCONNECT_FLAGS_TERMINATE);
+        xcb_flush(c);
+        return 0;
+    }
+    return -1;
+}
+
+/* Stop (paused=1) or resume reading the X server's events in the XWM. The XWM answers some
+ * events with blocking round trips; a frozen X server would never answer, and the
+ * compositor would hang. So a desktop's XWM reads nothing from just before the desktop is
+ * frozen until it is thawed. Its event source is both an fd source and on the event loop's
+ * check list (wlroots put it there; check-list sources run after every dispatch, and read
+ * the socket too): pausing takes it off that list and clears its fd mask (a hang-up still
+ * reaches it, so a dying X server is still noticed); resuming puts both back.
+ * struct wlr_xwm and struct wl_event_source are private: their leading fields are checked
+ * by value (the XWM's wlr_xwayland and event source; the source's loop and data) before
+ * anything is touched. 0 when done, -1 otherwise. */
+struct zion_source_head {
+    void *interface;
+    struct wl_event_loop *loop;
+    struct wl_list link;
+    void *data;
+    int fd;
+};
+
+int zion_xwayland_pause(struct wlr_xwayland *xw, int paused) {
+    void *const *xwm = (void *const *)xw->xwm;
+    if (!xwm || xwm[0] != (void *)xw || !xwm[1]) return -1;
+    struct zion_source_head *head = (struct zion_source_head *)xwm[1];
+    if (head->loop != wl_display_get_event_loop(xw->wl_display) || head->data != xw->xwm ||
+            head->fd < 0)
+        return -1;
+    struct wl_event_source *source = (struct wl_event_source *)head;
+    wl_list_remove(&head->link); /* off the check list (or off itself: harmless) */
+    wl_list_init(&head->link);
+    if (paused) {
+        wl_event_source_fd_update(source, 0);
+    } else {
+        wl_event_source_fd_update(source, WL_EVENT_READABLE);
+        wl_event_source_check(source); /* back on the check list, as wlroots had it */
+    }
+    return 0;
+}
+
+/* Tear down: wlroots destroys the XWM (if any) through the server's destroy signal. */
+void zion_xwayland_destroy(struct wlr_xwayland *xw) {
+    struct zion_xwayland *zx = wl_container_of(xw->server, zx, server);
+    wl_list_remove(&zx->client_destroy.link);
+    wl_list_init(&zx->client_destroy.link);
+    zx->server.client = NULL;
+    wlr_xwayland_destroy(xw); /* frees xw and, through wlr_xwayland_server_destroy, zx */
 }
 
 /* ---- global filter: deny by default for desktop clients; each sees only its own seat ---- */
@@ -657,9 +825,9 @@ def make_ffi() -> cffi.FFI:
     ffi.set_source(
         "zionwm.compositor.native._zionwm_native",
         C_SOURCE,
-        libraries=["wlroots", "wayland-server"],
+        libraries=["wlroots", "wayland-server", "xcb", "xcb-xfixes"],
         extra_compile_args=[
-            *_pkg_flags("wlroots", "wayland-server", "pixman-1", "libdrm"),
+            *_pkg_flags("wlroots", "wayland-server", "pixman-1", "libdrm", "xcb"),
             "-DWLR_USE_UNSTABLE",
             "-Wno-unused-parameter",
         ],

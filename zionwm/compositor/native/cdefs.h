@@ -109,6 +109,17 @@ bool zion_buffer_thumbnail(struct wlr_buffer *buffer, struct wlr_renderer *rende
                            unsigned char *dst, int dw, int dh);
 void zion_scale_xrgb(const unsigned char *src, int sw, int sh, int sstride,
                      unsigned char *dst, int dw, int dh);
+/* a wlr_xwayland whose Xwayland runs in a desktop's sandbox (see build.py) */
+struct wlr_compositor;
+struct wlr_xwayland;
+int zion_xwayland_prepare(struct wl_display *display, struct wlr_compositor *compositor);
+struct wlr_xwayland *zion_xwayland_create(struct wl_display *display,
+    struct wlr_compositor *compositor);
+int zion_xwayland_attach(struct wlr_xwayland *xw, struct wl_client *client, int wm_fd, int pid);
+int zion_xwayland_has_wm(struct wlr_xwayland *xw);
+int zion_xwayland_pause(struct wlr_xwayland *xw, int paused);
+int zion_xwayland_terminate_with_last_client(struct wlr_xwayland *xw, int wm_fd);
+void zion_xwayland_destroy(struct wlr_xwayland *xw);
 
 /* called from C into Python */
 extern "Python" void zion_py_client_destroyed(struct wl_client *, int);
