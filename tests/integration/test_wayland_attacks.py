@@ -171,6 +171,50 @@ def test_a_desktop_client_cannot_take_the_keyboard_from_a_host_window(
     host.close()
 
 
+@pytest.mark.security
+def test_a_host_window_keeps_the_keyboard_when_the_user_switches_desktops(
+    compositor: Compositor,
+) -> None:
+    """A trusted host window (the manager) has the keyboard and the user switches to a
+    desktop without windows: the host window, shown on every desktop, keeps the keyboard, so
+    a program of that desktop mapping a window and asking xdg-activation does not get it
+    either. Only the user's click hands the keyboard to the program's window (control)."""
+    require("wtype")
+    host = WireClient(Path(compositor.runtime) / compositor.socket_name)
+    seat = host.bind("wl_seat", 5)
+    kbd = host.new_id()
+    host.send(seat, 1, struct.pack("=I", kbd))
+    host.map_toplevel(100, 50)
+    compositor.wait_window("host")
+    wait_for(
+        lambda: [w for w in compositor.windows("host") if w["focused"]], 10, "the host focused"
+    )
+
+    def presses() -> int:
+        host.read(0.2)
+        return len([e for e in host.events if e.obj == kbd and e.opcode == 3 and e.u32(3)])
+
+    compositor.zionctl("switch", "work")
+    assert [w for w in compositor.windows("host") if w["focused"]], "the switch took it"
+    thief = attacker(compositor, "work", "keylog", seconds=120, activate=True).ready()
+    (win,) = compositor.wait_window("work")
+    compositor.type_keys("hello")
+    wait_for(lambda: presses() >= 5, 15, "the five keys to reach the host window")
+    assert [w for w in compositor.windows("host") if w["focused"]]
+    from tests.integration.test_core import VirtualPointer
+
+    (mine,) = compositor.windows("host")
+    spot = (win["x"] + 5, win["y"] + win["height"] // 2)
+    assert spot[0] < mine["x"] - 3, (win, mine)
+    VirtualPointer(compositor).click(*spot)
+    wait_for(lambda: compositor.windows("work")[0]["focused"], 10, "the click to focus it")
+    result = thief.stop().json()
+    assert result["activations"] > 0, result
+    kinds = [e["event"] for e in result["events"]]
+    assert "enter" in kinds and kinds.count("key") == 0, kinds  # entered only by the click
+    host.close()
+
+
 def _frame_is_whole(img: object, colour: str, box: tuple[int, int, int, int]) -> list[str]:
     """Where the frame around `box` (x, y, w, h of the frame's outer edge) is not `colour`."""
     x, y, w, h = box

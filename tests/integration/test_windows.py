@@ -392,3 +392,23 @@ def test_a_tiled_window_dragged_with_the_pointer_goes_back_to_its_tile(
     kb.modifiers(0)
     wait_geometry(comp, "b", stack)
     assert by_app(comp, "b")["tiled"]
+
+
+def test_alt_tab_from_a_host_window_after_a_switch(compositor: Compositor) -> None:
+    """A host window (the manager) has the keyboard; the user switches desktops and back:
+    it keeps the keyboard, being shown on every desktop. Alt+Tab is the user's own gesture,
+    so it takes the keyboard to the desktop's window, as a click does."""
+    require("foot")
+    require("wtype")
+    compositor.zionctl("switch", "personal")
+    foot(compositor, "personal", "one")
+    wait_focused(compositor, "one")
+    host = WireClient(Path(compositor.runtime) / compositor.socket_name)
+    host.map_toplevel(100, 50)
+    wait_for(lambda: any(w["focused"] for w in compositor.windows("host")), 15, "host focused")
+    compositor.zionctl("switch", "work")
+    compositor.zionctl("switch", "personal")
+    assert any(w["focused"] for w in compositor.windows("host")), compositor.windows()
+    compositor.type_keys("-M", "alt", "-k", "Tab", "-m", "alt")
+    wait_focused(compositor, "one")
+    host.close()

@@ -272,6 +272,29 @@ def test_quarantine_items() -> None:
     )
     assert kept.needs_confirmation and kept.time_left() == ""
     assert kept.findings == ("[malicious] yara/r: d",)
+    heading, _ = kept.release_question()
+    assert heading == "Release x.exe although it is malicious?"
+    # no antivirus looked at it: said in words, and releasing it asks a second time
+    unscanned = quarantine.QItem.from_json(
+        {
+            "id": 5,
+            "name": "notes.txt",
+            "state": "held",
+            "verdict": "no-antivirus-scan",
+            "source": "alpha",
+            "dest": "beta",
+            "size": 16,
+            "hold_until": 1000.0 + 60,
+        }
+    )
+    assert unscanned.needs_confirmation
+    assert "not scanned by an antivirus · held · 1 min 00 s left" in unscanned.subtitle(1000.0)
+    assert "no antivirus looked at it" in unscanned.meaning
+    heading, body = unscanned.release_question()
+    assert heading == "Release notes.txt without an antivirus scan?"
+    assert "no antivirus looked at it" in body and "It goes to beta." in body
+    # its hold over, it waits for an antivirus (antivirus="required") instead of "0 s left"
+    assert unscanned.time_left(2000.0) == "waits for an antivirus scan"
 
 
 # ---------------------------------------------------------------- trust

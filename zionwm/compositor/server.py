@@ -456,9 +456,17 @@ class Server(HasListeners):
         for v in new.views:
             v.flush_deferred()
         target_view = self.model.focused(plan.new)
-        self.focused_view = None
-        if target_view is not None:
-            self.focus_view(target_view, by_user=True)
+        kept = self.focused_view
+        if kept is not None and kept.desktop == HOST and kept.mapped:
+            # a host window (the manager, a prompt) is shown on every desktop: it keeps the
+            # keyboard it had, as a window on all desktops does elsewhere; dropping it here
+            # let the next window a program of the new desktop mapped take the keyboard
+            if target_view is not None:
+                target_view.set_activated(False)
+        else:
+            self.focused_view = None
+            if target_view is not None:
+                self.focus_view(target_view, by_user=True)
         self._refresh_pointer_focus()
         for so in self.outputs:
             so.time_next_frame()  # the C frame handler reports the frame that shows it

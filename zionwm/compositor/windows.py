@@ -326,7 +326,9 @@ class WindowManager:
             # window, so repeating it visits every window in turn; `prev` goes back one
             self._cycle = None
             target = windows[-1] if step > 0 else windows[min(1, len(windows) - 1)]
-        self.server.focus_view(target)
+        # a key binding or the control socket: the user's own gesture, which may take the
+        # keyboard from a host window (a program's own request may not)
+        self.server.focus_view(target, by_user=True)
         return f"focused {target.app_id or target.title or target.id}"
 
     # ---------------------------------------------------------------- commands

@@ -835,7 +835,8 @@ class ManagerWindow(Adw.ApplicationWindow):
             src = self.model.rows.get(it.source)
             row.add_prefix(swatch(src.colour if src else "#888888"))
             for text in (
-                ([f"Origin: {it.origin_url}"] if it.origin_url else [])
+                [it.meaning]
+                + ([f"Origin: {it.origin_url}"] if it.origin_url else [])
                 + (list(it.findings) or ["No findings"])
                 + ([f"Reason: {it.reason}"] if it.reason else [])
             ):
@@ -881,10 +882,10 @@ class ManagerWindow(Adw.ApplicationWindow):
         if not item.needs_confirmation:
             self.q_action("release", item)
             return
+        heading, body = item.release_question()
         self.confirm(
-            f"Release {item.name} although it is {item.verdict or 'not audited'}?",
-            "The audit did not find it clean. Release it only if you know where it comes "
-            f"from. It goes to {item.dest}.",
+            heading,
+            body,
             "Release anyway",
             lambda: self.q_action("release", item, i_understand=True),
         )
