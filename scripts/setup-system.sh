@@ -12,7 +12,7 @@ RUNTIME="bubblewrap iproute2 nftables passt wayvnc xwayland attr procps psmisc u
 TEST="weston foot grim wtype wl-clipboard wayland-utils sway clamav clamav-daemon clamdscan yara
  x11-apps x11-utils busybox-static iperf3 wget curl firejail fuse-overlayfs strace
  imagemagick python3-minimal swaybg xauth xterm xdotool xclip chromium waybar debootstrap podman
- dbus-daemon pipewire pipewire-pulse pipewire-bin wireplumber pulseaudio-utils"
+ dbus-daemon libglib2.0-bin pipewire pipewire-pulse pipewire-bin wireplumber pulseaudio-utils"
 
 want="$BUILD $RUNTIME"
 [ "${1:-}" = "--with-tests" ] && want="$want $TEST"

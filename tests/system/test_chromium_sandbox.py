@@ -86,7 +86,10 @@ def _browser(marker: str) -> int | None:
 @pytest.fixture
 def comp(make_compositor):  # type: ignore[no-untyped-def]
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium package is not installed (scripts/setup-system.sh)")
+        pytest.fail(
+            "Debian's chromium package is not installed"
+            " (scripts/setup-system.sh installs it: a broken set-up)"
+        )
     return make_compositor(CONFIG)
 
 

@@ -220,7 +220,10 @@ def test_xdg_open_in_work_starts_the_browser_in_web_with_only_the_url(comp: Comp
 
 def test_gio_open_in_work_goes_the_same_way(comp: Compositor) -> None:
     if shutil.which("gio") is None:
-        pytest.skip("gio (libglib2.0-bin) is not installed")
+        pytest.fail(
+            "gio (libglib2.0-bin) is not installed"
+            " (scripts/setup-system.sh installs it: a broken set-up)"
+        )
     before = set(_browser_runs(comp))
     # gio starts the handler and exits at once; the sandbox ends with its first process, so
     # the program stays a while, as any program that opens a link does
@@ -296,7 +299,10 @@ def test_a_program_whose_sandbox_maps_the_user_to_another_uid_still_gets_on(
     # e.g. a desktop whose browser keeps its own sandbox and so runs as a non-root uid:
     # the uid it claims in EXTERNAL is not the one the kernel reports to the bus
     if shutil.which("unshare") is None:
-        pytest.skip("unshare (util-linux) is not installed")
+        pytest.fail(
+            "unshare (util-linux) is not installed"
+            " (scripts/setup-system.sh installs it: a broken set-up)"
+        )
     from zionwm.desktopbus import bus as dbus_bus
 
     run = tmp_path / "run"

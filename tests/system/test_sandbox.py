@@ -740,7 +740,10 @@ def test_audio_grant_binds_the_desktops_relay_never_the_host_sound_sockets(env: 
     # sandbox must reach neither: pulse/native inside is the desktop's own relay
     # (isolation/sound.py; tests/system/test_sound.py plays and records through it).
     if shutil.which("pulseaudio") is None:
-        pytest.skip("pulseaudio (the sound relay) is not installed: scripts/setup-system.sh")
+        pytest.fail(
+            "pulseaudio (the sound relay) is not installed"
+            " (scripts/setup-system.sh installs it: a broken set-up)"
+        )
     (env.runtime / "pulse").mkdir()
     servers = [
         listening_unix(env.runtime / "pipewire-0"),
@@ -799,7 +802,10 @@ def test_programs_of_one_writable_desktop_run_side_by_side(env: Env) -> None:
 def test_userns_hook_enters_a_user_owned_network_namespace(env: Env) -> None:
     """The unprivileged `full` network: a namespace owned by a user namespace of its own."""
     if shutil.which("unshare") is None:
-        pytest.skip("util-linux unshare is not installed")
+        pytest.fail(
+            "util-linux unshare is not installed"
+            " (scripts/setup-system.sh installs it: a broken set-up)"
+        )
     holder = subprocess.Popen(["unshare", "--user", "--map-root-user", "--net", "sleep", "600"])
     try:
         own_net = os.readlink("/proc/self/ns/net")

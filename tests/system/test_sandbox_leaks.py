@@ -174,7 +174,10 @@ def test_process_tools_still_run_on_the_stand_in(comp: Compositor) -> None:
     """ps needs /proc/stat's btime, top and free parse /proc/stat and /proc/meminfo."""
     tools = [t for t in ("ps", "top", "free") if shutil.which(t)]
     if not tools:
-        pytest.skip("procps (ps, top, free) is not installed here")
+        pytest.fail(
+            "procps (ps, top, free) is not installed here"
+            " (scripts/setup-system.sh installs it: a broken set-up)"
+        )
     script = (
         "{ ps -e -o pid,etime,comm; echo rc=$?; top -b -n 1 | head -5; echo rc=$?; "
         "free; echo rc=$?; } > ~/tools.part 2>&1; mv ~/tools.part ~/tools"
