@@ -18,6 +18,9 @@ def test_printable_escapes_controls_bidi_and_separators() -> None:
     assert printable("tab\there\x7f\x9b") == "tab\\x09here\\x7f\\x9b"
     assert printable("line\u2028two\u2066") == "line\\u2028two\\u2066"
     assert printable("ünïcode ok") == "ünïcode ok"
+    # zero-width and other format characters could make two names look alike
+    assert printable("pay\u200bpal\ufeff") == "pay\\u200bpal\\ufeff"
+    assert printable("a\U000e0041b") == "a\\U000e0041b"  # a tag character
     assert len(printable("a" * 1000, 50)) == 50
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from zionwm.quarantine.report import BIDI_AND_SEPARATORS
+from zionwm.quarantine.report import hides_or_reorders
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +234,7 @@ def clash_name(name: str, n: int) -> str:
 
 
 def _hidden_char(c: str) -> bool:
-    o = ord(c)
-    return o < 32 or 0x7F <= o < 0xA0 or c == "/" or c in BIDI_AND_SEPARATORS
+    return c == "/" or hides_or_reorders(c)
 
 
 def safe_name(name: str) -> str:

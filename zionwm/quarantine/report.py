@@ -6,6 +6,7 @@ Serialises to JSON so the worker can hand it back across the sandbox boundary.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,28 +88,32 @@ class AuditReport:
         )
 
 
-# Characters that change how the text around them is shown: bidirectional embeddings,
-# overrides and isolates, the implicit direction marks, and line/paragraph separators.
-BIDI_AND_SEPARATORS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029"
-)
+def hides_or_reorders(c: str) -> bool:
+    """Characters a desktop could use to fake what trusted text shows: controls (C0, DEL,
+    C1), format characters (bidirectional embeddings, overrides and isolates, direction
+    marks, zero-width spaces and joiners, the BOM), private-use, surrogate and unassigned
+    code points, and line/paragraph separators: every Unicode category C, plus Zl and Zp."""
+    cat = unicodedata.category(c)
+    return cat[0] == "C" or cat in ("Zl", "Zp")
 
 
 def printable(text: str, limit: int = 300) -> str:
     """`text` (a name or URL a desktop chose) made safe to show in trusted UI and logs.
 
-    Control characters (C0, DEL, C1) and bidirectional or separator characters are escaped
-    as `\\xNN` / `\\uNNNN`, so a name cannot add a line to a notification, reorder what is
-    shown around it, or forge a log line; the result is cut at `limit` characters.
+    Every character `hides_or_reorders` names is escaped (`\\xNN`, `\\uNNNN`), so a name
+    cannot add a line to a notification, reorder or hide what is shown around it, or forge
+    a log line; the result is cut at `limit` characters.
     """
     out = []
     for c in text:
         o = ord(c)
-        if o < 0x20 or 0x7F <= o < 0xA0:
+        if not hides_or_reorders(c):
+            out.append(c)
+        elif o < 0x100:
             out.append(f"\\x{o:02x}")
-        elif c in BIDI_AND_SEPARATORS:
+        elif o < 0x10000:
             out.append(f"\\u{o:04x}")
         else:
-            out.append(c)
+            out.append(f"\\U{o:08x}")
     shown = "".join(out)
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
