@@ -503,6 +503,8 @@ class ControlServer(_ServerBase):
     # Told when subscriptions change, so work done only for subscribers (usage samples)
     # starts and stops with them.
     on_subscriptions: Callable[[], None] | None = None
+    # `capture`: one desktop's own windows as a PNG (compositor/capture.py sets it)
+    capture: Callable[[str], dict[str, Any]] | None = None
 
     def subscribed(self, event: str) -> bool:
         """Whether a client asked for `event` by name ("*" does not count)."""
@@ -630,8 +632,20 @@ class ControlServer(_ServerBase):
         self.subscriptions_changed()
         return {"events": sorted(client.subscriptions)}
 
+    def _req_capture(self, client: _Client, request: dict[str, Any]) -> object:
+        desktop = request.get("desktop")
+        if self.capture is None:
+            raise _RequestError("capture is not available in this compositor")
+        if not isinstance(desktop, str):
+            raise _RequestError('"desktop" must be a desktop name')
+        try:
+            return self.capture(desktop)
+        except RuntimeError as exc:
+            raise _RequestError(str(exc)) from None
+
     _handlers: dict[str, Callable[[ControlServer, _Client, dict[str, Any]], object]] = {
         "ping": _req_ping,
+        "capture": _req_capture,
         "desktops": _req_desktops,
         "windows": _req_windows,
         "outputs": _req_outputs,

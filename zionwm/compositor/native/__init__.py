@@ -136,6 +136,28 @@ class HeldFrame:
             self._buffer = None
 
 
+def capture_tree(
+    renderer: Any, allocator: Any, tree: SceneNode, box: tuple[int, int, int, int]
+) -> bytes | None:
+    """The client surfaces under `tree` alone, drawn into a buffer of their own: the layout
+    rectangle `box` (x, y, width, height) as ARGB8888 rows; None if it cannot be drawn."""
+    x, y, width, height = box
+    if tree._node is None or width <= 0 or height <= 0:
+        return None
+    out = ffi.new("unsigned char[]", width * height * 4)
+    ok = lib.zion_capture_tree(
+        to_native(renderer, "struct wlr_renderer *"),
+        to_native(allocator, "struct wlr_allocator *"),
+        tree._node,
+        x,
+        y,
+        width,
+        height,
+        out,
+    )
+    return bytes(ffi.buffer(out)) if ok else None
+
+
 def hold_frame(handle: Any) -> HeldFrame | None:
     """The frame on screen of the output behind `handle` (attach_frame_handler), held."""
     buf = lib.zion_output_frame_hold(handle)

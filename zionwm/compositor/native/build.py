@@ -39,6 +39,10 @@ C_SOURCE = r"""
 #include <sys/uio.h>
 #include <xcb/xfixes.h>
 #include <drm_fourcc.h>
+#include <wlr/render/allocator.h>
+#include <wlr/render/drm_format_set.h>
+#include <wlr/render/interface.h>
+#include <wlr/types/wlr_matrix.h>
 
 static void zion_py_client_destroyed(struct wl_client *, int);
 static void zion_py_source_send(int, const char *, int);
@@ -574,6 +578,82 @@ bool zion_buffer_thumbnail(struct wlr_buffer *buffer, struct wlr_renderer *rende
 
 void zion_output_frame_notify_next(struct zion_output_frame *f) {
     if (f) f->notify_next = 1;
+}
+
+/* ---- one desktop's windows, drawn alone (the Screenshot portal) ----
+ *
+ * Only the client surfaces found under one desktop's scene tree are drawn, each from its
+ * own texture, into a buffer of our own: nothing else on screen (other desktops, the strip,
+ * the overview, notifications) can reach the result, whatever is shown at the time. The
+ * root is drawn even while disabled (a desktop not on screen); below it, hidden nodes stay
+ * hidden. */
+
+static void zion_capture_walk(struct wlr_renderer *r, const float proj[9],
+                              struct wlr_scene_node *node, int lx, int ly, int depth) {
+    if (depth > 64) return;
+    lx += node->state.x;
+    ly += node->state.y;
+    if (node->type == WLR_SCENE_NODE_SURFACE) {
+        struct wlr_scene_surface *ss = wlr_scene_surface_from_node(node);
+        struct wlr_texture *tex = ss->surface ? wlr_surface_get_texture(ss->surface) : NULL;
+
+        if (tex) {
+            struct wlr_box box = {lx, ly, ss->surface->current.width,
+                                  ss->surface->current.height};
+            float matrix[9];
+            wlr_matrix_project_box(matrix, &box, WL_OUTPUT_TRANSFORM_NORMAL, 0, proj);
+            wlr_render_texture_with_matrix(r, tex, matrix, 1.0f);
+        }
+    }
+    struct wlr_scene_node *child;
+    wl_list_for_each(child, &node->state.children, state.link) {
+        if (child->state.enabled) zion_capture_walk(r, proj, child, lx, ly, depth + 1);
+    }
+}
+
+bool zion_capture_tree(struct wlr_renderer *renderer, struct wlr_allocator *allocator,
+                       struct wlr_scene_node *root, int ox, int oy, int width, int height,
+                       unsigned char *out) {
+    if (!renderer || !allocator || !root || width <= 0 || height <= 0) return false;
+    const struct wlr_drm_format_set *formats = NULL;
+    if (renderer->impl->get_render_formats)
+        formats = renderer->impl->get_render_formats(renderer);
+    const struct wlr_drm_format *fmt = NULL;
+    if (formats) {
+        fmt = wlr_drm_format_set_get(formats, DRM_FORMAT_ARGB8888);
+        if (!fmt) fmt = wlr_drm_format_set_get(formats, DRM_FORMAT_XRGB8888);
+    }
+    if (!fmt) return false;
+    struct wlr_buffer *buffer = wlr_allocator_create_buffer(allocator, width, height, fmt);
+    if (!buffer) return false;
+    bool ok = wlr_renderer_begin_with_buffer(renderer, buffer);
+    if (ok) {
+        float proj[9];
+        float black[4] = {0.0f, 0.0f, 0.0f, 1.0f};
+        /* as wlroots' own scene renderer: the "projection" is the output's transform
+         * (none here); each renderer maps pixels to its buffer itself */
+        wlr_matrix_identity(proj);
+        wlr_renderer_clear(renderer, black);
+        wlr_renderer_scissor(renderer, NULL);
+        zion_capture_walk(renderer, proj, root, -ox - root->state.x, -oy - root->state.y, 0);
+        uint32_t flags = 0;
+        ok = wlr_renderer_read_pixels(renderer, DRM_FORMAT_ARGB8888, &flags, width * 4, width,
+                                      height, 0, 0, 0, 0, out);
+        wlr_renderer_end(renderer);
+        if (ok && (flags & WLR_RENDERER_READ_PIXELS_Y_INVERT)) {
+            unsigned char *tmp = malloc((size_t)width * 4);
+            for (int y = 0; tmp && y < height / 2; y++) {
+                unsigned char *a = out + (size_t)y * width * 4;
+                unsigned char *b = out + (size_t)(height - 1 - y) * width * 4;
+                memcpy(tmp, a, (size_t)width * 4);
+                memcpy(a, b, (size_t)width * 4);
+                memcpy(b, tmp, (size_t)width * 4);
+            }
+            free(tmp);
+        }
+    }
+    wlr_buffer_drop(buffer);
+    return ok;
 }
 
 /* ---- a CPU pixel buffer for compositor-drawn UI (indicator, notifications) ---- */

@@ -107,6 +107,11 @@ struct wlr_buffer *zion_output_frame_hold(struct zion_output_frame *frame);
 void zion_buffer_release(struct wlr_buffer *buffer);
 bool zion_buffer_thumbnail(struct wlr_buffer *buffer, struct wlr_renderer *renderer, int top,
                            unsigned char *dst, int dw, int dh);
+/* one desktop's windows alone, ARGB8888 into out (width * height * 4) */
+struct wlr_allocator;
+bool zion_capture_tree(struct wlr_renderer *renderer, struct wlr_allocator *allocator,
+                       struct wlr_scene_node *root, int ox, int oy, int width, int height,
+                       unsigned char *out);
 void zion_scale_xrgb(const unsigned char *src, int sw, int sh, int sstride,
                      unsigned char *dst, int dw, int dh);
 /* a wlr_xwayland whose Xwayland runs in a desktop's sandbox (see build.py) */

@@ -1,0 +1,79 @@
+"""One desktop's own windows as an image: the Screenshot portal of that desktop, and the
+`capture` control request (trusted clients: tests, tools).
+
+Nothing is read back from the screen. The compositor draws the client surfaces under the
+desktop's scene tree, alone, into a buffer of its own (native.capture_tree): other
+desktops' windows, the strip, the overview, notifications and the cursor are never in it,
+whatever is on screen at that moment, and a desktop not on screen is drawn as well. The
+area is the whole output layout, as a screenshot of the screen would be; what is not a
+window of that desktop is black.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from . import native
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger(__name__)
+
+
+class CaptureError(RuntimeError):
+    """The desktop could not be drawn; the message says why."""
+
+
+@dataclass(frozen=True)
+class Capture:
+    desktop: str
+    width: int
+    height: int
+    argb: bytes  # ARGB8888 rows (little-endian: B, G, R, A bytes)
+
+    def png(self) -> bytes:
+        img = Image.frombuffer("RGBA", (self.width, self.height), self.argb, "raw", "BGRA", 0, 1)
+        out = io.BytesIO()
+        img.convert("RGB").save(out, format="PNG", compress_level=3)
+        return out.getvalue()
+
+
+def capture_desktop(server: Server, desktop: str) -> Capture:
+    d = server.desktops.get(desktop)
+    if d is None:
+        raise CaptureError(f"no desktop {desktop!r}")
+    box = server.output_layout.get_box(None)
+    if box is None or box.width <= 0 or box.height <= 0:
+        raise CaptureError("no output to take the size of")
+    argb = native.capture_tree(
+        server.renderer, server.allocator, d.tree, (box.x, box.y, box.width, box.height)
+    )
+    if argb is None:
+        raise CaptureError("the renderer could not draw the desktop's windows")
+    return Capture(desktop, box.width, box.height, argb)
+
+
+def control_request(server: Server, desktop: str) -> dict[str, Any]:
+    """The `capture` control request: {desktop, width, height, png (base64)}."""
+    cap = capture_desktop(server, desktop)
+    return {
+        "desktop": desktop,
+        "width": cap.width,
+        "height": cap.height,
+        "png": base64.b64encode(cap.png()).decode(),
+    }
+
+
+def attach(server: Server) -> None:
+    """Offer the `capture` request on the control socket."""
+    ipc = getattr(server, "ipc", None)
+    for s in getattr(ipc, "servers", ()) or ():
+        if hasattr(s, "capture"):
+            s.capture = lambda desktop: control_request(server, desktop)
