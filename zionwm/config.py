@@ -25,7 +25,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -149,6 +149,12 @@ class Settings:
     yara_rule_dirs: tuple[Path, ...] = ()  # in addition to the rules shipped with zionwm
     cursor_theme: str | None = None  # None: XCURSOR_THEME or the default theme
     cursor_size: int = 24
+    # what programs in desktops are told through the Settings portal (docs/desktop-bus.md)
+    color_scheme: str = "default"  # "default" | "dark" | "light"
+    accent_colour: str | None = None  # "#rrggbb"
+    font: str = ""  # e.g. "Cantarell 11"; "" leaves it to each toolkit
+    monospace_font: str = ""
+    document_font: str = ""
     source: Path = Path()  # the file this config was loaded from
 
 
@@ -391,6 +397,7 @@ def desktop(
     env: Sequence[str] = (),
     dbus: str = "desktop",
     open_links_in: str | None = None,
+    open_files_in: Mapping[str, str] | None = None,
     browser: str | Sequence[str] = ("chromium",),
     notify_when_frozen: str = "queue",
     allow_fullscreen: bool = False,
@@ -419,6 +426,7 @@ def desktop(
         "env": env,
         "dbus": dbus,
         "open_links_in": open_links_in,
+        "open_files_in": open_files_in,
         "browser": browser,
         "notify_when_frozen": notify_when_frozen,
         "allow_fullscreen": allow_fullscreen,
@@ -452,6 +460,11 @@ def settings(
     yara_rule_dirs: Sequence[str] | None = None,
     cursor_theme: str | None = None,
     cursor_size: int | None = None,
+    color_scheme: str | None = None,
+    accent_colour: str | None = None,
+    font: str | None = None,
+    monospace_font: str | None = None,
+    document_font: str | None = None,
     **unknown: object,
 ) -> None:
     """Set global settings; may be called more than once, later values win."""
@@ -1083,7 +1096,39 @@ def _desktop_bus(v: dict[str, object], f: _Fields) -> dict[str, Any]:
     out["notify_when_frozen"] = f.get(
         "notify_when_frozen", _choice("queue", "show"), v["notify_when_frozen"], "queue"
     )
+    files = v.get("open_files_in")
+    no_rules: tuple[tuple[str, str], ...] = ()
+    out["open_files_in"] = (
+        no_rules if files is None else f.get("open_files_in", _file_rules, files, no_rules)
+    )
     return out
+
+
+_MIME_PATTERN = re.compile(r"\*|[a-z0-9][a-z0-9.+-]*/(\*|[a-z0-9][a-z0-9.+-]*)")
+
+
+def _file_rules(value: object) -> tuple[tuple[str, str], ...]:
+    """open_files_in={"application/pdf": "web", "image/*": "personal", "*": "web"}."""
+    if not isinstance(value, Mapping):
+        raise ValueError("must be a dict of MIME type (or 'type/*', or '*') to desktop name")
+    out: list[tuple[str, str]] = []
+    for pattern, target in value.items():
+        if not isinstance(pattern, str) or not _MIME_PATTERN.fullmatch(pattern):
+            raise ValueError(f"{pattern!r} is not a MIME type, 'type/*' or '*'")
+        out.append((pattern, _name(target)))
+    return tuple(out)
+
+
+def _hex_colour(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+        raise ValueError(f"{value!r} is not a colour: write '#rrggbb'")
+    return value.lower()
+
+
+def _font_name(value: object) -> str:
+    if not isinstance(value, str) or len(value) > 100 or not value.isprintable():
+        raise ValueError(f"{value!r} is not a font name such as 'Cantarell 11'")
+    return value
 
 
 def _choice(*allowed: str) -> Callable[[object], str]:
@@ -1123,6 +1168,14 @@ def _check_desktops(load: _Load, report: _Report, complete: bool) -> list[spec.D
                 f"desktop {decl._values['name']!r}: open_links_in names {target!r}, "
                 "which is not a declared desktop",
             )
+        rules = decl._values.get("open_files_in")
+        for target in rules.values() if isinstance(rules, Mapping) else ():
+            if isinstance(target, str) and target not in first_line:
+                report.error(
+                    decl._line,
+                    f"desktop {decl._values['name']!r}: open_files_in names {target!r}, "
+                    "which is not a declared desktop",
+                )
     for decl in load.desktops:
         dl = decl._values["downloads"]
         if not isinstance(dl, Downloads):
@@ -1278,6 +1331,10 @@ def _check_settings(load: _Load, report: _Report, source: Path) -> Settings:
     conv("yara_rule_dirs", lambda v: tuple(Path(p) for p in _abs_paths(v)))
     conv("cursor_theme", _plain_string)
     conv("cursor_size", _int_in(8, 512))
+    conv("color_scheme", _choice("default", "dark", "light"))
+    conv("accent_colour", _hex_colour)
+    for key in ("font", "monospace_font", "document_font"):
+        conv(key, _font_name)
     if "clipboard_max_bytes" in given and result.get("clipboard_max_bytes", 0) is None:
         report.error(given["clipboard_max_bytes"][0], "settings: clipboard_max_bytes needs a size")
         del result["clipboard_max_bytes"]

@@ -120,6 +120,8 @@ class DesktopSpec:
     # session and system buses: everything else on them becomes reachable)
     dbus: str = "desktop"
     open_links_in: str | None = None  # where http(s) links go; None: this desktop
+    # (MIME pattern, desktop): where a file opened here is sent, through the audit
+    open_files_in: tuple[tuple[str, str], ...] = ()
     browser: tuple[str, ...] = ("chromium",)  # what opens a link here (the URL is appended)
     notify_when_frozen: str = "queue"  # "queue" until thaw, or "show" at once
     source_line: int = 0  # line in the config file that declared it (for messages)
