@@ -3,7 +3,8 @@
 The bus of a desktop (zionwm/desktopbus) is started the first time the desktop runs a
 program: the launcher asks `session_bus_for(spec)` while planning the sandbox. zionwm's
 connection to that bus is watched by the event loop; what arrives there (notifications,
-links) is tagged with the desktop by the connection it came on and shown or routed here.
+links, portal requests) is tagged with the desktop by the connection it came on and shown
+or routed here. The portal's slow parts live in compositor/portal_link.py.
 """
 
 from __future__ import annotations
@@ -15,12 +16,19 @@ from typing import TYPE_CHECKING, Any
 from zionwm.desktopbus import bus as dbus_bus
 from zionwm.desktopbus import policy, shim
 from zionwm.desktopbus.policy import FrozenQueue, Notice
+from zionwm.desktopbus.portal import (
+    ChooseRequest,
+    CloseRequest,
+    OpenFileRequest,
+    ScreenshotRequest,
+)
 from zionwm.desktopbus.service import BusError, DesktopService, OpenRequest, Refused
 from zionwm.isolation.bwrap import SYSTEM_BUS_SOCKET, SessionBus
 from zionwm.isolation.spec import DesktopSpec
 
-from . import desktop_notice
+from . import capture, desktop_notice
 from .loop import FdHandle
+from .portal_link import PortalLink
 
 if TYPE_CHECKING:
     from .integration import Isolation
@@ -59,7 +67,9 @@ class DesktopBusLink:
         self.running: dict[str, _Running] = {}
         self.queues: dict[str, FrozenQueue] = {}
         self.failures: dict[str, str] = {}
+        self.portal = PortalLink(server, isolation, self)
         isolation.launcher.session_bus = self.session_bus_for
+        capture.attach(server)
 
     # ---- the launcher's question ----
 
@@ -94,7 +104,7 @@ class DesktopBusLink:
         except (dbus_bus.BusStartError, OSError) as exc:
             self._failed(desktop, str(exc))
             return None
-        service = DesktopService(desktop)
+        service = DesktopService(desktop, appearance=self.portal.appearance())
         try:
             service.connect(str(bus.daemon_socket))
         except BusError as exc:
@@ -132,6 +142,14 @@ class DesktopBusLink:
                     f"{ev.desktop}: a link was not opened ({ev.reason}): {ev.what or '(empty)'}",
                     urgent=True,
                 )
+            elif isinstance(ev, ChooseRequest):
+                self.portal.choose(ev)
+            elif isinstance(ev, ScreenshotRequest):
+                self.portal.screenshot(ev)
+            elif isinstance(ev, OpenFileRequest):
+                self.portal.open_file(ev)
+            elif isinstance(ev, CloseRequest):
+                self.portal.close_request(ev)
         dropped = run.service.rate.dropped
         if dropped > run.dropped_told:
             run.dropped_told = dropped
@@ -140,6 +158,16 @@ class DesktopBusLink:
             log.warning("desktop %s: its session bus went away; restarted on next launch", desktop)
             self._stop(desktop)
             return
+        self._watch_writes(desktop, run)
+
+    def respond(
+        self, desktop: str, handle: str, code: int, results: dict[str, tuple[str, Any]]
+    ) -> None:
+        """Answer a portal request of `desktop` (nothing if its bus is gone meanwhile)."""
+        run = self.running.get(desktop)
+        if run is None or handle == "":
+            return
+        run.service.respond(handle, code, results)
         self._watch_writes(desktop, run)
 
     def _watch_writes(self, desktop: str, run: _Running) -> None:
@@ -211,6 +239,7 @@ class DesktopBusLink:
                 self._show(notice)
 
     def reload(self) -> None:
+        self.portal.reload()
         # a desktop that is gone, or no longer has a bus of its own, loses the one it had
         for name in list(self.running):
             d = self.server.desktops.get(name)
@@ -252,6 +281,7 @@ class DesktopBusLink:
         for handle in (run.reader, run.writer):
             if handle is not None:
                 handle.remove()
+        self.portal.desktop_gone(desktop)
         run.service.close()
         run.bus.stop()
 

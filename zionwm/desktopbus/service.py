@@ -1,5 +1,6 @@
-"""zionwm's own connection to one desktop's bus: it owns org.freedesktop.Notifications and
-org.zionwm.Open there and turns their method calls into events for the compositor.
+"""zionwm's own connection to one desktop's bus: it owns org.freedesktop.Notifications,
+org.zionwm.Open and org.freedesktop.portal.Desktop (desktopbus/portal.py) there and turns
+their method calls into events for the compositor.
 
 The connection goes to the desktop's daemon directly, not through the proxy, so it can own
 names the proxy forbids to programs. Setting up (authentication, Hello, RequestName) is a
@@ -14,6 +15,7 @@ nothing a program sends can change it.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -27,6 +29,15 @@ from jeepney.wrappers import new_error, new_method_return
 
 from . import policy
 from .policy import Notice
+from .portal import (
+    PORTAL_NAME,
+    ChooseRequest,
+    CloseRequest,
+    OpenFileRequest,
+    Portal,
+    ScreenshotRequest,
+    is_portal_call,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +77,27 @@ class Refused:
     reason: str
 
 
-Event = Notice | OpenRequest | Refused
+Event = (
+    Notice
+    | OpenRequest
+    | Refused
+    | ChooseRequest
+    | ScreenshotRequest
+    | OpenFileRequest
+    | CloseRequest
+)
+MAX_FDS = 16  # unix fds taken per read; a message needs at most one (OpenURI.OpenFile)
 
 
 class DesktopService:
     """One desktop's notification and link service on its private bus."""
 
-    def __init__(self, desktop: str, rate: policy.RateLimit | None = None) -> None:
+    def __init__(
+        self,
+        desktop: str,
+        rate: policy.RateLimit | None = None,
+        appearance: Any = None,
+    ) -> None:
         self.desktop = desktop
         self.rate = rate or policy.RateLimit()
         self.link_rate = policy.RateLimit(burst=5, per_second=1.0)
@@ -81,6 +106,7 @@ class DesktopService:
         self._out = bytearray()
         self._serial = 0
         self._next_id = 0
+        self.portal = Portal(desktop, self._queue, appearance)
 
     # ---- setup (blocking, bounded) ----
 
@@ -90,14 +116,15 @@ class DesktopService:
         try:
             sock.settimeout(timeout)
             sock.connect(path)
-            auth = Authenticator()
+            # unix fds: OpenURI.OpenFile hands over the file it means as an fd
+            auth = Authenticator(enable_fds=True)
             for line in auth:
                 sock.sendall(line)
                 auth.feed(sock.recv(1024))
             sock.sendall(BEGIN)
             self.sock = sock
             self._call_blocking(message_bus.Hello(), deadline)
-            for name in (policy.NOTIFICATIONS_NAME, policy.OPEN_NAME):
+            for name in (policy.NOTIFICATIONS_NAME, policy.OPEN_NAME, PORTAL_NAME):
                 reply = self._call_blocking(
                     message_bus.RequestName(name, DBUS_NAME_FLAG_DO_NOT_QUEUE), deadline
                 )
@@ -148,7 +175,9 @@ class DesktopService:
         closed = False
         while budget > 0:
             try:
-                data = self.sock.recv(READ_CHUNK)
+                data, fds, _flags, _addr = socket.recv_fds(
+                    self.sock, READ_CHUNK, MAX_FDS, socket.MSG_CMSG_CLOEXEC
+                )
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -160,13 +189,21 @@ class DesktopService:
                 break
             budget -= len(data)
             try:
-                self._parser.add_data(data)
-                msg = self._parser.get_next_message()
-                while msg is not None:
-                    ev = self.handle(msg)
+                self._parser.add_data(data, fds)
+                while True:
+                    waiting = list(self._parser.fds)
+                    msg = self._parser.get_next_message()
+                    if msg is None:
+                        break
+                    used = waiting[: msg.header.fields.get(HeaderFields.unix_fds, 0)]
+                    try:
+                        ev = self.handle(msg, used)
+                    finally:
+                        # what a handler keeps it has dup()ed
+                        for fd in used:
+                            os.close(fd)
                     if ev is not None:
                         events.append(ev)
-                    msg = self._parser.get_next_message()
             except (ValueError, KeyError, IndexError) as exc:
                 # the daemon only forwards well-formed messages: this is a broken bus
                 log.warning("desktop %s: unreadable bus data: %s", self.desktop, exc)
@@ -191,13 +228,23 @@ class DesktopService:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        for fd in self._parser.fds:
+            os.close(fd)
+        self._parser.fds = []
 
     # ---- dispatch (pure apart from queueing replies) ----
 
-    def handle(self, msg: Message) -> Event | None:
+    def handle(self, msg: Message, fds: list[int] | None = None) -> Event | None:
         hdr = msg.header
         if hdr.message_type is not MessageType.method_call:
             return None
+        if is_portal_call(msg):
+            ev: Event | None = self.portal.handle(msg, fds)
+            if isinstance(ev, Notice) and not self.rate.allow():
+                return None
+            if isinstance(ev, OpenRequest) and not self.link_rate.allow():
+                return None
+            return ev
         fields = hdr.fields
         iface = fields.get(HeaderFields.interface)
         member = fields.get(HeaderFields.member)
@@ -235,6 +282,12 @@ class DesktopService:
         return None
 
     def _open(self, msg: Message, member: Any) -> Event | None:
+        if member == "OpenFile" and msg.header.fields.get(HeaderFields.signature) == "s":
+            # `xdg-open FILE`: the path as the sandbox names it; checked by the compositor
+            (path,) = msg.body
+            self._reply(msg, None, ())
+            sender = str(msg.header.fields.get(HeaderFields.sender, ""))
+            return OpenFileRequest(self.desktop, sender, "", path)
         if member != "OpenURI":
             self._error(msg, ERR_UNKNOWN_METHOD, f"no method {member}")
             return None
@@ -263,6 +316,14 @@ class DesktopService:
 
     def _error(self, parent: Message, name: str, text: str) -> None:
         self._send(new_error(parent, name, "s", (text,)))
+
+    def _queue(self, msg: Message) -> None:
+        self._send(msg)
+
+    def respond(self, handle: str, code: int, results: dict[str, tuple[str, Any]]) -> None:
+        """Answer a portal request (Request.Response to its caller) and send it now."""
+        self.portal.respond(handle, code, results)
+        self.flush()
 
     def _send(self, msg: Message) -> int:
         if len(self._out) > OUT_MAX:

@@ -1,9 +1,10 @@
 """The programs zionwm puts first on PATH in a desktop with its own bus.
 
 `xdg-open` hands its one argument to zionwm's org.zionwm.Open service on the desktop's bus
-(so the compositor opens a link where the desktop's config says) instead of looking for a
-handler inside the sandbox. The argument travels as one D-Bus string ("string:" keeps
-dbus-send from reading it as an option); all checking happens on zionwm's side.
+(so the compositor opens a link, or sends a file, where the desktop's config says) instead
+of looking for a handler inside the sandbox. The argument travels as one D-Bus string
+("string:" keeps dbus-send from reading it as an option); all checking happens on zionwm's
+side.
 """
 
 from __future__ import annotations
@@ -11,13 +12,21 @@ from __future__ import annotations
 from . import policy
 
 XDG_OPEN = f"""#!/bin/sh
-# zionwm: links go to the desktop the config names (see docs/desktop-bus.md)
+# zionwm: links and files go to the desktop the config names (see docs/desktop-bus.md)
 if [ "$#" -ne 1 ]; then
-    echo "usage: xdg-open URL" >&2
+    echo "usage: xdg-open URL|FILE" >&2
     exit 1
 fi
-exec dbus-send --session --print-reply=literal --dest={policy.OPEN_NAME} \\
-    {policy.OPEN_PATH} {policy.OPEN_INTERFACE}.OpenURI "string:$1" >/dev/null
+call() {{
+    exec dbus-send --session --print-reply=literal --dest={policy.OPEN_NAME} \\
+        {policy.OPEN_PATH} {policy.OPEN_INTERFACE}."$1" "string:$2" >/dev/null
+}}
+case "$1" in
+    file://*) call OpenFile "${{1#file://}}" ;;
+    *:*) call OpenURI "$1" ;;
+    /*) call OpenFile "$1" ;;
+    *) call OpenFile "$PWD/$1" ;;
+esac
 """.encode()
 
 PROGRAMS: tuple[tuple[str, bytes], ...] = (("xdg-open", XDG_OPEN),)
@@ -42,7 +51,11 @@ FILES: tuple[tuple[str, bytes], ...] = (
     (f"{SHARE_DIR}/applications/zionwm-open.desktop", OPEN_DESKTOP_ENTRY),
     (f"{XDG_DIR}/mimeapps.list", MIMEAPPS),
 )
+# GTK 3 and Firefox use the FileChooser and OpenURI portals only when told to (outside
+# Flatpak); GTK 4 the same with GDK_DEBUG=portals. Settings they read on their own.
 ENV: tuple[tuple[str, str], ...] = (
     ("XDG_DATA_DIRS", f"{SHARE_DIR}:/usr/local/share:/usr/share"),
     ("XDG_CONFIG_DIRS", f"{XDG_DIR}:/etc/xdg"),
+    ("GTK_USE_PORTAL", "1"),
+    ("GDK_DEBUG", "portals"),
 )
