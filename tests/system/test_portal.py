@@ -1,0 +1,398 @@
+"""The portal of each desktop (org.freedesktop.portal.Desktop on its own bus), used and
+attacked from inside real sandboxes.
+
+Every caller is a program started with `zionctl launch DESKTOP -- ...` on a real headless
+zionwm, talking through the real xdg-dbus-proxy to the real dbus-daemon of its desktop, where
+zionwm serves the portal. The file chooser is the real host chooser (GTK 4, on the host
+socket); a headless session has no accessibility bus, so the tests drive it through its test
+hook, which types into its location entry and presses its buttons through the same handlers
+a user's keys reach, and read what it showed from its probe file.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jeepney
+import pytest
+from PIL import Image
+
+from tests.harness import Compositor, colour_near, wait_for
+from tests.inside import attacker
+
+PROBE_SRC = Path(__file__).with_name("portal_probe.py")
+PYTHON = "/usr/bin/python3"
+INSIDE = "/opt/zionwm/0"
+WORK_GREEN = "#22c55e"
+URL = "https://example.invalid/portal"
+SUCCESS, CANCELLED, FAILED = 0, 1, 2
+
+STANDIN_BROWSER = """#!/bin/sh
+t=$(mktemp "$HOME/.run.XXXXXXXX")
+f="$HOME/browser-args.${t##*.run.}"
+printf '%s\\0' "$@" > "$t"
+mv "$t" "$f"
+"""
+
+
+def _missing() -> str | None:
+    for tool in ("bwrap", "dbus-daemon", "xdg-dbus-proxy", "dbus-send"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/setup-system.sh --with-tests)"
+    if not os.path.exists(PYTHON):
+        return f"{PYTHON} is missing: the probe needs it"
+    return None
+
+
+_MISSING = _missing()
+pytestmark = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
+
+CONFIG = """\
+from zionwm.config import desktop, settings
+APPS = [{apps!r}]
+settings(color_scheme="dark", accent_colour="#3584e4", font="Cantarell 13",
+         monospace_font="Source Code Pro 10")
+desktop("work", colour="{green}", open_links_in="web", app_dirs=APPS,
+        open_files_in={{"application/pdf": "web"}})
+desktop("personal", colour="#3b82f6", app_dirs=APPS)
+desktop("web", colour="#ef4444", browser=["{inside}/standin-browser"], app_dirs=APPS)
+"""
+
+
+@pytest.fixture(scope="module")
+def comp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compositor]:
+    root = tmp_path_factory.mktemp("portal")
+    apps = root / "apps"
+    apps.mkdir()
+    shutil.copy(PROBE_SRC, apps / "portal_probe.py")
+    shutil.copytree(Path(jeepney.__file__).parent, apps / "jeepney")
+    browser = apps / "standin-browser"
+    browser.write_text(STANDIN_BROWSER)
+    browser.chmod(0o755)
+    config = CONFIG.format(apps=str(apps), green=WORK_GREEN, inside=INSIDE)
+    c = Compositor(
+        root,
+        config_text=config,
+        extra_env={
+            "ZIONWM_CHOOSER_SCRIPT": str(root / "chooser-script.json"),
+            "ZIONWM_CHOOSER_PROBE": str(root / "chooser-probe.json"),
+        },
+    )
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def home(comp: Compositor, desktop: str) -> Path:
+    h = comp.data / "zionwm" / "desktops" / desktop / "home"
+    h.mkdir(parents=True, exist_ok=True)
+    return h
+
+
+def user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def probe(comp: Compositor, desktop: str, *args: str, timeout: float = 90) -> dict[str, Any]:
+    name = f"portal-{uuid.uuid4().hex}.json"
+    comp.zionctl("launch", desktop, "--", PYTHON, f"{INSIDE}/portal_probe.py", *args, name)
+    out = home(comp, desktop) / name
+    wait_for(out.exists, timeout, f"the portal probe's findings in {desktop}")
+    doc: dict[str, Any] = json.loads(out.read_text())
+    return doc
+
+
+def chooser_steps(comp: Compositor, steps: list[dict[str, Any]]) -> None:
+    (comp.root / "chooser-script.json").write_text(json.dumps(steps))
+    (comp.root / "chooser-probe.json").unlink(missing_ok=True)
+
+
+def chooser_seen(comp: Compositor) -> dict[str, Any]:
+    seen: dict[str, Any] = json.loads((comp.root / "chooser-probe.json").read_text())
+    return seen
+
+
+def history(comp: Compositor) -> list[str]:
+    return list(comp.zjson("status")["notifications"])
+
+
+def notice_with(comp: Compositor, needle: str) -> str:
+    def find() -> str | None:
+        return next((n for n in history(comp) if needle in n), None)
+
+    return wait_for(find, 30, f"a notification with {needle!r}")
+
+
+# ---------------------------------------------------------------- Settings, Notification, OpenURI
+
+
+def test_settings_follow_the_users_config(comp: Compositor) -> None:
+    found = probe(comp, "work", "settings")
+    assert "error" not in found, found
+    appearance = found["all"]["org.freedesktop.appearance"]
+    assert appearance["color-scheme"] == 1  # dark
+    assert appearance["accent-color"] == pytest.approx([0.2078, 0.5176, 0.8941], abs=0.001)
+    gnome = found["all"]["org.gnome.desktop.interface"]
+    assert gnome["font-name"] == "Cantarell 13"
+    assert gnome["monospace-font-name"] == "Source Code Pro 10"
+    assert gnome["color-scheme"] == "prefer-dark"
+    # the old Read wraps the value once more; ReadOne does not
+    assert found["read"] == [["v", ["u", 1]]]
+    assert found["read_one"] == [["s", "Cantarell 13"]]
+    assert found["version"] == [["u", 2]]
+
+
+def test_portal_notification_is_shown_as_works(comp: Compositor) -> None:
+    found = probe(comp, "work", "notify", "Build finished", "all green")
+    assert found.get("sent"), found
+    entry = notice_with(comp, "Build finished")
+    assert entry.startswith("[work] "), entry
+
+
+def test_portal_openuri_opens_the_link_in_web(comp: Compositor) -> None:
+    before = set(home(comp, "web").glob("browser-args.*"))
+    found = probe(comp, "work", "open-uri", URL)
+    assert found.get("code") == SUCCESS, found
+    assert found["handle"] == found["expected_handle"]
+    new = wait_for(
+        lambda: set(home(comp, "web").glob("browser-args.*")) - before, 30, "the browser in web"
+    )
+    (run,) = new
+    assert run.read_bytes().split(b"\0")[:-1] == [URL.encode()]
+    notice_with(comp, "Link from work opened in web")
+
+
+# ---------------------------------------------------------------- FileChooser
+
+
+def test_the_chooser_opens_a_file_of_work_named_as_the_sandbox_sees_it(comp: Compositor) -> None:
+    docs = home(comp, "work") / "Documents"
+    docs.mkdir(exist_ok=True)
+    (docs / "report.txt").write_text("work report")
+    chooser_steps(comp, [{"type": "~/Documents/report.txt"}, {"enter": True}])
+    found = probe(comp, "work", "choose", "open", "{}")
+    assert found.get("code") == SUCCESS, found
+    uri = f"file:///home/{user()}/Documents/report.txt"
+    assert found["results"]["uris"] == [uri]
+    assert found["read"][uri].startswith("work report")
+    seen = chooser_seen(comp)
+    assert seen["title"].startswith("[work] "), seen
+
+
+def test_the_chooser_saves_into_works_home(comp: Compositor) -> None:
+    chooser_steps(comp, [{"enter": True}])
+    found = probe(comp, "work", "choose", "save", json.dumps({"current_name": "new.odt"}))
+    assert found.get("code") == SUCCESS, found
+    assert found["results"]["uris"] == [f"file:///home/{user()}/new.odt"]
+
+
+def test_the_user_cancelling_is_a_cancel(comp: Compositor) -> None:
+    chooser_steps(comp, [{"cancel": True}])
+    found = probe(comp, "work", "choose", "open", "{}")
+    assert found.get("code") == CANCELLED, found
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("how", ["host-path", "climbing"])
+def test_a_crafted_current_file_cannot_reach_personals_files(comp: Compositor, how: str) -> None:
+    secret = home(comp, "personal") / "diary.txt"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text("personal diary")
+    # the host path itself, or as the sandbox names it, climbing out of its home to it
+    crafted = str(secret) if how == "host-path" else f"/home/{user()}/../../{secret}"
+    # the user accepts what the chooser shows preselected, then gives up
+    chooser_steps(comp, [{"accept": True}, {"cancel": True}])
+    found = probe(
+        comp,
+        "work",
+        "choose",
+        "open",
+        json.dumps({"current_file": crafted, "current_folder": str(secret.parent)}),
+    )
+    assert found.get("code") != SUCCESS, found
+    assert "personal diary" not in json.dumps(found)
+    seen = chooser_seen(comp)
+    # the chooser never showed personal's home, nor a name from it
+    assert "personal" not in (seen["host_folder"] or ""), seen
+    assert "diary.txt" not in seen["names"] and "diary" not in seen["location"], seen
+
+
+@pytest.mark.security
+def test_a_link_in_works_home_to_personals_file_is_refused_by_the_chooser(
+    comp: Compositor,
+) -> None:
+    secret = home(comp, "personal") / "taxes.txt"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text("personal taxes")
+    link = home(comp, "work") / "innocent.txt"
+    link.unlink(missing_ok=True)
+    # made inside work by its program, as relative link (it resolves on the host side)
+    rel = os.path.relpath(secret, link.parent)
+    made = probe_shell(comp, "work", f'ln -s "{rel}" "$HOME/innocent.txt"')
+    assert made == 0 and link.is_symlink()
+    chooser_steps(comp, [{"type": "~/innocent.txt"}, {"enter": True}, {"cancel": True}])
+    found = probe(comp, "work", "choose", "open", "{}")
+    assert found.get("code") != SUCCESS, found
+    assert "personal taxes" not in json.dumps(found)
+    seen = chooser_seen(comp)
+    assert "not a file of this desktop" in seen["error"], seen
+
+
+@pytest.mark.security
+def test_a_linked_folder_does_not_let_the_chooser_list_personals_home(comp: Compositor) -> None:
+    (home(comp, "personal") / "letters-to-bank.txt").write_text("x")
+    link = home(comp, "work") / "archive"
+    if link.is_symlink():
+        link.unlink()
+    rel = os.path.relpath(home(comp, "personal"), link.parent)
+    assert probe_shell(comp, "work", f'ln -s "{rel}" "$HOME/archive"') == 0
+    chooser_steps(comp, [{"type": "~/archive"}, {"enter": True}, {"cancel": True}])
+    found = probe(comp, "work", "choose", "open", "{}")
+    assert found.get("code") == CANCELLED, found
+    seen = chooser_seen(comp)
+    assert "letters-to-bank.txt" not in seen["names"], seen
+
+
+def probe_shell(comp: Compositor, desktop: str, script: str) -> int:
+    """Run a shell line in the desktop's sandbox; its exit status."""
+    name = f"sh-{uuid.uuid4().hex}"
+    comp.zionctl("launch", desktop, "--", "/bin/sh", "-c", f'{script}; echo $? > "$HOME/{name}"')
+    out = home(comp, desktop) / name
+    wait_for(out.exists, 30, "the shell line in the sandbox")
+    wait_for(lambda: out.read_text().strip() != "", 10, "its status")
+    return int(out.read_text())
+
+
+# ---------------------------------------------------------------- Screenshot
+
+PERSONAL_MAGENTA = "ff00ff"
+WORK_BODY = "00c000"
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("shown", ["personal", "overview"])
+def test_a_screenshot_of_work_has_works_pixels_and_none_of_personals(
+    comp: Compositor, shown: str, tmp_path: Path
+) -> None:
+    w = attacker(comp, "work", "big-window", width=300, height=200, body=WORK_BODY, bar=WORK_BODY)
+    p = attacker(
+        comp,
+        "personal",
+        "big-window",
+        width=600,
+        height=400,
+        body=PERSONAL_MAGENTA,
+        bar=PERSONAL_MAGENTA,
+    )
+    try:
+        w.ready()
+        p.ready()
+        comp.wait_window(desktop="work")
+        comp.wait_window(desktop="personal")
+        # personal's window on screen (or both desktops in the overview) while work asks
+        comp.zionctl("switch", "personal")
+        if shown == "overview":
+            comp.zionctl("overview")
+        screen = comp.screenshot(tmp_path / "screen.png")
+        assert _count(screen, "#" + PERSONAL_MAGENTA) > 10000, "personal's window not on screen"
+        found = probe(comp, "work", "screenshot")
+        assert found.get("code") == SUCCESS, found
+        assert found["readable"], found
+        host_file = home(comp, "work") / os.path.relpath(found["file"], f"/home/{user()}")
+        shot = Image.open(host_file).convert("RGB")
+        assert shot.size == screen.size
+        assert _count(shot, "#" + WORK_BODY) > 300 * 200 * 0.9, "work's window is not in it"
+        assert _count(shot, "#" + PERSONAL_MAGENTA) == 0, "personal's pixels are in it"
+        # nor the strip across the top, in personal's colour while personal is shown
+        assert _count(shot, "#3b82f6") == 0
+        notice_with(comp, "work took a screenshot")
+    finally:
+        if shown == "overview":
+            comp.zionctl("overview", check=False)
+        w.stop()
+        p.stop()
+
+
+def test_the_capture_request_draws_one_desktop_only(comp: Compositor) -> None:
+    from zionwm.ctl import ControlClient
+
+    p = attacker(
+        comp,
+        "personal",
+        "big-window",
+        width=200,
+        height=150,
+        body=PERSONAL_MAGENTA,
+        bar=PERSONAL_MAGENTA,
+    )
+    try:
+        p.ready()
+        comp.wait_window(desktop="personal")
+        with ControlClient(comp.runtime / "zionwm" / "ipc.sock") as c:
+            theirs = c.request("capture", desktop="personal")
+            ours = c.request("capture", desktop="web")
+        img = Image.open(io.BytesIO(base64.b64decode(theirs["png"]))).convert("RGB")
+        assert _count(img, "#" + PERSONAL_MAGENTA) >= 200 * 150 * 0.9
+        none = Image.open(io.BytesIO(base64.b64decode(ours["png"]))).convert("RGB")
+        assert _count(none, "#" + PERSONAL_MAGENTA) == 0
+    finally:
+        p.stop()
+
+
+def _count(img: Image.Image, colour: str) -> int:
+    rgb = img.convert("RGB")
+    hist = rgb.getcolors(maxcolors=1 << 20) or []
+    return sum(n for n, px in hist if colour_near(px, colour, tol=6))
+
+
+# ---------------------------------------------------------------- files opened elsewhere
+
+
+def test_a_pdf_opened_in_work_goes_to_web_through_the_audit(comp: Compositor) -> None:
+    (home(comp, "work") / "invoice.pdf").write_bytes(b"%PDF-1.4\n%test\n")
+    comp.zionctl("launch", "work", "--", "xdg-open", f"/home/{user()}/invoice.pdf")
+    notice_with(comp, "File from work sent to web through the audit: invoice.pdf")
+    listed = wait_for(
+        lambda: (
+            "invoice.pdf" in (r := comp.zionctl("quarantine", "list", check=False)).stdout
+            and r.stdout
+        ),
+        60,
+        "the file in the quarantine",
+    )
+    assert "work" in listed and "web" in listed
+
+
+def test_a_file_with_no_rule_is_not_sent_anywhere(comp: Compositor) -> None:
+    (home(comp, "work") / "notes.txt").write_text("plain")
+    comp.zionctl("launch", "work", "--", "xdg-open", f"/home/{user()}/notes.txt")
+    notice_with(comp, "no desktop is set to open text/plain files from work")
+
+
+@pytest.mark.security
+def test_opening_a_link_to_personals_file_sends_nothing(comp: Compositor) -> None:
+    secret = home(comp, "personal") / "contract.pdf"
+    secret.write_bytes(b"%PDF-1.4\n% personal contract\n")
+    link = home(comp, "work") / "look.pdf"
+    link.unlink(missing_ok=True)
+    rel = os.path.relpath(secret, link.parent)
+    assert probe_shell(comp, "work", f'ln -s "{rel}" "$HOME/look.pdf"') == 0
+    found = probe(comp, "work", "open-file", f"/home/{user()}/look.pdf")
+    # inside the sandbox the link leads nowhere, so the program cannot even open it; by name
+    # (xdg-open) the compositor resolves it on the host and refuses
+    assert found.get("code") != SUCCESS, found
+    comp.zionctl("launch", "work", "--", "xdg-open", f"/home/{user()}/look.pdf")
+    notice_with(comp, "a file was not opened: not a file of this desktop")
+    assert "contract.pdf" not in comp.zionctl("quarantine", "list", check=False).stdout
