@@ -1,0 +1,221 @@
+"""The portal's pure parts: path rules on a real directory tree (with real symlinks), the
+Settings values, method dispatch on real D-Bus messages, the file rules, and the config."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from jeepney import DBusAddress, HeaderFields, Message, new_method_call
+from jeepney.low_level import Parser
+
+from zionwm import paths
+from zionwm.compositor.portal_link import match_rule
+from zionwm.config import load_config
+from zionwm.desktopbus import files, portal
+from zionwm.desktopbus.policy import Notice
+
+INSIDE = "/home/u"
+
+
+@pytest.fixture
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[files.Root, ...]:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    for d in ("work", "personal"):
+        paths.desktop_home(d).mkdir(parents=True)
+        paths.desktop_outbox(d).mkdir(parents=True)
+    paths.shared_dir().mkdir(parents=True)
+    work = paths.desktop_home("work")
+    (work / "Documents").mkdir()
+    (work / "Documents" / "a.txt").write_text("a")
+    (work / "Incoming" / "web").mkdir(parents=True)
+    (work / "Shared").mkdir()  # the placeholder a mount goes over
+    (paths.shared_dir() / "s.txt").write_text("s")
+    (paths.desktop_home("personal") / "secret").write_text("x")
+    return files.roots("work", INSIDE)
+
+
+def test_paths_map_both_ways(tree: tuple[files.Root, ...]) -> None:
+    work = paths.desktop_home("work")
+    assert files.to_inside(tree, work / "Documents" / "a.txt") == f"{INSIDE}/Documents/a.txt"
+    assert files.to_inside(tree, paths.shared_dir() / "s.txt") == f"{INSIDE}/Shared/s.txt"
+    assert files.to_host(tree, f"{INSIDE}/Shared/s.txt") == paths.shared_dir() / "s.txt"
+    assert (
+        files.to_host(tree, f"{INSIDE}/Documents/../Documents/a.txt")
+        == (work / "Documents" / "a.txt").resolve()
+    )
+    assert files.root_of(tree, str(work / "Incoming" / "web")).label == "Incoming"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "how", ["host path", "climb", "absolute link", "relative link", "linked folder", "shadowed"]
+)
+def test_nothing_outside_the_roots_is_accepted(tree: tuple[files.Root, ...], how: str) -> None:
+    work = paths.desktop_home("work")
+    secret = paths.desktop_home("personal") / "secret"
+    if how == "host path":
+        with pytest.raises(files.OutsideRoots):
+            files.to_host(tree, str(secret))
+        with pytest.raises(files.OutsideRoots):
+            files.to_inside(tree, secret)
+    elif how == "climb":
+        with pytest.raises(files.OutsideRoots):
+            files.to_host(tree, f"{INSIDE}/../../{secret}")
+    elif how == "absolute link":
+        (work / "l").symlink_to(secret)
+        with pytest.raises(files.OutsideRoots):
+            files.to_inside(tree, work / "l")
+        with pytest.raises(files.OutsideRoots):
+            files.to_host(tree, f"{INSIDE}/l")
+    elif how == "relative link":
+        (work / "r").symlink_to(os.path.relpath(secret, work))
+        with pytest.raises(files.OutsideRoots):
+            files.to_host(tree, f"{INSIDE}/r")
+    elif how == "linked folder":
+        (work / "d").symlink_to(secret.parent)
+        with pytest.raises(files.OutsideRoots):
+            files.to_host(tree, f"{INSIDE}/d/secret")
+    else:  # the home's own placeholder under the Shared mount names nothing inside
+        with pytest.raises(files.OutsideRoots):
+            files.to_inside(tree, work / "Shared")
+
+
+def test_a_save_goes_only_into_a_writable_folder_and_not_through_a_planted_link(
+    tree: tuple[files.Root, ...],
+) -> None:
+    work = paths.desktop_home("work")
+    host, inside = files.save_target(tree, work / "Documents", "new.odt")
+    assert inside == f"{INSIDE}/Documents/new.odt" and host == work.resolve() / "Documents/new.odt"
+    with pytest.raises(files.OutsideRoots, match="read-only"):
+        files.save_target(tree, paths.shared_dir(), "x")
+    for bad in ("", ".", "..", "a/b", "a\0"):
+        with pytest.raises(files.OutsideRoots):
+            files.save_target(tree, work, bad)
+    (work / "out.txt").symlink_to(paths.desktop_home("personal") / "secret")
+    with pytest.raises(files.OutsideRoots):
+        files.save_target(tree, work, "out.txt")
+
+
+def test_uris() -> None:
+    assert files.file_uri("/home/u/a b#.txt") == "file:///home/u/a%20b%23.txt"
+    assert files.from_uri("file:///home/u/a%20b.txt") == "/home/u/a b.txt"
+    assert files.from_uri("https://x/y") is None
+    assert files.from_uri("file://evil.example/x") is None
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+def _wire(msg: Message, sender: str = ":1.7") -> Message:
+    """The message as the bus delivers it (with its sender), through the real parser."""
+    msg.header.fields[HeaderFields.sender] = sender
+    p = Parser()
+    p.add_data(msg.serialise(serial=5))
+    out = p.get_next_message()
+    assert out is not None
+    return out
+
+
+def _call(iface: str, member: str, sig: str | None = None, body: tuple = ()) -> Message:
+    addr = DBusAddress(portal.PORTAL_PATH, bus_name=portal.PORTAL_NAME, interface=iface)
+    return _wire(new_method_call(addr, member, sig, body))
+
+
+def _replies(sent: list[Message]) -> list[tuple[str, object]]:
+    return [(m.header.message_type.name, m.body) for m in sent]
+
+
+def test_settings_and_version() -> None:
+    sent: list[Message] = []
+    p = portal.Portal("work", sent.append, portal.Appearance("light", "#ff0000", "Inter 10"))
+    p.handle(_call(portal.SETTINGS, "ReadAll", "as", (["org.freedesktop.*"],)))
+    (kind, (values,)) = _replies(sent)[-1]  # type: ignore[misc]
+    assert kind == "method_return"
+    assert list(values) == ["org.freedesktop.appearance"]
+    assert values["org.freedesktop.appearance"]["color-scheme"] == ("u", 2)
+    assert values["org.freedesktop.appearance"]["accent-color"] == ("(ddd)", (1.0, 0.0, 0.0))
+    p.handle(_call(portal.SETTINGS, "ReadOne", "ss", ("org.gnome.desktop.interface", "font-name")))
+    assert _replies(sent)[-1] == ("method_return", (("s", "Inter 10"),))
+    p.handle(_call(portal.SETTINGS, "Read", "ss", ("nope", "x")))
+    assert sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_NOT_FOUND
+    p.handle(_call(portal.PROPERTIES, "Get", "ss", (portal.FILECHOOSER, "version")))
+    assert _replies(sent)[-1] == ("method_return", (("u", 3),))
+
+
+def test_requests_answer_with_a_handle_and_respond_to_the_caller_only() -> None:
+    sent: list[Message] = []
+    p = portal.Portal("work", sent.append)
+    opts = {"handle_token": ("s", "t1"), "current_file": ("ay", b"/home/u/a.txt\0")}
+    ev = p.handle(_call(portal.FILECHOOSER, "OpenFile", "ssa{sv}", ("", "Open", opts)))
+    assert isinstance(ev, portal.ChooseRequest)
+    assert ev.desktop == "work" and ev.current_file == "/home/u/a.txt"
+    handle = portal.REQUEST_PREFIX + "1_7/t1"
+    assert ev.handle == handle and _replies(sent)[-1] == ("method_return", (handle,))
+    # one chooser at a time per desktop
+    again = {"handle_token": ("s", "t2")}
+    assert p.handle(_call(portal.FILECHOOSER, "OpenFile", "ssa{sv}", ("", "x", again))) is None
+    assert sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_NOT_ALLOWED
+    # another program cannot close it
+    close = new_method_call(DBusAddress(handle, bus_name=portal.PORTAL_NAME), "Close")
+    close.header.fields[HeaderFields.interface] = portal.REQUEST_IFACE
+    assert p.handle(_wire(close, sender=":1.9")) is None
+    p.respond(handle, portal.SUCCESS, {"uris": ("as", ["file:///home/u/a.txt"])})
+    sig = sent[-1]
+    assert sig.header.fields[HeaderFields.destination] == ":1.7"
+    assert sig.header.fields[HeaderFields.path] == handle
+    assert sig.body == (0, {"uris": ("as", ["file:///home/u/a.txt"])})
+    assert handle not in p.pending
+
+
+def test_notification_and_links() -> None:
+    sent: list[Message] = []
+    p = portal.Portal("work", sent.append)
+    n = {"title": ("s", "\u202eHi"), "body": ("s", "there"), "priority": ("s", "urgent")}
+    ev = p.handle(_call(portal.NOTIFICATION, "AddNotification", "sa{sv}", ("id", n)))
+    assert isinstance(ev, Notice) and ev.desktop == "work" and ev.title == "Hi" and ev.urgent
+    ev = p.handle(_call(portal.OPENURI, "OpenURI", "ssa{sv}", ("", "javascript:x", {})))
+    assert sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_NOT_ALLOWED
+    ev = p.handle(_call(portal.OPENURI, "OpenURI", "ssa{sv}", ("", "file:///home/u/a.pdf", {})))
+    assert isinstance(ev, portal.OpenFileRequest) and ev.path == "/home/u/a.pdf"
+
+
+def test_file_rules() -> None:
+    rules = (("application/pdf", "web"), ("image/*", "personal"), ("*", "web"))
+    assert match_rule(rules, "application/pdf") == "web"
+    assert match_rule(rules, "image/png") == "personal"
+    assert match_rule(rules, "text/plain") == "web"
+    assert match_rule((("image/*", "x"),), "text/plain") is None
+
+
+def test_config_appearance_and_file_rules(tmp_path: Path) -> None:
+    path = tmp_path / "config.py"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            from zionwm.config import *
+            settings(color_scheme="dark", accent_colour="#3584E4", font="Cantarell 11")
+            desktop("work", colour="#112233", open_files_in={"application/pdf": "web"})
+            desktop("web", colour="#332211")
+            """
+        )
+    )
+    config, errors = load_config(path)
+    assert config is not None, errors
+    assert config.settings.color_scheme == "dark"
+    assert config.settings.accent_colour == "#3584e4"
+    assert config.desktops[0].open_files_in == (("application/pdf", "web"),)
+    path.write_text(
+        textwrap.dedent(
+            """\
+            from zionwm.config import *
+            settings(color_scheme="purple")
+            desktop("work", colour="#112233", open_files_in={"pdf": "nowhere"})
+            """
+        )
+    )
+    config, errors = load_config(path)
+    text = " ".join(e.message for e in errors)
+    assert config is None
+    assert "color_scheme" in text and "open_files_in" in text
