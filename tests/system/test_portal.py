@@ -397,3 +397,15 @@ def test_opening_a_link_to_personals_file_sends_nothing(comp: Compositor) -> Non
     comp.zionctl("launch", "work", "--", "xdg-open", f"/home/{user()}/look.pdf")
     notice_with(comp, "a file was not opened: not a file of this desktop")
     assert "contract.pdf" not in comp.zionctl("quarantine", "list", check=False).stdout
+
+
+def test_a_real_gtk_program_in_work_follows_the_users_font(comp: Compositor) -> None:
+    src = Path(__file__).with_name("gtk_settings_probe.py")
+    name = f"gtk-{uuid.uuid4().hex}.json"
+    target = home(comp, "work") / ".gtk_settings_probe.py"
+    shutil.copy(src, target)
+    comp.zionctl("launch", "work", "--", PYTHON, f"/home/{user()}/.gtk_settings_probe.py", name)
+    out = home(comp, "work") / name
+    wait_for(out.exists, 60, "the GTK program's settings")
+    seen = json.loads(out.read_text())
+    assert seen["font"] == "Cantarell 13", seen
