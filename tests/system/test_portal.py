@@ -242,12 +242,23 @@ def test_a_link_in_works_home_to_personals_file_is_refused_by_the_chooser(
     rel = os.path.relpath(secret, link.parent)
     made = probe_shell(comp, "work", f'ln -s "{rel}" "$HOME/innocent.txt"')
     assert made == 0 and link.is_symlink()
-    chooser_steps(comp, [{"type": "~/innocent.txt"}, {"enter": True}, {"cancel": True}])
-    found = probe(comp, "work", "choose", "open", "{}")
+    # chosen by the user the ordinary way: typed on the host's keyboard, then Escape
+    chooser_steps(comp, [])
+    name = f"portal-{uuid.uuid4().hex}.json"
+    comp.zionctl(
+        "launch", "work", "--", PYTHON, f"{INSIDE}/portal_probe.py", "choose", "open", "{}", name
+    )
+    wait_for(lambda: chooser_seen(comp)["folder"], 60, "the chooser to show a folder")
+    comp.type_keys("~/innocent.txt")
+    comp.type_keys("-k", "Return")
+    seen = wait_for(lambda: (s := chooser_seen(comp))["error"] and s, 30, "the chooser to say no")
+    assert "not a file of this desktop" in seen["error"], seen
+    comp.type_keys("-k", "Escape")
+    out = home(comp, "work") / name
+    wait_for(out.exists, 60, "the portal probe's findings")
+    found = json.loads(out.read_text())
     assert found.get("code") != SUCCESS, found
     assert "personal taxes" not in json.dumps(found)
-    seen = chooser_seen(comp)
-    assert "not a file of this desktop" in seen["error"], seen
 
 
 @pytest.mark.security
@@ -409,3 +420,28 @@ def test_a_real_gtk_program_in_work_follows_the_users_font(comp: Compositor) -> 
     wait_for(out.exists, 60, "the GTK program's settings")
     seen = json.loads(out.read_text())
     assert seen["font"] == "Cantarell 13", seen
+
+
+def test_the_user_types_a_path_into_the_chooser_on_the_host(comp: Compositor) -> None:
+    docs = home(comp, "work") / "Documents"
+    docs.mkdir(exist_ok=True)
+    (docs / "typed.txt").write_text("typed by the user")
+    chooser_steps(comp, [])  # no test hook: keys from the host's virtual keyboard
+
+    def chooser() -> list[dict[str, Any]]:
+        return [w for w in comp.zjson("windows") if (w.get("title") or "").startswith("[work]")]
+
+    name = f"portal-{uuid.uuid4().hex}.json"
+    comp.zionctl(
+        "launch", "work", "--", PYTHON, f"{INSIDE}/portal_probe.py", "choose", "open", "{}", name
+    )
+    wait_for(chooser, 60, "the chooser's window")
+    wait_for(lambda: chooser_seen(comp)["folder"], 30, "the chooser to show a folder")
+    comp.type_keys("~/Documents/typed.txt")
+    comp.type_keys("-k", "Return")
+    out = home(comp, "work") / name
+    wait_for(out.exists, 60, "the portal probe's findings")
+    found = json.loads(out.read_text())
+    uri = f"file:///home/{user()}/Documents/typed.txt"
+    assert found.get("code") == SUCCESS and found["results"]["uris"] == [uri], found
+    assert found["read"][uri].startswith("typed by the user")

@@ -32,7 +32,8 @@ from typing import Any
 import gi
 
 gi.require_version("Gtk", "4.0")
-from gi.repository import GLib, Gtk  # noqa: E402
+gi.require_version("Gdk", "4.0")
+from gi.repository import Gdk, GLib, Gtk  # noqa: E402
 
 from zionwm.desktopbus import files  # noqa: E402
 
@@ -60,6 +61,9 @@ class Chooser:
         self.win.set_title(f"[{desktop}] {asked}")
         self.win.set_default_size(720, 480)
         self.win.connect("close-request", self._on_close)
+        keys = Gtk.EventControllerKey()
+        keys.connect("key-pressed", self._on_key)
+        self.win.add_controller(keys)
         self._style(str(req.get("colour", "#888888")))
 
         outer = Gtk.Box(orientation=Gtk.Orientation.VERTICAL)
@@ -251,6 +255,12 @@ class Chooser:
         self.result = {"paths": chosen} if chosen else {"cancelled": True}
         self.loop.quit()
 
+    def _on_key(self, _c: Gtk.EventControllerKey, keyval: int, _code: int, _state: object) -> bool:
+        if keyval == Gdk.KEY_Escape:
+            self.finish(None)
+            return True
+        return False
+
     def _on_close(self, _w: Gtk.Window) -> bool:
         self.finish(None)
         return False
@@ -293,6 +303,7 @@ class Chooser:
 
     def run(self) -> dict[str, Any]:
         self.win.present()
+        self.location.grab_focus()  # typing a path is the quickest way in
         script = os.environ.get("ZIONWM_CHOOSER_SCRIPT")
         if script and os.path.exists(script):
             self.run_script(json.loads(Path(script).read_text()))
