@@ -445,3 +445,16 @@ def test_the_user_types_a_path_into_the_chooser_on_the_host(comp: Compositor) ->
     uri = f"file:///home/{user()}/Documents/typed.txt"
     assert found.get("code") == SUCCESS and found["results"]["uris"] == [uri], found
     assert found["read"][uri].startswith("typed by the user")
+
+
+def test_a_chooser_ends_when_the_program_that_asked_is_gone(comp: Compositor) -> None:
+    chooser_steps(comp, [])
+
+    def chooser() -> list[dict[str, Any]]:
+        return [w for w in comp.zjson("windows") if (w.get("title") or "").startswith("[work]")]
+
+    script = f"timeout 5 {PYTHON} {INSIDE}/portal_probe.py choose open '{{}}' gone.json; sleep 60"
+    comp.zionctl("launch", "work", "--", "/bin/sh", "-c", script)
+    wait_for(chooser, 60, "the chooser's window")
+    # the program is killed after 5 s without closing its request: its chooser goes too
+    wait_for(lambda: not chooser(), 60, "the chooser to go with the program")

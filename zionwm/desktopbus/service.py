@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from jeepney import HeaderFields, Message, MessageType
+from jeepney import HeaderFields, MatchRule, Message, MessageType
 from jeepney.auth import BEGIN, Authenticator
 from jeepney.bus_messages import message_bus
 from jeepney.low_level import Parser
@@ -86,6 +86,13 @@ Event = (
     | OpenFileRequest
     | CloseRequest
 )
+GONE_RULE = MatchRule(
+    type="signal",
+    sender="org.freedesktop.DBus",
+    interface="org.freedesktop.DBus",
+    member="NameOwnerChanged",
+)
+GONE_RULE.add_arg_condition(2, "")  # a name that lost its owner
 MAX_FDS = 16  # unix fds taken per read; a message needs at most one (OpenURI.OpenFile)
 
 
@@ -124,6 +131,8 @@ class DesktopService:
             sock.sendall(BEGIN)
             self.sock = sock
             self._call_blocking(message_bus.Hello(), deadline)
+            # a program that leaves with a request open (a chooser on screen) ends it
+            self._call_blocking(message_bus.AddMatch(GONE_RULE), deadline)
             for name in (policy.NOTIFICATIONS_NAME, policy.OPEN_NAME, PORTAL_NAME):
                 reply = self._call_blocking(
                     message_bus.RequestName(name, DBUS_NAME_FLAG_DO_NOT_QUEUE), deadline
@@ -236,6 +245,8 @@ class DesktopService:
 
     def handle(self, msg: Message, fds: list[int] | None = None) -> Event | None:
         hdr = msg.header
+        if hdr.message_type is MessageType.signal:
+            return self._signal(msg)
         if hdr.message_type is not MessageType.method_call:
             return None
         if is_portal_call(msg):
@@ -257,6 +268,20 @@ class DesktopService:
             self._reply(msg, None, ())
             return None
         self._error(msg, ERR_UNKNOWN_METHOD, f"no method {iface}.{member} at {path}")
+        return None
+
+    def _signal(self, msg: Message) -> Event | None:
+        f = msg.header.fields
+        if (
+            f.get(HeaderFields.sender) == "org.freedesktop.DBus"
+            and f.get(HeaderFields.member) == "NameOwnerChanged"
+            and f.get(HeaderFields.signature) == "sss"
+        ):
+            name, _old, new = msg.body
+            if new == "" and name.startswith(":"):
+                # only a chooser's request stays open (one per desktop at a time)
+                gone = self.portal.forget_sender(name)
+                return gone[0] if gone else None
         return None
 
     def _notifications(self, msg: Message, member: Any) -> Event | None:
