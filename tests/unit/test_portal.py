@@ -219,3 +219,16 @@ def test_config_appearance_and_file_rules(tmp_path: Path) -> None:
     text = " ".join(e.message for e in errors)
     assert config is None
     assert "color_scheme" in text and "open_files_in" in text
+
+
+def test_screenshots_are_rate_limited() -> None:
+    sent: list[Message] = []
+    p = portal.Portal("work", sent.append)
+    got = [
+        p.handle(
+            _call(portal.SCREENSHOT, "Screenshot", "sa{sv}", ("", {"handle_token": ("s", f"s{i}")}))
+        )
+        for i in range(4)
+    ]
+    assert [isinstance(g, portal.ScreenshotRequest) for g in got] == [True, True, False, False]
+    assert sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_NOT_ALLOWED

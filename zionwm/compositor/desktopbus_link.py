@@ -262,6 +262,7 @@ class DesktopBusLink:
                 "start_ms": round(run.bus.started_ms, 1),
                 "memory_kib": run.bus.memory_kib(),
                 "alive": run.bus.alive(),
+                "portal_requests_open": len(run.service.portal.pending),
             }
         for name, why in self.failures.items():
             buses.setdefault(name, {})["error"] = why

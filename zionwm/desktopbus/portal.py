@@ -254,6 +254,10 @@ class Portal:
         self.appearance = appearance or Appearance()
         self.pending: dict[str, Pending] = {}
         self._counter = 0
+        # each screenshot is drawn and encoded by the compositor itself, each file sent starts
+        # a copy: a program asks for a few, not a flood
+        self.shot_rate = policy.RateLimit(burst=2, per_second=0.5)
+        self.file_rate = policy.RateLimit(burst=3, per_second=0.5)
 
     # ---- replies ----
 
@@ -471,6 +475,9 @@ class Portal:
     def _screenshot(self, msg: Message, member: Any, sig: str) -> Any:
         if member == "Screenshot" and sig == "sa{sv}":
             _parent, raw = msg.body
+            if not self.shot_rate.allow():
+                self._error(msg, ERR_NOT_ALLOWED, "too many screenshots at once")
+                return None
             handle = self._new_request(msg, _options(raw), "screenshot")
             if handle is None:
                 return None

@@ -255,6 +255,11 @@ class DesktopService:
                 return None
             if isinstance(ev, OpenRequest) and not self.link_rate.allow():
                 return None
+            if isinstance(ev, OpenFileRequest) and not self.portal.file_rate.allow():
+                self.respond(ev.handle, 2, {})
+                if ev.fd >= 0:
+                    os.close(ev.fd)
+                return None
             return ev
         fields = hdr.fields
         iface = fields.get(HeaderFields.interface)
@@ -310,6 +315,9 @@ class DesktopService:
         if member == "OpenFile" and msg.header.fields.get(HeaderFields.signature) == "s":
             # `xdg-open FILE`: the path as the sandbox names it; checked by the compositor
             (path,) = msg.body
+            if not self.portal.file_rate.allow():
+                self._error(msg, ERR_LIMITED, "too many files at once")
+                return None
             self._reply(msg, None, ())
             sender = str(msg.header.fields.get(HeaderFields.sender, ""))
             return OpenFileRequest(self.desktop, sender, "", path)
