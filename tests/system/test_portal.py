@@ -458,3 +458,19 @@ def test_a_chooser_ends_when_the_program_that_asked_is_gone(comp: Compositor) ->
     wait_for(chooser, 60, "the chooser's window")
     # the program is killed after 5 s without closing its request: its chooser goes too
     wait_for(lambda: not chooser(), 60, "the chooser to go with the program")
+
+
+def test_a_file_handed_over_by_fd_goes_where_its_type_says(comp: Compositor) -> None:
+    (home(comp, "work") / "statement.pdf").write_bytes(b"%PDF-1.4\n%statement\n")
+    found = probe(comp, "work", "open-file", f"/home/{user()}/statement.pdf")
+    assert found.get("code") == SUCCESS, found
+    notice_with(comp, "File from work sent to web through the audit: statement.pdf")
+
+
+@pytest.mark.security
+def test_a_file_outside_the_desktops_folders_is_not_sent_by_fd(comp: Compositor) -> None:
+    # a file the sandbox can open but that is not one of the desktop's own (zionwm's
+    # synthesized passwd): the host file of that name is the host's own, never sent
+    found = probe(comp, "work", "open-file", "/etc/passwd")
+    assert found.get("code") == FAILED, found
+    notice_with(comp, "a file was not opened: not a file of this desktop")

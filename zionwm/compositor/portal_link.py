@@ -215,9 +215,11 @@ class PortalLink:
     def _on_chooser_output(self, ch: _Chooser) -> None:
         assert ch.proc.stdout is not None
         try:
-            data = ch.proc.stdout.read(65536)
+            data = os.read(ch.proc.stdout.fileno(), 65536)
         except BlockingIOError:
             return
+        except OSError:
+            data = b""
         if data:
             ch.out += data
             if len(ch.out) <= CHOOSER_OUT_MAX:
