@@ -411,7 +411,7 @@ def attach(server: Server) -> None:
     iso = Isolation(server)
     server.extensions.append(iso)
     server.isolation = iso
-    server.extensions.append(DesktopBusLink(server, iso))
+    server.extensions.append(DesktopBusLink(server, iso.launcher, iso._cgroup_procs))
     if os.environ.get("ZIONWM_NO_QUARANTINE") != "1":
         server.extensions.append(QuarantineLink(server))
     # after Isolation: both launch through it

@@ -12,7 +12,7 @@ import os
 import shlex
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,7 @@ from .native import SceneTree
 from .outputs import ServerOutput
 from .overview import Overview
 from .policy import DESKTOP_GLOBALS
+from .runtime import HOST, DesktopRuntime, Grab
 from .strip import Chip, MinuteClock, Strip, StripState
 from .ui import HOST_FRAME, STRIP_HEIGHT, Notifications
 from .views import View
@@ -91,7 +92,6 @@ log = logging.getLogger(__name__)
 
 BTN_LEFT = 0x110
 BTN_RIGHT = 0x111
-HOST = "host"  # pseudo-desktop of trusted clients on the WAYLAND_DISPLAY socket
 
 
 @dataclass
@@ -101,31 +101,6 @@ class Options:
     size: tuple[int, int] = (1280, 720)
     config_path: Path | None = None
     socket_name: str | None = None
-
-
-@dataclass
-class DesktopRuntime:
-    """What the compositor holds for one desktop besides the pure model."""
-
-    spec: DesktopSpec
-    slot: int  # stable id recorded on each client in C; never reused within a run
-    seat: Seat
-    tree: SceneTree
-    socket: DesktopSocket
-    views: list[View] = field(default_factory=list)
-    clients: set[int] = field(default_factory=set)
-    freeze_timer: Any = None
-
-
-@dataclass
-class Grab:
-    view: View
-    mode: str  # "move" | "resize"
-    edges: Edges
-    cursor_x: float
-    cursor_y: float
-    box: tuple[int, int, int, int]
-    by_compositor: bool = False  # Super+drag: the client never saw the press
 
 
 class Server(HasListeners):
@@ -663,6 +638,9 @@ class Server(HasListeners):
     def fullscreen_changed(self, view: View) -> None:
         self._update_indicators()
         self.wm.state_changed(view)
+
+    def maximized_changed(self, view: View) -> None:
+        self.wm.state_changed(view)  # it leaves or rejoins a tiling layout
 
     def _all_seats(self) -> list[Seat]:
         return [self.host_seat, *(d.seat for d in self.desktops.values())]

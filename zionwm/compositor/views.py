@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from wlroots import lib as wlr_lib
 from wlroots.util.edges import Edges
@@ -36,14 +36,51 @@ from .native import SceneImage, SceneRect, SceneTree
 from .placement import Fit, fit_window, overflow
 from .ui import host_label
 
-if TYPE_CHECKING:
-    from .server import Server
-
 log = logging.getLogger(__name__)
 
 BORDER = 3
 HOST_LINE = (0.25, 0.25, 0.28, 1.0)  # the inner line of a host window's frame
 _ids = itertools.count(1)
+
+
+class ViewCompositor(Protocol):
+    """What a window asks of the compositor: where it is drawn, what its desktop allows, and
+    where it reports its events. The server answers it; a window sees nothing else of it."""
+
+    @property
+    def focused_view(self) -> View | None: ...
+
+    def desktop_tree(self, desktop: str) -> SceneTree: ...
+
+    def desktop_colour(self, desktop: str) -> tuple[float, float, float, float]: ...
+
+    def is_host(self, desktop: str) -> bool: ...
+
+    def desktop_visible(self, desktop: str) -> bool: ...
+
+    def fullscreen_allowed(self, desktop: str) -> bool: ...
+
+    def output_box_for(self, view: View) -> Any: ...
+
+    def usable_area_for(self, view: View) -> Any: ...
+
+    def place_new_view(self, view: View) -> tuple[int, int]: ...
+
+    def view_mapped(self, view: View) -> None: ...
+
+    def view_unmapped(self, view: View) -> None: ...
+
+    def view_destroyed(self, view: View) -> None: ...
+
+    def begin_interactive(
+        self, view: View, mode: str, edges: Edges, by_compositor: bool = False
+    ) -> None: ...
+
+    def fullscreen_changed(self, view: View) -> None: ...
+
+    def maximized_changed(self, view: View) -> None: ...
+
+    def emit(self, event: str, payload: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -55,7 +92,7 @@ class Geometry:
 
 
 class View(HasListeners):
-    def __init__(self, server: Server, xdg_surface: XdgSurface, desktop: str) -> None:
+    def __init__(self, server: ViewCompositor, xdg_surface: XdgSurface, desktop: str) -> None:
         self.server = server
         self.id = next(_ids)
         self.xdg_surface = xdg_surface
@@ -254,7 +291,7 @@ class View(HasListeners):
             self.maximized = False
             self._restore()
         wlr_lib.wlr_xdg_toplevel_set_maximized(self.xdg_surface._ptr, on)
-        self.server.wm.state_changed(self)  # it leaves or rejoins a tiling layout
+        self.server.maximized_changed(self)  # it leaves or rejoins a tiling layout
 
     def _restore(self) -> None:
         if self.saved is not None:

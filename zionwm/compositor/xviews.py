@@ -12,26 +12,37 @@ the menus a program places next to its windows land there.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from wlroots import ffi as wlr_ffi
 from wlroots.util.box import Box
 from wlroots.util.edges import Edges
+from wlroots.wlr_types import Seat
 from wlroots.xwayland import Surface as XSurface
 from wlroots.xwayland import SurfaceConfigureEvent
 
 from . import native
+from .input import KeyboardHandler
 from .listeners import HasListeners
 from .native import SceneRect, SceneTree
-from .views import BORDER, View, _ids
-
-if TYPE_CHECKING:
-    from .server import Server
+from .views import BORDER, View, ViewCompositor, _ids
 
 log = logging.getLogger(__name__)
 
 XCB_STACK_MODE_ABOVE = 0
+
+
+class XViewCompositor(ViewCompositor, Protocol):
+    """What an X window asks of the compositor beyond what every window does: X programs
+    ask to be activated, and a menu that wants the keyboard takes it itself."""
+
+    @property
+    def keyboards(self) -> Sequence[KeyboardHandler]: ...
+
+    def focus_view(self, view: View, by_user: bool = False) -> None: ...
+
+    def seat_of_desktop(self, desktop: str) -> Seat: ...
 
 
 class XShell:
@@ -70,7 +81,9 @@ class XShell:
 class XView(View):
     """A managed X11 toplevel. It belongs to the desktop whose Xwayland made it."""
 
-    def __init__(self, server: Server, xsurface: XSurface, desktop: str) -> None:
+    server: XViewCompositor
+
+    def __init__(self, server: XViewCompositor, xsurface: XSurface, desktop: str) -> None:
         # View.__init__ is xdg-shell's; this sets up the same state for an X window.
         self.server = server
         self.id = next(_ids)
@@ -257,7 +270,7 @@ class XView(View):
 class Unmanaged(HasListeners):
     """An override-redirect X window (menu, tooltip): drawn where X put it, no frame."""
 
-    def __init__(self, server: Server, xsurface: XSurface, desktop: str) -> None:
+    def __init__(self, server: XViewCompositor, xsurface: XSurface, desktop: str) -> None:
         self.server = server
         self.xsurface = xsurface
         self.desktop = desktop
