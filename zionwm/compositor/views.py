@@ -93,34 +93,52 @@ class Geometry:
 
 class View(HasListeners):
     def __init__(self, server: ViewCompositor, xdg_surface: XdgSurface, desktop: str) -> None:
-        self.server = server
-        self.id = next(_ids)
         self.xdg_surface = xdg_surface
         self.toplevel = xdg_surface.toplevel
+        self._set_up(server, desktop)
+        self._popup_parent = WlrSceneNode(self.popups.wlr_node)
+        xdg_surface.data = self._popup_parent  # popups find their parent node here
+
+        self.add_listener(xdg_surface.map_event, self._on_xdg_surface_map)
+        self.add_listener(xdg_surface.unmap_event, self._on_xdg_surface_unmap)
+        self.add_listener(xdg_surface.destroy_event, self._on_xdg_surface_destroy)
+        # commits are watched in C (every client frame is one): Python runs only when the
+        # window geometry changes, through server.geometry_changed -> _on_geometry_change
+        self._geometry_watch = native.watch_geometry(xdg_surface, self.id)
+        tl = self.toplevel
+        self.add_listener(tl.request_move_event, self._on_toplevel_request_move)
+        self.add_listener(tl.request_resize_event, self._on_toplevel_request_resize)
+        self.add_listener(tl.request_maximize_event, self._on_toplevel_request_maximize)
+        self.add_listener(tl.request_fullscreen_event, self._on_toplevel_request_fullscreen)
+        self.add_listener(tl.set_title_event, self._on_toplevel_set_title)
+
+    def _set_up(self, server: ViewCompositor, desktop: str, x: int = 0, y: int = 0) -> None:
+        """The state and the scene nodes of every window, whichever shell it comes from
+        (xdg-shell here, X11 in xviews.py); the shell's own surface layer comes from
+        `_add_surface_layer`. The window starts hidden, until its client maps it."""
+        self.server = server
+        self.id = next(_ids)
         self.desktop = desktop
         self.mapped = False
         self.fullscreen = False
         self.true_fullscreen = False  # whole output, no frame: only after the user's gesture
         self.maximized = False
         self.saved: Geometry | None = None  # geometry before fullscreen/maximize
-        self.x = 0
-        self.y = 0
+        self.x = x
+        self.y = y
         self._last_size: tuple[int, int, int, int] = (-1, -1, -1, -1)
         self._pending_configure: tuple[str, bool, bool] | None = None
-
         self._asked: tuple[int, int] | None = None  # the size last asked for, to fit
+        self._geometry = (0, 0, 0, 0)
 
-        parent = server.desktop_tree(desktop)
-        self.tree = SceneTree.create(parent)
+        self.tree = SceneTree.create(server.desktop_tree(desktop))
         colour = server.desktop_colour(desktop)
         # bottom to top: the client's surface (wlroots puts its window geometry at the tree's
         # origin), the frame with black masks over whatever the client draws outside it, and
         # the window's popups. The frame is above the surface so that no client can paint over
         # its own frame (a buffer bigger than the window it declares, a window bigger than the
         # screen); popups stay above the frame.
-        self.surface_node = WlrSceneNode.xdg_surface_create(
-            WlrSceneNode(self.tree.wlr_node), xdg_surface
-        )
+        self._add_surface_layer()
         self.frame = SceneTree.create(self.tree)
         self.masks = [SceneRect.create(self.frame, 0, 0, (0, 0, 0, 1)) for _ in range(4)]
         self.borders = [SceneRect.create(self.frame, 0, 0, colour) for _ in range(4)]
@@ -133,23 +151,12 @@ class View(HasListeners):
             w, h, pixels = host_label()
             self.host_tab = SceneImage.create(self.frame, w, h, pixels)
         self.popups = SceneTree.create(self.tree)
-        self._popup_parent = WlrSceneNode(self.popups.wlr_node)
-        xdg_surface.data = self._popup_parent  # popups find their parent node here
         self.tree.set_enabled(False)
 
-        self.add_listener(xdg_surface.map_event, self._on_xdg_surface_map)
-        self.add_listener(xdg_surface.unmap_event, self._on_xdg_surface_unmap)
-        self.add_listener(xdg_surface.destroy_event, self._on_xdg_surface_destroy)
-        # commits are watched in C (every client frame is one): Python runs only when the
-        # window geometry changes, through server.geometry_changed -> _on_geometry_change
-        self._geometry_watch = native.watch_geometry(xdg_surface, self.id)
-        self._geometry = (0, 0, 0, 0)
-        tl = self.toplevel
-        self.add_listener(tl.request_move_event, self._on_toplevel_request_move)
-        self.add_listener(tl.request_resize_event, self._on_toplevel_request_resize)
-        self.add_listener(tl.request_maximize_event, self._on_toplevel_request_maximize)
-        self.add_listener(tl.request_fullscreen_event, self._on_toplevel_request_fullscreen)
-        self.add_listener(tl.set_title_event, self._on_toplevel_set_title)
+    def _add_surface_layer(self) -> None:
+        self.surface_node: Any = WlrSceneNode.xdg_surface_create(
+            WlrSceneNode(self.tree.wlr_node), self.xdg_surface
+        )
 
     # ---- description ----
 

@@ -25,8 +25,8 @@ from wlroots.xwayland import SurfaceConfigureEvent
 from . import native
 from .input import KeyboardHandler
 from .listeners import HasListeners
-from .native import SceneRect, SceneTree
-from .views import BORDER, View, ViewCompositor, _ids
+from .native import SceneTree
+from .views import BORDER, View, ViewCompositor
 
 log = logging.getLogger(__name__)
 
@@ -84,39 +84,11 @@ class XView(View):
     server: XViewCompositor
 
     def __init__(self, server: XViewCompositor, xsurface: XSurface, desktop: str) -> None:
-        # View.__init__ is xdg-shell's; this sets up the same state for an X window.
-        self.server = server
-        self.id = next(_ids)
         self.xsurface = xsurface
         self.xdg_surface = XShell(self)  # type: ignore[assignment]
         self.toplevel = None  # type: ignore[assignment]
-        self.desktop = desktop
-        self.mapped = False
-        self.fullscreen = False
-        self.true_fullscreen = False
-        self.maximized = False
-        self.saved = None
-        self.x = int(xsurface.x)
-        self.y = int(xsurface.y)
-        self._last_size = (-1, -1, -1, -1)
-        self._pending_configure = None
-        self._asked: tuple[int, int] | None = None
-        self._geometry = (0, 0, 0, 0)
-        self._geometry_watch = None
-        # the same layers as an xdg window, bottom to top: the surface (made at map, when
-        # X pairs the window with its wl_surface), the frame, popups (unused: X menus are
-        # windows of their own)
-        self.tree = SceneTree.create(server.desktop_tree(desktop))
-        self.surface_holder = SceneTree.create(self.tree)
-        self.surface_node: Any = None
-        self.frame = SceneTree.create(self.tree)
-        self.masks = [SceneRect.create(self.frame, 0, 0, (0, 0, 0, 1)) for _ in range(4)]
-        colour = server.desktop_colour(desktop)
-        self.borders = [SceneRect.create(self.frame, 0, 0, colour) for _ in range(4)]
-        self.host_tab = None
-        self.host_lines: list[SceneRect] = []
-        self.popups = SceneTree.create(self.tree)
-        self.tree.set_enabled(False)
+        self._set_up(server, desktop, int(xsurface.x), int(xsurface.y))
+        self._geometry_watch = None  # X windows report their size through set_geometry
         self.add_listener(xsurface.map_event, self._on_x_map)
         self.add_listener(xsurface.unmap_event, self._on_x_unmap)
         self.add_listener(xsurface.destroy_event, self._on_x_destroy)
@@ -133,6 +105,12 @@ class XView(View):
         # called with (xsurface, was_mapped) when the window turns out to be of the other
         # kind (override-redirect), after this object has let go of it
         self.on_kind_changed: Callable[[XSurface, bool], None] | None = None
+
+    def _add_surface_layer(self) -> None:
+        # made at map, when X pairs the window with its wl_surface; popups stay unused (X
+        # menus are windows of their own)
+        self.surface_holder = SceneTree.create(self.tree)
+        self.surface_node = None
 
     # ---- description ----
 
