@@ -23,6 +23,11 @@ from typing import Any, Protocol
 from wlroots import lib as wlr_lib
 from wlroots.util.edges import Edges
 from wlroots.wlr_types import SceneNode as WlrSceneNode
+from wlroots.wlr_types import Surface
+from wlroots.wlr_types.xdg_decoration_v1 import (
+    XdgToplevelDecorationV1,
+    XdgToplevelDecorationV1Mode,
+)
 from wlroots.wlr_types.xdg_shell import (
     XdgSurface,
     XdgTopLevelMoveEvent,
@@ -425,3 +430,30 @@ class View(HasListeners):
         colour = (r, g, b, a) if focused else (r * 0.55, g * 0.55, b * 0.55, a)
         for rect in self.borders:
             rect.set_color(colour)
+
+
+def popup_parent(xdg_surface: XdgSurface) -> Surface:
+    # pywlroots 0.15.24's XdgPopup.parent recurses into itself; read the pointer directly
+    return Surface(xdg_surface.popup._ptr.parent)
+
+
+class Decoration(HasListeners):
+    """Server-side decorations always: the compositor draws every frame, so a client cannot
+    paint a fake trust colour outside its own surface."""
+
+    live: set[Decoration] = set()
+
+    def __init__(self, deco: XdgToplevelDecorationV1) -> None:
+        self.deco = deco
+        self.add_listener(deco.request_mode_event, self._on_decoration_request_mode)
+        self.add_listener(deco.destroy_event, self._on_decoration_destroy)
+        Decoration.live.add(self)
+        if deco.added:
+            deco.set_mode(XdgToplevelDecorationV1Mode.SERVER_SIDE)
+
+    def _on_decoration_request_mode(self, listener: Any, data: Any) -> None:
+        self.deco.set_mode(XdgToplevelDecorationV1Mode.SERVER_SIDE)
+
+    def _on_decoration_destroy(self, listener: Any, data: Any) -> None:
+        self.finalize_listeners()
+        Decoration.live.discard(self)
