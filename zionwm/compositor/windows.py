@@ -25,7 +25,7 @@ from zionwm import layout
 
 from .desktops import DesktopModel
 from .input import KeyboardHandler
-from .runtime import DesktopRuntime
+from .runtime import HOST, DesktopRuntime  # host windows float, never in a desktop's layout
 from .views import BORDER, View
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HOST = "host"  # the trusted host's windows: they float and never join a desktop's layout
 # A modifier held keeps an Alt+Tab cycle going; releasing them all ends it.
 _CYCLE_MODIFIERS = int(KeyboardModifier.ALT | KeyboardModifier.LOGO | KeyboardModifier.CTRL)
 _SNAP_EDGES = {
