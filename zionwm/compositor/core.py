@@ -180,6 +180,8 @@ class ServerCore:
         if self.pointer is not None:
             self.pointer.set_grab(grab is not None)
 
+    # ---- the event stream (control and sway sockets) and notifications ----
+
     def emit(self, event: str, payload: dict[str, Any]) -> None:
         if event == "quarantine":  # the overview counts each desktop's waiting downloads
             self.overview.quarantine.event(payload.get("item") or {})
