@@ -3,7 +3,7 @@ types `Limits`, `Devices`, `Network`, `Allow`, `Downloads`, `Autostart`.
 
 The declarations only record what they were given and on which line of the file; all checking
 happens afterwards (`zionwm.config.validate`), so that one bad field never hides the next one.
-They declare into the load that is running (`declaring`), and refuse to work outside one.
+They declare into the load that is running (`_declaring`), and refuse to work outside one.
 Names with a leading underscore are the package's own, read by the validator and the loader.
 """
 
