@@ -19,7 +19,8 @@ from zionwm.isolation import outputlog
 from zionwm.isolation.cgroups import CgroupManager, DesktopCgroup, FreezeOp
 from zionwm.isolation.instance import cgroup_root_name, instance_id, network_prefix
 from zionwm.isolation.launcher import Launcher, LaunchError, Sandbox
-from zionwm.isolation.network import NetworkError, NetworkManager
+from zionwm.isolation.network.manager import NetworkManager
+from zionwm.isolation.network.model import NetworkError
 from zionwm.isolation.spec import DesktopSpec, NetMode
 from zionwm.isolation.storage import UnsafePathError
 
