@@ -28,8 +28,8 @@ from zionwm import desktops_model as model
 from zionwm import desktops_store as store
 from zionwm import paths
 from zionwm.desktops_store import DesktopsFile, Settings
-from zionwm.isolation import templates
 from zionwm.isolation.spec import DesktopSpec
+from zionwm.isolation.templates import store as templates
 
 from . import native
 from .loop import Timer
