@@ -30,7 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.stats import emit_json
-from zionwm.isolation.cgroups import CgroupManager, DesktopCgroup, FreezeOp, parse_keyed
+from zionwm.isolation.cgroups.desktop import DesktopCgroup
+from zionwm.isolation.cgroups.freezer import FreezeOp
+from zionwm.isolation.cgroups.fs import parse_keyed
+from zionwm.isolation.cgroups.manager import CgroupManager
 from zionwm.isolation.spec import Limits
 
 SPAWNER = """

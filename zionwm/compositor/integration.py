@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zionwm.isolation import outputlog
-from zionwm.isolation.cgroups import CgroupManager, DesktopCgroup, FreezeOp
+from zionwm.isolation.cgroups.desktop import DesktopCgroup
+from zionwm.isolation.cgroups.freezer import FreezeOp
+from zionwm.isolation.cgroups.manager import CgroupManager
 from zionwm.isolation.instance import cgroup_root_name, instance_id, network_prefix
 from zionwm.isolation.launcher import Launcher, LaunchError, Sandbox
 from zionwm.isolation.network.manager import NetworkManager
