@@ -281,3 +281,4 @@ class DesktopCgroup:
             errors += rmdir_tree(d)
         if errors:
             log.warning("desktop %s cgroup not removed: %s", self.name, "; ".join(errors))
+        self.manager.forget(self)
