@@ -354,6 +354,17 @@ def test_cpuset_pins_processes(mgr: CgroupManager, procs: Procs) -> None:
 # --- freeze / thaw ----------------------------------------------------------------------
 
 
+def test_a_removed_desktop_group_is_forgotten(any_mgr: CgroupManager) -> None:
+    """remove() takes the group off its manager: a later cleanup does not touch it again,
+    and a new group of the same name is a fresh one."""
+    cg = any_mgr.desktop("gone", Limits())
+    assert cg is not None
+    cg.remove()
+    assert any_mgr.get("gone") is None and "gone" not in any_mgr.desktops
+    again = any_mgr.desktop("gone", Limits())
+    assert again is not None and again is not cg
+
+
 def test_frozen_desktop_gets_no_cpu_and_thaw_resumes(any_mgr: CgroupManager, procs: Procs) -> None:
     frozen = any_mgr.desktop("hidden", Limits())
     control = any_mgr.desktop("shown", Limits())
