@@ -8,9 +8,11 @@ Usage (root, or inside a delegated cgroup):
 Freeze latency: from ``start_freeze()`` to the kernel reporting the group frozen, waited for
 the way the compositor does (polls on ``FreezeOp.next_poll_ms``'s schedule; on cgroup2 a
 POLLPRI on cgroup.events may end a wait early). Thaw latency: from ``thaw()`` to the
-kernel reporting the group thawed; ``thaw()`` itself is one write and its own cost is
-reported separately. Processes are idle (in pause(), waited for before measuring), like
-most of a hidden desktop's, or with --busy all spin on the CPUs. Where
+kernel reporting the group thawed. ``start_freeze()`` and ``thaw()`` are each one write to
+cgroup.freeze, in which the kernel visits and wakes every task of the group: their own cost
+is reported too (``freeze_call_ms``, ``thaw_call_ms``), the floor under both latencies, and
+so is the load average around the run. Processes are idle (in pause(), waited for before
+measuring), like most of a hidden desktop's, or with --busy all spin on the CPUs. Where
 memory.reclaim exists, the memory pushed out of a frozen desktop holding 256 MiB is
 measured too. Results are JSON (stdout by default).
 """
@@ -85,9 +87,10 @@ def _all_asleep(pids: list[int]) -> bool:
     return True
 
 
-def _freeze_once(cg: DesktopCgroup) -> float:
+def _freeze_once(cg: DesktopCgroup) -> tuple[float, float]:
     t0 = time.perf_counter()
     op: FreezeOp = cg.start_freeze(timeout=5.0)
+    call = time.perf_counter() - t0
     fd = op.fileno()
     poller = select.poll()
     if fd is not None:
@@ -101,7 +104,7 @@ def _freeze_once(cg: DesktopCgroup) -> float:
     op.close()
     if op.state != "frozen":
         raise RuntimeError(f"freeze failed: {op.reason}")
-    return t1 - t0
+    return call, t1 - t0
 
 
 def _thawed(cg: DesktopCgroup) -> bool:
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
 
+    load_before = list(os.getloadavg())
     mgr = CgroupManager.probe(
         root_name=f"zionwm-bench-{uuid.uuid4().hex[:8]}", ignore_unified=args.v1
     )
@@ -188,9 +192,11 @@ def main(argv: list[str] | None = None) -> int:
                 # slower than 100 in earlier runs.
                 if not args.busy:
                     _wait(lambda: _all_asleep(members()), 60)  # noqa: B023
-                freeze, thaw_call, thaw = [], [], []
+                freeze, freeze_call, thaw_call, thaw = [], [], [], []
                 for _ in range(args.reps):
-                    freeze.append(_freeze_once(cg))
+                    call, done = _freeze_once(cg)
+                    freeze_call.append(call)
+                    freeze.append(done)
                     call, done = _thaw_once(cg)
                     thaw_call.append(call)
                     thaw.append(done)
@@ -198,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                     {
                         "processes": n,
                         "freeze_ms": _stats(freeze),
+                        "freeze_call_ms": _stats(freeze_call),
                         "thaw_ms": _stats(thaw),
                         "thaw_call_ms": _stats(thaw_call),
                     }
@@ -217,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         "freeze_method": mgr.status.freeze_method,
         "reps": args.reps,
         "processes_busy": args.busy,
+        # The machine may be shared: a loaded one stretches the tails (tasks wait for a
+        # CPU to reach the freezer), so the report says how loaded it was.
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "results": results,
         "reclaim": reclaim,
     }
