@@ -190,20 +190,16 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 members = cg.pids
                 _wait(lambda: len(members()) >= n, 60)  # noqa: B023  (used at once)
-                # Measure idle processes, as the docstring says: right after the forks (and
-                # while the previous count's processes are still being reaped) some are
-                # still running, and freezing a running task waits for the scheduler to
-                # bring it to a signal check; that, not the count, made 10 processes look
-                # slower than 100 in earlier runs.
-                if not args.busy:
-                    _wait(lambda: _all_asleep(members()), 60)  # noqa: B023
                 freeze, freeze_call, thaw_call, thaw = [], [], [], []
                 for _ in range(args.reps):
-                    # Each freeze starts from a desktop at rest, as a hidden one is when
-                    # its freeze timer fires. Right after a thaw, tasks that have not run
-                    # yet are still counted as frozen, and freezing them again costs the
-                    # kernel nothing: measured back to back, a large desktop (whose tasks
-                    # take longer to all run again) looked faster than a small one.
+                    # Each freeze starts from a desktop at rest (idle processes, as the
+                    # docstring says), as a hidden one is when its freeze timer fires.
+                    # Right after the forks some are still running, and freezing a running
+                    # task waits for the scheduler to bring it to a signal check. Right
+                    # after a thaw, tasks that have not run yet are still counted as
+                    # frozen, and freezing them again costs the kernel nothing: measured
+                    # back to back, a large desktop (whose tasks take longer to all run
+                    # again) looked faster than a small one.
                     if not args.busy:
                         _wait(lambda: _all_asleep(members()), 60)  # noqa: B023
                     call, done = _freeze_once(cg)
