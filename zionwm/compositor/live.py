@@ -31,8 +31,8 @@ from zionwm import desktops_model as model
 from zionwm import desktops_store as store
 from zionwm import paths
 from zionwm.desktops_store import DesktopsFile, Settings
-from zionwm.isolation import templates
 from zionwm.isolation.spec import DesktopSpec
+from zionwm.isolation.templates import store as templates
 
 from . import native
 from .deleted_desktops import DELETED_META, list_deleted, move_back, move_data_away
