@@ -74,6 +74,6 @@ def control_request(server: Server, desktop: str) -> dict[str, Any]:
 def attach(server: Server) -> None:
     """Offer the `capture` request on the control socket."""
     ipc = getattr(server, "ipc", None)
-    for s in getattr(ipc, "servers", ()) or ():
-        if hasattr(s, "capture"):
+    for s in [*(getattr(ipc, "servers", ()) or ()), getattr(ipc, "control", None)]:
+        if s is not None and hasattr(s, "capture"):
             s.capture = lambda desktop: control_request(server, desktop)

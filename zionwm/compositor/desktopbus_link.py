@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zionwm.desktopbus import bus as dbus_bus
@@ -31,7 +33,8 @@ from .loop import FdHandle
 from .portal_link import PortalLink
 
 if TYPE_CHECKING:
-    from .integration import Isolation
+    from zionwm.isolation.launcher import Launcher
+
     from .server import Server
 
 log = logging.getLogger(__name__)
@@ -61,14 +64,18 @@ class _Running:
 
 
 class DesktopBusLink:
-    def __init__(self, server: Server, isolation: Isolation) -> None:
+    def __init__(
+        self, server: Server, launcher: Launcher, cgroup_procs: Callable[[str], list[Path]]
+    ) -> None:
+        """`cgroup_procs(desktop)`: the cgroup.procs files a desktop's bus joins, so that it
+        is frozen and limited with the desktop's programs."""
         self.server = server
-        self.isolation = isolation
+        self._cgroup_procs = cgroup_procs
         self.running: dict[str, _Running] = {}
         self.queues: dict[str, FrozenQueue] = {}
         self.failures: dict[str, str] = {}
-        self.portal = PortalLink(server, isolation, self)
-        isolation.launcher.session_bus = self.session_bus_for
+        self.portal = PortalLink(server, launcher, self)
+        launcher.session_bus = self.session_bus_for
         capture.attach(server)
 
     # ---- the launcher's question ----
@@ -100,7 +107,7 @@ class DesktopBusLink:
         if run is not None:
             self._stop(desktop)
         try:
-            bus = dbus_bus.start(desktop, self.isolation._cgroup_procs(desktop))
+            bus = dbus_bus.start(desktop, self._cgroup_procs(desktop))
         except (dbus_bus.BusStartError, OSError) as exc:
             self._failed(desktop, str(exc))
             return None

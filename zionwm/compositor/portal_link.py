@@ -48,8 +48,9 @@ from . import capture
 from .loop import FdHandle
 
 if TYPE_CHECKING:
+    from zionwm.isolation.launcher import Launcher
+
     from .desktopbus_link import DesktopBusLink
-    from .integration import Isolation
     from .server import Server
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,9 @@ def match_rule(rules: tuple[tuple[str, str], ...], mime: str) -> str | None:
 
 
 class PortalLink:
-    def __init__(self, server: Server, isolation: Isolation, buses: DesktopBusLink) -> None:
+    def __init__(self, server: Server, launcher: Launcher, buses: DesktopBusLink) -> None:
         self.server = server
-        self.isolation = isolation
+        self.launcher = launcher
         self.buses = buses
         self.choosers: dict[str, _Chooser] = {}  # by request handle
         self._appearance = self.appearance()
@@ -124,7 +125,7 @@ class PortalLink:
 
     def roots(self, desktop: str) -> tuple[files.Root, ...]:
         spec = self.server.desktops[desktop].spec
-        user = self.isolation.launcher.host.user
+        user = self.launcher.host.user
         return files.roots(
             desktop,
             f"/home/{user}",
@@ -317,7 +318,7 @@ class PortalLink:
                     continue
                 with os.fdopen(fd, "wb") as f:
                     f.write(png)
-                user = self.isolation.launcher.host.user
+                user = self.launcher.host.user
                 return f"/home/{user}/{PICTURES}/{name}"
             raise OSError("no free screenshot name")
         finally:
