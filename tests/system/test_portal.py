@@ -474,3 +474,18 @@ def test_a_file_outside_the_desktops_folders_is_not_sent_by_fd(comp: Compositor)
     found = probe(comp, "work", "open-file", "/etc/passwd")
     assert found.get("code") == FAILED, found
     notice_with(comp, "a file was not opened: not a file of this desktop")
+
+
+def test_a_reloaded_config_changes_what_programs_read(comp: Compositor) -> None:
+    assert comp.config_path is not None
+    before = comp.config_path.read_text()
+    # work's bus runs already (so the change reaches a running portal)
+    assert probe(comp, "work", "settings")["read_one"] == [["s", "Cantarell 13"]]
+    try:
+        comp.config_path.write_text(before.replace('font="Cantarell 13"', 'font="Inter 12"'))
+        comp.zionctl("reload")
+        found = probe(comp, "work", "settings")
+        assert found["read_one"] == [["s", "Inter 12"]], found
+    finally:
+        comp.config_path.write_text(before)
+        comp.zionctl("reload")

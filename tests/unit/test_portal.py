@@ -232,3 +232,28 @@ def test_screenshots_are_rate_limited() -> None:
     ]
     assert [isinstance(g, portal.ScreenshotRequest) for g in got] == [True, True, False, False]
     assert sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_NOT_ALLOWED
+
+
+def _owner_gone(name: str) -> Message:
+    from jeepney import new_signal
+
+    bus = DBusAddress("/org/freedesktop/DBus", interface="org.freedesktop.DBus")
+    return new_signal(bus, "NameOwnerChanged", "sss", (name, name, ""))
+
+
+def test_a_caller_leaving_the_bus_ends_its_open_request() -> None:
+    from zionwm.desktopbus.service import DesktopService
+
+    svc = DesktopService("work")
+    opts = {"handle_token": ("s", "t1")}
+    ev = svc.handle(_call(portal.FILECHOOSER, "OpenFile", "ssa{sv}", ("", "Open", opts)))
+    assert isinstance(ev, portal.ChooseRequest)
+    # another program leaving changes nothing; the caller leaving closes its request
+    assert svc.handle(_wire(_owner_gone(":1.8"), sender="org.freedesktop.DBus")) is None
+    closed = svc.handle(_wire(_owner_gone(":1.7"), sender="org.freedesktop.DBus"))
+    assert closed == portal.CloseRequest("work", ev.handle)
+    assert not svc.portal.pending
+    # a program cannot fake the bus's signal
+    svc.handle(_call(portal.FILECHOOSER, "OpenFile", "ssa{sv}", ("", "Open", opts)))
+    assert svc.handle(_wire(_owner_gone(":1.7"), sender=":1.9")) is None
+    assert svc.portal.pending
