@@ -19,6 +19,8 @@ want="$BUILD $RUNTIME"
 # each desktop's own session bus (docs/desktop-bus.md); notify-send for its tests
 want="$want dbus-daemon dbus-bin xdg-dbus-proxy"
 [ "${1:-}" = "--with-tests" ] && want="$want libnotify-bin"
+# a real GTK 4 program inside a desktop reads the portal's settings in the portal tests
+[ "${1:-}" = "--with-tests" ] && want="$want python3-gi"
 
 missing=""
 for p in $want; do

@@ -411,6 +411,14 @@ def test_opening_a_link_to_personals_file_sends_nothing(comp: Compositor) -> Non
 
 
 def test_a_real_gtk_program_in_work_follows_the_users_font(comp: Compositor) -> None:
+    import subprocess
+
+    gi = subprocess.run([PYTHON, "-c", "import gi"], capture_output=True)
+    if gi.returncode != 0:
+        pytest.fail(
+            "python3-gi is not installed"
+            " (scripts/setup-system.sh --with-tests installs it: a broken set-up)"
+        )
     src = Path(__file__).with_name("gtk_settings_probe.py")
     name = f"gtk-{uuid.uuid4().hex}.json"
     target = home(comp, "work") / ".gtk_settings_probe.py"
