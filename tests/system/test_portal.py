@@ -124,6 +124,26 @@ def chooser_seen(comp: Compositor) -> dict[str, Any]:
     return seen
 
 
+def choosers(comp: Compositor) -> list[dict[str, Any]]:
+    """The chooser windows on the host socket (titled with the asking desktop's name)."""
+    return [w for w in comp.zjson("windows") if (w.get("title") or "").startswith("[work]")]
+
+
+def wait_chooser_focused(comp: Compositor) -> None:
+    """Keys typed before the chooser has the keyboard would go elsewhere."""
+    wait_for(lambda: any(w.get("focused") for w in choosers(comp)), 60, "the chooser's focus")
+    wait_for(lambda: chooser_seen(comp)["folder"], 30, "the chooser to show a folder")
+
+
+@pytest.fixture(autouse=True)
+def _no_chooser_left(comp: Compositor) -> Iterator[None]:
+    yield
+    # a failed test must not leave its chooser over the next test's windows
+    if choosers(comp):
+        comp.type_keys("-k", "Escape")
+        wait_for(lambda: not choosers(comp), 30, "the chooser left open to go")
+
+
 def history(comp: Compositor) -> list[str]:
     return list(comp.zjson("status")["notifications"])
 
@@ -248,7 +268,7 @@ def test_a_link_in_works_home_to_personals_file_is_refused_by_the_chooser(
     comp.zionctl(
         "launch", "work", "--", PYTHON, f"{INSIDE}/portal_probe.py", "choose", "open", "{}", name
     )
-    wait_for(lambda: chooser_seen(comp)["folder"], 60, "the chooser to show a folder")
+    wait_chooser_focused(comp)
     comp.type_keys("~/innocent.txt")
     comp.type_keys("-k", "Return")
     seen = wait_for(lambda: (s := chooser_seen(comp))["error"] and s, 30, "the chooser to say no")
@@ -436,15 +456,11 @@ def test_the_user_types_a_path_into_the_chooser_on_the_host(comp: Compositor) ->
     (docs / "typed.txt").write_text("typed by the user")
     chooser_steps(comp, [])  # no test hook: keys from the host's virtual keyboard
 
-    def chooser() -> list[dict[str, Any]]:
-        return [w for w in comp.zjson("windows") if (w.get("title") or "").startswith("[work]")]
-
     name = f"portal-{uuid.uuid4().hex}.json"
     comp.zionctl(
         "launch", "work", "--", PYTHON, f"{INSIDE}/portal_probe.py", "choose", "open", "{}", name
     )
-    wait_for(chooser, 60, "the chooser's window")
-    wait_for(lambda: chooser_seen(comp)["folder"], 30, "the chooser to show a folder")
+    wait_chooser_focused(comp)
     comp.type_keys("~/Documents/typed.txt")
     comp.type_keys("-k", "Return")
     out = home(comp, "work") / name
@@ -458,14 +474,11 @@ def test_the_user_types_a_path_into_the_chooser_on_the_host(comp: Compositor) ->
 def test_a_chooser_ends_when_the_program_that_asked_is_gone(comp: Compositor) -> None:
     chooser_steps(comp, [])
 
-    def chooser() -> list[dict[str, Any]]:
-        return [w for w in comp.zjson("windows") if (w.get("title") or "").startswith("[work]")]
-
     script = f"timeout 5 {PYTHON} {INSIDE}/portal_probe.py choose open '{{}}' gone.json; sleep 60"
     comp.zionctl("launch", "work", "--", "/bin/sh", "-c", script)
-    wait_for(chooser, 60, "the chooser's window")
+    wait_for(lambda: choosers(comp), 60, "the chooser's window")
     # the program is killed after 5 s without closing its request: its chooser goes too
-    wait_for(lambda: not chooser(), 60, "the chooser to go with the program")
+    wait_for(lambda: not choosers(comp), 60, "the chooser to go with the program")
 
 
 def test_a_file_handed_over_by_fd_goes_where_its_type_says(comp: Compositor) -> None:
