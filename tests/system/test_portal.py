@@ -63,7 +63,8 @@ settings(color_scheme="dark", accent_colour="#3584e4", font="Cantarell 13",
 desktop("work", colour="{green}", open_links_in="web", app_dirs=APPS,
         open_files_in={{"application/pdf": "web"}})
 desktop("personal", colour="#3b82f6", app_dirs=APPS)
-desktop("web", colour="#ef4444", browser=["{inside}/standin-browser"], app_dirs=APPS)
+desktop("web", colour="#ef4444", browser=["{inside}/standin-browser"], app_dirs=APPS,
+        nested_sandbox=True)
 """
 
 
@@ -510,3 +511,37 @@ def test_a_reloaded_config_changes_what_programs_read(comp: Compositor) -> None:
     finally:
         comp.config_path.write_text(before)
         comp.zionctl("reload")
+
+
+CHROMIUM = "/usr/lib/chromium/chromium"  # the /usr/bin wrapper reads /etc/chromium.d
+
+
+@pytest.mark.slow
+def test_chromium_in_web_asks_the_portal(comp: Compositor) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing (scripts/setup-system.sh --with-tests installs it)")
+    marker = f"/tmp/zt-portal-chromium-{uuid.uuid4().hex}"
+    comp.zionctl(
+        "launch",
+        "web",
+        "--",
+        CHROMIUM,
+        "--ozone-platform=wayland",
+        "--no-first-run",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={marker}",
+        "data:text/html,<p>portal</p>",
+    )
+
+    def calls() -> dict[str, int]:
+        found: dict[str, int] = comp.zjson("status")["desktop_buses"]["web"]["portal_calls"]
+        settings = any(k.startswith("Settings.") for k in found)
+        # and it asks the portals' versions (FileChooser's among them)
+        versions = found.get("Properties.Get", 0) >= 1
+        return found if settings and versions else {}
+
+    wait_for(calls, 120, "chromium to read the Settings portal and the portals' versions")
+    comp.zionctl("kill", "web")

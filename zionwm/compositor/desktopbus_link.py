@@ -270,6 +270,7 @@ class DesktopBusLink:
                 "memory_kib": run.bus.memory_kib(),
                 "alive": run.bus.alive(),
                 "portal_requests_open": len(run.service.portal.pending),
+                "portal_calls": dict(run.service.portal.calls),
             }
         for name, why in self.failures.items():
             buses.setdefault(name, {})["error"] = why

@@ -254,6 +254,7 @@ class Portal:
         self.appearance = appearance or Appearance()
         self.pending: dict[str, Pending] = {}
         self._counter = 0
+        self.calls: dict[str, int] = {}  # "Interface.Member" -> count, for `zionctl status`
         # each screenshot is drawn and encoded by the compositor itself, each file sent starts
         # a copy: a program asks for a few, not a flood
         self.shot_rate = policy.RateLimit(burst=2, per_second=0.5)
@@ -321,6 +322,9 @@ class Portal:
         sig = fields.get(HeaderFields.signature, "")
         if isinstance(path, str) and path.startswith(REQUEST_PREFIX):
             return self._request_object(msg, path, iface, member)
+        key = f"{str(iface).rsplit('.', 1)[-1]}.{member}"
+        if key in self.calls or len(self.calls) < 64:
+            self.calls[key] = self.calls.get(key, 0) + 1
         if path != PORTAL_PATH:
             self._error(msg, ERR_UNKNOWN_METHOD, f"no object at {path}")
             return None
