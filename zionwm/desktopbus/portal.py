@@ -46,6 +46,7 @@ OPENURI = "org.freedesktop.portal.OpenURI"
 SETTINGS = "org.freedesktop.portal.Settings"
 NOTIFICATION = "org.freedesktop.portal.Notification"
 SCREENSHOT = "org.freedesktop.portal.Screenshot"
+REGISTRY = "org.freedesktop.host.portal.Registry"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
 
@@ -336,6 +337,10 @@ class Portal:
             return None
         if iface == SETTINGS:
             self._settings(msg, member, sig)
+            return None
+        if iface == REGISTRY and member == "Register" and sig == "sa{sv}":
+            # a host program naming its app id (Chromium does); the desktop is what counts
+            self._reply(msg, None, ())
             return None
         if iface == NOTIFICATION:
             return self._notification(msg, member, sig)
