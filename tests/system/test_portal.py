@@ -545,3 +545,15 @@ def test_chromium_in_web_asks_the_portal(comp: Compositor) -> None:
 
     wait_for(calls, 120, "chromium to read the Settings portal and the portals' versions")
     comp.zionctl("kill", "web")
+
+
+def test_a_file_deleted_after_it_was_opened_is_refused_cleanly(comp: Compositor) -> None:
+    script = (
+        'printf "%%PDF-1.4" > "$HOME/gone.pdf"; exec 3< "$HOME/gone.pdf"; rm "$HOME/gone.pdf"; '
+        f"exec {PYTHON} {INSIDE}/portal_probe.py open-file /proc/self/fd/3 gone-probe.json"
+    )
+    comp.zionctl("launch", "work", "--", "/bin/sh", "-c", script)
+    out = home(comp, "work") / "gone-probe.json"
+    wait_for(out.exists, 60, "the probe's findings")
+    assert json.loads(out.read_text()).get("code") == FAILED
+    assert comp.alive()

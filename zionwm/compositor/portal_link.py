@@ -332,6 +332,10 @@ class PortalLink:
         except files.OutsideRoots as exc:
             self._respond(req.desktop, req.handle, FAILED)
             self.server.notify(f"{req.desktop}: a file was not opened: {exc}", urgent=True)
+        except OSError as exc:  # gone meanwhile, unreadable, or zionctl not started
+            self._respond(req.desktop, req.handle, FAILED)
+            why = policy.clean_text(exc.strerror or str(exc), 80)
+            self.server.notify(f"{req.desktop}: a file was not opened: {why}", urgent=True)
         finally:
             if req.fd >= 0:
                 os.close(req.fd)
