@@ -245,6 +245,9 @@ class DesktopBusLink:
             for notice in queue.take():
                 self._show(notice)
 
+    def child_exited(self, child: Any) -> None:
+        self.portal.child_exited(child)
+
     def reload(self) -> None:
         self.portal.reload()
         # a desktop that is gone, or no longer has a bus of its own, loses the one it had

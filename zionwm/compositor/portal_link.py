@@ -45,6 +45,7 @@ from zionwm.desktopbus.portal import (
 from zionwm.isolation import storage
 
 from . import capture
+from .children import Child
 from .loop import FdHandle
 
 if TYPE_CHECKING:
@@ -372,10 +373,24 @@ class PortalLink:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
         )
-        self.server.children.adopt(proc.pid, argv, None, proc.poll, proc.kill)
+        child = self.server.children.adopt(proc.pid, argv, None, proc.poll, proc.kill)
+        child.extra["portal_send"] = (req.desktop, target, policy.clean_text(host.name, 60))
         self._respond(req.desktop, req.handle, SUCCESS)
-        name = policy.clean_text(host.name, 60)
-        self.server.notify(
-            f"File from {req.desktop} sent to {target} through the audit: {name} "
-            f"(in {target}'s Incoming/{req.desktop} once released)"
-        )
+
+    def child_exited(self, child: Child) -> None:
+        """A `zionctl send` of ours ended: tell the user how it went."""
+        sent = child.extra.get("portal_send")
+        if sent is None:
+            return
+        source, target, name = sent
+        if child.returncode == 0:
+            self.server.notify(
+                f"File from {source} sent to {target} through the audit: {name} "
+                f"(in {target}'s Incoming/{source} once released)"
+            )
+        else:
+            self.server.notify(
+                f"File from {source} was not sent to {target}: {name} (the quarantine "
+                f"refused it or is not running; exit status {child.returncode})",
+                urgent=True,
+            )
