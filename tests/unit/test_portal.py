@@ -257,3 +257,11 @@ def test_a_caller_leaving_the_bus_ends_its_open_request() -> None:
     svc.handle(_call(portal.FILECHOOSER, "OpenFile", "ssa{sv}", ("", "Open", opts)))
     assert svc.handle(_wire(_owner_gone(":1.7"), sender=":1.9")) is None
     assert svc.portal.pending
+
+
+def test_a_desktop_with_a_throwaway_home_offers_no_home(tree: tuple[files.Root, ...]) -> None:
+    rs = files.roots("work", INSIDE, has_home=False)
+    assert [r.label for r in rs] == ["Shared", "Outbox"]
+    with pytest.raises(files.OutsideRoots):
+        files.to_host(rs, f"{INSIDE}/Documents/a.txt")
+    assert files.to_host(rs, f"{INSIDE}/Shared/s.txt") == paths.shared_dir() / "s.txt"
