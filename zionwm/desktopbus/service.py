@@ -93,7 +93,10 @@ GONE_RULE = MatchRule(
     member="NameOwnerChanged",
 )
 GONE_RULE.add_arg_condition(2, "")  # a name that lost its owner
-MAX_FDS = 16  # unix fds taken per read; a message needs at most one (OpenURI.OpenFile)
+# unix fds taken per read: the kernel's limit for one send (SCM_MAX_FD), so none is ever cut
+# off (a cut would leave a message without its fds and end the connection); a read never
+# spans two sends that carry fds. Only OpenURI.OpenFile keeps one; the rest are closed.
+MAX_FDS = 253
 
 
 class DesktopService:
