@@ -398,11 +398,18 @@ _MIME_PATTERN = re.compile(r"\*|[a-z0-9][a-z0-9.+-]*/(\*|[a-z0-9][a-z0-9.+-]*)")
 
 
 def _file_rules(value: object) -> tuple[tuple[str, str], ...]:
-    """open_files_in={"application/pdf": "web", "image/*": "personal", "*": "web"}."""
-    if not isinstance(value, Mapping):
+    """open_files_in={"application/pdf": "web", "image/*": "personal", "*": "web"}; also
+    as (pattern, desktop) pairs, the form the desktops file keeps it in."""
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, list | tuple) and all(
+        isinstance(v, list | tuple) and len(v) == 2 for v in value
+    ):
+        pairs = [(v[0], v[1]) for v in value]
+    else:
         raise ValueError("must be a dict of MIME type (or 'type/*', or '*') to desktop name")
     out: list[tuple[str, str]] = []
-    for pattern, target in value.items():
+    for pattern, target in pairs:
         if not isinstance(pattern, str) or not _MIME_PATTERN.fullmatch(pattern):
             raise ValueError(f"{pattern!r} is not a MIME type, 'type/*' or '*'")
         out.append((pattern, _name(target)))
@@ -459,7 +466,13 @@ def _check_desktops(load: _Load, report: _Report, complete: bool) -> list[spec.D
                 "which is not a declared desktop",
             )
         rules = decl._values.get("open_files_in")
-        for target in rules.values() if isinstance(rules, Mapping) else ():
+        if isinstance(rules, Mapping):
+            targets = list(rules.values())
+        elif isinstance(rules, list | tuple):
+            targets = [r[1] for r in rules if isinstance(r, list | tuple) and len(r) == 2]
+        else:
+            targets = []
+        for target in targets:
             if isinstance(target, str) and target not in first_line:
                 report.error(
                     decl._line,
