@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+REPLY_MAX = 900 * 1024  # base64 bytes in one `capture` reply
+
 
 class CaptureError(RuntimeError):
     """The desktop could not be drawn; the message says why."""
@@ -63,12 +65,11 @@ def capture_desktop(server: Server, desktop: str) -> Capture:
 def control_request(server: Server, desktop: str) -> dict[str, Any]:
     """The `capture` control request: {desktop, width, height, png (base64)}."""
     cap = capture_desktop(server, desktop)
-    return {
-        "desktop": desktop,
-        "width": cap.width,
-        "height": cap.height,
-        "png": base64.b64encode(cap.png()).decode(),
-    }
+    png = base64.b64encode(cap.png()).decode()
+    if len(png) > REPLY_MAX:
+        # the control socket cuts off a client with more than 1 MiB queued: say why instead
+        raise CaptureError(f"the image is too large for a control reply ({len(png)} bytes)")
+    return {"desktop": desktop, "width": cap.width, "height": cap.height, "png": png}
 
 
 def attach(server: Server) -> None:
