@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import functools
 import glob
 import json
@@ -59,6 +60,12 @@ class LaunchError(RuntimeError):
 
 def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
     """Look at this machine once: user, /etc pieces, merged-/usr links, devices, sound sockets."""
+    return refresh_devices(_static_facts(environ), environ)
+
+
+def _static_facts(environ: Mapping[str, str] | None = None) -> HostFacts:
+    """What stays put while the host runs: the user, the /etc pieces, the merged-/usr links,
+    bwrap, the font dirs, the /proc layout. Devices and sound sockets are left empty."""
     env = os.environ if environ is None else environ
     uid, gid = os.getuid(), os.getgid()
     try:
@@ -72,6 +79,25 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
             links.append((p, os.readlink(p)))
         elif os.path.isdir(p):
             links.append((p, None))
+    return HostFacts(
+        uid=uid,
+        gid=gid,
+        user=user,
+        system_files=etc,
+        root_links=tuple(links),
+        proc_masked=_proc_masked(),
+        boot_time=_boot_time(),
+        cpus=os.cpu_count() or 1,
+        has_cpu_sysfs=os.path.isdir(bwrap.CPU_SYS_DIR),
+        bwrap=shutil.which("bwrap") or "/usr/bin/bwrap",
+        font_dirs=tuple(p for p in bwrap.HOST_FONT_CANDIDATES if os.path.isdir(p)),
+    )
+
+
+def refresh_devices(host: HostFacts, environ: Mapping[str, str] | None = None) -> HostFacts:
+    """`host` with what can change while the compositor runs probed again: GPU render nodes,
+    cameras (plugged in later) and the host's sound sockets (a sound server started later)."""
+    env = os.environ if environ is None else environ
     dri = tuple(sorted(glob.glob(bwrap.RENDER_NODE_GLOB)))
     video = tuple(sorted(glob.glob("/dev/video*") + glob.glob("/dev/media*")))
     host_run = env.get("XDG_RUNTIME_DIR")
@@ -81,24 +107,16 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
         pa = os.path.join(host_run, "pulse", "native")
         pipewire = pw if os.path.exists(pw) else None
         pulse = pa if os.path.exists(pa) else None
-    bw = shutil.which("bwrap") or "/usr/bin/bwrap"
-    return HostFacts(
-        uid=uid,
-        gid=gid,
-        user=user,
-        system_files=etc,
-        root_links=tuple(links),
+    gpu = host.gpu_sysfs
+    if dri != host.dri_nodes:
+        gpu = tuple(g for g in map(_gpu_sysfs, dri) if g is not None)
+    return dataclasses.replace(
+        host,
         dri_nodes=dri,
-        gpu_sysfs=tuple(g for g in map(_gpu_sysfs, dri) if g is not None),
-        proc_masked=_proc_masked(),
-        boot_time=_boot_time(),
-        cpus=os.cpu_count() or 1,
+        gpu_sysfs=gpu,
         video_nodes=video,
         pipewire_socket=pipewire,
         pulse_socket=pulse,
-        has_cpu_sysfs=os.path.isdir(bwrap.CPU_SYS_DIR),
-        bwrap=bw,
-        font_dirs=tuple(p for p in bwrap.HOST_FONT_CANDIDATES if os.path.isdir(p)),
     )
 
 
@@ -347,8 +365,10 @@ class Launcher:
         self._userns_path = userns_path
         self._on_exit = on_exit
         self._environ = dict(os.environ if environ is None else environ)
-        # Probed again at each launch unless given: a camera plugged in or a sound server
-        # started after the compositor should be found. A probe is a few dozen stat calls.
+        # The devices and sound sockets are probed again at each launch unless the facts are
+        # given: a camera plugged in or a sound server started after the compositor should be
+        # found. The rest (the /etc pieces, links, bwrap) is probed once: a few dozen stat
+        # calls a launch does not need to repeat.
         self._fixed_host = host
         self.host = host or probe_host(self._environ)
         self.sound = sound.SoundRelays(self._environ)
@@ -370,7 +390,7 @@ class Launcher:
         share_net: bool = False,
     ) -> SandboxPlan:
         if self._fixed_host is None:
-            self.host = probe_host(self._environ)
+            self.host = refresh_devices(self.host, self._environ)
         sock = paths.desktop_socket(spec.name)
         x11_dir = paths.desktop_x11_dir(spec.name)
         usr_source = None
