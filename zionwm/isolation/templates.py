@@ -37,7 +37,6 @@ import argparse
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -713,6 +712,8 @@ def image_layers(blobs: _Blobs) -> ImageLayers:
 def _layer_tar(blobs: _Blobs, name: str, digest: str | None) -> Iterator[tarfile.TarFile]:
     with blobs.open(name) as f:
         if digest is not None:
+            import hashlib  # noqa: PLC0415 - OpenSSL only when a template is imported
+
             h = hashlib.sha256()
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)

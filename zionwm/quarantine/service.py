@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import heapq
 import importlib.util
 import json
@@ -395,6 +394,8 @@ def _audit_job(
     rescan: tuple[str, ...] | None = None,
 ) -> _AuditResult:
     """Hash and audit one stored file. Never raises: a failure is a cannot-inspect report."""
+    import hashlib  # noqa: PLC0415 - OpenSSL (3 MiB) loaded when first hashing
+
     digest = hashlib.sha256()
     offset = 0
     head = b""
