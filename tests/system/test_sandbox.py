@@ -32,7 +32,7 @@ import pytest
 from tests.harness import processes_with, readable_package, wait_for
 from zionwm import paths
 from zionwm.isolation import seccomp, storage
-from zionwm.isolation.launcher import Launcher, Sandbox
+from zionwm.isolation.launcher import Launcher, LaunchError, Sandbox
 from zionwm.isolation.spec import DesktopSpec, Devices
 
 PROBE_SRC = Path(__file__).with_name("sandbox_probe.py")
@@ -890,3 +890,12 @@ def test_unprivileged_launcher_confines_the_same_way(tmp_path: Path) -> None:
         assert {"bwrap", "ps"} <= seen <= {"bwrap", "ps", "sh", "sort", "tr"}, seen
     finally:
         shutil.rmtree(world, ignore_errors=True)
+
+
+def test_a_failed_cgroup_placement_starts_nothing(env: Env) -> None:
+    # /dev/full opens for writing and refuses every write, as a cgroup that cannot take the
+    # process does: the launch must fail whole, before anything of the sandbox runs.
+    launcher = Launcher(cgroup_procs=lambda desktop: [Path("/dev/full")])
+    with pytest.raises(LaunchError, match="cannot start"):
+        launcher.launch(env.spec("work"), ["/bin/true"])
+    assert launcher.sandboxes() == []

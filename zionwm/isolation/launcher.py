@@ -6,9 +6,11 @@ here. A launch:
 1. probes the host once (`probe_host`) and resolves the policy (`bwrap.plan_sandbox`, pure);
 2. opens what the plan's fd slots name: storage dirs walked without following symlinks
    (`storage`), memfds for synthesized /etc files, the seccomp program (`seccomp`);
-3. forks; before exec the child joins the desktop's cgroup(s) (so nothing the program does
-   can escape them, not even bwrap itself) and, when the desktop has a prepared network
-   namespace, enters it with setns(2); without one bwrap unshares the network (loopback only);
+3. starts the placement helper (`zionwm-enter`, enter.c) with vfork+exec: it joins the
+   desktop's cgroup(s) (so nothing the program does can escape them, not even bwrap itself)
+   and, when the desktop has a prepared network namespace, enters it with setns(2); without
+   one bwrap unshares the network (loopback only). Where the helper was not built, the same
+   steps run in Python between fork and exec;
 4. execs bwrap (through the overlay helper when the desktop has a writable /usr);
 5. returns a `Sandbox`, tracked by pidfd. The compositor adds `sandbox.pidfd` to its event
    loop and calls `sandbox.poll()` when it becomes readable; the child is reaped by its pid
@@ -168,6 +170,36 @@ def _setns(fd: int, nstype: int) -> None:
     if _libc.setns(fd, nstype) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+# Built by `make setup` beside this module (enter.c).
+ENTER_HELPER = Path(__file__).with_name("zionwm-enter")
+
+
+@functools.cache
+def enter_helper() -> str | None:
+    """The placement helper's path, or None when it was not built: then the launcher places
+    the child from Python between fork and exec, correct but several milliseconds slower."""
+    if os.access(ENTER_HELPER, os.X_OK):
+        return str(ENTER_HELPER)
+    log.warning("%s is missing (make setup builds it): sandboxes start slower", ENTER_HELPER)
+    return None
+
+
+def _read_to_end(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 256):
+        data += chunk
+    return data
+
+
+def _placement_error(report: bytes) -> str:
+    """The helper's "<step> <errno>" as words."""
+    step, _, num = report.decode(errors="replace").partition(" ")
+    try:
+        return f"{step}: {os.strerror(int(num))}"
+    except ValueError:
+        return report.decode(errors="replace")
 
 
 def _no_tty(chosen: int | None, inherited: int) -> int | None:
@@ -498,6 +530,23 @@ class Launcher:
                 if ns_fd >= 0:
                     _setns(ns_fd, CLONE_NEWNET)
 
+            placed = bool(cg_fds) or ns_fd >= 0
+            helper = enter_helper() if placed else None
+            report_r = -1
+            if helper is not None:
+                # The same steps in the same order, in a small native program exec'd first:
+                # the child of a vfork then runs no Python (see enter.c).
+                report_r, report_w = os.pipe2(os.O_CLOEXEC)
+                opened += [report_r, report_w]
+                prefix = [helper]
+                for fd in cg_fds:
+                    prefix += ["--cgroup-fd", str(fd)]
+                if user_fd >= 0:
+                    prefix += ["--userns-fd", str(user_fd)]
+                if ns_fd >= 0:
+                    prefix += ["--netns-fd", str(ns_fd)]
+                full = [*prefix, "--report-fd", str(report_w), "--", *full]
+                helper_fds = [*cg_fds, user_fd, ns_fd, report_w]
             try:
                 proc = subprocess.Popen(
                     full,
@@ -505,17 +554,31 @@ class Launcher:
                     stdout=stdout,
                     stderr=stderr,
                     env=dict(plan.env),
-                    pass_fds=(*fds.values(), *pass_fds),
+                    pass_fds=(
+                        *fds.values(),
+                        *pass_fds,
+                        *(fd for fd in (helper_fds if helper else ()) if fd >= 0),
+                    ),
                     close_fds=True,
                     # Placement must happen between fork and exec; the compositor that calls
                     # this is single-threaded, which is what makes preexec_fn safe here.
-                    preexec_fn=enter_placement if (cg_fds or ns_fd >= 0) else None,  # noqa: PLW1509
+                    preexec_fn=enter_placement if placed and helper is None else None,  # noqa: PLW1509
                     cwd="/",
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 raise LaunchError(
                     f"desktop {spec.name}: cannot start {list(argv)!r}: {exc}"
                 ) from exc
+            if helper is not None:
+                os.close(report_w)
+                opened.remove(report_w)
+                failed = _read_to_end(report_r)
+                if failed:
+                    proc.wait()
+                    raise LaunchError(
+                        f"desktop {spec.name}: cannot start {list(argv)!r}: "
+                        f"placement failed: {_placement_error(failed)}"
+                    )
         except BaseException:
             if status_r >= 0:
                 os.close(status_r)
