@@ -37,8 +37,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from zionwm.isolation.storage import LayerDirs
+if TYPE_CHECKING:
+    from zionwm.isolation.storage import LayerDirs
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -50,10 +52,31 @@ PR_SET_PDEATHSIG = 1
 MOUNT_TIMEOUT = 10.0
 
 
+class _Layer(Protocol):
+    """What of a layer the helper uses (storage.LayerDirs has it): the helper does not import
+    storage, which would bring the whole sandbox policy into every start with a writable
+    /usr (about 40 ms of imports)."""
+
+    @property
+    def upper(self) -> Path: ...
+    @property
+    def work(self) -> Path: ...
+    @property
+    def merged(self) -> Path: ...
+
+
+class _Dirs(NamedTuple):
+    upper: Path
+    work: Path
+    merged: Path
+
+
 def helper_argv(layer: LayerDirs, *, ephemeral: bool, python: str) -> list[str]:
     """The prefix the launcher puts before bwrap's argv for a writable /usr."""
     # -I: the helper runs outside the sandbox with the sandbox's environment, which must not
     # steer it (PYTHONPATH, user site); the package root is passed explicitly instead.
+    # -S: it needs the standard library only, so site-packages (and their .pth hooks) are
+    # not even looked at.
     package_root = str(Path(__file__).resolve().parents[2])
     bootstrap = (
         f"import sys; sys.path.insert(0, {package_root!r}); "
@@ -62,6 +85,7 @@ def helper_argv(layer: LayerDirs, *, ephemeral: bool, python: str) -> list[str]:
     argv = [
         python,
         "-I",
+        "-S",
         "-c",
         bootstrap,
         "--upper",
@@ -76,7 +100,7 @@ def helper_argv(layer: LayerDirs, *, ephemeral: bool, python: str) -> list[str]:
     return [*argv, "--"]
 
 
-def fuse_overlayfs_argv(lower: str, layer: LayerDirs, uid: int, gid: int) -> list[str]:
+def fuse_overlayfs_argv(lower: str, layer: _Layer, uid: int, gid: int) -> list[str]:
     binary = shutil.which("fuse-overlayfs") or "/usr/bin/fuse-overlayfs"
     opts = (
         f"lowerdir={lower},upperdir={layer.upper},workdir={layer.work},"
@@ -142,7 +166,7 @@ def _set_pdeathsig() -> None:
 
 
 def mount_layer(
-    layer: LayerDirs, *, scratch: Path | None, lower: str = "/usr"
+    layer: _Layer, *, scratch: Path | None, lower: str = "/usr"
 ) -> subprocess.Popen[bytes]:
     """Mount the overlay inside the current (private) namespaces; returns the daemon."""
     libc = _Libc()
@@ -155,7 +179,7 @@ def mount_layer(
     # ones of daemons that are gone (storage.prepare_layer).
     own_work = layer.work / str(os.getpid())
     own_work.mkdir(mode=0o700, exist_ok=True)
-    layer = LayerDirs(layer.upper, own_work, layer.merged)
+    layer = _Dirs(layer.upper, own_work, layer.merged)
     daemon = subprocess.Popen(
         fuse_overlayfs_argv(lower, layer, os.getuid(), os.getgid()),
         stdin=subprocess.DEVNULL,
@@ -188,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("no command after --")
     try:
         enter_private_namespace(_Libc())
-        mount_layer(LayerDirs(args.upper, args.work, args.merged), scratch=args.scratch)
+        mount_layer(_Dirs(args.upper, args.work, args.merged), scratch=args.scratch)
     except (OSError, RuntimeError) as exc:
         # The launcher's log shows the sandbox's stderr and exit code; 126 as for exec failure.
         sys.stderr.write(f"zionwm overlay helper: {exc}\n")
