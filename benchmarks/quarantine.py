@@ -29,6 +29,7 @@ from typing import Any
 from benchmarks.stats import rss_kib_of
 from zionwm import paths
 from zionwm.quarantine.client import QuarantineClient
+from zionwm.quarantine.service import default_workers
 
 
 @contextlib.contextmanager
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count-small", type=int, default=200, help="4 KiB files")
     ap.add_argument("--count-large", type=int, default=30, help="1 MiB files")
-    ap.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)))
+    ap.add_argument("--workers", type=int, default=default_workers(), help="audits in flight")
     ap.add_argument("--no-clamd", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)

@@ -28,7 +28,7 @@ from zionwm.quarantine.report import Finding
 if TYPE_CHECKING:
     from oletools.olevba import VBA_Parser
 
-    from zionwm.quarantine.worker import AuditSettings
+    from zionwm.quarantine.audit.common import AuditSettings
 
 # oletools is imported where it is used: its import costs ~150 ms, paid only for Office files.
 
