@@ -45,7 +45,9 @@ def _failed(detail: str) -> AuditReport:
 def effective_audit(audit: dict[str, Any]) -> dict[str, Any]:
     """The audit settings in force now: a clamd at the usual place is used unconfigured."""
     out = dict(audit)
-    out["clamd_socket"] = resolve_clamd_socket(audit.get("clamd_socket"))
+    out["clamd_socket"] = resolve_clamd_socket(
+        audit.get("clamd_socket"), str(audit.get("antivirus", "required"))
+    )
     return out
 
 
@@ -58,8 +60,14 @@ def engines_now(audit: dict[str, Any], fresh: bool = False) -> dict[str, Any]:
     """Antivirus and rule state, at most `_ENGINES_TTL` old (`fresh`: asked now). The
     engines' own answer, not the files: a reload of clamd's database counts from when
     clamd says it has it."""
+    off = audit.get("antivirus") == "off"
     key = json.dumps(
-        [audit.get("clamd_socket"), audit.get("clamd_database_dir"), audit.get("yara_rule_dirs")]
+        [
+            audit.get("clamd_socket"),
+            audit.get("clamd_database_dir"),
+            audit.get("yara_rule_dirs"),
+            off,
+        ]
     )
     now = time.monotonic()
     with _engines_lock:
@@ -70,6 +78,7 @@ def engines_now(audit: dict[str, Any], fresh: bool = False) -> dict[str, Any]:
             audit.get("clamd_socket"),
             audit.get("clamd_database_dir"),
             tuple(str(d) for d in audit.get("yara_rule_dirs", ())),
+            off,
         )
         _engines_cache[key] = (now, state)
         return state

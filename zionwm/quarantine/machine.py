@@ -37,11 +37,10 @@ def decide(
         return Decision(State.HELD, hold_until=now + policy.hold)
     if verdict is Verdict.NO_ANTIVIRUS:
         # held either way; "required" is applied when the hold ends (it waits for clamd)
-        how = (
-            'waits for an antivirus scan (antivirus="required")'
-            if antivirus == "required"
-            else 'released after the hold (antivirus="if-available")'
-        )
+        how = {
+            "required": 'waits for an antivirus scan (antivirus="required")',
+            "off": 'the antivirus is turned off (antivirus="off"); released after the hold',
+        }.get(antivirus, 'released after the hold (antivirus="if-available")')
         return Decision(
             State.HELD, hold_until=now + policy.hold, reason=f"no antivirus scan: {how}"
         )
