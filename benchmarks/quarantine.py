@@ -75,13 +75,26 @@ def _start_service(policy_file: Path, workers: int, log: Path) -> subprocess.Pop
     return proc
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU time of a process and of its children it has reaped (utime+stime+cutime+cstime)."""
+def _cpu_seconds(pid: int, own_only: bool = False) -> float:
+    """CPU time of a process and of its children it has reaped (utime+stime+cutime+cstime),
+    or (`own_only`) of the process alone (utime+stime)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[11 : 13 if own_only else 15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_parts(service: int, clamd: int | None) -> dict[str, float]:
+    """Where the CPU went: the service process itself (its loop and audit threads), the
+    audit sandboxes (zygotes and every child they forked, living or reaped), clamd."""
+    own = _cpu_seconds(service, own_only=True)
+    clamd_cpu = _tree_cpu([clamd]) if clamd is not None else 0.0
+    return {
+        "service": own,
+        "audit_sandboxes": _tree_cpu([service]) - own,
+        "clamd": clamd_cpu,
+    }
 
 
 def _tree_cpu(pids: list[int]) -> float:
@@ -118,6 +131,7 @@ def _run_batch(
     events.subscribe()
     payloads = [os.urandom(size) for _ in range(min(count, 8))]
     cpu0 = _tree_cpu(cpu_pids or [])
+    parts0 = _cpu_parts(cpu_pids[0], cpu_pids[1] if len(cpu_pids) > 1 else None) if cpu_pids else {}
     t0 = time.monotonic()
     wall0 = time.time()
     for n in range(count):
@@ -138,6 +152,7 @@ def _run_batch(
     # what the quarantine cost the machine per file (service, audit sandboxes, clamd):
     # unlike files/s, this does not depend on what else the machine was running
     cpu_ms = 1000 * (_tree_cpu(cpu_pids or []) - cpu0) / count
+    parts1 = _cpu_parts(cpu_pids[0], cpu_pids[1] if len(cpu_pids) > 1 else None) if cpu_pids else {}
     per_scanner: dict[str, list[float]] = {}
     stages: dict[str, list[float]] = {"taken": [], "audited": [], "released": []}
     for it in done.values():
@@ -161,6 +176,9 @@ def _run_batch(
         "released": sum(1 for i in done.values() if i["state"] == "released"),
         "cpu_ms_per_file": round(cpu_ms, 2),
         "cpu_bound_files_per_s_on_2_cores": round(2000 / cpu_ms, 1) if cpu_ms else None,
+        "cpu_ms_per_file_by_part": {
+            k: round(1000 * (parts1[k] - parts0[k]) / count, 2) for k in parts1
+        },
         "all_done_by_s": {k: round(max(v), 2) for k, v in stages.items() if v},
         "scanner_ms_mean": {
             k: round(1000 * sum(v) / len(v), 2) for k, v in sorted(per_scanner.items())
@@ -240,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 inbox = paths.desktop_inbox("web")
                 cpu_pids = [proc.pid] + ([clamd.pid] if clamd is not None else [])
                 results = {
+                    "loadavg_at_start": os.getloadavg(),
                     "workers": args.workers,
                     "cpus": os.cpu_count(),
                     "clamd": clamd is not None,
@@ -261,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                         timeout=1800,
                         cpu_pids=cpu_pids,
                     ),
+                    "loadavg_at_end": os.getloadavg(),
                     "clamd_rss_kib": rss_kib_of(clamd.pid) if clamd is not None else None,
                     "service_rss_kib": rss_kib_of(proc.pid),
                     "audit_side": client.request("status").get("audit_sandboxes"),
@@ -274,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(f"workers={results['workers']} cpus={results['cpus']} clamd={results['clamd']}")
+        print(
+            f"workers={results['workers']} cpus={results['cpus']} clamd={results['clamd']}"
+            f" loadavg={results['loadavg_at_start'][0]:.2f}..{results['loadavg_at_end'][0]:.2f}"
+        )
         for key in ("small_4KiB", "large_1MiB"):
             r = results[key]
             print(
@@ -286,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{'':>13}CPU per file (service + audit sandboxes + clamd): "
                 f"{r['cpu_ms_per_file']} ms = {r['cpu_bound_files_per_s_on_2_cores']} files/s"
-                " on 2 otherwise idle cores"
+                f" on 2 otherwise idle cores; by part (ms): {r['cpu_ms_per_file_by_part']}"
             )
         print(
             f"clamd RSS: {results['clamd_rss_kib']} KiB;"

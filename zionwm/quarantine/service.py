@@ -654,9 +654,6 @@ def main(argv: list[str] | None = None) -> int:
     def on_hup(_sig: int, _frame: object) -> None:
         service.reload_requested = True
 
-    # The audit threads mostly wait on their children; when a report arrives, the thread
-    # should get the interpreter soon rather than after the default 5 ms slice of the loop.
-    pass  # sys.setswitchinterval(0.001)
     signal.set_wakeup_fd(service.wake_w, warn_on_full_buffer=False)
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)

@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import selectors
 import signal
 import socket
@@ -126,6 +127,7 @@ class ZygotePool:
         # successor of one that is near its `max_files`
         self._starting: dict[tuple[str, str], tuple[Hashable, Future[_Zygote]]] = {}
         self.spare_at = spare_at
+        self._spares: queue.SimpleQueue[Any] | None = None  # the successors' starter's jobs
         self.started = 0
         self.closed = False
 
@@ -250,6 +252,8 @@ class ZygotePool:
         for f in starting:
             # a start in flight sees `closed` when it ends and stops what it started
             f.add_done_callback(self._stop_unused)
+        if self._spares is not None:
+            self._spares.put(None)
 
     # -- zygotes --
 
@@ -303,12 +307,7 @@ class ZygotePool:
                         # start its successor now, so that recycling it costs no wait
                         spare: Future[_Zygote] = Future()
                         self._starting[slot] = (key, spare)
-                        threading.Thread(
-                            target=self._start_into,
-                            args=(spare, source, settings, key, flavor),
-                            name="audit-spare",
-                            daemon=True,
-                        ).start()
+                        self._start_spare((spare, source, settings, key, flavor))
                 elif pending is None:
                     mine = Future()
                     self._starting[slot] = (key, mine)
@@ -329,6 +328,20 @@ class ZygotePool:
                         del self._starting[slot]
                 raise
             # loop: take it from the slot like any caller (counted, checked, kept)
+
+    def _start_spare(self, job: tuple[Future[_Zygote], str, Any, Hashable, str]) -> None:
+        # from one thread that lives as long as the pool: a sandbox dies with the thread
+        # that started it (bwrap's --die-with-parent is the parent thread's death signal)
+        if self._spares is None:
+            self._spares = queue.SimpleQueue()
+            threading.Thread(
+                target=self._spare_starter, args=(self._spares,), name="audit-spares", daemon=True
+            ).start()
+        self._spares.put(job)
+
+    def _spare_starter(self, jobs: queue.SimpleQueue[Any]) -> None:
+        while (job := jobs.get()) is not None:
+            self._start_into(*job)
 
     def _start_into(
         self, fut: Future[_Zygote], source: str, settings: Any, key: Hashable, flavor: str
