@@ -54,6 +54,7 @@ SPARE_AT = 50  # files before that, its successor is started beside it
 IDLE_SECONDS = 120.0  # an unused zygote is stopped after this long
 MAX_ZYGOTES = 4  # idle zygotes beyond this are stopped first (busy ones are never cut)
 START_DEADLINE = 60.0  # to load every scanner, under load
+STOP_WAIT = 10.0  # for a retired zygote to exit by itself before it is killed
 GRACE = 10.0  # beyond the audit timeout, before the parent gives up on the zygote itself
 RESULT_MAX = 8 << 20
 BUFFER_MAX = 64 << 20  # files up to this are read once into memory, larger ones streamed
@@ -208,7 +209,7 @@ class ZygotePool:
                 if z.inflight == 0 and now - z.last_used > self.idle_seconds:
                     self._retire_locked(z, to_stop)
         for z in to_stop:
-            self._stop(z, wait=0.5)
+            self._stop_soon(z)
 
     def stats(self) -> dict[str, Any]:
         """What the audit side holds now: zygotes, files in flight, resident memory."""
@@ -251,7 +252,8 @@ class ZygotePool:
             self._stop(z, wait=2.0)
         for f in starting:
             # a start in flight sees `closed` when it ends and stops what it started
-            f.add_done_callback(self._stop_unused)
+            if f.done() and f.exception() is None:
+                self._stop(f.result(), wait=2.0)
         if self._spares is not None:
             self._spares.put(None)
 
@@ -263,6 +265,7 @@ class ZygotePool:
         slot = (source, flavor)
         while True:
             to_stop: list[_Zygote] = []
+            unused: list[Future[_Zygote]] = []
             mine: Future[_Zygote] | None = None
             with self._lock:
                 if self.closed:
@@ -285,7 +288,7 @@ class ZygotePool:
                 if z is None and pending is not None and pending[0] != key:
                     # a successor started for settings that are no longer asked for
                     del self._starting[slot]
-                    pending[1].add_done_callback(self._stop_unused)
+                    unused.append(pending[1])
                     pending = None
                 if z is None and pending is not None and pending[1].done():
                     del self._starting[slot]
@@ -313,7 +316,9 @@ class ZygotePool:
                     self._starting[slot] = (key, mine)
                     pending = (key, mine)
             for y in to_stop:
-                self._stop(y, wait=0.5)
+                self._stop_soon(y)
+            for f in unused:  # outside the lock: a done one stops at once
+                f.add_done_callback(self._stop_unused)
             if z is not None:
                 return z
             assert pending is not None
@@ -361,7 +366,7 @@ class ZygotePool:
 
     def _stop_unused(self, fut: Future[_Zygote]) -> None:
         if fut.exception() is None:
-            self._stop(fut.result(), wait=0.5)
+            self._stop_soon(fut.result())
 
     def _retire_locked(self, z: _Zygote, to_stop: list[_Zygote]) -> None:
         if self._zygotes.get((z.source, z.flavor)) is z:
@@ -383,7 +388,7 @@ class ZygotePool:
                     self._retiring.remove(z)
                 stop = True
         if stop:
-            self._stop(z, wait=2.0)
+            self._stop_soon(z)
 
     def _start(self, source: str, settings: Any, key: Hashable, flavor: str) -> _Zygote:
         from zionwm.quarantine import worker  # noqa: PLC0415
@@ -451,6 +456,25 @@ class ZygotePool:
         log.info("audit sandbox %d for %s ready (%s)", proc.pid, source or "-", where)
         versions = dict(ready.get("versions", {}))
         return _Zygote(key, source, flavor, proc, parent, versions, cgroup)
+
+    def _stop_soon(self, z: _Zygote) -> None:
+        """Stop a retired zygote without making the caller (an audit, the service's loop)
+        wait for it: it is told to finish at once and waited for in a thread of its own,
+        and stays in `stats()` until it is gone. A generous wait lets it exit by itself
+        (and be reaped, its CPU accounted) rather than be killed."""
+        with self._lock:
+            if z not in self._retiring:
+                self._retiring.append(z)
+        z.dead = True
+        with contextlib.suppress(OSError):
+            z.ctrl.close()
+
+        def stop() -> None:
+            self._stop(z, wait=STOP_WAIT)
+            with self._lock, contextlib.suppress(ValueError):
+                self._retiring.remove(z)
+
+        threading.Thread(target=stop, name="audit-stop", daemon=True).start()
 
     def _stop(self, z: _Zygote, wait: float) -> None:
         # closing the control socket is the zygote's signal to finish and exit
