@@ -24,9 +24,8 @@ from tests.system.test_audit_worker import _MISSING, SAMPLES
 from tests.system.test_audit_worker import (
     isolated_env as isolated_env,  # noqa: PLC0414  (the fixture, shared)
 )
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import AuditSettings
-from zionwm.quarantine.report import AuditReport
+from zionwm.quarantine.report import AuditReport, Verdict
 from zionwm.quarantine.service import default_workers
 from zionwm.quarantine.zygote import FULL, LIGHT, ZygotePool, flavor_for
 

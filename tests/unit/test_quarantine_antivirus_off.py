@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from zionwm.config import load_config
-from zionwm.isolation.spec import DownloadsPolicy, Verdict
+from zionwm.isolation.spec import DownloadsPolicy
 from zionwm.quarantine.engines import (
     ANTIVIRUS_OFF_WHY,
     antivirus_state,
@@ -20,7 +20,7 @@ from zionwm.quarantine.explain import antivirus_summary
 from zionwm.quarantine.jobs import effective_audit, with_engines
 from zionwm.quarantine.machine import HoldEnd, at_hold_end, decide
 from zionwm.quarantine.policy import policy_from_json
-from zionwm.quarantine.report import AuditReport
+from zionwm.quarantine.report import AuditReport, Verdict
 from zionwm.quarantine.store import State
 
 

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from zionwm import paths
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.control import Conn
 from zionwm.quarantine.inbox import take_copy
 from zionwm.quarantine.jobs import ConvertResult, convert_job, effective_audit, engines_now
 from zionwm.quarantine.machine import SAFE_COPY, release_refusal
 from zionwm.quarantine.policy import ServiceConfig
+from zionwm.quarantine.report import Verdict
 from zionwm.quarantine.store import PENDING_STATES, Item, Kind, State, Store, StoreError
 
 log = logging.getLogger(__name__)

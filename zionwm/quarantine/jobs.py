@@ -18,10 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import AuditSettings
 from zionwm.quarantine.engines import engine_state, resolve_clamd_socket
-from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.report import AuditReport, Finding, Verdict
 from zionwm.quarantine.zygote import flavor_for
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ import enum
 from dataclasses import dataclass
 
 from zionwm import paths
-from zionwm.isolation.spec import DownloadsPolicy, Verdict, VerdictAction
+from zionwm.isolation.spec import DownloadsPolicy, VerdictAction
 from zionwm.quarantine.release import Destination
-from zionwm.quarantine.report import severity
+from zionwm.quarantine.report import Verdict, severity
 from zionwm.quarantine.store import SHARED_DEST, Item, State
 
 SAFE_COPY = "safe copy of item"  # how a converted copy's record begins

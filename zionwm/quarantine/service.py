@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from zionwm import paths
-from zionwm.isolation.spec import DownloadsPolicy, Verdict
+from zionwm.isolation.spec import DownloadsPolicy
 from zionwm.quarantine import recovery
 from zionwm.quarantine.client import socket_path
 from zionwm.quarantine.commands import Commands
@@ -86,7 +86,7 @@ from zionwm.quarantine.release import (
     audit_stamp,
     release_file,
 )
-from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.report import AuditReport, Finding, Verdict
 from zionwm.quarantine.store import (
     Item,
     Kind,

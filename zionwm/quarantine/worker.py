@@ -40,9 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import AuditSettings
-from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.report import AuditReport, Finding, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -41,8 +41,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from zionwm.isolation.spec import Verdict
-from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.report import AuditReport, Finding, Verdict
 from zionwm.quarantine.zygote_inside import FULL, LIGHT, MSG_MAX
 
 log = logging.getLogger(__name__)

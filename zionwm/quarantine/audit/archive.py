@@ -37,7 +37,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, cast
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit import magic_type, office, pdf, yara_scan
 from zionwm.quarantine.audit.common import (
     HEAD_SIZE,
@@ -47,7 +46,7 @@ from zionwm.quarantine.audit.common import (
     source_path,
     source_size,
 )
-from zionwm.quarantine.report import Finding
+from zionwm.quarantine.report import Finding, Verdict
 
 SCANNER = "archive"
 MEMBER_MAX = 32 << 20  # members read whole for deep inspection

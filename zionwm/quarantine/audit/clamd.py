@@ -15,9 +15,8 @@ import struct
 import time
 from collections.abc import Iterable
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import AuditSettings, Source, iter_chunks
-from zionwm.quarantine.report import Finding
+from zionwm.quarantine.report import Finding, Verdict
 
 SCANNER = "clamd"
 CHUNK = 1 << 16

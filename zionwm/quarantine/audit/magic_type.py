@@ -26,9 +26,8 @@ from typing import Any
 
 import magic
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import AuditSettings, Source, extension, read_head, source_mode
-from zionwm.quarantine.report import Finding
+from zionwm.quarantine.report import Finding, Verdict
 
 SCANNER = "magic"
 

@@ -19,9 +19,8 @@ from typing import Any
 
 import yara
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import AuditSettings, Source, source_path, source_size
-from zionwm.quarantine.report import Finding
+from zionwm.quarantine.report import Finding, Verdict
 
 log = logging.getLogger(__name__)
 
