@@ -50,7 +50,6 @@ def _audit(pool: ZygotePool, path: Path, settings: AuditSettings) -> AuditReport
         os.close(fd)
 
 
-@pytest.mark.security
 def test_files_in_flight_together_keep_their_own_verdicts_when_some_crash_their_child(
     tmp_path: Path,
     isolated_env: Path,
