@@ -29,7 +29,7 @@ STRIP = STRIP_HEIGHT  # the compositor's strip at the top of each output
 def _type_into_a_personal_terminal(comp: Compositor, text: str) -> None:
     """The user types into a real terminal of the shown desktop (the positive control)."""
     require("foot")
-    out = comp.data / "zionwm" / "desktops" / "personal" / "home" / "typed.txt"
+    out = comp.desktop_home("personal") / "typed.txt"
     comp.zionctl("switch", "personal")
     comp.zionctl("launch", "personal", "--", "foot", "sh", "-c", "cat > ~/typed.txt")
     comp.wait_window("personal", "foot")

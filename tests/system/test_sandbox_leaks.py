@@ -12,7 +12,6 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Compositor, wait_for
+from tests.harness import Compositor, sandbox_missing, wait_for
 from tests.security import lacks
 
 PROBE_SRC = Path(__file__).with_name("sandbox_probe.py")
@@ -29,19 +28,9 @@ INSIDE_PROBE = "/opt/zionwm/0/sandbox_probe.py"
 
 
 def _missing() -> str | None:
-    if shutil.which("bwrap") is None:
-        return "bubblewrap (bwrap) is not installed"
     if not os.path.exists(PYTHON):
         return f"{PYTHON} is missing: the attacker script needs it"
-    r = subprocess.run(
-        ["bwrap", "--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "--", "/usr/bin/true"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if r.returncode != 0:
-        return f"bwrap cannot create namespaces here: {r.stderr.strip()}"
-    return None
+    return sandbox_missing()
 
 
 _MISSING = _missing()
@@ -70,15 +59,11 @@ def comp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compositor]:
         c.stop()
 
 
-def home(comp: Compositor, desktop: str) -> Path:
-    return comp.data / "zionwm" / "desktops" / desktop / "home"
-
-
 def probe(comp: Compositor, desktop: str, *probes: str) -> dict[str, dict[str, Any]]:
     """Run the probe in a fresh sandbox of `desktop`, as a user's program; its findings."""
     name = f"probe-{uuid.uuid4().hex}.json"
     comp.zionctl("launch", desktop, "--", PYTHON, INSIDE_PROBE, "--out", name, *probes)
-    out = home(comp, desktop) / name
+    out = comp.desktop_home(desktop) / name
     wait_for(out.exists, 30, f"the probe on {desktop} to report")
     result: dict[str, dict[str, Any]] = json.loads(out.read_text())
     out.unlink()
@@ -183,7 +168,7 @@ def test_process_tools_still_run_on_the_stand_in(comp: Compositor) -> None:
         "free; echo rc=$?; } > ~/tools.part 2>&1; mv ~/tools.part ~/tools"
     )
     comp.zionctl("launch", "alpha", "--", "/bin/sh", "-c", script)
-    out = home(comp, "alpha") / "tools"
+    out = comp.desktop_home("alpha") / "tools"
     wait_for(out.exists, 30, "the tools to run on alpha")
     text = out.read_text()
     out.unlink()
@@ -262,7 +247,7 @@ def test_programs_output_reaches_only_their_own_desktops_log(comp: Compositor) -
         "echo $t > ~/token.part; mv ~/token.part ~/token; exec sleep 600"
     )
     comp.zionctl("launch", "beta", "--", "/bin/sh", "-c", script)
-    token_file = home(comp, "beta") / "token"
+    token_file = comp.desktop_home("beta") / "token"
     wait_for(token_file.exists, 15, "beta's program to print its token")
     secret = token_file.read_text().strip()
     log_before = comp.log()
