@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import io
 import json
 import os
 import select
@@ -23,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -33,6 +31,7 @@ import pytest
 from inotify_simple import INotify
 from inotify_simple import flags as inflags
 
+from tests.documents import blank_pdf, png_8x8
 from tests.harness import wait_for
 from tests.system import clamd_fixture
 from tests.system.clamd_fixture import EICAR, Clamd
@@ -50,49 +49,6 @@ TERMINAL = {"released", "rejected", "deleted"}
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def make_pdf() -> bytes:
-    """A small valid PDF with one empty page (xref offsets computed)."""
-    objs = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
-    ]
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for n, body in enumerate(objs, 1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % n + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1))
-    for off in offsets:
-        out.write(b"%010d 00000 n \n" % off)
-    out.write(
-        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-    )
-    return out.getvalue()
-
-
-def make_png() -> bytes:
-    """An 8x8 RGB PNG, built with zlib (no image library needed)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-        )
-
-    raw = b"".join(
-        b"\x00" + b"".join(bytes([x * 30, y * 30, 120]) for x in range(8)) for y in range(8)
-    )
-    ihdr = (8).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
 
 
 def browser_save(inbox: Path, name: str, data: bytes, origin: str | None = None) -> None:
@@ -557,7 +513,7 @@ def test_clean_pdf_and_png_are_released_after_the_hold_with_origin_kept(
     events = svc.client()
     events.subscribe()
     inbox = paths.desktop_inbox("web")
-    pdf, png = make_pdf(), make_png()
+    pdf, png = blank_pdf(), png_8x8()
     (downloads("personal")).mkdir(parents=True)
     (downloads("personal") / "report.pdf").write_bytes(b"an older report")
     browser_save(inbox, "report.pdf", pdf, ORIGIN)
