@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.documents import odt_with_onload_macro
 from tests.harness import Compositor, wait_for
 from tests.system.clamd_fixture import Clamd, clamd  # noqa: F401 (fixture)
 
@@ -244,6 +245,31 @@ def test_the_outbox_waits_for_the_source_desktops_hold(
     assert last["hold_until"] >= last["received_at"] + hold, last
     assert last["released_at"] >= last["hold_until"]
     assert shared.exists()
+
+
+@pytest.mark.security
+def test_a_document_whose_macro_runs_on_opening_is_kept(
+    make_compositor: Any,
+    clamd: Clamd,  # noqa: F811
+) -> None:
+    """The web desktop saves an OpenDocument text whose Basic macro is bound to the
+    document's opening (LibreOffice's AutoOpen): it is kept, and says why, instead of being
+    released as a clean file."""
+    comp = start(make_compositor, clamd, hold=0)
+    document = odt_with_onload_macro("/tmp/pwned")
+    attack(
+        comp,
+        f"""
+        with open(DL + "/.minutes.odt.part", "wb") as f:
+            f.write({document!r})
+        os.rename(DL + "/.minutes.odt.part", DL + "/minutes.odt")
+        """,
+    )
+    kept = wait_for(lambda: item_named(comp, "minutes.odt", "rejected"), 90, "the document kept")
+    assert kept["verdict"] == "suspicious", kept
+    shown = comp.zionctl("quarantine", "show", str(kept["id"])).stdout
+    assert "runs a macro by itself on dom:load" in shown, shown
+    assert not (personal_downloads(comp) / "minutes.odt").exists()
 
 
 FAKE_LINE = "Copied passwords.kdbx from personal"
