@@ -355,10 +355,21 @@ def test_files_that_arrived_while_down_are_taken_at_start(
 # -- release (kernel-level, without the service) ---------------------------------------------
 
 
-def _stored_file(store: Store, data: bytes, origin: str | None = ORIGIN) -> int:
-    tmp = store.root / "incoming.tmp"
+def _put_in_store(
+    store: Store,
+    name: str,
+    data: bytes,
+    *,
+    mode: int | None = None,
+    origin: str | None = None,
+    **take: Any,
+) -> tuple[int, os.stat_result]:
+    """A file of web's Downloads copied into the store by hand: the take's intent recorded
+    (`take`: more of its fields) and the copy renamed into place, nothing after."""
+    tmp = store.root / "crafting"
     tmp.write_bytes(data)
-    os.chmod(tmp, 0o755)
+    if mode is not None:
+        os.chmod(tmp, mode)
     if origin:
         os.setxattr(tmp, "user.xdg.origin.url", origin.encode())
     st = os.stat(tmp)
@@ -367,13 +378,20 @@ def _stored_file(store: Store, data: bytes, origin: str | None = ORIGIN) -> int:
         source="web",
         dest="personal",
         subdir=("home", "Downloads"),
-        name="a.pdf",
+        name=name,
         size=st.st_size,
         dev=st.st_dev,
         ino=st.st_ino,
-        inbox_name="a.pdf",
+        inbox_name=name,
+        **take,
     )
     os.rename(tmp, store.root / "items" / str(item_id))
+    return item_id, st
+
+
+def _stored_file(store: Store, data: bytes, origin: str | None = ORIGIN) -> int:
+    """An executable a.pdf taken from web, its origin claimed, as if its take had copied it."""
+    item_id, _ = _put_in_store(store, "a.pdf", data, mode=0o755, origin=origin)
     return item_id
 
 
@@ -658,25 +676,6 @@ def test_eicar_is_rejected_end_to_end_with_clamd(
 
 
 # -- crashes ---------------------------------------------------------------------------------
-
-
-def _put_in_store(store: Store, name: str, data: bytes) -> tuple[int, os.stat_result]:
-    tmp = store.root / "crafting"
-    tmp.write_bytes(data)
-    st = os.stat(tmp)
-    item_id = store.begin_take(
-        kind=Kind.DOWNLOAD,
-        source="web",
-        dest="personal",
-        subdir=("home", "Downloads"),
-        name=name,
-        size=st.st_size,
-        dev=st.st_dev,
-        ino=st.st_ino,
-        inbox_name=name,
-    )
-    os.rename(tmp, store.root / "items" / str(item_id))
-    return item_id, st
 
 
 def test_restart_resolves_every_crash_state_exactly_once(
@@ -1191,23 +1190,9 @@ def test_a_take_killed_after_its_copy_is_finished_once(
     inbox.mkdir(parents=True)
     (inbox / "once.txt").write_bytes(b"only once\n")
     src = os.stat(inbox / "once.txt")
-    tmp = store.root / "crafting"
-    tmp.write_bytes(b"only once\n")
-    st = os.stat(tmp)
-    item_id = store.begin_take(
-        kind=Kind.DOWNLOAD,
-        source="web",
-        dest="personal",
-        subdir=("home", "Downloads"),
-        name="once.txt",
-        size=st.st_size,
-        dev=st.st_dev,
-        ino=st.st_ino,
-        inbox_name="once.txt",
-        src_dev=src.st_dev,
-        src_ino=src.st_ino,
+    item_id, _ = _put_in_store(
+        store, "once.txt", b"only once\n", src_dev=src.st_dev, src_ino=src.st_ino
     )
-    os.rename(tmp, store.root / "items" / str(item_id))
     store.close()
     svc = service(policy(on_cannot_inspect="release"))
     wait_terminal(svc, 1, 60)
