@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.documents import docx_pages, odt_with_onload_macro, pdf_with_javascript
+from tests.documents import docx_pages, odt_with_onload_macro, pdf_with_javascript, text_pdf
 from tests.harness import wait_for
 from tests.system.test_quarantine import (  # noqa: F401  (fixtures)
     ORIGIN,
@@ -144,6 +144,51 @@ def test_a_two_page_word_document_becomes_a_plain_pdf_with_its_two_pages(tmp_pat
     for _w, _h, px in render(tmp_path / "copy.pdf"):
         dark = sum(1 for v in px[::3] if v < 100)
         assert dark > 100, "a page with no dark pixel: the text is missing"
+
+
+# Each office format as LibreOffice itself writes it, from a source with a known page count:
+# (file made, source, source's import filter or "", pages)
+OFFICE_FORMATS = [
+    ("letter.doc", "letter.docx", "", 2),
+    ("letter.odt", "letter.docx", "", 2),
+    ("sheet.xlsx", "sheet.csv", "", 1),
+    ("sheet.xls", "sheet.csv", "", 1),
+    ("sheet.ods", "sheet.csv", "", 1),
+    ("slides.pptx", "slides.pdf", "impress_pdf_import", 3),
+    ("slides.odp", "slides.pdf", "impress_pdf_import", 3),
+]
+
+
+@pytest.fixture(scope="module")
+def office_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The formats of OFFICE_FORMATS, made by LibreOffice on the host (they are the test's
+    input, not what is tested)."""
+    d = tmp_path_factory.mktemp("office")
+    (d / "letter.docx").write_bytes(docx_pages(2))
+    (d / "sheet.csv").write_text("name,amount\nrent,1200\nfood,300\n")
+    (d / "slides.pdf").write_bytes(text_pdf(3))
+    for made, source, infilter, _pages in OFFICE_FORMATS:
+        subprocess.run(
+            ["soffice", f"-env:UserInstallation=file://{d}/profile", "--headless",
+             *([f"--infilter={infilter}"] if infilter else []),
+             "--convert-to", made.rsplit(".", 1)[1], "--outdir", str(d / "made"),
+             str(d / source)],
+            env={**os.environ, "HOME": str(d)},
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )  # fmt: skip
+        (d / "made" / f"{source.rsplit('.', 1)[0]}.{made.rsplit('.', 1)[1]}").rename(d / made)
+    return d
+
+
+@pytest.mark.parametrize(("name", "pages"), [(f[0], f[3]) for f in OFFICE_FORMATS])
+def test_every_office_format_becomes_a_plain_pdf_with_its_pages(
+    office_files: Path, name: str, pages: int
+) -> None:
+    pdf, got = convert_file(office_files / name)
+    assert got == pages and pdf_pages(pdf) == pages
+    assert b"/Font" not in pdf and not any(token in pdf for token in SCRIPT_TOKENS)
 
 
 def _office_with_macros_allowed(profile: Path, document: Path, witness: Path) -> None:
