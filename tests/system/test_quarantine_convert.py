@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from tests.system.test_quarantine import (  # noqa: F401  (fixtures)
     xdg,
 )
 from zionwm import paths
-from zionwm.quarantine.convert import convert, parse_ppm_stream
+from zionwm.quarantine.convert import ConvertError, convert, parse_ppm_stream
 
 pytestmark = pytest.mark.skipif(
     shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) is not installed"
@@ -257,3 +258,11 @@ def test_a_kept_office_document_gets_a_safe_copy_through_the_service(
     assert f"safe copy of item {held['id']} " in str(copy["reason"])
     assert "2 pages rendered to pixels" in str(copy["reason"])
     assert item(svc, held["id"])["state"] == "held"  # the original is untouched
+
+
+def test_a_broken_office_document_gets_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.docx"
+    with zipfile.ZipFile(broken, "w") as z:
+        z.writestr("[Content_Types].xml", "not the package's content types")
+    with pytest.raises(ConvertError, match="LibreOffice made no PDF of it"):
+        convert_file(broken)

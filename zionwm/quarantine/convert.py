@@ -282,7 +282,7 @@ def _render_office(fd: int) -> int:
     )
     pdf = os.path.join(outdir, "document.pdf")
     if not os.path.exists(pdf):
-        print(f"LibreOffice made no PDF of it (exit {office.returncode})", file=sys.stderr)
+        sys.stderr.write(f"LibreOffice made no PDF of it (exit {office.returncode})\n")
         return 3
     return subprocess.run(["pdftoppm", "-r", str(DPI), pdf], check=False).returncode
 
