@@ -176,7 +176,10 @@ class Commands:
             return {"ok": False, "error": f"item {item_id}: {e.strerror}"}
         if kind_of(os.pread(fd, 8192, 0)) is None:
             os.close(fd)
-            return {"ok": False, "error": f"item {item_id}: only PDFs and images can be converted"}
+            return {
+                "ok": False,
+                "error": f"item {item_id}: only PDFs, images and office documents can be converted",
+            }
         self.svc.submit(convert_job, item_id, fd)
         return {"ok": True, "converting": item_id}
 
