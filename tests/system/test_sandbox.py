@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import processes_with, readable_package, wait_for
+from tests.harness import processes_with, readable_package, sandbox_missing, wait_for
 from zionwm import paths
 from zionwm.isolation import seccomp, storage
 from zionwm.isolation.launcher import Launcher, LaunchError, Sandbox
@@ -43,19 +43,9 @@ LD_PRELOAD_MARK = "/nonexistent/zionwm-test-preload.so"
 
 def _probe_facility() -> str | None:
     """Why this machine cannot run sandboxes, or None."""
-    if shutil.which("bwrap") is None:
-        return "bubblewrap (bwrap) is not installed"
     if not os.path.exists(PYTHON):
         return f"{PYTHON} (Debian python3-minimal) is missing: attacker scripts need it"
-    r = subprocess.run(
-        ["bwrap", "--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "--", "/usr/bin/true"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if r.returncode != 0:
-        return f"bwrap cannot create namespaces here: {r.stderr.strip()}"
-    return None
+    return sandbox_missing()
 
 
 _MISSING = _probe_facility()

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from zionwm.quarantine.report import hides_or_reorders
+from zionwm.untrusted import hides_or_reorders
 
 log = logging.getLogger(__name__)
 

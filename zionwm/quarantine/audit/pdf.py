@@ -20,14 +20,13 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import Source, iter_chunks, read_head, source_path
-from zionwm.quarantine.report import Finding
+from zionwm.quarantine.report import Finding, Verdict
 
 if TYPE_CHECKING:
     from pypdf import PdfReader
 
-    from zionwm.quarantine.worker import AuditSettings
+    from zionwm.quarantine.audit.common import AuditSettings
 
 # pypdf is imported where it is used: its import costs ~100 ms, paid only for PDFs.
 
