@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.stats import emit_json, rss_kib_of
-from zionwm.quarantine.worker import AuditSettings, audit_source, run_audit
+from zionwm.quarantine.audit.common import AuditSettings
+from zionwm.quarantine.worker import audit_source, run_audit
 
 SIZES = {"4KiB": 4 << 10, "1MiB": 1 << 20}
 WORDS = ["the", "quarantine", "holds", "every", "download", "until", "its", "audit", "is", "clean"]

@@ -9,12 +9,16 @@ BUILD="libwlroots-dev libwayland-dev libxkbcommon-dev libpixman-1-dev libdrm-dev
 RUNTIME="bubblewrap iproute2 nftables passt wayvnc xwayland attr procps psmisc util-linux
  desktop-file-utils fonts-dejavu-core fontconfig poppler-utils pulseaudio
  gir1.2-gtk-4.0 gir1.2-adw-1"
+# safe copies of office documents (`zionctl quarantine convert`): LibreOffice without its GUI
+# (about 250 MB installed with what it pulls in)
+OFFICE="libreoffice-core-nogui libreoffice-writer-nogui libreoffice-calc-nogui
+ libreoffice-impress-nogui"
 TEST="weston foot grim wtype wl-clipboard wayland-utils sway clamav clamav-daemon clamdscan yara
  x11-apps x11-utils busybox-static iperf3 wget curl firejail fuse-overlayfs strace
  imagemagick python3-minimal swaybg xauth xterm xdotool xclip chromium waybar debootstrap podman
  dbus-daemon libglib2.0-bin pipewire pipewire-pulse pipewire-bin wireplumber pulseaudio-utils"
 
-want="$BUILD $RUNTIME"
+want="$BUILD $RUNTIME $OFFICE"
 [ "${1:-}" = "--with-tests" ] && want="$want $TEST"
 # each desktop's own session bus (docs/desktop-bus.md); notify-send for its tests
 want="$want dbus-daemon dbus-bin xdg-dbus-proxy"

@@ -74,6 +74,22 @@ def require(tool: str) -> str:
     return path
 
 
+def sandbox_missing() -> str | None:
+    """Why this machine cannot build bubblewrap sandboxes, or None: bwrap is missing, or it
+    cannot create the namespaces every desktop's sandbox needs."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed"
+    r = subprocess.run(
+        ["bwrap", "--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "--", "/usr/bin/true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0:
+        return f"bwrap cannot create namespaces here: {r.stderr.strip()}"
+    return None
+
+
 def readable_package(dest: Path) -> Path:
     """A copy of the zionwm package (and pyseccomp, which its sandboxes need) that every
     user can import; returns the directory to put on sys.path.
@@ -230,6 +246,10 @@ class Compositor:
 
     def desktop_socket(self, desktop: str) -> Path:
         return self.runtime / "zionwm" / desktop / "wayland-0"
+
+    def desktop_home(self, desktop: str) -> Path:
+        """The desktop's home as the host sees it (its programs see it as $HOME)."""
+        return self.data / "zionwm" / "desktops" / desktop / "home"
 
     def host_env(self, **extra: str) -> dict[str, str]:
         return {**self.env, "WAYLAND_DISPLAY": self.socket_name, **extra}

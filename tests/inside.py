@@ -83,7 +83,7 @@ def launch_inside(
 ) -> Inside:
     """Start `argv` in `desktop`'s sandbox with `files` beside it; returns at once."""
     name = f"{next(_ids)}-{uuid.uuid4().hex[:8]}"
-    home = comp.data / "zionwm" / "desktops" / desktop / "home"
+    home = comp.desktop_home(desktop)
     where = home / ".zionwm-test" / name
     where.mkdir(parents=True, mode=0o700)
     for f in files:

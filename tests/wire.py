@@ -129,24 +129,36 @@ class WireClient:
 
     # ---- a mapped toplevel with one shm buffer ----
 
-    def map_toplevel(self, width: int = 64, height: int = 64, colour: int = 0xFF00FF00) -> int:
+    def new_toplevel(self) -> tuple[int, int, int, int]:
+        """(wl_shm, wl_surface, xdg_surface, xdg_toplevel): a toplevel made, nothing
+        committed yet (the caller may set its sizes first, then `configure` it)."""
         comp = self.bind("wl_compositor", 4)
         shm = self.bind("wl_shm", 1)
         wm = self.bind("xdg_wm_base", 1)
         surface = self.new_id()
-        self.send(comp, 0, struct.pack("=I", surface))
+        self.send(comp, 0, struct.pack("=I", surface))  # create_surface
         xsurf = self.new_id()
-        self.send(wm, 2, struct.pack("=II", xsurf, surface))
+        self.send(wm, 2, struct.pack("=II", xsurf, surface))  # get_xdg_surface
         top = self.new_id()
-        self.send(xsurf, 1, struct.pack("=I", top))
-        self.toplevel = top
+        self.send(xsurf, 1, struct.pack("=I", top))  # get_toplevel
+        return shm, surface, xsurf, top
+
+    def configure(self, surface: int, xsurf: int) -> None:
+        """Commit the bare surface, wait for the first configure and ack it."""
         self.send(surface, 6)  # commit: ask for the first configure
-        serial = self._wait_configure(xsurf)
-        self.send(xsurf, 4, struct.pack("=I", serial))  # ack_configure
-        buffer = self.shm_buffer(shm, width, height, colour)
+        self.send(xsurf, 4, struct.pack("=I", self._wait_configure(xsurf)))  # ack_configure
+
+    def show(self, surface: int, buffer: int, width: int, height: int) -> None:
+        """Attach `buffer`, damage all of it and commit."""
         self.send(surface, 1, struct.pack("=Iii", buffer, 0, 0))  # attach
         self.send(surface, 2, struct.pack("=iiii", 0, 0, width, height))  # damage
         self.send(surface, 6)  # commit
+
+    def map_toplevel(self, width: int = 64, height: int = 64, colour: int = 0xFF00FF00) -> int:
+        shm, surface, xsurf, top = self.new_toplevel()
+        self.toplevel = top
+        self.configure(surface, xsurf)
+        self.show(surface, self.shm_buffer(shm, width, height, colour), width, height)
         self.roundtrip()
         return surface
 

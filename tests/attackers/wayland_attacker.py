@@ -118,26 +118,15 @@ def big_window(args: dict[str, Any]) -> dict[str, Any]:
     and with `inset` declare a window geometry that puts those bars outside the window."""
     w, h = int(args["width"]), int(args["height"])
     c = WireClient(SOCKET)
-    comp = c.bind("wl_compositor", 4)
-    shm = c.bind("wl_shm", 1)
-    wm = c.bind("xdg_wm_base", 1)
-    surface = c.new_id()
-    c.send(comp, 0, struct.pack("=I", surface))
-    xsurf = c.new_id()
-    c.send(wm, 2, struct.pack("=II", xsurf, surface))
-    top = c.new_id()
-    c.send(xsurf, 1, struct.pack("=I", top))
-    c.send(surface, 6)
-    c.send(xsurf, 4, struct.pack("=I", c._wait_configure(xsurf)))
+    shm, surface, xsurf, top = c.new_toplevel()
+    c.configure(surface, xsurf)
     body, bar = int(args["body"], 16), int(args["bar"], 16)
     buffer = striped_buffer(c, shm, w, h, body, bar, int(args.get("bar_height", 8)))
     inset = int(args.get("inset", 0))
     if inset:  # declare a window smaller than the buffer: the bars lie where the frame goes
         geometry = struct.pack("=iiii", inset, inset, w - 2 * inset, h - 2 * inset)
         c.send(xsurf, 3, geometry)  # xdg_surface.set_window_geometry
-    c.send(surface, 1, struct.pack("=Iii", buffer, 0, 0))
-    c.send(surface, 2, struct.pack("=iiii", 0, 0, w, h))
-    c.send(surface, 6)
+    c.show(surface, buffer, w, h)
     c.roundtrip()
     Path("ready").write_text("1")
     configures = []
@@ -206,20 +195,9 @@ def truncated_shm(args: dict[str, Any]) -> dict[str, Any]:
     """Map a window whose shm pool is cut to nothing behind the compositor's back (reading
     it would fault in the compositor)."""
     c = WireClient(SOCKET)
-    comp = c.bind("wl_compositor", 4)
-    shm = c.bind("wl_shm", 1)
-    wm = c.bind("xdg_wm_base", 1)
-    surface = c.new_id()
-    c.send(comp, 0, struct.pack("=I", surface))
-    xs = c.new_id()
-    c.send(wm, 2, struct.pack("=II", xs, surface))
-    c.send(xs, 1, struct.pack("=I", c.new_id()))
-    c.send(surface, 6)
-    c.send(xs, 4, struct.pack("=I", c._wait_configure(xs)))
-    buf = c.shm_buffer(shm, 64, 64, 0xFFFF0000, truncate_after=True)
-    c.send(surface, 1, struct.pack("=Iii", buf, 0, 0))
-    c.send(surface, 2, struct.pack("=iiii", 0, 0, 64, 64))
-    c.send(surface, 6)
+    shm, surface, xs, _top = c.new_toplevel()
+    c.configure(surface, xs)
+    c.show(surface, c.shm_buffer(shm, 64, 64, 0xFFFF0000, truncate_after=True), 64, 64)
     gone = c.disconnected(10.0)
     return {"disconnected": gone, "errors": [error_text(e) for e in c.errors]}
 

@@ -38,7 +38,7 @@ def test_without_an_antivirus_downloads_wait_and_the_user_is_told(make_composito
     items = items["items"] if isinstance(items, dict) else items
     (item,) = [i for i in items if i["name"] == "notes.txt"]
     assert item["state"] == "held" and item["verdict"] == "no-antivirus-scan"
-    released = comp.data / "zionwm" / "desktops" / "personal" / "home" / "Downloads"
+    released = comp.desktop_home("personal") / "Downloads"
     assert not (released / "notes.txt").exists()
     shown = comp.zionctl("quarantine", "show", str(item["id"])).stdout
     assert "no antivirus looked at it" in shown, shown

@@ -75,7 +75,7 @@ def test_files_dropped_by_a_limited_desktop_are_audited_on_its_budget(
         "-c",
         f'for i in $(seq 1 {FILES}); do echo "page $i" > ~/Downloads/f$i.txt; done',
     )
-    released = comp.data / "zionwm" / "desktops" / "personal" / "home" / "Downloads"
+    released = comp.desktop_home("personal") / "Downloads"
     wait_for(
         lambda: released.is_dir() and len(os.listdir(released)) >= FILES,
         120,

@@ -5,7 +5,6 @@ is reported with a notification without stopping anything else."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,13 +61,9 @@ def comp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compositor]:
         c.stop()
 
 
-def _home(comp: Compositor, desktop: str) -> Path:
-    return comp.data / "zionwm" / "desktops" / desktop / "home"
-
-
 def _runs(comp: Compositor, desktop: str, name: str) -> int:
     try:
-        return (_home(comp, desktop) / name).read_text().count("run\n")
+        return (comp.desktop_home(desktop) / name).read_text().count("run\n")
     except FileNotFoundError:
         return 0
 

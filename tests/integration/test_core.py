@@ -40,7 +40,7 @@ def test_window_appears_where_reported_framed_in_desktop_colour(compositor: Comp
 def test_typed_text_reaches_a_terminal(compositor: Compositor) -> None:
     require("foot")
     # the terminal runs sandboxed: it writes into the desktop's own home
-    out = compositor.data / "zionwm" / "desktops" / "personal" / "home" / "typed.txt"
+    out = compositor.desktop_home("personal") / "typed.txt"
     compositor.zionctl("launch", "personal", "--", "foot", "sh", "-c", "cat > ~/typed.txt")
     compositor.wait_window("personal", "foot")
     compositor.type_keys("hello zionwm\n")
@@ -208,7 +208,7 @@ def test_sigterm_shuts_down_cleanly(compositor: Compositor) -> None:
 def test_programs_start_with_no_blocked_signals(compositor: Compositor) -> None:
     """The compositor must not leak a blocked signal mask into what it starts: a program
     that cannot receive SIGTERM cannot be stopped politely."""
-    out = compositor.data / "zionwm" / "desktops" / "work" / "home" / "sigblk"
+    out = compositor.desktop_home("work") / "sigblk"
     compositor.zionctl(
         "launch", "work", "--", "sh", "-c", "grep SigBlk /proc/self/status > ~/sigblk"
     )

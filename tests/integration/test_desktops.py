@@ -102,7 +102,7 @@ def test_screen_capture_and_key_injection_fail_from_inside_a_desktop(
     `personal` waits for input: no screenshot, and not one key reaches the terminal."""
     grim, wtype = require("grim"), require("wtype")
     require("foot")
-    typed = compositor.data / "zionwm" / "desktops" / "personal" / "home" / "typed.txt"
+    typed = compositor.desktop_home("personal") / "typed.txt"
     compositor.zionctl("launch", "personal", "--", "foot", "sh", "-c", "cat > ~/typed.txt")
     compositor.wait_window("personal", "foot")
     shot = run_inside(compositor, "work", ["grim", "stolen.png"])

@@ -53,7 +53,7 @@ def test_clean_download_is_released_with_its_origin_and_eicar_is_kept(
     clamd: Clamd,  # noqa: F811 (the fixture imported above)
 ) -> None:
     comp = make_compositor(CONFIG.format(sock=clamd.socket_path))
-    released = comp.data / "zionwm" / "desktops" / "personal" / "home" / "Downloads"
+    released = comp.desktop_home("personal") / "Downloads"
 
     _download(comp, "notes.txt", b"meeting at noon\n")
     target = released / "notes.txt"
@@ -101,7 +101,7 @@ def test_quarantine_service_is_restarted_after_a_crash(make_compositor: Any) -> 
         "a new quarantine service",
     )
     _download(comp, "after.txt", b"still works\n")
-    target = comp.data / "zionwm" / "desktops" / "personal" / "home" / "Downloads" / "after.txt"
+    target = comp.desktop_home("personal") / "Downloads" / "after.txt"
     wait_for(target.exists, 60, "a download after the restart to be released")
 
 
@@ -150,7 +150,7 @@ def test_a_real_browser_in_the_web_desktop_downloads_through_quarantine(
     comp.zionctl("launch", "web", "--", "sh", "-c", script)
     (win,) = comp.wait_window("web", "chromium-browser", timeout=60)
     assert win["desktop"] == "web"
-    target = comp.data / "zionwm" / "desktops" / "personal" / "home" / "Downloads" / "report.txt"
+    target = comp.desktop_home("personal") / "Downloads" / "report.txt"
     wait_for(target.exists, 90, "the browser's download to be audited and released")
     assert target.read_bytes() == b"quarterly numbers\n"
     audit = json.loads(os.getxattr(target, "user.zionwm.audit"))

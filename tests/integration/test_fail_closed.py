@@ -25,7 +25,7 @@ def test_broken_config_runs_the_default_desktops_locked_down_and_says_so(
     try:
         # From inside personal (the default grants it the network, GPU and sound): its
         # interfaces, devices and runtime dir as its programs see them.
-        out = comp.data / "zionwm" / "desktops" / "personal" / "home" / "seen"
+        out = comp.desktop_home("personal") / "seen"
         script = (
             "{ cat /proc/net/dev; echo ==; ls /dev; echo ==; ls -A $XDG_RUNTIME_DIR; } "
             "> ~/seen.part; mv ~/seen.part ~/seen"

@@ -111,8 +111,8 @@ def test_frozen_sandboxed_victim_gets_none_of_an_input_flood_elsewhere(
     addressed to it); what is typed to it after the switch back reaches it, and only that."""
     require("foot")
     comp = make_compositor(CONFIG)
-    work_home = comp.data / "zionwm" / "desktops" / "work" / "home"
-    personal_home = comp.data / "zionwm" / "desktops" / "personal" / "home"
+    work_home = comp.desktop_home("work")
+    personal_home = comp.desktop_home("personal")
     comp.zionctl("switch", "work")
     comp.zionctl(
         "launch", "work", "--", "foot", "--app-id", "victim", "sh", "-c",
@@ -232,7 +232,7 @@ def test_reloaded_limits_apply_to_a_running_desktop(make_compositor: Any) -> Non
     comp.config_path.write_text(CONFIG.replace('memory_max="64M"', 'memory_max="96M"'))
     comp.zionctl("reload")
     assert _cg(comp, "tight")["limits"]["memory_max"] == 96 * 2**20
-    done = comp.data / "zionwm" / "desktops" / "tight" / "home" / "allocated"
+    done = comp.desktop_home("tight") / "allocated"
     comp.zionctl(
         "launch", "tight", "--", "/usr/bin/python3", "-c",
         "import os; b = bytearray(70 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); "

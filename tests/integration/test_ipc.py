@@ -144,7 +144,7 @@ def test_sandboxed_programs_cannot_reach_the_ipc_sockets(compositor: Compositor)
         + " ".join(f'[ -e "{p}" ] && echo "FOUND {p}";' for p in host_sockets)
         + ' for f in "$XDG_RUNTIME_DIR"/*; do echo "RUNTIME $f"; done; echo done'
     )
-    home = compositor.data / "zionwm" / "desktops" / "work" / "home"
+    home = compositor.desktop_home("work")
     compositor.zionctl("launch", "work", "--", "sh", "-c", f"({script}) > ~/ipc-probe.txt")
     probe = home / "ipc-probe.txt"
 

@@ -121,7 +121,7 @@ def test_delete_keeps_the_home_until_restored(make_compositor: Any) -> None:
     comp = make_compositor(CONFIG, extra_env=QUIET)
     comp.zionctl("desktop", "create", "scratch", "--colour", "#ec4899")
     _cgroups_or_skip(comp, "scratch")
-    home = comp.data / "zionwm" / "desktops" / "scratch" / "home"
+    home = comp.desktop_home("scratch")
     comp.zionctl("launch", "scratch", "--", "sh", "-c", "echo kept > ~/note; exec sleep 300")
     wait_for((home / "note").exists, 20, "the program to write into its home")
     sleeper = wait_for(lambda: comp.desktops()["scratch"]["cgroup"]["pids"], 10, "it to run")
@@ -367,7 +367,7 @@ def test_a_program_in_a_run_time_desktop_cannot_make_or_change_desktops(
     comp = make_compositor(CONFIG, extra_env=QUIET)
     comp.zionctl("desktop", "create", "untrusted", "--colour", "#e11d48", "--network", "none")
     before = _file(comp).read_bytes()
-    result = comp.data / "zionwm" / "desktops" / "untrusted" / "home" / "result"
+    result = comp.desktop_home("untrusted") / "result"
     sock = comp.runtime / "zionwm" / "ipc.sock"
     comp.zionctl("launch", "untrusted", "--", "/usr/bin/python3", "-c", ATTACK,
                  str(_file(comp)), str(sock))  # fmt: skip

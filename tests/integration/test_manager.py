@@ -256,7 +256,7 @@ def test_quarantine_page_without_items(manager: Manager) -> None:
 def test_release_a_held_item(manager: Manager) -> None:
     comp = manager.comp
     manager.ensure()
-    home = comp.data / "zionwm" / "desktops" / "alpha" / "home"
+    home = comp.desktop_home("alpha")
     home.mkdir(parents=True, exist_ok=True)
     (home / "notes.txt").write_text("meeting at noon\n")
     comp.zionctl("send", "--from", "alpha", "--to", "beta", "notes.txt")
@@ -311,7 +311,7 @@ def test_release_a_held_item(manager: Manager) -> None:
     assert any("no antivirus looked at it" in t and "beta" in t for t in texts), texts
     manager.shot("quarantine-release-question")
     assert held(), "released without the second confirmation"
-    delivered = comp.data / "zionwm" / "desktops" / "beta" / "home" / "Incoming" / "alpha"
+    delivered = comp.desktop_home("beta") / "Incoming" / "alpha"
     last[0] = 0.0
 
     def released() -> bool:

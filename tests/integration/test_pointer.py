@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ from tests.wire import Event, WireClient
 
 # wl_pointer events
 ENTER, LEAVE, MOTION, FRAME = 0, 1, 2, 5
-
-
-@pytest.fixture
-def compositor(tmp_path: Path) -> Iterator[Compositor]:
-    comp = Compositor(tmp_path).start()
-    try:
-        yield comp
-    finally:
-        comp.stop()
 
 
 class PointerClient:

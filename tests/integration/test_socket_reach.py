@@ -151,7 +151,7 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Targets]:
 
 def _attack(comp: Compositor, desktop: str, targets: list[str]) -> dict[str, Any]:
     """Run the probe in a sandbox of `desktop`; its answer lands in that desktop's home."""
-    home = comp.data / "zionwm" / "desktops" / desktop / "home"
+    home = comp.desktop_home(desktop)
     out = home / "reach.json"
     out.unlink(missing_ok=True)
     comp.zionctl(

@@ -365,7 +365,7 @@ def test_keys_meant_for_the_overview_never_reach_a_sandboxed_client(
     """A terminal in personal's sandbox writes every key it gets to a file; while the
     overview is open, what is typed must not reach it."""
     require("foot")
-    out = compositor.data / "zionwm" / "desktops" / "personal" / "home" / "keys.txt"
+    out = compositor.desktop_home("personal") / "keys.txt"
     compositor.zionctl("launch", "personal", "--", "foot", "sh", "-c", "cat > ~/keys.txt")
     compositor.wait_window("personal", "foot")
     compositor.type_keys("a")

@@ -29,7 +29,7 @@ STRIP = STRIP_HEIGHT  # the compositor's strip at the top of each output
 def _type_into_a_personal_terminal(comp: Compositor, text: str) -> None:
     """The user types into a real terminal of the shown desktop (the positive control)."""
     require("foot")
-    out = comp.data / "zionwm" / "desktops" / "personal" / "home" / "typed.txt"
+    out = comp.desktop_home("personal") / "typed.txt"
     comp.zionctl("switch", "personal")
     comp.zionctl("launch", "personal", "--", "foot", "sh", "-c", "cat > ~/typed.txt")
     comp.wait_window("personal", "foot")
@@ -139,36 +139,8 @@ def test_a_desktop_client_cannot_take_the_keyboard_from_a_host_window(
     program of the shown desktop maps a window and keeps asking xdg-activation: the user's
     keys still reach the host window. The user's own click does move the focus (control)."""
     require("wtype")
-    host = WireClient(Path(compositor.runtime) / compositor.socket_name)
-    seat = host.bind("wl_seat", 5)
-    kbd = host.new_id()
-    host.send(seat, 1, struct.pack("=I", kbd))
-    host.map_toplevel(100, 50)  # smaller than the desktop's window: part of it stays clear
-    compositor.wait_window("host")
-
-    def presses() -> int:
-        host.read(0.2)
-        return len([e for e in host.events if e.obj == kbd and e.opcode == 3 and e.u32(3)])
-
-    thief = attacker(compositor, "personal", "keylog", seconds=120, activate=True).ready()
-    (win,) = compositor.wait_window("personal")
-    compositor.type_keys("hello")
-    wait_for(lambda: presses() >= 5, 15, "the five keys to reach the host window")
-    assert [w for w in compositor.windows("host") if w["focused"]]
-    # the control: the user clicks the desktop's window, and it gets the keyboard
-    from tests.integration.test_core import VirtualPointer
-
-    (mine,) = compositor.windows("host")
-    # a point of the desktop's window left of the host window, its frame and its host tab
-    spot = (win["x"] + 5, win["y"] + win["height"] // 2)
-    assert spot[0] < mine["x"] - 3, (win, mine)
-    VirtualPointer(compositor).click(*spot)
-    wait_for(lambda: compositor.windows("personal")[0]["focused"], 10, "the click to focus it")
-    result = thief.stop().json()
-    assert result["activations"] > 0, result
-    kinds = [e["event"] for e in result["events"]]
-    assert "enter" in kinds and kinds.count("key") == 0, kinds  # entered only by the click
-    host.close()
+    host, kbd = _host_window_with_a_keyboard(compositor)
+    _keys_stay_with_the_host_until_the_user_clicks(compositor, "personal", host, kbd)
 
 
 @pytest.mark.security
@@ -180,34 +152,50 @@ def test_a_host_window_keeps_the_keyboard_when_the_user_switches_desktops(
     a program of that desktop mapping a window and asking xdg-activation does not get it
     either. Only the user's click hands the keyboard to the program's window (control)."""
     require("wtype")
+    host, kbd = _host_window_with_a_keyboard(compositor)
+    wait_for(
+        lambda: [w for w in compositor.windows("host") if w["focused"]], 10, "the host focused"
+    )
+    compositor.zionctl("switch", "work")
+    assert [w for w in compositor.windows("host") if w["focused"]], "the switch took it"
+    _keys_stay_with_the_host_until_the_user_clicks(compositor, "work", host, kbd)
+
+
+def _host_window_with_a_keyboard(compositor: Compositor) -> tuple[WireClient, int]:
+    """A trusted client's window, mapped, with its keyboard object (to count key presses)."""
     host = WireClient(Path(compositor.runtime) / compositor.socket_name)
     seat = host.bind("wl_seat", 5)
     kbd = host.new_id()
     host.send(seat, 1, struct.pack("=I", kbd))
-    host.map_toplevel(100, 50)
+    host.map_toplevel(100, 50)  # smaller than the desktop's window: part of it stays clear
     compositor.wait_window("host")
-    wait_for(
-        lambda: [w for w in compositor.windows("host") if w["focused"]], 10, "the host focused"
-    )
+    return host, kbd
+
+
+def _keys_stay_with_the_host_until_the_user_clicks(
+    compositor: Compositor, desktop: str, host: WireClient, kbd: int
+) -> None:
+    """A keylogger of `desktop` maps a window and asks for activation: typed keys still go
+    to the host window; then (the control) the user's click on the attacker's window gives
+    it the keyboard, and the attacker saw no key before it. Closes `host`."""
 
     def presses() -> int:
         host.read(0.2)
         return len([e for e in host.events if e.obj == kbd and e.opcode == 3 and e.u32(3)])
 
-    compositor.zionctl("switch", "work")
-    assert [w for w in compositor.windows("host") if w["focused"]], "the switch took it"
-    thief = attacker(compositor, "work", "keylog", seconds=120, activate=True).ready()
-    (win,) = compositor.wait_window("work")
+    thief = attacker(compositor, desktop, "keylog", seconds=120, activate=True).ready()
+    (win,) = compositor.wait_window(desktop)
     compositor.type_keys("hello")
     wait_for(lambda: presses() >= 5, 15, "the five keys to reach the host window")
     assert [w for w in compositor.windows("host") if w["focused"]]
     from tests.integration.test_core import VirtualPointer
 
     (mine,) = compositor.windows("host")
+    # a point of the desktop's window left of the host window, its frame and its host tab
     spot = (win["x"] + 5, win["y"] + win["height"] // 2)
     assert spot[0] < mine["x"] - 3, (win, mine)
     VirtualPointer(compositor).click(*spot)
-    wait_for(lambda: compositor.windows("work")[0]["focused"], 10, "the click to focus it")
+    wait_for(lambda: compositor.windows(desktop)[0]["focused"], 10, "the click to focus it")
     result = thief.stop().json()
     assert result["activations"] > 0, result
     kinds = [e["event"] for e in result["events"]]

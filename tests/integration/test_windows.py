@@ -327,23 +327,11 @@ def test_fixed_size_window_floats_centred_over_the_tiles(make_compositor: Any) -
     wait_geometry(comp, "a", full)
 
     c = WireClient(comp.desktop_socket("personal"))
-    compositor_id = c.bind("wl_compositor", 4)
-    shm = c.bind("wl_shm", 1)
-    wm_base = c.bind("xdg_wm_base", 1)
-    surface = c.new_id()
-    c.send(compositor_id, 0, struct.pack("=I", surface))  # create_surface
-    xdg = c.new_id()
-    c.send(wm_base, 2, struct.pack("=II", xdg, surface))  # get_xdg_surface
-    top = c.new_id()
-    c.send(xdg, 1, struct.pack("=I", top))  # get_toplevel
+    shm, surface, xdg, top = c.new_toplevel()
     c.send(top, 7, struct.pack("=ii", 300, 200))  # set_max_size
     c.send(top, 8, struct.pack("=ii", 300, 200))  # set_min_size
-    c.send(surface, 6)  # commit: the first configure
-    c.send(xdg, 4, struct.pack("=I", c._wait_configure(xdg)))  # ack_configure
-    buffer = c.shm_buffer(shm, 300, 200, 0xFFFF0000)
-    c.send(surface, 1, struct.pack("=Iii", buffer, 0, 0))  # attach
-    c.send(surface, 2, struct.pack("=iiii", 0, 0, 300, 200))  # damage
-    c.send(surface, 6)  # commit: mapped
+    c.configure(surface, xdg)
+    c.show(surface, c.shm_buffer(shm, 300, 200, 0xFFFF0000), 300, 200)  # mapped
     c.roundtrip()
     try:
         dialog = wait_for(

@@ -143,7 +143,7 @@ def _xwayland_pid(comp: Compositor, desktop: str) -> int:
 
 def _run_in(comp: Compositor, desktop: str, script: str, name: str, timeout: float = 20) -> str:
     """Run `script` in a sandbox of `desktop`; its output lands in that desktop's home."""
-    out = _home(comp, desktop) / name
+    out = comp.desktop_home(desktop) / name
     out.unlink(missing_ok=True)
     comp.zionctl(
         "launch",
@@ -155,10 +155,6 @@ def _run_in(comp: Compositor, desktop: str, script: str, name: str, timeout: flo
     )
     wait_for(out.exists, timeout, f"{name} from {desktop}")
     return out.read_text()
-
-
-def _home(comp: Compositor, desktop: str) -> Path:
-    return comp.data / "zionwm" / "desktops" / desktop / "home"
 
 
 def _px(img: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
@@ -289,7 +285,7 @@ def test_x11_popup_appears_where_x_put_it_next_to_its_window(comp: Compositor) -
     put the toplevel, and draw the popup where X put it."""
     comp.zionctl("switch", "work")
     probe = Path(__file__).resolve().parents[1] / "system" / "x11_popup.py"
-    out = _home(comp, "work") / "popup.json"
+    out = comp.desktop_home("work") / "popup.json"
     out.unlink(missing_ok=True)
     comp.zionctl("launch", "work", "--", "/usr/bin/python3", "-c", probe.read_text(), "popup.json")
     wait_for(out.exists, 30, "the popup program's report")
@@ -397,7 +393,7 @@ def test_another_desktops_x11_socket_is_out_of_reach_by_path_and_abstract_name(
     # live from the host, by path: the attack has a real target
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(str(work_socket))
-    out = _home(comp, "gaming") / "reach.json"
+    out = comp.desktop_home("gaming") / "reach.json"
     out.unlink(missing_ok=True)
     comp.zionctl("launch", "gaming", "--", "/usr/bin/python3", "-c", probe.read_text(),
                  "reach.json", *targets)  # fmt: skip

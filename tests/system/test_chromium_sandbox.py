@@ -93,10 +93,6 @@ def comp(make_compositor):  # type: ignore[no-untyped-def]
     return make_compositor(CONFIG)
 
 
-def home(comp: Compositor, desktop: str) -> Path:
-    return comp.data / "zionwm" / "desktops" / desktop / "home"
-
-
 @pytest.mark.slow
 @pytest.mark.security
 def test_chromium_runs_with_its_own_sandbox_inside_the_web_desktop(comp: Compositor) -> None:
@@ -166,7 +162,7 @@ echo done >> "$out"
 def _escapes(comp: Compositor, desktop: str) -> dict[str, str]:
     name = f"escapes-{uuid.uuid4().hex}.txt"
     comp.zionctl("launch", desktop, "--", "/bin/sh", "-c", ESCAPES, "sh", name)
-    out = home(comp, desktop) / name
+    out = comp.desktop_home(desktop) / name
 
     def done() -> str:
         text = out.read_text() if out.exists() else ""

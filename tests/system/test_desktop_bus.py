@@ -114,15 +114,11 @@ def comp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compositor]:
     assert not left, f"bus processes left running: {left}"
 
 
-def home(comp: Compositor, desktop: str) -> Path:
-    return comp.data / "zionwm" / "desktops" / desktop / "home"
-
-
 def probe(comp: Compositor, desktop: str, *args: str, wait: bool = True) -> dict[str, Any]:
     name = f"probe-{uuid.uuid4().hex}.json"
     mode, *rest = args
     comp.zionctl("launch", desktop, "--", PYTHON, f"{INSIDE}/bus_probe.py", mode, *rest, name)
-    out = home(comp, desktop) / name
+    out = comp.desktop_home(desktop) / name
     if not wait:
         return {}
     wait_for(out.exists, 30, f"the probe's findings in {desktop}")
@@ -201,7 +197,9 @@ def test_a_program_cannot_take_over_zionwms_names(comp: Compositor) -> None:
 
 def _browser_runs(comp: Compositor) -> list[Path]:
     return sorted(
-        p for p in home(comp, "web").glob("browser-args.*") if p.suffix not in (".tmp", ".ctx")
+        p
+        for p in comp.desktop_home("web").glob("browser-args.*")
+        if p.suffix not in (".tmp", ".ctx")
     )
 
 
@@ -214,7 +212,7 @@ def test_xdg_open_in_work_starts_the_browser_in_web_with_only_the_url(comp: Comp
     assert run.read_bytes().split(b"\0")[:-1] == [URL.encode()]
     ctx = Path(str(run) + ".ctx").read_bytes().split(b"\0")
     assert b"desktop=web" in ctx
-    assert not list(home(comp, "work").glob("browser-args.*"))
+    assert not list(comp.desktop_home("work").glob("browser-args.*"))
     notice_with(comp, "Link from work opened in web")
 
 
@@ -268,7 +266,7 @@ def test_a_desktop_without_a_bus_gets_none(comp: Compositor) -> None:
 
 @pytest.mark.security
 def test_a_notification_flood_is_cut_down_and_the_user_told(comp: Compositor) -> None:
-    done = home(comp, "work") / "flood-done"
+    done = comp.desktop_home("work") / "flood-done"
     script = (
         'i=0; while [ $i -lt 60 ]; do notify-send "flood $i"; i=$((i+1)); done; '
         'touch "$HOME/flood-done"'

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import io
 import json
 import os
 import select
@@ -23,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -33,6 +31,7 @@ import pytest
 from inotify_simple import INotify
 from inotify_simple import flags as inflags
 
+from tests.documents import blank_pdf, png_8x8
 from tests.harness import wait_for
 from tests.system import clamd_fixture
 from tests.system.clamd_fixture import EICAR, Clamd
@@ -49,49 +48,6 @@ TERMINAL = {"released", "rejected", "deleted"}
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def make_pdf() -> bytes:
-    """A small valid PDF with one empty page (xref offsets computed)."""
-    objs = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
-    ]
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for n, body in enumerate(objs, 1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % n + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1))
-    for off in offsets:
-        out.write(b"%010d 00000 n \n" % off)
-    out.write(
-        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-    )
-    return out.getvalue()
-
-
-def make_png() -> bytes:
-    """An 8x8 RGB PNG, built with zlib (no image library needed)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-        )
-
-    raw = b"".join(
-        b"\x00" + b"".join(bytes([x * 30, y * 30, 120]) for x in range(8)) for y in range(8)
-    )
-    ihdr = (8).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
 
 
 def browser_save(inbox: Path, name: str, data: bytes, origin: str | None = None) -> None:
@@ -399,10 +355,21 @@ def test_files_that_arrived_while_down_are_taken_at_start(
 # -- release (kernel-level, without the service) ---------------------------------------------
 
 
-def _stored_file(store: Store, data: bytes, origin: str | None = ORIGIN) -> int:
-    tmp = store.root / "incoming.tmp"
+def _put_in_store(
+    store: Store,
+    name: str,
+    data: bytes,
+    *,
+    mode: int | None = None,
+    origin: str | None = None,
+    **take: Any,
+) -> tuple[int, os.stat_result]:
+    """A file of web's Downloads copied into the store by hand: the take's intent recorded
+    (`take`: more of its fields) and the copy renamed into place, nothing after."""
+    tmp = store.root / "crafting"
     tmp.write_bytes(data)
-    os.chmod(tmp, 0o755)
+    if mode is not None:
+        os.chmod(tmp, mode)
     if origin:
         os.setxattr(tmp, "user.xdg.origin.url", origin.encode())
     st = os.stat(tmp)
@@ -411,13 +378,20 @@ def _stored_file(store: Store, data: bytes, origin: str | None = ORIGIN) -> int:
         source="web",
         dest="personal",
         subdir=("home", "Downloads"),
-        name="a.pdf",
+        name=name,
         size=st.st_size,
         dev=st.st_dev,
         ino=st.st_ino,
-        inbox_name="a.pdf",
+        inbox_name=name,
+        **take,
     )
     os.rename(tmp, store.root / "items" / str(item_id))
+    return item_id, st
+
+
+def _stored_file(store: Store, data: bytes, origin: str | None = ORIGIN) -> int:
+    """An executable a.pdf taken from web, its origin claimed, as if its take had copied it."""
+    item_id, _ = _put_in_store(store, "a.pdf", data, mode=0o755, origin=origin)
     return item_id
 
 
@@ -556,7 +530,7 @@ def test_clean_pdf_and_png_are_released_after_the_hold_with_origin_kept(
     events = svc.client()
     events.subscribe()
     inbox = paths.desktop_inbox("web")
-    pdf, png = make_pdf(), make_png()
+    pdf, png = blank_pdf(), png_8x8()
     (downloads("personal")).mkdir(parents=True)
     (downloads("personal") / "report.pdf").write_bytes(b"an older report")
     browser_save(inbox, "report.pdf", pdf, ORIGIN)
@@ -702,25 +676,6 @@ def test_eicar_is_rejected_end_to_end_with_clamd(
 
 
 # -- crashes ---------------------------------------------------------------------------------
-
-
-def _put_in_store(store: Store, name: str, data: bytes) -> tuple[int, os.stat_result]:
-    tmp = store.root / "crafting"
-    tmp.write_bytes(data)
-    st = os.stat(tmp)
-    item_id = store.begin_take(
-        kind=Kind.DOWNLOAD,
-        source="web",
-        dest="personal",
-        subdir=("home", "Downloads"),
-        name=name,
-        size=st.st_size,
-        dev=st.st_dev,
-        ino=st.st_ino,
-        inbox_name=name,
-    )
-    os.rename(tmp, store.root / "items" / str(item_id))
-    return item_id, st
 
 
 def test_restart_resolves_every_crash_state_exactly_once(
@@ -1235,23 +1190,9 @@ def test_a_take_killed_after_its_copy_is_finished_once(
     inbox.mkdir(parents=True)
     (inbox / "once.txt").write_bytes(b"only once\n")
     src = os.stat(inbox / "once.txt")
-    tmp = store.root / "crafting"
-    tmp.write_bytes(b"only once\n")
-    st = os.stat(tmp)
-    item_id = store.begin_take(
-        kind=Kind.DOWNLOAD,
-        source="web",
-        dest="personal",
-        subdir=("home", "Downloads"),
-        name="once.txt",
-        size=st.st_size,
-        dev=st.st_dev,
-        ino=st.st_ino,
-        inbox_name="once.txt",
-        src_dev=src.st_dev,
-        src_ino=src.st_ino,
+    item_id, _ = _put_in_store(
+        store, "once.txt", b"only once\n", src_dev=src.st_dev, src_ino=src.st_ino
     )
-    os.rename(tmp, store.root / "items" / str(item_id))
     store.close()
     svc = service(policy(on_cannot_inspect="release"))
     wait_terminal(svc, 1, 60)

@@ -1,6 +1,7 @@
 """The antivirus side of the quarantine, end to end with the real service: no antivirus is
-never "clean", antivirus="required" makes files wait, and a file held while the signature
-database was older is scanned again and kept when a signature for it arrives."""
+never "clean", antivirus="required" makes files wait, antivirus="off" asks no clamd and
+calls nothing clean, and a file held while the signature database was older is scanned
+again and kept when a signature for it arrives."""
 
 from __future__ import annotations
 
@@ -119,6 +120,31 @@ def test_a_file_held_under_old_signatures_is_kept_when_a_signature_arrives(
     assert "the antivirus signatures were updated" in rescan["why"]
     assert "scanned again when its hold ended" in full["reason"]
     assert not (downloads("personal") / "invoice.txt").exists()
+
+
+def test_with_antivirus_off_a_running_clamd_is_not_asked_and_nothing_is_clean(
+    service: Callable[..., QService],  # noqa: F811
+    own_clamd: clamd_fixture.Clamd,
+) -> None:
+    # a clamd is configured and answers, but the user turned the antivirus off: it is not
+    # used, the files are released after the hold, and every word about them says so
+    pol = policy(hold=0.2)
+    pol["audit"] = {"antivirus": "off", "clamd_socket": own_clamd.socket_path}
+    svc = service(pol)
+    status = svc.client().request("status")
+    assert status["antivirus"] == "off" and status["engines"]["clamd"]["available"] is False
+    browser_save(paths.desktop_inbox("web"), "notes.txt", b"meeting at noon\n")
+    (it,) = wait_terminal(svc, 1, 60)
+    full = item(svc, it["id"])
+    assert full["state"] == "released" and full["verdict"] == "no-antivirus-scan", full
+    assert "clamd" not in full["report"]["scanners"]
+    (finding,) = [f for f in full["report"]["findings"] if f["rule"] == "no-antivirus"]
+    assert 'antivirus="off"' in finding["detail"]
+    assert "the antivirus is turned off" in full["reason"]
+    stamp = json.loads(os.getxattr(downloads("personal") / "notes.txt", AUDIT_XATTR))
+    assert stamp["verdict"] == "no-antivirus-scan"
+    text = format_item(full)  # what `zionctl quarantine show` prints
+    assert "no antivirus" in text.lower() and "turned off" in text, text
 
 
 def test_kill9_during_the_end_of_hold_rescan_releases_each_file_once(

@@ -1,18 +1,22 @@
 """Safe copies end to end: a PDF with JavaScript, kept by the audit, is turned into pixels in
 one sandbox and rebuilt as a plain PDF in another, released as a new item, and the original
-stays in quarantine."""
+stays in quarantine. Office documents go through LibreOffice in the first sandbox, where a
+document's macros never run."""
 
 from __future__ import annotations
 
 import io
 import os
 import shutil
+import signal
 import subprocess
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.documents import docx_pages, odt_with_onload_macro, pdf_with_javascript, text_pdf
 from tests.harness import wait_for
 from tests.system.test_quarantine import (  # noqa: F401  (fixtures)
     ORIGIN,
@@ -25,42 +29,11 @@ from tests.system.test_quarantine import (  # noqa: F401  (fixtures)
     xdg,
 )
 from zionwm import paths
-from zionwm.quarantine.convert import parse_ppm_stream
+from zionwm.quarantine.convert import ConvertError, convert, parse_ppm_stream
 
 pytestmark = pytest.mark.skipif(
     shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) is not installed"
 )
-
-
-def pdf_with_javascript() -> bytes:
-    """Two pages with coloured boxes, a JavaScript OpenAction and a page action."""
-    page_content = [
-        b"0 0 1 rg 20 20 100 60 re f 1 0 0 rg 60 100 80 40 re f",
-        b"0 1 0 rg 10 10 150 150 re f",
-    ]
-    objs = [
-        b"<< /Type /Catalog /Pages 2 0 R /OpenAction 5 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 6 0 R"
-        b" /AA << /O 5 0 R >> >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 7 0 R >>",
-        b"<< /S /JavaScript /JS (app.alert('pwned');) >>",
-        *(b"<< /Length %d >>\nstream\n" % len(c) + c + b"\nendstream" for c in page_content),
-    ]
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for n, body in enumerate(objs, 1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % n + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1))
-    for off in offsets:
-        out.write(b"%010d 00000 n \n" % off)
-    out.write(
-        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-    )
-    return out.getvalue()
 
 
 def render(pdf: Path) -> list[tuple[int, int, bytes]]:
@@ -138,3 +111,158 @@ def test_a_desktop_that_asks_for_safe_copies_gets_one_for_each_kept_document(
     items = {i["name"]: i for i in svc.client().request("list", all=True)["items"]}
     assert items["invoice.pdf"]["state"] == "rejected"  # the original stays kept
     assert "notes.safe.pdf" not in items  # a released file needs no safe copy
+
+
+SCRIPT_TOKENS = (b"/JavaScript", b"/JS", b"/OpenAction", b"/AA", b"/Launch", b"/URI")
+
+
+def pdf_pages(data: bytes) -> int:
+    from pypdf import PdfReader
+
+    return len(PdfReader(io.BytesIO(data)).pages)
+
+
+def convert_file(path: Path) -> tuple[bytes, int]:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        done = convert(fd)
+    finally:
+        os.close(fd)
+    return done.pdf, done.pages
+
+
+def test_a_two_page_word_document_becomes_a_plain_pdf_with_its_two_pages(tmp_path: Path) -> None:
+    doc = tmp_path / "letter.docx"
+    doc.write_bytes(docx_pages(2))
+    pdf, pages = convert_file(doc)
+    assert pages == 2 and pdf_pages(pdf) == 2
+    for token in SCRIPT_TOKENS:
+        assert token not in pdf, token
+    # pixels, not text: the copy has no font left
+    assert b"/Font" not in pdf
+    # and the text was drawn: every page has dark pixels
+    (tmp_path / "copy.pdf").write_bytes(pdf)
+    for _w, _h, px in render(tmp_path / "copy.pdf"):
+        dark = sum(1 for v in px[::3] if v < 100)
+        assert dark > 100, "a page with no dark pixel: the text is missing"
+
+
+# Each office format as LibreOffice itself writes it, from a source with a known page count:
+# (file made, source, source's import filter or "", pages)
+OFFICE_FORMATS = [
+    ("letter.doc", "letter.docx", "", 2),
+    ("letter.odt", "letter.docx", "", 2),
+    ("sheet.xlsx", "sheet.csv", "", 1),
+    ("sheet.xls", "sheet.csv", "", 1),
+    ("sheet.ods", "sheet.csv", "", 1),
+    ("slides.pptx", "slides.pdf", "impress_pdf_import", 3),
+    ("slides.odp", "slides.pdf", "impress_pdf_import", 3),
+]
+
+
+@pytest.fixture(scope="module")
+def office_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The formats of OFFICE_FORMATS, made by LibreOffice on the host (they are the test's
+    input, not what is tested)."""
+    d = tmp_path_factory.mktemp("office")
+    (d / "letter.docx").write_bytes(docx_pages(2))
+    (d / "sheet.csv").write_text("name,amount\nrent,1200\nfood,300\n")
+    (d / "slides.pdf").write_bytes(text_pdf(3))
+    for made, source, infilter, _pages in OFFICE_FORMATS:
+        subprocess.run(
+            ["soffice", f"-env:UserInstallation=file://{d}/profile", "--headless",
+             *([f"--infilter={infilter}"] if infilter else []),
+             "--convert-to", made.rsplit(".", 1)[1], "--outdir", str(d / "made"),
+             str(d / source)],
+            env={**os.environ, "HOME": str(d)},
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )  # fmt: skip
+        (d / "made" / f"{source.rsplit('.', 1)[0]}.{made.rsplit('.', 1)[1]}").rename(d / made)
+    return d
+
+
+@pytest.mark.parametrize(("name", "pages"), [(f[0], f[3]) for f in OFFICE_FORMATS])
+def test_every_office_format_becomes_a_plain_pdf_with_its_pages(
+    office_files: Path, name: str, pages: int
+) -> None:
+    pdf, got = convert_file(office_files / name)
+    assert got == pages and pdf_pages(pdf) == pages
+    assert b"/Font" not in pdf and not any(token in pdf for token in SCRIPT_TOKENS)
+
+
+def _office_with_macros_allowed(profile: Path, document: Path, witness: Path) -> None:
+    """Open `document` in LibreOffice on the host, with a profile whose macro security is
+    lowest, until its macro has written `witness` (the proof that the sample is a working
+    attack); then stop that LibreOffice."""
+    (profile / "user").mkdir(parents=True)
+    (profile / "user" / "registrymodifications.xcu").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<oor:items xmlns:oor="http://openoffice.org/2001/registry">'
+        '<item oor:path="/org.openoffice.Office.Common/Security/Scripting"><prop'
+        ' oor:name="MacroSecurityLevel" oor:op="fuse"><value>0</value></prop></item>'
+        "</oor:items>"
+    )
+    office = subprocess.Popen(
+        ["soffice", f"-env:UserInstallation=file://{profile}", "--headless", "--norestore",
+         str(document)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HOME": str(profile)},
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(witness.exists, 120, "the sample's macro to run where macros are allowed")
+    finally:
+        os.killpg(office.pid, signal.SIGKILL)
+        office.wait()
+
+
+@pytest.mark.security
+def test_a_documents_load_macro_never_runs_in_the_conversion_sandbox(tmp_path: Path) -> None:
+    """The attacker is the document: a Basic macro bound to its load event, which adds pages
+    and writes a file. Converted, the copy has the document's one page only."""
+    witness = tmp_path / "macro-ran"
+    doc = tmp_path / "minutes.odt"
+    doc.write_bytes(odt_with_onload_macro(str(witness)))
+    _office_with_macros_allowed(tmp_path / "profile", doc, witness)
+    witness.unlink()
+    pdf, pages = convert_file(doc)
+    assert pages == 1 and pdf_pages(pdf) == 1, f"the macro ran: {pages} pages"
+    assert not witness.exists()
+    assert not any(token in pdf for token in SCRIPT_TOKENS)
+
+
+def test_a_kept_office_document_gets_a_safe_copy_through_the_service(
+    service: Callable[..., QService],  # noqa: F811
+) -> None:
+    svc = service(policy(hold=600.0))
+    browser_save(paths.desktop_inbox("web"), "report.docx", docx_pages(2), ORIGIN)
+    held = wait_for(
+        lambda: next(
+            (i for i in svc.client().request("list")["items"] if i["state"] == "held"), None
+        ),
+        60,
+        "the document held",
+    )
+    with svc.client() as c:
+        assert c.request("convert", id=held["id"])["ok"]
+
+    def the_copy() -> dict[str, object] | None:
+        items = svc.client().request("list", all=True)["items"]
+        return next((i for i in items if i["name"] == "report.safe.pdf"), None)
+
+    copy = wait_for(the_copy, 120, "the safe copy of the document")
+    assert f"safe copy of item {held['id']} " in str(copy["reason"])
+    assert "2 pages rendered to pixels" in str(copy["reason"])
+    assert item(svc, held["id"])["state"] == "held"  # the original is untouched
+
+
+def test_a_broken_office_document_gets_a_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.docx"
+    with zipfile.ZipFile(broken, "w") as z:
+        z.writestr("[Content_Types].xml", "not the package's content types")
+    with pytest.raises(ConvertError, match="LibreOffice made no PDF of it"):
+        convert_file(broken)

@@ -185,7 +185,7 @@ def _ppid(pid: int) -> int | None:
 
 
 def home(comp: Compositor, desktop: str) -> Path:
-    return comp.data / "zionwm" / "desktops" / desktop / "home"
+    return comp.desktop_home(desktop)
 
 
 def peak(raw: bytes) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import VENV_BIN, processes_with, readable_package, wait_for
+from tests.harness import VENV_BIN, processes_with, readable_package, sandbox_missing, wait_for
 from tests.unit.test_templates import base_layer, oci_archive, tar_bytes, top_layer
 from zionwm import ctl, paths
 from zionwm.isolation.launcher import Launcher
@@ -35,8 +35,6 @@ APPLETS = ("sh", "cat", "ls", "stat", "echo", "test", "sleep")
 
 def _missing() -> str | None:
     """Why this machine cannot run desktops on templates, or None."""
-    if shutil.which("bwrap") is None:
-        return "bubblewrap (bwrap) is not installed"
     if shutil.which("fuse-overlayfs") is None:
         return "fuse-overlayfs is not installed"
     try:
@@ -48,14 +46,7 @@ def _missing() -> str | None:
     r = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True)
     if r.returncode != 0 or "sh" not in r.stdout.split():
         return f"{BUSYBOX} has no sh applet"
-    r = subprocess.run(
-        ["bwrap", "--unshare-all", "--unshare-user", "--ro-bind", "/", "/", "--", "/usr/bin/true"],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        return f"bwrap cannot create namespaces here: {r.stderr.strip()}"
-    return None
+    return sandbox_missing()
 
 
 _MISSING = _missing()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zipfile
 from pathlib import Path
 
+from tests.documents import odt_with_onload_macro
 from tests.unit.test_audit_samples import (
     AUTOOPEN_DROPPER,
     AUTOOPEN_ONLY,
@@ -139,3 +141,32 @@ def test_plain_rtf_is_clean(tmp_path: Path) -> None:
     path = tmp_path / "letter.rtf"
     path.write_bytes(b"{\\rtf1\\ansi\\deff0 {\\fonttbl {\\f0 Times;}} Hello world.\\par }")
     assert office.scan(str(path), "letter.rtf", None) == []
+
+
+def test_opendocument_macro_bound_to_opening_is_suspicious(tmp_path: Path) -> None:
+    path = tmp_path / "minutes.odt"
+    path.write_bytes(odt_with_onload_macro("/tmp/witness"))
+    findings = office.scan(str(path), "minutes.odt", None)
+    assert [(f.rule, f.verdict) for f in findings] == [
+        ("odf-autoexec", Verdict.SUSPICIOUS),
+        ("odf-macros", Verdict.SUSPICIOUS),
+    ]
+    assert "dom:load" in findings[0].detail and "Module1" in findings[1].detail
+    # the same bytes inside an archive are looked at the same way
+    assert [f.rule for f in office.scan(path.read_bytes(), "minutes.odt", None)] == [
+        "odf-autoexec",
+        "odf-macros",
+    ]
+
+
+def test_opendocument_without_macros_has_no_findings(tmp_path: Path) -> None:
+    plain = io.BytesIO()
+    with zipfile.ZipFile(plain, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.text", zipfile.ZIP_STORED)
+        z.writestr("content.xml", "<office:document-content/>", zipfile.ZIP_DEFLATED)
+        # library indexes with no module: what LibreOffice may leave after macros were deleted
+        z.writestr("Basic/script-lc.xml", "<library:libraries/>", zipfile.ZIP_DEFLATED)
+    path = tmp_path / "notes.odt"
+    path.write_bytes(plain.getvalue())
+    assert office.office_kind(path.read_bytes()[:8192]) == "odf"
+    assert office.scan(str(path), "notes.odt", None) == []

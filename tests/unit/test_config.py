@@ -778,7 +778,11 @@ def test_antivirus_setting(tmp_path: Path) -> None:
     assert cfg.Settings().antivirus == "required"  # files no antivirus saw wait by default
     found = problems(tmp_path, OK_DESKTOP + 'settings(antivirus="sometimes")\n')
     assert found == [
-        (3, "error", 'settings: antivirus: \'sometimes\' is not "required" or "if-available"')
+        (
+            3,
+            "error",
+            'settings: antivirus: \'sometimes\' is not "required", "if-available" or "off"',
+        )
     ]
     config, errors = load_config(
         write(tmp_path, 'desktop("a", colour="#112233")\nsettings(antivirus="if-available")\n')

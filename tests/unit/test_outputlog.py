@@ -24,7 +24,7 @@ def test_lines_are_prefixed_escaped_and_cut(tmp_path: Path) -> None:
     out.close()
     lines = (tmp_path / "logs" / "work.log").read_text().splitlines()
     assert lines[0].endswith(" work foot[12]: hello")
-    assert lines[1].endswith(" work foot[12]: red \\x1b[31m\\x0d\\x202eevil")
+    assert lines[1].endswith(" work foot[12]: red \\x1b[31m\\x0d\\u202eevil")
     assert len(lines) == 4  # the over-long partial line was cut, then its rest flushed
     assert all(" work foot[12]: " in ln for ln in lines)
     assert len(lines[2].split(": ", 1)[1]) == outputlog.MAX_LINE

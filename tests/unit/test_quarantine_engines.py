@@ -3,9 +3,11 @@ audit cgroup's limits and the words users see."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
+import zipfile
 
 from zionwm.isolation.spec import DownloadsPolicy, Limits
 from zionwm.quarantine import engines, explain
@@ -144,10 +146,12 @@ def test_the_usual_clamd_is_used_unless_told_otherwise() -> None:
 
 
 def test_safe_copy_pure_parts() -> None:
+    from tests.documents import docx_pages, odt_with_onload_macro
     from zionwm.quarantine.convert import (
         ConvertError,
         Page,
         kind_of,
+        office_suffix,
         parse_ppm_stream,
         ppm_stream,
         safe_name,
@@ -157,6 +161,16 @@ def test_safe_copy_pure_parts() -> None:
     assert safe_name("photo.PNG") == "photo.safe.pdf"
     assert kind_of(b"%PDF-1.7\n") == "pdf" and kind_of(b"\x89PNG\r\n\x1a\n....") == "image"
     assert kind_of(b"PK\x03\x04") is None
+    # office documents by their container; a zip that is not one is not handed to LibreOffice
+    assert kind_of(docx_pages(1)) == "office" and office_suffix(docx_pages(1)) == ".docx"
+    odt = odt_with_onload_macro("/nowhere")
+    assert kind_of(odt) == "office" and office_suffix(odt) == ".odt"
+    ole = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504)
+    assert kind_of(ole) == "office" and office_suffix(ole) == ".doc"
+    plain_zip = io.BytesIO()
+    with zipfile.ZipFile(plain_zip, "w") as z:
+        z.writestr("photos/a.txt", "x")
+    assert kind_of(plain_zip.getvalue()) is None
     pages = [Page(2, 1, bytes(6)), Page(1, 1, b"\xff\x00\x00")]
     assert parse_ppm_stream(ppm_stream(pages)) == pages
     for bad in (b"", b"P5\n1 1\n255\n\x00", b"P6\n1 1\n65535\n" + bytes(6), b"P6\n2 2\n255\n\x00"):

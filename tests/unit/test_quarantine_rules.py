@@ -7,9 +7,9 @@ from zionwm.compositor.quarantine_link import NotifyThrottle
 from zionwm.isolation.spec import DownloadsPolicy, VerdictAction
 from zionwm.quarantine.inbox import RefusalLimiter
 from zionwm.quarantine.release import safe_name
-from zionwm.quarantine.report import printable
 from zionwm.quarantine.service import source_bound_policy
 from zionwm.quarantine.store import SHARED_DEST
+from zionwm.untrusted import printable
 
 
 def test_printable_escapes_controls_bidi_and_separators() -> None:
@@ -42,14 +42,14 @@ def test_refusal_limiter_bounds_records_per_window_and_sums_the_rest() -> None:
 
 def test_notify_throttle_shows_a_few_then_one_summary() -> None:
     t = NotifyThrottle(limit=2, window=30.0)
-    shown = [t.admit("web", "kept", 10.0 + i) for i in range(6)]
+    shown = [t.admit("web", 10.0 + i, "kept") for i in range(6)]
     assert shown == [True, True, False, False, False, False]
-    assert t.admit("personal", "released", 11.0)
+    assert t.admit("personal", 11.0, "released")
     assert t.window_end("web") == 40.0
     text = t.summary("web")
     assert text is not None and "4 kept" in text and "web" in text
     assert t.summary("web") is None
-    assert t.admit("web", "kept", 41.0)
+    assert t.admit("web", 41.0, "kept")
 
 
 def test_outbox_and_send_take_the_source_desktops_hold_and_stricter_actions() -> None:

@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from zionwm import paths
 from zionwm.isolation import storage
-from zionwm.quarantine import explain
 from zionwm.quarantine.accounting import audit_limits
 from zionwm.quarantine.client import EventStream
-from zionwm.quarantine.inbox import is_candidate_name
-from zionwm.quarantine.report import printable
-from zionwm.quarantine.service import policy_to_json
+from zionwm.quarantine.policy import policy_to_json
+from zionwm.ratelimit import Limiter
+from zionwm.untrusted import printable
 
 from .children import Child
 from .loop import FdHandle
@@ -48,41 +47,20 @@ NOTIFY_PER_WINDOW = 3  # quarantine notifications shown one by one, per desktop 
 NOTIFY_WINDOW = 30.0
 
 
-class NotifyThrottle:
+class NotifyThrottle(Limiter):
     """Per source desktop: the first `limit` notifications of a window are shown, the rest
     counted and summed up in one when the window ends. Pure: the caller gives the time."""
 
     def __init__(self, limit: int = NOTIFY_PER_WINDOW, window: float = NOTIFY_WINDOW) -> None:
-        self.limit = limit
-        self.window = window
-        self._start: dict[str, float] = {}
-        self._shown: dict[str, int] = {}
-        self.held: dict[str, dict[str, int]] = {}  # source -> kind -> count not shown
-
-    def admit(self, source: str, kind: str, now: float) -> bool:
-        """Show this one? If not it is counted; the first one held starts a summary, due at
-        `window_end(source)` (True from `starts_summary`)."""
-        start = self._start.get(source)
-        if (start is None or now - start >= self.window) and not self.held.get(source):
-            self._start[source] = now
-            self._shown[source] = 0
-        if self._shown.get(source, 0) < self.limit and not self.held.get(source):
-            self._shown[source] = self._shown.get(source, 0) + 1
-            return True
-        counts = self.held.setdefault(source, {})
-        counts[kind] = counts.get(kind, 0) + 1
-        return False
+        super().__init__(limit, window=window)
 
     def starts_summary(self, source: str) -> bool:
-        return sum(self.held.get(source, {}).values()) == 1
-
-    def window_end(self, source: str) -> float:
-        return self._start.get(source, 0.0) + self.window
+        """The first one held: a summary is due at `window_end(source)`."""
+        return self.held_total(source) == 1
 
     def summary(self, source: str) -> str | None:
         """The one notification for what was held back (and a new window after it)."""
-        counts = self.held.pop(source, None)
-        self._start.pop(source, None)
+        counts = self.take_held(source)
         if not counts:
             return None
         parts = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
@@ -94,6 +72,10 @@ def sweep_ephemeral_edges(desktop: str) -> list[str]:
     quarantine will not take: dotfiles, partial downloads, sub-folders, and anything but a
     final-named file at the top. Complete files stay for the quarantine (audited as usual).
     Returns a line per entry wiped; each is logged."""
+
+    # The inbox and the explanations are imported where used: the first frame
+    # needs none of them, and together they hold megabytes (sqlite, OpenSSL, email).
+    from zionwm.quarantine.inbox import is_candidate_name  # noqa: PLC0415
 
     def keep(name: str, st: os.stat_result) -> bool:
         return is_candidate_name(name) and not stat.S_ISDIR(st.st_mode)
@@ -241,7 +223,7 @@ class QuarantineLink:
         self.server.emit("quarantine", {"event": kind, "item": item})
 
     def _notify(self, kind: str, src: str, item: dict[str, Any]) -> None:
-        if not self.throttle.admit(src, "released" if kind == "released" else "kept", time.time()):
+        if not self.throttle.admit(src, time.time(), "released" if kind == "released" else "kept"):
             if self.throttle.starts_summary(src):
                 delay = max(0.0, self.throttle.window_end(src) - time.time())
                 self.server.loop.call_later(
@@ -261,6 +243,8 @@ class QuarantineLink:
             )
         elif kind in ("rejected", "release-failed"):
             verdict = item.get("verdict") or item.get("reason") or kind
+            from zionwm.quarantine import explain  # noqa: PLC0415
+
             words = explain.verdict_words(item.get("verdict")) if item.get("verdict") else ""
             self.server.notify(
                 f"Quarantine kept {name} from {src}: {printable(str(verdict))}. {words}\n"

@@ -82,7 +82,8 @@ class Settings:
     clipboard_mime_types: tuple[str, ...] = TEXT_MIME_TYPES
     clamd_socket: Path | None = None  # None: the clamd at /run/clamav/clamd.ctl, if running
     # files no antivirus looked at: "required" = they wait for one; "if-available" = they
-    # are released after the hold, marked "no antivirus scan"
+    # are released after the hold, marked "no antivirus scan"; "off" = no antivirus is used
+    # or looked for, every file is marked "no antivirus scan" and released after the hold
     antivirus: str = "required"
     yara_rule_dirs: tuple[Path, ...] = ()  # in addition to the rules shipped with zionwm
     cursor_theme: str | None = None  # None: XCURSOR_THEME or the default theme

@@ -595,9 +595,15 @@ _SETTINGS_FIELDS = tuple(f for f in Settings.__dataclass_fields__ if f != "sourc
 
 
 def _antivirus_mode(v: object) -> str:
-    if v not in ("required", "if-available"):
-        raise ValueError(f'{v!r} is not "required" or "if-available"')
+    if v not in ("required", "if-available", "off"):
+        raise ValueError(f'{v!r} is not "required", "if-available" or "off"')
     return str(v)
+
+
+def _clamd_socket(v: object) -> Path | None:
+    if v == "":
+        raise ValueError('an empty path; to use no antivirus at all, write antivirus="off"')
+    return Path(_abs_paths([v])[0]) if v is not None else None
 
 
 def _check_settings(load: _Load, report: _Report, source: Path) -> Settings:
@@ -629,7 +635,7 @@ def _check_settings(load: _Load, report: _Report, source: Path) -> Settings:
     conv("repeat_delay", _int_in(0, 10000))
     conv("clipboard_max_bytes", parse_size)
     conv("clipboard_mime_types", _mime_types)
-    conv("clamd_socket", lambda v: Path(_abs_paths([v])[0]) if v is not None else None)
+    conv("clamd_socket", _clamd_socket)
     conv("antivirus", _antivirus_mode)
     conv("yara_rule_dirs", lambda v: tuple(Path(p) for p in _abs_paths(v)))
     conv("cursor_theme", _plain_string)

@@ -5,10 +5,12 @@ how often, and which links may leave a desktop. No I/O: tests call these directl
 from __future__ import annotations
 
 import time
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from zionwm.ratelimit import Limiter
+from zionwm.untrusted import clean_text
 
 # Names zionwm owns on every desktop bus. The proxy grants programs TALK on them, never OWN,
 # so no program can stand in for zionwm's services (and receive other programs' links or
@@ -120,38 +122,6 @@ BODY_LINES = 4
 APP_NAME_MAX = 40
 
 
-def clean_text(text: object, limit: int, *, lines: int = 1) -> str:
-    """Printable text only: control, format (bidi overrides, zero-width joiners), private-use
-    and unassigned characters are dropped, so a program cannot reorder or hide what is shown;
-    at most `lines` lines and `limit` characters, marked with an ellipsis when cut."""
-    if not isinstance(text, str):
-        return ""
-    out_lines: list[str] = []
-    cut = False
-    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        if len(out_lines) == lines:
-            cut = True
-            break
-        kept = []
-        for ch in raw:
-            cat = unicodedata.category(ch)
-            if ch == "\t":
-                kept.append(" ")
-            elif cat[0] == "C" or cat in ("Zl", "Zp"):
-                continue
-            else:
-                kept.append(ch)
-        line = " ".join("".join(kept).split())
-        if line or out_lines:
-            out_lines.append(line)
-    while out_lines and not out_lines[-1]:
-        out_lines.pop()
-    joined = "\n".join(out_lines)
-    if len(joined) > limit:
-        joined, cut = joined[: limit - 1].rstrip(), True
-    return joined + ("\u2026" if cut else "")
-
-
 @dataclass(frozen=True)
 class Notice:
     """One notification of a desktop, cleaned. The desktop is never part of what a program
@@ -187,29 +157,18 @@ def make_notice(
     )
 
 
-class RateLimit:
+class RateLimit(Limiter):
     """A token bucket per desktop: `burst` at once, then `per_second`. What is over is
-    dropped (and counted, so the user can be told once)."""
+    dropped (and counted in `dropped`, so the user can be told once)."""
 
     def __init__(
         self, burst: int = 5, per_second: float = 1.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.burst = burst
-        self.per_second = per_second
+        super().__init__(burst, per_second=per_second)
         self._clock = clock
-        self._tokens = float(burst)
-        self._at = clock()
-        self.dropped = 0
 
     def allow(self) -> bool:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.per_second)
-        self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        self.dropped += 1
-        return False
+        return self.admit("", self._clock())
 
 
 class FrozenQueue:

@@ -15,8 +15,8 @@ instead of costing the compositor CPU.
 
 Files are bounded: at `MAX_BYTES` the file is moved to `<desktop>.log.1` (the previous one is
 dropped) and a new one started, so each desktop holds at most twice that on disk. Lines are
-cut at `MAX_LINE` bytes, and control characters are shown escaped, so a program cannot
-rewrite what a terminal shows of earlier lines.
+cut at `MAX_LINE` bytes, and control, format and direction characters are shown escaped
+(`zionwm.untrusted`), so a program cannot rewrite what a terminal shows of earlier lines.
 
 `zionctl log DESKTOP` prints a desktop's log (`add_parser`, a zionctl plugin).
 """
@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from zionwm import paths
+from zionwm.ratelimit import Limiter
+from zionwm.untrusted import printable
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,6 @@ BURST = 1 << 20
 MAX_LINE = 4096
 READ_CHUNK = 1 << 16
 _NAME = re.compile(r"[a-z0-9_-]{1,32}")
-# C0/C1 controls but tab (escape sequences, carriage returns) and bidirectional overrides.
-_CONTROL = re.compile(
-    r"[\x00-\x08\x0b-\x1f\x7f\u0080-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
-)
 
 
 def logs_dir() -> Path:
@@ -61,26 +59,15 @@ def log_path(desktop: str) -> Path:
 
 
 def clean(raw: bytes) -> str:
-    """One line as it is stored: decoded, control and direction characters escaped."""
-    text = raw.decode("utf-8", errors="replace")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """One line as it is stored: decoded, and escaped by the untrusted-text rule (tabs kept)."""
+    return printable(raw.decode("utf-8", errors="replace"), None, keep="\t")
 
 
-class Budget:
-    """A token bucket of bytes: `charge` says how long to stop reading (0: go on)."""
+class Budget(Limiter):
+    """A token bucket of bytes: `charge(nbytes, now)` says how long to stop reading (0: go on)."""
 
     def __init__(self, rate: float = RATE, burst: float = BURST) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._level = burst
-        self._at: float | None = None
-
-    def charge(self, nbytes: int, now: float) -> float:
-        if self._at is not None:
-            self._level = min(self.burst, self._level + (now - self._at) * self.rate)
-        self._at = now
-        self._level -= nbytes
-        return 0.0 if self._level >= 0 else -self._level / self.rate
+        super().__init__(burst, per_second=rate)
 
 
 class DesktopLog:

@@ -20,7 +20,7 @@ from typing import Any
 
 from zionwm.quarantine import explain
 from zionwm.quarantine.client import QuarantineClient, QuarantineError, socket_path
-from zionwm.quarantine.report import printable as _p
+from zionwm.untrusted import printable as _p
 
 EXIT_REFUSED = 1
 EXIT_NO_SERVICE = 2

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import hashlib
 import os
 import socket
 import time
@@ -21,7 +20,11 @@ from typing import Any
 
 DEFAULT_CLAMD_SOCKET = "/run/clamav/clamd.ctl"  # Debian's and Ubuntu's clamav-daemon
 DEFAULT_CLAMD_DATABASE = "/var/lib/clamav"
-ANTIVIRUS_MODES = ("required", "if-available")
+# "required": files no antivirus looked at wait for one; "if-available": they are released
+# after the hold, marked "no antivirus scan"; "off": no antivirus is used or looked for (even
+# one running at the usual place), and every file is marked "no antivirus scan"
+ANTIVIRUS_MODES = ("required", "if-available", "off")
+ANTIVIRUS_OFF_WHY = 'the antivirus is turned off in the settings (antivirus="off")'
 BUNDLED_RULES_DIR = Path(__file__).resolve().parent / "rules"
 RULE_SUFFIXES = (".yar", ".yara")
 CLAMD_DB_SUFFIXES = (
@@ -68,6 +71,8 @@ def clamd_version(sock_path: str, timeout: float = 2.0) -> str:
 def _dir_fingerprint(directory: Path, suffixes: tuple[str, ...]) -> tuple[str, float | None]:
     """A digest of the names, sizes and modification times of a directory's signature files,
     and the newest modification time (None when there are none)."""
+    import hashlib  # noqa: PLC0415 - OpenSSL (3 MiB) loaded when first hashing
+
     digest = hashlib.sha256()
     newest: float | None = None
     try:
@@ -87,6 +92,8 @@ def _dir_fingerprint(directory: Path, suffixes: tuple[str, ...]) -> tuple[str, f
 
 
 def _content_fingerprint(directories: list[Path]) -> tuple[str, float | None]:
+    import hashlib  # noqa: PLC0415 - OpenSSL (3 MiB) loaded when first hashing
+
     digest = hashlib.sha256()
     newest: float | None = None
     for d in directories:
@@ -104,8 +111,12 @@ def _content_fingerprint(directories: list[Path]) -> tuple[str, float | None]:
     return digest.hexdigest()[:16], newest
 
 
-def antivirus_state(clamd_socket: str | None, database_dir: str | None) -> dict[str, Any]:
+def antivirus_state(
+    clamd_socket: str | None, database_dir: str | None, off: bool = False
+) -> dict[str, Any]:
     """Is an antivirus in force, which one, and which signatures does it use."""
+    if off:
+        return {"available": False, "off": True, "why": ANTIVIRUS_OFF_WHY}
     if clamd_socket is None:
         why = f"no clamd is configured, and none is running at {DEFAULT_CLAMD_SOCKET}"
         return {"available": False, "why": why}
@@ -140,10 +151,13 @@ def yara_state(user_dirs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def engine_state(
-    clamd_socket: str | None, database_dir: str | None, user_dirs: tuple[str, ...]
+    clamd_socket: str | None,
+    database_dir: str | None,
+    user_dirs: tuple[str, ...],
+    antivirus_off: bool = False,
 ) -> dict[str, Any]:
     return {
-        "clamd": antivirus_state(clamd_socket, database_dir),
+        "clamd": antivirus_state(clamd_socket, database_dir, antivirus_off),
         "yara": yara_state(user_dirs),
         "checked_at": time.time(),
     }
@@ -173,9 +187,11 @@ def changes(before: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
     return why
 
 
-def resolve_clamd_socket(configured: str | None) -> str | None:
-    """The configured socket, else the usual place when a clamd is running there; "" means
-    no antivirus and no looking for one (what hermetic tests ask for)."""
+def resolve_clamd_socket(configured: str | None, mode: str = "required") -> str | None:
+    """The configured socket, else the usual place when a clamd is running there; none at
+    all when the antivirus is turned off (`mode` "off"; "" as the socket means the same)."""
+    if mode == "off":
+        return None
     if configured is not None:
         return configured or None
     if os.path.exists(DEFAULT_CLAMD_SOCKET):

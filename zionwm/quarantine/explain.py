@@ -88,6 +88,11 @@ def antivirus_summary(engines: dict[str, Any], mode: str, now: float | None = No
     if av.get("available"):
         age = age_words(av.get("signatures_date"), now)
         return f"active: {av.get('engine', 'clamd')} at {av.get('socket')}, signatures {age}"
+    if mode == "off":
+        return (
+            'off (antivirus="off"): downloads are released after their hold, marked '
+            "'no antivirus scan'"
+        )
     then = (
         "downloads wait in quarantine until one is available"
         if mode == "required"

@@ -46,6 +46,7 @@ from zionwm.quarantine.release import (
     open_beneath,
 )
 from zionwm.quarantine.store import Kind, State, Store
+from zionwm.ratelimit import Limiter
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def _remove_entry(dir_fd: int, name: str, st: os.stat_result) -> None:
         log.warning("could not remove refused inbox entry %r: %s", name, e)
 
 
-class RefusalLimiter:
+class RefusalLimiter(Limiter):
     """At most `limit` refused entries recorded per desktop in each `window` seconds.
 
     A desktop can drop symlinks or fifos into its inbox as fast as it likes; each refusal
@@ -163,41 +164,20 @@ class RefusalLimiter:
     """
 
     def __init__(self, limit: int = 10, window: float = 60.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._start: dict[str, float] = {}
-        self._count: dict[str, int] = {}
-        self.suppressed: dict[str, int] = {}
+        super().__init__(limit, window=window)
 
     def allow(self, source: str, now: float) -> bool:
         """Whether this refusal may be recorded; counts it as suppressed otherwise."""
-        start = self._start.get(source)
-        if start is None or now - start >= self.window:
-            if self.suppressed.get(source):
-                return self._suppress(source)  # `due` has not summed up the last window yet
-            self._start[source] = now
-            self._count[source] = 0
-        self._count[source] += 1
-        if self._count[source] <= self.limit:
-            return True
-        return self._suppress(source)
+        return self.admit(source, now)
 
-    def _suppress(self, source: str) -> bool:
-        self.suppressed[source] = self.suppressed.get(source, 0) + 1
-        return False
-
-    def window_end(self, source: str) -> float:
-        return self._start.get(source, 0.0) + self.window
+    @property
+    def suppressed(self) -> dict[str, int]:
+        """Desktop -> refusals not recorded and not summed up yet."""
+        return self.holding()
 
     def due(self, now: float) -> list[tuple[str, int]]:
         """(desktop, entries removed unrecorded) for each window that is over."""
-        out = []
-        for source, n in list(self.suppressed.items()):
-            if n and now >= self.window_end(source):
-                out.append((source, n))
-                del self.suppressed[source]
-                self._start.pop(source, None)
-        return out
+        return [(source, sum(held.values())) for source, held in self.take_due(now)]
 
 
 def take(

@@ -6,7 +6,6 @@ Serialises to JSON so the worker can hand it back across the sandbox boundary.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -97,34 +96,3 @@ class AuditReport:
             engines=dict(d.get("engines") or {}),
             rescan=dict(d["rescan"]) if d.get("rescan") else None,
         )
-
-
-def hides_or_reorders(c: str) -> bool:
-    """Characters a desktop could use to fake what trusted text shows: controls (C0, DEL,
-    C1), format characters (bidirectional embeddings, overrides and isolates, direction
-    marks, zero-width spaces and joiners, the BOM), private-use, surrogate and unassigned
-    code points, and line/paragraph separators: every Unicode category C, plus Zl and Zp."""
-    cat = unicodedata.category(c)
-    return cat[0] == "C" or cat in ("Zl", "Zp")
-
-
-def printable(text: str, limit: int = 300) -> str:
-    """`text` (a name or URL a desktop chose) made safe to show in trusted UI and logs.
-
-    Every character `hides_or_reorders` names is escaped (`\\xNN`, `\\uNNNN`), so a name
-    cannot add a line to a notification, reorder or hide what is shown around it, or forge
-    a log line; the result is cut at `limit` characters.
-    """
-    out = []
-    for c in text:
-        o = ord(c)
-        if not hides_or_reorders(c):
-            out.append(c)
-        elif o < 0x100:
-            out.append(f"\\x{o:02x}")
-        elif o < 0x10000:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(f"\\U{o:08x}")
-    shown = "".join(out)
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"

@@ -113,6 +113,10 @@ CREATE INDEX IF NOT EXISTS items_state ON items(state);
 _ADDED_COLUMNS = {"src_dev": "INTEGER", "src_ino": "INTEGER"}
 
 
+# UPDATE ... RETURNING came with SQLite 3.35
+_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+
+
 class StoreError(Exception):
     """A transition the item's current state does not allow, or an unknown item."""
 
@@ -396,18 +400,27 @@ class Store:
 
     def transition(self, item_id: int, to: State, **fields: Any) -> Item:
         """Move an item to `to` (checked against ALLOWED) and set `fields` in one commit."""
-        item = self.get(item_id)
-        if to not in ALLOWED[item.state]:
-            raise StoreError(f"item {item_id} is {item.state.value}; it cannot become {to.value}")
+        # only the state is read before (a whole item, with its report, costs as much as
+        # the update), and the updated row comes back from the update itself
+        row = self._db.execute("SELECT state FROM items WHERE id = ?", (item_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no quarantine item {item_id}")
+        state = State(row["state"])
+        if to not in ALLOWED[state]:
+            raise StoreError(f"item {item_id} is {state.value}; it cannot become {to.value}")
         cols = {"state": to.value, "updated_at": time.time()}
         for key, value in fields.items():
             cols[key] = _sql_value(value)
         sets = ", ".join(f"{k} = ?" for k in cols)
-        cur = self._db.execute(
-            f"UPDATE items SET {sets} WHERE id = ? AND state = ?",
-            [*cols.values(), item_id, item.state.value],
-        )
-        if cur.rowcount != 1:
+        update = f"UPDATE items SET {sets} WHERE id = ? AND state = ?"
+        args = [*cols.values(), item_id, state.value]
+        if _HAS_RETURNING:
+            # fetchall: the statement runs to its end, so its commit is done on return
+            rows = self._db.execute(update + " RETURNING *", args).fetchall()
+            if len(rows) != 1:
+                raise StoreError(f"item {item_id} changed state concurrently")
+            return _row_to_item(rows[0])
+        if self._db.execute(update, args).rowcount != 1:
             raise StoreError(f"item {item_id} changed state concurrently")
         return self.get(item_id)
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zionwm.quarantine.audit.common import AuditSettings
 from zionwm.quarantine.report import AuditReport, Finding, Verdict
 
 log = logging.getLogger(__name__)
@@ -54,39 +55,6 @@ FSIZE_MAX = 16 << 20  # the worker writes no files; this bounds its private tmpf
 # Paths inside the sandbox.
 SANDBOX_CLAMD = "/run/zionwm/clamd.sock"
 SANDBOX_YARA = "/run/zionwm/yara"
-
-
-@dataclass(frozen=True)
-class AuditSettings:  # defaults must work out of the box
-    clamd_socket: str | None = None  # unix socket path of a clamd; None = skip clamd
-    yara_rule_dirs: tuple[str, ...] = ()  # user's extra rules, besides the bundled set
-    timeout: float = 60.0
-    memory_max: int = 512 * 2**20
-    archive_max_total: int = 1 << 30  # bytes unpacked
-    archive_max_ratio: float = 100.0
-    archive_max_depth: int = 3
-    archive_max_entries: int = 10000
-    # what happens to a file no antivirus looked at: "required" keeps it waiting for one,
-    # "if-available" releases it after the hold, marked "no antivirus scan"
-    antivirus: str = "required"
-    clamd_database_dir: str | None = None  # to notice signature updates of a local database
-
-    def __post_init__(self) -> None:
-        # configs hand over lists (JSON); the scanners cache on this value, so keep it hashable
-        object.__setattr__(self, "yara_rule_dirs", tuple(str(d) for d in self.yara_rule_dirs))
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["yara_rule_dirs"] = list(self.yara_rule_dirs)
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> AuditSettings:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in d.items() if k in known}
-        if "yara_rule_dirs" in values:
-            values["yara_rule_dirs"] = tuple(str(p) for p in values["yara_rule_dirs"])
-        return cls(**values)
 
 
 def expected_scanners(settings: AuditSettings) -> tuple[str, ...]:

@@ -3,7 +3,7 @@
 Starting a sandbox and an interpreter and loading libmagic, YARA and oletools costs far more
 than scanning a file, so the quarantine keeps a few sandboxes warm and forks from them:
 
-- a zygote is `python -m zionwm.quarantine.zygote` in exactly the sandbox the one-shot
+- a zygote is `python -m zionwm.quarantine.zygote_inside` in exactly the sandbox the one-shot
   worker gets (`worker.sandbox_argv`: every namespace unshared, so no network; uid 65534,
   no capabilities, the seccomp filter, rlimits, a read-only root), plus a read-only /tmp.
   It loads every scanner once (the magic database, the compiled YARA rules, the clamd
@@ -25,46 +25,41 @@ than scanning a file, so the quarantine keeps a few sandboxes warm and forks fro
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import ctypes
-import gc
 import json
 import logging
 import os
-import resource
+import queue
 import selectors
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from zionwm.quarantine.report import AuditReport, Finding, Verdict
+from zionwm.quarantine.zygote_inside import FULL, LIGHT, MSG_MAX
 
 log = logging.getLogger(__name__)
 
-ZYGOTE_MODULE = "zionwm.quarantine.zygote"
+ZYGOTE_MODULE = "zionwm.quarantine.zygote_inside"
 SCANNER = "worker"
-MAX_FILES = 500  # files one zygote forks for before it is replaced
+# Files one zygote forks for before it is replaced. The zygote never reads a file, so the
+# quota is hygiene, not isolation; each replacement costs a start (about 0.4 s of CPU), so a
+# quota of 500 added about 1 ms of CPU to every file of a flood.
+MAX_FILES = 2000
+SPARE_AT = 100  # files before that, its successor is started beside it
 IDLE_SECONDS = 120.0  # an unused zygote is stopped after this long
 MAX_ZYGOTES = 4  # idle zygotes beyond this are stopped first (busy ones are never cut)
 START_DEADLINE = 60.0  # to load every scanner, under load
+STOP_WAIT = 10.0  # for a retired zygote to exit by itself before it is killed
 GRACE = 10.0  # beyond the audit timeout, before the parent gives up on the zygote itself
-MSG_MAX = 1 << 16
 RESULT_MAX = 8 << 20
 BUFFER_MAX = 64 << 20  # files up to this are read once into memory, larger ones streamed
-_PR_SET_DUMPABLE = 4
-# Two kinds of warm sandbox. A child's cost is mostly the memory it shares with its zygote
-# (page tables copied at fork, pages copied on write, all of it torn down at exit), so plain
-# files are forked from a zygote that loaded only libmagic, YARA and the clamd client (about
-# half the memory), and documents and archives from one that also loaded oletools and pypdf.
-LIGHT = "light"
-FULL = "full"
 
 
 def flavor_for(head: bytes) -> str:
@@ -88,7 +83,7 @@ def flavor_for(head: bytes) -> str:
 
 @dataclass
 class _Zygote:
-    key: str
+    key: Hashable
     source: str
     flavor: str
     proc: subprocess.Popen[bytes]
@@ -122,6 +117,7 @@ class ZygotePool:
         max_zygotes: int = MAX_ZYGOTES,
         idle_seconds: float = IDLE_SECONDS,
         cgroups: Callable[[str], Sequence[str]] | None = None,
+        spare_at: int = SPARE_AT,
     ) -> None:
         self.max_files = max_files
         self.max_zygotes = max_zygotes
@@ -130,6 +126,11 @@ class ZygotePool:
         self._lock = threading.Lock()
         self._zygotes: dict[tuple[str, str], _Zygote] = {}
         self._retiring: list[_Zygote] = []
+        # (source, flavor) -> (key, the zygote being started for it): a first one, or the
+        # successor of one that is near its `max_files`
+        self._starting: dict[tuple[str, str], tuple[Hashable, Future[_Zygote]]] = {}
+        self.spare_at = spare_at
+        self._spares: queue.SimpleQueue[Any] | None = None  # the successors' starter's jobs
         self.started = 0
         self.closed = False
 
@@ -210,7 +211,7 @@ class ZygotePool:
                 if z.inflight == 0 and now - z.last_used > self.idle_seconds:
                     self._retire_locked(z, to_stop)
         for z in to_stop:
-            self._stop(z, wait=0.5)
+            self._stop_soon(z)
 
     def stats(self) -> dict[str, Any]:
         """What the audit side holds now: zygotes, files in flight, resident memory."""
@@ -245,42 +246,129 @@ class ZygotePool:
         with self._lock:
             self.closed = True
             zs = list(self._zygotes.values()) + self._retiring
+            starting = [f for _k, f in self._starting.values()]
             self._zygotes.clear()
             self._retiring = []
+            self._starting.clear()
         for z in zs:
             self._stop(z, wait=2.0)
+        for f in starting:
+            # a start in flight sees `closed` when it ends and stops what it started
+            if f.done() and f.exception() is None:
+                self._stop(f.result(), wait=2.0)
+        if self._spares is not None:
+            self._spares.put(None)
 
     # -- zygotes --
 
     def _zygote_for(self, source: str, settings: Any, extra: str, flavor: str) -> _Zygote:
-        key = json.dumps([source, settings.to_json(), extra, flavor], sort_keys=True)
+        # the settings are a frozen dataclass: the tuple itself is the key, no encoding
+        key: Hashable = (source, settings, extra, flavor)
         slot = (source, flavor)
-        now = time.monotonic()
-        to_stop: list[_Zygote] = []
+        while True:
+            to_stop: list[_Zygote] = []
+            unused: list[Future[_Zygote]] = []
+            mine: Future[_Zygote] | None = None
+            with self._lock:
+                if self.closed:
+                    raise RuntimeError("the audit pool is closed")
+                now = time.monotonic()
+                z = self._zygotes.get(slot)
+                if z is not None and (z.key != key or not z.alive() or z.served >= self.max_files):
+                    self._retire_locked(z, to_stop)
+                    z = None
+                # idle ones: over their idle time, or beyond the count when a new one is needed
+                idle = sorted(
+                    (y for y in self._zygotes.values() if y.inflight == 0),
+                    key=lambda y: y.last_used,
+                )
+                for y in idle:
+                    too_many = z is None and len(self._zygotes) >= self.max_zygotes
+                    if now - y.last_used > self.idle_seconds or too_many:
+                        self._retire_locked(y, to_stop)
+                pending = self._starting.get(slot)
+                if z is None and pending is not None and pending[0] != key:
+                    # a successor started for settings that are no longer asked for
+                    del self._starting[slot]
+                    unused.append(pending[1])
+                    pending = None
+                if z is None and pending is not None and pending[1].done():
+                    del self._starting[slot]
+                    if pending[1].exception() is None:
+                        z = self._zygotes[slot] = pending[1].result()
+                        z.last_used = now
+                    else:
+                        pending = None  # its start failed: this caller tries once more
+                if z is not None:
+                    z.served += 1
+                    z.inflight += 1
+                    z.last_used = now
+                    due = self.max_files - self.spare_at
+                    if (
+                        0 < self.spare_at < self.max_files
+                        and z.served == due
+                        and (slot not in self._starting)
+                    ):
+                        # start its successor now, so that recycling it costs no wait
+                        spare: Future[_Zygote] = Future()
+                        self._starting[slot] = (key, spare)
+                        self._start_spare((spare, source, settings, key, flavor))
+                elif pending is None:
+                    mine = Future()
+                    self._starting[slot] = (key, mine)
+                    pending = (key, mine)
+            for y in to_stop:
+                self._stop_soon(y)
+            for f in unused:  # outside the lock: a done one stops at once
+                f.add_done_callback(self._stop_unused)
+            if z is not None:
+                return z
+            assert pending is not None
+            if mine is not None:
+                # started here, outside the lock: audits of other sources go on meanwhile
+                self._start_into(mine, source, settings, key, flavor)
+            try:
+                pending[1].result()
+            except (OSError, RuntimeError, ValueError):
+                with self._lock:
+                    if self._starting.get(slot) == pending:
+                        del self._starting[slot]
+                raise
+            # loop: take it from the slot like any caller (counted, checked, kept)
+
+    def _start_spare(self, job: tuple[Future[_Zygote], str, Any, Hashable, str]) -> None:
+        # from one thread that lives as long as the pool: a sandbox dies with the thread
+        # that started it (bwrap's --die-with-parent is the parent thread's death signal)
+        if self._spares is None:
+            self._spares = queue.SimpleQueue()
+            threading.Thread(
+                target=self._spare_starter, args=(self._spares,), name="audit-spares", daemon=True
+            ).start()
+        self._spares.put(job)
+
+    def _spare_starter(self, jobs: queue.SimpleQueue[Any]) -> None:
+        while (job := jobs.get()) is not None:
+            self._start_into(*job)
+
+    def _start_into(
+        self, fut: Future[_Zygote], source: str, settings: Any, key: Hashable, flavor: str
+    ) -> None:
+        try:
+            z = self._start(source, settings, key, flavor)
+        except BaseException as exc:  # handed to whoever waits for it
+            fut.set_exception(exc)
+            return
         with self._lock:
-            if self.closed:
-                raise RuntimeError("the audit pool is closed")
-            z = self._zygotes.get(slot)
-            if z is not None and (z.key != key or not z.alive() or z.served >= self.max_files):
-                self._retire_locked(z, to_stop)
-                z = None
-            # idle ones: over their idle time, or beyond the count when a new one is needed
-            idle = sorted(
-                (y for y in self._zygotes.values() if y.inflight == 0), key=lambda y: y.last_used
-            )
-            for y in idle:
-                too_many = z is None and len(self._zygotes) >= self.max_zygotes
-                if now - y.last_used > self.idle_seconds or too_many:
-                    self._retire_locked(y, to_stop)
-            if z is None:
-                z = self._start(source, settings, key, flavor)
-                self._zygotes[slot] = z
-            z.served += 1
-            z.inflight += 1
-            z.last_used = now
-        for y in to_stop:
-            self._stop(y, wait=0.5)
-        return z
+            closed = self.closed
+        if closed:
+            self._stop(z, wait=0.5)
+            fut.set_exception(RuntimeError("the audit pool is closed"))
+            return
+        fut.set_result(z)
+
+    def _stop_unused(self, fut: Future[_Zygote]) -> None:
+        if fut.exception() is None:
+            self._stop_soon(fut.result())
 
     def _retire_locked(self, z: _Zygote, to_stop: list[_Zygote]) -> None:
         if self._zygotes.get((z.source, z.flavor)) is z:
@@ -302,9 +390,9 @@ class ZygotePool:
                     self._retiring.remove(z)
                 stop = True
         if stop:
-            self._stop(z, wait=2.0)
+            self._stop_soon(z)
 
-    def _start(self, source: str, settings: Any, key: str, flavor: str) -> _Zygote:
+    def _start(self, source: str, settings: Any, key: Hashable, flavor: str) -> _Zygote:
         from zionwm.quarantine import worker  # noqa: PLC0415
 
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -370,6 +458,25 @@ class ZygotePool:
         log.info("audit sandbox %d for %s ready (%s)", proc.pid, source or "-", where)
         versions = dict(ready.get("versions", {}))
         return _Zygote(key, source, flavor, proc, parent, versions, cgroup)
+
+    def _stop_soon(self, z: _Zygote) -> None:
+        """Stop a retired zygote without making the caller (an audit, the service's loop)
+        wait for it: it is told to finish at once and waited for in a thread of its own,
+        and stays in `stats()` until it is gone. A generous wait lets it exit by itself
+        (and be reaped, its CPU accounted) rather than be killed."""
+        with self._lock:
+            if z not in self._retiring:
+                self._retiring.append(z)
+        z.dead = True
+        with contextlib.suppress(OSError):
+            z.ctrl.close()
+
+        def stop() -> None:
+            self._stop(z, wait=STOP_WAIT)
+            with self._lock, contextlib.suppress(ValueError):
+                self._retiring.remove(z)
+
+        threading.Thread(target=stop, name="audit-stop", daemon=True).start()
 
     def _stop(self, z: _Zygote, wait: float) -> None:
         # closing the control socket is the zygote's signal to finish and exit
@@ -508,202 +615,3 @@ def _tree_rss_kib(pid: int) -> int:
 
 def _failed(rule: str, detail: str) -> AuditReport:
     return AuditReport(findings=(Finding(SCANNER, rule, detail, Verdict.CANNOT_INSPECT),))
-
-
-# --- the zygote side (inside the sandbox) ------------------------------------------------------
-
-
-def _prctl_get_dumpable() -> int:
-    return int(ctypes.CDLL(None, use_errno=True).prctl(3, 0, 0, 0, 0))  # PR_GET_DUMPABLE
-
-
-def _not_dumpable() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
-
-
-def _preload(settings: Any, flavor: str) -> dict[str, Any]:
-    """Load every scanner once (what each child would otherwise load again) and say which
-    versions are in force."""
-    from zionwm.quarantine.audit import magic_type, yara_scan  # noqa: PLC0415
-
-    if flavor == FULL:
-        # the parsers' libraries, which the office, pdf and archive scanners import lazily
-        import oletools.olevba  # noqa: PLC0415, F401
-        import pypdf  # noqa: PLC0415
-        import pypdf.generic  # noqa: PLC0415, F401
-
-    in_memory = magic_type.preload()
-    magic_type.identify(b"%PDF-1.4\n")
-    magic_type.identify(b"plain text\n")
-    yara_scan.preload(settings.yara_rule_dirs)
-    versions = scanner_versions()
-    versions["magic_database"] = "in memory" if in_memory else "mapped"
-    # what is loaded now stays untouched by the collector: a child's collection would
-    # otherwise write to (and so copy) every page of the zygote's objects
-    gc.collect()
-    gc.freeze()
-    return versions
-
-
-def scanner_versions() -> dict[str, Any]:
-    """Versions of the in-process scanners' libraries (the clamd side is asked separately);
-    the Python packages' from their metadata, without importing them."""
-    from importlib import metadata  # noqa: PLC0415
-
-    import magic  # noqa: PLC0415
-    import yara  # noqa: PLC0415
-
-    def dist(name: str) -> str:
-        try:
-            return f"{name} {metadata.version(name)}"
-        except metadata.PackageNotFoundError:
-            return f"{name} (version unknown)"
-
-    lib = magic.version() if hasattr(magic, "version") else None
-    return {
-        "magic": f"libmagic {lib // 100}.{lib % 100}" if isinstance(lib, int) else "libmagic",
-        "yara": f"YARA {yara.__version__}",
-        "office": dist("oletools"),
-        "pdf": dist("pypdf"),
-    }
-
-
-def _child(
-    file_fd: int, result_fd: int, name: str, settings: Any, probe: list[str] | None = None
-) -> int:
-    from zionwm.quarantine.worker import _probe, audit_open_file  # noqa: PLC0415
-
-    gc.disable()  # short-lived: the whole heap goes at exit
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    devnull = os.open("/dev/null", os.O_RDWR)
-    for target in (0, 1, 2):
-        os.dup2(devnull, target)
-    # only its own file and its own result channel: nothing of the zygote or of a sibling
-    keep = sorted({0, 1, 2, file_fd, result_fd})
-    top = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    for lo, hi in zip(keep, [*keep[1:], top], strict=True):
-        if hi > lo + 1:
-            os.closerange(lo + 1, hi)
-    cpu = int(settings.timeout) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-    if probe is not None:
-        # evidence for tests, from exactly where a file's audit runs: what it can see and do
-        seen = _probe(file_fd, probe)
-        seen["fds"] = sorted(int(f) for f in os.listdir("/proc/self/fd"))
-        seen["file_fd"], seen["result_fd"] = file_fd, result_fd
-        try:
-            with open("/tmp/zionwm-probe", "w"):
-                seen["tmp_writable"] = True
-        except OSError:
-            seen["tmp_writable"] = False
-        seen["dumpable"] = int(_prctl_get_dumpable())
-        out = seen
-    else:
-        out = audit_open_file(file_fd, name, settings).to_json()
-    data = memoryview(json.dumps(out).encode())
-    while data:
-        data = data[os.write(result_fd, data) :]
-    return 0
-
-
-def serve(ctrl: socket.socket) -> int:
-    from zionwm.quarantine.worker import AuditSettings  # noqa: PLC0415
-
-    _not_dumpable()
-    try:
-        hello = json.loads(ctrl.recv(MSG_MAX) or b"{}")
-        settings = AuditSettings.from_json(hello.get("settings", {}))
-        versions = _preload(settings, str(hello.get("flavor", FULL)))
-    except Exception as exc:
-        with contextlib.suppress(OSError):
-            error = f"{type(exc).__name__}: {exc}"
-            ctrl.send(json.dumps({"ready": False, "error": error}).encode())
-        return 1
-    ctrl.send(json.dumps({"ready": True, "versions": versions}).encode())
-
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    signal.signal(signal.SIGCHLD, lambda _s, _f: None)
-    children: dict[int, list[Any]] = {}  # pid -> [result_fd, deadline, timed_out]
-    sel = selectors.DefaultSelector()
-    sel.register(ctrl, selectors.EVENT_READ, "ctrl")
-    sel.register(wake_r, selectors.EVENT_READ, "wake")
-    accepting = True
-    while accepting or children:
-        now = time.monotonic()
-        for pid, entry in children.items():
-            if not entry[2] and entry[1] <= now:
-                entry[2] = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        deadlines = [e[1] for e in children.values() if not e[2]]
-        timeout = max(0.0, min(deadlines) - now) if deadlines else None
-        for key, _ in sel.select(timeout):
-            if key.data == "wake":
-                with contextlib.suppress(BlockingIOError):
-                    while os.read(wake_r, 512):
-                        pass
-                continue
-            try:
-                msg, fds, _flags, _addr = socket.recv_fds(ctrl, MSG_MAX, 2)
-            except OSError:
-                msg, fds = b"", []
-            if not msg:
-                for fd in fds:
-                    os.close(fd)
-                accepting = False
-                sel.unregister(ctrl)
-                continue
-            if len(fds) != 2:
-                for fd in fds:
-                    os.close(fd)
-                continue
-            file_fd, result_fd = fds
-            request = json.loads(msg)
-            name = str(request.get("name", ""))
-            probe = request.get("probe")
-            pid = os.fork()
-            if pid == 0:
-                rc = 1
-                try:
-                    rc = _child(file_fd, result_fd, name, settings, probe)
-                finally:
-                    os._exit(rc)
-            os.close(file_fd)
-            children[pid] = [result_fd, time.monotonic() + settings.timeout, False]
-        _reap(children)
-    return 0
-
-
-def _reap(children: dict[int, list[Any]]) -> None:
-    while children:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        entry = children.pop(pid, None)
-        if entry is None:
-            continue
-        result_fd, _deadline, timed_out = entry
-        trailer = json.dumps({"rc": os.waitstatus_to_exitcode(status), "timed_out": timed_out})
-        with contextlib.suppress(OSError):
-            os.write(result_fd, b"\0" + trailer.encode())
-        os.close(result_fd)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zionwm.quarantine.zygote")
-    parser.add_argument("--ctrl-fd", type=int, required=True, help="inherited control socket")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    ctrl = socket.socket(fileno=args.ctrl_fd)
-    return serve(ctrl)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,14 +35,18 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, cast
 
 from zionwm.quarantine.audit import magic_type, office, pdf, yara_scan
-from zionwm.quarantine.audit.common import HEAD_SIZE, Source, read_head, source_path, source_size
+from zionwm.quarantine.audit.common import (
+    HEAD_SIZE,
+    AuditSettings,
+    Source,
+    read_head,
+    source_path,
+    source_size,
+)
 from zionwm.quarantine.report import Finding, Verdict
-
-if TYPE_CHECKING:
-    from zionwm.quarantine.worker import AuditSettings
 
 SCANNER = "archive"
 MEMBER_MAX = 32 << 20  # members read whole for deep inspection

@@ -14,13 +14,9 @@ import socket
 import struct
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from zionwm.quarantine.audit.common import Source, iter_chunks
+from zionwm.quarantine.audit.common import AuditSettings, Source, iter_chunks
 from zionwm.quarantine.report import Finding, Verdict
-
-if TYPE_CHECKING:
-    from zionwm.quarantine.worker import AuditSettings
 
 SCANNER = "clamd"
 CHUNK = 1 << 16

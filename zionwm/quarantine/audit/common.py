@@ -1,4 +1,5 @@
-"""What every scanner shares: how a subject (an open fd, a path, or bytes in memory) is read.
+"""What every scanner shares: the audit settings, and how a subject (an open fd, a path, or
+bytes in memory) is read.
 
 Scanners take a `Source` so the same code audits the quarantined file (an inherited fd in
 the sandboxed worker), a file in a test (a path), and a member of an archive (bytes read
@@ -7,13 +8,49 @@ with a budget). Nothing here writes anything.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 Source = int | str | bytes  # open fd, path, or content already in memory
 
 HEAD_SIZE = 8192
+
+
+@dataclass(frozen=True)
+class AuditSettings:  # defaults must work out of the box
+    clamd_socket: str | None = None  # unix socket path of a clamd; None = skip clamd
+    yara_rule_dirs: tuple[str, ...] = ()  # user's extra rules, besides the bundled set
+    timeout: float = 60.0
+    memory_max: int = 512 * 2**20
+    archive_max_total: int = 1 << 30  # bytes unpacked
+    archive_max_ratio: float = 100.0
+    archive_max_depth: int = 3
+    archive_max_entries: int = 10000
+    # what happens to a file no antivirus looked at: "required" keeps it waiting for one,
+    # "if-available" releases it after the hold, marked "no antivirus scan"
+    antivirus: str = "required"
+    clamd_database_dir: str | None = None  # to notice signature updates of a local database
+
+    def __post_init__(self) -> None:
+        # configs hand over lists (JSON); the scanners cache on this value, so keep it hashable
+        object.__setattr__(self, "yara_rule_dirs", tuple(str(d) for d in self.yara_rule_dirs))
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["yara_rule_dirs"] = list(self.yara_rule_dirs)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> AuditSettings:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}
+        if "yara_rule_dirs" in values:
+            values["yara_rule_dirs"] = tuple(str(p) for p in values["yara_rule_dirs"])
+        return cls(**values)
 
 
 class Loaded(bytes):

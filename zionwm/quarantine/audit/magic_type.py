@@ -22,15 +22,12 @@ import ctypes
 import os
 import re
 import stat
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import magic
 
-from zionwm.quarantine.audit.common import Source, extension, read_head, source_mode
+from zionwm.quarantine.audit.common import AuditSettings, Source, extension, read_head, source_mode
 from zionwm.quarantine.report import Finding, Verdict
-
-if TYPE_CHECKING:
-    from zionwm.quarantine.worker import AuditSettings
 
 SCANNER = "magic"
 

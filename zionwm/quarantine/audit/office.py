@@ -1,7 +1,8 @@
-"""Office scanner (oletools): VBA and XLM macros, remote templates, DDE fields, encryption.
+"""Office scanner (oletools): VBA and XLM macros, remote templates, DDE fields, encryption;
+and OpenDocument (LibreOffice) macros.
 
-Only runs on content that is an Office container (OLE2, OOXML zip, RTF, Office XML, SYLK);
-other files get no findings. Verdicts, and why:
+Only runs on content that is an Office container (OLE2, OOXML zip, RTF, Office XML, SYLK,
+OpenDocument zip); other files get no findings. Verdicts, and why:
 - VBA or XLM macros present: *suspicious* (macros run code; most downloads have none);
 - a macro that runs by itself (AutoOpen, Document_Open, Workbook_Open, Auto_Open...) and
   also calls what droppers call (Shell, CreateObject, downloads: olevba's "Suspicious"
@@ -10,7 +11,10 @@ other files get no findings. Verdicts, and why:
   *malicious*, this is template injection: the document fetches code when opened;
   other external relationships (linked OLE objects, frames): *suspicious*;
 - DDE fields: *suspicious* (they run commands on the user's say-so);
-- encrypted: *cannot-inspect*, nothing inside can be seen without the password.
+- encrypted: *cannot-inspect*, nothing inside can be seen without the password;
+- OpenDocument macros (Basic modules, or Python/JavaScript/BeanShell scripts in the
+  package): *suspicious*; bound to an event of the document (its opening, say), so that they
+  run without being asked for: *suspicious* too, said as such (`odf-autoexec`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from zionwm.quarantine.report import Finding, Verdict
 if TYPE_CHECKING:
     from oletools.olevba import VBA_Parser
 
-    from zionwm.quarantine.worker import AuditSettings
+    from zionwm.quarantine.audit.common import AuditSettings
 
 # oletools is imported where it is used: its import costs ~150 ms, paid only for Office files.
 
@@ -41,6 +45,11 @@ MAX_RTF = 64 << 20  # RTF is parsed in memory
 _REL = re.compile(rb"<Relationship\b[^>]*>", re.IGNORECASE)
 _ATTR = re.compile(rb'(\w+)\s*=\s*"([^"]*)"')
 _REMOTE = re.compile(rb"^(https?:|ftp:|\\\\|//|file://)", re.IGNORECASE)
+ODF_MIMETYPE = b"mimetypeapplication/vnd.oasis.opendocument."
+_ODF_MAX_PART = 16 << 20  # a larger XML part is not read (a zip bomb would be, otherwise)
+_ODF_EVENT = re.compile(rb"<script:event-listener\b[^>]*>", re.IGNORECASE)
+_ODF_EVENT_NAME = re.compile(rb'script:event-name\s*=\s*"([^"]*)"')
+_ODF_SCRIPT_URL = re.compile(rb"(vnd\.sun\.star\.script:|macro:)", re.IGNORECASE)
 
 
 def office_kind(head: bytes) -> str | None:
@@ -49,6 +58,8 @@ def office_kind(head: bytes) -> str | None:
         return "ole"
     if head.startswith(b"{\\rt"):
         return "rtf"
+    if head.startswith(b"PK\x03\x04") and head[30:].startswith(ODF_MIMETYPE):
+        return "odf"
     if head.startswith(b"PK\x03\x04") and (
         b"[Content_Types].xml" in head or b"word/" in head or b"xl/" in head or b"ppt/" in head
     ):
@@ -101,6 +112,59 @@ def external_relationships(zf: zipfile.ZipFile) -> list[Finding]:
                         Verdict.SUSPICIOUS,
                     )
                 )
+    return findings
+
+
+def odf_macro_findings(zf: zipfile.ZipFile, name: str) -> list[Finding]:
+    """Macros in an OpenDocument package, and events of the document bound to a script
+    (pure on the archive): what LibreOffice would run, if its macro security let it."""
+
+    def is_script(info: zipfile.ZipInfo) -> bool:
+        part = info.filename
+        if part.startswith("Scripts/"):  # Python, JavaScript, BeanShell
+            return not part.endswith("/")
+        # a Basic module (the library indexes beside it hold no code)
+        return (
+            part.startswith("Basic/")
+            and part.endswith(".xml")
+            and not part.rsplit("/", 1)[-1].startswith(("script-l", "dialog-l"))
+            and info.file_size <= _ODF_MAX_PART
+            and b"<script:module" in zf.read(info)
+        )
+
+    scripts = [info.filename for info in zf.infolist() if is_script(info)]
+    events = []
+    for part in ("content.xml", "styles.xml"):
+        try:
+            info = zf.getinfo(part)
+        except KeyError:
+            continue
+        if info.file_size > _ODF_MAX_PART:
+            continue
+        for listener in _ODF_EVENT.findall(zf.read(info)):
+            if _ODF_SCRIPT_URL.search(listener):
+                found = _ODF_EVENT_NAME.search(listener)
+                events.append(found.group(1).decode("ascii", "replace") if found else "?")
+    findings = []
+    if events:
+        findings.append(
+            Finding(
+                SCANNER,
+                "odf-autoexec",
+                f"{name!r} runs a macro by itself on {', '.join(sorted(set(events))[:5])}"
+                " (an event of the document bound to a script)",
+                Verdict.SUSPICIOUS,
+            )
+        )
+    if scripts:
+        findings.append(
+            Finding(
+                SCANNER,
+                "odf-macros",
+                f"{name!r} contains macros ({', '.join(scripts[:5])})",
+                Verdict.SUSPICIOUS,
+            )
+        )
     return findings
 
 
@@ -170,6 +234,9 @@ def scan(src: Source, name: str, settings: AuditSettings | None = None) -> list[
         return []
     if isinstance(src, bytes):
         return _scan_bytes(src, name, kind)
+    if kind == "odf":
+        with zipfile.ZipFile(source_path(src)) as zf:
+            return odf_macro_findings(zf, name)
     from oletools import crypto  # noqa: PLC0415
     from oletools.olevba import VBA_Parser  # noqa: PLC0415
 
@@ -233,6 +300,9 @@ def _scan_bytes(data: bytes, name: str, kind: str) -> list[Finding]:
     """Office content inside an archive: macros and external links, from memory."""
     if kind == "rtf":
         return rtf_object_findings(data, name)
+    if kind == "odf":
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return odf_macro_findings(zf, name)
     from oletools.olevba import VBA_Parser  # noqa: PLC0415
 
     findings: list[Finding] = []

@@ -26,7 +26,7 @@ from zionwm.quarantine.report import Finding, Verdict
 if TYPE_CHECKING:
     from pypdf import PdfReader
 
-    from zionwm.quarantine.worker import AuditSettings
+    from zionwm.quarantine.audit.common import AuditSettings
 
 # pypdf is imported where it is used: its import costs ~100 ms, paid only for PDFs.
 

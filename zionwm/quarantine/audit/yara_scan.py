@@ -15,15 +15,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yara
 
-from zionwm.quarantine.audit.common import Source, source_path, source_size
+from zionwm.quarantine.audit.common import AuditSettings, Source, source_path, source_size
 from zionwm.quarantine.report import Finding, Verdict
-
-if TYPE_CHECKING:
-    from zionwm.quarantine.worker import AuditSettings
 
 log = logging.getLogger(__name__)
 
