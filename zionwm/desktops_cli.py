@@ -15,6 +15,7 @@ from typing import Any
 
 from zionwm import ctl
 from zionwm.desktops_model import SETTINGS
+from zionwm.isolation.hibernate import size_text
 
 
 def _request(args: argparse.Namespace, words: list[str]) -> dict[str, Any]:
@@ -143,6 +144,39 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hibernate(args: argparse.Namespace) -> int:
+    if args.estimate:
+        data = _request(args, ["hibernate", args.name, "--estimate"])
+        _print(args, data, str(data.get("message", "")))
+        return 0
+    # The freeze finishes after the answer: the push's result comes as a `hibernate` event.
+    with ctl.connect(args, timeout=60.0) as c:
+        c.request("subscribe", events=["hibernate"])
+        result = c.command(["desktop", "hibernate", args.name])
+        data = result.get("data") or {}
+        if data.get("done"):
+            _print(args, data, str(data.get("message", "")))
+            return 0
+        if not getattr(args, "json", False):
+            print(data.get("message", ""), flush=True)
+        for msg in c.events(["hibernate"]):
+            payload = msg.get("payload") or {}
+            if payload.get("desktop") != args.name:
+                continue
+            if payload.get("error"):
+                print(f"zionctl: {args.name}: {payload['error']}", file=sys.stderr)
+                return ctl.EXIT_FAILED
+            freed = payload.get("freed_bytes")
+            text = (
+                f"hibernated {args.name}: freed {size_text(int(freed))}"
+                if freed is not None
+                else f"froze {args.name}; memory.reclaim is unavailable, nothing pushed out"
+            )
+            _print(args, payload, text)
+            return 0
+    return ctl.EXIT_FAILED
+
+
 def add_parser(sub: Any) -> None:
     common = ctl.common_options()
     top = sub.add_parser(
@@ -196,6 +230,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("name", metavar="NAME")
 
     verb("deleted", "list deleted desktops whose data is kept", cmd_deleted)
+
+    p = verb("hibernate", "freeze a desktop and push its memory out", cmd_hibernate)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "--estimate", action="store_true", help="only say how much it would free, do nothing"
+    )
 
     p = verb("restore", "bring a deleted desktop back with its data", cmd_restore)
     p.add_argument("id", metavar="ID|NAME")

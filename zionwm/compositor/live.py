@@ -32,6 +32,7 @@ from zionwm.isolation import templates
 from zionwm.isolation.spec import DesktopSpec
 
 from . import native
+from .hibernation import Hibernation
 from .loop import Timer
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class LiveDesktops:
         self._last_sample: dict[str, tuple[float, int]] = {}
         self._reaping: dict[str, Timer] = {}
         self._copies: dict[int, tuple[str, Settings, Path]] = {}  # pid -> home copy job
+        self._hibernation: Hibernation | None = None
 
     def _read(self) -> DesktopsFile:
         for stale in store.remove_stale_temporaries(self.path):
@@ -166,7 +168,7 @@ class LiveDesktops:
         if handler is None:
             raise ValueError(
                 f"desktop: unknown sub-command {sub!r} "
-                "(create, set, unset, delete, show, deleted, restore)"
+                "(create, set, unset, delete, show, deleted, restore, hibernate, refusals)"
             )
         return handler(rest)
 
@@ -237,6 +239,11 @@ class LiveDesktops:
         if len(pos) != 1:
             raise ValueError("usage: desktop restore ID|NAME [--as NEWNAME]")
         return self.restore(pos[0], opts.get("--as"))
+
+    def _sub_hibernate(self, words: list[str]) -> dict[str, Any]:
+        if self._hibernation is None:
+            self._hibernation = Hibernation(self._srv())
+        return self._hibernation.command(words)
 
     # ---- operations ----------------------------------------------------------------------
 
@@ -775,6 +782,8 @@ class LiveDesktops:
         for timer in (self._expiry, self._sampler, *self._reaping.values()):
             if timer is not None:
                 timer.remove()
+        if self._hibernation is not None:
+            self._hibernation.close()
 
 
 # --- pure helpers --------------------------------------------------------------------------
