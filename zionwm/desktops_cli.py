@@ -177,6 +177,32 @@ def cmd_hibernate(args: argparse.Namespace) -> int:
     return ctl.EXIT_FAILED
 
 
+def format_refusals(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return "no refusals"
+    rows = [
+        [
+            i["desktop"],
+            i["kind"],
+            i["what"],
+            i["count"],
+            time.strftime("%H:%M:%S", time.localtime(float(i["last"]))),
+        ]
+        for i in items
+    ]
+    return ctl.format_table(rows, ["DESKTOP", "KIND", "WHAT", "TIMES", "LAST"])
+
+
+def cmd_refusals(args: argparse.Namespace) -> int:
+    words = ["refusals", *([args.name] if args.name else [])]
+    if args.clear is not None:
+        words += ["--clear", *([args.clear] if args.clear else [])]
+    data = _request(args, words)
+    text = format_refusals(list(data.get("refusals", [])))
+    _print(args, data, str(data.get("message")) if args.clear is not None else text)
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     common = ctl.common_options()
     top = sub.add_parser(
@@ -235,6 +261,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument(
         "--estimate", action="store_true", help="only say how much it would free, do nothing"
+    )
+
+    p = verb("refusals", "what programs of a desktop were refused (hosts...)", cmd_refusals)
+    p.add_argument("name", metavar="NAME", nargs="?")
+    p.add_argument(
+        "--clear",
+        nargs="?",
+        const="",
+        metavar="WHAT",
+        help="forget the refusals of NAME (or only WHAT)",
     )
 
     p = verb("restore", "bring a deleted desktop back with its data", cmd_restore)

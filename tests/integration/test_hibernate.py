@@ -42,7 +42,7 @@ def _memory_dir(comp: Compositor, desktop: str) -> Path:
         if controllers == "" and (d / "memory.reclaim").exists():
             return d
     pytest.skip(
-        "no memory controller with memory.reclaim (cgroup v2, Linux 5.19+) or cgroup v1 for the desktop"
+        "the desktop has no memory controller (v1, or v2 with memory.reclaim: Linux 5.19+)"
     )
 
 

@@ -245,6 +245,12 @@ class LiveDesktops:
             self._hibernation = Hibernation(self._srv())
         return self._hibernation.command(words)
 
+    def _sub_refusals(self, words: list[str]) -> dict[str, Any]:
+        refusals = getattr(self._srv(), "refusals", None)
+        if refusals is None:
+            raise RuntimeError("refusals are not collected here (no isolation)")
+        return dict(refusals.command(words))
+
     # ---- operations ----------------------------------------------------------------------
 
     def _check_writable(self) -> None:

@@ -26,6 +26,7 @@ checked "open these IPv4 addresses for these rules" requests from it and runs nf
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ipaddress
 import json
@@ -318,12 +319,14 @@ class DnsForwarder:
         max_tcp: int = 16,
         extra_udp: Sequence[socket.socket] = (),
         extra_tcp: Sequence[socket.socket] = (),
+        on_refuse: Callable[[str], None] | None = None,
     ) -> None:
         if not upstreams:
             raise ValueError("a DNS forwarder needs at least one upstream")
         self.upstreams = list(upstreams)
         self.decide = decide
         self.learn = learn
+        self.on_refuse = on_refuse  # told each refused name (the compositor lists them)
         self.timeout = timeout
         self.min_ttl = min_ttl
         self.max_ttl = max_ttl
@@ -381,6 +384,8 @@ class DnsForwarder:
         rules = self.decide(msg.question.name)
         if rules is None:
             log.info("refused DNS name %r", msg.question.name)
+            if self.on_refuse is not None:
+                self.on_refuse(msg.question.name)
             return None, build_error(ident, msg.question, RCODE_NXDOMAIN, rd), ()
         return msg, None, rules
 
@@ -697,6 +702,22 @@ def parse_learn_request(
     return tuple(sorted(set(rules))), out
 
 
+def _refusal_reporter(fd: object, desktop: str) -> Callable[[str], None] | None:
+    """One datagram per refused name into the compositor's socket; never waits (a full
+    queue drops the report: the name is refused all the same)."""
+    if not isinstance(fd, int):
+        return None
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+
+    def report(name: str) -> None:
+        msg = {"desktop": desktop, "kind": "host", "what": name[:300]}
+        with contextlib.suppress(OSError):
+            sock.send(json.dumps(msg).encode())
+
+    return report
+
+
 def _drop_privileges(parent: int) -> None:
     try:
         nobody = pwd.getpwnam("nobody")
@@ -783,6 +804,7 @@ def main(argv: list[str] | None = None) -> int:
         ours.close()
         _drop_privileges(helper)
         learn = _LearnClient(theirs)
+    refuse = _refusal_reporter(cfg.get("refusal_fd"), str(cfg["desktop"]))
     fwd = DnsForwarder(
         listen,
         [(str(h), int(p)) for h, p in cfg["upstreams"]],
@@ -794,6 +816,7 @@ def main(argv: list[str] | None = None) -> int:
         tcp=tcp,
         extra_udp=extra_udp,
         extra_tcp=extra_tcp,
+        on_refuse=refuse,
     )
     signal.signal(signal.SIGTERM, lambda *_: fwd.stop())
     fwd.serve_forever()

@@ -668,6 +668,8 @@ class NetworkManager:
         self.route_table = 0x10000000 + int(netpolicy._short_hash(prefix, 7), 16)
         self._uplink_source: str | None = None
         self._cleanup_due = False
+        # a datagram socket the DNS forwarders report refused names into (set by the owner)
+        self.refusal_fd: int | None = None
 
     @classmethod
     def from_environ(cls, prefix: str, environ: Mapping[str, str]) -> NetworkManager:
@@ -1070,6 +1072,10 @@ class NetworkManager:
             "min_ttl": self.min_ttl,
             "source": self._uplink_source if self.uplink else None,
         }
+        reporting: tuple[int, ...] = ()
+        if self.refusal_fd is not None:  # refused names are told to the compositor
+            cfg["refusal_fd"] = self.refusal_fd
+            reporting = (self.refusal_fd,)
         env = dict(os.environ)
         pkg_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
@@ -1078,7 +1084,7 @@ class NetworkManager:
                 [sys.executable, "-m", "zionwm.isolation.dnsfilter", json.dumps(cfg)],
                 stdin=subprocess.DEVNULL,
                 env=env,
-                pass_fds=tuple(s.fileno() for s in (sock, tcp, *extra)),
+                pass_fds=tuple(s.fileno() for s in (sock, tcp, *extra)) + reporting,
                 preexec_fn=functools.partial(_pdeathsig, os.getpid()),  # noqa: PLW1509 (prctl only)
             )
         finally:

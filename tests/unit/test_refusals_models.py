@@ -1,0 +1,65 @@
+"""The refusal lists (compositor and manager side) and the change offered for each (pure)."""
+
+from __future__ import annotations
+
+from zionwm.compositor.refusals import EVENTS_PER_WINDOW, PER_DESKTOP, RefusalLog, clean_what
+from zionwm.manager.refusals import Refusal, RefusalList, offer, visible
+
+
+def _show(network: str) -> dict[str, object]:
+    return {"name": "web", "settings": [{"key": "network", "value": network}]}
+
+
+def test_the_offer_adds_exactly_the_refused_host_to_a_filtered_list() -> None:
+    r = Refusal("web", "host", "cdn.example.org")
+    o = offer(r, _show("filtered:example.org:443,10.0.0.0/8"))
+    assert o is not None
+    assert o.argv == [
+        "desktop",
+        "set",
+        "web",
+        "network=filtered:example.org:443,10.0.0.0/8,cdn.example.org",
+    ]
+    assert o.diff == [
+        "- network = filtered:example.org:443,10.0.0.0/8",
+        "+ network = filtered:example.org:443,10.0.0.0/8,cdn.example.org",
+    ]
+
+
+def test_no_offer_where_no_setting_change_would_grant_it() -> None:
+    r = Refusal("web", "host", "example.org")
+    assert offer(r, _show("filtered:example.org:443")) is None  # listed already
+    assert offer(r, _show("none")) is None
+    assert offer(r, _show("full")) is None
+    assert offer(Refusal("web", "dbus", "org.example.X"), _show("filtered:a.org")) is None
+
+
+def test_the_compositor_keeps_only_grantable_names() -> None:
+    assert clean_what("host", "CDN.Example.org.") == "cdn.example.org"
+    for bad in ("a\u202eb.org", "1.0.0.127.in-addr.arpa", "printer.local", "a b.org", "", 5):
+        assert clean_what("host", bad) is None
+    assert clean_what("dbus", "org.example.X") is None
+
+
+def test_the_log_is_bounded_and_a_burst_costs_a_bounded_number_of_events() -> None:
+    log = RefusalLog()
+    emitted = [log.add("web", "host", f"n{i}.test", 100.0) for i in range(200)]
+    assert sum(e is not None for e in emitted) == EVENTS_PER_WINDOW
+    kept = log.list("web")
+    assert len(kept) == PER_DESKTOP and kept[-1].what == "n199.test"
+    assert log.add("web", "host", "n199.test", 101.0) is None  # a repeat only counts
+    assert kept[-1].count == 2
+    assert log.add("web", "host", "later.test", 200.0) is not None  # a new window
+    # later.test pushed the oldest out; clearing it leaves the other 63
+    assert log.clear("web", "later.test") == 1 and log.clear("web") == PER_DESKTOP - 1
+
+
+def test_the_manager_lists_newest_first_and_escapes_what_it_shows() -> None:
+    lst = RefusalList()
+    lst.load([{"desktop": "web", "kind": "host", "what": "a.org", "last": 1.0}])
+    lst.add({"desktop": "web", "kind": "host", "what": "b.org", "last": 2.0, "count": 3})
+    lst.add({"desktop": "work", "kind": "host", "what": "c.org", "last": 3.0})
+    assert [r.what for r in lst.of("web")] == ["b.org", "a.org"]
+    assert lst.counts() == {"web": 2, "work": 1}
+    assert "3 times" in lst.of("web")[0].subtitle
+    assert visible("x\u202ey\n") == "x\\u202ey\\u000a"
