@@ -41,9 +41,7 @@ def _memory_dir(comp: Compositor, desktop: str) -> Path:
         d = Path(f"/sys/fs/cgroup{path}")
         if controllers == "" and (d / "memory.reclaim").exists():
             return d
-    pytest.skip(
-        "the desktop has no memory controller (v1, or v2 with memory.reclaim: Linux 5.19+)"
-    )
+    pytest.skip("the desktop has no memory controller (v1, or v2 with memory.reclaim: Linux 5.19+)")
 
 
 def test_hibernate_says_what_it_will_free_then_freezes_and_frees_the_page_cache(

@@ -37,6 +37,8 @@ EVENTS = [
     "unmap",
     "desktops",
     "quarantine",
+    "hibernate",
+    "refusal",
 ]
 
 
@@ -113,8 +115,18 @@ class ManagerWindow(DesktopsPage, AppsPage, QuarantinePage, Adw.ApplicationWindo
         add("<Control>1", self.show_desktops)
         add("<Control>2", self.show_apps)
         add("<Control>3", self.show_quarantine)
+        add("<Control>r", self.show_refusals)
         add("<Control>q", self.close)
         self.add_controller(ctl)
+        # before the search field sees the key (a text field takes Ctrl+D for itself)
+        early = Gtk.ShortcutController(propagation_phase=Gtk.PropagationPhase.CAPTURE)
+        early.add_shortcut(
+            Gtk.Shortcut(
+                trigger=Gtk.ShortcutTrigger.parse_string("<Control>d"),
+                action=Gtk.CallbackAction.new(lambda *_: then_true(self.favourite_first)),
+            )
+        )
+        self.add_controller(early)
 
     def toast(self, text: str) -> None:
         self.toasts.add_toast(Adw.Toast(title=GLib.markup_escape_text(text), timeout=4))
@@ -149,6 +161,11 @@ class ManagerWindow(DesktopsPage, AppsPage, QuarantinePage, Adw.ApplicationWindo
             if kind == "quarantine":
                 self._refresh_quarantine()
                 continue
+            if kind == "refusal":
+                self.on_refusal(ev.get("payload") or {})
+                continue
+            if kind == "hibernate":
+                self.on_hibernated(ev.get("payload") or {})
             redraw |= self.model.on_event(ev)
             # a new colour is drawn by rebuilding the rows (swatches keep the colour they got)
             structure |= kind in (

@@ -13,6 +13,7 @@ from gi.repository import Gdk, Gtk  # noqa: E402
 
 from zionwm.manager import apps as appmodel  # noqa: E402
 from zionwm.manager.client import ControlError  # noqa: E402
+from zionwm.manager.favourites import Favourites  # noqa: E402
 from zionwm.manager.gtk_base import WindowParts  # noqa: E402
 
 
@@ -50,6 +51,9 @@ class AppsPage(WindowParts):
             valign=Gtk.Align.START,
         )
         self.app_flow.set_filter_func(self._app_visible)
+        self.app_flow.set_sort_func(self._app_order)
+        self.favourites = Favourites()
+        self.app_stars: dict[str, Gtk.Button] = {}
         scroll.set_child(self.app_flow)
         outer.append(scroll)
         self.apps: list[appmodel.App] = []
@@ -88,11 +92,13 @@ class AppsPage(WindowParts):
             self.app_drop.set_selected(self.app_desktops.index(desktop))
         self.stack.set_visible_child_name("apps")
         self.app_search.grab_focus()
+        self.app_search.select_region(0, -1)  # what is typed next replaces the last search
         if not self.apps:
             self._load_apps()
 
     def _load_apps(self) -> None:
         name = self.app_current()
+        self.app_stars.clear()
         while (child := self.app_flow.get_first_child()) is not None:
             self.app_flow.remove(child)
         if name is None:
@@ -103,6 +109,10 @@ class AppsPage(WindowParts):
             f".desktop-banner {{ background: alpha({colour}, 0.18); color: @window_fg_color;"
             f" border-left: 6px solid {colour}; }}".encode()
         )
+        # GTK 4.8 restyles only new widgets after a provider is reloaded: the banner, which
+        # stays, is given its class again so it takes the new desktop's colour
+        self.app_banner.remove_css_class("desktop-banner")
+        self.app_banner.add_css_class("desktop-banner")
         self.app_banner.set_label(f"Apps start in {name}")
         try:
             show = self.control.command(["desktop", "show", name]).get("data") or {}
@@ -112,6 +122,42 @@ class AppsPage(WindowParts):
         self.apps = appmodel.discover(appmodel.roots_for(show))
         for app in self.apps:
             self.app_flow.append(self._app_tile(app, name))
+
+    def _app_order(self, a: Gtk.FlowBoxChild, b: Gtk.FlowBoxChild) -> int:
+        """Favourites of the chosen desktop first (in the order they were marked), then the
+        rest in the order of the list (by name)."""
+        name = self.app_current() or ""
+
+        def key(child: Gtk.FlowBoxChild) -> tuple[int, int]:
+            app = getattr(child.get_child(), "app", None)
+            if app is None:
+                return (1 << 30, 0)
+            return (self.favourites.rank(name, app.id), self.apps.index(app))
+
+        ka, kb = key(a), key(b)
+        return (ka > kb) - (ka < kb)
+
+    def toggle_favourite(self, app: appmodel.App, star: Gtk.Button) -> None:
+        name = self.app_current()
+        if name is None:
+            return
+        try:
+            on = self.favourites.toggle(name, app.id)
+        except OSError as exc:
+            self.toast(f"Favourites not saved: {exc}")
+            return
+        self._style_star(star, app, name, on)
+        self.app_flow.invalidate_sort()
+
+    def _style_star(self, star: Gtk.Button, app: appmodel.App, desktop: str, on: bool) -> None:
+        star.set_icon_name("starred-symbolic" if on else "non-starred-symbolic")
+        text = (
+            f"Remove {app.name} from the favourites of {desktop}"
+            if on
+            else f"Add {app.name} to the favourites of {desktop}"
+        )
+        star.set_tooltip_text(text)
+        star.update_property([Gtk.AccessibleProperty.LABEL], [text])
 
     def _app_tile(self, app: appmodel.App, desktop: str) -> Gtk.Widget:
         box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
@@ -138,18 +184,46 @@ class AppsPage(WindowParts):
         )
         b.update_property([Gtk.AccessibleProperty.LABEL], [f"Start {app.name} in {desktop}"])
         b.connect("clicked", lambda *_: self.launch(app))
-        b.app = app
-        return b
+        fav = self.favourites.is_favourite(desktop, app.id)
+        star = Gtk.Button(
+            css_classes=["flat", "circular", "star"],
+            halign=Gtk.Align.END,
+            valign=Gtk.Align.START,
+        )
+        self._style_star(star, app, desktop, fav)
+        star.connect("clicked", lambda *_: self.toggle_favourite(app, star))
+        self.app_stars[app.id] = star
+        tile = Gtk.Overlay(child=b)
+        tile.add_overlay(star)
+        tile.app = app
+        return tile
 
     def _app_visible(self, child: Gtk.FlowBoxChild) -> bool:
         app = getattr(child.get_child(), "app", None)
         return app is None or app.matches(self.app_search.get_text())
 
+    def _first_shown(self) -> appmodel.App | None:
+        """The first app the page shows for the search (favourites first)."""
+        name = self.app_current() or ""
+        query = self.app_search.get_text()
+        shown = [a for a in self.apps if a.matches(query)]
+        shown.sort(key=lambda a: (self.favourites.rank(name, a.id), self.apps.index(a)))
+        return shown[0] if shown else None
+
     def _launch_first(self) -> None:
-        for app in self.apps:
-            if app.matches(self.app_search.get_text()):
-                self.launch(app)
-                return
+        """Return in the search field: start the first app shown."""
+        app = self._first_shown()
+        if app is not None:
+            self.launch(app)
+
+    def favourite_first(self) -> None:
+        """Ctrl+D on the apps page: mark (or unmark) the first app shown as a favourite."""
+        if self.stack.get_visible_child_name() != "apps":
+            return
+        app = self._first_shown()
+        star = self.app_stars.get(app.id) if app is not None else None
+        if app is not None and star is not None:
+            self.toggle_favourite(app, star)
 
     def launch(self, app: appmodel.App) -> None:
         name = self.app_current()

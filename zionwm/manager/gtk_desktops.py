@@ -16,14 +16,14 @@ from gi.repository import Adw, Gio, GLib, Gtk  # noqa: E402
 
 from zionwm.manager import models  # noqa: E402
 from zionwm.manager.client import ControlError  # noqa: E402
-from zionwm.manager.gtk_base import WindowParts  # noqa: E402
 from zionwm.manager.gtk_dialog import DesktopDialog, show_permissions  # noqa: E402
+from zionwm.manager.gtk_refusals import RefusalsPart  # noqa: E402
 from zionwm.manager.gtk_widgets import sparkline, swatch  # noqa: E402
 
 SORT_LABELS = ("Order", "Name", "State", "CPU", "Memory", "Disk use of the home")
 
 
-class DesktopsPage(WindowParts):
+class DesktopsPage(RefusalsPart):
     def _desktops_page(self) -> Gtk.Widget:
         scroll = Gtk.ScrolledWindow(hscrollbar_policy=Gtk.PolicyType.NEVER)
         clamp = Adw.Clamp(maximum_size=960, margin_top=18, margin_bottom=18)
@@ -41,6 +41,7 @@ class DesktopsPage(WindowParts):
         box.append(top)
         self.list = Gtk.ListBox(selection_mode=Gtk.SelectionMode.NONE, css_classes=["boxed-list"])
         box.append(self.list)
+        box.append(self._refusals_group())
         self.deleted_group = Adw.PreferencesGroup(
             title="Deleted desktops",
             description="Their homes and files are kept aside until you restore them.",
@@ -55,6 +56,7 @@ class DesktopsPage(WindowParts):
     def show_desktops(self) -> None:
         """The desktops list, with the keyboard on its first row."""
         self.stack.set_visible_child_name("desktops")
+        self.measure_homes(force=True)  # asked for: walk the homes again, off this thread
         first = self.list.get_row_at_index(0)
         if first is not None:
             first.grab_focus()
@@ -77,7 +79,14 @@ class DesktopsPage(WindowParts):
                     continue
                 row.settings = {s["key"]: s["value"] for s in show.get("settings", [])}
                 row.origin = str(show.get("origin", row.origin))
+                home = (show.get("paths") or {}).get("home")
+                if home:
+                    self.home_paths[row.name] = Path(str(home))
                 self._note_sources(show)
+        for gone in set(self.home_paths) - set(self.model.rows):
+            del self.home_paths[gone]
+        self.measure_homes()
+        self.refresh_refusals()
         self._rebuild_rows()
         self._fill_app_desktops()
         self._refresh_deleted()
@@ -123,7 +132,7 @@ class DesktopsPage(WindowParts):
         while (child := self.list.get_first_child()) is not None:
             self.list.remove(child)
         self.rows_widgets.clear()
-        for row in self.model.sorted(self.sort_key, self.sort_key in ("cpu", "memory")):
+        for row in self.model.sorted(self.sort_key, self.sort_key in ("cpu", "memory", "disk")):
             self.list.append(self._desktop_row(row))
         self._update_rows()
 
@@ -188,6 +197,8 @@ class DesktopsPage(WindowParts):
         item("Tailor…", lambda: self.open_tailor(n))
         item("Effective permissions", lambda: self.open_permissions(n))
         item("Apps", lambda: self.show_apps(n))
+        box.append(Gtk.Separator())
+        item("Hibernate…", lambda: self.hibernate(n))
         box.append(Gtk.Separator())
         item("Network on", lambda: self.run(["net", n, "on"]))
         item("Network on for 15 minutes", lambda: self.run(["net", n, "on", "--for", "15m"]))
