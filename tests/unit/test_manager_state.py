@@ -77,3 +77,13 @@ def test_the_row_says_the_home_size_and_the_refusals() -> None:
     assert "home 3.0 MiB" in row.summary and "2 refusals" in row.summary
     row.home_complete = False
     assert "home at least 3.0 MiB" in row.summary
+
+
+def test_the_output_scale_comes_from_the_environment_within_bounds() -> None:
+    from zionwm.compositor.outputs import scale_from_env
+
+    assert scale_from_env({}) == 1.0
+    assert scale_from_env({"ZIONWM_OUTPUT_SCALE": "2"}) == 2.0
+    assert scale_from_env({"ZIONWM_OUTPUT_SCALE": "1.5"}) == 1.5
+    for bad in ("two", "0", "9", "nan"):
+        assert scale_from_env({"ZIONWM_OUTPUT_SCALE": bad}) == 1.0

@@ -79,7 +79,7 @@ from .layers import Layers, LayerView
 from .listeners import HasListeners
 from .loop import Loop
 from .native import SceneTree
-from .outputs import ServerOutput
+from .outputs import ServerOutput, apply_scale, scale_from_env
 from .overview import Overview
 from .policy import DESKTOP_GLOBALS
 from .strip import Chip, MinuteClock, Strip, StripState
@@ -742,6 +742,7 @@ class Server(HasListeners):
             except RuntimeError:
                 log.error("output %s: could not enable its preferred mode", output.name)
                 return
+        apply_scale(output, scale_from_env(os.environ))
         # sway's format, "make model serial (NAME)": panels such as waybar parse it
         native.set_output_description(
             output,

@@ -42,6 +42,10 @@ EVENTS = [
 ]
 
 
+COMPACT_WIDTH = 760  # logical pixels: below it, a desktop's row puts its usage in words under
+# its name (a 1366x768 screen at 200 % is 683 wide)
+
+
 class ManagerWindow(DesktopsPage, AppsPage, QuarantinePage, Adw.ApplicationWindow):
     def __init__(self, app: Adw.Application, control: Control, status: dict[str, Any]) -> None:
         super().__init__(application=app, title="Desktops", default_width=940, default_height=600)
@@ -99,6 +103,18 @@ class ManagerWindow(DesktopsPage, AppsPage, QuarantinePage, Adw.ApplicationWindo
         GLib.timeout_add_seconds(1, self._tick)
 
     # ------------------------------------------------------------------ plumbing
+
+    def do_size_allocate(self, width: int, height: int, baseline: int) -> None:
+        Adw.ApplicationWindow.do_size_allocate(self, width, height, baseline)
+        compact = width < COMPACT_WIDTH
+        if compact != self.compact:
+            self.compact = compact
+            GLib.idle_add(lambda: then_true(self._compact_changed) and False)  # not in allocation
+
+    def _compact_changed(self) -> None:
+        self._update_rows()
+        # the empty quarantine's big icon would push its words out of a short window
+        self.q_empty.set_icon_name(None if self.compact else "security-high-symbolic")
 
     def _shortcuts(self) -> None:
         ctl = Gtk.ShortcutController(scope=Gtk.ShortcutScope.GLOBAL)

@@ -17,6 +17,7 @@ class WindowParts:
     stack: Any
     toasts: Any
     usage_on: bool
+    compact: bool = False  # the window is narrow: rows put less side by side
     q_page: Any
     rows_widgets: dict[str, dict[str, Any]]
     sort_key: str

@@ -226,8 +226,14 @@ class DesktopsPage(RefusalsPart):
             if row is None:
                 continue
             ws["row"].set_title(GLib.markup_escape_text(row.name))
-            ws["row"].set_subtitle(GLib.markup_escape_text(row.summary))
-            ws["usage"].set_label(row.usage_text if self.usage_on else "")
+            # narrow (a small screen, or 200 %): the usage joins the subtitle, whose words
+            # then have the row's whole width instead of wrapping beside it
+            usage = row.usage_text if self.usage_on else ""
+            subtitle = row.summary + (f" · {usage}" if self.compact and usage else "")
+            subtitle = subtitle.replace(" % ", "\u00a0% ")  # "12 %" never split
+            ws["row"].set_subtitle(GLib.markup_escape_text(subtitle))
+            ws["usage"].set_label(usage)
+            ws["usage"].set_visible(not self.compact)
             ws["graph"].queue_draw()
             icon = (
                 "media-playback-start-symbolic" if row.frozen else "media-playback-pause-symbolic"
