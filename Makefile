@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 STAMPS := .stamps
-NATIVE_SRC := zionwm/compositor/native/build.py zionwm/compositor/native/cdefs.h
+NATIVE_SRC := zionwm/compositor/native/build.py zionwm/compositor/native/cdefs.h \
+              zionwm/compositor/native/zionwm_native.c zionwm/compositor/native/zionwm_native.h
 PYTEST_ARGS ?=
 
 PREFIX  ?= /usr/local

@@ -8,9 +8,11 @@ Usage (root, or inside a delegated cgroup):
 Freeze latency: from ``start_freeze()`` to the kernel reporting the group frozen, waited for
 the way the compositor does (polls on ``FreezeOp.next_poll_ms``'s schedule; on cgroup2 a
 POLLPRI on cgroup.events may end a wait early). Thaw latency: from ``thaw()`` to the
-kernel reporting the group thawed; ``thaw()`` itself is one write and its own cost is
-reported separately. Processes are idle (in pause(), waited for before measuring), like
-most of a hidden desktop's, or with --busy all spin on the CPUs. Where
+kernel reporting the group thawed. ``start_freeze()`` and ``thaw()`` are each one write to
+cgroup.freeze, in which the kernel visits and wakes every task of the group: their own cost
+is reported too (``freeze_call_ms``, ``thaw_call_ms``), the floor under both latencies, and
+so is the load average around the run. Processes are idle (in pause(), waited for before
+measuring), like most of a hidden desktop's, or with --busy all spin on the CPUs. Where
 memory.reclaim exists, the memory pushed out of a frozen desktop holding 256 MiB is
 measured too. Results are JSON (stdout by default).
 """
@@ -30,7 +32,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.stats import emit_json
-from zionwm.isolation.cgroups import CgroupManager, DesktopCgroup, FreezeOp, parse_keyed
+from zionwm.isolation.cgroups.desktop import DesktopCgroup
+from zionwm.isolation.cgroups.freezer import FreezeOp
+from zionwm.isolation.cgroups.fs import parse_keyed
+from zionwm.isolation.cgroups.manager import CgroupManager
 from zionwm.isolation.spec import Limits
 
 SPAWNER = """
@@ -71,20 +76,26 @@ def _wait(cond: Callable[[], bool], timeout: float) -> None:
 
 
 def _all_asleep(pids: list[int]) -> bool:
-    """Every member blocked in pause() (state S), none still starting up or running."""
+    """Every member blocked in pause() (state S), none still starting up, running, or still
+    in the freezer after a thaw (a task leaves it only when it next runs)."""
     for pid in pids:
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
+            wchan = Path(f"/proc/{pid}/wchan").read_text()
         except OSError:
             return False
         if stat[stat.rindex(")") + 2] != "S":
             return False
+        # Kernels that hide wait channels say "0": the state is all there is to go on.
+        if wchan not in ("", "0") and "pause" not in wchan:
+            return False
     return True
 
 
-def _freeze_once(cg: DesktopCgroup) -> float:
+def _freeze_once(cg: DesktopCgroup) -> tuple[float, float]:
     t0 = time.perf_counter()
     op: FreezeOp = cg.start_freeze(timeout=5.0)
+    call = time.perf_counter() - t0
     fd = op.fileno()
     poller = select.poll()
     if fd is not None:
@@ -98,7 +109,7 @@ def _freeze_once(cg: DesktopCgroup) -> float:
     op.close()
     if op.state != "frozen":
         raise RuntimeError(f"freeze failed: {op.reason}")
-    return t1 - t0
+    return call, t1 - t0
 
 
 def _thawed(cg: DesktopCgroup) -> bool:
@@ -161,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
 
+    load_before = list(os.getloadavg())
     mgr = CgroupManager.probe(
         root_name=f"zionwm-bench-{uuid.uuid4().hex[:8]}", ignore_unified=args.v1
     )
@@ -178,16 +190,21 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 members = cg.pids
                 _wait(lambda: len(members()) >= n, 60)  # noqa: B023  (used at once)
-                # Measure idle processes, as the docstring says: right after the forks (and
-                # while the previous count's processes are still being reaped) some are
-                # still running, and freezing a running task waits for the scheduler to
-                # bring it to a signal check; that, not the count, made 10 processes look
-                # slower than 100 in earlier runs.
-                if not args.busy:
-                    _wait(lambda: _all_asleep(members()), 60)  # noqa: B023
-                freeze, thaw_call, thaw = [], [], []
+                freeze, freeze_call, thaw_call, thaw = [], [], [], []
                 for _ in range(args.reps):
-                    freeze.append(_freeze_once(cg))
+                    # Each freeze starts from a desktop at rest (idle processes, as the
+                    # docstring says), as a hidden one is when its freeze timer fires.
+                    # Right after the forks some are still running, and freezing a running
+                    # task waits for the scheduler to bring it to a signal check. Right
+                    # after a thaw, tasks that have not run yet are still counted as
+                    # frozen, and freezing them again costs the kernel nothing: measured
+                    # back to back, a large desktop (whose tasks take longer to all run
+                    # again) looked faster than a small one.
+                    if not args.busy:
+                        _wait(lambda: _all_asleep(members()), 60)  # noqa: B023
+                    call, done = _freeze_once(cg)
+                    freeze_call.append(call)
+                    freeze.append(done)
                     call, done = _thaw_once(cg)
                     thaw_call.append(call)
                     thaw.append(done)
@@ -195,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                     {
                         "processes": n,
                         "freeze_ms": _stats(freeze),
+                        "freeze_call_ms": _stats(freeze_call),
                         "thaw_ms": _stats(thaw),
                         "thaw_call_ms": _stats(thaw_call),
                     }
@@ -214,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         "freeze_method": mgr.status.freeze_method,
         "reps": args.reps,
         "processes_busy": args.busy,
+        # The machine may be shared: a loaded one stretches the tails (tasks wait for a
+        # CPU to reach the freezer), so the report says how loaded it was.
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "results": results,
         "reclaim": reclaim,
     }

@@ -39,7 +39,7 @@ from pyroute2 import IPRoute, netns
 
 from benchmarks.stats import emit_json
 from zionwm.isolation.launcher import Launcher
-from zionwm.isolation.network import NetworkManager
+from zionwm.isolation.network.manager import NetworkManager
 from zionwm.isolation.spec import AllowRule, DesktopSpec, NetMode, NetworkPolicy
 
 SERVER_ADDR = "198.51.100.80"

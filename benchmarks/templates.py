@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.stats import summarize_ms, timed
 from zionwm import paths
-from zionwm.isolation import templates
 from zionwm.isolation.launcher import Launcher
 from zionwm.isolation.spec import DesktopSpec
-from zionwm.isolation.templates import Source
+from zionwm.isolation.templates import bootstrap, manage
+from zionwm.isolation.templates.store import Source
 
 BUSYBOX = "/bin/busybox"
 BLOB = 4 << 20  # a data file of the template, for the copy-up figure
@@ -53,15 +53,15 @@ def busybox_tree(root: Path) -> Path:
 
 def build(name: str, source: Source) -> dict[str, Any]:
     t0 = time.perf_counter()
-    tpl = templates.create(name, source)
+    tpl = manage.create(name, source)
     took = time.perf_counter() - t0
-    size, files = templates.disk_usage(tpl.rootfs)
+    size, files = manage.disk_usage(tpl.rootfs)
     return {"build_s": round(took, 2), "bytes": size, "files": files}
 
 
 def layer_bytes(desktop: str, template: str) -> int:
     upper = paths.desktop_dir(desktop) / "template-layer" / template / "upper"
-    return templates.disk_usage(upper)[0]
+    return manage.disk_usage(upper)[0]
 
 
 def run(launcher: Launcher, spec: DesktopSpec, argv: list[str]) -> None:
@@ -88,7 +88,7 @@ def main() -> None:
         result["template_busybox"] = build("bb", Source("dir", str(busybox_tree(root / "bb"))))
         if args.debootstrap:
             result["template_debootstrap_minbase"] = build(
-                "deb", Source("debootstrap", templates.host_suite())
+                "deb", Source("debootstrap", bootstrap.host_suite())
             )
 
         def spec(name: str, **kw: Any) -> DesktopSpec:

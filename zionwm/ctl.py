@@ -36,7 +36,7 @@ from zionwm.control_client import (
 PLUGINS: dict[str, tuple[str, ...]] = {
     "zionwm.desktops_cli": ("desktop",),
     "zionwm.quarantine.cli": ("quarantine", "send"),
-    "zionwm.isolation.templates_cli": ("template",),
+    "zionwm.isolation.templates.cli": ("template",),
     "zionwm.isolation.outputlog": ("log",),
 }
 PLUGIN_HELP = {

@@ -443,7 +443,7 @@ def test_hibernate_from_the_menu_says_what_it_frees_then_frees_it(manager: Manag
 
 
 def _privileged_network_missing() -> str | None:
-    from zionwm.isolation.network import probe
+    from zionwm.isolation.network.caps import probe
 
     caps = probe()
     if not caps.root or caps.nft is None or not caps.netns_dir_writable:

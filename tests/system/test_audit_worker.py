@@ -20,8 +20,7 @@ import pytest
 
 from tests.system.clamd_fixture import EICAR, Clamd, clamd  # noqa: F401  (fixture)
 from tests.unit import test_audit_samples as samples
-from zionwm.isolation.spec import Verdict
-from zionwm.quarantine.report import AuditReport
+from zionwm.quarantine.report import AuditReport, Verdict
 from zionwm.quarantine.worker import AuditSettings, probe_sandbox, run_audit, run_worker
 
 

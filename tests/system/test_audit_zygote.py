@@ -28,8 +28,7 @@ from tests.system.test_audit_worker import (
 from tests.system.test_audit_worker import (
     isolated_env as isolated_env,  # noqa: PLC0414  (the fixture, shared)
 )
-from zionwm.isolation.spec import Verdict
-from zionwm.quarantine.report import AuditReport
+from zionwm.quarantine.report import AuditReport, Verdict
 from zionwm.quarantine.worker import AuditSettings, run_audit
 from zionwm.quarantine.zygote import FULL, LIGHT, ZygotePool, flavor_for
 

@@ -27,16 +27,10 @@ from typing import Any
 import pytest
 
 from tests.harness import readable_package
-from zionwm.isolation.cgroups import (
-    LEAF_NAME,
-    UNIFIED,
-    CgroupManager,
-    DesktopCgroup,
-    _move_into_leaf,
-    _rmdir_tree,
-    _task_state,
-    detect_layout,
-)
+from zionwm.isolation.cgroups.desktop import DesktopCgroup
+from zionwm.isolation.cgroups.fs import rmdir_tree, task_state
+from zionwm.isolation.cgroups.layout import UNIFIED, detect_layout
+from zionwm.isolation.cgroups.manager import LEAF_NAME, CgroupManager, _move_into_leaf
 from zionwm.isolation.spec import Limits
 
 NOBODY = 65534
@@ -360,6 +354,17 @@ def test_cpuset_pins_processes(mgr: CgroupManager, procs: Procs) -> None:
 # --- freeze / thaw ----------------------------------------------------------------------
 
 
+def test_a_removed_desktop_group_is_forgotten(any_mgr: CgroupManager) -> None:
+    """remove() takes the group off its manager: a later cleanup does not touch it again,
+    and a new group of the same name is a fresh one."""
+    cg = any_mgr.desktop("gone", Limits())
+    assert cg is not None
+    cg.remove()
+    assert any_mgr.get("gone") is None and "gone" not in any_mgr.desktops
+    again = any_mgr.desktop("gone", Limits())
+    assert again is not None and again is not cg
+
+
 def test_frozen_desktop_gets_no_cpu_and_thaw_resumes(any_mgr: CgroupManager, procs: Procs) -> None:
     frozen = any_mgr.desktop("hidden", Limits())
     control = any_mgr.desktop("shown", Limits())
@@ -432,7 +437,7 @@ def test_compositor_steps_into_a_leaf(procs: Procs) -> None:
         (group / "cgroup.kill").write_text("1")
         procs.reap()
         _poll_until(lambda: "populated 0" in (group / "cgroup.events").read_text(), 5, "empty")
-        assert _rmdir_tree(group) == []
+        assert rmdir_tree(group) == []
 
 
 VFORK_C = r"""
@@ -472,9 +477,9 @@ def test_freeze_with_vfork_stopped_traced_and_100_tasks(
     traced = procs.start(cg, SLEEP)
     _poll_until(lambda: len(cg.pids()) >= 105, 10, "105 members")
     # The vfork parent waits for its child in the kernel (state D) until the child execs.
-    _poll_until(lambda: _task_state(vforker.pid)[0] == "D", 5, "the vfork parent to wait")
+    _poll_until(lambda: task_state(vforker.pid)[0] == "D", 5, "the vfork parent to wait")
     os.kill(stopped.pid, signal.SIGSTOP)
-    _poll_until(lambda: _task_state(stopped.pid)[0] == "T", 5, "the task to stop")
+    _poll_until(lambda: task_state(stopped.pid)[0] == "T", 5, "the task to stop")
     tracer = procs.start_outside([strace, "-p", str(traced.pid), "-o", os.devnull])
     status = Path(f"/proc/{traced.pid}/status")
     _poll_until(lambda: "TracerPid:\t0" not in status.read_text(), 5, "strace to attach")
@@ -524,7 +529,7 @@ def test_freeze_blocked_by_a_d_state_task_is_rolled_back(
         p = procs.start(
             cg, ["stat", str(mnt / "x")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        _poll_until(lambda: _task_state(p.pid)[0] == "D", 5, "the task to block in D state")
+        _poll_until(lambda: task_state(p.pid)[0] == "D", 5, "the task to block in D state")
         result = cg.freeze(timeout=1.0)
         assert result.elapsed < 1.5
         if any_mgr.status.freeze_method == "cgroup2":
@@ -565,7 +570,7 @@ def test_kill_ends_processes_that_escaped_the_tree(
     _poll_until(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 5, "the escape")
     escaped = int(pidfile.read_text())
     _poll_until(lambda: cg.live_pids() == [escaped], 5, "only the escaped sleeper to remain")
-    assert _task_state(escaped)[0] not in ("Z", "?")  # alive before the kill
+    assert task_state(escaped)[0] not in ("Z", "?")  # alive before the kill
     assert cg.kill(timeout=2.0) == 1
     assert cg.live_pids() == []
     assert reaper.wait(timeout=5) == 0  # it reaped the sleeper and had no children left
@@ -577,7 +582,7 @@ def test_kill_ends_processes_that_escaped_the_tree(
 PROBE_AS_USER = textwrap.dedent(
     """
     import json, subprocess, sys
-    from zionwm.isolation.cgroups import CgroupManager
+    from zionwm.isolation.cgroups.manager import CgroupManager
     from zionwm.isolation.spec import Limits
     mgr = CgroupManager.probe(root_name=sys.argv[1])
     out = {"status": mgr.status.to_json()}
@@ -677,7 +682,7 @@ def delegated() -> Iterator[Path]:
         _poll_until(
             lambda: "populated 0" in (group / "cgroup.events").read_text(), 5, "empty group"
         )
-        assert _rmdir_tree(group) == []
+        assert rmdir_tree(group) == []
 
 
 def test_user_delegated_group_is_found_writable_and_freezes(delegated: Path) -> None:

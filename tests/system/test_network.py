@@ -31,8 +31,9 @@ import pytest
 from pyroute2 import IPRoute, netns
 
 from tests.harness import wait_for
-from zionwm.isolation import netpolicy
-from zionwm.isolation.network import NetworkManager, probe
+from zionwm.isolation.network import policy as netpolicy
+from zionwm.isolation.network.caps import probe
+from zionwm.isolation.network.manager import NetworkManager
 from zionwm.isolation.spec import AllowRule, DesktopSpec, NetMode, NetworkPolicy
 
 PY = sys.executable
@@ -719,7 +720,7 @@ KILLED_CHILD = textwrap.dedent(
     import sys
     from pathlib import Path
     sys.path.insert(0, {repo!r})
-    from zionwm.isolation.network import NetworkManager
+    from zionwm.isolation.network.manager import NetworkManager
     from zionwm.isolation.spec import AllowRule, DesktopSpec, NetMode, NetworkPolicy
     m = NetworkManager({prefix!r}, uplink={uplink!r}, uplink_gateway={gw!r},
                        upstream_dns=["{dns}"], state_dir=Path({state!r}))
@@ -818,7 +819,7 @@ NO_NETLINK_CHILD = textwrap.dedent(
     import sys
     sys.path.insert(0, {repo!r})
     from pathlib import Path
-    from zionwm.isolation.network import NetworkManager
+    from zionwm.isolation.network.manager import NetworkManager
     from zionwm.isolation.spec import NetMode, NetworkPolicy
     m = NetworkManager({prefix!r}, uplink={uplink!r}, uplink_gateway={gw!r},
                        upstream_dns=[{dns!r}], state_dir=Path({state!r}))

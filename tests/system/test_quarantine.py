@@ -37,10 +37,9 @@ from tests.harness import wait_for
 from tests.system import clamd_fixture
 from tests.system.clamd_fixture import EICAR, Clamd
 from zionwm import paths
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.client import QuarantineClient
 from zionwm.quarantine.release import AUDIT_XATTR, Destination, release_file
-from zionwm.quarantine.report import AuditReport
+from zionwm.quarantine.report import AuditReport, Verdict
 from zionwm.quarantine.store import Kind, State, Store
 
 _libc = ctypes.CDLL(None, use_errno=True)

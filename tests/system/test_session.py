@@ -34,7 +34,8 @@ from typing import Any
 import pytest
 
 from tests.harness import VENV_BIN, require, wait_for
-from zionwm.isolation.cgroups import _rmdir_tree, detect_layout
+from zionwm.isolation.cgroups.fs import rmdir_tree as _rmdir_tree
+from zionwm.isolation.cgroups.layout import detect_layout
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SESSION = PROJECT_ROOT / "session" / "zionwm-session"

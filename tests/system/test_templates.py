@@ -24,10 +24,10 @@ import pytest
 from tests.harness import VENV_BIN, processes_with, readable_package, wait_for
 from tests.unit.test_templates import base_layer, oci_archive, tar_bytes, top_layer
 from zionwm import ctl, paths
-from zionwm.isolation import templates
 from zionwm.isolation.launcher import Launcher
 from zionwm.isolation.spec import DesktopSpec
-from zionwm.isolation.templates import Source
+from zionwm.isolation.templates import bootstrap, generations, manage, store
+from zionwm.isolation.templates.store import Source
 
 BUSYBOX = "/bin/busybox"
 APPLETS = ("sh", "cat", "ls", "stat", "echo", "test", "sleep")
@@ -134,7 +134,7 @@ def test_busybox_template_runs_and_usr_writes_stay_in_the_desktop_layer(world: W
     assert out == "mine\n"
     upper = paths.desktop_dir("a") / "template-layer" / "bb" / "upper"
     assert (upper / "usr/bin/written-by-a").read_text() == "mine\n"
-    tpl = templates.load("bb")
+    tpl = store.load("bb")
     assert not (tpl.rootfs / "usr/bin/written-by-a").exists()
     assert not Path("/usr/bin/written-by-a").exists()
     assert world.ok(a, "cat /usr/bin/written-by-a") == "mine\n"  # persists in a's layer
@@ -150,9 +150,9 @@ def test_busybox_template_runs_and_usr_writes_stay_in_the_desktop_layer(world: W
 
 def test_two_desktops_share_one_copy_and_both_see_an_update(world: World) -> None:
     src = busybox_tree(world.root / "src", release="v1")
-    templates.create("bb", Source("dir", str(src)))
+    manage.create("bb", Source("dir", str(src)))
     a, b = world.spec("a", "bb"), world.spec("b", "bb")
-    host_ino = (templates.load("bb").rootfs / "usr/bin/busybox").stat().st_ino
+    host_ino = (store.load("bb").rootfs / "usr/bin/busybox").stat().st_ino
     for spec in (a, b):
         ino = world.ok(spec, "stat -c %i /usr/bin/busybox").strip()
         assert int(ino) == host_ino, spec.name  # the template's one file, not a copy
@@ -162,35 +162,35 @@ def test_two_desktops_share_one_copy_and_both_see_an_update(world: World) -> Non
         layer = paths.desktop_dir(spec.name) / "template-layer" / "bb" / "upper"
         assert not (layer / "usr/bin/busybox").exists()
         assert (layer / "etc/local-change").read_text() == f"{spec.name}-change\n"
-    assert not (templates.load("bb").rootfs / "etc/local-change").exists()
+    assert not (store.load("bb").rootfs / "etc/local-change").exists()
 
     # Update: a new generation, seen by both at their next start, their own changes kept.
     (src / "etc/os-release").write_text("ID=v2\n")
     (src / "usr/share").mkdir()
     (src / "usr/share/new-in-v2").write_text("new\n")
     assert ctl.main(["template", "update", "bb"]) == 0
-    assert templates.load("bb").generation == 2
+    assert store.load("bb").generation == 2
     for spec in (a, b):
         out = world.ok(spec, "cat /etc/os-release /usr/share/new-in-v2 /etc/local-change")
         assert out.split() == ["ID=v2", "new", f"{spec.name}-change"]
-    assert [p.name for p in templates.load("bb").path.glob("gen-*")] == ["gen-2"]
+    assert [p.name for p in store.load("bb").path.glob("gen-*")] == ["gen-2"]
 
 
 def test_update_keeps_the_generation_a_running_desktop_uses(world: World) -> None:
     src = busybox_tree(world.root / "src", release="v1")
-    templates.create("bb", Source("dir", str(src)))
+    manage.create("bb", Source("dir", str(src)))
     a = world.spec("a", "bb")
     held = world.launcher.launch(a, ["/bin/sh", "-c", "cat /etc/os-release; sleep 600"])
-    gen1 = templates.load("bb").rootfs
-    wait_for(lambda: templates.users_of(gen1), what="the overlay daemon of the running desktop")
+    gen1 = store.load("bb").rootfs
+    wait_for(lambda: generations.users_of(gen1), what="the overlay daemon of the running desktop")
     (src / "etc/os-release").write_text("ID=v2\n")
-    templates.update("bb")
+    manage.update("bb")
     assert gen1.is_dir()  # still the lower layer of the running sandbox
     assert world.ok(a, "cat /etc/os-release") == "ID=v2\n"
     held.kill()
     held.wait(10)  # the launcher sees the exit: the last user of generation 1 is gone
-    assert not templates.users_of(gen1)
-    assert sorted(p.name for p in templates.load("bb").path.glob("gen-*")) == ["gen-2"]
+    assert not generations.users_of(gen1)
+    assert sorted(p.name for p in store.load("bb").path.glob("gen-*")) == ["gen-2"]
     assert world.ok(a, "cat /etc/os-release") == "ID=v2\n"
 
 
@@ -198,22 +198,22 @@ def test_an_old_generation_left_by_another_process_goes_at_the_next_launch(
     world: World,
 ) -> None:
     src = busybox_tree(world.root / "src", release="v1")
-    templates.create("bb", Source("dir", str(src)))
+    manage.create("bb", Source("dir", str(src)))
     a = world.spec("a", "bb")
     # A program on generation 1 run by another launcher (another zionwm, or zionctl)...
     other = Launcher(environ=dict(os.environ))
     held = other.launch(a, ["/bin/sh", "-c", "sleep 600"])
-    gen1 = templates.load("bb").rootfs
-    wait_for(lambda: templates.users_of(gen1), what="the overlay daemon of the other launcher")
+    gen1 = store.load("bb").rootfs
+    wait_for(lambda: generations.users_of(gen1), what="the overlay daemon of the other launcher")
     (src / "etc/os-release").write_text("ID=v2\n")
-    templates.update("bb")
+    manage.update("bb")
     assert gen1.is_dir()
     # ...dies without that launcher noticing (it is not polled, as in a crashed process).
     os.kill(held.pid, 9)
-    wait_for(lambda: not templates.users_of(gen1), what="the old overlay daemon to exit")
+    wait_for(lambda: not generations.users_of(gen1), what="the old overlay daemon to exit")
     assert gen1.is_dir()
     assert world.ok(a, "cat /etc/os-release") == "ID=v2\n"  # this launch tidies up
-    assert sorted(p.name for p in templates.load("bb").path.glob("gen-*")) == ["gen-2"]
+    assert sorted(p.name for p in store.load("bb").path.glob("gen-*")) == ["gen-2"]
     other.shutdown(5.0)
 
 
@@ -287,7 +287,7 @@ def test_podman_image_built_here_becomes_a_template(
     assert (pod / "graph").is_dir()  # the test's own store took the image
     try:
         assert ctl.main(["template", "create", "pod", "--from-podman", image]) == 0
-        tpl = templates.load("pod")
+        tpl = store.load("pod")
         assert tpl.source.kind == "podman" and tpl.source.location == image
         out = world.ok(world.spec("p", "pod"), "cat /etc/os-release /usr/share/made-for-podman")
         assert out.split() == ["ID=from-podman", "imported"]
@@ -302,7 +302,7 @@ def test_debootstrap_template_runs_a_program_the_host_lacks(world: World) -> Non
     if why:
         pytest.skip(why)
     assert shutil.which("hello") is None, "the host has GNU hello: pick another package"
-    suite = templates.host_suite()
+    suite = bootstrap.host_suite()
     # The data dir on a nodev,nosuid mount, as a systemd /tmp or many home mounts are (a
     # private mount namespace for this command only: the machine's mounts stay as they are).
     data = paths.data_home()
@@ -315,7 +315,7 @@ def test_debootstrap_template_runs_a_program_the_host_lacks(world: World) -> Non
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "nodev" in done.stdout.splitlines()[0], done.stdout  # the mount was really nodev
-    tpl = templates.load("deb")
+    tpl = store.load("deb")
     for p in (tpl.rootfs / "dev").iterdir():  # debootstrap made device nodes there
         mode = p.lstat().st_mode
         assert not (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)), p
@@ -340,8 +340,8 @@ def _debootstrap_missing() -> str | None:
         return "debootstrap needs root"
     if shutil.which("unshare") is None or shutil.which("findmnt") is None:
         return "util-linux unshare and findmnt are not installed"
-    mirror = templates.configured_mirror()
-    url = f"{mirror}/dists/{templates.host_suite()}/Release"
+    mirror = bootstrap.configured_mirror()
+    url = f"{mirror}/dists/{bootstrap.host_suite()}/Release"
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
             r.read(64)
@@ -356,10 +356,10 @@ sys.path.insert(0, sys.argv[1])
 root = sys.argv[2]
 os.environ.update(XDG_DATA_HOME=root + "/data", XDG_RUNTIME_DIR=root + "/run", HOME=root)
 os.makedirs(root + "/run", mode=0o700)
-from zionwm.isolation import templates
+from zionwm.isolation.templates import bootstrap, generations, manage, store
 from zionwm.isolation.launcher import Launcher
 from zionwm.isolation.spec import DesktopSpec
-templates.create("bb", templates.Source("dir", root + "/src"))
+manage.create("bb", store.Source("dir", root + "/src"))
 spec = DesktopSpec(name="work", colour=(1.0, 1.0, 1.0, 1.0), template="bb")
 r, w = os.pipe()
 script = "id -u; cat /etc/os-release; echo x > /usr/bin/new && stat -c %u /usr/bin/new"

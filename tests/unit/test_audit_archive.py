@@ -23,9 +23,8 @@ from tests.unit.test_audit_samples import (
     build_traversal_zip,
     build_zip_bomb,
 )
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit import archive
-from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.report import AuditReport, Finding, Verdict
 from zionwm.quarantine.worker import AuditSettings
 
 

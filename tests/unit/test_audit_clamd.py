@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit import clamd
+from zionwm.quarantine.report import Verdict
 from zionwm.quarantine.worker import AuditSettings
 
 

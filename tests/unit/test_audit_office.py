@@ -14,8 +14,8 @@ from tests.unit.test_audit_samples import (
     build_encrypted_office,
     build_text,
 )
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit import office
+from zionwm.quarantine.report import Verdict
 
 
 def test_docm_with_autoopen_dropper_is_malicious(tmp_path: Path) -> None:

@@ -8,9 +8,8 @@ from pypdf import PdfWriter
 from pypdf.generic import DictionaryObject, NameObject, TextStringObject
 
 from tests.unit.test_audit_samples import build_clean_pdf, build_pdf_js_in_object_stream
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit import pdf
-from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.report import AuditReport, Finding, Verdict
 
 
 def rules(findings: list[Finding]) -> set[str]:

@@ -16,9 +16,8 @@ from tests.unit.test_audit_samples import (
     build_shebang_script,
     build_text,
 )
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit import magic_type
-from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.report import AuditReport, Finding, Verdict
 
 REG = stat.S_IFREG | 0o644
 

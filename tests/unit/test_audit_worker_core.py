@@ -7,9 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine import worker
-from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.report import AuditReport, Finding, Verdict
 from zionwm.quarantine.worker import AuditSettings, SandboxPlan, WorkerRun
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.system.clamd_fixture import EICAR
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit import yara_scan
-from zionwm.quarantine.report import Finding
+from zionwm.quarantine.report import Finding, Verdict
 from zionwm.quarantine.worker import AuditSettings
 
 

@@ -6,21 +6,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
-from zionwm.isolation.cgroups import (
-    DELEGATE_HINT,
-    UNIFIED,
-    DesktopCgroup,
-    DirFacts,
-    FreezeOp,
+from zionwm.isolation.cgroups.desktop import DesktopCgroup
+from zionwm.isolation.cgroups.freezer import FreezeOp
+from zionwm.isolation.cgroups.fs import parse_keyed
+from zionwm.isolation.cgroups.layout import UNIFIED, detect_layout
+from zionwm.isolation.cgroups.limits import (
     Write,
-    detect_layout,
     format_cpus,
     limit_writes,
     parse_cpus,
-    parse_keyed,
-    summarize,
     validate_limits,
 )
+from zionwm.isolation.cgroups.status import DELEGATE_HINT, DirFacts, summarize
 from zionwm.isolation.spec import Limits
 
 # A systemd desktop (Fedora / Ubuntu 22.04+ / Debian 12 with systemd): pure cgroup v2.

@@ -21,6 +21,8 @@ from zionwm.config import (
     parse_key,
     parse_size,
 )
+from zionwm.config.load import DEFAULT_CONFIG
+from zionwm.config.model import TEXT_MIME_TYPES
 from zionwm.isolation import spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -748,7 +750,7 @@ def test_settings_defaults_and_overrides(tmp_path: Path) -> None:
     assert s.repeat_delay == 600
     assert s.clipboard_max_bytes == 2 << 20
     assert s.clamd_socket == Path("/run/clamav/clamd.ctl")
-    assert s.clipboard_mime_types == cfg.TEXT_MIME_TYPES
+    assert s.clipboard_mime_types == TEXT_MIME_TYPES
     assert s.source == tmp_path / "config.py"
     assert cfg.Settings().clipboard_max_bytes == 1024 * 1024
 
@@ -819,11 +821,11 @@ def test_keyboard_layout_is_checked_by_building_the_keymap(tmp_path: Path) -> No
 
 
 def test_default_config_is_shipped_in_the_package_and_in_config() -> None:
-    assert (REPO / "config" / "default.py").read_bytes() == cfg.DEFAULT_CONFIG.read_bytes()
+    assert (REPO / "config" / "default.py").read_bytes() == DEFAULT_CONFIG.read_bytes()
 
 
 def test_default_config_validates_cleanly() -> None:
-    config, errors = load_config(cfg.DEFAULT_CONFIG)
+    config, errors = load_config(DEFAULT_CONFIG)
     assert errors == []
     assert config is not None
 
@@ -895,7 +897,7 @@ def test_first_start_writes_the_default(tmp_path: Path) -> None:
     assert not path.exists()
     config, errors, fell_back = load_or_fallback(path)
     assert (errors, fell_back) == ([], False)
-    assert path.read_bytes() == cfg.DEFAULT_CONFIG.read_bytes()
+    assert path.read_bytes() == DEFAULT_CONFIG.read_bytes()
     assert [d.name for d in config.desktops] == ["personal", "work", "gaming", "web"]
     assert config.settings.source == path
     assert sorted(os.listdir(path.parent)) == ["config.py"]  # no temporary left behind
@@ -1020,3 +1022,13 @@ def test_bad_layout_is_an_error_on_its_line(tmp_path: Path, value: str) -> None:
     line, message = only(tmp_path, body)
     assert line == 3
     assert message.startswith("desktop 'b': layout: must be one of 'float', 'tile'")
+
+
+def test_the_names_a_config_file_imports_are_the_ones_hints_suggest() -> None:
+    """`from zionwm.config import *` and the "did you mean" hints draw on the same names,
+    which the package's modules each declare for their part."""
+    from zionwm.config import load
+
+    assert sorted(cfg.__all__) == sorted(set(load._PUBLIC_NAMES))
+    for name in cfg.__all__:
+        assert getattr(cfg, name) is not None

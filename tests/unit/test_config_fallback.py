@@ -1,4 +1,4 @@
-"""The config that runs while the user's file is broken (zionwm.config.locked_down)."""
+"""The config that runs while the user's file is broken (zionwm.config.load.locked_down)."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ import pytest
 from tests.harness import stop_main, wait_for
 from zionwm import commands, paths
 from zionwm.compositor import ipc
+from zionwm.compositor.ipc import sway, transport
 from zionwm.ctl import ControlClient, format_desktops, format_event
 
 T = TypeVar("T")
@@ -138,7 +139,7 @@ class Harness:
     def emit(self, event: str, payload: dict[str, Any]) -> None:
         self.on_loop(lambda: self.hub.emit(event, payload))
 
-    def subscribers(self, server: ipc._ServerBase) -> int:
+    def subscribers(self, server: transport.ServerBase) -> int:
         return self.on_loop(lambda: sum(1 for c in server.clients if c.subscriptions))
 
     def close(self) -> None:
@@ -223,7 +224,7 @@ def test_runtime_dir_is_tightened_to_0700(runtime: Path) -> None:
 
 
 def test_stale_socket_is_replaced_live_one_and_plain_file_are_not(runtime: Path) -> None:
-    ipc.ensure_private_dir(paths.runtime_dir())
+    transport.ensure_private_dir(paths.runtime_dir())
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(paths.ipc_socket()))
     stale.close()  # the file stays; nobody answers on it
@@ -243,15 +244,15 @@ def test_stale_socket_is_replaced_live_one_and_plain_file_are_not(runtime: Path)
         h.close()
     paths.sway_ipc_socket().write_text("not a socket")
     with pytest.raises(FileExistsError):
-        ipc.remove_stale_socket(paths.sway_ipc_socket())
+        transport.remove_stale_socket(paths.sway_ipc_socket())
     assert paths.sway_ipc_socket().read_text() == "not a socket"
 
 
 def test_peer_allowed_only_for_own_uid_and_root() -> None:
-    assert ipc.peer_allowed(1000, 1000)
-    assert ipc.peer_allowed(0, 1000)
-    assert not ipc.peer_allowed(1001, 1000)
-    assert not ipc.peer_allowed(65534, 0)
+    assert transport.peer_allowed(1000, 1000)
+    assert transport.peer_allowed(0, 1000)
+    assert not transport.peer_allowed(1001, 1000)
+    assert not transport.peer_allowed(65534, 0)
 
 
 def _can_setpriv_ambient() -> str | None:
@@ -296,7 +297,7 @@ def test_other_uid_is_refused(harness: Harness, which: str) -> None:
         path, request = paths.ipc_socket(), b'{"id":1,"type":"desktops"}\n'
     else:
         path = paths.sway_ipc_socket()
-        request = ipc.I3_MAGIC + struct.pack("=II", 0, ipc.GET_WORKSPACES)
+        request = sway.I3_MAGIC + struct.pack("=II", 0, sway.GET_WORKSPACES)
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     # Without privileges, the 0700 directory and 0600 socket already keep uid 65534 out.
     out = subprocess.run(
@@ -557,7 +558,7 @@ def test_emit_never_raises_when_the_controller_fails(harness: Harness) -> None:
         raw.settimeout(5)
         raw.connect(str(paths.sway_ipc_socket()))
         payload = b'["workspace"]'
-        raw.sendall(ipc.I3_MAGIC + struct.pack("=II", len(payload), ipc.SUBSCRIBE) + payload)
+        raw.sendall(sway.I3_MAGIC + struct.pack("=II", len(payload), sway.SUBSCRIBE) + payload)
         assert raw.recv(100).endswith(b'{"success": true}')  # sway's literal reply
 
         def broken() -> list[dict[str, Any]]:
@@ -637,16 +638,16 @@ def test_subscriber_that_never_reads_is_disconnected_without_blocking(runtime: P
 
 
 def test_split_sway_commands() -> None:
-    assert ipc.split_sway_commands('workspace "my desk"; nop, workspace number 2') == [
+    assert sway.split_sway_commands('workspace "my desk"; nop, workspace number 2') == [
         ["workspace", "my desk"],
         ["nop"],
         ["workspace", "number", "2"],
     ]
-    assert ipc.split_sway_commands('[app_id=foot title="a b"] kill') == [
+    assert sway.split_sway_commands('[app_id=foot title="a b"] kill') == [
         ['[app_id=foot title="a b"]', "kill"]
     ]
-    assert ipc.split_sway_commands("  ;; ") == []
-    assert ipc.split_sway_commands("workspace 'a;b'") == [["workspace", "a;b"]]
+    assert sway.split_sway_commands("  ;; ") == []
+    assert sway.split_sway_commands("workspace 'a;b'") == [["workspace", "a;b"]]
 
 
 def test_resolve_workspace_command() -> None:
@@ -655,7 +656,7 @@ def test_resolve_workspace_command() -> None:
         {"name": "work", "active": True},
         {"name": "web", "active": False},
     ]
-    r = ipc.resolve_workspace_command
+    r = sway.resolve_workspace_command
     assert r(["web"], desks) == ["switch", "web"]
     assert r(["--no-auto-back-and-forth", "personal"], desks) == ["switch", "personal"]
     assert r(["work"], desks) == []  # already there: success, nothing to do
@@ -876,17 +877,17 @@ def _raw_i3(data: bytes) -> bytes:
 
 def test_i3_malformed_input(harness: Harness) -> None:
     assert _raw_i3(b"not-i3-at-all, at all") == b""  # bad magic: disconnected
-    header = ipc.I3_MAGIC + struct.pack("=II", ipc.MAX_REQUEST + 1, ipc.RUN_COMMAND)
+    header = sway.I3_MAGIC + struct.pack("=II", ipc.MAX_REQUEST + 1, sway.RUN_COMMAND)
     assert _raw_i3(header) == b""  # oversize: disconnected before reading the payload
-    reply = _raw_i3(ipc.I3_MAGIC + struct.pack("=II", 2, ipc.RUN_COMMAND) + b"\xff\xfe")
+    reply = _raw_i3(sway.I3_MAGIC + struct.pack("=II", 2, sway.RUN_COMMAND) + b"\xff\xfe")
     assert json.loads(reply[14:]) == {"success": False, "error": "payload is not UTF-8"}
-    reply = _raw_i3(ipc.I3_MAGIC + struct.pack("=II", 3, ipc.SUBSCRIBE) + b"[x]")
+    reply = _raw_i3(sway.I3_MAGIC + struct.pack("=II", 3, sway.SUBSCRIBE) + b"[x]")
     assert json.loads(reply[14:])["success"] is False
-    reply = _raw_i3(ipc.I3_MAGIC + struct.pack("=II", 0, 77))
+    reply = _raw_i3(sway.I3_MAGIC + struct.pack("=II", 0, 77))
     assert struct.unpack("=I", reply[10:14])[0] == 77
     assert "unsupported message type 77" in json.loads(reply[14:])["error"]
     # A request split into single bytes is reassembled.
-    msg = ipc.I3_MAGIC + struct.pack("=II", 0, ipc.GET_VERSION)
+    msg = sway.I3_MAGIC + struct.pack("=II", 0, sway.GET_VERSION)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(5)
         s.connect(str(paths.sway_ipc_socket()))
@@ -928,6 +929,6 @@ def test_desktop_added_sends_workspace_init(
 
 def test_subscribe_reply_is_swaylike_to_the_byte() -> None:
     """waybar 0.9 compares the SUBSCRIBE reply with sway's literal text instead of parsing."""
-    frame = ipc.i3_frame(ipc.SUBSCRIBE, {"success": True})
+    frame = sway.i3_frame(sway.SUBSCRIBE, {"success": True})
     assert frame.endswith(b'{"success": true}')
-    assert ipc.i3_frame(ipc.SUBSCRIBE, {"success": False, "error": "x"}).endswith(b'"x"}')
+    assert sway.i3_frame(sway.SUBSCRIBE, {"success": False, "error": "x"}).endswith(b'"x"}')

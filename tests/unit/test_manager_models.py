@@ -321,7 +321,7 @@ def test_apps_of_a_template_desktop_with_its_own_layer(
     """A real template built from a directory (as `zionctl template create --from-dir`), and
     the desktop's own layer over it: what `desktop show` names is what is searched."""
     from zionwm import paths
-    from zionwm.isolation import templates
+    from zionwm.isolation.templates import manage as templates
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     src = tmp_path / "src"

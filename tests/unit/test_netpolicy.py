@@ -18,9 +18,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from zionwm.isolation import dnsfilter, netpolicy
-from zionwm.isolation.dnsfilter import DnsError, DnsForwarder, Question
-from zionwm.isolation.netpolicy import DesktopRules, PolicyError
+from zionwm.isolation.network import dnshelper, dnswire
+from zionwm.isolation.network import policy as netpolicy
+from zionwm.isolation.network.dnsfilter import DnsForwarder
+from zionwm.isolation.network.dnswire import DnsError, Question
+from zionwm.isolation.network.policy import DesktopRules, PolicyError
 from zionwm.isolation.spec import AllowRule, NetMode, NetworkPolicy
 
 DOC_RANGES = [
@@ -312,7 +314,7 @@ def _name(*labels: bytes) -> bytes:
 def _answer(
     ident: int, qname: str, records: list[tuple[bytes, int, int, bytes]], flags: int = 0x8180
 ) -> bytes:
-    q = dnsfilter.encode_name(qname) + struct.pack("!HH", 1, 1)
+    q = dnswire.encode_name(qname) + struct.pack("!HH", 1, 1)
     body = b""
     for owner, rtype, ttl, rdata in records:
         body += owner + struct.pack("!HHIH", rtype, 1, ttl, len(rdata)) + rdata
@@ -321,8 +323,8 @@ def _answer(
 
 def test_read_name_plain_and_compressed() -> None:
     buf = b"\0" * 12 + _name(b"www", b"Example", b"org") + b"\x03abc\xc0\x10"
-    assert dnsfilter.read_name(buf, 12) == ("www.example.org", 29)
-    assert dnsfilter.read_name(buf, 29) == ("abc.example.org", 35)
+    assert dnswire.read_name(buf, 12) == ("www.example.org", 29)
+    assert dnswire.read_name(buf, 29) == ("abc.example.org", 35)
 
 
 @pytest.mark.parametrize(
@@ -340,7 +342,7 @@ def test_read_name_plain_and_compressed() -> None:
 )
 def test_read_name_refuses_hostile_names(tail: bytes) -> None:
     with pytest.raises(DnsError):
-        dnsfilter.read_name(b"\0" * 12 + tail, 12)
+        dnswire.read_name(b"\0" * 12 + tail, 12)
 
 
 def test_read_name_bounds_jumps_and_length() -> None:
@@ -349,14 +351,14 @@ def test_read_name_bounds_jumps_and_length() -> None:
     for i in range(40):
         buf += struct.pack("!H", 0xC000 | (len(buf) - 2 if i else 0))
     with pytest.raises(DnsError):
-        dnsfilter.read_name(bytes(buf), len(buf) - 2)
+        dnswire.read_name(bytes(buf), len(buf) - 2)
     long = b"".join(b"\x3f" + b"a" * 63 for _ in range(5)) + b"\0"
     with pytest.raises(DnsError):
-        dnsfilter.read_name(long, 0)
+        dnswire.read_name(long, 0)
 
 
 def test_parse_and_learn_follow_the_cname_chain_only() -> None:
-    q = dnsfilter.encode_name("www.a.test")
+    q = dnswire.encode_name("www.a.test")
     msg = _answer(
         7,
         "www.a.test",
@@ -367,11 +369,11 @@ def test_parse_and_learn_follow_the_cname_chain_only() -> None:
             (_name(b"evil", b"test"), 1, 900, bytes([203, 0, 113, 66])),  # unrelated
         ],
     )
-    parsed = dnsfilter.parse_message(msg)
+    parsed = dnswire.parse_message(msg)
     assert parsed.question == Question("www.a.test", 1, 1)
     assert parsed.is_response and parsed.rcode == 0
     assert parsed.answers[0].data == "cdn.b.test"
-    learned = dnsfilter.learned_addresses(parsed, min_ttl=60, max_ttl=3600)
+    learned = dnswire.learned_addresses(parsed, min_ttl=60, max_ttl=3600)
     # .7: TTL 30 raised to the floor; .8: capped by the CNAME's 600; .66 is not ours.
     assert learned == [("198.51.100.7", 60), ("198.51.100.8", 600)]
     assert len(q) == 12
@@ -380,13 +382,13 @@ def test_parse_and_learn_follow_the_cname_chain_only() -> None:
 def test_parse_refuses_bad_records() -> None:
     bad_a = _answer(1, "a.test", [(b"\xc0\x0c", 1, 5, b"\x01\x02\x03")])
     with pytest.raises(DnsError):
-        dnsfilter.parse_message(bad_a)
+        dnswire.parse_message(bad_a)
     with pytest.raises(DnsError):
-        dnsfilter.parse_message(bad_a[:-2])
+        dnswire.parse_message(bad_a[:-2])
     two_questions = bytearray(_answer(1, "a.test", []))
     two_questions[5] = 2
     with pytest.raises(DnsError):
-        dnsfilter.parse_message(bytes(two_questions))
+        dnswire.parse_message(bytes(two_questions))
 
 
 def test_parser_never_raises_anything_but_dns_error() -> None:
@@ -408,10 +410,10 @@ def test_parser_never_raises_anything_but_dns_error() -> None:
                 mutated[rng.randrange(len(mutated))] = rng.randrange(256)
             data = bytes(mutated[: rng.randrange(len(mutated) + 1)])
         try:
-            msg = dnsfilter.parse_message(data)
+            msg = dnswire.parse_message(data)
         except DnsError:
             continue
-        dnsfilter.learned_addresses(msg, 1, 10)
+        dnswire.learned_addresses(msg, 1, 10)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,7 +441,7 @@ class Upstream:
         self.tcp_thread.start()
 
     def respond(self, data: bytes) -> bytes:
-        q = dnsfilter.parse_message(data)
+        q = dnswire.parse_message(data)
         if q.question.name == "a.test":
             rec = [(b"\xc0\x0c", 1, 120, bytes([198, 51, 100, 7]))]
             return _answer(q.ident, "a.test", rec)
@@ -460,7 +462,7 @@ class Upstream:
                 data = b""
                 while len(data) < n:
                     data += conn.recv(n - len(data))
-                self.seen.append("tcp:" + dnsfilter.parse_message(data).question.name)
+                self.seen.append("tcp:" + dnswire.parse_message(data).question.name)
                 reply = self.respond(data)
                 conn.sendall(struct.pack("!H", len(reply)) + reply)
 
@@ -475,7 +477,7 @@ class Upstream:
                 data, peer = self.sock.recvfrom(2048)
             except TimeoutError:
                 continue
-            q = dnsfilter.parse_message(data)
+            q = dnswire.parse_message(data)
             self.seen.append(q.question.name)
             if not self.answer:
                 continue
@@ -518,20 +520,20 @@ class Served:
         self.client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.client.settimeout(5)
 
-    def ask(self, name: str, ident: int = 0x1234) -> tuple[dnsfilter.Message, float]:
-        self.client.sendto(dnsfilter.build_query(ident, Question(name, 1, 1)), self.fwd.address)
+    def ask(self, name: str, ident: int = 0x1234) -> tuple[dnswire.Message, float]:
+        self.client.sendto(dnswire.build_query(ident, Question(name, 1, 1)), self.fwd.address)
         data = self.client.recv(4096)
-        return dnsfilter.parse_message(data), time.monotonic()
+        return dnswire.parse_message(data), time.monotonic()
 
-    def ask_tcp(self, name: str, ident: int = 0x4321) -> dnsfilter.Message:
-        query = dnsfilter.build_query(ident, Question(name, 1, 1))
+    def ask_tcp(self, name: str, ident: int = 0x4321) -> dnswire.Message:
+        query = dnswire.build_query(ident, Question(name, 1, 1))
         with socket.create_connection(self.tcp.getsockname(), timeout=5) as c:
             c.sendall(struct.pack("!H", len(query)) + query)
             n = struct.unpack("!H", c.recv(2))[0]
             data = b""
             while len(data) < n:
                 data += c.recv(n - len(data))
-        return dnsfilter.parse_message(data)
+        return dnswire.parse_message(data)
 
     def close(self) -> None:
         self.fwd.stop()
@@ -550,7 +552,7 @@ def test_forwarder_answers_allowed_and_learns_first(upstream: Upstream) -> None:
         assert rules == (0,) and addrs == [("198.51.100.7", 120)]
         assert when <= answered  # the firewall opens before the program gets the address
         msg, _ = s.ask("missing.test")  # allowed, but NXDOMAIN upstream: nothing learned
-        assert msg.rcode == dnsfilter.RCODE_NXDOMAIN and len(s.learned) == 1
+        assert msg.rcode == dnswire.RCODE_NXDOMAIN and len(s.learned) == 1
     finally:
         s.close()
 
@@ -559,7 +561,7 @@ def test_forwarder_refuses_names_without_asking_upstream(upstream: Upstream) -> 
     s = Served(upstream)
     try:
         msg, _ = s.ask("evil.test")
-        assert msg.rcode == dnsfilter.RCODE_NXDOMAIN and msg.answers == ()
+        assert msg.rcode == dnswire.RCODE_NXDOMAIN and msg.answers == ()
         assert upstream.seen == [] and s.learned == []
     finally:
         s.close()
@@ -579,7 +581,7 @@ def test_forwarder_survives_garbage_and_ignores_spoofed_answers() -> None:
                 reply = s.client.recv(4096)
             except TimeoutError:
                 break
-            assert struct.unpack("!H", reply[2:4])[0] & 0xF == dnsfilter.RCODE_FORMERR
+            assert struct.unpack("!H", reply[2:4])[0] & 0xF == dnswire.RCODE_FORMERR
             formerr += 1
         assert formerr >= 3
         s.client.settimeout(5)
@@ -595,7 +597,7 @@ def test_forwarder_servfail_when_upstream_is_silent() -> None:
     s = Served(up, timeout=0.3)
     try:
         msg, _ = s.ask("a.test")
-        assert msg.rcode == dnsfilter.RCODE_SERVFAIL
+        assert msg.rcode == dnswire.RCODE_SERVFAIL
         assert up.seen == ["a.test", "a.test"]  # one retry, then fail
     finally:
         s.close()
@@ -607,10 +609,10 @@ def test_forwarder_over_tcp(upstream: Upstream) -> None:
     try:
         msg = s.ask_tcp("big.test")
         assert msg.ident == 0x4321 and msg.rcode == 0
-        assert len(msg.answers) == dnsfilter.MAX_RECORDS  # parsed up to our bound
+        assert len(msg.answers) == dnswire.MAX_RECORDS  # parsed up to our bound
         assert "tcp:big.test" in upstream.seen
         assert s.learned and s.learned[0][0] == (2,)
-        assert s.ask_tcp("evil.test").rcode == dnsfilter.RCODE_NXDOMAIN
+        assert s.ask_tcp("evil.test").rcode == dnswire.RCODE_NXDOMAIN
         assert "tcp:evil.test" not in upstream.seen
         # A frame too short for a header: the connection is closed without an answer.
         with socket.create_connection(s.tcp.getsockname(), timeout=5) as c:
@@ -635,7 +637,7 @@ def test_forwarder_over_tcp(upstream: Upstream) -> None:
 
 def test_learn_request_accepted() -> None:
     line = json.dumps({"rules": [2, 0, 2], "addrs": [["198.51.100.7", 90], ["203.0.113.1", 0]]})
-    rules, addrs = dnsfilter.parse_learn_request(line.encode(), frozenset({0, 2}), 3600)
+    rules, addrs = dnshelper.parse_learn_request(line.encode(), frozenset({0, 2}), 3600)
     assert rules == (0, 2)
     assert addrs == [("198.51.100.7", 90), ("203.0.113.1", 1)]
 
@@ -657,6 +659,6 @@ def test_learn_request_accepted() -> None:
 )
 def test_learn_request_refused(doc: object) -> None:
     with pytest.raises(ValueError):
-        dnsfilter.parse_learn_request(json.dumps(doc).encode(), frozenset({0, 2}), 3600)
+        dnshelper.parse_learn_request(json.dumps(doc).encode(), frozenset({0, 2}), 3600)
     with pytest.raises(ValueError):
-        dnsfilter.parse_learn_request(b"{not json", frozenset({0}), 3600)
+        dnshelper.parse_learn_request(b"{not json", frozenset({0}), 3600)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from zionwm.isolation import instance, netpolicy
+from zionwm.isolation import instance
+from zionwm.isolation.network import policy as netpolicy
 
 
 def test_instance_ids_differ_per_user_runtime_socket_and_explicit_name() -> None:

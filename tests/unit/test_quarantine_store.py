@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from zionwm.isolation.spec import DesktopSpec, DownloadsPolicy, Verdict, VerdictAction
+from zionwm.isolation.spec import DesktopSpec, DownloadsPolicy, VerdictAction
 from zionwm.quarantine.inbox import is_candidate_name
 from zionwm.quarantine.release import clash_name, safe_name
-from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.report import AuditReport, Finding, Verdict
 from zionwm.quarantine.service import (
     decide,
     policy_from_json,

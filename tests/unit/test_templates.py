@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from zionwm import ctl, paths
-from zionwm.isolation import templates
 from zionwm.isolation.bwrap import (
     FONTS_DIR,
     HostFacts,
@@ -29,7 +28,8 @@ from zionwm.isolation.bwrap import (
     plan_sandbox,
 )
 from zionwm.isolation.spec import DesktopSpec
-from zionwm.isolation.templates import Source, TemplateError, UnsafeArchiveError
+from zionwm.isolation.templates import bootstrap, images, launch, manage, store, tree
+from zionwm.isolation.templates.store import Source, TemplateError, UnsafeArchiveError
 
 # -- archive building helpers ---------------------------------------------------------------
 
@@ -120,7 +120,7 @@ def oci_archive(path: Path, layers: list[bytes], *, as_dir: bool = False) -> Pat
             {
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "digest": put(mdata),
-                "platform": {"architecture": templates.host_oci_arch(), "os": "linux"},
+                "platform": {"architecture": images.host_oci_arch(), "os": "linux"},
             }
         ],
     }
@@ -170,18 +170,18 @@ def all_paths(root: Path) -> set[str]:
 
 
 def test_member_parts_strip_roots_and_refuse_climbing() -> None:
-    assert templates.member_parts("./usr/bin/x") == ("usr", "bin", "x")
-    assert templates.member_parts("/etc//passwd") == ("etc", "passwd")
-    assert templates.member_parts("./") == ()
+    assert tree.member_parts("./usr/bin/x") == ("usr", "bin", "x")
+    assert tree.member_parts("/etc//passwd") == ("etc", "passwd")
+    assert tree.member_parts("./") == ()
     for bad in ("../x", "usr/../../x", "a/.."):
         with pytest.raises(UnsafeArchiveError):
-            templates.member_parts(bad)
+            tree.member_parts(bad)
 
 
 @pytest.mark.parametrize("name", ["Debian", "", "a/b", "..", "-x", "a" * 33, "a b"])
 def test_bad_template_names(name: str) -> None:
     with pytest.raises(TemplateError):
-        templates.check_name(name)
+        store.check_name(name)
 
 
 # -- OCI and docker archives ------------------------------------------------------------------
@@ -196,7 +196,7 @@ def test_oci_layers_apply_in_order_with_whiteouts(xdg: Path, as_dir: bool) -> No
         [tar_bytes(base_layer(), compress=True), tar_bytes(top_layer())],
         as_dir=as_dir,
     )
-    tpl = templates.create("img", Source("archive", str(where)))
+    tpl = manage.create("img", Source("archive", str(where)))
     root = tpl.rootfs
     assert not (root / "usr/share/doomed").exists()  # deleted by layer 2's whiteout
     assert (root / "usr/share/kept").read_text() == "from layer 1\n"
@@ -207,14 +207,14 @@ def test_oci_layers_apply_in_order_with_whiteouts(xdg: Path, as_dir: bool) -> No
     assert (root / "usr/bin/tool").stat().st_mode & 0o777 == 0o755
     assert tpl.image_config["Env"] == ["PATH=/usr/bin"]
     # The files sandboxes bind over exist as plain files.
-    for rel in templates.BIND_TARGETS:
+    for rel in tree.BIND_TARGETS:
         assert stat.S_ISREG(os.lstat(root / rel).st_mode), rel
-    assert templates.load("img").to_json() == tpl.to_json()
+    assert store.load("img").to_json() == tpl.to_json()
 
 
 def test_docker_save_archive(xdg: Path) -> None:
     arch = docker_archive(xdg / "d.tar", [tar_bytes(base_layer()), tar_bytes(top_layer())])
-    tpl = templates.create("dock", Source("archive", str(arch)))
+    tpl = manage.create("dock", Source("archive", str(arch)))
     assert not (tpl.rootfs / "usr/share/doomed").exists()
     assert (tpl.rootfs / "usr/share/added").exists()
     assert tpl.image_config == {"Cmd": ["/bin/sh"]}
@@ -232,7 +232,7 @@ def test_layer_not_matching_its_digest_is_refused(xdg: Path) -> None:
         tampered.append(_file(m.name, changed))
     arch.write_bytes(tar_bytes(tampered))  # type: ignore[arg-type]
     with pytest.raises(TemplateError, match="digest"):
-        templates.create("bad", Source("archive", str(arch)))
+        manage.create("bad", Source("archive", str(arch)))
     assert not (paths.templates_dir() / "bad" / "gen-1").exists()
 
 
@@ -240,8 +240,8 @@ def test_plain_tarball_is_not_an_image(xdg: Path) -> None:
     plain = xdg / "rootfs.tar"
     plain.write_bytes(tar_bytes(base_layer()))
     with pytest.raises(TemplateError, match="--from-rootfs"):
-        templates.create("x", Source("archive", str(plain)))
-    tpl = templates.create("x", Source("rootfs", str(plain)))
+        manage.create("x", Source("archive", str(plain)))
+    tpl = manage.create("x", Source("rootfs", str(plain)))
     assert (tpl.rootfs / "usr/share/doomed").exists()
 
 
@@ -252,9 +252,9 @@ def test_pick_manifest_by_architecture() -> None:
             {"digest": "b", "platform": {"architecture": "amd64", "os": "linux"}},
         ]
     }
-    assert templates.pick_manifest(index, "amd64")["digest"] == "b"
+    assert images.pick_manifest(index, "amd64")["digest"] == "b"
     with pytest.raises(TemplateError, match="riscv64"):
-        templates.pick_manifest(index, "riscv64")
+        images.pick_manifest(index, "riscv64")
 
 
 # -- hostile archives -------------------------------------------------------------------------
@@ -282,11 +282,11 @@ def test_dotdot_archive_is_refused_and_leaves_nothing(xdg: Path) -> None:
     )
     before = all_paths(xdg)
     with pytest.raises(UnsafeArchiveError, match=r"\.\."):
-        templates.create("evil", Source("rootfs", str(evil)))
+        manage.create("evil", Source("rootfs", str(evil)))
     _check_nothing_outside(xdg, before)
     assert not (paths.templates_dir() / "evil").exists()
     with pytest.raises(TemplateError, match="no template"):
-        templates.load("evil")
+        store.load("evil")
 
 
 def test_writing_through_a_symlink_is_refused(xdg: Path) -> None:
@@ -300,14 +300,14 @@ def test_writing_through_a_symlink_is_refused(xdg: Path) -> None:
             )
         )
         with pytest.raises(UnsafeArchiveError, match="link"):
-            templates.create("evil", Source("rootfs", str(evil)))
+            manage.create("evil", Source("rootfs", str(evil)))
         assert list(outside.iterdir()) == []
     # Hard links must point inside the tree too.
     (outside / "secret").write_text("s")
     for link in (str(outside / "secret"), "../../outside/secret"):
         evil.write_bytes(tar_bytes([*base_layer(), _entry("h", tarfile.LNKTYPE, link=link)]))
         with pytest.raises(UnsafeArchiveError):
-            templates.create("evil", Source("rootfs", str(evil)))
+            manage.create("evil", Source("rootfs", str(evil)))
     assert (outside / "secret").stat().st_nlink == 1
 
 
@@ -329,7 +329,7 @@ def test_devices_setid_and_absolute_names_are_neutralised(xdg: Path) -> None:
     arch = xdg / "n.tar"
     arch.write_bytes(tar_bytes(members))
     before = all_paths(xdg)
-    tpl = templates.create("n", Source("rootfs", str(arch)))
+    tpl = manage.create("n", Source("rootfs", str(arch)))
     root = tpl.rootfs
     assert sorted(os.listdir(root / "dev")) == []
     assert (root / "usr/bin/su").stat().st_mode & 0o7777 == 0o755
@@ -353,7 +353,7 @@ def test_from_dir_copies_links_and_skips_special_files(xdg: Path) -> None:
     os.mkfifo(src / "usr/bin/fifo")
     (src / "usr/bin/s").write_text("s")
     os.chmod(src / "usr/bin/s", 0o6755)
-    tpl = templates.create("d", Source("dir", str(src)))
+    tpl = manage.create("d", Source("dir", str(src)))
     root = tpl.rootfs
     assert os.stat(root / "usr/bin/a").st_ino == os.stat(root / "usr/bin/b").st_ino
     assert os.readlink(root / "usr/bin/link") == "/etc/passwd"
@@ -370,33 +370,33 @@ def test_update_builds_a_new_generation_and_prunes_the_old(xdg: Path) -> None:
     (src / "usr").mkdir(parents=True)
     (src / "etc").mkdir()
     (src / "etc/version").write_text("1")
-    tpl = templates.create("u", Source("dir", str(src)))
+    tpl = manage.create("u", Source("dir", str(src)))
     assert tpl.rootfs.name == "gen-1"
     with pytest.raises(TemplateError, match="exists"):
-        templates.create("u", Source("dir", str(src)))
+        manage.create("u", Source("dir", str(src)))
     (src / "etc/version").write_text("2")
-    new = templates.update("u")
+    new = manage.update("u")
     assert new.generation == 2 and new.created == tpl.created
     assert (new.rootfs / "etc/version").read_text() == "2"
     assert not tpl.rootfs.exists()  # nobody used generation 1
-    facts = templates.template_facts("work", "u", ephemeral=False)
+    facts = launch.template_facts("work", "u", ephemeral=False)
     assert facts.lower == str(new.rootfs)
     assert ("usr", None) in facts.top and ("etc", None) in facts.top
     assert Path(facts.upper).is_dir() and Path(facts.merged).is_dir()
     assert Path(facts.upper) == paths.desktop_dir("work") / "template-layer" / "u" / "upper"
-    eph = templates.template_facts("tmp", "u", ephemeral=True)
+    eph = launch.template_facts("tmp", "u", ephemeral=True)
     assert eph.scratch is not None and eph.upper.startswith(eph.scratch)
-    assert [d for d, _ in templates.desktop_layers("u")] == ["tmp", "work"]
-    templates.delete("u")
+    assert [d for d, _ in manage.desktop_layers("u")] == ["tmp", "work"]
+    manage.delete("u")
     assert not (paths.templates_dir() / "u").exists()
     assert (paths.desktop_dir("work") / "template-layer" / "u").is_dir()  # layers are kept
     with pytest.raises(TemplateError):
-        templates.template_facts("work", "u", ephemeral=False)
+        launch.template_facts("work", "u", ephemeral=False)
 
 
 def test_helper_argv_names_every_layer_dir() -> None:
     facts = TemplateFacts("t", "/L", "/U", "/W", "/M", "/S", (("usr", None),))
-    argv = templates.helper_argv(facts, python="/py")
+    argv = launch.helper_argv(facts, python="/py")
     assert argv[0] == "/py" and argv[-1] == "--"
     tail = argv[4:-1]
     assert tail == [
@@ -481,15 +481,15 @@ def test_apt_mirror_from_both_source_formats() -> None:
         "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\n"
         "Types: deb\n# a comment\nURIs: http://mirror.example/debian/\nSuites: bookworm\n"
     )
-    assert templates.apt_mirror([deb822]) == "http://mirror.example/debian"
+    assert bootstrap.apt_mirror([deb822]) == "http://mirror.example/debian"
     one_line = "deb [signed-by=/k.gpg] http://one.example/debian bookworm main\n"
-    assert templates.apt_mirror(["# nothing\n", one_line]) == "http://one.example/debian"
-    assert templates.apt_mirror(["deb-src http://x/ bookworm main\n"]) is None
+    assert bootstrap.apt_mirror(["# nothing\n", one_line]) == "http://one.example/debian"
+    assert bootstrap.apt_mirror(["deb-src http://x/ bookworm main\n"]) is None
 
 
 def test_debootstrap_argv() -> None:
     src = Source("debootstrap", "bookworm", include=("hello",), mirror="http://m/debian")
-    argv = templates.debootstrap_argv(src, Path("/t"), Path("/c"))
+    argv = bootstrap.debootstrap_argv(src, Path("/t"), Path("/c"))
     assert argv[1:] == [
         "--variant=minbase",
         "--include=hello",
@@ -503,7 +503,7 @@ def test_debootstrap_argv() -> None:
 def test_podman_missing_is_said(xdg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(xdg / "empty"))
     with pytest.raises(TemplateError, match="podman is not installed"):
-        templates.create("p", Source("podman", "alpine:3"))
+        manage.create("p", Source("podman", "alpine:3"))
     assert not (paths.templates_dir() / "p").exists()
 
 

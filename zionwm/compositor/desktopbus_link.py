@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zionwm.desktopbus import bus as dbus_bus
@@ -23,7 +25,8 @@ from . import desktop_notice
 from .loop import FdHandle
 
 if TYPE_CHECKING:
-    from .integration import Isolation
+    from zionwm.isolation.launcher import Launcher
+
     from .server import Server
 
 log = logging.getLogger(__name__)
@@ -53,13 +56,17 @@ class _Running:
 
 
 class DesktopBusLink:
-    def __init__(self, server: Server, isolation: Isolation) -> None:
+    def __init__(
+        self, server: Server, launcher: Launcher, cgroup_procs: Callable[[str], list[Path]]
+    ) -> None:
+        """`cgroup_procs(desktop)`: the cgroup.procs files a desktop's bus joins, so that it
+        is frozen and limited with the desktop's programs."""
         self.server = server
-        self.isolation = isolation
+        self._cgroup_procs = cgroup_procs
         self.running: dict[str, _Running] = {}
         self.queues: dict[str, FrozenQueue] = {}
         self.failures: dict[str, str] = {}
-        isolation.launcher.session_bus = self.session_bus_for
+        launcher.session_bus = self.session_bus_for
 
     # ---- the launcher's question ----
 
@@ -90,7 +97,7 @@ class DesktopBusLink:
         if run is not None:
             self._stop(desktop)
         try:
-            bus = dbus_bus.start(desktop, self.isolation._cgroup_procs(desktop))
+            bus = dbus_bus.start(desktop, self._cgroup_procs(desktop))
         except (dbus_bus.BusStartError, OSError) as exc:
             self._failed(desktop, str(exc))
             return None

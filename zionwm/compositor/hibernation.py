@@ -19,7 +19,7 @@ from zionwm.isolation import hibernate
 from .loop import Timer
 
 if TYPE_CHECKING:
-    from zionwm.isolation.cgroups import DesktopCgroup
+    from zionwm.isolation.cgroups.desktop import DesktopCgroup
 
     from .server import Server
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pywayland.protocol.wayland import WlKeyboard
 from wlroots import ffi, lib
@@ -18,9 +18,6 @@ from wlroots.wlr_types.keyboard import KeyboardKeyEvent, KeyboardModifier
 from xkbcommon import xkb
 
 from .listeners import HasListeners
-
-if TYPE_CHECKING:
-    from .server import Server
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +89,25 @@ class BindingTable:
         return None
 
 
+class KeyboardCompositor(Protocol):
+    """What a keyboard asks of the compositor: its bindings, and where its keys go."""
+
+    @property
+    def bindings(self) -> BindingTable: ...
+
+    def binding_pressed(self, command: str, keycode: int) -> None: ...
+
+    def consume_release(self, keycode: int) -> bool: ...
+
+    def keyboard_key(self, handler: KeyboardHandler, event: Any) -> None: ...
+
+    def keyboard_modifiers(self, handler: KeyboardHandler) -> None: ...
+
+    def keyboard_destroyed(self, handler: KeyboardHandler) -> None: ...
+
+
 class KeyboardHandler(HasListeners):
-    def __init__(self, server: Server, device: InputDevice) -> None:
+    def __init__(self, server: KeyboardCompositor, device: InputDevice) -> None:
         self.server = server
         self.device = device
         self.keyboard = device.keyboard

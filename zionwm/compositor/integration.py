@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zionwm.isolation import outputlog
-from zionwm.isolation.cgroups import CgroupManager, DesktopCgroup, FreezeOp
+from zionwm.isolation.cgroups.desktop import DesktopCgroup
+from zionwm.isolation.cgroups.freezer import FreezeOp
+from zionwm.isolation.cgroups.manager import CgroupManager
 from zionwm.isolation.instance import cgroup_root_name, instance_id, network_prefix
 from zionwm.isolation.launcher import Launcher, LaunchError, Sandbox
-from zionwm.isolation.network import NetworkError, NetworkManager
+from zionwm.isolation.network.manager import NetworkManager
+from zionwm.isolation.network.model import NetworkError
 from zionwm.isolation.spec import DesktopSpec, NetMode
 from zionwm.isolation.storage import UnsafePathError
 
@@ -413,7 +416,7 @@ def attach(server: Server) -> None:
     server.extensions.append(iso)
     server.isolation = iso
     refusals.attach(server, iso.net)  # before any desktop's DNS forwarder starts
-    server.extensions.append(DesktopBusLink(server, iso))
+    server.extensions.append(DesktopBusLink(server, iso.launcher, iso._cgroup_procs))
     if os.environ.get("ZIONWM_NO_QUARANTINE") != "1":
         server.extensions.append(QuarantineLink(server))
     # after Isolation: both launch through it

@@ -8,7 +8,8 @@ compositor's trust indicator, which always stays on top: a panel can never cover
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from wlroots.util.box import Box
 from wlroots.wlr_types.layer_shell_v1 import (
@@ -21,18 +22,34 @@ from wlroots.wlr_types.layer_shell_v1 import (
 from . import native
 from .listeners import HasListeners
 from .native import SceneNode, SceneTree
+from .outputs import ServerOutput
 from .ui import STRIP_HEIGHT
-
-if TYPE_CHECKING:
-    from .server import Server
+from .views import View
 
 log = logging.getLogger(__name__)
 
 A = LayerSurfaceV1Anchor
 
 
+class LayerCompositor(Protocol):
+    """What the layer surfaces ask of the compositor: the outputs they are arranged on, the
+    windows that fit around them, and the keyboard they may take and give back."""
+
+    @property
+    def layers(self) -> Layers: ...
+
+    @property
+    def outputs(self) -> Sequence[ServerOutput]: ...
+
+    def all_views(self) -> Sequence[View]: ...
+
+    def focus_layer(self, view: LayerView) -> None: ...
+
+    def unfocus_layer(self, view: LayerView) -> None: ...
+
+
 class LayerView(HasListeners):
-    def __init__(self, server: Server, surface: LayerSurfaceV1, parent: SceneTree) -> None:
+    def __init__(self, server: LayerCompositor, surface: LayerSurfaceV1, parent: SceneTree) -> None:
         self.server = server
         self.surface = surface
         self.node: SceneNode = native.subsurface_tree(parent, surface.surface)
@@ -104,7 +121,9 @@ class LayerView(HasListeners):
 class Layers:
     """The four layer trees and the arrangement of every layer surface."""
 
-    def __init__(self, server: Server, below: list[SceneTree], above: list[SceneTree]) -> None:
+    def __init__(
+        self, server: LayerCompositor, below: list[SceneTree], above: list[SceneTree]
+    ) -> None:
         self.server = server
         self.trees = {
             LayerShellV1Layer.BACKGROUND: below[0],

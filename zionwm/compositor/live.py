@@ -10,6 +10,9 @@ deleted desktops' data restorable, and samples usage for the clients that subscr
 
 Every change is validated before anything is touched, written to the file, then applied:
 a refused change leaves the running desktops and the file as they were.
+
+Beside it: the `desktop` command's words (desktop_command.py), the data of deleted desktops
+(deleted_desktops.py) and the usage samples (usage.py).
 """
 
 from __future__ import annotations
@@ -28,19 +31,21 @@ from zionwm import desktops_model as model
 from zionwm import desktops_store as store
 from zionwm import paths
 from zionwm.desktops_store import DesktopsFile, Settings
-from zionwm.isolation import templates
 from zionwm.isolation.spec import DesktopSpec
+from zionwm.isolation.templates import store as templates
 
 from . import native
+from .deleted_desktops import DELETED_META, list_deleted, move_back, move_data_away
+from .desktop_command import DesktopCommand
 from .hibernation import Hibernation
 from .loop import Timer
+from .usage import UsageSampler
 
 if TYPE_CHECKING:
     from .server import Server
 
 log = logging.getLogger(__name__)
 
-DELETED_META = "zionwm-deleted.toml"
 # Colours offered to a desktop created without one, in order; far from each other and from
 # the grey of host windows.
 PALETTE = (
@@ -55,12 +60,7 @@ PALETTE = (
     "#8b5cf6",
     "#10b981",
 )
-USAGE_INTERVAL_MS = 1000
 MAX_SLOTS = 64  # desktop slots per run (the C global filter's table)
-
-
-def deleted_dir() -> Path:
-    return paths.data_home() / "deleted"
 
 
 class LiveDesktops:
@@ -83,10 +83,8 @@ class LiveDesktops:
             self.data = self._read()
         self.merged = model.merge(base.desktops, self.data, time.time())
         self._expiry: Timer | None = None
-        self._sampler: Timer | None = None
-        self._sampling = False
+        self.usage: UsageSampler | None = None  # while attached
         self._before_reload: model.Merged | None = None
-        self._last_sample: dict[str, tuple[float, int]] = {}
         self._reaping: dict[str, Timer] = {}
         self._copies: dict[int, tuple[str, Settings, Path]] = {}  # pid -> home copy job
         self._hibernation: Hibernation | None = None
@@ -122,17 +120,7 @@ class LiveDesktops:
         server.extensions.append(self)
         self._expiry = server.loop.timer(self._on_grant_expiry, "grant expiry")
         self._schedule_expiry()
-        control = self._control()
-        if control is not None:
-            control.on_subscriptions = self._on_subscriptions
-        self._sampler = server.loop.timer(self._on_usage_tick, "usage sample")
-
-    def _control(self) -> Any:
-        ipc = self.server.ipc if self.server else None
-        for s in getattr(ipc, "servers", ()) or ():
-            if hasattr(s, "subscribed"):
-                return s
-        return None
+        self.usage = UsageSampler(server)
 
     def _srv(self) -> Server:
         if self.server is None:
@@ -160,96 +148,19 @@ class LiveDesktops:
     def describe_desktop(self, name: str) -> dict[str, Any]:
         return {"origin": self.merged.origins.get(name, "config.py")}
 
-    # ---- the command language: `desktop SUB ...` ---------------------------------------
+    # ---- the command language: `desktop SUB ...` (desktop_command.py) ------------------
 
     def command(self, words: list[str]) -> Any:
-        sub, rest = words[0], words[1:]
-        handler = getattr(self, "_sub_" + sub.replace("-", "_"), None)
-        if handler is None:
-            raise ValueError(
-                f"desktop: unknown sub-command {sub!r} "
-                "(create, set, unset, delete, show, deleted, restore, hibernate, refusals)"
-            )
-        return handler(rest)
-
-    @staticmethod
-    def _split(words: list[str], flags: dict[str, bool]) -> tuple[list[str], dict[str, Any]]:
-        """Positional words and --options; flags maps an option to whether it takes a value."""
-        plain: list[str] = []
-        opts: dict[str, Any] = {}
-        it = iter(words)
-        for w in it:
-            if w.startswith("--"):
-                if w not in flags:
-                    raise ValueError(f"unknown option {w!r} (options: {', '.join(flags)})")
-                if flags[w]:
-                    value = next(it, None)
-                    if value is None:
-                        raise ValueError(f"{w} needs a value")
-                    opts[w] = value
-                else:
-                    opts[w] = True
-            else:
-                plain.append(w)
-        return plain, opts
-
-    def _settings(self, words: list[str]) -> Settings:
-        out: Settings = {}
-        for w in words:
-            key, value = model.parse_assignment(w)
-            out[key] = value
-        return out
-
-    def _sub_create(self, words: list[str]) -> dict[str, Any]:
-        pos, opts = self._split(words, {"--from": True, "--with-home": False})
-        if not pos:
-            raise ValueError("usage: desktop create NAME [KEY=VALUE...] [--from OTHER]")
-        name, settings = pos[0], self._settings(pos[1:])
-        return self.create(name, settings, opts.get("--from"), bool(opts.get("--with-home")))
-
-    def _sub_set(self, words: list[str]) -> dict[str, Any]:
-        if len(words) < 2:
-            raise ValueError("usage: desktop set NAME KEY=VALUE...")
-        return self.change(words[0], self._settings(words[1:]), [])
-
-    def _sub_unset(self, words: list[str]) -> dict[str, Any]:
-        if len(words) < 2:
-            raise ValueError("usage: desktop unset NAME KEY...")
-        return self.change(words[0], {}, [model.setting_key(w) for w in words[1:]])
-
-    def _sub_delete(self, words: list[str]) -> dict[str, Any]:
-        pos, opts = self._split(words, {"--stop": False, "--erase": False})
-        if len(pos) != 1:
-            raise ValueError("usage: desktop delete NAME [--stop] [--erase]")
-        return self.delete(pos[0], stop=bool(opts.get("--stop")), erase=bool(opts.get("--erase")))
-
-    def _sub_show(self, words: list[str]) -> dict[str, Any]:
-        if len(words) != 1:
-            raise ValueError("usage: desktop show NAME")
-        return self.show(words[0])
-
-    def _sub_deleted(self, words: list[str]) -> dict[str, Any]:
-        if words:
-            raise ValueError("usage: desktop deleted")
-        items = list_deleted()
-        return {"message": f"{len(items)} deleted desktop(s)", "deleted": items}
-
-    def _sub_restore(self, words: list[str]) -> dict[str, Any]:
-        pos, opts = self._split(words, {"--as": True})
-        if len(pos) != 1:
-            raise ValueError("usage: desktop restore ID|NAME [--as NEWNAME]")
-        return self.restore(pos[0], opts.get("--as"))
-
-    def _sub_hibernate(self, words: list[str]) -> dict[str, Any]:
-        if self._hibernation is None:
-            self._hibernation = Hibernation(self._srv())
-        return self._hibernation.command(words)
-
-    def _sub_refusals(self, words: list[str]) -> dict[str, Any]:
-        refusals = getattr(self._srv(), "refusals", None)
-        if refusals is None:
-            raise RuntimeError("refusals are not collected here (no isolation)")
-        return dict(refusals.command(words))
+        if words and words[0] == "hibernate":  # hibernation.py
+            if self._hibernation is None:
+                self._hibernation = Hibernation(self._srv())
+            return self._hibernation.command(words[1:])
+        if words and words[0] == "refusals":  # refusals.py
+            refusals = getattr(self._srv(), "refusals", None)
+            if refusals is None:
+                raise RuntimeError("refusals are not collected here (no isolation)")
+            return refusals.command(words[1:])
+        return DesktopCommand(self).run(words)
 
     # ---- operations ----------------------------------------------------------------------
 
@@ -377,12 +288,12 @@ class LiveDesktops:
             srv.switch_to(srv.model.previous if srv.model.previous in others else others[0])
         if name in srv.desktops:
             self._stop_programs(name)
-        moved = None if erase else self._move_data_away(name, entry)
+        moved = None if erase else move_data_away(name, entry)
         try:
             store.save(self.path, data)
         except BaseException:
             if moved is not None:
-                self._move_back(moved, name)
+                move_back(moved, name)
             raise
         if erase:
             shutil.rmtree(paths.desktop_dir(name), ignore_errors=True)
@@ -609,34 +520,6 @@ class LiveDesktops:
         self._reaping[name] = timer
         timer.schedule(1)
 
-    # ---- data of deleted desktops --------------------------------------------------------
-
-    def _move_data_away(self, name: str, entry: Settings) -> Path:
-        base = deleted_dir()
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        dest = base / f"{name}-{stamp}"
-        n = 1
-        while dest.exists():
-            n += 1
-            dest = base / f"{name}-{stamp}-{n}"
-        source = paths.desktop_dir(name)
-        if source.exists():
-            os.rename(source, dest)
-        else:
-            dest.mkdir(mode=0o700)
-        meta = DesktopsFile(desktops={name: {**entry, "deleted_at": time.time()}})
-        store.save(dest / DELETED_META, meta)
-        return dest
-
-    def _move_back(self, moved: Path, name: str) -> None:
-        (moved / DELETED_META).unlink(missing_ok=True)
-        target = paths.desktop_dir(name)
-        if any(moved.iterdir()):
-            os.rename(moved, target)
-        else:
-            moved.rmdir()
-
     def _copy_home_then_create(self, clone: str, name: str, entry: Settings) -> dict[str, Any]:
         """Copy the home in a child process (a large home must not stall the compositor);
         the desktop is made when the copy is done (child_exited), or not at all."""
@@ -726,68 +609,19 @@ class LiveDesktops:
                 self._srv().notify(f"The temporary network grant of {name} ended")
         self._schedule_expiry()
 
-    # ---- usage samples, only while someone listens ---------------------------------------
-
-    def _on_subscriptions(self) -> None:
-        control = self._control()
-        wanted = control is not None and control.subscribed("usage")
-        if self._sampler is None:
-            return
-        if wanted and not self._sampling:
-            self._sampling = True
-            self._sample()  # a baseline, so the first event has a CPU figure
-            self._sampler.schedule(USAGE_INTERVAL_MS)
-        elif not wanted and self._sampling:
-            self._sampling = False
-            self._sampler.schedule(0)
-            self._last_sample.clear()
-
-    def _on_usage_tick(self) -> None:
-        control = self._control()
-        if control is None or not control.subscribed("usage"):
-            self._sampling = False
-            self._last_sample.clear()
-            return
-        self._srv().emit("usage", {"desktops": self._sample()})
-        assert self._sampler is not None
-        self._sampler.schedule(USAGE_INTERVAL_MS)
-
-    def _sample(self) -> dict[str, dict[str, Any]]:
-        srv = self._srv()
-        iso = srv.isolation
-        now = time.monotonic()
-        out: dict[str, dict[str, Any]] = {}
-        for name in srv.desktops:
-            cg = iso.cgroups.get(name) if iso is not None else None
-            if cg is None:
-                out[name] = {"cpu_percent": None, "memory_bytes": None, "pids": None}
-                continue
-            usec = cg.cpu_usec()
-            prev = self._last_sample.get(name)
-            cpu = None
-            if usec is not None and prev is not None and now > prev[0]:
-                cpu = round((usec - prev[1]) / 1e6 / (now - prev[0]) * 100, 1)
-            if usec is not None:
-                self._last_sample[name] = (now, usec)
-            out[name] = {
-                "cpu_percent": cpu,
-                "memory_bytes": cg.memory_bytes(),
-                "pids": len(cg.pids()),
-                "frozen": srv.model.desktops[name].frozen,
-            }
-        return out
-
     def status(self) -> dict[str, Any]:
         return {
             "desktops_file": str(self.path),
             "desktops_file_error": self.error,
-            "usage_sampling": self._sampling,
+            "usage_sampling": self.usage is not None and self.usage.sampling,
         }
 
     def close(self) -> None:
-        for timer in (self._expiry, self._sampler, *self._reaping.values()):
+        for timer in (self._expiry, *self._reaping.values()):
             if timer is not None:
                 timer.remove()
+        if self.usage is not None:
+            self.usage.close()
         if self._hibernation is not None:
             self._hibernation.close()
 
@@ -810,34 +644,6 @@ def clone_settings(spec: DesktopSpec) -> Settings:
     for key, text in shown.items():
         if text != default[key] and not (key == "hold" and shown["downloads_to"] == "none"):
             out[key] = model.setting_value(key, text)
-    return out
-
-
-def list_deleted() -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    base = deleted_dir()
-    if not base.is_dir():
-        return out
-    for entry in sorted(base.iterdir()):
-        meta_path = entry / DELETED_META
-        try:
-            meta = store.load(meta_path)
-        except store.StoreError as exc:
-            log.warning("%s", exc)
-            continue
-        if not meta.desktops:
-            continue
-        name = next(iter(meta.desktops))
-        when = meta.desktops[name].get("deleted_at", entry.stat().st_mtime)
-        out.append(
-            {
-                "id": entry.name,
-                "name": name,
-                "deleted_at": float(when),
-                "path": str(entry),
-                "settings": {k: v for k, v in meta.desktops[name].items() if k != "deleted_at"},
-            }
-        )
     return out
 
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from wlroots.wlr_types import Output
+from wlroots.wlr_types import Output, OutputLayout, Scene
 
 from . import native
+from .desktops import DesktopModel
 from .listeners import HasListeners
-
-if TYPE_CHECKING:
-    from .server import Server
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
@@ -49,8 +47,24 @@ def apply_scale(output: Output, scale: float) -> None:
         log.error("output %s: could not set scale %g", output.name, scale)
 
 
+class OutputCompositor(Protocol):
+    """What an output asks of the compositor: the scene it shows, its place in the layout,
+    the desktop it shows, and whom to tell when it goes."""
+
+    @property
+    def scene(self) -> Scene: ...
+
+    @property
+    def output_layout(self) -> OutputLayout: ...
+
+    @property
+    def model(self) -> DesktopModel[Any]: ...
+
+    def output_destroyed(self, so: ServerOutput) -> None: ...
+
+
 class ServerOutput(HasListeners):
-    def __init__(self, server: Server, output: Output) -> None:
+    def __init__(self, server: OutputCompositor, output: Output) -> None:
         self.server = server
         self.output = output
         self.name = output.name or f"output-{id(output):x}"

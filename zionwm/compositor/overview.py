@@ -17,22 +17,25 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from PIL import Image, ImageDraw
+from wlroots.renderer import Renderer
 from xkbcommon import xkb
 
 from zionwm.quarantine.store import PENDING_STATES
 
 from . import native
+from .desktops import DesktopModel
+from .loop import Loop
 from .native import SceneImage, SceneRect, SceneTree
+from .outputs import ServerOutput
+from .runtime import DesktopRuntime
 from .strip import FROZEN_MARK, PENDING_MARK
 from .ui import STRIP_HEIGHT, Color, font, rgb255, text_colour_on, text_y
-
-if TYPE_CHECKING:
-    from .server import Server
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +198,41 @@ class PendingBySource:
         return sum(1 for source in self._items.values() if source == desktop)
 
 
+class OverviewCompositor(Protocol):
+    """What the overview asks of the compositor: the desktops and outputs it shows, where it
+    draws, and the switch it asks for; it tells when it opens and closes, so that no client
+    has the keyboard or the pointer meanwhile."""
+
+    @property
+    def desktops(self) -> Mapping[str, DesktopRuntime]: ...
+
+    @property
+    def model(self) -> DesktopModel[Any]: ...
+
+    @property
+    def outputs(self) -> Sequence[ServerOutput]: ...
+
+    @property
+    def loop(self) -> Loop: ...
+
+    @property
+    def renderer(self) -> Renderer: ...
+
+    @property
+    def overlay(self) -> SceneTree: ...
+
+    @property
+    def isolation(self) -> Any: ...
+
+    def switch_to(self, target: str) -> str: ...
+
+    def overview_opened(self) -> None: ...
+
+    def overview_closed(self) -> None: ...
+
+
 class Overview:
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: OverviewCompositor) -> None:
         self.server = server
         self.tree: SceneTree | None = None
         self.ring: SceneRect | None = None

@@ -18,11 +18,16 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from wlroots import lib as wlr_lib
 from wlroots.util.edges import Edges
 from wlroots.wlr_types import SceneNode as WlrSceneNode
+from wlroots.wlr_types import Surface
+from wlroots.wlr_types.xdg_decoration_v1 import (
+    XdgToplevelDecorationV1,
+    XdgToplevelDecorationV1Mode,
+)
 from wlroots.wlr_types.xdg_shell import (
     XdgSurface,
     XdgTopLevelMoveEvent,
@@ -36,14 +41,51 @@ from .native import SceneImage, SceneRect, SceneTree
 from .placement import Fit, fit_window, overflow
 from .ui import host_label
 
-if TYPE_CHECKING:
-    from .server import Server
-
 log = logging.getLogger(__name__)
 
 BORDER = 3
 HOST_LINE = (0.25, 0.25, 0.28, 1.0)  # the inner line of a host window's frame
 _ids = itertools.count(1)
+
+
+class ViewCompositor(Protocol):
+    """What a window asks of the compositor: where it is drawn, what its desktop allows, and
+    where it reports its events. The server answers it; a window sees nothing else of it."""
+
+    @property
+    def focused_view(self) -> View | None: ...
+
+    def desktop_tree(self, desktop: str) -> SceneTree: ...
+
+    def desktop_colour(self, desktop: str) -> tuple[float, float, float, float]: ...
+
+    def is_host(self, desktop: str) -> bool: ...
+
+    def desktop_visible(self, desktop: str) -> bool: ...
+
+    def fullscreen_allowed(self, desktop: str) -> bool: ...
+
+    def output_box_for(self, view: View) -> Any: ...
+
+    def usable_area_for(self, view: View) -> Any: ...
+
+    def place_new_view(self, view: View) -> tuple[int, int]: ...
+
+    def view_mapped(self, view: View) -> None: ...
+
+    def view_unmapped(self, view: View) -> None: ...
+
+    def view_destroyed(self, view: View) -> None: ...
+
+    def begin_interactive(
+        self, view: View, mode: str, edges: Edges, by_compositor: bool = False
+    ) -> None: ...
+
+    def fullscreen_changed(self, view: View) -> None: ...
+
+    def maximized_changed(self, view: View) -> None: ...
+
+    def emit(self, event: str, payload: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -55,35 +97,53 @@ class Geometry:
 
 
 class View(HasListeners):
-    def __init__(self, server: Server, xdg_surface: XdgSurface, desktop: str) -> None:
-        self.server = server
-        self.id = next(_ids)
+    def __init__(self, server: ViewCompositor, xdg_surface: XdgSurface, desktop: str) -> None:
         self.xdg_surface = xdg_surface
         self.toplevel = xdg_surface.toplevel
+        self._set_up(server, desktop)
+        self._popup_parent = WlrSceneNode(self.popups.wlr_node)
+        xdg_surface.data = self._popup_parent  # popups find their parent node here
+
+        self.add_listener(xdg_surface.map_event, self._on_xdg_surface_map)
+        self.add_listener(xdg_surface.unmap_event, self._on_xdg_surface_unmap)
+        self.add_listener(xdg_surface.destroy_event, self._on_xdg_surface_destroy)
+        # commits are watched in C (every client frame is one): Python runs only when the
+        # window geometry changes, through server.geometry_changed -> _on_geometry_change
+        self._geometry_watch = native.watch_geometry(xdg_surface, self.id)
+        tl = self.toplevel
+        self.add_listener(tl.request_move_event, self._on_toplevel_request_move)
+        self.add_listener(tl.request_resize_event, self._on_toplevel_request_resize)
+        self.add_listener(tl.request_maximize_event, self._on_toplevel_request_maximize)
+        self.add_listener(tl.request_fullscreen_event, self._on_toplevel_request_fullscreen)
+        self.add_listener(tl.set_title_event, self._on_toplevel_set_title)
+
+    def _set_up(self, server: ViewCompositor, desktop: str, x: int = 0, y: int = 0) -> None:
+        """The state and the scene nodes of every window, whichever shell it comes from
+        (xdg-shell here, X11 in xviews.py); the shell's own surface layer comes from
+        `_add_surface_layer`. The window starts hidden, until its client maps it."""
+        self.server = server
+        self.id = next(_ids)
         self.desktop = desktop
         self.mapped = False
         self.fullscreen = False
         self.true_fullscreen = False  # whole output, no frame: only after the user's gesture
         self.maximized = False
         self.saved: Geometry | None = None  # geometry before fullscreen/maximize
-        self.x = 0
-        self.y = 0
+        self.x = x
+        self.y = y
         self._last_size: tuple[int, int, int, int] = (-1, -1, -1, -1)
         self._pending_configure: tuple[str, bool, bool] | None = None
-
         self._asked: tuple[int, int] | None = None  # the size last asked for, to fit
+        self._geometry = (0, 0, 0, 0)
 
-        parent = server.desktop_tree(desktop)
-        self.tree = SceneTree.create(parent)
+        self.tree = SceneTree.create(server.desktop_tree(desktop))
         colour = server.desktop_colour(desktop)
         # bottom to top: the client's surface (wlroots puts its window geometry at the tree's
         # origin), the frame with black masks over whatever the client draws outside it, and
         # the window's popups. The frame is above the surface so that no client can paint over
         # its own frame (a buffer bigger than the window it declares, a window bigger than the
         # screen); popups stay above the frame.
-        self.surface_node = WlrSceneNode.xdg_surface_create(
-            WlrSceneNode(self.tree.wlr_node), xdg_surface
-        )
+        self._add_surface_layer()
         self.frame = SceneTree.create(self.tree)
         self.masks = [SceneRect.create(self.frame, 0, 0, (0, 0, 0, 1)) for _ in range(4)]
         self.borders = [SceneRect.create(self.frame, 0, 0, colour) for _ in range(4)]
@@ -96,23 +156,12 @@ class View(HasListeners):
             w, h, pixels = host_label()
             self.host_tab = SceneImage.create(self.frame, w, h, pixels)
         self.popups = SceneTree.create(self.tree)
-        self._popup_parent = WlrSceneNode(self.popups.wlr_node)
-        xdg_surface.data = self._popup_parent  # popups find their parent node here
         self.tree.set_enabled(False)
 
-        self.add_listener(xdg_surface.map_event, self._on_xdg_surface_map)
-        self.add_listener(xdg_surface.unmap_event, self._on_xdg_surface_unmap)
-        self.add_listener(xdg_surface.destroy_event, self._on_xdg_surface_destroy)
-        # commits are watched in C (every client frame is one): Python runs only when the
-        # window geometry changes, through server.geometry_changed -> _on_geometry_change
-        self._geometry_watch = native.watch_geometry(xdg_surface, self.id)
-        self._geometry = (0, 0, 0, 0)
-        tl = self.toplevel
-        self.add_listener(tl.request_move_event, self._on_toplevel_request_move)
-        self.add_listener(tl.request_resize_event, self._on_toplevel_request_resize)
-        self.add_listener(tl.request_maximize_event, self._on_toplevel_request_maximize)
-        self.add_listener(tl.request_fullscreen_event, self._on_toplevel_request_fullscreen)
-        self.add_listener(tl.set_title_event, self._on_toplevel_set_title)
+    def _add_surface_layer(self) -> None:
+        self.surface_node: Any = WlrSceneNode.xdg_surface_create(
+            WlrSceneNode(self.tree.wlr_node), self.xdg_surface
+        )
 
     # ---- description ----
 
@@ -254,7 +303,7 @@ class View(HasListeners):
             self.maximized = False
             self._restore()
         wlr_lib.wlr_xdg_toplevel_set_maximized(self.xdg_surface._ptr, on)
-        self.server.wm.state_changed(self)  # it leaves or rejoins a tiling layout
+        self.server.maximized_changed(self)  # it leaves or rejoins a tiling layout
 
     def _restore(self) -> None:
         if self.saved is not None:
@@ -381,3 +430,30 @@ class View(HasListeners):
         colour = (r, g, b, a) if focused else (r * 0.55, g * 0.55, b * 0.55, a)
         for rect in self.borders:
             rect.set_color(colour)
+
+
+def popup_parent(xdg_surface: XdgSurface) -> Surface:
+    # pywlroots 0.15.24's XdgPopup.parent recurses into itself; read the pointer directly
+    return Surface(xdg_surface.popup._ptr.parent)
+
+
+class Decoration(HasListeners):
+    """Server-side decorations always: the compositor draws every frame, so a client cannot
+    paint a fake trust colour outside its own surface."""
+
+    live: set[Decoration] = set()
+
+    def __init__(self, deco: XdgToplevelDecorationV1) -> None:
+        self.deco = deco
+        self.add_listener(deco.request_mode_event, self._on_decoration_request_mode)
+        self.add_listener(deco.destroy_event, self._on_decoration_destroy)
+        Decoration.live.add(self)
+        if deco.added:
+            deco.set_mode(XdgToplevelDecorationV1Mode.SERVER_SIDE)
+
+    def _on_decoration_request_mode(self, listener: Any, data: Any) -> None:
+        self.deco.set_mode(XdgToplevelDecorationV1Mode.SERVER_SIDE)
+
+    def _on_decoration_destroy(self, listener: Any, data: Any) -> None:
+        self.finalize_listeners()
+        Decoration.live.discard(self)

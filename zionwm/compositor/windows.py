@@ -13,8 +13,9 @@ with. The compositor registers it as an extension, so `before_show`, `reload`,
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wlroots import ffi as wlr_ffi
 from wlroots.util.edges import Edges
@@ -22,16 +23,16 @@ from wlroots.wlr_types.keyboard import KeyboardModifier
 
 from zionwm import layout
 
+from .desktops import DesktopModel
+from .input import KeyboardHandler
+from .runtime import HOST, DesktopRuntime  # host windows float, never in a desktop's layout
 from .views import BORDER, View
 
 if TYPE_CHECKING:
     from zionwm.commands import Command
 
-    from .server import Server
-
 log = logging.getLogger(__name__)
 
-HOST = "host"  # the trusted host's windows: they float and never join a desktop's layout
 # A modifier held keeps an Alt+Tab cycle going; releasing them all ends it.
 _CYCLE_MODIFIERS = int(KeyboardModifier.ALT | KeyboardModifier.LOGO | KeyboardModifier.CTRL)
 _SNAP_EDGES = {
@@ -51,8 +52,33 @@ class _Cycle:
     index: int = 0
 
 
+class WindowCompositor(Protocol):
+    """What window management asks of the compositor: the desktops and their windows, the
+    usable area, the keyboards (for the Alt+Tab cycle) and focus."""
+
+    @property
+    def desktops(self) -> Mapping[str, DesktopRuntime]: ...
+
+    @property
+    def model(self) -> DesktopModel[View]: ...
+
+    @property
+    def keyboards(self) -> Sequence[KeyboardHandler]: ...
+
+    @property
+    def focused_view(self) -> View | None: ...
+
+    def views_of(self, desktop: str) -> list[View]: ...
+
+    def usable_area_for(self, view: View) -> Any: ...
+
+    def desktop_visible(self, desktop: str) -> bool: ...
+
+    def focus_view(self, view: View, by_user: bool = False) -> None: ...
+
+
 class WindowManager:
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: WindowCompositor) -> None:
         self.server = server
         self.modes: dict[str, str] = {}  # a layout chosen at run time, over the config's
         self.masters: dict[str, float] = {}

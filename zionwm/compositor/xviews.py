@@ -12,26 +12,37 @@ the menus a program places next to its windows land there.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from wlroots import ffi as wlr_ffi
 from wlroots.util.box import Box
 from wlroots.util.edges import Edges
+from wlroots.wlr_types import Seat
 from wlroots.xwayland import Surface as XSurface
 from wlroots.xwayland import SurfaceConfigureEvent
 
 from . import native
+from .input import KeyboardHandler
 from .listeners import HasListeners
-from .native import SceneRect, SceneTree
-from .views import BORDER, View, _ids
-
-if TYPE_CHECKING:
-    from .server import Server
+from .native import SceneTree
+from .views import BORDER, View, ViewCompositor
 
 log = logging.getLogger(__name__)
 
 XCB_STACK_MODE_ABOVE = 0
+
+
+class XViewCompositor(ViewCompositor, Protocol):
+    """What an X window asks of the compositor beyond what every window does: X programs
+    ask to be activated, and a menu that wants the keyboard takes it itself."""
+
+    @property
+    def keyboards(self) -> Sequence[KeyboardHandler]: ...
+
+    def focus_view(self, view: View, by_user: bool = False) -> None: ...
+
+    def seat_of_desktop(self, desktop: str) -> Seat: ...
 
 
 class XShell:
@@ -70,40 +81,14 @@ class XShell:
 class XView(View):
     """A managed X11 toplevel. It belongs to the desktop whose Xwayland made it."""
 
-    def __init__(self, server: Server, xsurface: XSurface, desktop: str) -> None:
-        # View.__init__ is xdg-shell's; this sets up the same state for an X window.
-        self.server = server
-        self.id = next(_ids)
+    server: XViewCompositor
+
+    def __init__(self, server: XViewCompositor, xsurface: XSurface, desktop: str) -> None:
         self.xsurface = xsurface
         self.xdg_surface = XShell(self)  # type: ignore[assignment]
         self.toplevel = None  # type: ignore[assignment]
-        self.desktop = desktop
-        self.mapped = False
-        self.fullscreen = False
-        self.true_fullscreen = False
-        self.maximized = False
-        self.saved = None
-        self.x = int(xsurface.x)
-        self.y = int(xsurface.y)
-        self._last_size = (-1, -1, -1, -1)
-        self._pending_configure = None
-        self._asked: tuple[int, int] | None = None
-        self._geometry = (0, 0, 0, 0)
-        self._geometry_watch = None
-        # the same layers as an xdg window, bottom to top: the surface (made at map, when
-        # X pairs the window with its wl_surface), the frame, popups (unused: X menus are
-        # windows of their own)
-        self.tree = SceneTree.create(server.desktop_tree(desktop))
-        self.surface_holder = SceneTree.create(self.tree)
-        self.surface_node: Any = None
-        self.frame = SceneTree.create(self.tree)
-        self.masks = [SceneRect.create(self.frame, 0, 0, (0, 0, 0, 1)) for _ in range(4)]
-        colour = server.desktop_colour(desktop)
-        self.borders = [SceneRect.create(self.frame, 0, 0, colour) for _ in range(4)]
-        self.host_tab = None
-        self.host_lines: list[SceneRect] = []
-        self.popups = SceneTree.create(self.tree)
-        self.tree.set_enabled(False)
+        self._set_up(server, desktop, int(xsurface.x), int(xsurface.y))
+        self._geometry_watch = None  # X windows report their size through set_geometry
         self.add_listener(xsurface.map_event, self._on_x_map)
         self.add_listener(xsurface.unmap_event, self._on_x_unmap)
         self.add_listener(xsurface.destroy_event, self._on_x_destroy)
@@ -120,6 +105,12 @@ class XView(View):
         # called with (xsurface, was_mapped) when the window turns out to be of the other
         # kind (override-redirect), after this object has let go of it
         self.on_kind_changed: Callable[[XSurface, bool], None] | None = None
+
+    def _add_surface_layer(self) -> None:
+        # made at map, when X pairs the window with its wl_surface; popups stay unused (X
+        # menus are windows of their own)
+        self.surface_holder = SceneTree.create(self.tree)
+        self.surface_node = None
 
     # ---- description ----
 
@@ -257,7 +248,7 @@ class XView(View):
 class Unmanaged(HasListeners):
     """An override-redirect X window (menu, tooltip): drawn where X put it, no frame."""
 
-    def __init__(self, server: Server, xsurface: XSurface, desktop: str) -> None:
+    def __init__(self, server: XViewCompositor, xsurface: XSurface, desktop: str) -> None:
         self.server = server
         self.xsurface = xsurface
         self.desktop = desktop

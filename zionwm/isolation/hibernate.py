@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .cgroups import DesktopCgroup, parse_keyed
+from .cgroups.desktop import DesktopCgroup
+from .cgroups.fs import parse_keyed
 
 log = logging.getLogger(__name__)
 

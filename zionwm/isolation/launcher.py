@@ -36,9 +36,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from zionwm import paths
-from zionwm.isolation import bwrap, overlay, seccomp, sound, storage, templates
+from zionwm.isolation import bwrap, overlay, seccomp, sound, storage
 from zionwm.isolation.bwrap import HostFacts, SandboxPlan, SlotKind
 from zionwm.isolation.spec import DesktopSpec
+from zionwm.isolation.templates import launch as templates
 
 log = logging.getLogger(__name__)
 

@@ -58,16 +58,10 @@ class NetworkPolicy:
     block_lan: bool = False  # deny RFC 1918, link-local, CGNAT, mDNS, ULA destinations
 
 
-class Verdict(StrEnum):
-    CLEAN = "clean"
-    # every scanner ran and found nothing, but no antivirus looked at it: never "clean"
-    NO_ANTIVIRUS = "no-antivirus-scan"
-    SUSPICIOUS = "suspicious"
-    MALICIOUS = "malicious"
-    CANNOT_INSPECT = "cannot-inspect"
-
-
 class VerdictAction(StrEnum):
+    """What a desktop's downloads policy does with an item the audit did not find clean
+    (the verdicts themselves are the quarantine's: `zionwm.quarantine.report.Verdict`)."""
+
     RELEASE = "release"  # release after the hold period
     KEEP = "keep"  # keep in quarantine with a report (user may force-release)
     DELETE = "delete"  # delete the content, keep the record and report

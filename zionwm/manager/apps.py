@@ -137,7 +137,7 @@ def roots_for(show: dict[str, object]) -> list[Path]:
     or its template's root filesystem with the desktop's own layer over it."""
     paths = show.get("paths")
     if isinstance(paths, dict) and paths.get("template"):
-        from zionwm.isolation import templates  # noqa: PLC0415 - only for template desktops
+        from zionwm.isolation.templates import store as templates  # noqa: PLC0415 - only for template desktops
 
         tpl = Path(str(paths["template"]))
         roots = []

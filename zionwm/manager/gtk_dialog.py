@@ -261,7 +261,7 @@ class DesktopDialog(Adw.Window):
 
         g = Adw.PreferencesGroup(title="Software")
         page.add(g)
-        from zionwm.isolation import templates  # noqa: PLC0415
+        from zionwm.isolation.templates import store as templates  # noqa: PLC0415
 
         try:
             names = [t.name for t in templates.list_templates()]

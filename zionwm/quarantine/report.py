@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from zionwm.isolation.spec import Verdict
+
+class Verdict(StrEnum):
+    """What the audit concluded about a file (each finding implies one; the worst wins)."""
+
+    CLEAN = "clean"
+    # every scanner ran and found nothing, but no antivirus looked at it: never "clean"
+    NO_ANTIVIRUS = "no-antivirus-scan"
+    SUSPICIOUS = "suspicious"
+    MALICIOUS = "malicious"
+    CANNOT_INSPECT = "cannot-inspect"
+
 
 _SEVERITY = {
     Verdict.CLEAN: 0,

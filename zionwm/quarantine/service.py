@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from zionwm import paths
-from zionwm.isolation.spec import DesktopSpec, DownloadsPolicy, Verdict, VerdictAction
+from zionwm.isolation.spec import DesktopSpec, DownloadsPolicy, VerdictAction
 from zionwm.quarantine.client import socket_path
 from zionwm.quarantine.engines import (
     ANTIVIRUS_MODES,
@@ -77,7 +77,7 @@ from zionwm.quarantine.release import (
     open_dir_chain,
     release_file,
 )
-from zionwm.quarantine.report import AuditReport, Finding, severity
+from zionwm.quarantine.report import AuditReport, Finding, Verdict, severity
 from zionwm.quarantine.store import (
     PENDING_STATES,
     SHARED_DEST,

@@ -32,8 +32,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
-from zionwm.isolation.spec import Verdict
-from zionwm.quarantine.report import AuditReport
+from zionwm.quarantine.report import AuditReport, Verdict
 
 log = logging.getLogger(__name__)
 

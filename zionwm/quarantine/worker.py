@@ -40,8 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zionwm.isolation.spec import Verdict
-from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.report import AuditReport, Finding, Verdict
 
 log = logging.getLogger(__name__)
 

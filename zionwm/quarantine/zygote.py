@@ -44,8 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zionwm.isolation.spec import Verdict
-from zionwm.quarantine.report import AuditReport, Finding
+from zionwm.quarantine.report import AuditReport, Finding, Verdict
 
 log = logging.getLogger(__name__)
 

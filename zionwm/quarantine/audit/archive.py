@@ -37,10 +37,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, cast
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit import magic_type, office, pdf, yara_scan
 from zionwm.quarantine.audit.common import HEAD_SIZE, Source, read_head, source_path, source_size
-from zionwm.quarantine.report import Finding
+from zionwm.quarantine.report import Finding, Verdict
 
 if TYPE_CHECKING:
     from zionwm.quarantine.worker import AuditSettings

@@ -16,9 +16,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import Source, iter_chunks
-from zionwm.quarantine.report import Finding
+from zionwm.quarantine.report import Finding, Verdict
 
 if TYPE_CHECKING:
     from zionwm.quarantine.worker import AuditSettings

@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import magic
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import Source, extension, read_head, source_mode
-from zionwm.quarantine.report import Finding
+from zionwm.quarantine.report import Finding, Verdict
 
 if TYPE_CHECKING:
     from zionwm.quarantine.worker import AuditSettings

@@ -21,9 +21,8 @@ import re
 import zipfile
 from typing import TYPE_CHECKING
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import Source, read_head, source_path
-from zionwm.quarantine.report import Finding
+from zionwm.quarantine.report import Finding, Verdict
 
 if TYPE_CHECKING:
     from oletools.olevba import VBA_Parser

@@ -20,9 +20,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import Source, iter_chunks, read_head, source_path
-from zionwm.quarantine.report import Finding
+from zionwm.quarantine.report import Finding, Verdict
 
 if TYPE_CHECKING:
     from pypdf import PdfReader

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import yara
 
-from zionwm.isolation.spec import Verdict
 from zionwm.quarantine.audit.common import Source, source_path, source_size
-from zionwm.quarantine.report import Finding
+from zionwm.quarantine.report import Finding, Verdict
 
 if TYPE_CHECKING:
     from zionwm.quarantine.worker import AuditSettings

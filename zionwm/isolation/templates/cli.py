@@ -1,7 +1,7 @@
 """`zionctl template ...`: create, list, show, update and delete root-filesystem templates.
 
 Plugged into zionctl through `add_parser(subparsers)`. Works on the template store directly
-(`zionwm.isolation.templates`), with no compositor needed: a template is used by a desktop at
+(`zionwm.isolation.templates.manage`), with no compositor needed: a template is used by a desktop at
 its next start. Exit status follows zionctl: 0 done, 1 refused or failed.
 """
 
@@ -13,8 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from zionwm.isolation import templates
-from zionwm.isolation.templates import Source, Template, TemplateError
+from zionwm.isolation.templates import generations, manage, store
+from zionwm.isolation.templates.store import Source, Template, TemplateError
 
 EXIT_FAILED = 1
 
@@ -57,17 +57,17 @@ def source_from_args(args: argparse.Namespace) -> Source | None:
 
 
 def describe(tpl: Template, *, with_layers: bool) -> dict[str, Any]:
-    size, files = templates.disk_usage(tpl.rootfs)
+    size, files = manage.disk_usage(tpl.rootfs)
     doc = tpl.to_json()
     doc.update({"path": str(tpl.path), "rootfs": str(tpl.rootfs), "bytes": size, "files": files})
     if with_layers:
         layers = []
-        for desktop, path in templates.desktop_layers(tpl.name):
-            lsize, lfiles = templates.disk_usage(path / "upper")
+        for desktop, path in manage.desktop_layers(tpl.name):
+            lsize, lfiles = manage.disk_usage(path / "upper")
             layers.append({"desktop": desktop, "path": str(path), "bytes": lsize, "files": lfiles})
         doc["layers"] = layers
         doc["in_use_by_pids"] = [
-            pid for gen in sorted(tpl.path.glob("gen-*")) for pid in templates.users_of(gen)
+            pid for gen in sorted(tpl.path.glob("gen-*")) for pid in generations.users_of(gen)
         ]
     return doc
 
@@ -135,14 +135,14 @@ def cmd_create(args: argparse.Namespace) -> int:
     source = source_from_args(args)
     if source is None:  # argparse's required group makes this unreachable from the CLI
         raise TemplateError("name a source: --debootstrap, --from-archive, --from-rootfs, ...")
-    tpl = templates.create(args.name, source)
+    tpl = manage.create(args.name, source)
     doc = describe(tpl, with_layers=False)
     _out(args, doc, f"template {tpl.name} created: {_size(doc['bytes'])} in {doc['files']} files")
     return 0
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    tpl = templates.update(args.name, source_from_args(args))
+    tpl = manage.update(args.name, source_from_args(args))
     doc = describe(tpl, with_layers=False)
     _out(
         args,
@@ -154,20 +154,20 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    docs = [describe(t, with_layers=False) for t in templates.list_templates()]
+    docs = [describe(t, with_layers=False) for t in store.list_templates()]
     _out(args, docs, format_list(docs) if docs else "no templates")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    doc = describe(templates.load(args.name), with_layers=True)
+    doc = describe(store.load(args.name), with_layers=True)
     _out(args, doc, format_show(doc))
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    layers = templates.desktop_layers(args.name)
-    templates.delete(args.name, force=args.force)
+    layers = manage.desktop_layers(args.name)
+    manage.delete(args.name, force=args.force)
     text = f"template {args.name} deleted"
     if layers:
         text += "; desktop layers kept: " + ", ".join(str(p) for _, p in layers)

@@ -1,7 +1,7 @@
 """Pure network-policy core: names, address plan and nftables text for desktop namespaces.
 
 Everything here is a plain function on data (no I/O), so the privileged shell in
-`zionwm.isolation.network` stays thin and these decisions are unit-tested directly:
+of `zionwm.isolation.network` stays thin and these decisions are unit-tested directly:
 
 - the names of a desktop's kernel objects (namespace, host-side veth, nft chains and sets),
   all derived from a per-run *prefix* so that two managers never touch each other's objects;
@@ -10,7 +10,7 @@ Everything here is a plain function on data (no I/O), so the privileged shell in
 - the nftables ruleset text: one ``inet <prefix>`` table holding shared base chains that
   dispatch, through verdict maps keyed by interface name, to per-desktop chains.
 
-The ruleset is written for the ``nft`` command (see network.py for why not pyroute2's
+The ruleset is written for the ``nft`` command (see `manager` for why not pyroute2's
 nftables module).
 """
 
