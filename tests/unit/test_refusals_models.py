@@ -63,3 +63,11 @@ def test_the_manager_lists_newest_first_and_escapes_what_it_shows() -> None:
     assert lst.counts() == {"web": 2, "work": 1}
     assert "3 times" in lst.of("web")[0].subtitle
     assert visible("x\u202ey\n") == "x\\u202ey\\u000a"
+
+
+def test_a_desktop_forgotten_keeps_no_list() -> None:
+    log = RefusalLog()
+    log.add("gone", "host", "a.test", 1.0)
+    log.add("web", "host", "b.test", 1.0)
+    log.forget("gone")
+    assert log.desktops() == ["web"] and [r.what for r in log.list()] == ["b.test"]

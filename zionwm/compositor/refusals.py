@@ -87,6 +87,9 @@ class RefusalLog:
         self._events[desktop] = [*recent, now]
         return entry
 
+    def desktops(self) -> list[str]:
+        return list(self._by_desktop)
+
     def list(self, desktop: str | None = None) -> list[Refusal]:
         names = [desktop] if desktop is not None else list(self._by_desktop)
         return [r for n in names for r in self._by_desktop.get(n, {}).values()]
@@ -170,6 +173,9 @@ class Refusals:
                 raise ValueError("usage: desktop refusals NAME --clear [WHAT]")
             n = self.log.clear(name, pos[1] if len(pos) > 1 else None)
             return {"message": f"forgot {n} refusal(s) of {name}", "refusals": []}
+        # a desktop deleted since keeps no list
+        for gone in [d for d in self.log.desktops() if d not in self.server.desktops]:
+            self.log.forget(gone)
         items = [asdict(r) for r in self.log.list(name)]
         return {"message": f"{len(items)} refusal(s)", "refusals": items}
 
