@@ -17,7 +17,7 @@ from zionwm.manager import refusals as refmodel  # noqa: E402
 from zionwm.manager.client import ControlError  # noqa: E402
 from zionwm.manager.diskuse import DiskUse, DiskUseCache  # noqa: E402
 from zionwm.manager.gtk_base import WindowParts  # noqa: E402
-from zionwm.manager.gtk_widgets import swatch  # noqa: E402
+from zionwm.manager.gtk_widgets import swatch, then_true  # noqa: E402
 from zionwm.manager.models import human_size  # noqa: E402
 
 
@@ -28,6 +28,7 @@ class RefusalsPart(WindowParts):
     first_allow: Any = None
     disk: DiskUseCache
     home_paths: dict[str, Path]
+    homes_walked: bool = False
 
     def _refusals_group(self) -> Gtk.Widget:
         self.refusal_list = refmodel.RefusalList()
@@ -194,6 +195,12 @@ class RefusalsPart(WindowParts):
     # ---- disk use of the homes ------------------------------------------------------------
 
     def measure_homes(self, force: bool = False) -> None:
+        if not self.homes_walked:
+            # the first walk waits until the window is up: it would share the interpreter
+            # with GTK's start (and the time to the first frame) for nothing
+            self.homes_walked = True
+            GLib.timeout_add(1000, lambda: then_true(self.measure_homes) and False)
+            return
         for name, path in self.home_paths.items():
             use = self.disk.get(path)
             if use is not None and name in self.model.rows:
