@@ -7,7 +7,10 @@ web servers)."""
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import socket
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -128,5 +131,63 @@ def test_a_flood_of_refused_names_stays_bounded_and_the_compositor_answers(
         assert "n149.flood.test" in listed and "n0.flood.test" not in listed
         assert not any("arpa" in w or "\u202e" in w or "xy" in w for w in listed)
         assert comp.zjson("desktops")
+    finally:
+        comp.stop()
+
+
+def _pidfd_getfd(pid: int, fd: int) -> int:
+    """A copy of another process's descriptor (pidfd_getfd, Linux 5.6+; needs ptrace rights)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        got = libc.syscall(438, pidfd, fd, 0)  # SYS_pidfd_getfd
+        if got < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        return int(got)
+    finally:
+        os.close(pidfd)
+
+
+@pytest.mark.security
+@needs_privileged
+def test_a_forwarder_speaks_only_for_its_own_desktop(
+    lab: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """As if a program of `web` had taken over web's DNS forwarder (it parses what programs
+    send): a report it writes naming another desktop is put on web, never on work."""
+    config = _config().replace(
+        'desktop("work", colour="#22c55e")',
+        'desktop("work", colour="#22c55e", network=Network.filtered(["example.org"]))',
+    )
+    comp = Compositor(tmp_path, config, extra_env=_lab_env(lab)).start()
+    try:
+        _lookup(comp, "start.json", "good.zw.test")  # web's forwarder runs
+        helpers = []
+        for p in Path("/proc").iterdir():
+            try:
+                argv = (p / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"zionwm.isolation.network.dnshelper" in argv and b'"desktop": "web"' in argv[-2]:
+                helpers.append((int(p.name), json.loads(argv[-2])))
+        assert helpers, "web's DNS forwarder is not running"
+        pid, cfg = helpers[0]
+        try:
+            fd = _pidfd_getfd(pid, int(cfg["refusal_fd"]))
+        except OSError as exc:
+            pytest.skip(f"cannot take a descriptor of another process here: {exc}")
+        with socket.socket(fileno=fd) as s:
+            s.send(json.dumps({"desktop": "work", "kind": "host", "what": "forged.test"}).encode())
+        wait_for(
+            lambda: comp.zjson("desktop", "refusals", "web")["refusals"],
+            30,
+            "the forged report listed",
+        )
+        assert [r["what"] for r in comp.zjson("desktop", "refusals", "web")["refusals"]] == [
+            "forged.test"
+        ]
+        assert comp.zjson("desktop", "refusals", "work")["refusals"] == []
     finally:
         comp.stop()

@@ -1,9 +1,9 @@
 """What each desktop was refused that the user may want to grant, for the manager to offer.
 
 The parts that refuse report here: a desktop's DNS forwarder (a child process) writes one
-datagram per refused name into the socket whose other end this module reads; a part running
-inside the compositor calls `Refusals.report`. The compositor keeps a bounded list per
-desktop, answers `desktop refusals [NAME] [--clear]`, and emits a `refusal` event for
+datagram per refused name into that desktop's socket, whose other end this module reads; a
+part running inside the compositor calls `Refusals.report`. The compositor keeps a bounded
+list per desktop, answers `desktop refusals [NAME] [--clear]`, and emits a `refusal` event for
 each new entry (`{"desktop", "kind", "what", "count", "first", "last"}`).
 
 What arrives is shaped by programs inside the desktop (the names they look up), so it is
@@ -109,40 +109,51 @@ class RefusalLog:
 
 
 class Refusals:
-    """The shell: the datagram socket, the event loop and the control-socket requests."""
+    """The shell: one datagram socket per reporting desktop, the event loop and the
+    control-socket requests.
+
+    Each desktop's DNS forwarder gets a socket of its own, and a report is put on the
+    desktop whose socket it came through: the forwarder parses what programs send, so a
+    forwarder taken over by one desktop must not be able to speak for another (the
+    "desktop" a report names is not believed)."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.log = RefusalLog()
-        self._recv, self._send = socket.socketpair(
-            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
-        )
-        self._recv.setblocking(False)
-        # a reporter never waits for us: a full queue drops the report
-        self._send.setblocking(False)
-        self._handle: FdHandle | None = server.loop.add_reader(
-            self._recv.fileno(), self._on_readable, "refusals"
-        )
+        # desktop -> (our end, the reporter's end, our reader)
+        self._pairs: dict[str, tuple[socket.socket, socket.socket, FdHandle]] = {}
 
-    def reporter_fd(self) -> int:
-        """The end a child process writes its reports into (`{"desktop","kind","what"}`)."""
-        return self._send.fileno()
+    def reporter_fd(self, desktop: str) -> int:
+        """The end `desktop`'s reporter writes into (`{"kind", "what"}` datagrams); the same
+        one for a restarted reporter."""
+        pair = self._pairs.get(desktop)
+        if pair is None:
+            ours, theirs = socket.socketpair(
+                socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+            )
+            ours.setblocking(False)
+            theirs.setblocking(False)  # a reporter never waits for us: a full queue drops
+            handle = self.server.loop.add_reader(
+                ours.fileno(), lambda: self._on_readable(desktop, ours), f"refusals {desktop}"
+            )
+            pair = self._pairs[desktop] = (ours, theirs, handle)
+        return pair[1].fileno()
 
-    def _on_readable(self) -> None:
+    def _on_readable(self, desktop: str, sock: socket.socket) -> None:
         for _ in range(256):  # at most this many per turn of the loop
             try:
-                data = self._recv.recv(2048)
+                data = sock.recv(2048)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                log.warning("refusal reports: %s", exc)
+                log.warning("refusal reports of %s: %s", desktop, exc)
                 return
             try:
                 msg = json.loads(data)
             except ValueError:
                 continue
             if isinstance(msg, dict):
-                self.report(str(msg.get("desktop")), str(msg.get("kind")), msg.get("what"))
+                self.report(desktop, str(msg.get("kind")), msg.get("what"))
 
     def report(self, desktop: str, kind: str, what: object) -> None:
         if desktop not in self.server.desktops or kind not in KINDS:
@@ -180,19 +191,19 @@ class Refusals:
         return {"message": f"{len(items)} refusal(s)", "refusals": items}
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-        self._recv.close()
-        self._send.close()
+        for ours, theirs, handle in self._pairs.values():
+            handle.remove()
+            ours.close()
+            theirs.close()
+        self._pairs.clear()
 
 
 def attach(server: Server, net: Any) -> Refusals:
-    """Start listening; `net` (the NetworkManager, or None) hands the reporting end to the
-    DNS forwarders it starts from now on."""
+    """Start listening; `net` (the NetworkManager, or None) hands each desktop's reporting
+    end to the DNS forwarder it starts for that desktop."""
     refusals = Refusals(server)
     server.refusals = refusals  # type: ignore[attr-defined]
     server.extensions.append(refusals)
     if net is not None:
-        net.refusal_fd = refusals.reporter_fd()
+        net.refusal_reporter = refusals.reporter_fd
     return refusals

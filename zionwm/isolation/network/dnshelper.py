@@ -179,6 +179,7 @@ def _refusal_reporter(fd: object, desktop: str) -> Callable[[str], None] | None:
     sock.setblocking(False)
 
     def report(name: str) -> None:
+        # the compositor knows the desktop from the socket; the name is for logs
         msg = {"desktop": desktop, "kind": "host", "what": name[:300]}
         with contextlib.suppress(OSError):
             sock.send(json.dumps(msg).encode())
