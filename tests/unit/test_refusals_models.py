@@ -71,3 +71,15 @@ def test_a_desktop_forgotten_keeps_no_list() -> None:
     log.add("web", "host", "b.test", 1.0)
     log.forget("gone")
     assert log.desktops() == ["web"] and [r.what for r in log.list()] == ["b.test"]
+
+
+def test_zionctl_lists_refusals_as_a_table() -> None:
+    from zionwm.desktops_cli import format_refusals
+
+    assert format_refusals([]) == "no refusals"
+    text = format_refusals(
+        [{"desktop": "web", "kind": "host", "what": "cdn.example.net", "count": 3, "last": 0.0}]
+    )
+    header, row = text.splitlines()
+    assert header.split() == ["DESKTOP", "KIND", "WHAT", "TIMES", "LAST"]
+    assert row.split()[:4] == ["web", "host", "cdn.example.net", "3"]
