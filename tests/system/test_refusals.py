@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import socket
 import textwrap
 from pathlib import Path
@@ -189,5 +190,53 @@ def test_a_forwarder_speaks_only_for_its_own_desktop(
             "forged.test"
         ]
         assert comp.zjson("desktop", "refusals", "work")["refusals"] == []
+    finally:
+        comp.stop()
+
+
+def _bus_tools_missing() -> str | None:
+    for tool in ("bwrap", "dbus-daemon", "xdg-dbus-proxy", "dbus-send"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
+
+
+@pytest.mark.skipif(_bus_tools_missing() is not None, reason=str(_bus_tools_missing()))
+def test_a_bus_name_the_desktop_bus_hides_is_listed_with_no_change_offered(
+    tmp_path: Path,
+) -> None:
+    config = "from zionwm.config import desktop\n" + (
+        'desktop("personal", colour="#3b82f6")\ndesktop("work", colour="#22c55e")\n'
+    )
+    comp = Compositor(tmp_path, config, extra_env={"ZIONWM_NO_QUARANTINE": "1"}).start()
+    try:
+        call = [
+            "dbus-send",
+            "--session",
+            "--print-reply",
+            # the keyring: outside the names a desktop bus lets programs see
+            "--dest=org.freedesktop.secrets",
+            "/org/freedesktop/secrets",
+            "org.freedesktop.Secret.Service.OpenSession",
+            "string:plain",
+        ]
+        comp.zionctl("launch", "work", "--", *call)
+
+        def listed() -> list[tuple[str, str]]:
+            items = comp.zjson("desktop", "refusals", "work")["refusals"]
+            return [(r["kind"], r["what"]) for r in items]
+
+        wait_for(
+            lambda: ("dbus", "org.freedesktop.secrets") in listed(), 60, "the hidden name listed"
+        )
+        assert comp.zjson("desktop", "refusals", "personal")["refusals"] == []
+        (item,) = [
+            r
+            for r in comp.zjson("desktop", "refusals", "work")["refusals"]
+            if r["what"] == "org.freedesktop.secrets"
+        ]
+        show = comp.zjson("desktop", "show", "work")
+        assert refmodel.offer(refmodel.Refusal.from_event(item), show) is None
+        assert "D-Bus" in refmodel.NO_OFFER["dbus"]
     finally:
         comp.stop()

@@ -38,7 +38,7 @@ def test_the_compositor_keeps_only_grantable_names() -> None:
     assert clean_what("host", "CDN.Example.org.") == "cdn.example.org"
     for bad in ("a\u202eb.org", "1.0.0.127.in-addr.arpa", "printer.local", "a b.org", "", 5):
         assert clean_what("host", bad) is None
-    assert clean_what("dbus", "org.example.X") is None
+    assert clean_what("usb", "1d6b:0002") is None  # a kind nothing reports
 
 
 def test_the_log_is_bounded_and_a_burst_costs_a_bounded_number_of_events() -> None:
@@ -83,3 +83,32 @@ def test_zionctl_lists_refusals_as_a_table() -> None:
     header, row = text.splitlines()
     assert header.split() == ["DESKTOP", "KIND", "WHAT", "TIMES", "LAST"]
     assert row.split()[:4] == ["web", "host", "cdn.example.net", "3"]
+
+
+# what xdg-dbus-proxy --log printed for a call to the keyring and a RequestName it refused
+PROXY_LOG = """\
+C6: -> org.freedesktop.DBus fake GetNameOwner for org.freedesktop.DBus
+*SKIPPED*
+C7: -> org.freedesktop.secrets call org.freedesktop.Secret.Service.OpenSession at /
+*HIDDEN* (ping)
+B7: <- org.freedesktop.DBus return from C6
+*SKIPPED*
+B8: <- (no sender) return from C7
+*REWRITTEN*
+C8: -> org.mozilla.firefox call org.mozilla.firefox.OpenURL at /
+B9: <- org.mozilla.firefox return from C8
+C9: -> org.freedesktop.DBus call org.freedesktop.DBus.RequestName at /
+Filtering message due to arg0 com.evil.Name, policy: 0 (required 3)
+*HIDDEN* (ping)
+"""
+
+
+def test_the_proxy_log_gives_the_names_it_hid_and_nothing_else() -> None:
+    from zionwm.desktopbus.policy import ProxyLog
+
+    reader = ProxyLog()
+    names = [n for line in PROXY_LOG.splitlines() if (n := reader.feed(line))]
+    assert names == ["org.freedesktop.secrets", "com.evil.Name"]
+    assert clean_what("dbus", "org.freedesktop.secrets") == "org.freedesktop.secrets"
+    for bad in (":1.42", "nodots", "a.b\u202e", "a..b", "x" * 300 + ".y"):
+        assert clean_what("dbus", bad) is None

@@ -24,16 +24,23 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from zionwm.desktopbus.policy import ProxyLog
+
 if TYPE_CHECKING:
     from .loop import FdHandle
     from .server import Server
 
 log = logging.getLogger(__name__)
 
-KINDS = ("host",)  # what a setting can grant today: a host of a filtered network
+# "host": a name a filtered network's DNS filter refused (a setting can grant it);
+# "dbus": a bus name the desktop bus's proxy hid or would not let be owned (none can)
+KINDS = ("host", "dbus")
 PER_DESKTOP = 64
 EVENTS_PER_WINDOW = 20
 EVENT_WINDOW = 10.0
+READS_PER_SECOND = 400  # datagrams read per desktop and second; beyond, reading pauses
+_BUS_ELEMENT = r"[A-Za-z_-][A-Za-z0-9_-]*"
+_BUS_NAME = re.compile(rf"(?=.{{3,255}}$){_BUS_ELEMENT}(?:\.{_BUS_ELEMENT})+")
 _HOST = re.compile(
     r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*$"
 )
@@ -50,8 +57,12 @@ class Refusal:
 
 
 def clean_what(kind: str, what: object) -> str | None:
-    """The refused thing as kept, or None if no setting could grant it."""
-    if kind != "host" or not isinstance(what, str):
+    """The refused thing as kept, or None if it is not one a person could act on."""
+    if not isinstance(what, str):
+        return None
+    if kind == "dbus":
+        return what if _BUS_NAME.fullmatch(what) else None
+    if kind != "host":
         return None
     name = what.strip().rstrip(".").lower()
     if not _HOST.fullmatch(name) or name.endswith((".arpa", ".local")):
@@ -122,6 +133,8 @@ class Refusals:
         self.log = RefusalLog()
         # desktop -> (our end, the reporter's end, our reader)
         self._pairs: dict[str, tuple[socket.socket, socket.socket, FdHandle]] = {}
+        self._proxy_logs: dict[str, ProxyLog] = {}
+        self._budget: dict[str, tuple[float, int]] = {}  # desktop -> (second began, reads)
 
     def reporter_fd(self, desktop: str) -> int:
         """The end `desktop`'s reporter writes into (`{"kind", "what"}` datagrams); the same
@@ -141,6 +154,8 @@ class Refusals:
 
     def _on_readable(self, desktop: str, sock: socket.socket) -> None:
         for _ in range(256):  # at most this many per turn of the loop
+            if not self._within_budget(desktop):
+                return
             try:
                 data = sock.recv(2048)
             except (BlockingIOError, InterruptedError):
@@ -148,12 +163,43 @@ class Refusals:
             except OSError as exc:
                 log.warning("refusal reports of %s: %s", desktop, exc)
                 return
-            try:
-                msg = json.loads(data)
-            except ValueError:
+            if data.startswith(b"{"):  # a DNS forwarder's report
+                try:
+                    msg = json.loads(data)
+                except ValueError:
+                    continue
+                if isinstance(msg, dict):
+                    self.report(desktop, str(msg.get("kind")), msg.get("what"))
                 continue
-            if isinstance(msg, dict):
-                self.report(desktop, str(msg.get("kind")), msg.get("what"))
+            # a line of the desktop bus proxy's log
+            reader = self._proxy_logs.setdefault(desktop, ProxyLog())
+            name = reader.feed(data.decode("utf-8", "replace"))
+            if name is not None:
+                self.report(desktop, "dbus", name)
+
+    def _within_budget(self, desktop: str) -> bool:
+        """At most READS_PER_SECOND datagrams a second per desktop: above it, its socket is
+        not read for the rest of the second (the kernel drops what its buffer cannot
+        hold), so no desktop can keep the compositor busy by getting refused."""
+        now = time.monotonic()
+        began, reads = self._budget.get(desktop, (now, 0))
+        if now - began >= 1.0:
+            began, reads = now, 0
+        if reads < READS_PER_SECOND:
+            self._budget[desktop] = (began, reads + 1)
+            return True
+        ours, theirs, handle = self._pairs[desktop]
+        handle.remove()
+
+        def resume() -> None:
+            if self._pairs.get(desktop, (None,))[0] is ours:
+                again = self.server.loop.add_reader(
+                    ours.fileno(), lambda: self._on_readable(desktop, ours), f"refusals {desktop}"
+                )
+                self._pairs[desktop] = (ours, theirs, again)
+
+        self.server.loop.call_later(int((1.0 - (now - began)) * 1000) + 1, resume, "refusals")
+        return False
 
     def report(self, desktop: str, kind: str, what: object) -> None:
         if desktop not in self.server.desktops or kind not in KINDS:

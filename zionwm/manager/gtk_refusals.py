@@ -100,11 +100,11 @@ class RefusalsPart(WindowParts):
         dlg = Adw.MessageDialog(
             transient_for=self,
             modal=True,
-            heading=f"Allow {r.title} in {r.desktop}?",
+            heading=f"Allow {r.title} in {r.desktop}?" if offer else f"{r.desktop}: {r.title}",
             body=(
                 "This changes one setting of the desktop:"
                 if offer
-                else "No setting change would allow this (it may be allowed already)."
+                else refmodel.NO_OFFER.get(r.kind, "No setting change would allow this.")
             ),
         )
         if offer is not None:

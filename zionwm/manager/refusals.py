@@ -23,7 +23,16 @@ def visible(text: str) -> str:
     )
 
 
-KIND_TEXT = {"host": "looked up a host its network list does not name"}
+KIND_TEXT = {
+    "host": "looked up a host its network list does not name",
+    "dbus": "used a D-Bus name its desktop bus does not let through",
+}
+NO_OFFER = {
+    "host": "No setting change would allow this (it may be allowed already).",
+    "dbus": "No setting grants a D-Bus name: the desktop bus lets its programs use "
+    "application names (org.mozilla.*, org.gnome.*, io.github.*...) and zionwm's own "
+    "services only. A program that needs this name is better run in a desktop of its own.",
+}
 
 
 @dataclass(frozen=True)
