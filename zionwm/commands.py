@@ -125,7 +125,7 @@ COMMANDS: dict[str, CommandInfo] = {
         "connect or cut desktop NAME's network (--for: only that long, e.g. 15m)",
     ),
     "desktop": CommandInfo(
-        "desktop create|set|unset|delete|show|deleted|restore ...",
+        "desktop create|set|unset|delete|show|deleted|restore|hibernate|refusals ...",
         Shape.WORDS,
         "create, change, show and delete desktops while zionwm runs",
     ),

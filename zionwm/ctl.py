@@ -1,9 +1,10 @@
 """`zionctl`: the command-line client of the zionwm control socket.
 
-This module owns the client side of the control protocol (`ControlClient`), the `zionctl`
-argument parser and its table output. Subcommand groups written elsewhere plug in through
-`add_parser(subparsers)` functions in the modules listed in `PLUGINS`, imported only when
-their subcommand is used, so a missing or broken module costs the rest nothing.
+This module owns the `zionctl` argument parser and its table output; the client side of the
+control protocol is `zionwm.control_client`, shared with the manager. Subcommand groups
+written elsewhere plug in through `add_parser(subparsers)` functions in the modules listed in
+`PLUGINS`, imported only when their subcommand is used, so a missing or broken module costs
+the rest nothing.
 
 Exit status: 0 done, 1 the compositor refused or failed the request, 2 no compositor to talk
 to (or a usage error, as argparse does).
@@ -15,16 +16,21 @@ import argparse
 import contextlib
 import importlib
 import json
-import os
 import shlex
-import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from zionwm import commands, paths
+from zionwm import commands
+from zionwm.control_client import (
+    REQUEST_TIMEOUT,
+    CompositorError,
+    ConnectError,
+    ControlClient,
+    default_socket,
+)
 
 # module -> the subcommands it adds; imported only when one of them is asked for.
 PLUGINS: dict[str, tuple[str, ...]] = {
@@ -41,119 +47,15 @@ PLUGIN_HELP = {
     "log": "show what a desktop's programs printed",
 }
 
-REQUEST_TIMEOUT = 15.0
 EXIT_FAILED = 1
 EXIT_NO_COMPOSITOR = 2
-
-
-class ConnectError(Exception):
-    """No compositor answers on the socket."""
-
-
-class CompositorError(Exception):
-    """The compositor answered with an error."""
-
-
-class ControlClient:
-    """A blocking client of the control socket, for tools (and tests) outside the compositor."""
-
-    def __init__(self, path: str | os.PathLike[str], timeout: float | None = REQUEST_TIMEOUT):
-        self.path = str(path)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self._sock.settimeout(timeout)
-        try:
-            self._sock.connect(self.path)
-        except OSError as exc:
-            self._sock.close()
-            raise ConnectError(
-                f"cannot connect to zionwm (is zionwm running? socket {self.path}): "
-                f"{exc.strerror or exc}"
-            ) from None
-        self._reader = self._sock.makefile("rb")
-        self._next_id = 1
-        self._early_events: list[dict[str, Any]] = []
-
-    def __enter__(self) -> ControlClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._reader.close()
-        self._sock.close()
-
-    def request(self, kind: str, **fields: Any) -> Any:
-        """Send one request; return its "result" or raise CompositorError."""
-        rid = self._next_id
-        self._next_id += 1
-        self._send({"id": rid, "type": kind, **fields})
-        while True:
-            msg = self._receive()
-            if msg is None:
-                raise CompositorError("zionwm closed the connection without answering")
-            if "event" in msg and "ok" not in msg:
-                # For a subscription made earlier on this connection: keep it for events().
-                self._early_events.append(msg)
-                continue
-            if msg.get("id") not in (rid, None):
-                continue
-            if not msg.get("ok"):
-                raise CompositorError(str(msg.get("error") or "request failed"))
-            return msg.get("result")
-
-    def command(self, argv: Sequence[str]) -> dict[str, Any]:
-        result = self.request("command", argv=list(argv))
-        return result if isinstance(result, dict) else {"message": "", "data": result}
-
-    def events(self, names: Sequence[str] = ("*",)) -> Iterator[dict[str, Any]]:
-        """Subscribe, then yield events until the compositor closes the connection."""
-        self.request("subscribe", events=list(names))
-        self._sock.settimeout(None)
-        while self._early_events:
-            yield self._early_events.pop(0)
-        while True:
-            msg = self._receive()
-            if msg is None:
-                return
-            if "event" in msg:
-                yield msg
-
-    def _send(self, msg: dict[str, Any]) -> None:
-        try:
-            self._sock.sendall((json.dumps(msg) + "\n").encode())
-        except OSError as exc:
-            raise CompositorError(f"cannot send to zionwm: {exc}") from None
-
-    def _receive(self) -> dict[str, Any] | None:
-        try:
-            line = self._reader.readline()
-        except TimeoutError:
-            raise CompositorError("zionwm did not answer in time") from None
-        except OSError as exc:
-            raise CompositorError(f"connection to zionwm failed: {exc}") from None
-        if not line:
-            return None
-        try:
-            msg = json.loads(line)
-        except json.JSONDecodeError:
-            raise CompositorError(f"zionwm sent something that is not JSON: {line!r}") from None
-        if not isinstance(msg, dict):
-            raise CompositorError(f"zionwm sent an unexpected message: {line!r}")
-        return msg
 
 
 def socket_path(args: argparse.Namespace) -> Path:
     """--socket, else $ZIONWM_SOCK, else the default place under $XDG_RUNTIME_DIR."""
     if getattr(args, "socket", None):
         return Path(args.socket)
-    env = os.environ.get("ZIONWM_SOCK")
-    if env:
-        return Path(env)
-    try:
-        return paths.ipc_socket()
-    except RuntimeError as exc:
-        raise ConnectError(f"cannot find the zionwm socket: {exc}") from None
+    return default_socket()
 
 
 def connect(args: argparse.Namespace, timeout: float | None = REQUEST_TIMEOUT) -> ControlClient:

@@ -15,6 +15,7 @@ from typing import Any
 
 from zionwm import ctl
 from zionwm.desktops_model import SETTINGS
+from zionwm.isolation.hibernate import size_text
 
 
 def _request(args: argparse.Namespace, words: list[str]) -> dict[str, Any]:
@@ -143,6 +144,65 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hibernate(args: argparse.Namespace) -> int:
+    if args.estimate:
+        data = _request(args, ["hibernate", args.name, "--estimate"])
+        _print(args, data, str(data.get("message", "")))
+        return 0
+    # The freeze finishes after the answer: the push's result comes as a `hibernate` event.
+    with ctl.connect(args, timeout=60.0) as c:
+        c.request("subscribe", events=["hibernate"])
+        result = c.command(["desktop", "hibernate", args.name])
+        data = result.get("data") or {}
+        if data.get("done"):
+            _print(args, data, str(data.get("message", "")))
+            return 0
+        if not getattr(args, "json", False):
+            print(data.get("message", ""), flush=True)
+        for msg in c.events(["hibernate"]):
+            payload = msg.get("payload") or {}
+            if payload.get("desktop") != args.name:
+                continue
+            if payload.get("error"):
+                print(f"zionctl: {args.name}: {payload['error']}", file=sys.stderr)
+                return ctl.EXIT_FAILED
+            freed = payload.get("freed_bytes")
+            text = (
+                f"hibernated {args.name}: freed {size_text(int(freed))}"
+                if freed is not None
+                else f"froze {args.name}; memory.reclaim is unavailable, nothing pushed out"
+            )
+            _print(args, payload, text)
+            return 0
+    return ctl.EXIT_FAILED
+
+
+def format_refusals(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return "no refusals"
+    rows = [
+        [
+            i["desktop"],
+            i["kind"],
+            i["what"],
+            i["count"],
+            time.strftime("%H:%M:%S", time.localtime(float(i["last"]))),
+        ]
+        for i in items
+    ]
+    return ctl.format_table(rows, ["DESKTOP", "KIND", "WHAT", "TIMES", "LAST"])
+
+
+def cmd_refusals(args: argparse.Namespace) -> int:
+    words = ["refusals", *([args.name] if args.name else [])]
+    if args.clear is not None:
+        words += ["--clear", *([args.clear] if args.clear else [])]
+    data = _request(args, words)
+    text = format_refusals(list(data.get("refusals", [])))
+    _print(args, data, str(data.get("message")) if args.clear is not None else text)
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     common = ctl.common_options()
     top = sub.add_parser(
@@ -196,6 +256,22 @@ def add_parser(sub: Any) -> None:
     p.add_argument("name", metavar="NAME")
 
     verb("deleted", "list deleted desktops whose data is kept", cmd_deleted)
+
+    p = verb("hibernate", "freeze a desktop and push its memory out", cmd_hibernate)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "--estimate", action="store_true", help="only say how much it would free, do nothing"
+    )
+
+    p = verb("refusals", "what programs of a desktop were refused (hosts...)", cmd_refusals)
+    p.add_argument("name", metavar="NAME", nargs="?")
+    p.add_argument(
+        "--clear",
+        nargs="?",
+        const="",
+        metavar="WHAT",
+        help="forget the refusals of NAME (or only WHAT)",
+    )
 
     p = verb("restore", "bring a deleted desktop back with its data", cmd_restore)
     p.add_argument("id", metavar="ID|NAME")

@@ -18,13 +18,20 @@ import pytest
 from tests.harness import VENV_BIN, Compositor, colour_near, require, wait_for
 
 CONFIG = """
-from zionwm.config import Downloads, bind, desktop
+from zionwm.config import Downloads, Network, bind, desktop
 # what alpha sends to beta is audited, then held for an hour unless the user releases it
 desktop("alpha", colour="#e11d48", downloads=Downloads(release_to="beta", hold="1h"))
 desktop("beta", colour="#0ea5e9")
+# a filtered network: the names its programs look up and are refused reach the manager
+desktop("web", colour="#a855f7", network=Network.filtered(["example.org"]))
 bind("Super+M", "manager")
 """
-COLOURS = {"alpha": "#e11d48", "beta": "#0ea5e9"}
+COLOURS = {"alpha": "#e11d48", "beta": "#0ea5e9", "web": "#a855f7"}
+# 48 MiB written (and synced) in a desktop's home, then read: page cache in its cgroup
+FILL = (
+    "head -c 48M /dev/zero > ~/cache.bin && sync && cat ~/cache.bin > /dev/null && "
+    "touch ~/filled && exec sleep 600"
+)
 DEFAULT_CLAMD_SOCKET = "/run/clamav/clamd.ctl"  # the default config uses a clamd running there
 ARTEFACTS = os.environ.get("ZIONWM_ARTEFACTS")
 
@@ -108,6 +115,36 @@ class Manager:
         win = self.window()
         self.wait_active("Desktops")  # keys typed now reach it
         return win
+
+    def focus(self) -> str | None:
+        return next((w["focus"] for w in self.state()["windows"] if w["active"]), None)
+
+    def tab_to(self, name: str, key: str = "Tab", timeout: float = 60) -> None:
+        """Type `key` until the keyboard is on `name` in the active window; a key is typed
+        only once the window has said where the previous one put the focus."""
+        last = [0.0]
+        seen: list[str | None] = []
+
+        def there() -> bool:
+            now = self.focus()
+            if now == name:
+                return True
+            if time.monotonic() - last[0] > 1.2:
+                seen.append(now)
+                self.comp.type_keys("-k", key)
+                last[0] = time.monotonic()
+            return False
+
+        try:
+            wait_for(there, timeout, f"the keyboard on {name!r}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the keyboard was on {seen}") from None
+
+    def dialog_with(self, text: str) -> dict[str, Any] | None:
+        for w in self.state()["windows"]:
+            if any(text in i.get("text", "") for i in w["items"]):
+                return w
+        return None
 
     def shot(self, name: str) -> Any:
         path = self.shots / f"manager-{name}.png"
@@ -347,6 +384,164 @@ def test_launch_an_app_into_the_shown_desktop(manager: Manager) -> None:
     (win,) = comp.wait_window("beta", app_id="foot", timeout=30)
     assert win["desktop"] == "beta"
     assert not comp.windows("alpha")
+
+
+def test_hibernate_from_the_menu_says_what_it_frees_then_frees_it(manager: Manager) -> None:
+    comp = manager.comp
+    if not comp.desktops()["alpha"].get("cgroup"):
+        pytest.skip("no writable cgroups here: nothing to freeze or push out")
+    comp.zionctl("switch", "beta")  # the shown desktop cannot be frozen
+    comp.zionctl("launch", "alpha", "--", "sh", "-c", FILL)
+    home = comp.data / "zionwm" / "desktops" / "alpha" / "home"
+    wait_for((home / "filled").exists, 60, "alpha's program to fill its page cache")
+    est = comp.zjson("desktop", "hibernate", "alpha", "--estimate")["estimate"]
+    if not est["can_reclaim"]:
+        pytest.skip(f"memory cannot be pushed out here: {est['reason']}")
+    manager.ensure()
+    comp.type_keys("-M", "ctrl", "1", "-m", "ctrl")
+    manager.wait_focus("Desktops", "alpha")
+    # the disk use of alpha's home, walked again on Ctrl+1, beside its name (du's figure)
+    du = subprocess.run(["du", "-s", "-B1", "-x", str(home)], capture_output=True, text=True)
+    want = int(du.stdout.split()[0])
+    wait_for(
+        lambda: any(
+            f"home {want / 2**20:.1f} MiB" in t or f"home {(want - 4096) / 2**20:.1f} MiB" in t
+            for t in manager.texts("Desktops")
+        ),
+        30,
+        f"alpha's home shown as {want / 2**20:.1f} MiB",
+    )
+    manager.tab_to("More actions")
+    manager.shot("desktops-menu")
+    last = [0.0]
+
+    def menu_open() -> bool:
+        if manager.focus() == "Tailor…":
+            return True
+        if manager.focus() == "More actions" and time.monotonic() - last[0] > 3:
+            comp.type_keys("-k", "Return")
+            last[0] = time.monotonic()
+        return False
+
+    wait_for(menu_open, 30, "alpha's menu open")
+    manager.tab_to("Hibernate…", key="Down")
+    comp.type_keys("-k", "Return")
+    question = "Hibernate alpha?"
+    w = wait_for(lambda: manager.dialog_with(question), 30, "the hibernate question")
+    texts = [i.get("text", "") for i in w["items"]]
+    assert any("of file cache" in t and "MiB" in t for t in texts), texts
+    manager.shot("hibernate")
+    manager.tab_to("Hibernate")
+    comp.type_keys("-k", "Return")
+    wait_for(lambda: comp.desktops()["alpha"]["frozen"], 30, "alpha frozen")
+    wait_for(
+        lambda: any(t.startswith("Hibernated alpha:") for t in manager.texts("Desktops")),
+        30,
+        "the toast saying what hibernating freed",
+    )
+    comp.zionctl("kill", "alpha")
+
+
+def _privileged_network_missing() -> str | None:
+    from zionwm.isolation.network.caps import probe
+
+    caps = probe()
+    if not caps.root or caps.nft is None or not caps.netns_dir_writable:
+        return "filtered networks need root, nft and a writable /run/netns"
+    return None
+
+
+def test_a_refused_host_is_offered_as_a_diff_and_allowed_on_click(manager: Manager) -> None:
+    comp = manager.comp
+    if (why := _privileged_network_missing()) is not None:
+        pytest.skip(why)
+    manager.ensure()
+    lookup = "import socket\ntry: socket.gethostbyname('refused.example.net')\nexcept OSError: pass"
+    comp.zionctl("launch", "web", "--", "python3", "-c", lookup)
+    wait_for(
+        lambda: comp.zjson("desktop", "refusals", "web")["refusals"],
+        60,
+        "the refused name listed by the compositor",
+    )
+    manager.wait_text("web: refused.example.net", "Desktops")
+    manager.shot("refusals")
+    comp.type_keys("-M", "ctrl", "r", "-m", "ctrl")
+    manager.wait_focus("Desktops", "Allow…")
+    question = "Allow refused.example.net in web?"
+    last = [0.0]
+
+    def asked() -> dict[str, Any] | None:
+        if (w := manager.dialog_with(question)) is not None:
+            return w
+        if time.monotonic() - last[0] > 3 and manager.focus() == "Allow…":
+            comp.type_keys("-k", "Return")
+            last[0] = time.monotonic()
+        return None
+
+    w = wait_for(asked, 30, "the offer of a change")
+    texts = [i.get("text", "") for i in w["items"]]
+    diff = "- network = filtered:example.org\n+ network = filtered:example.org,refused.example.net"
+    assert diff in texts, texts
+    manager.shot("refusal-allow")
+    # nothing changes before the click
+    show = comp.zjson("desktop", "show", "web")
+    assert {s["key"]: s["value"] for s in show["settings"]}["network"] == "filtered:example.org"
+    manager.tab_to("Allow")
+    comp.type_keys("-k", "Return")
+
+    def network() -> str:
+        show = comp.zjson("desktop", "show", "web")
+        return str({s["key"]: s["value"] for s in show["settings"]}["network"])
+
+    wait_for(
+        lambda: network() == "filtered:example.org,refused.example.net", 30, "the change applied"
+    )
+    wait_for(
+        lambda: "web: refused.example.net" not in manager.texts("Desktops"),
+        30,
+        "the refusal gone from the list",
+    )
+    assert comp.zjson("desktop", "refusals", "web")["refusals"] == []
+
+
+def test_favourites_come_first_and_are_kept(manager: Manager) -> None:
+    comp = manager.comp
+    if not Path("/usr/share/applications/foot.desktop").exists():
+        pytest.skip("foot's .desktop entry is not installed on this machine")
+    # a terminal left by an earlier test would have the keyboard: the keys are for the manager
+    comp.zionctl("kill", "beta")
+    wait_for(lambda: not comp.windows("beta"), 30, "beta's windows closed")
+    manager.ensure()
+    comp.zionctl("switch", "beta")
+    comp.type_keys("-M", "ctrl", "2", "-m", "ctrl")
+    manager.wait_text("Apps start in beta", "Desktops")
+    manager.wait_keyboard("Desktops")
+    comp.type_keys("-M", "ctrl", "a", "-m", "ctrl", "foot")
+    add = "Add Foot to the favourites of beta"
+    wait_for(lambda: add in manager.texts("Desktops"), 30, "Foot's star")
+    comp.type_keys("-M", "ctrl", "d", "-m", "ctrl")  # the first app shown: Foot
+    state = comp.root / "state" / "zionwm" / "manager.json"
+    wait_for(
+        lambda: state.exists() and json.loads(state.read_text())["favourites"].get("beta"),
+        30,
+        "the favourite saved",
+    )
+    assert json.loads(state.read_text())["favourites"]["beta"] == ["foot"]
+    comp.type_keys("-M", "ctrl", "a", "-m", "ctrl", "-k", "BackSpace")  # every app again
+    manager.wait_text("Remove Foot from the favourites of beta", "Desktops")
+
+    def first_star() -> str:
+        stars = [
+            i
+            for i in manager.items("Desktops")
+            if i["kind"] == "button" and "favourites of beta" in i["text"]
+        ]
+        stars.sort(key=lambda i: (i["bounds"][1], i["bounds"][0]))
+        return str(stars[0]["text"]) if stars else ""
+
+    wait_for(lambda: first_star().startswith("Remove Foot"), 30, "Foot first among the apps")
+    manager.shot("apps-favourites")
+    comp.type_keys("-M", "ctrl", "1", "-m", "ctrl")
 
 
 def test_refuses_on_a_desktop_socket(manager: Manager) -> None:

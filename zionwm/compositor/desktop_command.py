@@ -37,7 +37,7 @@ class DesktopCommand:
         if handler is None:
             raise ValueError(
                 f"desktop: unknown sub-command {sub!r} "
-                "(create, set, unset, delete, show, deleted, restore)"
+                "(create, set, unset, delete, show, deleted, restore, hibernate, refusals)"
             )
         return handler(rest)
 

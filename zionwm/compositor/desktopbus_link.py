@@ -107,7 +107,9 @@ class DesktopBusLink:
         if run is not None:
             self._stop(desktop)
         try:
-            bus = dbus_bus.start(desktop, self._cgroup_procs(desktop))
+            refusals = getattr(self.server, "refusals", None)  # refusals.py reads its log
+            log_fd = refusals.reporter_fd(desktop) if refusals is not None else None
+            bus = dbus_bus.start(desktop, self._cgroup_procs(desktop), log_fd=log_fd)
         except (dbus_bus.BusStartError, OSError) as exc:
             self._failed(desktop, str(exc))
             return None

@@ -26,6 +26,7 @@ from zionwm.isolation.network.model import NetworkError
 from zionwm.isolation.spec import DesktopSpec, NetMode
 from zionwm.isolation.storage import UnsafePathError
 
+from . import refusals
 from .autostart import Autostarter
 from .children import Child
 from .desktopbus_link import DesktopBusLink
@@ -414,6 +415,7 @@ def attach(server: Server) -> None:
     iso = Isolation(server)
     server.extensions.append(iso)
     server.isolation = iso
+    refusals.attach(server, iso.net)  # before any desktop's DNS forwarder starts
     server.extensions.append(DesktopBusLink(server, iso.launcher, iso._cgroup_procs))
     if os.environ.get("ZIONWM_NO_QUARANTINE") != "1":
         server.extensions.append(QuarantineLink(server))

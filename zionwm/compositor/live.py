@@ -37,6 +37,7 @@ from zionwm.isolation.templates import store as templates
 from . import native
 from .deleted_desktops import DELETED_META, list_deleted, move_back, move_data_away
 from .desktop_command import DesktopCommand
+from .hibernation import Hibernation
 from .loop import Timer
 from .usage import UsageSampler
 
@@ -86,6 +87,7 @@ class LiveDesktops:
         self._before_reload: model.Merged | None = None
         self._reaping: dict[str, Timer] = {}
         self._copies: dict[int, tuple[str, Settings, Path]] = {}  # pid -> home copy job
+        self._hibernation: Hibernation | None = None
 
     def _read(self) -> DesktopsFile:
         for stale in store.remove_stale_temporaries(self.path):
@@ -149,6 +151,15 @@ class LiveDesktops:
     # ---- the command language: `desktop SUB ...` (desktop_command.py) ------------------
 
     def command(self, words: list[str]) -> Any:
+        if words and words[0] == "hibernate":  # hibernation.py
+            if self._hibernation is None:
+                self._hibernation = Hibernation(self._srv())
+            return self._hibernation.command(words[1:])
+        if words and words[0] == "refusals":  # refusals.py
+            refusals = getattr(self._srv(), "refusals", None)
+            if refusals is None:
+                raise RuntimeError("refusals are not collected here (no isolation)")
+            return refusals.command(words[1:])
         return DesktopCommand(self).run(words)
 
     # ---- operations ----------------------------------------------------------------------
@@ -611,6 +622,8 @@ class LiveDesktops:
                 timer.remove()
         if self.usage is not None:
             self.usage.close()
+        if self._hibernation is not None:
+            self._hibernation.close()
 
 
 # --- pure helpers --------------------------------------------------------------------------

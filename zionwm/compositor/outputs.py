@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from wlroots.wlr_types import Output, OutputLayout, Scene
@@ -20,6 +21,30 @@ from .listeners import HasListeners
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
+
+
+def scale_from_env(environ: Mapping[str, str]) -> float:
+    """$ZIONWM_OUTPUT_SCALE (e.g. 2 for a 200 % HiDPI screen), 1 when unset or unusable."""
+    text = environ.get("ZIONWM_OUTPUT_SCALE", "").strip()
+    try:
+        scale = float(text) if text else 1.0
+    except ValueError:
+        log.warning("ZIONWM_OUTPUT_SCALE=%r is not a number: using 1", text)
+        return 1.0
+    if not 0.5 <= scale <= 4:
+        log.warning("ZIONWM_OUTPUT_SCALE=%r is outside 0.5..4: using 1", text)
+        return 1.0
+    return scale
+
+
+def apply_scale(output: Output, scale: float) -> None:
+    if scale == 1.0:
+        return
+    output.set_scale(scale)
+    try:
+        output.commit()
+    except RuntimeError:
+        log.error("output %s: could not set scale %g", output.name, scale)
 
 
 class OutputCompositor(Protocol):

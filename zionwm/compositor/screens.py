@@ -5,13 +5,14 @@ the frame timing that measures a desktop switch.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from wlroots.wlr_types import Output
 
 from . import native
 from .core import ServerCore
-from .outputs import ServerOutput
+from .outputs import ServerOutput, apply_scale, scale_from_env
 from .strip import Strip
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class OutputHandling(ServerCore):
             except RuntimeError:
                 log.error("output %s: could not enable its preferred mode", output.name)
                 return
+        apply_scale(output, scale_from_env(os.environ))
         # sway's format, "make model serial (NAME)": panels such as waybar parse it
         native.set_output_description(
             output,

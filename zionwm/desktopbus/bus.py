@@ -145,9 +145,16 @@ def _root_links() -> tuple[tuple[str, str | None], ...]:
     return tuple(out)
 
 
-def start(desktop: str, cgroup_procs: Sequence[Path] = (), *, confine: bool = True) -> DesktopBus:
+def start(
+    desktop: str,
+    cgroup_procs: Sequence[Path] = (),
+    *,
+    confine: bool = True,
+    log_fd: int | None = None,
+) -> DesktopBus:
     """Start the desktop's daemon and proxy; return once both accept connections.
-    `confine=False` runs them without their bwrap (benchmarks compare the two)."""
+    `confine=False` runs them without their bwrap (benchmarks compare the two). `log_fd`:
+    the proxy logs each message there, one write a line (refusals are read from it)."""
     found = tools()
     if isinstance(found, str):
         raise BusStartError(found)
@@ -212,11 +219,15 @@ def start(desktop: str, cgroup_procs: Sequence[Path] = (), *, confine: bool = Tr
             subprocess.Popen(
                 confined(
                     policy.proxy_argv(
-                        proxy_bin, f"unix:path={daemon_sock}", str(proxy_sock), ready_w
+                        proxy_bin,
+                        f"unix:path={daemon_sock}",
+                        str(proxy_sock),
+                        ready_w,
+                        log=log_fd is not None,
                     )
                 ),
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+                stdout=log_fd if log_fd is not None else subprocess.DEVNULL,
                 pass_fds=(ready_w,),
                 close_fds=True,
                 preexec_fn=placement,  # noqa: PLW1509

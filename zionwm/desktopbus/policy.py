@@ -4,6 +4,7 @@ how often, and which links may leave a desktop. No I/O: tests call these directl
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,13 +52,49 @@ def proxy_argv(
     ready_fd: int,
     own: Sequence[str] = APP_NAME_PREFIXES,
     talk: Sequence[str] = ZIONWM_SERVICES,
+    log: bool = False,
 ) -> list[str]:
     """xdg-dbus-proxy in front of a desktop's bus, filtering: programs may own and talk to
-    application names, talk to zionwm's services, and see nothing else."""
+    application names, talk to zionwm's services, and see nothing else. `log`: the proxy
+    prints one line per message on its stdout (what `ProxyLog` reads refusals from)."""
     argv = [proxy, f"--fd={ready_fd}", upstream, listen, "--filter", "--sloppy-names"]
+    argv += ["--log"] if log else []
     argv += [f"--own={name}" for name in own]
     argv += [f"--talk={name}" for name in talk]
     return argv
+
+
+class ProxyLog:
+    """The names a desktop's programs were refused, read from xdg-dbus-proxy's `--log`
+    lines: a call whose next line is `*HIDDEN*` went to a name the filter does not let them
+    see; `Filtering message due to arg0 NAME` is a name they may not own (or ask about)."""
+
+    _CALL = re.compile(r"^C\d+: -> (\S+) call ")
+    _ARG0 = re.compile(r"^Filtering message due to arg0 (\S+?),? policy")
+
+    def __init__(self) -> None:
+        self._dest: str | None = None
+        self._arg0: str | None = None
+
+    def feed(self, line: str) -> str | None:
+        """One line; the refused name it completes, if any."""
+        line = line.strip()
+        if m := self._CALL.match(line):
+            self._dest, self._arg0 = m.group(1), None
+            return None
+        if m := self._ARG0.match(line):
+            self._arg0 = m.group(1)
+            return None
+        if line.startswith("*HIDDEN*"):
+            name = self._arg0 or (self._dest if self._dest != BUS_NAME else None)
+            self._dest = self._arg0 = None
+            return name
+        if not line.startswith("*"):
+            self._dest = self._arg0 = None
+        return None
+
+
+BUS_NAME = "org.freedesktop.DBus"
 
 
 def confine_argv(

@@ -25,6 +25,8 @@ def _focus_name(win: Gtk.Window) -> str | None:
             return str(w.get_title())
         if isinstance(w, Gtk.Button) and w.get_label():
             return str(w.get_label())
+        if isinstance(w, Gtk.Button | Gtk.MenuButton) and w.get_tooltip_text():
+            return str(w.get_tooltip_text())  # an icon button: named by its tooltip
         w = w.get_parent()
     return None
 
@@ -47,6 +49,8 @@ def _items(win: Gtk.Window) -> list[dict[str, Any]]:
         elif isinstance(w, Gtk.Entry | Gtk.SearchEntry):
             focused = w.has_focus() or bool(w.get_focus_child())
             entry = {"kind": "entry", "text": w.get_text(), "focused": focused}
+        elif isinstance(w, Gtk.Button) and not w.get_label() and w.get_tooltip_text():
+            entry = {"kind": "button", "text": w.get_tooltip_text(), "icon": w.get_icon_name()}
         elif hasattr(w, "swatch_colour"):
             entry = {"kind": "swatch", "colour": w.swatch_colour}
         elif isinstance(w, Adw.PreferencesRow) and w.has_css_class("error"):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HISTORY = 60  # samples kept per desktop: one minute at the compositor's 1 Hz
-SORT_KEYS = ("order", "name", "state", "cpu", "memory")
+SORT_KEYS = ("order", "name", "state", "cpu", "memory", "disk")
 
 
 def human_size(n: float | None) -> str:
@@ -43,6 +43,9 @@ class DesktopRow:
     cpu_history: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
     memory_history: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
     pending_downloads: int = 0
+    home_bytes: int | None = None  # disk use of its home, measured off the UI thread
+    home_complete: bool = True  # False: the measure ran out of time ("at least")
+    refusals: int = 0  # things its programs were refused that a setting could grant
 
     @property
     def state(self) -> str:
@@ -109,6 +112,11 @@ class DesktopRow:
             parts.append(f"{n} download{'s' if n != 1 else ''} pending")
         if self.ephemeral:
             parts.append("forgets its home")
+        if self.home_bytes is not None:
+            at_least = "" if self.home_complete else "at least "
+            parts.append(f"home {at_least}{human_size(self.home_bytes)}")
+        if self.refusals:
+            parts.append(f"{self.refusals} refusal{'s' if self.refusals != 1 else ''}")
         return " · ".join(parts)
 
 
@@ -174,6 +182,7 @@ class DesktopList:
             "state": lambda r: (r.state_rank, r.index),
             "cpu": lambda r: (r.cpu_percent or 0.0, r.name),
             "memory": lambda r: (r.memory_bytes or 0, r.name),
+            "disk": lambda r: (r.home_bytes or 0, r.name),
         }
         return sorted(rows, key=by[key], reverse=descending)
 

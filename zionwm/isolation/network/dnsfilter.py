@@ -124,12 +124,14 @@ class DnsForwarder:
         max_tcp: int = 16,
         extra_udp: Sequence[socket.socket] = (),
         extra_tcp: Sequence[socket.socket] = (),
+        on_refuse: Callable[[str], None] | None = None,
     ) -> None:
         if not upstreams:
             raise ValueError("a DNS forwarder needs at least one upstream")
         self.upstreams = list(upstreams)
         self.decide = decide
         self.learn = learn
+        self.on_refuse = on_refuse  # told each refused name (the compositor lists them)
         self.timeout = timeout
         self.min_ttl = min_ttl
         self.max_ttl = max_ttl
@@ -187,6 +189,8 @@ class DnsForwarder:
         rules = self.decide(msg.question.name)
         if rules is None:
             log.info("refused DNS name %r", msg.question.name)
+            if self.on_refuse is not None:
+                self.on_refuse(msg.question.name)
             return None, build_error(ident, msg.question, RCODE_NXDOMAIN, rd), ()
         return msg, None, rules
 

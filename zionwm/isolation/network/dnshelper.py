@@ -9,6 +9,7 @@ IPv4 addresses for these rules" requests from it (`parse_learn_request`) and run
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ipaddress
 import json
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from zionwm.isolation.network import policy as netpolicy
@@ -168,6 +170,23 @@ def _serve_helper(
     return os.waitstatus_to_exitcode(status)
 
 
+def _refusal_reporter(fd: object, desktop: str) -> Callable[[str], None] | None:
+    """One datagram per refused name into the compositor's socket; never waits (a full
+    queue drops the report: the name is refused all the same)."""
+    if not isinstance(fd, int):
+        return None
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+
+    def report(name: str) -> None:
+        # the compositor knows the desktop from the socket; the name is for logs
+        msg = {"desktop": desktop, "kind": "host", "what": name[:300]}
+        with contextlib.suppress(OSError):
+            sock.send(json.dumps(msg).encode())
+
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     """Child-process entry: one JSON argument (see NetworkManager._start_forwarder).
 
@@ -204,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         ours.close()
         _drop_privileges(helper)
         learn = _LearnClient(theirs)
+    refuse = _refusal_reporter(cfg.get("refusal_fd"), str(cfg["desktop"]))
     fwd = DnsForwarder(
         listen,
         [(str(h), int(p)) for h, p in cfg["upstreams"]],
@@ -215,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         tcp=tcp,
         extra_udp=extra_udp,
         extra_tcp=extra_tcp,
+        on_refuse=refuse,
     )
     signal.signal(signal.SIGTERM, lambda *_: fwd.stop())
     fwd.serve_forever()

@@ -64,6 +64,7 @@ def start_forwarder(
     nft: str,
     min_ttl: int,
     source: str | None,
+    refusal_fd: int | None = None,
 ) -> None:
     """Start the desktop's DNS forwarder (`dnshelper`, a child process) on the host side of
     its veth, and on `loopback_dns` inside its namespace; a warning on `net` when there is
@@ -101,6 +102,10 @@ def start_forwarder(
         "min_ttl": min_ttl,
         "source": source,
     }
+    reporting: tuple[int, ...] = ()
+    if refusal_fd is not None:  # refused names are told to the compositor
+        cfg["refusal_fd"] = refusal_fd
+        reporting = (refusal_fd,)
     env = dict(os.environ)
     pkg_root = str(Path(__file__).resolve().parents[3])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
@@ -109,7 +114,7 @@ def start_forwarder(
             [sys.executable, "-m", "zionwm.isolation.network.dnshelper", json.dumps(cfg)],
             stdin=subprocess.DEVNULL,
             env=env,
-            pass_fds=tuple(s.fileno() for s in (sock, tcp, *extra)),
+            pass_fds=tuple(s.fileno() for s in (sock, tcp, *extra)) + reporting,
             preexec_fn=functools.partial(die_with, os.getpid()),  # noqa: PLW1509 (prctl only)
         )
     finally:

@@ -55,7 +55,7 @@ import os
 import shlex
 import shutil
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,8 @@ class NetworkManager:
         self.route_table = 0x10000000 + int(netpolicy._short_hash(prefix, 7), 16)
         self._uplink_source: str | None = None
         self._cleanup_due = False
+        # desktop -> the socket its DNS forwarder reports refused names into (set by the owner)
+        self.refusal_reporter: Callable[[str], int] | None = None
 
     @classmethod
     def from_environ(cls, prefix: str, environ: Mapping[str, str]) -> NetworkManager:
@@ -520,6 +522,7 @@ class NetworkManager:
             nft=self.caps.nft or "nft",
             min_ttl=self.min_ttl,
             source=self._uplink_source if self.uplink else None,
+            refusal_fd=self.refusal_reporter(net.desktop) if self.refusal_reporter else None,
         )
 
     def _write_resolv(self, net: DesktopNet) -> None:
