@@ -561,6 +561,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.probe:
         result = _probe(args.fd, json.loads(request.get("name", "[]")))
     else:
+        # the scanners' libraries first: a worker that cannot even load them (its memory
+        # limit, a broken install) fails as a whole, not as one scanner's finding
+        import magic  # noqa: PLC0415, F401
+        import yara  # noqa: PLC0415, F401
+
         settings = AuditSettings.from_json(request.get("settings", {}))
         result = audit_source(args.fd, str(request.get("name", "")), settings).to_json()
     sys.stdout.write(json.dumps(result))
