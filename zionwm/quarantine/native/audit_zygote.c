@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -701,6 +702,34 @@ static int load_magic(void) {
            magic_load_buffers(desc_cookie, bufs, sizes, 1);
 }
 
+/* Large anonymous regions (the magic database, YARA's compiled rules) onto huge pages where
+ * the kernel has them: fork then copies one entry per 2 MiB instead of 512, and that copy
+ * was the largest kernel cost of a child. Best effort: without THP nothing changes. */
+static void huge_pages(void) {
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, off;
+        char perms[8], dev[16];
+        unsigned long ino;
+        if (sscanf(line, "%lx-%lx %7s %lx %15s %lu", &lo, &hi, perms, &off, dev, &ino) != 6)
+            continue;
+        if (ino != 0 || strncmp(perms, "rw", 2) != 0 || hi - lo < (4ul << 20))
+            continue;
+        unsigned long a = (lo + (2ul << 20) - 1) & ~((2ul << 20) - 1);
+        unsigned long b = hi & ~((2ul << 20) - 1);
+        if (b <= a)
+            continue;
+        if (madvise((void *)a, b - a, MADV_HUGEPAGE) == 0)
+            madvise((void *)a, b - a, MADV_COLLAPSE);
+    }
+    if (f)
+        fclose(f);
+}
+
 int main(int argc, char **argv) {
     int ctrl = -1;
     const char *rules_dir = NULL;
@@ -739,6 +768,8 @@ int main(int argc, char **argv) {
     }
     if (!why && (yr_initialize() != ERROR_SUCCESS || compile_rules(rules_dir) != 0))
         why = "the bundled YARA rules do not compile";
+    if (!why)
+        huge_pages();
     char ready[512];
     int v = magic_version();
     if (why)

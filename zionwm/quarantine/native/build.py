@@ -14,6 +14,8 @@ def main() -> int:
     out = HERE / "audit-zygote"
     tmp = out.with_suffix(".tmp")
     cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-D_FORTIFY_SOURCE=2", "-fstack-protector-strong"]
+    # every symbol bound at start: a child would otherwise resolve each one it calls again
+    cmd += ["-Wl,-z,now"]
     cmd += ["-o", str(tmp), str(HERE / "audit_zygote.c"), "-lmagic", "-lyara", "-lm"]
     done = subprocess.run(cmd, check=False)
     if done.returncode != 0:
