@@ -244,3 +244,19 @@ def test_a_native_child_over_its_time_is_killed_and_cannot_inspect_and_the_next_
     assert report.verdict is Verdict.CANNOT_INSPECT
     assert audit(pool, text, AuditSettings(timeout=30)).verdict is Verdict.CLEAN
     assert NATIVE in flavors(pool)
+
+
+def test_a_report_names_the_libraries_that_judged_its_file(
+    tmp_path: Path, isolated_env: Path, pool: ZygotePool
+) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b"meeting at noon\n")
+    report = audit(pool, text, AuditSettings(timeout=30))
+    assert report.engines["versions"].get("native") is True
+    assert report.engines["versions"]["yara"].startswith("YARA ")
+    python = ZygotePool(native=False)
+    try:
+        other = audit(python, text, AuditSettings(timeout=30))
+    finally:
+        python.close()
+    assert "native" not in other.engines["versions"]

@@ -137,7 +137,8 @@ def audit_job(
         report = pool.audit(
             fd, name, settings, source, engines["yara"]["signatures"], flavor_for(head)
         )
-        report = with_engines(report, engines, pool.versions())
+        versions = {**pool.versions(), **report.engines.get("versions", {})}
+        report = with_engines(report, engines, versions)
     except Exception as e:
         log.exception("audit of item %d failed", item_id)
         report = _failed(f"the audit failed: {type(e).__name__}: {e}")

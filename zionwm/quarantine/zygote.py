@@ -182,7 +182,16 @@ class ZygotePool:
                     # a failure of the sandbox stands alone; a report is checked for
                     # every scanner it should have
                     failed = any(f.scanner == SCANNER for f in outcome.report.findings)
-                    return outcome.report if failed else complete(outcome.report, settings)
+                    report = outcome.report if failed else complete(outcome.report, settings)
+                    # which libraries judged this file (the native zygote's are the
+                    # system's, the Python one's yara-python brings its own libyara)
+                    return AuditReport(
+                        report.findings,
+                        report.scanners,
+                        report.durations,
+                        {"versions": dict(z.versions)},
+                        report.rescan,
+                    )
                 attempt += 1
                 log.warning("audit sandbox of %s went away (attempt %d)", source or "-", attempt)
             return _failed(
