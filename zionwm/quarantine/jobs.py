@@ -94,6 +94,8 @@ def with_engines(
     recorded["yara"] = {"version": versions.get("yara"), **(engines.get("yara") or {})}
     recorded["clamd"] = {**av, "version": av.get("engine")}
     recorded["checked_at"] = engines.get("checked_at")
+    if versions.get("native"):
+        recorded["native"] = True  # judged by a child of the native audit zygote
     findings = report.findings
     if not av.get("available") and "clamd" not in report.scanners:
         findings += (
