@@ -260,3 +260,29 @@ def test_a_report_names_the_libraries_that_judged_its_file(
     finally:
         python.close()
     assert "native" not in other.engines["versions"]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"PK\x03\x04rest",
+        b"%PDF-1.7\n",
+        b"junk before " * 10 + b"%PDF-1.4",
+        b"  \n<?XML version='1.0'?><w:wordDocument>",
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100),
+        b"{\\rtf1 hello}",
+        b"\x1f\x8b\x08\x00",
+        bytes(257) + b"ustar\x00",
+        b"ID;PWXL;N;E\n",
+    ],
+)
+def test_the_native_child_declines_every_head_the_python_scanners_read(
+    head: bytes, tmp_path: Path, isolated_env: Path, pool: ZygotePool
+) -> None:
+    # whatever its caller chose: the office, pdf and archive scanners must see these
+    assert flavor_for(head) == FULL
+    path = tmp_path / "sample.txt"
+    path.write_bytes(head)
+    report = audit(pool, path, AuditSettings(timeout=30), flavor=LIGHT)
+    assert "native" not in report.engines["versions"]  # judged by the Python zygote
+    assert sorted(z["flavor"] for z in pool.stats()["zygotes"]) == [FULL, NATIVE]

@@ -194,8 +194,8 @@ static int needs_python(const unsigned char *h, size_t n) {
     if (memmem(h, n < 1024 ? n : 1024, "%PDF-", 5))
         return 1;
     size_t m = n < 4096 ? n : 4096, i = 0;
-    while (i < m && (is_ws(h[i]) || h[i] == 0x1c || h[i] == 0x1d || h[i] == 0x1e || h[i] == 0x1f))
-        i++; /* bytes.lstrip() strips ASCII whitespace and \x1c-\x1f */
+    while (i < m && is_ws(h[i]))
+        i++; /* as bytes.lstrip(): ASCII whitespace only */
     if (m - i >= 5 && strncasecmp((const char *)h + i, "<?xml", 5) == 0)
         return 1;
     return 0;
