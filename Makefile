@@ -34,9 +34,10 @@ $(STAMPS)/venv: $(STAMPS)/system pyproject.toml
 	$(VPY) -m pip install -q --no-binary pywayland,pywlroots,xkbcommon -e ".[test,manager]"
 	@touch $@
 
-$(STAMPS)/native: $(STAMPS)/venv $(NATIVE_SRC)
+$(STAMPS)/native: $(STAMPS)/venv $(NATIVE_SRC) zionwm/isolation/enter.c
 	$(VPY) zionwm/compositor/native/build.py
 	$(VPY) zionwm/quarantine/native/build.py
+	$(CC) -O2 -Wall -Wextra -o zionwm/isolation/zionwm-enter zionwm/isolation/enter.c
 	@touch $@
 
 run: setup
@@ -62,7 +63,8 @@ bench: setup $(STAMPS)/bench
 	$(VPY) -m benchmarks.run
 
 clean:
-	rm -rf $(STAMPS) build *.egg-info zionwm/compositor/native/_zionwm_native*
+	rm -rf $(STAMPS) build *.egg-info zionwm/compositor/native/_zionwm_native* \
+	    zionwm/isolation/zionwm-enter
 
 # ---- install / uninstall ---------------------------------------------------------------
 # `make install` puts a private Python environment in $(PREFIX)/lib/zionwm (the zionwm package

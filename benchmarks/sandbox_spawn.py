@@ -5,8 +5,9 @@
 Measures, over N runs each, wall time from "start" to "reaped" of /bin/true:
 - bare: subprocess fork/exec of /bin/true;
 - zionwm: Launcher.launch() of /bin/true with the full production policy (seccomp, synthesized
-  /etc, fd-bound home/Shared/Outbox), then wait; and (N/5 runs) the same with a writable /usr
-  (overlay helper + fuse-overlayfs);
+  /etc, fd-bound home/Shared/Outbox), then wait; the same placed into a cgroup of its own
+  first, as the compositor does (when a cgroup2 hierarchy is writable here); and (N/5 runs)
+  the same with a writable /usr (overlay helper + fuse-overlayfs);
 - firejail: `firejail --quiet --noprofile /bin/true` (when installed);
 and, when weston is installed, the time from launch to the first frame weston-simple-shm
 sees presented (its first wl_callback.done after a commit) inside the sandbox vs. unsandboxed.
@@ -104,6 +105,22 @@ def main() -> None:
                 raise RuntimeError(f"sandboxed /bin/true exited {rc}")
 
         result["zionwm_sandbox"] = summarize_ms(timed(sandboxed, args.runs))
+        group = _bench_cgroup()
+        if group is not None:
+            # the compositor's path: the sandbox placed into its desktop's cgroup before bwrap
+            placed = Launcher(cgroup_procs=lambda desktop: [group / "cgroup.procs"])
+
+            def in_cgroup() -> None:
+                rc = placed.launch(spec, ["/bin/true"], stdout=devnull, stderr=devnull).wait(30)
+                if rc != 0:
+                    raise RuntimeError(f"sandboxed /bin/true in a cgroup exited {rc}")
+
+            try:
+                result["zionwm_sandbox_in_cgroup"] = summarize_ms(timed(in_cgroup, args.runs))
+            finally:
+                _remove_cgroup(group)
+        else:
+            result["zionwm_sandbox_in_cgroup"] = "no writable cgroup2 hierarchy"
         if shutil.which("fuse-overlayfs") and os.path.exists("/dev/fuse"):
             layered = DesktopSpec(name="benchlayer", colour=(1.0, 1.0, 1.0, 1.0), writable_usr=True)
 
@@ -135,6 +152,32 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def _bench_cgroup() -> Path | None:
+    """A fresh cgroup of our own on the cgroup2 hierarchy, when this user may make one."""
+    with open("/proc/self/mountinfo") as f:
+        roots = [line.split()[4] for line in f if " - cgroup2 " in line]
+    for root in roots:
+        group = Path(root) / f"zionwm-bench-{os.getpid()}"
+        try:
+            group.mkdir()
+        except OSError:
+            continue
+        return group
+    return None
+
+
+def _remove_cgroup(group: Path) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            group.rmdir()
+            return
+        except OSError:  # the last reaped sandbox may still be leaving it
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def frame_benchmark(

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from zionwm import __version__
+from zionwm import __version__, heap
 
 log = logging.getLogger("zionwm")
 
@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     live.attach(server)
 
     vnc = start_vnc(args.vnc) if args.vnc else []
+    heap.trim_after_startup()
     try:
         server.run()
     finally:

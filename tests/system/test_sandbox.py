@@ -32,7 +32,7 @@ import pytest
 from tests.harness import processes_with, readable_package, sandbox_missing, wait_for
 from zionwm import paths
 from zionwm.isolation import seccomp, storage
-from zionwm.isolation.launcher import Launcher, Sandbox
+from zionwm.isolation.launcher import Launcher, LaunchError, Sandbox
 from zionwm.isolation.spec import DesktopSpec, Devices
 
 PROBE_SRC = Path(__file__).with_name("sandbox_probe.py")
@@ -880,3 +880,39 @@ def test_unprivileged_launcher_confines_the_same_way(tmp_path: Path) -> None:
         assert {"bwrap", "ps"} <= seen <= {"bwrap", "ps", "sh", "sort", "tr"}, seen
     finally:
         shutil.rmtree(world, ignore_errors=True)
+
+
+def test_a_failed_cgroup_placement_starts_nothing(env: Env) -> None:
+    # /dev/full opens for writing and refuses every write, as a cgroup that cannot take the
+    # process does: the launch must fail whole, before anything of the sandbox runs.
+    launcher = Launcher(cgroup_procs=lambda desktop: [Path("/dev/full")])
+    with pytest.raises(LaunchError, match="cannot start"):
+        launcher.launch(env.spec("work"), ["/bin/true"])
+    assert launcher.sandboxes() == []
+
+
+@pytest.mark.security
+def test_placement_fds_are_not_left_open_inside(env: Env) -> None:
+    # The cgroup.procs and namespace fds the launcher opens for the placement must be closed
+    # before bwrap: an open cgroup.procs would let a program move pids around its cgroup.
+    if shutil.which("ip") is None or os.getuid() != 0:
+        pytest.skip("a named network namespace needs iproute2 and root here")
+    root = _cgroup2_root()
+    if root is None or not os.access(root, os.W_OK):
+        pytest.skip("no writable cgroup2 hierarchy on this machine")
+    cg = root / f"zionwm-sandbox-fds-{os.getpid()}"
+    cg.mkdir()
+    name = f"zionwm-fds-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        launcher = Launcher(
+            cgroup_procs=lambda desktop: [cg / "cgroup.procs"],
+            netns_path=lambda desktop: Path("/run/netns") / name,
+        )
+        rc, out, _ = _run_with(launcher, env.spec("net"), ["/bin/sh", "-c", "ls /proc/self/fd"])
+        assert rc == 0
+        assert sorted(int(x) for x in out.split()) == [0, 1, 2, 3]  # 3: ls's own directory fd
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+        wait_for(lambda: not (cg / "cgroup.procs").read_text().strip(), what="the cgroup to empty")
+        cg.rmdir()

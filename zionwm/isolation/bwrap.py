@@ -5,7 +5,9 @@ Owns the shape of every sandbox. Two pure steps, no I/O in either:
 - `plan_sandbox(spec, argv, host, ...)` resolves a `DesktopSpec` plus what was probed on the host
   (`HostFacts`) into a frozen `SandboxPlan`: every mount, device, environment variable and fd
   the sandbox needs.
-- `build_argv(plan)` turns the plan into bwrap's argv.
+- `build_argv(plan)` turns the plan into bwrap's argv (`bwrap_argv`).
+
+The plan's types are in `sandbox_plan`, the /proc masking policy in `procmask`.
 
 Things only the caller can produce (directories opened safely, memfds holding synthesized
 files, the seccomp program) appear in the plan as named fd *slots*; the launcher opens them and
@@ -41,13 +43,61 @@ under /run/zionwm/fonts/host<n>.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 
+# The plan's types, the /proc policy and the argv builder live in modules of their own; their
+# names stay importable from here, where callers have always found them.
+from zionwm.isolation.bwrap_argv import build_argv
+from zionwm.isolation.procmask import (
+    PROC_MASKED_DIRS,
+    PROC_MASKED_FILES,
+    PROC_READ_ONLY,
+    PROC_STAND_INS,
+    PROC_STAT,
+    mask_proc,
+    proc_stat_stand_in,
+)
+from zionwm.isolation.sandbox_plan import (
+    FdSlot,
+    GpuSysfs,
+    HostFacts,
+    Mount,
+    MountKind,
+    PlanError,
+    SandboxPlan,
+    SeedEntry,
+    SeedKind,
+    SessionBus,
+    SlotKind,
+    TemplateFacts,
+)
 from zionwm.isolation.spec import DesktopSpec
+
+__all__ = [
+    "PROC_MASKED_DIRS",
+    "PROC_MASKED_FILES",
+    "PROC_READ_ONLY",
+    "PROC_STAND_INS",
+    "PROC_STAT",
+    "FdSlot",
+    "GpuSysfs",
+    "HostFacts",
+    "Mount",
+    "MountKind",
+    "PlanError",
+    "SandboxPlan",
+    "SeedEntry",
+    "SeedKind",
+    "SessionBus",
+    "SlotKind",
+    "TemplateFacts",
+    "build_argv",
+    "plan_sandbox",
+    "proc_stat_stand_in",
+    "sandbox_env",
+    "sandbox_ids",
+]
 
 # Environment variables copied from the launching environment when present. LC_* is a prefix.
 ENV_PASSTHROUGH = ("TERM", "LANG", "LANGUAGE", "TZ", "COLORTERM")
@@ -124,59 +174,6 @@ CPU_SYS_DIR = "/sys/devices/system/cpu"
 SHARED_IN_HOME, OUTBOX_IN_HOME, DOWNLOADS_IN_HOME = "Shared", "Outbox", "Downloads"
 HOME_MOUNTPOINTS = (SHARED_IN_HOME, OUTBOX_IN_HOME, DOWNLOADS_IN_HOME)
 
-PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger")
-
-# Host-wide /proc files that count or list what the whole machine does, masked with an empty
-# file in every sandbox. Counters that move with another desktop's activity are timing side
-# channels (interrupts and softirqs tick with every key press; the disk, memory and scheduler
-# counters with every save, page fault and wake-up); the rest lists host secrets or layout
-# (keys, kernel symbols and modules, slab and vmalloc layout, file locks of every process).
-# Kept readable on purpose, because programs need them and they move slowly or not at all:
-# meminfo, cpuinfo, uptime, version, filesystems, mounts (the sandbox's own).
-PROC_MASKED_FILES = (
-    "/proc/interrupts",
-    "/proc/softirqs",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/schedstat",
-    "/proc/latency_stats",
-    "/proc/keys",
-    "/proc/key-users",
-    "/proc/kallsyms",
-    "/proc/modules",
-    "/proc/vmstat",
-    "/proc/diskstats",
-    "/proc/locks",
-    "/proc/slabinfo",
-    "/proc/zoneinfo",
-    "/proc/buddyinfo",
-    "/proc/pagetypeinfo",
-    "/proc/vmallocinfo",
-    "/proc/iomem",
-    "/proc/ioports",
-    # Host-wide open-file and inode counts: they move with every file another desktop opens.
-    "/proc/sys/fs/file-nr",
-    "/proc/sys/fs/inode-nr",
-    "/proc/sys/fs/inode-state",
-    "/proc/sys/fs/dentry-state",
-)
-# Whole directories covered by an empty read-only tmpfs: per-IRQ counters (irq/N/spurious),
-# host-wide pressure-stall totals in microseconds, and the host's input and PCI device lists.
-PROC_MASKED_DIRS = ("/proc/irq", "/proc/pressure", "/proc/bus")
-# /proc/stat is replaced rather than emptied: ps and psutil need its btime, and top and many
-# libraries parse its cpu lines. The stand-in has the host's boot time and CPU count (both
-# visible anyway, through uptime and sysfs) and counters that never move.
-PROC_STAT = "/proc/stat"
-# Fixed stand-ins for files programs parse but whose host values move with host activity:
-# loadavg's running-task count changes the moment any process on the machine wakes up (a
-# sampling loop sees another desktop react to a key); entropy_avail counted interrupt
-# entropy before Linux 5.18 (it says 256 since).
-PROC_STAND_INS: Mapping[str, bytes] = {
-    "/proc/loadavg": b"0.00 0.00 0.00 1/1 1\n",
-    "/proc/sys/kernel/random/entropy_avail": b"256\n",
-}
-
 # The id a root-run zionwm's user has inside a nested_sandbox desktop (see sandbox_ids).
 NESTED_ROOT_ID = 1000
 
@@ -189,184 +186,6 @@ BUS_BIN_DIR = "/run/zionwm/bin"
 SYSTEM_BUS_SOCKET = "/run/dbus/system_bus_socket"
 
 _DESKTOP_NAME = re.compile(r"[a-z0-9_-]{1,32}")
-
-
-class MountKind(StrEnum):
-    BIND = "--bind"
-    RO_BIND = "--ro-bind"
-    RO_BIND_TRY = "--ro-bind-try"
-    DEV_BIND = "--dev-bind"
-    BIND_FD = "--bind-fd"
-    RO_BIND_FD = "--ro-bind-fd"
-    RO_BIND_DATA = "--ro-bind-data"
-    FILE = "--file"
-    TMPFS = "--tmpfs"
-    DIR = "--dir"
-    SYMLINK = "--symlink"
-    PROC = "--proc"
-    DEV = "--dev"
-
-
-_PATH_SOURCE_KINDS = frozenset(
-    {MountKind.BIND, MountKind.RO_BIND, MountKind.RO_BIND_TRY, MountKind.DEV_BIND}
-)
-_SLOT_KINDS = frozenset(
-    {MountKind.BIND_FD, MountKind.RO_BIND_FD, MountKind.RO_BIND_DATA, MountKind.FILE}
-)
-
-
-@dataclass(frozen=True)
-class Mount:
-    """One bwrap filesystem operation, applied in plan order."""
-
-    kind: MountKind
-    dest: str
-    source: str = ""  # host path (path binds) or link target (SYMLINK)
-    slot: str = ""  # fd slot name (fd binds, data files)
-    perms: int | None = None  # --perms for DIR, TMPFS, FILE, RO_BIND_DATA
-
-
-class SlotKind(StrEnum):
-    STORAGE = "storage"  # a data directory opened O_PATH without following symlinks
-    DATA = "data"  # bytes the launcher puts in a memfd
-    SEED = "seed"  # a file of the ephemeral seed, already opened by the launcher's scan
-    SECCOMP = "seccomp"  # the compiled seccomp program
-    STATUS = "status"  # write end of the pipe bwrap reports the sandbox's pids on
-
-
-@dataclass(frozen=True)
-class FdSlot:
-    name: str
-    kind: SlotKind
-    storage: str = ""  # STORAGE: "home" | "outbox" | "inbox" | "shared"
-    data: bytes = b""  # DATA
-
-
-class SeedKind(StrEnum):
-    DIR = "dir"
-    FILE = "file"
-    SYMLINK = "symlink"
-
-
-@dataclass(frozen=True)
-class SeedEntry:
-    """One entry of an ephemeral home's template, relative to the template root."""
-
-    relpath: str
-    kind: SeedKind
-    mode: int = 0o700
-    target: str = ""  # SYMLINK
-    slot: str = ""  # FILE: the slot holding its open fd
-
-
-@dataclass(frozen=True)
-class GpuSysfs:
-    """The sysfs a program needs to identify one render node, as probed on the host."""
-
-    node: str  # /dev/dri/renderD128
-    char_link: str  # /sys/dev/char/226:128
-    char_target: str  # that link's target (relative, as sysfs writes it)
-    device_dir: str  # resolved /sys/devices/... dir of the GPU itself (its `device`)
-    hidden: tuple[str, ...] = ()  # dirs under device_dir to cover: card* (connectors, EDID)
-
-
-def proc_stat_stand_in(cpus: int, boot_time: int) -> bytes:
-    """A /proc/stat whose counters never move, in the kernel's layout."""
-    zeros = " ".join(["0"] * 10)
-    lines = [f"cpu  {zeros}"] + [f"cpu{n} {zeros}" for n in range(max(1, cpus))]
-    lines += [
-        "intr 0",
-        "ctxt 0",
-        f"btime {boot_time}",
-        "processes 0",
-        "procs_running 1",
-        "procs_blocked 0",
-        "softirq 0 0 0 0 0 0 0 0 0 0 0",
-    ]
-    return ("\n".join(lines) + "\n").encode()
-
-
-@dataclass(frozen=True)
-class HostFacts:
-    """What the launcher probed on the host; everything plan_sandbox may depend on."""
-
-    uid: int
-    gid: int
-    user: str
-    system_files: frozenset[str] = frozenset()  # which SYSTEM_CANDIDATES exist
-    root_links: tuple[tuple[str, str | None], ...] = ()  # (path, symlink target or None: dir)
-    dri_nodes: tuple[str, ...] = ()
-    video_nodes: tuple[str, ...] = ()
-    pipewire_socket: str | None = None
-    pulse_socket: str | None = None
-    has_cpu_sysfs: bool = True
-    gpu_sysfs: tuple[GpuSysfs, ...] = ()  # for each render node in dri_nodes
-    proc_masked: frozenset[str] = frozenset()  # which PROC_MASKED_FILES/DIRS exist here
-    boot_time: int = 0  # /proc/stat's btime
-    cpus: int = 1  # how many cpuN lines the stand-in /proc/stat has
-    bwrap: str = "/usr/bin/bwrap"
-    font_dirs: tuple[str, ...] = ()  # which HOST_FONT_CANDIDATES exist
-
-
-@dataclass(frozen=True)
-class SessionBus:
-    """A desktop's session bus as its sandboxes get it: `socket` (a host path) is bound as
-    $XDG_RUNTIME_DIR/bus; `system_socket` only when the desktop's config hands it the host's
-    buses; `programs` (name, script) are bound executable into BUS_BIN_DIR, first on PATH."""
-
-    socket: str
-    system_socket: str | None = None
-    programs: tuple[tuple[str, bytes], ...] = ()
-    # read-only data files (absolute path under /run/zionwm, content) and variables that go
-    # with them, e.g. the desktop entry that makes GLib's `gio open` use the xdg-open above
-    files: tuple[tuple[str, bytes], ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class TemplateFacts:
-    """A desktop's view of its template, as prepared by the launcher (host paths)."""
-
-    name: str
-    lower: str  # the template's current tree (read-only lower layer)
-    upper: str  # the desktop's layer (inside `scratch` for an ephemeral one)
-    work: str
-    merged: str  # where the helper mounts the merged view; bwrap binds from here
-    scratch: str | None  # ephemeral: tmpfs mount point holding upper and work
-    top: tuple[tuple[str, str | None], ...]  # TEMPLATE_DIRS present: (name, link target | None)
-
-
-@dataclass(frozen=True)
-class SandboxPlan:
-    desktop: str
-    argv: tuple[str, ...]
-    uid: int
-    gid: int
-    home: str  # inside path
-    runtime_dir: str  # inside path
-    ephemeral: bool
-    share_net: bool  # True: stay in the netns the launcher joined; False: --unshare-net
-    mounts: tuple[Mount, ...]
-    slots: tuple[FdSlot, ...]
-    env: Mapping[str, str]
-    cwd: str
-    hostname: str
-    bwrap: str = "/usr/bin/bwrap"
-    writable_usr: bool = False
-    template: TemplateFacts | None = None
-    notes: tuple[str, ...] = ()  # what the policy could not enforce, for the log
-    nested_sandbox: bool = False  # user namespaces allowed inside; the seccomp variant too
-    fds: Mapping[str, int] = field(default_factory=dict)
-
-    def with_fds(self, fds: Mapping[str, int]) -> SandboxPlan:
-        return dataclasses.replace(self, fds=dict(fds))
-
-    def slot_names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.slots)
-
-
-class PlanError(ValueError):
-    """The spec or argv cannot be turned into a sandbox."""
 
 
 def passwd_lines(uid: int, gid: int, user: str, home: str) -> tuple[bytes, bytes]:
@@ -514,7 +333,7 @@ def plan_sandbox(
     # Per-netns and per-userns values still resolve by the reader's namespaces.
     for path in PROC_READ_ONLY:
         mounts.append(Mount(MountKind.RO_BIND_TRY, path, source=path))
-    _mask_proc(host, mounts, slot)
+    mask_proc(host, mounts, slot)
     mounts.append(Mount(MountKind.DEV, "/dev"))
     mounts.append(Mount(MountKind.TMPFS, "/tmp"))
     mounts.append(Mount(MountKind.TMPFS, "/var/tmp"))
@@ -677,36 +496,6 @@ def sandbox_ids(spec: DesktopSpec, host: HostFacts) -> tuple[int, int]:
     return host.uid, host.gid
 
 
-def _mask_proc(host: HostFacts, mounts: list[Mount], slot: Callable[[FdSlot], str]) -> None:
-    """Cover the host-wide /proc files (see PROC_MASKED_FILES) and put in the stand-ins; only
-    where the host has the file, as bwrap cannot create a mount point inside procfs."""
-    for path in PROC_MASKED_FILES:
-        if path in host.proc_masked:
-            name = "mask" + path.replace("/", "-")
-            mounts.append(
-                Mount(
-                    MountKind.RO_BIND_DATA,
-                    path,
-                    slot=slot(FdSlot(name, SlotKind.DATA, data=b"")),
-                    perms=0o444,
-                )
-            )
-    for path in PROC_MASKED_DIRS:
-        if path in host.proc_masked:
-            mounts.append(Mount(MountKind.TMPFS, path, perms=0o555))
-    stand_ins = {PROC_STAT: proc_stat_stand_in(host.cpus, host.boot_time)}
-    stand_ins.update((p, d) for p, d in PROC_STAND_INS.items() if p in host.proc_masked)
-    for path, data in stand_ins.items():
-        mounts.append(
-            Mount(
-                MountKind.RO_BIND_DATA,
-                path,
-                slot=slot(FdSlot("stand-in" + path.replace("/", "-"), SlotKind.DATA, data=data)),
-                perms=0o444,
-            )
-        )
-
-
 def _grant_gpu(host: HostFacts, mounts: list[Mount], notes: list[str]) -> None:
     """Render nodes, and for each only the sysfs that names its device: the /sys/dev/char
     link and the GPU's own device dir, with its display connectors (card*: EDID, hence the
@@ -754,43 +543,3 @@ def _grant_session_bus(
         env["PATH"] = f"{BUS_BIN_DIR}:{SANDBOX_PATH}"
         if any(name == "xdg-open" for name, _ in bus.programs):
             env["BROWSER"] = f"{BUS_BIN_DIR}/xdg-open"
-
-
-def _fd(plan: SandboxPlan, slot: str) -> str:
-    try:
-        return str(plan.fds[slot])
-    except KeyError:
-        raise PlanError(f"fd slot {slot!r} was not filled by the launcher") from None
-
-
-def build_argv(plan: SandboxPlan) -> list[str]:
-    """bwrap's full argv for the plan (fd slots must be filled). Pure."""
-    out = [plan.bwrap]
-    # Namespaces. Joining a prepared netns means keeping the one the launcher entered.
-    out.append("--unshare-all")
-    if plan.share_net:
-        out.append("--share-net")
-    out.append("--unshare-user")
-    if not plan.nested_sandbox:
-        out.append("--disable-userns")
-    out += ["--uid", str(plan.uid), "--gid", str(plan.gid)]
-    out += ["--hostname", plan.hostname]
-    # bwrap run by uid 0 keeps every capability in the sandbox unless told otherwise.
-    out += ["--cap-drop", "ALL"]
-    out += ["--die-with-parent", "--new-session"]
-    if "status" in plan.slot_names():
-        out += ["--json-status-fd", _fd(plan, "status")]
-    for m in plan.mounts:
-        if m.perms is not None:
-            out += ["--perms", f"{m.perms:04o}"]
-        if m.kind in _PATH_SOURCE_KINDS or m.kind is MountKind.SYMLINK:
-            out += [m.kind.value, m.source, m.dest]
-        elif m.kind in _SLOT_KINDS:
-            out += [m.kind.value, _fd(plan, m.slot), m.dest]
-        else:
-            out += [m.kind.value, m.dest]
-    out += ["--seccomp", _fd(plan, "seccomp")]
-    out += ["--chdir", plan.cwd]
-    out.append("--")
-    out += list(plan.argv)
-    return out

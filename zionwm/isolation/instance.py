@@ -16,15 +16,24 @@ Pure: no I/O here; the caller passes what it knows.
 
 from __future__ import annotations
 
-import hashlib
-
 ID_LEN = 8
+
+
+def sha256_hex(text: str) -> str:
+    """SHA-256 of `text` (UTF-8) in hex, from CPython's own implementation when it has one:
+    `hashlib` loads OpenSSL's libcrypto, over 3 MiB resident in the compositor, for the few
+    names hashed at start."""
+    try:
+        from _sha256 import sha256  # noqa: PLC0415
+    except ImportError:
+        from hashlib import sha256  # noqa: PLC0415
+    return sha256(text.encode()).hexdigest()
 
 
 def instance_id(uid: int, runtime_dir: str, socket_name: str, explicit: str = "") -> str:
     """Eight lowercase hex digits naming one instance (see the module's docstring)."""
     key = "\0".join((str(uid), runtime_dir.rstrip("/"), socket_name, explicit))
-    return hashlib.sha256(key.encode()).hexdigest()[:ID_LEN]
+    return sha256_hex(key)[:ID_LEN]
 
 
 def network_prefix(ident: str) -> str:

@@ -6,9 +6,11 @@ here. A launch:
 1. probes the host once (`probe_host`) and resolves the policy (`bwrap.plan_sandbox`, pure);
 2. opens what the plan's fd slots name: storage dirs walked without following symlinks
    (`storage`), memfds for synthesized /etc files, the seccomp program (`seccomp`);
-3. forks; before exec the child joins the desktop's cgroup(s) (so nothing the program does
-   can escape them, not even bwrap itself) and, when the desktop has a prepared network
-   namespace, enters it with setns(2); without one bwrap unshares the network (loopback only);
+3. starts the placement helper (`zionwm-enter`, enter.c) with vfork+exec: it joins the
+   desktop's cgroup(s) (so nothing the program does can escape them, not even bwrap itself)
+   and, when the desktop has a prepared network namespace, enters it with setns(2); without
+   one bwrap unshares the network (loopback only). Where the helper was not built, the same
+   steps run in Python between fork and exec;
 4. execs bwrap (through the overlay helper when the desktop has a writable /usr);
 5. returns a `Sandbox`, tracked by pidfd. The compositor adds `sandbox.pidfd` to its event
    loop and calls `sandbox.poll()` when it becomes readable; the child is reaped by its pid
@@ -19,7 +21,7 @@ here. A launch:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import dataclasses
 import functools
 import glob
 import json
@@ -60,6 +62,12 @@ class LaunchError(RuntimeError):
 
 def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
     """Look at this machine once: user, /etc pieces, merged-/usr links, devices, sound sockets."""
+    return refresh_devices(_static_facts(environ), environ)
+
+
+def _static_facts(environ: Mapping[str, str] | None = None) -> HostFacts:
+    """What stays put while the host runs: the user, the /etc pieces, the merged-/usr links,
+    bwrap, the font dirs, the /proc layout. Devices and sound sockets are left empty."""
     env = os.environ if environ is None else environ
     uid, gid = os.getuid(), os.getgid()
     try:
@@ -73,6 +81,25 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
             links.append((p, os.readlink(p)))
         elif os.path.isdir(p):
             links.append((p, None))
+    return HostFacts(
+        uid=uid,
+        gid=gid,
+        user=user,
+        system_files=etc,
+        root_links=tuple(links),
+        proc_masked=_proc_masked(),
+        boot_time=_boot_time(),
+        cpus=os.cpu_count() or 1,
+        has_cpu_sysfs=os.path.isdir(bwrap.CPU_SYS_DIR),
+        bwrap=shutil.which("bwrap") or "/usr/bin/bwrap",
+        font_dirs=tuple(p for p in bwrap.HOST_FONT_CANDIDATES if os.path.isdir(p)),
+    )
+
+
+def refresh_devices(host: HostFacts, environ: Mapping[str, str] | None = None) -> HostFacts:
+    """`host` with what can change while the compositor runs probed again: GPU render nodes,
+    cameras (plugged in later) and the host's sound sockets (a sound server started later)."""
+    env = os.environ if environ is None else environ
     dri = tuple(sorted(glob.glob(bwrap.RENDER_NODE_GLOB)))
     video = tuple(sorted(glob.glob("/dev/video*") + glob.glob("/dev/media*")))
     host_run = env.get("XDG_RUNTIME_DIR")
@@ -82,24 +109,16 @@ def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
         pa = os.path.join(host_run, "pulse", "native")
         pipewire = pw if os.path.exists(pw) else None
         pulse = pa if os.path.exists(pa) else None
-    bw = shutil.which("bwrap") or "/usr/bin/bwrap"
-    return HostFacts(
-        uid=uid,
-        gid=gid,
-        user=user,
-        system_files=etc,
-        root_links=tuple(links),
+    gpu = host.gpu_sysfs
+    if dri != host.dri_nodes:
+        gpu = tuple(g for g in map(_gpu_sysfs, dri) if g is not None)
+    return dataclasses.replace(
+        host,
         dri_nodes=dri,
-        gpu_sysfs=tuple(g for g in map(_gpu_sysfs, dri) if g is not None),
-        proc_masked=_proc_masked(),
-        boot_time=_boot_time(),
-        cpus=os.cpu_count() or 1,
+        gpu_sysfs=gpu,
         video_nodes=video,
         pipewire_socket=pipewire,
         pulse_socket=pulse,
-        has_cpu_sysfs=os.path.isdir(bwrap.CPU_SYS_DIR),
-        bwrap=bw,
-        font_dirs=tuple(p for p in bwrap.HOST_FONT_CANDIDATES if os.path.isdir(p)),
     )
 
 
@@ -147,10 +166,40 @@ _libc: ctypes.CDLL | None = None
 def _setns(fd: int, nstype: int) -> None:
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc = ctypes.CDLL(None, use_errno=True)
     if _libc.setns(fd, nstype) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+# Built by `make setup` beside this module (enter.c).
+ENTER_HELPER = Path(__file__).with_name("zionwm-enter")
+
+
+@functools.cache
+def enter_helper() -> str | None:
+    """The placement helper's path, or None when it was not built: then the launcher places
+    the child from Python between fork and exec, correct but several milliseconds slower."""
+    if os.access(ENTER_HELPER, os.X_OK):
+        return str(ENTER_HELPER)
+    log.warning("%s is missing (make setup builds it): sandboxes start slower", ENTER_HELPER)
+    return None
+
+
+def _read_to_end(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 256):
+        data += chunk
+    return data
+
+
+def _placement_error(report: bytes) -> str:
+    """The helper's "<step> <errno>" as words."""
+    step, _, num = report.decode(errors="replace").partition(" ")
+    try:
+        return f"{step}: {os.strerror(int(num))}"
+    except ValueError:
+        return report.decode(errors="replace")
 
 
 def _no_tty(chosen: int | None, inherited: int) -> int | None:
@@ -348,8 +397,10 @@ class Launcher:
         self._userns_path = userns_path
         self._on_exit = on_exit
         self._environ = dict(os.environ if environ is None else environ)
-        # Probed again at each launch unless given: a camera plugged in or a sound server
-        # started after the compositor should be found. A probe is a few dozen stat calls.
+        # The devices and sound sockets are probed again at each launch unless the facts are
+        # given: a camera plugged in or a sound server started after the compositor should be
+        # found. The rest (the /etc pieces, links, bwrap) is probed once: a few dozen stat
+        # calls a launch does not need to repeat.
         self._fixed_host = host
         self.host = host or probe_host(self._environ)
         self.sound = sound.SoundRelays(self._environ)
@@ -371,7 +422,7 @@ class Launcher:
         share_net: bool = False,
     ) -> SandboxPlan:
         if self._fixed_host is None:
-            self.host = probe_host(self._environ)
+            self.host = refresh_devices(self.host, self._environ)
         sock = paths.desktop_socket(spec.name)
         x11_dir = paths.desktop_x11_dir(spec.name)
         usr_source = None
@@ -479,6 +530,23 @@ class Launcher:
                 if ns_fd >= 0:
                     _setns(ns_fd, CLONE_NEWNET)
 
+            placed = bool(cg_fds) or ns_fd >= 0
+            helper = enter_helper() if placed else None
+            report_r = -1
+            if helper is not None:
+                # The same steps in the same order, in a small native program exec'd first:
+                # the child of a vfork then runs no Python (see enter.c).
+                report_r, report_w = os.pipe2(os.O_CLOEXEC)
+                opened += [report_r, report_w]
+                prefix = [helper]
+                for fd in cg_fds:
+                    prefix += ["--cgroup-fd", str(fd)]
+                if user_fd >= 0:
+                    prefix += ["--userns-fd", str(user_fd)]
+                if ns_fd >= 0:
+                    prefix += ["--netns-fd", str(ns_fd)]
+                full = [*prefix, "--report-fd", str(report_w), "--", *full]
+                helper_fds = [*cg_fds, user_fd, ns_fd, report_w]
             try:
                 proc = subprocess.Popen(
                     full,
@@ -486,17 +554,31 @@ class Launcher:
                     stdout=stdout,
                     stderr=stderr,
                     env=dict(plan.env),
-                    pass_fds=(*fds.values(), *pass_fds),
+                    pass_fds=(
+                        *fds.values(),
+                        *pass_fds,
+                        *(fd for fd in (helper_fds if helper else ()) if fd >= 0),
+                    ),
                     close_fds=True,
                     # Placement must happen between fork and exec; the compositor that calls
                     # this is single-threaded, which is what makes preexec_fn safe here.
-                    preexec_fn=enter_placement if (cg_fds or ns_fd >= 0) else None,  # noqa: PLW1509
+                    preexec_fn=enter_placement if placed and helper is None else None,  # noqa: PLW1509
                     cwd="/",
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 raise LaunchError(
                     f"desktop {spec.name}: cannot start {list(argv)!r}: {exc}"
                 ) from exc
+            if helper is not None:
+                os.close(report_w)
+                opened.remove(report_w)
+                failed = _read_to_end(report_r)
+                if failed:
+                    proc.wait()
+                    raise LaunchError(
+                        f"desktop {spec.name}: cannot start {list(argv)!r}: "
+                        f"placement failed: {_placement_error(failed)}"
+                    )
         except BaseException:
             if status_r >= 0:
                 os.close(status_r)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import ctypes.util
 import os
 import shutil
 import signal
@@ -38,8 +37,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from zionwm.isolation.storage import LayerDirs
+if TYPE_CHECKING:
+    from zionwm.isolation.storage import LayerDirs
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -51,10 +52,31 @@ PR_SET_PDEATHSIG = 1
 MOUNT_TIMEOUT = 10.0
 
 
+class _Layer(Protocol):
+    """What of a layer the helper uses (storage.LayerDirs has it): the helper does not import
+    storage, which would bring the whole sandbox policy into every start with a writable
+    /usr (about 40 ms of imports)."""
+
+    @property
+    def upper(self) -> Path: ...
+    @property
+    def work(self) -> Path: ...
+    @property
+    def merged(self) -> Path: ...
+
+
+class _Dirs(NamedTuple):
+    upper: Path
+    work: Path
+    merged: Path
+
+
 def helper_argv(layer: LayerDirs, *, ephemeral: bool, python: str) -> list[str]:
     """The prefix the launcher puts before bwrap's argv for a writable /usr."""
     # -I: the helper runs outside the sandbox with the sandbox's environment, which must not
     # steer it (PYTHONPATH, user site); the package root is passed explicitly instead.
+    # -S: it needs the standard library only, so site-packages (and their .pth hooks) are
+    # not even looked at.
     package_root = str(Path(__file__).resolve().parents[2])
     bootstrap = (
         f"import sys; sys.path.insert(0, {package_root!r}); "
@@ -63,6 +85,7 @@ def helper_argv(layer: LayerDirs, *, ephemeral: bool, python: str) -> list[str]:
     argv = [
         python,
         "-I",
+        "-S",
         "-c",
         bootstrap,
         "--upper",
@@ -77,7 +100,7 @@ def helper_argv(layer: LayerDirs, *, ephemeral: bool, python: str) -> list[str]:
     return [*argv, "--"]
 
 
-def fuse_overlayfs_argv(lower: str, layer: LayerDirs, uid: int, gid: int) -> list[str]:
+def fuse_overlayfs_argv(lower: str, layer: _Layer, uid: int, gid: int) -> list[str]:
     binary = shutil.which("fuse-overlayfs") or "/usr/bin/fuse-overlayfs"
     opts = (
         f"lowerdir={lower},upperdir={layer.upper},workdir={layer.work},"
@@ -88,7 +111,9 @@ def fuse_overlayfs_argv(lower: str, layer: LayerDirs, uid: int, gid: int) -> lis
 
 class _Libc:
     def __init__(self) -> None:
-        self.lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The process's own symbols, the C library's among them: ctypes.util.find_library
+        # would run ldconfig (about 20 ms) on every sandbox start with a writable /usr.
+        self.lib = ctypes.CDLL(None, use_errno=True)
 
     def check(self, rc: int, what: str) -> None:
         if rc != 0:
@@ -136,12 +161,12 @@ def _mounted(path: Path) -> bool:
 
 
 def _set_pdeathsig() -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def mount_layer(
-    layer: LayerDirs, *, scratch: Path | None, lower: str = "/usr"
+    layer: _Layer, *, scratch: Path | None, lower: str = "/usr"
 ) -> subprocess.Popen[bytes]:
     """Mount the overlay inside the current (private) namespaces; returns the daemon."""
     libc = _Libc()
@@ -154,7 +179,7 @@ def mount_layer(
     # ones of daemons that are gone (storage.prepare_layer).
     own_work = layer.work / str(os.getpid())
     own_work.mkdir(mode=0o700, exist_ok=True)
-    layer = LayerDirs(layer.upper, own_work, layer.merged)
+    layer = _Dirs(layer.upper, own_work, layer.merged)
     daemon = subprocess.Popen(
         fuse_overlayfs_argv(lower, layer, os.getuid(), os.getgid()),
         stdin=subprocess.DEVNULL,
@@ -170,7 +195,7 @@ def mount_layer(
             daemon.kill()
             raise RuntimeError(f"fuse-overlayfs did not mount {layer.merged} in {MOUNT_TIMEOUT} s")
         time.sleep(delay)  # polling a condition with a deadline, not waiting a fixed time
-        delay = min(delay * 2, 0.05)
+        delay = min(delay * 2, 0.005)  # the mount takes milliseconds: look again soon
     return daemon
 
 
@@ -187,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("no command after --")
     try:
         enter_private_namespace(_Libc())
-        mount_layer(LayerDirs(args.upper, args.work, args.merged), scratch=args.scratch)
+        mount_layer(_Dirs(args.upper, args.work, args.merged), scratch=args.scratch)
     except (OSError, RuntimeError) as exc:
         # The launcher's log shows the sandbox's stderr and exit code; 126 as for exec failure.
         sys.stderr.write(f"zionwm overlay helper: {exc}\n")

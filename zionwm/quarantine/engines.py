@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import hashlib
 import os
 import socket
 import time
@@ -72,6 +71,8 @@ def clamd_version(sock_path: str, timeout: float = 2.0) -> str:
 def _dir_fingerprint(directory: Path, suffixes: tuple[str, ...]) -> tuple[str, float | None]:
     """A digest of the names, sizes and modification times of a directory's signature files,
     and the newest modification time (None when there are none)."""
+    import hashlib  # noqa: PLC0415 - OpenSSL (3 MiB) loaded when first hashing
+
     digest = hashlib.sha256()
     newest: float | None = None
     try:
@@ -91,6 +92,8 @@ def _dir_fingerprint(directory: Path, suffixes: tuple[str, ...]) -> tuple[str, f
 
 
 def _content_fingerprint(directories: list[Path]) -> tuple[str, float | None]:
+    import hashlib  # noqa: PLC0415 - OpenSSL (3 MiB) loaded when first hashing
+
     digest = hashlib.sha256()
     newest: float | None = None
     for d in directories:

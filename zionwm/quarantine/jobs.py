@@ -9,7 +9,6 @@ safe copy (convert.py). Jobs never raise: a failure is a cannot-inspect report o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -119,6 +118,8 @@ def audit_job(
     rescan: tuple[str, ...] | None = None,
 ) -> AuditResult:
     """Hash and audit one stored file. Never raises: a failure is a cannot-inspect report."""
+    import hashlib  # noqa: PLC0415 - OpenSSL (3 MiB) loaded when first hashing
+
     digest = hashlib.sha256()
     offset = 0
     head = b""

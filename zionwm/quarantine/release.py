@@ -18,11 +18,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
-import secrets
 import stat
 import time
 from collections.abc import Callable
@@ -352,6 +350,8 @@ class ContentChanged(OSError):
 
 
 def file_sha256(fd: int) -> str:
+    import hashlib  # noqa: PLC0415 - OpenSSL (3 MiB) loaded when first hashing
+
     digest = hashlib.sha256()
     offset = 0
     while chunk := os.pread(fd, 1 << 20, offset):
@@ -459,7 +459,8 @@ def _copy_release(
     except OSError as e:
         if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
             raise
-        tmp_name = f".zionwm-release-{secrets.token_hex(8)}"
+        # os.urandom is what secrets.token_hex reads; `secrets` would load OpenSSL (via hmac)
+        tmp_name = f".zionwm-release-{os.urandom(8).hex()}"
         out = os.open(
             tmp_name,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,

@@ -16,12 +16,12 @@ nftables module).
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from zionwm.isolation.instance import sha256_hex
 from zionwm.isolation.spec import AllowRule, NetMode, NetworkPolicy
 
 DEFAULT_PREFIX = "zionwm"
@@ -71,7 +71,7 @@ def check_desktop(desktop: str) -> str:
 
 
 def _short_hash(text: str, n: int) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
+    return sha256_hex(text)[:n]
 
 
 def netns_name(prefix: str, desktop: str) -> str:

@@ -6,7 +6,6 @@ its layers applied in order through the safe writer, whiteouts honoured.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -169,6 +168,8 @@ def image_layers(blobs: _Blobs) -> ImageLayers:
 def _layer_tar(blobs: _Blobs, name: str, digest: str | None) -> Iterator[tarfile.TarFile]:
     with blobs.open(name) as f:
         if digest is not None:
+            import hashlib  # noqa: PLC0415 - OpenSSL (3 MiB) loaded when first hashing
+
             h = hashlib.sha256()
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
