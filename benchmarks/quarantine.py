@@ -44,12 +44,17 @@ def _clamd(workdir: Path, enabled: bool) -> Iterator[Any]:
         yield c
 
 
-def _start_service(policy_file: Path, workers: int, log: Path) -> subprocess.Popen[bytes]:
+def _start_service(
+    policy_file: Path, workers: int, log: Path, profile: str | None = None
+) -> subprocess.Popen[bytes]:
     r, w = os.pipe()
+    # the service's main thread under cProfile (audit threads are not profiled)
+    prof = ["-m", "cProfile", "-o", profile] if profile else []
     with open(log, "ab") as logf:
         proc = subprocess.Popen(
             [
                 sys.executable,
+                *prof,
                 "-m",
                 "zionwm.quarantine.service",
                 "--policy-file",
@@ -267,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=default_workers(), help="audits in flight")
     ap.add_argument("--no-clamd", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--profile-service", metavar="FILE", help="cProfile the service into FILE")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="zionwm-qbench-") as d:
@@ -291,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             pf = tmp / "policy.json"
             pf.write_text(json.dumps(policy))
             clock = CgroupClock.make(f"zionwm-qbench-{os.getpid()}")
-            proc = _start_service(pf, args.workers, tmp / "service.log")
+            proc = _start_service(pf, args.workers, tmp / "service.log", args.profile_service)
             if clock is not None:
                 # before any audit sandbox exists: all of them start inside it
                 clock.join(proc.pid)

@@ -4,7 +4,7 @@
 set -eu
 
 BUILD="libwlroots-dev libwayland-dev libxkbcommon-dev libpixman-1-dev libdrm-dev
- wayland-protocols pkg-config gcc make libffi-dev libmagic1 libseccomp2 libseccomp-dev
+ wayland-protocols pkg-config gcc make libffi-dev libmagic1 libmagic-dev libseccomp2 libseccomp-dev
  libyara-dev python3-venv python3-dev libgirepository1.0-dev libcairo2-dev"
 RUNTIME="bubblewrap iproute2 nftables passt wayvnc xwayland attr procps psmisc util-linux
  desktop-file-utils fonts-dejavu-core fontconfig poppler-utils pulseaudio

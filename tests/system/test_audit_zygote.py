@@ -37,7 +37,9 @@ pytestmark = pytest.mark.skipif(_MISSING is not None, reason=f"no sandbox: {_MIS
 
 @pytest.fixture
 def pool() -> Iterator[ZygotePool]:
-    p = ZygotePool()
+    # the Python zygotes (plain files would otherwise go to the native one, which
+    # test_audit_native.py covers)
+    p = ZygotePool(native=False)
     yield p
     p.close()
 

@@ -93,6 +93,8 @@ def with_engines(
     recorded["yara"] = {"version": versions.get("yara"), **(engines.get("yara") or {})}
     recorded["clamd"] = {**av, "version": av.get("engine")}
     recorded["checked_at"] = engines.get("checked_at")
+    if versions.get("native"):
+        recorded["native"] = True  # judged by a child of the native audit zygote
     findings = report.findings
     if not av.get("available") and "clamd" not in report.scanners:
         findings += (
@@ -138,7 +140,8 @@ def audit_job(
         report = pool.audit(
             fd, name, settings, source, engines["yara"]["signatures"], flavor_for(head)
         )
-        report = with_engines(report, engines, pool.versions())
+        versions = {**pool.versions(), **report.engines.get("versions", {})}
+        report = with_engines(report, engines, versions)
     except Exception as e:
         log.exception("audit of item %d failed", item_id)
         report = _failed(f"the audit failed: {type(e).__name__}: {e}")

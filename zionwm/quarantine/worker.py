@@ -84,6 +84,7 @@ class SandboxPlan:
     module: str = WORKER_MODULE  # what runs inside: the one-shot worker or a zygote
     fd_flag: str = "--fd"  # how `fd` is handed to it
     readonly_tmp: bool = False  # /tmp read-only too (a zygote writes nothing anywhere)
+    command: tuple[str, ...] = ()  # a native program and its arguments instead of Python
 
 
 def sandbox_argv(plan: SandboxPlan) -> list[str]:
@@ -129,8 +130,11 @@ def sandbox_argv(plan: SandboxPlan) -> list[str]:
     if plan.readonly_tmp:
         argv += ["--remount-ro", "/tmp"]
     argv += ["--chdir", "/", "--"]
-    argv += [plan.python, "-B", "-s", "-m", plan.module]
-    argv += ["--probe"] if plan.probe else []
+    if plan.command:
+        argv += list(plan.command)
+    else:
+        argv += [plan.python, "-B", "-s", "-m", plan.module]
+        argv += ["--probe"] if plan.probe else []
     argv += [plan.fd_flag, str(plan.fd)]
     return argv
 
@@ -557,6 +561,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.probe:
         result = _probe(args.fd, json.loads(request.get("name", "[]")))
     else:
+        # the scanners' libraries first: a worker that cannot even load them (its memory
+        # limit, a broken install) fails as a whole, not as one scanner's finding
+        import magic  # noqa: PLC0415, F401
+        import yara  # noqa: PLC0415, F401
+
         settings = AuditSettings.from_json(request.get("settings", {}))
         result = audit_source(args.fd, str(request.get("name", "")), settings).to_json()
     sys.stdout.write(json.dumps(result))

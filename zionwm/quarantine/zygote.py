@@ -44,6 +44,10 @@ from typing import Any
 from zionwm.quarantine.report import AuditReport, Finding, Verdict
 from zionwm.quarantine.zygote_inside import FULL, LIGHT, MSG_MAX
 
+# A third kind: the native zygote (native/audit_zygote.c) serves what would go to LIGHT when
+# it is built and no user YARA rules are configured (it loads only the bundled ones).
+NATIVE = "native"
+
 log = logging.getLogger(__name__)
 
 ZYGOTE_MODULE = "zionwm.quarantine.zygote_inside"
@@ -106,6 +110,7 @@ class _Zygote:
 class _Outcome:
     report: AuditReport | None  # None: the zygote went away, retry elsewhere
     crashed: bool = False  # the child did not end normally: recycle its zygote
+    python: bool = False  # a native child found the file needs the Python scanners
 
 
 class ZygotePool:
@@ -118,7 +123,9 @@ class ZygotePool:
         idle_seconds: float = IDLE_SECONDS,
         cgroups: Callable[[str], Sequence[str]] | None = None,
         spare_at: int = SPARE_AT,
+        native: bool = True,
     ) -> None:
+        self.native = native  # use the native zygote where it is built and fits
         self.max_files = max_files
         self.max_zygotes = max_zygotes
         self.idle_seconds = idle_seconds
@@ -155,8 +162,11 @@ class ZygotePool:
             ro = _reopen_read_only(file_fd)
         except (OSError, ValueError) as exc:
             return _failed("worker-start", f"the audit could not start: {exc}")
+        if flavor == LIGHT and self._native_fits(settings):
+            flavor = NATIVE
         try:
-            for attempt in (1, 2):
+            attempt = 0
+            while attempt < 2:
                 try:
                     z = self._zygote_for(source, settings, extra, flavor)
                 except (OSError, RuntimeError, ValueError) as exc:
@@ -164,11 +174,25 @@ class ZygotePool:
                     return _failed("worker-start", f"the audit sandbox could not start: {exc}")
                 outcome = self._run(z, ro, name, settings)
                 self._done_with(z, crashed=outcome.crashed)
+                if outcome.python and flavor == NATIVE:
+                    # the native child saw a document or an archive: the Python scanners'
+                    flavor = FULL
+                    continue
                 if outcome.report is not None:
                     # a failure of the sandbox stands alone; a report is checked for
                     # every scanner it should have
                     failed = any(f.scanner == SCANNER for f in outcome.report.findings)
-                    return outcome.report if failed else complete(outcome.report, settings)
+                    report = outcome.report if failed else complete(outcome.report, settings)
+                    # which libraries judged this file (the native zygote's are the
+                    # system's, the Python one's yara-python brings its own libyara)
+                    return AuditReport(
+                        report.findings,
+                        report.scanners,
+                        report.durations,
+                        {"versions": dict(z.versions)},
+                        report.rescan,
+                    )
+                attempt += 1
                 log.warning("audit sandbox of %s went away (attempt %d)", source or "-", attempt)
             return _failed(
                 "worker-crashed", "the audit sandbox died twice while this file was in it"
@@ -176,17 +200,27 @@ class ZygotePool:
         finally:
             os.close(ro)
 
-    def probe(self, file_fd: int, settings: Any, paths: Sequence[str] = ()) -> dict[str, Any]:
+    def _native_fits(self, settings: Any) -> bool:
+        from zionwm.quarantine import native  # noqa: PLC0415
+
+        return self.native and not settings.yara_rule_dirs and native.program() is not None
+
+    def probe(
+        self, file_fd: int, settings: Any, paths: Sequence[str] = (), flavor: str = LIGHT
+    ) -> dict[str, Any]:
         """What a child that audits a file can see and do, from inside; for tests."""
         from zionwm.quarantine.worker import _reopen_read_only  # noqa: PLC0415
 
-        z = self._zygote_for("", settings, "probe", LIGHT)
+        z = self._zygote_for("", settings, "probe", flavor)
         ro = _reopen_read_only(file_fd)
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
             try:
                 with z.lock:
-                    msg = json.dumps({"name": "probe", "probe": list(paths)}).encode()
+                    if flavor == NATIVE:
+                        msg = b"\1probe\0" + b"\0".join(os.fsencode(p) for p in paths)
+                    else:
+                        msg = json.dumps({"name": "probe", "probe": list(paths)}).encode()
                     socket.send_fds(z.ctrl, [msg], [ro, w])
             finally:
                 os.close(w)
@@ -238,8 +272,9 @@ class ZygotePool:
 
     def versions(self) -> dict[str, Any]:
         with self._lock:
-            for z in self._zygotes.values():
-                return dict(z.versions)
+            zs = sorted(self._zygotes.values(), key=lambda z: z.flavor == NATIVE)
+        for z in zs:
+            return dict(z.versions)
         return {}
 
     def close(self) -> None:
@@ -411,6 +446,7 @@ class ZygotePool:
                     readonly_tmp=True,
                     # the zygote's own CPU over its whole life; each child sets its own
                     cpu_seconds=3600,
+                    command=_native_command(settings) if flavor == NATIVE else (),
                 )
                 argv = worker.sandbox_argv(plan)
                 pass_fds = [child.fileno()] + ([seccomp_fd] if seccomp_fd is not None else [])
@@ -518,7 +554,53 @@ class ZygotePool:
         body, sep, trailer = data.partition(b"\0")
         if not sep:
             return _Outcome(None)  # no status from the zygote: it died with the child
+        if z.flavor == NATIVE:
+            return interpret_native(body, trailer, settings, name, _mode(ro))
         return interpret_child(body, trailer, settings.timeout)
+
+
+def interpret_native(
+    body: bytes, trailer: bytes, settings: Any, name: str, mode: int | None
+) -> _Outcome:
+    """`interpret_child` for a native child, whose output is facts, not a report (pure)."""
+    from zionwm.quarantine import native_report  # noqa: PLC0415
+
+    status = interpret_child(b"{}", trailer, settings.timeout)
+    if status.crashed:
+        return status  # a crash, a kill or a timeout: cannot-inspect, whatever it wrote
+    try:
+        facts = json.loads(body)
+        if native_report.needs_python(facts):
+            return _Outcome(None, python=True)
+        return _Outcome(native_report.report_from_facts(facts, name, mode, settings))
+    except (ValueError, TypeError, AttributeError) as exc:
+        return _Outcome(_failed("worker-garbage", f"the scanner output is not a report: {exc}"))
+
+
+def _mode(fd: int) -> int | None:
+    try:
+        return os.fstat(fd).st_mode
+    except OSError:
+        return None
+
+
+def _native_command(settings: Any) -> tuple[str, ...]:
+    from zionwm.quarantine import native, worker  # noqa: PLC0415
+    from zionwm.quarantine.audit.yara_scan import BUNDLED_RULES_DIR  # noqa: PLC0415
+
+    program = native.program()
+    if program is None:
+        raise RuntimeError("the native audit zygote is not built")
+    cmd = [
+        program,
+        "--rules",
+        str(BUNDLED_RULES_DIR),
+        "--timeout",
+        repr(float(settings.timeout)),
+    ]
+    if settings.clamd_socket is not None:
+        cmd += ["--clamd", worker.SANDBOX_CLAMD]
+    return tuple(cmd)
 
 
 def interpret_child(body: bytes, trailer: bytes, timeout: float) -> _Outcome:

@@ -22,12 +22,13 @@ import ctypes
 import os
 import re
 import stat
-from typing import Any
-
-import magic
+from typing import TYPE_CHECKING, Any
 
 from zionwm.quarantine.audit.common import AuditSettings, Source, extension, read_head, source_mode
 from zionwm.quarantine.report import Finding, Verdict
+
+if TYPE_CHECKING:
+    import magic
 
 SCANNER = "magic"
 
@@ -78,17 +79,29 @@ _DESKTOP_EXEC = re.compile(rb"^\s*(Exec|TryExec)\s*=", re.MULTILINE)
 _MACHO_MAGICS = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe")
 
 
-def executable_kind(head: bytes, description: str) -> str | None:
-    """Which kind of runnable thing the content is, or None; from bytes first, libmagic second."""
+def head_kind(head: bytes) -> str | None:
+    """The runnable kinds the bytes alone reveal, in the order `executable_kind` tries them
+    (the native audit child computes the same in C)."""
     if head.startswith(b"\x7fELF"):
         return "appimage" if head[8:10] == b"AI" else "elf"
     if head.startswith(b"#!"):
         return "script"
     if head.startswith(b"MZ"):
         return "pe"
-    if head[:4] in _MACHO_MAGICS or "Mach-O" in description:
+    if head[:4] in _MACHO_MAGICS:
         return "macho"
     if _DESKTOP_ENTRY.search(head[:4096]) and _DESKTOP_EXEC.search(head):
+        return "desktop"
+    return None
+
+
+def kind_from(byte_kind: str | None, description: str) -> str | None:
+    """Which kind of runnable thing the content is, from `head_kind` and libmagic's words."""
+    if byte_kind in ("elf", "appimage", "script", "pe", "macho"):
+        return byte_kind
+    if "Mach-O" in description:
+        return "macho"
+    if byte_kind == "desktop":
         return "desktop"
     if "MSI Installer" in description:
         return "msi"
@@ -99,13 +112,25 @@ def executable_kind(head: bytes, description: str) -> str | None:
     return None
 
 
+def executable_kind(head: bytes, description: str) -> str | None:
+    """Which kind of runnable thing the content is, or None; from bytes first, libmagic second."""
+    return kind_from(head_kind(head), description)
+
+
 def classify(
     head: bytes, name: str, mode: int | None, mime: str, description: str
 ) -> list[Finding]:
     """Findings about one subject from its first bytes, display name, mode and libmagic result."""
+    return classify_kind(executable_kind(head, description), name, mode, mime, description)
+
+
+def classify_kind(
+    kind: str | None, name: str, mode: int | None, mime: str, description: str
+) -> list[Finding]:
+    """`classify` once the runnable kind is known (the native audit child sends its
+    `head_kind`, not the head)."""
     findings: list[Finding] = []
     ext = extension(name)
-    kind = executable_kind(head, description)
     if kind is not None:
         if ext in DOCUMENT_EXTENSIONS or (kind == "desktop" and ext not in ("", ".desktop")):
             findings.append(
@@ -180,6 +205,8 @@ _DATABASE: list[Any] = []  # the database in our own memory, alive as long as th
 def _magic(mime: bool) -> magic.Magic:
     m = _COOKIES.get(mime)
     if m is None:
+        import magic  # noqa: PLC0415 - loads libmagic: only where files are typed
+
         m = _COOKIES[mime] = magic.Magic(mime=mime)
     return m
 
@@ -189,6 +216,8 @@ def preload() -> bool:
     the file: a forked child then reads it through the page tables it inherited, instead
     of faulting in every page of the 8 MB file again (that made a child's first type
     check cost 4 ms instead of 0.7). False where libmagic cannot (it keeps its mapping)."""
+    import magic  # noqa: PLC0415 - loads libmagic: only where files are typed
+
     lib = magic.libmagic
     try:
         getpath = lib.magic_getpath

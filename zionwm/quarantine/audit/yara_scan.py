@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yara
-
 from zionwm.quarantine.audit.common import AuditSettings, Source, source_path, source_size
 from zionwm.quarantine.report import Finding, Verdict
 
@@ -46,6 +44,8 @@ def rule_files(directory: Path) -> list[Path]:
 
 @functools.cache
 def bundled_rules() -> Any:
+    import yara  # noqa: PLC0415 - loads libyara: only where files are scanned
+
     files = rule_files(BUNDLED_RULES_DIR)
     if not files:
         raise RuntimeError(f"no bundled YARA rules in {BUNDLED_RULES_DIR}")
@@ -54,6 +54,8 @@ def bundled_rules() -> Any:
 
 def compile_rules(user_dirs: tuple[str, ...]) -> RuleSet:
     """Bundled rules, then each user rule file compiled on its own so one error stays local."""
+    import yara  # noqa: PLC0415 - loads libyara: only where files are scanned
+
     rules: list[tuple[str, Any]] = [("bundled", bundled_rules())]
     errors: list[Finding] = []
     for d in user_dirs:
