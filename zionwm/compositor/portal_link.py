@@ -21,9 +21,10 @@ import mimetypes
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jeepney import DBusAddress, new_signal
 
@@ -51,10 +52,23 @@ from .loop import FdHandle
 if TYPE_CHECKING:
     from zionwm.isolation.launcher import Launcher
 
-    from .desktopbus_link import DesktopBusLink
     from .server import Server
 
 log = logging.getLogger(__name__)
+
+
+class DesktopBuses(Protocol):
+    """What the portal needs of the desktop bus link (which owns this link, so no import)."""
+
+    @property
+    def running(self) -> Mapping[str, Any]: ...
+
+    def respond(
+        self, desktop: str, handle: str, code: int, results: dict[str, tuple[str, Any]]
+    ) -> None: ...
+
+    def _watch_writes(self, desktop: str, run: Any) -> None: ...
+
 
 CHOOSER_OUT_MAX = 1 << 20
 PICTURES = "Pictures"
@@ -82,7 +96,7 @@ def match_rule(rules: tuple[tuple[str, str], ...], mime: str) -> str | None:
 
 
 class PortalLink:
-    def __init__(self, server: Server, launcher: Launcher, buses: DesktopBusLink) -> None:
+    def __init__(self, server: Server, launcher: Launcher, buses: DesktopBuses) -> None:
         self.server = server
         self.launcher = launcher
         self.buses = buses
