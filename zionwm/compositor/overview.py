@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 from wlroots.renderer import Renderer
 from xkbcommon import xkb
 
-from zionwm.quarantine.store import PENDING_STATES
+from zionwm.quarantine.states import PENDING_STATES
 
 from . import native
 from .desktops import DesktopModel

@@ -10,7 +10,6 @@ thin shells that talk to clamd and read the rule directories.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import os
 import socket
 import time
@@ -47,6 +46,10 @@ def parse_clamd_version(reply: str) -> ClamdVersion:
     db_version = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
     db_date = None
     if len(parts) > 2:
+        # here, not at the top: the compositor imports this module (the policy's modes) and
+        # would otherwise carry the email package for a date it never parses
+        import email.utils  # noqa: PLC0415
+
         with contextlib.suppress(TypeError, ValueError, IndexError):
             db_date = email.utils.mktime_tz(
                 email.utils.parsedate_tz(parts[2].strip() + " +0000")  # type: ignore[arg-type]

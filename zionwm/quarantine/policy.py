@@ -14,7 +14,7 @@ from typing import Any
 
 from zionwm.isolation.spec import DesktopSpec, DownloadsPolicy, VerdictAction
 from zionwm.quarantine.engines import ANTIVIRUS_MODES
-from zionwm.quarantine.store import SHARED_DEST
+from zionwm.quarantine.states import SHARED_DEST
 
 
 @dataclass(frozen=True)

@@ -33,20 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from zionwm.quarantine.report import AuditReport, Verdict
+from zionwm.quarantine.states import (  # noqa: F401 (re-exported: the service side uses them here)
+    PENDING_STATES,
+    SHARED_DEST,
+    State,
+)
 
 log = logging.getLogger(__name__)
-
-
-class State(StrEnum):
-    TAKING = "taking"  # intent: a copy of an inbox file is being placed as items/<id>
-    RECEIVED = "received"  # content in items/, waiting for the audit
-    AUDITING = "auditing"
-    HELD = "held"  # audited and allowed; released when hold_until passes
-    RELEASING = "releasing"  # intent: content is being moved to its destination
-    RELEASED = "released"
-    REJECTED = "rejected"  # not released: a verdict, a hostile entry, or a failure
-    DELETING = "deleting"  # intent: the user deletes the content
-    DELETED = "deleted"
 
 
 class Kind(StrEnum):
@@ -55,10 +48,6 @@ class Kind(StrEnum):
     SEND = "send"  # `zionctl send`: copied from one desktop's home to another's Incoming
 
 
-# Items in these states still move through the pipeline: the indicator's pending count.
-PENDING_STATES = frozenset(
-    {State.TAKING, State.RECEIVED, State.AUDITING, State.HELD, State.RELEASING}
-)
 TERMINAL_STATES = frozenset({State.RELEASED, State.REJECTED, State.DELETED})
 
 # Which state may follow which. Everything else is a bug or a race with the user, and is
@@ -74,8 +63,6 @@ ALLOWED: dict[State, frozenset[State]] = {
     State.RELEASED: frozenset(),
     State.DELETED: frozenset(),
 }
-
-SHARED_DEST = "@shared"  # `dest` of outbox items: the host's Shared directory
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
