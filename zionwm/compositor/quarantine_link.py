@@ -29,6 +29,7 @@ from zionwm import paths
 from zionwm.isolation import storage
 from zionwm.quarantine.accounting import audit_limits
 from zionwm.quarantine.client import EventStream
+from zionwm.quarantine.names import is_candidate_name  # the rule only: no store, no sqlite3
 from zionwm.quarantine.policy import policy_to_json
 from zionwm.ratelimit import Limiter
 from zionwm.untrusted import printable
@@ -72,10 +73,6 @@ def sweep_ephemeral_edges(desktop: str) -> list[str]:
     quarantine will not take: dotfiles, partial downloads, sub-folders, and anything but a
     final-named file at the top. Complete files stay for the quarantine (audited as usual).
     Returns a line per entry wiped; each is logged."""
-
-    # The inbox and the explanations are imported where used: the first frame
-    # needs none of them, and together they hold megabytes (sqlite, OpenSSL, email).
-    from zionwm.quarantine.inbox import is_candidate_name  # noqa: PLC0415
 
     def keep(name: str, st: os.stat_result) -> bool:
         return is_candidate_name(name) and not stat.S_ISDIR(st.st_mode)

@@ -37,6 +37,11 @@ from pathlib import Path
 from inotify_simple import INotify
 from inotify_simple import flags as inflags
 
+from zionwm.quarantine.names import (  # noqa: F401 (re-exported: intake and tests use them here)
+    PARTIAL_SUFFIXES,
+    is_candidate_name,
+    is_partial_name,
+)
 from zionwm.quarantine.release import (
     ORIGIN_XATTRS,
     UnsafeEntry,
@@ -50,16 +55,6 @@ from zionwm.ratelimit import Limiter
 
 log = logging.getLogger(__name__)
 
-PARTIAL_SUFFIXES = (
-    ".part",  # Firefox
-    ".crdownload",  # Chromium
-    ".download",  # Safari, Epiphany
-    ".tmp",
-    ".partial",
-    ".opdownload",  # Opera
-    ".!qb",  # qBittorrent
-    "~",
-)
 _XATTR_MAX = 8192
 EMPTY_SETTLE = 1.0  # seconds an empty file must stay untouched before it is taken
 
@@ -78,22 +73,8 @@ _WATCH_MASK = (
 _LOST = inflags.DELETE_SELF | inflags.MOVE_SELF | inflags.IGNORED
 
 
-def is_partial_name(name: str) -> bool:
-    """A browser's download in progress (`.part`, `.crdownload`, ...)."""
-    lower = name.lower()
-    return any(lower.endswith(s) for s in PARTIAL_SUFFIXES)
-
-
 def has_partial_downloads(dir_fd: int) -> bool:
     return any(is_partial_name(n) for n in os.listdir(dir_fd))
-
-
-def is_candidate_name(name: str) -> bool:
-    """A final name worth looking at: not hidden, not a browser's partial download."""
-    if not name or name.startswith("."):
-        return False
-    lower = name.lower()
-    return not any(lower.endswith(s) for s in PARTIAL_SUFFIXES)
 
 
 @dataclass(frozen=True)
