@@ -51,7 +51,6 @@ BACKDROP = (0.05, 0.05, 0.07, 1.0)
 THUMB_BG = (0.0, 0.0, 0.0, 1.0)
 INFO_BG = (30, 30, 38)
 HINT = "\u2190\u2191\u2193\u2192 choose    1\u20139 / Enter / click  switch    Esc  close"
-FONTS_USED = ((15, True), (12, True), (12, False), (17, True), (13, False))
 PENDING = frozenset(state.value for state in PENDING_STATES)
 THUMB_DELAY_MS = 60  # scale a left desktop's frame after the switch frame went out
 
@@ -247,8 +246,6 @@ class Overview:
         self.opened_ns = 0  # set until the first frame showing the overview went out
         self.latencies_ms: list[float] = []
         self._frame_fresh = True  # the frame on screen shows the active desktop
-        for size, bold in FONTS_USED:
-            font(size, bold)  # loaded at start: the first opening should not wait for them
         self._pending: dict[str, Any] = {}  # desktop -> held frame, scaled off the switch path
         self.quarantine = PendingBySource()
 
