@@ -8,12 +8,13 @@ table, and the config validator checks that desktop names in commands exist.
 
 from __future__ import annotations
 
-import difflib
 import re
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+
+from zionwm.suggest import close_matches
 
 # A desktop name ends up in paths, socket names and cgroup names, hence the narrow alphabet.
 DESKTOP_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
@@ -198,7 +199,7 @@ def help_text() -> str:
 
 
 def _unknown(name: str) -> str:
-    close = difflib.get_close_matches(name, COMMANDS, n=1)
+    close = close_matches(name, COMMANDS, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; commands: {', '.join(COMMANDS)}"
     return f"unknown command {name!r}{hint}"
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 from zionwm import config as cfg
 from zionwm.desktops_store import DesktopsFile, Scalar, Settings
 from zionwm.isolation.spec import DesktopSpec
+from zionwm.suggest import close_matches
 
 Plain = dict[str, Any]
 
@@ -84,7 +84,7 @@ def setting_key(word: str) -> str:
     key = word.strip().lower().replace("-", "_")
     key = _ALIASES.get(key, key)
     if key not in SETTINGS:
-        close = difflib.get_close_matches(key, SETTINGS, n=1)
+        close = close_matches(key, SETTINGS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f" (settings: {', '.join(SETTINGS)})"
         raise ValueError(f"unknown setting {word!r}{hint}")
     return key

@@ -7,7 +7,6 @@ first-start write, the locked-down fallback to it when the user's file is broken
 from __future__ import annotations
 
 import builtins
-import difflib
 import logging
 import os
 import re
@@ -22,6 +21,7 @@ from zionwm.config.api import _declaring, _Load
 from zionwm.config.model import Config, ConfigError
 from zionwm.config.validate import _check_bindings, _check_desktops, _check_settings, _Report
 from zionwm.isolation import spec
+from zionwm.suggest import close_matches
 
 # (DEFAULT_CONFIG and locked_down are read by zionwm, not written in config files)
 __all__ = [
@@ -58,7 +58,7 @@ def _describe(exc: BaseException) -> str:
         m = re.search(r"cannot import name '(\w+)'", str(exc))
         missing = m.group(1) if m else None
     if missing:
-        close = difflib.get_close_matches(missing, _PUBLIC_NAMES, n=1)
+        close = close_matches(missing, _PUBLIC_NAMES, n=1)
         if close:
             text += f" (did you mean {close[0]!r}?)"
     return text

@@ -6,7 +6,6 @@ with a plain explanation, which the validator files under the field's line.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -18,6 +17,7 @@ from xkbcommon import xkb
 from zionwm import commands
 from zionwm.isolation import spec
 from zionwm.layout import LAYOUTS
+from zionwm.suggest import close_matches
 
 __all__ = [
     "parse_colour",
@@ -229,7 +229,7 @@ def parse_key(value: object) -> tuple[frozenset[str], str]:
         raise ValueError(f"{value!r} has no key after the modifiers")
     sym = xkb.keysym_from_name(key) or xkb.keysym_from_name(key, case_insensitive=True)
     if not sym:
-        close = difflib.get_close_matches(key, _COMMON_KEYS, n=1, cutoff=0.6)
+        close = close_matches(key, _COMMON_KEYS, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else " (names as in xkbcommon-keysyms.h)"
         raise ValueError(f"bad key name {key!r} in {value!r}: xkbcommon knows no such key{hint}")
     name = xkb.keysym_get_name(xkb.keysym_to_lower(sym))

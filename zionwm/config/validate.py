@@ -6,7 +6,6 @@ directly, and `check_desktop` judges a desktop made at run time by the same rule
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import ipaddress
 import os
@@ -51,6 +50,7 @@ from zionwm.config.units import (
     parse_size,
 )
 from zionwm.isolation import spec
+from zionwm.suggest import close_matches
 
 __all__ = ["check_desktop"]
 
@@ -140,7 +140,7 @@ class _Fields:
 
     def unknown(self, decl: _Decl, where: str) -> None:
         for key in decl._unknown:
-            close = difflib.get_close_matches(key, decl._values, n=1)
+            close = close_matches(key, decl._values, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             self.error(
                 f"unknown field {key!r} in {where}{hint} (fields: {', '.join(decl._values)})",
@@ -492,7 +492,7 @@ def _check_desktops(load: _Load, report: _Report, complete: bool) -> list[spec.D
                 "(releasing into its own Downloads would feed the inbox back to itself)",
             )
         elif isinstance(target, str) and target not in first_line:
-            close = difflib.get_close_matches(target, [str(n) for n in first_line], n=1)
+            close = close_matches(target, [str(n) for n in first_line], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             report.error(
                 line,
@@ -611,7 +611,7 @@ def _check_settings(load: _Load, report: _Report, source: Path) -> Settings:
     for line, values in load.settings:
         for key, value in values.items():
             if key.startswith("?"):
-                close = difflib.get_close_matches(key[1:], _SETTINGS_FIELDS, n=1)
+                close = close_matches(key[1:], _SETTINGS_FIELDS, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 report.error(line, f"unknown field {key[1:]!r} in settings(){hint}")
                 continue
