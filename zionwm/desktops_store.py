@@ -29,7 +29,6 @@ import math
 import os
 import re
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +73,10 @@ def default_path() -> Path:
 
 
 def parse(text: str, where: str = FILE_NAME) -> DesktopsFile:
+    # here, not at the top: the compositor imports this module at every start, and most
+    # starts have no desktops file to read
+    import tomllib  # noqa: PLC0415
+
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
