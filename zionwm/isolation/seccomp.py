@@ -27,9 +27,10 @@ import errno
 import functools
 import logging
 import os
-import platform
+from typing import TYPE_CHECKING
 
-import pyseccomp
+if TYPE_CHECKING:
+    import pyseccomp
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +137,18 @@ def _extra_arches() -> tuple[int, ...]:
     Without them the kernel would still refuse 32-bit calls (libseccomp's default for a
     foreign arch is to kill), but 32-bit programs (games under Wine, Steam) would die.
     """
-    if platform.machine() == "x86_64":
+    import pyseccomp  # noqa: PLC0415 - see build_filter
+
+    if os.uname().machine == "x86_64":
         return (pyseccomp.Arch.X86, pyseccomp.Arch.X32)
-    if platform.machine() == "aarch64":
+    if os.uname().machine == "aarch64":
         return (pyseccomp.Arch.ARM,)
     return ()
 
 
 def _add(flt: pyseccomp.SyscallFilter, action: int, name: str, *args: pyseccomp.Arg) -> None:
+    import pyseccomp  # noqa: PLC0415 - see build_filter
+
     try:
         flt.add_rule(action, name, *args)
     except OSError as exc:
@@ -160,7 +165,11 @@ def build_filter(nested: bool = False) -> pyseccomp.SyscallFilter:
 
     nested: allow the namespaces and chroot of a program's own sandbox (see the module doc).
     """
-    if platform.machine().startswith("s390"):
+    # pyseccomp (ctypes, libseccomp) is imported here, at the first sandboxed launch, not when
+    # the compositor starts: a session that launches nothing never carries it
+    import pyseccomp  # noqa: PLC0415
+
+    if os.uname().machine.startswith("s390"):
         # clone's flags are its second argument there; the clone rules below assume the first.
         raise RuntimeError("seccomp: clone argument order of s390 is not supported")
     flt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
