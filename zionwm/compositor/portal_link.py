@@ -14,13 +14,12 @@ Which desktop asks is always the bus the request came on.
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
-import mimetypes
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -319,7 +318,7 @@ class PortalLink:
         parts = Path(os.path.relpath(paths.desktop_home(desktop), base)).parts
         dir_fd = storage.open_dir_under(base, (*parts, PICTURES))
         try:
-            stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
+            stamp = time.strftime("%Y-%m-%d-%H%M%S")  # local time
             for n in range(100):
                 name = f"Screenshot-{stamp}{'' if n == 0 else f'-{n}'}.png"
                 try:
@@ -372,6 +371,8 @@ class PortalLink:
         home = next((r for r in roots if r.label == "Home"), None)
         if home is None or not str(host).startswith(str(home.host) + "/"):
             raise files.OutsideRoots("only files in the desktop's home are sent elsewhere")
+        import mimetypes  # noqa: PLC0415 - its tables are read at the first guess, not at start
+
         mime = mimetypes.guess_type(host.name)[0] or "application/octet-stream"
         spec = self.server.desktops[req.desktop].spec
         target = match_rule(spec.open_files_in, mime)

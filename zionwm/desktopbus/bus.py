@@ -15,7 +15,6 @@ desktop never finds a bus that is not there yet.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 import os
@@ -41,6 +40,10 @@ PR_SET_PDEATHSIG = 1
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
+    # ctypes.util (with tempfile and random) here, not at the top: the compositor imports
+    # this module at start, and needs the C library only when a bus starts
+    import ctypes.util  # noqa: PLC0415
+
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
