@@ -156,6 +156,7 @@ def start_vnc(addr: tuple[str, int]) -> list[subprocess.Popen[bytes]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    heap.limit_arenas()  # before any thread exists
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from zionwm import config as cfgmod
 

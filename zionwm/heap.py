@@ -1,4 +1,5 @@
-"""What start-up leaves behind: freed C heap pages, and objects the cycle collector rescans.
+"""What start-up leaves behind: freed C heap pages, and objects the cycle collector rescans;
+and how many heaps the C library may keep.
 
 Importing several hundred modules and compiling the config leave megabytes of freed memory
 in glibc's heap that `free` keeps for reuse rather than returning; the compositor then runs
@@ -10,6 +11,12 @@ as the process; every full pass of Python's cycle collector walked them all, abo
 loaded 2-core machine: half a frame, landing on whatever key press or frame it met.
 `gc.freeze()` moves them out of the collector's sight after one last collection; objects made
 later (windows, clients) are collected as before.
+
+glibc gives each thread that allocates its own heap (an "arena", up to eight per CPU), and
+keeps an arena's free pages for that thread. Worker threads in the compositor (for writes that
+may block) allocate little, under the GIL, one at a time: one arena serves them all, and its
+free pages are the ones `malloc_trim` returns. `limit_arenas` runs first thing in `main`,
+before any thread exists.
 """
 
 from __future__ import annotations
@@ -17,8 +24,33 @@ from __future__ import annotations
 import ctypes
 import gc
 import logging
+import os
 
 log = logging.getLogger(__name__)
+
+M_ARENA_MAX = -8  # <malloc.h>
+
+
+def _libc() -> ctypes.CDLL:
+    # the process's own symbols, the C library's among them (find_library would run ldconfig)
+    return ctypes.CDLL(None)
+
+
+def limit_arenas() -> None:
+    """One malloc arena for the whole process (see the module's docstring); nothing where the
+    C library has no mallopt (e.g. musl), or where the environment already chose
+    (MALLOC_ARENA_MAX)."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    try:
+        mallopt = _libc().mallopt
+    except (OSError, AttributeError):
+        log.debug("no mallopt in this C library: arenas left as they are")
+        return
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    if not mallopt(M_ARENA_MAX, 1):
+        log.debug("mallopt(M_ARENA_MAX) refused: arenas left as they are")
 
 
 def trim_after_startup() -> None:
@@ -28,9 +60,7 @@ def trim_after_startup() -> None:
     gc.collect()
     gc.freeze()
     try:
-        # the process's own symbols, the C library's among them (find_library would run
-        # ldconfig)
-        trim = ctypes.CDLL(None).malloc_trim
+        trim = _libc().malloc_trim
     except (OSError, AttributeError):
         log.debug("no malloc_trim in this C library: start-up heap kept")
         return
