@@ -1,0 +1,45 @@
+"""What the running compositor has loaded, read from its /proc/PID/maps: what the first frame
+does not need stays out of the process until it is used, and some of it never comes in.
+
+Only native libraries and extension modules show in the maps; they stand for their Python
+packages (`_sqlite3` for sqlite3, `libseccomp` for pyseccomp)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.harness import Compositor, wait_for
+
+CONFIG = """\
+from zionwm.config import Network, desktop
+
+desktop("offline", colour="#3b82f6", network=Network.none())
+"""
+
+
+def _maps(comp: Compositor) -> str:
+    assert comp.proc is not None
+    return Path(f"/proc/{comp.proc.pid}/maps").read_text()
+
+
+def test_start_leaves_out_the_quarantine_database_and_the_syscall_filter(
+    compositor: Compositor,
+) -> None:
+    """The default config: its ephemeral desktop's edges are swept and the quarantine is
+    linked at start, without the quarantine's store."""
+    maps = _maps(compositor)
+    # the quarantine's database is the quarantine service's, in its own process
+    assert "_sqlite3" not in maps
+    # the sandbox's syscall filter is compiled at the first sandboxed launch
+    assert "libseccomp" not in maps
+
+
+def test_seccomp_comes_with_the_first_launch_and_sqlite_still_not(
+    make_compositor: Callable[..., Compositor],
+) -> None:
+    comp = make_compositor(CONFIG)
+    assert "libseccomp" not in _maps(comp)
+    comp.zionctl("launch", "offline", "--", "sleep", "600")
+    wait_for(lambda: "libseccomp" in _maps(comp), 30, "the compositor loading libseccomp")
+    assert "_sqlite3" not in _maps(comp)
