@@ -54,6 +54,7 @@ UsernsPath = Callable[[str], "Path | None"]
 OnExit = Callable[["Sandbox", int], None]
 # The desktop's session bus for a program about to start (started on first use), or None.
 SessionBusFor = Callable[[DesktopSpec], "bwrap.SessionBus | None"]
+Background = Callable[[str, str, Callable[[], object]], object]
 
 
 class LaunchError(RuntimeError):
@@ -406,6 +407,9 @@ class Launcher:
         self.sound = sound.SoundRelays(self._environ)
         self.running: dict[int, Sandbox] = {}
         self.session_bus: SessionBusFor | None = None
+        # Where slow clean-up runs (`background(lane, what, fn)`): the compositor passes its
+        # worker lanes; without one it runs at once.
+        self.background: Background | None = None
 
     def sandboxes(self, desktop: str | None = None) -> list[Sandbox]:
         return [s for s in self.running.values() if desktop is None or s.desktop == desktop]
@@ -560,8 +564,9 @@ class Launcher:
                         *(fd for fd in (helper_fds if helper else ()) if fd >= 0),
                     ),
                     close_fds=True,
-                    # Placement must happen between fork and exec; the compositor that calls
-                    # this is single-threaded, which is what makes preexec_fn safe here.
+                    # Placement must happen between fork and exec. preexec_fn is safe here
+                    # although the compositor has worker threads (compositor/offload.py):
+                    # it only writes to fds already open and calls setns, taking no lock.
                     preexec_fn=enter_placement if placed and helper is None else None,  # noqa: PLW1509
                     cwd="/",
                 )
@@ -633,10 +638,19 @@ class Launcher:
         self.running.pop(sandbox.pid, None)
         facts = sandbox.plan.template
         if facts is not None:
-            try:
-                templates.sandbox_ended(facts, sandbox.pid)
-            except OSError:
-                log.exception("template %s: removing old generations failed", facts.name)
+            # waits (bounded) for the sandbox's overlay daemon to end, then removes files
+            ended = functools.partial(templates.sandbox_ended, facts, sandbox.pid)
+            if self.background is not None:
+                self.background(
+                    f"template {facts.name}",
+                    f"removing old generations of template {facts.name}",
+                    ended,
+                )
+            else:
+                try:
+                    ended()
+                except OSError:
+                    log.exception("template %s: removing old generations failed", facts.name)
         runtime = time.monotonic() - sandbox.started_at
         log.info(
             "desktop %s: %r (pid %d) exited with %d after %.1f s",
