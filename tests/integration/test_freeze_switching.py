@@ -109,3 +109,41 @@ def test_a_program_started_after_killing_a_frozen_desktop_runs(make_compositor: 
     comp.zionctl("launch", "work", "--", "/usr/bin/python3", "-c", COUNTER)
     wait_for(lambda: _count(home) > 0, 20, "the new program on work to run")
     _progresses(home)
+
+
+# 48 MiB of page cache charged to the desktop (see test_hibernate.py): memory for the
+# kernel to walk and push out, in a write that takes it a while
+FILL = (
+    "head -c 48M /dev/zero > ~/cache.bin && sync && cat ~/cache.bin > /dev/null && "
+    "touch ~/filled && exec sleep 600"
+)
+
+
+def test_pushing_a_frozen_desktops_memory_out_does_not_hold_up_the_answer(
+    make_compositor: Any,
+) -> None:
+    """The answer to `desktop hibernate` comes before the result of its memory.reclaim
+    write: that write runs on a worker. (Made on the compositor's thread, the result was
+    out, as an event, before the answer.)"""
+    comp = make_compositor(CONFIG, extra_env=QUIET)
+    _cgroup(comp, "work")
+    if not comp.zjson("desktop", "hibernate", "work", "--estimate")["estimate"]["can_reclaim"]:
+        pytest.skip("the kernel cannot push a desktop's memory out here (no memory controller)")
+    comp.zionctl("launch", "work", "--", "sh", "-c", FILL)
+    filled = comp.desktop_home("work") / "filled"
+    wait_for(filled.exists, 30, "48 MiB of page cache on work")
+    comp.zionctl("freeze", "work")
+    wait_for(lambda: comp.desktops()["work"]["frozen"], 10, "work to freeze")
+    with ControlClient(comp.runtime / "zionwm" / "ipc.sock") as c:
+        c.request("subscribe", events=["hibernate"])
+        answer = c.command(["desktop", "hibernate", "work"])
+        early = list(c._early_events)  # events that arrived before the answer
+        assert early == [], f"the reclaim's result came before the answer: {early}"
+        assert "hibernating work" in answer["message"]
+        c._sock.settimeout(30)
+        while (msg := c._receive()) is not None and msg.get("event") != "hibernate":
+            pass
+    assert msg is not None, "no hibernate event after the answer"
+    assert msg["payload"]["desktop"] == "work" and "error" not in msg["payload"]
+    assert msg["payload"]["freed_bytes"] is not None
+    assert comp.desktops()["work"]["frozen"] is True
