@@ -14,7 +14,7 @@ from jeepney.low_level import Parser
 from zionwm import paths
 from zionwm.compositor.portal_link import match_rule
 from zionwm.config import load_config
-from zionwm.desktopbus import files, portal
+from zionwm.desktopbus import events, files, portal
 from zionwm.desktopbus.policy import Notice
 
 INSIDE = "/home/u"
@@ -149,7 +149,7 @@ def test_requests_answer_with_a_handle_and_respond_to_the_caller_only() -> None:
     p = portal.Portal("work", sent.append)
     opts = {"handle_token": ("s", "t1"), "current_file": ("ay", b"/home/u/a.txt\0")}
     ev = p.handle(_call(portal.FILECHOOSER, "OpenFile", "ssa{sv}", ("", "Open", opts)))
-    assert isinstance(ev, portal.ChooseRequest)
+    assert isinstance(ev, events.ChooseRequest)
     assert ev.desktop == "work" and ev.current_file == "/home/u/a.txt"
     handle = portal.REQUEST_PREFIX + "1_7/t1"
     assert ev.handle == handle and _replies(sent)[-1] == ("method_return", (handle,))
@@ -178,7 +178,7 @@ def test_notification_and_links() -> None:
     ev = p.handle(_call(portal.OPENURI, "OpenURI", "ssa{sv}", ("", "javascript:x", {})))
     assert sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_NOT_ALLOWED
     ev = p.handle(_call(portal.OPENURI, "OpenURI", "ssa{sv}", ("", "file:///home/u/a.pdf", {})))
-    assert isinstance(ev, portal.OpenFileRequest) and ev.path == "/home/u/a.pdf"
+    assert isinstance(ev, events.OpenFileRequest) and ev.path == "/home/u/a.pdf"
 
 
 def test_file_rules() -> None:
@@ -230,7 +230,7 @@ def test_screenshots_are_rate_limited() -> None:
         )
         for i in range(4)
     ]
-    assert [isinstance(g, portal.ScreenshotRequest) for g in got] == [True, True, False, False]
+    assert [isinstance(g, events.ScreenshotRequest) for g in got] == [True, True, False, False]
     assert sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_NOT_ALLOWED
 
 
@@ -247,11 +247,11 @@ def test_a_caller_leaving_the_bus_ends_its_open_request() -> None:
     svc = DesktopService("work")
     opts = {"handle_token": ("s", "t1")}
     ev = svc.handle(_call(portal.FILECHOOSER, "OpenFile", "ssa{sv}", ("", "Open", opts)))
-    assert isinstance(ev, portal.ChooseRequest)
+    assert isinstance(ev, events.ChooseRequest)
     # another program leaving changes nothing; the caller leaving closes its request
     assert svc.handle(_wire(_owner_gone(":1.8"), sender="org.freedesktop.DBus")) is None
     closed = svc.handle(_wire(_owner_gone(":1.7"), sender="org.freedesktop.DBus"))
-    assert closed == portal.CloseRequest("work", ev.handle)
+    assert closed == events.CloseRequest("work", ev.handle)
     assert not svc.portal.pending
     # a program cannot fake the bus's signal
     svc.handle(_call(portal.FILECHOOSER, "OpenFile", "ssa{sv}", ("", "Open", opts)))

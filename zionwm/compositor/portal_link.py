@@ -30,6 +30,12 @@ from jeepney import DBusAddress, new_signal
 
 from zionwm import paths
 from zionwm.desktopbus import files, policy
+from zionwm.desktopbus.events import (
+    ChooseRequest,
+    CloseRequest,
+    OpenFileRequest,
+    ScreenshotRequest,
+)
 from zionwm.desktopbus.portal import (
     CANCELLED,
     FAILED,
@@ -37,10 +43,6 @@ from zionwm.desktopbus.portal import (
     SETTINGS,
     SUCCESS,
     Appearance,
-    ChooseRequest,
-    CloseRequest,
-    OpenFileRequest,
-    ScreenshotRequest,
     settings_values,
 )
 from zionwm.isolation import storage

@@ -36,6 +36,14 @@ from jeepney import DBusAddress, HeaderFields, Message, MessageType, new_signal
 from jeepney.wrappers import new_error, new_method_return
 
 from . import policy
+from .events import (
+    ChooseRequest,
+    CloseRequest,
+    OpenFileRequest,
+    OpenRequest,
+    Refused,
+    ScreenshotRequest,
+)
 
 PORTAL_NAME = "org.freedesktop.portal.Desktop"
 PORTAL_PATH = "/org/freedesktop/portal/desktop"
@@ -162,52 +170,7 @@ def _ns_matches(namespace: str, patterns: list[str]) -> bool:
     return False
 
 
-# ---------------------------------------------------------------- what the compositor does
-
-
-@dataclass(frozen=True)
-class ChooseRequest:
-    """FileChooser.OpenFile / SaveFile: show a chooser of the desktop's own files."""
-
-    desktop: str
-    sender: str
-    handle: str
-    save: bool
-    title: str
-    multiple: bool = False
-    directory: bool = False
-    accept_label: str = ""
-    current_name: str = ""  # SaveFile: the name suggested
-    current_folder: str | None = None  # as the sandbox names it, unchecked
-    current_file: str | None = None  # as the sandbox names it, unchecked
-
-
-@dataclass(frozen=True)
-class ScreenshotRequest:
-    desktop: str
-    sender: str
-    handle: str
-
-
-@dataclass(frozen=True)
-class OpenFileRequest:
-    """OpenURI.OpenFile (or OpenURI with a file: URI): a file of the desktop to open.
-    `path` is as the sandbox names it (unchecked); `fd` (owned by the receiver, -1 if none)
-    is what the program passed, for checking it is that file."""
-
-    desktop: str
-    sender: str
-    handle: str
-    path: str
-    fd: int = -1
-
-
-@dataclass(frozen=True)
-class CloseRequest:
-    """Request.Close, or the caller left: stop what the request started, answer nothing."""
-
-    desktop: str
-    handle: str
+# ------------------------------------------- requests waiting (their events are in events.py)
 
 
 @dataclass
@@ -315,7 +278,7 @@ class Portal:
 
     def handle(self, msg: Message, fds: list[int] | None = None) -> Any:
         """Answer one method call addressed to the portal; return what the compositor must
-        do (an event of this module, a policy.Notice, a service.OpenRequest) or None."""
+        do (an event of this module, a policy.Notice, an events.OpenRequest) or None."""
         fields = msg.header.fields
         path = fields.get(HeaderFields.path)
         iface = fields.get(HeaderFields.interface)
@@ -420,7 +383,6 @@ class Portal:
 
     def _openuri(self, msg: Message, member: Any, sig: str, fds: list[int]) -> Any:
         from .files import from_uri  # noqa: PLC0415
-        from .service import OpenRequest, Refused  # noqa: PLC0415
 
         if member == "OpenURI" and sig == "ssa{sv}":
             _parent, uri, raw = msg.body
