@@ -201,47 +201,6 @@ def _bus_tools_missing() -> str | None:
     return None
 
 
-@pytest.mark.skipif(_bus_tools_missing() is not None, reason=str(_bus_tools_missing()))
-def test_a_bus_name_the_desktop_bus_hides_is_listed_with_no_change_offered(
-    tmp_path: Path,
-) -> None:
-    config = "from zionwm.config import desktop\n" + (
-        'desktop("personal", colour="#3b82f6")\ndesktop("work", colour="#22c55e")\n'
-    )
-    comp = Compositor(tmp_path, config, extra_env={"ZIONWM_NO_QUARANTINE": "1"}).start()
-    try:
-        call = [
-            "dbus-send",
-            "--session",
-            "--print-reply",
-            # the keyring: outside the names a desktop bus lets programs see
-            "--dest=org.freedesktop.secrets",
-            "/org/freedesktop/secrets",
-            "org.freedesktop.Secret.Service.OpenSession",
-            "string:plain",
-        ]
-        comp.zionctl("launch", "work", "--", *call)
-
-        def listed() -> list[tuple[str, str]]:
-            items = comp.zjson("desktop", "refusals", "work")["refusals"]
-            return [(r["kind"], r["what"]) for r in items]
-
-        wait_for(
-            lambda: ("dbus", "org.freedesktop.secrets") in listed(), 60, "the hidden name listed"
-        )
-        assert comp.zjson("desktop", "refusals", "personal")["refusals"] == []
-        (item,) = [
-            r
-            for r in comp.zjson("desktop", "refusals", "work")["refusals"]
-            if r["what"] == "org.freedesktop.secrets"
-        ]
-        show = comp.zjson("desktop", "show", "work")
-        assert refmodel.offer(refmodel.Refusal.from_event(item), show) is None
-        assert "D-Bus" in refmodel.NO_OFFER["dbus"]
-    finally:
-        comp.stop()
-
-
 def _refused_bus_call(comp: Compositor, desktop: str) -> list[dict[str, Any]]:
     """Have a program of `desktop` call the keyring, which its bus hides; wait for it to be
     listed, and return the desktop's list."""
@@ -249,6 +208,7 @@ def _refused_bus_call(comp: Compositor, desktop: str) -> list[dict[str, Any]]:
         "dbus-send",
         "--session",
         "--print-reply",
+        # the keyring: outside the names a desktop bus lets programs see
         "--dest=org.freedesktop.secrets",
         "/org/freedesktop/secrets",
         "org.freedesktop.Secret.Service.OpenSession",
@@ -261,6 +221,30 @@ def _refused_bus_call(comp: Compositor, desktop: str) -> list[dict[str, Any]]:
         return items if any(r["what"] == "org.freedesktop.secrets" for r in items) else []
 
     return wait_for(listed, 60, "the hidden name listed")
+
+
+@pytest.mark.skipif(_bus_tools_missing() is not None, reason=str(_bus_tools_missing()))
+def test_a_bus_name_the_desktop_bus_hides_is_listed_with_no_change_offered(
+    tmp_path: Path,
+) -> None:
+    config = "from zionwm.config import desktop\n" + (
+        'desktop("personal", colour="#3b82f6")\ndesktop("work", colour="#22c55e")\n'
+    )
+    comp = Compositor(tmp_path, config, extra_env={"ZIONWM_NO_QUARANTINE": "1"}).start()
+    try:
+        listed = _refused_bus_call(comp, "work")
+        assert ("dbus", "org.freedesktop.secrets") in [(r["kind"], r["what"]) for r in listed]
+        assert comp.zjson("desktop", "refusals", "personal")["refusals"] == []
+        (item,) = [
+            r
+            for r in comp.zjson("desktop", "refusals", "work")["refusals"]
+            if r["what"] == "org.freedesktop.secrets"
+        ]
+        show = comp.zjson("desktop", "show", "work")
+        assert refmodel.offer(refmodel.Refusal.from_event(item), show) is None
+        assert "D-Bus" in refmodel.NO_OFFER["dbus"]
+    finally:
+        comp.stop()
 
 
 @pytest.mark.skipif(_bus_tools_missing() is not None, reason=str(_bus_tools_missing()))
