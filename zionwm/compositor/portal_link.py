@@ -40,6 +40,7 @@ from zionwm.desktopbus.portal import (
     CANCELLED,
     FAILED,
     PORTAL_PATH,
+    SETTING_CHANGED,
     SETTINGS,
     SUCCESS,
     Appearance,
@@ -130,8 +131,8 @@ class PortalLink:
                     if before.get(ns, {}).get(key) != value:
                         sig = new_signal(
                             DBusAddress(PORTAL_PATH, interface=SETTINGS),
-                            "SettingChanged",
-                            "ssv",
+                            SETTING_CHANGED.name,
+                            SETTING_CHANGED.args,
                             (ns, key, value),
                         )
                         run.service._queue(sig)
