@@ -86,7 +86,7 @@ def encode(entries: list[Refusal]) -> bytes:
         {"kind": r.kind, "what": r.what, "count": r.count, "first": r.first, "last": r.last}
         for r in entries[-PER_DESKTOP:]
     ]
-    return json.dumps({"version": FILE_VERSION, "refusals": items}, indent=1).encode() + b"\n"
+    return json.dumps({"version": FILE_VERSION, "refusals": items}).encode() + b"\n"
 
 
 def decode(desktop: str, data: bytes) -> list[Refusal]:
