@@ -1,7 +1,7 @@
 """What the tests of the desktop bus (test_desktop_bus.py) and of its portal
 (test_portal.py) share: the tools they need, the programs they put in the desktops (a probe
-with its own copy of jeepney, and a stand-in browser), and starting a probe in a desktop's
-real sandbox and reading what it found."""
+with its own copy of jeepney, and a stand-in browser), starting a probe in a desktop's real
+sandbox and reading what it found, and the notifications the compositor showed."""
 
 from __future__ import annotations
 
@@ -57,3 +57,17 @@ def findings(out: Path, timeout: float) -> dict[str, Any]:
     wait_for(out.exists, timeout, f"the probe's findings ({out.name})")
     doc: dict[str, Any] = json.loads(out.read_text())
     return doc
+
+
+def history(comp: Compositor) -> list[str]:
+    """The notifications the compositor showed, oldest first."""
+    return list(comp.zjson("status")["notifications"])
+
+
+def notice_with(comp: Compositor, needle: str) -> str:
+    """The first notification with `needle` in it, once there is one."""
+
+    def find() -> str | None:
+        return next((n for n in history(comp) if needle in n), None)
+
+    return wait_for(find, 30, f"a notification with {needle!r}")

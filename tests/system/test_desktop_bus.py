@@ -26,7 +26,9 @@ from tests.system.bus_apps import (
     WORK_GREEN,
     apps_dir,
     findings,
+    history,
     missing,
+    notice_with,
     start_probe,
 )
 
@@ -104,17 +106,6 @@ def comp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compositor]:
 def probe(comp: Compositor, desktop: str, *args: str, wait: bool = True) -> dict[str, Any]:
     out = start_probe(comp, desktop, PROBE_SRC.name, *args)
     return findings(out, 30) if wait else {}
-
-
-def history(comp: Compositor) -> list[str]:
-    return list(comp.zjson("status")["notifications"])
-
-
-def notice_with(comp: Compositor, needle: str) -> str:
-    def find() -> str | None:
-        return next((n for n in history(comp) if needle in n), None)
-
-    return wait_for(find, 30, f"a notification with {needle!r}")
 
 
 def test_notify_send_in_work_shows_in_works_colour_and_name_while_personal_is_shown(

@@ -33,6 +33,7 @@ from tests.system.bus_apps import (
     apps_dir,
     findings,
     missing,
+    notice_with,
     start_probe,
 )
 
@@ -128,17 +129,6 @@ def _no_chooser_left(comp: Compositor) -> Iterator[None]:
     if choosers(comp):
         comp.type_keys("-k", "Escape")
         wait_for(lambda: not choosers(comp), 30, "the chooser left open to go")
-
-
-def history(comp: Compositor) -> list[str]:
-    return list(comp.zjson("status")["notifications"])
-
-
-def notice_with(comp: Compositor, needle: str) -> str:
-    def find() -> str | None:
-        return next((n for n in history(comp) if needle in n), None)
-
-    return wait_for(find, 30, f"a notification with {needle!r}")
 
 
 # ---------------------------------------------------------------- Settings, Notification, OpenURI
