@@ -375,7 +375,7 @@ class Isolation:
 
         def write() -> None:
             try:
-                cg.write_thaw(strict=True)
+                cg.thaw(strict=True)
             except FileNotFoundError:
                 pass  # the desktop's cgroup was removed meanwhile: nothing left to thaw
 

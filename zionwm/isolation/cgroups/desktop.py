@@ -197,11 +197,12 @@ class DesktopCgroup:
                 raise
             log.warning("thawing desktop %s failed: %s", self.name, e)
 
-    def thaw(self) -> None:
-        """Thaw at once: one write, no waiting (the kernel wakes the tasks)."""
+    def thaw(self, *, strict: bool = False) -> None:
+        """Thaw at once: one write, no waiting (the kernel wakes the tasks). A freeze still
+        pending is called off first, so the next `start_freeze` writes again."""
         if self._op is not None:
             self._op.cancel()
-        self.write_thaw()
+        self.write_thaw(strict=strict)
 
     # -- memory ---------------------------------------------------------------------------
 
