@@ -11,7 +11,10 @@ here. A launch:
    and, when the desktop has a prepared network namespace, enters it with setns(2); without
    one bwrap unshares the network (loopback only). Where the helper was not built, the same
    steps run in Python between fork and exec;
-4. execs bwrap (through the overlay helper when the desktop has a writable /usr);
+   for a desktop with a writable /usr it also enters the namespaces of the desktop's /usr
+   keeper (`usr_keeper`, started at the desktop's first such sandbox), where the layer is
+   mounted;
+4. execs bwrap (through the template's overlay helper for a desktop on a template);
 5. returns a `Sandbox`, tracked by pidfd. The compositor adds `sandbox.pidfd` to its event
    loop and calls `sandbox.poll()` when it becomes readable; the child is reaped by its pid
    only (never waitpid(-1), which would steal other subsystems' children), and exits are
@@ -38,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from zionwm import paths
-from zionwm.isolation import bwrap, overlay, seccomp, sound, storage
+from zionwm.isolation import bwrap, seccomp, sound, storage, usr_keeper
 from zionwm.isolation.bwrap import HostFacts, SandboxPlan, SlotKind
 from zionwm.isolation.spec import DesktopSpec
 from zionwm.isolation.templates import launch as templates
@@ -233,6 +236,7 @@ class Sandbox:
         self.pidfd = os.pidfd_open(proc.pid)
         self.started_at = time.monotonic()
         self.returncode: int | None = None
+        self.usr_keeper: usr_keeper.UsrKeeper | None = None
         self._init_pid: int | None = None
         self._init_pidfd = -1
 
@@ -405,6 +409,7 @@ class Launcher:
         self.host = host or probe_host(self._environ)
         self.sound = sound.SoundRelays(self._environ)
         self.running: dict[int, Sandbox] = {}
+        self.keepers = usr_keeper.Keepers()
         self.session_bus: SessionBusFor | None = None
 
     def sandboxes(self, desktop: str | None = None) -> list[Sandbox]:
@@ -507,8 +512,9 @@ class Launcher:
             full = bwrap.build_argv(plan)
             if plan.template is not None:
                 full = templates.helper_argv(plan.template, python=sys.executable) + full
-            elif plan.writable_usr:
-                full = self._overlay_prefix(spec, eph) + full
+            keeper = None
+            if plan.writable_usr:
+                keeper = self._keeper(spec, eph, cg_files, userns)
             cg_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg_files]
             opened += cg_fds
             ns_fd = user_fd = -1
@@ -531,7 +537,7 @@ class Launcher:
                     _setns(ns_fd, CLONE_NEWNET)
 
             placed = bool(cg_fds) or ns_fd >= 0
-            helper = enter_helper() if placed else None
+            helper = enter_helper() if placed or keeper is not None else None
             report_r = -1
             if helper is not None:
                 # The same steps in the same order, in a small native program exec'd first:
@@ -545,8 +551,14 @@ class Launcher:
                     prefix += ["--userns-fd", str(user_fd)]
                 if ns_fd >= 0:
                     prefix += ["--netns-fd", str(ns_fd)]
+                if keeper is not None:
+                    # the keeper's own fds, inherited by the helper only (close-on-exec here)
+                    prefix += ["--usr-ready-fd", str(keeper.ready_fd)]
+                    prefix += ["--usr-keeper-fd", str(keeper.pidfd)]
                 full = [*prefix, "--report-fd", str(report_w), "--", *full]
                 helper_fds = [*cg_fds, user_fd, ns_fd, report_w]
+                if keeper is not None:
+                    helper_fds += [keeper.ready_fd, keeper.pidfd]
             try:
                 proc = subprocess.Popen(
                     full,
@@ -575,9 +587,11 @@ class Launcher:
                 failed = _read_to_end(report_r)
                 if failed:
                     proc.wait()
+                    why = _placement_error(failed)
+                    if keeper is not None and failed.startswith(b"usr-"):
+                        why = f"the desktop's /usr keeper is not running ({keeper.failure()})"
                     raise LaunchError(
-                        f"desktop {spec.name}: cannot start {list(argv)!r}: "
-                        f"placement failed: {_placement_error(failed)}"
+                        f"desktop {spec.name}: cannot start {list(argv)!r}: placement failed: {why}"
                     )
         except BaseException:
             if status_r >= 0:
@@ -590,6 +604,9 @@ class Launcher:
                 seed.close()
         sandbox = Sandbox(self, proc, plan, status_r)
         self.running[sandbox.pid] = sandbox
+        if keeper is not None:
+            sandbox.usr_keeper = keeper
+            self.keepers.sandbox_started(keeper, sandbox.pid)
         log.info(
             "desktop %s: started %r in sandbox pid %d%s%s",
             spec.name,
@@ -625,12 +642,31 @@ class Launcher:
             fds[slot.name] = fd
         return fds
 
-    def _overlay_prefix(self, spec: DesktopSpec, ephemeral: bool) -> list[str]:
+    def _keeper(
+        self, spec: DesktopSpec, ephemeral: bool, cg_files: list[Path], userns: Path | None
+    ) -> usr_keeper.UsrKeeper:
+        """The desktop's /usr keeper, started when it has none (see usr_keeper)."""
+        helper = enter_helper()
+        if helper is None:
+            raise LaunchError(
+                f"desktop {spec.name}: a writable /usr needs {ENTER_HELPER} (make setup builds it)"
+            )
         layer = storage.prepare_layer(spec.name, ephemeral=ephemeral)
-        return overlay.helper_argv(layer, ephemeral=ephemeral, python=sys.executable)
+        try:
+            return self.keepers.for_launch(
+                spec.name, ephemeral, layer, helper=helper, cgroup_files=cg_files, userns=userns
+            )
+        except (OSError, usr_keeper.KeeperError) as exc:
+            raise LaunchError(f"desktop {spec.name}: /usr keeper: {exc}") from exc
+
+    def desktop_stopped(self, desktop: str) -> None:
+        """The desktop is gone: stop what the launcher keeps for it (its /usr keepers)."""
+        self.keepers.stop_desktop(desktop)
 
     def _sandbox_exited(self, sandbox: Sandbox, returncode: int) -> None:
         self.running.pop(sandbox.pid, None)
+        if sandbox.usr_keeper is not None:
+            self.keepers.sandbox_ended(sandbox.usr_keeper, sandbox.pid)
         facts = sandbox.plan.template
         if facts is not None:
             try:
@@ -668,3 +704,4 @@ class Launcher:
             except TimeoutError:
                 sandbox.kill()
                 sandbox.wait()
+        self.keepers.stop_all(timeout)
