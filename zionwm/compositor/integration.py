@@ -199,6 +199,10 @@ class Isolation:
                     log.warning("desktop %s: %s", d.spec.name, warning)
             else:
                 self._desktop_cgroup(d.spec)
+        # A desktop the new config dropped gives up its /usr keeper.
+        for keeper in self.launcher.keepers.all():
+            if keeper.desktop not in self.server.desktops:
+                self.launcher.desktop_stopped(keeper.desktop)
         # A tightened policy reaches running programs at once (same namespace, new rules);
         # waiting for the next launch would leave them the old network.
         if self.net is not None:
