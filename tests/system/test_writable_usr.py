@@ -6,17 +6,21 @@ is tests/system/sandbox_probe.py, as in test_sandbox.py, whose world (`Env`) the
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import pwd
 import shutil
 import signal
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import processes_with, wait_for
+from tests.harness import processes_with, readable_package, wait_for
 from tests.security import lacks
 from tests.system import test_sandbox
 from tests.system.test_sandbox import PYTHON, Env, errno_of
@@ -275,3 +279,74 @@ def test_a_program_of_a_writable_desktop_cannot_reach_the_host_usr_or_another_la
         if made_victim:
             victim.unlink()
         Path("/usr/bin/zionwm-attack").unlink(missing_ok=True)
+
+
+UNPRIVILEGED = r"""
+import json, os, subprocess, sys
+sys.path.insert(0, sys.argv[1])
+root = sys.argv[2]
+os.environ.update(XDG_DATA_HOME=root + "/data", XDG_RUNTIME_DIR=root + "/run", HOME=root)
+from zionwm.isolation.launcher import Launcher
+from zionwm.isolation.spec import DesktopSpec
+spec = DesktopSpec(name="dev", colour=(1.0, 1.0, 1.0, 1.0), writable_usr=True)
+launcher = Launcher()
+out = []
+for script in (sys.argv[3], "zionwm-test-tool; id -u; grep CapEff /proc/self/status"):
+    r, w = os.pipe()
+    sb = launcher.launch(spec, ["/bin/sh", "-c", script], stdout=w, stderr=w)
+    os.close(w)
+    text = os.fdopen(r).read()
+    out.append([sb.wait(30), text])
+launcher.shutdown()
+print(json.dumps(out))
+"""
+
+
+def test_an_unprivileged_launcher_gets_a_writable_usr(tmp_path: Path) -> None:
+    """Production runs the compositor as a normal user: run the launcher as `nobody`."""
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and util-linux setpriv to switch to an unprivileged user")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' on this machine")
+    if not os.stat("/dev/fuse").st_mode & 0o006:
+        pytest.skip("/dev/fuse is not open to other users here (distributions make it 0666)")
+    world = Path(tempfile.mkdtemp(prefix="zionwm-unpriv-"))
+    try:
+        lib = readable_package(world / "pkg")
+        os.chown(world, nobody.pw_uid, nobody.pw_gid)
+        run = world / "run"
+        r = subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={nobody.pw_uid}",
+                f"--regid={nobody.pw_gid}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                PYTHON,
+                "-c",
+                f"import os; os.makedirs({str(run)!r}, mode=0o700); exec({UNPRIVILEGED!r})",
+                str(lib),
+                str(world),
+                INSTALL,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr
+        [(rc1, out1), (rc2, out2)] = json.loads(r.stdout.strip().splitlines()[-1])
+        assert (rc1, out1.strip()) == (0, "tool-of-dev"), out1
+        assert rc2 == 0, out2
+        lines = out2.splitlines()
+        assert lines[0] == "tool-of-dev"
+        assert lines[1] == str(nobody.pw_uid)
+        assert lines[2].split()[1] == "0000000000000000"
+        assert not Path("/usr/bin/zionwm-test-tool").exists()
+        upper = world / "data" / "zionwm" / "desktops" / "dev" / "layer" / "upper"
+        tool = upper / "bin" / "zionwm-test-tool"
+        assert tool.stat().st_uid == nobody.pw_uid  # written as the user, not as root
+    finally:
+        shutil.rmtree(world, ignore_errors=True)
