@@ -492,6 +492,7 @@ class Launcher:
         seed = storage.scan_seed(spec.name) if eph else None
         opened: list[int] = []
         status_r = -1
+        keeper: usr_keeper.UsrKeeper | None = None
         try:
             plan = self.plan(
                 spec,
@@ -512,7 +513,6 @@ class Launcher:
             full = bwrap.build_argv(plan)
             if plan.template is not None:
                 full = templates.helper_argv(plan.template, python=sys.executable) + full
-            keeper = None
             if plan.writable_usr:
                 keeper = self._keeper(spec, eph, cg_files, userns)
             cg_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg_files]
@@ -596,6 +596,8 @@ class Launcher:
         except BaseException:
             if status_r >= 0:
                 os.close(status_r)
+            if keeper is not None:
+                self.keepers.launch_failed(keeper)
             raise
         finally:
             for fd in opened:
@@ -643,18 +645,12 @@ class Launcher:
         return fds
 
     def _keeper(
-        self, spec: DesktopSpec, ephemeral: bool, cg_files: list[Path], userns: Path | None
+        self, spec: DesktopSpec, eph: bool, cg_files: list[Path], userns: Path | None
     ) -> usr_keeper.UsrKeeper:
         """The desktop's /usr keeper, started when it has none (see usr_keeper)."""
-        helper = enter_helper()
-        if helper is None:
-            raise LaunchError(
-                f"desktop {spec.name}: a writable /usr needs {ENTER_HELPER} (make setup builds it)"
-            )
-        layer = storage.prepare_layer(spec.name, ephemeral=ephemeral)
         try:
             return self.keepers.for_launch(
-                spec.name, ephemeral, layer, helper=helper, cgroup_files=cg_files, userns=userns
+                spec.name, eph, helper=enter_helper(), cgroup_files=cg_files, userns=userns
             )
         except (OSError, usr_keeper.KeeperError) as exc:
             raise LaunchError(f"desktop {spec.name}: /usr keeper: {exc}") from exc

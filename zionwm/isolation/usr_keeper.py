@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zionwm.isolation import storage
 from zionwm.isolation.storage import LayerDirs
 
 log = logging.getLogger(__name__)
@@ -180,13 +181,15 @@ class Keepers:
         self,
         desktop: str,
         ephemeral: bool,
-        layer: LayerDirs,
         *,
-        helper: str,
+        helper: str | None,
         cgroup_files: Sequence[Path],
         userns: Path | None,
     ) -> UsrKeeper:
-        """The running keeper of this layer, started (or replaced) when needed."""
+        """The running keeper of this layer, started (or replaced) when needed. `helper` is
+        zionwm-enter's path (None: not built)."""
+        if helper is None:
+            raise KeeperError("a writable /usr needs zionwm-enter (make setup builds it)")
         self._reap_stopped()
         key = (desktop, ephemeral)
         keeper = self._live.get(key)
@@ -212,6 +215,7 @@ class Keepers:
             if not ephemeral:
                 # Never two daemons over one upper dir: one on its way out is waited for.
                 self._wait_stopping(desktop, ephemeral)
+            layer = storage.prepare_layer(desktop, ephemeral=ephemeral)
             keeper = self._start(desktop, ephemeral, layer, helper, cgroup_files, userns)
             self._live[key] = keeper
         return keeper
@@ -286,6 +290,14 @@ class Keepers:
             if self._live.get(key) is keeper:
                 self._retire(key)
         self._reap_stopped()
+
+    def launch_failed(self, keeper: UsrKeeper) -> None:
+        """A launch on `keeper` failed before its sandbox ran: an ephemeral layer's keeper
+        that nobody uses is not kept for later."""
+        if keeper.ephemeral and not keeper.users:
+            key = (keeper.desktop, keeper.ephemeral)
+            if self._live.get(key) is keeper:
+                self._retire(key)
 
     def stop_desktop(self, desktop: str) -> None:
         """The desktop stopped: stop its keepers (their sandboxes lose /usr)."""
