@@ -120,6 +120,18 @@ def test_program_installed_into_a_writable_layer_stays_in_its_desktop(env: Env) 
     )
 
 
+def test_a_keeper_started_with_its_desktop_serves_the_first_program(env: Env) -> None:
+    dev = env.spec("dev", writable_usr=True)
+    env.launcher.desktop_started(dev)
+    env.launcher.desktop_started(env.spec("scratch", writable_usr=True, ephemeral=True))
+    keeper = keeper_of(env, "dev")  # mounted before any program asked for it
+    assert env.launcher.keepers.get("scratch", True) is None  # ephemeral: with its programs
+    rc, out, err = env.run(dev, ["/bin/sh", "-c", INSTALL])
+    assert (rc, out.strip()) == (0, "tool-of-dev"), err
+    assert keeper_of(env, "dev") is keeper
+    assert daemons_of("dev") and len(daemons_of("dev")) == 1
+
+
 # The first program writes a mark into /usr, then waits (bounded) for the tool a second
 # program of the same desktop installs, and runs it: no restart in between.
 FIRST = r"""
