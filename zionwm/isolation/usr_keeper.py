@@ -1,8 +1,9 @@
 """A desktop's writable /usr: one keeper per desktop that holds the layer mounted, and that
 every sandbox of the desktop enters.
 
-The keeper is `zionwm-enter --keep-usr` (enter.c), started by the launcher at the desktop's
-first sandbox with a writable /usr. It joins the desktop's cgroups, unshares a user namespace
+The keeper is `zionwm-enter --keep-usr` (enter.c), started by the launcher when the desktop
+starts (`Launcher.desktop_started`, for a persistent layer) or else at its first sandbox with
+a writable /usr. It joins the desktop's cgroups, unshares a user namespace
 (the user is uid 0 there) and a mount namespace whose mounts are all private, mounts a tmpfs
 for an ephemeral layer, and runs fuse-overlayfs (lower /usr, upper the desktop's layer,
 every file reported as the user's) on the layer's `merged` dir, inside that namespace only:
@@ -15,8 +16,8 @@ Python and no mount per sandbox, and one overlay daemon over an upper dir, so tw
 of a desktop see each other's installs at once (two daemons over one upper dir, as each
 sandbox used to have, is a set-up overlayfs leaves undefined).
 
-Lifetime: a persistent layer's keeper lives until the desktop stops or the launcher shuts
-down; an ephemeral layer's keeper until the last sandbox on it ends, and its tmpfs with it.
+Lifetime: a persistent layer's keeper lives until the desktop stops (a reload drops it) or
+the launcher shuts down; an ephemeral layer's keeper until the last sandbox on it ends, and its tmpfs with it.
 A keeper that died (the daemon crashed) is reported in the log and replaced at the next
 launch; its sandboxes see /usr fail ("Transport endpoint is not connected"), and a sandbox
 that tried to enter it as it died fails to start with a clear error. What was written to a
