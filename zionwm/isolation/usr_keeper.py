@@ -17,11 +17,12 @@ of a desktop see each other's installs at once (two daemons over one upper dir, 
 sandbox used to have, is a set-up overlayfs leaves undefined).
 
 Lifetime: a persistent layer's keeper lives until the desktop stops (a reload drops it) or
-the launcher shuts down; an ephemeral layer's keeper until the last sandbox on it ends, and its tmpfs with it.
-A keeper that died (the daemon crashed) is reported in the log and replaced at the next
-launch; its sandboxes see /usr fail ("Transport endpoint is not connected"), and a sandbox
-that tried to enter it as it died fails to start with a clear error. What was written to a
-persistent layer is in its upper dir on disk, and the next keeper serves it again.
+the launcher shuts down; an ephemeral layer's keeper until the last sandbox on it ends, and
+its tmpfs with it. A keeper that died (the daemon crashed) is reported in the log and
+replaced at the next launch; its sandboxes see /usr fail ("Transport endpoint is not
+connected"), and a sandbox that tried to enter it as it died fails to start with a clear
+error. What was written to a persistent layer is in its upper dir on disk, and the next
+keeper serves it again.
 
 Why fuse-overlayfs and not the kernel's overlayfs: see `overlay.py`.
 """
