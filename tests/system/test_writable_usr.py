@@ -26,6 +26,7 @@ from tests.system import test_sandbox
 from tests.system.test_sandbox import PYTHON, Env, errno_of
 from zionwm import paths
 from zionwm.isolation import storage
+from zionwm.isolation.launcher import Launcher
 from zionwm.isolation.usr_keeper import UsrKeeper
 
 pytestmark = test_sandbox.pytestmark  # the sandbox facilities those tests need
@@ -362,3 +363,39 @@ def test_an_unprivileged_launcher_gets_a_writable_usr(tmp_path: Path) -> None:
         assert tool.stat().st_uid == nobody.pw_uid  # written as the user, not as root
     finally:
         shutil.rmtree(world, ignore_errors=True)
+
+
+@pytest.mark.parametrize("own_userns", [False, True], ids=["host-netns", "netns-in-own-userns"])
+def test_a_writable_usr_desktop_keeps_its_network_namespace(env: Env, own_userns: bool) -> None:
+    """The keeper is entered after the network namespace: a desktop's own network (a root
+    launcher's netns, or an unprivileged one's in a user namespace of its own, as pasta
+    makes) still holds, and /usr is still the desktop's layer."""
+    if shutil.which("unshare") is None:
+        pytest.fail("util-linux unshare is not installed (scripts/setup-system.sh installs it)")
+    if not own_userns and os.getuid() != 0:
+        pytest.skip("a network namespace of the host's user namespace needs root")
+    flags = ["--user", "--map-root-user", "--net"] if own_userns else ["--net"]
+    holder = subprocess.Popen(["unshare", *flags, "sleep", "600"])
+    try:
+        own_net = os.readlink("/proc/self/ns/net")
+        net_link = Path(f"/proc/{holder.pid}/ns/net")
+        wait_for(lambda: os.readlink(net_link) != own_net, what="the holder's namespaces")
+        user_link = Path(f"/proc/{holder.pid}/ns/user") if own_userns else None
+        launcher = Launcher(netns_path=lambda d: net_link, userns_path=lambda d: user_link)
+        try:
+            dev = env.spec("dev", writable_usr=True)
+            for script in (INSTALL, "readlink /proc/self/ns/net; zionwm-test-tool"):
+                r, w = os.pipe()
+                try:
+                    sb = launcher.launch(dev, ["/bin/sh", "-c", script], stdout=w, stderr=w)
+                finally:
+                    os.close(w)
+                with os.fdopen(r) as f:
+                    out = f.read()
+                assert sb.wait(30) == 0, out
+            assert out.split() == [os.readlink(net_link), "tool-of-dev"]
+        finally:
+            launcher.shutdown()
+    finally:
+        holder.kill()
+        holder.wait(10)
