@@ -53,3 +53,20 @@ def test_the_usr_keeper_lives_with_its_desktop(make_compositor: Any) -> None:
     assert r.out.strip() == "none"
     comp.stop()
     wait_for(lambda: not _daemons(layer), 30, "the overlay daemon to stop with zionwm")
+
+
+def test_a_desktop_made_at_run_time_gets_and_gives_up_its_keeper(make_compositor: Any) -> None:
+    if shutil.which("fuse-overlayfs") is None:
+        pytest.fail("fuse-overlayfs is not installed (scripts/setup-system.sh installs it)")
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("/dev/fuse is missing (no FUSE in this kernel)")
+    comp = make_compositor(CONFIG)
+    comp.zionctl("desktop", "create", "lab", "--colour", "#ec4899", "--writable-usr")
+    layer = comp.data / "zionwm" / "desktops" / "lab" / "layer"
+    wait_for(lambda: _daemons(layer), 30, "the new desktop's overlay daemon")
+    if comp.desktops()["lab"].get("cgroup"):
+        # its keeper runs in its cgroups, and is not counted as a program of it
+        assert comp.desktops()["lab"]["cgroup"]["pids"] >= 2
+    r = comp.zionctl("desktop", "delete", "lab", check=False)
+    assert r.returncode == 0, r.stderr  # no program runs there: no --stop needed
+    wait_for(lambda: not _daemons(layer), 30, "the deleted desktop's overlay daemon to stop")

@@ -569,6 +569,10 @@ class Launcher:
         except (LaunchError, OSError) as exc:
             log.warning("desktop %s: %s", spec.name, exc)
 
+    def service_pids(self, desktop: str) -> set[int]:
+        """Processes the launcher runs in the desktop's cgroups that are not its programs."""
+        return self.keepers.pids(desktop)
+
     def desktop_stopped(self, desktop: str) -> None:
         """The desktop is gone: stop what the launcher keeps for it (its /usr keepers)."""
         self.keepers.stop_desktop(desktop)

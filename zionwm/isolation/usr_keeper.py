@@ -179,6 +179,20 @@ class Keepers:
     def all(self) -> list[UsrKeeper]:
         return list(self._live.values())
 
+    def pids(self, desktop: str) -> set[int]:
+        """The keepers' processes of `desktop` (keeper and daemon; also those stopping):
+        they run in its cgroups but are not its programs."""
+        out: set[int] = set()
+        for keeper in [*self._live.values(), *self._stopping]:
+            if keeper.desktop == desktop:
+                out.add(keeper.pid)
+                try:
+                    with open(f"/proc/{keeper.pid}/task/{keeper.pid}/children") as f:
+                        out.update(int(p) for p in f.read().split())
+                except OSError:
+                    pass
+        return out
+
     def for_launch(
         self,
         desktop: str,
