@@ -399,3 +399,30 @@ def test_a_writable_usr_desktop_keeps_its_network_namespace(env: Env, own_userns
     finally:
         holder.kill()
         holder.wait(10)
+
+
+def test_what_the_host_mounts_after_the_keeper_started_is_seen(env: Env, tmp_path: Path) -> None:
+    """A desktop's app dir on a file system mounted after its keeper started (a disk plugged
+    in later) is still found by its next program."""
+    if os.getuid() != 0:
+        pytest.skip("mounting on the host needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    # A shared mount point, as systemd makes every mount (this test machine's are private).
+    subprocess.run(["mount", "--bind", str(disk), str(disk)], check=True)
+    mounts = 1
+    try:
+        subprocess.run(["mount", "--make-shared", str(disk)], check=True)
+        dev = env.spec("dev", writable_usr=True, app_dirs=(str(disk),))
+        env.launcher.desktop_started(dev)
+        keeper = keeper_of(env, "dev")
+        tmpfs = ["mount", "-t", "tmpfs", "-o", "size=1m", "zionwm-test", str(disk)]
+        subprocess.run(tmpfs, check=True)
+        mounts += 1
+        (disk / "app.sh").write_text("echo app-on-disk\n")
+        rc, out, err = env.run(dev, ["/bin/sh", "/opt/zionwm/1/app.sh"])
+        assert (rc, out.strip()) == (0, "app-on-disk"), err
+        assert keeper_of(env, "dev") is keeper
+    finally:
+        for _ in range(mounts):
+            subprocess.run(["umount", str(disk)], check=True)

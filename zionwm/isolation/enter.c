@@ -24,7 +24,8 @@
  * The keeper of a desktop's writable /usr: after the cgroups (and the user namespace the
  * desktop's network belongs to, so that its sandboxes can enter both), it unshares a user
  * namespace in which the invoking user is uid 0 and a mount namespace whose mounts are all
- * private, so nothing mounted here is seen on the host. For an ephemeral layer it mounts a
+ * slaves of the host's: nothing mounted here is seen on the host, and what the host mounts
+ * later is seen here. For an ephemeral layer it mounts a
  * tmpfs on S holding U and W. It starts fuse-overlayfs in the foreground on M (lower L, upper
  * U, work dir W/<keeper pid>, every file reported as the user's) as its child, waits (bounded)
  * until M is mounted, then closes the report fd with nothing written (ready) and waits for
@@ -132,7 +133,9 @@ static int keep_usr(const char *lower, const char *upper, const char *work,
     write_file("/proc/self/uid_map", map, "uid_map");
     snprintf(map, sizeof map, "0 %u 1\n", (unsigned)gid);
     write_file("/proc/self/gid_map", map, "gid_map");
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail("private");
+    /* Slaves: what the host mounts later still shows here (a program's app dir on a disk
+     * plugged in after the keeper started), and nothing mounted here goes back. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) fail("slave");
     if (scratch != NULL) {
         if (mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") != 0)
             fail("scratch");

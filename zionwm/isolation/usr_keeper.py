@@ -4,7 +4,8 @@ every sandbox of the desktop enters.
 The keeper is `zionwm-enter --keep-usr` (enter.c), started by the launcher when the desktop
 starts (`Launcher.desktop_started`, for a persistent layer) or else at its first sandbox with
 a writable /usr. It joins the desktop's cgroups, unshares a user namespace
-(the user is uid 0 there) and a mount namespace whose mounts are all private, mounts a tmpfs
+(the user is uid 0 there) and a mount namespace whose mounts are all slaves of the host's,
+mounts a tmpfs
 for an ephemeral layer, and runs fuse-overlayfs (lower /usr, upper the desktop's layer,
 every file reported as the user's) on the layer's `merged` dir, inside that namespace only:
 nothing is mounted on the host. Once the mount is there it closes its ready pipe.
