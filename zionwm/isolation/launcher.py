@@ -12,8 +12,8 @@ here. A launch:
    one bwrap unshares the network (loopback only). Where the helper was not built, the same
    steps run in Python between fork and exec;
    for a desktop with a writable /usr it also enters the namespaces of the desktop's /usr
-   keeper (`usr_keeper`, started at the desktop's first such sandbox), where the layer is
-   mounted;
+   keeper (`usr_keeper`, started with the desktop or at its first such sandbox), where the
+   layer is mounted;
 4. execs bwrap (through the template's overlay helper for a desktop on a template);
 5. returns a `Sandbox`, tracked by pidfd. The compositor adds `sandbox.pidfd` to its event
    loop and calls `sandbox.poll()` when it becomes readable; the child is reaped by its pid

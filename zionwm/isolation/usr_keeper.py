@@ -225,7 +225,12 @@ class Keepers:
         if keeper is not None and keeper.parent_userns != _ns_id(userns):
             # The desktop's network moved to another user namespace (its pasta restarted):
             # a keeper there is needed for sandboxes to enter both.
-            log.info("desktop %s: the network's user namespace changed: new /usr keeper", desktop)
+            log.warning(
+                "desktop %s: the network's user namespace changed: new /usr keeper "
+                "(%d program(s) on the old one lose /usr)",
+                desktop,
+                len(keeper.users),
+            )
             self._retire(key)
             keeper = None
         if keeper is None:
