@@ -104,6 +104,7 @@ class Isolation:
         server.launch_hook = self.launch
         for d in server.desktops.values():
             self._desktop_cgroup(d.spec)
+            self.launcher.desktop_started(d.spec)
 
     # ---- launching ----
 
@@ -209,6 +210,11 @@ class Isolation:
                     log.warning("desktop %s: %s", d.spec.name, warning)
             else:
                 self._desktop_cgroup(d.spec)
+            self.launcher.desktop_started(d.spec)  # a no-op where its keeper runs already
+        # A desktop the new config dropped gives up its /usr keeper.
+        for keeper in self.launcher.keepers.all():
+            if keeper.desktop not in self.server.desktops:
+                self.launcher.desktop_stopped(keeper.desktop)
         # A tightened policy reaches running programs at once (same namespace, new rules);
         # waiting for the next launch would leave them the old network.
         if self.net is not None:
