@@ -30,7 +30,7 @@ FRAME_60HZ_MS = 1000 / 60
 
 # name -> (module, full-run args, quick args)
 EXTERNAL: dict[str, tuple[str, list[str], list[str]]] = {
-    "freeze": ("benchmarks.freeze", ["--reps", "100"], ["--reps", "5", "--counts", "1,100"]),
+    "freeze": ("benchmarks.freeze", ["--reps", "300"], ["--reps", "5", "--counts", "1,100"]),
     "overview": (
         "benchmarks.overview",
         ["--reps", "100", "--windows", "1,10", "--json"],

@@ -7,7 +7,9 @@ Measures, over N runs each, wall time from "start" to "reaped" of /bin/true:
 - zionwm: Launcher.launch() of /bin/true with the full production policy (seccomp, synthesized
   /etc, fd-bound home/Shared/Outbox), then wait; the same placed into a cgroup of its own
   first, as the compositor does (when a cgroup2 hierarchy is writable here); and (N/5 runs)
-  the same with a writable /usr (overlay helper + fuse-overlayfs);
+  the same with a writable /usr: a program on a desktop whose /usr keeper runs already (the
+  keeper's namespaces entered by the placement helper), and the first program of a desktop
+  (its keeper started: namespaces, fuse-overlayfs, the mount);
 - firejail: `firejail --quiet --noprofile /bin/true` (when installed);
 and, when weston is installed, the time from launch to the first frame weston-simple-shm
 sees presented (its first wl_callback.done after a commit) inside the sandbox vs. unsandboxed.
@@ -81,6 +83,7 @@ def main() -> None:
         }
     )
     result: dict[str, object] = {"host": os.uname().release, "uid": os.getuid()}
+    launcher: Launcher | None = None
     try:
         launcher = Launcher()
         spec = DesktopSpec(name="bench", colour=(1.0, 1.0, 1.0, 1.0))
@@ -134,6 +137,21 @@ def main() -> None:
             result["zionwm_sandbox_writable_usr"] = summarize_ms(
                 timed(with_layer, max(1, args.runs // 5))
             )
+            firsts = iter(range(args.runs + 1))
+
+            def first_of_desktop() -> None:
+                # a new desktop each time: its first program starts its keeper
+                fresh = DesktopSpec(
+                    name=f"benchfirst{next(firsts)}", colour=(1.0, 1.0, 1.0, 1.0), writable_usr=True
+                )
+                rc = launcher.launch(fresh, ["/bin/true"], stdout=devnull, stderr=devnull).wait(30)
+                if rc != 0:
+                    raise RuntimeError(f"first /bin/true with a writable /usr exited {rc}")
+                launcher.desktop_stopped(fresh.name)
+
+            result["zionwm_sandbox_writable_usr_first"] = summarize_ms(
+                timed(first_of_desktop, max(1, args.runs // 5))
+            )
         if shutil.which("firejail"):
             fj = ["firejail", "--quiet", "--noprofile", "/bin/true"]
             result["firejail_noprofile"] = summarize_ms(
@@ -149,6 +167,8 @@ def main() -> None:
         else:
             result["first_frame"] = "weston / weston-simple-shm not installed"
     finally:
+        if launcher is not None:
+            launcher.shutdown()
         shutil.rmtree(root, ignore_errors=True)
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -111,8 +111,8 @@ def readable_package(dest: Path) -> Path:
     else:
         shutil.copy2(seccomp, lib / seccomp.name)
     for path in [dest, lib, *lib.rglob("*")]:
-        if path.is_dir() or path.suffix == ".so":
-            path.chmod(0o755)
+        if path.is_dir() or path.suffix == ".so" or path.stat().st_mode & 0o100:
+            path.chmod(0o755)  # and the native helpers (zionwm-enter) stay executable
         else:
             path.chmod(0o644)
     return lib

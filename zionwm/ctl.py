@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from zionwm import commands
+from zionwm.cli_table import table
 from zionwm.control_client import (
     REQUEST_TIMEOUT,
     CompositorError,
@@ -67,10 +68,7 @@ def connect(args: argparse.Namespace, timeout: float | None = REQUEST_TIMEOUT) -
 
 
 def format_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
-    cells = [[str(h) for h in header]] + [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    return "\n".join(lines)
+    return table([[str(h) for h in header]] + [[_cell(v) for v in row] for row in rows])
 
 
 def _cell(value: object) -> str:

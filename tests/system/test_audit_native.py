@@ -22,8 +22,16 @@ from tests.system.test_audit_worker import _MISSING, SAMPLES
 from tests.system.test_audit_worker import (
     isolated_env as isolated_env,  # noqa: PLC0414  (the fixture, shared)
 )
+from tests.system.zygote_helpers import (
+    assert_only_the_big_file_crashed,
+    assert_over_time_then_clean,
+    assert_sandboxed,
+    audit,
+    descendants,
+    notes,
+)
 from zionwm.quarantine import native
-from zionwm.quarantine.report import AuditReport, Verdict
+from zionwm.quarantine.report import Verdict
 from zionwm.quarantine.worker import AuditSettings
 from zionwm.quarantine.zygote import FULL, LIGHT, NATIVE, ZygotePool, flavor_for
 
@@ -42,18 +50,6 @@ def pool() -> Iterator[ZygotePool]:
     p = ZygotePool()
     yield p
     p.close()
-
-
-def audit(
-    pool: ZygotePool, path: Path, settings: AuditSettings, flavor: str | None = None
-) -> AuditReport:
-    if flavor is None:
-        flavor = flavor_for(path.read_bytes()[:8192])
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return pool.audit(fd, path.name, settings, "web", flavor=flavor)
-    finally:
-        os.close(fd)
 
 
 def flavors(pool: ZygotePool) -> list[str]:
@@ -136,19 +132,11 @@ def test_a_native_child_that_crashes_or_runs_out_of_memory_costs_only_its_file(
     with open(big, "wb") as f:
         f.write(b"a" * (60 << 20))
     elf = SAMPLES[0][0](tmp_path / "report.pdf")
-    text = tmp_path / "notes.txt"
-    text.write_bytes(b"meeting at noon\n")
+    text = notes(tmp_path)
     batch = [big, elf, text, big, text, elf]
     with ThreadPoolExecutor(3) as ex:
         reports = list(ex.map(lambda p: audit(pool, p, settings), batch))
-    for path, report in zip(batch, reports, strict=True):
-        if path is big:
-            assert report.verdict is Verdict.CANNOT_INSPECT, report.findings
-            assert [f.rule for f in report.findings] == ["worker-crashed"], report.findings
-        elif path is elf:
-            assert report.verdict is Verdict.MALICIOUS, report.findings
-        else:
-            assert report.verdict is Verdict.CLEAN, report.findings
+    assert_only_the_big_file_crashed(batch, reports, big, elf)
     assert pool.stats()["started"] >= 2  # a crash recycles the native zygote too
 
 
@@ -156,8 +144,7 @@ def test_sigkill_of_a_native_child_costs_only_its_file(
     tmp_path: Path, isolated_env: Path, pool: ZygotePool
 ) -> None:
     settings = AuditSettings(timeout=30)
-    text = tmp_path / "notes.txt"
-    text.write_bytes(b"meeting at noon\n")
+    text = notes(tmp_path)
     assert audit(pool, text, settings).verdict is Verdict.CLEAN
     (z,) = [z for z in pool.stats()["zygotes"] if z["flavor"] == NATIVE]
     # a file YARA needs long for: the child is caught scanning it
@@ -167,7 +154,7 @@ def test_sigkill_of_a_native_child_costs_only_its_file(
         fut = ex.submit(audit, pool, slow, settings)
 
         def scanning_child() -> list[int]:
-            return _descendants(z["pid"])[-1:] if len(_descendants(z["pid"])) >= 3 else []
+            return descendants(z["pid"])[-1:] if len(descendants(z["pid"])) >= 3 else []
 
         kids = wait_for(scanning_child, timeout=30, what="a scanning native child")
         os.kill(kids[0], signal.SIGKILL)
@@ -177,30 +164,13 @@ def test_sigkill_of_a_native_child_costs_only_its_file(
     assert audit(pool, text, settings).verdict is Verdict.CLEAN
 
 
-def _descendants(pid: int) -> list[int]:
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        p = todo.pop(0)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    kids = [int(c) for c in f.read().split()]
-                out += kids
-                todo += kids
-        except OSError:
-            continue
-    return out
-
-
 @pytest.mark.security
 def test_a_native_child_is_sandboxed_and_holds_only_its_file_and_its_result(
     tmp_path: Path,
     isolated_env: Path,
     pool: ZygotePool,
 ) -> None:
-    sample = tmp_path / "notes.txt"
-    sample.write_bytes(b"meeting at noon\n")
+    sample = notes(tmp_path)
     secret = isolated_env / ".ssh" / "id_ed25519"
     hidden = (str(secret), str(isolated_env), str(sample), str(tmp_path))
     fd = os.open(sample, os.O_RDWR)  # even a writable fd reaches the child read-only
@@ -211,21 +181,8 @@ def test_a_native_child_is_sandboxed_and_holds_only_its_file_and_its_result(
         seen = pool.probe(fd, settings, hidden, flavor=NATIVE)
     finally:
         os.close(fd)
-    assert seen["net_ns"] != os.readlink("/proc/self/ns/net")
-    assert seen["interfaces"] == ["lo"]
-    assert "unreachable" in seen["network"].lower()
-    assert seen["visible"] == dict.fromkeys(hidden, False)
-    assert seen["fd_readable"] and not seen["fd_writable"]
-    assert not seen["tmp_writable"]  # nowhere to leave anything for the next file
+    assert_sandboxed(seen, hidden, settings.memory_max)
     assert sample.read_bytes() == b"meeting at noon\n"
-    assert seen["uid"] == 65534 and seen["cap_eff"] == "0000000000000000"
-    assert seen["seccomp"] == 2
-    assert seen["dumpable"] == 0  # siblings cannot read its memory, nor it theirs
-    assert seen["rlimit_as"] == settings.memory_max
-    # stdin/out/err (/dev/null), its file, its result pipe, and the fd listing itself
-    extra = set(seen["fds"]) - {0, 1, 2, seen["file_fd"], seen["result_fd"]}
-    assert len(extra) <= 1, seen["fds"]
-    assert seen["pid"] > 2  # a child of the zygote, in the sandbox's pid namespace
     assert flavors(pool) == [NATIVE]
 
 
@@ -234,23 +191,14 @@ def test_a_native_child_over_its_time_is_killed_and_cannot_inspect_and_the_next_
     isolated_env: Path,
     pool: ZygotePool,
 ) -> None:
-    big = tmp_path / "big.txt"  # reading and matching 48 MiB takes far more than 50 ms
-    with open(big, "wb") as f:
-        f.write(b"lorem ipsum " * (4 << 20))
-    text = tmp_path / "notes.txt"
-    text.write_bytes(b"meeting at noon\n")
-    report = audit(pool, big, AuditSettings(timeout=0.05))
-    assert [f.rule for f in report.findings] == ["worker-timeout"], report.findings
-    assert report.verdict is Verdict.CANNOT_INSPECT
-    assert audit(pool, text, AuditSettings(timeout=30)).verdict is Verdict.CLEAN
+    assert_over_time_then_clean(pool, tmp_path)
     assert NATIVE in flavors(pool)
 
 
 def test_a_report_names_the_libraries_that_judged_its_file(
     tmp_path: Path, isolated_env: Path, pool: ZygotePool
 ) -> None:
-    text = tmp_path / "notes.txt"
-    text.write_bytes(b"meeting at noon\n")
+    text = notes(tmp_path)
     report = audit(pool, text, AuditSettings(timeout=30))
     assert report.engines["versions"].get("native") is True
     assert report.engines["versions"]["yara"].startswith("YARA ")

@@ -28,9 +28,17 @@ from tests.system.test_audit_worker import (
 from tests.system.test_audit_worker import (
     isolated_env as isolated_env,  # noqa: PLC0414  (the fixture, shared)
 )
+from tests.system.zygote_helpers import (
+    assert_only_the_big_file_crashed,
+    assert_over_time_then_clean,
+    assert_sandboxed,
+    audit,
+    descendants,
+    notes,
+)
 from zionwm.quarantine.report import AuditReport, Verdict
 from zionwm.quarantine.worker import AuditSettings, run_audit
-from zionwm.quarantine.zygote import FULL, LIGHT, ZygotePool, flavor_for
+from zionwm.quarantine.zygote import FULL, LIGHT, ZygotePool
 
 pytestmark = pytest.mark.skipif(_MISSING is not None, reason=f"no sandbox: {_MISSING}")
 
@@ -44,30 +52,13 @@ def pool() -> Iterator[ZygotePool]:
     p.close()
 
 
-def audit(
-    pool: ZygotePool,
-    path: Path,
-    settings: AuditSettings,
-    source: str = "web",
-    flavor: str | None = None,
-) -> AuditReport:
-    if flavor is None:
-        flavor = flavor_for(path.read_bytes()[:8192])  # as the service picks
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return pool.audit(fd, path.name, settings, source, flavor=flavor)
-    finally:
-        os.close(fd)
-
-
 @pytest.mark.security
 def test_a_scanning_child_is_sandboxed_and_holds_only_its_file_and_its_result(
     tmp_path: Path,
     isolated_env: Path,
     pool: ZygotePool,
 ) -> None:
-    sample = tmp_path / "notes.txt"
-    sample.write_bytes(b"meeting at noon\n")
+    sample = notes(tmp_path)
     secret = isolated_env / ".ssh" / "id_ed25519"
     hidden = (str(secret), str(isolated_env), str(sample), str(tmp_path))
     fd = os.open(sample, os.O_RDWR)  # even a writable fd reaches the child read-only
@@ -77,20 +68,7 @@ def test_a_scanning_child_is_sandboxed_and_holds_only_its_file_and_its_result(
         seen = pool.probe(fd, AuditSettings(timeout=30), hidden)
     finally:
         os.close(fd)
-    assert seen["net_ns"] != os.readlink("/proc/self/ns/net")
-    assert seen["interfaces"] == ["lo"]
-    assert "unreachable" in seen["network"].lower()
-    assert seen["visible"] == dict.fromkeys(hidden, False)
-    assert seen["fd_readable"] and not seen["fd_writable"]
-    assert not seen["tmp_writable"]  # nowhere to leave anything for the next file
-    assert seen["uid"] == 65534 and seen["cap_eff"] == "0000000000000000"
-    assert seen["seccomp"] == 2
-    assert seen["dumpable"] == 0  # siblings cannot read its memory, nor it theirs
-    assert seen["rlimit_as"] == AuditSettings().memory_max
-    # stdin/out/err (/dev/null), its file, its result pipe, and the fd listing itself
-    extra = set(seen["fds"]) - {0, 1, 2, seen["file_fd"], seen["result_fd"]}
-    assert len(extra) <= 1, seen["fds"]
-    assert seen["pid"] > 2  # a child of the zygote, in the sandbox's pid namespace
+    assert_sandboxed(seen, hidden, AuditSettings().memory_max)
 
 
 def test_every_hostile_sample_is_caught_as_by_the_one_shot_worker(
@@ -140,38 +118,13 @@ def test_a_file_that_exhausts_its_childs_memory_is_cannot_inspect_and_its_batch_
     with open(big, "wb") as f:
         f.write(b"a" * (63 << 20))
     elf = SAMPLES[0][0](tmp_path / "report.pdf")
-    text = tmp_path / "notes.txt"
-    text.write_bytes(b"meeting at noon\n")
+    text = notes(tmp_path)
     batch = [big, elf, text, big, text]
     with ThreadPoolExecutor(2) as ex:
         reports = list(ex.map(lambda p: audit(pool, p, settings), batch))
-    by = list(zip(batch, reports, strict=True))
-    for path, report in by:
-        if path is big:
-            assert report.verdict is Verdict.CANNOT_INSPECT, report.findings
-            assert [f.rule for f in report.findings] == ["worker-crashed"], report.findings
-        elif path is elf:
-            assert report.verdict is Verdict.MALICIOUS
-        else:
-            assert report.verdict is Verdict.CLEAN, report.findings
+    assert_only_the_big_file_crashed(batch, reports, big, elf)
     # a crash recycles the sandbox: the files after it were served by fresh ones
     assert pool.stats()["started"] >= 2
-
-
-def _children_of(pid: int) -> list[int]:
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    kids = [int(c) for c in f.read().split()]
-                out += kids
-                todo += kids
-        except OSError:
-            continue
-    return out
 
 
 def test_sigkill_of_a_scanning_child_costs_only_its_file(
@@ -182,17 +135,16 @@ def test_sigkill_of_a_scanning_child_costs_only_its_file(
     settings = AuditSettings(timeout=60)
     # a zip bomb keeps the archive scanner busy long enough to be caught in the act
     slow = SAMPLES[6][0](tmp_path / "zeros.zip")
-    text = tmp_path / "notes.txt"
-    text.write_bytes(b"meeting at noon\n")
+    text = notes(tmp_path)
     audit(pool, text, settings, flavor=FULL)  # a warm sandbox of the kind the zip goes to
     (zygote,) = pool.stats()["zygotes"]
-    before = set(_children_of(zygote["pid"]))
+    before = set(descendants(zygote["pid"]))
     result: list[AuditReport] = []
     t = threading.Thread(target=lambda: result.append(audit(pool, slow, settings, flavor=FULL)))
     t.start()
 
     def scanning_child() -> list[int]:
-        return sorted(set(_children_of(zygote["pid"])) - before)
+        return sorted(set(descendants(zygote["pid"])) - before)
 
     killed = False
     try:
@@ -228,15 +180,14 @@ def test_the_zygote_runs_in_the_cgroup_it_is_given(
         cgroups=lambda source: [str(group / "cgroup.procs")] if source == "web" else []
     )
     try:
-        text = tmp_path / "notes.txt"
-        text.write_bytes(b"meeting at noon\n")
+        text = notes(tmp_path)
         assert audit(pool, text, AuditSettings(timeout=30)).verdict is Verdict.CLEAN
         (zygote,) = pool.stats()["zygotes"]
         assert zygote["cgroup"] == str(group)
         members = {int(p) for p in (group / "cgroup.procs").read_text().split()}
         # the gate shell became bwrap, and bwrap's sandbox and the interpreter followed it
         assert zygote["pid"] in members
-        assert set(_children_of(zygote["pid"])) <= members
+        assert set(descendants(zygote["pid"])) <= members
         assert len(members) >= 2
     finally:
         pool.close()
@@ -255,8 +206,7 @@ def test_an_idle_zygote_is_stopped_and_its_memory_returned(
 ) -> None:
     pool = ZygotePool(idle_seconds=0.2)
     try:
-        text = tmp_path / "notes.txt"
-        text.write_bytes(b"meeting at noon\n")
+        text = notes(tmp_path)
         assert audit(pool, text, AuditSettings(timeout=30)).verdict is Verdict.CLEAN
         (zygote,) = pool.stats()["zygotes"]
         assert zygote["rss_kib"] > 0
@@ -278,22 +228,13 @@ def test_a_child_over_its_time_is_killed_and_cannot_inspect_and_the_next_file_is
     isolated_env: Path,
     pool: ZygotePool,
 ) -> None:
-    big = tmp_path / "big.txt"  # reading and matching 48 MiB takes far more than 50 ms
-    with open(big, "wb") as f:
-        f.write(b"lorem ipsum " * (4 << 20))
-    text = tmp_path / "notes.txt"
-    text.write_bytes(b"meeting at noon\n")
-    report = audit(pool, big, AuditSettings(timeout=0.05))
-    assert [f.rule for f in report.findings] == ["worker-timeout"], report.findings
-    assert report.verdict is Verdict.CANNOT_INSPECT
-    assert audit(pool, text, AuditSettings(timeout=30)).verdict is Verdict.CLEAN
+    assert_over_time_then_clean(pool, tmp_path)
 
 
 def test_a_zygote_is_replaced_after_its_quota_of_files(tmp_path: Path, isolated_env: Path) -> None:
     pool = ZygotePool(max_files=3)
     try:
-        text = tmp_path / "notes.txt"
-        text.write_bytes(b"meeting at noon\n")
+        text = notes(tmp_path)
         pids = set()
         for _ in range(7):
             assert audit(pool, text, AuditSettings(timeout=30)).verdict is Verdict.CLEAN

@@ -9,27 +9,31 @@ the user's own session, which no desktop may reach.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jeepney
 import pytest
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 
 from tests.harness import Compositor, colour_near, processes_with, wait_for
+from tests.system.bus_apps import (
+    INSIDE,
+    WORK_GREEN,
+    apps_dir,
+    findings,
+    history,
+    missing,
+    notice_with,
+    start_probe,
+)
 
 PROBE_SRC = Path(__file__).with_name("bus_probe.py")
-PYTHON = "/usr/bin/python3"
-INSIDE = "/opt/zionwm/0"
 HOST_NAME = "org.example.HostOnly"
-WORK_GREEN = "#22c55e"
 URL = "https://example.invalid/x"
 
 STANDIN_BROWSER = """#!/bin/sh
@@ -42,16 +46,7 @@ mv "$t" "$f"
 """
 
 
-def _missing() -> str | None:
-    for tool in ("bwrap", "dbus-daemon", "xdg-dbus-proxy", "notify-send", "dbus-send", "grim"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (scripts/setup-system.sh --with-tests)"
-    if not os.path.exists(PYTHON):
-        return f"{PYTHON} is missing: the probe needs it"
-    return None
-
-
-_MISSING = _missing()
+_MISSING = missing("notify-send", "grim")
 pytestmark = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
 
 CONFIG = """\
@@ -91,13 +86,7 @@ class HostBus:
 @pytest.fixture(scope="module")
 def comp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compositor]:
     root = tmp_path_factory.mktemp("dbus")
-    apps = root / "apps"
-    apps.mkdir()
-    shutil.copy(PROBE_SRC, apps / "bus_probe.py")
-    shutil.copytree(Path(jeepney.__file__).parent, apps / "jeepney")
-    browser = apps / "standin-browser"
-    browser.write_text(STANDIN_BROWSER)
-    browser.chmod(0o755)
+    apps = apps_dir(root, PROBE_SRC, STANDIN_BROWSER)
     config = CONFIG.format(apps=str(apps), green=WORK_GREEN, inside=INSIDE)
     c = Compositor(root, config_text=config)
     host = HostBus(c.runtime / "bus")
@@ -115,26 +104,8 @@ def comp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compositor]:
 
 
 def probe(comp: Compositor, desktop: str, *args: str, wait: bool = True) -> dict[str, Any]:
-    name = f"probe-{uuid.uuid4().hex}.json"
-    mode, *rest = args
-    comp.zionctl("launch", desktop, "--", PYTHON, f"{INSIDE}/bus_probe.py", mode, *rest, name)
-    out = comp.desktop_home(desktop) / name
-    if not wait:
-        return {}
-    wait_for(out.exists, 30, f"the probe's findings in {desktop}")
-    doc: dict[str, Any] = json.loads(out.read_text())
-    return doc
-
-
-def history(comp: Compositor) -> list[str]:
-    return list(comp.zjson("status")["notifications"])
-
-
-def notice_with(comp: Compositor, needle: str) -> str:
-    def find() -> str | None:
-        return next((n for n in history(comp) if needle in n), None)
-
-    return wait_for(find, 30, f"a notification with {needle!r}")
+    out = start_probe(comp, desktop, PROBE_SRC.name, *args)
+    return findings(out, 30) if wait else {}
 
 
 def test_notify_send_in_work_shows_in_works_colour_and_name_while_personal_is_shown(

@@ -21,17 +21,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jeepney
 import pytest
 from PIL import Image
 
 from tests.harness import Compositor, colour_near, wait_for
 from tests.inside import attacker
+from tests.system.bus_apps import (
+    INSIDE,
+    PYTHON,
+    WORK_GREEN,
+    apps_dir,
+    findings,
+    missing,
+    notice_with,
+    start_probe,
+)
 
 PROBE_SRC = Path(__file__).with_name("portal_probe.py")
-PYTHON = "/usr/bin/python3"
-INSIDE = "/opt/zionwm/0"
-WORK_GREEN = "#22c55e"
 URL = "https://example.invalid/portal"
 SUCCESS, CANCELLED, FAILED = 0, 1, 2
 
@@ -43,16 +49,7 @@ mv "$t" "$f"
 """
 
 
-def _missing() -> str | None:
-    for tool in ("bwrap", "dbus-daemon", "xdg-dbus-proxy", "dbus-send"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (scripts/setup-system.sh --with-tests)"
-    if not os.path.exists(PYTHON):
-        return f"{PYTHON} is missing: the probe needs it"
-    return None
-
-
-_MISSING = _missing()
+_MISSING = missing()
 pytestmark = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
 
 CONFIG = """\
@@ -71,13 +68,7 @@ desktop("web", colour="#ef4444", browser=["{inside}/standin-browser"], app_dirs=
 @pytest.fixture(scope="module")
 def comp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compositor]:
     root = tmp_path_factory.mktemp("portal")
-    apps = root / "apps"
-    apps.mkdir()
-    shutil.copy(PROBE_SRC, apps / "portal_probe.py")
-    shutil.copytree(Path(jeepney.__file__).parent, apps / "jeepney")
-    browser = apps / "standin-browser"
-    browser.write_text(STANDIN_BROWSER)
-    browser.chmod(0o755)
+    apps = apps_dir(root, PROBE_SRC, STANDIN_BROWSER)
     config = CONFIG.format(apps=str(apps), green=WORK_GREEN, inside=INSIDE)
     c = Compositor(
         root,
@@ -107,12 +98,7 @@ def user() -> str:
 
 
 def probe(comp: Compositor, desktop: str, *args: str, timeout: float = 90) -> dict[str, Any]:
-    name = f"portal-{uuid.uuid4().hex}.json"
-    comp.zionctl("launch", desktop, "--", PYTHON, f"{INSIDE}/portal_probe.py", *args, name)
-    out = home(comp, desktop) / name
-    wait_for(out.exists, timeout, f"the portal probe's findings in {desktop}")
-    doc: dict[str, Any] = json.loads(out.read_text())
-    return doc
+    return findings(start_probe(comp, desktop, PROBE_SRC.name, *args), timeout)
 
 
 def chooser_steps(comp: Compositor, steps: list[dict[str, Any]]) -> None:
@@ -143,17 +129,6 @@ def _no_chooser_left(comp: Compositor) -> Iterator[None]:
     if choosers(comp):
         comp.type_keys("-k", "Escape")
         wait_for(lambda: not choosers(comp), 30, "the chooser left open to go")
-
-
-def history(comp: Compositor) -> list[str]:
-    return list(comp.zjson("status")["notifications"])
-
-
-def notice_with(comp: Compositor, needle: str) -> str:
-    def find() -> str | None:
-        return next((n for n in history(comp) if needle in n), None)
-
-    return wait_for(find, 30, f"a notification with {needle!r}")
 
 
 # ---------------------------------------------------------------- Settings, Notification, OpenURI
@@ -265,19 +240,14 @@ def test_a_link_in_works_home_to_personals_file_is_refused_by_the_chooser(
     assert made == 0 and link.is_symlink()
     # chosen by the user the ordinary way: typed on the host's keyboard, then Escape
     chooser_steps(comp, [])
-    name = f"portal-{uuid.uuid4().hex}.json"
-    comp.zionctl(
-        "launch", "work", "--", PYTHON, f"{INSIDE}/portal_probe.py", "choose", "open", "{}", name
-    )
+    out = start_probe(comp, "work", PROBE_SRC.name, "choose", "open", "{}")
     wait_chooser_focused(comp)
     comp.type_keys("~/innocent.txt")
     comp.type_keys("-k", "Return")
     seen = wait_for(lambda: (s := chooser_seen(comp))["error"] and s, 30, "the chooser to say no")
     assert "not a file of this desktop" in seen["error"], seen
     comp.type_keys("-k", "Escape")
-    out = home(comp, "work") / name
-    wait_for(out.exists, 60, "the portal probe's findings")
-    found = json.loads(out.read_text())
+    found = findings(out, 60)
     assert found.get("code") != SUCCESS, found
     assert "personal taxes" not in json.dumps(found)
 
@@ -457,16 +427,11 @@ def test_the_user_types_a_path_into_the_chooser_on_the_host(comp: Compositor) ->
     (docs / "typed.txt").write_text("typed by the user")
     chooser_steps(comp, [])  # no test hook: keys from the host's virtual keyboard
 
-    name = f"portal-{uuid.uuid4().hex}.json"
-    comp.zionctl(
-        "launch", "work", "--", PYTHON, f"{INSIDE}/portal_probe.py", "choose", "open", "{}", name
-    )
+    out = start_probe(comp, "work", PROBE_SRC.name, "choose", "open", "{}")
     wait_chooser_focused(comp)
     comp.type_keys("~/Documents/typed.txt")
     comp.type_keys("-k", "Return")
-    out = home(comp, "work") / name
-    wait_for(out.exists, 60, "the portal probe's findings")
-    found = json.loads(out.read_text())
+    found = findings(out, 60)
     uri = f"file:///home/{user()}/Documents/typed.txt"
     assert found.get("code") == SUCCESS and found["results"]["uris"] == [uri], found
     assert found["read"][uri].startswith("typed by the user")

@@ -201,6 +201,28 @@ def _bus_tools_missing() -> str | None:
     return None
 
 
+def _refused_bus_call(comp: Compositor, desktop: str) -> list[dict[str, Any]]:
+    """Have a program of `desktop` call the keyring, which its bus hides; wait for it to be
+    listed, and return the desktop's list."""
+    call = [
+        "dbus-send",
+        "--session",
+        "--print-reply",
+        # the keyring: outside the names a desktop bus lets programs see
+        "--dest=org.freedesktop.secrets",
+        "/org/freedesktop/secrets",
+        "org.freedesktop.Secret.Service.OpenSession",
+        "string:plain",
+    ]
+    comp.zionctl("launch", desktop, "--", *call)
+
+    def listed() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = comp.zjson("desktop", "refusals", desktop)["refusals"]
+        return items if any(r["what"] == "org.freedesktop.secrets" for r in items) else []
+
+    return wait_for(listed, 60, "the hidden name listed")
+
+
 @pytest.mark.skipif(_bus_tools_missing() is not None, reason=str(_bus_tools_missing()))
 def test_a_bus_name_the_desktop_bus_hides_is_listed_with_no_change_offered(
     tmp_path: Path,
@@ -210,25 +232,8 @@ def test_a_bus_name_the_desktop_bus_hides_is_listed_with_no_change_offered(
     )
     comp = Compositor(tmp_path, config, extra_env={"ZIONWM_NO_QUARANTINE": "1"}).start()
     try:
-        call = [
-            "dbus-send",
-            "--session",
-            "--print-reply",
-            # the keyring: outside the names a desktop bus lets programs see
-            "--dest=org.freedesktop.secrets",
-            "/org/freedesktop/secrets",
-            "org.freedesktop.Secret.Service.OpenSession",
-            "string:plain",
-        ]
-        comp.zionctl("launch", "work", "--", *call)
-
-        def listed() -> list[tuple[str, str]]:
-            items = comp.zjson("desktop", "refusals", "work")["refusals"]
-            return [(r["kind"], r["what"]) for r in items]
-
-        wait_for(
-            lambda: ("dbus", "org.freedesktop.secrets") in listed(), 60, "the hidden name listed"
-        )
+        listed = _refused_bus_call(comp, "work")
+        assert ("dbus", "org.freedesktop.secrets") in [(r["kind"], r["what"]) for r in listed]
         assert comp.zjson("desktop", "refusals", "personal")["refusals"] == []
         (item,) = [
             r
@@ -238,5 +243,50 @@ def test_a_bus_name_the_desktop_bus_hides_is_listed_with_no_change_offered(
         show = comp.zjson("desktop", "show", "work")
         assert refmodel.offer(refmodel.Refusal.from_event(item), show) is None
         assert "D-Bus" in refmodel.NO_OFFER["dbus"]
+    finally:
+        comp.stop()
+
+
+@pytest.mark.skipif(_bus_tools_missing() is not None, reason=str(_bus_tools_missing()))
+def test_refusals_outlive_a_restart_and_a_bad_list_is_set_aside(tmp_path: Path) -> None:
+    config = "from zionwm.config import desktop\n" + (
+        'desktop("personal", colour="#3b82f6")\ndesktop("work", colour="#22c55e")\n'
+    )
+    env = {"ZIONWM_NO_QUARANTINE": "1"}
+    stored = tmp_path / "state" / "zionwm" / "refusals"
+
+    comp = Compositor(tmp_path, config, extra_env=env).start()
+    try:
+        before = _refused_bus_call(comp, "work")
+        # written while the compositor runs (a crash loses at most the last second)
+        wait_for(
+            lambda: (
+                (stored / "work.json").exists()
+                and "org.freedesktop.secrets" in (stored / "work.json").read_text()
+            ),
+            30,
+            "work's list on disk",
+        )
+    finally:
+        comp.stop()
+    bad = b'{"version": 1, "refusals": [{"kind": "host", "what": "bad\\u202ename"}]}'
+    (stored / "personal.json").write_bytes(bad)
+
+    comp = Compositor(tmp_path, config, extra_env=env).start()
+    try:
+        assert comp.zjson("desktop", "refusals", "work")["refusals"] == before
+        # a list that does not pass is kept aside as it was, and nothing of it is shown
+        assert comp.zjson("desktop", "refusals", "personal")["refusals"] == []
+        assert not (stored / "personal.json").exists()
+        assert (stored / "personal.json.bad").read_bytes() == bad
+        assert "refusal list" in comp.log() and "unreadable" in comp.log()
+        comp.zionctl("desktop", "refusals", "work", "--clear")
+    finally:
+        comp.stop()
+    assert not (stored / "work.json").exists()
+
+    comp = Compositor(tmp_path, config, extra_env=env).start()
+    try:
+        assert comp.zjson("desktop", "refusals")["refusals"] == []
     finally:
         comp.stop()

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import processes_with, readable_package, sandbox_missing, wait_for
+from tests.harness import readable_package, sandbox_missing, wait_for
 from zionwm import paths
 from zionwm.isolation import seccomp, storage
 from zionwm.isolation.launcher import Launcher, LaunchError, Sandbox
@@ -430,54 +430,6 @@ def test_font_bound_into_one_desktop_only(env: Env) -> None:
     assert str(font) in out.splitlines()  # the system fonts are still there
 
 
-def _overlay_missing() -> str | None:
-    if shutil.which("fuse-overlayfs") is None:
-        return "fuse-overlayfs is not installed"
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is missing (no FUSE in this kernel)"
-    try:
-        os.close(os.open("/dev/fuse", os.O_RDWR))
-    except OSError as exc:
-        return f"/dev/fuse cannot be opened: {exc}"
-    return None
-
-
-INSTALL = (
-    "printf '#!/bin/sh\\necho tool-of-$ZIONWM_DESKTOP\\n' > /usr/bin/zionwm-test-tool && "
-    "chmod 755 /usr/bin/zionwm-test-tool && zionwm-test-tool"
-)
-
-
-@pytest.mark.skipif(_overlay_missing() is not None, reason=_overlay_missing() or "")
-def test_program_installed_into_a_writable_layer_stays_in_its_desktop(env: Env) -> None:
-    dev = env.spec("dev", writable_usr=True)
-    rc, out, err = env.run(dev, ["/bin/sh", "-c", INSTALL])
-    assert rc == 0, err
-    assert out.strip() == "tool-of-dev"
-    rc, out, err = env.run(dev, ["zionwm-test-tool"])  # persists in the desktop's layer
-    assert (rc, out.strip()) == (0, "tool-of-dev"), err
-    assert (paths.desktop_layer("dev") / "upper" / "bin" / "zionwm-test-tool").exists()
-    for other in (env.spec("other", writable_usr=True), env.spec("plain")):
-        rc, _, err = env.run(other, ["zionwm-test-tool"])
-        assert rc != 0 and "execvp zionwm-test-tool: No such file" in err, (other.name, rc, err)
-    assert not Path("/usr/bin/zionwm-test-tool").exists()
-    # A plain desktop's /usr is read-only.
-    rc, _, err = env.run(env.spec("plain"), ["/bin/sh", "-c", "touch /usr/bin/x"])
-    assert rc != 0 and "Read-only file system" in err
-    # An ephemeral layer lives in tmpfs: installed, then gone at exit.
-    tmp = env.spec("scratch", writable_usr=True, ephemeral=True)
-    rc, out, err = env.run(tmp, ["/bin/sh", "-c", INSTALL])
-    assert (rc, out.strip()) == (0, "tool-of-scratch"), err
-    rc, _, err = env.run(tmp, ["zionwm-test-tool"])
-    assert rc != 0 and "No such file" in err
-    assert list(paths.desktop_layer("scratch").rglob("zionwm-test-tool")) == []
-    # The fuse daemons went away with their sandboxes.
-    wait_for(
-        lambda: not processes_with("fuse-overlayfs", str(env.root)),
-        what="fuse-overlayfs daemons to exit",
-    )
-
-
 # -- supervision, placement hooks ----------------------------------------------------------------
 
 
@@ -768,25 +720,6 @@ def test_audio_grant_binds_the_desktops_relay_never_the_host_sound_sockets(env: 
         env.launcher.sound.stop()
         for s in servers:
             s.close()
-
-
-@pytest.mark.skipif(_overlay_missing() is not None, reason=_overlay_missing() or "")
-def test_programs_of_one_writable_desktop_run_side_by_side(env: Env) -> None:
-    dev = env.spec("dev", writable_usr=True)
-    first = env.launcher.launch(dev, [PYTHON, "-c", "import time; time.sleep(600)"])
-    try:
-        rc, out, err = env.run(dev, ["/bin/sh", "-c", INSTALL])
-        assert (rc, out.strip()) == (0, "tool-of-dev"), err
-        rc, out, err = env.run(dev, ["zionwm-test-tool"])
-        assert (rc, out.strip()) == (0, "tool-of-dev"), err
-        assert first.poll() is None
-        work = paths.desktop_layer("dev") / "work"
-        assert str(first.pid) in {p.name for p in work.iterdir()}  # its own work dir
-    finally:
-        first.kill()
-        first.wait(10)
-    storage.prepare_layer("dev", ephemeral=False)
-    assert not [p for p in (paths.desktop_layer("dev") / "work").iterdir() if p.name.isdigit()]
 
 
 def test_userns_hook_enters_a_user_owned_network_namespace(env: Env) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import textwrap
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from jeepney import DBusAddress, HeaderFields, Message, new_method_call
@@ -14,7 +15,7 @@ from jeepney.low_level import Parser
 from zionwm import paths
 from zionwm.compositor.portal_link import match_rule
 from zionwm.config import load_config
-from zionwm.desktopbus import files, portal
+from zionwm.desktopbus import events, files, portal
 from zionwm.desktopbus.policy import Notice
 
 INSIDE = "/home/u"
@@ -149,7 +150,7 @@ def test_requests_answer_with_a_handle_and_respond_to_the_caller_only() -> None:
     p = portal.Portal("work", sent.append)
     opts = {"handle_token": ("s", "t1"), "current_file": ("ay", b"/home/u/a.txt\0")}
     ev = p.handle(_call(portal.FILECHOOSER, "OpenFile", "ssa{sv}", ("", "Open", opts)))
-    assert isinstance(ev, portal.ChooseRequest)
+    assert isinstance(ev, events.ChooseRequest)
     assert ev.desktop == "work" and ev.current_file == "/home/u/a.txt"
     handle = portal.REQUEST_PREFIX + "1_7/t1"
     assert ev.handle == handle and _replies(sent)[-1] == ("method_return", (handle,))
@@ -178,7 +179,7 @@ def test_notification_and_links() -> None:
     ev = p.handle(_call(portal.OPENURI, "OpenURI", "ssa{sv}", ("", "javascript:x", {})))
     assert sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_NOT_ALLOWED
     ev = p.handle(_call(portal.OPENURI, "OpenURI", "ssa{sv}", ("", "file:///home/u/a.pdf", {})))
-    assert isinstance(ev, portal.OpenFileRequest) and ev.path == "/home/u/a.pdf"
+    assert isinstance(ev, events.OpenFileRequest) and ev.path == "/home/u/a.pdf"
 
 
 def test_file_rules() -> None:
@@ -230,7 +231,7 @@ def test_screenshots_are_rate_limited() -> None:
         )
         for i in range(4)
     ]
-    assert [isinstance(g, portal.ScreenshotRequest) for g in got] == [True, True, False, False]
+    assert [isinstance(g, events.ScreenshotRequest) for g in got] == [True, True, False, False]
     assert sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_NOT_ALLOWED
 
 
@@ -247,11 +248,11 @@ def test_a_caller_leaving_the_bus_ends_its_open_request() -> None:
     svc = DesktopService("work")
     opts = {"handle_token": ("s", "t1")}
     ev = svc.handle(_call(portal.FILECHOOSER, "OpenFile", "ssa{sv}", ("", "Open", opts)))
-    assert isinstance(ev, portal.ChooseRequest)
+    assert isinstance(ev, events.ChooseRequest)
     # another program leaving changes nothing; the caller leaving closes its request
     assert svc.handle(_wire(_owner_gone(":1.8"), sender="org.freedesktop.DBus")) is None
     closed = svc.handle(_wire(_owner_gone(":1.7"), sender="org.freedesktop.DBus"))
-    assert closed == portal.CloseRequest("work", ev.handle)
+    assert closed == events.CloseRequest("work", ev.handle)
     assert not svc.portal.pending
     # a program cannot fake the bus's signal
     svc.handle(_call(portal.FILECHOOSER, "OpenFile", "ssa{sv}", ("", "Open", opts)))
@@ -265,3 +266,101 @@ def test_a_desktop_with_a_throwaway_home_offers_no_home(tree: tuple[files.Root, 
     with pytest.raises(files.OutsideRoots):
         files.to_host(rs, f"{INSIDE}/Documents/a.txt")
     assert files.to_host(rs, f"{INSIDE}/Shared/s.txt") == paths.shared_dir() / "s.txt"
+
+
+# ---------------------------------------------------------------- the table of methods
+
+_BODY = {"s": "", "as": [], "a{sv}": {}, "h": 0}
+_GOOD = {  # arguments the call is answered for (a setting there is, a link that may open)
+    (portal.SETTINGS, "Read"): ("org.freedesktop.appearance", "color-scheme"),
+    (portal.SETTINGS, "ReadOne"): ("org.freedesktop.appearance", "color-scheme"),
+    (portal.OPENURI, "OpenURI"): ("", "https://example.org/", {}),
+}
+
+
+def test_introspection_lists_exactly_the_table() -> None:
+    root = ElementTree.fromstring(portal.INTROSPECTION[portal.INTROSPECTION.index("<node>") :])
+    served = {}
+    for iface in root.iter("interface"):
+        name = iface.get("name")
+        assert [p.get("name") for p in iface.iter("property")] == ["version"]
+        served[name] = [
+            (
+                el.tag,
+                el.get("name"),
+                [(a.get("type"), a.get("direction")) for a in el.iter("arg")],
+            )
+            for el in iface
+            if el.tag in ("method", "signal")
+        ]
+    assert set(served) == set(portal.INTERFACES) == set(portal.VERSIONS)
+    for iface, items in portal.INTERFACES.items():
+        want = []
+        for item in items:
+            if isinstance(item, portal.Method):
+                args = [(t, "in") for t in portal.single_types(item.args)]
+                args += [(t, "out") for t in portal.single_types(item.returns)]
+                want.append(("method", item.name, args))
+            else:
+                args = [(t, None) for t in portal.single_types(item.args)]
+                want.append(("signal", item.name, args))
+        assert served[iface] == want
+    assert portal.single_types("sa{sa{sv}}(ddd)av") == ["s", "a{sa{sv}}", "(ddd)", "av"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    sorted(portal.METHODS),
+    ids=[f"{i.rsplit('.', 1)[-1]}.{m}" for i, m in sorted(portal.METHODS)],
+)
+def test_every_method_of_the_table_is_served_with_its_signatures(key: tuple[str, str]) -> None:
+    iface, member = key
+    method = portal.METHODS[key]
+    sent: list[Message] = []
+    p = portal.Portal("work", sent.append)
+    body = tuple(_BODY.get(t, "") for t in portal.single_types(method.args))
+    body = _GOOD.get(key, body)
+    fds = []
+    if "h" in method.args:
+        # a descriptor is passed beside the message; the call is handed over as the bus
+        # connection parses it
+        msg = new_method_call(
+            DBusAddress(portal.PORTAL_PATH, bus_name=portal.PORTAL_NAME, interface=iface),
+            member,
+            method.args,
+            body,
+        )
+        msg.header.fields[HeaderFields.sender] = ":1.7"
+        fds = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)]
+    else:
+        msg = _call(iface, member, method.args, body)
+    try:
+        ev = p.handle(msg, fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if getattr(ev, "fd", -1) >= 0:
+        os.close(ev.fd)
+    reply = sent[0]
+    assert reply.header.message_type.name == "method_return", reply
+    assert reply.header.fields.get(HeaderFields.signature, "") == method.returns
+
+
+@pytest.mark.parametrize(
+    ("iface", "member", "sig", "body"),
+    [
+        (portal.OPENURI, "OpenURI", "ss", ("", "https://example.org")),
+        (portal.FILECHOOSER, "OpenFile", "sa{sv}", ("", {})),
+        (portal.FILECHOOSER, "SelectFolder", "ssa{sv}", ("", "x", {})),
+        (portal.SETTINGS, "SettingChanged", "ssv", ("a", "b", ("s", "c"))),
+        (portal.SCREENSHOT, "PickColor", "sa{sv}", ("", {})),
+    ],
+)
+def test_nothing_outside_the_table_is_served(
+    iface: str, member: str, sig: str, body: tuple
+) -> None:
+    sent: list[Message] = []
+    p = portal.Portal("work", sent.append)
+    assert p.handle(_call(iface, member, sig, body)) is None
+    assert sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_UNKNOWN_METHOD
+    assert not p.pending

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from zionwm.compositor.refusals import EVENTS_PER_WINDOW, PER_DESKTOP, RefusalLog, clean_what
+import json
+from pathlib import Path
+
+import pytest
+
+from zionwm.compositor.refusal_store import RefusalStore
+from zionwm.compositor.refusals import (
+    EVENTS_PER_WINDOW,
+    PER_DESKTOP,
+    RefusalLog,
+    clean_what,
+    decode,
+    encode,
+)
 from zionwm.manager.refusals import Refusal, RefusalList, offer, visible
 
 
@@ -112,3 +125,60 @@ def test_the_proxy_log_gives_the_names_it_hid_and_nothing_else() -> None:
     assert clean_what("dbus", "org.freedesktop.secrets") == "org.freedesktop.secrets"
     for bad in (":1.42", "nodots", "a.b\u202e", "a..b", "x" * 300 + ".y"):
         assert clean_what("dbus", bad) is None
+
+
+def test_a_list_written_and_read_back_is_the_same_bounded_list() -> None:
+    log = RefusalLog()
+    for i in range(PER_DESKTOP + 10):
+        log.add("web", "host", f"n{i}.example.org", 1000.0 + i)
+    log.add("web", "host", "n20.example.org", 2000.0)  # seen again: now the newest
+    entries = log.list("web")
+    back = decode("web", encode(entries))
+    assert back == entries and len(back) == PER_DESKTOP
+    restored = RefusalLog()
+    restored.restore("web", back)
+    assert restored.list("web") == entries
+    # restored entries count on as before, and a restored list stays bounded
+    restored.add("web", "host", "n20.example.org", 3000.0)
+    assert restored.list("web")[-1].count == 3  # twice before the restart, once after
+    restored.restore("web", decode("web", encode(entries)))
+    assert len(restored.list("web")) == PER_DESKTOP
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"kind": "host", "what": "bad\u202ename.test", "count": 1, "first": 1, "last": 1},
+        {"kind": "host", "what": "4.3.2.1.in-addr.arpa", "count": 1, "first": 1, "last": 1},
+        {"kind": "shell", "what": "rm", "count": 1, "first": 1, "last": 1},
+        {"kind": "host", "what": "ok.test", "count": 0, "first": 1, "last": 1},
+        {"kind": "host", "what": "ok.test", "count": True, "first": 1, "last": 1},
+        {"kind": "host", "what": "ok.test", "count": 1, "first": "x", "last": 1},
+        "ok.test",
+    ],
+)
+def test_a_list_read_back_is_judged_like_a_new_report(item: object) -> None:
+    good = {"kind": "host", "what": "ok.test", "count": 1, "first": 1, "last": 1}
+    data = json.dumps({"version": 1, "refusals": [good, item]}).encode()
+    with pytest.raises(ValueError):
+        decode("web", data)
+    assert len(decode("web", json.dumps({"version": 1, "refusals": [good]}).encode())) == 1
+
+
+def test_the_store_writes_on_its_thread_and_sets_aside_what_it_cannot_read(
+    tmp_path: Path,
+) -> None:
+    store = RefusalStore(tmp_path / "refusals")
+    log = RefusalLog()
+    log.add("web", "host", "cdn.example.org", 5.0)
+    store.save("web", encode(log.list("web")))
+    store.save("work", encode(log.list("web")))
+    store.save("work", None)  # an emptied list leaves no file
+    with pytest.raises(ValueError):
+        store.save("../web", None)
+    store.close()
+    assert sorted(p.name for p in (tmp_path / "refusals").iterdir()) == ["web.json"]
+    (tmp_path / "refusals" / "gaming.json").write_text("{")
+    again = RefusalStore(tmp_path / "refusals").load(decode)
+    assert again == {"web": log.list("web")}
+    assert (tmp_path / "refusals" / "gaming.json.bad").read_text() == "{"

@@ -129,6 +129,10 @@ class ServerCore:
     def is_host(self, desktop: str) -> bool:
         return desktop == HOST
 
+    @property
+    def ui_scale(self) -> float:
+        return max((so.output.scale for so in self.outputs), default=1.0)
+
     def fullscreen_allowed(self, desktop: str) -> bool:
         return desktop != HOST and self.desktops[desktop].spec.allow_fullscreen
 

@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from zionwm.desktopbus import bus as dbus_bus
 from zionwm.desktopbus import policy, shim
-from zionwm.desktopbus.policy import FrozenQueue, Notice
-from zionwm.desktopbus.portal import (
+from zionwm.desktopbus.events import (
     ChooseRequest,
     CloseRequest,
     OpenFileRequest,
+    OpenRequest,
+    Refused,
     ScreenshotRequest,
 )
-from zionwm.desktopbus.service import BusError, DesktopService, OpenRequest, Refused
+from zionwm.desktopbus.policy import FrozenQueue, Notice
+from zionwm.desktopbus.service import BusError, DesktopService
 from zionwm.isolation.bwrap import SYSTEM_BUS_SOCKET, SessionBus
 from zionwm.isolation.spec import DesktopSpec
 

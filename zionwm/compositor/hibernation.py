@@ -2,7 +2,8 @@
 
 The request answers at once with the estimate (what the kernel could free, see
 `zionwm.isolation.hibernate`); freezing finishes on later turns of the event loop, so the
-push happens once the desktop is frozen and its result is told as a `hibernate` event
+push happens once the desktop is frozen, on a worker of the isolation's `offload` (it can
+take a long time), and its result is told as a `hibernate` event
 (`{"desktop", "freed_bytes", "estimate"}`), or as `{"desktop", "error"}` if the freeze did
 not happen. Pushing memory out of a desktop whose programs still run would only see them
 fault it straight back in.
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from zionwm.isolation import hibernate
 
 from .loop import Timer
+from .offload import RECLAIM_LANE
 
 if TYPE_CHECKING:
     from zionwm.isolation.cgroups.desktop import DesktopCgroup
@@ -55,11 +57,10 @@ class Hibernation:
         if name == self.server.model.active:
             raise ValueError(f"{name} is shown: switch to another desktop to hibernate it")
         if self.server.model.desktops[name].frozen:
-            freed = self._push(name)
+            self._push(name)
             return {
-                "message": f"hibernated {name}: freed {hibernate.size_text(freed or 0)}",
-                "done": True,
-                "freed_bytes": freed,
+                "message": f"hibernating {name}: frozen already, pushing out {est.text()}",
+                "done": False,
                 **_fields(est),
             }
         if name not in self._waiting:
@@ -90,15 +91,31 @@ class Hibernation:
             return
         timer.schedule(POLL_MS)
 
-    def _push(self, name: str) -> int | None:
+    def _push(self, name: str) -> None:
+        """Push the frozen desktop's memory out on a worker (memory.reclaim walks all of
+        it: far too long for the compositor's thread); the result comes as an event."""
         cg = self._cgroup(name)
-        est = hibernate.read_estimate(cg)
-        freed = hibernate.push_out(cg, est)
-        log.info("desktop %s hibernated: %s bytes freed (estimate %s)", name, freed, est.text())
-        self.server.emit(
-            "hibernate", {"desktop": name, "freed_bytes": freed, "estimate": est.as_dict()}
+        iso = self.server.isolation
+        assert iso is not None
+
+        def push() -> tuple[int | None, hibernate.Estimate]:
+            est = hibernate.read_estimate(cg)
+            return hibernate.push_out(cg, est), est
+
+        def pushed(result: tuple[int | None, hibernate.Estimate]) -> None:
+            freed, est = result
+            log.info("desktop %s hibernated: %s bytes freed (estimate %s)", name, freed, est.text())
+            self.server.emit(
+                "hibernate", {"desktop": name, "freed_bytes": freed, "estimate": est.as_dict()}
+            )
+
+        def failed(exc: BaseException) -> None:
+            log.warning("hibernating desktop %s failed: %s", name, exc)
+            self.server.emit("hibernate", {"desktop": name, "error": f"pushing out failed: {exc}"})
+
+        iso.offload.submit(
+            RECLAIM_LANE, f"hibernating {name}", push, on_done=pushed, on_error=failed
         )
-        return freed
 
     def close(self) -> None:
         for timer, _ in self._waiting.values():

@@ -4,7 +4,9 @@ freezing, and per-desktop networks.
 Each layer is optional at run time: a machine without delegated cgroups, or without root for
 network namespaces, still runs zionwm, says exactly what it lacks (log, notification,
 `zionctl status`), and disables that feature cleanly. Nothing here blocks the event loop:
-freezes are stepped from timers and the cgroup.events fd; thaw is one write.
+the writes that cost the kernel time per task (freeze, thaw, memory reclaim) run in the
+desktop's lane of `offload` (a freeze and a thaw never overtake each other), and a freeze
+in progress is polled from a timer.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .autostart import Autostarter
 from .children import Child
 from .desktopbus_link import DesktopBusLink
 from .loop import FdHandle, Timer
+from .offload import RECLAIM_LANE, Job, Offload, desktop_lane
 from .quarantine_link import QuarantineLink
 from .xwayland import XwaylandManager
 
@@ -79,21 +82,29 @@ class Isolation:
         except (NetworkError, OSError) as e:
             log.warning("network namespaces unavailable (%s): sandboxes get loopback only", e)
             self.net = None
+        # slow kernel writes (freeze, thaw, reclaim, clean-up) run on its workers
+        self.offload = Offload(
+            server.loop, report=lambda text: server.notify(text[:1].upper() + text[1:], urgent=True)
+        )
         self.launcher = Launcher(
             cgroup_procs=self._cgroup_procs,
             netns_path=self.net.netns_path if self.net else None,
             userns_path=self.net.userns_path if self.net else None,
             on_exit=self._on_sandbox_exit,
         )
+        self.launcher.background = self.offload.submit
         self._freeze_timers: dict[str, Timer] = {}
         self._net_warned: dict[str, str] = {}
-        self._freezing: dict[str, tuple[FreezeOp, Timer]] = {}
+        self._freezing: dict[str, _Freezing] = {}
+        self._reclaims: dict[str, Job[int | None]] = {}
+
         self._freeze_starting: dict[str, Timer] = {}  # before_freeze told, freeze not begun
         self._logs: dict[str, outputlog.DesktopLog] = {}
         self._outputs: dict[int, tuple[outputlog.ProgramOutput, FdHandle]] = {}
         server.launch_hook = self.launch
         for d in server.desktops.values():
             self._desktop_cgroup(d.spec)
+            self.launcher.desktop_started(d.spec)
 
     # ---- launching ----
 
@@ -199,6 +210,11 @@ class Isolation:
                     log.warning("desktop %s: %s", d.spec.name, warning)
             else:
                 self._desktop_cgroup(d.spec)
+            self.launcher.desktop_started(d.spec)  # a no-op where its keeper runs already
+        # A desktop the new config dropped gives up its /usr keeper.
+        for keeper in self.launcher.keepers.all():
+            if keeper.desktop not in self.server.desktops:
+                self.launcher.desktop_stopped(keeper.desktop)
         # A tightened policy reaches running programs at once (same namespace, new rules);
         # waiting for the next launch would leave them the old network.
         if self.net is not None:
@@ -230,6 +246,8 @@ class Isolation:
         timer = self._freeze_timers.get(desktop)
         if timer is not None:
             timer.schedule(0)
+        # the thaw is queued at once and the switch does not wait for it: the desktop's
+        # last frames are still in the scene
         self.thaw(desktop)
 
     def _freeze_quietly(self, desktop: str) -> None:
@@ -262,13 +280,32 @@ class Isolation:
         if cg is None or desktop == self.server.model.active:
             self._tell("after_thaw", desktop)
             return
-        op = cg.start_freeze()
-        poller = self.server.loop.timer(lambda: self._step_freeze(desktop), f"freeze {desktop}")
-        self._freezing[desktop] = (op, poller)
-        poller.schedule(op.next_poll_ms())
+        # the write (the kernel visits every task) runs on a worker, in the desktop's lane
+        freezing = _Freezing()
+        freezing.job = self.offload.submit(
+            desktop_lane(desktop),
+            f"freezing {desktop}",
+            cg.start_freeze,
+            on_done=lambda op: self._freeze_written(desktop, freezing, op),
+        )
+        self._freezing[desktop] = freezing
+
+    def _freeze_written(self, desktop: str, freezing: _Freezing, op: FreezeOp) -> None:
+        if self._freezing.get(desktop) is not freezing:  # thawed meanwhile (thaw() undid it)
+            op.cancel()
+            op.close()
+            return
+        op.defer_rollback = True
+        freezing.op = op
+        freezing.poller = self.server.loop.timer(
+            lambda: self._step_freeze(desktop), f"freeze {desktop}"
+        )
+        self._step_freeze(desktop)
 
     def _step_freeze(self, desktop: str) -> None:
-        op, poller = self._freezing[desktop]
+        freezing = self._freezing[desktop]
+        op, poller = freezing.op, freezing.poller
+        assert op is not None and poller is not None
         state = op.poll()
         if state == "pending":
             poller.schedule(op.next_poll_ms())
@@ -281,38 +318,79 @@ class Isolation:
             self.server.set_frozen(desktop, True)
             cg = self.cgroups.get(desktop)
             if cg is not None and self.server.desktops[desktop].spec.reclaim_when_frozen:
-                freed = cg.reclaim()
-                if freed is None:
-                    log.info("desktop %s: memory.reclaim is not available here", desktop)
-                else:
-                    log.info("desktop %s: reclaimed %d bytes while frozen", desktop, freed)
+                self._reclaims[desktop] = self.offload.submit(
+                    RECLAIM_LANE,
+                    f"reclaiming the memory of {desktop}",
+                    cg.reclaim,
+                    on_done=lambda freed: self._reclaimed(desktop, freed),
+                )
         else:
+            if op.needs_rollback:
+                self._queue_thaw(desktop, cg=self.cgroups.get(desktop))
             self.server.notify(
                 f"Could not freeze {desktop}: {op.reason} (rolled back)", urgent=True
             )
 
-    def thaw(self, desktop: str) -> str:
+    def _reclaimed(self, desktop: str, freed: int | None) -> None:
+        self._reclaims.pop(desktop, None)
+        if freed is None:
+            log.info("desktop %s: memory.reclaim is not available here", desktop)
+        else:
+            log.info("desktop %s: reclaimed %d bytes while frozen", desktop, freed)
+
+    def _call_off_freeze(self, desktop: str) -> bool:
+        """Stop whatever freeze of `desktop` is under way; True if its write may already
+        have reached the kernel (so a thaw must follow it)."""
         start = self._freeze_starting.pop(desktop, None)
         if start is not None:
             start.remove()
             self._tell("after_thaw", desktop)  # a freeze asked for, not started yet
-        pending = self._freezing.pop(desktop, None)
-        if pending is not None:
-            op, poller = pending
-            poller.remove()
-            op.cancel()
-            op.close()
+        reclaim = self._reclaims.pop(desktop, None)
+        if reclaim is not None:
+            reclaim.cancel()  # one already running ends by itself; thawing need not wait
+        freezing = self._freezing.pop(desktop, None)
+        if freezing is None:
+            return False
+        if freezing.poller is not None:
+            freezing.poller.remove()
+        if freezing.op is not None:
+            freezing.op.cancel()
+            freezing.op.close()
+        if freezing.job is not None and freezing.job.cancel():
+            self._tell("after_thaw", desktop)  # never written: nothing to undo
+            return False
+        return True
+
+    def thaw(self, desktop: str) -> str:
+        written = self._call_off_freeze(desktop)
         cg = self.cgroups.get(desktop)
         if cg is None:
             return f"{desktop} has no cgroup"
-        if cg.frozen or self.server.model.desktops[desktop].frozen:
-            cg.thaw()
-            self.server.set_frozen(desktop, False)
-            self._tell("after_thaw", desktop)
+        if written or self.server.model.desktops[desktop].frozen or cg.frozen:
+            # the model says thawed at once (the indicator, IPC); the kernel's write follows
+            # in the desktop's lane, after any freeze written before it
+            if self.server.model.desktops[desktop].frozen:
+                self.server.set_frozen(desktop, False)
+            self._queue_thaw(desktop, cg)
             return f"thawed {desktop}"
-        if pending is not None:
-            self._tell("after_thaw", desktop)  # a freeze begun and called off
         return f"{desktop} was not frozen"
+
+    def _queue_thaw(self, desktop: str, cg: DesktopCgroup | None) -> None:
+        if cg is None:
+            return
+
+        def write() -> None:
+            try:
+                cg.thaw(strict=True)
+            except FileNotFoundError:
+                pass  # the desktop's cgroup was removed meanwhile: nothing left to thaw
+
+        self.offload.submit(
+            desktop_lane(desktop),
+            f"thawing {desktop}",
+            write,
+            on_done=lambda _none: self._tell("after_thaw", desktop),
+        )
 
     def _tell(self, hook: str, desktop: str) -> None:
         """Extensions that must act around a freeze (the X window manager must not wait on
@@ -326,7 +404,11 @@ class Isolation:
         cg = self.cgroups.get(desktop)
         if cg is None:
             raise RuntimeError(f"{desktop} has no cgroup here")
+        written = self._call_off_freeze(desktop)
         n = cg.kill(timeout=0)  # never wait on the event loop; cgroup.kill is immediate
+        if written or self.offload.busy(desktop_lane(desktop)):
+            # a freeze written by a worker may land after the kill's own thaw
+            self._queue_thaw(desktop, cg)
         if self.server.model.desktops[desktop].frozen:
             self.server.set_frozen(desktop, False)
         return f"killed {n} processes of {desktop}"
@@ -394,6 +476,7 @@ class Isolation:
             timer.remove()
         for desktop in list(self._freezing) + list(self._freeze_starting):
             self.thaw(desktop)
+        self.offload.close()  # the thaws just queued, and whatever ran, finish first
         for name in self.server.desktops:
             cg = self.cgroups.get(name)
             if cg is not None and cg.frozen:
@@ -409,6 +492,15 @@ class Isolation:
         if self.net is not None:
             self.net.teardown()
         self.cgroups.cleanup()
+
+
+class _Freezing:
+    """One desktop's freeze under way: its write (a job), then the op polled on the loop."""
+
+    def __init__(self) -> None:
+        self.job: Job[FreezeOp] | None = None
+        self.op: FreezeOp | None = None
+        self.poller: Timer | None = None
 
 
 def attach(server: Server) -> None:

@@ -409,8 +409,8 @@ class LiveDesktops:
         count = 0
         iso = srv.isolation
         cg = iso.cgroups.get(name) if iso is not None else None
-        if cg is not None:
-            count = len(cg.live_pids())
+        if cg is not None:  # its /usr keeper runs there too, but is no program
+            count = len(set(cg.live_pids()) - iso.launcher.service_pids(name))
         d = srv.desktops.get(name)
         children = [c for c in srv.children.running.values() if c.desktop == name and d]
         return max(count, len(children), len(d.clients) if d else 0)
@@ -481,9 +481,7 @@ class LiveDesktops:
         iso = srv.isolation
         cg = iso.cgroups.get(name) if iso is not None else None
         if cg is not None:
-            if srv.model.desktops[name].frozen:
-                iso.thaw(name)
-            cg.kill(timeout=0)
+            iso.kill(name)  # calls off a freeze under way; the group is left thawed
         for child in children:
             child.kill()
 

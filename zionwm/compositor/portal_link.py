@@ -29,17 +29,20 @@ from jeepney import DBusAddress, new_signal
 
 from zionwm import paths
 from zionwm.desktopbus import files, policy
-from zionwm.desktopbus.portal import (
-    CANCELLED,
-    FAILED,
-    PORTAL_PATH,
-    SETTINGS,
-    SUCCESS,
-    Appearance,
+from zionwm.desktopbus.events import (
     ChooseRequest,
     CloseRequest,
     OpenFileRequest,
     ScreenshotRequest,
+)
+from zionwm.desktopbus.portal import (
+    CANCELLED,
+    FAILED,
+    PORTAL_PATH,
+    SETTING_CHANGED,
+    SETTINGS,
+    SUCCESS,
+    Appearance,
     settings_values,
 )
 from zionwm.isolation import storage
@@ -127,8 +130,8 @@ class PortalLink:
                     if before.get(ns, {}).get(key) != value:
                         sig = new_signal(
                             DBusAddress(PORTAL_PATH, interface=SETTINGS),
-                            "SettingChanged",
-                            "ssv",
+                            SETTING_CHANGED.name,
+                            SETTING_CHANGED.args,
                             (ns, key, value),
                         )
                         run.service._queue(sig)

@@ -11,6 +11,10 @@ judged before it is kept: only names that a setting could grant are kept (a DNS 
 letters, digits, '-', '_' and dots), the list of a desktop holds at most `PER_DESKTOP`
 entries (the oldest go), and a desktop that refuses many new names in a burst gets at most
 `EVENTS_PER_WINDOW` events per `EVENT_WINDOW` seconds (the rest are only counted).
+
+The lists outlive a restart: a desktop's list is written (refusal_store.py, on a thread of
+its own) at most once every `SAVE_DELAY_MS` while it changes, and when the compositor
+stops; what is read back at start is judged like a new report.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from zionwm import paths
 from zionwm.desktopbus.policy import ProxyLog
+
+from .refusal_store import RefusalStore
 
 if TYPE_CHECKING:
     from .loop import FdHandle
@@ -39,6 +46,8 @@ PER_DESKTOP = 64
 EVENTS_PER_WINDOW = 20
 EVENT_WINDOW = 10.0
 READS_PER_SECOND = 400  # datagrams read per desktop and second; beyond, reading pauses
+SAVE_DELAY_MS = 1000  # changes within this are written together
+FILE_VERSION = 1
 _BUS_ELEMENT = r"[A-Za-z_-][A-Za-z0-9_-]*"
 _BUS_NAME = re.compile(rf"(?=.{{3,255}}$){_BUS_ELEMENT}(?:\.{_BUS_ELEMENT})+")
 _HOST = re.compile(
@@ -71,6 +80,40 @@ def clean_what(kind: str, what: object) -> str | None:
     return name
 
 
+def encode(entries: list[Refusal]) -> bytes:
+    """One desktop's list as its file holds it (its newest PER_DESKTOP, oldest first)."""
+    items = [
+        {"kind": r.kind, "what": r.what, "count": r.count, "first": r.first, "last": r.last}
+        for r in entries[-PER_DESKTOP:]
+    ]
+    return json.dumps({"version": FILE_VERSION, "refusals": items}).encode() + b"\n"
+
+
+def decode(desktop: str, data: bytes) -> list[Refusal]:
+    """A list read back: every entry judged as a new report would be; ValueError says what
+    is wrong with one that is not."""
+    doc = json.loads(data)
+    if not isinstance(doc, dict) or doc.get("version") != FILE_VERSION:
+        raise ValueError(f"not a version {FILE_VERSION} refusal list")
+    items = doc.get("refusals")
+    if not isinstance(items, list):
+        raise ValueError("'refusals' is not a list")
+    out: list[Refusal] = []
+    for n, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValueError(f"entry {n} is not an object")
+        kind, count, first, last = (item.get(k) for k in ("kind", "count", "first", "last"))
+        what = clean_what(kind, item.get("what")) if kind in KINDS else None
+        if what is None:
+            raise ValueError(f"entry {n}: not a refusal this list keeps")
+        if type(count) is not int or count < 1:
+            raise ValueError(f"entry {n}: bad count {count!r}")
+        if not isinstance(first, int | float) or not isinstance(last, int | float):
+            raise ValueError(f"entry {n}: bad times")
+        out.append(Refusal(desktop, str(kind), what, count, float(first), float(last)))
+    return out[-PER_DESKTOP:]
+
+
 class RefusalLog:
     """Pure: the bounded per-desktop lists and the event budget."""
 
@@ -97,6 +140,15 @@ class RefusalLog:
             return None
         self._events[desktop] = [*recent, now]
         return entry
+
+    def restore(self, desktop: str, entries: list[Refusal]) -> None:
+        """Put back a list read at start (no events: they were announced when new)."""
+        kept = self._by_desktop.setdefault(desktop, OrderedDict())
+        for r in entries:
+            kept.pop((r.kind, r.what), None)
+            kept[(r.kind, r.what)] = r
+        while len(kept) > PER_DESKTOP:
+            kept.popitem(last=False)
 
     def desktops(self) -> list[str]:
         return list(self._by_desktop)
@@ -135,6 +187,23 @@ class Refusals:
         self._pairs: dict[str, tuple[socket.socket, socket.socket, FdHandle]] = {}
         self._proxy_logs: dict[str, ProxyLog] = {}
         self._budget: dict[str, tuple[float, int]] = {}  # desktop -> (second began, reads)
+        self.store = RefusalStore(paths.state_home() / "refusals")
+        self._unsaved: set[str] = set()
+        self._save_timer: Any = None
+        for desktop, entries in self.store.load(decode).items():
+            self.log.restore(desktop, entries)
+
+    def _changed(self, desktop: str) -> None:
+        self._unsaved.add(desktop)
+        if self._save_timer is None:
+            self._save_timer = self.server.loop.call_later(SAVE_DELAY_MS, self._save, "refusals")
+
+    def _save(self) -> None:
+        self._save_timer = None
+        for desktop in sorted(self._unsaved):
+            entries = self.log.list(desktop)
+            self.store.save(desktop, encode(entries) if entries else None)
+        self._unsaved.clear()
 
     def reporter_fd(self, desktop: str) -> int:
         """The end `desktop`'s reporter writes into (`{"kind", "what"}` datagrams); the same
@@ -208,6 +277,7 @@ class Refusals:
         if name is None:
             return
         entry = self.log.add(desktop, kind, name, time.time())
+        self._changed(desktop)
         if entry is not None:
             log.info("desktop %s was refused %s %s", desktop, kind, name)
             self.server.emit("refusal", asdict(entry))
@@ -229,14 +299,20 @@ class Refusals:
             if name is None:
                 raise ValueError("usage: desktop refusals NAME --clear [WHAT]")
             n = self.log.clear(name, pos[1] if len(pos) > 1 else None)
+            self._changed(name)
             return {"message": f"forgot {n} refusal(s) of {name}", "refusals": []}
         # a desktop deleted since keeps no list
         for gone in [d for d in self.log.desktops() if d not in self.server.desktops]:
             self.log.forget(gone)
+            self._changed(gone)
         items = [asdict(r) for r in self.log.list(name)]
         return {"message": f"{len(items)} refusal(s)", "refusals": items}
 
     def close(self) -> None:
+        if self._save_timer is not None:
+            self._save_timer.remove()
+        self._save()
+        self.store.close()
         for ours, theirs, handle in self._pairs.values():
             handle.remove()
             ours.close()

@@ -66,9 +66,9 @@ class OutputHandling(ServerCore):
             b = so.box()
             ind = self.indicators.get(so.name)
             if ind is None:
-                self.indicators[so.name] = Strip(self.overlay, b.x, b.y, b.width)
+                self.indicators[so.name] = Strip(self.overlay, b.x, b.y, b.width, so.output.scale)
             else:
-                ind.resize(b.x, b.y, b.width)
+                ind.resize(b.x, b.y, b.width, so.output.scale)
         if self.outputs:
             b = self.outputs[0].box()
             self.notifications.place(b.x, b.y, b.width)

@@ -11,6 +11,7 @@ renders nothing.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from .native import SceneImage, SceneNode, SceneRect, SceneTree
-from .ui import STRIP_HEIGHT, Color, font, rgb255, text_colour_on, text_y
+from .ui import STRIP_HEIGHT, Color, font, rgb255, scaled, text_colour_on, text_y
 
 log = logging.getLogger(__name__)
 
@@ -56,45 +57,54 @@ def chip_label(index: int, chip: Chip) -> str:
 
 
 @lru_cache(maxsize=32)
-def render_chips(state: StripState, width: int) -> tuple[bytes, tuple[tuple[str, int, int], ...]]:
-    """The strip without its clock, as ARGB8888 of width x STRIP_HEIGHT, and each chip's
-    horizontal span (name, x0, x1) for clicks."""
+def render_chips(
+    state: StripState, width: int, scale: float = 1.0
+) -> tuple[bytes, tuple[tuple[str, int, int], ...]]:
+    """The strip without its clock, as ARGB8888 of width x STRIP_HEIGHT layout pixels drawn
+    at `scale`, and each chip's horizontal span (name, x0, x1) for clicks, in layout
+    pixels."""
+
+    def s(n: float) -> int:
+        return scaled(n, scale)
+
+    def box(x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int]:
+        # a box of layout pixels [x0, x1] x [y0, y1], the last pixel included
+        return (s(x0), s(y0), s(x1 + 1) - 1, s(y1 + 1) - 1)
+
     bg = (*rgb255(state.colour), 255)
-    img = Image.new("RGBA", (width, STRIP_HEIGHT), bg)
+    img = Image.new("RGBA", (s(width), s(STRIP_HEIGHT)), bg)
     draw = ImageDraw.Draw(img)
-    f = font(12, bold=True)
+    f = font(s(12), bold=True)
     top = (STRIP_HEIGHT - CHIP_HEIGHT) // 2
     x = 4
     spans = []
     for i, chip in enumerate(state.chips, start=1):
         text = chip_label(i, chip)
         left, _t, right, _b = f.getbbox(text)
-        w = right - left + 2 * CHIP_PAD
+        w = math.ceil((right - left) / scale) + 2 * CHIP_PAD
         if x + w > width - 8:
             break  # no room: the overview lists every desktop
         fill = (*rgb255(chip.colour), 255)
-        box = (x, top, x + w - 1, top + CHIP_HEIGHT - 1)
+        x1, y1 = x + w - 1, top + CHIP_HEIGHT - 1
         if chip.name == state.active:
             # the current desktop: a white ring around its chip, on any background
-            draw.rounded_rectangle(
-                (box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), 6, fill=(255, 255, 255, 255)
-            )
+            ring = box(x - 2, top - 2, x1 + 2, y1 + 2)
+            draw.rounded_rectangle(ring, s(6), fill=(255, 255, 255, 255))
         else:
-            draw.rounded_rectangle(
-                (box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), 5, fill=(0, 0, 0, 255)
-            )
-        draw.rounded_rectangle(box, 4, fill=fill)
-        ty = top + text_y(f, CHIP_HEIGHT)
-        draw.text((x + CHIP_PAD - left, ty), text, font=f, fill=(*text_colour_on(chip.colour), 255))
+            draw.rounded_rectangle(box(x - 1, top - 1, x1 + 1, y1 + 1), s(5), fill=(0, 0, 0, 255))
+        draw.rounded_rectangle(box(x, top, x1, y1), s(4), fill=fill)
+        ty = s(top) + text_y(f, s(CHIP_HEIGHT))
+        ink = (*text_colour_on(chip.colour), 255)
+        draw.text((s(x + CHIP_PAD) - left, ty), text, font=f, fill=ink)
         spans.append((chip.name, x - 2, x + w + 2))
         x += w + CHIP_GAP
     if state.pending:
         text = f"{PENDING_MARK} {state.pending} in quarantine"
         left, _t, right, _b = f.getbbox(text)
-        tx = width - (right - left) - 12
+        tx = width - math.ceil((right - left) / scale) - 12
         if tx > x + 8:
             draw.text(
-                (tx - left, text_y(f, STRIP_HEIGHT)),
+                (s(tx) - left, text_y(f, s(STRIP_HEIGHT))),
                 text,
                 font=f,
                 fill=(*text_colour_on(state.colour), 255),
@@ -103,25 +113,26 @@ def render_chips(state: StripState, width: int) -> tuple[bytes, tuple[tuple[str,
 
 
 @lru_cache(maxsize=16)
-def render_clock(text: str, colour: Color) -> bytes:
-    img = Image.new("RGBA", (CLOCK_WIDTH, STRIP_HEIGHT), (*rgb255(colour), 255))
+def render_clock(text: str, colour: Color, scale: float = 1.0) -> bytes:
+    """The clock, CLOCK_WIDTH x STRIP_HEIGHT layout pixels drawn at `scale`."""
+    size = (scaled(CLOCK_WIDTH, scale), scaled(STRIP_HEIGHT, scale))
+    img = Image.new("RGBA", size, (*rgb255(colour), 255))
     draw = ImageDraw.Draw(img)
-    f = font(13, bold=True)
+    f = font(scaled(13, scale), bold=True)
     left, _t, right, _b = f.getbbox(text)
-    x = CLOCK_WIDTH - (right - left) - 10
-    draw.text(
-        (x - left, text_y(f, STRIP_HEIGHT)), text, font=f, fill=(*text_colour_on(colour), 255)
-    )
+    x = size[0] - (right - left) - scaled(10, scale)
+    draw.text((x - left, text_y(f, size[1])), text, font=f, fill=(*text_colour_on(colour), 255))
     return img.tobytes("raw", "BGRA")
 
 
 class Strip:
     """The strip of one output: a background rect, the chips image and the clock image."""
 
-    def __init__(self, overlay: SceneTree, x: int, y: int, width: int) -> None:
+    def __init__(self, overlay: SceneTree, x: int, y: int, width: int, scale: float = 1.0) -> None:
         self.tree = SceneTree.create(overlay)
         self.tree.set_position(x, y)
         self.x, self.y, self.width = x, y, width
+        self.scale = scale  # the output's: text is drawn at its density
         self.rect = SceneRect.create(self.tree, width, STRIP_HEIGHT, (0, 0, 0, 1))
         self.chips: SceneNode | None = None
         self.clock: SceneNode | None = None
@@ -142,19 +153,21 @@ class Strip:
         self.rect.set_color(state.colour)
         chips_w = max(1, self.width - CLOCK_WIDTH)
         # the clock is drawn on its own: a new minute must not miss the chips' cache
-        pixels, self.spans = render_chips(replace(state, clock=""), chips_w)
+        pixels, self.spans = render_chips(replace(state, clock=""), chips_w, self.scale)
         if self.chips is not None:
             self.chips.destroy()
-        self.chips = SceneImage.create(self.tree, chips_w, STRIP_HEIGHT, pixels)
+        self.chips = self._image(chips_w, pixels)
         self._show_clock(state)
 
     def _show_clock(self, state: StripState) -> None:
         if self.clock is not None:
             self.clock.destroy()
-        self.clock = SceneImage.create(
-            self.tree, CLOCK_WIDTH, STRIP_HEIGHT, render_clock(state.clock, state.colour)
-        )
+        self.clock = self._image(CLOCK_WIDTH, render_clock(state.clock, state.colour, self.scale))
         self.clock.set_position(max(0, self.width - CLOCK_WIDTH), 0)
+
+    def _image(self, width: int, pixels: bytes) -> SceneImage:
+        px = (scaled(width, self.scale), scaled(STRIP_HEIGHT, self.scale))
+        return SceneImage.create(self.tree, *px, pixels, size=(width, STRIP_HEIGHT))
 
     def chip_at(self, lx: float, ly: float) -> str | None:
         """The desktop whose chip is under a layout point, if any."""
@@ -175,8 +188,8 @@ class Strip:
     def set_visible(self, on: bool) -> None:
         self.tree.set_enabled(on)
 
-    def resize(self, x: int, y: int, width: int) -> None:
-        self.x, self.y, self.width = x, y, width
+    def resize(self, x: int, y: int, width: int, scale: float = 1.0) -> None:
+        self.x, self.y, self.width, self.scale = x, y, width, scale
         self.tree.set_position(x, y)
         self.rect.set_size(width, STRIP_HEIGHT)
         state, self.state = self.state, None

@@ -8,6 +8,8 @@ once per change, never per frame.
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -48,6 +50,48 @@ def text_y(f: Any, height: int) -> int:
     return (height - (bottom - top)) // 2 - top
 
 
+def scaled(n: float, scale: float) -> int:
+    """Layout pixels to an output's pixels."""
+    return round(n * scale)
+
+
+@dataclass(frozen=True)
+class Raster:
+    """Pixels for a box `width` x `height` layout pixels, drawn at an output's `scale` (so
+    text is as sharp as the screen and as big as at scale 1)."""
+
+    width: int
+    height: int
+    scale: float
+    pixels: bytes  # premultiplied ARGB8888 (little-endian BGRA bytes), scaled(width) wide
+
+    def show(self, parent: Any) -> SceneImage:
+        w, h = scaled(self.width, self.scale), scaled(self.height, self.scale)
+        return SceneImage.create(parent, w, h, self.pixels, size=(self.width, self.height))
+
+
+def render_label(
+    text: str,
+    fg: tuple[int, int, int],
+    bg: tuple[int, int, int, int],
+    height: int,
+    pad: int = 8,
+    size: int = 14,
+    scale: float = 1.0,
+) -> Raster:
+    """One line of text in a box `height` layout pixels tall, drawn at `scale`."""
+    f = font(scaled(size, scale))
+    left, _top, right, _bottom = f.getbbox(text or " ")
+    width = max(1, math.ceil((right - left) / scale) + 2 * pad)
+    px = (scaled(width, scale), scaled(height, scale))
+    img = Image.new("RGBA", px, bg)
+    draw = ImageDraw.Draw(img)
+    draw.text((scaled(pad, scale) - left, text_y(f, px[1])), text, font=f, fill=(*fg, 255))
+    if bg[3] != 255:
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 0)), img)
+    return Raster(width, height, scale, img.tobytes("raw", "BGRA"))
+
+
 def render_text(
     text: str,
     fg: tuple[int, int, int],
@@ -56,28 +100,27 @@ def render_text(
     pad: int = 8,
     size: int = 14,
 ) -> tuple[int, int, bytes]:
-    """Rasterise one line of text to premultiplied ARGB8888 (little-endian BGRA bytes)."""
-    f = font(size)
-    left, _top, right, _bottom = f.getbbox(text or " ")
-    width = max(1, right - left + 2 * pad)
-    img = Image.new("RGBA", (width, height), bg)
-    draw = ImageDraw.Draw(img)
-    draw.text((pad - left, text_y(f, height)), text, font=f, fill=(*fg, 255))
-    if bg[3] != 255:
-        img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 0)), img)
-    return width, height, img.tobytes("raw", "BGRA")
+    """Rasterise one line of text at scale 1 to premultiplied ARGB8888."""
+    r = render_label(text, fg, bg, height, pad, size)
+    return r.width, r.height, r.pixels
 
 
 HOST_FRAME: Color = (0.92, 0.92, 0.92, 1.0)
 HOST_TAB_HEIGHT = 18
 
 
-@lru_cache(maxsize=1)
-def host_label() -> tuple[int, int, bytes]:
+@lru_cache(maxsize=4)
+def host_label(scale: float = 1.0) -> Raster:
     """The tab above every host window: dark text on the host frame's light grey, a sign
     that no desktop's frame carries (desktop frames have no tab at all)."""
-    return render_text(
-        "\u25c6 host", (20, 20, 24), (*rgb255(HOST_FRAME), 255), HOST_TAB_HEIGHT, pad=7, size=11
+    return render_label(
+        "\u25c6 host",
+        (20, 20, 24),
+        (*rgb255(HOST_FRAME), 255),
+        HOST_TAB_HEIGHT,
+        pad=7,
+        size=11,
+        scale=scale,
     )
 
 

@@ -61,6 +61,11 @@ class ViewCompositor(Protocol):
 
     def is_host(self, desktop: str) -> bool: ...
 
+    @property
+    def ui_scale(self) -> float:
+        """The scale to draw a window's frame labels at (the outputs' highest)."""
+        ...
+
     def desktop_visible(self, desktop: str) -> bool: ...
 
     def fullscreen_allowed(self, desktop: str) -> bool: ...
@@ -153,8 +158,7 @@ class View(HasListeners):
             # two tones (a dark line inside the light frame) and a tab: a desktop's frame is
             # one plain colour, whatever colour it is given, and has no tab
             self.host_lines = [SceneRect.create(self.frame, 0, 0, HOST_LINE) for _ in range(4)]
-            w, h, pixels = host_label()
-            self.host_tab = SceneImage.create(self.frame, w, h, pixels)
+            self.host_tab = host_label(server.ui_scale).show(self.frame)
         self.popups = SceneTree.create(self.tree)
         self.tree.set_enabled(False)
 
@@ -407,7 +411,7 @@ class View(HasListeners):
 
     @property
     def host_tab_height(self) -> int:
-        return host_label()[1]
+        return host_label().height
 
     def _clip(self, fit: Fit | None, gx: int, gy: int, w: int, h: int) -> None:
         """Black masks over everything the client draws outside its frame: beyond a window

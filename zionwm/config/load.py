@@ -19,7 +19,9 @@ from zionwm import paths
 from zionwm.config import api, model, units, validate
 from zionwm.config.api import _declaring, _Load
 from zionwm.config.model import Config, ConfigError
-from zionwm.config.validate import _check_bindings, _check_desktops, _check_settings, _Report
+from zionwm.config.validate import check_desktops
+from zionwm.config.validate_report import Report
+from zionwm.config.validate_settings import check_bindings, check_settings
 from zionwm.isolation import spec
 from zionwm.suggest import close_matches
 
@@ -71,7 +73,7 @@ def load_config(path: Path) -> tuple[Config | None, list[ConfigError]]:
     warnings, sorted by line.
     """
     file = str(path)
-    report = _Report(file)
+    report = Report(file)
     try:
         source = path.read_bytes()
     except OSError as exc:
@@ -104,9 +106,9 @@ def load_config(path: Path) -> tuple[Config | None, list[ConfigError]]:
             line = _user_line(exc.__traceback__, file)
             report.error(line, "the config called exit(): it must only declare, not exit")
 
-    specs = _check_desktops(load, report, complete)
-    bindings = _check_bindings(load, report, {d.name for d in specs}, complete)
-    settings_ = _check_settings(load, report, path.absolute())
+    specs = check_desktops(load, report, complete)
+    bindings = check_bindings(load, report, {d.name for d in specs}, complete)
+    settings_ = check_settings(load, report, path.absolute())
     if report.failed:
         return None, report.result()
     return Config(tuple(specs), tuple(bindings), settings_), report.result()

@@ -1,38 +1,35 @@
-"""The validator: turns a config file's declarations into the frozen specs of
-`zionwm.isolation.spec`, collecting every problem with its line (errors and warnings), so one
-bad field never hides the next one. Plain functions over the declarations: tests call them
-directly, and `check_desktop` judges a desktop made at run time by the same rules.
+"""The validator of desktops: turns a config file's `desktop(...)` declarations into the
+frozen specs of `zionwm.isolation.spec`, collecting every problem with its line (errors and
+warnings), so one bad field never hides the next one. Plain functions over the declarations:
+tests call them directly, and `check_desktop` judges a desktop made at run time by the same
+rules.
+
+Beside it: validate_network.py (a desktop's network and its allow rules),
+validate_settings.py (settings() and key bindings) and validate_report.py (the report and
+field converter they all use).
 """
 
 from __future__ import annotations
 
 import inspect
-import ipaddress
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from xkbcommon import xkb
-
-from zionwm import commands
 from zionwm.config.api import (
-    Allow,
     Autostart,
     Devices,
     Downloads,
     Limits,
-    Network,
-    _Decl,
     _DesktopDecl,
     _Load,
     desktop,
 )
-from zionwm.config.model import Binding, ConfigError, Settings
+from zionwm.config.model import ConfigError
 from zionwm.config.units import (
     _ENV_NAME,
-    _HOSTNAME,
     _abs_paths,
     _action,
     _argv,
@@ -46,106 +43,14 @@ from zionwm.config.units import (
     parse_cpu_max,
     parse_cpuset,
     parse_duration,
-    parse_key,
     parse_size,
 )
+from zionwm.config.validate_network import network_policy
+from zionwm.config.validate_report import Fields, Report, choice
 from zionwm.isolation import spec
 from zionwm.suggest import close_matches
 
 __all__ = ["check_desktop"]
-
-
-def _allow_rule(value: object) -> spec.AllowRule:
-    if isinstance(value, str):
-        value = Allow(value)
-    if not isinstance(value, Allow):
-        raise ValueError(f"allow entries are Allow(...) or host strings, not {value!r}")
-    v = value._values
-    host = v["host"]
-    if not isinstance(host, str) or not host:
-        raise ValueError(f"Allow host must be a non-empty string, not {host!r}")
-    host = host.strip().lower()
-    if "/" in host or ":" in host or host.replace(".", "").isdigit():
-        try:
-            host = str(ipaddress.ip_network(host, strict=True))
-        except ValueError as exc:
-            raise ValueError(f"Allow host {v['host']!r} is not a valid address: {exc}") from None
-        if host.endswith(("/32", "/128")):
-            host = host.rsplit("/", 1)[0]
-    elif len(host) > 253 or not _HOSTNAME.fullmatch(host):
-        raise ValueError(
-            f"Allow host {v['host']!r} is not a host name ('example.org', '*.example.org'), "
-            "an address or a CIDR"
-        )
-    ports_raw = v["ports"]
-    ports_seq = (ports_raw,) if isinstance(ports_raw, int) else ports_raw
-    if not isinstance(ports_seq, Sequence) or isinstance(ports_seq, str):
-        raise ValueError(f"Allow ports must be a port or a list of ports, not {ports_raw!r}")
-    ports = []
-    for p in ports_seq:
-        if not isinstance(p, int) or isinstance(p, bool) or not 1 <= p <= 65535:
-            raise ValueError(f"Allow ports are 1..65535, not {p!r}")
-        ports.append(p)
-    proto = v["proto"]
-    if proto not in ("tcp", "udp", "any"):
-        raise ValueError(f"Allow proto must be 'tcp', 'udp' or 'any', not {proto!r}")
-    return spec.AllowRule(host=host, ports=tuple(sorted(set(ports))), proto=str(proto))
-
-
-T = TypeVar("T")
-
-
-class _Report:
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.items: list[ConfigError] = []
-
-    def error(self, line: int, message: str) -> None:
-        self.items.append(ConfigError(self.file, line, message))
-
-    def warn(self, line: int, message: str) -> None:
-        self.items.append(ConfigError(self.file, line, message, "warning"))
-
-    @property
-    def failed(self) -> bool:
-        return any(e.is_error for e in self.items)
-
-    def result(self) -> list[ConfigError]:
-        # A value shared by two desktops reports its problems once.
-        return sorted(dict.fromkeys(self.items), key=lambda e: e.line)
-
-
-class _Fields:
-    """Converts the fields of one declaration, recording each failure and carrying on."""
-
-    def __init__(self, report: _Report, line: int, prefix: str) -> None:
-        self.report = report
-        self.line = line
-        self.prefix = prefix
-        self.ok = True
-
-    def error(self, message: str, line: int = 0) -> None:
-        self.ok = False
-        self.report.error(line or self.line, f"{self.prefix}{message}")
-
-    def warn(self, message: str, line: int = 0) -> None:
-        self.report.warn(line or self.line, f"{self.prefix}{message}")
-
-    def get(self, where: str, fn: Callable[[object], T], value: object, default: T) -> T:
-        try:
-            return fn(value)
-        except ValueError as exc:
-            self.error(f"{where}: {exc}")
-            return default
-
-    def unknown(self, decl: _Decl, where: str) -> None:
-        for key in decl._unknown:
-            close = close_matches(key, decl._values, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            self.error(
-                f"unknown field {key!r} in {where}{hint} (fields: {', '.join(decl._values)})",
-                decl._line,
-            )
 
 
 def _machine_cpus() -> frozenset[int]:
@@ -156,13 +61,13 @@ def _machine_cpus() -> frozenset[int]:
         return frozenset(range(os.cpu_count() or 1))
 
 
-def _limits(decl: object, f: _Fields, name: str) -> spec.Limits:
+def _limits(decl: object, f: Fields, name: str) -> spec.Limits:
     if decl is None:
         return spec.Limits()
     if not isinstance(decl, Limits):
         f.error(f"limits must be Limits(...), not {_type_name(decl)}")
         return spec.Limits()
-    sub = _Fields(f.report, decl._line or f.line, f"desktop {name!r}: limits: ")
+    sub = Fields(f.report, decl._line or f.line, f"desktop {name!r}: limits: ")
     sub.unknown(decl, "Limits()")
     v = decl._values
     limits = spec.Limits(
@@ -199,7 +104,7 @@ def _cpu_list(cpus: frozenset[int]) -> str:
     return ", ".join(map(str, sorted(cpus)))
 
 
-def _devices(decl: object, f: _Fields) -> spec.Devices:
+def _devices(decl: object, f: Fields) -> spec.Devices:
     if decl is None:
         return spec.Devices()
     if not isinstance(decl, Devices):
@@ -210,44 +115,7 @@ def _devices(decl: object, f: _Fields) -> spec.Devices:
     return spec.Devices(**got)
 
 
-def _network(decl: object, f: _Fields) -> spec.NetworkPolicy:
-    if decl is None:
-        return spec.NetworkPolicy()
-    if isinstance(decl, str):
-        decl = Network(decl)
-    if not isinstance(decl, Network):
-        f.error(f"network must be Network.none(), .full() or .filtered(...), not {decl!r}")
-        return spec.NetworkPolicy()
-    f.unknown(decl, "Network()")
-    line = decl._line or f.line
-    v = decl._values
-    try:
-        mode = spec.NetMode(v["mode"])  # type: ignore[arg-type]  # checked below
-    except ValueError:
-        f.error(f"network: mode must be 'none', 'full' or 'filtered', not {v['mode']!r}", line)
-        return spec.NetworkPolicy()
-    block_lan = f.get("network: block_lan", _bool, v["block_lan"], False)
-    allow_raw = v["allow"]
-    rules: list[spec.AllowRule] = []
-    if isinstance(allow_raw, str) or not isinstance(allow_raw, Sequence):
-        f.error(f"network: allow must be a list of Allow(...) or host strings, not {allow_raw!r}")
-        allow_raw = ()
-    for item in allow_raw:
-        try:
-            rules.append(_allow_rule(item))
-        except ValueError as exc:
-            item_line = item._line if isinstance(item, _Decl) and item._line else line
-            f.error(f"network: {exc}", item_line)
-        if isinstance(item, Allow):
-            f.unknown(item, "Allow()")
-    if rules and mode is not spec.NetMode.FILTERED:
-        f.error(f"network: allow rules only apply to Network.filtered(), not {mode.value!r}", line)
-    if mode is spec.NetMode.FILTERED and not allow_raw:
-        f.warn("network: filtered with an empty allow list reaches nothing (as none())", line)
-    return spec.NetworkPolicy(mode=mode, allow=tuple(rules), block_lan=block_lan)
-
-
-def _downloads(decl: object, f: _Fields) -> spec.DownloadsPolicy | None:
+def _downloads(decl: object, f: Fields) -> spec.DownloadsPolicy | None:
     if decl is None:
         return None
     if not isinstance(decl, Downloads):
@@ -255,7 +123,7 @@ def _downloads(decl: object, f: _Fields) -> spec.DownloadsPolicy | None:
         return None
     f.unknown(decl, "Downloads()")
     v = decl._values
-    sub = _Fields(f.report, decl._line or f.line, f.prefix + "downloads: ")
+    sub = Fields(f.report, decl._line or f.line, f.prefix + "downloads: ")
     release_to = sub.get("release_to", _name, v["release_to"], "")
     hold = sub.get("hold", _hold, v["hold"], 0.0)
     actions = {k: sub.get(k, _action, v[k], spec.VerdictAction.KEEP) for k in _ACTION_FIELDS}
@@ -279,7 +147,7 @@ def _hold(value: object) -> float:
     return seconds
 
 
-def _autostart(value: object, f: _Fields) -> tuple[spec.Autostart, ...]:
+def _autostart(value: object, f: Fields) -> tuple[spec.Autostart, ...]:
     if isinstance(value, str | Autostart) or not isinstance(value, Sequence):
         f.error(f"autostart must be a list of commands or Autostart(...), not {value!r}")
         return ()
@@ -299,10 +167,10 @@ def _autostart(value: object, f: _Fields) -> tuple[spec.Autostart, ...]:
 RESERVED_DESKTOP_NAMES = frozenset({"host"})
 
 
-def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | None:
+def _desktop_spec(decl: _DesktopDecl, report: Report) -> spec.DesktopSpec | None:
     v = decl._values
     name = v["name"]
-    f = _Fields(report, decl._line, f"desktop {name!r}: ")
+    f = Fields(report, decl._line, f"desktop {name!r}: ")
     f.unknown(decl, "desktop()")
     try:
         _name(name)
@@ -321,7 +189,7 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
     sname = str(name)
     limits = _limits(v["limits"], f, sname)
     devices = _devices(v["devices"], f)
-    network = _network(v["network"], f)
+    network = network_policy(v["network"], f)
     freeze_after = f.get("freeze_after", parse_duration, v["freeze_after"], None)
     downloads = _downloads(v["downloads"], f)
     bools: dict[str, Any] = {
@@ -373,10 +241,10 @@ def _desktop_spec(decl: _DesktopDecl, report: _Report) -> spec.DesktopSpec | Non
     )
 
 
-def _desktop_bus(v: dict[str, object], f: _Fields) -> dict[str, Any]:
+def _desktop_bus(v: dict[str, object], f: Fields) -> dict[str, Any]:
     """dbus, open_links_in, browser, notify_when_frozen (docs/desktop-bus.md)."""
     out: dict[str, Any] = {}
-    out["dbus"] = f.get("dbus", _choice("desktop", "none", "host"), v["dbus"], "desktop")
+    out["dbus"] = f.get("dbus", choice("desktop", "none", "host"), v["dbus"], "desktop")
     if out["dbus"] == "host":
         f.warn("dbus='host': its programs reach the host's session and system buses")
     target = v["open_links_in"]
@@ -384,7 +252,7 @@ def _desktop_bus(v: dict[str, object], f: _Fields) -> dict[str, Any]:
     default_browser: tuple[str, ...] = ("chromium",)
     out["browser"] = f.get("browser", _argv, v["browser"], default_browser)
     out["notify_when_frozen"] = f.get(
-        "notify_when_frozen", _choice("queue", "show"), v["notify_when_frozen"], "queue"
+        "notify_when_frozen", choice("queue", "show"), v["notify_when_frozen"], "queue"
     )
     files = v.get("open_files_in")
     no_rules: tuple[tuple[str, str], ...] = ()
@@ -416,28 +284,7 @@ def _file_rules(value: object) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _hex_colour(value: object) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
-        raise ValueError(f"{value!r} is not a colour: write '#rrggbb'")
-    return value.lower()
-
-
-def _font_name(value: object) -> str:
-    if not isinstance(value, str) or len(value) > 100 or not value.isprintable():
-        raise ValueError(f"{value!r} is not a font name such as 'Cantarell 11'")
-    return value
-
-
-def _choice(*allowed: str) -> Callable[[object], str]:
-    def check(value: object) -> str:
-        if value not in allowed:
-            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, allowed))}")
-        return str(value)
-
-    return check
-
-
-def _check_desktops(load: _Load, report: _Report, complete: bool) -> list[spec.DesktopSpec]:
+def check_desktops(load: _Load, report: Report, complete: bool) -> list[spec.DesktopSpec]:
     specs: list[spec.DesktopSpec] = []
     first_line: dict[object, int] = {}
     for decl in load.desktops:
@@ -509,7 +356,7 @@ def check_desktop(
     `Limits(...)` included), with the same rules as a config file; `others` are the names of
     the other desktops (release_to must name one of them). Used for desktops made or changed
     while zionwm runs, so that they can never hold a value the config file would refuse."""
-    report = _Report(file)
+    report = Report(file)
     params = inspect.signature(desktop).parameters
     full = {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
     unknown = {k: v for k, v in values.items() if k not in params}
@@ -534,171 +381,3 @@ def check_desktop(
     if report.failed:
         return None, report.result()
     return result, report.result()
-
-
-def _check_bindings(
-    load: _Load, report: _Report, desktop_names: set[str], complete: bool
-) -> list[Binding]:
-    out: list[Binding] = []
-    seen: dict[tuple[frozenset[str], str], Binding] = {}
-    for line, keys, command in load.bindings:
-        try:
-            modifiers, keysym = parse_key(keys)
-        except ValueError as exc:
-            report.error(line, str(exc))
-            modifiers, keysym = frozenset(), ""
-        try:
-            if isinstance(command, str):
-                parsed = commands.parse(command)
-            elif isinstance(command, Sequence):
-                parsed = commands.parse(list(command))
-            else:
-                raise commands.CommandError(
-                    f"a command is a string or a list of strings, not {command!r}"
-                )
-        except commands.CommandError as exc:
-            report.error(line, f"binding {keys!r}: {exc}")
-            continue
-        if complete and parsed.desktop is not None and parsed.desktop not in desktop_names:
-            report.error(
-                line,
-                f"binding {keys!r}: {parsed.name}: no desktop named {parsed.desktop!r} "
-                f"(desktops: {', '.join(sorted(desktop_names)) or 'none'})",
-            )
-            continue
-        if not keysym:
-            continue
-        if not modifiers and not _STANDALONE_KEY.fullmatch(keysym):
-            report.warn(
-                line,
-                f"binding {keys!r} has no modifier: programs never receive that key; "
-                "add Super+ unless that is what you want",
-            )
-        binding = Binding(modifiers, keysym, str(parsed), line, parsed)
-        previous = seen.get((modifiers, keysym))
-        if previous is not None:
-            report.error(
-                line,
-                f"duplicate binding {keys!r}: {binding.keys} is already bound at line "
-                f"{previous.line} (to {previous.command!r})",
-            )
-            continue
-        seen[(modifiers, keysym)] = binding
-        out.append(binding)
-    return out
-
-
-# Keys that programs rarely need, so binding them alone is a reasonable choice.
-_STANDALONE_KEY = re.compile(r"F\d+|XF86\w+|Print|Pause|Scroll_Lock|Menu")
-
-_SETTINGS_FIELDS = tuple(f for f in Settings.__dataclass_fields__ if f != "source")
-
-
-def _antivirus_mode(v: object) -> str:
-    if v not in ("required", "if-available", "off"):
-        raise ValueError(f'{v!r} is not "required", "if-available" or "off"')
-    return str(v)
-
-
-def _clamd_socket(v: object) -> Path | None:
-    if v == "":
-        raise ValueError('an empty path; to use no antivirus at all, write antivirus="off"')
-    return Path(_abs_paths([v])[0]) if v is not None else None
-
-
-def _check_settings(load: _Load, report: _Report, source: Path) -> Settings:
-    given: dict[str, tuple[int, object]] = {}
-    for line, values in load.settings:
-        for key, value in values.items():
-            if key.startswith("?"):
-                close = close_matches(key[1:], _SETTINGS_FIELDS, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                report.error(line, f"unknown field {key[1:]!r} in settings(){hint}")
-                continue
-            given[key] = (line, value)
-
-    result: dict[str, object] = {}
-
-    def conv(key: str, fn: Callable[[object], object]) -> None:
-        if key not in given:
-            return
-        line, value = given[key]
-        try:
-            result[key] = fn(value)
-        except ValueError as exc:
-            report.error(line, f"settings: {key}: {exc}")
-
-    conv("terminal", _argv)
-    for key in ("keyboard_layout", "keyboard_variant", "keyboard_options", "keyboard_model"):
-        conv(key, _plain_string)
-    conv("repeat_rate", _int_in(0, 1000))
-    conv("repeat_delay", _int_in(0, 10000))
-    conv("clipboard_max_bytes", parse_size)
-    conv("clipboard_mime_types", _mime_types)
-    conv("clamd_socket", _clamd_socket)
-    conv("antivirus", _antivirus_mode)
-    conv("yara_rule_dirs", lambda v: tuple(Path(p) for p in _abs_paths(v)))
-    conv("cursor_theme", _plain_string)
-    conv("cursor_size", _int_in(8, 512))
-    conv("color_scheme", _choice("default", "dark", "light"))
-    conv("accent_colour", _hex_colour)
-    for key in ("font", "monospace_font", "document_font"):
-        conv(key, _font_name)
-    if "clipboard_max_bytes" in given and result.get("clipboard_max_bytes", 0) is None:
-        report.error(given["clipboard_max_bytes"][0], "settings: clipboard_max_bytes needs a size")
-        del result["clipboard_max_bytes"]
-    for d in result.get("yara_rule_dirs", ()):  # type: ignore[attr-defined]
-        if not Path(d).is_dir():
-            report.warn(given["yara_rule_dirs"][0], f"settings: yara_rule_dirs: {d} is missing")
-    keyboard = [k for k in given if k.startswith("keyboard_")]
-    if keyboard and all(k in result for k in keyboard):
-        _check_keymap(result, max(given[k][0] for k in keyboard), report)
-    return Settings(**result, source=source)  # type: ignore[arg-type]
-
-
-def _plain_string(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"must be a string, not {value!r}")
-    return value
-
-
-def _mime_types(value: object) -> tuple[str, ...]:
-    types = _strings(value)
-    for t in types:
-        if any(c.isspace() for c in t):
-            raise ValueError(f"{t!r} is not a MIME type")
-    return types
-
-
-def _check_keymap(got: dict[str, object], line: int, report: _Report) -> None:
-    """Ask xkbcommon to build the keymap, so a typo in a layout is caught here and not by
-    a keyboard that silently falls back to US."""
-    names = {
-        "layout": str(got.get("keyboard_layout", "")) or None,
-        "variant": str(got.get("keyboard_variant", "")) or None,
-        "options": str(got.get("keyboard_options", "")) or None,
-        "model": str(got.get("keyboard_model", "")) or None,
-    }
-    messages: list[str] = []
-    ctx = xkb.Context(no_environment_names=True)
-    ctx.set_log_fn(lambda _ctx, _level, msg: messages.append(msg.strip()))
-    try:
-        ctx.keymap_new_from_names(**names)
-    except xkb.XKBKeymapCreationFailure:
-        # Without keyboard data on this machine no layout can be judged.
-        try:
-            xkb.Context(no_environment_names=True).keymap_new_from_names()
-        except xkb.XKBKeymapCreationFailure:
-            report.warn(line, "settings: cannot check the keyboard layout: no xkb data here")
-            return
-        detail = next((m for m in messages if "find" in m or "include" in m), "")
-        given = ", ".join(f"{k}={v!r}" for k, v in names.items() if v)
-        report.error(
-            line,
-            f"settings: xkbcommon cannot build a keymap from {given}"
-            + (f": {detail}" if detail else ""),
-        )
-        return
-    for msg in messages:
-        if "Unrecognized RMLVO option" in msg:
-            report.warn(line, f"settings: keyboard_options: {msg}")

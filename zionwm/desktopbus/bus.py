@@ -210,7 +210,7 @@ def start(
                 stdout=subprocess.DEVNULL,
                 pass_fds=(addr_w,),
                 close_fds=True,
-                # the compositor is single-threaded: preexec_fn is safe here
+                # preexec_fn is safe here: it takes no lock a compositor worker could hold
                 preexec_fn=placement,  # noqa: PLW1509
                 cwd="/",
             )

@@ -36,6 +36,14 @@ from jeepney import DBusAddress, HeaderFields, Message, MessageType, new_signal
 from jeepney.wrappers import new_error, new_method_return
 
 from . import policy
+from .events import (
+    ChooseRequest,
+    CloseRequest,
+    OpenFileRequest,
+    OpenRequest,
+    Refused,
+    ScreenshotRequest,
+)
 
 PORTAL_NAME = "org.freedesktop.portal.Desktop"
 PORTAL_PATH = "/org/freedesktop/portal/desktop"
@@ -66,46 +74,94 @@ MAX_PENDING = 16  # requests of one desktop waiting for an answer
 _TOKEN = re.compile(r"[A-Za-z0-9_]{1,64}")
 TITLE_MAX = 80
 
-INTROSPECTION = f"""<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">
-<node>
-  <interface name="{FILECHOOSER}">
-    <method name="OpenFile"><arg type="s" direction="in"/><arg type="s" direction="in"/>
-      <arg type="a{{sv}}" direction="in"/><arg type="o" direction="out"/></method>
-    <method name="SaveFile"><arg type="s" direction="in"/><arg type="s" direction="in"/>
-      <arg type="a{{sv}}" direction="in"/><arg type="o" direction="out"/></method>
-    <property name="version" type="u" access="read"/>
-  </interface>
-  <interface name="{OPENURI}">
-    <method name="OpenURI"><arg type="s" direction="in"/><arg type="s" direction="in"/>
-      <arg type="a{{sv}}" direction="in"/><arg type="o" direction="out"/></method>
-    <method name="OpenFile"><arg type="s" direction="in"/><arg type="h" direction="in"/>
-      <arg type="a{{sv}}" direction="in"/><arg type="o" direction="out"/></method>
-    <property name="version" type="u" access="read"/>
-  </interface>
-  <interface name="{SETTINGS}">
-    <method name="ReadAll"><arg type="as" direction="in"/>
-      <arg type="a{{sa{{sv}}}}" direction="out"/></method>
-    <method name="Read"><arg type="s" direction="in"/><arg type="s" direction="in"/>
-      <arg type="v" direction="out"/></method>
-    <method name="ReadOne"><arg type="s" direction="in"/><arg type="s" direction="in"/>
-      <arg type="v" direction="out"/></method>
-    <signal name="SettingChanged"><arg type="s"/><arg type="s"/><arg type="v"/></signal>
-    <property name="version" type="u" access="read"/>
-  </interface>
-  <interface name="{NOTIFICATION}">
-    <method name="AddNotification"><arg type="s" direction="in"/>
-      <arg type="a{{sv}}" direction="in"/></method>
-    <method name="RemoveNotification"><arg type="s" direction="in"/></method>
-    <property name="version" type="u" access="read"/>
-  </interface>
-  <interface name="{SCREENSHOT}">
-    <method name="Screenshot"><arg type="s" direction="in"/><arg type="a{{sv}}" direction="in"/>
-      <arg type="o" direction="out"/></method>
-    <property name="version" type="u" access="read"/>
-  </interface>
-</node>
-"""
+
+@dataclass(frozen=True)
+class Method:
+    """A method of the portal's table: its in and out signatures (D-Bus signature strings).
+    A call is dispatched only when its interface, member and signature are in the table."""
+
+    name: str
+    args: str
+    returns: str = ""
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    args: str
+
+
+SETTING_CHANGED = Signal("SettingChanged", "ssv")
+
+# What the portal serves: the one table that both dispatch and Introspect read.
+INTERFACES: dict[str, tuple[Method | Signal, ...]] = {
+    FILECHOOSER: (Method("OpenFile", "ssa{sv}", "o"), Method("SaveFile", "ssa{sv}", "o")),
+    OPENURI: (
+        Method("OpenURI", "ssa{sv}", "o"),
+        Method("OpenFile", "sha{sv}", "o"),
+        Method("OpenDirectory", "sha{sv}", "o"),
+    ),
+    SETTINGS: (
+        Method("ReadAll", "as", "a{sa{sv}}"),
+        Method("Read", "ss", "v"),
+        Method("ReadOne", "ss", "v"),
+        SETTING_CHANGED,
+    ),
+    NOTIFICATION: (Method("AddNotification", "sa{sv}"), Method("RemoveNotification", "s")),
+    SCREENSHOT: (Method("Screenshot", "sa{sv}", "o"),),
+}
+METHODS = {
+    (iface, m.name): m
+    for iface, items in INTERFACES.items()
+    for m in items
+    if isinstance(m, Method)
+}
+
+
+def single_types(signature: str) -> list[str]:
+    """A D-Bus signature cut into its complete types: "ssa{sv}" -> ["s", "s", "a{sv}"]."""
+    out: list[str] = []
+    i = 0
+    while i < len(signature):
+        start, depth = i, 0
+        while True:
+            c = signature[i]
+            i += 1
+            if c in "({":
+                depth += 1
+            elif c in ")}":
+                depth -= 1
+            if depth == 0 and c != "a":
+                break
+        out.append(signature[start:i])
+    return out
+
+
+def introspection() -> str:
+    """The Introspect answer, written from INTERFACES and VERSIONS."""
+    lines = [
+        '<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"',
+        ' "http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">',
+        "<node>",
+    ]
+    for iface, items in INTERFACES.items():
+        lines.append(f'  <interface name="{iface}">')
+        for item in items:
+            if isinstance(item, Method):
+                args = [f'<arg type="{t}" direction="in"/>' for t in single_types(item.args)]
+                args += [f'<arg type="{t}" direction="out"/>' for t in single_types(item.returns)]
+                lines.append(f'    <method name="{item.name}">{"".join(args)}</method>')
+            else:
+                args = [f'<arg type="{t}"/>' for t in single_types(item.args)]
+                lines.append(f'    <signal name="{item.name}">{"".join(args)}</signal>')
+        if iface in VERSIONS:
+            lines.append('    <property name="version" type="u" access="read"/>')
+        lines.append("  </interface>")
+    lines.append("</node>")
+    return "\n".join(lines) + "\n"
+
+
+INTROSPECTION = introspection()
 
 
 # ---------------------------------------------------------------- settings
@@ -162,52 +218,7 @@ def _ns_matches(namespace: str, patterns: list[str]) -> bool:
     return False
 
 
-# ---------------------------------------------------------------- what the compositor does
-
-
-@dataclass(frozen=True)
-class ChooseRequest:
-    """FileChooser.OpenFile / SaveFile: show a chooser of the desktop's own files."""
-
-    desktop: str
-    sender: str
-    handle: str
-    save: bool
-    title: str
-    multiple: bool = False
-    directory: bool = False
-    accept_label: str = ""
-    current_name: str = ""  # SaveFile: the name suggested
-    current_folder: str | None = None  # as the sandbox names it, unchecked
-    current_file: str | None = None  # as the sandbox names it, unchecked
-
-
-@dataclass(frozen=True)
-class ScreenshotRequest:
-    desktop: str
-    sender: str
-    handle: str
-
-
-@dataclass(frozen=True)
-class OpenFileRequest:
-    """OpenURI.OpenFile (or OpenURI with a file: URI): a file of the desktop to open.
-    `path` is as the sandbox names it (unchecked); `fd` (owned by the receiver, -1 if none)
-    is what the program passed, for checking it is that file."""
-
-    desktop: str
-    sender: str
-    handle: str
-    path: str
-    fd: int = -1
-
-
-@dataclass(frozen=True)
-class CloseRequest:
-    """Request.Close, or the caller left: stop what the request started, answer nothing."""
-
-    desktop: str
-    handle: str
+# ------------------------------------------- requests waiting (their events are in events.py)
 
 
 @dataclass
@@ -308,14 +319,14 @@ class Portal:
             self._error(msg, ERR_INVALID_ARGUMENT, "handle_token already in use")
             return None
         self.pending[handle] = Pending(sender, kind)
-        self._reply(msg, "o", (handle,))
+        self._reply(msg, "o", (handle,))  # every method that starts a request returns "o"
         return handle
 
     # ---- dispatch ----
 
     def handle(self, msg: Message, fds: list[int] | None = None) -> Any:
         """Answer one method call addressed to the portal; return what the compositor must
-        do (an event of this module, a policy.Notice, a service.OpenRequest) or None."""
+        do (an event of this module, a policy.Notice, an events.OpenRequest) or None."""
         fields = msg.header.fields
         path = fields.get(HeaderFields.path)
         iface = fields.get(HeaderFields.interface)
@@ -335,23 +346,25 @@ class Portal:
         if iface == PROPERTIES:
             self._properties(msg, member, sig)
             return None
-        if iface == SETTINGS:
-            self._settings(msg, member, sig)
-            return None
         if iface == REGISTRY and member == "Register" and sig == "sa{sv}":
             # a host program naming its app id (Chromium does); the desktop is what counts
             self._reply(msg, None, ())
             return None
+        method = METHODS.get((str(iface), str(member)))
+        if method is None or sig != method.args:
+            self._error(msg, ERR_UNKNOWN_METHOD, f"no method {iface}.{member}({sig})")
+            return None
+        # from here on, the call is one of the table's, with its signature
+        if iface == SETTINGS:
+            self._settings(msg, method)
+            return None
         if iface == NOTIFICATION:
-            return self._notification(msg, member, sig)
+            return self._notification(msg, method)
         if iface == OPENURI:
-            return self._openuri(msg, member, sig, fds or [])
+            return self._openuri(msg, method, fds or [])
         if iface == FILECHOOSER:
-            return self._filechooser(msg, member, sig)
-        if iface == SCREENSHOT:
-            return self._screenshot(msg, member, sig)
-        self._error(msg, ERR_UNKNOWN_METHOD, f"no method {iface}.{member}")
-        return None
+            return self._filechooser(msg, method)
+        return self._screenshot(msg, method)
 
     def _request_object(self, msg: Message, path: str, iface: Any, member: Any) -> Any:
         p = self.pending.get(path)
@@ -382,47 +395,41 @@ class Portal:
         else:
             self._error(msg, ERR_UNKNOWN_METHOD, f"no method {member}")
 
-    def _settings(self, msg: Message, member: Any, sig: str) -> None:
+    def _settings(self, msg: Message, method: Method) -> None:
         values = settings_values(self.appearance)
-        if member == "ReadAll" and sig == "as":
+        if method.name == "ReadAll":
             (patterns,) = msg.body
             pats = [p for p in patterns if isinstance(p, str)]
             out = {ns: kv for ns, kv in values.items() if _ns_matches(ns, pats)}
-            self._reply(msg, "a{sa{sv}}", (out,))
-        elif member in ("Read", "ReadOne") and sig == "ss":
-            ns, key = msg.body
-            found = values.get(ns, {}).get(key)
-            if found is None:
-                self._error(msg, ERR_NOT_FOUND, f"no setting {ns} {key}")
-            elif member == "ReadOne":
-                self._reply(msg, "v", (found,))
-            else:  # the old Read wraps the value in one more variant
-                self._reply(msg, "v", (("v", found),))
-        else:
-            self._error(msg, ERR_UNKNOWN_METHOD, f"no method {member}({sig})")
+            self._reply(msg, method.returns, (out,))
+            return
+        ns, key = msg.body  # Read, ReadOne
+        found = values.get(ns, {}).get(key)
+        if found is None:
+            self._error(msg, ERR_NOT_FOUND, f"no setting {ns} {key}")
+        elif method.name == "ReadOne":
+            self._reply(msg, method.returns, (found,))
+        else:  # the old Read wraps the value in one more variant
+            self._reply(msg, method.returns, (("v", found),))
 
-    def _notification(self, msg: Message, member: Any, sig: str) -> Any:
-        if member == "AddNotification" and sig == "sa{sv}":
-            _id, raw = msg.body
-            opts = _options(raw)
-            self._reply(msg, None, ())
-            urgent = opts.get("priority") == "urgent"
-            hints = {"urgency": ("y", 2)} if urgent else {}
-            return policy.make_notice(
-                self.desktop, "", opts.get("title", ""), opts.get("body", ""), hints
-            )
-        if member == "RemoveNotification" and sig == "s":
+    def _notification(self, msg: Message, method: Method) -> Any:
+        if method.name == "RemoveNotification":
             # shown notices expire by themselves; nothing to take back
             self._reply(msg, None, ())
             return None
-        self._error(msg, ERR_UNKNOWN_METHOD, f"no method {member}({sig})")
-        return None
+        _id, raw = msg.body
+        opts = _options(raw)
+        self._reply(msg, None, ())
+        urgent = opts.get("priority") == "urgent"
+        hints = {"urgency": ("y", 2)} if urgent else {}
+        return policy.make_notice(
+            self.desktop, "", opts.get("title", ""), opts.get("body", ""), hints
+        )
 
-    def _openuri(self, msg: Message, member: Any, sig: str, fds: list[int]) -> Any:
+    def _openuri(self, msg: Message, method: Method, fds: list[int]) -> Any:
         from .files import from_uri  # noqa: PLC0415
-        from .service import OpenRequest, Refused  # noqa: PLC0415
 
-        if member == "OpenURI" and sig == "ssa{sv}":
+        if method.name == "OpenURI":
             _parent, uri, raw = msg.body
             path = from_uri(uri) if isinstance(uri, str) else None
             if path is not None:
@@ -442,21 +449,16 @@ class Portal:
                 return None
             self.respond(handle, SUCCESS, {})
             return OpenRequest(self.desktop, url)
-        if member in ("OpenFile", "OpenDirectory") and sig == "sha{sv}":
-            # the connection closes what arrived once the call is handled: keep a copy
-            fd = os.dup(fds[0]) if fds else -1
-            _parent, _index, raw = msg.body
-            handle = self._new_request(msg, _options(raw), "open-file")
-            if handle is None:
-                return None
-            return OpenFileRequest(self.desktop, self._sender(msg), handle, "", fd)
-        self._error(msg, ERR_UNKNOWN_METHOD, f"no method {member}({sig})")
-        return None
-
-    def _filechooser(self, msg: Message, member: Any, sig: str) -> Any:
-        if member not in ("OpenFile", "SaveFile") or sig != "ssa{sv}":
-            self._error(msg, ERR_UNKNOWN_METHOD, f"no method {member}({sig})")
+        # OpenFile, OpenDirectory: the connection closes what arrived once the call is
+        # handled, so keep a copy
+        fd = os.dup(fds[0]) if fds else -1
+        _parent, _index, raw = msg.body
+        handle = self._new_request(msg, _options(raw), "open-file")
+        if handle is None:
             return None
+        return OpenFileRequest(self.desktop, self._sender(msg), handle, "", fd)
+
+    def _filechooser(self, msg: Message, method: Method) -> Any:
         _parent, title, raw = msg.body
         opts = _options(raw)
         if any(p.kind == "choose" for p in self.pending.values()):
@@ -466,7 +468,7 @@ class Portal:
         handle = self._new_request(msg, opts, "choose")
         if handle is None:
             return None
-        save = member == "SaveFile"
+        save = method.name == "SaveFile"
         return ChooseRequest(
             desktop=self.desktop,
             sender=self._sender(msg),
@@ -481,18 +483,15 @@ class Portal:
             current_file=_path_option(opts.get("current_file")),
         )
 
-    def _screenshot(self, msg: Message, member: Any, sig: str) -> Any:
-        if member == "Screenshot" and sig == "sa{sv}":
-            _parent, raw = msg.body
-            if not self.shot_rate.allow():
-                self._error(msg, ERR_NOT_ALLOWED, "too many screenshots at once")
-                return None
-            handle = self._new_request(msg, _options(raw), "screenshot")
-            if handle is None:
-                return None
-            return ScreenshotRequest(self.desktop, self._sender(msg), handle)
-        self._error(msg, ERR_UNKNOWN_METHOD, f"no method {member}({sig})")
-        return None
+    def _screenshot(self, msg: Message, method: Method) -> Any:
+        _parent, raw = msg.body  # Screenshot, the one method
+        if not self.shot_rate.allow():
+            self._error(msg, ERR_NOT_ALLOWED, "too many screenshots at once")
+            return None
+        handle = self._new_request(msg, _options(raw), "screenshot")
+        if handle is None:
+            return None
+        return ScreenshotRequest(self.desktop, self._sender(msg), handle)
 
     @staticmethod
     def _sender(msg: Message) -> str:

@@ -18,7 +18,6 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from jeepney import HeaderFields, MatchRule, Message, MessageType
@@ -28,16 +27,9 @@ from jeepney.low_level import Parser
 from jeepney.wrappers import new_error, new_method_return
 
 from . import policy
+from .events import Event, OpenFileRequest, OpenRequest, Refused
 from .policy import Notice
-from .portal import (
-    PORTAL_NAME,
-    ChooseRequest,
-    CloseRequest,
-    OpenFileRequest,
-    Portal,
-    ScreenshotRequest,
-    is_portal_call,
-)
+from .portal import PORTAL_NAME, Portal, is_portal_call
 
 log = logging.getLogger(__name__)
 
@@ -60,32 +52,6 @@ class BusError(RuntimeError):
     """The connection could not be set up; nothing of it is left open."""
 
 
-@dataclass(frozen=True)
-class OpenRequest:
-    """A program asked to open a link (already checked by policy.check_url)."""
-
-    desktop: str
-    url: str
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A link was refused; `reason` is for the user."""
-
-    desktop: str
-    what: str
-    reason: str
-
-
-Event = (
-    Notice
-    | OpenRequest
-    | Refused
-    | ChooseRequest
-    | ScreenshotRequest
-    | OpenFileRequest
-    | CloseRequest
-)
 GONE_RULE = MatchRule(
     type="signal",
     sender="org.freedesktop.DBus",

@@ -1,33 +1,65 @@
-/* zionwm-enter: place this process in a desktop's cgroups and namespaces, then exec bwrap.
+/* zionwm-enter: place this process in a desktop's cgroups and namespaces, then exec bwrap;
+ * or, with --keep-usr, become the keeper of a desktop's writable /usr.
  *
- *     zionwm-enter [--cgroup-fd N]... [--userns-fd N] [--netns-fd N] --report-fd N -- argv...
+ *     zionwm-enter [--cgroup-fd N]... [--userns-fd N] [--netns-fd N]
+ *                  [--usr-ready-fd N --usr-keeper-fd N] --report-fd N -- argv...
  *
  * The launcher starts it with vfork+exec (no Python between fork and exec, which cost a full
  * fork of the compositor and several milliseconds), with the fds already open: cgroup.procs
- * files to join, a user namespace and a network namespace to enter. It writes "0" to each
- * cgroup.procs (so everything from here on, bwrap included, runs inside the cgroups), then
- * enters the user namespace and the network namespace in that order, closes every fd it was
- * given, and execs argv in place (same pid). The report fd is close-on-exec: the launcher
- * reads it to its end, and finds nothing there when the exec happened, or "<step> <errno>"
- * when a step failed; then nothing was executed and this process exits 127.
+ * files to join, a user namespace and a network namespace to enter, and for a desktop with a
+ * writable /usr its keeper (a pidfd) and the keeper's ready pipe. It writes "0" to each
+ * cgroup.procs (so everything from here on, bwrap included, runs inside the cgroups), enters
+ * the user namespace and the network namespace in that order, waits until the keeper's ready
+ * pipe reaches its end (the keeper closes it once /usr is mounted) and enters the keeper's
+ * user and mount namespaces through its pidfd (after the network namespace: inside the
+ * keeper's user namespace there is no right left over a network namespace of the host),
+ * closes every fd it was given, and execs argv in place (same pid). The report fd is
+ * close-on-exec: the launcher reads it to its end, and finds nothing there when the exec
+ * happened, or "<step> <errno>" when a step failed; then nothing was executed and this
+ * process exits 127.
+ *
+ *     zionwm-enter [--cgroup-fd N]... [--userns-fd N] --keep-usr --lower L --upper U
+ *                  --work W --merged M [--scratch S] --report-fd N -- fuse-overlayfs
+ *
+ * The keeper of a desktop's writable /usr: after the cgroups (and the user namespace the
+ * desktop's network belongs to, so that its sandboxes can enter both), it unshares a user
+ * namespace in which the invoking user is uid 0 and a mount namespace whose mounts are all
+ * slaves of the host's: nothing mounted here is seen on the host, and what the host mounts
+ * later is seen here. For an ephemeral layer it mounts a
+ * tmpfs on S holding U and W. It starts fuse-overlayfs in the foreground on M (lower L, upper
+ * U, work dir W/<keeper pid>, every file reported as the user's) as its child, waits (bounded)
+ * until M is mounted, then closes the report fd with nothing written (ready) and waits for
+ * the daemon. SIGTERM (also sent when the launcher dies) is passed on to the daemon, which
+ * unmounts and exits; the keeper exits with it, and the namespaces, with an ephemeral layer's
+ * tmpfs, die with the last process in them. On a failed step it writes "<step> <errno>" and
+ * exits 127; "mount <0>" means the daemon did not mount in time, "daemon <status>" that it
+ * exited first.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_CGROUPS 16
+#define MOUNT_TIMEOUT_MS 10000
 
 static int report = -1;
 
-static void fail(const char *step) {
-    int err = errno;
+static void fail_with(const char *step, int code) {
     char msg[128];
-    int n = snprintf(msg, sizeof msg, "%s %d", step, err);
+    int n = snprintf(msg, sizeof msg, "%s %d", step, code);
     if (report >= 0 && n > 0) {
         ssize_t ignored = write(report, msg, (size_t)n);
         (void)ignored;
@@ -35,45 +67,173 @@ static void fail(const char *step) {
     _exit(127);
 }
 
+static void fail(const char *step) { fail_with(step, errno); }
+
+static void usage(void) {
+    errno = EINVAL;
+    fail("usage");
+}
+
 static int parse_fd(const char *s) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || *end || v < 0 || v > 1 << 20) {
-        errno = EINVAL;
-        fail("usage");
-    }
+    if (errno || *end || v < 0 || v > 1 << 20) usage();
     return (int)v;
 }
 
+static void write_file(const char *path, const char *text, const char *step) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) fail(step);
+    size_t len = strlen(text);
+    if (write(fd, text, len) != (ssize_t)len) fail(step);
+    close(fd);
+}
+
+/* A path that fuse-overlayfs's option string can carry: absolute, no separators in it. */
+static const char *option_path(const char *p) {
+    if (p[0] != '/' || strpbrk(p, ",:=\n") != NULL) usage();
+    return p;
+}
+
+static volatile pid_t daemon_pid = -1;
+static volatile sig_atomic_t stopping = 0;
+
+static void pass_on(int sig) {
+    stopping = 1;
+    if (daemon_pid > 0) kill(daemon_pid, sig);
+}
+
+static int is_mounted(const char *path) {
+    struct stat here, parent;
+    char up[PATH_MAX];
+    if (snprintf(up, sizeof up, "%s/..", path) >= (int)sizeof up) return 0;
+    return stat(path, &here) == 0 && stat(up, &parent) == 0 && here.st_dev != parent.st_dev;
+}
+
+static int keep_usr(const char *lower, const char *upper, const char *work,
+                    const char *merged, const char *scratch, char **argv) {
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    char map[64];
+    /* SIGTERM when the launcher dies, passed on to the daemon like any other SIGTERM. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = pass_on;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0 ||
+        sigaction(SIGHUP, &sa, NULL) != 0)
+        fail("signals");
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) fail("pdeathsig");
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) fail("unshare");
+    /* uid 0 of the namespace, not the user mapped to itself: a user mapped to itself would
+     * lose the namespace's capabilities at the daemon's exec, and then could not mount. */
+    write_file("/proc/self/setgroups", "deny", "setgroups");
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)uid);
+    write_file("/proc/self/uid_map", map, "uid_map");
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)gid);
+    write_file("/proc/self/gid_map", map, "gid_map");
+    /* Slaves: what the host mounts later still shows here (a program's app dir on a disk
+     * plugged in after the keeper started), and nothing mounted here goes back. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) fail("slave");
+    if (scratch != NULL) {
+        if (mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") != 0)
+            fail("scratch");
+        if (mkdir(upper, 0755) != 0 || mkdir(work, 0700) != 0) fail("scratch-dirs");
+    }
+    char own_work[PATH_MAX], opts[4 * PATH_MAX];
+    if (snprintf(own_work, sizeof own_work, "%s/%d", work, (int)getpid()) >= (int)sizeof own_work)
+        usage();
+    if (mkdir(own_work, 0700) != 0 && errno != EEXIST) fail("work");
+    int n = snprintf(opts, sizeof opts,
+                     "lowerdir=%s,upperdir=%s,workdir=%s,squash_to_uid=0,squash_to_gid=0",
+                     lower, upper, own_work);
+    if (n < 0 || n >= (int)sizeof opts) usage();
+    char *daemon_argv[] = {argv[0], "-f", "-o", opts, (char *)merged, NULL};
+    pid_t self = getpid();
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    pid_t child = fork();
+    if (child < 0) fail("fork");
+    if (child == 0) {
+        /* The daemon stops when the keeper dies, however it dies. */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != self) _exit(127);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        execv(daemon_argv[0], daemon_argv);
+        _exit(127);
+    }
+    daemon_pid = child;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (stopping) kill(child, SIGTERM); /* asked to stop before the daemon existed */
+    struct timespec tick = {0, 1000000};
+    int status, waited = 0;
+    while (!is_mounted(merged)) {
+        pid_t r = waitpid(child, &status, WNOHANG);
+        if (r == child) fail_with("daemon", status);
+        if (waited >= MOUNT_TIMEOUT_MS) {
+            kill(child, SIGKILL);
+            fail_with("mount", 0);
+        }
+        nanosleep(&tick, NULL); /* polling a condition with a deadline */
+        waited += 1;
+    }
+    close(report); /* ready: the launcher and waiting sandboxes see the pipe's end */
+    report = -1;
+    for (;;) {
+        pid_t r = waitpid(child, &status, 0);
+        if (r == child) break;
+        if (r < 0 && errno != EINTR) _exit(1);
+    }
+    if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+    _exit(128 + WTERMSIG(status));
+}
+
 int main(int argc, char **argv) {
-    int cgroups[MAX_CGROUPS], ncg = 0, userns = -1, netns = -1, i = 1;
+    int cgroups[MAX_CGROUPS], ncg = 0, userns = -1, netns = -1, ready = -1, keeper = -1, i = 1;
+    int keep = 0;
+    const char *lower = NULL, *upper = NULL, *work = NULL, *merged = NULL, *scratch = NULL;
     for (; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
             i++;
             break;
         }
-        if (i + 1 >= argc) {
-            errno = EINVAL;
-            fail("usage");
+        if (strcmp(argv[i], "--keep-usr") == 0) {
+            keep = 1;
+            continue;
         }
+        if (i + 1 >= argc) usage();
         if (strcmp(argv[i], "--cgroup-fd") == 0 && ncg < MAX_CGROUPS)
             cgroups[ncg++] = parse_fd(argv[++i]);
         else if (strcmp(argv[i], "--userns-fd") == 0)
             userns = parse_fd(argv[++i]);
         else if (strcmp(argv[i], "--netns-fd") == 0)
             netns = parse_fd(argv[++i]);
+        else if (strcmp(argv[i], "--usr-ready-fd") == 0)
+            ready = parse_fd(argv[++i]);
+        else if (strcmp(argv[i], "--usr-keeper-fd") == 0)
+            keeper = parse_fd(argv[++i]);
         else if (strcmp(argv[i], "--report-fd") == 0)
             report = parse_fd(argv[++i]);
-        else {
-            errno = EINVAL;
-            fail("usage");
-        }
+        else if (strcmp(argv[i], "--lower") == 0)
+            lower = option_path(argv[++i]);
+        else if (strcmp(argv[i], "--upper") == 0)
+            upper = option_path(argv[++i]);
+        else if (strcmp(argv[i], "--work") == 0)
+            work = option_path(argv[++i]);
+        else if (strcmp(argv[i], "--merged") == 0)
+            merged = option_path(argv[++i]);
+        else if (strcmp(argv[i], "--scratch") == 0)
+            scratch = option_path(argv[++i]);
+        else
+            usage();
     }
-    if (report < 0 || fcntl(report, F_SETFD, FD_CLOEXEC) != 0 || i >= argc) {
-        errno = EINVAL;
-        fail("usage");
-    }
+    if (report < 0 || fcntl(report, F_SETFD, FD_CLOEXEC) != 0 || i >= argc) usage();
+    if ((ready >= 0) != (keeper >= 0)) usage();
+    if (keep && (netns >= 0 || keeper >= 0 || !lower || !upper || !work || !merged)) usage();
     /* cgroups first: a failing setns then leaves nothing running outside them */
     for (int k = 0; k < ncg; k++) {
         if (write(cgroups[k], "0", 1) != 1) fail("cgroup");
@@ -83,9 +243,20 @@ int main(int argc, char **argv) {
         if (setns(userns, CLONE_NEWUSER) != 0) fail("userns");
         close(userns);
     }
+    if (keep) return keep_usr(lower, upper, work, merged, scratch, &argv[i]);
     if (netns >= 0) {
         if (setns(netns, CLONE_NEWNET) != 0) fail("netns");
         close(netns);
+    }
+    if (keeper >= 0) {
+        /* The keeper closes its end once /usr is mounted, or exits on failure (after
+         * writing why, which is left in the pipe for the launcher: only the end is awaited) */
+        struct pollfd end = {ready, 0, 0};
+        while (poll(&end, 1, -1) < 0)
+            if (errno != EINTR) fail("usr-ready");
+        close(ready);
+        if (setns(keeper, CLONE_NEWUSER | CLONE_NEWNS) != 0) fail("usr-keeper");
+        close(keeper);
     }
     execvp(argv[i], &argv[i]);
     fail("exec");

@@ -11,7 +11,10 @@ here. A launch:
    and, when the desktop has a prepared network namespace, enters it with setns(2); without
    one bwrap unshares the network (loopback only). Where the helper was not built, the same
    steps run in Python between fork and exec;
-4. execs bwrap (through the overlay helper when the desktop has a writable /usr);
+   for a desktop with a writable /usr it also enters the namespaces of the desktop's /usr
+   keeper (`usr_keeper`, started with the desktop or at its first such sandbox), where the
+   layer is mounted;
+4. execs bwrap (through the template's overlay helper for a desktop on a template);
 5. returns a `Sandbox`, tracked by pidfd. The compositor adds `sandbox.pidfd` to its event
    loop and calls `sandbox.poll()` when it becomes readable; the child is reaped by its pid
    only (never waitpid(-1), which would steal other subsystems' children), and exits are
@@ -21,15 +24,11 @@ here. A launch:
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import functools
-import glob
 import json
 import logging
 import os
-import pwd
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,8 +37,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from zionwm import paths
-from zionwm.isolation import bwrap, overlay, seccomp, sound, storage
+from zionwm.isolation import bwrap, seccomp, sound, storage, usr_keeper
 from zionwm.isolation.bwrap import HostFacts, SandboxPlan, SlotKind
+from zionwm.isolation.host_probe import probe_host, refresh_devices
 from zionwm.isolation.spec import DesktopSpec
 from zionwm.isolation.templates import launch as templates
 
@@ -54,110 +54,11 @@ UsernsPath = Callable[[str], "Path | None"]
 OnExit = Callable[["Sandbox", int], None]
 # The desktop's session bus for a program about to start (started on first use), or None.
 SessionBusFor = Callable[[DesktopSpec], "bwrap.SessionBus | None"]
+Background = Callable[[str, str, Callable[[], object]], object]
 
 
 class LaunchError(RuntimeError):
     """The sandbox could not be started; nothing of it is running."""
-
-
-def probe_host(environ: Mapping[str, str] | None = None) -> HostFacts:
-    """Look at this machine once: user, /etc pieces, merged-/usr links, devices, sound sockets."""
-    return refresh_devices(_static_facts(environ), environ)
-
-
-def _static_facts(environ: Mapping[str, str] | None = None) -> HostFacts:
-    """What stays put while the host runs: the user, the /etc pieces, the merged-/usr links,
-    bwrap, the font dirs, the /proc layout. Devices and sound sockets are left empty."""
-    env = os.environ if environ is None else environ
-    uid, gid = os.getuid(), os.getgid()
-    try:
-        user = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        user = env.get("USER") or f"user{uid}"
-    etc = frozenset(p for p in bwrap.SYSTEM_CANDIDATES if os.path.lexists(p))
-    links: list[tuple[str, str | None]] = []
-    for p in bwrap.ROOT_LINK_CANDIDATES:
-        if os.path.islink(p):
-            links.append((p, os.readlink(p)))
-        elif os.path.isdir(p):
-            links.append((p, None))
-    return HostFacts(
-        uid=uid,
-        gid=gid,
-        user=user,
-        system_files=etc,
-        root_links=tuple(links),
-        proc_masked=_proc_masked(),
-        boot_time=_boot_time(),
-        cpus=os.cpu_count() or 1,
-        has_cpu_sysfs=os.path.isdir(bwrap.CPU_SYS_DIR),
-        bwrap=shutil.which("bwrap") or "/usr/bin/bwrap",
-        font_dirs=tuple(p for p in bwrap.HOST_FONT_CANDIDATES if os.path.isdir(p)),
-    )
-
-
-def refresh_devices(host: HostFacts, environ: Mapping[str, str] | None = None) -> HostFacts:
-    """`host` with what can change while the compositor runs probed again: GPU render nodes,
-    cameras (plugged in later) and the host's sound sockets (a sound server started later)."""
-    env = os.environ if environ is None else environ
-    dri = tuple(sorted(glob.glob(bwrap.RENDER_NODE_GLOB)))
-    video = tuple(sorted(glob.glob("/dev/video*") + glob.glob("/dev/media*")))
-    host_run = env.get("XDG_RUNTIME_DIR")
-    pipewire = pulse = None
-    if host_run:
-        pw = os.path.join(host_run, "pipewire-0")
-        pa = os.path.join(host_run, "pulse", "native")
-        pipewire = pw if os.path.exists(pw) else None
-        pulse = pa if os.path.exists(pa) else None
-    gpu = host.gpu_sysfs
-    if dri != host.dri_nodes:
-        gpu = tuple(g for g in map(_gpu_sysfs, dri) if g is not None)
-    return dataclasses.replace(
-        host,
-        dri_nodes=dri,
-        gpu_sysfs=gpu,
-        video_nodes=video,
-        pipewire_socket=pipewire,
-        pulse_socket=pulse,
-    )
-
-
-def _gpu_sysfs(node: str) -> bwrap.GpuSysfs | None:
-    """Where sysfs describes one render node; None when it does not (no sysfs, odd node)."""
-    try:
-        rdev = os.stat(node).st_rdev
-        link = f"/sys/dev/char/{os.major(rdev)}:{os.minor(rdev)}"
-        target = os.readlink(link)
-        device = os.path.realpath(os.path.join(link, "device"))
-        drm = os.path.join(device, "drm")
-        cards = sorted(
-            os.path.join(drm, name) for name in os.listdir(drm) if name.startswith("card")
-        )
-    except OSError:
-        return None
-    if not device.startswith("/sys/devices/"):
-        return None
-    return bwrap.GpuSysfs(node, link, target, device, tuple(cards))
-
-
-@functools.cache
-def _proc_masked() -> frozenset[str]:
-    """Which host-wide /proc entries this kernel has (fixed while it runs): read once."""
-    paths = (*bwrap.PROC_MASKED_FILES, *bwrap.PROC_MASKED_DIRS, *bwrap.PROC_STAND_INS)
-    return frozenset(p for p in paths if os.path.exists(p))
-
-
-@functools.cache
-def _boot_time() -> int:
-    """/proc/stat's btime; fixed for the life of the machine, so read once."""
-    try:
-        with open("/proc/stat", "rb") as f:
-            for line in f:
-                if line.startswith(b"btime "):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return int(time.time() - time.monotonic())
 
 
 _libc: ctypes.CDLL | None = None
@@ -233,6 +134,7 @@ class Sandbox:
         self.pidfd = os.pidfd_open(proc.pid)
         self.started_at = time.monotonic()
         self.returncode: int | None = None
+        self.usr_keeper: usr_keeper.UsrKeeper | None = None
         self._init_pid: int | None = None
         self._init_pidfd = -1
 
@@ -405,7 +307,11 @@ class Launcher:
         self.host = host or probe_host(self._environ)
         self.sound = sound.SoundRelays(self._environ)
         self.running: dict[int, Sandbox] = {}
+        self.keepers = usr_keeper.Keepers()
         self.session_bus: SessionBusFor | None = None
+        # Where slow clean-up runs (`background(lane, what, fn)`): the compositor passes its
+        # worker lanes; without one it runs at once.
+        self.background: Background | None = None
 
     def sandboxes(self, desktop: str | None = None) -> list[Sandbox]:
         return [s for s in self.running.values() if desktop is None or s.desktop == desktop]
@@ -481,12 +387,11 @@ class Launcher:
         stdout = _no_tty(stdout, 1)
         stderr = _no_tty(stderr, 2)
         eph = spec.ephemeral if ephemeral is None else ephemeral
-        cg_files = list(self._cgroup_procs(spec.name)) if self._cgroup_procs else []
-        netns = self._netns_path(spec.name) if self._netns_path else None
-        userns = self._userns_path(spec.name) if (self._userns_path and netns) else None
+        cg_files, netns, userns = self._placement(spec.name)
         seed = storage.scan_seed(spec.name) if eph else None
         opened: list[int] = []
         status_r = -1
+        keeper: usr_keeper.UsrKeeper | None = None
         try:
             plan = self.plan(
                 spec,
@@ -507,8 +412,8 @@ class Launcher:
             full = bwrap.build_argv(plan)
             if plan.template is not None:
                 full = templates.helper_argv(plan.template, python=sys.executable) + full
-            elif plan.writable_usr:
-                full = self._overlay_prefix(spec, eph) + full
+            if plan.writable_usr:
+                keeper = self._keeper(spec, eph, cg_files, userns)
             cg_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cg_files]
             opened += cg_fds
             ns_fd = user_fd = -1
@@ -531,7 +436,7 @@ class Launcher:
                     _setns(ns_fd, CLONE_NEWNET)
 
             placed = bool(cg_fds) or ns_fd >= 0
-            helper = enter_helper() if placed else None
+            helper = enter_helper() if placed or keeper is not None else None
             report_r = -1
             if helper is not None:
                 # The same steps in the same order, in a small native program exec'd first:
@@ -545,8 +450,14 @@ class Launcher:
                     prefix += ["--userns-fd", str(user_fd)]
                 if ns_fd >= 0:
                     prefix += ["--netns-fd", str(ns_fd)]
+                if keeper is not None:
+                    # the keeper's own fds, inherited by the helper only (close-on-exec here)
+                    prefix += ["--usr-ready-fd", str(keeper.ready_fd)]
+                    prefix += ["--usr-keeper-fd", str(keeper.pidfd)]
                 full = [*prefix, "--report-fd", str(report_w), "--", *full]
                 helper_fds = [*cg_fds, user_fd, ns_fd, report_w]
+                if keeper is not None:
+                    helper_fds += [keeper.ready_fd, keeper.pidfd]
             try:
                 proc = subprocess.Popen(
                     full,
@@ -560,8 +471,9 @@ class Launcher:
                         *(fd for fd in (helper_fds if helper else ()) if fd >= 0),
                     ),
                     close_fds=True,
-                    # Placement must happen between fork and exec; the compositor that calls
-                    # this is single-threaded, which is what makes preexec_fn safe here.
+                    # Placement must happen between fork and exec. preexec_fn is safe here
+                    # although the compositor has worker threads (compositor/offload.py):
+                    # it only writes to fds already open and calls setns, taking no lock.
                     preexec_fn=enter_placement if placed and helper is None else None,  # noqa: PLW1509
                     cwd="/",
                 )
@@ -575,13 +487,17 @@ class Launcher:
                 failed = _read_to_end(report_r)
                 if failed:
                     proc.wait()
+                    why = _placement_error(failed)
+                    if keeper is not None and failed.startswith(b"usr-"):
+                        why = f"the desktop's /usr keeper is not running ({keeper.failure()})"
                     raise LaunchError(
-                        f"desktop {spec.name}: cannot start {list(argv)!r}: "
-                        f"placement failed: {_placement_error(failed)}"
+                        f"desktop {spec.name}: cannot start {list(argv)!r}: placement failed: {why}"
                     )
         except BaseException:
             if status_r >= 0:
                 os.close(status_r)
+            if keeper is not None:
+                self.keepers.launch_failed(keeper)
             raise
         finally:
             for fd in opened:
@@ -590,6 +506,9 @@ class Launcher:
                 seed.close()
         sandbox = Sandbox(self, proc, plan, status_r)
         self.running[sandbox.pid] = sandbox
+        if keeper is not None:
+            sandbox.usr_keeper = keeper
+            self.keepers.sandbox_started(keeper, sandbox.pid)
         log.info(
             "desktop %s: started %r in sandbox pid %d%s%s",
             spec.name,
@@ -599,6 +518,13 @@ class Launcher:
             f" netns {netns}" if netns else "",
         )
         return sandbox
+
+    def _placement(self, desktop: str) -> tuple[list[Path], Path | None, Path | None]:
+        """The cgroup.procs files, network namespace and its user namespace of `desktop`."""
+        cg_files = list(self._cgroup_procs(desktop)) if self._cgroup_procs else []
+        netns = self._netns_path(desktop) if self._netns_path else None
+        userns = self._userns_path(desktop) if (self._userns_path and netns) else None
+        return cg_files, netns, userns
 
     def _open_slots(
         self, plan: SandboxPlan, seed: storage.Seed | None, opened: list[int], status_w: int
@@ -625,18 +551,56 @@ class Launcher:
             fds[slot.name] = fd
         return fds
 
-    def _overlay_prefix(self, spec: DesktopSpec, ephemeral: bool) -> list[str]:
-        layer = storage.prepare_layer(spec.name, ephemeral=ephemeral)
-        return overlay.helper_argv(layer, ephemeral=ephemeral, python=sys.executable)
+    def _keeper(
+        self, spec: DesktopSpec, eph: bool, cg_files: list[Path], userns: Path | None
+    ) -> usr_keeper.UsrKeeper:
+        """The desktop's /usr keeper, started when it has none (see usr_keeper)."""
+        try:
+            return self.keepers.for_launch(
+                spec.name, eph, helper=enter_helper(), cgroup_files=cg_files, userns=userns
+            )
+        except (OSError, usr_keeper.KeeperError) as exc:
+            raise LaunchError(f"desktop {spec.name}: /usr keeper: {exc}") from exc
+
+    def desktop_started(self, spec: DesktopSpec) -> None:
+        """Start the /usr keeper of a desktop with a persistent writable /usr now: even its
+        first program need not wait for the mount. A keeper that cannot start is logged;
+        the first launch tries again, and fails clearly."""
+        if not spec.writable_usr or spec.template or spec.ephemeral:
+            return
+        cg_files, _, userns = self._placement(spec.name)
+        try:
+            self._keeper(spec, False, cg_files, userns)
+        except (LaunchError, OSError) as exc:
+            log.warning("desktop %s: %s", spec.name, exc)
+
+    def service_pids(self, desktop: str) -> set[int]:
+        """Processes the launcher runs in the desktop's cgroups that are not its programs."""
+        return self.keepers.pids(desktop)
+
+    def desktop_stopped(self, desktop: str) -> None:
+        """The desktop is gone: stop what the launcher keeps for it (its /usr keepers)."""
+        self.keepers.stop_desktop(desktop)
 
     def _sandbox_exited(self, sandbox: Sandbox, returncode: int) -> None:
         self.running.pop(sandbox.pid, None)
+        if sandbox.usr_keeper is not None:
+            self.keepers.sandbox_ended(sandbox.usr_keeper, sandbox.pid)
         facts = sandbox.plan.template
         if facts is not None:
-            try:
-                templates.sandbox_ended(facts, sandbox.pid)
-            except OSError:
-                log.exception("template %s: removing old generations failed", facts.name)
+            # waits (bounded) for the sandbox's overlay daemon to end, then removes files
+            ended = functools.partial(templates.sandbox_ended, facts, sandbox.pid)
+            if self.background is not None:
+                self.background(
+                    f"template {facts.name}",
+                    f"removing old generations of template {facts.name}",
+                    ended,
+                )
+            else:
+                try:
+                    ended()
+                except OSError:
+                    log.exception("template %s: removing old generations failed", facts.name)
         runtime = time.monotonic() - sandbox.started_at
         log.info(
             "desktop %s: %r (pid %d) exited with %d after %.1f s",
@@ -668,3 +632,4 @@ class Launcher:
             except TimeoutError:
                 sandbox.kill()
                 sandbox.wait()
+        self.keepers.stop_all(timeout)

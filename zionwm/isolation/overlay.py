@@ -1,19 +1,18 @@
-"""A desktop's writable /usr: fuse-overlayfs over the host's /usr, mounted for one sandbox.
+"""Mounting a fuse-overlayfs layer in a private user+mount namespace, for a template's
+per-sandbox helper (`templates.launch`) and the template bootstrap.
 
-Owns the small step that runs between the launcher and bwrap for desktops with
-`writable_usr`. bwrap 0.8 has no --overlay, so the launcher execs this module as a helper:
+A desktop's writable /usr no longer goes through here: its layer is mounted once per desktop
+by the /usr keeper (`usr_keeper`, enter.c), whose namespaces each sandbox enters. A
+template's helper still runs per sandbox:
 
-    python -I -c '<import main>' --upper U --work W --merged M [--scratch S] -- bwrap ...
-
-The helper
-1. unshares a user namespace (the invoking uid and gid mapped to themselves) and a mount
-   namespace, and makes every mount private, so nothing it mounts is visible on the host;
-2. for an ephemeral layer, mounts a tmpfs on the scratch dir that holds upper and work;
-3. starts `fuse-overlayfs -f` (lower /usr, upper in the desktop's layer dir, ownership
-   squashed to the user so the user may write where the host's root owns files) with
-   PR_SET_PDEATHSIG, and waits (bounded) until the mount appears;
-4. execs bwrap in place (same pid, so the launcher's pidfd and bwrap's --die-with-parent
-   still hold), which binds the merged view as /usr.
+1. `enter_private_namespace` unshares a user namespace (the invoking user is uid 0 there)
+   and a mount namespace, and makes every mount private, so nothing mounted is visible on
+   the host;
+2. `mount_layer` mounts, for an ephemeral layer, a tmpfs on the scratch dir that holds upper
+   and work, starts `fuse-overlayfs -f` (ownership squashed to the user so the user may
+   write where the host's root owns files) with PR_SET_PDEATHSIG, and waits (bounded) until
+   the mount appears;
+3. the caller execs bwrap in place, which binds the merged view.
 
 Why fuse-overlayfs and not the kernel's overlayfs: an unprivileged user can mount kernel
 overlayfs in its own user namespace (Linux >= 5.11), but copy-up of the host's root-owned
@@ -22,25 +21,18 @@ and the sandbox runs with no capabilities, so it could not write root-owned dirs
 fuse-overlayfs reports every file as the user's (`squash_to_uid`) and writes the upper layer
 as the user. The privileged part is just the namespace setup above, a few lines, with no
 input from the sandboxed program; fuse-overlayfs itself runs with the user's own rights.
-When bwrap exits the daemon gets SIGTERM, unmounts and exits; the mount namespace dies with
-it, and an ephemeral layer's tmpfs with it.
 """
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
-
-if TYPE_CHECKING:
-    from zionwm.isolation.storage import LayerDirs
+from typing import NamedTuple, Protocol
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -69,35 +61,6 @@ class _Dirs(NamedTuple):
     upper: Path
     work: Path
     merged: Path
-
-
-def helper_argv(layer: LayerDirs, *, ephemeral: bool, python: str) -> list[str]:
-    """The prefix the launcher puts before bwrap's argv for a writable /usr."""
-    # -I: the helper runs outside the sandbox with the sandbox's environment, which must not
-    # steer it (PYTHONPATH, user site); the package root is passed explicitly instead.
-    # -S: it needs the standard library only, so site-packages (and their .pth hooks) are
-    # not even looked at.
-    package_root = str(Path(__file__).resolve().parents[2])
-    bootstrap = (
-        f"import sys; sys.path.insert(0, {package_root!r}); "
-        "from zionwm.isolation.overlay import main; main()"
-    )
-    argv = [
-        python,
-        "-I",
-        "-S",
-        "-c",
-        bootstrap,
-        "--upper",
-        str(layer.upper),
-        "--work",
-        str(layer.work),
-        "--merged",
-        str(layer.merged),
-    ]
-    if ephemeral:
-        argv += ["--scratch", str(layer.upper.parent)]
-    return [*argv, "--"]
 
 
 def fuse_overlayfs_argv(lower: str, layer: _Layer, uid: int, gid: int) -> list[str]:
@@ -197,28 +160,3 @@ def mount_layer(
         time.sleep(delay)  # polling a condition with a deadline, not waiting a fixed time
         delay = min(delay * 2, 0.005)  # the mount takes milliseconds: look again soon
     return daemon
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="zionwm-overlay-helper")
-    parser.add_argument("--upper", required=True, type=Path)
-    parser.add_argument("--work", required=True, type=Path)
-    parser.add_argument("--merged", required=True, type=Path)
-    parser.add_argument("--scratch", type=Path)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        parser.error("no command after --")
-    try:
-        enter_private_namespace(_Libc())
-        mount_layer(_Dirs(args.upper, args.work, args.merged), scratch=args.scratch)
-    except (OSError, RuntimeError) as exc:
-        # The launcher's log shows the sandbox's stderr and exit code; 126 as for exec failure.
-        sys.stderr.write(f"zionwm overlay helper: {exc}\n")
-        sys.exit(126)
-    os.execv(command[0], command)
-
-
-if __name__ == "__main__":
-    main()

@@ -14,10 +14,10 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from zionwm.cli_table import size_text, table, time_text
 from zionwm.quarantine import explain
 from zionwm.quarantine.client import QuarantineClient, QuarantineError, socket_path
 from zionwm.untrusted import printable as _p
@@ -32,23 +32,6 @@ def _client(args: argparse.Namespace) -> QuarantineClient:
     return QuarantineClient(Path(path) if path else socket_path())
 
 
-def _when(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 def format_list(items: list[dict[str, Any]]) -> str:
     """The table `quarantine list` prints."""
     rows = [("ID", "STATE", "VERDICT", "FROM", "TO", "SIZE", "NAME")]
@@ -60,15 +43,11 @@ def format_list(items: list[dict[str, Any]]) -> str:
                 it.get("verdict") or "-",
                 it["source"],
                 it["dest"],
-                _size(it.get("size")),
+                size_text(it.get("size")),
                 _p(it["name"]),
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
-        for r in rows
-    )
+    return table(rows)
 
 
 def format_item(it: dict[str, Any]) -> str:
@@ -79,9 +58,9 @@ def format_item(it: dict[str, Any]) -> str:
         f"  verdict    {it.get('verdict') or '-'}",
         f"  from       {it['source']} ({it['kind']})",
         f"  to         {it['dest']}/{it['subdir']}",
-        f"  size       {_size(it.get('size'))}",
+        f"  size       {size_text(it.get('size'))}",
         f"  sha256     {it.get('sha256') or '-'}",
-        f"  received   {_when(it.get('received_at'))}",
+        f"  received   {time_text(it.get('received_at'))}",
     ]
     claimed = f" (claimed by {it['source']}, not verified)"
     if it.get("origin_url"):
@@ -89,9 +68,9 @@ def format_item(it: dict[str, Any]) -> str:
     if it.get("referrer_url"):
         lines.append(f"  referrer   {_p(it['referrer_url'])}{claimed}")
     if it["state"] == "held":
-        lines.append(f"  release at {_when(it.get('hold_until'))}")
+        lines.append(f"  release at {time_text(it.get('hold_until'))}")
     if it.get("release_name") and it["state"] == "released":
-        lines.append(f"  released   {_when(it.get('released_at'))} as {_p(it['release_name'])}")
+        lines.append(f"  released   {time_text(it.get('released_at'))} as {_p(it['release_name'])}")
     if it.get("reason"):
         lines.append(f"  reason     {_p(it['reason'])}")
     report = it.get("report")

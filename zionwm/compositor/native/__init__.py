@@ -456,7 +456,11 @@ class SceneImage(SceneNode):
     """A scene buffer showing ARGB8888 pixels we rendered (indicator, notifications)."""
 
     @classmethod
-    def create(cls, parent: Any, width: int, height: int, argb: bytes) -> SceneImage:
+    def create(
+        cls, parent: Any, width: int, height: int, argb: bytes, size: tuple[int, int] | None = None
+    ) -> SceneImage:
+        """`width` x `height` pixels shown on `size` layout pixels (default: as many): an
+        image drawn at an output's scale 2 is twice the size it covers."""
         buf = lib.zion_pixel_buffer_create(width, height, width * 4, argb)
         if buf == ffi.NULL:
             raise MemoryError("pixel buffer")
@@ -465,6 +469,8 @@ class SceneImage(SceneNode):
         lib.zion_buffer_drop(buf)
         if sb == ffi.NULL:
             raise RuntimeError("wlr_scene_buffer_create failed")
+        if size is not None and size != (width, height):
+            lib.wlr_scene_buffer_set_dest_size(sb, size[0], size[1])
         return cls(ffi.addressof(sb.node))
 
 

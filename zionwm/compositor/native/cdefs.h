@@ -33,6 +33,8 @@ void wlr_scene_rect_set_size(struct wlr_scene_rect *rect, int width, int height)
 void wlr_scene_rect_set_color(struct wlr_scene_rect *rect, const float color[4]);
 struct wlr_scene_buffer *wlr_scene_buffer_create(struct wlr_scene_node *parent,
     struct wlr_buffer *buffer);
+void wlr_scene_buffer_set_dest_size(struct wlr_scene_buffer *scene_buffer,
+    int width, int height);
 struct wlr_scene_surface *wlr_scene_surface_from_node(struct wlr_scene_node *node);
 enum { WLR_SCENE_NODE_ROOT, WLR_SCENE_NODE_TREE, WLR_SCENE_NODE_SURFACE,
        WLR_SCENE_NODE_RECT, WLR_SCENE_NODE_BUFFER };

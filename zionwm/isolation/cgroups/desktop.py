@@ -185,20 +185,24 @@ class DesktopCgroup:
         """Blocking freeze with a bound (CLI and tests; the compositor uses start_freeze)."""
         return self.start_freeze(timeout).wait()
 
-    def write_thaw(self) -> None:
+    def write_thaw(self, *, strict: bool = False) -> None:
+        """One write that thaws the group; a failure is logged, or raised if `strict`."""
         try:
             if self.unified_dir is not None and self.manager.status.freeze_method == "cgroup2":
                 write_file(self.unified_dir / "cgroup.freeze", "0")
             elif self.freezer_dir is not None:
                 write_file(self.freezer_dir / "freezer.state", "THAWED")
         except OSError as e:
+            if strict:
+                raise
             log.warning("thawing desktop %s failed: %s", self.name, e)
 
-    def thaw(self) -> None:
-        """Thaw at once: one write, no waiting (the kernel wakes the tasks)."""
+    def thaw(self, *, strict: bool = False) -> None:
+        """Thaw at once: one write, no waiting (the kernel wakes the tasks). A freeze still
+        pending is called off first, so the next `start_freeze` writes again."""
         if self._op is not None:
             self._op.cancel()
-        self.write_thaw()
+        self.write_thaw(strict=strict)
 
     # -- memory ---------------------------------------------------------------------------
 
@@ -238,6 +242,9 @@ class DesktopCgroup:
                 write_file(self.unified_dir / "cgroup.kill", "1")
             except OSError as e:
                 log.warning("cgroup.kill on desktop %s failed: %s", self.name, e)
+            # The group itself stays frozen when its tasks die: the next program started
+            # in it would start frozen. (A v1-frozen task dies only once thawed, too.)
+            self.thaw()
             self._wait_empty(deadline)
             return len(victims)
         return self._sweep(deadline)

@@ -81,6 +81,11 @@ class FreezeOp:
         self._retries = 0
         self._last_attempt = self.started
         self._polls = 0
+        # Set by a caller that must not write from the thread that polls (the compositor:
+        # a thaw costs the kernel time per task): a failed freeze is then not rolled back
+        # here but flagged in `needs_rollback`, and the caller thaws elsewhere.
+        self.defer_rollback = False
+        self.needs_rollback = False
         if method == "cgroup2":
             events = cg.unified_dir / "cgroup.events" if cg.unified_dir else None
             if events is not None:
@@ -175,7 +180,9 @@ class FreezeOp:
         log.info("desktop %s frozen in %.1f ms", self._cg.name, self.elapsed * 1000)
 
     def _fail(self, reason: str, *, rollback: bool = True) -> None:
-        if rollback:
+        if rollback and self.defer_rollback:
+            self.needs_rollback = True
+        elif rollback:
             self._cg.write_thaw()
         self.state = "failed"
         self.reason = reason

@@ -10,26 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
+from zionwm.cli_table import size_text, table, time_text
 from zionwm.isolation.templates import generations, manage, store
 from zionwm.isolation.templates.store import Source, Template, TemplateError
 
 EXIT_FAILED = 1
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def source_from_args(args: argparse.Namespace) -> Source | None:
@@ -80,17 +67,13 @@ def format_list(docs: list[dict[str, Any]]) -> str:
             (
                 d["name"],
                 str(d["generation"]),
-                _size(d["bytes"]),
+                size_text(d["bytes"]),
                 str(d["files"]),
-                _when(d["updated"]),
+                time_text(d["updated"]),
                 src.describe(),
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    lines = [
-        "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]) for r in rows
-    ]
-    return "\n".join(line.rstrip() for line in lines)
+    return table(rows)
 
 
 def format_show(d: dict[str, Any]) -> str:
@@ -100,9 +83,9 @@ def format_show(d: dict[str, Any]) -> str:
         f"source:      {src.describe()}",
         f"generation:  {d['generation']}",
         f"tree:        {d['rootfs']}",
-        f"size:        {_size(d['bytes'])} in {d['files']} files",
-        f"created:     {_when(d['created'])}",
-        f"updated:     {_when(d['updated'])}",
+        f"size:        {size_text(d['bytes'])} in {d['files']} files",
+        f"created:     {time_text(d['created'])}",
+        f"updated:     {time_text(d['updated'])}",
     ]
     if d.get("counts"):
         lines.append(
@@ -114,7 +97,7 @@ def format_show(d: dict[str, Any]) -> str:
     lines.append(f"desktop layers: {len(layers) or 'none'}")
     for layer in layers:
         lines.append(
-            f"  {layer['desktop']}: {_size(layer['bytes'])} in {layer['files']} files"
+            f"  {layer['desktop']}: {size_text(layer['bytes'])} in {layer['files']} files"
             f" ({layer['path']})"
         )
     if d.get("in_use_by_pids"):
@@ -137,7 +120,9 @@ def cmd_create(args: argparse.Namespace) -> int:
         raise TemplateError("name a source: --debootstrap, --from-archive, --from-rootfs, ...")
     tpl = manage.create(args.name, source)
     doc = describe(tpl, with_layers=False)
-    _out(args, doc, f"template {tpl.name} created: {_size(doc['bytes'])} in {doc['files']} files")
+    _out(
+        args, doc, f"template {tpl.name} created: {size_text(doc['bytes'])} in {doc['files']} files"
+    )
     return 0
 
 

@@ -1,0 +1,123 @@
+"""Text the compositor draws (the strip's chips and clock, the host windows' tab) on an
+output at scale 2: drawn at the output's density, so it is as sharp as the screen and the
+same size, in layout pixels, as at scale 1.
+
+Two real compositors, one at each scale, each with a host window (weston-simple-shm); grim
+reads the screen in the output's own pixels, so at scale 2 everything should measure twice
+what it measures at scale 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.harness import Compositor, require
+
+STRIP = 24
+CHIP_ROW = 18  # a row through the chips, below their text
+WORK = (0x22, 0xC5, 0x5E)  # the default config's "work" desktop: white text on it
+BORDER = 3  # a window frame's width
+TAB = 18  # the host tab's height
+
+
+def _shot(root: Path, scale: int) -> tuple[Image.Image, dict[str, int]]:
+    comp = Compositor(root, extra_env={"ZIONWM_OUTPUT_SCALE": str(scale)}).start()
+    try:
+        assert comp.zjson("outputs")[0]["scale"] == scale
+        comp.client([require("weston-simple-shm")])  # on the host socket: it gets a tab
+        (win,) = comp.wait_window("host")
+        img = comp.screenshot(root / f"scale{scale}.png")
+    finally:
+        comp.stop()
+    return img, win
+
+
+@pytest.fixture(scope="module")
+def shots(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[int, tuple[Image.Image, dict[str, int]]]]:
+    root = tmp_path_factory.mktemp("hidpi")
+    out = {}
+    for scale in (1, 2):
+        (root / str(scale)).mkdir()
+        out[scale] = _shot(root / str(scale), scale)
+    yield out
+
+
+def _near(p: tuple[int, ...], rgb: tuple[int, int, int], tol: int = 10) -> bool:
+    return all(abs(a - b) <= tol for a, b in zip(p[:3], rgb, strict=True))
+
+
+def _bbox(
+    img: Image.Image, box: tuple[int, int, int, int], ink: object
+) -> tuple[int, int, int, int]:
+    """The smallest box around the pixels inside `box` that `ink` accepts."""
+    xs, ys = [], []
+    for y in range(box[1], box[3]):
+        for x in range(box[0], box[2]):
+            if ink(img.getpixel((x, y))):  # type: ignore[operator]
+                xs.append(x)
+                ys.append(y)
+    assert xs, f"no ink in {box}"
+    return min(xs), min(ys), max(xs) + 1, max(ys) + 1
+
+
+def work_chip_ink(img: Image.Image, scale: int) -> tuple[int, int, int, int]:
+    """The white text on the work desktop's chip: the widest run of its green on a row
+    below the text is the chip; the white in it, the text."""
+    y = CHIP_ROW * scale
+    runs, start = [], None
+    for x in range(img.width // 2):
+        green = _near(img.getpixel((x, y)), WORK)
+        if green and start is None:
+            start = x
+        elif not green and start is not None:
+            runs.append((start, x))
+            start = None
+    x0, x1 = max(runs, key=lambda r: r[1] - r[0])
+    return _bbox(img, (x0, 0, x1, STRIP * scale), lambda p: min(p[:3]) > 200)
+
+
+def host_tab_ink(img: Image.Image, win: dict[str, int], scale: int) -> tuple[int, int, int, int]:
+    """The dark text in the light tab above a host window."""
+    x, y = win["x"] - BORDER, win["y"] - BORDER - TAB
+    area = (x * scale, y * scale, (x + 80) * scale, (y + TAB) * scale)
+    tab = _bbox(img, area, lambda p: min(p[:3]) > 180)
+    return _bbox(img, tab, lambda p: max(p[:3]) < 90)
+
+
+def blocky(img: Image.Image, box: tuple[int, int, int, int]) -> float:
+    """The share of the 2x2 blocks (on even pixels) in `box` whose four pixels are alike:
+    near 1 for an image drawn at scale 1 and blown up, well below for one drawn at 2."""
+    same = total = 0
+    for y in range(box[1] // 2 * 2, box[3] - 1, 2):
+        for x in range(box[0] // 2 * 2, box[2] - 1, 2):
+            px = [img.getpixel((x + dx, y + dy))[:3] for dx in (0, 1) for dy in (0, 1)]
+            total += 1
+            same += all(_near(p, px[0], 4) for p in px)
+    return same / total
+
+
+def _size(box: tuple[int, int, int, int]) -> tuple[int, int]:
+    return box[2] - box[0], box[3] - box[1]
+
+
+@pytest.mark.parametrize("what", ["chip", "tab"])
+def test_labels_at_scale_2_are_the_same_size_and_drawn_at_its_density(
+    shots: dict[int, tuple[Image.Image, dict[str, int]]], what: str
+) -> None:
+    ink = {}
+    for scale, (img, win) in shots.items():
+        ink[scale] = work_chip_ink(img, scale) if what == "chip" else host_tab_ink(img, win, scale)
+    (w1, h1), (w2, h2) = _size(ink[1]), _size(ink[2])
+    # the same layout size: twice the output pixels (give or take the glyphs' hinting)
+    assert abs(w2 - 2 * w1) <= 4 and abs(h2 - 2 * h1) <= 3, (what, ink)
+    # crisp: not the scale-1 drawing blown up (its 2x2 blocks would all be uniform)
+    img1, img2 = shots[1][0], shots[2][0]
+    up = img1.crop(ink[1]).resize((w1 * 2, h1 * 2), Image.Resampling.NEAREST)
+    assert blocky(up, (0, 0, *up.size)) > 0.95  # the measure does see a blown-up one
+    assert blocky(img2, ink[2]) < 0.8, (what, blocky(img2, ink[2]))

@@ -1,0 +1,72 @@
+"""A desktop with a writable /usr in a running zionwm: its /usr keeper starts with the
+desktop, its programs share the layer, and the keeper stops with the compositor."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import processes_with, wait_for
+from tests.inside import run_inside
+
+CONFIG = """\
+from zionwm.config import desktop
+desktop("personal", colour="#3b82f6")
+desktop("dev", colour="#22c55e", writable_usr=True)
+"""
+
+
+def _daemons(layer: Path) -> list[int]:
+    out = []
+    for pid in processes_with("fuse-overlayfs", str(layer)):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "fuse-overlayfs":
+                out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+def test_the_usr_keeper_lives_with_its_desktop(make_compositor: Any) -> None:
+    if shutil.which("fuse-overlayfs") is None:
+        pytest.fail("fuse-overlayfs is not installed (scripts/setup-system.sh installs it)")
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("/dev/fuse is missing (no FUSE in this kernel)")
+    comp = make_compositor(CONFIG)
+    layer = comp.data / "zionwm" / "desktops" / "dev" / "layer"
+    # started with the desktop, before any program of it
+    (daemon,) = wait_for(lambda: _daemons(layer), 30, "the dev desktop's overlay daemon")
+    install = (
+        "printf '#!/bin/sh\\necho tool-of-$ZIONWM_DESKTOP\\n' > /usr/bin/zionwm-test-tool"
+        " && chmod 755 /usr/bin/zionwm-test-tool"
+    )
+    r = run_inside(comp, "dev", ["sh", "-c", install])
+    assert r.rc == 0, r.err
+    r = run_inside(comp, "dev", ["zionwm-test-tool"])
+    assert (r.rc, r.out.strip()) == (0, "tool-of-dev"), r.err
+    assert _daemons(layer) == [daemon]  # the same daemon served both programs
+    r = run_inside(comp, "personal", ["sh", "-c", "command -v zionwm-test-tool || echo none"])
+    assert r.out.strip() == "none"
+    comp.stop()
+    wait_for(lambda: not _daemons(layer), 30, "the overlay daemon to stop with zionwm")
+
+
+def test_a_desktop_made_at_run_time_gets_and_gives_up_its_keeper(make_compositor: Any) -> None:
+    if shutil.which("fuse-overlayfs") is None:
+        pytest.fail("fuse-overlayfs is not installed (scripts/setup-system.sh installs it)")
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("/dev/fuse is missing (no FUSE in this kernel)")
+    comp = make_compositor(CONFIG)
+    comp.zionctl("desktop", "create", "lab", "--colour", "#ec4899", "--writable-usr")
+    layer = comp.data / "zionwm" / "desktops" / "lab" / "layer"
+    wait_for(lambda: _daemons(layer), 30, "the new desktop's overlay daemon")
+    if comp.desktops()["lab"].get("cgroup"):
+        # its keeper runs in its cgroups, and is not counted as a program of it
+        assert comp.desktops()["lab"]["cgroup"]["pids"] >= 2
+    r = comp.zionctl("desktop", "delete", "lab", check=False)
+    assert r.returncode == 0, r.stderr  # no program runs there: no --stop needed
+    wait_for(lambda: not _daemons(layer), 30, "the deleted desktop's overlay daemon to stop")
