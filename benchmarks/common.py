@@ -182,6 +182,10 @@ class Probe:
 
     # ---- keyboard ----
 
+    def keyboard(self) -> None:
+        """Make the virtual keyboard now (the seat then has a keyboard)."""
+        self._ensure_keyboard()
+
     def _ensure_keyboard(self) -> int:
         if self._keyboard is None:
             seat = self.c.bind("wl_seat", 1)
@@ -211,6 +215,18 @@ class Probe:
         t0 = time.monotonic_ns()
         for opcode, args in msgs:
             self.c.send(kb, opcode, args)
+        return t0
+
+    def tap(self, code: int) -> int:
+        """Press and release the key of evdev `code`, no modifiers; returns CLOCK_MONOTONIC
+        ns just before the press left this process."""
+        kb = self._ensure_keyboard()
+        self.time_ms += 1
+        press = struct.pack("=III", self.time_ms, code, 1)
+        release = struct.pack("=III", self.time_ms + 1, code, 0)
+        t0 = time.monotonic_ns()
+        self.c.send(kb, 1, press)
+        self.c.send(kb, 1, release)
         return t0
 
     # ---- pointer ----

@@ -69,6 +69,10 @@ def top_block(results: dict[str, Any]) -> str:
             f"runs), sway {round(w['median'] / 1024, 1)} MiB; per desktop in use "
             f"{_dig(results, 'idle', 'per_desktop', 'per_desktop_kib')} KiB.",
         ]
+    if "keypath" in results:
+        from .keypath import summary_text  # noqa: PLC0415
+
+        out += ["", f"Key to frame (same run): {summary_text(results['keypath'])}."]
     for name in ("quarantine", "network"):
         if name in EXTERNAL and name in results:
             r = results[name]

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import idle, pointer, readme, switch
+from . import idle, keypath, pointer, readme, switch
 from .common import ZIONWM_LOG_LEVEL, budget_check, now_utc
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ def budget(results: dict[str, Any]) -> list[dict[str, Any]]:
             "status": budget_check(r, 1.5),
         }
     )
+    lines += keypath.budget_lines(results.get("keypath"))
     pointer_runs = _dig(results, "pointer", "runs")
     pr = _dig(results, "pointer", "ratio_cpu_per_event")
     lines.append(
@@ -298,6 +299,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{method.split('_')[0]}{wt} | {st['median']} | {st['p95']} | {st['p99']} "
                 f"| {rat} |"
             )
+    if "keypath" in results:
+        out += ["", *keypath.markdown_lines(results["keypath"])]
     p = results.get("pointer") or {}
     out += [
         "",
@@ -471,7 +474,7 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small N everywhere (a smoke run)")
-    ap.add_argument("--only", default="switch,pointer,idle," + ",".join(EXTERNAL))
+    ap.add_argument("--only", default="switch,keypath,pointer,idle," + ",".join(EXTERNAL))
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -500,6 +503,12 @@ def main(argv: list[str] | None = None) -> int:
             20 if args.quick else 200,
             10 if args.quick else 40,
         )
+    if "keypath" in only:
+        results["keypath"] = keypath.measure(
+            [1, 10] if args.quick else [1, 10, 50],
+            10 if args.quick else 40,
+            2 if args.quick else 3,
+        )
     if "pointer" in only:
         args.out.mkdir(parents=True, exist_ok=True)
         results["pointer"] = pointer.measure(
@@ -523,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
     md = markdown(results)
     (args.out / "latest.md").write_text(md)
-    if only >= {"switch", "pointer", "idle", *EXTERNAL} and args.out == RESULTS:
+    if only >= {"switch", "keypath", "pointer", "idle", *EXTERNAL} and args.out == RESULTS:
         readme.update(results)  # the README's figures: this full run's, nothing else
     else:
         log.info("a partial run: README.md left as it was")
