@@ -147,3 +147,18 @@ def test_the_daemon_and_proxy_run_confined_to_their_bus_directory() -> None:
         "/run/user/1000/zionwm/work/dbus",
     }
     assert argv[argv.index("--") + 1 :] == ["dbus-daemon", "--nofork"]
+
+
+def test_the_sandboxs_defaults_send_links_and_every_file_type_to_zionwms_xdg_open() -> None:
+    text = shim.mimeapps(["application/pdf", " image/png", "bad line", "x/y=z.desktop", ""])
+    lines = text.decode().splitlines()
+    assert lines[0] == "[Default Applications]"
+    for scheme in ("http", "https", "mailto"):
+        assert f"x-scheme-handler/{scheme}={shim.LINK_ENTRY}" in lines
+    assert f"application/pdf={shim.FILE_ENTRY}" in lines
+    assert f"image/png={shim.FILE_ENTRY}" in lines
+    # nothing that could add a key or a section of its own
+    assert len(lines) == 6, lines
+    placed = dict(shim.files())
+    assert b"%f" in placed[f"{shim.SHARE_DIR}/applications/{shim.FILE_ENTRY}"]
+    assert b"%u" in placed[f"{shim.SHARE_DIR}/applications/{shim.LINK_ENTRY}"]

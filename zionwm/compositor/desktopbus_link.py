@@ -98,7 +98,7 @@ class DesktopBusLink:
         return SessionBus(
             socket=str(run.bus.proxy_socket),
             programs=shim.PROGRAMS,
-            files=shim.FILES,
+            files=shim.files(),
             env=shim.ENV,
         )
 
