@@ -522,3 +522,61 @@ def test_a_file_deleted_after_it_was_opened_is_refused_cleanly(comp: Compositor)
     wait_for(out.exists, 60, "the probe's findings")
     assert json.loads(out.read_text()).get("code") == FAILED
     assert comp.alive()
+
+
+VIEWER = """#!/bin/sh
+# a stand-in for the target desktop's PDF viewer: records what it was handed, and where
+printf '%s\\0' "$@" > "$HOME/viewer-args.tmp"
+printf 'desktop=%s\\0' "$ZIONWM_DESKTOP" >> "$HOME/viewer-args.tmp"
+cat "$1" > "$HOME/viewer-saw.tmp" && mv "$HOME/viewer-saw.tmp" "$HOME/viewer-saw"
+mv "$HOME/viewer-args.tmp" "$HOME/viewer-args"
+"""
+
+
+def test_a_pdf_opened_in_work_is_opened_in_web_with_webs_viewer_once_released(
+    comp: Compositor,
+) -> None:
+    web = home(comp, "web")
+    # web's own default for PDFs (its ~/.config/mimeapps.list), as a user of web set it
+    (web / "viewer.sh").write_text(VIEWER)
+    apps = web / ".local" / "share" / "applications"
+    apps.mkdir(parents=True, exist_ok=True)
+    (apps / "standin-viewer.desktop").write_text(
+        "[Desktop Entry]\nType=Application\nName=Viewer\n"
+        f"Exec=/bin/sh /home/{user()}/viewer.sh %f\nMimeType=application/pdf;\n"
+    )
+    (web / ".config").mkdir(exist_ok=True)
+    (web / ".config" / "mimeapps.list").write_text(
+        "[Default Applications]\napplication/pdf=standin-viewer.desktop\n"
+    )
+    body = b"%PDF-1.4\n% statement to open in web\n"
+    (home(comp, "work") / "to-open.pdf").write_bytes(body)
+    comp.zionctl("launch", "work", "--", "xdg-open", f"/home/{user()}/to-open.pdf")
+    notice_with(comp, "File from work sent to web through the audit: to-open.pdf")
+
+    def queued() -> int | None:
+        items = json.loads(comp.zionctl("--json", "quarantine", "list").stdout)["items"]
+        found = [i for i in items if i["name"] == "to-open.pdf" and i["state"] != "released"]
+        return found[0]["id"] if found else None
+
+    item_id = wait_for(queued, 60, "the file in the quarantine")
+    # nothing is opened while the file is in quarantine
+    assert not (web / "viewer-args").exists()
+    # the user releases it by hand once audited (this tiny PDF cannot be inspected: the
+    # user takes it out anyway)
+    release = ("quarantine", "release", "--i-understand", str(item_id))
+    wait_for(
+        lambda: comp.zionctl(*release, check=False).returncode == 0,
+        60,
+        "the file audited and released by hand",
+    )
+    args = wait_for(
+        lambda: (web / "viewer-args").exists() and (web / "viewer-args").read_bytes(),
+        60,
+        "web's viewer started with the released file",
+    )
+    fields = args.split(b"\0")[:-1]
+    assert fields == [f"/home/{user()}/Incoming/work/to-open.pdf".encode(), b"desktop=web"]
+    assert (web / "viewer-saw").read_bytes() == body
+    assert not (home(comp, "work") / "viewer-args").exists()
+    notice_with(comp, "Opened to-open.pdf in web")

@@ -364,3 +364,15 @@ def test_nothing_outside_the_table_is_served(
     assert p.handle(_call(iface, member, sig, body)) is None
     assert sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_UNKNOWN_METHOD
     assert not p.pending
+
+
+def test_a_released_send_is_found_under_the_targets_home_only() -> None:
+    from zionwm.compositor.portal_link import queued_items, released_path
+
+    assert queued_items("a.pdf: queued as item 7\nb: queued as item 12\nitem 3 x\n") == [7, 12]
+    ok = {"subdir": "home/Incoming/work", "release_name": "a (1).pdf", "name": "a.pdf"}
+    assert released_path("/home/u", ok) == "/home/u/Incoming/work/a (1).pdf"
+    assert released_path("/home/u", {**ok, "subdir": "shared"}) is None
+    assert released_path("/home/u", {**ok, "subdir": "home/../etc"}) is None
+    assert released_path("/home/u", {**ok, "release_name": "../x"}) is None
+    assert released_path("/home/u", {**ok, "release_name": ".."}) is None

@@ -252,6 +252,9 @@ class DesktopBusLink:
     def child_exited(self, child: Any) -> None:
         self.portal.child_exited(child)
 
+    def quarantine_event(self, kind: str, item: dict[str, Any]) -> None:
+        self.portal.quarantine_event(kind, item)
+
     def reload(self) -> None:
         self.portal.reload()
         # a desktop that is gone, or no longer has a bus of its own, loses the one it had

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -97,12 +98,49 @@ def match_rule(rules: tuple[tuple[str, str], ...], mime: str) -> str | None:
     return None
 
 
+SEND_OUT_MAX = 1 << 16
+RECENT_RELEASES = 64
+_QUEUED = re.compile(r"queued as item (\d+)$", re.MULTILINE)
+# what opens a released file in its target: the target desktop's own default handler for
+# the type (its ~/.config/mimeapps.list, then the system's), found by xdg-utils' xdg-open
+# without the defaults zionwm puts first (they would send the file on again); in a session
+# without a desktop environment xdg-utils runs the handler in the foreground, so the
+# sandbox lives as long as the handler does
+OPEN_RELEASED = (
+    "/usr/bin/env",
+    "XDG_CONFIG_DIRS=/etc/xdg",
+    "XDG_DATA_DIRS=/usr/local/share:/usr/share",
+    "/usr/bin/xdg-open",
+)
+
+
+def queued_items(text: str) -> list[int]:
+    """The quarantine items `zionctl send` said it queued."""
+    return [int(m) for m in _QUEUED.findall(text)]
+
+
+def released_path(home: str, item: Mapping[str, Any]) -> str | None:
+    """Where a released send item is in its target's sandbox, or None if it was not
+    delivered under the home (or its name is not a plain name)."""
+    parts = [p for p in str(item.get("subdir", "")).split("/") if p]
+    name = item.get("release_name") or item.get("name")
+    if not parts or parts[0] != "home" or not isinstance(name, str):
+        return None
+    if any(p in (".", "..") for p in parts) or name in ("", ".", "..") or "/" in name:
+        return None
+    return "/".join([home, *parts[1:], name])
+
+
 class PortalLink:
     def __init__(self, server: Server, launcher: Launcher, buses: DesktopBuses) -> None:
         self.server = server
         self.launcher = launcher
         self.buses = buses
         self.choosers: dict[str, _Chooser] = {}  # by request handle
+        # files a program asked to open elsewhere: item id -> target, until released
+        self.to_open: dict[int, str] = {}
+        # the last released send items, in case the release is seen before the send ended
+        self.released: dict[int, dict[str, Any]] = {}
         self._appearance = self.appearance()
 
     # ---- settings ----
@@ -388,12 +426,54 @@ class PortalLink:
         rel = os.path.relpath(host, home.host)
         argv = [sys.executable, "-m", "zionwm.ctl", "send", "--from", req.desktop, "--to", target]
         argv += ["--", rel]
+        # its output names the quarantine items ("queued as item N"): a few lines, read
+        # once it has exited
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True
         )
         child = self.server.children.adopt(proc.pid, argv, None, proc.poll, proc.kill)
         child.extra["portal_send"] = (req.desktop, target, policy.clean_text(host.name, 60))
+        child.extra["portal_out"] = proc.stdout
         self._respond(req.desktop, req.handle, SUCCESS)
+
+    def _open_after_release(self, item_id: int, target: str) -> None:
+        item = self.released.pop(item_id, None)
+        if item is None:
+            self.to_open[item_id] = target
+        else:
+            self._open_released(target, item)
+
+    def quarantine_event(self, kind: str, item: Mapping[str, Any]) -> None:
+        """A quarantine event: a released file a program asked to open is opened in its
+        target, with the target's own handler."""
+        if kind != "released" or item.get("kind") != "send":
+            return
+        try:
+            item_id = int(item.get("id", -1))
+        except (TypeError, ValueError):
+            return
+        target = self.to_open.pop(item_id, None)
+        if target is None:
+            self.released[item_id] = dict(item)
+            while len(self.released) > RECENT_RELEASES:
+                del self.released[next(iter(self.released))]
+            return
+        self._open_released(target, item)
+
+    def _open_released(self, target: str, item: Mapping[str, Any]) -> None:
+        if item.get("dest") != target or target not in self.server.desktops:
+            return
+        path = released_path(f"/home/{self.launcher.host.user}", item)
+        name = policy.clean_text(str(item.get("release_name") or item.get("name")), 60)
+        if path is None:
+            self.server.notify(f"{target}: {name} was released but not opened", urgent=True)
+            return
+        try:
+            self.server.launch(target, [*OPEN_RELEASED, path])
+        except (RuntimeError, LookupError, ValueError, OSError) as exc:
+            self.server.notify(f"Could not open {name} in {target}: {exc}", urgent=True)
+            return
+        self.server.notify(f"Opened {name} in {target}")
 
     def child_exited(self, child: Child) -> None:
         """A `zionctl send` of ours ended: tell the user how it went."""
@@ -401,10 +481,16 @@ class PortalLink:
         if sent is None:
             return
         source, target, name = sent
+        out = child.extra.get("portal_out")
+        if out is not None:
+            text = out.read(SEND_OUT_MAX).decode("utf-8", "replace")
+            out.close()
+            for item_id in queued_items(text):
+                self._open_after_release(item_id, target)
         if child.returncode == 0:
             self.server.notify(
                 f"File from {source} sent to {target} through the audit: {name} "
-                f"(in {target}'s Incoming/{source} once released)"
+                f"(opened in {target} once released)"
             )
         else:
             self.server.notify(

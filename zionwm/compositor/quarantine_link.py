@@ -218,6 +218,10 @@ class QuarantineLink:
         ):
             self._notify(kind, src, item)
         self.server.emit("quarantine", {"event": kind, "item": item})
+        for ext in self.server.extensions:
+            hook = getattr(ext, "quarantine_event", None)
+            if hook:
+                hook(kind, item)
 
     def _notify(self, kind: str, src: str, item: dict[str, Any]) -> None:
         if not self.throttle.admit(src, time.time(), "released" if kind == "released" else "kept"):
