@@ -1,4 +1,5 @@
-"""Text the compositor draws (the strip's chips and clock, the host windows' tab) on an
+"""Text the compositor draws (the strip's chips and clock, the host windows' tab, the
+notifications, the overview's labels) on an
 output at scale 2: drawn at the output's density, so it is as sharp as the screen and the
 same size, in layout pixels, as at scale 1.
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.harness import Compositor, require
+from tests.harness import Compositor, require, wait_for
 
 STRIP = 24
 CHIP_ROW = 18  # a row through the chips, below their text
@@ -24,22 +25,70 @@ BORDER = 3  # a window frame's width
 TAB = 18  # the host tab's height
 
 
-def _shot(root: Path, scale: int) -> tuple[Image.Image, dict[str, int]]:
+NOTICE_TOP = STRIP + 8  # the first notification box, at the top right
+NOTICE_ROW = 22
+NOTICE_WIDTH = 620
+TITLE_TOP, TITLE_TEXT = 4, 32  # the overview's "Desktops" title (above the cells' rings)
+MISSING = "/nonexistent/hidpi-notice"
+
+
+def notice_ink(img: Image.Image, scale: int) -> tuple[int, int, int, int]:
+    """The white text of the first (urgent, red) notification's first row."""
+    y0 = NOTICE_TOP * scale
+    area = (img.width - NOTICE_WIDTH * scale, y0, img.width, y0 + NOTICE_ROW * scale)
+    return _bbox(img, area, lambda p: min(p[:3]) > 200)
+
+
+def title_ink(img: Image.Image, scale: int) -> tuple[int, int, int, int]:
+    """The overview's title, white on its dark backdrop, in the middle at the top."""
+    y0 = (STRIP + TITLE_TOP) * scale
+    mid = img.width // 2
+    area = (mid - 100 * scale, y0, mid + 100 * scale, y0 + TITLE_TEXT * scale)
+    return _bbox(img, area, lambda p: min(p[:3]) > 200)
+
+
+Shots = tuple[Image.Image, dict[str, int], Image.Image, Image.Image]
+
+
+def _shot(root: Path, scale: int) -> Shots:
     comp = Compositor(root, extra_env={"ZIONWM_OUTPUT_SCALE": str(scale)}).start()
     try:
         assert comp.zjson("outputs")[0]["scale"] == scale
         comp.client([require("weston-simple-shm")])  # on the host socket: it gets a tab
         (win,) = comp.wait_window("host")
         img = comp.screenshot(root / f"scale{scale}.png")
+        # a notification: a program that is not there is refused with one
+        comp.zionctl("launch", "work", "--", MISSING, check=False)
+        wait_for(
+            lambda: any(MISSING in n for n in comp.zjson("status")["notifications"]),
+            30,
+            "the notification",
+        )
+        notice = wait_for(
+            lambda: (
+                (s := comp.screenshot(root / f"notice{scale}.png")) and notice_ink(s, scale) and s
+            ),
+            10,
+            "the notification on screen",
+        )
+        comp.zionctl("overview")
+        wait_for(lambda: comp.zjson("status")["overview"]["open"], 10, "the overview to open")
+        overview = wait_for(
+            lambda: (
+                (s := comp.screenshot(root / f"overview{scale}.png")) and title_ink(s, scale) and s
+            ),
+            10,
+            "the overview on screen",
+        )
     finally:
         comp.stop()
-    return img, win
+    return img, win, notice, overview
 
 
 @pytest.fixture(scope="module")
 def shots(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[dict[int, tuple[Image.Image, dict[str, int]]]]:
+) -> Iterator[dict[int, Shots]]:
     root = tmp_path_factory.mktemp("hidpi")
     out = {}
     for scale in (1, 2):
@@ -106,18 +155,26 @@ def _size(box: tuple[int, int, int, int]) -> tuple[int, int]:
     return box[2] - box[0], box[3] - box[1]
 
 
-@pytest.mark.parametrize("what", ["chip", "tab"])
+def _ink(shot: Shots, scale: int, what: str) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    img, win, notice, overview = shot
+    if what == "chip":
+        return img, work_chip_ink(img, scale)
+    if what == "tab":
+        return img, host_tab_ink(img, win, scale)
+    if what == "notice":
+        return notice, notice_ink(notice, scale)
+    return overview, title_ink(overview, scale)
+
+
+@pytest.mark.parametrize("what", ["chip", "tab", "notice", "overview"])
 def test_labels_at_scale_2_are_the_same_size_and_drawn_at_its_density(
-    shots: dict[int, tuple[Image.Image, dict[str, int]]], what: str
+    shots: dict[int, Shots], what: str
 ) -> None:
-    ink = {}
-    for scale, (img, win) in shots.items():
-        ink[scale] = work_chip_ink(img, scale) if what == "chip" else host_tab_ink(img, win, scale)
-    (w1, h1), (w2, h2) = _size(ink[1]), _size(ink[2])
+    (img1, ink1), (img2, ink2) = _ink(shots[1], 1, what), _ink(shots[2], 2, what)
+    (w1, h1), (w2, h2) = _size(ink1), _size(ink2)
     # the same layout size: twice the output pixels (give or take the glyphs' hinting)
-    assert abs(w2 - 2 * w1) <= 4 and abs(h2 - 2 * h1) <= 3, (what, ink)
+    assert abs(w2 - 2 * w1) <= 4 and abs(h2 - 2 * h1) <= 3, (what, ink1, ink2)
     # crisp: not the scale-1 drawing blown up (its 2x2 blocks would all be uniform)
-    img1, img2 = shots[1][0], shots[2][0]
-    up = img1.crop(ink[1]).resize((w1 * 2, h1 * 2), Image.Resampling.NEAREST)
+    up = img1.crop(ink1).resize((w1 * 2, h1 * 2), Image.Resampling.NEAREST)
     assert blocky(up, (0, 0, *up.size)) > 0.95  # the measure does see a blown-up one
-    assert blocky(img2, ink[2]) < 0.8, (what, blocky(img2, ink[2]))
+    assert blocky(img2, ink2) < 0.8, (what, blocky(img2, ink2))

@@ -7,8 +7,8 @@ zionwm's notices by ui.Notifications.
 
 from __future__ import annotations
 
-from .native import SceneImage, SceneRect, SceneTree
-from .ui import Notifications, render_text
+from .native import SceneRect, SceneTree
+from .ui import Notifications, label_image
 
 ROW = 22
 STRIPE = 6
@@ -25,12 +25,6 @@ def _ink_on(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if (0.299 * r + 0.587 * g + 0.114 * b) > 150 else (255, 255, 255)
 
 
-def _crop(pixels: bytes, w: int, h: int, max_w: int) -> bytes:
-    if w <= max_w:
-        return pixels
-    return b"".join(pixels[row * w * 4 : row * w * 4 + max_w * 4] for row in range(h))
-
-
 def show(
     notifications: Notifications,
     desktop: str,
@@ -42,12 +36,13 @@ def show(
     body = lines[:7] or [""]
     node = SceneTree.create(notifications.tree)
     rgb = _rgb(colour)
-    w, h, px = render_text(f"\u25cf {desktop}", _ink_on(rgb), (*rgb, 255), ROW)
-    SceneImage.create(node, w, h, px)
+    scale = notifications.scale
+    label_image(node, f"\u25cf {desktop}", _ink_on(rgb), (*rgb, 255), ROW, scale=scale)
     SceneRect.create(node, STRIPE, ROW * len(body), colour).set_position(0, ROW)
     for i, line in enumerate(body):
-        w, h, px = render_text(line[:160], (255, 255, 255), BODY_BG, ROW, size=13)
-        img = SceneImage.create(node, min(w, MAX_WIDTH), h, _crop(px, w, h, MAX_WIDTH))
+        img = label_image(
+            node, line[:160], (255, 255, 255), BODY_BG, ROW, 13, scale, max_width=MAX_WIDTH
+        )
         img.set_position(STRIPE, ROW * (i + 1))
     rows = "\n".join([desktop, *body])
     notifications.show_node(node, rows, f"[{desktop}] " + " / ".join(body), seconds)

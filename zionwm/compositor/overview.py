@@ -35,7 +35,7 @@ from .native import SceneImage, SceneRect, SceneTree
 from .outputs import ServerOutput
 from .runtime import DesktopRuntime
 from .strip import FROZEN_MARK, PENDING_MARK
-from .ui import STRIP_HEIGHT, Color, font, rgb255, text_colour_on, text_y
+from .ui import STRIP_HEIGHT, Color, font, rgb255, scaled, text_colour_on, text_y
 
 log = logging.getLogger(__name__)
 
@@ -120,49 +120,58 @@ def cell_state(frozen: bool, programs: int) -> str:
 
 
 @lru_cache(maxsize=64)
-def render_header(cell: Cell, width: int) -> bytes:
+def render_header(cell: Cell, width: int, scale: float = 1.0) -> bytes:
+    """The cell's header, `width` x HEADER_H layout pixels drawn at `scale`."""
     bg = rgb255(cell.colour)
     fg = (*text_colour_on(cell.colour), 255)
-    img = Image.new("RGBA", (width, HEADER_H), (*bg, 255))
+    height = scaled(HEADER_H, scale)
+    img = Image.new("RGBA", (scaled(width, scale), height), (*bg, 255))
     draw = ImageDraw.Draw(img)
-    big = font(15, bold=True)
-    small = font(12, bold=True)
+    big = font(scaled(15, scale), bold=True)
+    small = font(scaled(12, scale), bold=True)
     label = f"{cell.index}  {cell.name}" if cell.index <= 9 else cell.name
-    _text_middle(draw, 10, HEADER_H, label, big, fg)
+    _text_middle(draw, scaled(10, scale), height, label, big, fg)
     state = f"{FROZEN_MARK} frozen" if cell.state == "frozen" else cell.state
     left, _t, right, _b = small.getbbox(state)
-    _text_middle(draw, width - (right - left) - 12, HEADER_H, state, small, fg)
+    right_x = scaled(width - 12, scale) - (right - left)
+    _text_middle(draw, right_x, height, state, small, fg)
     return img.tobytes("raw", "BGRA")
 
 
 @lru_cache(maxsize=64)
-def render_info(cell: Cell, width: int, height: int) -> bytes:
-    img = Image.new("RGBA", (width, height), (*INFO_BG, 255))
+def render_info(cell: Cell, width: int, height: int, scale: float = 1.0) -> bytes:
+    px_h = scaled(height, scale)
+    img = Image.new("RGBA", (scaled(width, scale), px_h), (*INFO_BG, 255))
     draw = ImageDraw.Draw(img)
-    f = font(12, bold=False)
+    f = font(scaled(12, scale), bold=False)
     windows = f"{cell.windows} window" + ("" if cell.windows == 1 else "s")
     parts = [windows, f"network {cell.network}"]
     if cell.pending:
         parts.append(f"{PENDING_MARK} {cell.pending} in quarantine")
     if cell.oom_kills:
         parts.append(f"\u26a0 {cell.oom_kills} killed at the memory limit")
-    _text_middle(draw, 8, height, "   \u00b7   ".join(parts), f, (230, 230, 235, 255))
+    text = "   \u00b7   ".join(parts)
+    _text_middle(draw, scaled(8, scale), px_h, text, f, (230, 230, 235, 255))
     return img.tobytes("raw", "BGRA")
 
 
 @lru_cache(maxsize=8)
-def render_banner(text: str, width: int, height: int, size: int, bold: bool) -> bytes:
-    img = Image.new("RGBA", (width, height), (*rgb255(BACKDROP), 255))
+def render_banner(
+    text: str, width: int, height: int, size: int, bold: bool, scale: float = 1.0
+) -> bytes:
+    px_w, px_h = scaled(width, scale), scaled(height, scale)
+    img = Image.new("RGBA", (px_w, px_h), (*rgb255(BACKDROP), 255))
     draw = ImageDraw.Draw(img)
-    f = font(size, bold=bold)
+    f = font(scaled(size, scale), bold=bold)
     left, _t, right, _b = f.getbbox(text)
     colour = (245, 245, 250, 255) if bold else (170, 170, 180, 255)
-    _text_middle(draw, (width - (right - left)) // 2 - left, height, text, f, colour)
+    _text_middle(draw, (px_w - (right - left)) // 2 - left, px_h, text, f, colour)
     return img.tobytes("raw", "BGRA")
 
 
 @lru_cache(maxsize=8)
 def render_well_note(text: str, width: int, height: int) -> bytes:
+    # drawn in the thumbnail's own pixels (a thumbnail is a scaled-down frame, not text)
     img = Image.new("RGBA", (width, height), (*rgb255(THUMB_BG), 255))
     draw = ImageDraw.Draw(img)
     f = font(13, bold=False)
@@ -170,6 +179,12 @@ def render_well_note(text: str, width: int, height: int) -> bytes:
     x = (width - (right - left)) // 2
     draw.text((x - left, text_y(f, height)), text, font=f, fill=(110, 110, 120, 255))
     return img.tobytes("raw", "BGRA")
+
+
+def _image(parent: Any, width: int, height: int, pixels: bytes, scale: float) -> SceneImage:
+    """`pixels` drawn at `scale` for a box of `width` x `height` layout pixels."""
+    px = (scaled(width, scale), scaled(height, scale))
+    return SceneImage.create(parent, *px, pixels, size=(width, height))
 
 
 def _text_middle(draw: Any, x: int, height: int, text: str, f: Any, fill: Any) -> None:
@@ -219,6 +234,9 @@ class OverviewCompositor(Protocol):
 
     @property
     def overlay(self) -> SceneTree: ...
+
+    @property
+    def ui_scale(self) -> float: ...
 
     @property
     def isolation(self) -> Any: ...
@@ -408,11 +426,11 @@ class Overview:
         try:
             tree.set_position(*self.origin)
             SceneRect.create(tree, w, area_h, BACKDROP)
-            title = SceneImage.create(
-                tree, w, TITLE_H, render_banner("Desktops", w, TITLE_H, 17, True)
-            )
+            sc = self.server.ui_scale
+            banner = render_banner("Desktops", w, TITLE_H, 17, True, sc)
+            title = _image(tree, w, TITLE_H, banner, sc)
             title.set_position(0, 4)
-            hint = SceneImage.create(tree, w, HINT_H, render_banner(HINT, w, HINT_H, 13, False))
+            hint = _image(tree, w, HINT_H, render_banner(HINT, w, HINT_H, 13, False, sc), sc)
             hint.set_position(0, area_h - HINT_H)
             self.ring = SceneRect.create(tree, 0, 0, (1.0, 1.0, 1.0, 1.0))
             tw, th = layout.thumb
@@ -422,7 +440,7 @@ class Overview:
                 node = SceneTree.create(tree)
                 node.set_position(x, y)
                 SceneRect.create(node, cw, ch, cell.colour)
-                header = SceneImage.create(node, cw, HEADER_H, render_header(cell, cw))
+                header = _image(node, cw, HEADER_H, render_header(cell, cw, sc), sc)
                 header.set_position(0, 0)
                 pixels = self._thumb_for(name, (tw, th))
                 if pixels is None:
@@ -433,7 +451,7 @@ class Overview:
                 img.set_position(FRAME, HEADER_H)
                 self._wells[name] = (node, img)
                 iw, ih = cw - 2 * FRAME, INFO_H - FRAME
-                info = SceneImage.create(node, iw, ih, render_info(cell, iw, ih))
+                info = _image(node, iw, ih, render_info(cell, iw, ih, sc), sc)
                 info.set_position(FRAME, HEADER_H + th)
         except Exception:
             tree.destroy()

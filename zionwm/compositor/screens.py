@@ -71,7 +71,7 @@ class OutputHandling(ServerCore):
                 ind.resize(b.x, b.y, b.width, so.output.scale)
         if self.outputs:
             b = self.outputs[0].box()
-            self.notifications.place(b.x, b.y, b.width)
+            self.notifications.place(b.x, b.y, b.width, self.outputs[0].output.scale)
         self._update_indicators()
 
     def _on_frame_committed(self, output_id: int, now_ns: int) -> None:

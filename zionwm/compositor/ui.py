@@ -92,17 +92,24 @@ def render_label(
     return Raster(width, height, scale, img.tobytes("raw", "BGRA"))
 
 
-def render_text(
+def label_image(
+    parent: Any,
     text: str,
     fg: tuple[int, int, int],
     bg: tuple[int, int, int, int],
     height: int,
-    pad: int = 8,
     size: int = 14,
-) -> tuple[int, int, bytes]:
-    """Rasterise one line of text at scale 1 to premultiplied ARGB8888."""
-    r = render_label(text, fg, bg, height, pad, size)
-    return r.width, r.height, r.pixels
+    scale: float = 1.0,
+    max_width: int | None = None,
+) -> SceneImage:
+    """One line of text drawn at `scale` under `parent`, at most `max_width` layout pixels
+    wide (the rest cut off)."""
+    r = render_label(text, fg, bg, height, size=size, scale=scale)
+    width = r.width if max_width is None else min(r.width, max_width)
+    full_w, px_h = scaled(r.width, scale), scaled(height, scale)
+    px_w = min(full_w, scaled(width, scale))
+    pixels = _crop(r.pixels, full_w, px_h, px_w)
+    return SceneImage.create(parent, px_w, px_h, pixels, size=(width, height))
 
 
 HOST_FRAME: Color = (0.92, 0.92, 0.92, 1.0)
@@ -148,9 +155,11 @@ class Notifications:
         self.items: list[tuple[SceneNode, str]] = []
         self.history: list[str] = []
         self.area = (0, 0, 1280)
+        self.scale = 1.0  # of the output the boxes are on: their text is drawn at it
 
-    def place(self, x: int, y: int, width: int) -> None:
+    def place(self, x: int, y: int, width: int, scale: float = 1.0) -> None:
         self.area = (x, y, width)
+        self.scale = scale
         self._layout()
 
     def show(self, text: str, seconds: float = 6.0, urgent: bool = False) -> None:
@@ -161,11 +170,11 @@ class Notifications:
         lines = text.splitlines()[:8] or [""]
         y = 0
         for line in lines:
-            w, h, px = render_text(line[:160], (255, 255, 255), bg, 22, size=13)
-            w = min(w, 900)
-            img = SceneImage.create(node, w, h, _crop(px, *_size_of(px, h), 900))
+            img = label_image(
+                node, line[:160], (255, 255, 255), bg, 22, 13, self.scale, max_width=900
+            )
             img.set_position(0, y)
-            y += h
+            y += 22
         entry = (node, text)
         self.items.append(entry)
         self._layout()
@@ -193,7 +202,3 @@ class Notifications:
         for node, text in self.items:
             node.set_position(x + max(0, width - 620), top)
             top += 22 * min(8, max(1, len(text.splitlines()))) + 6
-
-
-def _size_of(pixels: bytes, h: int) -> tuple[int, int]:
-    return len(pixels) // (4 * h), h
