@@ -21,7 +21,7 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def size_text(n: int | None) -> str:
+def size_text(n: float | None) -> str:
     """A byte count as people read it ("-" for none)."""
     if n is None:
         return "-"

@@ -14,8 +14,8 @@ import time
 from typing import Any
 
 from zionwm import ctl
+from zionwm.cli_table import size_text
 from zionwm.desktops_model import SETTINGS
-from zionwm.isolation.hibernate import size_text
 
 
 def _request(args: argparse.Namespace, words: list[str]) -> dict[str, Any]:

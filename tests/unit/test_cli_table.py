@@ -27,3 +27,13 @@ def test_sizes_and_times_read_as_people_read_them() -> None:
     ]
     assert time_text(None) == "-" and time_text(0) == "-"
     assert time_text(86400 * 365) == "1971-01-01 00:00:00"
+
+
+def test_the_manager_and_hibernation_say_sizes_as_zionctl_does() -> None:
+    from zionwm.isolation import hibernate
+    from zionwm.manager import models
+
+    # one formatter for every layer (the manager's usage figures are floats)
+    assert models.size_text is size_text and hibernate.size_text is size_text
+    assert size_text(1536.0) == "1.5 KiB"
+    assert size_text(3 * 1024**2 + 0.4) == "3.0 MiB"

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from zionwm.cli_table import size_text
+
 from .cgroups.desktop import DesktopCgroup
 from .cgroups.fs import parse_keyed
 
@@ -74,15 +76,6 @@ class Estimate:
             else:
                 parts.append(f"{size_text(self.swap_only_bytes)} of program memory into swap")
         return f"{out} ({'; '.join(parts)})"
-
-
-def size_text(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
 
 
 def estimate(

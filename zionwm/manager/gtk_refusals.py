@@ -13,12 +13,12 @@ from typing import Any  # noqa: E402
 
 from gi.repository import Adw, GLib, Gtk  # noqa: E402
 
+from zionwm.cli_table import size_text  # noqa: E402
 from zionwm.manager import refusals as refmodel  # noqa: E402
 from zionwm.manager.client import ControlError  # noqa: E402
 from zionwm.manager.diskuse import DiskUse, DiskUseCache  # noqa: E402
 from zionwm.manager.gtk_base import WindowParts  # noqa: E402
 from zionwm.manager.gtk_widgets import swatch, then_true  # noqa: E402
-from zionwm.manager.models import human_size  # noqa: E402
 
 
 class RefusalsPart(WindowParts):
@@ -190,7 +190,7 @@ class RefusalsPart(WindowParts):
         elif payload.get("freed_bytes") is None:
             self.toast(f"Froze {name}; memory cannot be pushed out here")
         else:
-            self.toast(f"Hibernated {name}: {human_size(payload['freed_bytes'])} freed")
+            self.toast(f"Hibernated {name}: {size_text(payload['freed_bytes'])} freed")
 
     # ---- disk use of the homes ------------------------------------------------------------
 

@@ -10,19 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from zionwm.cli_table import size_text
+
 HISTORY = 60  # samples kept per desktop: one minute at the compositor's 1 Hz
 SORT_KEYS = ("order", "name", "state", "cpu", "memory", "disk")
-
-
-def human_size(n: float | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
 
 
 @dataclass
@@ -98,7 +89,7 @@ class DesktopRow:
             return "no usage yet"
         cpu = "-" if self.cpu_percent is None else f"{self.cpu_percent:.0f} % CPU"
         pids = "" if self.pids is None else f" · {self.pids} processes"
-        return f"{cpu} · {human_size(self.memory_bytes)}{pids}"
+        return f"{cpu} · {size_text(self.memory_bytes)}{pids}"
 
     @property
     def summary(self) -> str:
@@ -114,7 +105,7 @@ class DesktopRow:
             parts.append("forgets its home")
         if self.home_bytes is not None:
             at_least = "" if self.home_complete else "at least "
-            parts.append(f"home {at_least}{human_size(self.home_bytes)}")
+            parts.append(f"home {at_least}{size_text(self.home_bytes)}")
         if self.refusals:
             parts.append(f"{self.refusals} refusal{'s' if self.refusals != 1 else ''}")
         return " · ".join(parts)

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from zionwm.manager.models import human_size
+from zionwm.cli_table import size_text
 from zionwm.quarantine.explain import verdict_words
 
 # What the service calls a state, in the user's words: a rejected item whose content is
@@ -113,7 +113,7 @@ class QItem:
         parts = [
             f"from {self.source}",
             f"to {self.dest}",
-            human_size(self.size),
+            size_text(self.size),
             self.verdict_short,
             STATE_WORDS.get(self.state, self.state),
         ]
