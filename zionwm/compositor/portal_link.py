@@ -490,7 +490,7 @@ class PortalLink:
         if child.returncode == 0:
             self.server.notify(
                 f"File from {source} sent to {target} through the audit: {name} "
-                f"(opened in {target} once released)"
+                f"(in {target}'s Incoming/{source}, opened there once released)"
             )
         else:
             self.server.notify(
