@@ -520,7 +520,9 @@ struct zion_frame_copy *zion_output_frame_copy(struct zion_output_frame *f,
     c->width = w;
     c->height = h;
     c->bytes = row * h;
-    /* MAP_POPULATE: the pages are faulted in at once, not one by one under the memcpy */
+    /* MAP_POPULATE: the pages are faulted in at once, not one by one under the memcpy
+     * (about a quarter faster). Not in 2 MiB pages: faster still, but a fault that finds
+     * none free may compact memory first, a stall on the switch's path. */
     c->pixels = mmap(NULL, c->bytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (c->pixels == MAP_FAILED) { free(c); return NULL; }
