@@ -14,7 +14,8 @@ Work that arrives together is done together: the files of one inotify wake-up ar
 one batch, the audits started at once share a commit, the verdicts that came back meanwhile
 are recorded in one transaction, and the releases due at once share their intent's commit
 and their outcome's (`Store.batch`; a file never moves before its intent is committed).
-Events are queued and sent per batch, with the counts read once.
+Events are queued and sent once per turn of the loop (and before any reply to a request),
+with the counts read once.
 At start, after taking the store lock, recovery.py brings every unfinished item to a
 consistent state, then every inbox is rescanned for files that arrived while it was down.
 
@@ -188,7 +189,6 @@ class Service:
         for item in items:
             self.emit("received", item)
             self.enqueue(item.id)
-        self.flush_events()
         # start them now while slots are free: a flood of arrivals read in batches must not
         # keep the audits waiting until the last of them is taken
         self.pump()
@@ -626,7 +626,6 @@ class Service:
         finally:
             if due:
                 self.release_many(due)
-            self.flush_events()
 
     def _pop_timers(self, now: float, due: list[tuple[int, bool, dict[str, Any] | None]]) -> None:
         while self.timers and self.timers[0][0] <= now:
@@ -664,7 +663,8 @@ class Service:
             self.events.append((event, item))
 
     def flush_events(self) -> None:
-        """Send the queued events, each with the counts as they are now (read once)."""
+        """Send the queued events, each with the counts as they are now (read once): at
+        the end of each turn of the loop, and before a reply."""
         if not self.events:
             return
         events, self.events = self.events, []
@@ -707,7 +707,6 @@ class Service:
         finally:
             if verdicts:
                 self._on_audit_results(verdicts)
-            self.flush_events()
 
     def run_once(self, timeout: float | None) -> None:
         t = self._timeout()
@@ -756,6 +755,7 @@ class Service:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.audits.close()
         self._guard(self._on_wake)
+        self._guard(self.flush_events)
         self.control.close_all()
         self.intake.close()
         self.sel.close()
