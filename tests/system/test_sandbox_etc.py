@@ -205,6 +205,17 @@ def test_the_tree_follows_its_sources(world: Path) -> None:
     assert tree is not None
     assert "/etc/fonts" in tree.binds and "/etc/fonts" not in tree.files
     assert (root / "fonts").is_dir() and list((root / "fonts").iterdir()) == []
+    # what not everyone may read is never copied (the copy's owner differs): bound instead
+    (host_etc / "gai.conf").write_text("secret to some\n")
+    (host_etc / "gai.conf").chmod(0o640)
+    (host_etc / "xdg").mkdir()
+    (host_etc / "xdg" / "private").write_text("secret to some\n")
+    (host_etc / "xdg" / "private").chmod(0o600)
+    tree = trees.ensure(spec, _host(host_etc))
+    assert tree is not None
+    assert {"/etc/gai.conf", "/etc/xdg"} <= tree.binds
+    assert (root / "gai.conf").read_bytes() == b""
+    assert list((root / "xdg").iterdir()) == []
     # a piece that went away leaves the tree
     (host_etc / "hosts").unlink()
     tree = trees.ensure(spec, _host(host_etc))

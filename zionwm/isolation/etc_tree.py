@@ -5,10 +5,12 @@ costs it a re-read of its mount table. Instead the launcher keeps, per desktop, 
 the desktop's private runtime area holding copies of the /etc pieces of
 `bwrap.SYSTEM_CANDIDATES` (regular files, and directories copied whole: files, symlinks as
 symlinks, subdirectories) plus the synthesized passwd and group, and binds that one directory
-as /etc. A piece that cannot be copied faithfully (unreadable to the launcher, too large, a
-directory holding a device or socket) stays a bind of its own over an empty mount point in
-the tree. The sandbox sees the same names, types, modes and contents as with separate binds;
-nothing outside those pieces is ever copied, so what was hidden stays hidden.
+as /etc. A piece that cannot be copied faithfully stays a bind of its own over an empty
+mount point in the tree: a file or directory not readable by everyone (a copy could show a
+program what the bind's owner and mode withheld from it, as the copy's owner is the
+launcher's user), too large, or a directory holding a device or socket. The sandbox sees
+the same names, types, modes and contents as with separate binds; nothing outside those
+pieces is ever copied, so what was hidden stays hidden.
 
 The copies follow the host: before each launch the launcher stats what it copied (every
 source file, and every source directory, whose mtime moves when an entry is added, removed,
@@ -61,7 +63,7 @@ def etc_dir(desktop: str) -> Path:
 
 @dataclass
 class _State:
-    content: tuple[bytes, ...]  # the synthesized files
+    inputs: tuple[object, ...]  # the synthesized files and the pieces the host has
     watched: tuple[tuple[str, bool], ...]  # (host path, follow symlinks) stat'ed per launch
     keys: tuple[_StatKey, ...]  # their stat keys when the tree was made
     root: tuple[int, int]  # the tree's (dev, ino)
@@ -85,9 +87,10 @@ class EtcTrees:
         uid, gid = bwrap.sandbox_ids(spec, host)
         passwd, group = bwrap.passwd_lines(uid, gid, host.user, f"/home/{host.user}")
         root = etc_dir(spec.name)
+        inputs = (passwd, group, *sorted(host.system_files))
         with self._lock:
             state = self._states.get(spec.name)
-            if state is not None and self._fresh(state, (passwd, group), root):
+            if state is not None and self._fresh(state, inputs, root):
                 return state.tree
             try:
                 state = self._build(root, host, {"passwd": passwd, "group": group})
@@ -104,8 +107,8 @@ class EtcTrees:
         with self._lock:
             self._states.pop(desktop, None)
 
-    def _fresh(self, state: _State, content: tuple[bytes, ...], root: Path) -> bool:
-        if state.content != content:
+    def _fresh(self, state: _State, inputs: tuple[object, ...], root: Path) -> bool:
+        if state.inputs != inputs:
             return False
         try:
             st = os.stat(root)
@@ -156,7 +159,7 @@ class EtcTrees:
         log.debug("prepared /etc at %s: %d copied, %d bound", root, len(copied), len(binds))
         keys = tuple(sync.keys)
         return _State(
-            content=tuple(synthesized.values()),
+            inputs=(*synthesized.values(), *sorted(host.system_files)),
             watched=tuple(sync.watched),
             keys=keys,
             root=(st.st_dev, st.st_ino),
@@ -164,10 +167,20 @@ class EtcTrees:
         )
 
 
+def _public(st: os.stat_result, *, directory: bool = False) -> bool:
+    """Readable (and, for a directory, searchable) by everyone, and not too large: a copy of
+    it shows no program more than the host's file does, whoever owns the copy."""
+    if directory:
+        return st.st_mode & (stat.S_IROTH | stat.S_IXOTH) == stat.S_IROTH | stat.S_IXOTH
+    return bool(st.st_mode & stat.S_IROTH) and st.st_size <= MAX_COPY
+
+
 def _copyable_dir(src: str) -> bool:
-    """Whether a directory holds only what a copy reproduces: readable directories and
-    regular files (not too large), and symlinks."""
+    """Whether a directory holds only what a copy reproduces: directories and regular files
+    readable by everyone (see `_public`), and symlinks."""
     try:
+        if not _public(os.stat(src), directory=True):
+            return False
         for dirpath, dirnames, filenames in os.walk(src, onerror=_raise):
             for name in dirnames + filenames:
                 p = os.path.join(dirpath, name)
@@ -175,11 +188,9 @@ def _copyable_dir(src: str) -> bool:
                 if stat.S_ISLNK(st.st_mode):
                     continue
                 if stat.S_ISDIR(st.st_mode):
-                    if not os.access(p, os.R_OK | os.X_OK):
+                    if not _public(st, directory=True):
                         return False
-                elif not (
-                    stat.S_ISREG(st.st_mode) and st.st_size <= MAX_COPY and os.access(p, os.R_OK)
-                ):
+                elif not (stat.S_ISREG(st.st_mode) and _public(st)):
                     return False
     except OSError:
         return False
@@ -253,8 +264,8 @@ class _Sync:
         self._replace(tmp, dest)
 
     def copy_file(self, src: str, rel: str, st: os.stat_result) -> bool:
-        """Copy one regular file; False when it cannot be read or is too large."""
-        if st.st_size > MAX_COPY:
+        """Copy one regular file; False when it is not public (see `_public`) or unreadable."""
+        if not _public(st):
             return False
         try:
             with open(src, "rb") as f:
