@@ -109,7 +109,8 @@ def test_etc_is_the_same_as_with_separate_binds(
         # the prepared tree is what the sandbox gets: one bind as /etc, and no bind of a piece
         # it holds a copy of
         plan = prepared.plan(spec, ["/bin/true"])
-        assert Mount(MountKind.RO_BIND, "/etc", source=str(etc_dir(spec.name))) in plan.mounts
+        tree = str(etc_dir(os.getuid(), os.getgid()))
+        assert Mount(MountKind.RO_BIND, "/etc", source=tree) in plan.mounts
         bound = {m.dest for m in plan.mounts if m.kind is MountKind.RO_BIND_TRY}
         assert not bound & {"/etc/hosts", "/etc/ld.so.cache", "/etc/ssl/certs"}
         assert "/etc/passwd" not in {m.dest for m in plan.mounts}
@@ -127,7 +128,7 @@ def test_etc_is_the_same_as_with_separate_binds(
 def test_etc_attacks_from_inside_fail(world: Path) -> None:
     launcher = Launcher()
     spec = _spec()
-    tree = etc_dir(spec.name)
+    tree = etc_dir(os.getuid(), os.getgid())
     try:
         r = _run(launcher, spec, ATTACK_ETC, world / "attack.json")
         before = {p: p.read_bytes() for p in tree.rglob("*") if p.is_file()}
@@ -221,9 +222,11 @@ def test_the_tree_follows_its_sources(world: Path) -> None:
     tree = trees.ensure(spec, _host(host_etc))
     assert tree is not None
     assert not (root / "hosts").exists() and "/etc/hosts" not in tree.files
-    # another user id (a nested_sandbox desktop of a root launcher): passwd follows
-    trees.ensure(spec, _host(host_etc, uid=777))
-    assert (root / "passwd").read_text().startswith("someone:x:777:777:")
+    # another user id (a nested_sandbox desktop of a root launcher): a tree of its own
+    other = trees.ensure(spec, _host(host_etc, uid=777))
+    assert other is not None and other.path != tree.path
+    assert (Path(other.path) / "passwd").read_text().startswith("someone:x:777:777:")
+    assert (root / "passwd").read_text().startswith("someone:x:4242:4242:")
 
 
 def test_a_changed_source_shows_in_the_next_sandbox(world: Path) -> None:

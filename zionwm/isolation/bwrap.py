@@ -19,7 +19,7 @@ namespace, all capabilities dropped, no further user namespaces allowed):
 
     /usr (host, read-only, or the desktop's writable layer)   /bin /lib ... symlinks as on host
     /etc  only the pieces programs need; passwd/group synthesized for the one user
-          (copied once per desktop into a tree bound as /etc in one mount: etc_tree)
+          (copied into a prepared tree bound as /etc in one mount: etc_tree)
     /home/<user>            the desktop's home (or a tmpfs seeded from a template)
     /home/<user>/Shared     Shared, read-only      /home/<user>/Outbox    the desktop's outbox
     /home/<user>/Downloads  the quarantine inbox, when the desktop has a downloads policy

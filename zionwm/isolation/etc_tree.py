@@ -1,16 +1,17 @@
-"""A desktop's prepared /etc: one directory bound as the sandbox's /etc in a single mount.
+"""The prepared /etc: one directory bound as a sandbox's /etc in a single mount.
 
 Binding each of the host's /etc pieces on its own costs bwrap one mount apiece, and each mount
-costs it a re-read of its mount table. Instead the launcher keeps, per desktop, a directory in
-the desktop's private runtime area holding copies of the /etc pieces of
-`bwrap.SYSTEM_CANDIDATES` (regular files, and directories copied whole: files, symlinks as
-symlinks, subdirectories) plus the synthesized passwd and group, and binds that one directory
-as /etc. A piece that cannot be copied faithfully stays a bind of its own over an empty
-mount point in the tree: a file or directory not readable by everyone (a copy could show a
-program what the bind's owner and mode withheld from it, as the copy's owner is the
-launcher's user), too large, or a directory holding a device or socket. The sandbox sees
-the same names, types, modes and contents as with separate binds; nothing outside those
-pieces is ever copied, so what was hidden stays hidden.
+costs it a re-read of its mount table. Instead the launcher keeps a directory in its private
+runtime area holding copies of the /etc pieces of `bwrap.SYSTEM_CANDIDATES` (regular files,
+and directories copied whole: files, symlinks as symlinks, subdirectories) plus the
+synthesized passwd and group, and binds that one directory as /etc. Desktops whose programs
+run as the same uid:gid share one tree: nothing in it belongs to a desktop. A piece that
+cannot be copied faithfully stays a bind of its own over an empty mount point in the tree: a
+file or directory not readable by everyone (a copy could show a program what the bind's
+owner and mode withheld from it, as the copy's owner is the launcher's user), too large, or
+a directory holding a device or socket. The sandbox sees the same names, types, modes and
+contents as with separate binds; nothing outside those pieces is ever copied, so what was
+hidden stays hidden.
 
 The copies follow the host: before each launch the launcher stats what it copied (every
 source file, and every source directory, whose mtime moves when an entry is added, removed,
@@ -56,9 +57,10 @@ def _key(path: str, *, follow: bool = True) -> _StatKey:
     return (path, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
 
 
-def etc_dir(desktop: str) -> Path:
-    """The host directory holding a desktop's prepared /etc."""
-    return paths.runtime_dir() / ".etc" / desktop
+def etc_dir(uid: int, gid: int) -> Path:
+    """The host directory holding the prepared /etc of desktops whose programs run as
+    uid:gid (its passwd and group name them; the rest is the same for every desktop)."""
+    return paths.runtime_dir() / ".etc" / f"{uid}.{gid}"
 
 
 @dataclass
@@ -71,7 +73,7 @@ class _State:
 
 
 class EtcTrees:
-    """The prepared /etc of every desktop, refreshed when a source changes (see module doc).
+    """The prepared /etc trees, refreshed when a source changes (see module doc).
 
     `host_etc` is where the host's /etc pieces are read from (tests use a directory of their
     own); the tree always stands for /etc inside the sandbox."""
@@ -86,26 +88,21 @@ class EtcTrees:
         None when it cannot be prepared: the sandbox then gets the pieces bound one by one."""
         uid, gid = bwrap.sandbox_ids(spec, host)
         passwd, group = bwrap.passwd_lines(uid, gid, host.user, f"/home/{host.user}")
-        root = etc_dir(spec.name)
+        root = etc_dir(uid, gid)
+        key = root.name
         inputs = (passwd, group, *sorted(host.system_files))
         with self._lock:
-            state = self._states.get(spec.name)
+            state = self._states.get(key)
             if state is not None and self._fresh(state, inputs, root):
                 return state.tree
             try:
                 state = self._build(root, host, {"passwd": passwd, "group": group})
             except OSError as exc:
                 log.warning("desktop %s: cannot prepare its /etc at %s: %s", spec.name, root, exc)
-                self._states.pop(spec.name, None)
+                self._states.pop(key, None)
                 return None
-            self._states[spec.name] = state
+            self._states[key] = state
             return state.tree
-
-    def forget(self, desktop: str) -> None:
-        """Forget a stopped desktop's state; the tree stays (a sandbox still running sees it
-        through its bind) and is checked again, file by file, at the next launch."""
-        with self._lock:
-            self._states.pop(desktop, None)
 
     def _fresh(self, state: _State, inputs: tuple[object, ...], root: Path) -> bool:
         if state.inputs != inputs:
@@ -123,7 +120,7 @@ class EtcTrees:
     def _build(self, root: Path, host: HostFacts, synthesized: dict[str, bytes]) -> _State:
         root.mkdir(parents=True, exist_ok=True, mode=BWRAP_DIR_MODE)
         os.chmod(root, BWRAP_DIR_MODE)
-        staging = root.parent / f".{root.name}.staging"
+        staging = root.parent / f".{root.name}.staging.{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(mode=0o700)
         sync = _Sync(root, staging)
@@ -212,6 +209,7 @@ class _Sync:
         self.watched: list[tuple[str, bool]] = []
         self.keys: list[_StatKey] = []
         self._tmp = 0
+        self._dirs: set[str] = set()  # parents made sure of
 
     def watch(self, path: str, *, follow: bool) -> None:
         self.watched.append((path, follow))
@@ -220,8 +218,12 @@ class _Sync:
     def _dest(self, rel: str) -> Path:
         self.wanted.add(rel)
         dest = self.root / rel
+        head = os.path.dirname(rel)
+        if not head or head in self._dirs:
+            return dest
         for parent in reversed(Path(rel).parents[:-1]):
             self.wanted.add(str(parent))
+            self._dirs.add(str(parent))
             d = self.root / parent
             if d.is_symlink() or (d.exists() and not d.is_dir()):
                 d.unlink()
@@ -279,14 +281,21 @@ class _Sync:
 
     def symlink(self, rel: str, target: str) -> None:
         dest = self._dest(rel)
-        if dest.is_symlink() and os.readlink(dest) == target:
+        try:
+            if os.readlink(dest) == target:
+                return
+        except FileNotFoundError:
+            os.symlink(target, dest)  # a new name: made whole at once, nothing to stage
             return
+        except OSError:
+            pass  # there, but not a symlink
         tmp = self._staged()
         os.symlink(target, tmp)
         self._replace(tmp, dest)
 
     def directory(self, rel: str, mode: int) -> None:
         dest = self._dest(rel)
+        self._dirs.add(rel)
         if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
             dest.unlink()
         if not dest.exists():

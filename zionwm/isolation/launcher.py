@@ -585,7 +585,6 @@ class Launcher:
     def desktop_stopped(self, desktop: str) -> None:
         """The desktop is gone: stop what the launcher keeps for it (its /usr keepers)."""
         self.keepers.stop_desktop(desktop)
-        self.etc.forget(desktop)
 
     def _sandbox_exited(self, sandbox: Sandbox, returncode: int) -> None:
         self.running.pop(sandbox.pid, None)
