@@ -3,8 +3,10 @@
 Starts the real `zionwm-quarantined` (hold 0) in a private XDG tree with every scanner,
 including a test clamd built with the tests' fixture when ClamAV is installed, drops N files
 of each size into the web desktop's inbox at once, and waits until all are released.
-Reports files/s and MB/s, the mean time each scanner took per file (from the audit reports)
-and clamd's resident memory.
+Reports files/s and MB/s, the mean time each scanner took per file (from the audit reports),
+the CPU each part spent per file (the service's own process, the audit sandboxes, clamd:
+user + system time, less noisy than files/s on a shared machine), and the resident memory
+of each part (the service's peak too: the files in flight it remembers are bounded).
 
     .venv/bin/python -m benchmarks.quarantine [--count-small 200] [--count-large 30]
         [--workers 2] [--no-clamd] [--json]
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.stats import rss_kib_of
+from benchmarks.stats import parse_kib, rss_kib_of
 from zionwm import paths
 from zionwm.quarantine.client import QuarantineClient
 from zionwm.quarantine.service import default_workers
@@ -78,6 +80,14 @@ def _start_service(
         proc.kill()
         raise RuntimeError(f"service did not start; see {log}")
     return proc
+
+
+def _peak_kib(pid: int) -> int | None:
+    """A process's peak resident memory (VmHWM) in KiB, or None if it is gone."""
+    try:
+        return parse_kib(Path(f"/proc/{pid}/status").read_text(), "VmHWM")
+    except OSError:
+        return None
 
 
 def _cpu_seconds(pid: int, own_only: bool = False) -> float:
@@ -333,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg_at_end": os.getloadavg(),
                     "clamd_rss_kib": rss_kib_of(clamd.pid) if clamd is not None else None,
                     "service_rss_kib": rss_kib_of(proc.pid),
+                    "service_peak_rss_kib": _peak_kib(proc.pid),
                     "audit_side": client.request("status").get("audit_sandboxes"),
                     "bare_4KiB": _bare(tmp, clamd, "s", args.count_small, 4096),
                     "bare_1MiB": _bare(tmp, clamd, "l", args.count_large, 1 << 20),
@@ -369,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(
             f"clamd RSS: {results['clamd_rss_kib']} KiB;"
-            f" service RSS: {results['service_rss_kib']} KiB;"
+            f" service RSS: {results['service_rss_kib']} KiB"
+            f" (peak {results['service_peak_rss_kib']} KiB);"
             f" audit sandboxes RSS: {(results['audit_side'] or {}).get('rss_kib')} KiB"
         )
         print(f"bare, same files: 4 KiB {results['bare_4KiB']}; 1 MiB {results['bare_1MiB']}")

@@ -7,18 +7,18 @@ v1 FROZEN state) made the next program started on that desktop start frozen.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 
 import pytest
 
-from tests.system.test_cgroups import (
+# the fixtures of the cgroup tests: the layout found here, and (on hybrid hosts) v1's paths
+from tests.system.test_cgroups import (  # noqa: F401 (fixtures pytest finds by name)
     BUSY,
     SLEEP,
     Procs,
     _cgroup_facility,
-    _new_manager,
     _poll_until,
-    _teardown,
+    any_mgr,
+    procs,
 )
 from zionwm.isolation.cgroups.manager import CgroupManager
 from zionwm.isolation.spec import Limits
@@ -26,29 +26,9 @@ from zionwm.isolation.spec import Limits
 pytestmark = pytest.mark.skipif(_cgroup_facility() is not None, reason=str(_cgroup_facility()))
 
 
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    p = Procs()
-    yield p
-    p.reap()
-
-
-@pytest.fixture(params=["default", "v1"])
-def any_mgr(request: pytest.FixtureRequest, procs: Procs) -> Iterator[CgroupManager]:
-    """The layout found here, and (on hybrid hosts) the v1-only paths of the same kernel."""
-    m = _new_manager(ignore_unified=request.param == "v1")
-    if request.param == "v1" and m.status.layout != "v1":
-        m.cleanup()
-        pytest.skip("no cgroup v1 freezer hierarchy on this machine (pure cgroup v2)")
-    if not m.status.can_freeze:
-        m.cleanup()
-        pytest.skip("no writable freezer: " + "; ".join(m.status.problems))
-    yield m
-    _teardown(m, procs)
-
-
 def test_a_program_started_after_killing_a_frozen_desktop_runs(
-    any_mgr: CgroupManager, procs: Procs
+    any_mgr: CgroupManager,  # noqa: F811 (the imported fixtures)
+    procs: Procs,  # noqa: F811
 ) -> None:
     cg = any_mgr.desktop("killed", Limits())
     assert cg is not None

@@ -23,6 +23,7 @@ import tempfile
 import termios
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -766,11 +767,10 @@ print(json.dumps({"rc": sb.wait(30), "out": out}))
 """
 
 
-@pytest.mark.security
-def test_unprivileged_launcher_confines_the_same_way(tmp_path: Path) -> None:
-    """Production runs the compositor as a normal user: run the launcher as `nobody`."""
-    if not os.path.exists("/usr/bin/ps"):
-        pytest.skip("procps (/usr/bin/ps) is not installed")
+@contextmanager
+def unprivileged_world() -> Iterator[tuple[pwd.struct_passwd, Path, Path]]:
+    """(nobody, a directory nobody owns, a copy of the package nobody can import) for a
+    launcher run as an unprivileged user, as production runs it; removed afterwards."""
     if os.getuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and util-linux setpriv to switch to an unprivileged user")
     try:
@@ -782,25 +782,43 @@ def test_unprivileged_launcher_confines_the_same_way(tmp_path: Path) -> None:
         # the checkout may be in a home directory 'nobody' cannot enter: import a copy
         lib = readable_package(world / "pkg")
         os.chown(world, nobody.pw_uid, nobody.pw_gid)
-        run = world / "run"
-        r = subprocess.run(
-            [
-                "setpriv",
-                f"--reuid={nobody.pw_uid}",
-                f"--regid={nobody.pw_gid}",
-                "--clear-groups",
-                "--inh-caps=-all",
-                PYTHON,
-                "-c",
-                f"import os; os.makedirs({str(run)!r}, mode=0o700); exec({UNPRIVILEGED_SCRIPT!r})",
-                str(lib),
-                str(world),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        yield nobody, world, lib
+    finally:
+        shutil.rmtree(world, ignore_errors=True)
+
+
+def run_unprivileged(
+    user: pwd.struct_passwd, world: Path, script: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a Python `script` as `user` with no capabilities and `world`/run as its private
+    runtime directory (made first); `args` are its sys.argv[1:]."""
+    run = world / "run"
+    return subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={user.pw_uid}",
+            f"--regid={user.pw_gid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            PYTHON,
+            "-c",
+            f"import os; os.makedirs({str(run)!r}, mode=0o700); exec({script!r})",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.security
+def test_unprivileged_launcher_confines_the_same_way(tmp_path: Path) -> None:
+    """Production runs the compositor as a normal user: run the launcher as `nobody`."""
+    if not os.path.exists("/usr/bin/ps"):
+        pytest.skip("procps (/usr/bin/ps) is not installed")
+    with unprivileged_world() as (nobody, world, lib):
+        r = run_unprivileged(nobody, world, UNPRIVILEGED_SCRIPT, str(lib), str(world))
         assert r.returncode == 0, r.stderr
         result = json.loads(r.stdout.strip().splitlines()[-1])
         lines = result["out"].splitlines()
@@ -811,8 +829,6 @@ def test_unprivileged_launcher_confines_the_same_way(tmp_path: Path) -> None:
         assert "Read-only file system" in lines[3]
         seen = set(lines[4].split())  # the pipeline's other members may not exist yet
         assert {"bwrap", "ps"} <= seen <= {"bwrap", "ps", "sh", "sort", "tr"}, seen
-    finally:
-        shutil.rmtree(world, ignore_errors=True)
 
 
 def test_a_failed_cgroup_placement_starts_nothing(env: Env) -> None:

@@ -9,21 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import processes_with, readable_package, wait_for
+from tests.harness import processes_with, wait_for
 from tests.security import lacks
 from tests.system import test_sandbox
-from tests.system.test_sandbox import PYTHON, Env, errno_of
+from tests.system.test_sandbox import PYTHON, Env, errno_of, run_unprivileged, unprivileged_world
 from zionwm import paths
 from zionwm.isolation import storage
 from zionwm.isolation.launcher import Launcher
@@ -317,38 +315,10 @@ print(json.dumps(out))
 
 def test_an_unprivileged_launcher_gets_a_writable_usr(tmp_path: Path) -> None:
     """Production runs the compositor as a normal user: run the launcher as `nobody`."""
-    if os.getuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and util-linux setpriv to switch to an unprivileged user")
-    try:
-        nobody = pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("no user 'nobody' on this machine")
     if not os.stat("/dev/fuse").st_mode & 0o006:
         pytest.skip("/dev/fuse is not open to other users here (distributions make it 0666)")
-    world = Path(tempfile.mkdtemp(prefix="zionwm-unpriv-"))
-    try:
-        lib = readable_package(world / "pkg")
-        os.chown(world, nobody.pw_uid, nobody.pw_gid)
-        run = world / "run"
-        r = subprocess.run(
-            [
-                "setpriv",
-                f"--reuid={nobody.pw_uid}",
-                f"--regid={nobody.pw_gid}",
-                "--clear-groups",
-                "--inh-caps=-all",
-                PYTHON,
-                "-c",
-                f"import os; os.makedirs({str(run)!r}, mode=0o700); exec({UNPRIVILEGED!r})",
-                str(lib),
-                str(world),
-                INSTALL,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    with unprivileged_world() as (nobody, world, lib):
+        r = run_unprivileged(nobody, world, UNPRIVILEGED, str(lib), str(world), INSTALL)
         assert r.returncode == 0, r.stderr
         [(rc1, out1), (rc2, out2)] = json.loads(r.stdout.strip().splitlines()[-1])
         assert (rc1, out1.strip()) == (0, "tool-of-dev"), out1
@@ -361,8 +331,6 @@ def test_an_unprivileged_launcher_gets_a_writable_usr(tmp_path: Path) -> None:
         upper = world / "data" / "zionwm" / "desktops" / "dev" / "layer" / "upper"
         tool = upper / "bin" / "zionwm-test-tool"
         assert tool.stat().st_uid == nobody.pw_uid  # written as the user, not as root
-    finally:
-        shutil.rmtree(world, ignore_errors=True)
 
 
 @pytest.mark.parametrize("own_userns", [False, True], ids=["host-netns", "netns-in-own-userns"])

@@ -12,6 +12,7 @@ from zionwm.isolation.bwrap import (
     PROC_MASKED_DIRS,
     PROC_MASKED_FILES,
     SYSTEM_CANDIDATES,
+    EtcTree,
     FdSlot,
     GpuSysfs,
     HostFacts,
@@ -507,3 +508,27 @@ def test_root_user_gets_the_same_shape(tmp_path: Path) -> None:
     assert a[a.index("--cap-drop") + 1] == "ALL"
     assert p.home == "/home/root"
     assert "--disable-userns" in a
+
+
+def test_a_prepared_etc_is_one_bind_plus_the_pieces_it_cannot_hold() -> None:
+    tree = EtcTree(
+        path="/run/user/1000/zionwm/.etc/work",
+        files=frozenset({"/etc/resolv.conf", "/etc/hosts", "/etc/ssl/certs", "/etc/passwd"}),
+        binds=frozenset({"/etc/fonts"}),
+    )
+    p = plan(etc_tree=tree)
+    etc = [m for m in p.mounts if m.dest == "/etc" or m.dest.startswith("/etc/")]
+    assert etc == [
+        Mount(MountKind.RO_BIND, "/etc", source=tree.path),
+        Mount(MountKind.RO_BIND_TRY, "/etc/fonts", source="/etc/fonts"),
+        # the tree holds no group: synthesized as before
+        Mount(MountKind.RO_BIND_DATA, "/etc/group", slot="group", perms=0o644),
+    ]
+    assert "passwd" not in p.slot_names()
+    # the piece bound over /etc comes after /etc itself in bwrap's argv
+    argv = build_argv(filled(p))
+    assert argv.index(tree.path) < argv.index("/etc/fonts")
+    # without a tree: every piece on its own, as always
+    separate = plan()
+    assert all(m.dest != "/etc" for m in separate.mounts)
+    assert {m.dest for m in separate.mounts} >= HOST.system_files | {"/etc/passwd"}

@@ -3,7 +3,14 @@ and notification rate limits, and the policy of files leaving a desktop by other
 
 from __future__ import annotations
 
-from zionwm.compositor.quarantine_link import NotifyThrottle
+from pathlib import Path
+
+from zionwm.compositor.quarantine_link import (
+    NotifyThrottle,
+    ShownNotices,
+    backlog_kind,
+    notice_key,
+)
 from zionwm.isolation.spec import DownloadsPolicy, VerdictAction
 from zionwm.quarantine.inbox import RefusalLimiter
 from zionwm.quarantine.release import safe_name
@@ -68,3 +75,25 @@ def test_outbox_and_send_take_the_source_desktops_hold_and_stricter_actions() ->
     assert got.on_suspicious is VerdictAction.DELETE
     assert got.on_cannot_inspect is VerdictAction.KEEP
     assert source_bound_policy(outbox, None) is outbox
+
+
+def test_shown_notices_tell_each_item_once_and_survive_a_restart(tmp_path: Path) -> None:
+    kept = {"id": 7, "state": "rejected", "verdict": "malicious"}
+    unscanned = {"id": 8, "state": "held", "verdict": "no-antivirus-scan"}
+    assert backlog_kind(kept) == "rejected" and backlog_kind(unscanned) == "held"
+    assert backlog_kind({"id": 9, "state": "held", "verdict": "clean"}) is None
+    assert notice_key("rejected", kept) == "7:kept"
+    assert notice_key("release-failed", kept) is None  # told at every failure
+    path = tmp_path / "state" / "notices.json"
+    shown = ShownNotices(path)
+    assert shown.first("7:kept") and not shown.first("7:kept")
+    assert shown.first("8:unscanned")
+    shown.save()
+    again = ShownNotices(path)
+    assert not again.first("7:kept") and not again.first("8:unscanned")
+    again.forget_item(7)  # audited again: its next verdict is news
+    assert again.first("7:kept")
+    again.keep_only({7})
+    assert again.keys == {"7:kept"}
+    path.write_text("not json")
+    assert ShownNotices(path).keys == set()  # unreadable: told again rather than never

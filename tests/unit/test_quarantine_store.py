@@ -338,3 +338,60 @@ def test_policy_file_flat_entries() -> None:
     assert cfg.downloads == {
         "web": DownloadsPolicy(release_to="personal", hold=5.0, on_malicious=VerdictAction.DELETE)
     }
+
+
+def test_what_the_store_remembers_is_what_the_database_holds(store: Store) -> None:
+    """The items kept in memory (so that a transition reads and decodes nothing) equal the
+    rows as a fresh reader of the database decodes them, at every step of a life."""
+    report = AuditReport(
+        (Finding("magic", "mismatch", "a PDF that is not one", Verdict.SUSPICIOUS),),
+        ("magic", "yara"),
+        {"magic": 0.001},
+    )
+    a = _take(store, "a.pdf")
+
+    def same() -> None:
+        assert store.get(a).to_json() == store.read(a).to_json()
+        assert store.get(a) == store.read(a)
+
+    same()
+    steps: list[tuple[State, dict[str, object]]] = [
+        (State.RECEIVED, {"content": True}),
+        (State.AUDITING, {}),
+        (
+            State.HELD,
+            {"verdict": Verdict.CLEAN, "report": report, "hold_until": 5.0, "sha256": "ab"},
+        ),
+        (State.RELEASING, {"release_name": "a.pdf", "forced": False}),
+    ]
+    for to, fields in steps:
+        store.transition(a, to, **fields)
+        same()
+    store.set_release_name(a, "a (1).pdf")
+    same()
+    store.transition(a, State.RELEASED, content=False, released_at=6.0)
+    same()
+
+
+def test_a_batch_is_one_transaction_and_a_failed_one_leaves_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    a, b = _take(store, "a"), _take(store, "b")
+    with store.batch():
+        store.transition(a, State.RECEIVED, content=True)
+        store.transition(b, State.RECEIVED, content=True)
+        other = Store(tmp_path / "q")  # another connection sees nothing before the commit
+        try:
+            assert other.read(a).state is State.TAKING
+        finally:
+            other.close()
+    assert store.read(a).state is State.RECEIVED and store.read(b).state is State.RECEIVED
+    with pytest.raises(StoreError), store.batch():
+        store.transition(a, State.AUDITING)
+        store.transition(b, State.HELD)  # not allowed from received: the batch fails
+    # neither the database nor what the store remembers kept the first transition
+    assert store.read(a).state is State.RECEIVED
+    assert store.get(a).state is State.RECEIVED
+    with store.batch(), store.batch():  # nested batches join the outer one
+        store.transition(a, State.AUDITING)
+    assert store.read(a).state is State.AUDITING

@@ -289,13 +289,13 @@ class Overview:
         return grid_layout(n, w, area_h, (w, area_h)).thumb
 
     def desktop_left(self, desktop: str) -> None:
-        """`desktop` is being switched away from: keep the frame on screen (it shows that
+        """`desktop` is being switched away from: copy the frame on screen (it shows that
         desktop) and scale it down once, after the switch's own frame went out."""
         scr = self._screen()
         if scr is None or not self._frame_fresh or self.is_open:
             return
         self._frame_fresh = False
-        held = scr[0].hold_shown_frame()
+        held = scr[0].hold_shown_frame(self.server.renderer)
         if held is None:
             return
         old = self._pending.pop(desktop, None)
@@ -349,7 +349,7 @@ class Overview:
         if w <= 0 or h <= 0:
             held.release()
             return
-        pixels = held.scale(self.server.renderer, STRIP_HEIGHT, w, h)
+        pixels = held.scale(STRIP_HEIGHT, w, h)
         if pixels is not None:
             self.thumbs[desktop] = (w, h, pixels)
 
@@ -386,9 +386,9 @@ class Overview:
         for name in list(self.thumbs):
             if name not in server.desktops:
                 del self.thumbs[name]  # a desktop deleted since: its picture goes too
-        # the frame on screen shows the active desktop: hold it now, scale it once the
-        # overview's first frame went out (the key-to-overview path does no pixel work)
-        fresh = scr[0].hold_shown_frame() if self._frame_fresh else None
+        # the frame on screen shows the active desktop: copy it now (the overview's first
+        # frame renders over it), scale it once that frame went out
+        fresh = scr[0].hold_shown_frame(server.renderer) if self._frame_fresh else None
         self._frame_fresh = False  # the next frames show the overview, not a desktop
         # the desktops as they are now (they may come and go while zionwm runs)
         self.names = [n for n in server.model.desktops if n in server.desktops]

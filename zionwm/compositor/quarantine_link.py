@@ -7,10 +7,16 @@ count on the desktop indicator.
 
 Names and reasons in those events come from a desktop: they are escaped (`printable`)
 before they reach a notification or the log, and each desktop gets a few notifications per
-window, the rest summed up in one. It also keeps ephemeral desktops ephemeral at the
-edges: their Downloads and Outbox are host directories that outlive a session, so when a
-session ends (its last program exits, or at start) everything left there that the
-quarantine does not take (dotfiles, partial downloads, sub-folders) is wiped and logged.
+window, the rest summed up in one. What happened while the compositor was not subscribed (a
+file kept before it started, or while the service restarted) is not lost: each
+subscription asks for the items held or kept now, and what the user was not told yet is
+told then; which item was told is remembered in the state directory (`ShownNotices`), so
+nothing is told twice, across restarts of either side.
+
+It also keeps ephemeral desktops ephemeral at the edges: their Downloads and Outbox are host
+directories that outlive a session, so when a session ends (its last program exits, or at
+start) everything left there that the quarantine does not take (dotfiles, partial downloads,
+sub-folders) is wiped and logged.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zionwm import paths
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+NOTICES_FILE = "quarantine-notified.json"
 MAX_RESTARTS = 5  # within RESTART_WINDOW seconds, then give up and say so
 RESTART_WINDOW = 60.0
 NOTIFY_PER_WINDOW = 3  # quarantine notifications shown one by one, per desktop and window
@@ -66,6 +74,83 @@ class NotifyThrottle(Limiter):
             return None
         parts = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
         return f"Quarantine: more from {source} than shown ({parts})\nzionctl quarantine list --all"
+
+
+def notice_key(kind: str, item: dict[str, Any]) -> str | None:
+    """What one notification is about, to tell it once per item (pure): None for kinds told
+    each time (a failed release is retried and told again)."""
+    item_id = item.get("id")
+    if not isinstance(item_id, int):
+        return None
+    if kind == "released":
+        return f"{item_id}:released"
+    if kind == "rejected":
+        return f"{item_id}:kept"
+    if kind == "held" and item.get("verdict") == "no-antivirus-scan":
+        return f"{item_id}:unscanned"
+    return None
+
+
+def backlog_kind(item: dict[str, Any]) -> str | None:
+    """The event a held or kept item of a subscription's backlog would have come with, if
+    it is one the user is told of (pure)."""
+    if item.get("state") == "rejected":
+        return "rejected"
+    if item.get("state") == "held" and item.get("verdict") == "no-antivirus-scan":
+        return "held"
+    return None
+
+
+class ShownNotices:
+    """The quarantine notifications already shown, by `notice_key`, kept in a small file so
+    that a restart of the compositor does not tell them again."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.keys: set[str] = set()
+        self.dirty = False
+        try:
+            data = json.loads(path.read_text())
+            self.keys = {k for k in data if isinstance(k, str)} if isinstance(data, list) else set()
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as e:
+            log.warning("cannot read %s (%s): quarantine notices may be shown again", path, e)
+
+    def first(self, key: str) -> bool:
+        """True the first time `key` is asked for (and it is remembered)."""
+        if key in self.keys:
+            return False
+        self.keys.add(key)
+        self.dirty = True
+        return True
+
+    def forget_item(self, item_id: object) -> None:
+        """An item audited again (a rescan): its next verdict is news."""
+        prefix = f"{item_id}:"
+        gone = {k for k in self.keys if k.startswith(prefix)}
+        if gone:
+            self.keys -= gone
+            self.dirty = True
+
+    def keep_only(self, item_ids: set[int]) -> None:
+        """Forget the items no longer held or kept (they will not be told again anyway)."""
+        kept = {k for k in self.keys if k.split(":", 1)[0] in {str(i) for i in item_ids}}
+        if kept != self.keys:
+            self.keys = kept
+            self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(sorted(self.keys)))
+            tmp.replace(self.path)
+            self.dirty = False
+        except OSError as e:
+            log.warning("cannot write %s: %s", self.path, e)
 
 
 def sweep_ephemeral_edges(desktop: str) -> list[str]:
@@ -107,6 +192,7 @@ class QuarantineLink:
         self.counts: dict[str, int] = {}
         self.closing = False
         self.throttle = NotifyThrottle()
+        self.shown = ShownNotices(paths.state_home() / NOTICES_FILE)
         self.write_policy()
         self.start()
         # A session that ended with the compositor (a crash included) is over too.
@@ -178,11 +264,12 @@ class QuarantineLink:
         if not line.startswith(b"READY"):
             return  # it died before being ready: the exit handler restarts it
         try:
-            self.stream = EventStream()
-        except OSError as e:
+            self.stream = EventStream(backlog=True)
+        except (OSError, ValueError) as e:
             log.error("quarantine service is up but refused a subscription: %s", e)
             return
         self.counts = dict(self.stream.counts)
+        self._catch_up(self.stream.backlog)
         self._stream_watch = self.server.loop.add_reader(
             self.stream.fileno(), self._on_events, "quarantine events"
         )
@@ -197,10 +284,21 @@ class QuarantineLink:
             os.close(self._ready_fd)
             self._ready_fd = None
 
+    def _catch_up(self, backlog: list[dict[str, Any]]) -> None:
+        """Tell what is held or kept now that the user was not told (it happened while no
+        one was subscribed)."""
+        self.shown.keep_only({i["id"] for i in backlog if isinstance(i.get("id"), int)})
+        for item in backlog:
+            told = backlog_kind(item)
+            if told is not None:
+                self._tell(told, item)
+        self.shown.save()
+
     def _on_events(self) -> None:
         assert self.stream is not None
         for ev in self.stream.read_events():
             self._on_event(ev)
+        self.shown.save()
         self.counts = dict(self.stream.counts)
         self.server._update_indicators()
         if self.stream.closed:
@@ -208,7 +306,19 @@ class QuarantineLink:
 
     def _on_event(self, ev: dict[str, Any]) -> None:
         kind = str(ev.get("event"))
-        item = dict(ev.get("item", {}))
+        raw = ev.get("item", {})
+        if kind == "received" and isinstance(raw, dict):
+            self.shown.forget_item(raw.get("id"))
+        item = self._tell(kind, raw if isinstance(raw, dict) else {})
+        self.server.emit("quarantine", {"event": kind, "item": item})
+        for ext in self.server.extensions:
+            hook = getattr(ext, "quarantine_event", None)
+            if hook:
+                hook(kind, item)
+
+    def _tell(self, kind: str, raw: dict[str, Any]) -> dict[str, Any]:
+        """Notify the user of one event (once per item and kind); the item, escaped."""
+        item = dict(raw)
         for key in ("name", "reason", "release_name", "origin_url", "referrer_url"):
             if isinstance(item.get(key), str):
                 item[key] = printable(item[key])
@@ -216,12 +326,10 @@ class QuarantineLink:
         if kind in ("released", "rejected", "release-failed") or (
             kind == "held" and item.get("verdict") == "no-antivirus-scan"
         ):
-            self._notify(kind, src, item)
-        self.server.emit("quarantine", {"event": kind, "item": item})
-        for ext in self.server.extensions:
-            hook = getattr(ext, "quarantine_event", None)
-            if hook:
-                hook(kind, item)
+            once = notice_key(kind, item)
+            if once is None or self.shown.first(once):
+                self._notify(kind, src, item)
+        return item
 
     def _notify(self, kind: str, src: str, item: dict[str, Any]) -> None:
         if not self.throttle.admit(src, time.time(), "released" if kind == "released" else "kept"):

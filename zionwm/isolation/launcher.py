@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from zionwm import paths
-from zionwm.isolation import bwrap, seccomp, sound, storage, usr_keeper
+from zionwm.isolation import bwrap, etc_tree, seccomp, sound, storage, usr_keeper
 from zionwm.isolation.bwrap import HostFacts, SandboxPlan, SlotKind
 from zionwm.isolation.host_probe import probe_host, refresh_devices
 from zionwm.isolation.spec import DesktopSpec
@@ -308,6 +308,7 @@ class Launcher:
         self.sound = sound.SoundRelays(self._environ)
         self.running: dict[int, Sandbox] = {}
         self.keepers = usr_keeper.Keepers()
+        self.etc = etc_tree.EtcTrees()
         self.session_bus: SessionBusFor | None = None
         # Where slow clean-up runs (`background(lane, what, fn)`): the compositor passes its
         # worker lanes; without one it runs at once.
@@ -358,6 +359,7 @@ class Launcher:
             x11_socket_dir=str(x11_dir) if spec.x11 and x11_dir.is_dir() else None,
             template=template,
             sound_socket=self.sound.socket_for(spec),
+            etc_tree=None if template is not None else self.etc.ensure(spec, self.host),
         )
 
     def launch(
@@ -563,9 +565,11 @@ class Launcher:
             raise LaunchError(f"desktop {spec.name}: /usr keeper: {exc}") from exc
 
     def desktop_started(self, spec: DesktopSpec) -> None:
-        """Start the /usr keeper of a desktop with a persistent writable /usr now: even its
-        first program need not wait for the mount. A keeper that cannot start is logged;
-        the first launch tries again, and fails clearly."""
+        """Prepare the desktop's /etc, and start the /usr keeper of a desktop with a
+        persistent writable /usr now: even its first program need not wait for the mount. A
+        keeper that cannot start is logged; the first launch tries again, and fails clearly."""
+        if not spec.template:
+            self.etc.ensure(spec, self.host)
         if not spec.writable_usr or spec.template or spec.ephemeral:
             return
         cg_files, _, userns = self._placement(spec.name)

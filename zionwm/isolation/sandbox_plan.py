@@ -135,6 +135,15 @@ class TemplateFacts:
 
 
 @dataclass(frozen=True)
+class EtcTree:
+    """A desktop's prepared /etc (see etc_tree): bound as /etc in one mount."""
+
+    path: str  # host directory
+    files: frozenset[str]  # /etc paths it holds as copies (no bind of their own needed)
+    binds: frozenset[str]  # /etc paths it holds an empty mount point for (bound on top)
+
+
+@dataclass(frozen=True)
 class SandboxPlan:
     desktop: str
     argv: tuple[str, ...]

@@ -8,8 +8,9 @@ hands back parsed events (`received`, `held`, `released`, `rejected`, `deleted`,
 Requests (`{"cmd": ...}`) and their replies (`{"ok": true, ...}` or `{"ok": false,
 "error": text}`): `ping`; `list` [`all`] -> `items`, `counts`; `show` `id` -> `item` (with
 its report); `release` `id` [`i_understand`]; `delete` `id`; `rescan` `id` -> `item`;
-`send` `from` `to` `paths` -> `results` [{path, ok, id | error}]; `subscribe` -> `counts`,
-then events on the same connection; `reload` (as SIGHUP).
+`send` `from` `to` `paths` -> `results` [{path, ok, id | error}]; `subscribe` [`items`] ->
+`counts` (and, with `items`, the items held or kept now), then events on the same
+connection; `reload` (as SIGHUP).
 """
 
 from __future__ import annotations
@@ -84,9 +85,10 @@ class QuarantineClient:
             raise QuarantineError(str(reply.get("error", "request failed")))
         return reply
 
-    def subscribe(self) -> dict[str, Any]:
-        """Turn this connection into an event stream; returns the current counts."""
-        return self.request("subscribe")
+    def subscribe(self, items: bool = False) -> dict[str, Any]:
+        """Turn this connection into an event stream; returns the current counts (and with
+        `items`, the items held or kept now, as `list` gives them)."""
+        return self.request("subscribe", **({"items": True} if items else {}))
 
     def next_event(self, timeout: float | None = None) -> dict[str, Any]:
         """Block for the next event (after `subscribe`); TimeoutError when none comes."""
@@ -119,11 +121,15 @@ def wait_for_service(path: Path | None = None, deadline: float = 10.0) -> Quaran
 class EventStream:
     """Non-blocking subscription for an event loop: register `fileno()` for reading and
     call `read_events()` when it is readable. An empty list with `closed` set means the
-    service went away (the supervisor restarts it; subscribe again)."""
+    service went away (the supervisor restarts it; subscribe again). With `backlog`,
+    `self.backlog` holds the items held or kept when the subscription started: what happened
+    while nobody listened."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, backlog: bool = False) -> None:
         client = QuarantineClient(path, timeout=5.0)
-        self.counts: dict[str, int] = dict(client.subscribe().get("counts", {}))
+        reply = client.subscribe(items=backlog)
+        self.counts: dict[str, int] = dict(reply.get("counts", {}))
+        self.backlog: list[dict[str, Any]] = list(reply.get("items", []))
         self.sock = client.sock
         self._buf = client._buf  # events already read with the subscribe reply
         self.sock.setblocking(False)

@@ -93,7 +93,16 @@ class Commands:
                 if conn is None:
                     return {"ok": False, "error": "subscribe needs a connection"}
                 conn.subscriber = True
-                return {"ok": True, "counts": self.svc.store.counts()}
+                reply: dict[str, Any] = {"ok": True, "counts": self.svc.store.counts()}
+                if req.get("items"):
+                    # what a subscriber that was away may not have been told: the items
+                    # held or kept now (every later change comes as an event)
+                    reply["items"] = [
+                        summary(i)
+                        for i in self.svc.store.list(frozenset({State.HELD, State.REJECTED}))
+                        if i.state is State.HELD or i.content
+                    ]
+                return reply
             if cmd == "reload":
                 self.svc.reload()
                 return {"ok": True}

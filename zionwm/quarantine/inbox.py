@@ -19,18 +19,25 @@ reach the destination's file. The source's own `user.*` xattrs are not copied, e
 origin attributes browsers write, which are recorded as claimed by the source. A symlink,
 hard link or special file is refused and removed from the inbox without ever being opened
 for reading; refusals are recorded at a bounded rate per desktop (`RefusalLimiter`).
+
+Files arriving together are taken together (`TakeBatch`): their copies are made first, then
+flushed to disk at once (one `syncfs` of the store's filesystem instead of an fsync each),
+their intents committed in one transaction, linked, their inbox entries removed, and their
+arrival committed in a second transaction. Each file still goes through the same states, so
+a crash anywhere in a batch is recovered item by item as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -170,55 +177,233 @@ def take(
     limiter: RefusalLimiter | None = None,
 ) -> TakeResult:
     """Take a copy of `name` from the inbox open as `dir_fd` into the store, if it is
-    complete, and remove the entry.
+    complete, and remove the entry (a batch of one: see `TakeBatch`).
 
     `from_create`: the trigger was IN_CREATE, where a regular file is still being created,
     so only entries that will never see a close-after-write are handled.
     """
-    if not is_candidate_name(name):
-        return TakeResult(Outcome.IGNORED)
-    try:
-        pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return TakeResult(Outcome.GONE)
-    try:
-        pst = os.fstat(pfd)
-        mode = pst.st_mode
-        if stat.S_ISDIR(mode):
-            return TakeResult(Outcome.IGNORED, reason="directory (inboxes are flat)")
-        refusal = None
-        if stat.S_ISLNK(mode):
-            refusal = "symbolic link (its target was not read)"
-        elif not stat.S_ISREG(mode):
-            refusal = "not a regular file"
-        elif pst.st_nlink != 1:
-            refusal = f"hard link ({pst.st_nlink} links; its content was not read)"
-        if refusal is not None:
-            _remove_entry(dir_fd, name, pst)
-            if limiter is not None and not limiter.allow(spec.source, time.time()):
-                log.debug("inbox %s: refused %r unrecorded (rate limit)", spec.source, name)
-                return TakeResult(Outcome.REFUSED, None, refusal)
-            item_id = store.record_refused(
-                kind=spec.kind,
-                source=spec.source,
-                dest=spec.dest,
-                subdir=spec.subdir,
-                name=display_name(name),
-                reason=refusal,
-            )
-            log.warning("inbox %s: refused %r: %s (item %d)", spec.source, name, refusal, item_id)
-            return TakeResult(Outcome.REFUSED, item_id, refusal)
-        if from_create:
-            return TakeResult(Outcome.BUSY, reason="just created")
-        # Reopen the very inode checked above; /proc/self/fd of an O_PATH fd cannot be
-        # redirected by the desktop renaming things in the inbox.
-        fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    finally:
-        os.close(pfd)
-    try:
-        return _take_fd(store, spec, dir_fd, name, fd)
-    finally:
-        os.close(fd)
+    batch = TakeBatch(store)
+    result = batch.add(spec, dir_fd, name, from_create, limiter)
+    if result is not None:
+        return result
+    return batch.commit()[0]
+
+
+@dataclass
+class _Copied:
+    """A file copied into an unnamed file of the store, not recorded yet."""
+
+    spec: InboxSpec
+    dir_fd: int
+    name: str
+    src: int  # the inbox file, read-only
+    st: os.stat_result  # as it was when copied
+    out: int  # the unnamed copy
+    origin: dict[str, str | None] = field(default_factory=dict)
+
+
+class TakeBatch:
+    """Files taken together: copied one by one (`add`), then flushed, recorded, linked and
+    removed from their inboxes together (`commit`)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.copied: list[_Copied] = []
+
+    def __len__(self) -> int:
+        return len(self.copied)
+
+    def add(
+        self,
+        spec: InboxSpec,
+        dir_fd: int,
+        name: str,
+        from_create: bool = False,
+        limiter: RefusalLimiter | None = None,
+    ) -> TakeResult | None:
+        """Look at one inbox entry: its outcome now, or None when its copy waits for
+        `commit`. Raises OSError (nothing is kept of the entry then)."""
+        if not is_candidate_name(name):
+            return TakeResult(Outcome.IGNORED)
+        try:
+            pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return TakeResult(Outcome.GONE)
+        try:
+            pst = os.fstat(pfd)
+            mode = pst.st_mode
+            if stat.S_ISDIR(mode):
+                return TakeResult(Outcome.IGNORED, reason="directory (inboxes are flat)")
+            refusal = None
+            if stat.S_ISLNK(mode):
+                refusal = "symbolic link (its target was not read)"
+            elif not stat.S_ISREG(mode):
+                refusal = "not a regular file"
+            elif pst.st_nlink != 1:
+                refusal = f"hard link ({pst.st_nlink} links; its content was not read)"
+            if refusal is not None:
+                return _refuse(self.store, spec, dir_fd, name, pst, refusal, limiter)
+            if from_create:
+                return TakeResult(Outcome.BUSY, reason="just created")
+            # Reopen the very inode checked above; /proc/self/fd of an O_PATH fd cannot be
+            # redirected by the desktop renaming things in the inbox.
+            fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        finally:
+            os.close(pfd)
+        try:
+            result = self._copy(spec, dir_fd, name, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if result is not None:
+            os.close(fd)
+        return result
+
+    def _copy(self, spec: InboxSpec, dir_fd: int, name: str, fd: int) -> TakeResult | None:
+        st = check_plain_file(fd)
+        if not no_writers(fd):
+            return TakeResult(Outcome.BUSY, reason="open for writing")
+        if st.st_size == 0 and (
+            has_partial_downloads(dir_fd) or time.time() - st.st_mtime < EMPTY_SETTLE
+        ):
+            # Browsers reserve the final name with an empty file, write `name.part` /
+            # `.crdownload`, then rename it over the placeholder: that rename is the
+            # download. An empty file is taken only once it has been quiet for EMPTY_SETTLE
+            # seconds and no partial download is left (the service looks again: SETTLING).
+            return TakeResult(Outcome.SETTLING, reason="empty: maybe a download's placeholder")
+        origin = read_origin(fd)
+        out = _store_copy(self.store, fd, origin, sync=False)
+        self.copied.append(_Copied(spec, dir_fd, name, fd, st, out, origin))
+        return None
+
+    def _still_whole(self, c: _Copied) -> TakeResult | None:
+        if not no_writers(c.src):
+            # A download still in progress: its close brings it back.
+            return TakeResult(Outcome.BUSY, reason="opened for writing while being copied")
+        if not _unchanged(c.st, os.fstat(c.src)):
+            # Written and closed, linked, or its xattrs set while copied: the copy may be
+            # torn. A link or an xattr sends no event we watch, so look again shortly.
+            return TakeResult(Outcome.SETTLING, reason="changed while being copied")
+        return None
+
+    def commit(self) -> list[TakeResult]:
+        """Take every copy: one result per `add` that returned None, in the same order.
+        A copy that cannot be recorded leaves its inbox entry in place."""
+        copied, self.copied = self.copied, []
+        results: list[TakeResult | None] = [None] * len(copied)
+        try:
+            # the copies' content on disk before any record says they exist (and long
+            # before their inbox entries go)
+            if len(copied) == 1:
+                os.fsync(copied[0].out)
+            elif copied:
+                syncfs(self.store.items_fd)
+            keep: list[int] = []
+            for n, c in enumerate(copied):
+                # checked again after the flush: the window in which a desktop's write
+                # could be lost with the entry is the commit's, not the whole batch's
+                results[n] = self._still_whole(c)
+                if results[n] is None:
+                    keep.append(n)
+            ids: dict[int, int] = {}
+            with self.store.batch():
+                for n in keep:
+                    c = copied[n]
+                    ost = os.fstat(c.out)
+                    ids[n] = self.store.begin_take(
+                        kind=c.spec.kind,
+                        source=c.spec.source,
+                        dest=c.spec.dest,
+                        subdir=c.spec.subdir,
+                        name=display_name(c.name),
+                        size=ost.st_size,
+                        dev=ost.st_dev,
+                        ino=ost.st_ino,
+                        inbox_name=display_name(c.name),
+                        origin_url=c.origin["user.xdg.origin.url"],
+                        referrer_url=c.origin["user.xdg.referrer.url"],
+                        src_dev=c.st.st_dev,
+                        src_ino=c.st.st_ino,
+                    )
+            landed: list[int] = []
+            for n, item_id in ids.items():
+                try:
+                    _link_into_store(self.store, copied[n].out, item_id)
+                except OSError as e:
+                    log.warning("inbox: could not place item %d: %s", item_id, e)
+                    self.store.drop_taking(item_id)
+                    results[n] = TakeResult(Outcome.BUSY, reason=f"not placed: {e}")
+                    continue
+                landed.append(n)
+            # Durable in the store: the inbox entries go (a crash before this is finished
+            # by recovery, which removes an entry if it is still the inode that was copied).
+            for n in landed:
+                _remove_entry(copied[n].dir_fd, copied[n].name, copied[n].st)
+            with self.store.batch():
+                for n in landed:
+                    self.store.transition(ids[n], State.RECEIVED, content=True)
+            for n in landed:
+                c = copied[n]
+                log.info(
+                    "inbox %s: took %r as item %d (%d bytes)",
+                    c.spec.source,
+                    c.name,
+                    ids[n],
+                    c.st.st_size,
+                )
+                results[n] = TakeResult(Outcome.TAKEN, ids[n])
+        finally:
+            for c in copied:
+                os.close(c.out)
+                os.close(c.src)
+        return [
+            r if r is not None else TakeResult(Outcome.BUSY, reason="not taken") for r in results
+        ]
+
+    def abandon(self) -> None:
+        """Forget the copies not committed (their unnamed files vanish)."""
+        for c in self.copied:
+            os.close(c.out)
+            os.close(c.src)
+        self.copied = []
+
+
+def _refuse(
+    store: Store,
+    spec: InboxSpec,
+    dir_fd: int,
+    name: str,
+    pst: os.stat_result,
+    refusal: str,
+    limiter: RefusalLimiter | None,
+) -> TakeResult:
+    _remove_entry(dir_fd, name, pst)
+    if limiter is not None and not limiter.allow(spec.source, time.time()):
+        log.debug("inbox %s: refused %r unrecorded (rate limit)", spec.source, name)
+        return TakeResult(Outcome.REFUSED, None, refusal)
+    item_id = store.record_refused(
+        kind=spec.kind,
+        source=spec.source,
+        dest=spec.dest,
+        subdir=spec.subdir,
+        name=display_name(name),
+        reason=refusal,
+    )
+    log.warning("inbox %s: refused %r: %s (item %d)", spec.source, name, refusal, item_id)
+    return TakeResult(Outcome.REFUSED, item_id, refusal)
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def syncfs(fd: int) -> None:
+    """Flush the whole filesystem holding `fd` (one call for many files' data)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"syncfs: {os.strerror(err)}")
 
 
 def _unchanged(a: os.stat_result, b: os.stat_result) -> bool:
@@ -230,65 +415,17 @@ def _unchanged(a: os.stat_result, b: os.stat_result) -> bool:
     )
 
 
-def _take_fd(store: Store, spec: InboxSpec, dir_fd: int, name: str, fd: int) -> TakeResult:
-    st = check_plain_file(fd)
-    if not no_writers(fd):
-        return TakeResult(Outcome.BUSY, reason="open for writing")
-    if st.st_size == 0 and (
-        has_partial_downloads(dir_fd) or time.time() - st.st_mtime < EMPTY_SETTLE
-    ):
-        # Browsers reserve the final name with an empty file, write `name.part` /
-        # `.crdownload`, then rename it over the placeholder: that rename is the download.
-        # An empty file is taken only once it has been quiet for EMPTY_SETTLE seconds and no
-        # partial download is left (the service checks again then: SETTLING).
-        return TakeResult(Outcome.SETTLING, reason="empty: maybe a download's placeholder")
-    origin = read_origin(fd)
-    out = _store_copy(store, fd, origin)
-    try:
-        if not no_writers(fd):
-            # A download still in progress: its close brings it back. The unnamed copy
-            # vanishes with `out`.
-            return TakeResult(Outcome.BUSY, reason="opened for writing while being copied")
-        if not _unchanged(st, os.fstat(fd)):
-            # Written and closed, linked, or its xattrs set while copied: the copy may be
-            # torn. A link or an xattr sends no event we watch, so look again shortly.
-            return TakeResult(Outcome.SETTLING, reason="changed while being copied")
-        ost = os.fstat(out)
-        item_id = store.begin_take(
-            kind=spec.kind,
-            source=spec.source,
-            dest=spec.dest,
-            subdir=spec.subdir,
-            name=display_name(name),
-            size=ost.st_size,
-            dev=ost.st_dev,
-            ino=ost.st_ino,
-            inbox_name=display_name(name),
-            origin_url=origin["user.xdg.origin.url"],
-            referrer_url=origin["user.xdg.referrer.url"],
-            src_dev=st.st_dev,
-            src_ino=st.st_ino,
-        )
-        _link_into_store(store, out, item_id)
-    finally:
-        os.close(out)
-    # Durable in the store: the inbox entry goes (a crash before this line is finished by
-    # recovery, which removes the entry if it is still the inode that was copied).
-    _remove_entry(dir_fd, name, st)
-    store.transition(item_id, State.RECEIVED, content=True)
-    log.info("inbox %s: took %r as item %d (%d bytes)", spec.source, name, item_id, st.st_size)
-    return TakeResult(Outcome.TAKEN, item_id)
-
-
-def _store_copy(store: Store, src: int, origin: dict[str, str | None]) -> int:
-    """An unnamed file in the store holding `src`'s content and only the origin xattrs."""
+def _store_copy(store: Store, src: int, origin: dict[str, str | None], sync: bool = True) -> int:
+    """An unnamed file in the store holding `src`'s content and only the origin xattrs
+    (`sync`: on disk when this returns; otherwise the caller flushes it)."""
     out = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=store.items_fd)
     try:
         copy_fd(src, out)
         for key, value in origin.items():
             if value is not None:
                 os.setxattr(out, key, value.encode())
-        os.fsync(out)
+        if sync:
+            os.fsync(out)
     except BaseException:
         os.close(out)
         raise

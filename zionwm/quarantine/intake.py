@@ -3,7 +3,9 @@ inotify, taking complete files into the store (inbox.py's `take`), rescanning af
 overflow or a lost directory, and recording refused entries at a bounded rate per desktop.
 
 The service owns the loop and the timers; it hands this a way to schedule ("refusals",
-"settle") and what to do with a taken or refused item.
+"settle") and what to do with the items taken together and with a refused item. Every file
+an inotify wake-up (or a rescan) finds is taken in one batch (`inbox.TakeBatch`), at most
+`BATCH_MAX` at a time.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from zionwm.quarantine.inbox import (
     InboxWatcher,
     Outcome,
     RefusalLimiter,
+    TakeBatch,
+    TakeResult,
     is_partial_name,
-    take,
 )
 from zionwm.quarantine.policy import ServiceConfig
 from zionwm.quarantine.store import SHARED_DEST, Item, Kind, Store
@@ -30,6 +33,9 @@ log = logging.getLogger(__name__)
 # Refused inbox entries recorded per desktop per window; the rest are summed up in one row.
 REFUSALS_PER_WINDOW = 10
 REFUSAL_WINDOW = 60.0
+# Files copied before their batch is committed: bounds the open descriptors and how long the
+# first file of a flood waits for its record.
+BATCH_MAX = 128
 
 
 def inbox_specs(config: ServiceConfig) -> list[InboxSpec]:
@@ -57,7 +63,7 @@ class Intake:
         self,
         store: Store,
         schedule: Callable[[float, str, int], None],
-        on_taken: Callable[[Item], None],
+        on_taken: Callable[[list[Item]], None],
         on_refused: Callable[[Item], None],
     ) -> None:
         self.store = store
@@ -67,6 +73,8 @@ class Intake:
         self.inboxes = InboxWatcher()
         self.refusals = RefusalLimiter(REFUSALS_PER_WINDOW, REFUSAL_WINDOW)
         self.settle_pending = False
+        self.batch = TakeBatch(store)
+        self._batch_specs: list[InboxSpec] = []
 
     def fileno(self) -> int:
         return self.inboxes.fileno()
@@ -95,13 +103,39 @@ class Intake:
         dir_fd = self.inboxes.dir_fds[spec]
         for name in self.inboxes.scan(spec):
             self.take(spec, dir_fd, name, False)
+        self.commit()
 
     def take(self, spec: InboxSpec, dir_fd: int, name: str, from_create: bool) -> None:
+        """Look at one entry; a complete file joins the batch (`commit` takes it)."""
         try:
-            result = take(self.store, spec, dir_fd, name, from_create, self.refusals)
+            result = self.batch.add(spec, dir_fd, name, from_create, self.refusals)
         except OSError as e:
             log.warning("inbox %s: could not take %r: %s", spec.source, name, e)
             return
+        if result is None:
+            self._batch_specs.append(spec)
+            if len(self.batch) >= BATCH_MAX:
+                self.commit()
+            return
+        self._on_result(spec, result, [])
+
+    def commit(self) -> None:
+        """Take every file of the batch; hand the items over together."""
+        if not len(self.batch):
+            return
+        specs, self._batch_specs = self._batch_specs, []
+        try:
+            results = self.batch.commit()
+        except OSError as e:
+            log.warning("inbox: could not take %d files: %s", len(specs), e)
+            return
+        taken: list[Item] = []
+        for spec, result in zip(specs, results, strict=True):
+            self._on_result(spec, result, taken)
+        if taken:
+            self.on_taken(taken)
+
+    def _on_result(self, spec: InboxSpec, result: TakeResult, taken: list[Item]) -> None:
         if result.outcome is Outcome.REFUSED and result.item_id is None:
             # over the rate limit: summed up in one row when the desktop's window ends
             if self.refusals.suppressed.get(spec.source) == 1:
@@ -114,7 +148,7 @@ class Intake:
             return
         item = self.store.get(result.item_id)
         if result.outcome is Outcome.TAKEN:
-            self.on_taken(item)
+            taken.append(item)
         elif result.outcome is Outcome.REFUSED:
             self.on_refused(item)
 
@@ -163,10 +197,12 @@ class Intake:
                 rescan.add(spec)
                 continue
             self.take(spec, self.inboxes.dir_fds[spec], name, from_create)
+        self.commit()
         for spec in rescan:
             self.scan(spec)
 
     def close(self) -> None:
+        self.batch.abandon()
         for source, count in self.refusals.suppressed.items():
             if count:
                 log.warning(

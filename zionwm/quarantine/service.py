@@ -10,6 +10,12 @@ state machine in machine.py; this module applies it (store, files, timers, event
 
 One thread runs the loop (selectors + a heap of deadlines) and is the only one touching the
 store; audit threads get an fd and hand back a report through a queue and a wake-up pipe.
+Work that arrives together is done together: the files of one inotify wake-up are taken in
+one batch, the audits started at once share a commit, the verdicts that came back meanwhile
+are recorded in one transaction, and the releases due at once share their intent's commit
+and their outcome's (`Store.batch`; a file never moves before its intent is committed).
+Events are queued and sent once per turn of the loop (and before any reply to a request),
+with the counts read once.
 At start, after taking the store lock, recovery.py brings every unfinished item to a
 consistent state, then every inbox is rescanned for files that arrived while it was down.
 
@@ -85,6 +91,7 @@ from zionwm.quarantine.release import (
     ContentChanged,
     audit_stamp,
     release_file,
+    safe_name,
 )
 from zionwm.quarantine.report import AuditReport, Finding, Verdict
 from zionwm.quarantine.store import (
@@ -142,9 +149,10 @@ class Service:
         self.retry_delay: dict[int, float] = {}
         self.stopping = False
         self.reload_requested = False
+        self.events: list[tuple[str, Item]] = []  # to send at the end of the batch
         self.commands = Commands(self)
         self.intake = Intake(self.store, self._schedule, self._on_taken, self._on_refused)
-        self.control = ControlSocket(socket_path(), self.sel, self.commands.handle)
+        self.control = ControlSocket(socket_path(), self.sel, self._handle)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -177,11 +185,12 @@ class Service:
             self.intake.scan(spec)
         log.info("policy reloaded: %d inboxes", len(self.intake.inboxes.specs))
 
-    def _on_taken(self, item: Item) -> None:
-        self.emit("received", item)
-        self.enqueue(item.id)
-        # start it now if a slot is free: a flood of arrivals read in one go must not keep
-        # the audits waiting until the last of them is taken
+    def _on_taken(self, items: list[Item]) -> None:
+        for item in items:
+            self.emit("received", item)
+            self.enqueue(item.id)
+        # start them now while slots are free: a flood of arrivals read in batches must not
+        # keep the audits waiting until the last of them is taken
         self.pump()
 
     def _on_refused(self, item: Item) -> None:
@@ -215,37 +224,52 @@ class Service:
         self.pool.submit(fn, *args).add_done_callback(self.audit_done)
 
     def pump(self) -> None:
-        """Start audits while worker slots are free."""
-        while self.queue and len(self.running_audits) < self.workers:
-            item_id = self.queue.popleft()
-            self.queued.discard(item_id)
-            try:
-                item = self.store.get(item_id)
-                rescan = self.rescans.pop(item_id, None)
-                if rescan is not None and item.state is State.HELD:
-                    self._start_rescan(item, rescan)
-                    continue
-                if item.state is not State.RECEIVED:
-                    continue
-                fd = os.open(
-                    str(item_id),
-                    os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                    dir_fd=self.store.items_fd,
-                )
-            except (OSError, StoreError) as e:
-                log.error("item %d: cannot start its audit: %s", item_id, e)
-                continue
-            try:
-                item = self.store.transition(item_id, State.AUDITING)
-            except StoreError as e:
+        """Start audits while worker slots are free (their start is one commit)."""
+        starts: list[tuple[Item, int]] = []
+        try:
+            with self.store.batch():
+                while self.queue and len(self.running_audits) < self.workers:
+                    item_id = self.queue.popleft()
+                    self.queued.discard(item_id)
+                    started = self._start_one(item_id)
+                    if started is not None:
+                        starts.append(started)
+                        self.running_audits.add(item_id)
+        except BaseException:
+            for item, fd in starts:
                 os.close(fd)
-                log.error("item %d: cannot start its audit: %s", item_id, e)
-                continue
-            self.running_audits.add(item_id)
+                self.running_audits.discard(item.id)
+            raise
+        for item, fd in starts:
             fut = self.pool.submit(
-                audit_job, item_id, fd, item.name, self.config.audit, self.audits, item.source
+                audit_job, item.id, fd, item.name, self.config.audit, self.audits, item.source
             )
             fut.add_done_callback(self.audit_done)
+
+    def _start_one(self, item_id: int) -> tuple[Item, int] | None:
+        try:
+            item = self.store.get(item_id)
+            rescan = self.rescans.pop(item_id, None)
+            if rescan is not None and item.state is State.HELD:
+                self._start_rescan(item, rescan)
+                return None
+            if item.state is not State.RECEIVED:
+                return None
+            fd = os.open(
+                str(item_id),
+                os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                dir_fd=self.store.items_fd,
+            )
+        except (OSError, StoreError) as e:
+            log.error("item %d: cannot start its audit: %s", item_id, e)
+            return None
+        try:
+            item = self.store.transition(item_id, State.AUDITING)
+        except StoreError as e:
+            os.close(fd)
+            log.error("item %d: cannot start its audit: %s", item_id, e)
+            return None
+        return item, fd
 
     def _start_rescan(self, item: Item, why: tuple[str, ...]) -> None:
         """Scan a held item again; it stays held (a kill -9 meanwhile leaves it held, and
@@ -286,9 +310,10 @@ class Service:
     def antivirus(self) -> str:
         return str(self.config.audit.get("antivirus", "required"))
 
-    def _hold_ended(self, item: Item) -> None:
+    def _hold_ended(self, item: Item) -> bool:
         """At the end of a hold: scan again if the signatures or rules changed since the
-        audit; wait for an antivirus if one is required; otherwise release."""
+        audit; wait for an antivirus if one is required; otherwise release (True: the
+        caller releases it, with the others due at the same time)."""
         audit = effective_audit(self.config.audit)
         # at most a second old: asking clamd and hashing the rules for every release of a
         # flood would make the releases the slowest stage
@@ -308,8 +333,7 @@ class Service:
         elif step is HoldEnd.RESCAN:
             self.rescans[item.id] = tuple(why)
             self.enqueue(item.id)
-        elif step is HoldEnd.RELEASE:
-            self.release(item.id)
+        return step is HoldEnd.RELEASE
 
     def _on_rescan_result(self, item: Item, res: AuditResult) -> None:
         assert res.rescan is not None and item.report is not None
@@ -355,16 +379,48 @@ class Service:
         else:
             self.release(item.id, fields={"verdict": step.verdict, "report": report})
 
-    def _on_audit_result(self, res: AuditResult) -> None:
+    def _on_audit_results(self, results: list[AuditResult]) -> None:
+        """Record the verdicts that came back together, in one transaction; what follows
+        from them (deletions, safe copies, releases) after it."""
+        after: list[tuple[Item, Decision]] = []
+        with self.store.batch():
+            for res in results:
+                try:
+                    done = self._on_audit_result(res)
+                except Exception:  # one item's error must not undo the others' verdicts
+                    log.exception("item %d: its verdict could not be recorded", res.item_id)
+                    continue
+                if done is not None:
+                    after.append(done)
+        for item, decision in after:
+            if decision.state is State.HELD:
+                self.emit("held", item)
+                self._schedule(decision.hold_until or 0.0, "release", item.id)
+            elif decision.delete_content:
+                # the intent (deleting) is committed: the content goes now
+                self.unlink_content(item.id)
+                self.emit("rejected", self.finish_delete(item))
+            else:
+                self.emit("rejected", item)
+                self._safe_copy_if_asked(item)
+            log.info(
+                "item %d %r: %s -> %s",
+                item.id,
+                item.name,
+                item.verdict.value if item.verdict else "-",
+                item.state.value,
+            )
+
+    def _on_audit_result(self, res: AuditResult) -> tuple[Item, Decision] | None:
         self.running_audits.discard(res.item_id)
         item = self.store.get(res.item_id)
         if res.rescan is not None:
             if item.state is State.HELD:
                 self._on_rescan_result(item, res)
-            return
+            return None
         if item.state is not State.AUDITING:
             log.warning("item %d changed to %s during its audit", item.id, item.state.value)
-            return
+            return None
         verdict = res.report.verdict
         decision = after_audit(
             verdict, self._policy_for(item), time.time(), self.antivirus(), item.reason
@@ -380,18 +436,11 @@ class Service:
             item = self.store.transition(
                 item.id, State.HELD, hold_until=decision.hold_until, **fields
             )
-            self.emit("held", item)
-            self._schedule(decision.hold_until or 0.0, "release", item.id)
         elif decision.delete_content:
             item = self.store.transition(item.id, State.DELETING, then_state="rejected", **fields)
-            self.unlink_content(item.id)
-            item = self.finish_delete(item)
-            self.emit("rejected", item)
         else:
             item = self.store.transition(item.id, State.REJECTED, content=True, **fields)
-            self.emit("rejected", item)
-            self._safe_copy_if_asked(item)
-        log.info("item %d %r: %s -> %s", item.id, item.name, verdict.value, item.state.value)
+        return item, decision
 
     def _safe_copy_if_asked(self, item: Item) -> None:
         """A kept PDF or image from a desktop whose policy asks for it gets a safe copy."""
@@ -410,13 +459,78 @@ class Service:
     def release(
         self, item_id: int, forced: bool = False, fields: dict[str, Any] | None = None
     ) -> Item:
-        item = self.store.transition(
-            item_id,
-            State.RELEASING,
-            release_name=None,
-            forced=forced or self.store.get(item_id).forced,
-            **(fields or {}),
-        )
+        """Release one item (refused with StoreError if its state does not allow it)."""
+        return self.release_many([(item_id, forced, fields)], strict=True)[0]
+
+    def release_many(
+        self, requests: list[tuple[int, bool, dict[str, Any] | None]], strict: bool = False
+    ) -> list[Item]:
+        """Release several items: their intents (releasing, with the first name each will
+        try) in one commit before any file moves, their outcomes in one commit after.
+        `strict`: a refused transition raises instead of being logged and skipped."""
+        if self.store.in_batch:
+            # the intents would not be committed before the files move
+            raise RuntimeError("a release cannot join an open batch of the store")
+        started: list[Item] = []
+        seen: set[int] = set()
+        with self.store.batch():
+            for item_id, forced, fields in requests:
+                if item_id in seen:  # two timers of one item due at once
+                    continue
+                seen.add(item_id)
+                try:
+                    item = self.store.get(item_id)
+                    try:
+                        first: str | None = safe_name(item.name)
+                    except (ValueError, UnicodeError):
+                        first = None
+                    started.append(
+                        self.store.transition(
+                            item_id,
+                            State.RELEASING,
+                            release_name=first,
+                            forced=forced or item.forced,
+                            **(fields or {}),
+                        )
+                    )
+                except StoreError as e:
+                    if strict:
+                        raise
+                    log.error("item %d: cannot release it: %s", item_id, e)
+        moved: list[tuple[Item, str]] = []
+        out: list[Item] = []
+        for item in started:
+            try:
+                final = self._move_out(item)
+            except OSError as e:
+                out.append(self._release_failed(item, e))
+                continue
+            except Exception:
+                log.exception("item %d: its release failed", item.id)
+                continue
+            if isinstance(final, Item):
+                out.append(final)  # kept: the content changed after its audit
+            else:
+                moved.append((item, final))
+        now = time.time()
+        with self.store.batch():
+            for releasing, final in moved:
+                self.retry_delay.pop(releasing.id, None)
+                item = self.store.transition(
+                    releasing.id,
+                    State.RELEASED,
+                    release_name=final,
+                    released_at=now,
+                    content=False,
+                )
+                log.info("item %d released to %s as %r", item.id, item.dest, final)
+                self.emit("released", item)
+                out.append(item)
+        return out
+
+    def _move_out(self, item: Item) -> str | Item:
+        """Move one releasing item's content to its destination: its final name, or the
+        item kept because its content is not what was audited. Raises OSError."""
         claimed = tuple(
             key
             for key, value in zip(ORIGIN_XATTRS, (item.origin_url, item.referrer_url), strict=True)
@@ -431,37 +545,48 @@ class Service:
             source=item.source,
             claimed=claimed,
         )
+        recorded = item.release_name
+
+        def on_attempt(cand: str) -> None:
+            # the first name's intent was committed with the releasing state
+            if cand != recorded:
+                self.store.set_release_name(item.id, cand)
+
         try:
-            final = release_file(
+            return release_file(
                 self.store.items_fd,
                 src_name=str(item.id),
                 dest=destination(item),
                 name=item.name,
                 stamp=stamp,
-                on_attempt=lambda cand: self.store.set_release_name(item.id, cand),
+                on_attempt=on_attempt,
                 expect_sha256=item.sha256,
             )
         except ContentChanged as e:
             return self._changed_after_audit(item, str(e))
-        except OSError as e:
-            item = self.store.get(item.id)
-            if self._at_destination(item):
-                self.unlink_content(item.id)
-                final = item.release_name or item.name
-            else:
-                delay = min(self.retry_delay.get(item.id, _RETRY_FIRST / 2) * 2, _RETRY_MAX)
-                self.retry_delay[item.id] = delay
-                log.warning("item %d: release failed (%s); retrying in %.0f s", item.id, e, delay)
-                item = self.store.transition(item.id, State.HELD, reason=f"release failed: {e}")
-                self._schedule(time.time() + delay, "release", item.id)
-                self.emit("release-failed", item)
-                return item
-        self.retry_delay.pop(item.id, None)
-        item = self.store.transition(
-            item.id, State.RELEASED, release_name=final, released_at=time.time(), content=False
-        )
-        log.info("item %d released to %s as %r", item.id, item.dest, final)
-        self.emit("released", item)
+
+    def _release_failed(self, item: Item, e: OSError) -> Item:
+        item = self.store.get(item.id)
+        if self._at_destination(item):
+            # it did land: only the store's name was left
+            self.unlink_content(item.id)
+            self.retry_delay.pop(item.id, None)
+            item = self.store.transition(
+                item.id,
+                State.RELEASED,
+                release_name=item.release_name or item.name,
+                released_at=time.time(),
+                content=False,
+            )
+            log.info("item %d released to %s as %r", item.id, item.dest, item.release_name)
+            self.emit("released", item)
+            return item
+        delay = min(self.retry_delay.get(item.id, _RETRY_FIRST / 2) * 2, _RETRY_MAX)
+        self.retry_delay[item.id] = delay
+        log.warning("item %d: release failed (%s); retrying in %.0f s", item.id, e, delay)
+        item = self.store.transition(item.id, State.HELD, reason=f"release failed: {e}")
+        self._schedule(time.time() + delay, "release", item.id)
+        self.emit("release-failed", item)
         return item
 
     def _changed_after_audit(self, item: Item, detail: str) -> Item:
@@ -495,6 +620,14 @@ class Service:
 
     def _run_timers(self) -> None:
         now = time.time()
+        due: list[tuple[int, bool, dict[str, Any] | None]] = []
+        try:
+            self._pop_timers(now, due)
+        finally:
+            if due:
+                self.release_many(due)
+
+    def _pop_timers(self, now: float, due: list[tuple[int, bool, dict[str, Any] | None]]) -> None:
         while self.timers and self.timers[0][0] <= now:
             _, _, what, item_id = heapq.heappop(self.timers)
             if what == "inbox-check":
@@ -510,8 +643,12 @@ class Service:
                 continue
             item = self.store.get(item_id)
             # Stale timers (rescanned, released by hand, re-held later) are dropped here.
-            if item.state is State.HELD and (item.hold_until or 0.0) <= now:
-                self._hold_ended(item)
+            if (
+                item.state is State.HELD
+                and (item.hold_until or 0.0) <= now
+                and self._hold_ended(item)
+            ):
+                due.append((item.id, False, None))
 
     def _timeout(self) -> float | None:
         if not self.timers:
@@ -521,10 +658,31 @@ class Service:
     # -- events and control ------------------------------------------------------------------
 
     def emit(self, event: str, item: Item) -> None:
+        """Queue an event for the subscribers; `flush_events` sends it with its batch's."""
+        if self.control.has_subscribers():
+            self.events.append((event, item))
+
+    def flush_events(self) -> None:
+        """Send the queued events, each with the counts as they are now (read once): at
+        the end of each turn of the loop, and before a reply."""
+        if not self.events:
+            return
+        events, self.events = self.events, []
         if not self.control.has_subscribers():
             return
-        msg = {"event": event, "item": item.to_json(), "counts": self.store.counts()}
-        self.control.broadcast((json.dumps(msg) + "\n").encode())
+        counts = self.store.counts()
+        data = "".join(
+            json.dumps({"event": event, "item": item.to_json(), "counts": counts}) + "\n"
+            for event, item in events
+        )
+        self.control.broadcast(data.encode())
+
+    def _handle(self, req: dict[str, Any], conn: Any) -> dict[str, Any]:
+        """A control request; the events it caused go out before its reply."""
+        try:
+            return self.commands.handle(req, conn)
+        finally:
+            self.flush_events()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -532,15 +690,23 @@ class Service:
         with contextlib.suppress(BlockingIOError):
             while os.read(self.wake_r, 4096):
                 pass
-        while True:
-            try:
-                res = self.results.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(res, ConvertResult):
-                self.commands.on_converted(res)
-            else:
-                self._on_audit_result(res)
+        verdicts: list[AuditResult] = []
+        try:
+            while True:
+                try:
+                    res = self.results.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(res, ConvertResult):
+                    self.commands.on_converted(res)
+                elif res.rescan is not None:
+                    # may release: never inside the batch (see release_many)
+                    self._on_audit_result(res)
+                else:
+                    verdicts.append(res)
+        finally:
+            if verdicts:
+                self._on_audit_results(verdicts)
 
     def run_once(self, timeout: float | None) -> None:
         t = self._timeout()
@@ -553,6 +719,7 @@ class Service:
         if self.reload_requested:
             self.reload_requested = False
             self._guard(self.reload)
+        self._guard(self.flush_events)
 
     def _dispatch(self, key: selectors.SelectorKey, mask: int) -> None:
         tag = key.data
@@ -588,6 +755,7 @@ class Service:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.audits.close()
         self._guard(self._on_wake)
+        self._guard(self.flush_events)
         self.control.close_all()
         self.intake.close()
         self.sel.close()

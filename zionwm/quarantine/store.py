@@ -18,15 +18,25 @@ and the outcome after it. `recovery_action` is the pure rule that, after a crash
 where the file actually is and decides the state each item resumes in; the service applies
 it at start. Only the service's main thread touches a `Store` (sqlite3 connections are not
 shared across threads here).
+
+The service is the only writer, so the store keeps the items still in the pipeline in memory
+as it last wrote them (`get` and `transition` then cost no read and no decoding of a row),
+and `batch()` groups the writes of many items into one transaction: a flood of files costs
+a commit per stage of a batch, not per file. A batch is only for writes whose order with
+file operations does not matter: an intent that must be durable before a file moves is
+committed (the batch left) before that move.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -99,6 +109,11 @@ CREATE INDEX IF NOT EXISTS items_state ON items(state);
 # Columns added after the first release, for stores created before them.
 _ADDED_COLUMNS = {"src_dev": "INTEGER", "src_ino": "INTEGER"}
 
+
+# Items kept in memory at most (the pending ones, oldest written first out): a flood of many
+# thousand files must not hold every report in memory.
+CACHE_MAX = 4096
+_CACHED_STATES = PENDING_STATES | {State.DELETING}
 
 # UPDATE ... RETURNING came with SQLite 3.35
 _HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
@@ -230,6 +245,21 @@ def recovery_action(state: State, in_store: bool, at_destination: bool) -> Recov
     return RecoveryAction.KEEP
 
 
+def _item_value(key: str, value: Any) -> Any:
+    """A column's new value as an `Item` holds it (what `_row_to_item` would decode)."""
+    if key == "verdict":
+        return Verdict(value) if value is not None else None
+    if key in ("content", "forced"):
+        return bool(value)
+    if key == "report":
+        if value is not None and not isinstance(value, AuditReport):
+            raise TypeError("report must be an AuditReport")
+        return value
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
 def _sql_value(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
@@ -259,6 +289,53 @@ class Store:
         for col, kind in _ADDED_COLUMNS.items():
             if col not in have:
                 self._db.execute(f"ALTER TABLE items ADD COLUMN {col} {kind}")
+        # pending items as last written (this process is the only writer); see the docstring
+        self._cache: dict[int, Item] = {}
+        self._in_batch = False
+        self._touched: set[int] = set()  # written in the open batch: forgotten if it fails
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every write inside is one transaction, committed on leaving (rolled back, with
+        what the store remembers of the items it touched, if it raises). Nested batches
+        join the outer one."""
+        if self._in_batch:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_batch = True
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            for item_id in self._touched:
+                self._cache.pop(item_id, None)
+            raise
+        finally:
+            self._in_batch = False
+            self._touched.clear()
+
+    @property
+    def in_batch(self) -> bool:
+        return self._in_batch
+
+    def _remember(self, item: Item) -> Item:
+        if self._in_batch:
+            self._touched.add(item.id)
+        if item.state in _CACHED_STATES:
+            self._cache.pop(item.id, None)  # re-inserted last: the oldest go first
+            self._cache[item.id] = item
+            if len(self._cache) > CACHE_MAX:
+                del self._cache[next(iter(self._cache))]
+        else:
+            self._cache.pop(item.id, None)
+        return item
+
+    def forget(self) -> None:
+        """Drop what is remembered: the next reads come from the database."""
+        self._cache.clear()
 
     def close(self) -> None:
         self._db.close()
@@ -267,6 +344,13 @@ class Store:
     # -- queries ---------------------------------------------------------------------------
 
     def get(self, item_id: int) -> Item:
+        cached = self._cache.get(item_id)
+        if cached is not None:
+            return cached
+        return self._remember(self.read(item_id))
+
+    def read(self, item_id: int) -> Item:
+        """The item as the database has it (never what is remembered)."""
         row = self._db.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
             raise StoreError(f"no quarantine item {item_id}")
@@ -281,7 +365,7 @@ class Store:
                 f"SELECT * FROM items WHERE state IN ({marks}) ORDER BY id",
                 [s.value for s in states],
             ).fetchall()
-        return [_row_to_item(r) for r in rows]
+        return [self._cache.get(r["id"]) or self._remember(_row_to_item(r)) for r in rows]
 
     def counts(self) -> dict[str, int]:
         """`pending`: still in the pipeline; `kept`: rejected with content the user may act on."""
@@ -347,10 +431,45 @@ class Store:
             ),
         )
         assert cur.lastrowid is not None
-        return int(cur.lastrowid)
+        item_id = int(cur.lastrowid)
+        self._remember(
+            Item(
+                id=item_id,
+                kind=kind,
+                source=source,
+                dest=dest,
+                subdir=tuple(p for p in "/".join(subdir).split("/") if p),
+                name=name,
+                size=size,
+                sha256=None,
+                origin_url=origin_url,
+                referrer_url=referrer_url,
+                received_at=now,
+                updated_at=now,
+                state=State.TAKING,
+                content=False,
+                dev=dev,
+                ino=ino,
+                inbox_name=inbox_name,
+                src_dev=src_dev,
+                src_ino=src_ino,
+                verdict=None,
+                report=None,
+                hold_until=None,
+                release_name=None,
+                released_at=None,
+                reason=None,
+                forced=False,
+                then_state=None,
+            )
+        )
+        return item_id
 
     def drop_taking(self, item_id: int) -> None:
         """Forget a take that did not land (the file is still where it was)."""
+        self._cache.pop(item_id, None)
+        if self._in_batch:
+            self._touched.add(item_id)
         self._db.execute(
             "DELETE FROM items WHERE id = ? AND state = ?", (item_id, State.TAKING.value)
         )
@@ -386,34 +505,54 @@ class Store:
         return int(cur.lastrowid)
 
     def transition(self, item_id: int, to: State, **fields: Any) -> Item:
-        """Move an item to `to` (checked against ALLOWED) and set `fields` in one commit."""
-        # only the state is read before (a whole item, with its report, costs as much as
-        # the update), and the updated row comes back from the update itself
-        row = self._db.execute("SELECT state FROM items WHERE id = ?", (item_id,)).fetchone()
-        if row is None:
-            raise StoreError(f"no quarantine item {item_id}")
-        state = State(row["state"])
+        """Move an item to `to` (checked against ALLOWED) and set `fields` in one commit
+        (or in the open batch's)."""
+        cached = self._cache.get(item_id)
+        if cached is not None:
+            state = cached.state
+        else:
+            # only the state is read before (a whole item, with its report, costs as much
+            # as the update), and the updated row comes back from the update itself
+            row = self._db.execute("SELECT state FROM items WHERE id = ?", (item_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no quarantine item {item_id}")
+            state = State(row["state"])
         if to not in ALLOWED[state]:
             raise StoreError(f"item {item_id} is {state.value}; it cannot become {to.value}")
-        cols = {"state": to.value, "updated_at": time.time()}
+        now = time.time()
+        cols = {"state": to.value, "updated_at": now}
         for key, value in fields.items():
             cols[key] = _sql_value(value)
         sets = ", ".join(f"{k} = ?" for k in cols)
         update = f"UPDATE items SET {sets} WHERE id = ? AND state = ?"
         args = [*cols.values(), item_id, state.value]
+        if cached is not None:
+            # the row is what was last written here: it is not read back
+            if self._db.execute(update, args).rowcount != 1:
+                self._cache.pop(item_id, None)
+                raise StoreError(f"item {item_id} changed state concurrently")
+            changes = {k: _item_value(k, v) for k, v in fields.items()}
+            return self._remember(dataclasses.replace(cached, state=to, updated_at=now, **changes))
         if _HAS_RETURNING:
             # fetchall: the statement runs to its end, so its commit is done on return
             rows = self._db.execute(update + " RETURNING *", args).fetchall()
             if len(rows) != 1:
                 raise StoreError(f"item {item_id} changed state concurrently")
-            return _row_to_item(rows[0])
+            return self._remember(_row_to_item(rows[0]))
         if self._db.execute(update, args).rowcount != 1:
             raise StoreError(f"item {item_id} changed state concurrently")
-        return self.get(item_id)
+        return self._remember(self.read(item_id))
 
     def set_release_name(self, item_id: int, name: str) -> None:
         """Record the destination name about to be tried (the intent of one attempt)."""
-        self._db.execute(
+        now = time.time()
+        done = self._db.execute(
             "UPDATE items SET release_name = ?, updated_at = ? WHERE id = ? AND state = ?",
-            (name, time.time(), item_id, State.RELEASING.value),
-        )
+            (name, now, item_id, State.RELEASING.value),
+        ).rowcount
+        cached = self._cache.get(item_id)
+        if cached is not None:
+            if done == 1 and cached.state is State.RELEASING:
+                self._remember(dataclasses.replace(cached, release_name=name, updated_at=now))
+            else:
+                self._cache.pop(item_id, None)

@@ -113,27 +113,26 @@ def notify_next_frame(handle: Any) -> None:
 
 
 class HeldFrame:
-    """A reference to the frame an output showed when it was taken; scale() reads it once
-    and lets it go (the swapchain wants its buffers back)."""
+    """A copy of the frame an output showed when it was taken, in memory of its own (no
+    output buffer stays locked for it); scale() reads it once and frees it."""
 
-    def __init__(self, buffer: Any) -> None:
-        self._buffer = buffer
+    def __init__(self, copy: Any) -> None:
+        self._copy = copy
 
-    def scale(self, renderer: Any, top: int, width: int, height: int) -> bytes | None:
+    def scale(self, top: int, width: int, height: int) -> bytes | None:
         """The frame below row `top`, box-filtered to width x height ARGB8888 (opaque);
-        None if its pixels cannot be read."""
-        if self._buffer is None:
+        None if it was released."""
+        if self._copy is None:
             return None
         dst = ffi.new("unsigned char[]", width * height * 4)
-        r = ffi.NULL if renderer is None else to_native(renderer, "struct wlr_renderer *")
-        ok = lib.zion_buffer_thumbnail(self._buffer, r, top, dst, width, height)
+        ok = lib.zion_frame_copy_thumbnail(self._copy, top, dst, width, height)
         self.release()
         return bytes(ffi.buffer(dst)) if ok else None
 
     def release(self) -> None:
-        if self._buffer is not None:
-            lib.zion_buffer_release(self._buffer)
-            self._buffer = None
+        if self._copy is not None:
+            ffi.release(self._copy)  # frees it now (ffi.gc would, once collected)
+            self._copy = None
 
 
 def capture_tree(
@@ -158,10 +157,12 @@ def capture_tree(
     return bytes(ffi.buffer(out)) if ok else None
 
 
-def hold_frame(handle: Any) -> HeldFrame | None:
-    """The frame on screen of the output behind `handle` (attach_frame_handler), held."""
-    buf = lib.zion_output_frame_hold(handle)
-    return None if buf == ffi.NULL else HeldFrame(buf)
+def hold_frame(handle: Any, renderer: Any) -> HeldFrame | None:
+    """A copy of the frame on screen of the output behind `handle` (attach_frame_handler),
+    read through `renderer` if its buffer has no CPU mapping; None if it cannot be read."""
+    r = ffi.NULL if renderer is None else to_native(renderer, "struct wlr_renderer *")
+    copy = lib.zion_output_frame_copy(handle, r)
+    return None if copy == ffi.NULL else HeldFrame(ffi.gc(copy, lib.zion_frame_copy_free))
 
 
 def scale_pixels(argb: bytes, width: int, height: int, to_w: int, to_h: int) -> bytes:

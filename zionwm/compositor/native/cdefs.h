@@ -103,12 +103,14 @@ struct zion_output_frame *zion_output_frame_attach(struct wlr_output *output,
 void zion_output_frame_detach(struct zion_output_frame *frame);
 void zion_output_frame_notify_next(struct zion_output_frame *frame);
 
-/* thumbnails of the frame on screen (the overview) */
+/* thumbnails of the frame on screen (the overview): copied out, scaled later */
 struct wlr_renderer;
-struct wlr_buffer *zion_output_frame_hold(struct zion_output_frame *frame);
-void zion_buffer_release(struct wlr_buffer *buffer);
-bool zion_buffer_thumbnail(struct wlr_buffer *buffer, struct wlr_renderer *renderer, int top,
-                           unsigned char *dst, int dw, int dh);
+struct zion_frame_copy;
+struct zion_frame_copy *zion_output_frame_copy(struct zion_output_frame *frame,
+                                               struct wlr_renderer *renderer);
+bool zion_frame_copy_thumbnail(const struct zion_frame_copy *copy, int top, unsigned char *dst,
+                               int dw, int dh);
+void zion_frame_copy_free(struct zion_frame_copy *copy);
 /* one desktop's windows alone, ARGB8888 into out (width * height * 4) */
 struct wlr_allocator;
 bool zion_capture_tree(struct wlr_renderer *renderer, struct wlr_allocator *allocator,

@@ -391,22 +391,40 @@ void zion_unwatch_geometry(struct zion_geometry_watch *w) {
 struct zion_output_frame {
     struct wl_listener frame;
     struct wl_listener commit;
+    struct wl_listener shown_destroy;
     struct wlr_scene_output *scene_output;
-    struct wlr_buffer *shown; /* the buffer on screen now (the output holds it too) */
+    struct wlr_buffer *shown; /* the buffer last put on screen: NOT locked (see below) */
     int id;
     int notify_next; /* report the next committed frame's time (switch latency) */
 };
 
-/* Keep a reference to the buffer on screen: it is the output's front buffer, which the
- * output holds anyway, so this costs no extra swapchain slot; it lets the overview take a
- * desktop's last frame without rendering anything. */
+static void zion_output_frame_forget_shown(struct zion_output_frame *f) {
+    if (!f->shown) return;
+    wl_list_remove(&f->shown_destroy.link);
+    wl_list_init(&f->shown_destroy.link);
+    f->shown = NULL;
+}
+
+static void zion_output_frame_shown_destroyed(struct wl_listener *listener, void *data) {
+    struct zion_output_frame *f = wl_container_of(listener, f, shown_destroy);
+    (void)data;
+    zion_output_frame_forget_shown(f);
+}
+
+/* Remember which buffer went on screen, without locking it. A lock would keep it from the
+ * swapchain: on a backend that does not hold its front buffer itself (wlroots 0.15's
+ * headless one) the swapchain then allocates a second output buffer, a whole frame of
+ * memory, and keeps it. Unlocked, the buffer still has the frame's pixels until the output
+ * renders into it again, which only the frame handler below does; the overview copies them
+ * out before that (zion_output_frame_copy). A buffer destroyed (a new swapchain) is
+ * forgotten. With one output buffer this runs one compare per frame. */
 static void zion_output_frame_commit(struct wl_listener *listener, void *data) {
     struct zion_output_frame *f = wl_container_of(listener, f, commit);
     struct wlr_output_event_commit *event = data;
-    if (!event->buffer) return;
-    struct wlr_buffer *old = f->shown;
-    f->shown = wlr_buffer_lock(event->buffer);
-    if (old) wlr_buffer_unlock(old);
+    if (!event->buffer || event->buffer == f->shown) return;
+    zion_output_frame_forget_shown(f);
+    f->shown = event->buffer;
+    wl_signal_add(&event->buffer->events.destroy, &f->shown_destroy);
 }
 
 static void zion_output_frame_notify(struct wl_listener *listener, void *data) {
@@ -433,6 +451,8 @@ struct zion_output_frame *zion_output_frame_attach(struct wlr_output *output,
     wl_signal_add(&output->events.frame, &f->frame);
     f->commit.notify = zion_output_frame_commit;
     wl_signal_add(&output->events.commit, &f->commit);
+    f->shown_destroy.notify = zion_output_frame_shown_destroyed;
+    wl_list_init(&f->shown_destroy.link);
     return f;
 }
 
@@ -440,7 +460,7 @@ void zion_output_frame_detach(struct zion_output_frame *f) {
     if (!f) return;
     wl_list_remove(&f->frame.link);
     wl_list_remove(&f->commit.link);
-    if (f->shown) wlr_buffer_unlock(f->shown);
+    zion_output_frame_forget_shown(f);
     free(f);
 }
 
@@ -471,59 +491,93 @@ void zion_scale_xrgb(const unsigned char *src, int sw, int sh, int sstride,
     }
 }
 
-/* A held reference to the frame on screen, to be scaled later (off the switch path). */
-struct wlr_buffer *zion_output_frame_hold(struct zion_output_frame *f) {
-    return (f && f->shown) ? wlr_buffer_lock(f->shown) : NULL;
+/* A copy of the frame on screen, taken as a desktop is left (or the overview opens), to be
+ * scaled later (off the switch path): xRGB rows, width * 4 bytes each. Its memory is
+ * mapped for it alone, so freeing it gives it back to the system at once (from malloc, a
+ * block this large would raise glibc's mmap threshold and stay in the heap). */
+struct zion_frame_copy {
+    unsigned char *pixels;
+    size_t bytes;
+    int width, height;
+};
+
+void zion_frame_copy_free(struct zion_frame_copy *c) {
+    if (!c) return;
+    munmap(c->pixels, c->bytes);
+    free(c);
 }
 
-void zion_buffer_release(struct wlr_buffer *buffer) {
-    if (buffer) wlr_buffer_unlock(buffer);
-}
-
-/* Scale rows [top, height) of a held frame into dst (dw x dh, 4 bytes a pixel). Reads the
- * pixels directly where the buffer allows it (shm and dumb buffers: pixman), else through
- * the renderer (GPU buffers). Returns false if neither works. */
-bool zion_buffer_thumbnail(struct wlr_buffer *buffer, struct wlr_renderer *renderer, int top,
-                           unsigned char *dst, int dw, int dh) {
-    if (!buffer || dw <= 0 || dh <= 0) return false;
+/* Reads the pixels directly where the buffer allows it (shm and dumb buffers: a memcpy),
+ * else through the renderer (GPU buffers). NULL if neither works. */
+struct zion_frame_copy *zion_output_frame_copy(struct zion_output_frame *f,
+                                               struct wlr_renderer *renderer) {
+    struct wlr_buffer *buffer = f ? f->shown : NULL;
+    if (!buffer || buffer->width <= 0 || buffer->height <= 0) return NULL;
     int w = buffer->width, h = buffer->height;
-    if (top < 0 || top >= h) top = 0;
+    size_t row = (size_t)w * 4;
+    struct zion_frame_copy *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->width = w;
+    c->height = h;
+    c->bytes = row * h;
+    /* MAP_POPULATE: the pages are faulted in at once, not one by one under the memcpy
+     * (about a quarter faster). Not in 2 MiB pages: faster still, but a fault that finds
+     * none free may compact memory first, a stall on the switch's path. */
+    c->pixels = mmap(NULL, c->bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (c->pixels == MAP_FAILED) { free(c); return NULL; }
     void *data = NULL;
     uint32_t format = 0;
     size_t stride = 0;
+    bool ok;
     if (wlr_buffer_begin_data_ptr_access(buffer, WLR_BUFFER_DATA_PTR_ACCESS_READ, &data,
                                          &format, &stride)) {
-        bool ok = format == DRM_FORMAT_XRGB8888 || format == DRM_FORMAT_ARGB8888;
-        if (ok)
-            zion_scale_xrgb((const unsigned char *)data + (size_t)top * stride, w, h - top,
-                            (int)stride, dst, dw, dh);
+        ok = (format == DRM_FORMAT_XRGB8888 || format == DRM_FORMAT_ARGB8888) && stride >= row;
+        if (ok && stride == row) {
+            memcpy(c->pixels, data, c->bytes);
+        } else if (ok) {
+            for (int y = 0; y < h; y++)
+                memcpy(c->pixels + (size_t)y * row, (const unsigned char *)data + y * stride,
+                       row);
+        }
         wlr_buffer_end_data_ptr_access(buffer);
-        return ok;
-    }
-    if (!renderer) return false;
-    unsigned char *full = malloc((size_t)w * h * 4);
-    if (!full) return false;
-    bool ok = wlr_renderer_begin_with_buffer(renderer, buffer);
-    if (ok) {
-        uint32_t flags = 0;
-        ok = wlr_renderer_read_pixels(renderer, DRM_FORMAT_XRGB8888, &flags, w * 4, w, h,
-                                      0, 0, 0, 0, full);
-        wlr_renderer_end(renderer);
-        if (ok && (flags & WLR_RENDERER_READ_PIXELS_Y_INVERT)) {
-            /* rows come bottom-up: flip in place */
-            unsigned char *tmp = malloc((size_t)w * 4);
-            for (int y = 0; tmp && y < h / 2; y++) {
-                memcpy(tmp, full + (size_t)y * w * 4, (size_t)w * 4);
-                memcpy(full + (size_t)y * w * 4, full + (size_t)(h - 1 - y) * w * 4,
-                       (size_t)w * 4);
-                memcpy(full + (size_t)(h - 1 - y) * w * 4, tmp, (size_t)w * 4);
+    } else {
+        ok = renderer && wlr_renderer_begin_with_buffer(renderer, buffer);
+        if (ok) {
+            uint32_t flags = 0;
+            ok = wlr_renderer_read_pixels(renderer, DRM_FORMAT_XRGB8888, &flags, (uint32_t)row,
+                                          w, h, 0, 0, 0, 0, c->pixels);
+            wlr_renderer_end(renderer);
+            if (ok && (flags & WLR_RENDERER_READ_PIXELS_Y_INVERT)) {
+                /* rows come bottom-up: flip in place */
+                unsigned char *tmp = malloc(row);
+                for (int y = 0; tmp && y < h / 2; y++) {
+                    unsigned char *a = c->pixels + (size_t)y * row;
+                    unsigned char *b = c->pixels + (size_t)(h - 1 - y) * row;
+                    memcpy(tmp, a, row);
+                    memcpy(a, b, row);
+                    memcpy(b, tmp, row);
+                }
+                free(tmp);
             }
-            free(tmp);
         }
     }
-    if (ok) zion_scale_xrgb(full + (size_t)top * w * 4, w, h - top, w * 4, dst, dw, dh);
-    free(full);
-    return ok;
+    if (!ok) {
+        zion_frame_copy_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Scale rows [top, height) of a copied frame into dst (dw x dh, 4 bytes a pixel). */
+bool zion_frame_copy_thumbnail(const struct zion_frame_copy *c, int top, unsigned char *dst,
+                               int dw, int dh) {
+    if (!c || dw <= 0 || dh <= 0) return false;
+    if (top < 0 || top >= c->height) top = 0;
+    size_t row = (size_t)c->width * 4;
+    zion_scale_xrgb(c->pixels + (size_t)top * row, c->width, c->height - top, (int)row, dst,
+                    dw, dh);
+    return true;
 }
 
 void zion_output_frame_notify_next(struct zion_output_frame *f) {

@@ -26,6 +26,7 @@
 #include <wlr/types/wlr_pointer.h>
 #include <wlr/types/wlr_xcursor_manager.h>
 #include <wlr/xwayland.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <xcb/xfixes.h>
 #include <drm_fourcc.h>
