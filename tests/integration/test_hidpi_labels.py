@@ -27,15 +27,18 @@ TAB = 18  # the host tab's height
 
 NOTICE_TOP = STRIP + 8  # the first notification box, at the top right
 NOTICE_ROW = 22
-NOTICE_WIDTH = 620
+NOTICE_TEXT = 200
+URGENT = (160, 30, 30)  # an urgent notification's box
 TITLE_TOP, TITLE_TEXT = 4, 32  # the overview's "Desktops" title (above the cells' rings)
 MISSING = "/nonexistent/hidpi-notice"
 
 
 def notice_ink(img: Image.Image, scale: int) -> tuple[int, int, int, int]:
-    """The white text of the first (urgent, red) notification's first row."""
+    """The white text of the first (urgent, red) notification's first row, its first
+    `NOTICE_TEXT` layout pixels (the box is cut to fit a narrow output)."""
     y0 = NOTICE_TOP * scale
-    area = (img.width - NOTICE_WIDTH * scale, y0, img.width, y0 + NOTICE_ROW * scale)
+    left = next(x for x in range(img.width) if _near(img.getpixel((x, y0 + 1)), URGENT, 30))
+    area = (left, y0, left + NOTICE_TEXT * scale, y0 + NOTICE_ROW * scale)
     return _bbox(img, area, lambda p: min(p[:3]) > 200)
 
 
@@ -178,3 +181,37 @@ def test_labels_at_scale_2_are_the_same_size_and_drawn_at_its_density(
     up = img1.crop(ink1).resize((w1 * 2, h1 * 2), Image.Resampling.NEAREST)
     assert blocky(up, (0, 0, *up.size)) > 0.95  # the measure does see a blown-up one
     assert blocky(img2, ink2) < 0.8, (what, blocky(img2, ink2))
+
+
+NOTICE_MARGIN = 8  # layout pixels between a notification box and the output's edges
+NOTICE_MAX = 900  # a notification box's widest, on a wide enough output
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_a_long_notification_lies_wholly_inside_the_screen(tmp_path: Path, scale: int) -> None:
+    """A notice far wider than the output is cut to fit: the whole box, flush right with the
+    margin, inside the output's logical width at its scale (no window behind it)."""
+    comp = Compositor(tmp_path, extra_env={"ZIONWM_OUTPUT_SCALE": str(scale)}).start()
+    try:
+        missing = "/nonexistent/" + "a-long-program-name-" * 10
+        comp.zionctl("launch", "work", "--", missing, check=False)
+        wait_for(
+            lambda: any(missing in n for n in comp.zjson("status")["notifications"]),
+            30,
+            "the notification",
+        )
+        row = (NOTICE_TOP * scale, (NOTICE_TOP + NOTICE_ROW) * scale)
+
+        def box() -> tuple[Image.Image, tuple[int, int, int, int]]:
+            s = comp.screenshot(tmp_path / "notice.png")  # _bbox fails until the box is there
+            return s, _bbox(s, (0, row[0], s.width, row[1]), lambda p: _near(p, URGENT, 30))
+
+        shot = wait_for(box, 10, "the notification on screen")
+    finally:
+        comp.stop()
+    img, (x0, y0, x1, y1) = shot
+    margin = NOTICE_MARGIN * scale
+    width = min(NOTICE_MAX * scale, img.width - 2 * margin)  # the text is longer than that
+    assert (y0, y1) == row, (y0, y1)
+    assert x1 == img.width - margin, (x1, img.width)  # flush right, the margin kept
+    assert x0 >= margin and x1 - x0 == width, (x0, x1, width)

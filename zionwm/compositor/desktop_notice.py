@@ -8,11 +8,10 @@ zionwm's notices by ui.Notifications.
 from __future__ import annotations
 
 from .native import SceneRect, SceneTree
-from .ui import Notifications, label_image
+from .ui import Notifications, label_box
 
 ROW = 22
 STRIPE = 6
-MAX_WIDTH = 900
 BODY_BG = (30, 30, 30, 235)
 
 
@@ -37,12 +36,16 @@ def show(
     node = SceneTree.create(notifications.tree)
     rgb = _rgb(colour)
     scale = notifications.scale
-    label_image(node, f"\u25cf {desktop}", _ink_on(rgb), (*rgb, 255), ROW, scale=scale)
+    width = notifications.max_width()
+    _, box = label_box(
+        node, f"\u25cf {desktop}", _ink_on(rgb), (*rgb, 255), ROW, scale=scale, max_width=width
+    )
     SceneRect.create(node, STRIPE, ROW * len(body), colour).set_position(0, ROW)
     for i, line in enumerate(body):
-        img = label_image(
-            node, line[:160], (255, 255, 255), BODY_BG, ROW, 13, scale, max_width=MAX_WIDTH
+        img, w = label_box(
+            node, line[:160], (255, 255, 255), BODY_BG, ROW, 13, scale, width - STRIPE
         )
         img.set_position(STRIPE, ROW * (i + 1))
+        box = max(box, STRIPE + w)
     rows = "\n".join([desktop, *body])
-    notifications.show_node(node, rows, f"[{desktop}] " + " / ".join(body), seconds)
+    notifications.show_node(node, rows, f"[{desktop}] " + " / ".join(body), seconds, box)

@@ -104,12 +104,26 @@ def label_image(
 ) -> SceneImage:
     """One line of text drawn at `scale` under `parent`, at most `max_width` layout pixels
     wide (the rest cut off)."""
+    return label_box(parent, text, fg, bg, height, size, scale, max_width)[0]
+
+
+def label_box(
+    parent: Any,
+    text: str,
+    fg: tuple[int, int, int],
+    bg: tuple[int, int, int, int],
+    height: int,
+    size: int = 14,
+    scale: float = 1.0,
+    max_width: int | None = None,
+) -> tuple[SceneImage, int]:
+    """label_image() and the width, in layout pixels, it covers."""
     r = render_label(text, fg, bg, height, size=size, scale=scale)
-    width = r.width if max_width is None else min(r.width, max_width)
+    width = r.width if max_width is None else max(1, min(r.width, max_width))
     full_w, px_h = scaled(r.width, scale), scaled(height, scale)
     px_w = min(full_w, scaled(width, scale))
     pixels = _crop(r.pixels, full_w, px_h, px_w)
-    return SceneImage.create(parent, px_w, px_h, pixels, size=(width, height))
+    return SceneImage.create(parent, px_w, px_h, pixels, size=(width, height)), width
 
 
 HOST_FRAME: Color = (0.92, 0.92, 0.92, 1.0)
@@ -146,15 +160,20 @@ def _crop(pixels: bytes, w: int, h: int, max_w: int) -> bytes:
     return b"".join(pixels[row * w * 4 : row * w * 4 + max_w * 4] for row in range(h))
 
 
+MARGIN = 8  # layout pixels between a notification box and the output's edges
+MAX_WIDTH = 900  # of a notification box, on a wide enough output
+
+
 class Notifications:
-    """Stacked boxes at the top right of the first output; each expires on a timer."""
+    """Stacked boxes at the top right of the first output, each wholly inside it with a
+    `MARGIN` to its edges (however long its text); each expires on a timer."""
 
     def __init__(self, overlay: SceneTree, loop: Any) -> None:
         self.tree = SceneTree.create(overlay)
         self.loop = loop
-        self.items: list[tuple[SceneNode, str]] = []
+        self.items: list[Notice] = []
         self.history: list[str] = []
-        self.area = (0, 0, 1280)
+        self.area = (0, 0, 1280)  # layout x, y and logical width of the output
         self.scale = 1.0  # of the output the boxes are on: their text is drawn at it
 
     def place(self, x: int, y: int, width: int, scale: float = 1.0) -> None:
@@ -162,43 +181,63 @@ class Notifications:
         self.scale = scale
         self._layout()
 
+    def max_width(self, reserved: int = 0) -> int:
+        """How wide a box (less `reserved` of its own, e.g. a stripe) may be: the output's
+        width less the margins, and at most `MAX_WIDTH`."""
+        return max(1, min(MAX_WIDTH, self.area[2] - 2 * MARGIN) - reserved)
+
     def show(self, text: str, seconds: float = 6.0, urgent: bool = False) -> None:
         self.history.append(text)
         del self.history[:-50]
         bg = (160, 30, 30, 235) if urgent else (30, 30, 30, 235)
         node = SceneTree.create(self.tree)
         lines = text.splitlines()[:8] or [""]
-        y = 0
+        y = width = 0
         for line in lines:
-            img = label_image(
-                node, line[:160], (255, 255, 255), bg, 22, 13, self.scale, max_width=900
+            img, w = label_box(
+                node, line[:160], (255, 255, 255), bg, 22, 13, self.scale, self.max_width()
             )
             img.set_position(0, y)
+            width = max(width, w)
             y += 22
-        entry = (node, text)
+        entry = Notice(node, text, width)
         self.items.append(entry)
         self._layout()
         self.loop.call_later(int(seconds * 1000), lambda: self._expire(entry), "notification")
 
-    def show_node(self, node: SceneNode, rows: str, history: str, seconds: float) -> None:
+    def show_node(
+        self, node: SceneNode, rows: str, history: str, seconds: float, width: int
+    ) -> None:
         """Stack a box drawn elsewhere under `self.tree` (a desktop's notification, see
-        desktop_notice.py): `rows` has one line per 22 px row, for the layout."""
+        desktop_notice.py), `width` layout pixels wide: `rows` has one line per 22 px row,
+        for the layout."""
         self.history.append(history)
         del self.history[:-50]
-        entry = (node, rows)
+        entry = Notice(node, rows, width)
         self.items.append(entry)
         self._layout()
         self.loop.call_later(int(seconds * 1000), lambda: self._expire(entry), "notification")
 
-    def _expire(self, entry: tuple[SceneNode, str]) -> None:
+    def _expire(self, entry: Notice) -> None:
         if entry in self.items:
             self.items.remove(entry)
-            entry[0].destroy()
+            entry.node.destroy()
             self._layout()
 
     def _layout(self) -> None:
         x, y, width = self.area
-        top = y + STRIP_HEIGHT + 8
-        for node, text in self.items:
-            node.set_position(x + max(0, width - 620), top)
-            top += 22 * min(8, max(1, len(text.splitlines()))) + 6
+        top = y + STRIP_HEIGHT + MARGIN
+        for item in self.items:
+            # flush right with the margin; a box drawn for a wider output keeps its left
+            # margin instead (its right end is then cut, never its start)
+            item.node.set_position(x + max(MARGIN, width - MARGIN - item.width), top)
+            top += 22 * min(8, max(1, len(item.rows.splitlines()))) + 6
+
+
+@dataclass(eq=False)
+class Notice:
+    """A notification box on screen: its node, its text (one line per row) and its width."""
+
+    node: SceneNode
+    rows: str
+    width: int
