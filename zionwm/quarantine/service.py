@@ -36,7 +36,6 @@ import dataclasses
 import fcntl
 import heapq
 import importlib.util
-import json
 import logging
 import os
 import queue
@@ -58,6 +57,7 @@ from zionwm.quarantine.client import socket_path
 from zionwm.quarantine.commands import Commands
 from zionwm.quarantine.control import ControlSocket
 from zionwm.quarantine.engines import changes
+from zionwm.quarantine.events import Events
 from zionwm.quarantine.intake import Intake, inbox_specs
 from zionwm.quarantine.jobs import (
     AuditResult,
@@ -65,7 +65,6 @@ from zionwm.quarantine.jobs import (
     audit_job,
     effective_audit,
     engines_now,
-    with_engines,
 )
 from zionwm.quarantine.machine import (
     SAFE_COPY,
@@ -75,25 +74,14 @@ from zionwm.quarantine.machine import (
     after_audit,
     after_rescan,
     at_hold_end,
-    decide,
-    destination,
-    release_refusal,
     source_bound_policy,
 )
 from zionwm.quarantine.policy import (
     ServiceConfig,
     load_policy_file,
-    policy_from_json,
-    policy_to_json,
 )
-from zionwm.quarantine.release import (
-    ORIGIN_XATTRS,
-    ContentChanged,
-    audit_stamp,
-    release_file,
-    safe_name,
-)
-from zionwm.quarantine.report import AuditReport, Finding, Verdict
+from zionwm.quarantine.releasing import Releases
+from zionwm.quarantine.report import Verdict
 from zionwm.quarantine.store import (
     Item,
     Kind,
@@ -104,8 +92,6 @@ from zionwm.quarantine.store import (
 
 log = logging.getLogger(__name__)
 
-_RETRY_FIRST = 2.0
-_RETRY_MAX = 60.0
 # A deleted inbox sends no inotify event while we hold its directory fd: look every so often.
 _INBOX_CHECK = 2.0
 # How often an item that waits for an antivirus (antivirus="required") looks for one.
@@ -146,13 +132,13 @@ class Service:
         self.running_audits: set[int] = set()
         self.timers: list[tuple[float, int, str, int]] = []
         self._timer_seq = 0
-        self.retry_delay: dict[int, float] = {}
         self.stopping = False
         self.reload_requested = False
-        self.events: list[tuple[str, Item]] = []  # to send at the end of the batch
         self.commands = Commands(self)
         self.intake = Intake(self.store, self._schedule, self._on_taken, self._on_refused)
         self.control = ControlSocket(socket_path(), self.sel, self._handle)
+        self.events = Events(self.control, self.store.counts)
+        self.releases = Releases(self.store, self._schedule, self.events.emit)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -200,9 +186,6 @@ class Service:
 
     def unlink_content(self, item_id: int) -> None:
         recovery.unlink_content(self.store, item_id)
-
-    def _at_destination(self, item: Item) -> bool:
-        return recovery.at_destination(item)
 
     def recover(self) -> None:
         recovery.recover(self.store)
@@ -459,158 +442,7 @@ class Service:
     def release(
         self, item_id: int, forced: bool = False, fields: dict[str, Any] | None = None
     ) -> Item:
-        """Release one item (refused with StoreError if its state does not allow it)."""
-        return self.release_many([(item_id, forced, fields)], strict=True)[0]
-
-    def release_many(
-        self, requests: list[tuple[int, bool, dict[str, Any] | None]], strict: bool = False
-    ) -> list[Item]:
-        """Release several items: their intents (releasing, with the first name each will
-        try) in one commit before any file moves, their outcomes in one commit after.
-        `strict`: a refused transition raises instead of being logged and skipped."""
-        if self.store.in_batch:
-            # the intents would not be committed before the files move
-            raise RuntimeError("a release cannot join an open batch of the store")
-        started: list[Item] = []
-        seen: set[int] = set()
-        with self.store.batch():
-            for item_id, forced, fields in requests:
-                if item_id in seen:  # two timers of one item due at once
-                    continue
-                seen.add(item_id)
-                try:
-                    item = self.store.get(item_id)
-                    try:
-                        first: str | None = safe_name(item.name)
-                    except (ValueError, UnicodeError):
-                        first = None
-                    started.append(
-                        self.store.transition(
-                            item_id,
-                            State.RELEASING,
-                            release_name=first,
-                            forced=forced or item.forced,
-                            **(fields or {}),
-                        )
-                    )
-                except StoreError as e:
-                    if strict:
-                        raise
-                    log.error("item %d: cannot release it: %s", item_id, e)
-        moved: list[tuple[Item, str]] = []
-        out: list[Item] = []
-        for item in started:
-            try:
-                final = self._move_out(item)
-            except OSError as e:
-                out.append(self._release_failed(item, e))
-                continue
-            except Exception:
-                log.exception("item %d: its release failed", item.id)
-                continue
-            if isinstance(final, Item):
-                out.append(final)  # kept: the content changed after its audit
-            else:
-                moved.append((item, final))
-        now = time.time()
-        with self.store.batch():
-            for releasing, final in moved:
-                self.retry_delay.pop(releasing.id, None)
-                item = self.store.transition(
-                    releasing.id,
-                    State.RELEASED,
-                    release_name=final,
-                    released_at=now,
-                    content=False,
-                )
-                log.info("item %d released to %s as %r", item.id, item.dest, final)
-                self.emit("released", item)
-                out.append(item)
-        return out
-
-    def _move_out(self, item: Item) -> str | Item:
-        """Move one releasing item's content to its destination: its final name, or the
-        item kept because its content is not what was audited. Raises OSError."""
-        claimed = tuple(
-            key
-            for key, value in zip(ORIGIN_XATTRS, (item.origin_url, item.referrer_url), strict=True)
-            if value is not None
-        )
-        stamp = audit_stamp(
-            item.id,
-            item.verdict.value if item.verdict else "unknown",
-            item.sha256,
-            item.report.scanners if item.report else (),
-            item.forced,
-            source=item.source,
-            claimed=claimed,
-        )
-        recorded = item.release_name
-
-        def on_attempt(cand: str) -> None:
-            # the first name's intent was committed with the releasing state
-            if cand != recorded:
-                self.store.set_release_name(item.id, cand)
-
-        try:
-            return release_file(
-                self.store.items_fd,
-                src_name=str(item.id),
-                dest=destination(item),
-                name=item.name,
-                stamp=stamp,
-                on_attempt=on_attempt,
-                expect_sha256=item.sha256,
-            )
-        except ContentChanged as e:
-            return self._changed_after_audit(item, str(e))
-
-    def _release_failed(self, item: Item, e: OSError) -> Item:
-        item = self.store.get(item.id)
-        if self._at_destination(item):
-            # it did land: only the store's name was left
-            self.unlink_content(item.id)
-            self.retry_delay.pop(item.id, None)
-            item = self.store.transition(
-                item.id,
-                State.RELEASED,
-                release_name=item.release_name or item.name,
-                released_at=time.time(),
-                content=False,
-            )
-            log.info("item %d released to %s as %r", item.id, item.dest, item.release_name)
-            self.emit("released", item)
-            return item
-        delay = min(self.retry_delay.get(item.id, _RETRY_FIRST / 2) * 2, _RETRY_MAX)
-        self.retry_delay[item.id] = delay
-        log.warning("item %d: release failed (%s); retrying in %.0f s", item.id, e, delay)
-        item = self.store.transition(item.id, State.HELD, reason=f"release failed: {e}")
-        self._schedule(time.time() + delay, "release", item.id)
-        self.emit("release-failed", item)
-        return item
-
-    def _changed_after_audit(self, item: Item, detail: str) -> Item:
-        """The stored copy is not what was audited: keep it, with a finding saying so."""
-        finding = Finding(
-            "release",
-            "changed-after-audit",
-            f"{detail}; the audit saw sha256 {item.sha256}. Rescan it to audit what is there.",
-            Verdict.SUSPICIOUS,
-        )
-        old = item.report or AuditReport()
-        report = AuditReport((*old.findings, finding), old.scanners, old.durations)
-        self.retry_delay.pop(item.id, None)
-        item = self.store.transition(
-            item.id,
-            State.REJECTED,
-            content=True,
-            verdict=report.verdict,
-            report=report,
-            reason="content changed after its audit: kept",
-        )
-        log.error("item %d: %s; kept in quarantine", item.id, detail)
-        self.emit("rejected", item)
-        return item
+        return self.releases.release(item_id, forced, fields)
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -625,7 +457,7 @@ class Service:
             self._pop_timers(now, due)
         finally:
             if due:
-                self.release_many(due)
+                self.releases.release_many(due)
 
     def _pop_timers(self, now: float, due: list[tuple[int, bool, dict[str, Any] | None]]) -> None:
         while self.timers and self.timers[0][0] <= now:
@@ -658,31 +490,14 @@ class Service:
     # -- events and control ------------------------------------------------------------------
 
     def emit(self, event: str, item: Item) -> None:
-        """Queue an event for the subscribers; `flush_events` sends it with its batch's."""
-        if self.control.has_subscribers():
-            self.events.append((event, item))
-
-    def flush_events(self) -> None:
-        """Send the queued events, each with the counts as they are now (read once): at
-        the end of each turn of the loop, and before a reply."""
-        if not self.events:
-            return
-        events, self.events = self.events, []
-        if not self.control.has_subscribers():
-            return
-        counts = self.store.counts()
-        data = "".join(
-            json.dumps({"event": event, "item": item.to_json(), "counts": counts}) + "\n"
-            for event, item in events
-        )
-        self.control.broadcast(data.encode())
+        self.events.emit(event, item)
 
     def _handle(self, req: dict[str, Any], conn: Any) -> dict[str, Any]:
         """A control request; the events it caused go out before its reply."""
         try:
             return self.commands.handle(req, conn)
         finally:
-            self.flush_events()
+            self.events.flush()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -700,7 +515,7 @@ class Service:
                 if isinstance(res, ConvertResult):
                     self.commands.on_converted(res)
                 elif res.rescan is not None:
-                    # may release: never inside the batch (see release_many)
+                    # may release: never inside the batch (see releasing.py)
                     self._on_audit_result(res)
                 else:
                     verdicts.append(res)
@@ -719,7 +534,7 @@ class Service:
         if self.reload_requested:
             self.reload_requested = False
             self._guard(self.reload)
-        self._guard(self.flush_events)
+        self._guard(self.events.flush)
 
     def _dispatch(self, key: selectors.SelectorKey, mask: int) -> None:
         tag = key.data
@@ -755,7 +570,7 @@ class Service:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.audits.close()
         self._guard(self._on_wake)
-        self._guard(self.flush_events)
+        self._guard(self.events.flush)
         self.control.close_all()
         self.intake.close()
         self.sel.close()
@@ -843,22 +658,6 @@ def main(argv: list[str] | None = None) -> int:
         service.close()
     return 0
 
-
-# the pure parts live in policy.py, machine.py and jobs.py; these names stay importable here
-__all__ = [
-    "Decision",
-    "Service",
-    "ServiceConfig",
-    "decide",
-    "load_policy_file",
-    "main",
-    "policy_from_json",
-    "policy_to_json",
-    "release_refusal",
-    "socket_path",
-    "source_bound_policy",
-    "with_engines",
-]
 
 if __name__ == "__main__":
     raise SystemExit(main())
