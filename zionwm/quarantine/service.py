@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import fcntl
 import heapq
 import importlib.util
@@ -51,51 +50,34 @@ from pathlib import Path
 from typing import Any
 
 from zionwm import paths
-from zionwm.isolation.spec import DownloadsPolicy
 from zionwm.quarantine import recovery
 from zionwm.quarantine.client import socket_path
 from zionwm.quarantine.commands import Commands
 from zionwm.quarantine.control import ControlSocket
-from zionwm.quarantine.engines import changes
 from zionwm.quarantine.events import Events
 from zionwm.quarantine.intake import Intake, inbox_specs
 from zionwm.quarantine.jobs import (
     AuditResult,
     ConvertResult,
     audit_job,
-    effective_audit,
-    engines_now,
-)
-from zionwm.quarantine.machine import (
-    SAFE_COPY,
-    Decision,
-    HoldEnd,
-    RescanOutcome,
-    after_audit,
-    after_rescan,
-    at_hold_end,
-    source_bound_policy,
 )
 from zionwm.quarantine.policy import (
     ServiceConfig,
     load_policy_file,
 )
 from zionwm.quarantine.releasing import Releases
-from zionwm.quarantine.report import Verdict
 from zionwm.quarantine.store import (
     Item,
-    Kind,
     State,
     Store,
     StoreError,
 )
+from zionwm.quarantine.verdicts import Verdicts
 
 log = logging.getLogger(__name__)
 
 # A deleted inbox sends no inotify event while we hold its directory fd: look every so often.
 _INBOX_CHECK = 2.0
-# How often an item that waits for an antivirus (antivirus="required") looks for one.
-_AV_WAIT = 30.0
 AUDITS_PER_CPU = 4
 
 
@@ -135,10 +117,11 @@ class Service:
         self.stopping = False
         self.reload_requested = False
         self.commands = Commands(self)
-        self.intake = Intake(self.store, self._schedule, self._on_taken, self._on_refused)
+        self.verdicts = Verdicts(self)
+        self.intake = Intake(self.store, self.schedule, self._on_taken, self._on_refused)
         self.control = ControlSocket(socket_path(), self.sel, self._handle)
         self.events = Events(self.control, self.store.counts)
-        self.releases = Releases(self.store, self._schedule, self.events.emit)
+        self.releases = Releases(self.store, self.schedule, self.events.emit)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -154,8 +137,8 @@ class Service:
         for item in self.store.list(frozenset({State.RECEIVED})):
             self.enqueue(item.id)
         for item in self.store.list(frozenset({State.HELD})):
-            self._schedule(item.hold_until or 0.0, "release", item.id)
-        self._schedule(time.time() + _INBOX_CHECK, "inbox-check", 0)
+            self.schedule(item.hold_until or 0.0, "release", item.id)
+        self.schedule(time.time() + _INBOX_CHECK, "inbox-check", 0)
         self.pump()
 
     def reload(self) -> None:
@@ -279,162 +262,8 @@ class Service:
         with contextlib.suppress(BlockingIOError):
             os.write(self.wake_w, b"a")
 
-    def _policy_for(self, item: Item) -> DownloadsPolicy:
-        own = self.config.downloads.get(item.source)
-        if item.kind is Kind.OUTBOX:
-            return source_bound_policy(self.config.outbox, own)
-        if item.kind is Kind.SEND:
-            return source_bound_policy(self.config.send, own)
-        policy = own
-        if policy is None:  # the desktop lost its downloads policy: strictest defaults
-            return DownloadsPolicy(release_to=item.dest)
-        return policy
-
     def antivirus(self) -> str:
         return str(self.config.audit.get("antivirus", "required"))
-
-    def _hold_ended(self, item: Item) -> bool:
-        """At the end of a hold: scan again if the signatures or rules changed since the
-        audit; wait for an antivirus if one is required; otherwise release (True: the
-        caller releases it, with the others due at the same time)."""
-        audit = effective_audit(self.config.audit)
-        # at most a second old: asking clamd and hashing the rules for every release of a
-        # flood would make the releases the slowest stage
-        now_engines = engines_now(audit)
-        av = now_engines["clamd"]
-        why = changes(item.report.engines if item.report else None, now_engines)
-        step = at_hold_end(
-            item.verdict,
-            self.antivirus(),
-            bool(av.get("available")),
-            why,
-            item.id in self.running_audits,
-        )
-        if step is HoldEnd.WAIT_FOR_ANTIVIRUS:
-            log.info("item %d waits for an antivirus scan (%s)", item.id, av.get("why"))
-            self._schedule(time.time() + _AV_WAIT, "release", item.id)
-        elif step is HoldEnd.RESCAN:
-            self.rescans[item.id] = tuple(why)
-            self.enqueue(item.id)
-        return step is HoldEnd.RELEASE
-
-    def _on_rescan_result(self, item: Item, res: AuditResult) -> None:
-        assert res.rescan is not None and item.report is not None
-        old = item.verdict or Verdict.CANNOT_INSPECT
-        report = dataclasses.replace(
-            res.report,
-            rescan={
-                "at": time.time(),
-                "why": list(res.rescan),
-                "previous_verdict": old.value,
-                "previous_engines": item.report.engines,
-                "previous_findings": [f.detail for f in item.report.findings][:20],
-            },
-        )
-        step = after_rescan(
-            item.verdict,
-            res.report.verdict,
-            res.sha256 == item.sha256,
-            self._policy_for(item),
-            self.antivirus(),
-            res.rescan,
-            time.time(),
-        )
-        if step.outcome is RescanOutcome.CHANGED_IN_STORE:
-            # the stored bytes are not the audited bytes: never release them
-            self.store.transition(
-                item.id, State.REJECTED, content=True, report=report, reason=step.reason
-            )
-        elif step.outcome is RescanOutcome.WAIT_FOR_ANTIVIRUS:
-            log.info("item %d: rescan found no antivirus; it keeps waiting", item.id)
-            self._schedule(time.time() + _AV_WAIT, "release", item.id)
-        elif step.outcome is RescanOutcome.KEEP:
-            item = self.store.transition(
-                item.id,
-                State.REJECTED,
-                content=True,
-                verdict=step.verdict,
-                report=report,
-                reason=step.reason,
-            )
-            log.info("item %d kept after its rescan: %s -> %s", item.id, old.value, step.verdict)
-            self.emit("rejected", item)
-        else:
-            self.release(item.id, fields={"verdict": step.verdict, "report": report})
-
-    def _on_audit_results(self, results: list[AuditResult]) -> None:
-        """Record the verdicts that came back together, in one transaction; what follows
-        from them (deletions, safe copies, releases) after it."""
-        after: list[tuple[Item, Decision]] = []
-        with self.store.batch():
-            for res in results:
-                try:
-                    done = self._on_audit_result(res)
-                except Exception:  # one item's error must not undo the others' verdicts
-                    log.exception("item %d: its verdict could not be recorded", res.item_id)
-                    continue
-                if done is not None:
-                    after.append(done)
-        for item, decision in after:
-            if decision.state is State.HELD:
-                self.emit("held", item)
-                self._schedule(decision.hold_until or 0.0, "release", item.id)
-            elif decision.delete_content:
-                # the intent (deleting) is committed: the content goes now
-                self.unlink_content(item.id)
-                self.emit("rejected", self.finish_delete(item))
-            else:
-                self.emit("rejected", item)
-                self._safe_copy_if_asked(item)
-            log.info(
-                "item %d %r: %s -> %s",
-                item.id,
-                item.name,
-                item.verdict.value if item.verdict else "-",
-                item.state.value,
-            )
-
-    def _on_audit_result(self, res: AuditResult) -> tuple[Item, Decision] | None:
-        self.running_audits.discard(res.item_id)
-        item = self.store.get(res.item_id)
-        if res.rescan is not None:
-            if item.state is State.HELD:
-                self._on_rescan_result(item, res)
-            return None
-        if item.state is not State.AUDITING:
-            log.warning("item %d changed to %s during its audit", item.id, item.state.value)
-            return None
-        verdict = res.report.verdict
-        decision = after_audit(
-            verdict, self._policy_for(item), time.time(), self.antivirus(), item.reason
-        )
-        fields: dict[str, Any] = {
-            "sha256": res.sha256,
-            "size": res.size,
-            "verdict": verdict,
-            "report": res.report,
-            "reason": decision.reason,
-        }
-        if decision.state is State.HELD:
-            item = self.store.transition(
-                item.id, State.HELD, hold_until=decision.hold_until, **fields
-            )
-        elif decision.delete_content:
-            item = self.store.transition(item.id, State.DELETING, then_state="rejected", **fields)
-        else:
-            item = self.store.transition(item.id, State.REJECTED, content=True, **fields)
-        return item, decision
-
-    def _safe_copy_if_asked(self, item: Item) -> None:
-        """A kept PDF or image from a desktop whose policy asks for it gets a safe copy."""
-        if item.kind is not Kind.DOWNLOAD or (item.reason or "").startswith(SAFE_COPY):
-            return
-        policy = self.config.downloads.get(item.source)
-        if policy is None or not policy.safe_copy:
-            return
-        reply = self.commands.convert(item.id)
-        if not reply["ok"]:
-            log.info("item %d: no safe copy: %s", item.id, reply["error"])
 
     def finish_delete(self, item: Item) -> Item:
         return recovery.finish_delete(self.store, item)
@@ -446,7 +275,7 @@ class Service:
 
     # -- timers ------------------------------------------------------------------------------
 
-    def _schedule(self, when: float, what: str, item_id: int) -> None:
+    def schedule(self, when: float, what: str, item_id: int) -> None:
         self._timer_seq += 1
         heapq.heappush(self.timers, (when, self._timer_seq, what, item_id))
 
@@ -465,7 +294,7 @@ class Service:
             if what == "inbox-check":
                 self.intake.check()
                 self.audits.sweep()
-                self._schedule(now + _INBOX_CHECK, "inbox-check", 0)
+                self.schedule(now + _INBOX_CHECK, "inbox-check", 0)
                 continue
             if what == "refusals":
                 self.intake.record_suppressed(now)
@@ -478,7 +307,7 @@ class Service:
             if (
                 item.state is State.HELD
                 and (item.hold_until or 0.0) <= now
-                and self._hold_ended(item)
+                and self.verdicts.hold_ended(item)
             ):
                 due.append((item.id, False, None))
 
@@ -516,12 +345,12 @@ class Service:
                     self.commands.on_converted(res)
                 elif res.rescan is not None:
                     # may release: never inside the batch (see releasing.py)
-                    self._on_audit_result(res)
+                    self.verdicts.on_audit_result(res)
                 else:
                     verdicts.append(res)
         finally:
             if verdicts:
-                self._on_audit_results(verdicts)
+                self.verdicts.on_audit_results(verdicts)
 
     def run_once(self, timeout: float | None) -> None:
         t = self._timeout()
