@@ -6,7 +6,9 @@ child per file from a warm sandbox of the source desktop; several audits are in 
 CPU) -> verdict and policy -> hold timers -> release; the control socket (control.py for the
 socket, commands.py for the requests) and the events sent to subscribers (the compositor's
 notifications and pending badge). What each event means for an item is decided by the pure
-state machine in machine.py; this module applies it (store, files, timers, events).
+state machine in machine.py; verdicts.py applies it to the audits' results, releasing.py
+releases the items due, events.py queues and sends the events; this module composes them
+with the loop, the audit slots and the timers.
 
 One thread runs the loop (selectors + a heap of deadlines) and is the only one touching the
 store; audit threads get an fd and hand back a report through a queue and a wake-up pipe.
