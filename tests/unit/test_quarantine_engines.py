@@ -12,8 +12,9 @@ import zipfile
 from zionwm.isolation.spec import DownloadsPolicy, Limits
 from zionwm.quarantine import engines, explain
 from zionwm.quarantine.accounting import AUDIT_MEMORY_FLOOR, audit_limits
+from zionwm.quarantine.jobs import with_engines
+from zionwm.quarantine.machine import decide
 from zionwm.quarantine.report import AuditReport, Finding, Verdict, severity
-from zionwm.quarantine.service import decide, with_engines
 from zionwm.quarantine.store import State
 from zionwm.quarantine.zygote import interpret_child
 

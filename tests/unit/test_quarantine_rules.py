@@ -13,8 +13,8 @@ from zionwm.compositor.quarantine_link import (
 )
 from zionwm.isolation.spec import DownloadsPolicy, VerdictAction
 from zionwm.quarantine.inbox import RefusalLimiter
+from zionwm.quarantine.machine import source_bound_policy
 from zionwm.quarantine.release import safe_name
-from zionwm.quarantine.service import source_bound_policy
 from zionwm.quarantine.store import SHARED_DEST
 from zionwm.untrusted import printable
 

@@ -12,14 +12,10 @@ import pytest
 
 from zionwm.isolation.spec import DesktopSpec, DownloadsPolicy, VerdictAction
 from zionwm.quarantine.inbox import is_candidate_name
+from zionwm.quarantine.machine import decide, release_refusal
+from zionwm.quarantine.policy import policy_from_json, policy_to_json
 from zionwm.quarantine.release import clash_name, safe_name
 from zionwm.quarantine.report import AuditReport, Finding, Verdict
-from zionwm.quarantine.service import (
-    decide,
-    policy_from_json,
-    policy_to_json,
-    release_refusal,
-)
 from zionwm.quarantine.store import (
     ALLOWED,
     PENDING_STATES,

@@ -6,7 +6,9 @@ child per file from a warm sandbox of the source desktop; several audits are in 
 CPU) -> verdict and policy -> hold timers -> release; the control socket (control.py for the
 socket, commands.py for the requests) and the events sent to subscribers (the compositor's
 notifications and pending badge). What each event means for an item is decided by the pure
-state machine in machine.py; this module applies it (store, files, timers, events).
+state machine in machine.py; verdicts.py applies it to the audits' results, releasing.py
+releases the items due, events.py queues and sends the events; this module composes them
+with the loop, the audit slots and the timers.
 
 One thread runs the loop (selectors + a heap of deadlines) and is the only one touching the
 store; audit threads get an fd and hand back a report through a queue and a wake-up pipe.
@@ -32,11 +34,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import fcntl
 import heapq
 import importlib.util
-import json
 import logging
 import os
 import queue
@@ -52,64 +52,34 @@ from pathlib import Path
 from typing import Any
 
 from zionwm import paths
-from zionwm.isolation.spec import DownloadsPolicy
 from zionwm.quarantine import recovery
 from zionwm.quarantine.client import socket_path
 from zionwm.quarantine.commands import Commands
 from zionwm.quarantine.control import ControlSocket
-from zionwm.quarantine.engines import changes
+from zionwm.quarantine.events import Events
 from zionwm.quarantine.intake import Intake, inbox_specs
 from zionwm.quarantine.jobs import (
     AuditResult,
     ConvertResult,
     audit_job,
-    effective_audit,
-    engines_now,
-    with_engines,
-)
-from zionwm.quarantine.machine import (
-    SAFE_COPY,
-    Decision,
-    HoldEnd,
-    RescanOutcome,
-    after_audit,
-    after_rescan,
-    at_hold_end,
-    decide,
-    destination,
-    release_refusal,
-    source_bound_policy,
 )
 from zionwm.quarantine.policy import (
     ServiceConfig,
     load_policy_file,
-    policy_from_json,
-    policy_to_json,
 )
-from zionwm.quarantine.release import (
-    ORIGIN_XATTRS,
-    ContentChanged,
-    audit_stamp,
-    release_file,
-    safe_name,
-)
-from zionwm.quarantine.report import AuditReport, Finding, Verdict
+from zionwm.quarantine.releasing import Releases
 from zionwm.quarantine.store import (
     Item,
-    Kind,
     State,
     Store,
     StoreError,
 )
+from zionwm.quarantine.verdicts import Verdicts
 
 log = logging.getLogger(__name__)
 
-_RETRY_FIRST = 2.0
-_RETRY_MAX = 60.0
 # A deleted inbox sends no inotify event while we hold its directory fd: look every so often.
 _INBOX_CHECK = 2.0
-# How often an item that waits for an antivirus (antivirus="required") looks for one.
-_AV_WAIT = 30.0
 AUDITS_PER_CPU = 4
 
 
@@ -146,13 +116,14 @@ class Service:
         self.running_audits: set[int] = set()
         self.timers: list[tuple[float, int, str, int]] = []
         self._timer_seq = 0
-        self.retry_delay: dict[int, float] = {}
         self.stopping = False
         self.reload_requested = False
-        self.events: list[tuple[str, Item]] = []  # to send at the end of the batch
         self.commands = Commands(self)
-        self.intake = Intake(self.store, self._schedule, self._on_taken, self._on_refused)
+        self.verdicts = Verdicts(self)
+        self.intake = Intake(self.store, self.schedule, self._on_taken, self._on_refused)
         self.control = ControlSocket(socket_path(), self.sel, self._handle)
+        self.events = Events(self.control, self.store.counts)
+        self.releases = Releases(self.store, self.schedule, self.events.emit)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -168,8 +139,8 @@ class Service:
         for item in self.store.list(frozenset({State.RECEIVED})):
             self.enqueue(item.id)
         for item in self.store.list(frozenset({State.HELD})):
-            self._schedule(item.hold_until or 0.0, "release", item.id)
-        self._schedule(time.time() + _INBOX_CHECK, "inbox-check", 0)
+            self.schedule(item.hold_until or 0.0, "release", item.id)
+        self.schedule(time.time() + _INBOX_CHECK, "inbox-check", 0)
         self.pump()
 
     def reload(self) -> None:
@@ -200,9 +171,6 @@ class Service:
 
     def unlink_content(self, item_id: int) -> None:
         recovery.unlink_content(self.store, item_id)
-
-    def _at_destination(self, item: Item) -> bool:
-        return recovery.at_destination(item)
 
     def recover(self) -> None:
         recovery.recover(self.store)
@@ -296,162 +264,8 @@ class Service:
         with contextlib.suppress(BlockingIOError):
             os.write(self.wake_w, b"a")
 
-    def _policy_for(self, item: Item) -> DownloadsPolicy:
-        own = self.config.downloads.get(item.source)
-        if item.kind is Kind.OUTBOX:
-            return source_bound_policy(self.config.outbox, own)
-        if item.kind is Kind.SEND:
-            return source_bound_policy(self.config.send, own)
-        policy = own
-        if policy is None:  # the desktop lost its downloads policy: strictest defaults
-            return DownloadsPolicy(release_to=item.dest)
-        return policy
-
     def antivirus(self) -> str:
         return str(self.config.audit.get("antivirus", "required"))
-
-    def _hold_ended(self, item: Item) -> bool:
-        """At the end of a hold: scan again if the signatures or rules changed since the
-        audit; wait for an antivirus if one is required; otherwise release (True: the
-        caller releases it, with the others due at the same time)."""
-        audit = effective_audit(self.config.audit)
-        # at most a second old: asking clamd and hashing the rules for every release of a
-        # flood would make the releases the slowest stage
-        now_engines = engines_now(audit)
-        av = now_engines["clamd"]
-        why = changes(item.report.engines if item.report else None, now_engines)
-        step = at_hold_end(
-            item.verdict,
-            self.antivirus(),
-            bool(av.get("available")),
-            why,
-            item.id in self.running_audits,
-        )
-        if step is HoldEnd.WAIT_FOR_ANTIVIRUS:
-            log.info("item %d waits for an antivirus scan (%s)", item.id, av.get("why"))
-            self._schedule(time.time() + _AV_WAIT, "release", item.id)
-        elif step is HoldEnd.RESCAN:
-            self.rescans[item.id] = tuple(why)
-            self.enqueue(item.id)
-        return step is HoldEnd.RELEASE
-
-    def _on_rescan_result(self, item: Item, res: AuditResult) -> None:
-        assert res.rescan is not None and item.report is not None
-        old = item.verdict or Verdict.CANNOT_INSPECT
-        report = dataclasses.replace(
-            res.report,
-            rescan={
-                "at": time.time(),
-                "why": list(res.rescan),
-                "previous_verdict": old.value,
-                "previous_engines": item.report.engines,
-                "previous_findings": [f.detail for f in item.report.findings][:20],
-            },
-        )
-        step = after_rescan(
-            item.verdict,
-            res.report.verdict,
-            res.sha256 == item.sha256,
-            self._policy_for(item),
-            self.antivirus(),
-            res.rescan,
-            time.time(),
-        )
-        if step.outcome is RescanOutcome.CHANGED_IN_STORE:
-            # the stored bytes are not the audited bytes: never release them
-            self.store.transition(
-                item.id, State.REJECTED, content=True, report=report, reason=step.reason
-            )
-        elif step.outcome is RescanOutcome.WAIT_FOR_ANTIVIRUS:
-            log.info("item %d: rescan found no antivirus; it keeps waiting", item.id)
-            self._schedule(time.time() + _AV_WAIT, "release", item.id)
-        elif step.outcome is RescanOutcome.KEEP:
-            item = self.store.transition(
-                item.id,
-                State.REJECTED,
-                content=True,
-                verdict=step.verdict,
-                report=report,
-                reason=step.reason,
-            )
-            log.info("item %d kept after its rescan: %s -> %s", item.id, old.value, step.verdict)
-            self.emit("rejected", item)
-        else:
-            self.release(item.id, fields={"verdict": step.verdict, "report": report})
-
-    def _on_audit_results(self, results: list[AuditResult]) -> None:
-        """Record the verdicts that came back together, in one transaction; what follows
-        from them (deletions, safe copies, releases) after it."""
-        after: list[tuple[Item, Decision]] = []
-        with self.store.batch():
-            for res in results:
-                try:
-                    done = self._on_audit_result(res)
-                except Exception:  # one item's error must not undo the others' verdicts
-                    log.exception("item %d: its verdict could not be recorded", res.item_id)
-                    continue
-                if done is not None:
-                    after.append(done)
-        for item, decision in after:
-            if decision.state is State.HELD:
-                self.emit("held", item)
-                self._schedule(decision.hold_until or 0.0, "release", item.id)
-            elif decision.delete_content:
-                # the intent (deleting) is committed: the content goes now
-                self.unlink_content(item.id)
-                self.emit("rejected", self.finish_delete(item))
-            else:
-                self.emit("rejected", item)
-                self._safe_copy_if_asked(item)
-            log.info(
-                "item %d %r: %s -> %s",
-                item.id,
-                item.name,
-                item.verdict.value if item.verdict else "-",
-                item.state.value,
-            )
-
-    def _on_audit_result(self, res: AuditResult) -> tuple[Item, Decision] | None:
-        self.running_audits.discard(res.item_id)
-        item = self.store.get(res.item_id)
-        if res.rescan is not None:
-            if item.state is State.HELD:
-                self._on_rescan_result(item, res)
-            return None
-        if item.state is not State.AUDITING:
-            log.warning("item %d changed to %s during its audit", item.id, item.state.value)
-            return None
-        verdict = res.report.verdict
-        decision = after_audit(
-            verdict, self._policy_for(item), time.time(), self.antivirus(), item.reason
-        )
-        fields: dict[str, Any] = {
-            "sha256": res.sha256,
-            "size": res.size,
-            "verdict": verdict,
-            "report": res.report,
-            "reason": decision.reason,
-        }
-        if decision.state is State.HELD:
-            item = self.store.transition(
-                item.id, State.HELD, hold_until=decision.hold_until, **fields
-            )
-        elif decision.delete_content:
-            item = self.store.transition(item.id, State.DELETING, then_state="rejected", **fields)
-        else:
-            item = self.store.transition(item.id, State.REJECTED, content=True, **fields)
-        return item, decision
-
-    def _safe_copy_if_asked(self, item: Item) -> None:
-        """A kept PDF or image from a desktop whose policy asks for it gets a safe copy."""
-        if item.kind is not Kind.DOWNLOAD or (item.reason or "").startswith(SAFE_COPY):
-            return
-        policy = self.config.downloads.get(item.source)
-        if policy is None or not policy.safe_copy:
-            return
-        reply = self.commands.convert(item.id)
-        if not reply["ok"]:
-            log.info("item %d: no safe copy: %s", item.id, reply["error"])
 
     def finish_delete(self, item: Item) -> Item:
         return recovery.finish_delete(self.store, item)
@@ -459,162 +273,11 @@ class Service:
     def release(
         self, item_id: int, forced: bool = False, fields: dict[str, Any] | None = None
     ) -> Item:
-        """Release one item (refused with StoreError if its state does not allow it)."""
-        return self.release_many([(item_id, forced, fields)], strict=True)[0]
-
-    def release_many(
-        self, requests: list[tuple[int, bool, dict[str, Any] | None]], strict: bool = False
-    ) -> list[Item]:
-        """Release several items: their intents (releasing, with the first name each will
-        try) in one commit before any file moves, their outcomes in one commit after.
-        `strict`: a refused transition raises instead of being logged and skipped."""
-        if self.store.in_batch:
-            # the intents would not be committed before the files move
-            raise RuntimeError("a release cannot join an open batch of the store")
-        started: list[Item] = []
-        seen: set[int] = set()
-        with self.store.batch():
-            for item_id, forced, fields in requests:
-                if item_id in seen:  # two timers of one item due at once
-                    continue
-                seen.add(item_id)
-                try:
-                    item = self.store.get(item_id)
-                    try:
-                        first: str | None = safe_name(item.name)
-                    except (ValueError, UnicodeError):
-                        first = None
-                    started.append(
-                        self.store.transition(
-                            item_id,
-                            State.RELEASING,
-                            release_name=first,
-                            forced=forced or item.forced,
-                            **(fields or {}),
-                        )
-                    )
-                except StoreError as e:
-                    if strict:
-                        raise
-                    log.error("item %d: cannot release it: %s", item_id, e)
-        moved: list[tuple[Item, str]] = []
-        out: list[Item] = []
-        for item in started:
-            try:
-                final = self._move_out(item)
-            except OSError as e:
-                out.append(self._release_failed(item, e))
-                continue
-            except Exception:
-                log.exception("item %d: its release failed", item.id)
-                continue
-            if isinstance(final, Item):
-                out.append(final)  # kept: the content changed after its audit
-            else:
-                moved.append((item, final))
-        now = time.time()
-        with self.store.batch():
-            for releasing, final in moved:
-                self.retry_delay.pop(releasing.id, None)
-                item = self.store.transition(
-                    releasing.id,
-                    State.RELEASED,
-                    release_name=final,
-                    released_at=now,
-                    content=False,
-                )
-                log.info("item %d released to %s as %r", item.id, item.dest, final)
-                self.emit("released", item)
-                out.append(item)
-        return out
-
-    def _move_out(self, item: Item) -> str | Item:
-        """Move one releasing item's content to its destination: its final name, or the
-        item kept because its content is not what was audited. Raises OSError."""
-        claimed = tuple(
-            key
-            for key, value in zip(ORIGIN_XATTRS, (item.origin_url, item.referrer_url), strict=True)
-            if value is not None
-        )
-        stamp = audit_stamp(
-            item.id,
-            item.verdict.value if item.verdict else "unknown",
-            item.sha256,
-            item.report.scanners if item.report else (),
-            item.forced,
-            source=item.source,
-            claimed=claimed,
-        )
-        recorded = item.release_name
-
-        def on_attempt(cand: str) -> None:
-            # the first name's intent was committed with the releasing state
-            if cand != recorded:
-                self.store.set_release_name(item.id, cand)
-
-        try:
-            return release_file(
-                self.store.items_fd,
-                src_name=str(item.id),
-                dest=destination(item),
-                name=item.name,
-                stamp=stamp,
-                on_attempt=on_attempt,
-                expect_sha256=item.sha256,
-            )
-        except ContentChanged as e:
-            return self._changed_after_audit(item, str(e))
-
-    def _release_failed(self, item: Item, e: OSError) -> Item:
-        item = self.store.get(item.id)
-        if self._at_destination(item):
-            # it did land: only the store's name was left
-            self.unlink_content(item.id)
-            self.retry_delay.pop(item.id, None)
-            item = self.store.transition(
-                item.id,
-                State.RELEASED,
-                release_name=item.release_name or item.name,
-                released_at=time.time(),
-                content=False,
-            )
-            log.info("item %d released to %s as %r", item.id, item.dest, item.release_name)
-            self.emit("released", item)
-            return item
-        delay = min(self.retry_delay.get(item.id, _RETRY_FIRST / 2) * 2, _RETRY_MAX)
-        self.retry_delay[item.id] = delay
-        log.warning("item %d: release failed (%s); retrying in %.0f s", item.id, e, delay)
-        item = self.store.transition(item.id, State.HELD, reason=f"release failed: {e}")
-        self._schedule(time.time() + delay, "release", item.id)
-        self.emit("release-failed", item)
-        return item
-
-    def _changed_after_audit(self, item: Item, detail: str) -> Item:
-        """The stored copy is not what was audited: keep it, with a finding saying so."""
-        finding = Finding(
-            "release",
-            "changed-after-audit",
-            f"{detail}; the audit saw sha256 {item.sha256}. Rescan it to audit what is there.",
-            Verdict.SUSPICIOUS,
-        )
-        old = item.report or AuditReport()
-        report = AuditReport((*old.findings, finding), old.scanners, old.durations)
-        self.retry_delay.pop(item.id, None)
-        item = self.store.transition(
-            item.id,
-            State.REJECTED,
-            content=True,
-            verdict=report.verdict,
-            report=report,
-            reason="content changed after its audit: kept",
-        )
-        log.error("item %d: %s; kept in quarantine", item.id, detail)
-        self.emit("rejected", item)
-        return item
+        return self.releases.release(item_id, forced, fields)
 
     # -- timers ------------------------------------------------------------------------------
 
-    def _schedule(self, when: float, what: str, item_id: int) -> None:
+    def schedule(self, when: float, what: str, item_id: int) -> None:
         self._timer_seq += 1
         heapq.heappush(self.timers, (when, self._timer_seq, what, item_id))
 
@@ -625,7 +288,7 @@ class Service:
             self._pop_timers(now, due)
         finally:
             if due:
-                self.release_many(due)
+                self.releases.release_many(due)
 
     def _pop_timers(self, now: float, due: list[tuple[int, bool, dict[str, Any] | None]]) -> None:
         while self.timers and self.timers[0][0] <= now:
@@ -633,7 +296,7 @@ class Service:
             if what == "inbox-check":
                 self.intake.check()
                 self.audits.sweep()
-                self._schedule(now + _INBOX_CHECK, "inbox-check", 0)
+                self.schedule(now + _INBOX_CHECK, "inbox-check", 0)
                 continue
             if what == "refusals":
                 self.intake.record_suppressed(now)
@@ -646,7 +309,7 @@ class Service:
             if (
                 item.state is State.HELD
                 and (item.hold_until or 0.0) <= now
-                and self._hold_ended(item)
+                and self.verdicts.hold_ended(item)
             ):
                 due.append((item.id, False, None))
 
@@ -658,31 +321,14 @@ class Service:
     # -- events and control ------------------------------------------------------------------
 
     def emit(self, event: str, item: Item) -> None:
-        """Queue an event for the subscribers; `flush_events` sends it with its batch's."""
-        if self.control.has_subscribers():
-            self.events.append((event, item))
-
-    def flush_events(self) -> None:
-        """Send the queued events, each with the counts as they are now (read once): at
-        the end of each turn of the loop, and before a reply."""
-        if not self.events:
-            return
-        events, self.events = self.events, []
-        if not self.control.has_subscribers():
-            return
-        counts = self.store.counts()
-        data = "".join(
-            json.dumps({"event": event, "item": item.to_json(), "counts": counts}) + "\n"
-            for event, item in events
-        )
-        self.control.broadcast(data.encode())
+        self.events.emit(event, item)
 
     def _handle(self, req: dict[str, Any], conn: Any) -> dict[str, Any]:
         """A control request; the events it caused go out before its reply."""
         try:
             return self.commands.handle(req, conn)
         finally:
-            self.flush_events()
+            self.events.flush()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -700,13 +346,13 @@ class Service:
                 if isinstance(res, ConvertResult):
                     self.commands.on_converted(res)
                 elif res.rescan is not None:
-                    # may release: never inside the batch (see release_many)
-                    self._on_audit_result(res)
+                    # may release: never inside the batch (see releasing.py)
+                    self.verdicts.on_audit_result(res)
                 else:
                     verdicts.append(res)
         finally:
             if verdicts:
-                self._on_audit_results(verdicts)
+                self.verdicts.on_audit_results(verdicts)
 
     def run_once(self, timeout: float | None) -> None:
         t = self._timeout()
@@ -719,7 +365,7 @@ class Service:
         if self.reload_requested:
             self.reload_requested = False
             self._guard(self.reload)
-        self._guard(self.flush_events)
+        self._guard(self.events.flush)
 
     def _dispatch(self, key: selectors.SelectorKey, mask: int) -> None:
         tag = key.data
@@ -755,7 +401,7 @@ class Service:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.audits.close()
         self._guard(self._on_wake)
-        self._guard(self.flush_events)
+        self._guard(self.events.flush)
         self.control.close_all()
         self.intake.close()
         self.sel.close()
@@ -843,22 +489,6 @@ def main(argv: list[str] | None = None) -> int:
         service.close()
     return 0
 
-
-# the pure parts live in policy.py, machine.py and jobs.py; these names stay importable here
-__all__ = [
-    "Decision",
-    "Service",
-    "ServiceConfig",
-    "decide",
-    "load_policy_file",
-    "main",
-    "policy_from_json",
-    "policy_to_json",
-    "release_refusal",
-    "socket_path",
-    "source_bound_policy",
-    "with_engines",
-]
 
 if __name__ == "__main__":
     raise SystemExit(main())
