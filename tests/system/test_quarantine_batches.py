@@ -45,7 +45,7 @@ FILES = 20
 # service's own arguments).
 KILLER = r"""
 import os, signal, sys
-from zionwm.quarantine import inbox, service, store
+from zionwm.quarantine import inbox, releasing, service, store
 
 where, k = sys.argv[1], int(sys.argv[2])
 calls = [0]
@@ -74,7 +74,7 @@ elif where == "begin_take":
 
     store.Store.begin_take = patched
 else:
-    module = service if where == "release_file" else inbox
+    module = releasing if where == "release_file" else inbox
     original = getattr(module, where)
 
     def patched(*args, **kwargs):
