@@ -1,5 +1,5 @@
 """Text the compositor draws (the strip's chips and clock, the host windows' tab, the
-notifications, the overview's labels) on an
+notifications, the overview's labels and thumbnails) on an
 output at scale 2: drawn at the output's density, so it is as sharp as the screen and the
 same size, in layout pixels, as at scale 1.
 
@@ -215,3 +215,65 @@ def test_a_long_notification_lies_wholly_inside_the_screen(tmp_path: Path, scale
     assert (y0, y1) == row, (y0, y1)
     assert x1 == img.width - margin, (x1, img.width)  # flush right, the margin kept
     assert x0 >= margin and x1 - x0 == width, (x0, x1, width)
+
+
+THUMB_BG = 0  # a thumbnail slot's own background: black, as is the desktop's (no wallpaper)
+NOTE_GREY = (110, 110, 120)  # the note in an empty slot
+
+
+def test_overview_thumbnails_fill_their_slot_at_scale_2(tmp_path: Path) -> None:
+    """At scale 2 a thumbnail is drawn in the output's pixels and covers its whole slot: a
+    window's picture lands where the window was on screen, shrunk to the slot (the strip's
+    rows cut off, in output pixels), and an empty slot's note sits in the slot's middle."""
+    scale = 2
+    comp = Compositor(tmp_path, extra_env={"ZIONWM_OUTPUT_SCALE": str(scale)}).start()
+    try:
+        comp.zionctl("launch", "work", "--", require("weston-simple-shm"))
+        comp.wait_window("work")
+        comp.zionctl("switch", "work")
+        desk = wait_for(
+            lambda: (s := comp.screenshot(tmp_path / "desk.png")) and _window_box(s) and s,
+            10,
+            "work's window on screen",
+        )
+        comp.zionctl("overview")
+        wait_for(lambda: "work" in comp.zjson("status")["overview"]["thumbnails"], 10, "thumb")
+        ov = comp.zjson("status")["overview"]
+        slots = dict(zip(ov["desktops"], ov["thumbnail_boxes"], strict=True))
+        sx, sy, sw, sh = (v * scale for v in slots["work"])
+        img = wait_for(
+            lambda: (
+                (s := comp.screenshot(tmp_path / "overview.png"))
+                and _bbox(s, (sx, sy, sx + sw, sy + sh), lambda p: max(p[:3]) > 40)
+                and s
+            ),
+            10,
+            "work's thumbnail on screen",
+        )
+    finally:
+        comp.stop()
+    # where the window was, in the frame below the strip, mapped onto the slot's pixels
+    top = STRIP * scale
+    x0, y0, x1, y1 = _window_box(desk)
+    fx, fy = sw / desk.width, sh / (desk.height - top)
+    want = (sx + x0 * fx, sy + (y0 - top) * fy, sx + x1 * fx, sy + (y1 - top) * fy)
+    got = _bbox(img, (sx, sy, sx + sw, sy + sh), lambda p: max(p[:3]) > 40)
+    assert all(abs(g - w) <= 3 for g, w in zip(got, want, strict=True)), (got, want)
+    # no strip in the picture: its top rows are the desktop's black, not the strip's green
+    for x in range(sx, sx + sw):
+        assert max(img.getpixel((x, sy))) <= 40, (x, img.getpixel((x, sy)))
+    # the slot's edges are the picture's (black), not the overview's backdrop beside a
+    # half-size picture
+    for x, y in ((sx + sw - 2, sy + sh - 2), (sx + 1, sy + sh - 2), (sx + sw - 2, sy + 1)):
+        assert img.getpixel((x, y)) == (THUMB_BG,) * 3, (x, y, img.getpixel((x, y)))
+    # an empty desktop's note, drawn at the slot's size: in the middle of its slot
+    gx, gy, gw, gh = (v * scale for v in slots["gaming"])
+    nx0, ny0, nx1, ny1 = _bbox(img, (gx, gy, gx + gw, gy + gh), lambda p: _near(p, NOTE_GREY, 30))
+    assert abs((nx0 + nx1) / 2 - (gx + gw / 2)) <= 3 * scale, (nx0, nx1, gx, gw)
+    assert abs((ny0 + ny1) / 2 - (gy + gh / 2)) <= 3 * scale, (ny0, ny1, gy, gh)
+    assert ny1 - ny0 >= 9 * scale, (ny0, ny1)  # a 13 px font's x-height and more, at 2
+
+
+def _window_box(img: Image.Image) -> tuple[int, int, int, int]:
+    """The lone window on the black desktop, frame and all (below the strip)."""
+    return _bbox(img, (0, STRIP * 2, img.width, img.height), lambda p: max(p[:3]) > 40)

@@ -170,14 +170,16 @@ def render_banner(
 
 
 @lru_cache(maxsize=8)
-def render_well_note(text: str, width: int, height: int) -> bytes:
-    # drawn in the thumbnail's own pixels (a thumbnail is a scaled-down frame, not text)
-    img = Image.new("RGBA", (width, height), (*rgb255(THUMB_BG), 255))
+def render_well_note(text: str, width: int, height: int, scale: float = 1.0) -> bytes:
+    """The note in an empty thumbnail slot of `width` x `height` layout pixels, drawn at
+    `scale` (in the thumbnail's own pixels, as a thumbnail is)."""
+    px_w, px_h = scaled(width, scale), scaled(height, scale)
+    img = Image.new("RGBA", (px_w, px_h), (*rgb255(THUMB_BG), 255))
     draw = ImageDraw.Draw(img)
-    f = font(13, bold=False)
+    f = font(scaled(13, scale), bold=False)
     left, _t, right, _b = f.getbbox(text)
-    x = (width - (right - left)) // 2
-    draw.text((x - left, text_y(f, height)), text, font=f, fill=(110, 110, 120, 255))
+    x = (px_w - (right - left)) // 2
+    draw.text((x - left, text_y(f, px_h)), text, font=f, fill=(110, 110, 120, 255))
     return img.tobytes("raw", "BGRA")
 
 
@@ -280,13 +282,23 @@ class Overview:
         b = outs[0].box()
         return outs[0], (b.x, b.y, b.width, b.height)
 
+    def _frame_scale(self) -> float:
+        """The scale of the output the thumbnails are taken from: its frames are in its own
+        pixels, `scale` to a layout pixel."""
+        outs = self.server.outputs
+        return float(outs[0].output.scale) if outs else 1.0
+
     def _thumb_size(self, n: int) -> tuple[int, int]:
+        """A thumbnail's size in the output's pixels (its slot's layout size at the output's
+        scale): scaled to that, it is as sharp as the screen."""
         scr = self._screen()
         if scr is None:
             return (0, 0)
         _x, _y, w, h = scr[1]
         area_h = h - STRIP_HEIGHT
-        return grid_layout(n, w, area_h, (w, area_h)).thumb
+        tw, th = grid_layout(n, w, area_h, (w, area_h)).thumb
+        sc = self._frame_scale()
+        return scaled(tw, sc), scaled(th, sc)
 
     def desktop_left(self, desktop: str) -> None:
         """`desktop` is being switched away from: copy the frame on screen (it shows that
@@ -332,9 +344,9 @@ class Overview:
             return
         w, h, pixels = got
         node, old = self._wells[desktop]
-        if (w, h) != self.layout.thumb:
+        if (w, h) != self._thumb_size(len(self.names)):
             return
-        img = SceneImage.create(node, w, h, pixels)
+        img = SceneImage.create(node, w, h, pixels, size=self.layout.thumb)
         img.set_position(FRAME, HEADER_H)
         old.destroy()
         self._wells[desktop] = (node, img)
@@ -349,7 +361,8 @@ class Overview:
         if w <= 0 or h <= 0:
             held.release()
             return
-        pixels = held.scale(STRIP_HEIGHT, w, h)
+        # the held frame is in the output's pixels: so is the strip's height cut from it
+        pixels = held.scale(scaled(STRIP_HEIGHT, self._frame_scale()), w, h)
         if pixels is not None:
             self.thumbs[desktop] = (w, h, pixels)
 
@@ -434,6 +447,8 @@ class Overview:
             hint.set_position(0, area_h - HINT_H)
             self.ring = SceneRect.create(tree, 0, 0, (1.0, 1.0, 1.0, 1.0))
             tw, th = layout.thumb
+            fs = self._frame_scale()
+            pw, ph = scaled(tw, fs), scaled(th, fs)  # the thumbnail's own pixels
             self._wells = {}
             for i, (name, cell) in enumerate(zip(self.names, self.cells, strict=True)):
                 x, y, cw, ch = layout.cells[i]
@@ -442,12 +457,12 @@ class Overview:
                 SceneRect.create(node, cw, ch, cell.colour)
                 header = _image(node, cw, HEADER_H, render_header(cell, cw, sc), sc)
                 header.set_position(0, 0)
-                pixels = self._thumb_for(name, (tw, th))
+                pixels = self._thumb_for(name, (pw, ph))
                 if pixels is None:
                     # never shown since zionwm started: say so rather than show a black box
                     note = "not shown yet" if cell.state != "no programs" else "empty"
-                    pixels = render_well_note(note, tw, th)
-                img = SceneImage.create(node, tw, th, pixels)
+                    pixels = render_well_note(note, tw, th, fs)
+                img = SceneImage.create(node, pw, ph, pixels, size=(tw, th))
                 img.set_position(FRAME, HEADER_H)
                 self._wells[name] = (node, img)
                 iw, ih = cw - 2 * FRAME, INFO_H - FRAME
@@ -581,11 +596,20 @@ class Overview:
             if self.is_open
             else [],
             "thumbnails": sorted(self.thumbs),
+            # where each cell's thumbnail shows, in layout pixels of the output
+            "thumbnail_boxes": self._thumb_boxes(),
             "open_latency_ms": {
                 "count": len(lat),
                 "samples": [round(x, 4) for x in self.latencies_ms],
             },
         }
+
+    def _thumb_boxes(self) -> list[list[int]]:
+        if not self.is_open or self.layout is None:
+            return []
+        ox, oy = self.origin
+        tw, th = self.layout.thumb
+        return [[ox + x + FRAME, oy + y + HEADER_H, tw, th] for x, y, _w, _h in self.layout.cells]
 
     def shutdown(self) -> None:
         if self._active_frame is not None:
