@@ -8,13 +8,20 @@ import pytest
 from zionwm.compositor import native
 from zionwm.compositor.overview import (
     FRAME,
+    HEADER_GAP,
     HEADER_H,
+    HEADER_LEFT,
+    HEADER_RIGHT,
     INFO_H,
+    Cell,
     cell_state,
+    fit_text,
     grid_layout,
+    header_texts,
     network_label,
 )
 from zionwm.compositor.strip import Chip, StripState, chip_label, render_chips
+from zionwm.compositor.ui import font
 from zionwm.isolation.spec import NetMode, NetworkPolicy
 
 BLUE = (0.23, 0.51, 0.96, 1.0)
@@ -94,3 +101,72 @@ def test_box_filter_averages_and_is_opaque() -> None:
     assert out == white + black
     out = native.scale_pixels(src, 4, 2, 1, 1)
     assert out[3] == 255 and 126 <= out[0] <= 128
+
+
+def _ten_each(text: str) -> int:
+    return 10 * len(text)
+
+
+@pytest.mark.parametrize(
+    ("room", "fitted"),
+    [
+        (110, "no programs"),  # fits: unchanged
+        (109, "no progra\u2026"),  # the longest start that fits with the ellipsis
+        (40, "no\u2026"),  # "no " loses its trailing space before the ellipsis
+        (30, "no\u2026"),
+        (29, ""),  # fewer than two characters would be left: the text goes
+        (0, ""),
+    ],
+)
+def test_fit_text_shortens_or_drops_what_does_not_fit(room: int, fitted: str) -> None:
+    got = fit_text("no programs", room, _ten_each)
+    assert got == fitted
+    assert _ten_each(got) <= room
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+@pytest.mark.parametrize("state", ["running", "frozen", "no programs"])
+@pytest.mark.parametrize("n", [4, 9])
+def test_header_texts_never_overlap_in_a_small_screens_cells(
+    scale: int, state: str, n: int
+) -> None:
+    """640x360 logical (1280x720 at 200 %), below a 24 px strip: the name and the state
+    drawn in a header keep HEADER_GAP between them, whatever is cut."""
+    layout = grid_layout(n, 640, 336, (640, 336))
+    cw = layout.cells[0][2]
+    cell = Cell("personal", 1, BLUE, state, 0, 0, "full", False)
+    label, right = header_texts(cell, cw, scale)
+    big, small = font(15 * scale, bold=True), font(12 * scale, bold=True)
+    label_right = HEADER_LEFT * scale + big.getbbox(label)[2] - big.getbbox(label)[0]
+    if right:
+        state_left = (cw - HEADER_RIGHT) * scale - (
+            small.getbbox(right)[2] - small.getbbox(right)[0]
+        )
+        assert label_right + HEADER_GAP * scale <= state_left, (label, right, cw)
+    assert label_right <= (cw - HEADER_RIGHT) * scale, (label, cw)
+    if right:
+        assert label == "1  personal", (label, right)  # the state gives way first
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_the_state_is_whole_shortened_or_gone_and_never_overlaps(scale: int) -> None:
+    """Cells from narrow to wide: the state is shown whole, cut to what fits beside the name
+    with an ellipsis, or left out; the name and it always keep HEADER_GAP apart."""
+    big, small = font(15 * scale, bold=True), font(12 * scale, bold=True)
+    seen = set()
+    for cw in range(40, 260, 2):
+        label, right = header_texts(
+            Cell("web", 4, BLUE, "no programs", 0, 0, "full", False), cw, scale
+        )
+        label_right = HEADER_LEFT * scale + big.getbbox(label)[2] - big.getbbox(label)[0]
+        if right:
+            w = small.getbbox(right)[2] - small.getbbox(right)[0]
+            assert label_right + HEADER_GAP * scale <= (cw - HEADER_RIGHT) * scale - w, cw
+        if right == "no programs":
+            seen.add("whole")
+        elif right:
+            assert right.endswith("\u2026") and "no programs".startswith(right[:-1]), right
+            seen.add("shortened")
+        else:
+            seen.add("gone")
+    assert seen == {"whole", "shortened", "gone"}

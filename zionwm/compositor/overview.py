@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -50,6 +50,10 @@ HINT_H = 34
 BACKDROP = (0.05, 0.05, 0.07, 1.0)
 THUMB_BG = (0.0, 0.0, 0.0, 1.0)
 INFO_BG = (30, 30, 38)
+HEADER_LEFT, HEADER_RIGHT = 10, 12  # the header's texts' distance from its edges
+HEADER_GAP = 8  # the least room between the header's name and its state
+MIN_KEPT = 2  # an ellipsized text keeps at least this many characters, or goes
+ELLIPSIS = "\u2026"
 HINT = "\u2190\u2191\u2193\u2192 choose    1\u20139 / Enter / click  switch    Esc  close"
 PENDING = frozenset(state.value for state in PENDING_STATES)
 THUMB_DELAY_MS = 60  # scale a left desktop's frame after the switch frame went out
@@ -119,6 +123,40 @@ def cell_state(frozen: bool, programs: int) -> str:
     return "running" if programs else "no programs"
 
 
+def fit_text(text: str, room: float, width_of: Callable[[str], float]) -> str:
+    """`text` if it is at most `room` wide; else its longest start of MIN_KEPT characters
+    or more (a space before the cut dropped) that fits with an ellipsis after it; else
+    nothing. Pure: tests call it directly."""
+    if width_of(text) <= room:
+        return text
+    for n in range(len(text) - 1, MIN_KEPT - 1, -1):
+        cut = text[:n].rstrip() + ELLIPSIS
+        if width_of(cut) <= room:
+            return cut
+    return ""
+
+
+def _ink_width(f: Any) -> Callable[[str], int]:
+    def width(text: str) -> int:
+        left, _t, right, _b = f.getbbox(text)
+        return int(right - left)
+
+    return width
+
+
+def header_texts(cell: Cell, width: int, scale: float = 1.0) -> tuple[str, str]:
+    """The header's name and state for a cell `width` layout pixels wide at `scale`: the
+    name first; the state on the right, shortened or left out where both do not fit."""
+    label = f"{cell.index}  {cell.name}" if cell.index <= 9 else cell.name
+    state = f"{FROZEN_MARK} frozen" if cell.state == "frozen" else cell.state
+    room = scaled(width - HEADER_LEFT - HEADER_RIGHT, scale)
+    big = _ink_width(font(scaled(15, scale), bold=True))
+    label = fit_text(label, room, big)
+    rest = room - big(label) - scaled(HEADER_GAP, scale)
+    state = fit_text(state, rest, _ink_width(font(scaled(12, scale), bold=True)))
+    return label, state
+
+
 @lru_cache(maxsize=64)
 def render_header(cell: Cell, width: int, scale: float = 1.0) -> bytes:
     """The cell's header, `width` x HEADER_H layout pixels drawn at `scale`."""
@@ -129,12 +167,11 @@ def render_header(cell: Cell, width: int, scale: float = 1.0) -> bytes:
     draw = ImageDraw.Draw(img)
     big = font(scaled(15, scale), bold=True)
     small = font(scaled(12, scale), bold=True)
-    label = f"{cell.index}  {cell.name}" if cell.index <= 9 else cell.name
-    _text_middle(draw, scaled(10, scale), height, label, big, fg)
-    state = f"{FROZEN_MARK} frozen" if cell.state == "frozen" else cell.state
-    left, _t, right, _b = small.getbbox(state)
-    right_x = scaled(width - 12, scale) - (right - left)
-    _text_middle(draw, right_x, height, state, small, fg)
+    label, state = header_texts(cell, width, scale)
+    _text_middle(draw, scaled(HEADER_LEFT, scale), height, label, big, fg)
+    if state:
+        right_x = scaled(width - HEADER_RIGHT, scale) - _ink_width(small)(state)
+        _text_middle(draw, right_x, height, state, small, fg)
     return img.tobytes("raw", "BGRA")
 
 
