@@ -252,8 +252,10 @@ def test_a_notification_flood_is_cut_down_and_the_user_told(comp: Compositor) ->
     wait_for(done.exists, 120, "the flood to end")
     notice_with(comp, "work: too many notifications")
     shown = comp.log().count("notification from work: notify-send: flood ")
-    # a burst of 5, then about one a second while the loop ran: far fewer than were sent
-    assert 5 <= shown < 40, shown
+    # a burst of at most 5, then about one a second while the loop ran: far fewer than were
+    # sent, and some (the tests before this one share the compositor and may have spent part
+    # of work's burst)
+    assert 1 <= shown < 40, shown
 
 
 def test_programs_of_one_desktop_reach_each_other(comp: Compositor) -> None:
