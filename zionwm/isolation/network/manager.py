@@ -328,22 +328,30 @@ class NetworkManager:
         return []
 
     def _leftovers_visible(self) -> bool:
-        """A namespace, an /etc/netns directory, a host link (by its ifalias in sysfs), the
-        nftables table or recorded sysctls of this prefix: anything `cleanup_stale` removes
-        apart from policy rules. A crash leaves those only beside the namespace and link
-        they route (seen here); one left alone, by a crash in the middle of a clean-up,
-        matches no interface and is removed before this run's first desktop network."""
+        """A namespace, an /etc/netns directory, a host link (by its ifalias in sysfs) or the
+        nftables table of this prefix, or recorded sysctls with no run left to own them:
+        anything `cleanup_stale` removes apart from policy rules. A crash leaves those only
+        beside the namespace and link they route (seen here); one left alone, by a crash in
+        the middle of a clean-up, matches no interface and is removed before this run's
+        first desktop network.
+
+        The sysctl record is host-wide: while another run's desktops (another prefix, their
+        links seen in sysfs) route through those settings it is theirs, the last of them
+        out restores it, and this run's start has nothing to clean."""
         mine = self.prefix + "-"
         for d in (NETNS_DIR, ETC_NETNS):
             if d.exists() and any(n.startswith(mine) for n in os.listdir(d)):
                 return True
-        for alias in Path("/sys/class/net").glob("*/ifalias"):
+        other_runs = False
+        for alias_file in Path("/sys/class/net").glob("*/ifalias"):
             try:
-                if netpolicy.alias_owner(alias.read_text().strip(), self.prefix):
-                    return True
+                alias = alias_file.read_text().strip()
             except OSError:
                 continue
-        if _load_json(SYSCTL_RECORD):
+            if netpolicy.alias_owner(alias, self.prefix):
+                return True
+            other_runs = other_runs or netpolicy.other_runs_desktop(alias, self.prefix)
+        if not other_runs and _load_json(SYSCTL_RECORD):
             return True
         assert self._root is not None
         return self._root.nft_table_exists(netpolicy.table_name(self.prefix))
