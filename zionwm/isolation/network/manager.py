@@ -85,6 +85,22 @@ def _load_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _host_link_aliases() -> list[str]:
+    """The ifalias of every host interface, read from sysfs (no netlink)."""
+    out: list[str] = []
+    for path in Path("/sys/class/net").glob("*/ifalias"):
+        try:
+            out.append(path.read_text().strip())
+        except OSError:
+            continue
+    return out
+
+
+def _other_runs_visible(prefix: str) -> bool:
+    """A desktop link of another zionwm run (another prefix) is on the host."""
+    return any(netpolicy.other_runs_desktop(a, prefix) for a in _host_link_aliases())
+
+
 def _save_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(".tmp")
@@ -342,15 +358,10 @@ class NetworkManager:
         for d in (NETNS_DIR, ETC_NETNS):
             if d.exists() and any(n.startswith(mine) for n in os.listdir(d)):
                 return True
-        other_runs = False
-        for alias_file in Path("/sys/class/net").glob("*/ifalias"):
-            try:
-                alias = alias_file.read_text().strip()
-            except OSError:
-                continue
-            if netpolicy.alias_owner(alias, self.prefix):
-                return True
-            other_runs = other_runs or netpolicy.other_runs_desktop(alias, self.prefix)
+        aliases = _host_link_aliases()
+        if any(netpolicy.alias_owner(a, self.prefix) for a in aliases):
+            return True
+        other_runs = any(netpolicy.other_runs_desktop(a, self.prefix) for a in aliases)
         if not other_runs and _load_json(SYSCTL_RECORD):
             return True
         assert self._root is not None
@@ -470,7 +481,12 @@ class NetworkManager:
             originals = _load_json(SYSCTL_RECORD)
             if not originals:
                 return restored
-            others = self._root.foreign_desktop_links(self.prefix)
+            # sysfs first: with no other run's link there, no netlink (nor pyroute2) is needed
+            others = (
+                self._root.foreign_desktop_links(self.prefix)
+                if _other_runs_visible(self.prefix)
+                else []
+            )
             busy = self._root.egress_of(others) if others else set()
             for key, value in list(originals.items()):
                 parts = key.split(".")
