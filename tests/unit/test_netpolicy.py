@@ -73,6 +73,15 @@ def test_alias_owner_only_for_own_prefix() -> None:
     assert netpolicy.alias_owner("zwt1:../etc", "zwt1") is None
 
 
+def test_other_runs_desktop_is_another_prefix_only() -> None:
+    alias = netpolicy.link_alias("zwt2", "web")
+    assert netpolicy.other_runs_desktop(alias, "zwt1")
+    assert not netpolicy.other_runs_desktop(alias, "zwt2")
+    assert not netpolicy.other_runs_desktop(None, "zwt1")
+    assert not netpolicy.other_runs_desktop("uplink to the office", "zwt1")
+    assert not netpolicy.other_runs_desktop("zwt2:../etc", "zwt1")
+
+
 def test_chain_names_are_injective() -> None:
     desktops = ["a-b", "a_b", "a_mb", "a__b", "a-_b", "a_-b", "ab"]
     chains = {netpolicy.chain_names(d) for d in desktops}

@@ -85,6 +85,22 @@ def _load_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _host_link_aliases() -> list[str]:
+    """The ifalias of every host interface, read from sysfs (no netlink)."""
+    out: list[str] = []
+    for path in Path("/sys/class/net").glob("*/ifalias"):
+        try:
+            out.append(path.read_text().strip())
+        except OSError:
+            continue
+    return out
+
+
+def _other_runs_visible(prefix: str) -> bool:
+    """A desktop link of another zionwm run (another prefix) is on the host."""
+    return any(netpolicy.other_runs_desktop(a, prefix) for a in _host_link_aliases())
+
+
 def _save_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(".tmp")
@@ -328,22 +344,25 @@ class NetworkManager:
         return []
 
     def _leftovers_visible(self) -> bool:
-        """A namespace, an /etc/netns directory, a host link (by its ifalias in sysfs), the
-        nftables table or recorded sysctls of this prefix: anything `cleanup_stale` removes
-        apart from policy rules. A crash leaves those only beside the namespace and link
-        they route (seen here); one left alone, by a crash in the middle of a clean-up,
-        matches no interface and is removed before this run's first desktop network."""
+        """A namespace, an /etc/netns directory, a host link (by its ifalias in sysfs) or the
+        nftables table of this prefix, or recorded sysctls with no run left to own them:
+        anything `cleanup_stale` removes apart from policy rules. A crash leaves those only
+        beside the namespace and link they route (seen here); one left alone, by a crash in
+        the middle of a clean-up, matches no interface and is removed before this run's
+        first desktop network.
+
+        The sysctl record is host-wide: while another run's desktops (another prefix, their
+        links seen in sysfs) route through those settings it is theirs, the last of them
+        out restores it, and this run's start has nothing to clean."""
         mine = self.prefix + "-"
         for d in (NETNS_DIR, ETC_NETNS):
             if d.exists() and any(n.startswith(mine) for n in os.listdir(d)):
                 return True
-        for alias in Path("/sys/class/net").glob("*/ifalias"):
-            try:
-                if netpolicy.alias_owner(alias.read_text().strip(), self.prefix):
-                    return True
-            except OSError:
-                continue
-        if _load_json(SYSCTL_RECORD):
+        aliases = _host_link_aliases()
+        if any(netpolicy.alias_owner(a, self.prefix) for a in aliases):
+            return True
+        other_runs = any(netpolicy.other_runs_desktop(a, self.prefix) for a in aliases)
+        if not other_runs and _load_json(SYSCTL_RECORD):
             return True
         assert self._root is not None
         return self._root.nft_table_exists(netpolicy.table_name(self.prefix))
@@ -462,7 +481,12 @@ class NetworkManager:
             originals = _load_json(SYSCTL_RECORD)
             if not originals:
                 return restored
-            others = self._root.foreign_desktop_links(self.prefix)
+            # sysfs first: with no other run's link there, no netlink (nor pyroute2) is needed
+            others = (
+                self._root.foreign_desktop_links(self.prefix)
+                if _other_runs_visible(self.prefix)
+                else []
+            )
             busy = self._root.egress_of(others) if others else set()
             for key, value in list(originals.items()):
                 parts = key.split(".")

@@ -112,6 +112,14 @@ def alias_owner(alias: str | None, prefix: str) -> str | None:
     return desktop if DESKTOP_RE.match(desktop) else None
 
 
+def other_runs_desktop(alias: str | None, prefix: str) -> bool:
+    """Whether an ifalias marks a desktop's veth of another zionwm run (another prefix)."""
+    if not alias or ":" not in alias:
+        return False
+    other, _, desktop = alias.partition(":")
+    return other != prefix and bool(PREFIX_RE.match(other)) and bool(DESKTOP_RE.match(desktop))
+
+
 def table_name(prefix: str) -> str:
     return check_prefix(prefix)
 

@@ -180,15 +180,7 @@ class RootOps:
         out: list[str] = []
         with _iproute() as ip:
             for link in ip.get_links():
-                alias = link.get("ifalias")
-                if not alias or ":" not in alias:
-                    continue
-                other, _, desktop = alias.partition(":")
-                if (
-                    other != prefix
-                    and netpolicy.PREFIX_RE.match(other)
-                    and netpolicy.DESKTOP_RE.match(desktop)
-                ):
+                if netpolicy.other_runs_desktop(link.get("ifalias"), prefix):
                     out.append(str(link.get("ifname")))
         return out
 
