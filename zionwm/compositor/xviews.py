@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from pywayland.server import Listener
 from wlroots import ffi as wlr_ffi
 from wlroots.util.box import Box
 from wlroots.util.edges import Edges
@@ -25,7 +24,7 @@ from wlroots.xwayland import SurfaceConfigureEvent
 
 from . import native
 from .input import KeyboardHandler
-from .listeners import HasListeners, guarded
+from .listeners import HasListeners
 from .native import SceneTree
 from .views import BORDER, View, ViewCompositor
 
@@ -89,10 +88,9 @@ class XView(View):
         self.xdg_surface = XShell(self)  # type: ignore[assignment]
         self.toplevel = None  # type: ignore[assignment]
         self._set_up(server, desktop, int(xsurface.x), int(xsurface.y))
-        self._geometry_watch = None  # X windows report their size through set_geometry
-        # what the X surface draws, followed while mapped: see _on_surface_commit
-        self._commit_listener: Listener | None = None
-        self._drawn: tuple[int, int, int, int] | None = None
+        # X windows report their size through set_geometry; what the X surface draws is
+        # followed in C while mapped (see on_geometry_change)
+        self._geometry_watch = None
         self.add_listener(xsurface.map_event, self._on_x_map)
         self.add_listener(xsurface.unmap_event, self._on_x_unmap)
         self.add_listener(xsurface.destroy_event, self._on_x_destroy)
@@ -160,7 +158,7 @@ class XView(View):
 
     def _on_x_map(self, listener: Any, data: Any) -> None:
         self.surface_node = native.subsurface_tree(self.surface_holder, self.xsurface.surface)
-        self._watch_commits(True)
+        self._watch_drawn(True)
         self.mapped = True
         self.x, self.y = self.server.place_new_view(self)
         self.tree.set_position(self.x, self.y)
@@ -170,7 +168,7 @@ class XView(View):
         self.server.view_mapped(self)
 
     def _on_x_unmap(self, listener: Any, data: Any) -> None:
-        self._watch_commits(False)
+        self._watch_drawn(False)
         self.mapped = False
         self.tree.set_enabled(False)
         if self.surface_node is not None:
@@ -178,30 +176,15 @@ class XView(View):
             self.surface_node = None
         self.server.view_unmapped(self)
 
-    def _watch_commits(self, on: bool) -> None:
-        if self._commit_listener is not None:
-            self._commit_listener.remove()
-            self._commit_listener = None
-        self._drawn = None
+    def _watch_drawn(self, on: bool) -> None:
+        if self._geometry_watch is not None:
+            native.unwatch_geometry(self._geometry_watch)
+            self._geometry_watch = None
         if on:
-            self._commit_listener = Listener(guarded("XView commit", self._on_surface_commit))
-            self.xsurface.surface.commit_event.add(self._commit_listener)
-
-    def _on_surface_commit(self, listener: Any, data: Any) -> None:
-        """Redo the frame when what the X server draws for the window changes size: X says
-        the window's new size (set_geometry) before its buffer of that size comes, so the
-        masks over what overflows the frame were cut for the old buffer (after fullscreen,
-        a screen-sized one that hid every window beside it). xdg windows have this from
-        their geometry watch."""
-        drawn = native.surface_extents(self.xsurface.surface)
-        if drawn == self._drawn:
-            return
-        self._drawn = drawn
-        if self.mapped:
-            self._update_borders(force=True)
+            self._geometry_watch = native.watch_extents(self.xsurface.surface, self.id)
 
     def _on_x_destroy(self, listener: Any, data: Any) -> None:
-        self._watch_commits(False)
+        self._watch_drawn(False)
         self.finalize_listeners()
         self.server.view_destroyed(self)
         self.tree.destroy()
@@ -256,7 +239,12 @@ class XView(View):
     # ---- what differs from xdg-shell in View ----
 
     def on_geometry_change(self, x: int, y: int, width: int, height: int) -> None:
-        pass  # X windows report their size through set_geometry
+        """What the X server draws for the window changed size (the extents watch; X windows
+        report their size through set_geometry). X says the new size before its buffer of
+        that size comes, so the masks over what overflows the frame were cut for the old
+        buffer (after fullscreen, a screen-sized one that hid every window beside it)."""
+        if self.mapped:
+            self._update_borders(force=True)
 
     def set_maximized(self, on: bool) -> None:
         if on == self.maximized or self.fullscreen:

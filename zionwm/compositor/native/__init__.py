@@ -183,6 +183,15 @@ def watch_geometry(xdg_surface: Any, watch_id: int) -> Any:
     return w
 
 
+def watch_extents(surface: Any, watch_id: int) -> Any:
+    """Watch a surface with no xdg geometry (an X window's) in C: Python hears only when what
+    it draws changes size, as a geometry change of (0, 0, 0, 0)."""
+    w = lib.zion_watch_geometry(ffi.NULL, to_native(surface, "struct wlr_surface *"), watch_id)
+    if w == ffi.NULL:
+        raise MemoryError("extents watch")
+    return w
+
+
 def unwatch_geometry(watch: Any) -> None:
     lib.zion_unwatch_geometry(watch)
 

@@ -349,7 +349,10 @@ static void zion_geometry_commit(struct wl_listener *listener, void *data) {
     struct zion_geometry_watch *w = wl_container_of(listener, w, commit);
     struct wlr_box box, extents;
     (void)data;
-    wlr_xdg_surface_get_geometry(w->xdg, &box);
+    if (w->xdg)
+        wlr_xdg_surface_get_geometry(w->xdg, &box);
+    else
+        box = (struct wlr_box){0}; /* an X surface: only what it draws is followed */
     wlr_surface_get_extends(w->surface, &extents);
     if (zion_box_differs(&box, &w->last) || zion_box_differs(&extents, &w->last_extents)) {
         w->last = box;
