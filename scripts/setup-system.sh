@@ -31,6 +31,12 @@ for p in $want; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" \
         || missing="$missing $p"
 done
+# /dev/fuse is open to every user on Debian (udev's default rules make it 0666); machines
+# without udev (containers, micro-VMs) leave it 0600, and a user's compositor then cannot mount
+# a desktop's writable /usr. Give it Debian's mode (as root only: no sudo prompt for this).
+if [ -c /dev/fuse ] && [ "$(id -u)" = 0 ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then
+    chmod 0666 /dev/fuse
+fi
 [ -z "$missing" ] && exit 0
 
 echo "zionwm setup: installing Debian packages:$missing"

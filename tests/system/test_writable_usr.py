@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,15 +27,7 @@ from zionwm.isolation.launcher import Launcher
 from zionwm.isolation.usr_keeper import UsrKeeper
 
 pytestmark = test_sandbox.pytestmark  # the sandbox facilities those tests need
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    e = Env(tmp_path, monkeypatch)
-    try:
-        yield e
-    finally:
-        e.launcher.shutdown(timeout=5.0)
+env = test_sandbox.env  # the same fixture: a launcher of its own, shut down after the test
 
 
 def _overlay_missing() -> str | None:
