@@ -70,23 +70,24 @@ class QService:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tmp / "service.log"
 
+    def arguments(self, ready_fd: int, workers: int | None = None) -> list[str]:
+        """The service's command-line arguments (after the program)."""
+        return [
+            "--policy-file",
+            str(self.policy_file),
+            "--ready-fd",
+            str(ready_fd),
+            "--workers",
+            str(self.workers if workers is None else workers),
+            "--log-level",
+            "DEBUG",
+        ]
+
     def start(self, deadline: float = 20.0) -> None:
         r, w = os.pipe()
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "zionwm.quarantine.service",
-                    "--policy-file",
-                    str(self.policy_file),
-                    "--ready-fd",
-                    str(w),
-                    "--workers",
-                    str(self.workers),
-                    "--log-level",
-                    "DEBUG",
-                ],
+                [sys.executable, "-m", "zionwm.quarantine.service", *self.arguments(w)],
                 pass_fds=(w,),
                 stdout=logf,
                 stderr=logf,

@@ -91,21 +91,7 @@ def run_until_killed(svc: QService, where: str, k: int, timeout: float = 120.0) 
     r, w = os.pipe()
     with open(svc.log, "ab") as logf:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                KILLER,
-                where,
-                str(k),
-                "--policy-file",
-                str(svc.policy_file),
-                "--ready-fd",
-                str(w),
-                "--workers",
-                "4",
-                "--log-level",
-                "DEBUG",
-            ],
+            [sys.executable, "-c", KILLER, where, str(k), *svc.arguments(w, workers=4)],
             pass_fds=(w,),
             stdout=logf,
             stderr=logf,
