@@ -254,7 +254,7 @@ def test_ld_preload_of_the_launching_environment_never_loads(env: Env) -> None:
 @pytest.mark.security
 def test_ps_inside_shows_only_the_sandbox(env: Env) -> None:
     if not os.path.exists("/usr/bin/ps"):
-        pytest.skip("procps (/usr/bin/ps) is not installed")
+        pytest.fail("procps (/usr/bin/ps) is not installed (scripts/setup-system.sh installs it)")
     rc, out, _ = env.run(env.spec("web"), ["/usr/bin/ps", "-eo", "pid=,comm="])
     assert rc == 0
     rows = [line.split() for line in out.strip().splitlines()]
@@ -816,7 +816,7 @@ def run_unprivileged(
 def test_unprivileged_launcher_confines_the_same_way(tmp_path: Path) -> None:
     """Production runs the compositor as a normal user: run the launcher as `nobody`."""
     if not os.path.exists("/usr/bin/ps"):
-        pytest.skip("procps (/usr/bin/ps) is not installed")
+        pytest.fail("procps (/usr/bin/ps) is not installed (scripts/setup-system.sh installs it)")
     with unprivileged_world() as (nobody, world, lib):
         r = run_unprivileged(nobody, world, UNPRIVILEGED_SCRIPT, str(lib), str(world))
         assert r.returncode == 0, r.stderr
