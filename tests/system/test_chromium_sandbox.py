@@ -123,10 +123,14 @@ def test_chromium_runs_with_its_own_sandbox_inside_the_web_desktop(comp: Composi
     own_filters = int(outer["Seccomp_filters"])
     assert outer["Seccomp"] == "2" and own_filters >= 1  # the desktop's filter
     for pid in found:
-        st = _status(pid)
+        # A renderer is named once the zygote forks it and stacks its own seccomp-bpf
+        # layer a moment later, on top of the desktop's filter: wait for that layer.
+        def layered(pid: int = pid) -> dict[str, str] | None:
+            st = _status(pid)
+            return st if int(st["Seccomp_filters"]) > own_filters else None
+
+        st = wait_for(layered, 30, f"chromium's seccomp layer in renderer {pid}")
         assert st["Seccomp"] == "2"
-        # Chromium's seccomp-bpf layer sits on top of the desktop's filter.
-        assert int(st["Seccomp_filters"]) > own_filters, st
         # Chromium's layer-1 sandbox: namespaces of its own below the desktop's.
         for kind in ("user", "pid", "net"):
             assert _ns(pid, kind) != _ns(browser, kind), kind
