@@ -43,3 +43,27 @@ def test_seccomp_comes_with_the_first_launch_and_sqlite_still_not(
     comp.zionctl("launch", "offline", "--", "sleep", "600")
     wait_for(lambda: "libseccomp" in _maps(comp), 30, "the compositor loading libseccomp")
     assert "_sqlite3" not in _maps(comp)
+
+
+def test_drawing_the_strip_overview_and_a_notification_loads_no_pillow(
+    compositor: Compositor,
+) -> None:
+    """The compositor's text is drawn by its own C (pango-cairo): Pillow's imaging core (and
+    the private libraries its wheel carries) never comes into the process, however much of
+    the trusted UI it has drawn."""
+    # the strip is on screen from the first frame; a refused launch makes a notification
+    missing = "/nonexistent/footprint-notice"
+    compositor.zionctl("launch", "work", "--", missing, check=False)
+    wait_for(
+        lambda: any(missing in n for n in compositor.zjson("status")["notifications"]),
+        30,
+        "the notification",
+    )
+    compositor.zionctl("overview")
+    wait_for(lambda: compositor.zjson("status")["overview"]["open"], 10, "the overview")
+    compositor.screenshot()  # a frame with all of it drawn went out
+    maps = _maps(compositor)
+    assert "pangocairo" in maps  # the text was drawn natively, so this test sees the process
+    assert "PIL" not in maps and "_imaging" not in maps, [
+        line for line in maps.splitlines() if "PIL" in line or "imaging" in line
+    ]

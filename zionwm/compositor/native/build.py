@@ -1,7 +1,8 @@
 """Build zionwm's own cffi module (API mode) for what pywlroots 0.15 lacks.
 
 The C lives beside this file: `zionwm_native.c` (with `zionwm_native.h`) is the module's
-source, `cdefs.h` what of it (and of wlroots) Python may call. Run
+source, `text.c` (with `text.h`) draws the compositor's text with pango-cairo, `cdefs.h`
+declares what of them (and of wlroots) Python may call. Run
 `python zionwm/compositor/native/build.py` (the Makefile does, whenever one of them changes;
 not `-m`, which would import the package that needs the module being built): it compiles
 `_zionwm_native` next to this file against the system wlroots and libwayland.
@@ -18,11 +19,13 @@ import cffi
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "zionwm_native.c"
 HEADER = HERE / "zionwm_native.h"
+# the text the compositor draws (pango-cairo), compiled beside the module's own source
+TEXT = HERE / "text.c"
 
 
-def _pkg_flags(*pkgs: str) -> list[str]:
+def _pkg_flags(what: str, *pkgs: str) -> list[str]:
     out = subprocess.run(
-        ["pkg-config", "--cflags", *pkgs], check=True, capture_output=True, text=True
+        ["pkg-config", what, *pkgs], check=True, capture_output=True, text=True
     ).stdout
     return out.split()
 
@@ -38,10 +41,13 @@ def make_ffi() -> cffi.FFI:
         # its quoted #include finds the header through include_dirs
         SOURCE.read_text(),
         include_dirs=[str(HERE)],
-        depends=[str(HEADER)],
+        sources=[str(TEXT)],
+        depends=[str(HEADER), str(HERE / "text.h")],
         libraries=["wlroots", "wayland-server", "xcb", "xcb-xfixes"],
+        extra_link_args=_pkg_flags("--libs", "pangocairo"),
         extra_compile_args=[
-            *_pkg_flags("wlroots", "wayland-server", "pixman-1", "libdrm", "xcb"),
+            *_pkg_flags("--cflags", "wlroots", "wayland-server", "pixman-1", "libdrm", "xcb"),
+            *_pkg_flags("--cflags", "pangocairo"),
             "-DWLR_USE_UNSTABLE",
             "-Wno-unused-parameter",
         ],
