@@ -51,6 +51,7 @@ BACKDROP = (0.05, 0.05, 0.07, 1.0)
 THUMB_BG = (0.0, 0.0, 0.0, 1.0)
 INFO_BG = (30, 30, 38)
 INFO_PAD = 8  # the info line's text from its edges
+INFO_SEP = "   \u00b7   "
 WELL_INSET = 8  # a slot with no picture: a well this far inside it
 WELL_BG, WELL_RIM, NOTE_INK = (20, 20, 26), (58, 58, 68), (110, 110, 120)
 HEADER_LEFT, HEADER_RIGHT = 10, 12  # the header's texts' distance from its edges
@@ -162,7 +163,13 @@ def info_text(cell: Cell, width: int, scale: float = 1.0) -> str:
     if cell.oom_kills:
         parts.append(f"\u26a0 {cell.oom_kills} killed at the memory limit")
     room = scaled(width - 2 * INFO_PAD, scale)
-    return fit_text("   \u00b7   ".join(parts), room, width_of(scaled(12, scale), bold=False))
+    width_at = width_of(scaled(12, scale), bold=False)
+    # whole parts, as many as fit, an ellipsis for those left out; else the first, shortened
+    for n in range(len(parts), 0, -1):
+        text = INFO_SEP.join(parts[:n]) + ("" if n == len(parts) else f"  {ELLIPSIS}")
+        if width_at(text) <= room:
+            return text
+    return fit_text(parts[0], room, width_at)
 
 
 @lru_cache(maxsize=64)
