@@ -11,7 +11,16 @@ from PIL import Image
 
 from zionwm.compositor.capture import png_rgb
 from zionwm.compositor.native.text import Canvas, text_width, unknown_glyphs
-from zionwm.compositor.overview import INFO_PAD, Cell, header_texts, info_text, render_header
+from zionwm.compositor.overview import (
+    INFO_PAD,
+    WELL_BG,
+    Cell,
+    grid_layout,
+    header_texts,
+    info_text,
+    render_header,
+    render_well_note,
+)
 from zionwm.compositor.ui import render_label
 
 BLUE = (0.23, 0.51, 0.96, 1.0)
@@ -118,3 +127,23 @@ def test_png_without_pillow_reads_back() -> None:
     img = Image.open(io.BytesIO(png_rgb(3, 2, argb)))
     assert img.mode == "RGB" and img.size == (3, 2)
     assert [img.getpixel((x, 1)) for x in range(3)] == [(30, 20, 10), (60, 50, 40), (90, 80, 70)]
+
+
+@pytest.mark.parametrize(("n", "screen", "scale"), [(4, (1280, 696), 1), (4, (640, 336), 2)])
+def test_a_slot_with_no_picture_is_a_well_with_its_whole_note(
+    n: int, screen: tuple[int, int], scale: int
+) -> None:
+    """Not a plain black box: a rimmed well fills most of the slot and the note is whole
+    (not ellipsized), in the middle, even in the small slots of four desktops at 200 %."""
+    tw, th = grid_layout(n, *screen, screen).thumb
+    w, h = tw * scale, th * scale
+    px = render_well_note("not shown yet", tw, th, scale)
+    pixel = lambda x, y: tuple(px[(y * w + x) * 4 : (y * w + x) * 4 + 3][::-1])  # noqa: E731
+    well = sum(1 for y in range(h) for x in range(w) if pixel(x, y) == WELL_BG)
+    assert well > w * h // 2
+    inked = [x for y in range(h) for x in range(w) if max(pixel(x, y)) > 90]
+    assert inked, "no note"
+    drawn = max(inked) - min(inked) + 1
+    whole = text_width("not shown yet", 13 * scale, bold=False)
+    assert abs(drawn - whole) <= 3 * scale, (drawn, whole)
+    assert abs((max(inked) + min(inked)) / 2 - w / 2) <= 2 * scale

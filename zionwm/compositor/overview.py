@@ -213,19 +213,15 @@ def render_well_note(text: str, width: int, height: int, scale: float = 1.0) -> 
     drawn at `scale` (in the thumbnail's own pixels, as a thumbnail is): a dark well with
     a rim, the note in its middle."""
     canvas = Canvas(scaled(width, scale), scaled(height, scale), (*rgb255(THUMB_BG), 255))
-    inset, rim = scaled(WELL_INSET, scale), max(1, scaled(1, scale))
+    # a small slot (many desktops, a small screen) keeps more room for its note
+    inset = scaled(min(WELL_INSET, max(2, min(width, height) // 12)), scale)
+    rim, radius = max(1, scaled(1, scale)), scaled(8, scale)
     well_w, well_h = canvas.width - 2 * inset, canvas.height - 2 * inset
-    canvas.box(inset, inset, well_w, well_h, (*WELL_RIM, 255), scaled(8, scale))
-    canvas.box(
-        inset + rim,
-        inset + rim,
-        well_w - 2 * rim,
-        well_h - 2 * rim,
-        (*WELL_BG, 255),
-        scaled(8, scale) - rim,
-    )
+    canvas.box(inset, inset, well_w, well_h, (*WELL_RIM, 255), radius)
+    inner = (inset + rim, inset + rim, well_w - 2 * rim, well_h - 2 * rim)
+    canvas.box(*inner, (*WELL_BG, 255), radius - rim)
     size = scaled(13, scale)
-    note = fit_text(text, well_w - 2 * inset, width_of(size, bold=False))
+    note = fit_text(text, well_w - 2 * scaled(2, scale), width_of(size, bold=False))
     x = (canvas.width - width_of(size, bold=False)(note)) // 2
     canvas.text(x, 0, canvas.height, note, size, (*NOTE_INK, 255), bold=False)
     return canvas.pixels()
