@@ -7,6 +7,7 @@
 #ifndef ZIONWM_TEXT_H
 #define ZIONWM_TEXT_H
 
+/* Called from the compositor's own thread only: the fonts and their caches are not locked. */
 struct zion_canvas;
 
 /* A canvas over `pixels` (width * height * 4 bytes, the caller's, cleared to transparent
