@@ -86,14 +86,17 @@ class RootOpsClient(NftCommand):
         self.starts += 1
         log.info("network ops process started (pid %d)", self._proc.pid)
 
-    def _stop(self) -> int | None:
-        """End the process (if it still runs) and forget it; its exit status."""
+    def _stop(self, kill: bool = False) -> int | None:
+        """End the process (if it still runs) and forget it; its exit status. `kill`: it
+        does not answer, so it is not asked."""
         proc, sock = self._proc, self._sock
         self._proc = self._sock = None
         if sock is not None:
             sock.close()  # its end of stream: it exits by itself
         if proc is None:
             return None
+        if kill:
+            proc.kill()
         try:
             return proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -123,7 +126,7 @@ class RootOpsClient(NftCommand):
                 send_frame(self._sock, {"verb": verb, "args": args})
                 reply = recv_frame(self._sock)
             except TimeoutError:
-                self._stop()
+                self._stop(kill=True)
                 raise NetworkError(
                     f"network ops process (pid {pid}) did not answer {verb} within "
                     f"{self.timeout:g} s: stopped; the next network change starts a new one"
