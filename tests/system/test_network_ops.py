@@ -142,3 +142,17 @@ def test_one_that_died_between_verbs_is_replaced_before_the_next() -> None:
         assert client.pid != first and client.starts == 2
     finally:
         client.close()
+
+
+def test_an_idle_one_leaves_and_the_next_verb_starts_another() -> None:
+    skip_unless_privileged_network()
+    client = RootOpsClient("nft", idle=0.5)
+    try:
+        client.interfaces_of_default_routes()
+        first = client.pid
+        assert first is not None
+        wait_for(lambda: gone(first), 10, "the idle process to leave")
+        assert isinstance(client.used_networks(), list)
+        assert client.pid != first and client.starts == 2
+    finally:
+        client.close()

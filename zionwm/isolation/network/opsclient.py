@@ -8,6 +8,10 @@ that signal when the *thread* that started it ends: the manager's first netlink 
 on a thread that lives as long as the process (the compositor's main thread); if it did
 not, the process would end with that thread and the next verb would start another.
 
+It leaves by itself after `idle` seconds without a verb (its 30 MiB or so are then given
+back; the next verb starts a new one, about 0.15 s, most of it pyroute2's import). A verb
+that crosses that exit is sent again: the process left without reading it.
+
 Failures are errors, never hangs: every answer is awaited at most `timeout` seconds; a
 process that does not answer in time is killed, and one that dies (killed, crashed) is
 replaced. A verb that was under way when that happened fails with a `NetworkError` that
@@ -34,6 +38,7 @@ from typing import Any
 from zionwm.isolation.network.model import NetworkError
 from zionwm.isolation.network.nftcmd import NftCommand
 from zionwm.isolation.network.opswire import (
+    IDLE_EXIT,
     WireError,
     nets_from_wire,
     nets_to_wire,
@@ -46,14 +51,20 @@ from zionwm.isolation.network.policy import AddressPlan
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0  # seconds; a verb normally takes milliseconds
+# Networks are built and removed in bursts (a session's start, a launch, a policy change);
+# switching one on or off is nft, not netlink. Between bursts the process is not kept.
+DEFAULT_IDLE = 60.0
 
 
 class RootOpsClient(NftCommand):
     """`RootOps`' verbs, run in the network-ops process (started on first need)."""
 
-    def __init__(self, nft: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, nft: str, timeout: float = DEFAULT_TIMEOUT, idle: float | None = DEFAULT_IDLE
+    ) -> None:
         super().__init__(nft)
         self.timeout = timeout
+        self.idle = idle
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
@@ -73,6 +84,8 @@ class RootOpsClient(NftCommand):
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
         argv = [sys.executable, "-m", "zionwm.isolation.network.opsd"]
         argv += ["--fd", str(theirs.fileno()), "--parent", str(os.getpid())]
+        if self.idle is not None:
+            argv += ["--idle", str(self.idle)]
         try:
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, env=env, pass_fds=(theirs.fileno(),)
@@ -110,42 +123,57 @@ class RootOpsClient(NftCommand):
 
     def _call(self, verb: str, **args: Any) -> Any:
         with self._lock:
-            if self._proc is not None and self._proc.poll() is not None:
-                log.warning(
-                    "network ops process (pid %d) exited with status %s; starting a new one",
-                    self._proc.pid,
-                    self._proc.returncode,
-                )
-                self._stop()
-            if self._proc is None:
-                self._start()
-            assert self._proc is not None and self._sock is not None
-            pid = self._proc.pid
-            try:
-                self._sock.settimeout(self.timeout)
-                send_frame(self._sock, {"verb": verb, "args": args})
-                reply = recv_frame(self._sock)
-            except TimeoutError:
-                self._stop(kill=True)
-                raise NetworkError(
-                    f"network ops process (pid {pid}) did not answer {verb} within "
-                    f"{self.timeout:g} s: stopped; the next network change starts a new one"
-                ) from None
-            except (OSError, WireError) as exc:
-                reply = None
-                log.debug("network ops process: %s", exc)
+            reply = self._exchange(verb, args)
+            if reply is None:  # it left idle without reading the request: a new one reads it
+                reply = self._exchange(verb, args)
             if reply is None:
-                status = self._stop()
-                raise NetworkError(
-                    f"network ops process (pid {pid}) ended during {verb} (exit status "
-                    f"{status}); the next network change starts a new one"
-                )
+                raise NetworkError(f"network ops process left twice before reading {verb}")
         if "ok" in reply:
             return reply["ok"]
         message = str(reply.get("error", "no answer"))
         if reply.get("type") == "OSError" and isinstance(reply.get("errno"), int):
             raise OSError(reply["errno"], message)
         raise NetworkError(message)
+
+    def _exchange(self, verb: str, args: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer to one request; None if the process had left idle before reading it."""
+        if self._proc is not None and self._proc.poll() is not None:
+            rc = self._proc.returncode
+            if rc == IDLE_EXIT:
+                log.debug("network ops process (pid %d) left idle", self._proc.pid)
+            else:
+                log.warning(
+                    "network ops process (pid %d) exited with status %s; starting a new one",
+                    self._proc.pid,
+                    rc,
+                )
+            self._stop()
+        if self._proc is None:
+            self._start()
+        assert self._proc is not None and self._sock is not None
+        pid = self._proc.pid
+        try:
+            self._sock.settimeout(self.timeout)
+            send_frame(self._sock, {"verb": verb, "args": args})
+            reply = recv_frame(self._sock)
+        except TimeoutError:
+            self._stop(kill=True)
+            raise NetworkError(
+                f"network ops process (pid {pid}) did not answer {verb} within "
+                f"{self.timeout:g} s: stopped; the next network change starts a new one"
+            ) from None
+        except (OSError, WireError) as exc:
+            reply = None
+            log.debug("network ops process: %s", exc)
+        if reply is not None:
+            return reply
+        status = self._stop()
+        if status == IDLE_EXIT:
+            return None
+        raise NetworkError(
+            f"network ops process (pid {pid}) ended during {verb} (exit status "
+            f"{status}); the next network change starts a new one"
+        )
 
     # -- the verbs (see rootops.RootOps for what each does) -------------------------------
 

@@ -4,10 +4,12 @@ out of the compositor.
 Started by the compositor's side (`opsclient.RootOpsClient`) at the first verb it needs, as
 a plain child: the compositor's uid and capabilities, nothing more. It reads requests from
 the socket it was given (`opswire`), runs the named verb and answers, one at a time, and
-exits when that socket ends or its parent dies (PR_SET_PDEATHSIG). Only the verbs in
+exits when that socket ends or its parent dies (PR_SET_PDEATHSIG), or, with ``--idle``, after
+that many seconds without a request (status `IDLE_EXIT`, having read nothing more: the
+client sends a request that crossed that exit again, to a new process). Only the verbs in
 `VERBS` exist, each with its arguments checked; there is no way to run anything else.
 
-    python -m zionwm.isolation.network.opsd --fd N --parent PID
+    python -m zionwm.isolation.network.opsd --fd N --parent PID [--idle SECONDS]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import logging
 import os
 import re
+import select
 import signal
 import socket
 from collections.abc import Callable
@@ -24,6 +27,7 @@ from typing import Any
 from zionwm.isolation.network.children import PR_SET_PDEATHSIG, libc
 from zionwm.isolation.network.model import NetworkError
 from zionwm.isolation.network.opswire import (
+    IDLE_EXIT,
     WireError,
     nets_from_wire,
     nets_to_wire,
@@ -138,9 +142,12 @@ def handle(ops: RootOps, request: dict[str, Any]) -> dict[str, Any]:
         return {"error": f"{verb}: {type(exc).__name__}: {exc}", "type": type(exc).__name__}
 
 
-def serve(sock: socket.socket, ops: RootOps) -> int:
-    """Answer requests until the stream ends (0) or stops making sense (2)."""
+def serve(sock: socket.socket, ops: RootOps, idle: float | None = None) -> int:
+    """Answer requests until the stream ends (0), stops making sense (2), or nothing comes
+    for `idle` seconds (`IDLE_EXIT`)."""
     while True:
+        if idle is not None and not select.select([sock], [], [], idle)[0]:
+            return IDLE_EXIT
         try:
             request = recv_frame(sock)
         except WireError as exc:
@@ -160,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="zionwm-netops", description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--fd", type=int, required=True, help="the socket to serve")
     ap.add_argument("--parent", type=int, required=True, help="the pid that started us")
+    ap.add_argument("--idle", type=float, help="exit after this many seconds without a request")
     args = ap.parse_args(argv)
     # Gone with the compositor even on SIGKILL; a parent already gone never sends it.
     libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -173,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         level=max(level, logging.INFO), format="%(levelname)s zionwm-netops: %(message)s"
     )
     with socket.socket(fileno=args.fd) as sock:
-        return serve(sock, RootOps())
+        return serve(sock, RootOps(), args.idle)
 
 
 if __name__ == "__main__":

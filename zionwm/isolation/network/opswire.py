@@ -4,7 +4,8 @@ the typed values its verbs take and return.
 A frame is a 4-byte big-endian length and that many bytes of UTF-8 JSON, at most
 `MAX_FRAME`. A request is ``{"verb": NAME, "args": {...}}``; an answer is
 ``{"ok": VALUE}`` or ``{"error": MESSAGE, "type": "NetworkError" | "OSError" | ...,
-"errno": N}``. Pure but for `send_frame` and `recv_frame`.
+"errno": N}``. Pure but for `send_frame` and `recv_frame`. The process answers requests one
+at a time, in order, and may leave when idle (`IDLE_EXIT`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any
 from zionwm.isolation.network.policy import AddressPlan
 
 MAX_FRAME = 4 << 20
+# The ops process's exit status when it left idle, before reading anything more: a request
+# sent meanwhile was never read, so it is safe to send again to a new process.
+IDLE_EXIT = 3
 _LEN = struct.Struct("!I")
 
 
