@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=max(level, logging.INFO), format="%(levelname)s zionwm-netops: %(message)s"
     )
+    os.set_inheritable(args.fd, False)  # for what pyroute2 may fork or exec
     with socket.socket(fileno=args.fd) as sock:
         return serve(sock, RootOps(), args.idle)
 
