@@ -18,7 +18,7 @@ from typing import Any
 
 from zionwm.isolation.network.policy import AddressPlan
 
-MAX_FRAME = 4 << 20
+MAX_FRAME = 64 << 20  # a host with a full routing table answers used_networks in MiBs
 # The ops process's exit status when it left idle, before reading anything more: a request
 # sent meanwhile was never read, so it is safe to send again to a new process.
 IDLE_EXIT = 3
