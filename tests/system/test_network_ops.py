@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,45 @@ def test_an_idle_one_leaves_and_the_next_verb_starts_another() -> None:
         first = client.pid
         assert first is not None
         wait_for(lambda: gone(first), 10, "the idle process to leave")
+        assert isinstance(client.used_networks(), list)
+        assert client.pid != first and client.starts == 2
+    finally:
+        client.close()
+
+
+def _waiting_in_poll(tid: int) -> bool:
+    # the client waits for its answer in poll(2) (a socket with a timeout): syscall 7
+    return Path(f"/proc/self/task/{tid}/syscall").read_text().split()[0] == "7"
+
+
+def test_one_that_dies_during_a_verb_fails_that_verb_clearly() -> None:
+    """Killed while a verb waits for its answer: that verb fails with a NetworkError that
+    says so (never a hang, never a silent retry: it may have been half done); the next verb
+    gets a new process."""
+    skip_unless_privileged_network()
+    client = RootOpsClient("nft")
+    outcome: list[BaseException | object] = []
+    try:
+        client.interfaces_of_default_routes()
+        first = client.pid
+        assert first is not None
+        os.kill(first, signal.SIGSTOP)  # holds the request unanswered
+
+        def call() -> None:
+            try:
+                outcome.append(client.used_networks())
+            except BaseException as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=call)
+        t.start()
+        wait_for(lambda: t.native_id and _waiting_in_poll(t.native_id), 10, "the verb to wait")
+        os.kill(first, signal.SIGKILL)
+        t.join(timeout=30)
+        assert not t.is_alive()
+        (exc,) = outcome
+        assert isinstance(exc, NetworkError), exc
+        assert f"(pid {first}) ended during used_networks" in str(exc)
         assert isinstance(client.used_networks(), list)
         assert client.pid != first and client.starts == 2
     finally:
