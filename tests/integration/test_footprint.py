@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.harness import Compositor, wait_for
+from tests.netops_helpers import ops_processes, skip_unless_privileged_network
 
 CONFIG = """\
 from zionwm.config import Network, desktop
@@ -67,3 +68,32 @@ def test_drawing_the_strip_overview_and_a_notification_loads_no_pillow(
     assert "PIL" not in maps and "_imaging" not in maps, [
         line for line in maps.splitlines() if "PIL" in line or "imaging" in line
     ]
+
+
+NET_CONFIG = """\
+from zionwm.config import Network, desktop
+
+desktop("web", colour="#a855f7", network=Network.filtered(["example.org"]))
+"""
+
+# What pyroute2 brings (its package imports asyncio and ssl; its NDB, sqlite3): each shows
+# in the maps as its extension module.
+PYROUTE2_MARKS = ("_asyncio", "_ssl", "_sqlite3")
+
+
+def test_a_desktop_network_leaves_pyroute2_out_of_the_compositor(
+    make_compositor: Callable[..., Compositor],
+) -> None:
+    """A filtered desktop network built as root: the netlink work ran in the network-ops
+    process, which has pyroute2's marks in its maps; the compositor has none of them."""
+    skip_unless_privileged_network()
+    comp = make_compositor(NET_CONFIG)
+    assert comp.proc is not None
+    assert ops_processes(comp.proc.pid) == []  # started on first need, not at start
+    comp.zionctl("net", "web", "on")
+    assert comp.desktops()["web"]["net"]["effective"] == "filtered"
+    maps = _maps(comp)
+    assert [m for m in PYROUTE2_MARKS if m in maps] == []
+    (ops,) = ops_processes(comp.proc.pid)
+    ops_maps = Path(f"/proc/{ops}/maps").read_text()
+    assert [m for m in PYROUTE2_MARKS if m not in ops_maps] == []
