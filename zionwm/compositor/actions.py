@@ -15,14 +15,31 @@ from zionwm import commands as cmdlang
 from .children import Child
 from .core import ServerCore
 from .desktops import SwitchError
+from .ipc import Deferred
 
 log = logging.getLogger(__name__)
+
+
+_FAILURES = (SwitchError, LookupError, ValueError, OSError, RuntimeError)
+
+
+def _failed(cmd: Any, e: Exception) -> dict[str, Any]:
+    log.info("command %s failed: %s", cmd, e)
+    return {"ok": False, "message": str(e).strip("'\"")}
+
+
+def _succeeded(message: Any) -> dict[str, Any]:
+    if isinstance(message, dict):
+        return {"ok": True, "message": message.get("message", ""), "data": message}
+    return {"ok": True, "message": message or ""}
 
 
 class CommandHandling(ServerCore):
     """`run_command_text` and the commands it runs; launching programs into a desktop."""
 
-    def run_command_text(self, text: str | list[str]) -> dict[str, Any]:
+    def run_command_text(self, text: str | list[str]) -> dict[str, Any] | Deferred[dict[str, Any]]:
+        """`{"ok", "message"[, "data"]}`; a `Deferred` of it for a command whose result comes
+        later (a launch waiting for its desktop's network)."""
         try:
             cmd = cmdlang.parse(text)
         except cmdlang.CommandError as e:
@@ -31,14 +48,26 @@ class CommandHandling(ServerCore):
         handler = getattr(self, attr, None) or getattr(self.wm, attr, None)
         if handler is None:
             return {"ok": False, "message": f"{cmd.name}: not supported by this compositor"}
+        lanes = getattr(self.isolation, "lanes", None)
+        if lanes is not None:
+            lanes.take_recent()  # queued by others (timers): not this command's to wait for
         try:
             message = handler(cmd)
-        except (SwitchError, LookupError, ValueError, OSError, RuntimeError) as e:
-            log.info("command %s failed: %s", cmd, e)
-            return {"ok": False, "message": str(e).strip("'\"")}
-        if isinstance(message, dict):
-            return {"ok": True, "message": message.get("message", ""), "data": message}
-        return {"ok": True, "message": message or ""}
+        except _FAILURES as e:
+            return _failed(cmd, e)
+        # A command that changed a desktop's network (reload, desktop set/delete, net) is
+        # answered once the change is in force, as it was when it ran on this thread.
+        changes = lanes.take_recent() if lanes is not None else None
+        if changes is not None and not isinstance(message, Deferred):
+            message = changes.map(lambda _none, message=message: message)
+        if isinstance(message, Deferred):
+            out: Deferred[dict[str, Any]] = Deferred()
+            message.then(
+                lambda value: out.resolve(_succeeded(value)),
+                lambda e: out.resolve(_failed(cmd, e)),
+            )
+            return out
+        return _succeeded(message)
 
     def _cmd_switch(self, cmd: Any) -> str:
         target = cmd.desktop or str(cmd.index)
@@ -48,10 +77,10 @@ class CommandHandling(ServerCore):
         prev = self.model.previous
         return self.switch_to(prev) if prev else "no previous desktop"
 
-    def _cmd_spawn(self, cmd: Any) -> str:
+    def _cmd_spawn(self, cmd: Any) -> str | Deferred[str]:
         return self.launch(self.model.active, list(cmd.argv))
 
-    def _cmd_launch(self, cmd: Any) -> str:
+    def _cmd_launch(self, cmd: Any) -> str | Deferred[str]:
         return self.launch(cmd.desktop, list(cmd.argv), ephemeral=cmd.ephemeral)
 
     def _cmd_close(self, cmd: Any) -> str:
@@ -116,10 +145,14 @@ class CommandHandling(ServerCore):
     def _cmd_kill(self, cmd: Any) -> str:
         return str(self._isolation_for(cmd.desktop).kill(cmd.desktop))
 
-    def _cmd_net(self, cmd: Any) -> str:
+    def _cmd_net(self, cmd: Any) -> str | Deferred[str]:
+        """Answered once the change is in force (it runs in the desktop's lane)."""
+        done: str | Deferred[str]
         if cmd.for_time is not None and self.desktop_data is not None:
-            return str(self.desktop_data.grant_network(cmd.desktop, bool(cmd.enable), cmd.for_time))
-        return str(self._isolation_for(cmd.desktop).set_network(cmd.desktop, bool(cmd.enable)))
+            done = self.desktop_data.grant_network(cmd.desktop, bool(cmd.enable), cmd.for_time)
+        else:
+            done = self._isolation_for(cmd.desktop).set_network(cmd.desktop, bool(cmd.enable))
+        return done
 
     def _cmd_desktop(self, cmd: Any) -> Any:
         if self.desktop_data is None:
@@ -134,7 +167,10 @@ class CommandHandling(ServerCore):
     def _cmd_move_to(self, cmd: Any) -> str:
         raise ValueError("windows never change desktop: their programs live in its sandbox")
 
-    def launch(self, desktop: str, argv: list[str], ephemeral: bool = False) -> str:
+    def launch(self, desktop: str, argv: list[str], ephemeral: bool = False) -> str | Deferred[str]:
+        """Start `argv` in `desktop`'s sandbox: its message, or a `Deferred` of it when the
+        start waits for the desktop's network (then it fails if the network cannot be
+        built: nothing runs without it)."""
         if desktop not in self.desktops:
             raise LookupError(f"no desktop named {desktop!r}")
         if not argv:
@@ -146,7 +182,12 @@ class CommandHandling(ServerCore):
             text = f"Not starting {argv[0]} on {desktop}: the sandbox launcher is not running"
             self.notify(text, urgent=True)
             raise RuntimeError(text)
-        child = self.launch_hook(spec, argv, ephemeral)
+        started = self.launch_hook(spec, argv, ephemeral)
+        if isinstance(started, Deferred):
+            return started.map(lambda child: self._launched(desktop, argv, child))
+        return self._launched(desktop, argv, started)
+
+    def _launched(self, desktop: str, argv: list[str], child: Child) -> str:
         self.emit("launch", {"desktop": desktop, "argv": argv, "pid": child.pid})
         return f"started {argv[0]} on {desktop} (pid {child.pid})"
 

@@ -13,6 +13,7 @@ notification.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shlex
 import time
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from zionwm.isolation.spec import Autostart, DesktopSpec
 
 from .children import Child
+from .ipc import Deferred
 
 if TYPE_CHECKING:
     from .server import Server
@@ -78,19 +80,38 @@ class Autostarter:
             argv = list(entry.argv)
             before = set(self.server.children.running)
             try:
-                self.server.launch(desktop, argv)
+                started = self.server.launch(desktop, argv)
             except Exception as e:  # one bad entry must not stop the others
-                self.failed += 1
-                log.warning("autostart on %s: %r failed: %s", desktop, argv, e)
-                self.server.notify(
-                    f"Autostart on {desktop}: could not start {shlex.join(argv)}: {e}",
-                    urgent=True,
-                )
+                self._failed(desktop, argv, e)
                 continue
-            self.launched += 1
-            now = time.monotonic()
-            for pid in set(self.server.children.running) - before:
+            if isinstance(started, Deferred):  # waiting for the desktop's network
+                started.then(
+                    functools.partial(self._started_later, desktop, argv, before),
+                    functools.partial(self._failed, desktop, argv),
+                )
+            else:
+                self._started(desktop, argv, before)
+
+    def _started_later(
+        self, desktop: str, argv: list[str], before: set[int], _message: str
+    ) -> None:
+        self._started(desktop, argv, before)
+
+    def _started(self, desktop: str, argv: list[str], before: set[int]) -> None:
+        self.launched += 1
+        now = time.monotonic()
+        running = self.server.children.running
+        for pid in set(running) - before:
+            child = running[pid]
+            if child.desktop == desktop and list(child.argv) == argv:
                 self.watching[pid] = Started(desktop, tuple(argv), now)
+
+    def _failed(self, desktop: str, argv: list[str], e: Exception) -> None:
+        self.failed += 1
+        log.warning("autostart on %s: %r failed: %s", desktop, argv, e)
+        self.server.notify(
+            f"Autostart on {desktop}: could not start {shlex.join(argv)}: {e}", urgent=True
+        )
 
     # ---- server extension hooks ----
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .ipc import CommandResult
+from .ipc import CommandOutcome, CommandResult, Deferred
 
 if TYPE_CHECKING:
     from .server import Server
@@ -23,12 +23,18 @@ class ServerController:
     def outputs(self) -> list[dict[str, Any]]:
         return self.server.describe_outputs()
 
-    def run_command(self, argv: list[str]) -> CommandResult:
+    def run_command(self, argv: list[str]) -> CommandOutcome | Deferred[CommandOutcome]:
         r = self.server.run_command_text(list(argv))
-        return CommandResult(bool(r["ok"]), str(r.get("message", "")), r.get("data"))
+        if isinstance(r, Deferred):
+            return r.map(_result)
+        return _result(r)
 
     def status(self) -> dict[str, Any]:
         return self.server.status()
+
+
+def _result(r: dict[str, Any]) -> CommandOutcome:
+    return CommandResult(bool(r["ok"]), str(r.get("message", "")), r.get("data"))
 
 
 class IpcFanout:

@@ -33,6 +33,7 @@ from .children import Children
 from .clipboard import ClipboardBridge
 from .desktops import DesktopModel
 from .input import BindingTable, KeyboardHandler
+from .ipc import Deferred
 from .layers import Layers, LayerView
 from .listeners import HasListeners
 from .loop import Loop
@@ -236,6 +237,8 @@ class ServerCore:
 
         # actions.py and config_reload.py
         @abstractmethod
-        def run_command_text(self, text: str | list[str]) -> dict[str, Any]: ...
+        def run_command_text(
+            self, text: str | list[str]
+        ) -> dict[str, Any] | Deferred[dict[str, Any]]: ...
         @abstractmethod
         def reload_config(self) -> str: ...

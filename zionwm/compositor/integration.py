@@ -6,7 +6,8 @@ network namespaces, still runs zionwm, says exactly what it lacks (log, notifica
 `zionctl status`), and disables that feature cleanly. Nothing here blocks the event loop:
 the writes that cost the kernel time per task (freeze, thaw, memory reclaim) run in the
 desktop's lane of `offload` (a freeze and a thaw never overtake each other), and a freeze
-in progress is polled from a timer.
+in progress is polled from a timer. So do the desktops' network changes (`netlanes`): a
+launch into a desktop whose network is not ready yet waits for it in that lane.
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ from zionwm.isolation.instance import cgroup_root_name, instance_id, network_pre
 from zionwm.isolation.launcher import Launcher, LaunchError, Sandbox
 from zionwm.isolation.network.manager import NetworkManager
 from zionwm.isolation.network.model import NetworkError
-from zionwm.isolation.spec import DesktopSpec, NetMode
+from zionwm.isolation.spec import DesktopSpec
 from zionwm.isolation.storage import UnsafePathError
 
 from . import refusals
 from .autostart import Autostarter
 from .children import Child
 from .desktopbus_link import DesktopBusLink
+from .ipc import Deferred
 from .loop import FdHandle, Timer
+from .netlanes import NetworkLanes
 from .offload import RECLAIM_LANE, Job, Offload, desktop_lane
 from .quarantine_link import QuarantineLink
 from .xwayland import XwaylandManager
@@ -93,8 +96,16 @@ class Isolation:
             on_exit=self._on_sandbox_exit,
         )
         self.launcher.background = self.offload.submit
+        # every change of a desktop's network runs in its lane; launches wait for it there
+        self.lanes: NetworkLanes | None = None
+        if self.net is not None:
+            self.lanes = NetworkLanes(
+                self.net,
+                self.offload,
+                lambda text: server.notify(text, urgent=True),
+                self._spec_of,
+            )
         self._freeze_timers: dict[str, Timer] = {}
-        self._net_warned: dict[str, str] = {}
         self._freezing: dict[str, _Freezing] = {}
         self._reclaims: dict[str, Job[int | None]] = {}
 
@@ -118,9 +129,22 @@ class Isolation:
         cg = self.cgroups.get(desktop)
         return cg.procs_files() if cg else []
 
-    def launch(self, spec: DesktopSpec, argv: list[str], ephemeral: bool) -> Child:
+    def _spec_of(self, desktop: str) -> DesktopSpec | None:
+        runtime = self.server.desktops.get(desktop)
+        return runtime.spec if runtime is not None else None
+
+    def launch(
+        self, spec: DesktopSpec, argv: list[str], ephemeral: bool
+    ) -> Child | Deferred[Child]:
+        """Start `argv` in the desktop's sandbox, now if its network is ready, otherwise
+        (a Deferred) once it is; never without it."""
         self._desktop_cgroup(spec)
-        self._ensure_network(spec)
+        if self.lanes is None:
+            return self._start(spec.name, argv, ephemeral)
+        return self.lanes.when_ready(spec, lambda: self._start(spec.name, argv, ephemeral))
+
+    def _start(self, desktop: str, argv: list[str], ephemeral: bool) -> Child:
+        spec = self.server.desktops[desktop].spec  # as it is now, if it changed while waiting
         try:
             sandbox = self.launch_sandbox(spec, argv, ephemeral=ephemeral or None)
         except (LaunchError, UnsafePathError) as e:
@@ -216,17 +240,15 @@ class Isolation:
             if keeper.desktop not in self.server.desktops:
                 self.launcher.desktop_stopped(keeper.desktop)
         # A tightened policy reaches running programs at once (same namespace, new rules);
-        # waiting for the next launch would leave them the old network.
-        if self.net is not None:
+        # waiting for the next launch would leave them the old network. The change runs
+        # in the desktop's lane: launches asked meanwhile wait for it.
+        if self.net is not None and self.lanes is not None:
             for name in list(self.net.state()):
                 desk = self.server.desktops.get(name)
                 if desk is None:
-                    self.net.teardown(name)
-                    continue
-                try:
-                    self._ensure_network(desk.spec)
-                except RuntimeError as e:
-                    log.warning("desktop %s: %s", name, e)
+                    self.lanes.remove(name)
+                elif not self.lanes.ready(desk.spec):
+                    self.lanes.build(desk.spec)
 
     # ---- hiding, showing, freezing ----
 
@@ -413,31 +435,22 @@ class Isolation:
             self.server.set_frozen(desktop, False)
         return f"killed {n} processes of {desktop}"
 
-    def _ensure_network(self, spec: DesktopSpec) -> None:
-        """The desktop's network as its policy says, before anything joins it. A `none`
-        desktop that never had another policy needs nothing (bwrap gives each sandbox an
-        empty namespace); one that had must get its namespace emptied, not reused."""
-        if self.net is None:
-            return
-        if spec.network.mode == NetMode.NONE and self.net.get(spec.name) is None:
-            return
-        try:
-            net = self.net.ensure(spec.name, spec.network)
-        except (NetworkError, OSError) as e:
-            self.server.notify(f"Network of {spec.name}: {e}", urgent=True)
-            raise RuntimeError(f"network of {spec.name}: {e}") from e
-        if net.warning and net.warning != self._net_warned.get(spec.name):
-            self._net_warned[spec.name] = net.warning
-            self.server.notify(f"Network of {spec.name}: {net.warning}", urgent=True)
-
-    def set_network(self, desktop: str, on: bool) -> str:
-        if self.net is None:
+    def set_network(self, desktop: str, on: bool) -> Deferred[str]:
+        """Switch the desktop's network on or off, in its lane; the message once done."""
+        if self.lanes is None:
             raise RuntimeError("network namespaces are not available here")
         spec = self.server.desktops[desktop].spec
-        if self.net.get(desktop) is None:
-            self.net.ensure(desktop, spec.network)
-        self.net.set_enabled(desktop, on)
-        return f"network of {desktop} {'on' if on else 'off'}"
+        done = self.lanes.switch(desktop, spec.network, on)
+        return done.map(lambda _none: f"network of {desktop} {'on' if on else 'off'}")
+
+    def forget_network(self, desktop: str) -> None:
+        """A deleted desktop: its network is removed (in its lane), and launches still
+        waiting for it fail."""
+        if self.lanes is None or self.net is None:
+            return
+        self.lanes.forget(desktop)
+        if self.net.get(desktop) is not None or self.lanes.busy(desktop):
+            self.lanes.remove(desktop)
 
     # ---- what zionctl shows ----
 
@@ -447,14 +460,17 @@ class Isolation:
         out["cgroup"] = cg.usage() if cg else None
         if self.net is not None:
             net = self.net.get(desktop)
+            busy = self.lanes is not None and self.lanes.busy(desktop)
             out["net"] = (
                 net.state()
                 if net
                 else {
                     "policy": self.server.desktops[desktop].spec.network.mode.value,
-                    "state": "not started",
+                    "state": "being built" if busy else "not started",
                 }
             )
+            if busy:
+                out["net"]["changing"] = True  # a change is queued or under way
         return out
 
     def status(self) -> dict[str, Any]:
@@ -471,6 +487,8 @@ class Isolation:
         }
 
     def close(self) -> None:
+        if self.lanes is not None:
+            self.lanes.close()  # launches still waiting for a network never start now
         self.launcher.sound.stop()
         for timer in self._freeze_timers.values():
             timer.remove()

@@ -18,6 +18,7 @@ from wlroots.wlr_types.input_device import InputDeviceType
 
 from .core import ServerCore
 from .input import KeyboardHandler, compiled_keymap
+from .ipc import Deferred
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,17 @@ class KeyRouting(ServerCore):
         finally:
             self.in_binding = False
             self._update_indicators()
+        if isinstance(result, Deferred):  # a launch waiting for its desktop's network
+            result.then(self._binding_result, self._binding_failed)
+        else:
+            self._binding_result(result)
+
+    def _binding_result(self, result: dict[str, Any]) -> None:
         if not result["ok"]:
             self.notify(result["message"], urgent=True)
+
+    def _binding_failed(self, exc: Exception) -> None:
+        self.notify(str(exc), urgent=True)
 
     def consume_release(self, keycode: int) -> bool:
         if keycode in self._consumed_keys:

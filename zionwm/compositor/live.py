@@ -38,6 +38,7 @@ from . import native
 from .deleted_desktops import DELETED_META, list_deleted, move_back, move_data_away
 from .desktop_command import DesktopCommand
 from .hibernation import Hibernation
+from .ipc import Deferred
 from .loop import Timer
 from .usage import UsageSampler
 
@@ -334,7 +335,7 @@ class LiveDesktops:
             raise
         return {"message": f"restored desktop {name} from {source}", "desktop": self.show(name)}
 
-    def grant_network(self, name: str, on: bool, for_text: str) -> str:
+    def grant_network(self, name: str, on: bool, for_text: str) -> str | Deferred[str]:
         self._check_writable()
         srv = self._srv()
         seconds = cfgmod.parse_duration(for_text)
@@ -348,14 +349,12 @@ class LiveDesktops:
         data.grants[name] = {"network": "full" if on else "none", "until": until}
         merged = self._propose(data)
         self._commit(data, merged)
-        if on:
-            net = srv.isolation.net
-            if net.get(name) is None:
-                net.ensure(name, self._spec(name).network)
-            net.set_enabled(name, True)
         self._schedule_expiry()
         stamp = time.strftime("%H:%M:%S", time.localtime(until))
-        return f"network of {name} {'on' if on else 'off'} until {stamp}, then back as it was"
+        text = f"network of {name} {'on' if on else 'off'} until {stamp}, then back as it was"
+        if on:  # built (with the granted policy) and switched on in the desktop's lane
+            return srv.isolation.set_network(name, True).map(lambda _message: text)
+        return text
 
     # ---- what is shown -------------------------------------------------------------------
 
@@ -426,13 +425,11 @@ class LiveDesktops:
             hook = getattr(ext, "reload", None)
             if hook is not None and ext is not self:
                 hook()  # cgroups of new desktops and new limits, quarantine policy, X11
+        # (a changed network policy: Isolation.reload, just called, queued its change)
         for spec in new.desktops:
             prev = before.get(spec.name)
             if prev is None or prev == spec or iso is None:
                 continue
-            net = iso.net
-            if prev.network != spec.network and net is not None and net.get(spec.name):
-                net.ensure(spec.name, spec.network)
             if prev.freeze_after != spec.freeze_after and spec.name != srv.model.active:
                 timer = iso._freeze_timers.get(spec.name)
                 if spec.freeze_after is None and timer is not None:
@@ -495,8 +492,7 @@ class LiveDesktops:
         timer = iso._freeze_timers.pop(name, None)
         if timer is not None:
             timer.remove()
-        if iso.net is not None and iso.net.get(name) is not None:
-            iso.net.teardown(name)
+        iso.forget_network(name)  # removed in its lane
         cg = iso.cgroups.get(name)
         if cg is None:
             return

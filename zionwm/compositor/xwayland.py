@@ -53,6 +53,7 @@ from zionwm.isolation.storage import UnsafePathError
 from . import native, xwm
 from .children import Child
 from .clients import ensure_private_dir
+from .ipc import Deferred
 from .loop import FdHandle, Timer
 
 if TYPE_CHECKING:
@@ -224,13 +225,21 @@ class XwaylandManager:
     # ---- the server's life ----
 
     def _start(self, x: X11Desktop) -> None:
-        assert x.sock is not None
+        if x.sock is None:  # disabled while its start waited for the desktop's network
+            return
         iso = self.server.isolation
         runtime = self.server.desktops.get(x.name)
         if iso is None or runtime is None:
             self._disable(x, "the sandbox launcher is not running")
             return
         spec = runtime.spec
+        lanes = iso.lanes
+        if lanes is not None and spec.network.mode != NetMode.NONE and not lanes.ready(spec):
+            # Built in the desktop's lane, off this thread; the start comes back here then.
+            waiting = lanes.when_ready(spec, lambda: self._start(x))
+            if isinstance(waiting, Deferred):
+                waiting.then(lambda _none: None, lambda e: self._failed(x, f"its network: {e}"))
+            return
         fd = x.sock.fileno()
         theirs: list[int] = []
         try:
@@ -241,8 +250,6 @@ class XwaylandManager:
             # What Isolation.launch does, plus the descriptors passed through.
             if iso.cgroups.get(spec.name) is None:
                 iso.cgroups.desktop(spec.name, spec.limits)
-            if iso.net is not None and spec.network.mode != NetMode.NONE:
-                iso.net.ensure(spec.name, spec.network)
             sandbox = iso.launch_sandbox(spec, argv, pass_fds=(fd, *theirs))
         except (LaunchError, UnsafePathError, OSError, RuntimeError) as e:
             self._drop_start(x)

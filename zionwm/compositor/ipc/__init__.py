@@ -24,7 +24,13 @@ from __future__ import annotations
 
 from zionwm.compositor.ipc.control import ControlServer
 from zionwm.compositor.ipc.hub import IpcHub
-from zionwm.compositor.ipc.interfaces import CommandOutcome, CommandResult, Controller, Reactor
+from zionwm.compositor.ipc.interfaces import (
+    CommandOutcome,
+    CommandResult,
+    Controller,
+    Deferred,
+    Reactor,
+)
 from zionwm.compositor.ipc.reactor import SelectorReactor
 from zionwm.compositor.ipc.sway import SwayIpcServer
 from zionwm.compositor.ipc.transport import (
@@ -40,6 +46,7 @@ __all__ = [
     "CommandResult",
     "ControlServer",
     "Controller",
+    "Deferred",
     "IpcHub",
     "Reactor",
     "SelectorReactor",

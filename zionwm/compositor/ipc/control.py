@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from zionwm import __version__, paths
+from zionwm.compositor.ipc.interfaces import CommandOutcome, Deferred
 from zionwm.compositor.ipc.transport import MAX_REQUEST, Client, ServerBase, dumps
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,14 @@ class ControlServer(ServerBase):
             log.exception("control request %r failed", kind)
             self._reply(client, rid, error=f"internal error: {type(exc).__name__}: {exc}")
             return
+        if isinstance(result, Deferred):
+            # answered when known; this client's later requests are served meanwhile (a
+            # reply carries its request's id)
+            result.then(
+                lambda value: self._reply(client, rid, result=value),
+                lambda exc: self._reply(client, rid, error=str(exc) or type(exc).__name__),
+            )
+            return
         self._reply(client, rid, result=result)
 
     def _reply(
@@ -149,9 +158,9 @@ class ControlServer(ServerBase):
         if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
             raise _RequestError('"argv" must be a non-empty list of strings')
         outcome = self.controller.run_command(list(argv))
-        if not outcome.ok:
-            raise _RequestError(outcome.message or "command failed")
-        return {"message": outcome.message, "data": outcome.data}
+        if isinstance(outcome, Deferred):
+            return outcome.map(_command_reply)
+        return _command_reply(outcome)
 
     def _req_subscribe(self, client: Client, request: dict[str, Any]) -> object:
         events = request.get("events", ["*"])
@@ -202,3 +211,9 @@ class ControlServer(ServerBase):
 
 class _RequestError(Exception):
     pass
+
+
+def _command_reply(outcome: CommandOutcome) -> dict[str, Any]:
+    if not outcome.ok:
+        raise _RequestError(outcome.message or "command failed")
+    return {"message": outcome.message, "data": outcome.data}

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zionwm import __version__, paths
+from zionwm.compositor.ipc.interfaces import Deferred
 from zionwm.compositor.ipc.sway_tree import (
     WORKSPACE_ID_BASE,
     Layout,
@@ -366,6 +367,10 @@ class SwayIpcServer(ServerBase):
         else:
             argv = words
         outcome = self.controller.run_command(argv)
+        if isinstance(outcome, Deferred):
+            # as sway's `exec`: queued (a launch waiting for its desktop's network); a
+            # failure is notified when it comes
+            return {"success": True}
         if outcome.ok:
             return {"success": True}
         return _fail(outcome.message or "command failed")

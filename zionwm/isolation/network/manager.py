@@ -223,6 +223,25 @@ class NetworkManager:
         net = self._desktops.get(desktop)
         return net.userns_path() if net else None
 
+    def settled(self, desktop: str, policy: NetworkPolicy, *, whole: bool = True) -> bool:
+        """Whether `ensure(desktop, policy)` has nothing to do, judged without the lock (so
+        without waiting for a change under way elsewhere): the network is built with
+        `policy` (a `none` desktop that never had one needs none) and, if `whole`, its DNS
+        forwarder runs. The caller makes sure no change of this desktop runs meanwhile."""
+        net = self._desktops.get(desktop)
+        if net is None:
+            return policy.mode is NetMode.NONE
+        if net.policy != policy:
+            return False
+        proc = net._forwarder
+        return not (whole and proc is not None and proc.poll() is not None)
+
+    def prestart(self) -> None:
+        """Start the network-ops process from the calling thread (one that lives as long as
+        the process) before netlink verbs are handed to worker threads; never waits."""
+        if self._root is not None:
+            self._root.prestart()
+
     def ensure(self, desktop: str, policy: NetworkPolicy) -> DesktopNet:
         """Build the desktop's network, or rebuild it if its policy changed."""
         netpolicy.check_desktop(desktop)

@@ -4,9 +4,11 @@
 pyroute2 never comes into the caller's process. The ops process is started at the first
 netlink verb, as a plain child (same uid, same capabilities), over a socketpair; it dies
 with the caller (PR_SET_PDEATHSIG, and the end of its socket). Note that the kernel sends
-that signal when the *thread* that started it ends: the manager's first netlink verb runs
-on a thread that lives as long as the process (the compositor's main thread); if it did
-not, the process would end with that thread and the next verb would start another.
+that signal when the *thread* that started it ends. The verbs may run on worker threads (the
+compositor builds networks on its offload workers), so the compositor starts the process
+from its main thread with `prestart()` before it hands a verb to a worker; a process
+started by a worker would end with that worker (at shutdown) and the next verb would start
+another.
 
 It leaves by itself after `idle` seconds without a verb (its 30 MiB or so are then given
 back; the next verb starts a new one, about 0.15 s, most of it pyroute2's import). A verb
@@ -115,6 +117,19 @@ class RootOpsClient(NftCommand):
         except subprocess.TimeoutExpired:
             proc.kill()
             return proc.wait()
+
+    def prestart(self) -> None:
+        """Start the ops process now, from the calling thread, unless one runs. Never waits:
+        while a verb is under way (another thread holds the process) it does nothing."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if self._proc is not None and self._proc.poll() is not None:
+                self._stop()  # it left (idle, or died): its status is read, not waited for
+            if self._proc is None:
+                self._start()
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         """Stop the ops process; the next verb starts a new one."""
