@@ -94,6 +94,7 @@ def measure(tree: Path) -> dict[str, Any]:
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     r = subprocess.run(
         [str(tree / ".venv" / "bin" / "python"), "-c", MEASURE],
+        check=False,
         cwd=tree,
         env=env,
         capture_output=True,
