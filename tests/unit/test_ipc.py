@@ -46,6 +46,7 @@ class FakeCompositor:
         self.previous: str | None = None
         self.frozen: set[str] = set()
         self.launched: list[commands.Command] = []
+        self.later: list[ipc.Deferred[ipc.CommandOutcome]] = []  # `thaw`: answered later
         self.hub: ipc.IpcHub | None = None
         self.win = [
             {"id": 7, "app_id": "foot", "title": "shell", "desktop": "work", "focused": True,
@@ -83,7 +84,7 @@ class FakeCompositor:
     def status(self) -> dict[str, Any]:
         return {"version": "test", "desktops": len(self.names), "active": self.active}
 
-    def run_command(self, argv: list[str]) -> ipc.CommandResult:
+    def run_command(self, argv: list[str]) -> ipc.CommandOutcome | ipc.Deferred[ipc.CommandOutcome]:
         try:
             cmd = commands.parse(argv)
         except commands.CommandError as exc:
@@ -109,6 +110,10 @@ class FakeCompositor:
             return ipc.CommandResult(True, "")
         if cmd.name == "reload":
             return ipc.CommandResult(True, "config reloaded")
+        if cmd.name == "thaw":  # answered later (as a launch waiting for a network is)
+            pending: ipc.Deferred[ipc.CommandOutcome] = ipc.Deferred()
+            self.later.append(pending)
+            return pending
         return ipc.CommandResult(False, f"{cmd.name}: not supported by this test compositor")
 
 
@@ -489,6 +494,30 @@ def test_control_malformed_requests_get_errors_and_connection_survives(harness: 
     assert "argv" in replies[4]["error"]
     assert "unknown command 'frobnicate'" in replies[5]["error"] and replies[5]["id"] == 7
     assert replies[7]["id"] == 9 and replies[7]["result"]["name"] == "zionwm"
+
+
+def test_a_command_answered_later_does_not_hold_up_other_requests(harness: Harness) -> None:
+    with _raw_control(
+        b'{"id": 1, "type": "command", "argv": ["thaw", "web"]}\n'
+        b'{"id": 2, "type": "command", "argv": ["thaw", "work"]}\n'
+        b'{"id": 3, "type": "ping"}\n'
+    ) as s:
+        (first,) = _read_lines(s, 1)
+        assert first["id"] == 3 and first["ok"]  # served while the two wait
+        later = harness.on_loop(lambda: list(harness.comp.later))
+        assert len(later) == 2
+        harness.on_loop(lambda: later[1].resolve(ipc.CommandResult(False, "work: no")))
+        (second,) = _read_lines(s, 1)
+        assert second == {"id": 2, "ok": False, "error": "work: no"}
+        harness.on_loop(lambda: later[0].resolve(ipc.CommandResult(True, "thawed web")))
+        (third,) = _read_lines(s, 1)
+        assert third["id"] == 1 and third["result"]["message"] == "thawed web"
+    # a client gone before its answer: the answer is dropped, the compositor goes on
+    with _raw_control(b'{"id": 4, "type": "command", "argv": ["thaw", "web"]}\n') as s:
+        wait_for(lambda: len(harness.on_loop(lambda: harness.comp.later)) == 3, 5, "the request")
+    harness.on_loop(lambda: harness.comp.later[2].resolve(ipc.CommandResult(True, "off")))
+    with _raw_control(b'{"id": 5, "type": "ping"}\n') as s:
+        assert _read_lines(s, 1)[0]["id"] == 5
 
 
 def test_control_reply_survives_half_close(harness: Harness) -> None:
