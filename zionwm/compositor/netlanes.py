@@ -51,6 +51,7 @@ class NetworkLanes:
         self._waiting: dict[str, deque[tuple[Callable[[], Any], Deferred[Any]]]] = {}
         self._warned: dict[str, str] = {}
         self._recent: list[Deferred[Any]] = []  # changes queued since `take_recent`
+        self._rebuilds: dict[str, int] = {}  # builds in a row for launches still waiting
         self.closing = False
 
     # ---- launches ----
@@ -99,7 +100,8 @@ class NetworkLanes:
             net.set_enabled(desktop, on)
 
         what = f"switching the network of {desktop} {'on' if on else 'off'}"
-        return self._submit(desktop, what, work, netlink=net.get(desktop) is None)
+        unbuilt = net.get(desktop) is None or bool(self._queued.get(desktop))
+        return self._submit(desktop, what, work, netlink=unbuilt)
 
     def remove(self, desktop: str) -> Deferred[None]:
         """Remove the desktop's network (a deleted or dropped desktop)."""
@@ -163,14 +165,29 @@ class NetworkLanes:
         if not waiting:
             return
         spec = self._spec_of(desktop)
+        rebuild = (
+            not self.closing
+            and spec is not None
+            and error is None
+            and not self.net.settled(desktop, spec.network, whole=False)
+        )
+        tries = self._rebuilds.pop(desktop, 0) + 1  # builds in a row for these launches
         if self.closing:
             self._fail_all(waiting, RuntimeError("the compositor is shutting down"))
         elif spec is None:
             self._fail_all(waiting, RuntimeError(f"desktop {desktop} no longer exists"))
         elif error is not None:
             self._fail_all(waiting, RuntimeError(f"network of {desktop}: {error}"))
-        elif not self.net.settled(desktop, spec.network, whole=False):
+        elif rebuild:
             # its policy changed after the last change was queued: build it again first
+            # (a network that does not come out as asked after that fails them instead)
+            if tries > 3:
+                error = RuntimeError(
+                    f"network of {desktop}: not as its policy says after {tries - 1} builds"
+                )
+                self._fail_all(waiting, error)
+                return
+            self._rebuilds[desktop] = tries
             self._waiting[desktop] = waiting
             self.build(spec)
         else:
