@@ -96,12 +96,16 @@ class Isolation:
             on_exit=self._on_sandbox_exit,
         )
         self.launcher.background = self.offload.submit
-        # every change of a desktop's network runs in its lane; launches wait for it there
+        # Every change of a desktop's network runs in its lane; launches wait for it there.
+        # The networks have a worker of their own (the manager makes one change at a time
+        # anyway): a freeze or a thaw never waits behind a network change.
         self.lanes: NetworkLanes | None = None
+        self.net_offload: Offload | None = None
         if self.net is not None:
+            self.net_offload = Offload(server.loop, workers=1)
             self.lanes = NetworkLanes(
                 self.net,
-                self.offload,
+                self.net_offload,
                 lambda text: server.notify(text, urgent=True),
                 self._spec_of,
             )
@@ -495,6 +499,8 @@ class Isolation:
         for desktop in list(self._freezing) + list(self._freeze_starting):
             self.thaw(desktop)
         self.offload.close()  # the thaws just queued, and whatever ran, finish first
+        if self.net_offload is not None:
+            self.net_offload.close()  # network changes queued still run, then stop here
         for name in self.server.desktops:
             cg = self.cgroups.get(name)
             if cg is not None and cg.frozen:

@@ -3,8 +3,9 @@
 Building a desktop's network takes tens of milliseconds (a few hundred when the
 network-ops process has to start first), and a change of policy, `zionctl net DESKTOP
 on|off` or a removal costs a few more `nft` runs. Each of them runs as a job in the
-desktop's offload lane (`offload.desktop_lane`), so the frames and the answers to other
-requests go on meanwhile, and one desktop's changes happen in the order asked.
+desktop's lane (`offload.desktop_lane`) of the offload it is given (the compositor gives
+the networks one of their own), so the frames and the answers to other requests go on
+meanwhile, and one desktop's changes happen in the order asked.
 
 A program is never started in a desktop whose network is not what its policy says (fail
 closed): a launch into a desktop whose network is not ready, or still changing, waits in
@@ -83,6 +84,7 @@ class NetworkLanes:
     def build(self, spec: DesktopSpec) -> Deferred[DesktopNet]:
         """Build (or bring to `spec`'s policy) the desktop's network."""
         name, policy = spec.name, spec.network
+        self._reporter(name)
         return self._submit(
             name,
             f"building the network of {name}",
@@ -93,6 +95,7 @@ class NetworkLanes:
     def switch(self, desktop: str, policy: NetworkPolicy, on: bool) -> Deferred[None]:
         """Switch the desktop's network on or off (building it first if it has none)."""
         net = self.net
+        self._reporter(desktop)
 
         def work() -> None:
             if net.get(desktop) is None:
@@ -102,6 +105,12 @@ class NetworkLanes:
         what = f"switching the network of {desktop} {'on' if on else 'off'}"
         unbuilt = net.get(desktop) is None or bool(self._queued.get(desktop))
         return self._submit(desktop, what, work, netlink=unbuilt)
+
+    def _reporter(self, desktop: str) -> None:
+        """Make the socket the desktop's DNS forwarder reports refusals into, here: its
+        reader joins the event loop, which a worker must not touch."""
+        if self.net.refusal_reporter is not None:
+            self.net.refusal_reporter(desktop)
 
     def remove(self, desktop: str) -> Deferred[None]:
         """Remove the desktop's network (a deleted or dropped desktop)."""
