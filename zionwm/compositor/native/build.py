@@ -1,7 +1,8 @@
 """Build zionwm's own cffi module (API mode) for what pywlroots 0.15 lacks.
 
 The C lives beside this file: `zionwm_native.c` (with `zionwm_native.h`) is the module's
-source, `cdefs.h` what of it (and of wlroots) Python may call. Run
+source, compiled together with `occlusion.c` (which only that C calls), and `cdefs.h` what
+of it (and of wlroots) Python may call. Run
 `python zionwm/compositor/native/build.py` (the Makefile does, whenever one of them changes;
 not `-m`, which would import the package that needs the module being built): it compiles
 `_zionwm_native` next to this file against the system wlroots and libwayland.
@@ -18,6 +19,8 @@ import cffi
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "zionwm_native.c"
 HEADER = HERE / "zionwm_native.h"
+# compiled beside it into the same module (C that Python never calls directly)
+SOURCES = [HERE / "occlusion.c"]
 
 
 def _pkg_flags(*pkgs: str) -> list[str]:
@@ -38,8 +41,9 @@ def make_ffi() -> cffi.FFI:
         # its quoted #include finds the header through include_dirs
         SOURCE.read_text(),
         include_dirs=[str(HERE)],
-        depends=[str(HEADER)],
-        libraries=["wlroots", "wayland-server", "xcb", "xcb-xfixes"],
+        sources=[str(p) for p in SOURCES],
+        depends=[str(HEADER), str(HERE / "occlusion.h")],
+        libraries=["wlroots", "wayland-server", "xcb", "xcb-xfixes", "pixman-1", "m"],
         extra_compile_args=[
             *_pkg_flags("wlroots", "wayland-server", "pixman-1", "libdrm", "xcb"),
             "-DWLR_USE_UNSTABLE",

@@ -1,6 +1,7 @@
 /* zionwm's own native helpers, for what pywlroots 0.15 lacks (built by build.py). */
 
 #include "zionwm_native.h"
+#include "occlusion.h"
 
 /* ---- clients: the desktop a client belongs to is fixed at accept time, by socket ---- */
 
@@ -395,7 +396,9 @@ struct zion_output_frame {
     struct wl_listener frame;
     struct wl_listener commit;
     struct wl_listener shown_destroy;
+    struct wl_listener precommit;
     struct wlr_scene_output *scene_output;
+    struct zion_culled culled; /* nodes left out of the commit under way (occlusion.c) */
     struct wlr_buffer *shown; /* the buffer last put on screen: NOT locked (see below) */
     int id;
     int notify_next; /* report the next committed frame's time (switch latency) */
@@ -430,10 +433,18 @@ static void zion_output_frame_commit(struct wl_listener *listener, void *data) {
     wl_signal_add(&event->buffer->events.destroy, &f->shown_destroy);
 }
 
+static void zion_output_frame_precommit(struct wl_listener *listener, void *data) {
+    struct zion_output_frame *f = wl_container_of(listener, f, precommit);
+    (void)data;
+    zion_occlusion_sampled(&f->culled, f->scene_output);
+}
+
 static void zion_output_frame_notify(struct wl_listener *listener, void *data) {
     struct zion_output_frame *f = wl_container_of(listener, f, frame);
     (void)data;
+    zion_occlusion_hide(f->scene_output, &f->culled);
     bool committed = wlr_scene_output_commit(f->scene_output);
+    zion_occlusion_restore(&f->culled);
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     wlr_scene_output_send_frame_done(f->scene_output, &now);
@@ -454,6 +465,8 @@ struct zion_output_frame *zion_output_frame_attach(struct wlr_output *output,
     wl_signal_add(&output->events.frame, &f->frame);
     f->commit.notify = zion_output_frame_commit;
     wl_signal_add(&output->events.commit, &f->commit);
+    f->precommit.notify = zion_output_frame_precommit;
+    wl_signal_add(&output->events.precommit, &f->precommit);
     f->shown_destroy.notify = zion_output_frame_shown_destroyed;
     wl_list_init(&f->shown_destroy.link);
     return f;
@@ -463,7 +476,9 @@ void zion_output_frame_detach(struct zion_output_frame *f) {
     if (!f) return;
     wl_list_remove(&f->frame.link);
     wl_list_remove(&f->commit.link);
+    wl_list_remove(&f->precommit.link);
     zion_output_frame_forget_shown(f);
+    zion_culled_free(&f->culled);
     free(f);
 }
 
