@@ -167,6 +167,10 @@ static void zion_occlusion_visit(struct zion_occlusion_walk *w, struct wlr_scene
 
 size_t zion_occlusion_hide(struct wlr_scene_output *scene_output, struct zion_culled *out) {
     out->len = 0;
+    /* the commit will draw nothing (wlroots' own test): an idle frame costs no walk */
+    if (!scene_output->output->needs_frame &&
+        !pixman_region32_not_empty(&scene_output->damage->current))
+        return 0;
     struct zion_occlusion_walk w = {.scene_output = scene_output, .out = out};
     w.viewport.x = scene_output->x;
     w.viewport.y = scene_output->y;
