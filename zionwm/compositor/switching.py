@@ -116,7 +116,8 @@ class DesktopSwitching(ServerCore):
                 hook = getattr(ext, "after_hide", None)
                 if hook:
                     hook(plan.old)
-        for v in new.views:
+        waiting, new.deferred = list(new.deferred), {}
+        for v in waiting:
             v.flush_deferred()
         target_view = self.model.focused(plan.new)
         kept = self.focused_view
