@@ -538,6 +538,10 @@ class ZionwmSession:
     def switch_samples(self) -> list[float]:
         return list(self.ctl.call("status")["switch_latency_ms"]["samples"])
 
+    def switch_frame_waits(self) -> list[float]:
+        """Of each switch sample, the wait for the output's frame clock (same order)."""
+        return list(self.ctl.call("status")["switch_latency_ms"]["frame_wait_samples"])
+
     def helper_pids(self) -> list[int]:
         """Processes started by zionwm other than the programs it launched."""
         kids = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()

@@ -60,6 +60,21 @@ def test_switching_hides_and_shows_a_desktop(compositor: Compositor) -> None:
     assert not _shows(compositor, win)
 
 
+def test_each_switch_is_timed_with_its_wait_for_the_frame_clock(compositor: Compositor) -> None:
+    """`status` keeps, for each switch, its latency to the frame that showed it and how much
+    of it was the wait for the output's next frame event (the benchmark subtracts it)."""
+
+    def record() -> dict[str, Any]:
+        return dict(compositor.zjson("status")["switch_latency_ms"])
+
+    for name in ("work", "personal", "work"):
+        compositor.zionctl("switch", name)
+    rec = wait_for(lambda: (r := record())["count"] >= 3 and r, 10, "three switches timed")
+    assert len(rec["frame_wait_samples"]) == len(rec["samples"]) == rec["count"]
+    for total, wait in zip(rec["samples"], rec["frame_wait_samples"], strict=True):
+        assert 0 <= wait <= total
+
+
 def test_a_request_made_while_hidden_is_answered_when_the_desktop_is_shown(
     compositor: Compositor,
 ) -> None:

@@ -101,6 +101,8 @@ class KeyRouting(ServerCore):
         finally:
             self.in_binding = False
             self._update_indicators()
+            if self.switch_started_ns:  # a switch waits for its frame: its handling ends here
+                self.switch_ready_ns = time.monotonic_ns()
         if not result["ok"]:
             self.notify(result["message"], urgent=True)
 

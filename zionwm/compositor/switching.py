@@ -135,6 +135,7 @@ class DesktopSwitching(ServerCore):
         for so in self.outputs:
             so.time_next_frame()  # the C frame handler reports the frame that shows it
         self.emit("switch", {"old": plan.old, "new": plan.new})
+        self.switch_ready_ns = time.monotonic_ns()
         return f"switched to {plan.new}"
 
     def _apply_visibility(self) -> None:

@@ -402,6 +402,7 @@ struct zion_output_frame {
     struct wlr_buffer *shown; /* the buffer last put on screen: NOT locked (see below) */
     int id;
     int notify_next; /* report the next committed frame's time (switch latency) */
+    long long notify_start; /* when the first frame event after that request came */
 };
 
 static void zion_output_frame_forget_shown(struct zion_output_frame *f) {
@@ -439,9 +440,18 @@ static void zion_output_frame_precommit(struct wl_listener *listener, void *data
     zion_occlusion_sampled(&f->culled, f->scene_output);
 }
 
+static long long zion_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
 static void zion_output_frame_notify(struct wl_listener *listener, void *data) {
     struct zion_output_frame *f = wl_container_of(listener, f, frame);
     (void)data;
+    /* the output's frame clock ends its wait here: what a switch waited for it is not the
+     * compositor's work (a display's refresh, the headless backend's timer) */
+    if (f->notify_next && !f->notify_start) f->notify_start = zion_now_ns();
     zion_occlusion_hide(f->scene_output, &f->culled);
     bool committed = wlr_scene_output_commit(f->scene_output);
     zion_occlusion_restore(&f->culled);
@@ -449,8 +459,11 @@ static void zion_output_frame_notify(struct wl_listener *listener, void *data) {
     clock_gettime(CLOCK_MONOTONIC, &now);
     wlr_scene_output_send_frame_done(f->scene_output, &now);
     if (committed && f->notify_next) {
+        long long start = f->notify_start;
         f->notify_next = 0;
-        zion_py_frame_committed(f->id, (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
+        f->notify_start = 0;
+        zion_py_frame_committed(f->id, start,
+                                (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
     }
 }
 
@@ -599,7 +612,10 @@ bool zion_frame_copy_thumbnail(const struct zion_frame_copy *c, int top, unsigne
 }
 
 void zion_output_frame_notify_next(struct zion_output_frame *f) {
-    if (f) f->notify_next = 1;
+    if (f) {
+        f->notify_next = 1;
+        f->notify_start = 0;
+    }
 }
 
 /* ---- one desktop's windows, drawn alone (the Screenshot portal) ----
