@@ -108,7 +108,7 @@ struct wlr_renderer;
 struct zion_frame_copy;
 struct zion_frame_copy *zion_output_frame_copy(struct zion_output_frame *frame,
                                                struct wlr_renderer *renderer);
-bool zion_frame_copy_thumbnail(const struct zion_frame_copy *copy, int top, unsigned char *dst,
+bool zion_frame_copy_thumbnail(struct zion_frame_copy *copy, int top, unsigned char *dst,
                                int dw, int dh);
 void zion_frame_copy_free(struct zion_frame_copy *copy);
 /* one desktop's windows alone, ARGB8888 into out (width * height * 4) */
