@@ -540,7 +540,7 @@ class ZionwmSession:
 
     def switch_frame_waits(self) -> list[float]:
         """Of each switch sample, the wait for the output's frame clock (same order)."""
-        return list(self.ctl.call("status")["switch_latency_ms"]["frame_wait_samples"])
+        return list(self.ctl.call("status")["switch_latency_ms"].get("frame_wait_samples", []))
 
     def helper_pids(self) -> list[int]:
         """Processes started by zionwm other than the programs it launched."""
