@@ -16,11 +16,12 @@ Two figures per switch:
 - internal (zionwm only): the compositor's own record, from handling the key binding to
   the return of the scene commit of the next output frame (`status` IPC, raw samples).
   Sway has no such record. The same record says how much of each sample the switch,
-  handled, spent waiting for the output's next frame event (`frame_wait_samples`): that
+  handled, spent waiting for the output's next frame event (`frame_wait_samples`: the
+  time until that event less the CPU time the compositor's thread used meanwhile): that
   wait is the display's clock, up to a whole frame period wherever a key falls in it (the
   headless backend's frame timer: 16 ms after the previous frame). `internal_own_ms` is
-  the sample without it: the switch's handling, any overrun of it past the frame event,
-  and the frame's drawing and commit, which is the compositor's own share.
+  the sample without it: the switch's handling, whatever else the compositor ran before
+  the frame event, and the frame's drawing and commit, which is the compositor's own share.
 
 zionwm is also measured with the target desktop frozen (cgroup freezer) before every
 switch, so the thaw is on the measured path. And, with 1 window per desktop, both

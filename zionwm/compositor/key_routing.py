@@ -103,6 +103,7 @@ class KeyRouting(ServerCore):
             self._update_indicators()
             if self.switch_started_ns:  # a switch waits for its frame: its handling ends here
                 self.switch_ready_ns = time.monotonic_ns()
+                self.switch_ready_cpu_ns = time.thread_time_ns()
         if not result["ok"]:
             self.notify(result["message"], urgent=True)
 

@@ -100,6 +100,7 @@ class Server(
         self.options = options
         self.switch_started_ns = 0
         self.switch_ready_ns = 0
+        self.switch_ready_cpu_ns = 0
         self.shutting_down = False
         self.switch_latencies_ms: list[float] = []
         self.switch_frame_waits_ms: list[float] = []

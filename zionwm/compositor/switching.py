@@ -136,6 +136,7 @@ class DesktopSwitching(ServerCore):
             so.time_next_frame()  # the C frame handler reports the frame that shows it
         self.emit("switch", {"old": plan.old, "new": plan.new})
         self.switch_ready_ns = time.monotonic_ns()
+        self.switch_ready_cpu_ns = time.thread_time_ns()
         return f"switched to {plan.new}"
 
     def _apply_visibility(self) -> None:

@@ -135,7 +135,7 @@ extern "Python" void zion_py_client_destroyed(struct wl_client *, int);
 extern "Python" void zion_py_source_send(int, const char *, int);
 extern "Python" void zion_py_source_destroyed(int);
 extern "Python" void zion_py_geometry_changed(int, int, int, int, int);
-extern "Python" void zion_py_frame_committed(int, long long, long long);
+extern "Python" void zion_py_frame_committed(int, long long, long long, long long);
 extern "Python" void zion_py_pointer_grab_motion(unsigned int);
 extern "Python" void zion_py_pointer_seat_changed(int);
 

@@ -404,6 +404,7 @@ struct zion_output_frame {
     int id;
     int notify_next; /* report the next committed frame's time (switch latency) */
     long long notify_start; /* when the first frame event after that request came */
+    long long notify_start_cpu; /* and the compositor thread's CPU time then */
 };
 
 static void zion_output_frame_join_copy(struct zion_output_frame *f); /* thumbnails, below */
@@ -443,9 +444,9 @@ static void zion_output_frame_precommit(struct wl_listener *listener, void *data
     zion_occlusion_sampled(&f->culled, f->scene_output);
 }
 
-static long long zion_now_ns(void) {
+static long long zion_clock_ns(clockid_t clock) {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(clock, &t);
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
@@ -454,7 +455,10 @@ static void zion_output_frame_notify(struct wl_listener *listener, void *data) {
     (void)data;
     /* the output's frame clock ends its wait here: what a switch waited for it is not the
      * compositor's work (a display's refresh, the headless backend's timer) */
-    if (f->notify_next && !f->notify_start) f->notify_start = zion_now_ns();
+    if (f->notify_next && !f->notify_start) {
+        f->notify_start = zion_clock_ns(CLOCK_MONOTONIC);
+        f->notify_start_cpu = zion_clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    }
     zion_output_frame_join_copy(f); /* the frame may render into the buffer being copied */
     zion_occlusion_hide(f->scene_output, &f->culled);
     bool committed = wlr_scene_output_commit(f->scene_output);
@@ -463,10 +467,10 @@ static void zion_output_frame_notify(struct wl_listener *listener, void *data) {
     clock_gettime(CLOCK_MONOTONIC, &now);
     wlr_scene_output_send_frame_done(f->scene_output, &now);
     if (committed && f->notify_next) {
-        long long start = f->notify_start;
+        long long start = f->notify_start, start_cpu = f->notify_start_cpu;
         f->notify_next = 0;
-        f->notify_start = 0;
-        zion_py_frame_committed(f->id, start,
+        f->notify_start = f->notify_start_cpu = 0;
+        zion_py_frame_committed(f->id, start, start_cpu,
                                 (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
     }
 }
@@ -686,7 +690,7 @@ bool zion_frame_copy_thumbnail(struct zion_frame_copy *c, int top, unsigned char
 void zion_output_frame_notify_next(struct zion_output_frame *f) {
     if (f) {
         f->notify_next = 1;
-        f->notify_start = 0;
+        f->notify_start = f->notify_start_cpu = 0;
     }
 }
 
