@@ -21,9 +21,9 @@
  * Scene buffers (the compositor's own images) are never counted as covering anything.
  *
  * Left as they were:
- * - direct scan-out: wlroots scans a node out when it alone meets the output and matches
- *   its box; a frame with any node exactly the output's size is not culled at all, so
- *   hiding nodes can never make scan-out start;
+ * - direct scan-out: wlroots scans a surface or buffer node out when it alone meets the
+ *   output and matches its box; a frame with such a node exactly the output's size is not
+ *   culled at all, so hiding nodes can never make scan-out start;
  * - presentation feedback: wlroots marks every enabled surface drawn on its primary output
  *   as sampled, covered or not; the output's precommit (zion_occlusion_sampled) marks the
  *   hidden ones the same way, in the same commit.
@@ -38,7 +38,7 @@ struct zion_occlusion_walk {
     struct wlr_scene_output *scene_output;
     pixman_region32_t covered; /* output pixels covered by opaque nodes above */
     struct wlr_box viewport;   /* in layout coordinates, as wlroots' scan-out check has it */
-    bool output_sized;         /* some node is exactly the output: scan-out may apply */
+    bool output_sized;         /* a surface or buffer is exactly the output: scan-out may apply */
     struct zion_culled *out;
 };
 
@@ -149,9 +149,9 @@ static void zion_occlusion_visit(struct zion_occlusion_walk *w, struct wlr_scene
     int width, height;
     zion_node_size(node, &width, &height);
     if (width <= 0 || height <= 0) return;
-    if (lx == w->viewport.x && ly == w->viewport.y && width == w->viewport.width &&
-        height == w->viewport.height)
-        w->output_sized = true;
+    if (node->type != WLR_SCENE_NODE_RECT && lx == w->viewport.x && ly == w->viewport.y &&
+        width == w->viewport.width && height == w->viewport.height)
+        w->output_sized = true; /* a surface or buffer scan-out could show */
     int ox = lx - w->scene_output->x, oy = ly - w->scene_output->y;
     struct wlr_box box =
         zion_scaled_box(ox, oy, width, height, w->scene_output->output->scale);
