@@ -93,6 +93,8 @@ class Isolation:
             on_exit=self._on_sandbox_exit,
         )
         self.launcher.background = self.offload.submit
+        # the prepared /etc is built there too (a desktop start must not stall frames)
+        self.launcher.etc.background = self.offload.submit
         self._freeze_timers: dict[str, Timer] = {}
         self._net_warned: dict[str, str] = {}
         self._freezing: dict[str, _Freezing] = {}

@@ -565,9 +565,10 @@ class Launcher:
             raise LaunchError(f"desktop {spec.name}: /usr keeper: {exc}") from exc
 
     def desktop_started(self, spec: DesktopSpec) -> None:
-        """Prepare the desktop's /etc, and start the /usr keeper of a desktop with a
-        persistent writable /usr now: even its first program need not wait for the mount. A
-        keeper that cannot start is logged; the first launch tries again, and fails clearly."""
+        """Prepare the desktop's /etc (on a worker when `etc.background` is set), and start
+        the /usr keeper of a desktop with a persistent writable /usr now: even its first
+        program need not wait for the mount. A keeper that cannot start is logged; the first
+        launch tries again, and fails clearly."""
         if not spec.template:
             self.etc.ensure(spec, self.host)
         if not spec.writable_usr or spec.template or spec.ephemeral:
