@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from zionwm.isolation.network.manager import NetworkManager
 from zionwm.isolation.network.model import NetworkError
 from zionwm.isolation.spec import DesktopSpec, NetMode
 from zionwm.isolation.storage import UnsafePathError
+from zionwm.isolation.usr_keeper import UsrKeeper
 
 from . import refusals
 from .autostart import Autostarter
@@ -95,6 +97,8 @@ class Isolation:
         self.launcher.background = self.offload.submit
         # the prepared /etc is built there too (a desktop start must not stall frames)
         self.launcher.etc.background = self.offload.submit
+        # a /usr keeper that dies is seen at once (not at the next launch), and replaced
+        self.launcher.keepers.watch = self._watch_keeper
         self._freeze_timers: dict[str, Timer] = {}
         self._net_warned: dict[str, str] = {}
         self._freezing: dict[str, _Freezing] = {}
@@ -115,6 +119,17 @@ class Isolation:
         if cg is None:
             cg = self.cgroups.desktop(spec.name, spec.limits)
         return cg
+
+    def _watch_keeper(self, keeper: UsrKeeper) -> Callable[[], None]:
+        handle = self.server.loop.add_reader(
+            keeper.pidfd, lambda: self._on_keeper_exit(keeper), f"/usr keeper of {keeper.desktop}"
+        )
+        return handle.remove
+
+    def _on_keeper_exit(self, keeper: UsrKeeper) -> None:
+        text = self.launcher.keeper_exited(keeper)
+        if text is not None:
+            self.server.notify(text, urgent=True)
 
     def _cgroup_procs(self, desktop: str) -> list[Path]:
         cg = self.cgroups.get(desktop)

@@ -579,6 +579,36 @@ class Launcher:
         except (LaunchError, OSError) as exc:
             log.warning("desktop %s: %s", spec.name, exc)
 
+    def keeper_exited(self, keeper: usr_keeper.UsrKeeper) -> str | None:
+        """A /usr keeper's process ended (see usr_keeper). When it died while serving its
+        layer: a persistent layer gets a new keeper now (the next launch need not wait for
+        a mount), and the words to tell the user are returned; None when it was stopped."""
+        why = self.keepers.exited(keeper)
+        if why is None:
+            return None
+        lost = len(keeper.users)
+        running = f"; {lost} program(s) started before have lost /usr" if lost else ""
+        if keeper.ephemeral:
+            return f"{keeper.desktop}: its /usr keeper died ({why}){running}"
+        cg_files, _, userns = self._placement(keeper.desktop)
+        try:
+            new = self.keepers.for_launch(
+                keeper.desktop, False, helper=enter_helper(), cgroup_files=cg_files, userns=userns
+            )
+        except (OSError, usr_keeper.KeeperError) as exc:
+            log.error("desktop %s: cannot start a new /usr keeper: %s", keeper.desktop, exc)
+            return (
+                f"{keeper.desktop}: its /usr keeper died ({why}) and no new one started "
+                f"({exc}){running}"
+            )
+        log.warning(
+            "desktop %s: new /usr keeper (pid %d) on the same layer", keeper.desktop, new.pid
+        )
+        return (
+            f"{keeper.desktop}: its /usr keeper died ({why}); a new one serves the same "
+            f"/usr layer{running}"
+        )
+
     def service_pids(self, desktop: str) -> set[int]:
         """Processes the launcher runs in the desktop's cgroups that are not its programs."""
         return self.keepers.pids(desktop)

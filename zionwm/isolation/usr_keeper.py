@@ -19,11 +19,15 @@ sandbox used to have, is a set-up overlayfs leaves undefined).
 
 Lifetime: a persistent layer's keeper lives until the desktop stops (a reload drops it) or
 the launcher shuts down; an ephemeral layer's keeper until the last sandbox on it ends, and
-its tmpfs with it. A keeper that died (the daemon crashed) is reported in the log and
-replaced at the next launch; its sandboxes see /usr fail ("Transport endpoint is not
+its tmpfs with it. A keeper that died (the daemon crashed, or it was killed) is seen when it
+dies: `Keepers.watch` hands each keeper's pidfd to the compositor's event loop, which calls
+`Launcher.keeper_exited`; that logs it, tells the user and starts a new keeper for a
+persistent layer at once, so the next launch does not wait for a mount (without a watch,
+the next launch replaces it). Its sandboxes see /usr fail ("Transport endpoint is not
 connected"), and a sandbox that tried to enter it as it died fails to start with a clear
 error. What was written to a persistent layer is in its upper dir on disk, and the next
-keeper serves it again.
+keeper serves it again. An ephemeral layer died with its keeper: the next sandbox on one
+starts a new keeper with a new, empty layer, as it would anyway.
 
 Why fuse-overlayfs and not the kernel's overlayfs: see `overlay.py`.
 """
@@ -37,7 +41,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +105,8 @@ class UsrKeeper:
     ready_fd: int
     parent_userns: tuple[int, int] | None
     users: set[int] = field(default_factory=set)  # pids of sandboxes started on it
+    # ends the watch on `pidfd` (see Keepers.watch); called before the pidfd is closed
+    unwatch: Callable[[], None] | None = None
 
     @property
     def pid(self) -> int:
@@ -160,6 +166,9 @@ class UsrKeeper:
         return rc
 
     def close(self) -> None:
+        if self.unwatch is not None:
+            unwatch, self.unwatch = self.unwatch, None
+            unwatch()
         for attr in ("pidfd", "ready_fd"):
             fd = getattr(self, attr)
             if fd >= 0:
@@ -173,6 +182,10 @@ class Keepers:
     def __init__(self) -> None:
         self._live: dict[tuple[str, bool], UsrKeeper] = {}
         self._stopping: list[UsrKeeper] = []
+        # Called with each keeper started: watches its pidfd (readable once it has exited)
+        # and returns what ends the watch. The compositor's event loop then calls
+        # `Launcher.keeper_exited` when a keeper ends.
+        self.watch: Callable[[UsrKeeper], Callable[[], None]] | None = None
 
     def get(self, desktop: str, ephemeral: bool) -> UsrKeeper | None:
         return self._live.get((desktop, ephemeral))
@@ -240,7 +253,33 @@ class Keepers:
             layer = storage.prepare_layer(desktop, ephemeral=ephemeral)
             keeper = self._start(desktop, ephemeral, layer, helper, cgroup_files, userns)
             self._live[key] = keeper
+            if self.watch is not None:
+                keeper.unwatch = self.watch(keeper)
         return keeper
+
+    def exited(self, keeper: UsrKeeper) -> str | None:
+        """`keeper`'s process has ended (its pidfd is readable). Returns why when it was
+        serving its layer (it died: the caller tells the user), None when it had been asked
+        to stop. Either way it is reaped and its fds closed."""
+        key = (keeper.desktop, keeper.ephemeral)
+        if self._live.get(key) is not keeper:
+            keeper.reap()
+            keeper.close()
+            self._reap_stopped()
+            return None
+        why = keeper.failure()
+        del self._live[key]
+        log.error(
+            "desktop %s: the /usr keeper (pid %d) died (%s); %d program(s) running on it "
+            "have lost /usr",
+            keeper.desktop,
+            keeper.pid,
+            why,
+            len(keeper.users),
+        )
+        keeper.reap()
+        keeper.close()
+        return why
 
     def _start(
         self,
