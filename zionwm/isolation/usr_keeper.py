@@ -58,6 +58,13 @@ class KeeperError(RuntimeError):
     """The keeper could not be started or is not usable."""
 
 
+# fuse-overlayfs 1.10 to 1.14 (Debian 12 has 1.10) print "unknown argument ignored:
+# lazytime" at each start, to the compositor's log: a daemon whose effective uid is 0 puts
+# its own defaults first ("default_permissions,allow_other,suid,noatime,lazytime") and its
+# own option parser does not know `lazytime` (a mount flag, not a FUSE option; 1.15 dropped
+# it from those defaults). zionwm passes no such option: the daemon is uid 0 of the
+# keeper's user namespace, where the sandboxes enter as that uid. It is harmless: nothing
+# is ignored that zionwm asked for.
 def fuse_overlayfs() -> str:
     return shutil.which("fuse-overlayfs") or "/usr/bin/fuse-overlayfs"
 
