@@ -109,7 +109,12 @@ def test_a_killed_keeper_is_told_and_replaced_at_once_on_the_same_layer(
     (new_keeper,) = wait_for(
         lambda: [p for p in _keepers(layer) if p != keeper], 30, "a new /usr keeper of dev"
     )
-    wait_for(lambda: [p for p in _daemons(layer) if p != daemon], 30, "its overlay daemon")
+    daemons = wait_for(
+        lambda: [p for p in _daemons(layer) if p != daemon], 30, "its overlay daemon"
+    )
+    # never two daemons over one upper dir: the old one (told to stop when its keeper
+    # died) was gone before the new keeper started its own
+    assert daemon not in daemons, daemons
     assert "/usr keeper (pid" in comp.log() and "died" in comp.log()
     r = run_inside(comp, "dev", ["cat", "/usr/share/zionwm-test-note"])
     assert (r.rc, r.out) == (0, "kept across keepers\n"), r.err

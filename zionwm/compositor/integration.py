@@ -121,10 +121,24 @@ class Isolation:
         return cg
 
     def _watch_keeper(self, keeper: UsrKeeper) -> Callable[[], None]:
-        handle = self.server.loop.add_reader(
-            keeper.pidfd, lambda: self._on_keeper_exit(keeper), f"/usr keeper of {keeper.desktop}"
+        name = f"/usr keeper of {keeper.desktop}"
+        exit_watch = self.server.loop.add_reader(
+            keeper.pidfd, lambda: self._on_keeper_exit(keeper), name
         )
-        return handle.remove
+        ready_watch: list[FdHandle] = []
+
+        def on_ready() -> None:  # mounted (or failed): its daemon is known from now on
+            ready_watch.pop().remove()
+            keeper.find_daemon()
+
+        ready_watch.append(self.server.loop.add_reader(keeper.ready_fd, on_ready, name))
+
+        def unwatch() -> None:
+            exit_watch.remove()
+            if ready_watch:
+                ready_watch.pop().remove()
+
+        return unwatch
 
     def _on_keeper_exit(self, keeper: UsrKeeper) -> None:
         text = self.launcher.keeper_exited(keeper)
