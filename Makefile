@@ -7,6 +7,7 @@ VPY    := $(VENV)/bin/python
 STAMPS := .stamps
 NATIVE_SRC := zionwm/compositor/native/build.py zionwm/compositor/native/cdefs.h \
               zionwm/compositor/native/zionwm_native.c zionwm/compositor/native/zionwm_native.h \
+              zionwm/compositor/native/text.c zionwm/compositor/native/text.h \
               zionwm/compositor/native/occlusion.c zionwm/compositor/native/occlusion.h \
               zionwm/quarantine/native/audit_zygote.c zionwm/quarantine/native/build.py
 PYTEST_ARGS ?=

@@ -5,9 +5,12 @@ set -eu
 
 BUILD="libwlroots-dev libwayland-dev libxkbcommon-dev libpixman-1-dev libdrm-dev
  wayland-protocols pkg-config gcc make libffi-dev libmagic1 libmagic-dev libseccomp2 libseccomp-dev
- libyara-dev python3-venv python3-dev libgirepository1.0-dev libcairo2-dev"
+ libyara-dev python3-venv python3-dev libgirepository1.0-dev libcairo2-dev libpango1.0-dev"
+# the compositor draws its text with pango (libpango1.0-dev pulls in its libraries): DejaVu
+# first, fontconfig's fallback for the rest; WenQuanYi Micro Hei (5 MB) covers Chinese,
+# Japanese and Korean names
 RUNTIME="bubblewrap iproute2 nftables passt wayvnc xwayland attr procps psmisc util-linux
- desktop-file-utils fonts-dejavu-core fontconfig poppler-utils pulseaudio
+ desktop-file-utils fonts-dejavu-core fonts-wqy-microhei fontconfig poppler-utils pulseaudio
  gir1.2-gtk-4.0 gir1.2-adw-1"
 # safe copies of office documents (`zionctl quarantine convert`): LibreOffice without its GUI
 # (about 250 MB installed with what it pulls in)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.harness import Compositor, wait_for
+from tests.netops_helpers import ops_processes, skip_unless_privileged_network
 
 CONFIG = """\
 from zionwm.config import Network, desktop
@@ -43,3 +44,56 @@ def test_seccomp_comes_with_the_first_launch_and_sqlite_still_not(
     comp.zionctl("launch", "offline", "--", "sleep", "600")
     wait_for(lambda: "libseccomp" in _maps(comp), 30, "the compositor loading libseccomp")
     assert "_sqlite3" not in _maps(comp)
+
+
+def test_drawing_the_strip_overview_and_a_notification_loads_no_pillow(
+    compositor: Compositor,
+) -> None:
+    """The compositor's text is drawn by its own C (pango-cairo): Pillow's imaging core (and
+    the private libraries its wheel carries) never comes into the process, however much of
+    the trusted UI it has drawn."""
+    # the strip is on screen from the first frame; a refused launch makes a notification
+    missing = "/nonexistent/footprint-notice"
+    compositor.zionctl("launch", "work", "--", missing, check=False)
+    wait_for(
+        lambda: any(missing in n for n in compositor.zjson("status")["notifications"]),
+        30,
+        "the notification",
+    )
+    compositor.zionctl("overview")
+    wait_for(lambda: compositor.zjson("status")["overview"]["open"], 10, "the overview")
+    compositor.screenshot()  # a frame with all of it drawn went out
+    maps = _maps(compositor)
+    assert "pangocairo" in maps  # the text was drawn natively, so this test sees the process
+    assert "PIL" not in maps and "_imaging" not in maps, [
+        line for line in maps.splitlines() if "PIL" in line or "imaging" in line
+    ]
+
+
+NET_CONFIG = """\
+from zionwm.config import Network, desktop
+
+desktop("web", colour="#a855f7", network=Network.filtered(["example.org"]))
+"""
+
+# What pyroute2 brings (its package imports asyncio and ssl; its NDB, sqlite3): each shows
+# in the maps as its extension module.
+PYROUTE2_MARKS = ("_asyncio", "_ssl", "_sqlite3")
+
+
+def test_a_desktop_network_leaves_pyroute2_out_of_the_compositor(
+    make_compositor: Callable[..., Compositor],
+) -> None:
+    """A filtered desktop network built as root: the netlink work ran in the network-ops
+    process, which has pyroute2's marks in its maps; the compositor has none of them."""
+    skip_unless_privileged_network()
+    comp = make_compositor(NET_CONFIG)
+    assert comp.proc is not None
+    assert ops_processes(comp.proc.pid) == []  # started on first need, not at start
+    comp.zionctl("net", "web", "on")
+    assert comp.desktops()["web"]["net"]["effective"] == "filtered"
+    maps = _maps(comp)
+    assert [m for m in PYROUTE2_MARKS if m in maps] == []
+    (ops,) = ops_processes(comp.proc.pid)
+    ops_maps = Path(f"/proc/{ops}/maps").read_text()
+    assert [m for m in PYROUTE2_MARKS if m not in ops_maps] == []

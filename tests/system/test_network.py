@@ -816,25 +816,42 @@ def test_cleanup_at_start_sees_a_killed_runs_leftovers_without_netlink(lab: Lab)
 
 NO_NETLINK_CHILD = textwrap.dedent(
     """
-    import sys
+    import os, sys
     sys.path.insert(0, {repo!r})
     from pathlib import Path
     from zionwm.isolation.network.manager import NetworkManager
     from zionwm.isolation.spec import NetMode, NetworkPolicy
+
+    def ops():
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = Path(f"/proc/{{pid}}/stat").read_text()
+                cmd = Path(f"/proc/{{pid}}/cmdline").read_bytes()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == os.getpid() and b"zionwm.isolation.network.opsd" in cmd:
+                found.append(pid)
+        return len(found)
+
     m = NetworkManager({prefix!r}, uplink={uplink!r}, uplink_gateway={gw!r},
                        upstream_dns=[{dns!r}], state_dir=Path({state!r}))
-    print(m.cleanup_stale_at_start(), "pyroute2" in sys.modules)
+    print(m.cleanup_stale_at_start(), "pyroute2" in sys.modules, ops())
     m.ensure("web", NetworkPolicy(NetMode.FULL))
-    print("pyroute2" in sys.modules, m.get("web").ns_name)
+    print("pyroute2" in sys.modules, "_sqlite3" in sys.modules, ops(), m.get("web").ns_name)
     m.close()
+    print(ops())
     """
 )
 
 
 @needs_privileged
 def test_a_run_without_desktop_networks_never_loads_pyroute2(lab: Lab) -> None:
-    """Nothing left over: the start needs no netlink (pyroute2 stays unloaded, about
-    17 MiB); the first desktop network loads it and is built as before."""
+    """Nothing left over: the start needs no netlink (no pyroute2, no network-ops process);
+    the first desktop network starts the ops process, which alone loads pyroute2 (about
+    17 MiB, with asyncio, ssl and sqlite3), is built as before, and the ops process ends
+    with the manager's close."""
     prefix = _run_prefix()
     script = NO_NETLINK_CHILD.format(
         repo=str(REPO),
@@ -848,9 +865,11 @@ def test_a_run_without_desktop_networks_never_loads_pyroute2(lab: Lab) -> None:
         out = subprocess.run(
             [PY, "-c", script], capture_output=True, text=True, timeout=120, check=True
         ).stdout.splitlines()
-        assert out[0] == "[] False", out
-        loaded, ns = out[1].split()
-        assert loaded == "True" and ns.startswith(prefix + "-"), out
+        assert out[0] == "[] False 0", out
+        pyroute2, sqlite, ops, ns = out[1].split()
+        assert (pyroute2, sqlite, ops) == ("False", "False", "1"), out
+        assert ns.startswith(prefix + "-"), out
+        assert out[2] == "0", out
         assert _leftovers(prefix, NetworkManager(prefix).route_table) == []
     finally:
         NetworkManager(prefix, uplink=lab.uplink, state_dir=lab.tmp / "k4").cleanup_stale()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from zionwm.compositor import native
+from zionwm.compositor.native.text import text_width
 from zionwm.compositor.overview import (
     FRAME,
     HEADER_GAP,
@@ -21,7 +22,6 @@ from zionwm.compositor.overview import (
     network_label,
 )
 from zionwm.compositor.strip import Chip, StripState, chip_label, render_chips
-from zionwm.compositor.ui import font
 from zionwm.isolation.spec import NetMode, NetworkPolicy
 
 BLUE = (0.23, 0.51, 0.96, 1.0)
@@ -136,12 +136,9 @@ def test_header_texts_never_overlap_in_a_small_screens_cells(
     cw = layout.cells[0][2]
     cell = Cell("personal", 1, BLUE, state, 0, 0, "full", False)
     label, right = header_texts(cell, cw, scale)
-    big, small = font(15 * scale, bold=True), font(12 * scale, bold=True)
-    label_right = HEADER_LEFT * scale + big.getbbox(label)[2] - big.getbbox(label)[0]
+    label_right = HEADER_LEFT * scale + text_width(label, 15 * scale)
     if right:
-        state_left = (cw - HEADER_RIGHT) * scale - (
-            small.getbbox(right)[2] - small.getbbox(right)[0]
-        )
+        state_left = (cw - HEADER_RIGHT) * scale - text_width(right, 12 * scale)
         assert label_right + HEADER_GAP * scale <= state_left, (label, right, cw)
     assert label_right <= (cw - HEADER_RIGHT) * scale, (label, cw)
     if right:
@@ -152,15 +149,14 @@ def test_header_texts_never_overlap_in_a_small_screens_cells(
 def test_the_state_is_whole_shortened_or_gone_and_never_overlaps(scale: int) -> None:
     """Cells from narrow to wide: the state is shown whole, cut to what fits beside the name
     with an ellipsis, or left out; the name and it always keep HEADER_GAP apart."""
-    big, small = font(15 * scale, bold=True), font(12 * scale, bold=True)
     seen = set()
     for cw in range(40, 260, 2):
         label, right = header_texts(
             Cell("web", 4, BLUE, "no programs", 0, 0, "full", False), cw, scale
         )
-        label_right = HEADER_LEFT * scale + big.getbbox(label)[2] - big.getbbox(label)[0]
+        label_right = HEADER_LEFT * scale + text_width(label, 15 * scale)
         if right:
-            w = small.getbbox(right)[2] - small.getbbox(right)[0]
+            w = text_width(right, 12 * scale)
             assert label_right + HEADER_GAP * scale <= (cw - HEADER_RIGHT) * scale - w, cw
         if right == "no programs":
             seen.add("whole")

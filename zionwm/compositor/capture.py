@@ -12,12 +12,11 @@ window of that desktop is black.
 from __future__ import annotations
 
 import base64
-import io
 import logging
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from PIL import Image
 
 from . import native
 
@@ -41,10 +40,28 @@ class Capture:
     argb: bytes  # ARGB8888 rows (little-endian: B, G, R, A bytes)
 
     def png(self) -> bytes:
-        img = Image.frombuffer("RGBA", (self.width, self.height), self.argb, "raw", "BGRA", 0, 1)
-        out = io.BytesIO()
-        img.convert("RGB").save(out, format="PNG", compress_level=3)
-        return out.getvalue()
+        return png_rgb(self.width, self.height, self.argb)
+
+
+def png_rgb(width: int, height: int, argb: bytes) -> bytes:
+    """ARGB8888 rows (B, G, R, A bytes) as an opaque 8-bit RGB PNG."""
+    rgb = bytearray(width * height * 3)
+    rgb[0::3], rgb[1::3], rgb[2::3] = argb[2::4], argb[1::4], argb[0::4]
+    stride = width * 3
+    # each row starts with its filter type: 0, none
+    rows = b"".join(b"\0" + rgb[y * stride : (y + 1) * stride] for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 3))
+        + chunk(b"IEND", b"")
+    )
 
 
 def capture_desktop(server: Server, desktop: str) -> Capture:

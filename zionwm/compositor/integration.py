@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from zionwm.isolation.network.manager import NetworkManager
 from zionwm.isolation.network.model import NetworkError
 from zionwm.isolation.spec import DesktopSpec, NetMode
 from zionwm.isolation.storage import UnsafePathError
+from zionwm.isolation.usr_keeper import UsrKeeper
 
 from . import refusals
 from .autostart import Autostarter
@@ -93,6 +95,10 @@ class Isolation:
             on_exit=self._on_sandbox_exit,
         )
         self.launcher.background = self.offload.submit
+        # the prepared /etc is built there too (a desktop start must not stall frames)
+        self.launcher.etc.background = self.offload.submit
+        # a /usr keeper that dies is seen at once (not at the next launch), and replaced
+        self.launcher.keepers.watch = self._watch_keeper
         self._freeze_timers: dict[str, Timer] = {}
         self._net_warned: dict[str, str] = {}
         self._freezing: dict[str, _Freezing] = {}
@@ -113,6 +119,31 @@ class Isolation:
         if cg is None:
             cg = self.cgroups.desktop(spec.name, spec.limits)
         return cg
+
+    def _watch_keeper(self, keeper: UsrKeeper) -> Callable[[], None]:
+        name = f"/usr keeper of {keeper.desktop}"
+        exit_watch = self.server.loop.add_reader(
+            keeper.pidfd, lambda: self._on_keeper_exit(keeper), name
+        )
+        ready_watch: list[FdHandle] = []
+
+        def on_ready() -> None:  # mounted (or failed): its daemon is known from now on
+            ready_watch.pop().remove()
+            keeper.find_daemon()
+
+        ready_watch.append(self.server.loop.add_reader(keeper.ready_fd, on_ready, name))
+
+        def unwatch() -> None:
+            exit_watch.remove()
+            if ready_watch:
+                ready_watch.pop().remove()
+
+        return unwatch
+
+    def _on_keeper_exit(self, keeper: UsrKeeper) -> None:
+        text = self.launcher.keeper_exited(keeper)
+        if text is not None:
+            self.server.notify(text, urgent=True)
 
     def _cgroup_procs(self, desktop: str) -> list[Path]:
         cg = self.cgroups.get(desktop)

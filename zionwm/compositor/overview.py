@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
-from PIL import Image, ImageDraw
 from wlroots.renderer import Renderer
 from xkbcommon import xkb
 
@@ -32,10 +31,11 @@ from . import native
 from .desktops import DesktopModel
 from .loop import Loop
 from .native import SceneImage, SceneRect, SceneTree
+from .native.text import Canvas
 from .outputs import ServerOutput
 from .runtime import DesktopRuntime
 from .strip import FROZEN_MARK, PENDING_MARK
-from .ui import STRIP_HEIGHT, Color, font, rgb255, scaled, text_colour_on, text_y
+from .ui import STRIP_HEIGHT, Color, rgb255, scaled, text_colour_on, width_of
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ HINT_H = 34
 BACKDROP = (0.05, 0.05, 0.07, 1.0)
 THUMB_BG = (0.0, 0.0, 0.0, 1.0)
 INFO_BG = (30, 30, 38)
+INFO_PAD = 8  # the info line's text from its edges
+INFO_SEP = "   \u00b7   "
+WELL_INSET = 8  # a slot with no picture: a well this far inside it
+WELL_BG, WELL_RIM, NOTE_INK = (20, 20, 26), (58, 58, 68), (110, 110, 120)
 HEADER_LEFT, HEADER_RIGHT = 10, 12  # the header's texts' distance from its edges
 HEADER_GAP = 8  # the least room between the header's name and its state
 MIN_KEPT = 2  # an ellipsized text keeps at least this many characters, or goes
@@ -136,99 +140,97 @@ def fit_text(text: str, room: float, width_of: Callable[[str], float]) -> str:
     return ""
 
 
-def _ink_width(f: Any) -> Callable[[str], int]:
-    def width(text: str) -> int:
-        left, _t, right, _b = f.getbbox(text)
-        return int(right - left)
-
-    return width
-
-
 def header_texts(cell: Cell, width: int, scale: float = 1.0) -> tuple[str, str]:
     """The header's name and state for a cell `width` layout pixels wide at `scale`: the
     name first; the state on the right, shortened or left out where both do not fit."""
     label = f"{cell.index}  {cell.name}" if cell.index <= 9 else cell.name
     state = f"{FROZEN_MARK} frozen" if cell.state == "frozen" else cell.state
     room = scaled(width - HEADER_LEFT - HEADER_RIGHT, scale)
-    big = _ink_width(font(scaled(15, scale), bold=True))
+    big = width_of(scaled(15, scale))
     label = fit_text(label, room, big)
     rest = room - big(label) - scaled(HEADER_GAP, scale)
-    state = fit_text(state, rest, _ink_width(font(scaled(12, scale), bold=True)))
+    state = fit_text(state, rest, width_of(scaled(12, scale)))
     return label, state
 
 
-@lru_cache(maxsize=64)
-def render_header(cell: Cell, width: int, scale: float = 1.0) -> bytes:
-    """The cell's header, `width` x HEADER_H layout pixels drawn at `scale`."""
-    bg = rgb255(cell.colour)
-    fg = (*text_colour_on(cell.colour), 255)
-    height = scaled(HEADER_H, scale)
-    img = Image.new("RGBA", (scaled(width, scale), height), (*bg, 255))
-    draw = ImageDraw.Draw(img)
-    big = font(scaled(15, scale), bold=True)
-    small = font(scaled(12, scale), bold=True)
-    label, state = header_texts(cell, width, scale)
-    _text_middle(draw, scaled(HEADER_LEFT, scale), height, label, big, fg)
-    if state:
-        right_x = scaled(width - HEADER_RIGHT, scale) - _ink_width(small)(state)
-        _text_middle(draw, right_x, height, state, small, fg)
-    return img.tobytes("raw", "BGRA")
-
-
-@lru_cache(maxsize=64)
-def render_info(cell: Cell, width: int, height: int, scale: float = 1.0) -> bytes:
-    px_h = scaled(height, scale)
-    img = Image.new("RGBA", (scaled(width, scale), px_h), (*INFO_BG, 255))
-    draw = ImageDraw.Draw(img)
-    f = font(scaled(12, scale), bold=False)
+def info_text(cell: Cell, width: int, scale: float = 1.0) -> str:
+    """The line under a cell's thumbnail, `width` layout pixels wide at `scale`: its
+    windows, network, waiting downloads and a hit memory limit, shortened to fit."""
     windows = f"{cell.windows} window" + ("" if cell.windows == 1 else "s")
     parts = [windows, f"network {cell.network}"]
     if cell.pending:
         parts.append(f"{PENDING_MARK} {cell.pending} in quarantine")
     if cell.oom_kills:
         parts.append(f"\u26a0 {cell.oom_kills} killed at the memory limit")
-    text = "   \u00b7   ".join(parts)
-    _text_middle(draw, scaled(8, scale), px_h, text, f, (230, 230, 235, 255))
-    return img.tobytes("raw", "BGRA")
+    room = scaled(width - 2 * INFO_PAD, scale)
+    width_at = width_of(scaled(12, scale), bold=False)
+    # whole parts, as many as fit, an ellipsis for those left out; else the first, shortened
+    for n in range(len(parts), 0, -1):
+        text = INFO_SEP.join(parts[:n]) + ("" if n == len(parts) else f"  {ELLIPSIS}")
+        if width_at(text) <= room:
+            return text
+    return fit_text(parts[0], room, width_at)
+
+
+@lru_cache(maxsize=64)
+def render_header(cell: Cell, width: int, scale: float = 1.0) -> bytes:
+    """The cell's header, `width` x HEADER_H layout pixels drawn at `scale`."""
+    fg = (*text_colour_on(cell.colour), 255)
+    canvas = Canvas(scaled(width, scale), scaled(HEADER_H, scale), (*rgb255(cell.colour), 255))
+    label, state = header_texts(cell, width, scale)
+    canvas.text(scaled(HEADER_LEFT, scale), 0, canvas.height, label, scaled(15, scale), fg)
+    if state:
+        small = scaled(12, scale)
+        right_x = scaled(width - HEADER_RIGHT, scale) - width_of(small)(state)
+        canvas.text(right_x, 0, canvas.height, state, small, fg)
+    return canvas.pixels()
+
+
+@lru_cache(maxsize=64)
+def render_info(cell: Cell, width: int, height: int, scale: float = 1.0) -> bytes:
+    canvas = Canvas(scaled(width, scale), scaled(height, scale), (*INFO_BG, 255))
+    text = info_text(cell, width, scale)
+    x, size = scaled(INFO_PAD, scale), scaled(12, scale)
+    canvas.text(x, 0, canvas.height, text, size, (230, 230, 235, 255), bold=False)
+    return canvas.pixels()
 
 
 @lru_cache(maxsize=8)
 def render_banner(
     text: str, width: int, height: int, size: int, bold: bool, scale: float = 1.0
 ) -> bytes:
-    px_w, px_h = scaled(width, scale), scaled(height, scale)
-    img = Image.new("RGBA", (px_w, px_h), (*rgb255(BACKDROP), 255))
-    draw = ImageDraw.Draw(img)
-    f = font(scaled(size, scale), bold=bold)
-    left, _t, right, _b = f.getbbox(text)
+    canvas = Canvas(scaled(width, scale), scaled(height, scale), (*rgb255(BACKDROP), 255))
+    px_size = scaled(size, scale)
+    x = (canvas.width - width_of(px_size, bold)(text)) // 2
     colour = (245, 245, 250, 255) if bold else (170, 170, 180, 255)
-    _text_middle(draw, (px_w - (right - left)) // 2 - left, px_h, text, f, colour)
-    return img.tobytes("raw", "BGRA")
+    canvas.text(x, 0, canvas.height, text, px_size, colour, bold=bold)
+    return canvas.pixels()
 
 
 @lru_cache(maxsize=8)
 def render_well_note(text: str, width: int, height: int, scale: float = 1.0) -> bytes:
-    """The note in an empty thumbnail slot of `width` x `height` layout pixels, drawn at
-    `scale` (in the thumbnail's own pixels, as a thumbnail is)."""
-    px_w, px_h = scaled(width, scale), scaled(height, scale)
-    img = Image.new("RGBA", (px_w, px_h), (*rgb255(THUMB_BG), 255))
-    draw = ImageDraw.Draw(img)
-    f = font(scaled(13, scale), bold=False)
-    left, _t, right, _b = f.getbbox(text)
-    x = (px_w - (right - left)) // 2
-    draw.text((x - left, text_y(f, px_h)), text, font=f, fill=(110, 110, 120, 255))
-    return img.tobytes("raw", "BGRA")
+    """A thumbnail slot with no picture of its desktop, `width` x `height` layout pixels
+    drawn at `scale` (in the thumbnail's own pixels, as a thumbnail is): a dark well with
+    a rim, the note in its middle."""
+    canvas = Canvas(scaled(width, scale), scaled(height, scale), (*rgb255(THUMB_BG), 255))
+    # a small slot (many desktops, a small screen) keeps more room for its note
+    inset = scaled(min(WELL_INSET, max(2, min(width, height) // 12)), scale)
+    rim, radius = max(1, scaled(1, scale)), scaled(8, scale)
+    well_w, well_h = canvas.width - 2 * inset, canvas.height - 2 * inset
+    canvas.box(inset, inset, well_w, well_h, (*WELL_RIM, 255), radius)
+    inner = (inset + rim, inset + rim, well_w - 2 * rim, well_h - 2 * rim)
+    canvas.box(*inner, (*WELL_BG, 255), radius - rim)
+    size = scaled(13, scale)
+    note = fit_text(text, well_w - 2 * scaled(2, scale), width_of(size, bold=False))
+    x = (canvas.width - width_of(size, bold=False)(note)) // 2
+    canvas.text(x, 0, canvas.height, note, size, (*NOTE_INK, 255), bold=False)
+    return canvas.pixels()
 
 
 def _image(parent: Any, width: int, height: int, pixels: bytes, scale: float) -> SceneImage:
     """`pixels` drawn at `scale` for a box of `width` x `height` layout pixels."""
     px = (scaled(width, scale), scaled(height, scale))
     return SceneImage.create(parent, *px, pixels, size=(width, height))
-
-
-def _text_middle(draw: Any, x: int, height: int, text: str, f: Any, fill: Any) -> None:
-    left, _top, _right, _bottom = f.getbbox(text)
-    draw.text((x - left, text_y(f, height)), text, font=f, fill=fill)
 
 
 class PendingBySource:

@@ -3,9 +3,9 @@ current one marked, a frozen mark, the downloads waiting in quarantine, and the 
 
 The strip lives in the overlay layer, above every client. Its background is the colour of
 the desktop being shown, the one signal a user must be able to trust at a glance. Text is
-rasterised with Pillow once per change (the chips when a desktop changes, the clock once a
-minute), never per frame; what a state looks like is cached, so switching back and forth
-renders nothing.
+drawn in C with pango-cairo once per change (the chips when a desktop changes, the clock
+once a minute), never per frame; what a state looks like is cached, so switching back and
+forth renders nothing.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-from PIL import Image, ImageDraw
-
 from .native import SceneImage, SceneNode, SceneRect, SceneTree
-from .ui import STRIP_HEIGHT, Color, font, rgb255, scaled, text_colour_on, text_y
+from .native.text import Canvas, text_width
+from .ui import STRIP_HEIGHT, Color, rgb255, scaled, text_colour_on
 
 log = logging.getLogger(__name__)
 
@@ -67,62 +66,49 @@ def render_chips(
     def s(n: float) -> int:
         return scaled(n, scale)
 
-    def box(x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int]:
+    def box(x0: int, y0: int, x1: int, y1: int, colour: Color, radius: int) -> None:
         # a box of layout pixels [x0, x1] x [y0, y1], the last pixel included
-        return (s(x0), s(y0), s(x1 + 1) - 1, s(y1 + 1) - 1)
+        x, y = s(x0), s(y0)
+        canvas.box(x, y, s(x1 + 1) - x, s(y1 + 1) - y, (*rgb255(colour), 255), s(radius))
 
-    bg = (*rgb255(state.colour), 255)
-    img = Image.new("RGBA", (s(width), s(STRIP_HEIGHT)), bg)
-    draw = ImageDraw.Draw(img)
-    f = font(s(12), bold=True)
+    canvas = Canvas(s(width), s(STRIP_HEIGHT), (*rgb255(state.colour), 255))
+    size = s(12)
     top = (STRIP_HEIGHT - CHIP_HEIGHT) // 2
     x = 4
     spans = []
     for i, chip in enumerate(state.chips, start=1):
         text = chip_label(i, chip)
-        left, _t, right, _b = f.getbbox(text)
-        w = math.ceil((right - left) / scale) + 2 * CHIP_PAD
+        w = math.ceil(text_width(text, size) / scale) + 2 * CHIP_PAD
         if x + w > width - 8:
             break  # no room: the overview lists every desktop
-        fill = (*rgb255(chip.colour), 255)
         x1, y1 = x + w - 1, top + CHIP_HEIGHT - 1
         if chip.name == state.active:
             # the current desktop: a white ring around its chip, on any background
-            ring = box(x - 2, top - 2, x1 + 2, y1 + 2)
-            draw.rounded_rectangle(ring, s(6), fill=(255, 255, 255, 255))
+            box(x - 2, top - 2, x1 + 2, y1 + 2, (1.0, 1.0, 1.0, 1.0), 6)
         else:
-            draw.rounded_rectangle(box(x - 1, top - 1, x1 + 1, y1 + 1), s(5), fill=(0, 0, 0, 255))
-        draw.rounded_rectangle(box(x, top, x1, y1), s(4), fill=fill)
-        ty = s(top) + text_y(f, s(CHIP_HEIGHT))
+            box(x - 1, top - 1, x1 + 1, y1 + 1, (0.0, 0.0, 0.0, 1.0), 5)
+        box(x, top, x1, y1, chip.colour, 4)
         ink = (*text_colour_on(chip.colour), 255)
-        draw.text((s(x + CHIP_PAD) - left, ty), text, font=f, fill=ink)
+        canvas.text(s(x + CHIP_PAD), s(top), s(CHIP_HEIGHT), text, size, ink)
         spans.append((chip.name, x - 2, x + w + 2))
         x += w + CHIP_GAP
     if state.pending:
         text = f"{PENDING_MARK} {state.pending} in quarantine"
-        left, _t, right, _b = f.getbbox(text)
-        tx = width - math.ceil((right - left) / scale) - 12
+        tx = width - math.ceil(text_width(text, size) / scale) - 12
         if tx > x + 8:
-            draw.text(
-                (s(tx) - left, text_y(f, s(STRIP_HEIGHT))),
-                text,
-                font=f,
-                fill=(*text_colour_on(state.colour), 255),
-            )
-    return img.tobytes("raw", "BGRA"), tuple(spans)
+            ink = (*text_colour_on(state.colour), 255)
+            canvas.text(s(tx), 0, s(STRIP_HEIGHT), text, size, ink)
+    return canvas.pixels(), tuple(spans)
 
 
 @lru_cache(maxsize=16)
 def render_clock(text: str, colour: Color, scale: float = 1.0) -> bytes:
     """The clock, CLOCK_WIDTH x STRIP_HEIGHT layout pixels drawn at `scale`."""
-    size = (scaled(CLOCK_WIDTH, scale), scaled(STRIP_HEIGHT, scale))
-    img = Image.new("RGBA", size, (*rgb255(colour), 255))
-    draw = ImageDraw.Draw(img)
-    f = font(scaled(13, scale), bold=True)
-    left, _t, right, _b = f.getbbox(text)
-    x = size[0] - (right - left) - scaled(10, scale)
-    draw.text((x - left, text_y(f, size[1])), text, font=f, fill=(*text_colour_on(colour), 255))
-    return img.tobytes("raw", "BGRA")
+    canvas = Canvas(scaled(CLOCK_WIDTH, scale), scaled(STRIP_HEIGHT, scale), (*rgb255(colour), 255))
+    size = scaled(13, scale)
+    x = canvas.width - text_width(text, size) - scaled(10, scale)
+    canvas.text(x, 0, canvas.height, text, size, (*text_colour_on(colour), 255))
+    return canvas.pixels()
 
 
 class Strip:

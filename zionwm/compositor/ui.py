@@ -1,53 +1,31 @@
 """Compositor-drawn UI that clients cannot forge: text rendering shared by the strip
 (strip.py) and the overview (overview.py), and notifications.
 
-All of it lives in the overlay layer, above every desktop. Text is rasterised with Pillow
-once per change, never per frame.
+All of it lives in the overlay layer, above every desktop. Text is drawn in C with
+pango-cairo (native/text.py) once per change, never per frame.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
-
 from .native import SceneImage, SceneNode, SceneTree
+from .native.text import Canvas, text_width
 
 log = logging.getLogger(__name__)
 
 Color = tuple[float, float, float, float]
 STRIP_HEIGHT = 24
-FONTS = {
-    False: (
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-    ),
-    True: (
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    ),
-}
 
 
-@lru_cache(maxsize=16)
-def font(size: int, bold: bool = True) -> Any:
-    for path in FONTS[bold]:
-        try:
-            return ImageFont.truetype(path, size)
-        except OSError:
-            continue
-    return ImageFont.load_default()
-
-
-def text_y(f: Any, height: int) -> int:
-    """Where to draw a line of text in a box `height` tall: capitals centred, one baseline
-    for every text (a descender must not lift a label)."""
-    _left, top, _right, bottom = f.getbbox("H")
-    return (height - (bottom - top)) // 2 - top
+def width_of(size: float, bold: bool = True) -> Callable[[str], float]:
+    """A text's width in pixels at `size` pixels (native: pango shapes it as it is drawn)."""
+    return lambda text: text_width(text, size, bold)
 
 
 def scaled(n: float, scale: float) -> int:
@@ -78,18 +56,19 @@ def render_label(
     pad: int = 8,
     size: int = 14,
     scale: float = 1.0,
+    max_width: int | None = None,
 ) -> Raster:
-    """One line of text in a box `height` layout pixels tall, drawn at `scale`."""
-    f = font(scaled(size, scale))
-    left, _top, right, _bottom = f.getbbox(text or " ")
-    width = max(1, math.ceil((right - left) / scale) + 2 * pad)
-    px = (scaled(width, scale), scaled(height, scale))
-    img = Image.new("RGBA", px, bg)
-    draw = ImageDraw.Draw(img)
-    draw.text((scaled(pad, scale) - left, text_y(f, px[1])), text, font=f, fill=(*fg, 255))
-    if bg[3] != 255:
-        img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 0)), img)
-    return Raster(width, height, scale, img.tobytes("raw", "BGRA"))
+    """One line of text in a box `height` layout pixels tall, drawn at `scale`; at most
+    `max_width` layout pixels wide, the text ellipsized where it is longer."""
+    px_size = scaled(size, scale)
+    width = max(1, math.ceil(text_width(text, px_size) / scale) + 2 * pad)
+    room = 0
+    if max_width is not None and width > max_width:
+        width = max(1, max_width)
+        room = max(1, scaled(width - 2 * pad, scale))
+    canvas = Canvas(scaled(width, scale), scaled(height, scale), bg)
+    canvas.text(scaled(pad, scale), 0, canvas.height, text, px_size, (*fg, 255), max_width=room)
+    return Raster(width, height, scale, canvas.pixels())
 
 
 def label_image(
@@ -103,7 +82,7 @@ def label_image(
     max_width: int | None = None,
 ) -> SceneImage:
     """One line of text drawn at `scale` under `parent`, at most `max_width` layout pixels
-    wide (the rest cut off)."""
+    wide (the text ellipsized)."""
     return label_box(parent, text, fg, bg, height, size, scale, max_width)[0]
 
 
@@ -118,12 +97,8 @@ def label_box(
     max_width: int | None = None,
 ) -> tuple[SceneImage, int]:
     """label_image() and the width, in layout pixels, it covers."""
-    r = render_label(text, fg, bg, height, size=size, scale=scale)
-    width = r.width if max_width is None else max(1, min(r.width, max_width))
-    full_w, px_h = scaled(r.width, scale), scaled(height, scale)
-    px_w = min(full_w, scaled(width, scale))
-    pixels = _crop(r.pixels, full_w, px_h, px_w)
-    return SceneImage.create(parent, px_w, px_h, pixels, size=(width, height)), width
+    r = render_label(text, fg, bg, height, size=size, scale=scale, max_width=max_width)
+    return r.show(parent), r.width
 
 
 HOST_FRAME: Color = (0.92, 0.92, 0.92, 1.0)
@@ -152,12 +127,6 @@ def rgb255(colour: Color) -> tuple[int, int, int]:
 def text_colour_on(colour: Color) -> tuple[int, int, int]:
     r, g, b = rgb255(colour)
     return (0, 0, 0) if (0.299 * r + 0.587 * g + 0.114 * b) > 150 else (255, 255, 255)
-
-
-def _crop(pixels: bytes, w: int, h: int, max_w: int) -> bytes:
-    if w <= max_w:
-        return pixels
-    return b"".join(pixels[row * w * 4 : row * w * 4 + max_w * 4] for row in range(h))
 
 
 MARGIN = 8  # layout pixels between a notification box and the output's edges

@@ -565,9 +565,10 @@ class Launcher:
             raise LaunchError(f"desktop {spec.name}: /usr keeper: {exc}") from exc
 
     def desktop_started(self, spec: DesktopSpec) -> None:
-        """Prepare the desktop's /etc, and start the /usr keeper of a desktop with a
-        persistent writable /usr now: even its first program need not wait for the mount. A
-        keeper that cannot start is logged; the first launch tries again, and fails clearly."""
+        """Prepare the desktop's /etc (on a worker when `etc.background` is set), and start
+        the /usr keeper of a desktop with a persistent writable /usr now: even its first
+        program need not wait for the mount. A keeper that cannot start is logged; the first
+        launch tries again, and fails clearly."""
         if not spec.template:
             self.etc.ensure(spec, self.host)
         if not spec.writable_usr or spec.template or spec.ephemeral:
@@ -577,6 +578,36 @@ class Launcher:
             self._keeper(spec, False, cg_files, userns)
         except (LaunchError, OSError) as exc:
             log.warning("desktop %s: %s", spec.name, exc)
+
+    def keeper_exited(self, keeper: usr_keeper.UsrKeeper) -> str | None:
+        """A /usr keeper's process ended (see usr_keeper). When it died while serving its
+        layer: a persistent layer gets a new keeper now (the next launch need not wait for
+        a mount), and the words to tell the user are returned; None when it was stopped."""
+        why = self.keepers.exited(keeper)
+        if why is None:
+            return None
+        lost = len(keeper.users)
+        running = f"; {lost} program(s) started before have lost /usr" if lost else ""
+        if keeper.ephemeral:
+            return f"{keeper.desktop}: its /usr keeper died ({why}){running}"
+        cg_files, _, userns = self._placement(keeper.desktop)
+        try:
+            new = self.keepers.for_launch(
+                keeper.desktop, False, helper=enter_helper(), cgroup_files=cg_files, userns=userns
+            )
+        except (OSError, usr_keeper.KeeperError) as exc:
+            log.error("desktop %s: cannot start a new /usr keeper: %s", keeper.desktop, exc)
+            return (
+                f"{keeper.desktop}: its /usr keeper died ({why}) and no new one started "
+                f"({exc}){running}"
+            )
+        log.warning(
+            "desktop %s: new /usr keeper (pid %d) on the same layer", keeper.desktop, new.pid
+        )
+        return (
+            f"{keeper.desktop}: its /usr keeper died ({why}); a new one serves the same "
+            f"/usr layer{running}"
+        )
 
     def service_pids(self, desktop: str) -> set[int]:
         """Processes the launcher runs in the desktop's cgroups that are not its programs."""

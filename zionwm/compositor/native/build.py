@@ -1,8 +1,9 @@
 """Build zionwm's own cffi module (API mode) for what pywlroots 0.15 lacks.
 
 The C lives beside this file: `zionwm_native.c` (with `zionwm_native.h`) is the module's
-source, compiled together with `occlusion.c` (which only that C calls), and `cdefs.h` what
-of it (and of wlroots) Python may call. Run
+source, compiled together with `text.c` (with `text.h`: the compositor's text, drawn
+with pango-cairo) and `occlusion.c` (with `occlusion.h`: what each frame leaves out; only
+that C calls it); `cdefs.h` declares what of them (and of wlroots) Python may call. Run
 `python zionwm/compositor/native/build.py` (the Makefile does, whenever one of them changes;
 not `-m`, which would import the package that needs the module being built): it compiles
 `_zionwm_native` next to this file against the system wlroots and libwayland.
@@ -19,13 +20,14 @@ import cffi
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "zionwm_native.c"
 HEADER = HERE / "zionwm_native.h"
-# compiled beside it into the same module (C that Python never calls directly)
-SOURCES = [HERE / "occlusion.c"]
+# compiled beside the module's own source: the text the compositor draws (pango-cairo),
+# and the frame handler's occlusion pass (C that Python never calls directly)
+SOURCES = [HERE / "text.c", HERE / "occlusion.c"]
 
 
-def _pkg_flags(*pkgs: str) -> list[str]:
+def _pkg_flags(what: str, *pkgs: str) -> list[str]:
     out = subprocess.run(
-        ["pkg-config", "--cflags", *pkgs], check=True, capture_output=True, text=True
+        ["pkg-config", what, *pkgs], check=True, capture_output=True, text=True
     ).stdout
     return out.split()
 
@@ -42,10 +44,12 @@ def make_ffi() -> cffi.FFI:
         SOURCE.read_text(),
         include_dirs=[str(HERE)],
         sources=[str(p) for p in SOURCES],
-        depends=[str(HEADER), str(HERE / "occlusion.h")],
+        depends=[str(HEADER), str(HERE / "text.h"), str(HERE / "occlusion.h")],
         libraries=["wlroots", "wayland-server", "xcb", "xcb-xfixes", "pixman-1", "m"],
+        extra_link_args=_pkg_flags("--libs", "pangocairo"),
         extra_compile_args=[
-            *_pkg_flags("wlroots", "wayland-server", "pixman-1", "libdrm", "xcb"),
+            *_pkg_flags("--cflags", "wlroots", "wayland-server", "pixman-1", "libdrm", "xcb"),
+            *_pkg_flags("--cflags", "pangocairo"),
             "-DWLR_USE_UNSTABLE",
             "-Wno-unused-parameter",
         ],

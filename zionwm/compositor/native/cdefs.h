@@ -62,6 +62,18 @@ struct wlr_buffer *zion_pixel_buffer_create(int width, int height, int stride,
     const unsigned char *argb8888);
 void zion_buffer_drop(struct wlr_buffer *buffer);
 
+/* text and boxes the compositor draws (text.c, pango-cairo) */
+struct zion_canvas;
+struct zion_canvas *zion_canvas_create(unsigned char *pixels, int width, int height);
+void zion_canvas_destroy(struct zion_canvas *canvas);
+void zion_canvas_box(struct zion_canvas *canvas, double x, double y, double w, double h,
+    double radius, double r, double g, double b, double a);
+double zion_canvas_text(struct zion_canvas *canvas, double x, double box_top, double box_h,
+    const char *utf8, double size, int bold, double r, double g, double b, double a,
+    double max_width);
+double zion_text_width(const char *utf8, double size, int bold);
+int zion_text_unknown_glyphs(const char *utf8, double size, int bold);
+
 struct wlr_data_source *zion_data_source_create(int id);
 void zion_data_source_add_mime(struct wlr_data_source *source, const char *mime);
 void zion_data_source_destroy(struct wlr_data_source *source);

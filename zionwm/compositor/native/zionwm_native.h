@@ -36,6 +36,8 @@
 #include <wlr/render/interface.h>
 #include <wlr/types/wlr_matrix.h>
 
+#include "text.h"
+
 /* Defined by cffi in the generated module (extern "Python" in cdefs.h): how the C side
  * calls back into the compositor. */
 static void zion_py_client_destroyed(struct wl_client *, int);

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from zionwm.isolation.network.children import die_with
 from zionwm.isolation.network.model import DesktopNet
-from zionwm.isolation.network.rootops import in_netns
+from zionwm.isolation.network.nsutil import in_netns
 
 log = logging.getLogger(__name__)
 

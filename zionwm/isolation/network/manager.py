@@ -2,11 +2,11 @@
 
 Owns every kernel object a desktop's network needs, and their removal:
 
-- **Privileged path** (root, with the ``nft`` command):
-  one named namespace per desktop, ``/run/netns/<prefix>-<desktop>``, created with pyroute2
-  and shared by all the desktop's sandboxes (the launcher setns()es into `netns_path()`
-  before starting bwrap). `none` leaves it with only ``lo`` up. `full` and `filtered` add a
-  veth pair (host side ``zw-<desktop>``, namespace side ``eth0``) on a /30 allocated from a
+- **Privileged path** (root, with the ``nft`` command): one named namespace per desktop,
+  ``/run/netns/<prefix>-<desktop>``, created over netlink (in the network-ops process) and
+  shared by all the desktop's sandboxes (the launcher setns()es into `netns_path()` before
+  starting bwrap). `none` leaves it with only ``lo`` up. `full` and `filtered` add a veth
+  pair (host side ``zw-<desktop>``, namespace side ``eth0``) on a /30 allocated from a
   private pool clear of every host route, a default route via the host side, and host-side
   forwarding + masquerade in the ``inet <prefix>`` nftables table. `filtered` adds an
   allow-list (nft rules and per-rule address sets, default reject) and a DNS forwarder
@@ -42,8 +42,12 @@ veths' names and ifalias, the policy-routing table number), so `cleanup_stale()`
 a crashed run with the same prefix left and never touches another run's objects; the
 compositor's prefix is per user and per instance (`zionwm.isolation.instance`).
 
-Root-only operations live in `rootops.RootOps`, a narrow set of verbs; nothing else touches
-the kernel's network configuration. The unprivileged path is `pasta.PastaPath`.
+Root-only operations are a narrow set of verbs; nothing else touches the kernel's network
+configuration. The netlink ones (`rootops.RootOps`, pyroute2) run in a process of their own,
+the network-ops process (`opsd`), which `opsclient.RootOpsClient` starts at the first of
+them: pyroute2 never loads into the compositor, and a run that never builds a desktop
+network never starts that process. The ``nft`` ones (`nftcmd`) run here. The unprivileged
+path is `pasta.PastaPath`.
 """
 
 from __future__ import annotations
@@ -65,9 +69,10 @@ from zionwm.isolation.network.caps import ETC_NETNS, NETNS_DIR, Capabilities, pr
 from zionwm.isolation.network.children import stop_process
 from zionwm.isolation.network.forwarder import host_nameservers, start_forwarder
 from zionwm.isolation.network.model import DesktopNet, NetworkError
+from zionwm.isolation.network.nsutil import alloc_lock, read_sysctl, write_sysctl
+from zionwm.isolation.network.opsclient import RootOpsClient
 from zionwm.isolation.network.pasta import PastaPath
 from zionwm.isolation.network.policy import DesktopRules
-from zionwm.isolation.network.rootops import RootOps, alloc_lock, read_sysctl, write_sysctl
 from zionwm.isolation.spec import NetMode, NetworkPolicy
 
 log = logging.getLogger(__name__)
@@ -148,7 +153,8 @@ class NetworkManager:
         self.privileged = self.caps.privileged if privileged is None else privileged
         if self.privileged and not self.caps.privileged:
             raise NetworkError(f"privileged network path unavailable: {self.caps.describe()}")
-        self._root = RootOps(self.caps.nft or "nft") if self.privileged else None
+        # the netlink verbs run in the network-ops process, started at the first one
+        self._root = RootOpsClient(self.caps.nft or "nft") if self.privileged else None
         self._unprivileged = PastaPath(self.caps, self.pasta_args)
         self._state_dir = state_dir
         self._desktops: dict[str, DesktopNet] = {}
@@ -325,6 +331,8 @@ class NetworkManager:
                     self._teardown_one(net)
             if desktop is None or not self._desktops:
                 self._teardown_shared()
+            if desktop is None and self._root is not None:
+                self._root.close()  # the ops process; a later network starts a new one
 
     close = teardown
 

@@ -1,70 +1,36 @@
-"""Namespace, veth and routing plumbing (pyroute2) and the ``nft`` command: root only.
+"""Namespace, veth and routing plumbing over netlink (pyroute2): root only, and only ever in
+the network-ops process (`opsd`), never in the compositor.
 
-`RootOps` is the narrow set of verbs through which the privileged path changes the kernel's
-network configuration; nothing else in zionwm does. `in_netns` runs a function in a thread
-that entered a network namespace (only that thread moves). `alloc_lock` is the host-wide
-lock two runs take between looking at the host's networks and adding to them.
+`RootOps` is the narrow set of netlink verbs through which the privileged path changes the
+kernel's network configuration; the compositor reaches them through `opsclient`, whose
+protocol offers these verbs and nothing else. The ``nft`` verbs are `nftcmd.NftCommand`.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import fcntl
 import ipaddress
 import logging
-import os
 import shutil
-import subprocess
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from zionwm.isolation.network import policy as netpolicy
 from zionwm.isolation.network.caps import ETC_NETNS, NETNS_DIR
-from zionwm.isolation.network.children import libc
 from zionwm.isolation.network.model import NetworkError
+from zionwm.isolation.network.nsutil import in_netns, write_sysctl
 from zionwm.isolation.network.policy import AddressPlan
 
 log = logging.getLogger(__name__)
 
-ALLOC_LOCK = Path("/run/lock/zionwm-net.lock")
-CLONE_NEWNET = 0x40000000
 RULE_PRIORITY = 100  # policy rules sending desktops' traffic to the uplink table
-_T = TypeVar("_T")
-
-
-def in_netns(path: Path, fn: Callable[[], _T]) -> _T:
-    """Run `fn` in a throw-away thread that setns()ed into `path` (only that thread moves)."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if libc().setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, os.strerror(err), str(path))
-                box["value"] = fn()
-            finally:
-                os.close(fd)
-        except BaseException as exc:
-            box["error"] = exc
-
-    t = threading.Thread(target=run, name="zionwm-setns")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def _iproute() -> Any:
-    """A netlink socket of pyroute2. pyroute2 is imported here, not at the top: its package
-    loads every netlink family it knows (about 17 MiB resident), and only a desktop that
-    has a network of its own needs it; a session without one never loads it."""
+    """A netlink socket of pyroute2, imported at the first verb that needs one: its package
+    loads every netlink family it knows, asyncio and ssl (about 17 MiB resident), and only
+    the ops process, started for a desktop that has a network of its own, ever loads it."""
     from pyroute2 import IPRoute  # noqa: PLC0415
 
     return IPRoute()
@@ -76,37 +42,8 @@ def _netns() -> Any:
     return netns
 
 
-def write_sysctl(key: str, value: str) -> None:
-    Path("/proc/sys", *key.split(".")).write_text(value)
-
-
-def read_sysctl(key: str) -> str:
-    return Path("/proc/sys", *key.split(".")).read_text().strip()
-
-
 class RootOps:
-    """The only code that changes the kernel's network configuration (needs root)."""
-
-    def __init__(self, nft: str) -> None:
-        self.nft = nft
-
-    def nft_apply(self, text: str) -> None:
-        if not text:
-            return
-        res = subprocess.run(
-            [self.nft, "-f", "-"], input=text.encode(), check=False, capture_output=True
-        )
-        if res.returncode != 0:
-            raise NetworkError(f"nft failed: {res.stderr.decode(errors='replace').strip()}")
-
-    def nft_table_exists(self, table: str) -> bool:
-        res = subprocess.run(
-            [self.nft, "list", "table", "inet", table], check=False, capture_output=True
-        )
-        return res.returncode == 0
-
-    def nft_delete_table(self, table: str) -> None:
-        self.nft_apply(f"add table inet {table}\ndelete table inet {table}\n")
+    """The netlink verbs of the privileged path (root; in the ops process only)."""
 
     def create_netns(self, name: str) -> Path:
         path = NETNS_DIR / name
@@ -329,15 +266,3 @@ class RootOps:
                     if links:
                         names.append(str(links[0].get("ifname")))
         return names
-
-
-@contextmanager
-def alloc_lock() -> Iterator[None]:
-    # Two managers (two test runs) must not pick the same /30 between look and add.
-    ALLOC_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(ALLOC_LOCK, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
