@@ -117,6 +117,21 @@ def p_mount(_: str) -> int:
         os.rmdir(target)
 
 
+def p_unmask(path: str) -> dict[str, object]:
+    """Try to take away what covers `path` (umount2, lazily), then read what shows there."""
+    try:
+        check(libc.umount2(path.encode(), 2))  # MNT_DETACH
+        umounted: object = "ok"
+    except Failed as exc:
+        umounted = errno.errorcode.get(exc.err, str(exc.err))
+    try:
+        with open(path, "rb") as f:
+            after: object = f.read(64).decode(errors="replace")
+    except OSError as exc:
+        after = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return {"umount": umounted, "after": after}
+
+
 def p_chroot(_: str) -> int:
     return check(libc.chroot(b"/tmp"))
 

@@ -156,6 +156,34 @@ def test_host_activity_counters_and_key_lists_read_empty_inside(comp: Compositor
     assert r["readall:/proc/uptime"]["ok"] and r["readall:/proc/uptime"]["out"]
 
 
+@pytest.mark.security
+def test_the_proc_masks_cannot_be_written_or_taken_away_from_inside(comp: Compositor) -> None:
+    """A program that wants the host-wide counters back: write to the covers, unmount them."""
+    present = [p for p in HOST_WIDE_PROC if host_reads(p)]
+    assert "/proc/interrupts" in present, present
+    covered = [*present, "/proc/stat", "/proc/loadavg"]
+    r = probe(
+        comp,
+        "alpha",
+        *(f"write:{p}" for p in covered),
+        *(f"unmask:{p}" for p in covered),
+        *(f"unmask:{d}" for d in ("/proc/irq", "/proc/pressure", "/proc/bus") if os.path.isdir(d)),
+    )
+    written = [p for p in covered if r[f"write:{p}"]["ok"]]
+    assert written == [], f"masked /proc files writable inside: {written}"
+    unmasked = {
+        key: out
+        for key, res in r.items()
+        if key.startswith("unmask:") and (out := res["out"])["umount"] == "ok"
+    }
+    assert unmasked == {}, f"/proc masks removed from inside: {unmasked}"
+    # and what shows there after the attempts is still the cover
+    leaked = {p: r[f"unmask:{p}"]["out"]["after"] for p in present}
+    assert all(v == "" for v in leaked.values()), leaked
+    assert r["unmask:/proc/loadavg"]["out"]["after"] == "0.00 0.00 0.00 1/1 1\n"
+    assert r["unmask:/proc/stat"]["out"]["after"].startswith("cpu  " + " ".join(["0"] * 10))
+
+
 def test_process_tools_still_run_on_the_stand_in(comp: Compositor) -> None:
     """ps needs /proc/stat's btime, top and free parse /proc/stat and /proc/meminfo."""
     tools = [t for t in ("ps", "top", "free") if shutil.which(t)]
