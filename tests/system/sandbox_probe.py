@@ -132,6 +132,34 @@ def p_unmask(path: str) -> dict[str, object]:
     return {"umount": umounted, "after": after}
 
 
+def p_mntns_owner(_: str) -> str:
+    """Which user namespace owns this process's mount namespace (NS_GET_USERNS): "own",
+    "other" (one this process can see), or "outside" (an ancestor, out of its scope)."""
+    import fcntl
+
+    mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY)
+    try:
+        owner = fcntl.ioctl(mnt, 0xB701)  # NS_GET_USERNS: an fd of the owning user namespace
+    except PermissionError:
+        return "outside"
+    finally:
+        os.close(mnt)
+    try:
+        return "own" if os.fstat(owner).st_ino == os.stat("/proc/self/ns/user").st_ino else "other"
+    finally:
+        os.close(owner)
+
+
+def p_fds(_: str) -> dict[str, str]:
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[name] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass
+    return out
+
+
 def p_chroot(_: str) -> int:
     return check(libc.chroot(b"/tmp"))
 

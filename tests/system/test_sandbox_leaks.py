@@ -184,6 +184,22 @@ def test_the_proc_masks_cannot_be_written_or_taken_away_from_inside(comp: Compos
     assert r["unmask:/proc/stat"]["out"]["after"].startswith("cpu  " + " ".join(["0"] * 10))
 
 
+@pytest.mark.security
+def test_the_program_does_not_own_its_mount_namespace_nor_keep_the_set_ups_fds(
+    comp: Compositor,
+) -> None:
+    """The masks are made before the program by a helper that ends the set-up as bwrap does:
+    the program's user namespace is a nested one, so no capability it could ever gain there
+    reaches the mounts; and nothing the set-up used (the helper, the seccomp program, the
+    stand-ins' data) is left open for it."""
+    r = probe(comp, "alpha", "mntns_owner", "fds", "unshare_user")
+    assert r["mntns_owner"]["out"] == "outside", r["mntns_owner"]
+    fds = r["fds"]["out"]
+    leaked = {fd: target for fd, target in fds.items() if "zionwm" in target or "memfd" in target}
+    assert leaked == {}, fds
+    assert not r["unshare_user"]["ok"]
+
+
 def test_process_tools_still_run_on_the_stand_in(comp: Compositor) -> None:
     """ps needs /proc/stat's btime, top and free parse /proc/stat and /proc/meminfo."""
     tools = [t for t in ("ps", "top", "free") if shutil.which(t)]
