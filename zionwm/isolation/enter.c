@@ -1,5 +1,6 @@
 /* zionwm-enter: place this process in a desktop's cgroups and namespaces, then exec bwrap;
- * or, with --keep-usr, become the keeper of a desktop's writable /usr.
+ * or, with --keep-usr, become the keeper of a desktop's writable /usr; or, with --mask-proc,
+ * run first inside a sandbox: mask its /proc and end its set-up, then exec the program.
  *
  *     zionwm-enter [--cgroup-fd N]... [--userns-fd N] [--netns-fd N]
  *                  [--usr-ready-fd N --usr-keeper-fd N] --report-fd N -- argv...
