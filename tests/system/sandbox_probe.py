@@ -132,6 +132,15 @@ def p_unmask(path: str) -> dict[str, object]:
     return {"umount": umounted, "after": after}
 
 
+def p_plant(directory: str) -> str:
+    """Make a directory writable (its owner may) and leave a file in it."""
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, "planted")
+    with open(path, "w") as f:
+        f.write("planted from the sandbox\n")
+    return path
+
+
 def p_mntns_owner(_: str) -> str:
     """Which user namespace owns this process's mount namespace (NS_GET_USERNS): "own",
     "other" (one this process can see), or "outside" (an ancestor, out of its scope)."""

@@ -158,16 +158,19 @@ def test_host_activity_counters_and_key_lists_read_empty_inside(comp: Compositor
 
 @pytest.mark.security
 def test_the_proc_masks_cannot_be_written_or_taken_away_from_inside(comp: Compositor) -> None:
-    """A program that wants the host-wide counters back: write to the covers, unmount them."""
+    """A program that wants the host-wide counters back: write to the covers, unmount them,
+    make a covered directory its own (it owns the empty tmpfs) and fill it."""
     present = [p for p in HOST_WIDE_PROC if host_reads(p)]
     assert "/proc/interrupts" in present, present
     covered = [*present, "/proc/stat", "/proc/loadavg"]
+    dirs = [d for d in ("/proc/irq", "/proc/pressure", "/proc/bus") if os.path.isdir(d)]
     r = probe(
         comp,
         "alpha",
         *(f"write:{p}" for p in covered),
         *(f"unmask:{p}" for p in covered),
-        *(f"unmask:{d}" for d in ("/proc/irq", "/proc/pressure", "/proc/bus") if os.path.isdir(d)),
+        *(f"unmask:{d}" for d in dirs),
+        *(f"plant:{d}" for d in dirs),
     )
     written = [p for p in covered if r[f"write:{p}"]["ok"]]
     assert written == [], f"masked /proc files writable inside: {written}"
@@ -177,6 +180,8 @@ def test_the_proc_masks_cannot_be_written_or_taken_away_from_inside(comp: Compos
         if key.startswith("unmask:") and (out := res["out"])["umount"] == "ok"
     }
     assert unmasked == {}, f"/proc masks removed from inside: {unmasked}"
+    planted = [d for d in dirs if r[f"plant:{d}"]["ok"]]
+    assert planted == [], f"files planted in covered /proc directories: {planted}"
     # and what shows there after the attempts is still the cover
     leaked = {p: r[f"unmask:{p}"]["out"]["after"] for p in present}
     assert all(v == "" for v in leaked.values()), leaked

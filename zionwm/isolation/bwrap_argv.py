@@ -86,5 +86,7 @@ def _masker_argv(plan: SandboxPlan, masks: InsideMasks) -> list[str]:
         out += ["--empty", path]
     for slot, path in masks.data:
         out += ["--data", _fd(plan, slot), path]
+    for path in masks.dirs:
+        out += ["--dir", path]
     out.append("--")
     return out

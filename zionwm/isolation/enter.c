@@ -37,7 +37,8 @@
  * exited first.
  *
  *     zionwm-enter --mask-proc --scratch D --seccomp-fd N --uid U --gid G [--disable-userns]
- *                  [--self-fd F] [--ro P]... [--empty P]... [--data FD P]... -- argv...
+ *                  [--self-fd F] [--ro P]... [--empty P]... [--data FD P]... [--dir P]...
+ *                  -- argv...
  *
  * The first program inside a sandbox, and the end of bwrap's set-up moved here. bwrap execs it
  * through /proc/self/fd/F as uid 0 of the sandbox's first user namespace (the one that owns
@@ -344,7 +345,9 @@ static void load_seccomp(int fd) {
 static int mask_proc(int argc, char **argv, int i) {
     report = 2; /* a usage error is said on stderr: "usage <errno>" */
     const char *scratch = NULL, *ro[MAX_MASKS], *empty[MAX_MASKS], *data_path[MAX_MASKS];
-    int data_fd[MAX_MASKS], nro = 0, nempty = 0, ndata = 0, seccomp_fd = -1, self_fd = -1;
+    const char *dirs[MAX_MASKS];
+    int data_fd[MAX_MASKS], nro = 0, nempty = 0, ndata = 0, ndirs = 0, seccomp_fd = -1;
+    int self_fd = -1;
     int disable_userns = 0;
     long uid = -1, gid = -1;
     for (; i < argc; i++) {
@@ -371,6 +374,8 @@ static int mask_proc(int argc, char **argv, int i) {
             ro[nro++] = argv[++i];
         else if (strcmp(argv[i], "--empty") == 0 && nempty < MAX_MASKS)
             empty[nempty++] = argv[++i];
+        else if (strcmp(argv[i], "--dir") == 0 && ndirs < MAX_MASKS)
+            dirs[ndirs++] = argv[++i];
         else if (strcmp(argv[i], "--data") == 0 && ndata < MAX_MASKS && i + 2 < argc) {
             data_fd[ndata] = parse_fd(argv[++i]);
             data_path[ndata++] = argv[++i];
@@ -430,6 +435,12 @@ static int mask_proc(int argc, char **argv, int i) {
     if (mount("none", scratch, NULL,
               MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
         die_in_sandbox(scratch);
+    for (int k = 0; k < ndirs; k++) {
+        if (mount("tmpfs", dirs[k], "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0555") != 0 ||
+            mount("none", dirs[k], NULL,
+                  MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+            die_in_sandbox(dirs[k]);
+    }
     if (disable_userns || uid != 0 || gid != 0) {
         /* A new user namespace changes the credentials, which clears the parent-death signal
          * bwrap set (--die-with-parent): set it again, as bwrap sets it after its own. */

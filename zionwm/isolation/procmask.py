@@ -130,14 +130,16 @@ def _under(path: str, top: str) -> bool:
 def masks_inside(plan: SandboxPlan) -> SandboxPlan:
     """The same plan with its /proc masks made by the placement helper inside the sandbox
     (`zionwm-enter --mask-proc`, run by bwrap before the program) instead of by bwrap: the
-    read-only binds of PROC_READ_ONLY, the empty files and the stand-ins, on an empty
-    tmpfs that covers one of PROC_MASKED_DIRS anyway. The empty files need no fd slot there
-    (the helper makes one empty file), the helper's executable gets one. The plan is
-    returned unchanged when it has no covered /proc directory to work on, or when bwrap
-    would mount something else inside a directory the helper binds read-only (which a bind
-    made afterwards would hide)."""
+    read-only binds of PROC_READ_ONLY, the empty files and the stand-ins, made on an empty
+    tmpfs that covers one of PROC_MASKED_DIRS anyway, and the other covered directories
+    (read-only there, where bwrap's tmpfs stays writable to its owner, the program). The
+    empty files need no fd slot there (the helper makes one empty file), the helper's
+    executable gets one. The plan is returned unchanged when it has no covered /proc
+    directory to work on, or when bwrap would mount something else inside a directory the
+    helper binds read-only (which a bind made afterwards would hide)."""
     data_of = {s.name: s for s in plan.slots}
     scratch: Mount | None = None
+    dirs: list[str] = []
     read_only: list[str] = []
     empty: list[Mount] = []
     stand_ins: list[Mount] = []
@@ -152,13 +154,11 @@ def masks_inside(plan: SandboxPlan) -> SandboxPlan:
             and data_of[m.slot].kind is SlotKind.DATA
         ):
             (stand_ins if data_of[m.slot].data else empty).append(m)
-        elif (
-            scratch is None
-            and m.kind is MountKind.TMPFS
-            and m.dest in PROC_MASKED_DIRS
-            and m.perms == 0o555
-        ):
-            scratch = m
+        elif m.kind is MountKind.TMPFS and m.dest in PROC_MASKED_DIRS and m.perms == 0o555:
+            if scratch is None:
+                scratch = m
+            else:
+                dirs.append(m.dest)
         else:
             kept.append(m)
     if scratch is None or any(_under(m.dest, ro) for m in kept for ro in read_only):
@@ -171,5 +171,6 @@ def masks_inside(plan: SandboxPlan) -> SandboxPlan:
         read_only=tuple(read_only),
         empty=tuple(m.dest for m in empty),
         data=tuple((m.slot, m.dest) for m in stand_ins),
+        dirs=tuple(dirs),
     )
     return dataclasses.replace(plan, mounts=tuple(kept), slots=tuple(slots), proc_masks=masks)

@@ -153,6 +153,7 @@ class InsideMasks:
     read_only: tuple[str, ...]  # bound read-only onto themselves, where they exist
     empty: tuple[str, ...]  # covered by an empty read-only file
     data: tuple[tuple[str, str], ...]  # (DATA slot, path): covered by a read-only stand-in
+    dirs: tuple[str, ...] = ()  # the other covered directories: an empty read-only tmpfs
 
 
 @dataclass(frozen=True)
