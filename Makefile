@@ -39,7 +39,7 @@ $(STAMPS)/venv: $(STAMPS)/system pyproject.toml
 $(STAMPS)/native: $(STAMPS)/venv $(NATIVE_SRC) zionwm/isolation/enter.c
 	$(VPY) zionwm/compositor/native/build.py
 	$(VPY) zionwm/quarantine/native/build.py
-	$(CC) -O2 -Wall -Wextra -o zionwm/isolation/zionwm-enter zionwm/isolation/enter.c
+	$(CC) -O2 -Wall -Wextra -static -o zionwm/isolation/zionwm-enter zionwm/isolation/enter.c
 	@touch $@
 
 run: setup

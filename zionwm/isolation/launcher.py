@@ -14,7 +14,9 @@ here. A launch:
    for a desktop with a writable /usr it also enters the namespaces of the desktop's /usr
    keeper (`usr_keeper`, started with the desktop or at its first such sandbox), where the
    layer is mounted;
-4. execs bwrap (through the template's overlay helper for a desktop on a template);
+4. execs bwrap (through the template's overlay helper for a desktop on a template); where the
+   helper is built, bwrap runs it first inside the sandbox (`zionwm-enter --mask-proc`): it
+   makes the /proc masks and ends the set-up as bwrap would (`procmask.masks_inside`);
 5. returns a `Sandbox`, tracked by pidfd. The compositor adds `sandbox.pidfd` to its event
    loop and calls `sandbox.poll()` when it becomes readable; the child is reaped by its pid
    only (never waitpid(-1), which would steal other subsystems' children), and exits are
@@ -37,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from zionwm import paths
-from zionwm.isolation import bwrap, etc_tree, seccomp, sound, storage, usr_keeper
+from zionwm.isolation import bwrap, etc_tree, procmask, seccomp, sound, storage, usr_keeper
 from zionwm.isolation.bwrap import HostFacts, SandboxPlan, SlotKind
 from zionwm.isolation.host_probe import probe_host, refresh_devices
 from zionwm.isolation.spec import DesktopSpec
@@ -406,6 +408,10 @@ class Launcher:
             )
             for note in plan.notes:
                 log.warning("desktop %s: %s", spec.name, note)
+            if enter_helper() is not None:
+                # the /proc masks made inside by the helper: bwrap would read the whole
+                # mount table again for each of them (see procmask.masks_inside)
+                plan = procmask.masks_inside(plan)
             status_r, status_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
             opened.append(status_w)
             os.set_blocking(status_w, True)
@@ -546,6 +552,10 @@ class Launcher:
                 opened.append(fd)
             elif slot.kind is SlotKind.STATUS:
                 fd = status_w
+            elif slot.kind is SlotKind.MASKER:
+                # exec'd by bwrap inside as /proc/self/fd/N (nothing mounts it in)
+                fd = os.open(ENTER_HELPER, os.O_PATH | os.O_CLOEXEC)
+                opened.append(fd)
             else:
                 if seed is None or slot.name not in seed.fds:
                     raise LaunchError(f"seed slot {slot.name} has no open file")
