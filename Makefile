@@ -8,6 +8,7 @@ STAMPS := .stamps
 NATIVE_SRC := zionwm/compositor/native/build.py zionwm/compositor/native/cdefs.h \
               zionwm/compositor/native/zionwm_native.c zionwm/compositor/native/zionwm_native.h \
               zionwm/compositor/native/text.c zionwm/compositor/native/text.h \
+              zionwm/compositor/native/occlusion.c zionwm/compositor/native/occlusion.h \
               zionwm/quarantine/native/audit_zygote.c zionwm/quarantine/native/build.py
 PYTEST_ARGS ?=
 
@@ -38,7 +39,7 @@ $(STAMPS)/venv: $(STAMPS)/system pyproject.toml
 $(STAMPS)/native: $(STAMPS)/venv $(NATIVE_SRC) zionwm/isolation/enter.c
 	$(VPY) zionwm/compositor/native/build.py
 	$(VPY) zionwm/quarantine/native/build.py
-	$(CC) -O2 -Wall -Wextra -o zionwm/isolation/zionwm-enter zionwm/isolation/enter.c
+	$(CC) -O2 -Wall -Wextra -static -o zionwm/isolation/zionwm-enter zionwm/isolation/enter.c
 	@touch $@
 
 run: setup

@@ -43,6 +43,7 @@ from benchmarks.stats import (  # noqa: F401 (re-exported: the runner and tests 
 )
 from tests.harness import Compositor
 from tests.wire import WireClient, _string
+from zionwm import layout
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -538,6 +539,10 @@ class ZionwmSession:
     def switch_samples(self) -> list[float]:
         return list(self.ctl.call("status")["switch_latency_ms"]["samples"])
 
+    def switch_frame_waits(self) -> list[float]:
+        """Of each switch sample, the wait for the output's frame clock (same order)."""
+        return list(self.ctl.call("status")["switch_latency_ms"].get("frame_wait_samples", []))
+
     def helper_pids(self) -> list[int]:
         """Processes started by zionwm other than the programs it launched."""
         kids = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
@@ -564,12 +569,20 @@ focus_follows_mouse no
 """
 
 
+# zionwm's usable area on the benchmarks' output: all of it below the strip
+ZIONWM_AREA = (0, STRIP, OUTPUT[0], OUTPUT[1] - STRIP)
+
+
 def zionwm_position(siblings: int, width: int, height: int) -> tuple[int, int]:
-    """Where zionwm places a new window of this size (server.place_new_view)."""
-    offset = (siblings % 8) * 32
-    x = max(BORDER, (OUTPUT[0] - width) // 2) + offset
-    y = STRIP + max(BORDER, (OUTPUT[1] - STRIP - height) // 2) + offset
-    return x, y
+    """Where zionwm places a new floating window of this size after `siblings` windows of
+    the same size: its window manager's own cascade (`zionwm.layout.cascade`: centred,
+    then 32 px down and right, back to the area's top-left corner where a frame would
+    leave it)."""
+    rect: tuple[int, int, int, int] | None = None
+    for _ in range(siblings + 1):
+        rect = layout.cascade(ZIONWM_AREA, (width, height), rect, BORDER)
+    assert rect is not None
+    return rect[0], rect[1]
 
 
 class SwaySession:
@@ -593,6 +606,8 @@ class SwaySession:
             capture_output=True,
         )
         self.proc: subprocess.Popen[bytes] | None = None
+        # workspace -> con id -> where its window went (x, y, width, height)
+        self._placed: dict[int, dict[int, tuple[int, int, int, int]]] = {}
         try:
             pw = pwd.getpwnam(self.user)
             self.runtime = root / "sway-run"
@@ -703,15 +718,20 @@ class SwaySession:
         return sum(1 for c in self.clients if c.poll() is None)
 
     def place_like_zionwm(self, index: int) -> None:
-        """Move the newest window of workspace `index` where zionwm would put it (centred,
-        then 32 px down-right per sibling, cycling every 8), so both compositors draw the
-        same scene: the render cost depends on how windows overlap."""
+        """Move the newest window of workspace `index` where zionwm would put it (its
+        cascade from the window placed before it: `zionwm.layout.cascade`), so both
+        compositors draw the same scene: the render cost depends on how windows overlap."""
         ws = next(w for w in self.ipc.get_tree().workspaces() if w.num == index)
         cons = sorted(ws.floating_nodes, key=lambda c: c.id)
         if not cons:
             return
         new = cons[-1]
-        x, y = zionwm_position(len(cons) - 1, new.window_rect.width, new.window_rect.height)
+        placed = self._placed.setdefault(index, {})
+        if new.id not in placed:  # asked again for the same window: the same place
+            alive = [placed[c.id] for c in cons if c.id in placed]
+            size = (new.window_rect.width, new.window_rect.height)
+            placed[new.id] = layout.cascade(ZIONWM_AREA, size, alive[-1] if alive else None, BORDER)
+        x, y, _w, _h = placed[new.id]
         self.ipc.command(f"[con_id={new.id}] move position {x - BORDER} {y - BORDER}")
 
     def window_count(self, index: int) -> int:

@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FRAME_60HZ_MS = 1000 / 60
+# the switch table's methods (benchmarks/README.md, Methods)
+METHOD_LABELS = {
+    "external_ms": "external",
+    "internal_ms": "internal",
+    "internal_own_ms": "internal, own",
+}
 
 # name -> (module, full-run args, quick args)
 EXTERNAL: dict[str, tuple[str, list[str], list[str]]] = {
@@ -113,12 +119,16 @@ def budget(results: dict[str, Any]) -> list[dict[str, Any]]:
     lines: list[dict[str, Any]] = []
     z50 = _series(results, "zionwm", 50, False)
     s50 = _series(results, "sway", 50, False)
-    z_int = _dig(z50, "internal_ms", "p99")
+    # the compositor's own time: its record of key to frame, less the wait of the handled
+    # switch for the output's next frame event (the display's clock, not the compositor's:
+    # up to a whole period wherever the key falls; see benchmarks/README.md, Methods)
+    z_int = _dig(z50, "internal_own_ms", "p99")
     z_ext = _dig(z50, "external_ms", "p99")
     s_ext = _dig(s50, "external_ms", "p99")
     lines.append(
         {
-            "line": "switch p99 at 50 windows within one 60 Hz frame (internal)",
+            "line": "switch p99 at 50 windows within one 60 Hz frame (internal, the "
+            "compositor's own time: without the wait for the output's next frame)",
             "figure": z_int,
             "unit": "ms",
             "limit": round(FRAME_60HZ_MS, 2),
@@ -286,7 +296,7 @@ def markdown(results: dict[str, Any]) -> str:
             )
             continue
         wt = " (wtype)" if row.get("key_path") == "wtype" else ""
-        for method in ("external_ms", "internal_ms"):
+        for method in ("external_ms", "internal_ms", "internal_own_ms"):
             st = row.get(method)
             if not st:
                 continue
@@ -296,7 +306,7 @@ def markdown(results: dict[str, Any]) -> str:
             out.append(
                 f"| {row['compositor']} | {row['windows_per_desktop']} | "
                 f"{'yes' if row.get('frozen_target') else 'no'} | {st['n']} | "
-                f"{method.split('_')[0]}{wt} | {st['median']} | {st['p95']} | {st['p99']} "
+                f"{METHOD_LABELS[method]}{wt} | {st['median']} | {st['p95']} | {st['p99']} "
                 f"| {rat} |"
             )
     if "keypath" in results:

@@ -1,6 +1,6 @@
 """Spawn overhead of zionwm's production sandbox, side by side with a bare fork/exec and firejail.
 
-    .venv/bin/python benchmarks/sandbox_spawn.py [--runs 100] [--frames 10]
+    .venv/bin/python benchmarks/sandbox_spawn.py [--runs 100] [--frames 10] [--only-sandbox]
 
 Measures, over N runs each, wall time from "start" to "reaped" of /bin/true:
 - bare: subprocess fork/exec of /bin/true;
@@ -11,9 +11,13 @@ Measures, over N runs each, wall time from "start" to "reaped" of /bin/true:
   keeper's namespaces entered by the placement helper), and the first program of a desktop
   (its keeper started: namespaces, fuse-overlayfs, the mount);
 - firejail: `firejail --quiet --noprofile /bin/true` (when installed);
+- the minimal bwrap and the sandbox are measured alternately (one of each per round), so the
+  sandbox's figure over the minimal bwrap (`zionwm_sandbox_over_minimal`: the median and
+  quartiles of the per-round differences) compares the two under the same load;
 and, when weston is installed, the time from launch to the first frame weston-simple-shm
 sees presented (its first wl_callback.done after a commit) inside the sandbox vs. unsandboxed.
-Prints one JSON document (milliseconds).
+--only-sandbox measures just the minimal bwrap and the sandbox (for an A/B of a policy or
+launcher change). Prints one JSON document (milliseconds).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.stats import summarize_ms, timed
+from benchmarks.stats import percentile, summarize_ms, timed
 from zionwm import paths
 from zionwm.isolation.launcher import Launcher
 from zionwm.isolation.spec import DesktopSpec
@@ -70,6 +74,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--frames", type=int, default=10)
+    parser.add_argument(
+        "--only-sandbox", action="store_true", help="only the minimal bwrap and the sandbox"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the no-display note of each /bin/true launch
     root = Path(tempfile.mkdtemp(prefix="zionwm-bench-"))
@@ -88,9 +95,10 @@ def main() -> None:
         launcher = Launcher()
         spec = DesktopSpec(name="bench", colour=(1.0, 1.0, 1.0, 1.0))
         devnull = subprocess.DEVNULL
-        result["bare_fork_exec"] = summarize_ms(
-            timed(lambda: subprocess.run(["/bin/true"], check=True), args.runs)
-        )
+        if not args.only_sandbox:
+            result["bare_fork_exec"] = summarize_ms(
+                timed(lambda: subprocess.run(["/bin/true"], check=True), args.runs)
+            )
 
         # bubblewrap's own floor for the same binary, in the same run: the sandbox's figure
         # is read against it
@@ -98,16 +106,21 @@ def main() -> None:
             "bwrap", "--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev",
             "--proc", "/proc", "--die-with-parent", "/bin/true",
         ]  # fmt: skip
-        result["minimal_bwrap"] = summarize_ms(
-            timed(lambda: subprocess.run(minimal, check=True), args.runs)
-        )
 
         def sandboxed() -> None:
             rc = launcher.launch(spec, ["/bin/true"], stdout=devnull, stderr=devnull).wait(30)
             if rc != 0:
                 raise RuntimeError(f"sandboxed /bin/true exited {rc}")
 
-        result["zionwm_sandbox"] = summarize_ms(timed(sandboxed, args.runs))
+        floor, ours = alternately(lambda: subprocess.run(minimal, check=True), sandboxed, args.runs)
+        result["minimal_bwrap"] = summarize_ms(floor)
+        result["zionwm_sandbox"] = summarize_ms(ours)
+        result["zionwm_sandbox_over_minimal"] = spread_ms(
+            [b - a for a, b in zip(floor, ours, strict=True)]
+        )
+        if args.only_sandbox:
+            _print(result)
+            return
         group = _bench_cgroup()
         if group is not None:
             # the compositor's path: the sandbox placed into its desktop's cgroup before bwrap
@@ -170,8 +183,41 @@ def main() -> None:
         if launcher is not None:
             launcher.shutdown()
         shutil.rmtree(root, ignore_errors=True)
+    _print(result)
+
+
+def _print(result: dict[str, object]) -> None:
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def alternately(
+    a: Callable[[], object], b: Callable[[], object], runs: int
+) -> tuple[list[float], list[float]]:
+    """Wall times of `runs` calls each of a and b, in seconds, one of each per round (which
+    goes first alternates), after one untimed warm-up call of each."""
+    a()
+    b()
+    times: tuple[list[float], list[float]] = ([], [])
+    for n in range(runs):
+        order = ((0, a), (1, b)) if n % 2 == 0 else ((1, b), (0, a))
+        for slot, fn in order:
+            t0 = time.perf_counter()
+            fn()
+            times[slot].append(time.perf_counter() - t0)
+    return times
+
+
+def spread_ms(samples_s: list[float]) -> dict[str, float | int]:
+    """Median and quartiles of durations (or differences) in seconds, in milliseconds."""
+    if not samples_s:
+        return {"runs": 0}
+    return {
+        "runs": len(samples_s),
+        "median_ms": round(percentile(samples_s, 50) * 1000, 2),
+        "p25_ms": round(percentile(samples_s, 25) * 1000, 2),
+        "p75_ms": round(percentile(samples_s, 75) * 1000, 2),
+    }
 
 
 def _bench_cgroup() -> Path | None:

@@ -15,7 +15,13 @@ Two figures per switch:
   we look, only by the compositor's own frame clock.
 - internal (zionwm only): the compositor's own record, from handling the key binding to
   the return of the scene commit of the next output frame (`status` IPC, raw samples).
-  Sway has no such record.
+  Sway has no such record. The same record says how much of each sample the switch,
+  handled, spent waiting for the output's next frame event (`frame_wait_samples`: the
+  time until that event less the CPU time the compositor's thread used meanwhile): that
+  wait is the display's clock, up to a whole frame period wherever a key falls in it (the
+  headless backend's frame timer: 16 ms after the previous frame). `internal_own_ms` is
+  the sample without it: the switch's handling, whatever else the compositor ran before
+  the frame event, and the frame's drawing and commit, which is the compositor's own share.
 
 zionwm is also measured with the target desktop frozen (cgroup freezer) before every
 switch, so the thaw is on the measured path. And, with 1 window per desktop, both
@@ -146,15 +152,22 @@ def run_series(
                 m.pump()
         windows_at_end = s.window_count(1) + s.window_count(2)  # markers included
         internal: list[float] = []
+        waits: list[float] = []
         if isinstance(s, ZionwmSession):
             samples = s.switch_samples()
-            internal = (
-                samples[before:] if len(samples) - before == switches else samples[-switches:]
+            all_waits = s.switch_frame_waits()
+            mine = (
+                slice(before, None) if len(samples) - before == switches else slice(-switches, None)
             )
+            internal, waits = samples[mine], all_waits[mine]
     finally:
         probe.close()
         for m in markers.values():
             m.close()
+    # a compositor without the wait in its record (an older one) gives no own figure
+    own = (
+        [t - w for t, w in zip(internal, waits, strict=True)] if len(waits) == len(internal) else []
+    )
     return {
         "clients_crashed_at_start": getattr(s, "crashed", 0),
         "windows_at_end": windows_at_end,
@@ -167,8 +180,11 @@ def run_series(
         "external_ms": summarize(external),
         "frame_received_ms": summarize(received),
         "internal_ms": summarize(internal) if internal else None,
+        "internal_own_ms": summarize(own) if own else None,
+        "frame_wait_ms": summarize(waits) if waits else None,
         "raw_external_ms": [round(x, 3) for x in external],
         "raw_internal_ms": [round(x, 3) for x in internal],
+        "raw_frame_wait_ms": [round(x, 3) for x in waits],
     }
 
 

@@ -186,8 +186,15 @@ class WireClient:
                 raise ConnectionError("closed while waiting for configure")
 
     def shm_buffer(
-        self, shm: int, width: int, height: int, colour: int, truncate_after: bool = False
+        self,
+        shm: int,
+        width: int,
+        height: int,
+        colour: int,
+        truncate_after: bool = False,
+        fmt: int = 0,
     ) -> int:
+        """One buffer of `colour` in its own pool; `fmt` 0 is ARGB8888, 1 XRGB8888 (opaque)."""
         stride = width * 4
         size = stride * height
         fd = os.memfd_create("wire-shm", os.MFD_CLOEXEC)
@@ -197,7 +204,7 @@ class WireClient:
         pool = self.new_id()
         self.send(shm, 0, struct.pack("=Ii", pool, size), fds=(fd,))
         buffer = self.new_id()
-        self.send(pool, 0, struct.pack("=Iiiiii", buffer, 0, width, height, stride, 0))
+        self.send(pool, 0, struct.pack("=IiiiiI", buffer, 0, width, height, stride, fmt))
         if truncate_after:
             os.ftruncate(fd, 0)
         os.close(fd)

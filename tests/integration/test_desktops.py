@@ -12,6 +12,7 @@ import pytest
 
 from tests.harness import Compositor, colour_near, require, wait_for
 from tests.inside import launch_inside, run_inside
+from tests.wire import WireClient
 
 PRIVILEGED = {
     "zwlr_screencopy_manager_v1",
@@ -57,6 +58,43 @@ def test_switching_hides_and_shows_a_desktop(compositor: Compositor) -> None:
     compositor.type_keys("-M", "logo", "-k", "Tab", "-m", "logo")
     wait_for(lambda: compositor.desktops()["personal"]["active"], 10, "Super+Tab")
     assert not _shows(compositor, win)
+
+
+def test_each_switch_is_timed_with_its_wait_for_the_frame_clock(compositor: Compositor) -> None:
+    """`status` keeps, for each switch, its latency to the frame that showed it and how much
+    of it was the wait for the output's next frame event (the benchmark subtracts it)."""
+
+    def record() -> dict[str, Any]:
+        return dict(compositor.zjson("status")["switch_latency_ms"])
+
+    for name in ("work", "personal", "work"):
+        compositor.zionctl("switch", name)
+    rec = wait_for(lambda: (r := record())["count"] >= 3 and r, 10, "three switches timed")
+    assert len(rec["frame_wait_samples"]) == len(rec["samples"]) == rec["count"]
+    for total, wait in zip(rec["samples"], rec["frame_wait_samples"], strict=True):
+        assert 0 <= wait <= total
+
+
+def test_a_request_made_while_hidden_is_answered_when_the_desktop_is_shown(
+    compositor: Compositor,
+) -> None:
+    """A hidden desktop's clients are not resized (they may be frozen); what they asked for
+    meanwhile is done by the switch that shows them, and only then."""
+    app = WireClient(compositor.desktop_socket("work"))
+    app.map_toplevel(200, 150)
+    (win,) = compositor.wait_window("work")
+    app.send(app.toplevel, 9)  # xdg_toplevel.set_maximized
+    app.roundtrip()
+    sizes = [(e.u32(0), e.u32(1)) for e in app.events if e.obj == app.toplevel and e.opcode == 0]
+    assert all(size == (0, 0) for size in sizes), f"resized while hidden: {sizes}"
+    assert not compositor.windows("work")[0]["maximized"]
+    app.events.clear()
+    compositor.zionctl("switch", "work")
+    configure = app.wait_event(app.toplevel, 0)  # xdg_toplevel.configure
+    size = (configure.u32(0), configure.u32(1))
+    assert size[0] > win["width"] and size[1] > win["height"], f"not maximized: {size}"
+    wait_for(lambda: compositor.windows("work")[0]["maximized"], 10, "maximized once shown")
+    app.close()
 
 
 def test_a_window_never_changes_desktop(compositor: Compositor) -> None:

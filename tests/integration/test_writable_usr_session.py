@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,51 @@ def test_a_desktop_made_at_run_time_gets_and_gives_up_its_keeper(make_compositor
     r = comp.zionctl("desktop", "delete", "lab", check=False)
     assert r.returncode == 0, r.stderr  # no program runs there: no --stop needed
     wait_for(lambda: not _daemons(layer), 30, "the deleted desktop's overlay daemon to stop")
+
+
+def _keepers(layer: Path) -> list[int]:
+    return [
+        pid
+        for pid in processes_with("--keep-usr", str(layer))
+        if Path(f"/proc/{pid}/exe").resolve().name == "zionwm-enter"
+    ]
+
+
+def test_a_killed_keeper_is_told_and_replaced_at_once_on_the_same_layer(
+    make_compositor: Any,
+) -> None:
+    if shutil.which("fuse-overlayfs") is None:
+        pytest.fail("fuse-overlayfs is not installed (scripts/setup-system.sh installs it)")
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("/dev/fuse is missing (no FUSE in this kernel)")
+    comp = make_compositor(CONFIG)
+    layer = comp.data / "zionwm" / "desktops" / "dev" / "layer"
+    (daemon,) = wait_for(lambda: _daemons(layer), 30, "the dev desktop's overlay daemon")
+    install = "printf 'kept across keepers\\n' > /usr/share/zionwm-test-note"
+    r = run_inside(comp, "dev", ["sh", "-c", install])
+    assert r.rc == 0, r.err
+    (keeper,) = _keepers(layer)
+    os.kill(keeper, signal.SIGKILL)
+    # told without any launch, and a new keeper with its daemon serves the layer already
+    notice = wait_for(
+        lambda: next(
+            (n for n in comp.zjson("status")["notifications"] if "keeper died" in n), None
+        ),
+        30,
+        "a notification that dev's /usr keeper died",
+    )
+    assert notice.startswith("dev: ") and "killed by signal 9" in notice, notice
+    assert "a new one serves the same /usr layer" in notice, notice
+    (new_keeper,) = wait_for(
+        lambda: [p for p in _keepers(layer) if p != keeper], 30, "a new /usr keeper of dev"
+    )
+    daemons = wait_for(
+        lambda: [p for p in _daemons(layer) if p != daemon], 30, "its overlay daemon"
+    )
+    # never two daemons over one upper dir: the old one (told to stop when its keeper
+    # died) was gone before the new keeper started its own
+    assert daemon not in daemons, daemons
+    assert "/usr keeper (pid" in comp.log() and "died" in comp.log()
+    r = run_inside(comp, "dev", ["cat", "/usr/share/zionwm-test-note"])
+    assert (r.rc, r.out) == (0, "kept across keepers\n"), r.err
+    assert _keepers(layer) == [new_keeper]  # the launch used it, and started no other

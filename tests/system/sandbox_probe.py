@@ -117,6 +117,58 @@ def p_mount(_: str) -> int:
         os.rmdir(target)
 
 
+def p_unmask(path: str) -> dict[str, object]:
+    """Try to take away what covers `path` (umount2, lazily), then read what shows there."""
+    try:
+        check(libc.umount2(path.encode(), 2))  # MNT_DETACH
+        umounted: object = "ok"
+    except Failed as exc:
+        umounted = errno.errorcode.get(exc.err, str(exc.err))
+    try:
+        with open(path, "rb") as f:
+            after: object = f.read(64).decode(errors="replace")
+    except OSError as exc:
+        after = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return {"umount": umounted, "after": after}
+
+
+def p_plant(directory: str) -> str:
+    """Make a directory writable (its owner may) and leave a file in it."""
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, "planted")
+    with open(path, "w") as f:
+        f.write("planted from the sandbox\n")
+    return path
+
+
+def p_mntns_owner(_: str) -> str:
+    """Which user namespace owns this process's mount namespace (NS_GET_USERNS): "own",
+    "other" (one this process can see), or "outside" (an ancestor, out of its scope)."""
+    import fcntl
+
+    mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY)
+    try:
+        owner = fcntl.ioctl(mnt, 0xB701)  # NS_GET_USERNS: an fd of the owning user namespace
+    except PermissionError:
+        return "outside"
+    finally:
+        os.close(mnt)
+    try:
+        return "own" if os.fstat(owner).st_ino == os.stat("/proc/self/ns/user").st_ino else "other"
+    finally:
+        os.close(owner)
+
+
+def p_fds(_: str) -> dict[str, str]:
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[name] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass
+    return out
+
+
 def p_chroot(_: str) -> int:
     return check(libc.chroot(b"/tmp"))
 

@@ -255,3 +255,31 @@ def test_a_changed_source_shows_in_the_next_sandbox(world: Path) -> None:
         running.wait(30)
     finally:
         launcher.shutdown(timeout=5.0)
+
+
+def test_a_tree_built_on_a_worker_is_bound_only_once_whole(world: Path) -> None:
+    host_etc = world / "host-etc"
+    host_etc.mkdir()
+    (host_etc / "hosts").write_text("10.1.2.3 before\n")
+    queued: list[tuple[str, str, Any]] = []
+    trees = EtcTrees(host_etc=str(host_etc), background=lambda *job: queued.append(job))
+    spec = _spec("worker")
+    host = _host(host_etc)
+    # the build is queued, not done here: until it has run, no tree (the pieces are bound)
+    assert trees.ensure(spec, host) is None
+    assert len(queued) == 1 and trees.building()
+    assert trees.ensure(spec, host) is None
+    assert len(queued) == 1  # one build at a time
+    queued.pop()[2]()
+    assert not trees.building()
+    tree = trees.ensure(spec, host)
+    assert tree is not None
+    assert (Path(tree.path) / "hosts").read_text() == "10.1.2.3 before\n"
+    # a source changed: the update runs on the worker too, and meanwhile no tree is bound
+    (host_etc / "hosts").write_text("10.1.2.3 after, longer\n")
+    assert trees.ensure(spec, host) is None
+    queued.pop()[2]()
+    tree = trees.ensure(spec, host)
+    assert tree is not None
+    assert (Path(tree.path) / "hosts").read_text() == "10.1.2.3 after, longer\n"
+    assert not queued

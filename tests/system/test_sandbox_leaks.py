@@ -156,6 +156,55 @@ def test_host_activity_counters_and_key_lists_read_empty_inside(comp: Compositor
     assert r["readall:/proc/uptime"]["ok"] and r["readall:/proc/uptime"]["out"]
 
 
+@pytest.mark.security
+def test_the_proc_masks_cannot_be_written_or_taken_away_from_inside(comp: Compositor) -> None:
+    """A program that wants the host-wide counters back: write to the covers, unmount them,
+    make a covered directory its own (it owns the empty tmpfs) and fill it."""
+    present = [p for p in HOST_WIDE_PROC if host_reads(p)]
+    assert "/proc/interrupts" in present, present
+    covered = [*present, "/proc/stat", "/proc/loadavg"]
+    dirs = [d for d in ("/proc/irq", "/proc/pressure", "/proc/bus") if os.path.isdir(d)]
+    r = probe(
+        comp,
+        "alpha",
+        *(f"write:{p}" for p in covered),
+        *(f"unmask:{p}" for p in covered),
+        *(f"unmask:{d}" for d in dirs),
+        *(f"plant:{d}" for d in dirs),
+    )
+    written = [p for p in covered if r[f"write:{p}"]["ok"]]
+    assert written == [], f"masked /proc files writable inside: {written}"
+    unmasked = {
+        key: out
+        for key, res in r.items()
+        if key.startswith("unmask:") and (out := res["out"])["umount"] == "ok"
+    }
+    assert unmasked == {}, f"/proc masks removed from inside: {unmasked}"
+    planted = [d for d in dirs if r[f"plant:{d}"]["ok"]]
+    assert planted == [], f"files planted in covered /proc directories: {planted}"
+    # and what shows there after the attempts is still the cover
+    leaked = {p: r[f"unmask:{p}"]["out"]["after"] for p in present}
+    assert all(v == "" for v in leaked.values()), leaked
+    assert r["unmask:/proc/loadavg"]["out"]["after"] == "0.00 0.00 0.00 1/1 1\n"
+    assert r["unmask:/proc/stat"]["out"]["after"].startswith("cpu  " + " ".join(["0"] * 10))
+
+
+@pytest.mark.security
+def test_the_program_does_not_own_its_mount_namespace_nor_keep_the_set_ups_fds(
+    comp: Compositor,
+) -> None:
+    """The masks are made before the program by a helper that ends the set-up as bwrap does:
+    the program's user namespace is a nested one, so no capability it could ever gain there
+    reaches the mounts; and nothing the set-up used (the helper, the seccomp program, the
+    stand-ins' data) is left open for it."""
+    r = probe(comp, "alpha", "mntns_owner", "fds", "unshare_user")
+    assert r["mntns_owner"]["out"] == "outside", r["mntns_owner"]
+    fds = r["fds"]["out"]
+    leaked = {fd: target for fd, target in fds.items() if "zionwm" in target or "memfd" in target}
+    assert leaked == {}, fds
+    assert not r["unshare_user"]["ok"]
+
+
 def test_process_tools_still_run_on_the_stand_in(comp: Compositor) -> None:
     """ps needs /proc/stat's btime, top and free parse /proc/stat and /proc/meminfo."""
     tools = [t for t in ("ps", "top", "free") if shutil.which(t)]

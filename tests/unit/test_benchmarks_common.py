@@ -103,7 +103,11 @@ def test_zionwm_position_centres_then_cascades() -> None:
     x0, y0 = zionwm_position(0, 250, 250)
     assert (x0, y0) == ((1280 - 250) // 2, 24 + (720 - 24 - 250) // 2)
     assert zionwm_position(1, 250, 250) == (x0 + 32, y0 + 32)
-    assert zionwm_position(8, 250, 250) == (x0, y0)  # the cascade wraps every 8
+    # the 8th would leave the area at the bottom: back to its top-left corner, then on
+    assert zionwm_position(6, 250, 250) == (x0 + 6 * 32, y0 + 6 * 32)
+    assert zionwm_position(7, 250, 250) == (3, 27)
+    assert zionwm_position(8, 250, 250) == (35, 59)
+    assert zionwm_position(7 + 14, 250, 250) == (3, 27)  # 14 fit from the corner
     # a window larger than the output is kept inside by the frame width
     assert zionwm_position(0, 2000, 2000) == (3, 27)
 

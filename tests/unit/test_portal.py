@@ -367,9 +367,8 @@ def test_nothing_outside_the_table_is_served(
 
 
 def test_a_released_send_is_found_under_the_targets_home_only() -> None:
-    from zionwm.compositor.portal_link import queued_items, released_path
+    from zionwm.compositor.portal_link import released_path
 
-    assert queued_items("a.pdf: queued as item 7\nb: queued as item 12\nitem 3 x\n") == [7, 12]
     ok = {"subdir": "home/Incoming/work", "release_name": "a (1).pdf", "name": "a.pdf"}
     assert released_path("/home/u", ok) == "/home/u/Incoming/work/a (1).pdf"
     assert released_path("/home/u", {**ok, "subdir": "shared"}) is None

@@ -109,7 +109,10 @@ class ServerCore:
     overview: Overview
     clock: MinuteClock
     switch_started_ns: int
+    switch_ready_ns: int  # the switch's own handling ended (the key's, or a command's)
+    switch_ready_cpu_ns: int  # the compositor thread's CPU time then
     switch_latencies_ms: list[float]
+    switch_frame_waits_ms: list[float]  # of each latency, the wait for the frame clock
     # -- parts and extensions --
     wm: WindowManager
     clipboard: ClipboardBridge

@@ -249,9 +249,6 @@ class DesktopBusLink:
             for notice in queue.take():
                 self._show(notice)
 
-    def child_exited(self, child: Any) -> None:
-        self.portal.child_exited(child)
-
     def quarantine_event(self, kind: str, item: dict[str, Any]) -> None:
         self.portal.quarantine_event(kind, item)
 

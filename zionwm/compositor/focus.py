@@ -107,12 +107,18 @@ class FocusHandling(ServerCore):
             self.host_views.remove(view)
         else:
             self.desktops[view.desktop].views.remove(view)
+            self.desktops[view.desktop].deferred.pop(view, None)
             self.model.remove_window(view.desktop, view)
         if self.focused_view is view:
             self.focused_view = None
         if self.grab and self.grab.view is view:
             self.grab = None
         self.wm.view_gone(view)
+
+    def defer_until_shown(self, view: View) -> None:
+        d = self.desktops.get(view.desktop)
+        if d is not None:
+            d.deferred[view] = None
 
     def _on_geometry_changed(self, view_id: int, x: int, y: int, w: int, h: int) -> None:
         view = self._views_by_id.get(view_id)

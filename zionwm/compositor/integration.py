@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from zionwm.isolation.network.manager import NetworkManager
 from zionwm.isolation.network.model import NetworkError
 from zionwm.isolation.spec import DesktopSpec
 from zionwm.isolation.storage import UnsafePathError
+from zionwm.isolation.usr_keeper import UsrKeeper
 
 from . import refusals
 from .autostart import Autostarter
@@ -96,6 +98,10 @@ class Isolation:
             on_exit=self._on_sandbox_exit,
         )
         self.launcher.background = self.offload.submit
+        # the prepared /etc is built there too (a desktop start must not stall frames)
+        self.launcher.etc.background = self.offload.submit
+        # a /usr keeper that dies is seen at once (not at the next launch), and replaced
+        self.launcher.keepers.watch = self._watch_keeper
         # Every change of a desktop's network runs in its lane; launches wait for it there.
         # The networks have a worker of their own (the manager makes one change at a time
         # anyway): a freeze or a thaw never waits behind a network change.
@@ -128,6 +134,31 @@ class Isolation:
         if cg is None:
             cg = self.cgroups.desktop(spec.name, spec.limits)
         return cg
+
+    def _watch_keeper(self, keeper: UsrKeeper) -> Callable[[], None]:
+        name = f"/usr keeper of {keeper.desktop}"
+        exit_watch = self.server.loop.add_reader(
+            keeper.pidfd, lambda: self._on_keeper_exit(keeper), name
+        )
+        ready_watch: list[FdHandle] = []
+
+        def on_ready() -> None:  # mounted (or failed): its daemon is known from now on
+            ready_watch.pop().remove()
+            keeper.find_daemon()
+
+        ready_watch.append(self.server.loop.add_reader(keeper.ready_fd, on_ready, name))
+
+        def unwatch() -> None:
+            exit_watch.remove()
+            if ready_watch:
+                ready_watch.pop().remove()
+
+        return unwatch
+
+    def _on_keeper_exit(self, keeper: UsrKeeper) -> None:
+        text = self.launcher.keeper_exited(keeper)
+        if text is not None:
+            self.server.notify(text, urgent=True)
 
     def _cgroup_procs(self, desktop: str) -> list[Path]:
         cg = self.cgroups.get(desktop)

@@ -102,6 +102,9 @@ class KeyRouting(ServerCore):
         finally:
             self.in_binding = False
             self._update_indicators()
+            if self.switch_started_ns:  # a switch waits for its frame: its handling ends here
+                self.switch_ready_ns = time.monotonic_ns()
+                self.switch_ready_cpu_ns = time.thread_time_ns()
         if isinstance(result, Deferred):  # a launch waiting for its desktop's network
             result.then(self._binding_result, self._binding_failed)
         else:

@@ -6,7 +6,10 @@
 - Screenshot: draw the desktop's own windows (compositor/capture.py) into a PNG in the
   desktop's ~/Pictures, written without following any link the desktop planted;
 - OpenURI.OpenFile (and `xdg-open FILE`): find the file among the desktop's own, then send
-  it through the audited path to the desktop `open_files_in` names for its type;
+  it through the audited path to the desktop `open_files_in` names for its type: a `send`
+  request to the quarantine service (quarantine/client.py), made on a worker of the
+  compositor's offload lanes (the service copies the file before it answers), whose reply
+  names the item; the item is opened in its target once the service says it was released;
 - Settings: the appearance part of the user's config, and SettingChanged on reload.
 
 Which desktop asks is always the bus the request came on.
@@ -14,10 +17,10 @@ Which desktop asks is always the bus the request came on.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import time
@@ -47,9 +50,9 @@ from zionwm.desktopbus.portal import (
     settings_values,
 )
 from zionwm.isolation import storage
+from zionwm.quarantine.client import QuarantineClient, QuarantineError
 
 from . import capture
-from .children import Child
 from .loop import FdHandle
 
 if TYPE_CHECKING:
@@ -98,9 +101,10 @@ def match_rule(rules: tuple[tuple[str, str], ...], mime: str) -> str | None:
     return None
 
 
-SEND_OUT_MAX = 1 << 16
 RECENT_RELEASES = 64
-_QUEUED = re.compile(r"queued as item (\d+)$", re.MULTILINE)
+# the lane of the compositor's offload workers where files are sent to the quarantine: one
+# request at a time, in the order the programs asked
+SEND_LANE = "quarantine sends"
 # what opens a released file in its target: the target desktop's own default handler for
 # the type (its ~/.config/mimeapps.list, then the system's), found by xdg-utils' xdg-open
 # without the defaults zionwm puts first (they would send the file on again); in a session
@@ -114,9 +118,12 @@ OPEN_RELEASED = (
 )
 
 
-def queued_items(text: str) -> list[int]:
-    """The quarantine items `zionctl send` said it queued."""
-    return [int(m) for m in _QUEUED.findall(text)]
+def send_to_quarantine(source: str, target: str, rel: str) -> list[dict[str, Any]]:
+    """Ask the quarantine service to take `rel` (in `source`'s home) for `target`: the
+    reply's results, each with the item id or why it was refused. Blocking: runs on a
+    worker, never on the compositor's thread."""
+    with QuarantineClient() as client:
+        return client.send(source, target, [rel])
 
 
 def released_path(home: str, item: Mapping[str, Any]) -> str | None:
@@ -387,7 +394,7 @@ class PortalLink:
         except files.OutsideRoots as exc:
             self._respond(req.desktop, req.handle, FAILED)
             self.server.notify(f"{req.desktop}: a file was not opened: {exc}", urgent=True)
-        except OSError as exc:  # gone meanwhile, unreadable, or zionctl not started
+        except OSError as exc:  # gone meanwhile, or unreadable
             self._respond(req.desktop, req.handle, FAILED)
             why = policy.clean_text(exc.strerror or str(exc), 80)
             self.server.notify(f"{req.desktop}: a file was not opened: {why}", urgent=True)
@@ -424,17 +431,48 @@ class PortalLink:
         if target not in self.server.desktops:
             raise files.OutsideRoots(f"files go to {target}, which is not running")
         rel = os.path.relpath(host, home.host)
-        argv = [sys.executable, "-m", "zionwm.ctl", "send", "--from", req.desktop, "--to", target]
-        argv += ["--", rel]
-        # its output names the quarantine items ("queued as item N"): a few lines, read
-        # once it has exited
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True
+        name = policy.clean_text(host.name, 60)
+        self.server.isolation.offload.submit(
+            SEND_LANE,
+            f"sending {name} from {req.desktop} to {target}",
+            functools.partial(send_to_quarantine, req.desktop, target, rel),
+            on_done=lambda results: self._sent(req.desktop, target, name, results),
+            on_error=lambda exc: self._not_sent(req.desktop, target, name, exc),
         )
-        child = self.server.children.adopt(proc.pid, argv, None, proc.poll, proc.kill)
-        child.extra["portal_send"] = (req.desktop, target, policy.clean_text(host.name, 60))
-        child.extra["portal_out"] = proc.stdout
         self._respond(req.desktop, req.handle, SUCCESS)
+
+    def _sent(self, source: str, target: str, name: str, results: list[dict[str, Any]]) -> None:
+        """The service answered a send: each item it took is opened once released."""
+        refused = None
+        for r in results:
+            item_id = r.get("id")
+            if r.get("ok") and isinstance(item_id, int):
+                self._open_after_release(item_id, target)
+            else:
+                refused = policy.clean_text(str(r.get("error") or "refused"), 80)
+        if refused is None:
+            self.server.notify(
+                f"File from {source} sent to {target} through the audit: {name} "
+                f"(in {target}'s Incoming/{source}, opened there once released)"
+            )
+        else:
+            self.server.notify(
+                f"File from {source} was not sent to {target}: {name} (the quarantine "
+                f"refused it: {refused})",
+                urgent=True,
+            )
+
+    def _not_sent(self, source: str, target: str, name: str, exc: BaseException) -> None:
+        if isinstance(exc, QuarantineError):
+            why = f"the quarantine refused it: {policy.clean_text(str(exc), 80)}"
+        elif isinstance(exc, OSError | ConnectionError):
+            why = "the quarantine service is not running"
+        else:
+            why = f"the quarantine service answered badly: {type(exc).__name__}"
+        log.warning("sending %s from %s to %s failed: %s", name, source, target, exc)
+        self.server.notify(
+            f"File from {source} was not sent to {target}: {name} ({why})", urgent=True
+        )
 
     def _open_after_release(self, item_id: int, target: str) -> None:
         item = self.released.pop(item_id, None)
@@ -474,27 +512,3 @@ class PortalLink:
             self.server.notify(f"Could not open {name} in {target}: {exc}", urgent=True)
             return
         self.server.notify(f"Opened {name} in {target}")
-
-    def child_exited(self, child: Child) -> None:
-        """A `zionctl send` of ours ended: tell the user how it went."""
-        sent = child.extra.get("portal_send")
-        if sent is None:
-            return
-        source, target, name = sent
-        out = child.extra.get("portal_out")
-        if out is not None:
-            text = out.read(SEND_OUT_MAX).decode("utf-8", "replace")
-            out.close()
-            for item_id in queued_items(text):
-                self._open_after_release(item_id, target)
-        if child.returncode == 0:
-            self.server.notify(
-                f"File from {source} sent to {target} through the audit: {name} "
-                f"(in {target}'s Incoming/{source}, opened there once released)"
-            )
-        else:
-            self.server.notify(
-                f"File from {source} was not sent to {target}: {name} (the quarantine "
-                f"refused it or is not running; exit status {child.returncode})",
-                urgent=True,
-            )

@@ -64,6 +64,9 @@ class Reporting(ServerCore):
                 "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
                 # raw, in arrival order (the last 1000): benchmarks compute their own stats
                 "samples": [round(x, 4) for x in self.switch_latencies_ms],
+                # of each sample, the wait of the switch, handled, for the output's next
+                # frame event (same order)
+                "frame_wait_samples": [round(x, 4) for x in self.switch_frame_waits_ms],
             },
             **{k: v for ext in self.extensions for k, v in getattr(ext, "status", dict)().items()},
         }

@@ -32,6 +32,9 @@ class DesktopRuntime:
     socket: DesktopSocket
     views: list[View] = field(default_factory=list)
     clients: set[int] = field(default_factory=set)
+    # windows with work waiting for the desktop to be shown (View.flush_deferred), in the
+    # order they asked: a switch visits these, not every window
+    deferred: dict[View, None] = field(default_factory=dict)
     freeze_timer: Any = None
 
 

@@ -74,13 +74,27 @@ class OutputHandling(ServerCore):
             self.notifications.place(b.x, b.y, b.width, self.outputs[0].output.scale)
         self._update_indicators()
 
-    def _on_frame_committed(self, output_id: int, now_ns: int) -> None:
+    def _on_frame_committed(
+        self, output_id: int, start_ns: int, start_cpu_ns: int, now_ns: int
+    ) -> None:
         if self.switch_started_ns:
-            self.frame_committed(now_ns)
+            self.frame_committed(start_ns, start_cpu_ns, now_ns)
         self.overview.frame_shown(now_ns)
 
-    def frame_committed(self, now_ns: int) -> None:
+    def frame_committed(self, start_ns: int, start_cpu_ns: int, now_ns: int) -> None:
+        """The frame showing a switch went out: its latency from the key (or command), and
+        of that, how long the switch, handled, waited for the output's next frame event
+        (the display's clock: a key comes at any point of the frame period). Whatever the
+        compositor's thread ran meanwhile (other clients' requests, a collection) is not
+        waiting: only the time it did not run counts."""
         ms = (now_ns - self.switch_started_ns) / 1e6
+        wait = 0.0
+        if start_ns and self.switch_ready_ns:
+            ran = max(0, start_cpu_ns - self.switch_ready_cpu_ns)
+            wait = max(0, start_ns - self.switch_ready_ns - ran) / 1e6
         self.switch_started_ns = 0
+        self.switch_ready_ns = 0
         self.switch_latencies_ms.append(ms)
+        self.switch_frame_waits_ms.append(min(wait, ms))
         del self.switch_latencies_ms[:-1000]
+        del self.switch_frame_waits_ms[:-1000]

@@ -99,8 +99,11 @@ class Server(
         self.config = config
         self.options = options
         self.switch_started_ns = 0
+        self.switch_ready_ns = 0
+        self.switch_ready_cpu_ns = 0
         self.shutting_down = False
         self.switch_latencies_ms: list[float] = []
+        self.switch_frame_waits_ms: list[float] = []
         self.focused_view: View | None = None
         self._grab: Grab | None = None
         self.pointer: native.Pointer | None = None  # motion and frame events, in C

@@ -116,7 +116,8 @@ class DesktopSwitching(ServerCore):
                 hook = getattr(ext, "after_hide", None)
                 if hook:
                     hook(plan.old)
-        for v in new.views:
+        waiting, new.deferred = list(new.deferred), {}
+        for v in waiting:
             v.flush_deferred()
         target_view = self.model.focused(plan.new)
         kept = self.focused_view
@@ -134,6 +135,8 @@ class DesktopSwitching(ServerCore):
         for so in self.outputs:
             so.time_next_frame()  # the C frame handler reports the frame that shows it
         self.emit("switch", {"old": plan.old, "new": plan.new})
+        self.switch_ready_ns = time.monotonic_ns()
+        self.switch_ready_cpu_ns = time.thread_time_ns()
         return f"switched to {plan.new}"
 
     def _apply_visibility(self) -> None:

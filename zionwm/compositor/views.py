@@ -68,6 +68,11 @@ class ViewCompositor(Protocol):
 
     def desktop_visible(self, desktop: str) -> bool: ...
 
+    def defer_until_shown(self, view: View) -> None:
+        """`view`'s desktop is hidden and the window has work for when it is shown: the
+        switch that shows it calls `flush_deferred` on such windows only."""
+        ...
+
     def fullscreen_allowed(self, desktop: str) -> bool: ...
 
     def output_box_for(self, view: View) -> Any: ...
@@ -249,6 +254,7 @@ class View(HasListeners):
     def request_state(self, kind: str, on: bool, by_user: bool = False) -> None:
         if not self.server.desktop_visible(self.desktop):
             self._pending_configure = (kind, on, by_user)
+            self.server.defer_until_shown(self)
             return
         if kind == "fullscreen":
             self.set_fullscreen(on, by_user)
@@ -264,7 +270,8 @@ class View(HasListeners):
             # a size to fit is waiting to be asked. Nothing else can be stale: geometry,
             # extents, moves and the usable area (refit) reach a hidden window as they
             # happen, so a window with nothing deferred is left alone (a switch to a
-            # desktop of 50 windows spent about 15 ms redoing every frame here)
+            # desktop of 50 windows spent about 15 ms redoing every frame here), and the
+            # switch calls this only for windows that said they wait (defer_until_shown)
             self._ask_deferred = False
             self._update_borders(force=True)
 
@@ -364,6 +371,7 @@ class View(HasListeners):
                 self.xdg_surface.set_size(*fit.ask)
             else:
                 self._ask_deferred = True  # flush_deferred asks when it is shown
+                self.server.defer_until_shown(self)
         return fit
 
     def set_activated(self, on: bool) -> None:

@@ -1,11 +1,12 @@
-"""bubblewrap's argv for a filled-in plan: the one place that knows bwrap's option syntax.
+"""bubblewrap's argv for a filled-in plan: the one place that knows bwrap's option syntax
+(and that of the placement helper's `--mask-proc`, which bwrap runs first inside).
 
 Pure: `build_argv(plan)` needs every fd slot of the plan filled (`SandboxPlan.with_fds`).
 """
 
 from __future__ import annotations
 
-from zionwm.isolation.sandbox_plan import MountKind, PlanError, SandboxPlan
+from zionwm.isolation.sandbox_plan import InsideMasks, MountKind, PlanError, SandboxPlan
 
 _PATH_SOURCE_KINDS = frozenset(
     {MountKind.BIND, MountKind.RO_BIND, MountKind.RO_BIND_TRY, MountKind.DEV_BIND}
@@ -13,6 +14,10 @@ _PATH_SOURCE_KINDS = frozenset(
 _SLOT_KINDS = frozenset(
     {MountKind.BIND_FD, MountKind.RO_BIND_FD, MountKind.RO_BIND_DATA, MountKind.FILE}
 )
+# What the placement helper needs of the sandbox's first user namespace to mask /proc and end
+# the set-up as bwrap would (see enter.c): mount; user.max_user_namespaces; map uid 0 into
+# the nested namespace; drop the bounding set. It drops them all before the program runs.
+_MASKER_CAPS = ("CAP_SYS_ADMIN", "CAP_SYS_RESOURCE", "CAP_SETFCAP", "CAP_SETPCAP")
 
 
 def _fd(plan: SandboxPlan, slot: str) -> str:
@@ -30,12 +35,21 @@ def build_argv(plan: SandboxPlan) -> list[str]:
     if plan.share_net:
         out.append("--share-net")
     out.append("--unshare-user")
-    if not plan.nested_sandbox:
-        out.append("--disable-userns")
-    out += ["--uid", str(plan.uid), "--gid", str(plan.gid)]
+    masks = plan.proc_masks
+    if masks is None:
+        if not plan.nested_sandbox:
+            out.append("--disable-userns")
+        out += ["--uid", str(plan.uid), "--gid", str(plan.gid)]
+    else:
+        # bwrap stops in its first user namespace, as uid 0; the helper nests the second
+        # one (the program's ids, user namespaces disabled) after masking.
+        out += ["--uid", "0", "--gid", "0"]
     out += ["--hostname", plan.hostname]
     # bwrap run by uid 0 keeps every capability in the sandbox unless told otherwise.
     out += ["--cap-drop", "ALL"]
+    if masks is not None:
+        for cap in _MASKER_CAPS:
+            out += ["--cap-add", cap]
     out += ["--die-with-parent", "--new-session"]
     if "status" in plan.slot_names():
         out += ["--json-status-fd", _fd(plan, "status")]
@@ -48,8 +62,31 @@ def build_argv(plan: SandboxPlan) -> list[str]:
             out += [m.kind.value, _fd(plan, m.slot), m.dest]
         else:
             out += [m.kind.value, m.dest]
-    out += ["--seccomp", _fd(plan, "seccomp")]
+    if masks is None:
+        out += ["--seccomp", _fd(plan, "seccomp")]
     out += ["--chdir", plan.cwd]
     out.append("--")
+    if masks is not None:
+        out += _masker_argv(plan, masks)
     out += list(plan.argv)
+    return out
+
+
+def _masker_argv(plan: SandboxPlan, masks: InsideMasks) -> list[str]:
+    """`zionwm-enter --mask-proc ... --`, exec'd by bwrap through its fd (see enter.c)."""
+    helper = _fd(plan, "masker")
+    out = [f"/proc/self/fd/{helper}", "--mask-proc", "--self-fd", helper]
+    out += ["--scratch", masks.scratch, "--seccomp-fd", _fd(plan, "seccomp")]
+    out += ["--uid", str(plan.uid), "--gid", str(plan.gid)]
+    if not plan.nested_sandbox:
+        out.append("--disable-userns")
+    for path in masks.read_only:
+        out += ["--ro", path]
+    for path in masks.empty:
+        out += ["--empty", path]
+    for slot, path in masks.data:
+        out += ["--data", _fd(plan, slot), path]
+    for path in masks.dirs:
+        out += ["--dir", path]
+    out.append("--")
     return out

@@ -19,17 +19,28 @@ renamed or relinked), and brings the tree up to date when any of it changed. A f
 replaced only when its content differs, by rename from a staging directory next to the tree:
 a sandbox starting or running meanwhile sees the old or the new file, never half of one.
 
+Building the tree costs tens to hundreds of milliseconds (a copy of every piece), once per
+session and again when the host changes. Given a `background(lane, what, fn)` (the
+compositor passes its offload lanes), that work runs on a worker thread and never on the
+caller's: `ensure` then never waits for a build. While a build or a rebuild runs, `ensure`
+answers None, and the sandbox started meanwhile gets the pieces bound one by one (the same
+names, modes and contents): no sandbox ever binds a tree half built or half updated. The
+launches after it bind the finished tree.
+
 What a copy does not carry: the owner (the launcher's user instead of root, which a sandbox
 of an unprivileged launcher saw as `nobody`), extended attributes and ACLs.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
 import stat
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +58,8 @@ MAX_COPY = 4 << 20
 BWRAP_DIR_MODE = 0o700
 
 _StatKey = tuple[object, ...]
+# Where slow work runs: `background(lane, what, fn)` queues fn on a worker (see the launcher).
+Background = Callable[[str, str, Callable[[], object]], object]
 
 
 def _key(path: str, *, follow: bool = True) -> _StatKey:
@@ -78,31 +91,88 @@ class EtcTrees:
     `host_etc` is where the host's /etc pieces are read from (tests use a directory of their
     own); the tree always stands for /etc inside the sandbox."""
 
-    def __init__(self, host_etc: str = "/etc") -> None:
+    def __init__(self, host_etc: str = "/etc", background: Background | None = None) -> None:
         self._host_etc = host_etc.rstrip("/")
         self._states: dict[str, _State] = {}
+        self._building: set[str] = set()  # trees a worker is building or bringing up to date
         self._lock = threading.Lock()
+        # None: trees are built at once, on the caller's thread
+        self.background = background
 
     def ensure(self, spec: DesktopSpec, host: HostFacts) -> EtcTree | None:
-        """The desktop's tree, brought up to date first when the host's sources changed.
-        None when it cannot be prepared: the sandbox then gets the pieces bound one by one."""
+        """The desktop's tree when it is built and up to date with the host's sources. Else
+        it is built (or brought up to date): at once without `background`, on a worker with
+        one, and then None until the worker is done. None also when it cannot be prepared.
+        None means: the sandbox gets the pieces bound one by one."""
         uid, gid = bwrap.sandbox_ids(spec, host)
         passwd, group = bwrap.passwd_lines(uid, gid, host.user, f"/home/{host.user}")
         root = etc_dir(uid, gid)
         key = root.name
         inputs = (passwd, group, *sorted(host.system_files))
+        synthesized = {"passwd": passwd, "group": group}
         with self._lock:
+            if key in self._building:
+                return None
             state = self._states.get(key)
             if state is not None and self._fresh(state, inputs, root):
                 return state.tree
-            try:
-                state = self._build(root, host, {"passwd": passwd, "group": group})
-            except OSError as exc:
-                log.warning("desktop %s: cannot prepare its /etc at %s: %s", spec.name, root, exc)
-                self._states.pop(key, None)
-                return None
-            self._states[key] = state
-            return state.tree
+            if self.background is None:
+                return self._publish(key, self._timed_build(spec.name, root, host, synthesized))
+            self._building.add(key)
+        build = functools.partial(
+            self._build_in_background, spec.name, key, root, host, synthesized
+        )
+        try:
+            self.background(f"/etc {key}", f"preparing /etc for {spec.name}", build)
+        except BaseException:
+            with self._lock:
+                self._building.discard(key)
+            raise
+        return None
+
+    def building(self) -> bool:
+        """A worker is building or updating a tree."""
+        with self._lock:
+            return bool(self._building)
+
+    def _timed_build(
+        self, desktop: str, root: Path, host: HostFacts, synthesized: dict[str, bytes]
+    ) -> _State | None:
+        started = time.monotonic()
+        try:
+            state = self._build(root, host, synthesized)
+        except OSError as exc:
+            log.warning("desktop %s: cannot prepare its /etc at %s: %s", desktop, root, exc)
+            return None
+        log.info(
+            "prepared /etc at %s in %.0f ms: %d piece(s) copied, %d bound",
+            root,
+            (time.monotonic() - started) * 1000,
+            len(state.tree.files),
+            len(state.tree.binds),
+        )
+        return state
+
+    def _publish(self, key: str, state: _State | None) -> EtcTree | None:
+        # under self._lock
+        if state is None:
+            self._states.pop(key, None)
+            return None
+        self._states[key] = state
+        return state.tree
+
+    def _build_in_background(
+        self, desktop: str, key: str, root: Path, host: HostFacts, synthesized: dict[str, bytes]
+    ) -> None:
+        # On a worker. Nothing else touches this tree while its key is in `_building`; it
+        # is published, and the key cleared, only once it is whole.
+        state = None
+        try:
+            state = self._timed_build(desktop, root, host, synthesized)
+        finally:
+            with self._lock:
+                self._publish(key, state)
+                self._building.discard(key)
 
     def _fresh(self, state: _State, inputs: tuple[object, ...], root: Path) -> bool:
         if state.inputs != inputs:
@@ -153,7 +223,6 @@ class EtcTrees:
         sync.prune()
         shutil.rmtree(staging, ignore_errors=True)
         st = os.stat(root)
-        log.debug("prepared /etc at %s: %d copied, %d bound", root, len(copied), len(binds))
         keys = tuple(sync.keys)
         return _State(
             inputs=(*synthesized.values(), *sorted(host.system_files)),

@@ -14,7 +14,9 @@ here. A launch:
    for a desktop with a writable /usr it also enters the namespaces of the desktop's /usr
    keeper (`usr_keeper`, started with the desktop or at its first such sandbox), where the
    layer is mounted;
-4. execs bwrap (through the template's overlay helper for a desktop on a template);
+4. execs bwrap (through the template's overlay helper for a desktop on a template); where the
+   helper is built, bwrap runs it first inside the sandbox (`zionwm-enter --mask-proc`): it
+   makes the /proc masks and ends the set-up as bwrap would (`procmask.masks_inside`);
 5. returns a `Sandbox`, tracked by pidfd. The compositor adds `sandbox.pidfd` to its event
    loop and calls `sandbox.poll()` when it becomes readable; the child is reaped by its pid
    only (never waitpid(-1), which would steal other subsystems' children), and exits are
@@ -37,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from zionwm import paths
-from zionwm.isolation import bwrap, etc_tree, seccomp, sound, storage, usr_keeper
+from zionwm.isolation import bwrap, etc_tree, procmask, seccomp, sound, storage, usr_keeper
 from zionwm.isolation.bwrap import HostFacts, SandboxPlan, SlotKind
 from zionwm.isolation.host_probe import probe_host, refresh_devices
 from zionwm.isolation.spec import DesktopSpec
@@ -406,6 +408,10 @@ class Launcher:
             )
             for note in plan.notes:
                 log.warning("desktop %s: %s", spec.name, note)
+            if enter_helper() is not None:
+                # the /proc masks made inside by the helper: bwrap would read the whole
+                # mount table again for each of them (see procmask.masks_inside)
+                plan = procmask.masks_inside(plan)
             status_r, status_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
             opened.append(status_w)
             os.set_blocking(status_w, True)
@@ -546,6 +552,10 @@ class Launcher:
                 opened.append(fd)
             elif slot.kind is SlotKind.STATUS:
                 fd = status_w
+            elif slot.kind is SlotKind.MASKER:
+                # exec'd by bwrap inside as /proc/self/fd/N (nothing mounts it in)
+                fd = os.open(ENTER_HELPER, os.O_PATH | os.O_CLOEXEC)
+                opened.append(fd)
             else:
                 if seed is None or slot.name not in seed.fds:
                     raise LaunchError(f"seed slot {slot.name} has no open file")
@@ -565,9 +575,10 @@ class Launcher:
             raise LaunchError(f"desktop {spec.name}: /usr keeper: {exc}") from exc
 
     def desktop_started(self, spec: DesktopSpec) -> None:
-        """Prepare the desktop's /etc, and start the /usr keeper of a desktop with a
-        persistent writable /usr now: even its first program need not wait for the mount. A
-        keeper that cannot start is logged; the first launch tries again, and fails clearly."""
+        """Prepare the desktop's /etc (on a worker when `etc.background` is set), and start
+        the /usr keeper of a desktop with a persistent writable /usr now: even its first
+        program need not wait for the mount. A keeper that cannot start is logged; the first
+        launch tries again, and fails clearly."""
         if not spec.template:
             self.etc.ensure(spec, self.host)
         if not spec.writable_usr or spec.template or spec.ephemeral:
@@ -577,6 +588,36 @@ class Launcher:
             self._keeper(spec, False, cg_files, userns)
         except (LaunchError, OSError) as exc:
             log.warning("desktop %s: %s", spec.name, exc)
+
+    def keeper_exited(self, keeper: usr_keeper.UsrKeeper) -> str | None:
+        """A /usr keeper's process ended (see usr_keeper). When it died while serving its
+        layer: a persistent layer gets a new keeper now (the next launch need not wait for
+        a mount), and the words to tell the user are returned; None when it was stopped."""
+        why = self.keepers.exited(keeper)
+        if why is None:
+            return None
+        lost = len(keeper.users)
+        running = f"; {lost} program(s) started before have lost /usr" if lost else ""
+        if keeper.ephemeral:
+            return f"{keeper.desktop}: its /usr keeper died ({why}){running}"
+        cg_files, _, userns = self._placement(keeper.desktop)
+        try:
+            new = self.keepers.for_launch(
+                keeper.desktop, False, helper=enter_helper(), cgroup_files=cg_files, userns=userns
+            )
+        except (OSError, usr_keeper.KeeperError) as exc:
+            log.error("desktop %s: cannot start a new /usr keeper: %s", keeper.desktop, exc)
+            return (
+                f"{keeper.desktop}: its /usr keeper died ({why}) and no new one started "
+                f"({exc}){running}"
+            )
+        log.warning(
+            "desktop %s: new /usr keeper (pid %d) on the same layer", keeper.desktop, new.pid
+        )
+        return (
+            f"{keeper.desktop}: its /usr keeper died ({why}); a new one serves the same "
+            f"/usr layer{running}"
+        )
 
     def service_pids(self, desktop: str) -> set[int]:
         """Processes the launcher runs in the desktop's cgroups that are not its programs."""

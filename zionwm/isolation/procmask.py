@@ -1,14 +1,27 @@
 """What of the host's /proc a sandbox must not read, and the still stand-ins it reads instead.
 
 Owns the /proc part of the sandbox policy: which host-wide files are masked, which are
-replaced by fixed content, and the mounts that do it (`mask_proc`, used by `bwrap`). Pure.
+replaced by fixed content, and the mounts that do it (`mask_proc`, used by `bwrap`), and who
+makes those mounts (`masks_inside`: the placement helper inside the sandbox, where it is
+built, as bwrap 0.8 reads the whole mount table again for each of them). Pure.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
-from zionwm.isolation.sandbox_plan import FdSlot, HostFacts, Mount, MountKind, SlotKind
+from zionwm.isolation.sandbox_plan import (
+    FdSlot,
+    HostFacts,
+    InsideMasks,
+    Mount,
+    MountKind,
+    SandboxPlan,
+    SlotKind,
+)
+
+MASKER_SLOT = "masker"
 
 PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger")
 
@@ -108,3 +121,56 @@ def mask_proc(host: HostFacts, mounts: list[Mount], slot: Callable[[FdSlot], str
                 perms=0o444,
             )
         )
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top + "/")
+
+
+def masks_inside(plan: SandboxPlan) -> SandboxPlan:
+    """The same plan with its /proc masks made by the placement helper inside the sandbox
+    (`zionwm-enter --mask-proc`, run by bwrap before the program) instead of by bwrap: the
+    read-only binds of PROC_READ_ONLY, the empty files and the stand-ins, made on an empty
+    tmpfs that covers one of PROC_MASKED_DIRS anyway, and the other covered directories
+    (read-only there, where bwrap's tmpfs stays writable to its owner, the program). The
+    empty files need no fd slot there (the helper makes one empty file), the helper's
+    executable gets one. The plan is returned unchanged when it has no covered /proc
+    directory to work on, or when bwrap would mount something else inside a directory the
+    helper binds read-only (which a bind made afterwards would hide)."""
+    data_of = {s.name: s for s in plan.slots}
+    scratch: Mount | None = None
+    dirs: list[str] = []
+    read_only: list[str] = []
+    empty: list[Mount] = []
+    stand_ins: list[Mount] = []
+    kept: list[Mount] = []
+    for m in plan.mounts:
+        if m.kind is MountKind.RO_BIND_TRY and m.dest in PROC_READ_ONLY and m.source == m.dest:
+            read_only.append(m.dest)
+        elif (
+            m.kind is MountKind.RO_BIND_DATA
+            and m.dest.startswith("/proc/")
+            and m.perms == 0o444
+            and data_of[m.slot].kind is SlotKind.DATA
+        ):
+            (stand_ins if data_of[m.slot].data else empty).append(m)
+        elif m.kind is MountKind.TMPFS and m.dest in PROC_MASKED_DIRS and m.perms == 0o555:
+            if scratch is None:
+                scratch = m
+            else:
+                dirs.append(m.dest)
+        else:
+            kept.append(m)
+    if scratch is None or any(_under(m.dest, ro) for m in kept for ro in read_only):
+        return plan
+    dropped = {m.slot for m in empty}
+    slots = [s for s in plan.slots if s.name not in dropped]
+    slots.append(FdSlot(MASKER_SLOT, SlotKind.MASKER))
+    masks = InsideMasks(
+        scratch=scratch.dest,
+        read_only=tuple(read_only),
+        empty=tuple(m.dest for m in empty),
+        data=tuple((m.slot, m.dest) for m in stand_ins),
+        dirs=tuple(dirs),
+    )
+    return dataclasses.replace(plan, mounts=tuple(kept), slots=tuple(slots), proc_masks=masks)

@@ -46,6 +46,7 @@ class SlotKind(StrEnum):
     SEED = "seed"  # a file of the ephemeral seed, already opened by the launcher's scan
     SECCOMP = "seccomp"  # the compiled seccomp program
     STATUS = "status"  # write end of the pipe bwrap reports the sandbox's pids on
+    MASKER = "masker"  # the placement helper (O_PATH), run first inside to mask /proc
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,18 @@ class EtcTree:
 
 
 @dataclass(frozen=True)
+class InsideMasks:
+    """The /proc masks as the placement helper makes them inside the sandbox, before the
+    program (`zionwm-enter --mask-proc`, see `procmask.masks_inside`), instead of bwrap."""
+
+    scratch: str  # a covered /proc directory: the empty tmpfs the files are made on
+    read_only: tuple[str, ...]  # bound read-only onto themselves, where they exist
+    empty: tuple[str, ...]  # covered by an empty read-only file
+    data: tuple[tuple[str, str], ...]  # (DATA slot, path): covered by a read-only stand-in
+    dirs: tuple[str, ...] = ()  # the other covered directories: an empty read-only tmpfs
+
+
+@dataclass(frozen=True)
 class SandboxPlan:
     desktop: str
     argv: tuple[str, ...]
@@ -163,6 +176,7 @@ class SandboxPlan:
     template: TemplateFacts | None = None
     notes: tuple[str, ...] = ()  # what the policy could not enforce, for the log
     nested_sandbox: bool = False  # user namespaces allowed inside; the seccomp variant too
+    proc_masks: InsideMasks | None = None  # None: bwrap makes the /proc masks itself
     fds: Mapping[str, int] = field(default_factory=dict)
 
     def with_fds(self, fds: Mapping[str, int]) -> SandboxPlan:

@@ -19,11 +19,17 @@ sandbox used to have, is a set-up overlayfs leaves undefined).
 
 Lifetime: a persistent layer's keeper lives until the desktop stops (a reload drops it) or
 the launcher shuts down; an ephemeral layer's keeper until the last sandbox on it ends, and
-its tmpfs with it. A keeper that died (the daemon crashed) is reported in the log and
-replaced at the next launch; its sandboxes see /usr fail ("Transport endpoint is not
-connected"), and a sandbox that tried to enter it as it died fails to start with a clear
-error. What was written to a persistent layer is in its upper dir on disk, and the next
-keeper serves it again.
+its tmpfs with it. A keeper that died (the daemon crashed, or it was killed) is seen when it
+dies: `Keepers.watch` hands each keeper's pidfd to the compositor's event loop, which calls
+`Launcher.keeper_exited`; that logs it, tells the user and starts a new keeper for a
+persistent layer at once, so the next launch does not wait for a mount (without a watch,
+the next launch replaces it). The dead keeper's daemon got SIGTERM with its death and
+unmounts; the new keeper starts its own only once that one has exited (bounded, then it
+is killed): never two daemons over one upper dir. Its sandboxes see /usr fail ("Transport
+endpoint is not connected"), and a sandbox that tried to enter it as it died fails to
+start with a clear error. What was written to a persistent layer is in its upper dir on
+disk, and the next keeper serves it again. An ephemeral layer died with its keeper: the next
+sandbox on one starts a new keeper with a new, empty layer, as it would anyway.
 
 Why fuse-overlayfs and not the kernel's overlayfs: see `overlay.py`.
 """
@@ -37,7 +43,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +60,13 @@ class KeeperError(RuntimeError):
     """The keeper could not be started or is not usable."""
 
 
+# fuse-overlayfs 1.10 to 1.14 (Debian 12 has 1.10) print "unknown argument ignored:
+# lazytime" at each start, to the compositor's log: a daemon whose effective uid is 0 puts
+# its own defaults first ("default_permissions,allow_other,suid,noatime,lazytime") and its
+# own option parser does not know `lazytime` (a mount flag, not a FUSE option; 1.15 dropped
+# it from those defaults). zionwm passes no such option: the daemon is uid 0 of the
+# keeper's user namespace, where the sandboxes enter as that uid. It is harmless: nothing
+# is ignored that zionwm asked for.
 def fuse_overlayfs() -> str:
     return shutil.which("fuse-overlayfs") or "/usr/bin/fuse-overlayfs"
 
@@ -101,6 +114,11 @@ class UsrKeeper:
     ready_fd: int
     parent_userns: tuple[int, int] | None
     users: set[int] = field(default_factory=set)  # pids of sandboxes started on it
+    # ends the watch on `pidfd` (see Keepers.watch); called before the pidfd is closed
+    unwatch: Callable[[], None] | None = None
+    # its overlay daemon (see `find_daemon`): a keeper that dies leaves it to exit on its
+    # own, and a new keeper of the layer waits for that
+    daemon_pidfd: int = -1
 
     @property
     def pid(self) -> int:
@@ -142,6 +160,18 @@ class UsrKeeper:
                 report = b""
         return describe_failure(report, rc)
 
+    def find_daemon(self) -> None:
+        """Take hold of the overlay daemon (the keeper's one child) once it is mounted."""
+        if self.daemon_pidfd >= 0 or not self.running():
+            return
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                children = f.read().split()
+            if children:
+                self.daemon_pidfd = os.pidfd_open(int(children[0]))
+        except (OSError, ValueError):
+            pass  # gone meanwhile: nothing to wait for later
+
     def stop(self) -> None:
         """Ask the keeper to stop: its daemon unmounts, and both exit."""
         if self.pidfd >= 0 and self.proc.returncode is None:
@@ -160,7 +190,10 @@ class UsrKeeper:
         return rc
 
     def close(self) -> None:
-        for attr in ("pidfd", "ready_fd"):
+        if self.unwatch is not None:
+            unwatch, self.unwatch = self.unwatch, None
+            unwatch()
+        for attr in ("pidfd", "ready_fd", "daemon_pidfd"):
             fd = getattr(self, attr)
             if fd >= 0:
                 os.close(fd)
@@ -173,6 +206,12 @@ class Keepers:
     def __init__(self) -> None:
         self._live: dict[tuple[str, bool], UsrKeeper] = {}
         self._stopping: list[UsrKeeper] = []
+        # overlay daemons of keepers that died, by layer, until they have exited
+        self._orphans: dict[tuple[str, bool], list[int]] = {}
+        # Called with each keeper started: watches its pidfd (readable once it has exited)
+        # and returns what ends the watch. The compositor's event loop then calls
+        # `Launcher.keeper_exited` when a keeper ends.
+        self.watch: Callable[[UsrKeeper], Callable[[], None]] | None = None
 
     def get(self, desktop: str, ephemeral: bool) -> UsrKeeper | None:
         return self._live.get((desktop, ephemeral))
@@ -218,6 +257,7 @@ class Keepers:
                 keeper.pid,
                 keeper.failure(),
             )
+            self._orphan_daemon(keeper)
             keeper.reap()
             keeper.close()
             del self._live[key]
@@ -237,10 +277,38 @@ class Keepers:
             if not ephemeral:
                 # Never two daemons over one upper dir: one on its way out is waited for.
                 self._wait_stopping(desktop, ephemeral)
+                self._wait_orphans(key)
             layer = storage.prepare_layer(desktop, ephemeral=ephemeral)
             keeper = self._start(desktop, ephemeral, layer, helper, cgroup_files, userns)
             self._live[key] = keeper
+            if self.watch is not None:
+                keeper.unwatch = self.watch(keeper)
         return keeper
+
+    def exited(self, keeper: UsrKeeper) -> str | None:
+        """`keeper`'s process has ended (its pidfd is readable). Returns why when it was
+        serving its layer (it died: the caller tells the user), None when it had been asked
+        to stop. Either way it is reaped and its fds closed."""
+        key = (keeper.desktop, keeper.ephemeral)
+        if self._live.get(key) is not keeper:
+            keeper.reap()
+            keeper.close()
+            self._reap_stopped()
+            return None
+        why = keeper.failure()
+        del self._live[key]
+        self._orphan_daemon(keeper)
+        log.error(
+            "desktop %s: the /usr keeper (pid %d) died (%s); %d program(s) running on it "
+            "have lost /usr",
+            keeper.desktop,
+            keeper.pid,
+            why,
+            len(keeper.users),
+        )
+        keeper.reap()
+        keeper.close()
+        return why
 
     def _start(
         self,
@@ -329,6 +397,10 @@ class Keepers:
     def stop_all(self, timeout: float = STOP_TIMEOUT) -> None:
         for key in list(self._live):
             self._retire(key)
+        for fds in self._orphans.values():
+            for pidfd in fds:
+                os.close(pidfd)  # each was told to stop when its keeper died
+        self._orphans.clear()
         deadline = time.monotonic() + timeout
         for keeper in list(self._stopping):
             if keeper.reap(max(0.0, deadline - time.monotonic())) is None:
@@ -357,6 +429,29 @@ class Keepers:
                     "has not stopped yet"
                 )
         self._reap_stopped()
+
+    def _orphan_daemon(self, keeper: UsrKeeper) -> None:
+        # The daemon of a keeper that died got SIGTERM with it (enter.c), and unmounts
+        if keeper.daemon_pidfd >= 0:
+            self._orphans.setdefault((keeper.desktop, keeper.ephemeral), []).append(
+                keeper.daemon_pidfd
+            )
+            keeper.daemon_pidfd = -1
+
+    def _wait_orphans(self, key: tuple[str, bool]) -> None:
+        """Wait (bounded) for the daemons a dead keeper of this layer left; killed after."""
+        for pidfd in self._orphans.pop(key, []):
+            try:
+                readable, _, _ = select.select([pidfd], [], [], STOP_TIMEOUT)
+                if not readable:
+                    log.warning("desktop %s: the old overlay daemon did not stop: killed", key[0])
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    select.select([pidfd], [], [], STOP_TIMEOUT)
+            except ProcessLookupError:
+                pass
+            finally:
+                os.close(pidfd)
+            log.debug("desktop %s: the overlay daemon of the keeper that died has exited", key[0])
 
     def _reap_stopped(self) -> None:
         self._stopping = [k for k in self._stopping if k.reap() is None]

@@ -195,12 +195,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     def go(c: QuarantineClient) -> int:
         if args.wait:
             c.subscribe()  # before sending: no event can be missed
-        reply = c.call("send", **{"from": args.src, "to": args.dst, "paths": args.paths})
-        if "results" not in reply:
-            raise QuarantineError(str(reply.get("error", "send failed")))
         status = 0
         ids: set[int] = set()
-        for r in reply["results"]:
+        for r in c.send(args.src, args.dst, args.paths):
             if r["ok"]:
                 ids.add(int(r["id"]))
                 print(f"{_p(r['path'])}: queued as item {r['id']}")

@@ -85,6 +85,15 @@ class QuarantineClient:
             raise QuarantineError(str(reply.get("error", "request failed")))
         return reply
 
+    def send(self, source: str, dest: str, paths: list[str]) -> list[dict[str, Any]]:
+        """`send`: one result per path, `{path, ok, id}` or `{path, ok: false, error}`;
+        QuarantineError when the request as a whole is refused (an unknown desktop)."""
+        reply = self.call("send", **{"from": source, "to": dest, "paths": paths})
+        results = reply.get("results")
+        if not isinstance(results, list):
+            raise QuarantineError(str(reply.get("error", "send failed")))
+        return [r for r in results if isinstance(r, dict)]
+
     def subscribe(self, items: bool = False) -> dict[str, Any]:
         """Turn this connection into an event stream; returns the current counts (and with
         `items`, the items held or kept now, as `list` gives them)."""

@@ -74,20 +74,23 @@ def zion_py_geometry_changed(watch_id: int, x: int, y: int, width: int, height: 
         log.exception("callback failed: geometry change of window %d", watch_id)
 
 
-_on_frame_committed: Callable[[int, int], None] | None = None
+_on_frame_committed: Callable[[int, int, int, int], None] | None = None
 
 
-def set_frame_callback(callback: Callable[[int, int], None]) -> None:
-    """callback(output id, CLOCK_MONOTONIC ns) for a frame asked for with notify_next."""
+def set_frame_callback(callback: Callable[[int, int, int, int], None]) -> None:
+    """callback(output id, start ns, start CPU ns, when ns) for a frame asked for with
+    notify_next: when the first frame event after the request came (CLOCK_MONOTONIC) and
+    the compositor thread's CPU time then (CLOCK_THREAD_CPUTIME_ID, Python's
+    time.thread_time_ns), and when the frame that followed it was committed."""
     global _on_frame_committed
     _on_frame_committed = callback
 
 
 @ffi.def_extern()
-def zion_py_frame_committed(output_id: int, when_ns: int) -> None:
+def zion_py_frame_committed(output_id: int, start_ns: int, start_cpu_ns: int, when_ns: int) -> None:
     try:
         if _on_frame_committed is not None:
-            _on_frame_committed(output_id, when_ns)
+            _on_frame_committed(output_id, start_ns, start_cpu_ns, when_ns)
     except Exception:
         log.exception("callback failed: frame committed on output %d", output_id)
 

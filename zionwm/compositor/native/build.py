@@ -1,8 +1,9 @@
 """Build zionwm's own cffi module (API mode) for what pywlroots 0.15 lacks.
 
 The C lives beside this file: `zionwm_native.c` (with `zionwm_native.h`) is the module's
-source, `text.c` (with `text.h`) draws the compositor's text with pango-cairo, `cdefs.h`
-declares what of them (and of wlroots) Python may call. Run
+source, compiled together with `text.c` (with `text.h`: the compositor's text, drawn
+with pango-cairo) and `occlusion.c` (with `occlusion.h`: what each frame leaves out; only
+that C calls it); `cdefs.h` declares what of them (and of wlroots) Python may call. Run
 `python zionwm/compositor/native/build.py` (the Makefile does, whenever one of them changes;
 not `-m`, which would import the package that needs the module being built): it compiles
 `_zionwm_native` next to this file against the system wlroots and libwayland.
@@ -19,8 +20,9 @@ import cffi
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "zionwm_native.c"
 HEADER = HERE / "zionwm_native.h"
-# the text the compositor draws (pango-cairo), compiled beside the module's own source
-TEXT = HERE / "text.c"
+# compiled beside the module's own source: the text the compositor draws (pango-cairo),
+# and the frame handler's occlusion pass (C that Python never calls directly)
+SOURCES = [HERE / "text.c", HERE / "occlusion.c"]
 
 
 def _pkg_flags(what: str, *pkgs: str) -> list[str]:
@@ -41,9 +43,9 @@ def make_ffi() -> cffi.FFI:
         # its quoted #include finds the header through include_dirs
         SOURCE.read_text(),
         include_dirs=[str(HERE)],
-        sources=[str(TEXT)],
-        depends=[str(HEADER), str(HERE / "text.h")],
-        libraries=["wlroots", "wayland-server", "xcb", "xcb-xfixes"],
+        sources=[str(p) for p in SOURCES],
+        depends=[str(HEADER), str(HERE / "text.h"), str(HERE / "occlusion.h")],
+        libraries=["wlroots", "wayland-server", "xcb", "xcb-xfixes", "pixman-1", "m"],
         extra_link_args=_pkg_flags("--libs", "pangocairo"),
         extra_compile_args=[
             *_pkg_flags("--cflags", "wlroots", "wayland-server", "pixman-1", "libdrm", "xcb"),

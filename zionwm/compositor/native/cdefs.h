@@ -120,7 +120,7 @@ struct wlr_renderer;
 struct zion_frame_copy;
 struct zion_frame_copy *zion_output_frame_copy(struct zion_output_frame *frame,
                                                struct wlr_renderer *renderer);
-bool zion_frame_copy_thumbnail(const struct zion_frame_copy *copy, int top, unsigned char *dst,
+bool zion_frame_copy_thumbnail(struct zion_frame_copy *copy, int top, unsigned char *dst,
                                int dw, int dh);
 void zion_frame_copy_free(struct zion_frame_copy *copy);
 /* one desktop's windows alone, ARGB8888 into out (width * height * 4) */
@@ -147,7 +147,7 @@ extern "Python" void zion_py_client_destroyed(struct wl_client *, int);
 extern "Python" void zion_py_source_send(int, const char *, int);
 extern "Python" void zion_py_source_destroyed(int);
 extern "Python" void zion_py_geometry_changed(int, int, int, int, int);
-extern "Python" void zion_py_frame_committed(int, long long);
+extern "Python" void zion_py_frame_committed(int, long long, long long, long long);
 extern "Python" void zion_py_pointer_grab_motion(unsigned int);
 extern "Python" void zion_py_pointer_seat_changed(int);
 

@@ -7,6 +7,7 @@
 #define ZIONWM_NATIVE_H
 
 #define WLR_USE_UNSTABLE 1
+#include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
 #include <string.h>
@@ -43,7 +44,7 @@ static void zion_py_client_destroyed(struct wl_client *, int);
 static void zion_py_source_send(int, const char *, int);
 static void zion_py_source_destroyed(int);
 static void zion_py_geometry_changed(int, int, int, int, int);
-static void zion_py_frame_committed(int, long long);
+static void zion_py_frame_committed(int, long long, long long, long long);
 static void zion_py_pointer_grab_motion(unsigned int);
 static void zion_py_pointer_seat_changed(int);
 
