@@ -59,6 +59,7 @@ desktop("personal", colour="#3b82f6", browser=["{inside}/standin-browser"], app_
 desktop("web", colour="#ef4444", browser=["{inside}/standin-browser"], app_dirs=APPS)
 desktop("trusting", colour="#a855f7", dbus="host", app_dirs=APPS)
 desktop("nobus", colour="#eab308", dbus="none", app_dirs=APPS)
+desktop("offline", colour="#14b8a6", browser=["{inside}/no-such-browser"], app_dirs=APPS)
 """
 
 
@@ -187,6 +188,25 @@ def test_xdg_open_in_work_starts_the_browser_in_web_with_only_the_url(comp: Comp
     assert b"desktop=web" in ctx
     assert not list(comp.desktop_home("work").glob("browser-args.*"))
     notice_with(comp, "Link from work opened in web")
+
+
+def test_a_link_whose_browser_does_not_start_is_told_as_not_opened_and_only_so(
+    comp: Compositor,
+) -> None:
+    # offline's browser is not installed: bwrap's exec of it fails in the sandbox
+    url = URL + "?to=offline"
+    comp.zionctl("launch", "offline", "--", "xdg-open", url)
+    failed = notice_with(comp, "Link from offline not opened")
+    assert url in failed and "no-such-browser exited with status 1" in failed, failed
+    assert "is it installed in offline?" in failed, failed
+    # that one notice only: no "opened" before it (nor after: the outcome is told once),
+    # and not the generic notice of a program that exited right after starting either
+    told = [n for n in history(comp) if "offline" in n]
+    assert told == [failed], told
+    comp.zionctl("launch", "offline", "--", "xdg-open", url + "&again")
+    again = notice_with(comp, "&again")
+    told = [n for n in history(comp) if "offline" in n]
+    assert told == [failed, again], told
 
 
 def test_gio_open_in_work_goes_the_same_way(comp: Compositor) -> None:

@@ -31,12 +31,14 @@ from zionwm.isolation.bwrap import SYSTEM_BUS_SOCKET, SessionBus
 from zionwm.isolation.spec import DesktopSpec
 
 from . import capture, desktop_notice
+from .launch_notices import LaunchNotices
 from .loop import FdHandle
 from .portal_link import PortalLink
 
 if TYPE_CHECKING:
     from zionwm.isolation.launcher import Launcher
 
+    from .children import Child
     from .server import Server
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,9 @@ class DesktopBusLink:
         self.running: dict[str, _Running] = {}
         self.queues: dict[str, FrozenQueue] = {}
         self.failures: dict[str, str] = {}
-        self.portal = PortalLink(server, launcher, self)
+        # links and files opened on a desktop's behalf: told once the program runs
+        self.launches = LaunchNotices(server)
+        self.portal = PortalLink(server, launcher, self, self.launches)
         launcher.session_bus = self.session_bus_for
         capture.attach(server)
 
@@ -233,13 +237,16 @@ class DesktopBusLink:
             self.server.notify(f"{req.desktop}: links go to {target}, which is not running")
             return
         argv = policy.browser_argv(self.server.desktops[target].spec.browser, req.url)
-        try:
-            self.server.launch(target, argv)
-        except (RuntimeError, LookupError, ValueError, OSError) as exc:
-            self.server.notify(f"Could not open a link of {req.desktop} in {target}: {exc}")
-            return
         where = "" if target == req.desktop else f" in {target}"
-        self.server.notify(f"Link from {req.desktop} opened{where}: {policy.short(req.url)}")
+        link = policy.short(req.url)
+        self.launches.launch(
+            target,
+            argv,
+            done=f"Link from {req.desktop} opened{where}: {link}",
+            failed=f"Link from {req.desktop} not opened{where} ({link})",
+            waiting=f"Opening a link from {req.desktop}{where}: "
+            f"{target}'s network is being set up\u2026",
+        )
 
     # ---- compositor hooks ----
 
@@ -248,6 +255,9 @@ class DesktopBusLink:
         if queue is not None:
             for notice in queue.take():
                 self._show(notice)
+
+    def child_exited(self, child: Child) -> None:
+        self.launches.child_exited(child)
 
     def quarantine_event(self, kind: str, item: dict[str, Any]) -> None:
         self.portal.quarantine_event(kind, item)

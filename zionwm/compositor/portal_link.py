@@ -58,6 +58,7 @@ from .loop import FdHandle
 if TYPE_CHECKING:
     from zionwm.isolation.launcher import Launcher
 
+    from .launch_notices import LaunchNotices
     from .server import Server
 
 log = logging.getLogger(__name__)
@@ -139,10 +140,13 @@ def released_path(home: str, item: Mapping[str, Any]) -> str | None:
 
 
 class PortalLink:
-    def __init__(self, server: Server, launcher: Launcher, buses: DesktopBuses) -> None:
+    def __init__(
+        self, server: Server, launcher: Launcher, buses: DesktopBuses, launches: LaunchNotices
+    ) -> None:
         self.server = server
         self.launcher = launcher
         self.buses = buses
+        self.launches = launches
         self.choosers: dict[str, _Chooser] = {}  # by request handle
         # files a program asked to open elsewhere: item id -> target, until released
         self.to_open: dict[int, str] = {}
@@ -506,9 +510,10 @@ class PortalLink:
         if path is None:
             self.server.notify(f"{target}: {name} was released but not opened", urgent=True)
             return
-        try:
-            self.server.launch(target, [*OPEN_RELEASED, path])
-        except (RuntimeError, LookupError, ValueError, OSError) as exc:
-            self.server.notify(f"Could not open {name} in {target}: {exc}", urgent=True)
-            return
-        self.server.notify(f"Opened {name} in {target}")
+        self.launches.launch(
+            target,
+            [*OPEN_RELEASED, path],
+            done=f"Opened {name} in {target}",
+            failed=f"Could not open {name} in {target}",
+            waiting=f"Opening {name} in {target}: its network is being set up\u2026",
+        )

@@ -155,7 +155,8 @@ class Notifications:
         width less the margins, and at most `MAX_WIDTH`."""
         return max(1, min(MAX_WIDTH, self.area[2] - 2 * MARGIN) - reserved)
 
-    def show(self, text: str, seconds: float = 6.0, urgent: bool = False) -> None:
+    def show(self, text: str, seconds: float = 6.0, urgent: bool = False) -> Notice:
+        """Stack a box of `text`; the box, to `withdraw` before it expires."""
         self.history.append(text)
         del self.history[:-50]
         bg = (160, 30, 30, 235) if urgent else (30, 30, 30, 235)
@@ -172,7 +173,8 @@ class Notifications:
         entry = Notice(node, text, width)
         self.items.append(entry)
         self._layout()
-        self.loop.call_later(int(seconds * 1000), lambda: self._expire(entry), "notification")
+        self.loop.call_later(int(seconds * 1000), lambda: self.withdraw(entry), "notification")
+        return entry
 
     def show_node(
         self, node: SceneNode, rows: str, history: str, seconds: float, width: int
@@ -185,9 +187,11 @@ class Notifications:
         entry = Notice(node, rows, width)
         self.items.append(entry)
         self._layout()
-        self.loop.call_later(int(seconds * 1000), lambda: self._expire(entry), "notification")
+        self.loop.call_later(int(seconds * 1000), lambda: self.withdraw(entry), "notification")
 
-    def _expire(self, entry: Notice) -> None:
+    def withdraw(self, entry: Notice) -> None:
+        """Take a box off the screen (expired, or replaced by what it announced); a box
+        already gone is left alone."""
         if entry in self.items:
             self.items.remove(entry)
             entry.node.destroy()
