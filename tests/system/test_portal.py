@@ -32,6 +32,7 @@ from tests.system.bus_apps import (
     WORK_GREEN,
     apps_dir,
     findings,
+    history,
     missing,
     notice_with,
     start_probe,
@@ -162,12 +163,13 @@ def test_portal_openuri_opens_the_link_in_web(comp: Compositor) -> None:
     found = probe(comp, "work", "open-uri", URL)
     assert found.get("code") == SUCCESS, found
     assert found["handle"] == found["expected_handle"]
-    new = wait_for(
-        lambda: set(home(comp, "web").glob("browser-args.*")) - before, 30, "the browser in web"
-    )
+    notice_with(comp, "Link from work opened in web")
+    # told once the browser ran: the stand-in records its arguments and exits at once, and
+    # its exit is what says it started
+    new = set(home(comp, "web").glob("browser-args.*")) - before
+    assert len(new) == 1, new
     (run,) = new
     assert run.read_bytes().split(b"\0")[:-1] == [URL.encode()]
-    notice_with(comp, "Link from work opened in web")
 
 
 # ---------------------------------------------------------------- FileChooser
@@ -363,7 +365,59 @@ def _count(img: Image.Image, colour: str) -> int:
 # ---------------------------------------------------------------- files opened elsewhere
 
 
+def files_ready(comp: Compositor, n: int) -> None:
+    """Wait until work's portal takes `n` more files at once: its rate limit (a few at once,
+    then one every two seconds) is shared by every test that opens a file in work, so each
+    of them waits for what it needs, whichever tests ran before it."""
+
+    def ready() -> bool:
+        bus = comp.zjson("status")["desktop_buses"].get("work") or {}
+        # a bus not started yet has its whole allowance
+        return int(bus.get("portal_files_ready", n)) >= n
+
+    wait_for(ready, 30, f"work's portal to take {n} more file(s)", interval=0.25)
+
+
+def files_refused(comp: Compositor) -> int:
+    bus = comp.zjson("status")["desktop_buses"].get("work") or {}
+    return int(bus.get("portal_files_refused", 0))
+
+
+@pytest.mark.security
+def test_files_handed_over_too_fast_are_refused_and_the_user_told_how_many(
+    comp: Compositor,
+) -> None:
+    files_ready(comp, 3)
+    work = home(comp, "work")
+    (work / "burst.txt").write_text("one of many")
+    for name in ("burst-done", "burst-refused"):
+        (work / name).unlink(missing_ok=True)
+    refused_before = files_refused(comp)
+    # far more than the few at once the portal takes; each refusal fails the program's call
+    script = (
+        'i=0; while [ $i -lt 12 ]; do xdg-open "$HOME/burst.txt" 2>/dev/null '
+        '|| echo x >> "$HOME/burst-refused"; i=$((i+1)); done; touch "$HOME/burst-done"'
+    )
+    comp.zionctl("launch", "work", "--", "/bin/sh", "-c", script)
+    wait_for((work / "burst-done").exists, 60, "the burst of xdg-open calls")
+    refused = files_refused(comp) - refused_before
+    assert refused >= 1, "nothing was refused: the limit did not hold"
+    assert len((work / "burst-refused").read_text().split()) == refused
+
+    def told() -> int:
+        counts = [
+            int(n.rsplit(": ", 1)[1].split()[0])
+            for n in history(comp)
+            if n.startswith("Too many files at once from work: ")
+        ]
+        return sum(counts)
+
+    # every refused file is told (the refusals after the first notice in a later one)
+    wait_for(lambda: told() == refused, 30, f"notices telling of {refused} refused file(s)")
+
+
 def test_a_pdf_opened_in_work_goes_to_web_through_the_audit(comp: Compositor) -> None:
+    files_ready(comp, 1)
     (home(comp, "work") / "invoice.pdf").write_bytes(b"%PDF-1.4\n%test\n")
     comp.zionctl("launch", "work", "--", "xdg-open", f"/home/{user()}/invoice.pdf")
     notice_with(comp, "File from work sent to web through the audit: invoice.pdf")
@@ -379,6 +433,7 @@ def test_a_pdf_opened_in_work_goes_to_web_through_the_audit(comp: Compositor) ->
 
 
 def test_a_file_with_no_rule_is_not_sent_anywhere(comp: Compositor) -> None:
+    files_ready(comp, 1)
     (home(comp, "work") / "notes.txt").write_text("plain")
     comp.zionctl("launch", "work", "--", "xdg-open", f"/home/{user()}/notes.txt")
     notice_with(comp, "no desktop is set to open text/plain files from work")
@@ -386,6 +441,7 @@ def test_a_file_with_no_rule_is_not_sent_anywhere(comp: Compositor) -> None:
 
 @pytest.mark.security
 def test_opening_a_link_to_personals_file_sends_nothing(comp: Compositor) -> None:
+    files_ready(comp, 2)
     secret = home(comp, "personal") / "contract.pdf"
     secret.write_bytes(b"%PDF-1.4\n% personal contract\n")
     link = home(comp, "work") / "look.pdf"
@@ -448,6 +504,7 @@ def test_a_chooser_ends_when_the_program_that_asked_is_gone(comp: Compositor) ->
 
 
 def test_a_file_handed_over_by_fd_goes_where_its_type_says(comp: Compositor) -> None:
+    files_ready(comp, 1)
     (home(comp, "work") / "statement.pdf").write_bytes(b"%PDF-1.4\n%statement\n")
     found = probe(comp, "work", "open-file", f"/home/{user()}/statement.pdf")
     assert found.get("code") == SUCCESS, found
@@ -456,6 +513,7 @@ def test_a_file_handed_over_by_fd_goes_where_its_type_says(comp: Compositor) -> 
 
 @pytest.mark.security
 def test_a_file_outside_the_desktops_folders_is_not_sent_by_fd(comp: Compositor) -> None:
+    files_ready(comp, 1)
     # a file the sandbox can open but that is not one of the desktop's own (zionwm's
     # synthesized passwd): the host file of that name is the host's own, never sent
     found = probe(comp, "work", "open-file", "/etc/passwd")
@@ -513,6 +571,7 @@ def test_chromium_in_web_asks_the_portal(comp: Compositor) -> None:
 
 
 def test_a_file_deleted_after_it_was_opened_is_refused_cleanly(comp: Compositor) -> None:
+    files_ready(comp, 1)
     script = (
         'printf "%%PDF-1.4" > "$HOME/gone.pdf"; exec 3< "$HOME/gone.pdf"; rm "$HOME/gone.pdf"; '
         f"exec {PYTHON} {INSIDE}/portal_probe.py open-file /proc/self/fd/3 gone-probe.json"
@@ -536,6 +595,7 @@ mv "$HOME/viewer-args.tmp" "$HOME/viewer-args"
 def test_a_pdf_opened_in_work_is_opened_in_web_with_webs_viewer_once_released(
     comp: Compositor,
 ) -> None:
+    files_ready(comp, 1)
     web = home(comp, "web")
     # web's own default for PDFs (its ~/.config/mimeapps.list), as a user of web set it
     (web / "viewer.sh").write_text(VIEWER)

@@ -32,7 +32,7 @@ from zionwm.isolation.spec import DesktopSpec
 
 from . import capture, desktop_notice
 from .launch_notices import LaunchNotices
-from .loop import FdHandle
+from .loop import FdHandle, Timer
 from .portal_link import PortalLink
 
 if TYPE_CHECKING:
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from .server import Server
 
 log = logging.getLogger(__name__)
+
+# files refused by a desktop's portal rate limit are told at most once in this time
+FILES_QUIET_MS = 5000
 
 
 def host_session_socket(environ: dict[str, str] | os._Environ[str]) -> str | None:
@@ -65,6 +68,8 @@ class _Running:
         self.reader: FdHandle | None = None
         self.writer: FdHandle | None = None
         self.dropped_told = 0
+        self.files_told = 0  # files refused by the portal's rate limit, told so far
+        self.files_quiet: Timer | None = None  # while set, more refusals are told later
 
 
 class DesktopBusLink:
@@ -169,11 +174,29 @@ class DesktopBusLink:
         if dropped > run.dropped_told:
             run.dropped_told = dropped
             self.server.notify(f"{desktop}: too many notifications, {dropped} dropped so far")
+        self._tell_files_dropped(desktop, run)
         if closed:
             log.warning("desktop %s: its session bus went away; restarted on next launch", desktop)
             self._stop(desktop)
             return
         self._watch_writes(desktop, run)
+
+    def _tell_files_dropped(self, desktop: str, run: _Running) -> None:
+        """Files the portal refused for coming too fast are told, at most once per
+        `FILES_QUIET_MS`: what is refused meanwhile is counted into the next notice."""
+        dropped = run.service.portal.files_dropped
+        if dropped <= run.files_told or run.files_quiet is not None:
+            return
+        n, run.files_told = dropped - run.files_told, dropped
+        self.server.notify(f"Too many files at once from {desktop}: {n} not opened")
+        run.files_quiet = self.server.loop.call_later(
+            FILES_QUIET_MS, lambda: self._files_quiet_over(desktop, run), f"bus of {desktop}"
+        )
+
+    def _files_quiet_over(self, desktop: str, run: _Running) -> None:
+        run.files_quiet = None
+        if self.running.get(desktop) is run:
+            self._tell_files_dropped(desktop, run)
 
     def respond(
         self, desktop: str, handle: str, code: int, results: dict[str, tuple[str, Any]]
@@ -288,6 +311,8 @@ class DesktopBusLink:
                 "alive": run.bus.alive(),
                 "portal_requests_open": len(run.service.portal.pending),
                 "portal_calls": dict(run.service.portal.calls),
+                "portal_files_ready": run.service.portal.files_ready(),
+                "portal_files_refused": run.service.portal.files_dropped,
             }
         for name, why in self.failures.items():
             buses.setdefault(name, {})["error"] = why
@@ -304,7 +329,7 @@ class DesktopBusLink:
         run = self.running.pop(desktop, None)
         if run is None:
             return
-        for handle in (run.reader, run.writer):
+        for handle in (run.reader, run.writer, run.files_quiet):
             if handle is not None:
                 handle.remove()
         self.portal.desktop_gone(desktop)

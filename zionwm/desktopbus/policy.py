@@ -207,6 +207,10 @@ class RateLimit(Limiter):
     def allow(self) -> bool:
         return self.admit("", self._clock())
 
+    def available(self) -> int:
+        """How many `allow()` would let through now (taking none)."""
+        return int(self._refill("", self._clock()).level)
+
 
 class FrozenQueue:
     """Notices of a frozen desktop, held until it thaws (when the desktop says "queue").

@@ -270,7 +270,18 @@ class Portal:
         # each screenshot is drawn and encoded by the compositor itself, each file sent starts
         # a copy: a program asks for a few, not a flood
         self.shot_rate = policy.RateLimit(burst=2, per_second=0.5)
+        # what it drops is refused to the program, and the user is told how many
+        # (`files_dropped`, compositor/desktopbus_link.py)
         self.file_rate = policy.RateLimit(burst=3, per_second=0.5)
+
+    @property
+    def files_dropped(self) -> int:
+        """Files this desktop asked to open that the rate limit refused, since it started."""
+        return self.file_rate.dropped
+
+    def files_ready(self) -> int:
+        """How many files this desktop may hand over at once now (`zionctl status`)."""
+        return self.file_rate.available()
 
     # ---- replies ----
 
