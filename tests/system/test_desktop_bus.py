@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 
 from tests.harness import Compositor, colour_near, processes_with, wait_for
+from tests.netops_helpers import ops_processes, skip_unless_privileged_network
 from tests.system.bus_apps import (
     INSIDE,
     WORK_GREEN,
@@ -207,6 +209,47 @@ def test_a_link_whose_browser_does_not_start_is_told_as_not_opened_and_only_so(
     again = notice_with(comp, "&again")
     told = [n for n in history(comp) if "offline" in n]
     assert told == [failed, again], told
+
+
+NET_WAIT_CONFIG = """\
+from zionwm.config import Network, desktop
+APPS = [{apps!r}]
+desktop("reader", colour="#0ea5e9", open_links_in="web", app_dirs=APPS)
+desktop("web", colour="#ef4444", network=Network.full(), browser=["{inside}/standin-browser"],
+        app_dirs=APPS)
+desktop("other", colour="#84cc16", network=Network.full(), app_dirs=APPS)
+"""
+
+
+def test_a_link_waiting_for_its_desktops_network_is_announced_then_told_once_opened(
+    make_compositor: Callable[..., Compositor], tmp_path: Path
+) -> None:
+    """web's network is not built when reader's link arrives, and its build is held (the
+    network-ops process stopped): the user is told the link waits for it, then, once the
+    browser ran, that it was opened; nothing claims it was opened before."""
+    skip_unless_privileged_network()
+    root = tmp_path / "netwait"
+    root.mkdir()
+    apps = apps_dir(root, PROBE_SRC, STANDIN_BROWSER)
+    comp = make_compositor(NET_WAIT_CONFIG.format(apps=str(apps), inside=INSIDE), sub="netwait")
+    assert comp.proc is not None
+    comp.zionctl("net", "other", "on")  # the network-ops process runs from now
+    (ops,) = ops_processes(comp.proc.pid)
+    web = comp.desktop_home("web")
+    os.kill(ops, signal.SIGSTOP)
+    try:
+        comp.zionctl("launch", "reader", "--", "xdg-open", URL)
+        waiting = notice_with(comp, "Opening a link from reader in web")
+        assert "web's network is being set up" in waiting, waiting
+        assert comp.desktops()["web"]["net"].get("changing")
+        assert not list(web.glob("browser-args.*"))
+        assert not [n for n in history(comp) if n.startswith("Link from reader")]
+    finally:
+        os.kill(ops, signal.SIGCONT)
+    opened = notice_with(comp, "Link from reader opened in web")
+    assert list(web.glob("browser-args.*")), "told opened before the browser ran"
+    told = [n for n in history(comp) if "reader" in n]
+    assert told == [waiting, opened], told
 
 
 def test_gio_open_in_work_goes_the_same_way(comp: Compositor) -> None:
