@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,7 @@ class _Launch:
     done: str
     failed: str
     waiting: str
+    exit_reason: Callable[[int], str] | None = None
     told: bool = False
     wait_timer: Timer | None = None
     waiting_notice: Notice | None = None
@@ -66,11 +68,20 @@ class LaunchNotices:
         self._by_pid: dict[int, _Launch] = {}
 
     def launch(
-        self, desktop: str, argv: list[str], *, done: str, failed: str, waiting: str
+        self,
+        desktop: str,
+        argv: list[str],
+        *,
+        done: str,
+        failed: str,
+        waiting: str,
+        exit_reason: Callable[[int], str] | None = None,
     ) -> None:
         """Start `argv` in `desktop`; tell `done` once it runs, `failed: <why>` if it does
-        not, and `waiting` if the start waits long for the desktop's network."""
-        la = _Launch(desktop, list(argv), done, failed, waiting)
+        not, and `waiting` if the start waits long for the desktop's network.
+        `exit_reason(status)`: what an exit status right after the start means, when the
+        program says (otherwise: it may not be installed)."""
+        la = _Launch(desktop, list(argv), done, failed, waiting, exit_reason)
         try:
             started = self.server.launch(desktop, la.argv)
         except (RuntimeError, LookupError, ValueError, OSError) as exc:
@@ -92,13 +103,15 @@ class LaunchNotices:
         if code == 0:
             self._tell(la, la.done)
             return
-        prog = os.path.basename(la.argv[0])
-        self._tell(
-            la,
-            f"{la.failed}: {prog} exited with status {code} right after starting "
-            f"(is it installed in {la.desktop}? zionctl log {la.desktop})",
-            urgent=True,
-        )
+        if la.exit_reason is not None and code is not None and code > 0:
+            why = f"{la.exit_reason(code)} (zionctl log {la.desktop})"
+        else:
+            prog = os.path.basename(la.argv[0])
+            why = (
+                f"{prog} exited with status {code} right after starting "
+                f"(is it installed in {la.desktop}? zionctl log {la.desktop})"
+            )
+        self._tell(la, f"{la.failed}: {why}", urgent=True)
 
     # ---- steps ----
 

@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -110,13 +111,35 @@ SEND_LANE = "quarantine sends"
 # the type (its ~/.config/mimeapps.list, then the system's), found by xdg-utils' xdg-open
 # without the defaults zionwm puts first (they would send the file on again); in a session
 # without a desktop environment xdg-utils runs the handler in the foreground, so the
-# sandbox lives as long as the handler does
+# sandbox lives as long as the handler does. With no handler for the type, xdg-utils falls
+# back to $BROWSER: the target's own `browser` (zionwm's $BROWSER would send it on too).
 OPEN_RELEASED = (
     "/usr/bin/env",
     "XDG_CONFIG_DIRS=/etc/xdg",
     "XDG_DATA_DIRS=/usr/local/share:/usr/share",
-    "/usr/bin/xdg-open",
 )
+XDG_OPEN = "/usr/bin/xdg-open"
+# words xdg-utils passes on as they are in $BROWSER (it splits it at ':' and spaces, and
+# reads '%s' in it)
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_./=+,@-]+")
+# what xdg-utils' exit statuses mean (xdg-open(1))
+XDG_OPEN_FAILURES = {
+    1: "xdg-open refused its arguments",
+    2: "the file was not there",
+    3: "it has no program for this type of file",
+    4: "its program for this type of file failed",
+}
+
+
+def open_released_argv(browser: tuple[str, ...], path: str) -> list[str]:
+    """The command that opens the released `path` in a desktop whose `browser` is that."""
+    plain = bool(browser) and all(_PLAIN_WORD.fullmatch(w) for w in browser)
+    # an empty $BROWSER lets xdg-utils try the usual browsers instead
+    return [*OPEN_RELEASED, f"BROWSER={' '.join(browser) if plain else ''}", XDG_OPEN, path]
+
+
+def xdg_open_failure(code: int) -> str:
+    return XDG_OPEN_FAILURES.get(code, f"xdg-open exited with status {code}")
 
 
 def send_to_quarantine(source: str, target: str, rel: str) -> list[dict[str, Any]]:
@@ -512,8 +535,9 @@ class PortalLink:
             return
         self.launches.launch(
             target,
-            [*OPEN_RELEASED, path],
+            open_released_argv(self.server.desktops[target].spec.browser, path),
             done=f"Opened {name} in {target}",
             failed=f"Could not open {name} in {target}",
             waiting=f"Opening {name} in {target}: its network is being set up\u2026",
+            exit_reason=xdg_open_failure,
         )
