@@ -159,9 +159,6 @@ KEPT_OUT_AT_START = {
     # a capture's PNG is base64-encoded for its control reply only
     "base64": "compositor.capture.control_request",
     # the X window manager comes with the first X11 program of a desktop with x11=True
-    # the refusal lists' writer thread takes the C queue, without the queue module
-    "queue": "compositor.refusal_store uses _queue.SimpleQueue",
-    "heapq": "queue's",
     "zionwm.compositor.xwm": "compositor.xwayland, at the first X11 start",
     "zionwm.compositor.xviews": "compositor.xwm's",
     "wlroots.xwayland": "compositor.xwm's",

@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-
-try:  # the C queue alone: the `queue` module brings heapq and its own classes
-    from _queue import SimpleQueue
-except ImportError:  # pragma: no cover - an interpreter without the C module
-    from queue import SimpleQueue
 
 from zionwm.commands import DESKTOP_NAME
 from zionwm.desktops_store import write_atomic
@@ -37,7 +33,7 @@ class RefusalStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._queue: SimpleQueue[tuple[str, bytes | None] | None] = SimpleQueue()
+        self._queue: queue.Queue[tuple[str, bytes | None] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
     def path(self, desktop: str) -> Path:
