@@ -3,37 +3,109 @@ or check a config file."""
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import logging
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from zionwm import __version__, heap
 
 log = logging.getLogger("zionwm")
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def _parse_vnc_addr(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
 def _size(text: str) -> tuple[int, int]:
+    import argparse
+
     try:
-        w, h = text.lower().split("x")
-        return int(w), int(h)
+        return _parse_size(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must look like 1280x720, not {text!r}") from None
 
 
 def _vnc_addr(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
+    import argparse
+
     try:
-        return host or "127.0.0.1", int(port)
+        return _parse_vnc_addr(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--vnc takes [ADDR:]PORT, not {text!r}") from None
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+class Args:
+    """The parsed command line (what `main` reads)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.config: Path | None = values.get("config")
+        self.check_config: str | None = values.get("check_config")
+        self.headless: bool = values.get("headless", False)
+        self.outputs: int = values.get("outputs", 1)
+        self.size: tuple[int, int] = values.get("size", (1280, 720))
+        self.vnc: tuple[str, int] | None = values.get("vnc")
+        self.socket: str | None = values.get("socket")
+        self.log_level: str = values.get("log_level", os.environ.get("ZIONWM_LOG", "info"))
+
+
+# The options a session is started with, parsed without argparse (and the gettext and
+# locale machinery it brings: about 0.3 MiB that would stay in the compositor for good).
+# Anything else (--help, --version, --check-config, an abbreviation, a bad value) goes to
+# argparse, which gives its usual answer.
+_QUICK: dict[str, Callable[[str], Any]] = {
+    "--config": Path,
+    "--outputs": int,
+    "--size": _parse_size,
+    "--vnc": _parse_vnc_addr,
+    "--socket": str,
+    "--log-level": str,
+}
+
+
+def _quick_parse(argv: list[str]) -> Args | None:
+    """`argv` parsed if it holds only plain session options with good values, else None."""
+    values: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--headless":
+            values["headless"] = True
+            continue
+        name, eq, value = arg.partition("=")
+        convert = _QUICK.get(name)
+        if convert is None:
+            return None
+        if not eq:
+            if i == len(argv) or argv[i].startswith("-"):
+                return None
+            value = argv[i]
+            i += 1
+        try:
+            values[name[2:].replace("-", "_")] = convert(value)
+        except ValueError:
+            return None
+    return Args(**values)
+
+
+def parse_args(argv: list[str]) -> Args:
+    quick = _quick_parse(argv)
+    if quick is not None:
+        return quick
+    import argparse
+
     p = argparse.ArgumentParser(
         prog="zionwm", description="Wayland compositor with isolated virtual desktops"
     )
@@ -59,7 +131,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--socket", help="name of the host Wayland socket (default: wayland-N)")
     p.add_argument("--log-level", default=os.environ.get("ZIONWM_LOG", "info"))
     p.add_argument("--version", action="version", version=f"zionwm {__version__}")
-    return p.parse_args(argv)
+    return Args(**vars(p.parse_args(argv)))
 
 
 def setup_logging(level: str) -> None:

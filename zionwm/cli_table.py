@@ -5,7 +5,6 @@ so every layer's CLI may use it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:
@@ -37,4 +36,7 @@ def time_text(ts: float | None) -> str:
     """A time stamp as UTC date and time ("-" for none)."""
     if not ts:
         return "-"
+    # imported here: the compositor uses this module's sizes, and datetime would stay in it
+    from datetime import UTC, datetime  # noqa: PLC0415
+
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,16 +1,22 @@
-"""What the running compositor has loaded, read from its /proc/PID/maps: what the first frame
-does not need stays out of the process until it is used, and some of it never comes in.
+"""What the running compositor has loaded, read from its /proc/PID/maps and its list of
+Python modules: what the first frame does not need stays out of the process until it is
+used, and some of it never comes in.
 
 Only native libraries and extension modules show in the maps; they stand for their Python
-packages (`_sqlite3` for sqlite3, `libseccomp` for pyseccomp)."""
+packages (`_sqlite3` for sqlite3, `libseccomp` for pyseccomp). Pure Python modules are read
+from the compositor's `sys.modules`, which it writes out on SIGUSR2 through a
+`sitecustomize` module these tests put on its PYTHONPATH (see `_modules`)."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.harness import Compositor, wait_for
 from tests.netops_helpers import ops_processes, skip_unless_privileged_network
+from zionwm.control_client import ControlClient
 
 CONFIG = """\
 from zionwm.config import Network, desktop
@@ -97,3 +103,85 @@ def test_a_desktop_network_leaves_pyroute2_out_of_the_compositor(
     (ops,) = ops_processes(comp.proc.pid)
     ops_maps = Path(f"/proc/{ops}/maps").read_text()
     assert [m for m in PYROUTE2_MARKS if m not in ops_maps] == []
+
+
+# Run by the compositor's interpreter at its start (and by any Python it starts with this
+# environment): on SIGUSR2, write the names of the loaded modules to the file named by
+# ZIONWM_TEST_MODULES. It imports nothing the compositor would not import anyway.
+SITECUSTOMIZE = """\
+import os
+import signal
+import sys
+
+
+def _write_modules(signum, frame):
+    path = os.environ["ZIONWM_TEST_MODULES"]
+    with open(path + ".tmp", "w") as f:
+        f.write("\\n".join(sorted(sys.modules)))
+    os.replace(path + ".tmp", path)
+
+
+if os.environ.get("ZIONWM_TEST_MODULES"):
+    signal.signal(signal.SIGUSR2, _write_modules)
+"""
+
+
+def _module_env(root: Path) -> dict[str, str]:
+    site = root / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    return {"PYTHONPATH": str(site), "ZIONWM_TEST_MODULES": str(root / "modules.txt")}
+
+
+def _modules(comp: Compositor) -> set[str]:
+    """The compositor's `sys.modules` now. A Python signal handler runs when the interpreter
+    next runs Python code; a status request makes sure it does."""
+    assert comp.proc is not None
+    out = Path(comp.env["ZIONWM_TEST_MODULES"])
+    out.unlink(missing_ok=True)
+    os.kill(comp.proc.pid, signal.SIGUSR2)
+
+    def written() -> bool:
+        comp.zjson("status")
+        return out.exists()
+
+    wait_for(written, 30, "the compositor writing its module list")
+    return set(out.read_text().split())
+
+
+# Modules the compositor does not import at start, and why each is not needed then:
+KEPT_OUT_AT_START = {
+    # the command line of a session is parsed without argparse (and its gettext, locale)
+    "argparse": "zionwm.cli parses the session's own options; argparse only for the rest",
+    "gettext": "argparse's",
+    # a time stamp is only formatted by the command-line tools
+    "datetime": "zionwm.cli_table.time_text",
+    # a capture's PNG is base64-encoded for its control reply only
+    "base64": "compositor.capture.control_request",
+    # the X window manager comes with the first X11 program of a desktop with x11=True
+    "zionwm.compositor.xwm": "compositor.xwayland, at the first X11 start",
+    "zionwm.compositor.xviews": "compositor.xwm's",
+    "wlroots.xwayland": "compositor.xwm's",
+}
+
+
+def test_start_leaves_out_what_the_first_frame_does_not_need(
+    make_compositor: Callable[..., Compositor], tmp_path: Path
+) -> None:
+    """The default config (its gaming desktop has x11=True): the modules above are not in
+    the running compositor, while the compositor's own are."""
+    comp = make_compositor(None, extra_env=_module_env(tmp_path))
+    modules = _modules(comp)
+    assert {"zionwm.compositor.server", "zionwm.compositor.xwayland"} <= modules
+    assert sorted(m for m in KEPT_OUT_AT_START if m in modules) == []
+
+
+def test_a_capture_brings_base64_in(
+    make_compositor: Callable[..., Compositor], tmp_path: Path
+) -> None:
+    """The module list is read from the live process: what a request imports shows up."""
+    comp = make_compositor(None, extra_env=_module_env(tmp_path))
+    assert "base64" not in _modules(comp)
+    with ControlClient(comp.runtime / "zionwm" / "ipc.sock") as c:
+        shot = c.request("capture", desktop=comp.zjson("status")["active"])
+    assert shot["png"] and "base64" in _modules(comp)

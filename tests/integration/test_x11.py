@@ -450,6 +450,9 @@ def test_clipboard_is_bridged_between_x11_and_wayland_within_the_desktop(
     comp.zionctl(
         "launch", "work", "--", "sh", "-c", "printf from-x11 | xclip -selection clipboard -i -quiet"
     )
+    # each wl-paste takes the focus from xeyes for a moment: if xclip (slow under load) answers
+    # the window manager then, wlroots drops the copy, and it reaches the seat only when xeyes
+    # has the focus back (see the next test)
     wait_for(lambda: paste("work") == b"from-x11", 15, "wl-paste on work to see xclip's copy")
     # Wayland -> X11: wlroots' XWM serves X programs the Wayland clipboard only while an X
     # window has the focus (as when the user pastes into it)
@@ -475,6 +478,59 @@ def test_clipboard_is_bridged_between_x11_and_wayland_within_the_desktop(
     assert paste("gaming") == b"gaming-own"
     gaming_x = _run_in(comp, "gaming", "xclip -selection clipboard -o; echo rc=$?", "gx.txt")
     assert "from-" not in gaming_x, gaming_x
+
+
+def test_an_x_copy_made_while_a_wayland_window_has_the_focus_is_bridged_on_x_focus(
+    comp: Compositor,
+) -> None:
+    """wlroots bridges an X program's copy only if an X window has the focus when the
+    program answers with its types: a copy answered while a Wayland window had the focus
+    (the user clicked one right after copying, with the X program slow under load) was
+    lost, even once the user came back to X. It is bridged when an X window gets the focus."""
+    for tool in ("xclip", "xwininfo", "xprop", "weston-simple-shm"):
+        require(tool)
+    wl_paste = require("wl-paste")
+    comp.zionctl("switch", "work")
+    eyes = _xeyes_on_work(comp)
+    shm = comp.client(["weston-simple-shm"], desktop="work")
+    try:
+        (win,) = comp.wait_window("work", app_id="org.freedesktop.weston.simple-shm")
+        wait_for(
+            lambda: next(w for w in comp.windows("work") if w["id"] == win["id"])["focused"],
+            10,
+            "the Wayland window to have the focus",
+        )
+        comp.zionctl(
+            "launch",
+            "work",
+            "--",
+            "sh",
+            "-c",
+            "printf from-x11-late | xclip -selection clipboard -i -quiet",
+        )
+        # xclip has answered the window manager's request for its types: the answer waits
+        # on one of the window manager's windows, unread, since no X window has the focus
+        probe = (
+            "for w in $(xwininfo -root -children | awk '/^ +0x/ {print $1}');"
+            " do xprop -id $w _WL_SELECTION; done"
+        )
+        wait_for(
+            lambda: "_WL_SELECTION(ATOM) = " in _run_in(comp, "work", probe, "wls.txt"),
+            20,
+            "xclip to answer the window manager",
+        )
+
+        def paste() -> bytes:
+            return comp.run([wl_paste, "--no-newline"], desktop="work", timeout=15).stdout
+
+        assert paste() != b"from-x11-late"  # wlroots' rule: not while Wayland has the focus
+        from tests.integration.test_core import VirtualPointer
+
+        VirtualPointer(comp).click(*_uncovered_point(comp, eyes))
+        wait_for(lambda: paste() == b"from-x11-late", 15, "wl-paste to see xclip's copy")
+    finally:
+        shm.terminate()
+        shm.wait()
 
 
 def test_desktop_without_x11_gets_no_display(comp: Compositor) -> None:

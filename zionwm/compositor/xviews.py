@@ -73,6 +73,8 @@ class XShell:
         xs.activate(on)
         if on:
             xs.restack(None, XCB_STACK_MODE_ABOVE)
+            if self._view.on_activated is not None:
+                self._view.on_activated()
 
     def send_close(self) -> None:
         self._view.xsurface.close()
@@ -107,6 +109,8 @@ class XView(View):
         # called with (xsurface, was_mapped) when the window turns out to be of the other
         # kind (override-redirect), after this object has let go of it
         self.on_kind_changed: Callable[[XSurface, bool], None] | None = None
+        # called once X has been told that this window has the focus
+        self.on_activated: Callable[[], None] | None = None
 
     def _add_surface_layer(self) -> None:
         # made at map, when X pairs the window with its wl_surface; popups stay unused (X

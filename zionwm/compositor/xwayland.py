@@ -50,7 +50,7 @@ from zionwm.isolation.launcher import LaunchError
 from zionwm.isolation.spec import NetMode
 from zionwm.isolation.storage import UnsafePathError
 
-from . import native, xwm
+from . import native
 from .children import Child
 from .clients import ensure_private_dir
 from .ipc import Deferred
@@ -161,7 +161,7 @@ class XwaylandManager:
         self.freezing: set[str] = set()  # desktops frozen or being frozen
         # Rootless needs the XWM hooks of native/; without them X11 runs rootful.
         self.rootless = os.environ.get("ZIONWM_X11_ROOTFUL", "") != "1" and self.binary != ""
-        if self.rootless and not xwm.prepare(server.display, server.compositor):
+        if self.rootless and not native.xwayland_prepare(server.display, server.compositor):
             log.warning("the X window manager cannot be set up: X11 desktops run rootful")
             self.rootless = False
         self._sync()
@@ -349,6 +349,9 @@ class XwaylandManager:
             wm_sock.close()
             return
         if x.wm is None:
+            # the XWM (with pywlroots' xwayland module) is imported at the first X11 start
+            from . import xwm  # noqa: PLC0415
+
             x.wm = xwm.RootlessWM(self.server, x.name)
         if not x.wm.attach(runtime.seat, x.client, wm_sock.detach(), x.child.pid):
             log.warning("desktop %s: the X window manager could not start", x.name)

@@ -47,6 +47,7 @@ class RootlessWM(HasListeners):
         self.add_listener(self.new_surface_event, self._on_new_surface)
         self.unmanaged: list[Unmanaged] = []
         self.paused = False
+        self._wm_fd = -1  # the running XWM's socket (owned by wlroots)
 
     def attach(self, seat: Seat, client: int, wm_fd: int, pid: int) -> bool:
         """Run the XWM on `wm_fd` (owned by it from here) for the Xwayland whose Wayland
@@ -55,6 +56,7 @@ class RootlessWM(HasListeners):
         wlr_lib.wlr_xwayland_set_seat(self._wlr_ptr, seat._ptr)
         if not native.xwayland_attach(self._ptr, client, wm_fd, pid):
             return False
+        self._wm_fd = wm_fd
         self.paused = False
         if not native.xwayland_terminate_with_last_client(self._ptr, wm_fd):
             log.warning(
@@ -79,6 +81,18 @@ class RootlessWM(HasListeners):
             "desktop %s: X window manager %s", self.desktop, "paused" if paused else "resumed"
         )
 
+    def x_focused(self) -> None:
+        """An X window of this desktop got the focus. wlroots bridges an X program's copy to
+        the seat only if an X window has the focus when the program's answer (its types)
+        arrives: a copy whose answer came while a Wayland window had the focus (the user
+        clicked one just after copying, or a Wayland clipboard tool took the focus, with
+        the X program slow to answer under load) was dropped for good. So the XWM reads
+        the X clipboard's owner again now, unless the clipboard comes from Wayland."""
+        if self.paused or not native.xwayland_has_wm(self._ptr):
+            return
+        if native.xwayland_rebridge_clipboard(self._ptr, self._wm_fd) < 0:
+            log.warning("desktop %s: cannot reach the X window manager's clipboard", self.desktop)
+
     def _on_new_surface(self, listener: Any, xsurface: XSurface) -> None:
         self._adopt(xsurface, False)
 
@@ -95,6 +109,7 @@ class RootlessWM(HasListeners):
             return
         view = XView(self.server, xsurface, self.desktop)
         view.on_kind_changed = self._adopt
+        view.on_activated = self.x_focused
         self.server.add_view(view)
         if mapped:
             view._on_x_map(None, None)

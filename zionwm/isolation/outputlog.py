@@ -23,7 +23,6 @@ cut at `MAX_LINE` bytes, and control, format and direction characters are shown 
 
 from __future__ import annotations
 
-import argparse
 import errno
 import logging
 import os
@@ -32,11 +31,14 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zionwm import paths
 from zionwm.ratelimit import Limiter
 from zionwm.untrusted import printable
+
+if TYPE_CHECKING:
+    import argparse  # zionctl's parser; the compositor imports this module without it
 
 log = logging.getLogger(__name__)
 

@@ -592,6 +592,11 @@ def xwayland_terminate_with_last_client(xw: Any, wm_fd: int) -> bool:
     return lib.zion_xwayland_terminate_with_last_client(xw, wm_fd) == 0
 
 
+def xwayland_rebridge_clipboard(xw: Any, wm_fd: int) -> int:
+    """1: the XWM reads the X clipboard's owner again; 0: nothing to read; -1: no XWM."""
+    return int(lib.zion_xwayland_rebridge_clipboard(xw, wm_fd))
+
+
 def xwayland_pause(xw: Any, paused: bool) -> bool:
     return lib.zion_xwayland_pause(xw, 1 if paused else 0) == 0
 

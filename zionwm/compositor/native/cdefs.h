@@ -140,6 +140,7 @@ int zion_xwayland_attach(struct wlr_xwayland *xw, struct wl_client *client, int 
 int zion_xwayland_has_wm(struct wlr_xwayland *xw);
 int zion_xwayland_pause(struct wlr_xwayland *xw, int paused);
 int zion_xwayland_terminate_with_last_client(struct wlr_xwayland *xw, int wm_fd);
+int zion_xwayland_rebridge_clipboard(struct wlr_xwayland *xw, int wm_fd);
 void zion_xwayland_destroy(struct wlr_xwayland *xw);
 
 /* called from C into Python */

@@ -153,11 +153,11 @@ static int zion_readable(const void *p, size_t n) {
     return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)local.iov_len;
 }
 
-int zion_xwayland_terminate_with_last_client(struct wlr_xwayland *xw, int wm_fd) {
+static xcb_connection_t *zion_xwm_connection(struct wlr_xwayland *xw, int wm_fd) {
     const char *xwm = (const char *)xw->xwm;
-    if (!xwm) return -1;
+    if (!xwm) return NULL;
     for (size_t off = 3 * sizeof(void *); off < 1024; off += sizeof(void *)) {
-        if (!zion_readable(xwm + off, 2 * sizeof(void *))) return -1;
+        if (!zion_readable(xwm + off, 2 * sizeof(void *))) return NULL;
         xcb_connection_t *c = *(xcb_connection_t *const *)(xwm + off);
         if (!c || ((uintptr_t)c % sizeof(void *)) || !zion_readable(c, 64)) continue;
         if (xcb_get_file_descriptor(c) != wm_fd || xcb_connection_has_error(c)) continue;
@@ -165,11 +165,17 @@ int zion_xwayland_terminate_with_last_client(struct wlr_xwayland *xw, int wm_fd)
         if (!setup) continue;
         void *screen = *(void *const *)(xwm + off + sizeof(void *));
         if (screen != (void *)xcb_setup_roots_iterator(setup).data) continue;
-        xcb_xfixes_set_client_disconnect_mode(c, XCB_XFIXES_CLIENT_DISCONNECT_FLAGS_TERMINATE);
-        xcb_flush(c);
-        return 0;
+        return c;
     }
-    return -1;
+    return NULL;
+}
+
+int zion_xwayland_terminate_with_last_client(struct wlr_xwayland *xw, int wm_fd) {
+    xcb_connection_t *c = zion_xwm_connection(xw, wm_fd);
+    if (!c) return -1;
+    xcb_xfixes_set_client_disconnect_mode(c, XCB_XFIXES_CLIENT_DISCONNECT_FLAGS_TERMINATE);
+    xcb_flush(c);
+    return 0;
 }
 
 /* Stop (paused=1) or resume reading the X server's events in the XWM. The XWM answers some
@@ -207,6 +213,57 @@ int zion_xwayland_pause(struct wlr_xwayland *xw, int paused) {
         wl_event_source_check(source); /* back on the check list, as wlroots had it */
     }
     return 0;
+}
+
+/* Have the XWM take the X clipboard into the seat again (X -> Wayland), as it does when an X
+ * program takes the clipboard. wlroots reads the new owner's types with a ConvertSelection
+ * and bridges them only if an X window has the focus when the answer arrives; if the focus
+ * has gone to a Wayland window by then (the user clicked one, under load), the copy is
+ * dropped and nothing ever asks again. Called when an X window gets the focus: if the
+ * CLIPBOARD owner is an X program (not the XWM's own proxy window, which owns it while the
+ * clipboard comes from Wayland, and not nobody), the same ConvertSelection is sent again on
+ * the XWM's connection, from its proxy window (wlroots makes that window the owner of
+ * CLIPBOARD_MANAGER), so the answer takes wlroots' own path with the focus now in X.
+ * Costs one round trip to the X server (not to the X program, which answers later, like any
+ * selection request); never called while the desktop is frozen. wm_fd: the XWM's socket.
+ * 1 when asked again, 0 when there was nothing to ask, -1 when the XWM or its connection
+ * cannot be found. */
+int zion_xwayland_rebridge_clipboard(struct wlr_xwayland *xw, int wm_fd) {
+    xcb_connection_t *c = zion_xwm_connection(xw, wm_fd);
+    if (!c) return -1;
+    static const char *const names[] = {"CLIPBOARD", "CLIPBOARD_MANAGER", "TARGETS",
+                                        "_WL_SELECTION"};
+    enum { N_ATOMS = sizeof(names) / sizeof(names[0]) };
+    xcb_intern_atom_cookie_t cookies[N_ATOMS];
+    xcb_atom_t atoms[N_ATOMS];
+    for (size_t i = 0; i < N_ATOMS; i++)
+        cookies[i] = xcb_intern_atom(c, 0, strlen(names[i]), names[i]);
+    int ok = 1;
+    for (size_t i = 0; i < N_ATOMS; i++) {
+        xcb_intern_atom_reply_t *r = xcb_intern_atom_reply(c, cookies[i], NULL);
+        atoms[i] = r ? r->atom : XCB_ATOM_NONE;
+        ok = ok && atoms[i] != XCB_ATOM_NONE;
+        free(r);
+    }
+    if (!ok) return -1;
+    xcb_get_selection_owner_cookie_t proxy_cookie = xcb_get_selection_owner(c, atoms[1]);
+    xcb_get_selection_owner_cookie_t owner_cookie = xcb_get_selection_owner(c, atoms[0]);
+    xcb_get_selection_owner_reply_t *proxy_r =
+        xcb_get_selection_owner_reply(c, proxy_cookie, NULL);
+    xcb_get_selection_owner_reply_t *owner_r =
+        xcb_get_selection_owner_reply(c, owner_cookie, NULL);
+    xcb_window_t proxy = proxy_r ? proxy_r->owner : XCB_WINDOW_NONE;
+    xcb_window_t owner = owner_r ? owner_r->owner : XCB_WINDOW_NONE;
+    free(proxy_r);
+    free(owner_r);
+    if (proxy == XCB_WINDOW_NONE) return -1;
+    if (owner == XCB_WINDOW_NONE || owner == proxy) return 0;
+    xcb_convert_selection(c, proxy, atoms[0], atoms[2], atoms[3], XCB_CURRENT_TIME);
+    xcb_flush(c);
+    /* events read during the round trips wait in xcb's queue: the XWM's event source is on
+     * the event loop's check list (see zion_xwayland_pause), so it handles them after this
+     * dispatch */
+    return 1;
 }
 
 /* Tear down: wlroots destroys the XWM (if any) through the server's destroy signal. */

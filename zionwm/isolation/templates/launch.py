@@ -10,7 +10,6 @@ bwrap: the same private user+mount namespace and fuse-overlayfs mechanism as the
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import select
@@ -149,6 +148,8 @@ def helper_argv(facts: TemplateFacts, *, python: str) -> list[str]:
 
 def helper_main(argv: list[str] | None = None) -> None:
     """Mount the template's overlay in private namespaces, then exec the rest (bwrap)."""
+    import argparse  # noqa: PLC0415 - the helper process; the compositor imports this module
+
     parser = argparse.ArgumentParser(prog="zionwm-template-helper")
     for opt in ("--lower", "--upper", "--work", "--merged"):
         parser.add_argument(opt, required=True)
