@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -199,7 +200,9 @@ def test_a_link_whose_browser_does_not_start_is_told_as_not_opened_and_only_so(
     url = URL + "?to=offline"
     comp.zionctl("launch", "offline", "--", "xdg-open", url)
     failed = notice_with(comp, "Link from offline not opened")
-    assert url in failed and "no-such-browser exited with status 1" in failed, failed
+    assert url in failed, failed
+    # the status is bwrap's, or the sandbox's exec's (127) where it runs a helper first
+    assert re.search(r"no-such-browser exited with status [1-9][0-9]* right after", failed), failed
     assert "is it installed in offline?" in failed, failed
     # that one notice only: no "opened" before it (nor after: the outcome is told once),
     # and not the generic notice of a program that exited right after starting either
