@@ -90,6 +90,34 @@ def sandbox_missing() -> str | None:
     return None
 
 
+def overlay_missing() -> str | None:
+    """Why this machine cannot mount a writable /usr layer (fuse-overlayfs), or None."""
+    if shutil.which("fuse-overlayfs") is None:
+        return "fuse-overlayfs is not installed"
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing (no FUSE in this kernel)"
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR))
+    except OSError as exc:
+        return f"/dev/fuse cannot be opened: {exc}"
+    return None
+
+
+def require_overlay() -> None:
+    """Fail when setup did not install fuse-overlayfs (a broken set-up); skip, naming the
+    facility, when the kernel has no usable FUSE."""
+    import pytest
+
+    from tests.security import lacks
+
+    why = overlay_missing()
+    if why is None:
+        return
+    if "not installed" in why:
+        pytest.fail(f"{why} (scripts/setup-system.sh installs it: a broken set-up)")
+    lacks("fuse", why)
+
+
 def readable_package(dest: Path) -> Path:
     """A copy of the zionwm package (and pyseccomp, which its sandboxes need) that every
     user can import; returns the directory to put on sys.path.

@@ -28,26 +28,8 @@ def _parse_vnc_addr(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def _size(text: str) -> tuple[int, int]:
-    import argparse
-
-    try:
-        return _parse_size(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 1280x720, not {text!r}") from None
-
-
-def _vnc_addr(text: str) -> tuple[str, int]:
-    import argparse
-
-    try:
-        return _parse_vnc_addr(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--vnc takes [ADDR:]PORT, not {text!r}") from None
-
-
 class Args:
-    """The parsed command line (what `main` reads)."""
+    """The parsed command line (what `main` reads); the defaults of every option live here."""
 
     def __init__(self, **values: Any) -> None:
         self.config: Path | None = values.get("config")
@@ -60,22 +42,35 @@ class Args:
         self.log_level: str = values.get("log_level", os.environ.get("ZIONWM_LOG", "info"))
 
 
-# The options a session is started with, parsed without argparse (and the gettext and
-# locale machinery it brings: about 0.3 MiB that would stay in the compositor for good).
-# Anything else (--help, --version, --check-config, an abbreviation, a bad value) goes to
-# argparse, which gives its usual answer.
-_QUICK: dict[str, Callable[[str], Any]] = {
-    "--config": Path,
-    "--outputs": int,
-    "--size": _parse_size,
-    "--vnc": _parse_vnc_addr,
-    "--socket": str,
-    "--log-level": str,
+# The options a session is started with, taking one value each: how the value is read, and
+# what --help and a bad value say. Both parsers below read this one table.
+_VALUED: dict[str, tuple[Callable[[str], Any], dict[str, str]]] = {
+    "--config": (Path, {"help": "config file (default: $XDG_CONFIG_HOME/zionwm/config.py)"}),
+    "--outputs": (int, {"help": "headless outputs (default 1)"}),
+    "--size": (
+        _parse_size,
+        {"help": "headless output size", "bad": "size must look like 1280x720, not {!r}"},
+    ),
+    "--vnc": (
+        _parse_vnc_addr,
+        {
+            "metavar": "[ADDR:]PORT",
+            "help": "serve the session with wayvnc (loopback unless ADDR is given)",
+            "bad": "--vnc takes [ADDR:]PORT, not {!r}",
+        },
+    ),
+    "--socket": (str, {"help": "name of the host Wayland socket (default: wayland-N)"}),
+    "--log-level": (str, {"help": "logging level (default: $ZIONWM_LOG or info)"}),
 }
 
 
 def _quick_parse(argv: list[str]) -> Args | None:
-    """`argv` parsed if it holds only plain session options with good values, else None."""
+    """`argv` parsed if it holds only plain session options with good values, else None.
+
+    Without argparse (and the gettext and locale machinery it brings: about 0.3 MiB that
+    would stay in the compositor for good). Anything else (--help, --version,
+    --check-config, an abbreviation, a bad value) goes to argparse, which gives its usual
+    answer."""
     values: dict[str, Any] = {}
     i = 0
     while i < len(argv):
@@ -85,8 +80,7 @@ def _quick_parse(argv: list[str]) -> Args | None:
             values["headless"] = True
             continue
         name, eq, value = arg.partition("=")
-        convert = _QUICK.get(name)
-        if convert is None:
+        if name not in _VALUED:
             return None
         if not eq:
             if i == len(argv) or argv[i].startswith("-"):
@@ -94,7 +88,7 @@ def _quick_parse(argv: list[str]) -> Args | None:
             value = argv[i]
             i += 1
         try:
-            values[name[2:].replace("-", "_")] = convert(value)
+            values[name[2:].replace("-", "_")] = _VALUED[name][0](value)
         except ValueError:
             return None
     return Args(**values)
@@ -106,11 +100,23 @@ def parse_args(argv: list[str]) -> Args:
         return quick
     import argparse
 
+    def checked(convert: Callable[[str], Any], bad: str | None) -> Callable[[str], Any]:
+        def read(text: str) -> Any:
+            try:
+                return convert(text)
+            except ValueError:
+                if bad is None:
+                    raise
+                raise argparse.ArgumentTypeError(bad.format(text)) from None
+
+        read.__name__ = getattr(convert, "__name__", "value")  # argparse names it on error
+        return read
+
+    # what is not given stays out of the namespace: Args holds the defaults
     p = argparse.ArgumentParser(
-        prog="zionwm", description="Wayland compositor with isolated virtual desktops"
-    )
-    p.add_argument(
-        "--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/zionwm/config.py)"
+        prog="zionwm",
+        description="Wayland compositor with isolated virtual desktops",
+        argument_default=argparse.SUPPRESS,
     )
     p.add_argument(
         "--check-config",
@@ -120,16 +126,9 @@ def parse_args(argv: list[str]) -> Args:
         help="validate a config file, print every problem, and exit",
     )
     p.add_argument("--headless", action="store_true", help="no display: virtual outputs")
-    p.add_argument("--outputs", type=int, default=1, help="headless outputs (default 1)")
-    p.add_argument("--size", type=_size, default=(1280, 720), help="headless output size")
-    p.add_argument(
-        "--vnc",
-        type=_vnc_addr,
-        metavar="[ADDR:]PORT",
-        help="serve the session with wayvnc (loopback unless ADDR is given)",
-    )
-    p.add_argument("--socket", help="name of the host Wayland socket (default: wayland-N)")
-    p.add_argument("--log-level", default=os.environ.get("ZIONWM_LOG", "info"))
+    for flag, (convert, text) in _VALUED.items():
+        shown = {k: v for k, v in text.items() if k != "bad"}
+        p.add_argument(flag, type=checked(convert, text.get("bad")), **shown)  # type: ignore[arg-type]
     p.add_argument("--version", action="version", version=f"zionwm {__version__}")
     return Args(**vars(p.parse_args(argv)))
 

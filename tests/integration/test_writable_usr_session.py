@@ -4,14 +4,13 @@ desktop, its programs share the layer, and the keeper stops with the compositor.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness import processes_with, wait_for
+from tests.harness import processes_with, require_overlay, wait_for
 from tests.inside import run_inside
 
 CONFIG = """\
@@ -19,6 +18,11 @@ from zionwm.config import desktop
 desktop("personal", colour="#3b82f6")
 desktop("dev", colour="#22c55e", writable_usr=True)
 """
+
+
+@pytest.fixture(autouse=True)
+def _fuse() -> None:
+    require_overlay()
 
 
 def _daemons(layer: Path) -> list[int]:
@@ -33,10 +37,6 @@ def _daemons(layer: Path) -> list[int]:
 
 
 def test_the_usr_keeper_lives_with_its_desktop(make_compositor: Any) -> None:
-    if shutil.which("fuse-overlayfs") is None:
-        pytest.fail("fuse-overlayfs is not installed (scripts/setup-system.sh installs it)")
-    if not os.path.exists("/dev/fuse"):
-        pytest.skip("/dev/fuse is missing (no FUSE in this kernel)")
     comp = make_compositor(CONFIG)
     layer = comp.data / "zionwm" / "desktops" / "dev" / "layer"
     # started with the desktop, before any program of it
@@ -57,10 +57,6 @@ def test_the_usr_keeper_lives_with_its_desktop(make_compositor: Any) -> None:
 
 
 def test_a_desktop_made_at_run_time_gets_and_gives_up_its_keeper(make_compositor: Any) -> None:
-    if shutil.which("fuse-overlayfs") is None:
-        pytest.fail("fuse-overlayfs is not installed (scripts/setup-system.sh installs it)")
-    if not os.path.exists("/dev/fuse"):
-        pytest.skip("/dev/fuse is missing (no FUSE in this kernel)")
     comp = make_compositor(CONFIG)
     comp.zionctl("desktop", "create", "lab", "--colour", "#ec4899", "--writable-usr")
     layer = comp.data / "zionwm" / "desktops" / "lab" / "layer"
@@ -84,10 +80,6 @@ def _keepers(layer: Path) -> list[int]:
 def test_a_killed_keeper_is_told_and_replaced_at_once_on_the_same_layer(
     make_compositor: Any,
 ) -> None:
-    if shutil.which("fuse-overlayfs") is None:
-        pytest.fail("fuse-overlayfs is not installed (scripts/setup-system.sh installs it)")
-    if not os.path.exists("/dev/fuse"):
-        pytest.skip("/dev/fuse is missing (no FUSE in this kernel)")
     comp = make_compositor(CONFIG)
     layer = comp.data / "zionwm" / "desktops" / "dev" / "layer"
     (daemon,) = wait_for(lambda: _daemons(layer), 30, "the dev desktop's overlay daemon")

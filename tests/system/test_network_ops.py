@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,19 @@ def opsd() -> Iterator[tuple[socket.socket, subprocess.Popen[bytes]]]:
     finally:
         ours.close()
         proc.wait(timeout=10)
+
+
+@contextmanager
+def started_client(**options: Any) -> Iterator[tuple[RootOpsClient, int]]:
+    """A client whose ops process has answered one verb, and that process's pid."""
+    skip_unless_privileged_network()
+    client = RootOpsClient("nft", **options)
+    try:
+        client.interfaces_of_default_routes()
+        assert client.pid is not None
+        yield client, client.pid
+    finally:
+        client.close()
 
 
 def _ask(sock: socket.socket, request: dict[str, Any]) -> dict[str, Any]:
@@ -114,49 +128,28 @@ def test_errors_come_back_as_the_same_errors() -> None:
 def test_one_that_stops_answering_is_replaced() -> None:
     """Stopped (SIGSTOP), the process never answers: the verb fails after the timeout,
     the process is killed, and the next verb gets a new one."""
-    skip_unless_privileged_network()
-    client = RootOpsClient("nft", timeout=2.0)
-    try:
-        client.interfaces_of_default_routes()
-        first = client.pid
-        assert first is not None
+    with started_client(timeout=2.0) as (client, first):
         os.kill(first, signal.SIGSTOP)
         with pytest.raises(NetworkError, match=r"did not answer interfaces_of_default_routes"):
             client.interfaces_of_default_routes()
         wait_for(lambda: gone(first), 10, "the stopped process to be killed")
         assert isinstance(client.used_networks(), list)
         assert client.pid not in (None, first) and client.starts == 2
-    finally:
-        client.close()
 
 
 def test_one_that_died_between_verbs_is_replaced_before_the_next() -> None:
-    skip_unless_privileged_network()
-    client = RootOpsClient("nft")
-    try:
-        client.interfaces_of_default_routes()
-        first = client.pid
-        assert first is not None
+    with started_client() as (client, first):
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: gone(first), 10, "the process to die")
         assert isinstance(client.used_networks(), list)
         assert client.pid != first and client.starts == 2
-    finally:
-        client.close()
 
 
 def test_an_idle_one_leaves_and_the_next_verb_starts_another() -> None:
-    skip_unless_privileged_network()
-    client = RootOpsClient("nft", idle=0.5)
-    try:
-        client.interfaces_of_default_routes()
-        first = client.pid
-        assert first is not None
+    with started_client(idle=0.5) as (client, first):
         wait_for(lambda: gone(first), 10, "the idle process to leave")
         assert isinstance(client.used_networks(), list)
         assert client.pid != first and client.starts == 2
-    finally:
-        client.close()
 
 
 def _waiting_in_poll(tid: int) -> bool:
@@ -168,13 +161,8 @@ def test_one_that_dies_during_a_verb_fails_that_verb_clearly() -> None:
     """Killed while a verb waits for its answer: that verb fails with a NetworkError that
     says so (never a hang, never a silent retry: it may have been half done); the next verb
     gets a new process."""
-    skip_unless_privileged_network()
-    client = RootOpsClient("nft")
     outcome: list[BaseException | object] = []
-    try:
-        client.interfaces_of_default_routes()
-        first = client.pid
-        assert first is not None
+    with started_client() as (client, first):
         os.kill(first, signal.SIGSTOP)  # holds the request unanswered
 
         def call() -> None:
@@ -194,5 +182,3 @@ def test_one_that_dies_during_a_verb_fails_that_verb_clearly() -> None:
         assert f"(pid {first}) ended during used_networks" in str(exc)
         assert isinstance(client.used_networks(), list)
         assert client.pid != first and client.starts == 2
-    finally:
-        client.close()

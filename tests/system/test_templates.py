@@ -21,7 +21,14 @@ from typing import Any
 
 import pytest
 
-from tests.harness import VENV_BIN, processes_with, readable_package, sandbox_missing, wait_for
+from tests.harness import (
+    VENV_BIN,
+    overlay_missing,
+    processes_with,
+    readable_package,
+    sandbox_missing,
+    wait_for,
+)
 from tests.unit.test_templates import base_layer, oci_archive, tar_bytes, top_layer
 from zionwm import ctl, paths
 from zionwm.isolation.launcher import Launcher
@@ -35,12 +42,8 @@ APPLETS = ("sh", "cat", "ls", "stat", "echo", "test", "sleep")
 
 def _missing() -> str | None:
     """Why this machine cannot run desktops on templates, or None."""
-    if shutil.which("fuse-overlayfs") is None:
-        return "fuse-overlayfs is not installed"
-    try:
-        os.close(os.open("/dev/fuse", os.O_RDWR))
-    except OSError as exc:
-        return f"/dev/fuse cannot be opened: {exc}"
+    if (why := overlay_missing()) is not None:
+        return why
     if not os.path.exists(BUSYBOX):
         return f"{BUSYBOX} is missing (Debian package busybox-static)"
     r = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True)

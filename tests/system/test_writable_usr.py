@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import processes_with, wait_for
-from tests.security import lacks
+from tests.harness import processes_with, require_overlay, wait_for
 from tests.system import test_sandbox
 from tests.system.test_sandbox import PYTHON, Env, errno_of, run_unprivileged, unprivileged_world
 from zionwm import paths
@@ -30,25 +29,9 @@ pytestmark = test_sandbox.pytestmark  # the sandbox facilities those tests need
 env = test_sandbox.env  # the same fixture: a launcher of its own, shut down after the test
 
 
-def _overlay_missing() -> str | None:
-    if shutil.which("fuse-overlayfs") is None:
-        return "fuse-overlayfs is not installed"
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is missing (no FUSE in this kernel)"
-    try:
-        os.close(os.open("/dev/fuse", os.O_RDWR))
-    except OSError as exc:
-        return f"/dev/fuse cannot be opened: {exc}"
-    return None
-
-
 @pytest.fixture(autouse=True)
 def _fuse() -> None:
-    why = _overlay_missing()
-    if why is not None:
-        if "not installed" in why:
-            pytest.fail(f"{why} (scripts/setup-system.sh installs it: a broken set-up)")
-        lacks("fuse", why)
+    require_overlay()
 
 
 INSTALL = (
