@@ -168,7 +168,17 @@ class CommandHandling(ServerCore):
         raise ValueError("windows never change desktop: their programs live in its sandbox")
 
     def launch(self, desktop: str, argv: list[str], ephemeral: bool = False) -> str | Deferred[str]:
-        """Start `argv` in `desktop`'s sandbox: its message, or a `Deferred` of it when the
+        """Start `argv` in `desktop`'s sandbox (`start_child`): what to answer, or a
+        `Deferred` of it."""
+        started = self.start_child(desktop, argv, ephemeral)
+        if isinstance(started, Deferred):
+            return started.map(lambda child: self._started_text(desktop, argv, child))
+        return self._started_text(desktop, argv, started)
+
+    def start_child(
+        self, desktop: str, argv: list[str], ephemeral: bool = False
+    ) -> Child | Deferred[Child]:
+        """Start `argv` in `desktop`'s sandbox: its child, or a `Deferred` of it when the
         start waits for the desktop's network (then it fails if the network cannot be
         built: nothing runs without it)."""
         if desktop not in self.desktops:
@@ -187,8 +197,12 @@ class CommandHandling(ServerCore):
             return started.map(lambda child: self._launched(desktop, argv, child))
         return self._launched(desktop, argv, started)
 
-    def _launched(self, desktop: str, argv: list[str], child: Child) -> str:
+    def _launched(self, desktop: str, argv: list[str], child: Child) -> Child:
         self.emit("launch", {"desktop": desktop, "argv": argv, "pid": child.pid})
+        return child
+
+    @staticmethod
+    def _started_text(desktop: str, argv: list[str], child: Child) -> str:
         return f"started {argv[0]} on {desktop} (pid {child.pid})"
 
     def _on_child_exit(self, child: Child) -> None:

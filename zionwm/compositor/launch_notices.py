@@ -83,7 +83,7 @@ class LaunchNotices:
         program says (otherwise: it may not be installed)."""
         la = _Launch(desktop, list(argv), done, failed, waiting, exit_reason)
         try:
-            started = self.server.launch(desktop, la.argv)
+            started = self.server.start_child(desktop, la.argv)
         except (RuntimeError, LookupError, ValueError, OSError) as exc:
             self._refused(la, exc)
             return
@@ -91,9 +91,9 @@ class LaunchNotices:
             la.wait_timer = self.server.loop.call_later(
                 WAIT_TELL_MS, lambda: self._still_waiting(la), "launch notice"
             )
-            started.then(lambda _message: self._started(la), lambda exc: self._refused(la, exc))
+            started.then(lambda child: self._started(la, child), lambda exc: self._refused(la, exc))
         else:
-            self._started(la)
+            self._started(la, started)
 
     def child_exited(self, child: Child) -> None:
         la = self._by_pid.pop(child.pid, None)
@@ -115,13 +115,8 @@ class LaunchNotices:
 
     # ---- steps ----
 
-    def _started(self, la: _Launch) -> None:
+    def _started(self, la: _Launch, child: Child) -> None:
         """The sandbox runs: the program counts as started once it has run a little."""
-        child = self._child_of(la)
-        if child is None:  # not seen among the children (cannot happen): say what is known
-            log.warning("launch of %r on %s: its process was not found", la.argv, la.desktop)
-            self._tell(la, la.done)
-            return
         la.child = child
         # its failure right after starting is told here, with what it was for
         child.extra["quiet_exit"] = True
@@ -129,15 +124,6 @@ class LaunchNotices:
         la.settle_timer = self.server.loop.call_later(
             SETTLE_MS, lambda: self._settled(la), "launch notice"
         )
-
-    def _child_of(self, la: _Launch) -> Child | None:
-        # The launch adopted its child just now, on this turn of the loop (a deferred start
-        # resolves right after the adoption): the newest child of that desktop and argv.
-        for child in reversed(self.server.children.running.values()):
-            mine = child.desktop == la.desktop and child.argv == la.argv
-            if mine and child.pid not in self._by_pid:
-                return child
-        return None
 
     def _settled(self, la: _Launch) -> None:
         la.settle_timer = None
