@@ -119,6 +119,21 @@ class Manager:
     def focus(self) -> str | None:
         return next((w["focus"] for w in self.state()["windows"] if w["active"]), None)
 
+    def where_keys_go(self) -> str:
+        """For a failure message: how old the window's own report is, and which window
+        the compositor gives the keyboard."""
+        age = time.time() - self.probe.stat().st_mtime
+        focused = [
+            f"{w['desktop']}:{w['app_id']}:{w['title']!r}"
+            for w in self.comp.windows()
+            if w.get("focused")
+        ]
+        keys = self.state().get("keys")
+        return (
+            f"the manager's report is {age:.1f} s old and it saw the keys {keys}; "
+            f"the compositor's focused window: {focused}"
+        )
+
     def tab_to(self, name: str, key: str = "Tab", timeout: float = 60) -> None:
         """Type `key` until the keyboard is on `name` in the active window; a key is typed
         only once the window has said where the previous one put the focus."""
@@ -138,7 +153,9 @@ class Manager:
         try:
             wait_for(there, timeout, f"the keyboard on {name!r}")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; the keyboard was on {seen}") from None
+            raise AssertionError(
+                f"{exc}; the keyboard was on {seen}; {self.where_keys_go()}"
+            ) from None
 
     def dialog_with(self, text: str) -> dict[str, Any] | None:
         for w in self.state()["windows"]:
@@ -343,7 +360,10 @@ def test_release_a_held_item(manager: Manager) -> None:
         return None
 
     # Release on an item no antivirus scanned asks a second time, in words
-    w = wait_for(asked, 30, "the question before releasing an item no antivirus scanned")
+    try:
+        w = wait_for(asked, 30, "the question before releasing an item no antivirus scanned")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {manager.where_keys_go()}") from None
     texts = [i.get("text", "") for i in w["items"]]
     assert any("no antivirus looked at it" in t and "beta" in t for t in texts), texts
     manager.shot("quarantine-release-question")

@@ -73,9 +73,22 @@ def install(app: Gtk.Application) -> None:
     if not path:
         return
 
+    keys: dict[str, Any] = {"count": 0, "last": None}
+    watched: set[int] = set()
+
+    def seen(_c: Gtk.EventControllerKey, keyval: int, _code: int, state: Any) -> bool:
+        keys["count"] += 1
+        keys["last"] = f"{Gtk.accelerator_name(keyval, state)}"
+        return False  # only looked at: the window handles it as before
+
     def write() -> bool:
         windows = []
         for win in Gtk.Window.list_toplevels():
+            if id(win) not in watched:
+                watched.add(id(win))
+                ctl = Gtk.EventControllerKey(propagation_phase=Gtk.PropagationPhase.CAPTURE)
+                ctl.connect("key-pressed", seen)
+                win.add_controller(ctl)
             if win.get_mapped():
                 windows.append(
                     {
@@ -88,7 +101,7 @@ def install(app: Gtk.Application) -> None:
                     }
                 )
         tmp = Path(path + ".tmp")
-        tmp.write_text(json.dumps({"windows": windows}))
+        tmp.write_text(json.dumps({"windows": windows, "keys": keys}))
         tmp.replace(path)
         return True
 
