@@ -244,3 +244,13 @@ def test_the_project_readme_block_is_built_from_the_results_alone() -> None:
     assert "| some limit | 1.25 x sway | 1.3 | pass |" in text
     assert "RSS at start 51.0 MiB (min 50.0, max 52.0, 3 runs), sway 21.0 MiB" in text
     assert "2026-12-04T16:00:00Z" in text and "log level info" in text
+
+
+def test_the_overload_warning_judges_the_load_at_the_start_only() -> None:
+    from benchmarks.run import overload_note
+
+    cpus = os.cpu_count() or 1
+    # the run's own last stages load every CPU: a high load at the end alone is no warning
+    assert overload_note({"loadavg_start": [0.1, 0, 0], "loadavg_end": [cpus + 1.0, 0, 0]}) == []
+    (warning, _) = overload_note({"loadavg_start": [cpus + 0.5, 0, 0], "loadavg_end": [0, 0, 0]})
+    assert "overloaded" in warning and f"{cpus + 0.5} on {cpus} CPUs at its start" in warning

@@ -73,19 +73,20 @@ def install(app: Gtk.Application) -> None:
     if not path:
         return
 
+    # the key presses the windows saw, with their modifiers: a test whose typed keys seem to
+    # go nowhere can then tell "never arrived" from "arrived with a stuck Ctrl"
     keys: dict[str, Any] = {"count": 0, "last": None}
-    watched: set[int] = set()
 
     def seen(_c: Gtk.EventControllerKey, keyval: int, _code: int, state: Any) -> bool:
         keys["count"] += 1
-        keys["last"] = f"{Gtk.accelerator_name(keyval, state)}"
+        keys["last"] = str(Gtk.accelerator_name(keyval, state))
         return False  # only looked at: the window handles it as before
 
     def write() -> bool:
         windows = []
         for win in Gtk.Window.list_toplevels():
-            if id(win) not in watched:
-                watched.add(id(win))
+            if not getattr(win, "zionwm_probe_keys", False):
+                win.zionwm_probe_keys = True  # kept on the window's wrapper, not by its id
                 ctl = Gtk.EventControllerKey(propagation_phase=Gtk.PropagationPhase.CAPTURE)
                 ctl.connect("key-pressed", seen)
                 win.add_controller(ctl)
