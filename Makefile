@@ -36,10 +36,10 @@ $(STAMPS)/venv: $(STAMPS)/system pyproject.toml
 	$(VPY) -m pip install -q --no-binary pywayland,pywlroots,xkbcommon -e ".[test,manager]"
 	@touch $@
 
-$(STAMPS)/native: $(STAMPS)/venv $(NATIVE_SRC) zionwm/isolation/enter.c
+$(STAMPS)/native: $(STAMPS)/venv $(NATIVE_SRC) zionwm/isolation/enter.c scripts/build-enter.sh
 	$(VPY) zionwm/compositor/native/build.py
 	$(VPY) zionwm/quarantine/native/build.py
-	$(CC) -O2 -Wall -Wextra -static -o zionwm/isolation/zionwm-enter zionwm/isolation/enter.c
+	sh scripts/build-enter.sh
 	@touch $@
 
 run: setup

@@ -4,7 +4,7 @@
 set -eu
 
 BUILD="libwlroots-dev libwayland-dev libxkbcommon-dev libpixman-1-dev libdrm-dev
- wayland-protocols pkg-config gcc libc6-dev make libffi-dev libmagic1 libmagic-dev libseccomp2 libseccomp-dev
+ wayland-protocols pkg-config gcc libc6-dev musl-tools linux-libc-dev make libffi-dev libmagic1 libmagic-dev libseccomp2 libseccomp-dev
  libyara-dev python3-venv python3-dev libgirepository1.0-dev libcairo2-dev libpango1.0-dev"
 # the compositor draws its text with pango (libpango1.0-dev pulls in its libraries): DejaVu
 # first, fontconfig's fallback for the rest; WenQuanYi Micro Hei (5 MB) covers Chinese,

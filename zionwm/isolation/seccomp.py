@@ -173,6 +173,15 @@ def build_filter(nested: bool = False) -> pyseccomp.SyscallFilter:
         # clone's flags are its second argument there; the clone rules below assume the first.
         raise RuntimeError("seccomp: clone argument order of s390 is not supported")
     flt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    # The same rules as a binary tree of syscall numbers rather than a list: the kernel runs
+    # the program once per syscall number and ABI when it is loaded (to learn which calls are
+    # always allowed), and at every call whose answer depends on its arguments; walking a
+    # tree instead of ~300 instructions cut the load from about 0.21 to 0.07 ms here.
+    # libseccomp before 2.5 has no such option; the list it then builds is as strict.
+    try:
+        flt.set_attr(pyseccomp.Attr.CTL_OPTIMIZE, 2)
+    except (OSError, AttributeError) as exc:
+        log.info("seccomp: no binary-tree layout (%s); using a linear program", exc)
     for arch in _extra_arches():
         flt.add_arch(arch)
 
