@@ -56,9 +56,25 @@ T = TypeVar("T")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+# How cpu_seconds reads a process's CPU time; the reports name it.
+CPU_CLOCK = "the process's CPU-time clock (clock_gettime, ns)"
+
+
+def process_cpu_clock(pid: int) -> int:
+    """The clock id clock_getcpuclockid(3) gives for `pid`: the kernel's CPU-time clock of the
+    whole process (CPUCLOCK_SCHED, every thread, those that have exited included), readable
+    for any process this one can see."""
+    return ((~pid) << 3) | 2
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), in seconds."""
-    return parse_stat_ticks(Path(f"/proc/{pid}/stat").read_text()) / CLK_TCK
+    """User + system CPU time of a process (all its threads, living or exited), in seconds,
+    to the nanosecond. /proc/PID/stat counts the same time in clock ticks (10 ms), which
+    blurs a figure of a tenth of a second by 10 %: it is only the fallback."""
+    try:
+        return time.clock_gettime(process_cpu_clock(pid))
+    except OSError:
+        return parse_stat_ticks(Path(f"/proc/{pid}/stat").read_text()) / CLK_TCK
 
 
 def rss_kib(pid: int) -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    CPU_CLOCK,
     Drainer,
     ZionwmSession,
     cpu_percent,
@@ -100,6 +101,7 @@ def idle_cpu(kind: str, seconds: float, windows: int) -> dict[str, Any]:
         "seconds": round(wall, 2),
         "cpu_s": round(cpu, 3),
         "cpu_percent": round(cpu_percent(cpu, wall), 3),
+        "cpu_measured_by": CPU_CLOCK,
         "rss_start_kib": rss0,
         "pss_start_kib": pss0,
         "libraries": libraries,

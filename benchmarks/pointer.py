@@ -7,9 +7,10 @@ against sway.
 Each compositor shows `--windows` static windows (placed the same way in both); a trusted
 host client sends absolute motion + frame through zwlr_virtual_pointer_v1 at `--rate` Hz
 along a path that crosses them, for `--seconds`. The figure is the compositor process's
-utime+stime (/proc/PID/stat) over the flood, and over an equal quiet period before it (the
-baseline). With --profile, zionwm's flood is sampled by py-spy and the collapsed stacks
-written to FILE.
+CPU time (its process CPU-time clock, to the nanosecond: a run's flood costs about 0.1 s,
+which /proc/PID/stat's 10 ms ticks blurred by 10 %) over the flood, and over an equal quiet
+period before it (the baseline). With --profile, zionwm's flood is sampled by py-spy and the
+collapsed stacks written to FILE.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    CPU_CLOCK,
     OUTPUT,
     Drainer,
     Marker,
@@ -170,7 +172,8 @@ def run_one(
         "windows": windows,
         "events_sent": sent[0],
         "rate_hz": round(sent[0] / wall, 1),
-        "flood_cpu_s": round(cpu, 3),
+        "flood_cpu_s": round(cpu, 4),
+        "cpu_measured_by": CPU_CLOCK,
         "flood_cpu_percent": round(cpu_percent(cpu, wall), 2),
         "baseline_cpu_percent": round(cpu_percent(base_cpu, base_wall), 2),
         "cpu_us_per_event": round(1e6 * (cpu - base_cpu * wall / base_wall) / max(1, sent[0]), 2),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from benchmarks.common import (
     budget_check,
     cpu_percent,
+    cpu_seconds,
     parse_kib,
     parse_stat_ticks,
     percentile,
@@ -83,6 +86,41 @@ def test_parse_stat_ticks_of_this_process_agrees_with_os_times() -> None:
         ticks = parse_stat_ticks(f.read())
     expected = (t.user + t.system) * os.sysconf("SC_CLK_TCK")
     assert abs(ticks - expected) <= 3
+
+
+BURN_IN_A_THREAD = """
+import threading, time
+spent = []
+def burn():
+    end = time.thread_time() + 0.05
+    while time.thread_time() < end:
+        pass
+    spent.append(time.thread_time())
+t = threading.Thread(target=burn)
+t.start()
+t.join()
+print(spent[0], flush=True)
+time.sleep(60)
+"""
+
+
+def test_cpu_seconds_counts_threads_that_have_exited_to_the_nanosecond() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", BURN_IN_A_THREAD], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        burned = float(child.stdout.readline())
+        # the thread is gone: its CPU must still be counted, and finer than a clock tick
+        seconds = cpu_seconds(child.pid)
+        with open(f"/proc/{child.pid}/stat") as f:
+            ticks = parse_stat_ticks(f.read()) / os.sysconf("SC_CLK_TCK")
+    finally:
+        child.kill()
+        child.wait()
+    assert seconds >= burned
+    assert abs(seconds - ticks) < 0.03
+    assert round(seconds * 1e9) % 10_000_000 != 0
 
 
 def test_parse_kib() -> None:
