@@ -17,6 +17,7 @@ from zionwm.compositor.portal_link import match_rule
 from zionwm.config import load_config
 from zionwm.desktopbus import events, files, portal
 from zionwm.desktopbus.policy import Notice
+from zionwm.desktopbus.service import DesktopService
 
 INSIDE = "/home/u"
 
@@ -180,6 +181,27 @@ def test_notification_and_links() -> None:
     assert sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_NOT_ALLOWED
     ev = p.handle(_call(portal.OPENURI, "OpenURI", "ssa{sv}", ("", "file:///home/u/a.pdf", {})))
     assert isinstance(ev, events.OpenFileRequest) and ev.path == "/home/u/a.pdf"
+
+
+def test_links_past_the_rate_limit_are_refused_to_the_program_and_told_to_the_user() -> None:
+    sent: list[Message] = []
+    p = portal.Portal("work", sent.append)
+    link = ("", "https://example.org/", {})
+    opened = [p.handle(_call(portal.OPENURI, "OpenURI", "ssa{sv}", link)) for _ in range(5)]
+    assert all(isinstance(ev, events.OpenRequest) for ev in opened)
+    # the sixth at once: an error to the program (not a "done" with nothing opened), and
+    # one notice for the user, not one per link
+    ev = p.handle(_call(portal.OPENURI, "OpenURI", "ssa{sv}", link))
+    assert sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_NOT_ALLOWED
+    assert isinstance(ev, events.Refused) and ev.reason == "too many links at once"
+    assert ev.desktop == "work"
+    ev = p.handle(_call(portal.OPENURI, "OpenURI", "ssa{sv}", link))
+    assert ev is None and sent[-1].header.fields[HeaderFields.error_name] == portal.ERR_NOT_ALLOWED
+
+
+def test_the_portal_and_org_zionwm_open_share_one_link_budget() -> None:
+    svc = DesktopService("work")
+    assert svc.link_rate is svc.portal.link_rate
 
 
 def test_file_rules() -> None:

@@ -273,6 +273,8 @@ class Portal:
         # what it drops is refused to the program, and the user is told how many
         # (`files_dropped`, compositor/desktopbus_link.py)
         self.file_rate = policy.RateLimit(burst=3, per_second=0.5)
+        # links, through this portal or org.zionwm.Open (desktopbus/service.py): one budget
+        self.link_rate = policy.RateLimit(burst=5, per_second=1.0)
 
     @property
     def files_dropped(self) -> int:
@@ -455,6 +457,13 @@ class Portal:
                 return Refused(
                     self.desktop, policy.short(uri if isinstance(uri, str) else ""), str(exc)
                 )
+            if not self.link_rate.allow():
+                # refused to the program, not answered "done" with nothing opened; the user
+                # is told once per burst of refusals, not once per link
+                self._error(msg, ERR_NOT_ALLOWED, "too many links at once")
+                if self.link_rate.dropped % 20 == 1:
+                    return Refused(self.desktop, policy.short(url), "too many links at once")
+                return None
             handle = self._new_request(msg, _options(raw), "open-uri")
             if handle is None:
                 return None

@@ -76,13 +76,13 @@ class DesktopService:
     ) -> None:
         self.desktop = desktop
         self.rate = rate or policy.RateLimit()
-        self.link_rate = policy.RateLimit(burst=5, per_second=1.0)
         self.sock: socket.socket | None = None
         self._parser = Parser()
         self._out = bytearray()
         self._serial = 0
         self._next_id = 0
         self.portal = Portal(desktop, self._queue, appearance)
+        self.link_rate = self.portal.link_rate
 
     # ---- setup (blocking, bounded) ----
 
@@ -221,8 +221,6 @@ class DesktopService:
         if is_portal_call(msg):
             ev: Event | None = self.portal.handle(msg, fds)
             if isinstance(ev, Notice) and not self.rate.allow():
-                return None
-            if isinstance(ev, OpenRequest) and not self.link_rate.allow():
                 return None
             if isinstance(ev, OpenFileRequest) and not self.portal.file_rate.allow():
                 self.respond(ev.handle, 2, {})
