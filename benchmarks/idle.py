@@ -18,7 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import select
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -108,6 +113,48 @@ def idle_cpu(kind: str, seconds: float, windows: int) -> dict[str, Any]:
     }
 
 
+def floor_memory() -> dict[str, Any]:
+    """RSS/PSS of benchmarks/floor.py (the smallest compositor of zionwm's own stack: Python,
+    pywlroots, pywayland, xkbcommon) once its output shows its first frame, run the way the
+    benchmarks run zionwm (headless, pixman, 1280x720)."""
+    runtime = Path(tempfile.mkdtemp(prefix="zbench-floor-"))
+    runtime.chmod(0o700)
+    env = {
+        **os.environ,
+        "XDG_RUNTIME_DIR": str(runtime),
+        "WLR_BACKENDS": "headless",
+        "WLR_RENDERER": "pixman",
+        "WLR_LIBINPUT_NO_DEVICES": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.floor"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        line = proc.stdout.readline() if ready else ""
+        if not line.startswith("ready"):
+            raise RuntimeError(f"the floor compositor did not start (exit {proc.poll()})")
+        return {
+            "compositor": "floor",
+            "rss_start_kib": rss_kib(proc.pid),
+            "pss_start_kib": pss_kib(proc.pid),
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
 def memory(kind: str, many: int) -> dict[str, Any]:
     with session(kind) as s:
         s.show(1)
@@ -161,8 +208,9 @@ def measure(
     seconds: float = 30, windows: int = 10, many: int = 50, runs: int = 3
 ) -> dict[str, Any]:
     """Idle CPU and memory at start, `runs` times per compositor, alternating run by run
-    (the first compositor flips every run); memory with `many` windows once each."""
-    out: dict[str, Any] = {"idle": [], "memory": [], "runs": runs}
+    (the first compositor flips every run), and the floor of zionwm's stack
+    (benchmarks/floor.py) once a run; memory with `many` windows once each."""
+    out: dict[str, Any] = {"idle": [], "memory": [], "floor": [], "runs": runs}
     for i in range(runs):
         for kind in ("zionwm", "sway") if i % 2 == 0 else ("sway", "zionwm"):
             log.info("idle: %s, run %d/%d", kind, i + 1, runs)
@@ -173,6 +221,11 @@ def measure(
                 row = {"compositor": kind, "error": f"{type(e).__name__}: {e}"}
             row["run"] = i + 1
             out["idle"].append(row)
+        try:
+            out["floor"].append(floor_memory())
+        except Exception as e:
+            log.exception("floor compositor failed")
+            out["floor"].append({"compositor": "floor", "error": f"{type(e).__name__}: {e}"})
     for kind in ("sway", "zionwm"):
         log.info("memory: %s", kind)
         try:
@@ -189,6 +242,11 @@ def measure(
             "pss_start_kib": spread([r["pss_start_kib"] for r in ok]),
             "libraries": ok[0].get("libraries") if ok else None,
         }
+    floor = [r for r in out["floor"] if "error" not in r]
+    out["summary"]["floor"] = {
+        "rss_start_kib": spread([r["rss_start_kib"] for r in floor]),
+        "pss_start_kib": spread([r["pss_start_kib"] for r in floor]),
+    }
     try:
         out["per_desktop"] = per_desktop()
     except Exception as e:

@@ -69,6 +69,14 @@ def top_block(results: dict[str, Any]) -> str:
             f"runs), sway {round(w['median'] / 1024, 1)} MiB; per desktop in use "
             f"{_dig(results, 'idle', 'per_desktop', 'per_desktop_kib')} KiB.",
         ]
+        f = _dig(mem, "floor", "rss_start_kib") or {}
+        if f.get("median"):
+            out[-1] += (
+                f" The floor of zionwm's own stack (Python with pywlroots: the smallest"
+                f" compositor it can make, benchmarks/floor.py) is {round(f['median'] / 1024, 1)}"
+                f" MiB, {round(f['median'] / w['median'], 2)}x sway; zionwm holds"
+                f" {round((z['median'] - f['median']) / 1024, 1)} MiB over it."
+            )
     if "keypath" in results:
         from .keypath import summary_text  # noqa: PLC0415
 

@@ -359,6 +359,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"{ic.get('max')} | {rs.get('min')} / {rs.get('median')} / {rs.get('max')} | "
             f"{many.get('rss_kib')} | {many.get('pss_kib')} |"
         )
+    fl = _dig(i, "summary", "floor", "rss_start_kib") or {}
+    out.append(
+        f"| floor (benchmarks/floor.py: Python and pywlroots, nothing of zionwm) | "
+        f"{fl.get('runs')} | - | {fl.get('min')} / {fl.get('median')} / {fl.get('max')} | - | - |"
+    )
     pdk = i.get("per_desktop") or {}
     out.append(
         f"\nPer desktop in use (compositor RSS + helpers' PSS + cgroup memory, "
