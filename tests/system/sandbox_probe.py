@@ -391,7 +391,11 @@ def p_procs(_: str) -> list[list[str]]:
 
 def p_caps(_: str) -> dict[str, str]:
     with open("/proc/self/status") as f:
-        return {k: v.strip() for k, v in (ln.split(":", 1) for ln in f) if k.startswith("Cap")}
+        return {
+            k: v.strip()
+            for k, v in (ln.split(":", 1) for ln in f)
+            if k.startswith("Cap") or k in ("NoNewPrivs", "Seccomp")
+        }
 
 
 def p_ids(_: str) -> list[int]:

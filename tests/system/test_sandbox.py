@@ -237,6 +237,8 @@ def test_filesystem_process_and_socket_attacks_fail(env: Env) -> None:
     caps = r["caps"]["out"]
     for key in ("CapPrm", "CapEff", "CapBnd", "CapAmb", "CapInh"):
         assert int(caps[key], 16) == 0, caps
+    # the sandbox's filter is on (mode 2: a filter), and no exec can gain privileges
+    assert caps["Seccomp"] == "2" and caps["NoNewPrivs"] == "1", caps
     # Negative controls.
     assert r["file_io"]["out"] == "hello"
     assert r["chmod"]["out"] == "0o751"
