@@ -182,6 +182,146 @@ def run_one(
     }
 
 
+class _Side:
+    """One compositor of a paired run: its static windows, a probe that moves its pointer,
+    and what each of its slices measured."""
+
+    def __init__(self, s: Any, windows: int) -> None:
+        self.s = s
+        self.name: str = s.name
+        s.show(1)
+        self.markers = static_windows(s, windows)
+        self.libraries = loaded_libraries(s.pid)
+        self.probe = Probe(s.wayland_socket)
+        self.probe.pointer_to(1, 1, *OUTPUT)
+        self.probe.c.roundtrip()
+        self.drainer = Drainer([m.c.sock for m in self.markers] + [self.probe.c.sock])
+        # CPU while the other compositor had the flood: this one's quiet baseline
+        self.idle_cpu = 0.0
+        self.idle_wall = 0.0
+
+    def close(self) -> None:
+        self.drainer.stop()
+        self.probe.close()
+        for m in self.markers:
+            m.close()
+
+
+def _slice(active: _Side, quiet: _Side, seconds: float, rate: int) -> dict[str, Any]:
+    """Flood `active` for `seconds` while `quiet` idles; both CPU clocks read around it."""
+    a0, q0, t0 = cpu_seconds(active.s.pid), cpu_seconds(quiet.s.pid), time.monotonic()
+    sent = flood(active.probe, seconds, rate)
+    a1, q1, t1 = cpu_seconds(active.s.pid), cpu_seconds(quiet.s.pid), time.monotonic()
+    quiet.idle_cpu += q1 - q0
+    quiet.idle_wall += t1 - t0
+    return {"compositor": active.name, "events_sent": sent, "cpu_s": a1 - a0, "wall_s": t1 - t0}
+
+
+def measure_paired(
+    seconds: float = 1.0,
+    rate: int = 1000,
+    windows: int = 10,
+    rounds: int = 20,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """Both compositors running side by side, each with `windows` static windows; in each of
+    `rounds` rounds one gets a `seconds` flood and then the other (the first flips every
+    round). The machine's state (other tenants of a shared host, caches, frequency) moves
+    over seconds to minutes, and moved one compositor's figure by 2x between runs made a
+    minute apart; two floods a second apart see the same machine, so each round gives a
+    paired ratio, and the figure is the median of those ratios. Each compositor's CPU during
+    the other's flood is its quiet baseline, subtracted per event."""
+    with session("sway") as sw, session("zionwm") as zw:
+        sides = [_Side(sw, windows), _Side(zw, windows)]
+        try:
+            rows = []
+            for i in range(rounds):
+                order = sides if i % 2 == 0 else sides[::-1]
+                for k, active in enumerate(order):
+                    row = _slice(active, order[1 - k], seconds, rate)
+                    row["round"] = i + 1
+                    rows.append(row)
+            prof = None
+            if profile is not None:
+                prof = _profile(zw.pid, sides[1], seconds=10, rate=rate, out=profile)
+            errors = {side.name: side.s.callback_errors() for side in sides}
+        finally:
+            for side in sides:
+                side.close()
+    idle_rate = {
+        side.name: side.idle_cpu / side.idle_wall if side.idle_wall > 0 else 0.0 for side in sides
+    }
+    for row in rows:
+        base = idle_rate[row["compositor"]] * row["wall_s"]
+        row["cpu_us_per_event"] = round(1e6 * (row["cpu_s"] - base) / max(1, row["events_sent"]), 2)
+        row["flood_cpu_percent"] = round(cpu_percent(row["cpu_s"], row["wall_s"]), 2)
+        row["cpu_s"] = round(row["cpu_s"], 5)
+        row["wall_s"] = round(row["wall_s"], 3)
+    by_round: dict[int, dict[str, float]] = {}
+    for row in rows:
+        by_round.setdefault(row["round"], {})[row["compositor"]] = row["cpu_us_per_event"]
+    paired = [
+        r["zionwm"] / r["sway"] for r in by_round.values() if r.get("sway", 0) > 0 and "zionwm" in r
+    ]
+    summary: dict[str, Any] = {}
+    for side in sides:
+        mine = [r for r in rows if r["compositor"] == side.name]
+        summary[side.name] = {
+            "cpu_us_per_event": spread([r["cpu_us_per_event"] for r in mine]),
+            "flood_cpu_percent": spread([r["flood_cpu_percent"] for r in mine]),
+            "baseline_cpu_percent": round(100 * idle_rate[side.name], 3),
+            "libraries": side.libraries,
+        }
+
+    def med(kind: str, key: str) -> float | None:
+        v = summary[kind][key].get("median")
+        return float(v) if v is not None else None
+
+    q = statistics.quantiles(paired, n=4) if len(paired) >= 2 else [None, None, None]
+    return {
+        "method": "paired: both running, floods alternating round by round",
+        "seconds": seconds,
+        "rate_hz": rate,
+        "windows": windows,
+        "runs": rounds,
+        "cpu_measured_by": CPU_CLOCK,
+        "rows": rows,
+        "summary": summary,
+        "paired_ratio": {
+            "rounds": len(paired),
+            "p25": round(q[0], 3) if q[0] is not None else None,
+            "median": round(statistics.median(paired), 3) if paired else None,
+            "p75": round(q[2], 3) if q[2] is not None else None,
+        },
+        "ratio_cpu_per_event": round(statistics.median(paired), 2) if paired else None,
+        "ratio_flood_cpu": ratio(
+            med("zionwm", "flood_cpu_percent"), med("sway", "flood_cpu_percent")
+        ),
+        "callback_errors": {k: v[:5] for k, v in errors.items()},
+        "profile": prof,
+    }
+
+
+def _profile(pid: int, side: _Side, seconds: float, rate: int, out: Path) -> Any:
+    """py-spy's view of one more flood of zionwm, not counted in the figures (py-spy slows
+    what it samples)."""
+    pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if not pyspy:
+        return None
+    spy = subprocess.Popen(
+        [pyspy, "record", "--pid", str(pid), "-d", str(int(seconds)), "-r", "200",
+         "-f", "raw", "-o", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    flood(side.probe, seconds, rate)
+    _, err = spy.communicate(timeout=seconds + 30)
+    if spy.returncode != 0:
+        log.warning("py-spy failed: %s", err.decode(errors="replace")[-500:])
+        return None
+    return top_frames(out.read_text()) if out.exists() else None
+
+
 def spread(values: list[float]) -> dict[str, float | int]:
     """min / median / max over runs, and how many runs."""
     if not values:
@@ -251,9 +391,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--windows", type=int, default=10)
     ap.add_argument("--profile", type=Path)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--paired",
+        type=int,
+        metavar="ROUNDS",
+        help="both compositors at once, ROUNDS rounds of alternating floods of --seconds",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    res = measure(args.seconds, args.rate, args.windows, args.profile, args.runs)
+    if args.paired:
+        res = measure_paired(args.seconds, args.rate, args.windows, args.paired, args.profile)
+    else:
+        res = measure(args.seconds, args.rate, args.windows, args.profile, args.runs)
     json.dump(res, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
