@@ -358,6 +358,51 @@ def test_overview_shows_every_desktop_with_its_last_frame_and_switches(
     assert not overview_open(compositor)
 
 
+def red_pixels(img: Image.Image, box: tuple[int, int, int, int]) -> int:
+    """Pixels of an urgent notification's red (160, 30, 30) in `box`."""
+    return sum(1 for p in pixels_of(img.crop(box)) if colour_near(p, "#a01e1e", tol=25))
+
+
+def test_a_thumbnail_shows_the_desktops_windows_only_and_desktops_never_shown_get_one(
+    compositor: Compositor,
+) -> None:
+    require("weston-simple-shm")
+    park_pointer(compositor)
+    # work is left while an urgent notice is on top of it, at the top right
+    compositor.zionctl("switch", "work")
+    compositor.zionctl("launch", "work", "--", "/nonexistent/zionwm-test-program", check=False)
+    top_right = (640, STRIP, 1280, 200)
+    wait_for(
+        lambda: red_pixels(compositor.screenshot(), top_right) > 200,
+        10,
+        "the notice that the program could not start, on screen",
+    )
+    # gaming gets a window while it was never on screen
+    compositor.zionctl("launch", "gaming", "--", "weston-simple-shm")
+    compositor.wait_window("gaming")
+    compositor.zionctl("switch", "personal")
+    wait_for(lambda: "work" in status(compositor)["overview"]["thumbnails"], 10, "work's picture")
+    # the notice is gone from the screen before the overview opens (it would cover a cell)
+    wait_for(
+        lambda: red_pixels(compositor.screenshot(), top_right) == 0, 20, "the notice to expire"
+    )
+    compositor.zionctl("overview")
+    img = wait_for(
+        lambda: (s := compositor.screenshot()) and cell_box(s, COLOURS["gaming"]) and s,
+        10,
+        "the overview on screen",
+    )
+    work, gaming = cell_box(img, COLOURS["work"]), cell_box(img, COLOURS["gaming"])
+    assert work is not None and gaming is not None
+    x0, y0, x1, y1 = work
+    # nothing of the notice in work's picture: work had no window, so it is all black
+    assert red_pixels(img, (x0 + 8, y0 + 40, x1 - 8, y1 - 34)) == 0
+    assert picture_pixels(img, work, COLOURS["work"]) < 50
+    # gaming's window is in its cell although gaming was never shown
+    assert picture_pixels(img, gaming, COLOURS["gaming"]) > 500
+    compositor.zionctl("overview")
+
+
 @pytest.mark.security
 def test_keys_meant_for_the_overview_never_reach_a_sandboxed_client(
     compositor: Compositor,

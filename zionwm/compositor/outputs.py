@@ -76,10 +76,6 @@ class ServerOutput(HasListeners):
     def time_next_frame(self) -> None:
         native.notify_next_frame(self._frame)
 
-    def hold_shown_frame(self, renderer: Any) -> native.HeldFrame | None:
-        """A copy of the frame on screen now, for the overview's thumbnails."""
-        return native.hold_frame(self._frame, renderer)
-
     def box(self) -> Any:
         return self.server.output_layout.get_box(self.output)
 

@@ -2,10 +2,11 @@
 
 Each cell shows a desktop's colour, number and name, its state (running, frozen, no
 programs), its window count, its network mode, the downloads it has waiting in quarantine,
-and a thumbnail of its last frame. The thumbnail is the frame that was on screen when the
-desktop was left (or when the overview opened), scaled down once in C; it is never
-re-rendered per frame. Nothing exists while the overview is closed: its scene nodes are
-made at open and destroyed at close, and it has no timers.
+and a thumbnail of its windows as they were when it was last left (or, for the desktop on
+screen, when the overview opened): drawn in C from that desktop's own surfaces alone (never
+read off the screen, so no host window, notification or cursor that was on top is in it)
+and scaled down once; it is never re-rendered per frame. Nothing exists while the overview
+is closed: its scene nodes are made at open and destroyed at close, and it has no timers.
 
 While it is open, keys and clicks go to the overview only: every seat loses keyboard focus,
 so no client sees a key, and the grid covers every window, so no client is under the
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
+from wlroots.allocator import Allocator
 from wlroots.renderer import Renderer
 from xkbcommon import xkb
 
@@ -60,7 +62,7 @@ MIN_KEPT = 2  # an ellipsized text keeps at least this many characters, or goes
 ELLIPSIS = "\u2026"
 HINT = "\u2190\u2191\u2193\u2192 choose    1\u20139 / Enter / click  switch    Esc  close"
 PENDING = frozenset(state.value for state in PENDING_STATES)
-THUMB_DELAY_MS = 60  # scale a left desktop's frame after the switch frame went out
+THUMB_DELAY_MS = 60  # draw a left desktop's thumbnail after the switch frame went out
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,9 @@ class OverviewCompositor(Protocol):
     def renderer(self) -> Renderer: ...
 
     @property
+    def allocator(self) -> Allocator: ...
+
+    @property
     def overlay(self) -> SceneTree: ...
 
     @property
@@ -296,7 +301,9 @@ class Overview:
         self.ring: SceneRect | None = None
         self.names: list[str] = []
         self._wells: dict[str, tuple[SceneTree, SceneImage]] = {}
-        self._active_frame: tuple[str, Any] | None = None  # held at open, scaled after
+        # drawn once the overview's first frame went out: the active desktop, and those
+        # with windows but no picture yet (never shown)
+        self._after_open: list[str] = []
         self.cells: list[Cell] = []
         self.layout: Layout | None = None
         self.origin = (0, 0)
@@ -304,8 +311,7 @@ class Overview:
         self.thumbs: dict[str, tuple[int, int, bytes]] = {}
         self.opened_ns = 0  # set until the first frame showing the overview went out
         self.latencies_ms: list[float] = []
-        self._frame_fresh = True  # the frame on screen shows the active desktop
-        self._pending: dict[str, Any] = {}  # desktop -> held frame, scaled off the switch path
+        self._due: set[str] = set()  # desktops left, to be drawn off the switch's path
         self.quarantine = PendingBySource()
 
     @property
@@ -340,75 +346,82 @@ class Overview:
         return scaled(tw, sc), scaled(th, sc)
 
     def desktop_left(self, desktop: str) -> None:
-        """`desktop` is being switched away from: copy the frame on screen (it shows that
-        desktop) and scale it down once, after the switch's own frame went out."""
+        """`desktop` is being switched away from: draw its thumbnail once the switch's own
+        frame went out, off the switch's path."""
+        if self.is_open or desktop in self._due:
+            return
+        self._due.add(desktop)
+        self.server.loop.call_later(THUMB_DELAY_MS, lambda: self._draw_due(desktop), "thumbnail")
+
+    def _draw_due(self, desktop: str) -> None:
+        if desktop in self._due:
+            self._due.discard(desktop)
+            self._draw(desktop)
+
+    def _draw(self, desktop: str) -> None:
+        """Keep a picture of `desktop`'s windows alone as its thumbnail: drawn from their
+        surfaces, not read off the screen, so nothing else that was on screen (host
+        windows, notifications, another desktop's notice, the cursor, the strip) is in it,
+        and a desktop never shown gets one too. Their frames are not drawn: the cell around
+        the picture is in the desktop's colour."""
         scr = self._screen()
-        if scr is None or not self._frame_fresh or self.is_open:
+        d = self.server.desktops.get(desktop)
+        if scr is None or d is None:
             return
-        self._frame_fresh = False
-        held = scr[0].hold_shown_frame(self.server.renderer)
-        if held is None:
+        ox, oy, w, h = scr[1]
+        size = self._thumb_size(len(self.server.desktops))
+        box = (ox, oy + STRIP_HEIGHT, w, h - STRIP_HEIGHT)
+        # drawn at twice the thumbnail's size (then a 2x2 box filter), never sharper than
+        # the screen: a full-size picture cost three times as much for no visible gain
+        draw_scale = min(self._frame_scale(), 2 * size[0] / max(1, w))
+        t0 = time.perf_counter()
+        pixels = native.capture_thumbnail(
+            self.server.renderer, self.server.allocator, d.tree, box, draw_scale, size
+        )
+        if pixels is None:
+            log.warning("overview: the renderer could not draw %s's thumbnail", desktop)
             return
-        old = self._pending.pop(desktop, None)
-        if old is not None:
-            old.release()
-        self._pending[desktop] = held
-        self.server.loop.call_later(
-            THUMB_DELAY_MS, lambda: self._scale_held(desktop, held), "thumbnail"
+        self.thumbs[desktop] = (*size, pixels)
+        log.debug(
+            "overview: %s's thumbnail drawn in %.2f ms", desktop, (time.perf_counter() - t0) * 1e3
         )
 
     def frame_shown(self, now_ns: int) -> None:
-        """A frame went out after a switch, an opening or a closing: unless the overview is
-        open, it shows the active desktop, so a thumbnail may be taken from it."""
-        self._frame_fresh = not self.is_open
-        if self._active_frame is not None:
-            self.server.loop.call_later(1, self._show_active_frame, "overview thumbnail")
+        """A frame went out after a switch, an opening or a closing: the active desktop's
+        thumbnail waits for the overview's first frame."""
+        if self._after_open:
+            self.server.loop.call_later(1, self._draw_after_open, "overview thumbnails")
         if self.opened_ns:
             self.latencies_ms.append((now_ns - self.opened_ns) / 1e6)
             del self.latencies_ms[:-1000]
             self.opened_ns = 0
 
-    def _show_active_frame(self) -> None:
-        """Scale the frame held at open into the active desktop's cell."""
-        if self._active_frame is None:
+    def _draw_after_open(self) -> None:
+        """Draw the thumbnails the overview opened without into their cells, after its first
+        frame (so the overview shows at once)."""
+        names, self._after_open = self._after_open, []
+        if not self.is_open or self.layout is None:
             return
-        desktop, held = self._active_frame
-        self._active_frame = None
-        if not self.is_open or self.layout is None or desktop not in self._wells:
-            held.release()
-            return
-        self._store(desktop, held)
-        got = self.thumbs.get(desktop)
-        if got is None:
-            return
-        w, h, pixels = got
-        node, old = self._wells[desktop]
-        if (w, h) != self._thumb_size(len(self.names)):
-            return
-        img = SceneImage.create(node, w, h, pixels, size=self.layout.thumb)
-        img.set_position(FRAME, HEADER_H)
-        old.destroy()
-        self._wells[desktop] = (node, img)
-
-    def _scale_held(self, desktop: str, held: Any) -> None:
-        if self._pending.get(desktop) is held:
-            del self._pending[desktop]
-        self._store(desktop, held)
-
-    def _store(self, desktop: str, held: Any) -> None:
-        w, h = self._thumb_size(len(self.server.desktops))
-        if w <= 0 or h <= 0:
-            held.release()
-            return
-        # the held frame is in the output's pixels: so is the strip's height cut from it
-        pixels = held.scale(scaled(STRIP_HEIGHT, self._frame_scale()), w, h)
-        if pixels is not None:
-            self.thumbs[desktop] = (w, h, pixels)
+        for desktop in names:
+            if desktop not in self._wells:
+                continue
+            self._draw(desktop)
+            got = self.thumbs.get(desktop)
+            if got is None:
+                continue
+            w, h, pixels = got
+            if (w, h) != self._thumb_size(len(self.names)):
+                continue
+            node, old = self._wells[desktop]
+            img = SceneImage.create(node, w, h, pixels, size=self.layout.thumb)
+            img.set_position(FRAME, HEADER_H)
+            old.destroy()
+            self._wells[desktop] = (node, img)
 
     def _thumb_for(self, desktop: str, size: tuple[int, int]) -> bytes | None:
-        held = self._pending.pop(desktop, None)
-        if held is not None:
-            self._store(desktop, held)
+        if desktop in self._due:  # left less than THUMB_DELAY_MS ago
+            self._due.discard(desktop)
+            self._draw(desktop)
         got = self.thumbs.get(desktop)
         if got is None:
             return None
@@ -438,10 +451,6 @@ class Overview:
         for name in list(self.thumbs):
             if name not in server.desktops:
                 del self.thumbs[name]  # a desktop deleted since: its picture goes too
-        # the frame on screen shows the active desktop: copy it now (the overview's first
-        # frame renders over it), scale it once that frame went out
-        fresh = scr[0].hold_shown_frame(server.renderer) if self._frame_fresh else None
-        self._frame_fresh = False  # the next frames show the overview, not a desktop
         # the desktops as they are now (they may come and go while zionwm runs)
         self.names = [n for n in server.model.desktops if n in server.desktops]
         ox, oy, w, h = scr[1]
@@ -457,15 +466,18 @@ class Overview:
             self.cells = [self._cell(name, i + 1) for i, name in enumerate(self.names)]
             tree = self._build(w, area_h, layout)
         except Exception:
-            # nothing half-built may stay on screen, and the held frame goes back
+            # nothing half-built may stay on screen
             self.opened_ns = 0
             self.ring = None
-            if fresh is not None:
-                fresh.release()
             raise
         self.tree = tree
-        if fresh is not None:
-            self._active_frame = (server.model.active, fresh)
+        # drawn after the overview's first frame: the active desktop's thumbnail, and one
+        # for each desktop with windows that has none (never shown since zionwm started)
+        self._after_open = [server.model.active] + [
+            n
+            for n in self.names
+            if n != server.model.active and n not in self.thumbs and server.desktops[n].views
+        ]
         self._place_ring()
         server.overview_opened()
         for so in server.outputs:
@@ -519,11 +531,10 @@ class Overview:
         self.tree = None
         self.ring = None
         self._wells = {}
-        if self._active_frame is not None:
-            # closed before its first frame: the held frame still shows the desktop
-            desktop, held = self._active_frame
-            self._active_frame = None
-            self._store(desktop, held)
+        if self._after_open:
+            # closed before its first frame: the active desktop's picture is drawn now
+            names, self._after_open = self._after_open, []
+            self._draw(names[0])
         self.opened_ns = 0
         self.server.overview_closed()
         # the frame after this one shows a desktop again: a thumbnail may be taken from it
@@ -651,9 +662,5 @@ class Overview:
         return [[ox + x + FRAME, oy + y + HEADER_H, tw, th] for x, y, _w, _h in self.layout.cells]
 
     def shutdown(self) -> None:
-        if self._active_frame is not None:
-            self._active_frame[1].release()
-            self._active_frame = None
-        for held in self._pending.values():
-            held.release()
-        self._pending.clear()
+        self._after_open = []
+        self._due.clear()

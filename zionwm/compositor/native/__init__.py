@@ -115,29 +115,6 @@ def notify_next_frame(handle: Any) -> None:
     lib.zion_output_frame_notify_next(handle)
 
 
-class HeldFrame:
-    """A copy of the frame an output showed when it was taken, in memory of its own (no
-    output buffer stays locked for it); scale() reads it once and frees it."""
-
-    def __init__(self, copy: Any) -> None:
-        self._copy = copy
-
-    def scale(self, top: int, width: int, height: int) -> bytes | None:
-        """The frame below row `top`, box-filtered to width x height ARGB8888 (opaque);
-        None if it was released."""
-        if self._copy is None:
-            return None
-        dst = ffi.new("unsigned char[]", width * height * 4)
-        ok = lib.zion_frame_copy_thumbnail(self._copy, top, dst, width, height)
-        self.release()
-        return bytes(ffi.buffer(dst)) if ok else None
-
-    def release(self) -> None:
-        if self._copy is not None:
-            ffi.release(self._copy)  # frees it now (ffi.gc would, once collected)
-            self._copy = None
-
-
 def capture_tree(
     renderer: Any, allocator: Any, tree: SceneNode, box: tuple[int, int, int, int]
 ) -> bytes | None:
@@ -160,12 +137,37 @@ def capture_tree(
     return bytes(ffi.buffer(out)) if ok else None
 
 
-def hold_frame(handle: Any, renderer: Any) -> HeldFrame | None:
-    """A copy of the frame on screen of the output behind `handle` (attach_frame_handler),
-    read through `renderer` if its buffer has no CPU mapping; None if it cannot be read."""
-    r = ffi.NULL if renderer is None else to_native(renderer, "struct wlr_renderer *")
-    copy = lib.zion_output_frame_copy(handle, r)
-    return None if copy == ffi.NULL else HeldFrame(ffi.gc(copy, lib.zion_frame_copy_free))
+def capture_thumbnail(
+    renderer: Any,
+    allocator: Any,
+    tree: SceneNode,
+    box: tuple[int, int, int, int],
+    scale: float,
+    size: tuple[int, int],
+) -> bytes | None:
+    """The client surfaces under `tree` alone (as capture_tree draws them), the layout
+    rectangle `box` drawn at `scale` picture pixels a layout pixel, then box-filtered to
+    `size`: opaque ARGB8888 rows; None if they cannot be drawn. The full-size picture never
+    reaches Python."""
+    x, y, width, height = box
+    tw, th = size
+    if tree._node is None or width <= 0 or height <= 0 or tw <= 0 or th <= 0:
+        return None
+    dst = ffi.new("unsigned char[]", tw * th * 4)
+    ok = lib.zion_capture_tree_thumbnail(
+        to_native(renderer, "struct wlr_renderer *"),
+        to_native(allocator, "struct wlr_allocator *"),
+        tree._node,
+        x,
+        y,
+        width,
+        height,
+        scale,
+        dst,
+        tw,
+        th,
+    )
+    return bytes(ffi.buffer(dst)) if ok else None
 
 
 def scale_pixels(argb: bytes, width: int, height: int, to_w: int, to_h: int) -> bytes:

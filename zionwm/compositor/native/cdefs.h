@@ -117,17 +117,14 @@ void zion_output_frame_notify_next(struct zion_output_frame *frame);
 
 /* thumbnails of the frame on screen (the overview): copied out, scaled later */
 struct wlr_renderer;
-struct zion_frame_copy;
-struct zion_frame_copy *zion_output_frame_copy(struct zion_output_frame *frame,
-                                               struct wlr_renderer *renderer);
-bool zion_frame_copy_thumbnail(struct zion_frame_copy *copy, int top, unsigned char *dst,
-                               int dw, int dh);
-void zion_frame_copy_free(struct zion_frame_copy *copy);
 /* one desktop's windows alone, ARGB8888 into out (width * height * 4) */
 struct wlr_allocator;
 bool zion_capture_tree(struct wlr_renderer *renderer, struct wlr_allocator *allocator,
                        struct wlr_scene_node *root, int ox, int oy, int width, int height,
                        unsigned char *out);
+bool zion_capture_tree_thumbnail(struct wlr_renderer *renderer, struct wlr_allocator *allocator,
+                                 struct wlr_scene_node *root, int ox, int oy, int width,
+                                 int height, float scale, unsigned char *dst, int dw, int dh);
 void zion_scale_xrgb(const unsigned char *src, int sw, int sh, int sstride,
                      unsigned char *dst, int dw, int dh);
 /* a wlr_xwayland whose Xwayland runs in a desktop's sandbox (see build.py) */

@@ -451,49 +451,14 @@ void zion_unwatch_geometry(struct zion_geometry_watch *w) {
 
 struct zion_output_frame {
     struct wl_listener frame;
-    struct wl_listener commit;
-    struct wl_listener shown_destroy;
     struct wl_listener precommit;
     struct wlr_scene_output *scene_output;
     struct zion_culled culled; /* nodes left out of the commit under way (occlusion.c) */
-    struct zion_frame_copy *copying; /* a copy of `shown` still being made (below) */
-    struct wlr_buffer *shown; /* the buffer last put on screen: NOT locked (see below) */
     int id;
     int notify_next; /* report the next committed frame's time (switch latency) */
     long long notify_start; /* when the first frame event after that request came */
     long long notify_start_cpu; /* and the compositor thread's CPU time then */
 };
-
-static void zion_output_frame_join_copy(struct zion_output_frame *f); /* thumbnails, below */
-
-static void zion_output_frame_forget_shown(struct zion_output_frame *f) {
-    if (!f->shown) return;
-    wl_list_remove(&f->shown_destroy.link);
-    wl_list_init(&f->shown_destroy.link);
-    f->shown = NULL;
-}
-
-static void zion_output_frame_shown_destroyed(struct wl_listener *listener, void *data) {
-    struct zion_output_frame *f = wl_container_of(listener, f, shown_destroy);
-    (void)data;
-    zion_output_frame_forget_shown(f);
-}
-
-/* Remember which buffer went on screen, without locking it. A lock would keep it from the
- * swapchain: on a backend that does not hold its front buffer itself (wlroots 0.15's
- * headless one) the swapchain then allocates a second output buffer, a whole frame of
- * memory, and keeps it. Unlocked, the buffer still has the frame's pixels until the output
- * renders into it again, which only the frame handler below does; the overview copies them
- * out before that (zion_output_frame_copy). A buffer destroyed (a new swapchain) is
- * forgotten. With one output buffer this runs one compare per frame. */
-static void zion_output_frame_commit(struct wl_listener *listener, void *data) {
-    struct zion_output_frame *f = wl_container_of(listener, f, commit);
-    struct wlr_output_event_commit *event = data;
-    if (!event->buffer || event->buffer == f->shown) return;
-    zion_output_frame_forget_shown(f);
-    f->shown = event->buffer;
-    wl_signal_add(&event->buffer->events.destroy, &f->shown_destroy);
-}
 
 static void zion_output_frame_precommit(struct wl_listener *listener, void *data) {
     struct zion_output_frame *f = wl_container_of(listener, f, precommit);
@@ -516,7 +481,6 @@ static void zion_output_frame_notify(struct wl_listener *listener, void *data) {
         f->notify_start = zion_clock_ns(CLOCK_MONOTONIC);
         f->notify_start_cpu = zion_clock_ns(CLOCK_THREAD_CPUTIME_ID);
     }
-    zion_output_frame_join_copy(f); /* the frame may render into the buffer being copied */
     zion_occlusion_hide(f->scene_output, &f->culled);
     bool committed = wlr_scene_output_commit(f->scene_output);
     zion_occlusion_restore(&f->culled);
@@ -541,27 +505,20 @@ struct zion_output_frame *zion_output_frame_attach(struct wlr_output *output,
     f->id = id;
     f->frame.notify = zion_output_frame_notify;
     wl_signal_add(&output->events.frame, &f->frame);
-    f->commit.notify = zion_output_frame_commit;
-    wl_signal_add(&output->events.commit, &f->commit);
     f->precommit.notify = zion_output_frame_precommit;
     wl_signal_add(&output->events.precommit, &f->precommit);
-    f->shown_destroy.notify = zion_output_frame_shown_destroyed;
-    wl_list_init(&f->shown_destroy.link);
     return f;
 }
 
 void zion_output_frame_detach(struct zion_output_frame *f) {
     if (!f) return;
     wl_list_remove(&f->frame.link);
-    wl_list_remove(&f->commit.link);
     wl_list_remove(&f->precommit.link);
-    zion_output_frame_join_copy(f);
-    zion_output_frame_forget_shown(f);
     zion_culled_free(&f->culled);
     free(f);
 }
 
-/* ---- thumbnails: the frame on screen, scaled down once (box filter) ---- */
+/* ---- thumbnails: a desktop's windows, scaled down once (box filter) ---- */
 
 /* Average each destination pixel over its source rectangle; src and dst are 32-bit
  * little-endian xRGB/ARGB rows. The result is opaque. */
@@ -575,7 +532,7 @@ void zion_scale_xrgb(const unsigned char *src, int sw, int sh, int sstride,
             if (x1 <= x0) x1 = x0 + 1;
             unsigned int b = 0, g = 0, r = 0, n = 0;
             for (int y = y0; y < y1 && y < sh; y++) {
-                const unsigned char *row = src + (size_t)y * sstride;
+                const unsigned char *row = src + (ptrdiff_t)y * sstride; /* may be < 0 */
                 for (int x = x0; x < x1 && x < sw; x++) {
                     b += row[4 * x]; g += row[4 * x + 1]; r += row[4 * x + 2]; n++;
                 }
@@ -586,162 +543,6 @@ void zion_scale_xrgb(const unsigned char *src, int sw, int sh, int sstride,
             o[2] = (unsigned char)(r / n); o[3] = 255;
         }
     }
-}
-
-/* A copy of the frame on screen, taken as a desktop is left (or the overview opens), to be
- * scaled later (off the switch path): xRGB rows, width * 4 bytes each. Its memory is
- * mapped for it alone, so freeing it gives it back to the system at once (from malloc, a
- * block this large would raise glibc's mmap threshold and stay in the heap).
- *
- * Where the buffer has a CPU mapping (shm, dumb buffers) the copy runs on a thread of its
- * own: mapping the memory and copying a 1280x720 frame took about 1.4 ms, all of it on a
- * desktop switch's path before. The compositor goes on meanwhile (the switch is applied,
- * the output waits for its next frame event); the buffer stays locked and open for
- * reading until the copy is joined, which the frame handler does before it renders into
- * the buffer again (zion_output_frame_join_copy), as do scaling and freeing the copy. */
-struct zion_frame_copy {
-    unsigned char *pixels;
-    size_t bytes;
-    int width, height;
-    bool ok;
-    /* while the thread runs: */
-    bool in_flight;
-    pthread_t thread;
-    struct zion_output_frame *frame; /* whose frame handler joins it first */
-    struct wlr_buffer *buffer;       /* locked, in data-pointer access */
-    const unsigned char *src;
-    size_t src_stride;
-};
-
-/* MAP_POPULATE: the pages are faulted in at once, not one by one under the memcpy (about a
- * quarter faster). Not in 2 MiB pages: faster still, but a fault that finds none free may
- * compact memory first. */
-static bool zion_frame_copy_map(struct zion_frame_copy *c) {
-    c->pixels = mmap(NULL, c->bytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (c->pixels == MAP_FAILED) {
-        c->pixels = NULL;
-        return false;
-    }
-    return true;
-}
-
-static void *zion_frame_copy_run(void *arg) {
-    struct zion_frame_copy *c = arg;
-    size_t row = (size_t)c->width * 4;
-    if (!zion_frame_copy_map(c)) return NULL;
-    if (c->src_stride == row) {
-        memcpy(c->pixels, c->src, c->bytes);
-    } else {
-        for (int y = 0; y < c->height; y++)
-            memcpy(c->pixels + (size_t)y * row, c->src + (size_t)y * c->src_stride, row);
-    }
-    c->ok = true;
-    return NULL;
-}
-
-/* Wait for the copy's thread, then give the buffer back (on the compositor's thread). */
-static void zion_frame_copy_join(struct zion_frame_copy *c) {
-    if (!c->in_flight) return;
-    pthread_join(c->thread, NULL);
-    c->in_flight = false;
-    wlr_buffer_end_data_ptr_access(c->buffer);
-    wlr_buffer_unlock(c->buffer);
-    c->buffer = NULL;
-    if (c->frame && c->frame->copying == c) c->frame->copying = NULL;
-    c->frame = NULL;
-}
-
-static void zion_output_frame_join_copy(struct zion_output_frame *f) {
-    if (f->copying) zion_frame_copy_join(f->copying);
-}
-
-void zion_frame_copy_free(struct zion_frame_copy *c) {
-    if (!c) return;
-    zion_frame_copy_join(c);
-    if (c->pixels) munmap(c->pixels, c->bytes);
-    free(c);
-}
-
-/* Reads the pixels directly where the buffer allows it (shm and dumb buffers: on a thread,
- * above), else through the renderer (GPU buffers, here and now). NULL if neither works. */
-struct zion_frame_copy *zion_output_frame_copy(struct zion_output_frame *f,
-                                               struct wlr_renderer *renderer) {
-    struct wlr_buffer *buffer = f ? f->shown : NULL;
-    if (!buffer || buffer->width <= 0 || buffer->height <= 0) return NULL;
-    zion_output_frame_join_copy(f); /* one at a time per output */
-    int w = buffer->width, h = buffer->height;
-    size_t row = (size_t)w * 4;
-    struct zion_frame_copy *c = calloc(1, sizeof(*c));
-    if (!c) return NULL;
-    c->width = w;
-    c->height = h;
-    c->bytes = row * h;
-    void *data = NULL;
-    uint32_t format = 0;
-    size_t stride = 0;
-    if (wlr_buffer_begin_data_ptr_access(buffer, WLR_BUFFER_DATA_PTR_ACCESS_READ, &data,
-                                         &format, &stride)) {
-        if ((format != DRM_FORMAT_XRGB8888 && format != DRM_FORMAT_ARGB8888) || stride < row) {
-            wlr_buffer_end_data_ptr_access(buffer);
-            free(c);
-            return NULL;
-        }
-        c->buffer = wlr_buffer_lock(buffer);
-        c->src = data;
-        c->src_stride = stride;
-        c->frame = f;
-        c->in_flight = true;
-        if (pthread_create(&c->thread, NULL, zion_frame_copy_run, c) != 0) {
-            c->in_flight = false; /* no thread: copy here */
-            zion_frame_copy_run(c);
-            wlr_buffer_end_data_ptr_access(buffer);
-            wlr_buffer_unlock(buffer);
-            c->buffer = NULL;
-            c->frame = NULL;
-        } else {
-            f->copying = c;
-        }
-        return c;
-    }
-    bool ok = renderer && zion_frame_copy_map(c) && wlr_renderer_begin_with_buffer(renderer, buffer);
-    if (ok) {
-        uint32_t flags = 0;
-        ok = wlr_renderer_read_pixels(renderer, DRM_FORMAT_XRGB8888, &flags, (uint32_t)row, w,
-                                      h, 0, 0, 0, 0, c->pixels);
-        wlr_renderer_end(renderer);
-        if (ok && (flags & WLR_RENDERER_READ_PIXELS_Y_INVERT)) {
-            /* rows come bottom-up: flip in place */
-            unsigned char *tmp = malloc(row);
-            for (int y = 0; tmp && y < h / 2; y++) {
-                unsigned char *a = c->pixels + (size_t)y * row;
-                unsigned char *b = c->pixels + (size_t)(h - 1 - y) * row;
-                memcpy(tmp, a, row);
-                memcpy(a, b, row);
-                memcpy(b, tmp, row);
-            }
-            free(tmp);
-        }
-    }
-    if (!ok) {
-        zion_frame_copy_free(c);
-        return NULL;
-    }
-    c->ok = true;
-    return c;
-}
-
-/* Scale rows [top, height) of a copied frame into dst (dw x dh, 4 bytes a pixel). */
-bool zion_frame_copy_thumbnail(struct zion_frame_copy *c, int top, unsigned char *dst,
-                               int dw, int dh) {
-    if (!c || dw <= 0 || dh <= 0) return false;
-    zion_frame_copy_join(c);
-    if (!c->ok) return false;
-    if (top < 0 || top >= c->height) top = 0;
-    size_t row = (size_t)c->width * 4;
-    zion_scale_xrgb(c->pixels + (size_t)top * row, c->width, c->height - top, (int)row, dst,
-                    dw, dh);
-    return true;
 }
 
 void zion_output_frame_notify_next(struct zion_output_frame *f) {
@@ -760,7 +561,8 @@ void zion_output_frame_notify_next(struct zion_output_frame *f) {
  * hidden. */
 
 static void zion_capture_walk(struct wlr_renderer *r, const float proj[9],
-                              struct wlr_scene_node *node, int lx, int ly, int depth) {
+                              struct wlr_scene_node *node, int lx, int ly, float scale,
+                              int depth) {
     if (depth > 64) return;
     lx += node->state.x;
     ly += node->state.y;
@@ -768,8 +570,11 @@ static void zion_capture_walk(struct wlr_renderer *r, const float proj[9],
         struct wlr_scene_surface *ss = wlr_scene_surface_from_node(node);
         struct wlr_texture *tex = ss->surface ? wlr_surface_get_texture(ss->surface) : NULL;
         if (tex) {
-            struct wlr_box box = {lx, ly, ss->surface->current.width,
-                                  ss->surface->current.height};
+            /* layout pixels to the picture's: edges rounded, as the scene renders them */
+            int x0 = (int)lroundf(lx * scale), y0 = (int)lroundf(ly * scale);
+            int x1 = (int)lroundf((lx + ss->surface->current.width) * scale);
+            int y1 = (int)lroundf((ly + ss->surface->current.height) * scale);
+            struct wlr_box box = {x0, y0, x1 - x0, y1 - y0};
             float matrix[9];
             wlr_matrix_project_box(matrix, &box, WL_OUTPUT_TRANSFORM_NORMAL, 0, proj);
             wlr_render_texture_with_matrix(r, tex, matrix, 1.0f);
@@ -777,14 +582,17 @@ static void zion_capture_walk(struct wlr_renderer *r, const float proj[9],
     }
     struct wlr_scene_node *child;
     wl_list_for_each(child, &node->state.children, state.link) {
-        if (child->state.enabled) zion_capture_walk(r, proj, child, lx, ly, depth + 1);
+        if (child->state.enabled) zion_capture_walk(r, proj, child, lx, ly, scale, depth + 1);
     }
 }
 
-bool zion_capture_tree(struct wlr_renderer *renderer, struct wlr_allocator *allocator,
-                       struct wlr_scene_node *root, int ox, int oy, int width, int height,
-                       unsigned char *out) {
-    if (!renderer || !allocator || !root || width <= 0 || height <= 0) return false;
+/* The layout rectangle from (ox, oy), drawn `scale` picture pixels to a layout pixel into
+ * a width x height picture. */
+static bool zion_capture_scaled(struct wlr_renderer *renderer, struct wlr_allocator *allocator,
+                                struct wlr_scene_node *root, int ox, int oy, int width,
+                                int height, float scale, unsigned char *out) {
+    if (!renderer || !allocator || !root || width <= 0 || height <= 0 || !(scale > 0))
+        return false;
     const struct wlr_drm_format_set *formats = NULL;
     if (renderer->impl->get_render_formats)
         formats = renderer->impl->get_render_formats(renderer);
@@ -805,7 +613,8 @@ bool zion_capture_tree(struct wlr_renderer *renderer, struct wlr_allocator *allo
         wlr_matrix_identity(proj);
         wlr_renderer_clear(renderer, black);
         wlr_renderer_scissor(renderer, NULL);
-        zion_capture_walk(renderer, proj, root, -ox - root->state.x, -oy - root->state.y, 0);
+        zion_capture_walk(renderer, proj, root, -ox - root->state.x, -oy - root->state.y, scale,
+                          0);
         uint32_t flags = 0;
         ok = wlr_renderer_read_pixels(renderer, DRM_FORMAT_ARGB8888, &flags, width * 4, width,
                                       height, 0, 0, 0, 0, out);
@@ -821,6 +630,104 @@ bool zion_capture_tree(struct wlr_renderer *renderer, struct wlr_allocator *allo
             }
             free(tmp);
         }
+    }
+    wlr_buffer_drop(buffer);
+    return ok;
+}
+
+bool zion_capture_tree(struct wlr_renderer *renderer, struct wlr_allocator *allocator,
+                       struct wlr_scene_node *root, int ox, int oy, int width, int height,
+                       unsigned char *out) {
+    return zion_capture_scaled(renderer, allocator, root, ox, oy, width, height, 1.0f, out);
+}
+
+/* Whether anything under `node` would be drawn by zion_capture_walk. */
+static bool zion_capture_has_surface(struct wlr_scene_node *node, int depth) {
+    if (depth > 64) return false;
+    if (node->type == WLR_SCENE_NODE_SURFACE) {
+        struct wlr_scene_surface *ss = wlr_scene_surface_from_node(node);
+        if (ss->surface && wlr_surface_get_texture(ss->surface)) return true;
+    }
+    struct wlr_scene_node *child;
+    wl_list_for_each(child, &node->state.children, state.link) {
+        if (child->state.enabled && zion_capture_has_surface(child, depth + 1)) return true;
+    }
+    return false;
+}
+
+/* The overview's thumbnail of one desktop: its windows drawn alone (as above), the layout
+ * rectangle ox, oy, width x height at `scale` picture pixels a layout pixel (the caller
+ * picks about twice the thumbnail's size: a 2x2 box filter over a picture drawn at that
+ * size, not at the screen's, which cost three times as much), then box-filtered to dw x dh
+ * opaque ARGB8888 rows in dst. The picture is read where it was drawn when the buffer has
+ * a CPU mapping (shm, dumb buffers), else through the renderer into memory mapped for it
+ * alone (from malloc, a block this large would raise glibc's mmap threshold and stay in
+ * the heap). A desktop with nothing to draw is black at once. */
+bool zion_capture_tree_thumbnail(struct wlr_renderer *renderer, struct wlr_allocator *allocator,
+                                 struct wlr_scene_node *root, int ox, int oy, int width,
+                                 int height, float scale, unsigned char *dst, int dw, int dh) {
+    if (!renderer || !allocator || !root || width <= 0 || height <= 0 || dw <= 0 || dh <= 0 ||
+        !(scale > 0))
+        return false;
+    if (!zion_capture_has_surface(root, 0)) {
+        for (size_t i = 0; i < (size_t)dw * dh; i++) {
+            dst[4 * i] = dst[4 * i + 1] = dst[4 * i + 2] = 0;
+            dst[4 * i + 3] = 255;
+        }
+        return true;
+    }
+    int pw = (int)lroundf(width * scale), ph = (int)lroundf(height * scale);
+    if (pw <= 0 || ph <= 0) return false;
+    const struct wlr_drm_format_set *formats = NULL;
+    if (renderer->impl->get_render_formats) formats = renderer->impl->get_render_formats(renderer);
+    const struct wlr_drm_format *fmt = NULL;
+    if (formats) {
+        fmt = wlr_drm_format_set_get(formats, DRM_FORMAT_ARGB8888);
+        if (!fmt) fmt = wlr_drm_format_set_get(formats, DRM_FORMAT_XRGB8888);
+    }
+    if (!fmt) return false;
+    struct wlr_buffer *buffer = wlr_allocator_create_buffer(allocator, pw, ph, fmt);
+    if (!buffer) return false;
+    if (!wlr_renderer_begin_with_buffer(renderer, buffer)) {
+        wlr_buffer_drop(buffer);
+        return false;
+    }
+    float proj[9];
+    float black[4] = {0.0f, 0.0f, 0.0f, 1.0f};
+    wlr_matrix_identity(proj);
+    wlr_renderer_clear(renderer, black);
+    wlr_renderer_scissor(renderer, NULL);
+    zion_capture_walk(renderer, proj, root, -ox - root->state.x, -oy - root->state.y, scale, 0);
+    wlr_renderer_end(renderer);
+    bool ok = false;
+    void *data = NULL;
+    uint32_t format = 0;
+    size_t stride = 0;
+    if (wlr_buffer_begin_data_ptr_access(buffer, WLR_BUFFER_DATA_PTR_ACCESS_READ, &data, &format,
+                                         &stride)) {
+        if ((format == DRM_FORMAT_ARGB8888 || format == DRM_FORMAT_XRGB8888) &&
+            stride >= (size_t)pw * 4) {
+            zion_scale_xrgb(data, pw, ph, (int)stride, dst, dw, dh);
+            ok = true;
+        }
+        wlr_buffer_end_data_ptr_access(buffer);
+    }
+    if (!ok && wlr_renderer_begin_with_buffer(renderer, buffer)) {
+        size_t bytes = (size_t)pw * ph * 4;
+        unsigned char *full =
+            mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (full != MAP_FAILED) {
+            uint32_t flags = 0;
+            ok = wlr_renderer_read_pixels(renderer, DRM_FORMAT_ARGB8888, &flags, pw * 4, pw, ph,
+                                          0, 0, 0, 0, full);
+            if (ok && (flags & WLR_RENDERER_READ_PIXELS_Y_INVERT))
+                /* rows bottom-up: scale from the last row with a negative stride */
+                zion_scale_xrgb(full + (size_t)(ph - 1) * pw * 4, pw, ph, -pw * 4, dst, dw, dh);
+            else if (ok)
+                zion_scale_xrgb(full, pw, ph, pw * 4, dst, dw, dh);
+            munmap(full, bytes);
+        }
+        wlr_renderer_end(renderer);
     }
     wlr_buffer_drop(buffer);
     return ok;

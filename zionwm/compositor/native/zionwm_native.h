@@ -7,7 +7,7 @@
 #define ZIONWM_NATIVE_H
 
 #define WLR_USE_UNSTABLE 1
-#include <pthread.h>
+#include <math.h>
 #include <stdlib.h>
 #include <time.h>
 #include <string.h>
