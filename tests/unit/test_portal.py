@@ -15,7 +15,7 @@ from jeepney.low_level import Parser
 from zionwm import paths
 from zionwm.compositor.portal_link import match_rule
 from zionwm.config import load_config
-from zionwm.desktopbus import events, files, portal
+from zionwm.desktopbus import events, files, policy, portal
 from zionwm.desktopbus.policy import Notice
 from zionwm.desktopbus.service import DesktopService
 
@@ -202,6 +202,19 @@ def test_links_past_the_rate_limit_are_refused_to_the_program_and_told_to_the_us
 def test_the_portal_and_org_zionwm_open_share_one_link_budget() -> None:
     svc = DesktopService("work")
     assert svc.link_rate is svc.portal.link_rate
+    sent: list[Message] = []
+    svc._queue = sent.append  # type: ignore[method-assign]
+    addr = DBusAddress(
+        policy.OPEN_PATH, bus_name=policy.OPEN_INTERFACE, interface=policy.OPEN_INTERFACE
+    )
+    evs = [
+        svc.handle(_wire(new_method_call(addr, "OpenURI", "s", (f"https://e.example/{i}",))))
+        for i in range(6)
+    ]
+    assert all(isinstance(ev, events.OpenRequest) for ev in evs[:5])
+    # the sixth is refused, and the notice names the link (it said "(empty)")
+    assert isinstance(evs[5], events.Refused) and evs[5].what == "https://e.example/5"
+    assert svc.link_rate.available() == 0
 
 
 def test_file_rules() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import shlex
-import time
 from typing import Any
 
 from zionwm import commands as cmdlang
@@ -206,7 +205,7 @@ class CommandHandling(ServerCore):
         return f"started {argv[0]} on {desktop} (pid {child.pid})"
 
     def _on_child_exit(self, child: Child) -> None:
-        quick = time.monotonic() - child.started_at < 3.0
+        quick = child.ended_right_after_start()
         quiet = child.extra.get("quiet_exit") or child.extra.get("exit_notified")
         if child.returncode and quick and child.desktop is not None and not quiet:
             child.extra["exit_notified"] = True

@@ -18,6 +18,12 @@ from .loop import FdHandle, Loop
 
 log = logging.getLogger(__name__)
 
+# How long a program must run to count as started: an exec that fails inside the sandbox
+# ends it within milliseconds, a handler that finds nothing to run within a few hundred. A
+# failure before this is told as one "right after starting" (actions.py), and a launch
+# notice says "started" after it (launch_notices.py): one window for both.
+SETTLE_S = 1.5
+
 
 @dataclass
 class Child:
@@ -29,6 +35,11 @@ class Child:
     watch: FdHandle | None = None
     returncode: int | None = None
     started_at: float = field(default_factory=time.monotonic)
+
+    def ended_right_after_start(self) -> bool:
+        """It ended before it counted as started (SETTLE_S)."""
+        return time.monotonic() - self.started_at < SETTLE_S
+
     extra: dict[str, Any] = field(default_factory=dict)
 
 

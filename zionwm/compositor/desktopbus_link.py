@@ -313,6 +313,9 @@ class DesktopBusLink:
                 "portal_calls": dict(run.service.portal.calls),
                 "portal_files_ready": run.service.portal.files_ready(),
                 "portal_files_refused": run.service.portal.files_dropped,
+                # links: one budget for xdg-open and the portal (desktop-bus.md)
+                "links_ready": run.service.link_rate.available(),
+                "links_refused": run.service.link_rate.dropped,
             }
         for name, why in self.failures.items():
             buses.setdefault(name, {})["error"] = why

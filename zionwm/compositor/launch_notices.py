@@ -26,6 +26,7 @@ from zionwm.desktopbus import policy
 from zionwm.isolation.launcher import LaunchError
 from zionwm.isolation.storage import UnsafePathError
 
+from .children import SETTLE_S
 from .ipc import Deferred
 
 if TYPE_CHECKING:
@@ -36,9 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# how long a program must run to count as started: an exec that fails inside the sandbox
-# ends it within milliseconds, a handler that finds nothing to run within a few hundred
-SETTLE_MS = 1500
+# how long a program must run to count as started (children.SETTLE_S)
+SETTLE_MS = int(SETTLE_S * 1000)
 # a wait for the desktop's network shorter than this is not worth a notice of its own
 WAIT_TELL_MS = 1000
 WAITING_SECONDS = 120.0  # the announcement's lifetime, if no result comes to replace it

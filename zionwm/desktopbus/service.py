@@ -294,13 +294,14 @@ class DesktopService:
         if msg.header.fields.get(HeaderFields.signature) != "s":
             self._error(msg, ERR_INVALID_ARGS, "OpenURI takes (s)")
             return None
+        (url,) = msg.body
         if not self.link_rate.allow():
             self._error(msg, ERR_LIMITED, "too many links at once")
             # told once per burst of refusals, not once per link
             if self.link_rate.dropped % 20 == 1:
-                return Refused(self.desktop, "", "too many links at once")
+                shown = policy.short(url if isinstance(url, str) else "")
+                return Refused(self.desktop, shown, "too many links at once")
             return None
-        (url,) = msg.body
         try:
             checked = policy.check_url(url)
         except policy.RefusedLink as exc:
