@@ -381,16 +381,26 @@ def test_a_thumbnail_shows_the_desktops_windows_only_and_desktops_never_shown_ge
     compositor.zionctl("launch", "gaming", "--", "weston-simple-shm")
     compositor.wait_window("gaming")
     compositor.zionctl("switch", "personal")
-    wait_for(lambda: "work" in status(compositor)["overview"]["thumbnails"], 10, "work's picture")
     # the notice is gone from the screen before the overview opens (it would cover a cell)
     wait_for(
         lambda: red_pixels(compositor.screenshot(), top_right) == 0, 20, "the notice to expire"
     )
     compositor.zionctl("overview")
-    img = wait_for(
-        lambda: (s := compositor.screenshot()) and cell_box(s, COLOURS["gaming"]) and s,
+    # the pictures are drawn after the overview's first frame, the shown desktop's last
+    wait_for(
+        lambda: {"work", "gaming", "personal"} <= set(status(compositor)["overview"]["thumbnails"]),
         10,
-        "the overview on screen",
+        "the thumbnails drawn",
+    )
+    img = wait_for(
+        lambda: (
+            (s := compositor.screenshot())
+            and (g := cell_box(s, COLOURS["gaming"]))
+            and picture_pixels(s, g, COLOURS["gaming"]) > 500
+            and s
+        ),
+        10,
+        "gaming's picture in its cell",
     )
     work, gaming = cell_box(img, COLOURS["work"]), cell_box(img, COLOURS["gaming"])
     assert work is not None and gaming is not None
