@@ -413,6 +413,33 @@ def test_a_thumbnail_shows_the_desktops_windows_only_and_desktops_never_shown_ge
     compositor.zionctl("overview")
 
 
+def test_a_hidden_desktops_picture_follows_its_windows(compositor: Compositor) -> None:
+    """A desktop that is not shown keeps no window that is gone in its picture: gaming's
+    picture shows its window; its programs are killed while it is hidden; the next opening
+    of the overview shows its cell without the window."""
+    require("weston-simple-shm")
+    park_pointer(compositor)
+    compositor.zionctl("switch", "personal")
+    compositor.zionctl("launch", "gaming", "--", "weston-simple-shm")
+    compositor.wait_window("gaming")
+
+    def gaming_picture() -> int:
+        s = compositor.screenshot()
+        box = cell_box(s, COLOURS["gaming"])
+        return -1 if box is None else picture_pixels(s, box, COLOURS["gaming"])
+
+    compositor.zionctl("overview")
+    wait_for(lambda: gaming_picture() > 500, 10, "gaming's window in its picture")
+    compositor.zionctl("overview")
+    wait_for(lambda: not overview_open(compositor), 10, "the overview to close")
+
+    compositor.zionctl("kill", "gaming")
+    wait_for(lambda: not compositor.windows("gaming"), 10, "gaming's window to go")
+    compositor.zionctl("overview")
+    wait_for(lambda: 0 <= gaming_picture() < 50, 10, "gaming's picture without the window")
+    compositor.zionctl("overview")
+
+
 @pytest.mark.security
 def test_keys_meant_for_the_overview_never_reach_a_sandboxed_client(
     compositor: Compositor,

@@ -20,6 +20,7 @@ from zionwm.compositor.overview import (
     grid_layout,
     header_texts,
     network_label,
+    well_note,
 )
 from zionwm.compositor.strip import Chip, StripState, chip_label, render_chips
 from zionwm.isolation.spec import NetMode, NetworkPolicy
@@ -68,6 +69,10 @@ def test_cell_state_and_network_label() -> None:
     assert cell_state(True, 3) == "frozen"
     assert cell_state(False, 2) == "running"
     assert cell_state(False, 0) == "no programs"
+    # a desktop without a window says why its slot has no picture
+    assert well_note(cell_state(False, 0)) == "empty"
+    assert well_note(cell_state(False, 2)) == "no windows"
+    assert well_note(cell_state(True, 2)) == "no windows"
     assert network_label(NetworkPolicy(NetMode.FULL, block_lan=True)) == "full, no LAN"
     assert network_label(NetworkPolicy(NetMode.NONE, block_lan=True)) == "none"
     assert network_label(NetworkPolicy(NetMode.FILTERED)) == "filtered"

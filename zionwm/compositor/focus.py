@@ -76,6 +76,8 @@ class FocusHandling(ServerCore):
 
     def view_mapped(self, view: View) -> None:
         self.wm.view_mapped(view)
+        if view.desktop != HOST:
+            self.overview.windows_changed(view.desktop)
         if self.desktop_visible(view.desktop):
             self.focus_view(view)
         else:
@@ -88,6 +90,7 @@ class FocusHandling(ServerCore):
         was_focused = self.focused_view is view
         if view.desktop != HOST:
             self.model.demote(view.desktop, view)
+            self.overview.windows_changed(view.desktop)
         if was_focused:
             self.focused_view = None
             # a closed host dialog gives the keyboard back to its host window first

@@ -210,6 +210,11 @@ def render_banner(
 
 
 @lru_cache(maxsize=8)
+def well_note(state: str) -> str:
+    """What the thumbnail slot of a desktop with no window says."""
+    return "empty" if state == "no programs" else "no windows"
+
+
 def render_well_note(text: str, width: int, height: int, scale: float = 1.0) -> bytes:
     """A thumbnail slot with no picture of its desktop, `width` x `height` layout pixels
     drawn at `scale` (in the thumbnail's own pixels, as a thumbnail is): a dark well with
@@ -352,6 +357,12 @@ class Overview:
         quick series (switch p99 10 -> 19 ms)."""
         self._due.add(desktop)
 
+    def windows_changed(self, desktop: str) -> None:
+        """A window of `desktop` was mapped or unmapped (shown or not): its picture is drawn
+        anew the next time the overview opens, where a hidden desktop's would show a window
+        that is gone, or miss one that came."""
+        self._due.add(desktop)
+
     def _draw(self, desktop: str) -> None:
         """Keep a picture of `desktop`'s windows alone as its thumbnail: drawn from their
         surfaces, not read off the screen, so nothing else that was on screen (host
@@ -404,8 +415,8 @@ class Overview:
         self._due.discard(desktop)
         self._draw(desktop)
         got = self.thumbs.get(desktop)
-        if got is None:
-            return
+        if got is None or not self._has_windows(desktop):
+            return  # no window: its cell keeps the note it opened with
         w, h, pixels = got
         if (w, h) != self._thumb_size(len(self.names)):
             return
@@ -414,6 +425,10 @@ class Overview:
         img.set_position(FRAME, HEADER_H)
         old.destroy()
         self._wells[desktop] = (node, img)
+
+    def _has_windows(self, desktop: str) -> bool:
+        d = self.server.desktops.get(desktop)
+        return d is not None and any(v.mapped for v in d.views)
 
     def _thumb_for(self, desktop: str, size: tuple[int, int]) -> bytes | None:
         got = self.thumbs.get(desktop)
@@ -465,16 +480,23 @@ class Overview:
             self.ring = None
             raise
         self.tree = tree
-        # drawn after the overview's first frame: the desktops left since their picture was
-        # drawn, those with windows that have none (never shown since zionwm started), and
-        # the desktop on screen last (its cell is the one chosen, so it is looked at first:
-        # when it shows, every cell does)
+        # drawn after the overview's first frame: the desktops left, or whose windows came
+        # or went, since their picture was drawn; those with windows and no picture (never
+        # shown since zionwm started) or not frozen (their windows may have drawn since);
+        # and the desktop on screen last (its cell is the one chosen, so it is looked at
+        # first: when it shows, every cell does)
         active = server.model.active
         self._after_open = [
             n
             for n in self.names
             if n != active
-            and (n in self._due or (n not in self.thumbs and server.desktops[n].views))
+            and (
+                n in self._due
+                or (
+                    server.desktops[n].views
+                    and (n not in self.thumbs or not server.model.desktops[n].frozen)
+                )
+            )
         ] + [active]
         self._place_ring()
         server.overview_opened()
@@ -506,10 +528,12 @@ class Overview:
                 SceneRect.create(node, cw, ch, cell.colour)
                 header = _image(node, cw, HEADER_H, render_header(cell, cw, sc), sc)
                 header.set_position(0, 0)
-                pixels = self._thumb_for(name, (pw, ph))
+                shown = self._has_windows(name)
+                pixels = self._thumb_for(name, (pw, ph)) if shown else None
                 if pixels is None:
-                    # never shown since zionwm started: say so rather than show a black box
-                    note = "not shown yet" if cell.state != "no programs" else "empty"
+                    # no window, or never shown since zionwm started: say so rather than
+                    # show a black box
+                    note = "not shown yet" if shown else well_note(cell.state)
                     pixels = render_well_note(note, tw, th, fs)
                 img = SceneImage.create(node, pw, ph, pixels, size=(tw, th))
                 img.set_position(FRAME, HEADER_H)
