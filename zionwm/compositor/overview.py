@@ -3,7 +3,8 @@
 Each cell shows a desktop's colour, number and name, its state (running, frozen, no
 programs), its window count, its network mode, the downloads it has waiting in quarantine,
 and a thumbnail of its windows: drawn when the overview opens, for the desktop on screen and
-every desktop left since its picture was drawn (or never drawn), after the overview's first
+every desktop left, or whose windows came or went, since its picture was drawn (or never
+drawn, or not frozen: its windows may have drawn since), after the overview's first
 frame, in C from that desktop's own surfaces alone (never read off the screen, so no host
 window, notification or cursor that was on top is in it) and scaled down once; it is never
 re-rendered per frame, and a switch draws nothing. Nothing exists while the overview
