@@ -5,7 +5,7 @@ memory with 0 and 50 windows, and zionwm's per-desktop overhead.
 
 - Idle CPU: `--windows` static windows (placed alike in both compositors), no input, no
   animation; utime+stime of the compositor over `--seconds`.
-- RSS/PSS of the compositor process at start (0 windows) and with `--many`
+- RSS/PSS of the compositor process at start (0 windows) and with 5 and `--many`
   weston-simple-shm windows on one desktop.
 - Per desktop (zionwm): the compositor's RSS plus the PSS of its helper processes and the
   desktops' cgroup memory, with 2 and with 10 desktops whose network is `full` (each such
@@ -47,6 +47,7 @@ from .pointer import spread, static_windows
 log = logging.getLogger(__name__)
 
 QUBES_QUBE_MIB = 400  # Qubes OS documentation: minimum memory of a qube
+FEW_WINDOWS = 5  # the memory budget's "with a few clients" point
 
 
 def _descendants(pid: int) -> list[int]:
@@ -155,13 +156,17 @@ def floor_memory() -> dict[str, Any]:
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-def memory(kind: str, many: int) -> dict[str, Any]:
+def memory(kind: str, many: int, few: int = FEW_WINDOWS) -> dict[str, Any]:
+    """RSS/PSS with 0, `few` and `many` weston-simple-shm windows on one desktop."""
+    out: dict[str, Any] = {"compositor": kind}
     with session(kind) as s:
         s.show(1)
-        empty = {"rss_kib": rss_kib(s.pid), "pss_kib": pss_kib(s.pid)}
-        populate(s, 1, many, ["weston-simple-shm"], timeout=120)
-        full = {"rss_kib": rss_kib(s.pid), "pss_kib": pss_kib(s.pid)}
-    return {"compositor": kind, "windows_0": empty, f"windows_{many}": full}
+        shown = 0
+        for count in sorted({0, few, many}):
+            populate(s, 1, count - shown, ["weston-simple-shm"], timeout=120)
+            shown = count
+            out[f"windows_{count}"] = {"rss_kib": rss_kib(s.pid), "pss_kib": pss_kib(s.pid)}
+    return out
 
 
 def per_desktop() -> dict[str, Any]:

@@ -276,11 +276,30 @@ def test_the_project_readme_block_is_built_from_the_results_alone() -> None:
                 "sway": {"rss_start_kib": _spread(20480, 21504, 22528)},
             },
             "per_desktop": {"per_desktop_kib": 13000.0},
+            "memory": [
+                {
+                    "compositor": "zionwm",
+                    "windows_0": {"rss_kib": 51200},
+                    "windows_5": {"rss_kib": 54272},
+                    "windows_50": {"rss_kib": 71680},
+                },
+                {
+                    "compositor": "sway",
+                    "windows_0": {"rss_kib": 20480},
+                    "windows_5": {"rss_kib": 25600},
+                    "windows_50": {"rss_kib": 51200},
+                },
+            ],
         },
     }
     text = top_block(results)
     assert "| some limit | 1.25 x sway | 1.3 | pass |" in text
     assert "RSS at start 51.0 MiB (min 50.0, max 52.0, 3 runs), sway 21.0 MiB" in text
+    # the few and the many windows, in that order, each with its ratio
+    assert (
+        "With 5 windows: zionwm 53.0 MiB, sway 25.0 MiB (2.12x); "
+        "50 windows: zionwm 70.0 MiB, sway 50.0 MiB (1.4x) (one run each)." in text
+    )
     assert "2026-12-04T16:00:00Z" in text and "log level info" in text
 
 
@@ -292,3 +311,22 @@ def test_the_overload_warning_judges_the_load_at_the_start_only() -> None:
     assert overload_note({"loadavg_start": [0.1, 0, 0], "loadavg_end": [cpus + 1.0, 0, 0]}) == []
     (warning, _) = overload_note({"loadavg_start": [cpus + 0.5, 0, 0], "loadavg_end": [0, 0, 0]})
     assert "overloaded" in warning and f"{cpus + 0.5} on {cpus} CPUs at its start" in warning
+
+
+def test_the_memory_budget_has_a_line_with_a_few_windows() -> None:
+    from benchmarks.idle import FEW_WINDOWS
+    from benchmarks.run import budget
+
+    results = {
+        "idle": {
+            "memory": [
+                {"compositor": "zionwm", f"windows_{FEW_WINDOWS}": {"rss_kib": 3000}},
+                {"compositor": "sway", f"windows_{FEW_WINDOWS}": {"rss_kib": 2000}},
+            ]
+        }
+    }
+    line = next(b for b in budget(results) if f"with {FEW_WINDOWS} windows" in b["line"])
+    assert (line["figure"], line["limit"], line["status"]) == (1.5, 1.5, "pass")
+    results["idle"]["memory"][0][f"windows_{FEW_WINDOWS}"]["rss_kib"] = 3100
+    line = next(b for b in budget(results) if f"with {FEW_WINDOWS} windows" in b["line"])
+    assert line["status"] == "miss"
