@@ -400,3 +400,93 @@ def test_alt_tab_from_a_host_window_after_a_switch(compositor: Compositor) -> No
     compositor.type_keys("-M", "alt", "-k", "Tab", "-m", "alt")
     wait_focused(compositor, "one")
     host.close()
+
+
+def _point_at(comp: Compositor, x: int, y: int, layout: tuple[int, int] = (2 * W, H)) -> None:
+    """The pointer to (x, y) of an output layout of size `layout`, through the virtual
+    pointer of a trusted tool on the host socket."""
+    from tests.integration.test_core import VirtualPointer
+
+    vp = VirtualPointer(comp)
+    vp.t += 1
+    vp.c.send(vp.ptr, 1, struct.pack("=IIIII", vp.t, x, y, *layout))  # motion_absolute
+    vp.c.send(vp.ptr, 4)  # frame
+    vp.c.roundtrip()
+    vp.c.close()
+
+
+def _shade_of(pixel: tuple[int, int, int], colour: str) -> bool:
+    """`pixel` is `colour` or a darker shade of it (an unfocused window's frame)."""
+    want = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    k = max(pixel) / max(want)
+    return k > 0.3 and all(abs(p - c * k) <= 12 for p, c in zip(pixel, want, strict=True))
+
+
+def _shows_frame_on(img: Any, w: dict[str, Any], colour: str) -> bool:
+    """The window's frame, in its desktop's colour, is on screen where the model says."""
+    x, y, width, height = geometry(w)
+    edges = [(x - 2, y + height // 2), (x + width + 1, y + height // 2), (x + width // 2, y - 2)]
+    return all(_shade_of(img.getpixel(p), colour) for p in edges)
+
+
+def test_a_new_window_opens_on_the_output_the_pointer_is_on(make_compositor: Any) -> None:
+    """Two outputs side by side: a window started while the pointer is on the right one
+    opens there, centred in its area; with the pointer back on the left, the next one opens
+    on the left; each frame is seen on screen where it was placed."""
+    require("weston-simple-shm")
+    comp: Compositor = make_compositor(outputs=2)
+    _point_at(comp, W + W // 2, H // 2)
+    comp.zionctl("launch", "personal", "--", "weston-simple-shm")
+    right = comp.wait_window("personal")[0]
+    x, y, width, height = geometry(right)
+    assert x >= W + B and x + width + B <= 2 * W, right
+    assert abs((x + width // 2) - (W + W // 2)) <= 1, "centred on the right output"
+    assert y >= TOP + B and y + height + B <= H
+
+    _point_at(comp, W // 2, H // 2)
+    comp.zionctl("launch", "personal", "--", "weston-simple-shm")
+    both = comp.wait_window("personal", count=2)
+    left = next(w for w in both if w["id"] != right["id"])
+    assert left["x"] + left["width"] + B <= W, left
+    img = wait_for(
+        lambda: (
+            (s := comp.screenshot())
+            and _shows_frame_on(s, right, PERSONAL)
+            and _shows_frame_on(s, left, PERSONAL)
+            and s
+        ),
+        10,
+        "both frames on screen, one on each output",
+    )
+    assert img.width == 2 * W
+
+
+def test_each_output_tiles_the_windows_on_it(make_compositor: Any) -> None:
+    """A tiled desktop on two outputs: each output's windows fill that output's area
+    (master and stack there); a swap moves a window within its own output."""
+    require("foot")
+    comp: Compositor = make_compositor(TILE_CONFIG, outputs=2)
+    area_h = H - TOP - 2 * B
+    full_left = (B, TOP + B, W - 2 * B, area_h)
+    full_right = (W + B, TOP + B, W - 2 * B, area_h)
+    master_right = (W + B, TOP + B, W // 2 - 2 * B, area_h)
+    stack_right = (W + W // 2 + B, TOP + B, W - W // 2 - 2 * B, area_h)
+
+    _point_at(comp, W // 2, H // 2)
+    foot(comp, "personal", "a")
+    wait_geometry(comp, "a", full_left)
+    _point_at(comp, W + W // 2, H // 2)
+    foot(comp, "personal", "b")
+    # b fills the right output; a keeps the whole left one
+    wait_geometry(comp, "b", full_right)
+    wait_geometry(comp, "a", full_left)
+    foot(comp, "personal", "c")
+    wait_geometry(comp, "b", master_right)
+    wait_geometry(comp, "c", stack_right)
+    wait_geometry(comp, "a", full_left)
+    # c is focused: swapping it goes to its neighbour on its output, never across
+    wait_focused(comp, "c")
+    comp.zionctl("move", "left")
+    wait_geometry(comp, "c", master_right)
+    wait_geometry(comp, "b", stack_right)
+    wait_geometry(comp, "a", full_left)

@@ -49,6 +49,11 @@ class FocusHandling(ServerCore):
         """Take a new, not yet mapped toplevel (xdg-shell or X11) into its desktop."""
         desktop = view.desktop
         self._views_by_id[view.id] = view
+        if not view.mapped and (view.x, view.y) == (0, 0):
+            # a new window opens on the output the pointer is on: its placement (cascade,
+            # tile, maximized or fullscreen before its first frame) is in that output's area
+            box = self.output_box_at(self.cursor.x, self.cursor.y)
+            view.x, view.y = box.x, box.y
         if desktop == HOST:
             self.host_views.append(view)
         else:
@@ -184,12 +189,16 @@ class FocusHandling(ServerCore):
     def maximized_changed(self, view: View) -> None:
         self.wm.state_changed(view)  # it leaves or rejoins a tiling layout
 
-    def output_box_for(self, view: View) -> Any:
-        out = self.output_layout.output_at(*view.centre()) or (
+    def output_box_at(self, x: float, y: float) -> Any:
+        """The box of the output at (x, y) in the layout; the first output's off every one."""
+        out = self.output_layout.output_at(x, y) or (
             self.outputs[0].output if self.outputs else None
         )
         box = self.output_layout.get_box(out) if out else None
         return box or Box(0, 0, *self.options.size)
+
+    def output_box_for(self, view: View) -> Any:
+        return self.output_box_at(*view.centre())
 
     def usable_area_for(self, view: View) -> Any:
         b = self.output_box_for(view)

@@ -213,7 +213,7 @@ class WindowManager:
         tile, any other one a cascade step from the last floating window of its desktop."""
         if view.fullscreen or view.maximized:
             return view.x, view.y  # asked for before its first frame: already placed
-        area = self.area(view)
+        area = self.area(view)  # the output the pointer was on when the window came
         g = view.xdg_surface.get_geometry()
         size = (g.width, g.height)
         if self.is_dialog(view):
@@ -221,11 +221,12 @@ class WindowManager:
             if parent is None and view.desktop != HOST:
                 parent = self.server.model.focused(view.desktop)
             if parent is not None and parent is not view:
+                area = self.area(parent)  # on its parent's output
                 rect = layout.centre_on(self.rect(parent), size, area, BORDER)
             else:
                 rect = layout.centred(area, size, BORDER)
         elif self._tiles(view):
-            tiled = [v for v in self._tiled_views(view.desktop) if v is not view] + [view]
+            tiled = [v for v in self._tiled_on(view.desktop, area) if v is not view] + [view]
             rects = layout.tile(
                 area, [self.hints(v) for v in tiled], BORDER, self._master(view.desktop)
             )
@@ -234,7 +235,11 @@ class WindowManager:
             floating = [
                 v
                 for v in self.order.get(view.desktop, [])
-                if v is not view and v.mapped and not v.fullscreen and not v.maximized
+                if v is not view
+                and v.mapped
+                and not v.fullscreen
+                and not v.maximized
+                and self.area(v) == area
             ]
             previous = self.rect(floating[-1]) if floating else None
             rect = layout.cascade(area, size, previous, BORDER)
@@ -282,6 +287,10 @@ class WindowManager:
     def _tiled_views(self, desktop: str) -> list[View]:
         return [v for v in self.order.get(desktop, []) if v.mapped and self._tiles(v)]
 
+    def _tiled_on(self, desktop: str, area: layout.Rect) -> list[View]:
+        """The desktop's tiled windows on the output whose usable area is `area`."""
+        return [v for v in self._tiled_views(desktop) if self.area(v) == area]
+
     def retile(self, desktop: str) -> None:
         if desktop == HOST or self.mode(desktop) != "tile":
             return
@@ -293,14 +302,19 @@ class WindowManager:
         views = self._tiled_views(desktop)
         if not views:
             return
-        area = self.area(views[0])
-        rects = layout.tile(area, [self.hints(v) for v in views], BORDER, self._master(desktop))
-        for v, r in zip(views, rects, strict=True):
-            self.snapped.pop(v.id, None)
-            if v.id not in self.tiled:
-                self.tiled.add(v.id)
-                self._set_tiled(v, _ALL_EDGES)
-            self._apply(v, r)
+        # each output tiles the windows on it, in the desktop's order; a tiled window
+        # dropped on another output joins the layout there
+        by_area: dict[layout.Rect, list[View]] = {}
+        for v in views:
+            by_area.setdefault(self.area(v), []).append(v)
+        for area, group in by_area.items():
+            rects = layout.tile(area, [self.hints(v) for v in group], BORDER, self._master(desktop))
+            for v, r in zip(group, rects, strict=True):
+                self.snapped.pop(v.id, None)
+                if v.id not in self.tiled:
+                    self.tiled.add(v.id)
+                    self._set_tiled(v, _ALL_EDGES)
+                self._apply(v, r)
         for v in self.order.get(desktop, []):
             if v.id in self.tiled and v not in views:
                 self.tiled.discard(v.id)
@@ -421,7 +435,7 @@ class WindowManager:
         if v.id in self.tiled:
             if cmd.axis != "width":
                 raise ValueError("resize: a tiled window's height is set by the stack")
-            views = self._tiled_views(v.desktop)
+            views = self._tiled_on(v.desktop, self.area(v))
             # the master's right edge moves: growing the master or shrinking a stacked one
             # widens the master column
             sign = 1 if views and views[0] is v else -1
@@ -452,10 +466,10 @@ class WindowManager:
             self._set_tiled(v, Edges.NONE)
 
     def _swap(self, v: View, step: int) -> str:
-        views = self._tiled_views(v.desktop)
-        order = self.order[v.desktop]
-        if v not in views:
+        if v not in self._tiled_views(v.desktop):
             raise ValueError("move: the window is not tiled")
+        views = self._tiled_on(v.desktop, self.area(v))  # its neighbours on its output
+        order = self.order[v.desktop]
         i = views.index(v)
         j = (i + step) % len(views)
         if i == j:
