@@ -210,12 +210,12 @@ def render_banner(
     return canvas.pixels()
 
 
-@lru_cache(maxsize=8)
 def well_note(state: str) -> str:
     """What the thumbnail slot of a desktop with no window says."""
     return "empty" if state == "no programs" else "no windows"
 
 
+@lru_cache(maxsize=8)
 def render_well_note(text: str, width: int, height: int, scale: float = 1.0) -> bytes:
     """A thumbnail slot with no picture of its desktop, `width` x `height` layout pixels
     drawn at `scale` (in the thumbnail's own pixels, as a thumbnail is): a dark well with
