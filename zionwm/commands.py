@@ -77,6 +77,9 @@ COMMANDS: dict[str, CommandInfo] = {
     "overview": CommandInfo(
         "overview", Shape.NONE, "show or hide every desktop at once (arrows, 1-9, Enter, Esc)"
     ),
+    "lock": CommandInfo(
+        "lock", Shape.NONE, "lock the screen until your password is typed (nothing unlocks it)"
+    ),
     "quit": CommandInfo("quit", Shape.NONE, "stop the compositor and every desktop's programs"),
     "reload": CommandInfo(
         "reload", Shape.NONE, "reload the config file; keep the old one if the new one fails"

@@ -64,6 +64,7 @@ bind("Super+M", "manager")  # zionwm-manager: desktops, their apps, the quaranti
 bind("Super+Shift+Q", "close")
 bind("Super+F", "fullscreen")  # true fullscreen (strip hidden) only where allowed
 bind("Super+Escape", "overview")  # every desktop at once: arrows, 1-9, Enter, Esc
+bind("Super+L", "lock")  # the screen, until your password
 bind("Super+Shift+E", "quit")
 bind("Super+Shift+R", "reload")
 bind("Super+Shift+C", "clipboard-copy")

@@ -202,7 +202,26 @@ def truncated_shm(args: dict[str, Any]) -> dict[str, Any]:
     return {"disconnected": gone, "errors": [error_text(e) for e in c.errors]}
 
 
+def inhibit_idle(args: dict[str, Any]) -> dict[str, Any]:
+    """Map a window and hold an idle inhibitor on it (as a video player does), to keep the
+    screen from locking, until told to stop."""
+    c = WireClient(SOCKET)
+    surface = c.map_toplevel(200, 120, 0xFF0000FF)
+    manager = c.bind("zwp_idle_inhibit_manager_v1", 1)
+    inhibitor = c.new_id()
+    c.send(manager, 1, struct.pack("=II", inhibitor, surface))  # create_inhibitor
+    c.roundtrip()
+    Path("ready").write_text("1")
+    deadline = time.monotonic() + float(args.get("seconds", 60))
+    while not stopped(deadline):
+        if not c.read(0.1):
+            break
+        c.events.clear()
+    return {"errors": [error_text(e) for e in c.errors]}
+
+
 ATTACKS = {
+    "inhibit-idle": inhibit_idle,
     "garbage": garbage,
     "truncated-shm": truncated_shm,
     "bind-by-number": bind_by_number,

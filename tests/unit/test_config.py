@@ -866,6 +866,7 @@ def test_default_bindings() -> None:
         "Super+Shift+q": "close",
         "Super+f": "fullscreen",
         "Super+Escape": "overview",
+        "Super+l": "lock",
         "Super+Shift+e": "quit",
         "Super+Shift+r": "reload",
         "Super+Shift+c": "clipboard-copy",
@@ -964,7 +965,7 @@ def test_check_without_a_user_file_checks_the_default(
     assert cfg.check_main([]) == 0
     out = capsys.readouterr().out
     assert "no config file yet" in out
-    assert "OK: 4 desktops (personal, work, gaming, web), 34 key bindings" in out
+    assert "OK: 4 desktops (personal, work, gaming, web), 35 key bindings" in out
 
 
 def test_check_usage(capsys: pytest.CaptureFixture[str]) -> None:

@@ -103,7 +103,12 @@ class CommandHandling(ServerCore):
         return "fullscreen " + ("on" if v.fullscreen else "off")
 
     def _cmd_overview(self, cmd: Any) -> str:
+        if self.locker.locked:
+            return "locked: the overview opens once unlocked"
         return self.overview.toggle()
+
+    def _cmd_lock(self, cmd: Any) -> str:
+        return self.locker.lock()
 
     def _cmd_maximize(self, cmd: Any) -> str:
         v = self.focused_view

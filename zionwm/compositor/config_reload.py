@@ -60,6 +60,9 @@ class ConfigReload(ServerCore):
             self.notify("Kept desktops that still have windows: " + ", ".join(kept))
         self.config = new
         self.bindings = self._binding_table(new)
+        if new.settings.lock_after != self.locker.after_s:
+            self.locker.after_s = new.settings.lock_after
+            self.watch_idle()
         self._apply_visibility()
 
     def _binding_table(self, config: Any) -> BindingTable:

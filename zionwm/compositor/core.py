@@ -36,6 +36,7 @@ from .input import BindingTable, KeyboardHandler
 from .ipc import Deferred
 from .layers import Layers, LayerView
 from .listeners import HasListeners
+from .lock import IdleInhibitor, Locker
 from .loop import Loop
 from .native import SceneTree
 from .outputs import ServerOutput
@@ -107,6 +108,9 @@ class ServerCore:
     strip_recalled: bool
     notifications: Notifications
     overview: Overview
+    lock_layer: SceneTree  # the lock screen, above the overlay
+    locker: Locker
+    idle_inhibitors: set[IdleInhibitor]
     clock: MinuteClock
     switch_started_ns: int
     switch_ready_ns: int  # the switch's own handling ended (the key's, or a command's)
@@ -132,6 +136,21 @@ class ServerCore:
 
     def is_host(self, desktop: str) -> bool:
         return desktop == HOST
+
+    def watch_idle(self) -> None:
+        """(Re)start the lock's idle watch with the current `lock_after`."""
+        self.locker.watch_idle(lambda: (self.cursor.x, self.cursor.y), self.idle_inhibited)
+
+    def idle_inhibited(self) -> bool:
+        """A program on screen (of the desktop shown, or the host) holds an idle inhibitor:
+        a hidden desktop's never keeps the screen from locking."""
+        return any(self.desktop_visible(h.desktop) for h in self.idle_inhibitors)
+
+    @property
+    def input_taken(self) -> bool:
+        """The compositor's own screen (the overview, the lock) has the keyboard and the
+        pointer: no client gets either."""
+        return self.overview.is_open or self.locker.locked
 
     @property
     def ui_scale(self) -> float:

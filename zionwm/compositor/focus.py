@@ -19,6 +19,7 @@ from wlroots.wlr_types.xdg_shell import XdgSurface, XdgSurfaceRole
 from . import native
 from .core import ServerCore
 from .layers import LayerView
+from .lock import IdleInhibitor
 from .runtime import HOST
 from .ui import STRIP_HEIGHT
 from .views import Decoration, View, popup_parent
@@ -176,7 +177,7 @@ class FocusHandling(ServerCore):
         for other in self._all_seats():
             if other is not seat:
                 other.keyboard_clear_focus()
-        if self.keyboards and not self.overview.is_open:
+        if self.keyboards and not self.input_taken:
             seat.set_keyboard(self.keyboards[-1].device)
             seat.keyboard_notify_enter(view.surface, self.keyboards[-1].keyboard)
         self.emit("focus", view.describe())
@@ -215,8 +216,8 @@ class FocusHandling(ServerCore):
         if not self.keyboards:
             return
         self.layer_focus = view
-        if self.overview.is_open:
-            return  # it gets the keyboard when the overview closes
+        if self.input_taken:
+            return  # it gets the keyboard when the overview closes or the lock lifts
         for seat in self._all_seats():
             if seat is not self.host_seat:
                 seat.keyboard_clear_focus()
@@ -255,6 +256,36 @@ class FocusHandling(ServerCore):
 
     def overview_opened(self) -> None:
         """While the overview is open no client has the keyboard or the pointer."""
+        self._input_to_compositor()
+
+    def overview_closed(self) -> None:
+        if not self.locker.locked:
+            self._input_to_clients()
+
+    def _on_new_idle_inhibitor(self, listener: Any, inhibitor: Any) -> None:
+        try:
+            desktop = self._desktop_of_slot(native.surface_desktop(inhibitor.surface))
+        except LookupError:
+            return  # a desktop going away
+        IdleInhibitor(inhibitor, desktop, self.idle_inhibitors)
+
+    def lock_taken(self) -> None:
+        """The screen locked: the overview closes, no client keeps the keyboard or the
+        pointer, and no grab goes on."""
+        self.overview.close()
+        self._input_to_compositor()
+
+    def lock_lifted(self) -> None:
+        self._input_to_clients()
+
+    def lock_outputs(self) -> list[tuple[int, int, int, int, float]]:
+        return [
+            (b.x, b.y, b.width, b.height, float(so.output.scale))
+            for so in self.outputs
+            for b in (so.box(),)
+        ]
+
+    def _input_to_compositor(self) -> None:
         for seat in self._all_seats():
             seat.keyboard_clear_focus()
         if self.pointer_seat is not None:
@@ -262,7 +293,7 @@ class FocusHandling(ServerCore):
             self.pointer_seat = None
         self.grab = None
 
-    def overview_closed(self) -> None:
+    def _input_to_clients(self) -> None:
         if self.layer_focus is not None:
             self.focus_layer(self.layer_focus)
         else:

@@ -101,6 +101,9 @@ class KeyboardCompositor(Protocol):
 
     def keyboard_key(self, handler: KeyboardHandler, event: Any) -> None: ...
 
+    @property
+    def bindings_off(self) -> bool: ...
+
     def keyboard_modifiers(self, handler: KeyboardHandler) -> None: ...
 
     def keyboard_destroyed(self, handler: KeyboardHandler) -> None: ...
@@ -119,6 +122,12 @@ class KeyboardHandler(HasListeners):
         self.server.keyboard_modifiers(self)
 
     def _on_keyboard_key(self, listener: Any, event: KeyboardKeyEvent) -> None:
+        if self.server.bindings_off:
+            if event.state != WlKeyboard.key_state.pressed:
+                # the release of a binding's key (Super+L's L) is no longer owed to anyone
+                self.server.consume_release(event.keycode)
+            self.server.keyboard_key(self, event)  # the lock screen's: no binding runs
+            return
         if event.state == WlKeyboard.key_state.pressed:
             syms = self.keysyms(event.keycode + 8)
             command = self.server.bindings.match(int(self.keyboard.modifier), syms)
@@ -128,6 +137,13 @@ class KeyboardHandler(HasListeners):
         elif self.server.consume_release(event.keycode):
             return
         self.server.keyboard_key(self, event)
+
+    def text(self, keycode: int) -> str:
+        """What the key types now (the keymap's layout and modifiers), '' for none."""
+        kb = self.keyboard._ptr
+        buf = ffi.new("char[64]")
+        n = lib.xkb_state_key_get_utf8(kb.xkb_state, keycode, buf, 64)
+        return ffi.string(buf, min(n, 63)).decode(errors="replace") if n > 0 else ""
 
     def keysyms(self, keycode: int) -> list[int]:
         """The keysyms of an xkb keycode: as translated now, and at level 0."""

@@ -15,6 +15,7 @@ from pywayland.protocol.wayland import WlKeyboard
 from wlroots import ffi as wlr_ffi
 from wlroots.wlr_types import InputDevice, Seat
 from wlroots.wlr_types.input_device import InputDeviceType
+from wlroots.wlr_types.keyboard import KeyboardModifier
 
 from .core import ServerCore
 from .input import KeyboardHandler, compiled_keymap
@@ -70,15 +71,31 @@ class KeyRouting(ServerCore):
         v = self.focused_view
         return self.seat_of_desktop(v.desktop) if v is not None else self.host_seat
 
+    @property
+    def bindings_off(self) -> bool:
+        """Key bindings do nothing while the screen is locked."""
+        return self.locker.locked
+
     def keyboard_modifiers(self, handler: KeyboardHandler) -> None:
-        if self.overview.is_open:
-            return  # no client has the keyboard while the overview is open
+        if self.input_taken:
+            return  # no client has the keyboard while the overview or the lock is up
         seat = self._input_seat()
         seat.set_keyboard(handler.device)
         seat.keyboard_notify_modifiers(handler.keyboard.modifiers)
         self.wm.modifiers_changed(int(handler.keyboard.modifier))
 
     def keyboard_key(self, handler: KeyboardHandler, event: Any) -> None:
+        self.locker.input_seen()
+        if self.locker.locked:
+            if event.state == WlKeyboard.key_state.pressed:
+                code = event.keycode + 8
+                mods = int(handler.keyboard.modifier)
+                chord = mods & int(
+                    KeyboardModifier.CTRL | KeyboardModifier.ALT | KeyboardModifier.LOGO
+                )
+                ctrl = bool(mods & int(KeyboardModifier.CTRL))
+                self.locker.key(handler.keysyms(code), handler.text(code), ctrl, bool(chord))
+            return  # no client gets a key while the screen is locked
         if self.overview.is_open:
             if event.state == WlKeyboard.key_state.pressed:
                 self.overview.key(handler.keysyms(event.keycode + 8))

@@ -64,10 +64,11 @@ class PointerRouting(ServerCore):
             self.grab = None
             if held_by_us:
                 return  # the client never saw the press: it gets no release either
-        elif self.overview.is_open:
-            if event.button_state == ButtonState.PRESSED:
+        elif self.input_taken:
+            self.locker.input_seen()
+            if event.button_state == ButtonState.PRESSED and self.overview.is_open:
                 self.overview.click(self.cursor.x, self.cursor.y)
-            return  # no client is under the overview
+            return  # no client is under the overview or the lock
         elif event.button_state == ButtonState.PRESSED and self._strip_click():
             return
         elif event.button_state == ButtonState.PRESSED:
@@ -119,7 +120,7 @@ class PointerRouting(ServerCore):
         return self._view_for_xdg_surface(xs)
 
     def _on_cursor_axis(self, listener: Any, event: Any) -> None:
-        if self.pointer_seat is not None:
+        if self.pointer_seat is not None and not self.input_taken:
             self.pointer_seat.pointer_notify_axis(
                 event.time_msec, event.orientation, event.delta, event.delta_discrete, event.source
             )

@@ -58,6 +58,7 @@ class Reporting(ServerCore):
             "pid": os.getpid(),
             "notifications": self.notifications.history[-10:],
             "overview": self.overview.describe(),
+            "lock": self.locker.describe(),
             "switch_latency_ms": {
                 "count": len(lat),
                 "p50": lat[len(lat) // 2] if lat else None,

@@ -60,6 +60,7 @@ class OutputHandling(ServerCore):
         self.loop.call_later(1, later, "output removal")
 
     def _layout_changed(self) -> None:
+        self.locker.outputs_changed()  # first: a new output shows nothing but the lock
         self.overview.close()  # its grid was made for the old outputs
         self.layers.arrange()
         for so in self.outputs:

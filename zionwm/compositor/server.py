@@ -61,6 +61,7 @@ from .input import KeyboardHandler
 from .key_routing import KeyRouting
 from .layers import Layers, LayerView
 from .listeners import HasListeners
+from .lock import IdleInhibitor, Locker
 from .loop import Loop
 from .native import SceneTree
 from .outputs import ServerOutput
@@ -154,10 +155,12 @@ class Server(
         self.host_tree = SceneTree.create(self.scene)
         above = [SceneTree.create(self.scene), SceneTree.create(self.scene)]
         self.overlay = SceneTree.create(self.scene)  # the compositor's own UI: always on top
+        self.lock_layer = SceneTree.create(self.scene)  # the lock screen: above that too
         self.layers = Layers(self, below, above)
         self.layer_focus: LayerView | None = None
         self.notifications = Notifications(self.overlay, self.loop)
         self.overview = Overview(self)
+        self.locker = Locker(self, self.lock_layer, self.config.settings.lock_after)
         self.clock = MinuteClock(self.loop, self._update_indicators)
 
         # -- shells, data devices, decorations --
@@ -174,6 +177,8 @@ class Server(
         self.viewporter = Viewporter(self.display)
         self.xdg_output = XdgOutputManagerV1(self.display, self.output_layout)
         self.idle_inhibit = IdleInhibitorManagerV1(self.display)
+        self.idle_inhibitors: set[IdleInhibitor] = set()
+        self.add_listener(self.idle_inhibit.new_inhibitor_event, self._on_new_idle_inhibitor)
 
         native.attach_presentation(self.display, self.backend, self.scene)
         activation = native.xdg_activation_signal(self.display)
@@ -214,6 +219,7 @@ class Server(
             self._on_pointer_grab_motion,
             self._on_pointer_seat_changed,
         )
+        self.watch_idle()
         self.add_listener(self.backend.new_input_event, self._on_backend_new_input)
         self.add_listener(self.backend.new_output_event, self._on_backend_new_output)
 
@@ -274,6 +280,7 @@ class Server(
         log.info("shutting down")
         self.shutting_down = True
         self.clock.close()
+        self.locker.shutdown()
         self.overview.shutdown()  # held frames go back before the outputs do
         # Disconnect clients first: Wayland programs then exit by themselves, and the
         # sandboxes stopped next are mostly gone already.

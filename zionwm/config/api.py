@@ -322,6 +322,7 @@ def settings(
     font: str | None = None,
     monospace_font: str | None = None,
     document_font: str | None = None,
+    lock_after: float | str | None = None,
     **unknown: object,
 ) -> None:
     """Set global settings; may be called more than once, later values win."""

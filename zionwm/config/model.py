@@ -94,6 +94,7 @@ class Settings:
     font: str = ""  # e.g. "Cantarell 11"; "" leaves it to each toolkit
     monospace_font: str = ""
     document_font: str = ""
+    lock_after: float | None = None  # seconds without input before the screen locks; None: never
     source: Path = Path()  # the file this config was loaded from
 
 

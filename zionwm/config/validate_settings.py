@@ -12,7 +12,15 @@ from xkbcommon import xkb
 from zionwm import commands
 from zionwm.config.api import _Load
 from zionwm.config.model import Binding, Settings
-from zionwm.config.units import _abs_paths, _argv, _int_in, _strings, parse_key, parse_size
+from zionwm.config.units import (
+    _abs_paths,
+    _argv,
+    _int_in,
+    _strings,
+    parse_duration,
+    parse_key,
+    parse_size,
+)
 from zionwm.config.validate_report import Report, choice
 from zionwm.suggest import close_matches
 
@@ -125,6 +133,7 @@ def check_settings(load: _Load, report: Report, source: Path) -> Settings:
     conv("accent_colour", _hex_colour)
     for key in ("font", "monospace_font", "document_font"):
         conv(key, _font_name)
+    conv("lock_after", _lock_after)
     if "clipboard_max_bytes" in given and result.get("clipboard_max_bytes", 0) is None:
         report.error(given["clipboard_max_bytes"][0], "settings: clipboard_max_bytes needs a size")
         del result["clipboard_max_bytes"]
@@ -135,6 +144,13 @@ def check_settings(load: _Load, report: Report, source: Path) -> Settings:
     if keyboard and all(k in result for k in keyboard):
         _check_keymap(result, max(given[k][0] for k in keyboard), report)
     return Settings(**result, source=source)  # type: ignore[arg-type]
+
+
+def _lock_after(value: object) -> float | None:
+    seconds = parse_duration(value)
+    if seconds is not None and seconds < 10:
+        raise ValueError(f"at least 10 seconds (a lock that soon locks you out), not {value!r}")
+    return seconds
 
 
 def _plain_string(value: object) -> str:

@@ -1,0 +1,114 @@
+"""The lock screen's pure parts: what a key does to the typed password, what a check's
+end does, and how the PAM helper's answers are read."""
+
+from __future__ import annotations
+
+from xkbcommon import xkb
+
+from zionwm import lockauth
+from zionwm.compositor.lock import MAX_TYPED, LockState, outcome
+
+RETURN = xkb.keysym_from_name("Return")
+BACKSPACE = xkb.keysym_from_name("BackSpace")
+ESCAPE = xkb.keysym_from_name("Escape")
+A = xkb.keysym_from_name("a")
+U = xkb.keysym_from_name("u")
+
+
+def typed(state: LockState, text: str) -> None:
+    for ch in text:
+        assert state.key(A, ch, ctrl=False) is None
+
+
+def test_typing_editing_and_enter_hand_over_the_password_once() -> None:
+    s = LockState()
+    assert s.key(A, "a", False) is None and s.typed == ""  # not locked: nothing is kept
+    assert s.lock() and not s.lock()
+    typed(s, "hunter2 é")
+    assert s.key(BACKSPACE, "", False) is None and s.typed == "hunter2 "
+    assert s.key(RETURN, "\r", False) == "hunter2 "
+    assert s.typed == "" and s.checking and s.message == "Checking…"
+    # keys while the check runs are dropped, Enter too
+    assert s.key(A, "x", False) is None and s.key(RETURN, "\r", False) is None
+    assert s.typed == ""
+
+
+def test_escape_and_ctrl_u_clear_control_characters_are_not_typed() -> None:
+    s = LockState()
+    s.lock()
+    typed(s, "abc")
+    s.key(ESCAPE, "\x1b", False)
+    assert s.typed == ""
+    typed(s, "abc")
+    s.key(U, "\x15", ctrl=True)
+    assert s.typed == ""
+    s.key(A, "\t", False)
+    s.key(A, "a", ctrl=True)
+    assert s.typed == ""
+    assert s.key(RETURN, "\r", False) is None and "Type your password" in s.message
+
+
+def test_the_typed_password_is_bounded() -> None:
+    s = LockState()
+    s.lock()
+    typed(s, "x" * (MAX_TYPED + 10))
+    assert len(s.typed) == MAX_TYPED
+
+
+def test_a_wrong_answer_keeps_it_locked_a_right_one_lifts_it() -> None:
+    s = LockState()
+    s.lock()
+    typed(s, "pw")
+    s.key(RETURN, "\r", False)
+    s.checked(False, "Wrong password")
+    assert s.locked and s.failures == 1 and s.bad and s.message == "Wrong password"
+    typed(s, "pw")
+    s.key(RETURN, "\r", False)
+    s.checked(True, "")
+    assert not s.locked and s.failures == 0 and s.message == "" and s.typed == ""
+
+
+def test_only_a_clean_exit_unlocks() -> None:
+    assert outcome(0, "") == (True, "")
+    assert outcome(1, "Authentication failure\n") == (False, "Wrong password")
+    ok, why = outcome(2, "Module is unknown\n")
+    assert not ok and why == "The password could not be checked (Module is unknown)"
+    ok, why = outcome(3, "Authentication token is no longer valid; new one required\n")
+    assert not ok and why.startswith("This account may not log in now")
+    assert outcome(None, "")[0] is False  # stopped: too long
+    assert outcome(-9, "")[0] is False  # killed
+    assert outcome(137, "")[0] is False
+
+
+def test_pam_answers_map_to_exit_statuses() -> None:
+    assert lockauth.verdict(lockauth.PAM_SUCCESS) == lockauth.OK
+    assert lockauth.verdict(lockauth.PAM_AUTH_ERR) == lockauth.WRONG
+    assert lockauth.verdict(lockauth.PAM_MAXTRIES) == lockauth.WRONG
+    assert lockauth.verdict(lockauth.PAM_ACCT_EXPIRED) == lockauth.REFUSED
+    assert lockauth.verdict(lockauth.PAM_NEW_AUTHTOK_REQD) == lockauth.REFUSED
+    for other in (4, 9, 10, 19, 28):  # system error, unavailable, unknown user, conv, ...
+        assert lockauth.verdict(other) == lockauth.FAILED
+
+
+def test_a_nul_in_the_password_is_refused_before_pam(capsys: object) -> None:
+    import io
+    import sys
+
+    class In:
+        buffer = io.BytesIO(b"a\0b")
+
+    old = sys.stdin
+    sys.stdin = In()  # type: ignore[assignment]
+    try:
+        assert lockauth.main(["zionwm"]) == lockauth.WRONG
+    finally:
+        sys.stdin = old
+
+
+def test_the_pam_service_is_zionwm_where_the_system_has_one_else_login(tmp_path: object) -> None:
+    from pathlib import Path
+
+    d = Path(str(tmp_path))
+    assert lockauth.default_service((str(d),)) == "login"
+    (d / "zionwm").write_text("auth include login\n")
+    assert lockauth.default_service((str(d / "none"), str(d))) == "zionwm"
