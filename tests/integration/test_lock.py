@@ -16,6 +16,7 @@ from PIL import Image
 
 from tests.harness import Compositor, require, wait_for
 from tests.inside import attacker
+from tests.integration.test_ui import save_doc_picture
 from zionwm.compositor.lock import BACKGROUND, PANEL_H, PANEL_W, SERVICE_ENV
 from zionwm.compositor.ui import rgb255
 
@@ -138,7 +139,12 @@ def test_a_locked_screen_shows_nothing_and_gives_no_key_to_a_sandboxed_program(
     wait_for(lambda: lock_state(comp)["failures"] == 1, 20, "the wrong password refused")
     state = lock_state(comp)
     assert state["locked"] and state["message"] == "Wrong password", state
-    wait_for(lambda: red_in_panel(comp.screenshot()) > 20, 10, "the refusal shown in red")
+    shot = wait_for(
+        lambda: (s := comp.screenshot()) and red_in_panel(s) > 20 and s,
+        10,
+        "the refusal shown in red",
+    )
+    save_doc_picture(shot, "lock.png", (PANEL[0] - 40, PANEL[1] - 30, PANEL[2] + 40, PANEL[3] + 30))
     # bindings do nothing while locked: no overview, no switch
     comp.type_keys("-M", "logo", "-k", "Escape", "-m", "logo")
     comp.type_keys("-M", "logo", "-k", "2", "-m", "logo")
