@@ -90,7 +90,11 @@ class PamError(RuntimeError):
 def check(password: bytes, service: str = SERVICE, user: str | None = None) -> tuple[int, str]:
     """(PAM's answer, what PAM said) for `password` of `user` (this process's own account
     by default). Raises PamError when libpam cannot be loaded or started."""
-    user = user or pwd.getpwuid(os.getuid()).pw_name
+    if user is None:
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError as exc:
+            raise PamError(f"uid {os.getuid()} has no account to check a password of") from exc
     name = ctypes.util.find_library("pam") or "libpam.so.0"
     try:
         pam = ctypes.CDLL(name)

@@ -239,7 +239,10 @@ class Locker:
         self.host = host
         self.state = LockState()
         self.screen = LockScreen(layer)
-        self.user = pwd.getpwuid(os.getuid()).pw_name
+        try:
+            self.user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:  # no passwd entry (some containers): the number says who
+            self.user = str(os.getuid())
         self.service = os.environ.get(SERVICE_ENV) or ""  # "": lockauth's own choice
         self._check: subprocess.Popen[bytes] | None = None
         self._check_fd = -1
