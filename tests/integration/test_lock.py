@@ -75,11 +75,12 @@ def lock_state(comp: Compositor) -> dict[str, Any]:
 
 
 def outside_panel_not_lock(img: Image.Image) -> int:
-    """Pixels of the first output, outside the lock's panel, that are not the lock's own
-    background: anything of a desktop, the strip or a notification that shows."""
+    """Pixels of every output (the panel is on the first), outside the lock's panel, that
+    are not the lock's own background: anything of a desktop, the strip or a notification
+    that shows."""
     n = 0
-    for y in range(0, H, 4):
-        for x in range(0, W, 4):
+    for y in range(0, img.height, 4):
+        for x in range(0, img.width, 4):
             inside = PANEL[0] <= x < PANEL[2] and PANEL[1] <= y < PANEL[3]
             if not inside and img.getpixel((x, y)) != LOCK_BG:
                 n += 1
@@ -106,13 +107,13 @@ def test_a_locked_screen_shows_nothing_and_gives_no_key_to_a_sandboxed_program(
     make_compositor: Any, pam_service: str
 ) -> None:
     """A terminal in personal's sandbox writes every key it gets to a file. Locked with
-    Super+L: nothing of any desktop or of the strip is on screen, a window the program maps
+    Super+L: nothing of any desktop or of the strips is on either output, a window the program maps
     meanwhile does not show, a wrong password is refused, and none of what was typed at
     the lock reaches the program; the right password gives the screen and the keyboard
     back."""
     require("foot")
     require("weston-simple-shm")
-    comp: Compositor = make_compositor(extra_env={SERVICE_ENV: pam_service})
+    comp: Compositor = make_compositor(outputs=2, extra_env={SERVICE_ENV: pam_service})
     out = comp.desktop_home("personal") / "keys.txt"
     comp.zionctl("launch", "personal", "--", "foot", "sh", "-c", "cat > ~/keys.txt")
     comp.wait_window("personal", "foot")
@@ -129,6 +130,7 @@ def test_a_locked_screen_shows_nothing_and_gives_no_key_to_a_sandboxed_program(
         "nothing but the lock on screen",
     )
     assert img.getpixel((W // 2, H // 2)) != LOCK_BG, "the panel is drawn"
+    assert img.width == 2 * W, "both outputs are in the picture, the second all lock"
 
     # a window mapped while locked does not show
     comp.zionctl("launch", "personal", "--", "weston-simple-shm")
