@@ -391,3 +391,14 @@ def test_a_batch_is_one_transaction_and_a_failed_one_leaves_nothing(
     with store.batch(), store.batch():  # nested batches join the outer one
         store.transition(a, State.AUDITING)
     assert store.read(a).state is State.AUDITING
+
+
+def test_the_windows_can_be_shortened_through_the_environment_within_bounds() -> None:
+    from zionwm.quarantine.policy import WINDOW_ENV, window
+
+    assert window(60.0, {}) == 60.0
+    assert window(60.0, {WINDOW_ENV: "5"}) == 5.0
+    assert window(30.0, {WINDOW_ENV: "0.5"}) == 30.0  # under a second: ignored
+    assert window(30.0, {WINDOW_ENV: "9999"}) == 30.0
+    assert window(30.0, {WINDOW_ENV: "soon"}) == 30.0
+    assert window(30.0, {WINDOW_ENV: "nan"}) == 30.0

@@ -274,8 +274,7 @@ class Locker:
             return "locked already"
         log.info("screen locked (%s)", why)
         self.host.lock_taken()
-        self._draw()
-        self._tick_clock()
+        self._tick_clock()  # draws the screen, then again at each minute
         return "locked"
 
     def _unlock(self) -> None:

@@ -38,6 +38,7 @@ from zionwm.quarantine.accounting import audit_limits
 from zionwm.quarantine.client import EventStream
 from zionwm.quarantine.names import is_candidate_name  # the rule only: no store, no sqlite3
 from zionwm.quarantine.policy import policy_to_json
+from zionwm.quarantine.policy import window as quarantine_window
 from zionwm.ratelimit import Limiter
 from zionwm.untrusted import printable
 
@@ -191,7 +192,7 @@ class QuarantineLink:
         self._restarts: list[float] = []
         self.counts: dict[str, int] = {}
         self.closing = False
-        self.throttle = NotifyThrottle()
+        self.throttle = NotifyThrottle(window=quarantine_window(NOTIFY_WINDOW))
         self.shown = ShownNotices(paths.state_home() / NOTICES_FILE)
         self.write_policy()
         self.start()

@@ -25,7 +25,7 @@ from zionwm.quarantine.inbox import (
     TakeResult,
     is_partial_name,
 )
-from zionwm.quarantine.policy import ServiceConfig
+from zionwm.quarantine.policy import ServiceConfig, window
 from zionwm.quarantine.store import SHARED_DEST, Item, Kind, Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 # Refused inbox entries recorded per desktop per window; the rest are summed up in one row.
 REFUSALS_PER_WINDOW = 10
 REFUSAL_WINDOW = 60.0
+
+
 # Files copied before their batch is committed: bounds the open descriptors and how long the
 # first file of a flood waits for its record.
 BATCH_MAX = 128
@@ -71,7 +73,8 @@ class Intake:
         self.on_taken = on_taken
         self.on_refused = on_refused
         self.inboxes = InboxWatcher()
-        self.refusals = RefusalLimiter(REFUSALS_PER_WINDOW, REFUSAL_WINDOW)
+        self.refusal_window = window(REFUSAL_WINDOW)
+        self.refusals = RefusalLimiter(REFUSALS_PER_WINDOW, self.refusal_window)
         self.settle_pending = False
         self.batch = TakeBatch(store)
         self._batch_specs: list[InboxSpec] = []
@@ -157,7 +160,7 @@ class Intake:
             spec = next((s for s in self.inboxes.specs if s.source == source), None)
             reason = (
                 f"{count} more refused entries (symbolic links, hard links or special files)"
-                f" in {REFUSAL_WINDOW:.0f} s: removed from the inbox without a record each"
+                f" in {self.refusal_window:.0f} s: removed from the inbox without a record each"
             )
             item_id = self.store.record_refused(
                 kind=spec.kind if spec else Kind.DOWNLOAD,
@@ -209,6 +212,6 @@ class Intake:
                     "inbox %s: %d refused entries removed without a record since %.0f s ago",
                     source,
                     count,
-                    time.time() - (self.refusals.window_end(source) - REFUSAL_WINDOW),
+                    time.time() - (self.refusals.window_end(source) - self.refusal_window),
                 )
         self.inboxes.close()

@@ -6,8 +6,9 @@ audit cgroups). Pure apart from `load_policy_file`; light to import (the composi
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,20 @@ from typing import Any
 from zionwm.isolation.spec import DesktopSpec, DownloadsPolicy, VerdictAction
 from zionwm.quarantine.engines import ANTIVIRUS_MODES
 from zionwm.quarantine.states import SHARED_DEST
+
+# seconds, 1 to 3600: one shorter window for the refusal rows here and the compositor's
+# quarantine notifications (the tests wait 5 s, not 60, for what is summed up)
+WINDOW_ENV = "ZIONWM_QUARANTINE_WINDOW"
+
+
+def window(default: float, environ: Mapping[str, str] = os.environ) -> float:
+    """`default`, or the window the environment asks for (WINDOW_ENV); a value that is not
+    a number of seconds from 1 to 3600 is ignored."""
+    try:
+        value = float(environ.get(WINDOW_ENV, ""))
+    except ValueError:
+        return default
+    return value if 1 <= value <= 3600 else default
 
 
 @dataclass(frozen=True)
