@@ -386,6 +386,7 @@ class VirtualKeyboard:
         keymap = xkb.Context().keymap_new_from_names()
         text = keymap.get_as_bytes() + b"\0"
         self.logo = 1 << keymap.mod_get_index("Mod4")
+        self.lock = 1 << keymap.mod_get_index("Lock")  # Caps Lock
         fd = os.memfd_create("keymap")
         os.write(fd, text)
         self.c.send(self.kb, 0, struct.pack("=II", 1, len(text)), fds=(fd,))  # keymap

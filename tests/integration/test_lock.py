@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from PIL import Image
 
 from tests.harness import Compositor, require, wait_for
 from tests.inside import attacker
+from tests.integration.test_core import VirtualKeyboard
 from tests.integration.test_ui import save_doc_picture
 from zionwm.compositor.lock import BACKGROUND, PANEL_H, PANEL_W, SERVICE_ENV
 from zionwm.compositor.ui import rgb255
@@ -136,6 +138,17 @@ def test_a_locked_screen_shows_nothing_and_gives_no_key_to_a_sandboxed_program(
     comp.zionctl("launch", "personal", "--", "weston-simple-shm")
     comp.wait_window("personal", "org.freedesktop.weston.simple-shm")
     assert outside_panel_not_lock(comp.screenshot()) == 0, "a window showed over the lock"
+
+    # Caps Lock on (a keyboard's locked modifier) is said on the screen, and off again
+    caps = VirtualKeyboard(comp)
+    caps.c.send(caps.kb, 2, struct.pack("=IIII", 0, 0, caps.lock, 0))  # modifiers: locked
+    caps.c.roundtrip()
+    wait_for(lambda: lock_state(comp)["caps"], 10, "Caps Lock to be seen")
+    wait_for(lambda: red_in_panel(comp.screenshot()) > 20, 10, "'Caps Lock is on' shown")
+    caps.c.send(caps.kb, 2, struct.pack("=IIII", 0, 0, 0, 0))
+    caps.c.roundtrip()
+    wait_for(lambda: not lock_state(comp)["caps"], 10, "Caps Lock off again")
+    assert red_in_panel(comp.screenshot()) == 0
 
     type_line(comp, "not the password")
     wait_for(lambda: lock_state(comp)["failures"] == 1, 20, "the wrong password refused")

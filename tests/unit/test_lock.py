@@ -6,7 +6,7 @@ from __future__ import annotations
 from xkbcommon import xkb
 
 from zionwm import lockauth
-from zionwm.compositor.lock import MAX_TYPED, LockState, outcome
+from zionwm.compositor.lock import MAX_TYPED, LockState, outcome, render_panel
 
 RETURN = xkb.keysym_from_name("Return")
 BACKSPACE = xkb.keysym_from_name("BackSpace")
@@ -112,3 +112,16 @@ def test_the_pam_service_is_zionwm_where_the_system_has_one_else_login(tmp_path:
     assert lockauth.default_service((str(d),)) == "login"
     (d / "zionwm").write_text("auth include login\n")
     assert lockauth.default_service((str(d / "none"), str(d))) == "zionwm"
+
+
+def test_the_panel_says_caps_lock_and_the_refusal_on_one_line() -> None:
+    plain = LockState()
+    plain.lock()
+    caps = LockState(caps=True)
+    caps.lock()
+    w, h, a = render_panel(plain, "user", "12:00")
+    _, _, b = render_panel(caps, "user", "12:00")
+    assert len(a) == w * h * 4 and a != b  # the caps line is drawn
+    caps.checked(False, "Wrong password")
+    _, _, c = render_panel(caps, "user", "12:00")
+    assert c != b

@@ -274,16 +274,23 @@ class FocusHandling(ServerCore):
         pointer, and no grab goes on."""
         self.overview.close()
         self._input_to_compositor()
+        self.locker.state.caps = any(k.caps_lock() for k in self.keyboards)
 
     def lock_lifted(self) -> None:
         self._input_to_clients()
 
     def lock_outputs(self) -> list[tuple[int, int, int, int, float]]:
-        return [
+        """Every output's box and scale, the one the pointer is on first (it gets the
+        lock's panel)."""
+        boxes = [
             (b.x, b.y, b.width, b.height, float(so.output.scale))
             for so in self.outputs
             for b in (so.box(),)
         ]
+        px, py = self.cursor.x, self.cursor.y
+        return sorted(
+            boxes, key=lambda b: not (b[0] <= px < b[0] + b[2] and b[1] <= py < b[1] + b[3])
+        )
 
     def _input_to_compositor(self) -> None:
         for seat in self._all_seats():

@@ -138,6 +138,13 @@ class KeyboardHandler(HasListeners):
             return
         self.server.keyboard_key(self, event)
 
+    def caps_lock(self) -> bool:
+        """Caps Lock is on (a locked modifier: wlr_keyboard_get_modifiers leaves those out)."""
+        state = self.keyboard._ptr.xkb_state
+        if state == ffi.NULL:
+            return False
+        return lib.xkb_state_mod_name_is_active(state, b"Lock", lib.XKB_STATE_MODS_EFFECTIVE) > 0
+
     def text(self, keycode: int) -> str:
         """What the key types now (the keymap's layout and modifiers), '' for none."""
         kb = self.keyboard._ptr

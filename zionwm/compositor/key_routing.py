@@ -77,6 +77,8 @@ class KeyRouting(ServerCore):
         return self.locker.locked
 
     def keyboard_modifiers(self, handler: KeyboardHandler) -> None:
+        if self.locker.locked:
+            self.locker.modifiers(handler.caps_lock())
         if self.input_taken:
             return  # no client has the keyboard while the overview or the lock is up
         seat = self._input_seat()

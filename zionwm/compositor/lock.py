@@ -67,6 +67,7 @@ class LockState:
     message: str = ""
     bad: bool = False  # the message is a failure
     failures: int = 0
+    caps: bool = False  # Caps Lock is on: said on the screen (a password typed in capitals)
 
     def lock(self) -> bool:
         """Lock; False if it was locked already."""
@@ -113,6 +114,7 @@ class LockState:
             "typed": len(self.typed),
             "failures": self.failures,
             "message": self.message,
+            "caps": self.caps,
         }
 
 
@@ -166,8 +168,9 @@ def render_panel(
         centred("\u25cf" * min(len(state.typed), MAX_DOTS), fy, fh, 14, INK, False)
     else:
         centred("Type your password", fy, fh, 14, FAINT, False)
-    if state.message:
-        centred(state.message, 170, 26, 14, BAD if state.bad else DIM, not state.bad)
+    line = " \u00b7 ".join(t for t in (state.message, "Caps Lock is on" if state.caps else "") if t)
+    if line:
+        centred(line, 170, 26, 14, BAD if state.bad or state.caps else DIM, not state.bad)
     centred("Enter unlocks \u00b7 Esc clears", 200, 24, 12, FAINT, False)
     return w, h, canvas.pixels()
 
@@ -176,8 +179,8 @@ Box = tuple[int, int, int, int, float]  # an output: x, y, width, height (layout
 
 
 class LockScreen:
-    """The lock's scene: an opaque rectangle over each output and the panel on the first,
-    under `layer` (the scene's topmost tree)."""
+    """The lock's scene: an opaque rectangle over each output and the panel on the first
+    given (the one the pointer is on), under `layer` (the scene's topmost tree)."""
 
     def __init__(self, layer: SceneTree) -> None:
         self.layer = layer
@@ -304,6 +307,12 @@ class Locker:
         )
 
     # ---- keys ----
+
+    def modifiers(self, caps: bool) -> None:
+        """The keyboard's modifiers changed while locked: Caps Lock is said on the screen."""
+        if caps != self.state.caps:
+            self.state.caps = caps
+            self._draw()
 
     def key(self, keysyms: Sequence[int], text: str, ctrl: bool, chord: bool) -> None:
         """A key pressed while locked; `chord`: with Ctrl, Alt or Super held (it types
