@@ -17,20 +17,41 @@ U = xkb.keysym_from_name("u")
 
 def typed(state: LockState, text: str) -> None:
     for ch in text:
-        assert state.key(A, ch, ctrl=False) is None
+        assert state.key(A, ch, ctrl=False) is False
+
+
+def password(state: LockState) -> str:
+    return bytes(state.secret()).decode()
 
 
 def test_typing_editing_and_enter_hand_over_the_password_once() -> None:
     s = LockState()
-    assert s.key(A, "a", False) is None and s.typed == ""  # not locked: nothing is kept
+    assert s.key(A, "a", False) is False and s.chars == 0  # not locked: nothing is kept
     assert s.lock() and not s.lock()
-    typed(s, "hunter2 é")
-    assert s.key(BACKSPACE, "", False) is None and s.typed == "hunter2 "
-    assert s.key(RETURN, "\r", False) == "hunter2 "
-    assert s.typed == "" and s.checking and s.message == "Checking…"
+    typed(s, "hunter2 é€")
+    assert s.chars == 10 and password(s) == "hunter2 é€"
+    s.key(BACKSPACE, "", False)  # a 3-byte character goes whole
+    s.key(BACKSPACE, "", False)
+    assert s.chars == 8 and password(s) == "hunter2 "
+    assert s.key(RETURN, "\r", False) is True
+    assert password(s) == "hunter2 " and s.checking and s.message == "Checking…"
     # keys while the check runs are dropped, Enter too
-    assert s.key(A, "x", False) is None and s.key(RETURN, "\r", False) is None
-    assert s.typed == ""
+    assert s.key(A, "x", False) is False and s.key(RETURN, "\r", False) is False
+    assert password(s) == "hunter2 "
+
+
+def test_the_buffer_is_zeroed_where_it_held_the_password() -> None:
+    s = LockState()
+    s.lock()
+    typed(s, "secret")
+    s.key(BACKSPACE, "", False)
+    assert bytes(s._buf[:6]) == b"secre\0"
+    s.wipe()
+    assert not any(s._buf) and s.chars == 0 and password(s) == ""
+    typed(s, "pw")
+    s.key(RETURN, "\r", False)
+    s.checked(False, "Wrong password")
+    assert not any(s._buf)
 
 
 def test_escape_and_ctrl_u_clear_control_characters_are_not_typed() -> None:
@@ -38,21 +59,24 @@ def test_escape_and_ctrl_u_clear_control_characters_are_not_typed() -> None:
     s.lock()
     typed(s, "abc")
     s.key(ESCAPE, "\x1b", False)
-    assert s.typed == ""
+    assert s.chars == 0
     typed(s, "abc")
     s.key(U, "\x15", ctrl=True)
-    assert s.typed == ""
+    assert s.chars == 0
     s.key(A, "\t", False)
     s.key(A, "a", ctrl=True)
-    assert s.typed == ""
-    assert s.key(RETURN, "\r", False) is None and "Type your password" in s.message
+    assert s.chars == 0
+    assert s.key(RETURN, "\r", False) is False and "Type your password" in s.message
 
 
 def test_the_typed_password_is_bounded() -> None:
     s = LockState()
     s.lock()
     typed(s, "x" * (MAX_TYPED + 10))
-    assert len(s.typed) == MAX_TYPED
+    assert s.chars == MAX_TYPED
+    s.wipe()
+    typed(s, "\U0001f512" * (MAX_TYPED + 10))  # 4 bytes each: the buffer holds them all
+    assert s.chars == MAX_TYPED
 
 
 def test_a_wrong_answer_keeps_it_locked_a_right_one_lifts_it() -> None:
@@ -65,7 +89,7 @@ def test_a_wrong_answer_keeps_it_locked_a_right_one_lifts_it() -> None:
     typed(s, "pw")
     s.key(RETURN, "\r", False)
     s.checked(True, "")
-    assert not s.locked and s.failures == 0 and s.message == "" and s.typed == ""
+    assert not s.locked and s.failures == 0 and s.message == "" and s.chars == 0
 
 
 def test_only_a_clean_exit_unlocks() -> None:

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from xkbcommon import xkb
@@ -57,51 +56,81 @@ _ESCAPE = xkb.keysym_from_name("Escape")
 _U = frozenset((xkb.keysym_from_name("u"), xkb.keysym_from_name("U")))
 
 
-@dataclass
 class LockState:
-    """What the lock screen knows: pure, no I/O."""
+    """What the lock screen knows: pure, no I/O.
 
-    locked: bool = False
-    typed: str = ""
-    checking: bool = False
-    message: str = ""
-    bad: bool = False  # the message is a failure
-    failures: int = 0
-    caps: bool = False  # Caps Lock is on: said on the screen (a password typed in capitals)
+    The password is kept as UTF-8 in one buffer of fixed size that is never reallocated
+    (so no copy of it is left behind in freed memory by its growth) and is zeroed when
+    cleared or handed over; `chars` counts its characters for the dots."""
+
+    def __init__(self, caps: bool = False) -> None:
+        self.locked = False
+        self.checking = False
+        self.message = ""
+        self.bad = False  # the message is a failure
+        self.failures = 0
+        self.caps = caps  # Caps Lock is on: said on the screen (a password in capitals)
+        self._buf = bytearray(MAX_TYPED * 4)  # UTF-8: at most 4 bytes a character
+        self._used = 0
+        self.chars = 0
 
     def lock(self) -> bool:
         """Lock; False if it was locked already."""
         if self.locked:
             return False
-        self.locked, self.typed, self.checking = True, "", False
+        self.locked, self.checking = True, False
         self.message, self.bad = "", False
+        self.wipe()
         return True
 
-    def key(self, sym: int, text: str, ctrl: bool) -> str | None:
-        """A key pressed while locked: the password to check when it was Enter, else None.
-        Keys are dropped while a check runs."""
+    def secret(self) -> memoryview:
+        """The password typed (a view of the buffer: `wipe` once it is handed over)."""
+        return memoryview(self._buf)[: self._used]
+
+    def wipe(self) -> None:
+        self._buf[: self._used] = bytes(self._used)
+        self._used = self.chars = 0
+
+    def key(self, sym: int, text: str, ctrl: bool) -> bool:
+        """A key pressed while locked; True when it was Enter with a password typed: check
+        `secret()`. Keys are dropped while a check runs."""
         if not self.locked or self.checking:
-            return None
+            return False
         if sym in _RETURN:
-            if not self.typed:
+            if not self.chars:
                 self.message, self.bad = "Type your password, then Enter", False
-                return None
-            password, self.typed = self.typed, ""
+                return False
             self.checking, self.message, self.bad = True, "Checking…", False
-            return password
+            return True
         if sym == _BACKSPACE:
-            self.typed = self.typed[:-1]
+            self._drop_last()
         elif sym == _ESCAPE or (ctrl and sym in _U):
-            self.typed = ""
-        elif text and text.isprintable() and not ctrl and len(self.typed) < MAX_TYPED:
-            self.typed += text
-        return None
+            self.wipe()
+        elif text and text.isprintable() and not ctrl and self.chars < MAX_TYPED:
+            data = text.encode()
+            if self._used + len(data) <= len(self._buf):
+                self._buf[self._used : self._used + len(data)] = data
+                self._used += len(data)
+                self.chars += len(text)
+        return False
+
+    def _drop_last(self) -> None:
+        """Backspace: the last character's bytes (a lead byte and its continuations)."""
+        end = self._used
+        while end > 0:
+            end -= 1
+            if self._buf[end] & 0xC0 != 0x80:  # not a continuation byte: the lead
+                break
+        if end < self._used:
+            self._buf[end : self._used] = bytes(self._used - end)
+            self._used, self.chars = end, self.chars - 1
 
     def checked(self, ok: bool, why: str) -> None:
         """The password check ended: unlocked when `ok`, else locked still, saying `why`."""
         self.checking = False
+        self.wipe()
         if ok:
-            self.locked, self.typed, self.failures = False, "", 0
+            self.locked, self.failures = False, 0
             self.message, self.bad = "", False
             return
         self.failures += 1
@@ -111,7 +140,7 @@ class LockState:
         return {
             "locked": self.locked,
             "checking": self.checking,
-            "typed": len(self.typed),
+            "typed": self.chars,
             "failures": self.failures,
             "message": self.message,
             "caps": self.caps,
@@ -164,8 +193,8 @@ def render_panel(
     fx, fy, fw, fh = 40, 118, PANEL_W - 80, 40
     box(fx, fy, fw, fh, (58, 58, 68, 255), 8)
     box(fx + 1, fy + 1, fw - 2, fh - 2, (14, 14, 18, 255), 7)
-    if state.typed:
-        centred("\u25cf" * min(len(state.typed), MAX_DOTS), fy, fh, 14, INK, False)
+    if state.chars:
+        centred("\u25cf" * min(state.chars, MAX_DOTS), fy, fh, 14, INK, False)
     else:
         centred("Type your password", fy, fh, 14, FAINT, False)
     line = " \u00b7 ".join(t for t in (state.message, "Caps Lock is on" if state.caps else "") if t)
@@ -320,14 +349,13 @@ class Locker:
         self.last_input = time.monotonic()
         if not keysyms:
             return
-        password = self.state.key(keysyms[0], "" if chord else text, ctrl)
-        if password is not None:
-            self._start_check(password)
+        if self.state.key(keysyms[0], "" if chord else text, ctrl):
+            self._start_check()
         self._draw()
 
     # ---- the password check, in a process of its own ----
 
-    def _start_check(self, password: str) -> None:
+    def _start_check(self) -> None:
         try:
             proc = subprocess.Popen(
                 [
@@ -341,6 +369,7 @@ class Locker:
                 stderr=subprocess.PIPE,
                 close_fds=True,
                 start_new_session=True,
+                bufsize=0,  # the password goes straight to the pipe: no buffered copy
             )
         except OSError as exc:
             log.error("lock: cannot start the password check: %s", exc)
@@ -348,10 +377,12 @@ class Locker:
             return
         assert proc.stdin is not None
         try:
-            proc.stdin.write(password.encode())  # far below a pipe's buffer
+            proc.stdin.write(self.state.secret())  # far below a pipe's buffer
             proc.stdin.close()
         except OSError:
             pass  # it died at once: its exit status says why
+        finally:
+            self.state.wipe()
         self._check = proc
         self._check_fd = os.pidfd_open(proc.pid)
         self._check_watch = self.host.loop.add_reader(self._check_fd, self._check_ended, "lock")
