@@ -440,6 +440,34 @@ def test_a_hidden_desktops_picture_follows_its_windows(compositor: Compositor) -
     compositor.zionctl("overview")
 
 
+def test_notifications_show_on_the_output_the_pointer_is_on(make_compositor: Any) -> None:
+    """Two outputs: with the pointer on the right one, a notice shows at that output's top
+    right, and a second one while it is up stacks under it there (the stack never splits)."""
+    from tests.integration.test_windows import _point_at
+
+    comp: Compositor = make_compositor(outputs=2)
+    _point_at(comp, 1280 + 640, 600)
+    comp.zionctl("launch", "personal", "--", "/nonexistent/zionwm-test-program", check=False)
+    right_top = (1280 + 640, STRIP, 2560, 200)
+    left_top = (640, STRIP, 1280, 200)
+    img = wait_for(
+        lambda: (s := comp.screenshot()) and red_pixels(s, right_top) > 200 and s,
+        10,
+        "the notice at the right output's top right",
+    )
+    assert red_pixels(img, left_top) == 0
+    column = (1280 + 640, STRIP, 2560, 720)
+    first = red_pixels(img, column)
+    _point_at(comp, 640, 600)
+    comp.zionctl("launch", "personal", "--", "/nonexistent/zionwm-other-program", check=False)
+    wait_for(
+        lambda: red_pixels(comp.screenshot(), column) > 1.5 * first,
+        10,
+        "the second notice under the first, on the same output",
+    )
+    assert red_pixels(comp.screenshot(), (640, STRIP, 1280, 720)) == 0
+
+
 @pytest.mark.security
 def test_keys_meant_for_the_overview_never_reach_a_sandboxed_client(
     compositor: Compositor,

@@ -33,6 +33,7 @@ def show(
 ) -> None:
     """`lines` are already cleaned and bounded (desktopbus.policy)."""
     body = lines[:7] or [""]
+    notifications.follow()
     node = SceneTree.create(notifications.tree)
     rgb = _rgb(colour)
     scale = notifications.scale

@@ -279,6 +279,15 @@ class FocusHandling(ServerCore):
     def lock_lifted(self) -> None:
         self._input_to_clients()
 
+    def _pointer_output_area(self) -> tuple[int, int, int, float] | None:
+        """The x, y, width and scale of the output the pointer is on (None: no output)."""
+        px, py = self.cursor.x, self.cursor.y
+        for so in self.outputs:
+            b = so.box()
+            if b.x <= px < b.x + b.width and b.y <= py < b.y + b.height:
+                return b.x, b.y, b.width, float(so.output.scale)
+        return None
+
     def lock_outputs(self) -> list[tuple[int, int, int, int, float]]:
         """Every output's box and scale, the one the pointer is on first (it gets the
         lock's panel)."""

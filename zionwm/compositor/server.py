@@ -158,7 +158,7 @@ class Server(
         self.lock_layer = SceneTree.create(self.scene)  # the lock screen: above that too
         self.layers = Layers(self, below, above)
         self.layer_focus: LayerView | None = None
-        self.notifications = Notifications(self.overlay, self.loop)
+        self.notifications = Notifications(self.overlay, self.loop, self._pointer_output_area)
         self.overview = Overview(self)
         self.locker = Locker(self, self.lock_layer, self.config.settings.lock_after)
         self.clock = MinuteClock(self.loop, self._update_indicators)

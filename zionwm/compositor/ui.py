@@ -134,12 +134,20 @@ MAX_WIDTH = 900  # of a notification box, on a wide enough output
 
 
 class Notifications:
-    """Stacked boxes at the top right of the first output, each wholly inside it with a
-    `MARGIN` to its edges (however long its text); each expires on a timer."""
+    """Stacked boxes at the top right of an output, each wholly inside it with a `MARGIN` to
+    its edges (however long its text); each expires on a timer. The stack starts on the
+    output `where()` names when it is empty (the one the pointer is on) and stays there
+    while any box is up, so it never splits or jumps."""
 
-    def __init__(self, overlay: SceneTree, loop: Any) -> None:
+    def __init__(
+        self,
+        overlay: SceneTree,
+        loop: Any,
+        where: Callable[[], tuple[int, int, int, float] | None] | None = None,
+    ) -> None:
         self.tree = SceneTree.create(overlay)
         self.loop = loop
+        self.where = where
         self.items: list[Notice] = []
         self.history: list[str] = []
         self.area = (0, 0, 1280)  # layout x, y and logical width of the output
@@ -150,6 +158,16 @@ class Notifications:
         self.scale = scale
         self._layout()
 
+    def follow(self) -> None:
+        """Before a box is drawn: an empty stack moves to the output `where()` names (its
+        scale is the one the box is drawn at)."""
+        if self.items or self.where is None:
+            return
+        got = self.where()
+        if got is not None:
+            x, y, width, scale = got
+            self.area, self.scale = (x, y, width), scale
+
     def max_width(self, reserved: int = 0) -> int:
         """How wide a box (less `reserved` of its own, e.g. a stripe) may be: the output's
         width less the margins, and at most `MAX_WIDTH`."""
@@ -159,6 +177,7 @@ class Notifications:
         """Stack a box of `text`; the box, to `withdraw` before it expires."""
         self.history.append(text)
         del self.history[:-50]
+        self.follow()
         bg = (160, 30, 30, 235) if urgent else (30, 30, 30, 235)
         node = SceneTree.create(self.tree)
         lines = text.splitlines()[:8] or [""]
