@@ -468,6 +468,37 @@ def test_notifications_show_on_the_output_the_pointer_is_on(make_compositor: Any
     assert red_pixels(comp.screenshot(), (640, STRIP, 1280, 720)) == 0
 
 
+def test_the_overview_opens_on_the_output_the_pointer_is_on(make_compositor: Any) -> None:
+    """Two outputs, a window on the right one: with the pointer there, the overview opens
+    on the right output, and personal's picture there shows the window."""
+    from tests.integration.test_windows import _point_at
+
+    require("weston-simple-shm")
+    comp: Compositor = make_compositor(outputs=2)
+    _point_at(comp, 1280 + 640, 600)
+    comp.zionctl("launch", "personal", "--", "weston-simple-shm")
+    comp.wait_window("personal")
+    comp.zionctl("overview")
+
+    def right() -> Image.Image:
+        return comp.screenshot().crop((1280, 0, 2560, 720))
+
+    img = wait_for(
+        lambda: (
+            (r := right())
+            and (box := cell_box(r, COLOURS["personal"]))
+            and picture_pixels(r, box, COLOURS["personal"]) > 500
+            and r
+        ),
+        10,
+        "personal's cell, with its window, on the right output",
+    )
+    assert cell_box(img, COLOURS["work"]) is not None
+    left = comp.screenshot().crop((0, 0, 1280, 720))
+    assert cell_box(left, COLOURS["work"]) is None, "the overview is on the left output too"
+    comp.zionctl("overview")
+
+
 @pytest.mark.security
 def test_keys_meant_for_the_overview_never_reach_a_sandboxed_client(
     compositor: Compositor,

@@ -20,6 +20,7 @@ from . import native
 from .core import ServerCore
 from .layers import LayerView
 from .lock import IdleInhibitor
+from .outputs import ServerOutput
 from .runtime import HOST
 from .ui import STRIP_HEIGHT
 from .views import Decoration, View, popup_parent
@@ -279,14 +280,22 @@ class FocusHandling(ServerCore):
     def lock_lifted(self) -> None:
         self._input_to_clients()
 
-    def _pointer_output_area(self) -> tuple[int, int, int, float] | None:
-        """The x, y, width and scale of the output the pointer is on (None: no output)."""
+    def output_at_pointer(self) -> ServerOutput | None:
+        """The output the pointer is on (None: no output there)."""
         px, py = self.cursor.x, self.cursor.y
         for so in self.outputs:
             b = so.box()
             if b.x <= px < b.x + b.width and b.y <= py < b.y + b.height:
-                return b.x, b.y, b.width, float(so.output.scale)
+                return so
         return None
+
+    def _pointer_output_area(self) -> tuple[int, int, int, float] | None:
+        """The x, y, width and scale of the output the pointer is on (None: no output)."""
+        so = self.output_at_pointer()
+        if so is None:
+            return None
+        b = so.box()
+        return b.x, b.y, b.width, float(so.output.scale)
 
     def lock_outputs(self) -> list[tuple[int, int, int, int, float]]:
         """Every output's box and scale, the one the pointer is on first (it gets the

@@ -1,4 +1,5 @@
-"""The overview: every desktop at once, as a grid the compositor draws in the overlay layer.
+"""The overview: every desktop at once, as a grid the compositor draws in the overlay layer,
+on the output the pointer is on when it opens (its pictures are of that output).
 
 Each cell shows a desktop's colour, number and name, its state (running, frozen, no
 programs), its window count, its network mode, the downloads it has waiting in quarantine,
@@ -295,6 +296,8 @@ class OverviewCompositor(Protocol):
 
     def switch_to(self, target: str) -> str: ...
 
+    def output_at_pointer(self) -> ServerOutput | None: ...
+
     def overview_opened(self) -> None: ...
 
     def overview_closed(self) -> None: ...
@@ -318,6 +321,8 @@ class Overview:
         self.opened_ns = 0  # set until the first frame showing the overview went out
         self.latencies_ms: list[float] = []
         self._due: set[str] = set()  # desktops left since their thumbnail was drawn
+        self._on: Any = None  # the output the overview opened on
+        self._drawn_on: dict[str, str] = {}  # desktop -> the output its picture is of
         self.quarantine = PendingBySource()
 
     @property
@@ -326,18 +331,26 @@ class Overview:
 
     # ---- thumbnails ----
 
-    def _screen(self) -> tuple[Any, tuple[int, int, int, int]] | None:
+    def _output(self) -> Any | None:
+        """The output the overview is on: the one chosen when it opened (the pointer's), while
+        it is still there; else the first."""
         outs = self.server.outputs
-        if not outs:
+        if self._on in outs:
+            return self._on
+        return outs[0] if outs else None
+
+    def _screen(self) -> tuple[Any, tuple[int, int, int, int]] | None:
+        out = self._output()
+        if out is None:
             return None
-        b = outs[0].box()
-        return outs[0], (b.x, b.y, b.width, b.height)
+        b = out.box()
+        return out, (b.x, b.y, b.width, b.height)
 
     def _frame_scale(self) -> float:
         """The scale of the output the thumbnails are taken from: its frames are in its own
         pixels, `scale` to a layout pixel."""
-        outs = self.server.outputs
-        return float(outs[0].output.scale) if outs else 1.0
+        out = self._output()
+        return float(out.output.scale) if out is not None else 1.0
 
     def _thumb_size(self, n: int) -> tuple[int, int]:
         """A thumbnail's size in the output's pixels (its slot's layout size at the output's
@@ -388,6 +401,7 @@ class Overview:
             log.warning("overview: the renderer could not draw %s's thumbnail", desktop)
             return
         self.thumbs[desktop] = (*size, pixels)
+        self._drawn_on[desktop] = scr[0].name
         log.debug(
             "overview: %s's thumbnail drawn in %.2f ms", desktop, (time.perf_counter() - t0) * 1e3
         )
@@ -433,8 +447,9 @@ class Overview:
 
     def _thumb_for(self, desktop: str, size: tuple[int, int]) -> bytes | None:
         got = self.thumbs.get(desktop)
-        if got is None:
-            return None
+        out = self._output()
+        if got is None or out is None or self._drawn_on.get(desktop) != out.name:
+            return None  # none yet, or of another output: drawn after the opening
         w, h, pixels = got
         if (w, h) != size:
             # the grid changed (desktops were added or removed): rescale the small copy
@@ -451,11 +466,13 @@ class Overview:
         return self.open()
 
     def open(self) -> str:
+        if self.is_open:
+            return "overview already open"
+        self._on = self.server.output_at_pointer()  # it opens where the user is looking
         scr = self._screen()
         if scr is None:
             raise RuntimeError("no output to show the overview on")
-        if self.is_open:
-            return "overview already open"
+        here = scr[0].name
         self.opened_ns = time.monotonic_ns()
         server = self.server
         for name in list(self.thumbs):
@@ -495,7 +512,11 @@ class Overview:
                 n in self._due
                 or (
                     server.desktops[n].views
-                    and (n not in self.thumbs or not server.model.desktops[n].frozen)
+                    and (
+                        n not in self.thumbs
+                        or not server.model.desktops[n].frozen
+                        or self._drawn_on.get(n) != here  # a picture of another output
+                    )
                 )
             )
         ] + [active]
