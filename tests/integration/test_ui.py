@@ -494,8 +494,10 @@ def test_the_overview_opens_on_the_output_the_pointer_is_on(make_compositor: Any
         "personal's cell, with its window, on the right output",
     )
     assert cell_box(img, COLOURS["work"]) is not None
-    left = comp.screenshot().crop((0, 0, 1280, 720))
+    left = comp.screenshot().crop((0, STRIP, 1280, 720))
     assert cell_box(left, COLOURS["work"]) is None, "the overview is on the left output too"
+    # the left output is covered below its strip: no program is under the pointer there
+    assert all(colour_near(p, BACKDROP, tol=3) for p in pixels_of(left.crop((0, 0, 1280, 40))))
     comp.zionctl("overview")
 
 

@@ -532,6 +532,14 @@ class Overview:
         try:
             tree.set_position(*self.origin)
             SceneRect.create(tree, w, area_h, BACKDROP)
+            here = self._output()
+            for so in self.server.outputs:
+                if so is not here:
+                    # the other outputs are covered below their strips too: no program is
+                    # under the pointer anywhere while the overview is open
+                    b = so.box()
+                    rect = SceneRect.create(tree, b.width, b.height - STRIP_HEIGHT, BACKDROP)
+                    rect.set_position(b.x - self.origin[0], b.y + STRIP_HEIGHT - self.origin[1])
             sc = self.server.ui_scale
             banner = render_banner("Desktops", w, TITLE_H, 17, True, sc)
             title = _image(tree, w, TITLE_H, banner, sc)
