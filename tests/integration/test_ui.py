@@ -499,6 +499,29 @@ def test_the_overview_opens_on_the_output_the_pointer_is_on(make_compositor: Any
     # the left output is covered below its strip: no program is under the pointer there
     assert all(colour_near(p, BACKDROP, tol=3) for p in pixels_of(left.crop((0, 0, 1280, 40))))
     comp.zionctl("overview")
+    wait_for(lambda: not overview_open(comp), 10, "the overview to close")
+
+    # opened from the left output, personal's cell says its window is on another screen
+    # (a note in a dark well, not a black picture)
+    _point_at(comp, 640, 600)
+    comp.zionctl("overview")
+
+    def well_pixels() -> int:
+        s = comp.screenshot().crop((0, 0, 1280, 720))
+        box = cell_box(s, COLOURS["personal"])
+        if box is None:
+            return -1
+        x0, y0, x1, y1 = box
+        well = s.crop((x0 + 8, y0 + 40, x1 - 8, y1 - 34))
+        return sum(1 for p in pixels_of(well) if colour_near(p, "#14141a", tol=4))
+
+    wait_for(
+        lambda: overview_open(comp) and not status(comp)["overview"]["drawing"],
+        10,
+        "the pictures drawn after the opening",
+    )
+    wait_for(lambda: well_pixels() > 1000, 10, "personal's cell with the note, on the left")
+    comp.zionctl("overview")
 
 
 @pytest.mark.security

@@ -441,9 +441,29 @@ class Overview:
         old.destroy()
         self._wells[desktop] = (node, img)
 
-    def _has_windows(self, desktop: str) -> bool:
+    def _windows(self, desktop: str) -> tuple[int, int]:
+        """(the desktop's mapped windows, those of them on the overview's output or on no
+        output at all): a picture of this output shows the latter."""
         d = self.server.desktops.get(desktop)
-        return d is not None and any(v.mapped for v in d.views)
+        mapped = [v for v in d.views if v.mapped] if d is not None else []
+        scr = self._screen()
+        if scr is None or len(self.server.outputs) < 2:
+            return len(mapped), len(mapped)
+        boxes = [(b.x, b.y, b.width, b.height) for b in (so.box() for so in self.server.outputs)]
+
+        def inside(c: tuple[int, int], box: tuple[int, int, int, int]) -> bool:
+            return box[0] <= c[0] < box[0] + box[2] and box[1] <= c[1] < box[1] + box[3]
+
+        here = 0
+        for v in mapped:
+            c = v.centre()
+            if inside(c, scr[1]) or not any(inside(c, b) for b in boxes):
+                here += 1
+        return len(mapped), here
+
+    def _has_windows(self, desktop: str) -> bool:
+        """It has a window the picture of the overview's output shows."""
+        return self._windows(desktop)[1] > 0
 
     def _thumb_for(self, desktop: str, size: tuple[int, int]) -> bytes | None:
         got = self.thumbs.get(desktop)
@@ -558,12 +578,15 @@ class Overview:
                 SceneRect.create(node, cw, ch, cell.colour)
                 header = _image(node, cw, HEADER_H, render_header(cell, cw, sc), sc)
                 header.set_position(0, 0)
-                shown = self._has_windows(name)
-                pixels = self._thumb_for(name, (pw, ph)) if shown else None
+                total, here = self._windows(name)
+                pixels = self._thumb_for(name, (pw, ph)) if here else None
                 if pixels is None:
-                    # no window, or never shown since zionwm started: say so rather than
-                    # show a black box
-                    note = "not shown yet" if shown else well_note(cell.state)
+                    # no window, its windows all on another output, or never shown since
+                    # zionwm started: say so rather than show a black box
+                    if here:
+                        note = "not shown yet"
+                    else:
+                        note = "on another screen" if total else well_note(cell.state)
                     pixels = render_well_note(note, tw, th, fs)
                 img = SceneImage.create(node, pw, ph, pixels, size=(tw, th))
                 img.set_position(FRAME, HEADER_H)
@@ -697,6 +720,7 @@ class Overview:
             if self.is_open
             else [],
             "thumbnails": sorted(self.thumbs),
+            "drawing": list(self._after_open),  # pictures still to draw since it opened
             # where each cell's thumbnail shows, in layout pixels of the output
             "thumbnail_boxes": self._thumb_boxes(),
             "open_latency_ms": {
