@@ -9,9 +9,11 @@ BUILD="libwlroots-dev libwayland-dev libxkbcommon-dev libpixman-1-dev libdrm-dev
 # the compositor draws its text with pango (libpango1.0-dev pulls in its libraries): DejaVu
 # first, fontconfig's fallback for the rest; WenQuanYi Micro Hei (5 MB) covers Chinese,
 # Japanese and Korean names
+# the lock screen checks the password through PAM (zionwm.lockauth: libpam and the modules
+# a console login uses)
 RUNTIME="bubblewrap iproute2 nftables passt wayvnc xwayland attr procps psmisc util-linux
  desktop-file-utils fonts-dejavu-core fonts-wqy-microhei fontconfig poppler-utils pulseaudio
- gir1.2-gtk-4.0 gir1.2-adw-1"
+ gir1.2-gtk-4.0 gir1.2-adw-1 libpam0g libpam-modules"
 # safe copies of office documents (`zionctl quarantine convert`): LibreOffice without its GUI
 # (about 250 MB installed with what it pulls in)
 OFFICE="libreoffice-core-nogui libreoffice-writer-nogui libreoffice-calc-nogui

@@ -41,6 +41,9 @@ class Child:
         return time.monotonic() - self.started_at < SETTLE_S
 
     extra: dict[str, Any] = field(default_factory=dict)
+    # a helper of the compositor's own (the lock's password check) is told of its end here,
+    # instead of the handler for programs (their notices, hooks and "exit" event)
+    on_exit: Callable[[Child], None] | None = None
 
 
 class Children:
@@ -57,8 +60,9 @@ class Children:
         poll: Callable[[], int | None],
         kill: Callable[[], None],
         pidfd: int | None = None,
+        on_exit: Callable[[Child], None] | None = None,
     ) -> Child:
-        child = Child(pid, argv, desktop, poll, kill)
+        child = Child(pid, argv, desktop, poll, kill, on_exit=on_exit)
         fd = pidfd if pidfd is not None else os.pidfd_open(pid)
         child.extra["pidfd"] = fd
         child.watch = self._loop.add_reader(fd, lambda: self._reap(child), f"child {pid}")
@@ -79,7 +83,7 @@ class Children:
             child.desktop or "host",
             code,
         )
-        self._on_exit(child)
+        (child.on_exit or self._on_exit)(child)
 
     def _forget(self, child: Child) -> None:
         if child.watch is not None:

@@ -84,7 +84,7 @@ class FocusHandling(ServerCore):
     def view_mapped(self, view: View) -> None:
         self.wm.view_mapped(view)
         if view.desktop != HOST:
-            self.overview.windows_changed(view.desktop)
+            self.overview.picture_stale(view.desktop)
         if self.desktop_visible(view.desktop):
             self.focus_view(view)
         else:
@@ -97,7 +97,7 @@ class FocusHandling(ServerCore):
         was_focused = self.focused_view is view
         if view.desktop != HOST:
             self.model.demote(view.desktop, view)
-            self.overview.windows_changed(view.desktop)
+            self.overview.picture_stale(view.desktop)
         if was_focused:
             self.focused_view = None
             # a closed host dialog gives the keyboard back to its host window first
@@ -275,19 +275,17 @@ class FocusHandling(ServerCore):
         pointer, and no grab goes on."""
         self.overview.close()
         self._input_to_compositor()
-        self.locker.state.caps = any(k.caps_lock() for k in self.keyboards)
 
     def lock_lifted(self) -> None:
         self._input_to_clients()
 
+    def output_at(self, x: float, y: float) -> ServerOutput | None:
+        """The output at (x, y) in the layout (None: no output there)."""
+        out = self.output_layout.output_at(x, y)
+        return next((so for so in self.outputs if so.output == out), None) if out else None
+
     def output_at_pointer(self) -> ServerOutput | None:
-        """The output the pointer is on (None: no output there)."""
-        px, py = self.cursor.x, self.cursor.y
-        for so in self.outputs:
-            b = so.box()
-            if b.x <= px < b.x + b.width and b.y <= py < b.y + b.height:
-                return so
-        return None
+        return self.output_at(self.cursor.x, self.cursor.y)
 
     def _pointer_output_area(self) -> tuple[int, int, int, float] | None:
         """The x, y, width and scale of the output the pointer is on (None: no output)."""
@@ -300,15 +298,12 @@ class FocusHandling(ServerCore):
     def lock_outputs(self) -> list[tuple[int, int, int, int, float]]:
         """Every output's box and scale, the one the pointer is on first (it gets the
         lock's panel)."""
-        boxes = [
+        here = self.output_at_pointer()
+        return [
             (b.x, b.y, b.width, b.height, float(so.output.scale))
-            for so in self.outputs
+            for so in sorted(self.outputs, key=lambda so: so is not here)
             for b in (so.box(),)
         ]
-        px, py = self.cursor.x, self.cursor.y
-        return sorted(
-            boxes, key=lambda b: not (b[0] <= px < b[0] + b[2] and b[1] <= py < b[1] + b[3])
-        )
 
     def _input_to_compositor(self) -> None:
         for seat in self._all_seats():

@@ -71,6 +71,10 @@ class KeyRouting(ServerCore):
         v = self.focused_view
         return self.seat_of_desktop(v.desktop) if v is not None else self.host_seat
 
+    def caps_lock(self) -> bool:
+        """Caps Lock is on, on any keyboard."""
+        return any(k.caps_lock() for k in self.keyboards)
+
     @property
     def bindings_off(self) -> bool:
         """Key bindings do nothing while the screen is locked."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import pwd
-import signal
 import subprocess
 import sys
 import time
@@ -32,8 +31,9 @@ from typing import Any, Protocol
 
 from xkbcommon import xkb
 
+from .children import Child, Children
 from .listeners import HasListeners
-from .loop import FdHandle, Loop, Timer
+from .loop import Loop, Timer
 from .native import SceneImage, SceneRect, SceneTree
 from .native.text import Canvas
 from .ui import rgb255, scaled, width_of
@@ -256,8 +256,11 @@ class LockHost(Protocol):
     """What the lock needs of the compositor."""
 
     loop: Loop
+    children: Children  # the password check is one: watched through its pidfd, reaped
 
     def lock_outputs(self) -> list[Box]: ...
+
+    def caps_lock(self) -> bool: ...
 
     def lock_taken(self) -> None: ...
 
@@ -277,9 +280,8 @@ class Locker:
             self.user = str(os.getuid())
         self.service = os.environ.get(SERVICE_ENV) or ""  # "": lockauth's own choice
         self._check: subprocess.Popen[bytes] | None = None
-        self._check_fd = -1
-        self._check_watch: FdHandle | None = None
         self._check_timer: Timer | None = None
+        self._check_too_slow = False
         self._clock: Timer | None = None
         self._idle: Timer | None = None
         self.after_s = after_s
@@ -305,6 +307,7 @@ class Locker:
         if not self.state.lock():
             return "locked already"
         log.info("screen locked (%s)", why)
+        self.state.caps = self.host.caps_lock()
         self.host.lock_taken()
         self._tick_clock()  # draws the screen, then again at each minute
         return "locked"
@@ -356,14 +359,10 @@ class Locker:
     # ---- the password check, in a process of its own ----
 
     def _start_check(self) -> None:
+        argv = [sys.executable, "-m", "zionwm.lockauth", *([self.service] if self.service else [])]
         try:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "zionwm.lockauth",
-                    *([self.service] if self.service else []),
-                ],
+                argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -383,44 +382,32 @@ class Locker:
             pass  # it died at once: its exit status says why
         finally:
             self.state.wipe()
-        self._check = proc
-        self._check_fd = os.pidfd_open(proc.pid)
-        self._check_watch = self.host.loop.add_reader(self._check_fd, self._check_ended, "lock")
+        self._check, self._check_too_slow = proc, False
+        self.host.children.adopt(proc.pid, argv, None, proc.poll, proc.kill, on_exit=self._ended)
         self._check_timer = self.host.loop.call_later(
             CHECK_TIMEOUT_MS, self._check_too_long, "lock check"
         )
 
     def _check_too_long(self) -> None:
+        """Stopped: its end, seen as any other, says "too long"."""
+        self._check_timer = None
         if self._check is not None:
             log.warning(
                 "lock: the password check took over %d s: stopped", CHECK_TIMEOUT_MS // 1000
             )
+            self._check_too_slow = True
             self._check.kill()
-            self._finish(None)
 
-    def _check_ended(self) -> None:
-        if self._check is not None:
-            self._finish(self._check.wait())
-
-    def _finish(self, returncode: int | None) -> None:
+    def _ended(self, child: Child) -> None:
         proc, self._check = self._check, None
-        if self._check_watch is not None:
-            self._check_watch.remove()
-            self._check_watch = None
         if self._check_timer is not None:
             self._check_timer.remove()
             self._check_timer = None
-        if self._check_fd >= 0:
-            os.close(self._check_fd)
-            self._check_fd = -1
         stderr = ""
-        if proc is not None:
-            if returncode is None:
-                proc.wait()
-            assert proc.stderr is not None
+        if proc is not None and proc.stderr is not None:
             stderr = proc.stderr.read(4096).decode(errors="replace")
             proc.stderr.close()
-        ok, why = outcome(returncode, stderr)
+        ok, why = outcome(None if self._check_too_slow else child.returncode, stderr)
         if not ok:
             log.warning("lock: not unlocked: %s%s", why, f" ({stderr.strip()})" if stderr else "")
         self.state.checked(ok, why)
@@ -468,13 +455,9 @@ class Locker:
             self.lock(f"no input for {self.after_s:g} s")
 
     def shutdown(self) -> None:
-        if self._check is not None:
-            try:
-                self._check.send_signal(signal.SIGKILL)
-            except OSError:
-                pass
-            self._finish(None)
-        for t in (self._clock, self._idle):
+        """Its timers go; a password check still running ends with the compositor's other
+        children (`Children.kill_all`)."""
+        for t in (self._clock, self._idle, self._check_timer):
             if t is not None:
                 t.remove()
-        self._clock = self._idle = None
+        self._clock = self._idle = self._check_timer = None

@@ -296,6 +296,8 @@ class OverviewCompositor(Protocol):
 
     def switch_to(self, target: str) -> str: ...
 
+    def output_at(self, x: float, y: float) -> ServerOutput | None: ...
+
     def output_at_pointer(self) -> ServerOutput | None: ...
 
     def overview_opened(self) -> None: ...
@@ -317,12 +319,12 @@ class Overview:
         self.layout: Layout | None = None
         self.origin = (0, 0)
         self.selected = 0
-        self.thumbs: dict[str, tuple[int, int, bytes]] = {}
+        # desktop -> (width, height, pixels, the name of the output the picture is of)
+        self.thumbs: dict[str, tuple[int, int, bytes, str]] = {}
         self.opened_ns = 0  # set until the first frame showing the overview went out
         self.latencies_ms: list[float] = []
         self._due: set[str] = set()  # desktops left since their thumbnail was drawn
         self._on: Any = None  # the output the overview opened on
-        self._drawn_on: dict[str, str] = {}  # desktop -> the output its picture is of
         self.quarantine = PendingBySource()
 
     @property
@@ -364,17 +366,12 @@ class Overview:
         sc = self._frame_scale()
         return scaled(tw, sc), scaled(th, sc)
 
-    def desktop_left(self, desktop: str) -> None:
-        """`desktop` is being switched away from: its thumbnail is drawn anew the next time
-        the overview opens. Nothing is drawn on the switch's path, nor after it: drawn 60 ms
-        after each switch, a 50-window desktop's picture landed on the next switch of a
-        quick series (switch p99 10 -> 19 ms)."""
-        self._due.add(desktop)
-
-    def windows_changed(self, desktop: str) -> None:
-        """A window of `desktop` was mapped or unmapped (shown or not): its picture is drawn
-        anew the next time the overview opens, where a hidden desktop's would show a window
-        that is gone, or miss one that came."""
+    def picture_stale(self, desktop: str) -> None:
+        """`desktop` is being switched away from, or one of its windows was mapped or
+        unmapped: its thumbnail is drawn anew the next time the overview opens (a hidden
+        desktop's would show a window that is gone). Nothing is drawn now: drawn 60 ms after
+        each switch, a 50-window desktop's picture landed on the next switch of a quick
+        series (switch p99 10 -> 19 ms)."""
         self._due.add(desktop)
 
     def _draw(self, desktop: str) -> None:
@@ -400,8 +397,7 @@ class Overview:
         if pixels is None:
             log.warning("overview: the renderer could not draw %s's thumbnail", desktop)
             return
-        self.thumbs[desktop] = (*size, pixels)
-        self._drawn_on[desktop] = scr[0].name
+        self.thumbs[desktop] = (*size, pixels, scr[0].name)
         log.debug(
             "overview: %s's thumbnail drawn in %.2f ms", desktop, (time.perf_counter() - t0) * 1e3
         )
@@ -432,7 +428,7 @@ class Overview:
         got = self.thumbs.get(desktop)
         if got is None or not self._has_windows(desktop):
             return  # no window: its cell keeps the note it opened with
-        w, h, pixels = got
+        w, h, pixels, _ = got
         if (w, h) != self._thumb_size(len(self.names)):
             return
         node, old = self._wells[desktop]
@@ -441,40 +437,48 @@ class Overview:
         old.destroy()
         self._wells[desktop] = (node, img)
 
+    def _needs_picture(self, desktop: str, output: str) -> bool:
+        """Its picture is to be drawn at this opening: it was left, or its windows came or
+        went, since its picture was drawn; or it has windows and no picture of `output`
+        (never shown since zionwm started, or drawn on another output), or is not frozen
+        (its windows may have drawn since)."""
+        if desktop in self._due:
+            return True
+        if not self.server.desktops[desktop].views:
+            return False
+        return (
+            self._drawn_on(desktop) != output  # none yet, or of another output
+            or not self.server.model.desktops[desktop].frozen
+        )
+
     def _windows(self, desktop: str) -> tuple[int, int]:
         """(the desktop's mapped windows, those of them on the overview's output or on no
         output at all): a picture of this output shows the latter."""
         d = self.server.desktops.get(desktop)
         mapped = [v for v in d.views if v.mapped] if d is not None else []
-        scr = self._screen()
-        if scr is None or len(self.server.outputs) < 2:
-            return len(mapped), len(mapped)
-        boxes = [(b.x, b.y, b.width, b.height) for b in (so.box() for so in self.server.outputs)]
-
-        def inside(c: tuple[int, int], box: tuple[int, int, int, int]) -> bool:
-            return box[0] <= c[0] < box[0] + box[2] and box[1] <= c[1] < box[1] + box[3]
-
-        here = 0
-        for v in mapped:
-            c = v.centre()
-            if inside(c, scr[1]) or not any(inside(c, b) for b in boxes):
-                here += 1
-        return len(mapped), here
+        out = self._output()
+        where = [self.server.output_at(*v.centre()) for v in mapped]
+        return len(mapped), sum(1 for o in where if o is None or o is out)
 
     def _has_windows(self, desktop: str) -> bool:
         """It has a window the picture of the overview's output shows."""
         return self._windows(desktop)[1] > 0
 
+    def _drawn_on(self, desktop: str) -> str | None:
+        """The output the desktop's picture is of (None: it has none)."""
+        got = self.thumbs.get(desktop)
+        return got[3] if got is not None else None
+
     def _thumb_for(self, desktop: str, size: tuple[int, int]) -> bytes | None:
         got = self.thumbs.get(desktop)
         out = self._output()
-        if got is None or out is None or self._drawn_on.get(desktop) != out.name:
+        if got is None or out is None or got[3] != out.name:
             return None  # none yet, or of another output: drawn after the opening
-        w, h, pixels = got
+        w, h, pixels, output = got
         if (w, h) != size:
             # the grid changed (desktops were added or removed): rescale the small copy
             pixels = native.scale_pixels(pixels, w, h, *size)
-            self.thumbs[desktop] = (*size, pixels)
+            self.thumbs[desktop] = (*size, pixels, output)
         return pixels
 
     # ---- open, close ----
@@ -518,27 +522,11 @@ class Overview:
             self.ring = None
             raise
         self.tree = tree
-        # drawn after the overview's first frame: the desktops left, or whose windows came
-        # or went, since their picture was drawn; those with windows and no picture (never
-        # shown since zionwm started) or not frozen (their windows may have drawn since);
-        # and the desktop on screen last (its cell is the one chosen, so it is looked at
-        # first: when it shows, every cell does)
+        # drawn after the overview's first frame, the desktop on screen last (its cell is
+        # the one chosen, so it is looked at first: when it shows, every cell does)
         active = server.model.active
         self._after_open = [
-            n
-            for n in self.names
-            if n != active
-            and (
-                n in self._due
-                or (
-                    server.desktops[n].views
-                    and (
-                        n not in self.thumbs
-                        or not server.model.desktops[n].frozen
-                        or self._drawn_on.get(n) != here  # a picture of another output
-                    )
-                )
-            )
+            n for n in self.names if n != active and self._needs_picture(n, here)
         ] + [active]
         self._place_ring()
         server.overview_opened()

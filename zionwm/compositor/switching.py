@@ -106,7 +106,7 @@ class DesktopSwitching(ServerCore):
                 hook(plan.new)
         self.overview.close()  # a switch from elsewhere (zionctl, a chip) ends it too
         if plan.old is not None:
-            self.overview.desktop_left(plan.old)
+            self.overview.picture_stale(plan.old)
         self._apply_visibility()
         if plan.old is not None:
             old = self.desktops[plan.old]

@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 # Refused inbox entries recorded per desktop per window; the rest are summed up in one row.
 REFUSALS_PER_WINDOW = 10
 REFUSAL_WINDOW = 60.0
-
-
 # Files copied before their batch is committed: bounds the open descriptors and how long the
 # first file of a flood waits for its record.
 BATCH_MAX = 128
